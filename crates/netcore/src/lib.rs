@@ -1,0 +1,28 @@
+//! netcore: byte-level plumbing for peerlane. It knows sockets, addresses and frames, and
+//! nothing about encryption, messages or peers.
+//!
+//! # How data flows
+//!
+//! ```text
+//! NetworkAddress ──► Transport::dial / listen_on ──► socket (TCP or memsocket)
+//!                          │ and_then(upgrade)            │
+//!                          ▼                              ▼
+//!                    upgraded socket  ◄──────────  framing: u16 / u32 length prefixes
+//! ```
+//!
+//! A [`NetworkAddress`] names where a node listens and which Noise key and handshake version
+//! it expects. A [`Transport`] turns an address into a socket: [`TcpTransport`] for real
+//! networks, [`MemoryTransport`] (over [`memsocket`]) for tests. [`TransportExt::and_then`]
+//! layers an upgrade (the Noise handshake, the AptosNet handshake) on any transport. Above the
+//! socket, [`framing`] cuts the byte stream into length-prefixed frames, checking every
+//! declared length against a maximum before it allocates.
+//!
+//! Types to read first: [`NetworkAddress`], [`Transport`], [`FrameCodec`].
+
+mod error;
+pub mod framing;
+mod peer_id;
+
+pub use error::Error;
+pub use framing::{FrameCodec, LengthPrefix};
+pub use peer_id::PeerId;
