@@ -1,0 +1,478 @@
+//! [`ProtocolId`]: which application a message belongs to, and how its payload is encoded;
+//! [`RequestId`]: the id pairing an RPC response with its request.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BoxError, Error};
+use crate::stream::MAX_MESSAGE_SIZE;
+
+/// Identifies the application protocol a message belongs to (wire-format.md §7). One byte on
+/// the wire.
+///
+/// AptosNet defines ids 0 to 28, available as associated constants (`ProtocolId::MEMPOOL_RPC`,
+/// …). peerlane's own protocols use ids from 64 up, made with [`ProtocolId::custom`]. Any byte
+/// decodes: whether an unknown id is acceptable is the peer layer's decision, not a parse
+/// error.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProtocolId(u8);
+
+impl ProtocolId {
+    /// 0: consensus RPC, BCS.
+    pub const CONSENSUS_RPC_BCS: Self = Self(0);
+    /// 1: consensus direct send, BCS.
+    pub const CONSENSUS_DIRECT_SEND_BCS: Self = Self(1);
+    /// 2: mempool direct send, LZ4-compressed BCS.
+    pub const MEMPOOL_DIRECT_SEND: Self = Self(2);
+    /// 3: state sync direct send, BCS.
+    pub const STATE_SYNC_DIRECT_SEND: Self = Self(3);
+    /// 4: discovery direct send, BCS.
+    pub const DISCOVERY_DIRECT_SEND: Self = Self(4);
+    /// 5: health checker RPC (Ping/Pong), BCS.
+    pub const HEALTH_CHECKER_RPC: Self = Self(5);
+    /// 6: consensus direct send, JSON.
+    pub const CONSENSUS_DIRECT_SEND_JSON: Self = Self(6);
+    /// 7: consensus RPC, JSON.
+    pub const CONSENSUS_RPC_JSON: Self = Self(7);
+    /// 8: storage service RPC, BCS.
+    pub const STORAGE_SERVICE_RPC: Self = Self(8);
+    /// 9: mempool RPC, BCS.
+    pub const MEMPOOL_RPC: Self = Self(9);
+    /// 10: peer monitoring service RPC, BCS.
+    pub const PEER_MONITORING_SERVICE_RPC: Self = Self(10);
+    /// 11: consensus RPC, LZ4-compressed BCS.
+    pub const CONSENSUS_RPC_COMPRESSED: Self = Self(11);
+    /// 12: consensus direct send, LZ4-compressed BCS.
+    pub const CONSENSUS_DIRECT_SEND_COMPRESSED: Self = Self(12);
+    /// 13: network benchmark direct send, BCS.
+    pub const NETBENCH_DIRECT_SEND: Self = Self(13);
+    /// 14: network benchmark RPC, BCS.
+    pub const NETBENCH_RPC: Self = Self(14);
+    /// 15: DKG direct send, LZ4-compressed BCS.
+    pub const DKG_DIRECT_SEND_COMPRESSED: Self = Self(15);
+    /// 16: DKG direct send, BCS.
+    pub const DKG_DIRECT_SEND_BCS: Self = Self(16);
+    /// 17: DKG direct send "JSON". AptosNet encodes it as BCS despite the name, and so do we.
+    pub const DKG_DIRECT_SEND_JSON: Self = Self(17);
+    /// 18: DKG RPC, LZ4-compressed BCS.
+    pub const DKG_RPC_COMPRESSED: Self = Self(18);
+    /// 19: DKG RPC, BCS.
+    pub const DKG_RPC_BCS: Self = Self(19);
+    /// 20: DKG RPC "JSON". AptosNet encodes it as BCS despite the name, and so do we.
+    pub const DKG_RPC_JSON: Self = Self(20);
+    /// 21: JWK consensus direct send, LZ4-compressed BCS.
+    pub const JWK_CONSENSUS_DIRECT_SEND_COMPRESSED: Self = Self(21);
+    /// 22: JWK consensus direct send, BCS.
+    pub const JWK_CONSENSUS_DIRECT_SEND_BCS: Self = Self(22);
+    /// 23: JWK consensus direct send "JSON". AptosNet encodes it as BCS despite the name.
+    pub const JWK_CONSENSUS_DIRECT_SEND_JSON: Self = Self(23);
+    /// 24: JWK consensus RPC, LZ4-compressed BCS.
+    pub const JWK_CONSENSUS_RPC_COMPRESSED: Self = Self(24);
+    /// 25: JWK consensus RPC, BCS.
+    pub const JWK_CONSENSUS_RPC_BCS: Self = Self(25);
+    /// 26: JWK consensus RPC "JSON". AptosNet encodes it as BCS despite the name.
+    pub const JWK_CONSENSUS_RPC_JSON: Self = Self(26);
+    /// 27: consensus observer direct send, LZ4-compressed BCS.
+    pub const CONSENSUS_OBSERVER: Self = Self(27);
+    /// 28: consensus observer RPC, BCS.
+    pub const CONSENSUS_OBSERVER_RPC: Self = Self(28);
+
+    /// Every id AptosNet defines, in id order.
+    pub const KNOWN: [Self; KNOWN_NAMES.len()] = {
+        let mut ids = [Self(0); KNOWN_NAMES.len()];
+        let mut i = 0;
+        while i < ids.len() {
+            ids[i] = Self(i as u8);
+            i += 1;
+        }
+        ids
+    };
+
+    /// The first id available to peerlane's own protocols. AptosNet peers ignore ids they do
+    /// not know in the handshake's protocol set, and we only send such ids to peers that
+    /// listed them.
+    pub const FIRST_CUSTOM: u8 = 64;
+
+    /// A peerlane protocol id. Fails with [`Error::ReservedProtocolId`] below
+    /// [`ProtocolId::FIRST_CUSTOM`], the range AptosNet owns.
+    pub const fn custom(id: u8) -> Result<Self, Error> {
+        if id < Self::FIRST_CUSTOM {
+            Err(Error::ReservedProtocolId { id })
+        } else {
+            Ok(Self(id))
+        }
+    }
+
+    /// Any id as read from the wire, known or not. To name a protocol of your own, use
+    /// [`ProtocolId::custom`].
+    pub const fn from_wire(id: u8) -> Self {
+        Self(id)
+    }
+
+    /// The id's byte on the wire.
+    pub const fn as_u8(self) -> u8 {
+        self.0
+    }
+
+    /// Whether AptosNet defines this id (0 to 28).
+    pub const fn is_known(self) -> bool {
+        (self.0 as usize) < KNOWN_NAMES.len()
+    }
+
+    /// AptosNet's name for the id (`"ConsensusRpcBcs"`, …), or `"Unknown"`: usable as a metric
+    /// label.
+    pub const fn name(self) -> &'static str {
+        if self.is_known() {
+            KNOWN_NAMES[self.0 as usize]
+        } else {
+            "Unknown"
+        }
+    }
+
+    /// How payloads of this protocol are encoded (wire-format.md §7). Unknown and custom ids
+    /// use plain BCS.
+    pub const fn encoding(self) -> Encoding {
+        match self {
+            Self::CONSENSUS_DIRECT_SEND_JSON | Self::CONSENSUS_RPC_JSON => Encoding::Json,
+            Self::MEMPOOL_DIRECT_SEND
+            | Self::CONSENSUS_RPC_COMPRESSED
+            | Self::CONSENSUS_DIRECT_SEND_COMPRESSED
+            | Self::DKG_DIRECT_SEND_COMPRESSED
+            | Self::DKG_RPC_COMPRESSED
+            | Self::JWK_CONSENSUS_DIRECT_SEND_COMPRESSED
+            | Self::JWK_CONSENSUS_RPC_COMPRESSED
+            | Self::CONSENSUS_OBSERVER => Encoding::CompressedBcs,
+            _ => Encoding::Bcs,
+        }
+    }
+
+    /// Encodes an application value as this protocol's payload.
+    ///
+    /// Fails with [`Error::EncodePayload`] if the encoder does, and for compressed protocols
+    /// with [`Error::UncompressedTooLarge`] when the BCS bytes exceed 64 MiB, which no receiver
+    /// would decompress.
+    pub fn to_bytes<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, Error> {
+        let encode_err = |source: BoxError| Error::EncodePayload {
+            protocol: *self,
+            source,
+        };
+        match self.encoding() {
+            Encoding::Bcs => bcs::to_bytes_with_limit(value, self.bcs_depth_limit())
+                .map(Bytes::from)
+                .map_err(|e| encode_err(e.into())),
+            Encoding::Json => serde_json::to_vec(value)
+                .map(Bytes::from)
+                .map_err(|e| encode_err(e.into())),
+            Encoding::CompressedBcs => {
+                let raw = bcs::to_bytes_with_limit(value, self.bcs_depth_limit())
+                    .map_err(|e| encode_err(e.into()))?;
+                if raw.len() > MAX_UNCOMPRESSED_SIZE {
+                    return Err(Error::UncompressedTooLarge {
+                        len: raw.len(),
+                        max: MAX_UNCOMPRESSED_SIZE,
+                    });
+                }
+                // A 4-byte little-endian uncompressed size, then one LZ4 block: the layout
+                // aptos-compression writes (lz4 `block::compress` with `prepend_size`).
+                Ok(Bytes::from(lz4_flex::block::compress_prepend_size(&raw)))
+            }
+        }
+    }
+
+    /// Decodes this protocol's payload into an application value.
+    ///
+    /// Fails with [`Error::DecodePayload`] on malformed input. For compressed protocols the
+    /// declared uncompressed size is checked first ([`Error::UncompressedTooLarge`]), so a
+    /// small payload cannot make us allocate more than 64 MiB, nor more than 255 times its
+    /// own size.
+    pub fn from_bytes<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, Error> {
+        let decode_err = |source: BoxError| Error::DecodePayload {
+            protocol: *self,
+            len: bytes.len(),
+            source,
+        };
+        match self.encoding() {
+            Encoding::Bcs => bcs::from_bytes_with_limit(bytes, self.bcs_depth_limit())
+                .map_err(|e| decode_err(e.into())),
+            Encoding::Json => serde_json::from_slice(bytes).map_err(|e| decode_err(e.into())),
+            Encoding::CompressedBcs => {
+                let raw = decompress(bytes).map_err(|e| match e {
+                    DecompressFailure::TooLarge { len, max } => {
+                        Error::UncompressedTooLarge { len, max }
+                    }
+                    DecompressFailure::Malformed(source) => decode_err(source),
+                })?;
+                bcs::from_bytes_with_limit(&raw, self.bcs_depth_limit())
+                    .map_err(|e| decode_err(e.into()))
+            }
+        }
+    }
+
+    /// The BCS container depth limit AptosNet applies to this protocol's payloads: tighter for
+    /// mempool, whose payloads carry user input.
+    const fn bcs_depth_limit(self) -> usize {
+        match self {
+            Self::MEMPOOL_DIRECT_SEND | Self::MEMPOOL_RPC => USER_INPUT_RECURSION_LIMIT,
+            _ => RECURSION_LIMIT,
+        }
+    }
+}
+
+impl From<ProtocolId> for u8 {
+    fn from(id: ProtocolId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for ProtocolId {
+    /// The name for known ids, `unknown(<id>)` for the others.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_known() {
+            f.write_str(self.name())
+        } else {
+            write!(f, "unknown({})", self.0)
+        }
+    }
+}
+
+impl fmt::Debug for ProtocolId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+/// How a protocol's payloads are encoded, see [`ProtocolId::encoding`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// Plain BCS.
+    Bcs,
+    /// serde_json.
+    Json,
+    /// BCS, then one LZ4 block prefixed by the uncompressed size as a 4-byte little-endian
+    /// integer.
+    CompressedBcs,
+}
+
+impl Encoding {
+    /// A short lowercase name, usable as a metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Bcs => "bcs",
+            Self::Json => "json",
+            Self::CompressedBcs => "compressed_bcs",
+        }
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Pairs an RPC response with its request. Allocated by the requester, per connection; one u32
+/// on the wire (little-endian, as BCS writes integers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(pub u32);
+
+impl RequestId {
+    /// The id after this one, wrapping at `u32::MAX`.
+    pub const fn next(self) -> Self {
+        Self(self.0.wrapping_add(1))
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Why decompression failed, before it becomes an [`Error`] naming the protocol.
+enum DecompressFailure {
+    TooLarge { len: usize, max: usize },
+    Malformed(BoxError),
+}
+
+/// Undoes `compress_prepend_size`, checking the declared size before allocating for it.
+fn decompress(bytes: &[u8]) -> Result<Vec<u8>, DecompressFailure> {
+    let (declared, block) = lz4_flex::block::uncompressed_size(bytes)
+        .map_err(|e| DecompressFailure::Malformed(e.into()))?;
+    // Each input byte yields at most 255 output bytes in LZ4 (a match length extension byte
+    // of 0xff), so a larger claim is a lie we need not allocate for.
+    let max = MAX_UNCOMPRESSED_SIZE.min(block.len().saturating_mul(MAX_LZ4_EXPANSION));
+    if declared > max {
+        return Err(DecompressFailure::TooLarge { len: declared, max });
+    }
+    let mut raw = vec![0; declared];
+    let written = lz4_flex::block::decompress_into(block, &mut raw)
+        .map_err(|e| DecompressFailure::Malformed(e.into()))?;
+    if written != declared {
+        return Err(DecompressFailure::Malformed(
+            format!("lz4 block holds {written} bytes, its prefix declares {declared}").into(),
+        ));
+    }
+    Ok(raw)
+}
+
+/// AptosNet's names for ids 0 to 28, indexed by id.
+const KNOWN_NAMES: [&str; 29] = [
+    "ConsensusRpcBcs",
+    "ConsensusDirectSendBcs",
+    "MempoolDirectSend",
+    "StateSyncDirectSend",
+    "DiscoveryDirectSend",
+    "HealthCheckerRpc",
+    "ConsensusDirectSendJson",
+    "ConsensusRpcJson",
+    "StorageServiceRpc",
+    "MempoolRpc",
+    "PeerMonitoringServiceRpc",
+    "ConsensusRpcCompressed",
+    "ConsensusDirectSendCompressed",
+    "NetbenchDirectSend",
+    "NetbenchRpc",
+    "DKGDirectSendCompressed",
+    "DKGDirectSendBcs",
+    "DKGDirectSendJson",
+    "DKGRpcCompressed",
+    "DKGRpcBcs",
+    "DKGRpcJson",
+    "JWKConsensusDirectSendCompressed",
+    "JWKConsensusDirectSendBcs",
+    "JWKConsensusDirectSendJson",
+    "JWKConsensusRpcCompressed",
+    "JWKConsensusRpcBcs",
+    "JWKConsensusRpcJson",
+    "ConsensusObserver",
+    "ConsensusObserverRpc",
+];
+
+/// Largest uncompressed payload we compress or decompress: the maximum message size, since a
+/// payload cannot be larger than the message carrying it once decoded.
+const MAX_UNCOMPRESSED_SIZE: usize = MAX_MESSAGE_SIZE;
+
+/// LZ4's worst-case expansion ratio (see `decompress`).
+const MAX_LZ4_EXPANSION: usize = 255;
+
+/// BCS container depth limit for payloads, as in aptos-core's `network/framework` (`RECURSION_LIMIT`).
+const RECURSION_LIMIT: usize = 64;
+
+/// Tighter depth limit for payloads carrying user input (aptos-core's
+/// `USER_INPUT_RECURSION_LIMIT`).
+const USER_INPUT_RECURSION_LIMIT: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every known id has its own name, and the constants sit at the ids the spec gives.
+    #[test]
+    fn known_ids_have_names_and_the_spec_values() {
+        assert_eq!(ProtocolId::CONSENSUS_RPC_BCS.as_u8(), 0);
+        assert_eq!(ProtocolId::HEALTH_CHECKER_RPC.name(), "HealthCheckerRpc");
+        assert_eq!(ProtocolId::DKG_RPC_JSON.as_u8(), 20);
+        assert_eq!(ProtocolId::JWK_CONSENSUS_RPC_JSON.as_u8(), 26);
+        assert_eq!(ProtocolId::CONSENSUS_OBSERVER_RPC.as_u8(), 28);
+        assert_eq!(
+            ProtocolId::CONSENSUS_OBSERVER_RPC.name(),
+            "ConsensusObserverRpc"
+        );
+        assert!(ProtocolId::KNOWN.iter().all(|id| id.is_known()));
+        assert!(!ProtocolId::from_wire(29).is_known());
+        assert_eq!(ProtocolId::from_wire(29).name(), "Unknown");
+        assert_eq!(ProtocolId::from_wire(200).to_string(), "unknown(200)");
+    }
+
+    /// Encodings follow wire-format.md §7, including the "JSON"-named DKG/JWK ids being BCS.
+    #[test]
+    fn encodings_follow_the_spec() {
+        let json: Vec<u8> = ProtocolId::KNOWN
+            .iter()
+            .filter(|id| id.encoding() == Encoding::Json)
+            .map(|id| id.as_u8())
+            .collect();
+        assert_eq!(json, [6, 7]);
+        let compressed: Vec<u8> = ProtocolId::KNOWN
+            .iter()
+            .filter(|id| id.encoding() == Encoding::CompressedBcs)
+            .map(|id| id.as_u8())
+            .collect();
+        assert_eq!(compressed, [2, 11, 12, 15, 18, 21, 24, 27]);
+        assert_eq!(ProtocolId::from_wire(70).encoding(), Encoding::Bcs);
+    }
+
+    /// Custom ids start at 64; below that is AptosNet's range.
+    #[test]
+    fn custom_ids_below_64_are_rejected() {
+        assert!(matches!(
+            ProtocolId::custom(63),
+            Err(Error::ReservedProtocolId { id: 63 })
+        ));
+        assert_eq!(ProtocolId::custom(64).unwrap().as_u8(), 64);
+        assert_eq!(ProtocolId::custom(255).unwrap().as_u8(), 255);
+    }
+
+    /// Each encoding round trips, and the compressed one is the size-prefixed LZ4 block.
+    #[test]
+    fn payload_encodings_round_trip() {
+        let value = (7u32, String::from("peerlane"), vec![1u8; 300]);
+        for id in [
+            ProtocolId::HEALTH_CHECKER_RPC,
+            ProtocolId::CONSENSUS_RPC_JSON,
+            ProtocolId::CONSENSUS_OBSERVER,
+        ] {
+            let bytes = id.to_bytes(&value).unwrap();
+            let back: (u32, String, Vec<u8>) = id.from_bytes(&bytes).unwrap();
+            assert_eq!(back, value, "{id}");
+        }
+        let compressed = ProtocolId::MEMPOOL_DIRECT_SEND.to_bytes(&value).unwrap();
+        let raw = bcs::to_bytes(&value).unwrap();
+        // The prefix is the uncompressed length, little-endian.
+        assert_eq!(compressed[..4], (raw.len() as u32).to_le_bytes());
+        assert!(compressed.len() < raw.len());
+    }
+
+    /// A compressed payload whose prefix claims more than 64 MiB fails before allocating.
+    #[test]
+    fn lz4_bomb_is_rejected_before_allocation() {
+        // Declared size 0xffff_ffff (4 GiB), then a few bytes of "block".
+        let bomb = [0xff, 0xff, 0xff, 0xff, 0x1f, 0x00, 0x01, 0x00];
+        let err = ProtocolId::CONSENSUS_OBSERVER
+            .from_bytes::<Vec<u8>>(&bomb)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::UncompressedTooLarge {
+                len: 0xffff_ffff,
+                ..
+            }
+        ));
+        // 64 MiB declared from 4 block bytes: within 64 MiB but not within 255 × 4.
+        let mut small_bomb = (64u32 << 20).to_le_bytes().to_vec();
+        small_bomb.extend_from_slice(&[0x1f, 0x00, 0x01, 0x00]);
+        let err = ProtocolId::CONSENSUS_OBSERVER
+            .from_bytes::<Vec<u8>>(&small_bomb)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::UncompressedTooLarge { len, max: 1020 } if len == 64 << 20
+        ));
+    }
+
+    /// A block that decompresses to fewer bytes than its prefix declares is malformed.
+    #[test]
+    fn lz4_size_mismatch_is_a_decode_error() {
+        let mut payload = lz4_flex::block::compress_prepend_size(&[1, 2, 3]);
+        payload[0] = 4;
+        let err = ProtocolId::CONSENSUS_OBSERVER
+            .from_bytes::<Vec<u8>>(&payload)
+            .unwrap_err();
+        assert!(matches!(err, Error::DecodePayload { .. }), "{err:?}");
+    }
+}
