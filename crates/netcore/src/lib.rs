@@ -19,10 +19,19 @@
 //!
 //! Types to read first: [`NetworkAddress`], [`Transport`], [`FrameCodec`].
 
+mod address;
 mod error;
 pub mod framing;
+pub mod memsocket;
 mod peer_id;
+pub mod transport;
 
+pub use address::{DnsName, NetworkAddress, Protocol};
 pub use error::Error;
 pub use framing::{FrameCodec, LengthPrefix};
+pub use memsocket::{MemoryListener, MemorySocket};
 pub use peer_id::PeerId;
+pub use transport::{
+    BoxedTransport, ConnectionOrigin, MemoryTransport, TcpConfig, TcpTransport, Transport,
+    TransportExt,
+};
