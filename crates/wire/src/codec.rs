@@ -27,7 +27,8 @@ use crate::stream::MAX_FRAME_SIZE;
 /// complete frame that did not decode, after which decoding continues with the next frame.
 /// (`tokio_util`'s `FramedRead` ends the stream after any decoder error, hence the nesting.)
 ///
-/// The encoder serializes straight into the output buffer: no intermediate copy of the payload.
+/// The encoder takes `&MultiplexMessage` and serializes straight into the output buffer: no
+/// intermediate copy of the payload.
 #[derive(Clone, Debug)]
 pub struct MultiplexMessageCodec {
     frames: FrameCodec,
@@ -113,14 +114,6 @@ impl Encoder<&MultiplexMessage> for MultiplexMessageCodec {
     }
 }
 
-impl Encoder<MultiplexMessage> for MultiplexMessageCodec {
-    type Error = Error;
-
-    fn encode(&mut self, message: MultiplexMessage, dst: &mut BytesMut) -> Result<(), Error> {
-        self.encode(&message, dst)
-    }
-}
-
 pin_project! {
     /// The [`MultiplexMessage`]s read from an `AsyncRead`, one per u32-prefixed frame.
     ///
@@ -201,8 +194,8 @@ impl<R: AsyncRead> Stream for MultiplexMessageStream<R> {
 pin_project! {
     /// Writes [`MultiplexMessage`]s to an `AsyncWrite`, one per u32-prefixed frame.
     ///
-    /// Accepts messages by reference or by value. A message whose frame would exceed the
-    /// maximum is refused with [`Error::Framing`] (`FrameTooLarge`) and nothing of it is
+    /// Takes messages by reference (`sink.send(&message)`): one `Sink` impl keeps `flush` and
+    /// `close` free of type annotations. A message whose frame would exceed the maximum is refused with [`Error::Framing`] (`FrameTooLarge`) and nothing of it is
     /// written; the sink stays usable.
     ///
     /// Write batching: `start_send` only appends to a buffer. The sink writes (and flushes the
@@ -282,26 +275,6 @@ impl<W: AsyncWrite> Sink<&MultiplexMessage> for MultiplexMessageSink<W> {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Sink::<&MultiplexMessage>::poll_close(self.project().inner, cx)
-    }
-}
-
-impl<W: AsyncWrite> Sink<MultiplexMessage> for MultiplexMessageSink<W> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Sink::<&MultiplexMessage>::poll_ready(self, cx)
-    }
-
-    fn start_send(self: Pin<&mut Self>, message: MultiplexMessage) -> Result<(), Error> {
-        self.start_send(&message)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Sink::<&MultiplexMessage>::poll_flush(self, cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Sink::<&MultiplexMessage>::poll_close(self, cx)
     }
 }
 

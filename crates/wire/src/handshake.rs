@@ -216,14 +216,7 @@ impl HandshakeMsg {
                 theirs: other.network_id,
             });
         }
-        // Highest version first: the map iterates in ascending key order.
-        self.supported_protocols
-            .iter()
-            .rev()
-            .find_map(|(version, ours)| {
-                let common = ours.intersection(other.supported_protocols.get(version)?);
-                (!common.is_empty()).then_some((*version, common))
-            })
+        highest_common(&self.supported_protocols, &other.supported_protocols)
             .ok_or(Error::NoCommonProtocols)
     }
 }
@@ -251,6 +244,19 @@ where
     bcs::from_bytes(&frame).map_err(|source| Error::MalformedHandshake {
         len: frame.len(),
         source,
+    })
+}
+
+/// The highest version in both maps whose protocol sets intersect, with the intersection.
+/// Generic so that the choice among several versions can be tested while V1 is the only one.
+fn highest_common<V: Ord + Copy>(
+    ours: &BTreeMap<V, ProtocolIdSet>,
+    theirs: &BTreeMap<V, ProtocolIdSet>,
+) -> Option<(V, ProtocolIdSet)> {
+    // Highest version first: the map iterates in ascending key order.
+    ours.iter().rev().find_map(|(version, ours)| {
+        let common = ours.intersection(theirs.get(version)?);
+        (!common.is_empty()).then_some((*version, common))
     })
 }
 
@@ -303,6 +309,29 @@ mod tests {
             padded.iter().collect::<Vec<_>>(),
             [ProtocolId::HEALTH_CHECKER_RPC]
         );
+    }
+
+    fn set(ids: &[u8]) -> ProtocolIdSet {
+        ids.iter().copied().map(ProtocolId::from_wire).collect()
+    }
+
+    /// Among several versions, the highest one both sides list with a common protocol wins;
+    /// a higher shared version without one is skipped, and a version only one side lists is
+    /// ignored.
+    #[test]
+    fn highest_common_version_is_chosen() {
+        let ours = BTreeMap::from([
+            (1, set(&[1, 2])),
+            (2, set(&[3])),
+            (3, set(&[4])),
+            (4, set(&[5])),
+        ]);
+        let theirs = BTreeMap::from([(1, set(&[2, 9])), (2, set(&[3, 4])), (3, set(&[5]))]);
+        // 4: only we list it; 3: no common protocol; 2: {3}.
+        assert_eq!(highest_common(&ours, &theirs), Some((2, set(&[3]))));
+        assert_eq!(highest_common(&theirs, &ours), Some((2, set(&[3]))));
+        let disjoint = BTreeMap::from([(1, set(&[7]))]);
+        assert_eq!(highest_common(&ours, &disjoint), None);
     }
 
     /// Set operations behave like a set.
