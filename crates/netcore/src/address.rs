@@ -1,31 +1,4 @@
-//! [`NetworkAddress`]: where a node listens, and how to reach and authenticate it.
-//!
-//! An address is a stack of [`Protocol`]s, libp2p-multiaddr style, with AptosNet's grammar:
-//!
-//! ```text
-//! /ip4/<ip> | /ip6/<ip> | /dns/<name> | /dns4/<name> | /dns6/<name>   network layer
-//!     [ /tcp/<port>                                                  transport layer
-//!         [ /noise-ik/<x25519 public key, 64 hex digits>             session layer
-//!             [ /handshake/<version> ] ] ]                           presentation layer
-//! /memory/<port> [ /noise-ik/<key> [ /handshake/<version> ] ]        in-memory, for tests
-//! ```
-//!
-//! The part up to `/tcp/<port>` (or `/memory/<port>`) is the *base*: it is all a
-//! [`Transport`](crate::Transport) looks at. The `/noise-ik/..` and `/handshake/..` suffix is
-//! for the upgrade: the dialer takes the responder's static key and the handshake version from
-//! it, and a listener advertises its bound base with its own suffix appended
-//! ([`NetworkAddress::with_noise_and_handshake`]).
-//!
-//! # Encodings
-//!
-//! - Text: [`Display`](fmt::Display) and [`FromStr`] are inverse. The key is lowercase hex;
-//!   parsing also accepts a `0x` prefix (AptosNet prints one).
-//! - BCS (on-chain, in discovery): exactly AptosNet's `NetworkAddress`. The protocol list is
-//!   BCS-encoded (ULEB128 count, then each protocol as its variant tag and payload), and that
-//!   encoding is itself written as a BCS byte string (ULEB128 length + bytes), so that a node
-//!   can skip an address it cannot decode. Ip4/Ip6 are 4/16 raw bytes, ports u16
-//!   little-endian, DNS names BCS strings, the Noise key a BCS byte string of 32 bytes.
-//! - Other human-readable serde formats (JSON, YAML configs): the text form.
+//! [`NetworkAddress`] and its parts: parsing, printing and AptosNet's BCS encoding.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -41,12 +14,42 @@ use crate::error::Error;
 /// A node's address: a non-empty stack of [`Protocol`]s in AptosNet's layer order, such as
 /// `/ip4/10.0.0.1/tcp/6180/noise-ik/<key>/handshake/0`.
 ///
-/// A value that exists is well formed: every constructor checks the layer grammar described
-/// in the [module docs](self).
+/// The grammar (libp2p multiaddr style, AptosNet's layers):
+///
+/// ```text
+/// /ip4/<ip> | /ip6/<ip> | /dns/<name> | /dns4/<name> | /dns6/<name>   network layer
+///     [ /tcp/<port>                                                  transport layer
+///         [ /noise-ik/<x25519 public key, 64 hex digits>             session layer
+///             [ /handshake/<version> ] ] ]                           presentation layer
+/// /memory/<port> [ /noise-ik/<key> [ /handshake/<version> ] ]        in-memory, for tests
+/// ```
+///
+/// A value that exists is well formed: every constructor checks this grammar.
+///
+/// The part up to `/tcp/<port>` (or `/memory/<port>`) is the [`base`](Self::base): all a
+/// [`Transport`](crate::Transport) looks at. The `/noise-ik/..` and `/handshake/..` suffix is
+/// for the upgrades: the dialer takes the responder's static key and the handshake version
+/// from it ([`noise_public_key`](Self::noise_public_key),
+/// [`handshake_version`](Self::handshake_version)), and a listener advertises its bound base
+/// with its own suffix ([`with_noise_and_handshake`](Self::with_noise_and_handshake)).
+///
+/// # Encodings
+///
+/// - Text: [`Display`](fmt::Display) and [`FromStr`] are inverse. The key is printed as
+///   lowercase hex; parsing also accepts a `0x` prefix (AptosNet prints one) and empty
+///   segments between protocols (`//`, a trailing `/`), as AptosNet does.
+/// - BCS (on chain, in discovery): exactly AptosNet's `NetworkAddress`. The protocol list is
+///   BCS-encoded (ULEB128 count, then each protocol as its variant tag and payload), and that
+///   encoding is itself written as a BCS byte string (ULEB128 length + bytes), so that a
+///   reader can skip an address it cannot decode. `Ip4`/`Ip6` are 4/16 raw bytes, ports u16
+///   little-endian, DNS names BCS strings, the Noise key a BCS byte string of 32 bytes.
+///   `/ip4/127.0.0.1/tcp/6180` is `09 02 00 7f 00 00 01 05 24 18`; `bcs::to_bytes` of
+///   [`protocols()`](Self::protocols) gives the same without the leading length `09`.
+/// - Human-readable serde formats (JSON, YAML configs): the text form, as a string.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct NetworkAddress(Vec<Protocol>);
 
-/// One layer of a [`NetworkAddress`].
+/// One layer of a [`NetworkAddress`]; see there for the grammar.
 ///
 /// The variant order is AptosNet's and fixes the BCS tags (0 = `Ip4` ... 8 = `Handshake`):
 /// never reorder or insert variants.

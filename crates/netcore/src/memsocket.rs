@@ -10,8 +10,8 @@
 //! - **EOF.** After the peer shuts down its write side or is dropped, reads return the bytes
 //!   still buffered, then `Ok(0)`.
 //! - **Broken pipe.** Writing after the peer was dropped, or after our own shutdown, fails with
-//!   [`io::ErrorKind::BrokenPipe`](std::io::ErrorKind::BrokenPipe). A shutdown is a half-close:
-//!   the peer can still write to us.
+//!   [`io::ErrorKind::BrokenPipe`]. A shutdown is a half-close: the peer can still write to
+//!   us.
 //!
 //! Each socket wraps one end of a [`tokio::io::DuplexStream`]. Tokio's pipe already gives us
 //! exactly these semantics, with correct waker handling and cooperative scheduling, and is

@@ -1,5 +1,5 @@
-//! [`MemoryTransport`]: [`Transport`] over the in-process [`memsocket`](crate::memsocket)
-//! switchboard, for tests. Addresses are `/memory/<port>`.
+//! [`MemoryTransport`]: [`Transport`] over the in-process [`memsocket`] switchboard, for
+//! tests. Addresses are `/memory/<port>`.
 
 use std::fmt;
 use std::future::{self, Future, Ready};
