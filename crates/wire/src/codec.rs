@@ -195,8 +195,9 @@ pin_project! {
     /// Writes [`MultiplexMessage`]s to an `AsyncWrite`, one per u32-prefixed frame.
     ///
     /// Takes messages by reference (`sink.send(&message)`): one `Sink` impl keeps `flush` and
-    /// `close` free of type annotations. A message whose frame would exceed the maximum is refused with [`Error::Framing`] (`FrameTooLarge`) and nothing of it is
-    /// written; the sink stays usable.
+    /// `close` free of type annotations. A message whose frame would exceed the maximum is
+    /// refused with [`Error::Framing`] (`FrameTooLarge`) and nothing of it is written; the sink
+    /// stays usable.
     ///
     /// Write batching: `start_send` only appends to a buffer. The sink writes (and flushes the
     /// writer) by itself only from `poll_ready` once the buffer holds

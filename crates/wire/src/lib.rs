@@ -5,17 +5,17 @@
 //! # How data flows
 //!
 //! ```text
-//!  connection set-up        HandshakeMsg ──exchange_handshake──► negotiate ──► (version, protocols)
+//! connection set-up:
+//!   own HandshakeMsg ──exchange_handshake──► theirs ──negotiate──► (version, common protocols)
 //!
-//!  every frame after it     u32 BE length ─ BCS MultiplexMessage           (MultiplexMessageCodec)
-//!                                               │
-//!                           ┌───────────────────┴────────────────────┐
-//!                      Message(NetworkMessage)              Stream(StreamMessage)
-//!                           │                                        │ Header + Fragments
-//!          Error | RpcRequest | RpcResponse | DirectSendMsg          ▼
-//!                           ▲                      Reassembler ──► NetworkMessage
-//!                           │                      OutboundStream ◄── large NetworkMessage
-//!          raw payload ◄── ProtocolId::from_bytes / to_bytes (BCS, JSON or LZ4 BCS)
+//! then one frame per message (MultiplexMessageStream / MultiplexMessageSink):
+//!   u32 BE length ─ BCS MultiplexMessage
+//!                     ├─ Message(NetworkMessage): Error | RpcRequest | RpcResponse | DirectSend
+//!                     └─ Stream(StreamMessage):   Header, Fragment 1, …, Fragment n
+//!                          OutboundStream cuts a large NetworkMessage into these,
+//!                          Reassembler joins them back into one
+//!
+//! payload bytes ◄──► application values: ProtocolId::to_bytes / from_bytes (BCS, JSON, LZ4)
 //! ```
 //!
 //! After the Noise handshake both sides swap a [`HandshakeMsg`] ([`exchange_handshake`]) and

@@ -360,7 +360,8 @@ const MAX_UNCOMPRESSED_SIZE: usize = MAX_MESSAGE_SIZE;
 /// LZ4's worst-case expansion ratio (see `decompress`).
 const MAX_LZ4_EXPANSION: usize = 255;
 
-/// BCS container depth limit for payloads, as in aptos-core's `network/framework` (`RECURSION_LIMIT`).
+/// BCS container depth limit for payloads, as in aptos-core's `network/framework`
+/// (`RECURSION_LIMIT`).
 const RECURSION_LIMIT: usize = 64;
 
 /// Tighter depth limit for payloads carrying user input (aptos-core's

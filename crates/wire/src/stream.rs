@@ -35,7 +35,10 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 pub const STREAM_OVERHEAD: usize = 64;
 
 /// The sizes that decide when and how messages are streamed. Both ends of a connection must
-/// agree on them; the defaults are AptosNet's.
+/// agree on them; the defaults are AptosNet's. Give the connection's
+/// [`MultiplexMessageStream`](crate::MultiplexMessageStream) and
+/// [`MultiplexMessageSink`](crate::MultiplexMessageSink) the same `max_frame_size`: every frame
+/// an [`OutboundStream`] yields then fits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StreamLimits {
     max_frame_size: usize,

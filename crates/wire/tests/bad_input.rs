@@ -297,8 +297,10 @@ fn too_many_fragments_are_rejected() {
         let err = reassembler
             .handle_header(header(1, num_fragments, direct_send(vec![0u8; 960])))
             .unwrap_err();
+        let declared = usize::from(num_fragments);
         assert!(
-            matches!(err, Error::InvalidFragmentCount { num_fragments: n, max: 16 } if n == usize::from(num_fragments)),
+            matches!(err, Error::InvalidFragmentCount { num_fragments, max: 16 }
+                if num_fragments == declared),
             "{err:?}"
         );
     }
