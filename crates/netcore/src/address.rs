@@ -157,7 +157,9 @@ impl NetworkAddress {
 
 impl fmt::Display for NetworkAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|protocol| protocol.fmt(f))
+        self.0
+            .iter()
+            .try_for_each(|protocol| fmt::Display::fmt(protocol, f))
     }
 }
 

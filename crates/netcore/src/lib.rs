@@ -12,10 +12,13 @@
 //!
 //! A [`NetworkAddress`] names where a node listens and which Noise key and handshake version
 //! it expects. A [`Transport`] turns an address into a socket: [`TcpTransport`] for real
-//! networks, [`MemoryTransport`] (over [`memsocket`]) for tests. [`TransportExt::and_then`]
-//! layers an upgrade (the Noise handshake, the AptosNet handshake) on any transport. Above the
-//! socket, [`framing`] cuts the byte stream into length-prefixed frames, checking every
-//! declared length against a maximum before it allocates.
+//! networks, [`MemoryTransport`] (over [`memsocket`]) for tests; it looks only at the
+//! address's base and leaves the Noise key and handshake version to the upgrades.
+//! [`TransportExt::and_then`] layers an upgrade (the Noise handshake, the AptosNet handshake)
+//! on any transport, and [`TransportExt::boxed`] erases the resulting stack's type into a
+//! [`BoxedTransport`]. Above the socket, [`framing`] cuts the byte stream into
+//! length-prefixed frames, checking every declared length against a maximum before it
+//! allocates.
 //!
 //! Types to read first: [`NetworkAddress`], [`Transport`], [`FrameCodec`].
 

@@ -78,8 +78,8 @@ pub struct Incoming {
 
 impl MemorySocket {
     /// Per-direction buffer of [`new_pair`](Self::new_pair) and [`connect`](Self::connect):
-    /// 64 KiB, in the range of a default TCP socket buffer, and four times the largest Noise
-    /// frame, so a Noise writer never waits on a socket that has room for a whole frame.
+    /// 64 KiB, in the range of a default TCP socket buffer and about one maximum-size Noise
+    /// frame (65,537 bytes with its length prefix).
     pub const DEFAULT_CAPACITY_BYTES: usize = 64 * 1024;
 
     /// Two connected sockets, each buffering up to

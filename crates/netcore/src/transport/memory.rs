@@ -27,7 +27,8 @@ pub struct MemoryTransport {
     capacity_bytes: usize,
 }
 
-/// A pending [`MemoryTransport`] dial; see [`MemorySocket::connect`].
+/// A pending [`MemoryTransport`] dial; see [`MemorySocket::connect`]. Dropping it abandons
+/// the dial before anything is queued.
 #[must_use = "futures do nothing unless polled"]
 pub struct Dial {
     fut: BoxFuture<'static, Result<MemorySocket, Error>>,

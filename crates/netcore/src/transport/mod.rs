@@ -6,7 +6,9 @@
 //! node can hold "some transport producing Noise streams" whether it runs over TCP or memory.
 //!
 //! ```text
-//! TcpTransport ──and_then(noise upgrade)──► AndThen ──and_then(handshake)──► AndThen ──boxed()──► BoxedTransport
+//! TcpTransport ── and_then(noise upgrade) ──► AndThen
+//!              ── and_then(handshake) ──────► AndThen
+//!              ── boxed() ──────────────────► BoxedTransport
 //! ```
 //!
 //! Inbound connections are upgraded inside each connection's [`Transport::Inbound`] future,
@@ -44,10 +46,12 @@ pub trait Transport {
     /// What can go wrong while listening, dialing or upgrading.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// The pending upgrade of one accepted socket.
+    /// The pending upgrade of one accepted socket. Dropping it abandons the upgrade and
+    /// closes the socket.
     type Inbound: Future<Output = Result<Self::Output, Self::Error>> + Send;
 
-    /// A pending dial, including its upgrades.
+    /// A pending dial, including its upgrades. Dropping it abandons the dial and closes any
+    /// socket it opened.
     type Outbound: Future<Output = Result<Self::Output, Self::Error>> + Send;
 
     /// Accepted connections: each item is the connection's pending upgrade and the remote
@@ -248,9 +252,12 @@ where
             match this.state.as_mut().project() {
                 AndThenStateProj::Connecting { fut } => {
                     let socket = ready!(fut.poll(cx))?;
-                    // Polled again after completion would panic in any case; `addr` is taken
-                    // exactly once, on this transition.
-                    let addr = this.addr.take().expect("upgrade starts once");
+                    // `addr` is Some in this state: it is taken only here, just before we
+                    // leave the state for good.
+                    let addr = this
+                        .addr
+                        .take()
+                        .expect("addr is set until the upgrade starts");
                     let upgrading = (this.f)(socket, addr, *this.origin);
                     this.state.set(AndThenState::Upgrading { fut: upgrading });
                 }

@@ -50,7 +50,8 @@ pub struct TcpTransport {
 }
 
 /// A pending [`TcpTransport`] dial: resolves the name if there is one, then tries each
-/// resolved address in turn, all within the connect timeout.
+/// resolved address in turn, all within the connect timeout. Dropping it abandons the dial
+/// and closes the socket being connected.
 #[must_use = "futures do nothing unless polled"]
 pub struct Dial {
     fut: BoxFuture<'static, Result<TcpStream, Error>>,
