@@ -35,6 +35,6 @@ pub use framing::{FrameCodec, LengthPrefix};
 pub use memsocket::{MemoryListener, MemorySocket};
 pub use peer_id::PeerId;
 pub use transport::{
-    BoxedTransport, ConnectionOrigin, MemoryTransport, TcpConfig, TcpTransport, Transport,
-    TransportExt,
+    BoxedTransport, ConnectionOrigin, Endpoint, MemoryTransport, TcpConfig, TcpTransport,
+    Transport, TransportExt,
 };

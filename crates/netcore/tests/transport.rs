@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use netcore::{
-    BoxedTransport, ConnectionOrigin, Error, MemorySocket, MemoryTransport, NetworkAddress, PeerId,
-    TcpTransport, Transport, TransportExt,
+    BoxedTransport, ConnectionOrigin, Endpoint, Error, MemorySocket, MemoryTransport,
+    NetworkAddress, PeerId, TcpTransport, Transport, TransportExt,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use x25519_dalek::PublicKey;
@@ -38,6 +38,7 @@ struct Tagged<S> {
     peer_origin: ConnectionOrigin,
     /// The address the upgrade was given.
     addr: NetworkAddress,
+    dialed_peer_id: Option<PeerId>,
 }
 
 impl<S> fmt::Debug for Tagged<S> {
@@ -50,15 +51,15 @@ impl<S> fmt::Debug for Tagged<S> {
     }
 }
 
+/// The peer every test here dials.
+const DIALED_PEER: PeerId = PeerId::new([7; 32]);
+
 /// A one-byte "handshake": each side sends its origin and reads the other's.
-async fn exchange_origins<S>(
-    mut socket: S,
-    addr: NetworkAddress,
-    origin: ConnectionOrigin,
-) -> Result<Tagged<S>, UpgradeError>
+async fn exchange_origins<S>(mut socket: S, endpoint: Endpoint) -> Result<Tagged<S>, UpgradeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let origin = endpoint.origin();
     socket.write_u8(tag(origin)).await?;
     socket.flush().await?;
     let peer_origin = match socket.read_u8().await? {
@@ -69,7 +70,8 @@ where
         socket,
         origin,
         peer_origin,
-        addr,
+        addr: endpoint.addr().clone(),
+        dialed_peer_id: endpoint.dialed_peer_id(),
     })
 }
 
@@ -99,7 +101,7 @@ async fn connect<T: Transport>(
 ) {
     let (mut listener, bound) = transport.listen_on(listen.parse().unwrap()).unwrap();
     let dialed_addr = advertised(bound);
-    let dialing = transport.dial(PeerId::ZERO, dialed_addr.clone()).unwrap();
+    let dialing = transport.dial(DIALED_PEER, dialed_addr.clone()).unwrap();
     let accepting = async {
         let (upgrade, remote) = listener.next().await.unwrap().unwrap();
         (upgrade.await, remote)
@@ -125,6 +127,9 @@ where
     // The dial-side upgrade sees the whole dialed address, suffix included.
     assert_eq!(dialed.addr, dialed_addr);
     assert!(dialed.addr.noise_public_key().is_some());
+    // ...and the peer it meant to reach; the accepting side does not know it yet.
+    assert_eq!(dialed.dialed_peer_id, Some(DIALED_PEER));
+    assert_eq!(accepted.dialed_peer_id, None);
 
     assert_eq!(accepted.origin, ConnectionOrigin::Inbound);
     assert_eq!(accepted.peer_origin, ConnectionOrigin::Outbound);
@@ -155,13 +160,14 @@ async fn and_then_upgrade_runs_on_both_sides_over_tcp() {
 /// error type.
 #[tokio::test]
 async fn a_failing_upgrade_surfaces_its_typed_error() {
-    let transport = MemoryTransport::new().and_then(|socket, addr, origin| async move {
+    let transport = MemoryTransport::new().and_then(|socket, endpoint: Endpoint| async move {
+        let origin = endpoint.origin();
         match origin {
             ConnectionOrigin::Inbound => {
                 drop(socket);
                 Err(UpgradeError::Rejected { origin })
             }
-            ConnectionOrigin::Outbound => exchange_origins::<MemorySocket>(socket, addr, origin)
+            ConnectionOrigin::Outbound => exchange_origins::<MemorySocket>(socket, endpoint)
                 .await
                 .map(|tagged| tagged.socket),
         }
@@ -235,18 +241,18 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin> Socket for S {}
 /// Upgrades any socket and erases its type.
 async fn exchange_and_erase<S>(
     socket: S,
-    addr: NetworkAddress,
-    origin: ConnectionOrigin,
+    endpoint: Endpoint,
 ) -> Result<Tagged<Box<dyn Socket>>, UpgradeError>
 where
     S: Socket + 'static,
 {
-    let tagged = exchange_origins(socket, addr, origin).await?;
+    let tagged = exchange_origins(socket, endpoint).await?;
     Ok(Tagged {
         socket: Box::new(tagged.socket) as Box<dyn Socket>,
         origin: tagged.origin,
         peer_origin: tagged.peer_origin,
         addr: tagged.addr,
+        dialed_peer_id: tagged.dialed_peer_id,
     })
 }
 

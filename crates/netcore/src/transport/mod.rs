@@ -84,22 +84,63 @@ pub enum ConnectionOrigin {
     Outbound,
 }
 
+/// Which end of a connection we are, as an upgrade sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// We dialed `peer_id` at `addr`. The address keeps its suffix, so a Noise upgrade can take
+    /// the expected key and handshake version from it.
+    Dialer {
+        /// Who we meant to reach.
+        peer_id: PeerId,
+        /// The dialed address, suffix included.
+        addr: NetworkAddress,
+    },
+    /// The remote dialed us from `remote_addr`.
+    Listener {
+        /// The remote's address as the transport reports it.
+        remote_addr: NetworkAddress,
+    },
+}
+
+impl Endpoint {
+    /// Which side opened the connection.
+    pub const fn origin(&self) -> ConnectionOrigin {
+        match self {
+            Self::Dialer { .. } => ConnectionOrigin::Outbound,
+            Self::Listener { .. } => ConnectionOrigin::Inbound,
+        }
+    }
+
+    /// The dialed address, or the remote's address on an accepted connection.
+    pub const fn addr(&self) -> &NetworkAddress {
+        match self {
+            Self::Dialer { addr, .. } => addr,
+            Self::Listener { remote_addr } => remote_addr,
+        }
+    }
+
+    /// The peer we dialed; `None` on an accepted connection, where only the upgrade learns who
+    /// is on the other end.
+    pub const fn dialed_peer_id(&self) -> Option<PeerId> {
+        match self {
+            Self::Dialer { peer_id, .. } => Some(*peer_id),
+            Self::Listener { .. } => None,
+        }
+    }
+}
+
 /// Combinators for every [`Transport`].
 pub trait TransportExt: Transport {
-    /// Upgrades every connection with `f`, given the socket, the address and the origin.
+    /// Upgrades every connection with `f`, given the socket and the [`Endpoint`].
     ///
-    /// On dial, `f` gets the dialed address (suffix included, so a Noise upgrade can take the
-    /// expected key from it); on accept, the remote address. The upgrade runs inside the
+    /// On dial, `f` gets the dialed peer and address (suffix included, so a Noise upgrade can
+    /// take the expected key from it); on accept, the remote address. The upgrade runs inside the
     /// connection's [`Inbound`](Transport::Inbound) or [`Outbound`](Transport::Outbound)
     /// future. The new transport's error type is `E`, which the inner errors convert into.
     fn and_then<F, Fut, O, E>(self, f: F) -> AndThen<Self, F>
     where
         Self: Sized,
-        F: Fn(Self::Output, NetworkAddress, ConnectionOrigin) -> Fut
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        F: Fn(Self::Output, Endpoint) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<O, E>> + Send,
         E: From<Self::Error> + std::error::Error + Send + Sync + 'static,
     {
@@ -137,8 +178,7 @@ pin_project! {
         state: AndThenState<Fut1, Fut2>,
         f: F,
         // Taken when the upgrade starts.
-        addr: Option<NetworkAddress>,
-        origin: ConnectionOrigin,
+        endpoint: Option<Endpoint>,
     }
 }
 
@@ -185,7 +225,7 @@ impl fmt::Display for ConnectionOrigin {
 impl<T, F, Fut, O, E> Transport for AndThen<T, F>
 where
     T: Transport,
-    F: Fn(T::Output, NetworkAddress, ConnectionOrigin) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(T::Output, Endpoint) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<O, E>> + Send,
     E: From<T::Error> + std::error::Error + Send + Sync + 'static,
 {
@@ -212,8 +252,7 @@ where
         Ok(AndThenFuture::new(
             connecting,
             self.f.clone(),
-            addr,
-            ConnectionOrigin::Outbound,
+            Endpoint::Dialer { peer_id, addr },
         ))
     }
 }
@@ -227,12 +266,11 @@ impl<T: fmt::Debug, F> fmt::Debug for AndThen<T, F> {
 }
 
 impl<Fut1, Fut2, F> AndThenFuture<Fut1, Fut2, F> {
-    fn new(connecting: Fut1, f: F, addr: NetworkAddress, origin: ConnectionOrigin) -> Self {
+    fn new(connecting: Fut1, f: F, endpoint: Endpoint) -> Self {
         Self {
             state: AndThenState::Connecting { fut: connecting },
             f,
-            addr: Some(addr),
-            origin,
+            endpoint: Some(endpoint),
         }
     }
 }
@@ -241,7 +279,7 @@ impl<Fut1, Fut2, F, S, E1, O, E> Future for AndThenFuture<Fut1, Fut2, F>
 where
     Fut1: Future<Output = Result<S, E1>>,
     Fut2: Future<Output = Result<O, E>>,
-    F: Fn(S, NetworkAddress, ConnectionOrigin) -> Fut2,
+    F: Fn(S, Endpoint) -> Fut2,
     E: From<E1>,
 {
     type Output = Result<O, E>;
@@ -252,13 +290,13 @@ where
             match this.state.as_mut().project() {
                 AndThenStateProj::Connecting { fut } => {
                     let socket = ready!(fut.poll(cx))?;
-                    // `addr` is Some in this state: it is taken only here, just before we
+                    // `endpoint` is Some in this state: it is taken only here, just before we
                     // leave the state for good.
-                    let addr = this
-                        .addr
+                    let endpoint = this
+                        .endpoint
                         .take()
-                        .expect("addr is set until the upgrade starts");
-                    let upgrading = (this.f)(socket, addr, *this.origin);
+                        .expect("endpoint is set until the upgrade starts");
+                    let upgrading = (this.f)(socket, endpoint);
                     this.state.set(AndThenState::Upgrading { fut: upgrading });
                 }
                 AndThenStateProj::Upgrading { fut } => return fut.poll(cx),
@@ -271,7 +309,7 @@ impl<S, F, Inb, S2, E1, Fut2, O, E> Stream for AndThenListener<S, F>
 where
     S: Stream<Item = Result<(Inb, NetworkAddress), E1>>,
     Inb: Future<Output = Result<S2, E1>>,
-    F: Fn(S2, NetworkAddress, ConnectionOrigin) -> Fut2 + Clone,
+    F: Fn(S2, Endpoint) -> Fut2 + Clone,
     Fut2: Future<Output = Result<O, E>>,
     E: From<E1>,
 {
@@ -286,8 +324,9 @@ where
                 let upgrade = AndThenFuture::new(
                     inbound,
                     this.f.clone(),
-                    remote.clone(),
-                    ConnectionOrigin::Inbound,
+                    Endpoint::Listener {
+                        remote_addr: remote.clone(),
+                    },
                 );
                 Some(Ok((upgrade, remote)))
             }
