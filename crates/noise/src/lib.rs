@@ -1,1 +1,95 @@
-//! noise
+//! noise: the AptosNet v1 Noise layer. It authenticates a freshly connected socket with the
+//! Noise IK handshake (`Noise_IK_25519_AESGCM_SHA256`) and turns it into an encrypted stream,
+//! byte for byte as AptosNet does.
+//!
+//! # How data flows
+//!
+//! ```text
+//!  socket ──► NoiseUpgrader::upgrade_{outbound,inbound}      (async, owns the socket)
+//!                 │ 168-byte message 1 / 48-byte message 2
+//!                 ▼
+//!             HandshakeConfig::{initiate, respond}          (pure: bytes + now in, bytes out)
+//!                 │ checks: self-dial → expected key → decrypt → auth → anti-replay
+//!                 ▼
+//!             NoiseStream<socket>                           (AsyncRead + AsyncWrite,
+//!                                                             u16-framed AES-GCM frames)
+//! ```
+//!
+//! 1. [`handshake`] is the protocol without IO: [`HandshakeConfig::initiate`] builds message 1
+//!    from our identity, the key we expect and the time; [`HandshakeConfig::respond`] checks
+//!    message 1 in AptosNet's order against a [`HandshakeAuthMode`] and builds message 2;
+//!    [`Initiator::finish`] reads message 2. Both ends get a session.
+//! 2. [`NoiseUpgrader`] drives that over any `AsyncRead + AsyncWrite` socket, with an optional
+//!    deadline ([`HANDSHAKE_TIMEOUT`]), and logs and counts ([`Metrics`]) every outcome.
+//! 3. [`NoiseStream`] seals written bytes into frames of at most 65,519 plaintext bytes and
+//!    opens the peer's frames on read.
+//!
+//! Who may connect is decided by [`TrustedPeers`] (shared, updatable at run time) through the
+//! auth mode: `Mutual` for validator networks, `MaybeMutual` elsewhere. Keys are x25519
+//! ([`keys`]). Every failure is a [`noise::Error`](Error).
+//!
+//! Types to read first: [`NoiseUpgrader`], [`HandshakeAuthMode`], [`NoiseStream`].
+//!
+//! # Example
+//!
+//! Two nodes in mutual mode over an in-memory pipe:
+//!
+//! ```
+//! use noise::{HandshakeAuthMode, Metrics, NoiseUpgrader, PeerRole, PublicKey, TrustedPeer,
+//!             TrustedPeers, keys};
+//! use rand::{SeedableRng, rngs::StdRng};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let mut rng = StdRng::seed_from_u64(0);
+//! let (client_key, server_key) =
+//!     (keys::generate_private_key(&mut rng), keys::generate_private_key(&mut rng));
+//! let client_public = PublicKey::from(&client_key);
+//! let server_public = PublicKey::from(&server_key);
+//! let client_id = keys::peer_id_from_public_key(&client_public);
+//! let server_id = keys::peer_id_from_public_key(&server_public);
+//!
+//! // Each validator trusts the other.
+//! let trusted = TrustedPeers::new();
+//! trusted.insert(client_id, TrustedPeer::new(PeerRole::Validator, [client_public]));
+//! trusted.insert(server_id, TrustedPeer::new(PeerRole::Validator, [server_public]));
+//! let mode = HandshakeAuthMode::mutual(trusted.clone());
+//! let client = NoiseUpgrader::new(client_id, client_key, mode, Metrics::default());
+//! let mode = HandshakeAuthMode::mutual(trusted);
+//! let server = NoiseUpgrader::new(server_id, server_key, mode, Metrics::default());
+//!
+//! let (client_socket, server_socket) = tokio::io::duplex(64 * 1024);
+//! let (client_stream, server_side) = tokio::join!(
+//!     client.upgrade_outbound(client_socket, server_id, server_public, noise::now_millis()),
+//!     server.upgrade_inbound_with_timeout(server_socket, noise::HANDSHAKE_TIMEOUT),
+//! );
+//! let (mut client_stream, (mut server_stream, remote)) =
+//!     (client_stream.unwrap(), server_side.unwrap());
+//! assert_eq!((remote.peer_id, remote.role), (client_id, PeerRole::Validator));
+//!
+//! client_stream.write_all(b"hello").await.unwrap();
+//! client_stream.flush().await.unwrap(); // nothing is sent before a flush
+//! let mut buf = [0u8; 5];
+//! server_stream.read_exact(&mut buf).await.unwrap();
+//! assert_eq!(&buf, b"hello");
+//! # });
+//! ```
+
+mod auth;
+mod error;
+pub mod handshake;
+pub mod keys;
+mod metrics;
+mod stream;
+mod upgrade;
+
+pub use auth::{AntiReplayTimestamps, HandshakeAuthMode, PeerRole, TrustedPeer, TrustedPeers};
+pub use error::{Error, Side};
+pub use handshake::{
+    Accepted, CryptoBackend, FIRST_MESSAGE_LEN, HandshakeConfig, Initiator, PROTOCOL_NAME,
+    RemotePeer, SECOND_MESSAGE_LEN,
+};
+pub use keys::{PrivateKey, PublicKey};
+pub use metrics::{HandshakeOutcome, Metrics};
+pub use stream::{MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream};
+pub use upgrade::{HANDSHAKE_TIMEOUT, NoiseUpgrader, now_millis};
