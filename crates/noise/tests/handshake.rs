@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Recording, TestNode, pattern, trusting};
-use netcore::PeerId;
+use netcore::{MemoryListener, MemorySocket, PeerId};
 use noise::{
     Error, HANDSHAKE_TIMEOUT, HandshakeAuthMode, HandshakeOutcome, NoiseStream, NoiseUpgrader,
     PeerRole, PublicKey, RemotePeer, Side, TrustedPeers,
@@ -180,6 +180,20 @@ async fn handshake_over_tcp_carries_large_messages_both_ways() {
     let addr = listener.local_addr().unwrap();
     let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
     let (client_socket, (server_socket, _)) = (connected.unwrap(), accepted.unwrap());
+    let (client, server) = pair.handshake(client_socket, server_socket, 1).await;
+    let (client, (server, remote)) = (client.unwrap(), server.unwrap());
+    assert_eq!(remote.peer_id, pair.client.peer_id);
+    exchange(client, server).await;
+}
+
+/// The handshake and the stream work over netcore's in-memory sockets (the test transport),
+/// connected through a listener on the in-memory switchboard.
+#[tokio::test]
+async fn handshake_over_memsocket_carries_large_messages_both_ways() {
+    let pair = pair(mutual);
+    let mut listener = MemoryListener::bind(0).unwrap();
+    let client_socket = MemorySocket::connect(listener.port()).await.unwrap();
+    let server_socket = listener.accept().await;
     let (client, server) = pair.handshake(client_socket, server_socket, 1).await;
     let (client, (server, remote)) = (client.unwrap(), server.unwrap());
     assert_eq!(remote.peer_id, pair.client.peer_id);
