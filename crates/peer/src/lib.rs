@@ -1,0 +1,1 @@
+//! peer: one actor per connection (in progress).

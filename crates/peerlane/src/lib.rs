@@ -1,0 +1,1 @@
+//! peerlane: the facade applications link against (in progress).
