@@ -15,7 +15,7 @@
 //!                                                             u16-framed AES-GCM frames)
 //! ```
 //!
-//! 1. [`handshake`] is the protocol without IO: [`HandshakeConfig::initiate`] builds message 1
+//! 1. The handshake is the protocol without IO: [`HandshakeConfig::initiate`] builds message 1
 //!    from our identity, the key we expect and the time; [`HandshakeConfig::respond`] checks
 //!    message 1 in AptosNet's order against a [`HandshakeAuthMode`] and builds message 2;
 //!    [`Initiator::finish`] reads message 2. Both ends get a session.
@@ -77,7 +77,7 @@
 
 mod auth;
 mod error;
-pub mod handshake;
+mod handshake;
 pub mod keys;
 mod metrics;
 mod stream;
@@ -86,8 +86,8 @@ mod upgrade;
 pub use auth::{AntiReplayTimestamps, HandshakeAuthMode, PeerRole, TrustedPeer, TrustedPeers};
 pub use error::{Error, Side};
 pub use handshake::{
-    Accepted, CryptoBackend, FIRST_MESSAGE_LEN, HandshakeConfig, Initiator, PROTOCOL_NAME,
-    RemotePeer, SECOND_MESSAGE_LEN,
+    Accepted, CryptoBackend, FIRST_MESSAGE_LEN, HandshakeConfig, Initiator, PROLOGUE_LEN,
+    PROTOCOL_NAME, RemotePeer, SECOND_MESSAGE_LEN,
 };
 pub use keys::{PrivateKey, PublicKey};
 pub use metrics::{HandshakeOutcome, Metrics};

@@ -1,4 +1,4 @@
-//! [`NoiseUpgrader`]: runs the handshake of [`crate::handshake`] over a socket, and turns the
+//! [`NoiseUpgrader`]: runs the pure handshake ([`HandshakeConfig`]) over a socket, and turns the
 //! socket into a [`NoiseStream`].
 //!
 //! A rejected handshake ends with the socket dropped, as in AptosNet: the responder sends
