@@ -1,0 +1,365 @@
+//! [`Peer`]: starts the two tasks of a connection; and the reader task, which decodes frames,
+//! reassembles streams and dispatches each message without ever awaiting an application.
+//!
+//! # What costs the connection (style item 9)
+//!
+//! | inbound problem | what we do |
+//! |---|---|
+//! | frame that is not valid BCS | reply `Error(ParsingError(first two bytes))`, count, go on |
+//! | unknown protocol | reply `Error(NotSupported(..))`, count, go on |
+//! | application queue full, too many inbound RPCs | drop the message, count, go on |
+//! | bad stream piece (reassembly error) | drop that stream, count, go on |
+//! | unknown or expired RPC response id | drop it, count, go on |
+//! | `Error` message from the remote | count and log; `NotSupported` fails our oldest RPC on that protocol |
+//! | length prefix above `max_frame_size` | disconnect: [`DisconnectReason::FrameTooLarge`] |
+//! | EOF inside a frame | disconnect: [`DisconnectReason::TruncatedFrame`] |
+//! | Noise frame that does not decrypt | disconnect: [`DisconnectReason::DecryptFailed`] |
+//! | other I/O error | disconnect: [`DisconnectReason::Io`] |
+//! | EOF between frames | disconnect: [`DisconnectReason::RemoteClosed`] |
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, trace};
+use wire::{
+    ErrorCode, MultiplexMessage, MultiplexMessageStream, NetworkMessage, NotSupportedType,
+    Reassembler, RpcRequest, StreamLimits,
+};
+
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::handle::{DisconnectReason, PeerHandle};
+use crate::inbound::{InboundEvent, InboundRouter, RouteError, RpcResponder};
+use crate::metrics::{Direction, InboundDropReason, MessageKind, Metrics, RemoteErrorCode};
+use crate::queue::Priority;
+use crate::rpc::RequestRefused;
+use crate::shared::{Shared, TaskExit};
+use crate::writer::Writer;
+
+/// One connection's actor: a reader task and a writer task sharing the connection's state,
+/// driven through a [`PeerHandle`].
+///
+/// ```text
+/// PeerHandle ─push─► OutboundQueue (high | low) ─► writer task ─► socket
+/// socket ─► reader task ─► Reassembler ─► InboundRouter (DirectSend, RpcRequest + responder)
+///                                      └► OutboundRpcs (RpcResponse → the waiting caller)
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Peer;
+
+impl Peer {
+    /// Starts the reader and writer tasks of `connection` on `tracker`, and returns the handle
+    /// that drives them.
+    ///
+    /// The tasks run inside a span carrying `peer`, `conn_id` and `origin`. They end when the
+    /// handle disconnects (or the last handle is dropped), `shutdown` is cancelled, the remote
+    /// closes the connection, or an error costs it (see the module docs); then the writer has
+    /// up to `config.writer_close_timeout` to flush. `tracker.wait()` returns only after both
+    /// tasks have ended.
+    ///
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// If `config` fails [`Config::validate`]: check it once when the configuration is
+    /// loaded.
+    pub fn spawn<S>(
+        config: Config,
+        connection: Connection<S>,
+        router: Arc<dyn InboundRouter>,
+        metrics: Metrics,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> PeerHandle
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        if let Err(err) = config.validate() {
+            panic!("Peer::spawn: {}", ErrorChain(&err));
+        }
+        // `validate` checked the stream limits just above.
+        let limits = config.stream_limits().unwrap_or_default();
+        let Connection { metadata, socket } = connection;
+        let span = tracing::info_span!(
+            "peer",
+            peer = %metadata.remote_peer_id.short_str(),
+            conn_id = %metadata.connection_id,
+            origin = metadata.origin.as_str(),
+        );
+        let shared = Arc::new(Shared::new(
+            config,
+            limits,
+            metadata,
+            metrics,
+            span.clone(),
+            shutdown.child_token(),
+        ));
+        let (read_half, write_half) = tokio::io::split(socket);
+        let exit = TaskExit::new(shared.clone());
+        let writer = Writer::new(shared.clone(), write_half, limits, exit.clone());
+        let reader = Reader::new(shared.clone(), read_half, router, limits, exit);
+        debug!(parent: &span, "peer started");
+        tracker.spawn(writer.run().instrument(span.clone()));
+        tracker.spawn(reader.run().instrument(span));
+        PeerHandle::new(shared)
+    }
+}
+
+/// The reader actor: owns the read half of the socket and the reassembler.
+struct Reader<R> {
+    shared: Arc<Shared>,
+    stream: MultiplexMessageStream<R>,
+    reassembler: Reassembler,
+    router: Arc<dyn InboundRouter>,
+    _exit: Arc<TaskExit>,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    fn new(
+        shared: Arc<Shared>,
+        reader: R,
+        router: Arc<dyn InboundRouter>,
+        limits: StreamLimits,
+        exit: Arc<TaskExit>,
+    ) -> Self {
+        Self {
+            stream: MultiplexMessageStream::with_max_frame_size(reader, limits.max_frame_size()),
+            reassembler: Reassembler::new(limits),
+            shared,
+            router,
+            _exit: exit,
+        }
+    }
+
+    /// Reads and dispatches until the connection ends, then starts closing the peer.
+    async fn run(mut self) {
+        let cancel = self.shared.cancel.clone();
+        let reason = loop {
+            let item = tokio::select! {
+                // Local work first: once the peer is closing we take nothing more from the
+                // remote.
+                biased;
+                // Disconnect, shutdown, or the writer failed. `begin_close` below keeps the
+                // reason recorded first.
+                () = cancel.cancelled() => break DisconnectReason::Shutdown,
+                // Cancel-safe: a partial frame stays in the stream's read buffer.
+                item = self.stream.next() => item,
+            };
+            match item {
+                Some(Ok(message)) => self.handle_frame(message),
+                Some(Err(err)) if err.is_recoverable() => self.handle_malformed_frame(&err),
+                Some(Err(err)) => {
+                    let reason = read_disconnect_reason(&err);
+                    debug!(error = %ErrorChain(&err), %reason, "read failed");
+                    break reason;
+                }
+                None => break DisconnectReason::RemoteClosed,
+            }
+        };
+        self.shared.begin_close(reason);
+    }
+
+    fn handle_frame(&mut self, frame: MultiplexMessage) {
+        match frame {
+            MultiplexMessage::Message(message) => self.dispatch(message),
+            MultiplexMessage::Stream(piece) => {
+                match self.reassembler.handle_stream_message(piece) {
+                    Ok(Some(message)) => self.dispatch(message),
+                    Ok(None) => {}
+                    Err(err) => {
+                        self.shared.metrics.record_stream_error();
+                        debug!(error = %ErrorChain(&err), "stream message refused");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A complete frame that is not valid BCS: tell the remote which, and go on.
+    fn handle_malformed_frame(&self, err: &wire::Error) {
+        self.shared.metrics.record_parse_error();
+        debug!(error = %ErrorChain(err), "malformed frame");
+        if let wire::Error::Deserialize { frame_prefix, .. } = err {
+            let code = ErrorCode::parsing_error_from_frame(frame_prefix);
+            self.reply(NetworkMessage::Error(code));
+        }
+    }
+
+    fn dispatch(&self, message: NetworkMessage) {
+        self.shared
+            .metrics
+            .record_message(Direction::Received, &message);
+        trace!(kind = %MessageKind::of(&message), len = message.payload_len(), "message received");
+        let sender = self.shared.metadata.remote_peer_id;
+        match message {
+            NetworkMessage::DirectSendMsg(message) => {
+                let protocol_id = message.protocol_id;
+                let event = InboundEvent::DirectSend {
+                    sender,
+                    protocol_id,
+                    payload: message.raw_msg,
+                };
+                if let Err(err) = self.router.route(event) {
+                    self.route_failed(err, MessageKind::DirectSend, || {
+                        NotSupportedType::DirectSendMsg(protocol_id)
+                    });
+                }
+            }
+            NetworkMessage::RpcRequest(request) => self.handle_rpc_request(request),
+            NetworkMessage::RpcResponse(response) => {
+                self.shared
+                    .complete_rpc(response.request_id, response.raw_response, Instant::now())
+            }
+            NetworkMessage::Error(code) => self.handle_remote_error(code),
+        }
+    }
+
+    fn handle_rpc_request(&self, request: RpcRequest) {
+        let RpcRequest {
+            protocol_id,
+            request_id,
+            raw_request,
+            ..
+        } = request;
+        let accepted = self
+            .shared
+            .accept_inbound_rpc(request_id, protocol_id, Instant::now());
+        let (slot, deadline) = match accepted {
+            Ok(accepted) => accepted,
+            Err(RequestRefused::TooMany) => {
+                // AptosNet drops such requests without a word; the remote's RPC times out.
+                self.shared.metrics.record_inbound_dropped(
+                    MessageKind::RpcRequest,
+                    InboundDropReason::TooManyRpcs,
+                );
+                debug!(%request_id, %protocol_id, "too many inbound rpcs, request dropped");
+                return;
+            }
+            Err(RequestRefused::Closed) => return,
+        };
+        let responder = RpcResponder::new(
+            Arc::downgrade(&self.shared),
+            slot,
+            request_id,
+            protocol_id,
+            deadline,
+        );
+        let event = InboundEvent::RpcRequest {
+            sender: self.shared.metadata.remote_peer_id,
+            protocol_id,
+            payload: raw_request,
+            responder,
+        };
+        if let Err(err) = self.router.route(event) {
+            self.route_failed(err, MessageKind::RpcRequest, || {
+                NotSupportedType::RpcRequest(protocol_id)
+            });
+        }
+    }
+
+    /// Counts a message the router refused, and answers `NotSupported` for an unknown protocol.
+    fn route_failed(
+        &self,
+        err: RouteError,
+        kind: MessageKind,
+        not_supported: impl FnOnce() -> NotSupportedType,
+    ) {
+        let reason = match err {
+            RouteError::UnknownProtocol => InboundDropReason::UnknownProtocol,
+            RouteError::QueueFull => InboundDropReason::QueueFull,
+        };
+        self.shared.metrics.record_inbound_dropped(kind, reason);
+        debug!(%kind, %reason, "inbound message not delivered");
+        if err == RouteError::UnknownProtocol {
+            self.reply(NetworkMessage::Error(ErrorCode::NotSupported(
+                not_supported(),
+            )));
+        }
+    }
+
+    fn handle_remote_error(&self, code: ErrorCode) {
+        match code {
+            ErrorCode::ParsingError(parsing) => {
+                self.shared
+                    .metrics
+                    .record_remote_error(RemoteErrorCode::ParsingError);
+                debug!(
+                    message = parsing.message,
+                    protocol = parsing.protocol,
+                    "remote could not parse a frame of ours"
+                );
+            }
+            ErrorCode::NotSupported(NotSupportedType::RpcRequest(protocol)) => {
+                self.shared
+                    .metrics
+                    .record_remote_error(RemoteErrorCode::NotSupported);
+                if !self.shared.fail_not_supported(protocol) {
+                    debug!(%protocol, "remote does not support an rpc protocol we have no rpc on");
+                }
+            }
+            ErrorCode::NotSupported(NotSupportedType::DirectSendMsg(protocol)) => {
+                self.shared
+                    .metrics
+                    .record_remote_error(RemoteErrorCode::NotSupported);
+                debug!(%protocol, "remote does not support a direct-send protocol of ours");
+            }
+        }
+    }
+
+    /// Queues an error reply on the high lane; a full lane drops it (counted by the queue).
+    fn reply(&self, message: NetworkMessage) {
+        if let Err(err) = self.shared.push(Priority::High, message) {
+            trace!(error = %err, "error reply not queued");
+        }
+    }
+}
+
+/// Why a fatal read error ends the connection.
+fn read_disconnect_reason(err: &wire::Error) -> DisconnectReason {
+    match err {
+        wire::Error::Framing(netcore::Error::FrameTooLarge { .. }) => {
+            DisconnectReason::FrameTooLarge
+        }
+        wire::Error::Framing(netcore::Error::TruncatedFrame { .. }) => {
+            DisconnectReason::TruncatedFrame
+        }
+        wire::Error::Framing(netcore::Error::Io(io)) | wire::Error::Io(io) => {
+            io_disconnect_reason(io)
+        }
+        _ => DisconnectReason::Io,
+    }
+}
+
+/// Why an I/O error from the (Noise) socket ends the connection.
+pub(crate) fn io_disconnect_reason(err: &io::Error) -> DisconnectReason {
+    match noise::Error::from_io(err) {
+        Some(noise::Error::Decrypt { .. } | noise::Error::Poisoned) => {
+            DisconnectReason::DecryptFailed
+        }
+        _ if err.kind() == io::ErrorKind::UnexpectedEof => DisconnectReason::TruncatedFrame,
+        _ => DisconnectReason::Io,
+    }
+}
+
+/// Displays an error and its sources, `outer: inner: innermost`, for logs.
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}

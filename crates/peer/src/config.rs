@@ -1,0 +1,159 @@
+//! [`Config`]: the limits and timeouts of one connection, with AptosNet's defaults.
+
+use std::time::Duration;
+
+use wire::StreamLimits;
+
+use crate::error::Error;
+
+/// Largest frame body read or written: AptosNet's 4 MiB ([`wire::MAX_FRAME_SIZE`]).
+pub const DEFAULT_MAX_FRAME_SIZE_BYTES: usize = wire::MAX_FRAME_SIZE;
+
+/// Largest message payload, streamed or not: AptosNet's 64 MiB ([`wire::MAX_MESSAGE_SIZE`]).
+pub const DEFAULT_MAX_MESSAGE_SIZE_BYTES: usize = wire::MAX_MESSAGE_SIZE;
+
+/// Messages per outbound lane: AptosNet's channel capacity of 1024.
+pub const DEFAULT_OUTBOUND_LANE_CAPACITY: usize = 1024;
+
+/// RPCs we may have waiting for a response per connection: AptosNet's 100.
+pub const DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS: usize = 100;
+
+/// Inbound RPCs the applications may be working on at once per connection: AptosNet's 100.
+pub const DEFAULT_MAX_CONCURRENT_INBOUND_RPCS: usize = 100;
+
+/// Time an application has to answer an inbound RPC: AptosNet's 10 s.
+pub const DEFAULT_INBOUND_RPC_TIMEOUT_SECS: u64 = 10;
+
+/// Time the writer gets to send what is queued and close the socket on a disconnect:
+/// AptosNet's `TRANSPORT_TIMEOUT` of 30 s, which its writer applies to the same flush and close.
+pub const DEFAULT_WRITER_CLOSE_TIMEOUT_SECS: u64 = 30;
+
+/// Limits and timeouts of one connection. Both ends must agree on the frame and message sizes
+/// (AptosNet's are the defaults), the rest is local policy.
+///
+/// Build it with struct update syntax from [`Config::default`] and check it once with
+/// [`Config::validate`] (for instance when the node's configuration is loaded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Largest frame body, in bytes, read or written. A longer length prefix from the remote
+    /// ends the connection ([`DisconnectReason::FrameTooLarge`](crate::DisconnectReason)), and
+    /// messages whose payload does not fit in one frame (less 64 bytes of overhead) are sent as
+    /// a stream of fragments. Default 4 MiB. Memory: the reader's buffer grows up to one frame.
+    pub max_frame_size: usize,
+
+    /// Largest message payload, in bytes, streamed or not. Larger outbound payloads are refused
+    /// with [`Error::MessageTooLarge`]; a larger inbound stream is dropped. Default 64 MiB, and
+    /// at most 255 frames' worth. Memory: the reader holds at most one stream in progress, so
+    /// up to this much per connection.
+    pub max_message_size: usize,
+
+    /// Messages each of the two outbound lanes (high, low) holds; a push onto a full lane fails
+    /// with [`Error::QueueFull`] and is counted. Default 1024. Memory: the payloads queued, so
+    /// up to `2 × capacity` messages per connection.
+    pub outbound_lane_capacity: usize,
+
+    /// RPCs waiting for a response at once per connection; one more fails at once with
+    /// [`Error::TooManyPendingRpcs`]. Default 100. Memory: one small table entry each.
+    pub max_concurrent_outbound_rpcs: usize,
+
+    /// Inbound RPCs handed to the applications and not yet answered, per connection; requests
+    /// beyond it are dropped unanswered and counted, as AptosNet does. Default 100. Memory:
+    /// one small table entry each (the requests themselves sit in the applications' queues).
+    pub max_concurrent_inbound_rpcs: usize,
+
+    /// Time an application has to answer an inbound RPC. At the deadline the slot is freed and
+    /// a later answer is refused with [`Error::InboundRpcExpired`]. Default 10 s.
+    pub inbound_rpc_timeout: Duration,
+
+    /// Time the writer gets, on a disconnect or shutdown, to send the messages already queued,
+    /// flush and shut the socket down; what is left after it is dropped and counted.
+    /// Default 30 s.
+    pub writer_close_timeout: Duration,
+}
+
+impl Config {
+    /// Checks the rules [`Peer::spawn`](crate::Peer::spawn) relies on: the frame and message
+    /// sizes make valid [`StreamLimits`] (a frame above 64 bytes that fits a u32 prefix, a
+    /// message at least a frame and at most 255 frames), and each lane holds at least one
+    /// message.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.stream_limits()?;
+        if self.outbound_lane_capacity == 0 {
+            return Err(Error::InvalidConfig {
+                reason: "outbound_lane_capacity must be at least 1",
+                source: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// The stream limits the frame and message sizes make.
+    pub fn stream_limits(&self) -> Result<StreamLimits, Error> {
+        StreamLimits::new(self.max_frame_size, self.max_message_size).map_err(|source| {
+            Error::InvalidConfig {
+                reason: "max_frame_size and max_message_size are inconsistent",
+                source: Some(source),
+            }
+        })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE_BYTES,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+            outbound_lane_capacity: DEFAULT_OUTBOUND_LANE_CAPACITY,
+            max_concurrent_outbound_rpcs: DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS,
+            max_concurrent_inbound_rpcs: DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
+            inbound_rpc_timeout: Duration::from_secs(DEFAULT_INBOUND_RPC_TIMEOUT_SECS),
+            writer_close_timeout: Duration::from_secs(DEFAULT_WRITER_CLOSE_TIMEOUT_SECS),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are AptosNet's and pass validation.
+    #[test]
+    fn defaults_are_aptosnet_values_and_valid() {
+        let config = Config::default();
+        assert_eq!(config.max_frame_size, 4 * 1024 * 1024);
+        assert_eq!(config.max_message_size, 64 * 1024 * 1024);
+        assert_eq!(config.outbound_lane_capacity, 1024);
+        assert_eq!(config.max_concurrent_outbound_rpcs, 100);
+        assert_eq!(config.max_concurrent_inbound_rpcs, 100);
+        assert_eq!(config.inbound_rpc_timeout, Duration::from_secs(10));
+        config.validate().unwrap();
+        assert_eq!(config.stream_limits().unwrap(), StreamLimits::default());
+    }
+
+    /// Inconsistent sizes and empty lanes are refused, with the stream limits' cause chained.
+    #[test]
+    fn invalid_sizes_and_empty_lanes_are_refused() {
+        let tiny_frame = Config {
+            max_frame_size: 64,
+            ..Config::default()
+        };
+        let err = tiny_frame.validate().unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidConfig {
+                source: Some(wire::Error::InvalidStreamLimits { .. }),
+                ..
+            }
+        ));
+        assert!(std::error::Error::source(&err).is_some());
+
+        let no_lane = Config {
+            outbound_lane_capacity: 0,
+            ..Config::default()
+        };
+        assert!(matches!(
+            no_lane.validate(),
+            Err(Error::InvalidConfig { source: None, .. })
+        ));
+    }
+}

@@ -1,0 +1,186 @@
+//! What the reader hands to the applications: [`InboundEvent`]s through an
+//! [`InboundRouter`], and an [`RpcResponder`] with each request.
+
+use std::fmt;
+use std::sync::Weak;
+
+use bytes::Bytes;
+use netcore::PeerId;
+use tokio::time::Instant;
+use wire::{ProtocolId, RequestId};
+
+use crate::error::Error;
+use crate::rpc::InboundSlot;
+use crate::shared::Shared;
+
+/// A message from the remote for one of our applications.
+#[derive(Debug)]
+pub enum InboundEvent {
+    /// A one-way message.
+    DirectSend {
+        /// The remote's PeerId.
+        sender: PeerId,
+        /// Its protocol.
+        protocol_id: ProtocolId,
+        /// The encoded message (decode it with `protocol_id.from_bytes`).
+        payload: Bytes,
+    },
+    /// An RPC request; answer it through `responder` within `inbound_rpc_timeout`.
+    RpcRequest {
+        /// The remote's PeerId.
+        sender: PeerId,
+        /// Its protocol.
+        protocol_id: ProtocolId,
+        /// The encoded request.
+        payload: Bytes,
+        /// Sends the response back on this connection.
+        responder: RpcResponder,
+    },
+}
+
+impl InboundEvent {
+    /// The remote's PeerId.
+    pub fn sender(&self) -> PeerId {
+        match self {
+            Self::DirectSend { sender, .. } | Self::RpcRequest { sender, .. } => *sender,
+        }
+    }
+
+    /// The message's protocol.
+    pub fn protocol_id(&self) -> ProtocolId {
+        match self {
+            Self::DirectSend { protocol_id, .. } | Self::RpcRequest { protocol_id, .. } => {
+                *protocol_id
+            }
+        }
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Bytes {
+        match self {
+            Self::DirectSend { payload, .. } | Self::RpcRequest { payload, .. } => payload,
+        }
+    }
+}
+
+/// Where the reader sends inbound messages: usually the facade's per-application queues, keyed
+/// by protocol.
+pub trait InboundRouter: Send + Sync + 'static {
+    /// Hands one inbound DirectSend / RPC request to its application. Must not block or await.
+    ///
+    /// On `Err` the event is dropped (an RPC's responder with it, which frees its slot). The
+    /// peer counts both errors; for [`RouteError::UnknownProtocol`] it also tells the remote,
+    /// with `Error(NotSupported(..))`.
+    fn route(&self, event: InboundEvent) -> Result<(), RouteError>;
+}
+
+/// Why an [`InboundRouter`] did not take an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteError {
+    /// No application serves the event's protocol.
+    UnknownProtocol,
+    /// The application's inbound queue is full.
+    QueueFull,
+}
+
+impl RouteError {
+    /// The snake_case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownProtocol => "unknown_protocol",
+            Self::QueueFull => "queue_full",
+        }
+    }
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Answers one inbound RPC request on the connection it came from.
+///
+/// [`respond`](Self::respond) queues the response on the high lane with the request's id.
+/// Dropping the responder without responding sends nothing and frees the request's slot
+/// (counted as unanswered, logged at debug: applications may decline to answer). At the
+/// deadline the slot is freed whether or not the responder is still held, and a later answer
+/// is refused.
+///
+/// The responder does not keep the connection alive.
+pub struct RpcResponder {
+    shared: Weak<Shared>,
+    slot: InboundSlot,
+    request_id: RequestId,
+    protocol_id: ProtocolId,
+    deadline: Instant,
+    done: bool,
+}
+
+impl RpcResponder {
+    pub(crate) fn new(
+        shared: Weak<Shared>,
+        slot: InboundSlot,
+        request_id: RequestId,
+        protocol_id: ProtocolId,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            shared,
+            slot,
+            request_id,
+            protocol_id,
+            deadline,
+            done: false,
+        }
+    }
+
+    /// Queues `payload` as the response. Never waits.
+    ///
+    /// Fails with [`Error::InboundRpcExpired`] after the deadline (counted as late),
+    /// [`Error::Disconnected`] when the connection is gone, [`Error::QueueFull`] when the high
+    /// lane is full and [`Error::MessageTooLarge`] above the maximum message size. Nothing is
+    /// sent on failure.
+    pub fn respond(mut self, payload: Bytes) -> Result<(), Error> {
+        self.done = true;
+        let shared = self.shared.upgrade().ok_or(Error::Disconnected)?;
+        shared.respond_inbound_rpc(self.slot, self.request_id, self.protocol_id, payload)
+    }
+
+    /// The request's protocol.
+    pub fn protocol_id(&self) -> ProtocolId {
+        self.protocol_id
+    }
+
+    /// The id the remote gave the request.
+    pub fn request_id(&self) -> RequestId {
+        self.request_id
+    }
+
+    /// When the request's slot is freed and answers stop being accepted: its arrival plus
+    /// `inbound_rpc_timeout`. A tokio instant, so it follows a paused test clock.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl fmt::Debug for RpcResponder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RpcResponder")
+            .field("request_id", &self.request_id)
+            .field("protocol_id", &self.protocol_id)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RpcResponder {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(shared) = self.shared.upgrade() {
+            shared.drop_inbound_rpc(self.slot);
+        }
+    }
+}

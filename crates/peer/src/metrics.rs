@@ -1,0 +1,514 @@
+//! [`Metrics`]: counters of every peer, shared by all connections that are given the same
+//! handle. Labels are small enums (values from `as_str()`), never peer ids or free text, so
+//! the number of series stays fixed.
+//!
+//! | name | labels |
+//! |------|--------|
+//! | `peerlane_peer_messages_total` | `direction` ([`Direction`]), `kind` ([`MessageKind`]) |
+//! | `peerlane_peer_payload_bytes_total` | `direction`, `kind` |
+//! | `peerlane_peer_outbound_dropped_total` | `lane` ([`Priority`]), `reason` ([`DropReason`]) |
+//! | `peerlane_peer_writer_flushes_total` | none |
+//! | `peerlane_peer_rpc_failures_total` | `reason` ([`RpcFailure`]) |
+//! | `peerlane_peer_unmatched_rpc_responses_total` | `reason` ([`UnmatchedResponse`]) |
+//! | `peerlane_peer_inbound_dropped_total` | `kind`, `reason` ([`InboundDropReason`]) |
+//! | `peerlane_peer_inbound_rpcs_total` | `outcome` ([`InboundRpcOutcome`]) |
+//! | `peerlane_peer_parse_errors_total` | none |
+//! | `peerlane_peer_stream_errors_total` | none |
+//! | `peerlane_peer_remote_errors_total` | `code` ([`RemoteErrorCode`]) |
+//! | `peerlane_peer_disconnects_total` | `reason` ([`DisconnectReason`]) |
+
+use std::fmt;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use wire::NetworkMessage;
+
+use crate::handle::DisconnectReason;
+use crate::queue::Priority;
+
+/// Counters for the peer layer. Cloning gives another handle on the same counters.
+///
+/// [`Metrics::default`] is unregistered (for tests and callers without a registry);
+/// [`Metrics::register`] creates the counters and registers them. The getters read them back.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    messages: Family<MessageLabels, Counter>,
+    payload_bytes: Family<MessageLabels, Counter>,
+    outbound_dropped: Family<OutboundDropLabels, Counter>,
+    writer_flushes: Counter,
+    rpc_failures: Family<RpcFailureLabels, Counter>,
+    unmatched_responses: Family<UnmatchedLabels, Counter>,
+    inbound_dropped: Family<InboundDropLabels, Counter>,
+    inbound_rpcs: Family<InboundRpcLabels, Counter>,
+    parse_errors: Counter,
+    stream_errors: Counter,
+    remote_errors: Family<RemoteErrorLabels, Counter>,
+    disconnects: Family<DisconnectLabels, Counter>,
+}
+
+impl Metrics {
+    /// Creates the counters and registers them into `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        // prometheus-client appends `_total` to counter names.
+        registry.register(
+            "peerlane_peer_messages",
+            "Messages written to or read from connections, by direction and kind",
+            metrics.messages.clone(),
+        );
+        registry.register(
+            "peerlane_peer_payload_bytes",
+            "Application payload bytes written to or read from connections, by direction and kind",
+            metrics.payload_bytes.clone(),
+        );
+        registry.register(
+            "peerlane_peer_outbound_dropped",
+            "Outbound messages dropped: refused by a full lane, or left queued at disconnect",
+            metrics.outbound_dropped.clone(),
+        );
+        registry.register(
+            "peerlane_peer_writer_flushes",
+            "Writer flushes; messages written divided by this is the write batching factor",
+            metrics.writer_flushes.clone(),
+        );
+        registry.register(
+            "peerlane_peer_rpc_failures",
+            "Outbound RPCs that did not get a response, by reason",
+            metrics.rpc_failures.clone(),
+        );
+        registry.register(
+            "peerlane_peer_unmatched_rpc_responses",
+            "RPC responses matching no pending request (unknown id, or past its deadline)",
+            metrics.unmatched_responses.clone(),
+        );
+        registry.register(
+            "peerlane_peer_inbound_dropped",
+            "Inbound direct sends and RPC requests not delivered to an application, by reason",
+            metrics.inbound_dropped.clone(),
+        );
+        registry.register(
+            "peerlane_peer_inbound_rpcs",
+            "Inbound RPCs delivered to applications, by how they ended",
+            metrics.inbound_rpcs.clone(),
+        );
+        registry.register(
+            "peerlane_peer_parse_errors",
+            "Inbound frames that did not decode (answered with a parsing error)",
+            metrics.parse_errors.clone(),
+        );
+        registry.register(
+            "peerlane_peer_stream_errors",
+            "Inbound stream fragments or headers refused by the reassembler",
+            metrics.stream_errors.clone(),
+        );
+        registry.register(
+            "peerlane_peer_remote_errors",
+            "Error messages received from remotes, by code",
+            metrics.remote_errors.clone(),
+        );
+        registry.register(
+            "peerlane_peer_disconnects",
+            "Connections that ended, by reason",
+            metrics.disconnects.clone(),
+        );
+        metrics
+    }
+
+    /// Messages of `kind` sent or received.
+    pub fn messages(&self, direction: Direction, kind: MessageKind) -> u64 {
+        get(&self.messages, &MessageLabels { direction, kind })
+    }
+
+    /// Payload bytes of `kind` sent or received.
+    pub fn payload_bytes(&self, direction: Direction, kind: MessageKind) -> u64 {
+        get(&self.payload_bytes, &MessageLabels { direction, kind })
+    }
+
+    /// Outbound messages of `lane` dropped for `reason`.
+    pub fn outbound_dropped(&self, lane: Priority, reason: DropReason) -> u64 {
+        get(&self.outbound_dropped, &OutboundDropLabels { lane, reason })
+    }
+
+    /// Writer flushes.
+    pub fn writer_flushes(&self) -> u64 {
+        self.writer_flushes.get()
+    }
+
+    /// Outbound RPCs that failed for `reason`.
+    pub fn rpc_failures(&self, reason: RpcFailure) -> u64 {
+        get(&self.rpc_failures, &RpcFailureLabels { reason })
+    }
+
+    /// RPC responses that matched no pending request, for `reason`.
+    pub fn unmatched_responses(&self, reason: UnmatchedResponse) -> u64 {
+        get(&self.unmatched_responses, &UnmatchedLabels { reason })
+    }
+
+    /// Inbound messages of `kind` not delivered, for `reason`.
+    pub fn inbound_dropped(&self, kind: MessageKind, reason: InboundDropReason) -> u64 {
+        get(&self.inbound_dropped, &InboundDropLabels { kind, reason })
+    }
+
+    /// Inbound RPCs that ended with `outcome`.
+    pub fn inbound_rpcs(&self, outcome: InboundRpcOutcome) -> u64 {
+        get(&self.inbound_rpcs, &InboundRpcLabels { outcome })
+    }
+
+    /// Inbound frames that did not decode.
+    pub fn parse_errors(&self) -> u64 {
+        self.parse_errors.get()
+    }
+
+    /// Stream pieces the reassembler refused.
+    pub fn stream_errors(&self) -> u64 {
+        self.stream_errors.get()
+    }
+
+    /// Error messages received with `code`.
+    pub fn remote_errors(&self, code: RemoteErrorCode) -> u64 {
+        get(&self.remote_errors, &RemoteErrorLabels { code })
+    }
+
+    /// Connections that ended for `reason`.
+    pub fn disconnects(&self, reason: DisconnectReason) -> u64 {
+        get(&self.disconnects, &DisconnectLabels { reason })
+    }
+
+    pub(crate) fn record_message(&self, direction: Direction, message: &NetworkMessage) {
+        let labels = MessageLabels {
+            direction,
+            kind: MessageKind::of(message),
+        };
+        self.messages.get_or_create(&labels).inc();
+        self.payload_bytes
+            .get_or_create(&labels)
+            .inc_by(message.payload_len() as u64);
+    }
+
+    pub(crate) fn record_outbound_dropped(&self, lane: Priority, reason: DropReason, count: u64) {
+        if count > 0 {
+            self.outbound_dropped
+                .get_or_create(&OutboundDropLabels { lane, reason })
+                .inc_by(count);
+        }
+    }
+
+    pub(crate) fn record_flush(&self) {
+        self.writer_flushes.inc();
+    }
+
+    pub(crate) fn record_rpc_failure(&self, reason: RpcFailure) {
+        self.rpc_failures
+            .get_or_create(&RpcFailureLabels { reason })
+            .inc();
+    }
+
+    pub(crate) fn record_unmatched_response(&self, reason: UnmatchedResponse) {
+        self.unmatched_responses
+            .get_or_create(&UnmatchedLabels { reason })
+            .inc();
+    }
+
+    pub(crate) fn record_inbound_dropped(&self, kind: MessageKind, reason: InboundDropReason) {
+        self.inbound_dropped
+            .get_or_create(&InboundDropLabels { kind, reason })
+            .inc();
+    }
+
+    pub(crate) fn record_inbound_rpc(&self, outcome: InboundRpcOutcome) {
+        self.inbound_rpcs
+            .get_or_create(&InboundRpcLabels { outcome })
+            .inc();
+    }
+
+    pub(crate) fn record_parse_error(&self) {
+        self.parse_errors.inc();
+    }
+
+    pub(crate) fn record_stream_error(&self) {
+        self.stream_errors.inc();
+    }
+
+    pub(crate) fn record_remote_error(&self, code: RemoteErrorCode) {
+        self.remote_errors
+            .get_or_create(&RemoteErrorLabels { code })
+            .inc();
+    }
+
+    pub(crate) fn record_disconnect(&self, reason: DisconnectReason) {
+        self.disconnects
+            .get_or_create(&DisconnectLabels { reason })
+            .inc();
+    }
+}
+
+/// Whether a message was sent or received: the `direction` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Written to the connection.
+    Sent,
+    /// Read from the connection.
+    Received,
+}
+
+/// A message's `NetworkMessage` variant: the `kind` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// `DirectSendMsg`.
+    DirectSend,
+    /// `RpcRequest`.
+    RpcRequest,
+    /// `RpcResponse`.
+    RpcResponse,
+    /// `Error`.
+    Error,
+}
+
+impl MessageKind {
+    /// The kind of `message`.
+    pub fn of(message: &NetworkMessage) -> Self {
+        match message {
+            NetworkMessage::DirectSendMsg(_) => Self::DirectSend,
+            NetworkMessage::RpcRequest(_) => Self::RpcRequest,
+            NetworkMessage::RpcResponse(_) => Self::RpcResponse,
+            NetworkMessage::Error(_) => Self::Error,
+        }
+    }
+}
+
+/// Why an outbound message was dropped: the `reason` label of
+/// `peerlane_peer_outbound_dropped_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Its lane was full when it was pushed ([`Error::QueueFull`](crate::Error::QueueFull)).
+    Full,
+    /// It was still queued when the connection ended and the writer stopped (write error, or
+    /// the close timeout passed).
+    Closed,
+}
+
+/// Why an outbound RPC failed: the `reason` label of `peerlane_peer_rpc_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RpcFailure {
+    /// No response within the caller's timeout.
+    Timeout,
+    /// The peer disconnected first.
+    Disconnected,
+    /// The request's lane was full.
+    QueueFull,
+    /// Too many RPCs were pending already.
+    TooManyPending,
+    /// The remote answered `NotSupported`.
+    RemoteNotSupported,
+    /// The caller dropped the future before it completed.
+    Cancelled,
+}
+
+/// Why an RPC response matched no request: the `reason` label of
+/// `peerlane_peer_unmatched_rpc_responses_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnmatchedResponse {
+    /// No pending request had its id (never sent, cancelled, or timed out earlier).
+    Unknown,
+    /// Its request was still pending but past its deadline.
+    Expired,
+}
+
+/// Why an inbound message was not delivered: the `reason` label of
+/// `peerlane_peer_inbound_dropped_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InboundDropReason {
+    /// No application serves its protocol (answered with `NotSupported`).
+    UnknownProtocol,
+    /// The application's inbound queue was full.
+    QueueFull,
+    /// `max_concurrent_inbound_rpcs` requests were being answered already (dropped
+    /// unanswered, as AptosNet does).
+    TooManyRpcs,
+}
+
+/// How an inbound RPC handed to an application ended: the `outcome` label of
+/// `peerlane_peer_inbound_rpcs_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InboundRpcOutcome {
+    /// Answered in time.
+    Answered,
+    /// The responder was dropped without answering (also when the router refused it).
+    Unanswered,
+    /// The deadline passed unanswered and the slot was freed.
+    Expired,
+    /// An answer came after the deadline and was refused.
+    Late,
+}
+
+/// The code of an Error message from the remote: the `code` label of
+/// `peerlane_peer_remote_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RemoteErrorCode {
+    /// `ParsingError`: a frame of ours did not decode.
+    ParsingError,
+    /// `NotSupported`: it does not serve a protocol we used.
+    NotSupported,
+}
+
+macro_rules! label_values {
+    ($($ty:ty { $($variant:ident => $name:literal),+ $(,)? })+) => {$(
+        impl $ty {
+            /// The label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+                fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    )+};
+}
+
+label_values! {
+    Direction { Sent => "sent", Received => "received" }
+    MessageKind {
+        DirectSend => "direct_send",
+        RpcRequest => "rpc_request",
+        RpcResponse => "rpc_response",
+        Error => "error",
+    }
+    DropReason { Full => "full", Closed => "closed" }
+    RpcFailure {
+        Timeout => "timeout",
+        Disconnected => "disconnected",
+        QueueFull => "queue_full",
+        TooManyPending => "too_many_pending",
+        RemoteNotSupported => "remote_not_supported",
+        Cancelled => "cancelled",
+    }
+    UnmatchedResponse { Unknown => "unknown", Expired => "expired" }
+    InboundDropReason {
+        UnknownProtocol => "unknown_protocol",
+        QueueFull => "queue_full",
+        TooManyRpcs => "too_many_rpcs",
+    }
+    InboundRpcOutcome {
+        Answered => "answered",
+        Unanswered => "unanswered",
+        Expired => "expired",
+        Late => "late",
+    }
+    RemoteErrorCode { ParsingError => "parsing_error", NotSupported => "not_supported" }
+}
+
+impl EncodeLabelValue for DisconnectReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+fn get<L>(family: &Family<L, Counter>, labels: &L) -> u64
+where
+    L: Clone + Eq + std::hash::Hash,
+{
+    family.get(labels).map_or(0, |counter| counter.get())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MessageLabels {
+    direction: Direction,
+    kind: MessageKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutboundDropLabels {
+    lane: Priority,
+    reason: DropReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RpcFailureLabels {
+    reason: RpcFailure,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UnmatchedLabels {
+    reason: UnmatchedResponse,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct InboundDropLabels {
+    kind: MessageKind,
+    reason: InboundDropReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct InboundRpcLabels {
+    outcome: InboundRpcOutcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RemoteErrorLabels {
+    code: RemoteErrorCode,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DisconnectLabels {
+    reason: DisconnectReason,
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use prometheus_client::encoding::text::encode;
+    use wire::{DirectSendMsg, ProtocolId};
+
+    use super::*;
+
+    /// Registered counters show up under their full names with `as_str()` label values, and
+    /// the getters read them back.
+    #[test]
+    fn registered_counters_use_prefixed_names_and_enum_labels() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let message = NetworkMessage::DirectSendMsg(DirectSendMsg {
+            protocol_id: ProtocolId::MEMPOOL_DIRECT_SEND,
+            priority: 0,
+            raw_msg: Bytes::from_static(b"hello"),
+        });
+        metrics.record_message(Direction::Sent, &message);
+        metrics.record_outbound_dropped(Priority::Low, DropReason::Full, 2);
+        metrics.record_outbound_dropped(Priority::High, DropReason::Closed, 0);
+        metrics.record_disconnect(DisconnectReason::FrameTooLarge);
+        metrics.record_inbound_dropped(MessageKind::RpcRequest, InboundDropReason::TooManyRpcs);
+
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"peerlane_peer_messages_total{direction="sent",kind="direct_send"} 1"#,
+            r#"peerlane_peer_payload_bytes_total{direction="sent",kind="direct_send"} 5"#,
+            r#"peerlane_peer_outbound_dropped_total{lane="low",reason="full"} 2"#,
+            r#"peerlane_peer_disconnects_total{reason="frame_too_large"} 1"#,
+            r#"peerlane_peer_inbound_dropped_total{kind="rpc_request",reason="too_many_rpcs"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        // A zero count creates no series.
+        assert!(!text.contains(r#"lane="high""#));
+        assert_eq!(
+            metrics.messages(Direction::Sent, MessageKind::DirectSend),
+            1
+        );
+        assert_eq!(metrics.outbound_dropped(Priority::Low, DropReason::Full), 2);
+        assert_eq!(metrics.disconnects(DisconnectReason::Io), 0);
+    }
+}

@@ -1,0 +1,254 @@
+//! The writer task: takes messages off the outbound queue, high lane first, and writes them to
+//! the socket, cutting large ones into stream fragments.
+//!
+//! # Wake-up
+//!
+//! The lanes sit behind a mutex in `Shared`; every push rings a [`tokio::sync::Notify`]
+//! (`notify_one`). When the writer finds both lanes empty it flushes and waits on the doorbell.
+//! `Notify` stores one permit when nobody waits, so a push that lands between the writer's
+//! last pop and its wait still wakes it: no notification is lost, and spurious wake-ups only
+//! cost an empty pop. We chose this over two mpsc channels because the pure two-lane queue
+//! then owns the whole scheduling decision (high first, skipping large messages while a
+//! stream is in flight), and a push stays a synchronous, never-waiting call.
+//!
+//! # Batching
+//!
+//! The writer `feed`s frames into the sink without flushing for as long as messages are
+//! ready, and flushes once the lanes are empty. The sink writes by itself every 64 KiB, so a
+//! burst of small messages shares Noise frames and syscalls, and a lone message still goes out
+//! at once.
+//!
+//! # Large messages
+//!
+//! A message above the fragment threshold becomes a [`wire::OutboundStream`] with the next
+//! stream id (a per-connection u32 counter). One stream is in flight at a time. After the
+//! header and after each fragment, the small messages queued at that moment (high first) are
+//! written before the next fragment; large messages wait, in order, for the stream to finish.
+//! Taking only the messages queued at that moment keeps a steady trickle of small messages
+//! from starving the stream.
+//!
+//! # Closing
+//!
+//! When the peer's token is cancelled, the queue has already been closed to new messages; the
+//! writer writes what is left (including the rest of a stream in flight), flushes and shuts
+//! the socket down, all within `writer_close_timeout`. Whatever is still queued after that is
+//! counted as dropped. After a write error it skips straight to the counting.
+
+use std::convert::Infallible;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Sink, SinkExt};
+use tokio::io::AsyncWrite;
+use tracing::{debug, error, trace};
+use wire::{MultiplexMessage, MultiplexMessageSink, OutboundStream, StreamLimits};
+
+use crate::actor::{ErrorChain, io_disconnect_reason};
+use crate::handle::DisconnectReason;
+use crate::metrics::Direction;
+use crate::shared::{Shared, TaskExit};
+
+/// The writer actor: owns the write half of the socket.
+pub(crate) struct Writer<W> {
+    shared: Arc<Shared>,
+    sink: MultiplexMessageSink<W>,
+    limits: StreamLimits,
+    /// The large message being streamed, if any.
+    stream: Option<OutboundStream>,
+    next_stream_id: u32,
+    /// Small messages we may still write before the next fragment of `stream`.
+    small_budget: usize,
+    /// A frame taken off the queue but not yet in the sink (kept across a cancellation).
+    pending: Option<MultiplexMessage>,
+    /// Frames fed since the last flush.
+    unflushed: bool,
+    _exit: Arc<TaskExit>,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        writer: W,
+        limits: StreamLimits,
+        exit: Arc<TaskExit>,
+    ) -> Self {
+        Self {
+            sink: MultiplexMessageSink::with_max_frame_size(writer, limits.max_frame_size()),
+            shared,
+            limits,
+            stream: None,
+            next_stream_id: 0,
+            small_budget: 0,
+            pending: None,
+            unflushed: false,
+            _exit: exit,
+        }
+    }
+
+    /// Writes until the peer closes or a write fails, then closes the socket.
+    pub(crate) async fn run(mut self) {
+        let cancel = self.shared.cancel.clone();
+        let failed = tokio::select! {
+            // Either arm ends the loop; order only matters when both are ready, and then we
+            // stop taking new work.
+            biased;
+            // The peer is closing (disconnect, shutdown, or the reader ended): drain below.
+            () = cancel.cancelled() => None,
+            // Ends only on a write error. Cancel-safe: a frame in flight stays in `pending`,
+            // and the sink keeps what it has buffered.
+            result = self.write_loop() => match result {
+                Ok(never) => match never {},
+                Err(err) => Some(err),
+            },
+        };
+        match failed {
+            None => self.close().await,
+            Some(err) => {
+                let reason = write_disconnect_reason(&err);
+                debug!(error = %ErrorChain(&err), %reason, "write failed");
+                self.shared.begin_close(reason);
+            }
+        }
+        let dropped = self.shared.drop_queued() + usize::from(self.pending.is_some());
+        if dropped > 0 || self.stream.is_some() {
+            debug!(
+                dropped,
+                stream_unfinished = self.stream.is_some(),
+                "writer stopped with messages unsent"
+            );
+        }
+    }
+
+    async fn write_loop(&mut self) -> Result<Infallible, wire::Error> {
+        loop {
+            self.write_ready().await?;
+            self.shared.pushed().await;
+        }
+    }
+
+    /// Writes every frame that is ready, then flushes if anything was written.
+    async fn write_ready(&mut self) -> Result<(), wire::Error> {
+        self.send_pending().await?;
+        while let Some(frame) = self.next_frame() {
+            self.pending = Some(frame);
+            self.send_pending().await?;
+        }
+        if self.unflushed {
+            self.sink.flush().await?;
+            self.unflushed = false;
+            self.shared.metrics.record_flush();
+            trace!("flushed");
+        }
+        Ok(())
+    }
+
+    /// Graceful close: the queue no longer takes messages, so this ends once what is left is
+    /// written, or at the timeout.
+    async fn close(&mut self) {
+        let timeout = self.shared.config.writer_close_timeout;
+        let drain = async {
+            self.write_ready().await?;
+            self.sink.close().await
+        };
+        match tokio::time::timeout(timeout, drain).await {
+            Ok(Ok(())) => debug!("writer flushed and closed the socket"),
+            Ok(Err(err)) => debug!(error = %ErrorChain(&err), "writer failed while closing"),
+            Err(_) => debug!(?timeout, "writer did not finish closing in time"),
+        }
+    }
+
+    /// Feeds `pending` to the sink. Waits only for the sink's buffer to drain below its
+    /// boundary; a message the codec refuses (a local bug) is logged and skipped.
+    async fn send_pending(&mut self) -> Result<(), wire::Error> {
+        if self.pending.is_none() {
+            return Ok(());
+        }
+        poll_fn(|cx| Sink::<&MultiplexMessage>::poll_ready(Pin::new(&mut self.sink), cx)).await?;
+        let Some(frame) = self.pending.take() else {
+            return Ok(());
+        };
+        match Pin::new(&mut self.sink).start_send(&frame) {
+            Ok(()) => {
+                self.unflushed = true;
+                Ok(())
+            }
+            Err(err) if is_io(&err) => Err(err),
+            Err(err) => {
+                // We stream everything above the threshold and never build invalid messages,
+                // so the codec refusing a frame is our bug, not the remote's.
+                error!(error = %ErrorChain(&err), "outbound frame could not be encoded, dropped");
+                Ok(())
+            }
+        }
+    }
+
+    /// The next frame to write, or `None` when nothing is ready.
+    fn next_frame(&mut self) -> Option<MultiplexMessage> {
+        if let Some(stream) = &mut self.stream {
+            if self.small_budget > 0
+                && let Some(item) = self.shared.pop_where(|item| !item.large)
+            {
+                self.small_budget -= 1;
+                self.shared
+                    .metrics
+                    .record_message(Direction::Sent, &item.message);
+                return Some(MultiplexMessage::Message(item.message));
+            }
+            let frame = stream.next_frame();
+            if stream.remaining() == 0 {
+                self.stream = None;
+            }
+            if frame.is_some() {
+                self.small_budget = self.shared.queued();
+                return frame;
+            }
+        }
+        loop {
+            let item = self.shared.pop_where(|_| true)?;
+            self.shared
+                .metrics
+                .record_message(Direction::Sent, &item.message);
+            if !item.large {
+                return Some(MultiplexMessage::Message(item.message));
+            }
+            let stream_id = self.next_stream_id;
+            self.next_stream_id = stream_id.wrapping_add(1);
+            match OutboundStream::new(item.message, stream_id, self.limits) {
+                Ok(mut stream) => {
+                    trace!(
+                        stream_id,
+                        fragments = stream.num_fragments(),
+                        "streaming a large message"
+                    );
+                    let header = stream.next_frame();
+                    self.stream = Some(stream);
+                    self.small_budget = self.shared.queued();
+                    return header;
+                }
+                // Payload sizes are checked against what a stream can carry before they are
+                // queued, so this is a local bug.
+                Err(err) => {
+                    error!(error = %ErrorChain(&err), "large message could not be streamed, dropped")
+                }
+            }
+        }
+    }
+}
+
+/// Whether a sink error is the socket failing (fatal) rather than one message refused.
+fn is_io(err: &wire::Error) -> bool {
+    matches!(
+        err,
+        wire::Error::Io(_) | wire::Error::Framing(netcore::Error::Io(_))
+    )
+}
+
+fn write_disconnect_reason(err: &wire::Error) -> DisconnectReason {
+    match err {
+        wire::Error::Io(io) | wire::Error::Framing(netcore::Error::Io(io)) => {
+            io_disconnect_reason(io)
+        }
+        _ => DisconnectReason::Io,
+    }
+}
