@@ -135,9 +135,11 @@ impl PeerHandle {
         self.shared().begin_close(DisconnectReason::Requested);
     }
 
-    /// Whether the connection is up: false from the moment it starts closing.
+    /// Whether the connection is up: false from the moment it starts closing (including when
+    /// the node's shutdown token has been cancelled but the tasks have not noticed yet).
     pub fn is_connected(&self) -> bool {
-        self.shared().disconnect_reason().is_none()
+        let shared = self.shared();
+        shared.disconnect_reason().is_none() && !shared.cancel.is_cancelled()
     }
 
     /// Why the connection is closing or closed; `None` while it is up.

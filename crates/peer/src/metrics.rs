@@ -55,12 +55,12 @@ impl Metrics {
         // prometheus-client appends `_total` to counter names.
         registry.register(
             "peerlane_peer_messages",
-            "Messages written to or read from connections, by direction and kind",
+            "Messages taken by the writer or read from connections, by direction and kind",
             metrics.messages.clone(),
         );
         registry.register(
             "peerlane_peer_payload_bytes",
-            "Application payload bytes written to or read from connections, by direction and kind",
+            "Payload bytes taken by the writer or read from connections, by direction and kind",
             metrics.payload_bytes.clone(),
         );
         registry.register(

@@ -103,7 +103,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             },
         };
         match failed {
-            None => self.close().await,
+            None => {
+                // When the node's shutdown token cancelled ours directly, nobody has closed
+                // the queue yet; do it now (a reason recorded earlier is kept), so that the
+                // drain below ends.
+                self.shared.begin_close(DisconnectReason::Shutdown);
+                self.close().await;
+            }
             Some(err) => {
                 let reason = write_disconnect_reason(&err);
                 debug!(error = %ErrorChain(&err), %reason, "write failed");
