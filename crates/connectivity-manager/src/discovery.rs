@@ -1,0 +1,522 @@
+//! Discovery: where peers come from, how the sources' views merge, and the file source.
+//!
+//! Each [`DiscoverySource`] produces a full view of the peers it knows, a
+//! `HashMap<PeerId, DiscoveredPeer>`. An update from a source replaces that source's view and
+//! nothing else. [`DiscoveredSet`] merges the views into one peer set, which is both the set
+//! the policy dials from and the trusted-peer map the Noise layer authenticates against
+//! ([`DiscoveredSet::trusted_peers`], for [`noise::TrustedPeers::replace`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use netcore::{NetworkAddress, PeerId};
+use noise::{PeerRole, PublicKey, TrustedPeer};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use crate::error::Error;
+use crate::metrics::{FileError, Metrics};
+
+/// Where a peer was discovered. Sources are ordered by priority, highest first: when two
+/// sources list the same peer, the higher one decides its addresses and role (see
+/// [`DiscoveredSet`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DiscoverySource {
+    /// The on-chain validator set, fed by the node through a `watch` channel. Highest
+    /// priority: it is what the chain agreed on.
+    OnChain,
+    /// A TOML file re-read on an interval ([`Config::discovery_file`](crate::Config)). Its
+    /// format, one table per peer keyed by PeerId (64 hex digits):
+    ///
+    /// ```toml
+    /// [peers.9a3b5c7d9a3b5c7d9a3b5c7d9a3b5c7d9a3b5c7d9a3b5c7d9a3b5c7d9a3b5c7d]
+    /// role = "validator"   # validator, preferred_upstream, upstream, validator_full_node,
+    ///                      # downstream, known or unknown
+    /// addresses = ["/ip4/10.0.0.1/tcp/6180/noise-ik/<64 hex digits>/handshake/0"]
+    /// keys = []            # optional: more x25519 keys (64 hex digits each)
+    /// ```
+    File,
+    /// The seed peers of the config ([`Config::seeds`](crate::Config::seeds)), in the same
+    /// per-peer format as the file. Lowest priority: a static fallback.
+    Config,
+}
+
+impl DiscoverySource {
+    /// Every source, highest priority first.
+    pub const ALL: [Self; 3] = [Self::OnChain, Self::File, Self::Config];
+
+    /// `"on_chain"`, `"file"` or `"config"`: for logs and the `source` metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::OnChain => "on_chain",
+            Self::File => "file",
+            Self::Config => "config",
+        }
+    }
+}
+
+/// A peer as one source (or the merge of all of them) knows it.
+///
+/// The x25519 key in an address's `/noise-ik/<key>` part counts as one of the peer's keys,
+/// as in AptosNet's seed configs: a seed needs only its addresses. So the keys a source
+/// vouches for are `keys` plus the keys in `addrs` ([`DiscoveredPeer::all_keys`]).
+///
+/// Serialized (config seeds, the discovery file) as `addresses` (strings), `keys` (64 hex
+/// digits each, optional) and `role` (snake_case, as [`PeerRole::as_str`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveredPeer {
+    /// Where to dial the peer, in the order to try them.
+    #[serde(rename = "addresses", default)]
+    pub addrs: Vec<NetworkAddress>,
+    /// Static keys the peer may authenticate with, besides those in `addrs`.
+    #[serde(default, with = "keys_serde")]
+    pub keys: HashSet<PublicKey>,
+    /// What the peer is to us.
+    #[serde(with = "role_serde")]
+    pub role: PeerRole,
+}
+
+impl DiscoveredPeer {
+    /// A peer with the given role, addresses and extra keys.
+    pub fn new(
+        role: PeerRole,
+        addrs: impl IntoIterator<Item = NetworkAddress>,
+        keys: impl IntoIterator<Item = PublicKey>,
+    ) -> Self {
+        Self {
+            addrs: addrs.into_iter().collect(),
+            keys: keys.into_iter().collect(),
+            role,
+        }
+    }
+
+    /// `keys` plus the key of every address that has a `/noise-ik/<key>` part.
+    pub fn all_keys(&self) -> HashSet<PublicKey> {
+        let mut keys = self.keys.clone();
+        keys.extend(
+            self.addrs
+                .iter()
+                .filter_map(NetworkAddress::noise_public_key),
+        );
+        keys
+    }
+}
+
+/// The views of every source and their merge.
+///
+/// # How views merge
+///
+/// For each peer listed by at least one source:
+/// - **addresses** come from the highest-priority source that lists at least one address for
+///   it (duplicates removed, order kept). We do not take the union: a stale seed or file
+///   entry must not be dialed when the chain says where the validator is now. A source that
+///   lists the peer without addresses (say, an on-chain validator that has not published
+///   any yet) lets a lower source's addresses through.
+/// - **keys** are the union over all sources ([`DiscoveredPeer::all_keys`] of each). Every
+///   source is trusted (the chain, or the operator's own file and config), and the union lets
+///   a key rotation that one source already knows about authenticate at once.
+/// - **role** comes from the highest-priority source that lists it.
+///
+/// A peer with no key at all cannot authenticate, so it is left out of
+/// [`trusted_peers`](Self::trusted_peers); the policy does not dial it either.
+#[derive(Clone, Debug, Default)]
+pub struct DiscoveredSet {
+    views: BTreeMap<DiscoverySource, HashMap<PeerId, DiscoveredPeer>>,
+    merged: BTreeMap<PeerId, DiscoveredPeer>,
+}
+
+impl DiscoveredSet {
+    /// No views, no peers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces `source`'s view with `view` and re-merges. Returns whether the merged set
+    /// changed. An empty view removes the source's peers.
+    pub fn update(
+        &mut self,
+        source: DiscoverySource,
+        view: HashMap<PeerId, DiscoveredPeer>,
+    ) -> bool {
+        if view.is_empty() {
+            self.views.remove(&source);
+        } else {
+            self.views.insert(source, view);
+        }
+        let merged = self.merge();
+        let changed = merged != self.merged;
+        self.merged = merged;
+        changed
+    }
+
+    /// The merged peers, by PeerId.
+    pub fn peers(&self) -> &BTreeMap<PeerId, DiscoveredPeer> {
+        &self.merged
+    }
+
+    /// One merged peer.
+    pub fn get(&self, peer_id: &PeerId) -> Option<&DiscoveredPeer> {
+        self.merged.get(peer_id)
+    }
+
+    /// The current view of `source`, if it has listed any peer.
+    pub fn view(&self, source: DiscoverySource) -> Option<&HashMap<PeerId, DiscoveredPeer>> {
+        self.views.get(&source)
+    }
+
+    /// The merged peers that have at least one key, as Noise's trusted-peer map: feed it to
+    /// [`noise::TrustedPeers::replace`].
+    pub fn trusted_peers(&self) -> HashMap<PeerId, TrustedPeer> {
+        self.merged
+            .iter()
+            .filter(|(_, peer)| !peer.keys.is_empty())
+            .map(|(peer_id, peer)| {
+                let trusted = TrustedPeer::new(peer.role, peer.keys.iter().copied());
+                (*peer_id, trusted)
+            })
+            .collect()
+    }
+
+    fn merge(&self) -> BTreeMap<PeerId, DiscoveredPeer> {
+        let mut merged: BTreeMap<PeerId, DiscoveredPeer> = BTreeMap::new();
+        // `views` iterates highest priority first, so the first source to list a peer sets
+        // its role, and the first to list addresses sets them.
+        for view in self.views.values() {
+            for (peer_id, peer) in view {
+                let entry = merged.entry(*peer_id).or_insert_with(|| DiscoveredPeer {
+                    addrs: Vec::new(),
+                    keys: HashSet::new(),
+                    role: peer.role,
+                });
+                if entry.addrs.is_empty() {
+                    entry.addrs = dedup(&peer.addrs);
+                }
+                entry.keys.extend(peer.all_keys());
+            }
+        }
+        merged
+    }
+}
+
+/// The [`DiscoverySource::File`] source: a TOML file read again on every
+/// [`reload`](Self::reload).
+///
+/// A read or parse error is logged (`warn`), counted
+/// (`peerlane_connectivity_discovery_file_errors_total{reason}`) and otherwise ignored: the
+/// last good set stays in force, so a half-written file never empties the trusted set.
+#[derive(Debug)]
+pub struct FileSource {
+    path: PathBuf,
+    last_good: Option<HashMap<PeerId, DiscoveredPeer>>,
+    metrics: Metrics,
+}
+
+impl FileSource {
+    /// A source for the file at `path`. Nothing is read yet.
+    pub fn new(path: impl Into<PathBuf>, metrics: Metrics) -> Self {
+        Self {
+            path: path.into(),
+            last_good: None,
+            metrics,
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads and parses the file once, without touching the last good set or the metrics.
+    ///
+    /// Cancel safe: dropping the future abandons the read.
+    pub async fn read(&self) -> Result<HashMap<PeerId, DiscoveredPeer>, Error> {
+        let text = tokio::fs::read_to_string(&self.path)
+            .await
+            .map_err(|source| Error::ReadPeersFile {
+                path: self.path.clone(),
+                source,
+            })?;
+        parse_peers_file(&text).map_err(|source| Error::ParsePeersFile {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Reads the file and returns its peers if they parsed and differ from the last good set,
+    /// which they then become. Returns `None` when the file is unchanged or bad (logged and
+    /// counted; the last good set stays).
+    ///
+    /// Cancel safe: dropping the future abandons the read and changes nothing.
+    pub async fn reload(&mut self) -> Option<HashMap<PeerId, DiscoveredPeer>> {
+        match self.read().await {
+            Ok(peers) if self.last_good.as_ref() == Some(&peers) => None,
+            Ok(peers) => {
+                debug!(path = %self.path.display(), peers = peers.len(), "discovery file read");
+                self.last_good = Some(peers.clone());
+                Some(peers)
+            }
+            Err(error) => {
+                let reason = match error {
+                    Error::ParsePeersFile { .. } => FileError::Parse,
+                    _ => FileError::Read,
+                };
+                self.metrics.record_file_error(reason);
+                warn!(
+                    error = %error,
+                    cause = %source_text(&error),
+                    kept_peers = self.last_good.as_ref().map_or(0, HashMap::len),
+                    "discovery file ignored; keeping the last good set"
+                );
+                None
+            }
+        }
+    }
+
+    /// The peers of the last good read, if any read succeeded.
+    pub fn last_good(&self) -> Option<&HashMap<PeerId, DiscoveredPeer>> {
+        self.last_good.as_ref()
+    }
+}
+
+/// The discovery file's top level: `[peers.<PeerId>]` tables.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeersFile {
+    #[serde(default)]
+    peers: HashMap<PeerId, DiscoveredPeer>,
+}
+
+fn parse_peers_file(text: &str) -> Result<HashMap<PeerId, DiscoveredPeer>, toml::de::Error> {
+    toml::from_str::<PeersFile>(text).map(|file| file.peers)
+}
+
+/// The error's cause, for the log line (the error's own text names only the file).
+fn source_text(error: &Error) -> String {
+    std::error::Error::source(error).map_or_else(String::new, ToString::to_string)
+}
+
+/// `addrs` without repeats, first occurrence kept.
+fn dedup(addrs: &[NetworkAddress]) -> Vec<NetworkAddress> {
+    let mut seen = HashSet::new();
+    addrs
+        .iter()
+        .filter(|addr| seen.insert(*addr))
+        .cloned()
+        .collect()
+}
+
+/// Serde for a set of x25519 keys as a sorted list of 64-hex-digit strings.
+mod keys_serde {
+    use std::collections::HashSet;
+
+    use noise::{PublicKey, keys};
+    use serde::de::{self, Deserializer};
+    use serde::ser::Serializer;
+    use serde::{Deserialize, Serialize};
+
+    pub(super) fn serialize<S: Serializer>(
+        set: &HashSet<PublicKey>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        // Sorted, so that the same set always prints the same way.
+        let mut hex: Vec<String> = set.iter().map(keys::format_public_key).collect();
+        hex.sort_unstable();
+        hex.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<HashSet<PublicKey>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|text| keys::parse_public_key(text).map_err(de::Error::custom))
+            .collect()
+    }
+}
+
+/// Serde for [`PeerRole`] by its snake_case name.
+mod role_serde {
+    use noise::PeerRole;
+    use serde::de::{self, Deserializer};
+    use serde::ser::Serializer;
+    use serde::{Deserialize, Serialize};
+
+    const ROLES: [PeerRole; 7] = [
+        PeerRole::Validator,
+        PeerRole::PreferredUpstream,
+        PeerRole::Upstream,
+        PeerRole::ValidatorFullNode,
+        PeerRole::Downstream,
+        PeerRole::Known,
+        PeerRole::Unknown,
+    ];
+
+    pub(super) fn serialize<S: Serializer>(
+        role: &PeerRole,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        role.as_str().serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<PeerRole, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        ROLES
+            .into_iter()
+            .find(|role| role.as_str() == name)
+            .ok_or_else(|| {
+                de::Error::custom(format_args!(
+                    "unknown peer role {name:?}, expected one of: validator, preferred_upstream, \
+                     upstream, validator_full_node, downstream, known, unknown"
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> PublicKey {
+        PublicKey::from([byte; 32])
+    }
+
+    fn addr(port: u16) -> NetworkAddress {
+        NetworkAddress::memory(port)
+    }
+
+    fn peer(role: PeerRole, ports: &[u16], keys: &[u8]) -> DiscoveredPeer {
+        DiscoveredPeer::new(
+            role,
+            ports.iter().copied().map(addr),
+            keys.iter().copied().map(key),
+        )
+    }
+
+    /// Addresses and role come from the highest-priority source that lists them, keys from
+    /// every source; a source without addresses lets a lower one's through.
+    #[test]
+    fn merge_takes_addresses_from_the_highest_source_and_keys_from_all() {
+        let a = PeerId::new([1; 32]);
+        let b = PeerId::new([2; 32]);
+        let mut set = DiscoveredSet::new();
+        set.update(
+            DiscoverySource::Config,
+            HashMap::from([
+                (a, peer(PeerRole::Upstream, &[1, 2], &[1])),
+                (b, peer(PeerRole::Upstream, &[3], &[2])),
+            ]),
+        );
+        assert!(set.update(
+            DiscoverySource::OnChain,
+            HashMap::from([
+                (a, peer(PeerRole::Validator, &[9, 9], &[3])),
+                (b, peer(PeerRole::Validator, &[], &[4])),
+            ]),
+        ));
+
+        let merged_a = set.get(&a).unwrap();
+        assert_eq!(merged_a.addrs, vec![addr(9)], "on-chain wins, deduplicated");
+        assert_eq!(merged_a.keys, HashSet::from([key(1), key(3)]));
+        assert_eq!(merged_a.role, PeerRole::Validator);
+
+        let merged_b = set.get(&b).unwrap();
+        assert_eq!(merged_b.addrs, vec![addr(3)], "falls through to config");
+        assert_eq!(merged_b.role, PeerRole::Validator);
+
+        let trusted = set.trusted_peers();
+        assert_eq!(trusted[&a].keys, HashSet::from([key(1), key(3)]));
+        assert_eq!(trusted[&a].role, PeerRole::Validator);
+    }
+
+    /// An update replaces only its own source's view, and an identical update reports no
+    /// change.
+    #[test]
+    fn update_replaces_only_its_own_view() {
+        let a = PeerId::new([1; 32]);
+        let b = PeerId::new([2; 32]);
+        let mut set = DiscoveredSet::new();
+        set.update(
+            DiscoverySource::Config,
+            HashMap::from([(a, peer(PeerRole::Upstream, &[1], &[1]))]),
+        );
+        let file_view = HashMap::from([(b, peer(PeerRole::Upstream, &[2], &[2]))]);
+        assert!(set.update(DiscoverySource::File, file_view.clone()));
+        assert!(!set.update(DiscoverySource::File, file_view));
+        assert_eq!(set.peers().len(), 2);
+
+        assert!(set.update(DiscoverySource::File, HashMap::new()));
+        assert_eq!(set.peers().keys().copied().collect::<Vec<_>>(), vec![a]);
+        assert!(set.view(DiscoverySource::File).is_none());
+    }
+
+    /// The key of a `/noise-ik/` address counts as a key, and a peer without any key is not
+    /// trusted.
+    #[test]
+    fn address_keys_are_trusted_and_keyless_peers_are_not() {
+        let with_key: NetworkAddress =
+            format!("/memory/1/noise-ik/{}/handshake/0", "07".repeat(32))
+                .parse()
+                .unwrap();
+        let a = PeerId::new([1; 32]);
+        let b = PeerId::new([2; 32]);
+        let mut set = DiscoveredSet::new();
+        set.update(
+            DiscoverySource::Config,
+            HashMap::from([
+                (a, DiscoveredPeer::new(PeerRole::Upstream, [with_key], [])),
+                (b, peer(PeerRole::Upstream, &[2], &[])),
+            ]),
+        );
+        let trusted = set.trusted_peers();
+        assert_eq!(trusted[&a].keys, HashSet::from([key(7)]));
+        assert!(!trusted.contains_key(&b));
+    }
+
+    /// The file format parses, with keys and roles, and an unknown role or field is an
+    /// error.
+    #[test]
+    fn peers_file_parses_and_rejects_unknown_roles_and_fields() {
+        let id = "ab".repeat(32);
+        let text = format!(
+            "[peers.{id}]\nrole = \"preferred_upstream\"\naddresses = [\"/ip4/10.0.0.1/tcp/6180\"]\n\
+             keys = [\"{}\"]\n",
+            "01".repeat(32)
+        );
+        let peers = parse_peers_file(&text).unwrap();
+        let parsed = &peers[&PeerId::new([0xab; 32])];
+        assert_eq!(parsed.role, PeerRole::PreferredUpstream);
+        assert_eq!(
+            parsed.addrs,
+            vec!["/ip4/10.0.0.1/tcp/6180".parse().unwrap()]
+        );
+        assert_eq!(parsed.keys, HashSet::from([key(1)]));
+
+        assert!(parse_peers_file("").unwrap().is_empty());
+        assert!(parse_peers_file(&format!("[peers.{id}]\nrole = \"boss\"\n")).is_err());
+        assert!(parse_peers_file(&format!("[peers.{id}]\nrole = \"known\"\nport = 1\n")).is_err());
+        assert!(parse_peers_file("[peers.abcd]\nrole = \"known\"\n").is_err());
+    }
+
+    /// A set of peers written with serde comes back the same.
+    #[test]
+    fn discovered_peers_round_trip_through_toml() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Seeds {
+            seeds: HashMap<PeerId, DiscoveredPeer>,
+        }
+        let seeds = Seeds {
+            seeds: HashMap::from([
+                (
+                    PeerId::new([1; 32]),
+                    peer(PeerRole::Validator, &[1, 2], &[1, 2]),
+                ),
+                (PeerId::new([2; 32]), peer(PeerRole::Downstream, &[], &[])),
+            ]),
+        };
+        let text = toml::to_string(&seeds).unwrap();
+        assert_eq!(toml::from_str::<Seeds>(&text).unwrap(), seeds);
+    }
+}

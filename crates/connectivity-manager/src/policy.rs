@@ -1,0 +1,687 @@
+//! [`Policy`]: the pure decision of whom to dial and whom to drop. No IO, no timers, no tasks:
+//! it takes discovery updates, connection events, `now` and a random number generator, and
+//! returns [`Action`]s and its next deadline.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
+use noise::{PeerRole, TrustedPeer};
+use rand::Rng;
+use rand::seq::SliceRandom;
+use tracing::{debug, info};
+
+use crate::backoff::Backoff;
+use crate::config::{Config, NetworkKind};
+use crate::discovery::{DiscoveredPeer, DiscoveredSet, DiscoverySource};
+use crate::metrics::{DialOutcome, Metrics};
+
+/// What the policy asks the facade to do. The facade carries out each action and reports what
+/// happened through the `handle_*` methods (through
+/// [`ConnectionEvent`](crate::ConnectionEvent)s when the [`ConnectivityManager`] drives the
+/// policy).
+///
+/// [`ConnectivityManager`]: crate::ConnectivityManager
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Dial `peer_id` at `addr` (the full address, `/noise-ik/..` suffix included). The
+    /// facade reports how it ended (see [`Policy`]'s calling protocol), unless it is
+    /// cancelled first.
+    Dial {
+        /// Who to dial.
+        peer_id: PeerId,
+        /// Where.
+        addr: NetworkAddress,
+    },
+    /// Abandon the dial to `peer_id`: the peer stopped being eligible. The policy has already
+    /// forgotten the dial; a result that still arrives for it is ignored, and a connection it
+    /// still produces is closed as stale if the peer is no longer trusted.
+    CancelDial {
+        /// Whose dial to abandon.
+        peer_id: PeerId,
+    },
+    /// Close the connection to `peer_id`. The facade reports the disconnection when it is
+    /// done.
+    Disconnect {
+        /// Whose connection to close.
+        peer_id: PeerId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+}
+
+impl Action {
+    /// The peer the action is about.
+    pub const fn peer_id(&self) -> PeerId {
+        match self {
+            Self::Dial { peer_id, .. }
+            | Self::CancelDial { peer_id }
+            | Self::Disconnect { peer_id, .. } => *peer_id,
+        }
+    }
+
+    /// The action's kind, without its data.
+    pub const fn kind(&self) -> ActionKind {
+        match self {
+            Self::Dial { .. } => ActionKind::Dial,
+            Self::CancelDial { .. } => ActionKind::CancelDial,
+            Self::Disconnect { .. } => ActionKind::Disconnect,
+        }
+    }
+}
+
+/// The kind of an [`Action`]: the `action` label of
+/// `peerlane_connectivity_actions_dropped_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActionKind {
+    /// [`Action::Dial`] (`dial`).
+    Dial,
+    /// [`Action::CancelDial`] (`cancel_dial`).
+    CancelDial,
+    /// [`Action::Disconnect`] (`disconnect`).
+    Disconnect,
+}
+
+impl ActionKind {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Dial => "dial",
+            Self::CancelDial => "cancel_dial",
+            Self::Disconnect => "disconnect",
+        }
+    }
+}
+
+/// Why the policy asks for a connection to be closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The peer left the trusted set (no discovery source lists it with a key any more).
+    Stale,
+}
+
+impl DisconnectReason {
+    /// `"stale"`: for logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// Why a dial failed, as the facade reports it. The policy backs off after every failure
+/// except [`DialFailure::AlreadyConnected`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DialFailure {
+    /// Connecting failed: refused, unreachable, name resolution, connect timeout.
+    Unreachable,
+    /// The connection set-up (Noise and AptosNet handshakes) did not finish in time.
+    Timeout,
+    /// The Noise or AptosNet handshake failed or was rejected.
+    Handshake,
+    /// The facade dropped our dial because the peer is already connected (it dialed us at
+    /// the same time and won the tie). Not the peer's fault: no backoff.
+    AlreadyConnected,
+    /// Anything else.
+    Other,
+}
+
+impl DialFailure {
+    /// The lowercase name: for logs and the `result` label of
+    /// `peerlane_connectivity_dials_total`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::Handshake => "handshake",
+            Self::AlreadyConnected => "already_connected",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Decides whom to dial and whom to drop, from what discovery says and what the facade
+/// reports. Sans-IO: time and randomness are arguments, and the caller owns the timers.
+///
+/// # What it decides
+///
+/// - **Eligible** peers are the discovered peers ([`DiscoveredSet`]) other than ourselves
+///   that have at least one address and one key and a role we dial: on the validator network
+///   only [`PeerRole::Validator`]; on the others every role except
+///   [`PeerRole::ValidatorFullNode`], [`PeerRole::Downstream`] and [`PeerRole::Unknown`],
+///   which are peers that dial us.
+/// - **Validator network**: dial every eligible peer that is not connected (in either
+///   direction), not being dialed and not in backoff.
+/// - **Other networks**: keep at most [`max_outbound_connections`] outbound connections,
+///   counting established ones and dials in flight. Free slots go to eligible peers chosen at
+///   random, peers never dialed first and the most recently dialed last. Inbound connections
+///   count toward nothing here (the listener limits them).
+/// - **Backoff**: after a failed dial, or when a connection closes, the peer waits
+///   [`Backoff`]'s delay plus jitter before the next dial. A connection resets it, and so
+///   does a change of the peer's address set.
+/// - **Addresses** are tried round robin, one per dial, wrapping at the end of the list. When
+///   the address set changes the round starts again at the first address, so a shrunk list
+///   is never indexed past its end.
+/// - **Cancelled dials**: a dial in flight to a peer that is no longer eligible is cancelled
+///   ([`Action::CancelDial`]).
+/// - **Stale connections**: a connection to a peer that is no longer trusted (no source
+///   lists it with a key) is closed ([`Action::Disconnect`] with
+///   [`DisconnectReason::Stale`]). On non-validator networks only outbound connections are
+///   checked: the Noise layer admits unknown peers there (`MaybeMutual`), so an inbound
+///   connection from an untrusted peer is normal.
+///
+/// # Calling protocol
+///
+/// 1. Feed inputs as they happen, in any order: [`handle_discovery_update`],
+///    [`handle_connected`], [`handle_disconnected`], [`handle_dial_result`], and
+///    [`handle_action_dropped`] for an action that could not be delivered.
+/// 2. After any input, and whenever `now` reaches [`next_deadline`], call [`poll_actions`]
+///    and carry out every action it returns, in order (cancels, then disconnects, then
+///    dials).
+/// 3. Then read [`next_deadline`]: the caller must call [`poll_actions`] again no later than
+///    that instant. It may call it earlier or more often (a periodic check); extra calls are
+///    harmless and return nothing new.
+///
+/// `now` must not go backwards between calls. [`next_deadline`] read before [`poll_actions`]
+/// may be up to the jitter early, never late.
+///
+/// The facade must report every connection it establishes or loses ([`handle_connected`],
+/// [`handle_disconnected`]) with at most one connection per peer, and a result for every
+/// [`Action::Dial`] that was not cancelled: a failed [`handle_dial_result`], or a success
+/// reported as a successful [`handle_dial_result`], an outbound [`handle_connected`], or
+/// both in either order.
+///
+/// [`max_outbound_connections`]: Config::max_outbound_connections
+/// [`handle_discovery_update`]: Self::handle_discovery_update
+/// [`handle_connected`]: Self::handle_connected
+/// [`handle_disconnected`]: Self::handle_disconnected
+/// [`handle_dial_result`]: Self::handle_dial_result
+/// [`handle_action_dropped`]: Self::handle_action_dropped
+/// [`poll_actions`]: Self::poll_actions
+/// [`next_deadline`]: Self::next_deadline
+#[derive(Debug)]
+pub struct Policy {
+    local_peer_id: PeerId,
+    network: NetworkKind,
+    max_outbound: usize,
+    /// Template for each peer's backoff (the config's base, cap and jitter).
+    backoff: Backoff,
+    discovered: DiscoveredSet,
+    /// Dial bookkeeping per discovered peer, created on first need and dropped when the peer
+    /// leaves the discovered set.
+    dial_states: BTreeMap<PeerId, DialState>,
+    connected: BTreeMap<PeerId, Connection>,
+    pending_dials: BTreeMap<PeerId, PendingDial>,
+    metrics: Metrics,
+}
+
+impl Policy {
+    /// A policy for the node `local_peer_id` (never dialed), with no peers discovered yet
+    /// and nothing connected. The config's seeds are not applied: feed them as a
+    /// [`DiscoverySource::Config`] update.
+    pub fn new(local_peer_id: PeerId, config: &Config, metrics: Metrics) -> Self {
+        Self {
+            local_peer_id,
+            network: config.network,
+            max_outbound: config.max_outbound_connections,
+            backoff: Backoff::from_config(config),
+            discovered: DiscoveredSet::new(),
+            dial_states: BTreeMap::new(),
+            connected: BTreeMap::new(),
+            pending_dials: BTreeMap::new(),
+            metrics,
+        }
+    }
+
+    /// Replaces `source`'s view of the peers. Returns whether the merged peer set (and so
+    /// the trusted-peer map, [`trusted_peers`](Self::trusted_peers)) changed.
+    ///
+    /// A peer whose address set changed gets a fresh backoff and starts again at its first
+    /// address. A peer that left the set loses its dial bookkeeping; the next
+    /// [`poll_actions`](Self::poll_actions) cancels its dial and closes its connection if it
+    /// became ineligible or untrusted.
+    pub fn handle_discovery_update(
+        &mut self,
+        source: DiscoverySource,
+        view: HashMap<PeerId, DiscoveredPeer>,
+    ) -> bool {
+        self.metrics.record_discovery_update(source);
+        let before = self.discovered.peers().clone();
+        if !self.discovered.update(source, view) {
+            return false;
+        }
+        let after = self.discovered.peers();
+        self.dial_states.retain(|peer_id, state| {
+            let Some(peer) = after.get(peer_id) else {
+                return false;
+            };
+            let old_addrs = before.get(peer_id).map(|old| &old.addrs);
+            if old_addrs.is_none_or(|old| !same_set(old, &peer.addrs)) {
+                state.reset();
+            }
+            true
+        });
+        debug!(
+            source = source.as_str(),
+            peers = after.len(),
+            "discovered peers changed"
+        );
+        self.update_gauges();
+        true
+    }
+
+    /// A connection to `peer_id` was established. Resets the peer's backoff.
+    ///
+    /// An outbound connection completes our dial to the peer, if one is in flight, as a
+    /// successful [`handle_dial_result`](Self::handle_dial_result) would (the later result is
+    /// then ignored). An inbound one leaves our dial in flight until its result arrives.
+    pub fn handle_connected(&mut self, peer_id: PeerId, origin: ConnectionOrigin) {
+        self.connected.insert(
+            peer_id,
+            Connection {
+                origin,
+                disconnecting: false,
+            },
+        );
+        if origin == ConnectionOrigin::Outbound && self.pending_dials.remove(&peer_id).is_some() {
+            self.metrics.record_dial(DialOutcome::Connected);
+        }
+        if let Some(state) = self.dial_states.get_mut(&peer_id) {
+            state.reset_backoff();
+        }
+        self.update_gauges();
+    }
+
+    /// The connection to `peer_id` closed. If the peer is still eligible it is redialed after
+    /// its backoff, which starts at `now`.
+    pub fn handle_disconnected(&mut self, peer_id: PeerId, now: Instant) {
+        let Some(connection) = self.connected.remove(&peer_id) else {
+            debug!(peer = %peer_id, "disconnection of a peer we did not know as connected");
+            return;
+        };
+        if connection.disconnecting {
+            self.metrics.record_stale_disconnect();
+        }
+        if self.is_eligible(&peer_id) {
+            self.start_backoff(peer_id, now);
+        }
+        self.update_gauges();
+    }
+
+    /// The facade finished the dial to `peer_id`. On failure the peer backs off from `now`
+    /// (except for [`DialFailure::AlreadyConnected`]). On success its backoff is reset and
+    /// the peer counts as connected outbound until
+    /// [`handle_disconnected`](Self::handle_disconnected), whether or not
+    /// [`handle_connected`](Self::handle_connected) is also called.
+    ///
+    /// A result for a dial that is not in flight (it was cancelled, or an outbound
+    /// connection already completed it) is ignored.
+    pub fn handle_dial_result(
+        &mut self,
+        peer_id: PeerId,
+        result: Result<(), DialFailure>,
+        now: Instant,
+    ) {
+        let Some(pending) = self.pending_dials.remove(&peer_id) else {
+            debug!(peer = %peer_id, ?result, "result of a dial not in flight ignored");
+            return;
+        };
+        match result {
+            Ok(()) => {
+                self.metrics.record_dial(DialOutcome::Connected);
+                // The connection exists even if its `Connected` report is still on its way.
+                self.connected.entry(peer_id).or_insert(Connection {
+                    origin: ConnectionOrigin::Outbound,
+                    disconnecting: false,
+                });
+                if let Some(state) = self.dial_states.get_mut(&peer_id) {
+                    state.reset_backoff();
+                }
+            }
+            Err(failure) => {
+                self.metrics.record_dial(DialOutcome::Failed(failure));
+                debug!(
+                    peer = %peer_id,
+                    addr = %pending.addr,
+                    failure = failure.as_str(),
+                    "dial failed"
+                );
+                if failure != DialFailure::AlreadyConnected && self.is_eligible(&peer_id) {
+                    self.start_backoff(peer_id, now);
+                }
+            }
+        }
+        self.update_gauges();
+    }
+
+    /// `action`, returned by [`poll_actions`](Self::poll_actions), never reached the facade
+    /// (its queue was full). Undoes its bookkeeping so that the next
+    /// [`poll_actions`](Self::poll_actions) decides again: a dropped dial is no longer in
+    /// flight (and will try the same address), a dropped disconnect will be asked for again.
+    /// A dropped cancel needs nothing: the dial is already forgotten.
+    pub fn handle_action_dropped(&mut self, action: &Action) {
+        self.metrics.record_action_dropped(action.kind());
+        match action {
+            Action::Dial { peer_id, .. } => {
+                if let Some(pending) = self.pending_dials.remove(peer_id)
+                    && let Some(state) = self.dial_states.get_mut(peer_id)
+                {
+                    state.last_dial = pending.previous_last_dial;
+                    state.next_addr = pending.addr_index;
+                }
+            }
+            Action::Disconnect { peer_id, .. } => {
+                if let Some(connection) = self.connected.get_mut(peer_id) {
+                    connection.disconnecting = false;
+                }
+            }
+            Action::CancelDial { .. } => {}
+        }
+        self.update_gauges();
+    }
+
+    /// What to do now: cancels of dials to ineligible peers, then disconnects of stale
+    /// connections, then new dials. Each action is returned once; the policy records dials
+    /// as in flight and disconnects as requested.
+    pub fn poll_actions<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R) -> Vec<Action> {
+        // Backoffs started since the last poll get their jitter now, where the rng is.
+        for state in self.dial_states.values_mut() {
+            if state.jitter_due {
+                state.jitter_due = false;
+                if let Some(retry_at) = &mut state.retry_at {
+                    *retry_at += self.backoff.jitter(rng);
+                }
+            }
+        }
+
+        let mut actions = Vec::new();
+
+        let cancelled: Vec<PeerId> = self
+            .pending_dials
+            .keys()
+            .filter(|peer_id| !self.is_eligible(peer_id))
+            .copied()
+            .collect();
+        for peer_id in cancelled {
+            self.pending_dials.remove(&peer_id);
+            self.metrics.record_dial(DialOutcome::Cancelled);
+            debug!(peer = %peer_id, "dial cancelled: peer no longer eligible");
+            actions.push(Action::CancelDial { peer_id });
+        }
+
+        let stale: Vec<PeerId> = self
+            .connected
+            .iter()
+            .filter(|(peer_id, connection)| {
+                !connection.disconnecting && self.is_stale(peer_id, connection.origin)
+            })
+            .map(|(peer_id, _)| *peer_id)
+            .collect();
+        for peer_id in stale {
+            if let Some(connection) = self.connected.get_mut(&peer_id) {
+                connection.disconnecting = true;
+            }
+            info!(peer = %peer_id, "closing connection: peer no longer trusted");
+            actions.push(Action::Disconnect {
+                peer_id,
+                reason: DisconnectReason::Stale,
+            });
+        }
+
+        for peer_id in self.choose_peers_to_dial(now, rng) {
+            actions.extend(self.start_dial(peer_id, now));
+        }
+
+        self.update_gauges();
+        actions
+    }
+
+    /// When [`poll_actions`](Self::poll_actions) must next be called if no input arrives: the
+    /// earliest end of a backoff that would lead to a dial. `None` when only an input can
+    /// lead to new actions (nothing in backoff, or no free outbound slot).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.network.is_validator_network() && self.free_outbound_slots() == 0 {
+            return None;
+        }
+        self.dial_states
+            .iter()
+            .filter(|(peer_id, _)| self.is_dial_candidate(peer_id))
+            .filter_map(|(_, state)| state.retry_at)
+            .min()
+    }
+
+    /// The merged discovered peers.
+    pub fn discovered(&self) -> &DiscoveredSet {
+        &self.discovered
+    }
+
+    /// The trusted-peer map for [`noise::TrustedPeers::replace`]: every discovered peer with
+    /// at least one key.
+    pub fn trusted_peers(&self) -> HashMap<PeerId, TrustedPeer> {
+        self.discovered.trusted_peers()
+    }
+
+    /// The peers we may dial (see the type's doc), by PeerId.
+    pub fn eligible_peers(&self) -> Vec<PeerId> {
+        self.discovered
+            .peers()
+            .keys()
+            .filter(|peer_id| self.is_eligible(peer_id))
+            .copied()
+            .collect()
+    }
+
+    /// The connected peers and the origin of their connection, by PeerId.
+    pub fn connected_peers(&self) -> impl Iterator<Item = (PeerId, ConnectionOrigin)> + '_ {
+        self.connected
+            .iter()
+            .map(|(peer_id, connection)| (*peer_id, connection.origin))
+    }
+
+    /// The peers being dialed, by PeerId.
+    pub fn pending_dials(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.pending_dials.keys().copied()
+    }
+
+    /// When `peer_id` may be dialed again, if it is in backoff. Before the next
+    /// [`poll_actions`](Self::poll_actions) this may lack the jitter.
+    pub fn retry_at(&self, peer_id: &PeerId) -> Option<Instant> {
+        self.dial_states.get(peer_id)?.retry_at
+    }
+
+    /// Whether we may dial `peer_id`: discovered, not ourselves, with an address, a key and a
+    /// role we dial on this network.
+    fn is_eligible(&self, peer_id: &PeerId) -> bool {
+        *peer_id != self.local_peer_id
+            && self.discovered.get(peer_id).is_some_and(|peer| {
+                !peer.addrs.is_empty()
+                    && !peer.keys.is_empty()
+                    && dials_role(self.network, peer.role)
+            })
+    }
+
+    /// Whether a connection to `peer_id` with `origin` must be closed.
+    fn is_stale(&self, peer_id: &PeerId, origin: ConnectionOrigin) -> bool {
+        let trusted = self
+            .discovered
+            .get(peer_id)
+            .is_some_and(|peer| !peer.keys.is_empty());
+        !trusted && (self.network.is_validator_network() || origin == ConnectionOrigin::Outbound)
+    }
+
+    /// Eligible, not connected and not being dialed (backoff aside).
+    fn is_dial_candidate(&self, peer_id: &PeerId) -> bool {
+        self.is_eligible(peer_id)
+            && !self.connected.contains_key(peer_id)
+            && !self.pending_dials.contains_key(peer_id)
+    }
+
+    /// Outbound connections plus dials in flight, each peer once.
+    fn outbound_count(&self) -> usize {
+        let outbound: BTreeSet<&PeerId> = self
+            .connected
+            .iter()
+            .filter(|(_, connection)| connection.origin == ConnectionOrigin::Outbound)
+            .map(|(peer_id, _)| peer_id)
+            .chain(self.pending_dials.keys())
+            .collect();
+        outbound.len()
+    }
+
+    fn free_outbound_slots(&self) -> usize {
+        self.max_outbound.saturating_sub(self.outbound_count())
+    }
+
+    fn choose_peers_to_dial<R: Rng + ?Sized>(&self, now: Instant, rng: &mut R) -> Vec<PeerId> {
+        // `discovered.peers()` is a BTreeMap: the candidates come in PeerId order, so a seeded
+        // rng gives the same choice every run.
+        let mut candidates: Vec<(PeerId, Option<Instant>)> = self
+            .discovered
+            .peers()
+            .keys()
+            .filter(|peer_id| self.is_dial_candidate(peer_id))
+            .filter_map(|peer_id| {
+                let state = self.dial_states.get(peer_id);
+                let ready = state
+                    .and_then(|state| state.retry_at)
+                    .is_none_or(|retry_at| retry_at <= now);
+                ready.then(|| (*peer_id, state.and_then(|state| state.last_dial)))
+            })
+            .collect();
+        if !self.network.is_validator_network() {
+            candidates.shuffle(rng);
+            // Stable: peers never dialed (`None`) first, then the least recently dialed, in
+            // random order among equals.
+            candidates.sort_by_key(|(_, last_dial)| *last_dial);
+            candidates.truncate(self.free_outbound_slots());
+        }
+        candidates.into_iter().map(|(peer_id, _)| peer_id).collect()
+    }
+
+    /// Records a dial to `peer_id` as in flight and returns it, or `None` if the peer has no
+    /// address (never the case for an eligible peer).
+    fn start_dial(&mut self, peer_id: PeerId, now: Instant) -> Option<Action> {
+        let addrs = &self.discovered.get(&peer_id)?.addrs;
+        let state = self
+            .dial_states
+            .entry(peer_id)
+            .or_insert_with(|| DialState::new(self.backoff.clone()));
+        // Wraps at the end of the list; `next_addr` is reset when the list changes, and the
+        // modulo also keeps it in range for a list that shrank.
+        let addr_index = state.next_addr.checked_rem(addrs.len())?;
+        let addr = addrs.get(addr_index)?.clone();
+        state.next_addr = addr_index + 1;
+        let previous_last_dial = state.last_dial.replace(now);
+        state.retry_at = None;
+        self.pending_dials.insert(
+            peer_id,
+            PendingDial {
+                addr: addr.clone(),
+                addr_index,
+                previous_last_dial,
+            },
+        );
+        debug!(peer = %peer_id, %addr, "dialing");
+        Some(Action::Dial { peer_id, addr })
+    }
+
+    fn start_backoff(&mut self, peer_id: PeerId, now: Instant) {
+        let state = self
+            .dial_states
+            .entry(peer_id)
+            .or_insert_with(|| DialState::new(self.backoff.clone()));
+        state.retry_at = Some(now + state.backoff.delay());
+        state.backoff.record_failure();
+        state.jitter_due = true;
+        self.metrics.record_backoff();
+    }
+
+    fn update_gauges(&self) {
+        self.metrics.set_eligible_peers(self.eligible_peers().len());
+        for origin in [ConnectionOrigin::Inbound, ConnectionOrigin::Outbound] {
+            let count = self
+                .connected
+                .values()
+                .filter(|connection| connection.origin == origin)
+                .count();
+            self.metrics.set_connected_peers(origin, count);
+        }
+    }
+}
+
+/// Dial bookkeeping of one peer.
+#[derive(Clone, Debug)]
+struct DialState {
+    backoff: Backoff,
+    /// Index of the address to try next, into the peer's merged address list.
+    next_addr: usize,
+    /// When we last dialed the peer: recently dialed peers go last.
+    last_dial: Option<Instant>,
+    /// Not before this instant: the end of the current backoff.
+    retry_at: Option<Instant>,
+    /// `retry_at` still lacks its jitter; the next poll adds it.
+    jitter_due: bool,
+}
+
+impl DialState {
+    fn new(backoff: Backoff) -> Self {
+        Self {
+            backoff,
+            next_addr: 0,
+            last_dial: None,
+            retry_at: None,
+            jitter_due: false,
+        }
+    }
+
+    /// A connection succeeded: no more waiting.
+    fn reset_backoff(&mut self) {
+        self.backoff.reset();
+        self.retry_at = None;
+        self.jitter_due = false;
+    }
+
+    /// The peer's addresses changed: a fresh backoff, and the round robin starts over.
+    /// `last_dial` stays, so the peer keeps its place in the "recently dialed last" order.
+    fn reset(&mut self) {
+        self.reset_backoff();
+        self.next_addr = 0;
+    }
+}
+
+/// A connection the facade reported.
+#[derive(Clone, Copy, Debug)]
+struct Connection {
+    origin: ConnectionOrigin,
+    /// We asked for it to be closed and wait for the disconnection.
+    disconnecting: bool,
+}
+
+/// A dial in flight, with what is needed to undo it if the action is dropped.
+#[derive(Clone, Debug)]
+struct PendingDial {
+    addr: NetworkAddress,
+    addr_index: usize,
+    previous_last_dial: Option<Instant>,
+}
+
+/// Whether we dial peers of `role` on `network`.
+fn dials_role(network: NetworkKind, role: PeerRole) -> bool {
+    match network {
+        NetworkKind::Validator => role == PeerRole::Validator,
+        NetworkKind::Vfn | NetworkKind::Public => !matches!(
+            role,
+            PeerRole::ValidatorFullNode | PeerRole::Downstream | PeerRole::Unknown
+        ),
+    }
+}
+
+/// Whether two address lists hold the same addresses, in any order.
+fn same_set(a: &[NetworkAddress], b: &[NetworkAddress]) -> bool {
+    a.len() == b.len() && a.iter().all(|addr| b.contains(addr))
+}
+
+#[cfg(test)]
+mod tests;
