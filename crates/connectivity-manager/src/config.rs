@@ -96,7 +96,8 @@ impl NetworkKind {
 /// "#).unwrap();
 /// ```
 ///
-/// `crates/connectivity-manager/CONFIG.md` describes every setting for operators.
+/// `docs/configuration.md` (section connectivity-manager) describes every setting for
+/// operators.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -324,12 +325,16 @@ mod tests {
         assert!(toml::from_str::<Config>("max_outbound = 3").is_err());
     }
 
-    /// The example in CONFIG.md parses (with a real key in place of the placeholder), so the
-    /// operator docs cannot drift from the serde names.
+    /// The example in docs/configuration.md parses (with a real key in place of the
+    /// placeholder), so the operator docs cannot drift from the serde names.
     #[test]
     fn config_md_example_parses() {
-        let doc = include_str!("../CONFIG.md");
-        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let doc = include_str!("../../../docs/configuration.md");
+        let marker = doc
+            .find("<!-- connectivity-manager example")
+            .expect("the example's marker");
+        let start =
+            marker + doc[marker..].find("```toml\n").expect("a toml block") + "```toml\n".len();
         let end = start + doc[start..].find("```").expect("end of the block");
         let example = doc[start..end].replace("<64 hex digits>", &"11".repeat(32));
         let config: Config = toml::from_str(&example).unwrap();

@@ -29,8 +29,8 @@
 //!
 //! Types to read first: [`Policy`], [`ConnectivityManager`], [`Config`].
 //!
-//! Settings are described for operators in `crates/connectivity-manager/CONFIG.md`; metrics
-//! in [`Metrics`].
+//! Settings are described for operators in `docs/configuration.md`; metrics in [`Metrics`]
+//! and `docs/operations.md`.
 
 mod backoff;
 mod config;
