@@ -1,8 +1,128 @@
-//! peerlane: the facade applications link against (in progress).
+//! peerlane: the facade applications link against. It sets up one network of a node
+//! (validator, VFN or public) over the layers below (`netcore` transports, `noise`, `wire`,
+//! `peer`) and gives each application a typed client and a typed event stream.
+//!
+//! # How data flows
+//!
+//! ```text
+//! application ── NetworkClient<M>: pick protocol, encode ──► PeerHandle (peer crate) ──► wire
+//! application ◄── NetworkEvents<M>: decode ◄── keyed queue per (peer, protocol) ◄── Router
+//!                                                                       ▲ InboundRouter::route
+//! NetworkBuilder::build ─► Listener ──┐                                 │
+//!                          dial ──────┴─► PeerManager ── Peer::spawn ───┘
+//!                                            └─► PeersAndMetadata ─► NewPeer / LostPeer
+//! ```
+//!
+//! 1. A [`NetworkBuilder`] takes a [`NetworkConfig`], a [`TransportKind`] and a metrics
+//!    registry. Each application registers its protocols with
+//!    [`add_application`](NetworkBuilder::add_application) and gets a [`NetworkClient`] and a
+//!    [`NetworkEvents`]; [`build`](NetworkBuilder::build) starts the network and returns the
+//!    [`Network`] handle.
+//! 2. Connections, dialed ([`Network::dial`]) or accepted, are set up by the AptosNet upgrade
+//!    (Noise IK, then the handshake message) and handed to the peer manager, which resolves
+//!    simultaneous dials, enforces the inbound limit, spawns a `peer::Peer` per connection and
+//!    records it in [`PeersAndMetadata`].
+//! 3. [`NetworkClient`] picks, per peer, the first of the application's protocols the peer
+//!    negotiated, encodes with that protocol's encoding (BCS, JSON, LZ4) and sends.
+//! 4. Inbound messages go, without waiting, into the application's [`KeyedQueue`]s (one
+//!    bounded queue per peer and protocol, popped round-robin) and are decoded when the
+//!    application polls its [`NetworkEvents`].
+//!
+//! Types to read first: [`NetworkBuilder`], [`NetworkClient`], [`NetworkEvents`], then
+//! [`PeersAndMetadata`]. Every failure is a [`peerlane::Error`](Error).
+//!
+//! # Example
+//!
+//! Two nodes over the in-memory transport; one sends a direct message and an RPC, the other
+//! reads and answers:
+//!
+//! ```
+//! use futures::StreamExt;
+//! use peerlane::{Event, NetworkBuilder, NetworkConfig, PeerNetworkId, TransportKind};
+//! use prometheus_client::registry::Registry;
+//! use serde::{Deserialize, Serialize};
+//! use std::time::Duration;
+//! use wire::{NetworkId, ProtocolId};
+//!
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! enum Chat {
+//!     Hello(String),
+//!     Ping(u32),
+//!     Pong(u32),
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let direct = [ProtocolId::CONSENSUS_DIRECT_SEND_BCS];
+//! let rpc = [ProtocolId::CONSENSUS_RPC_BCS];
+//! let mut registry = Registry::default();
+//! let config = || NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
+//!
+//! let mut alice = NetworkBuilder::new(config(), TransportKind::Memory, &mut registry).unwrap();
+//! let (alice_client, _alice_events) = alice
+//!     .add_application::<Chat>(direct, rpc, Default::default())
+//!     .unwrap();
+//! let alice = alice.build().unwrap();
+//!
+//! let mut bob = NetworkBuilder::new(config(), TransportKind::Memory, &mut Registry::default())
+//!     .unwrap();
+//! let (_bob_client, mut bob_events) = bob
+//!     .add_application::<Chat>(direct, rpc, Default::default())
+//!     .unwrap();
+//! let bob = bob.build().unwrap();
+//!
+//! // Alice dials Bob at his advertised address (it carries his Noise key).
+//! alice.dial(bob.peer_id(), bob.listen_address().clone()).await.unwrap();
+//! let to_bob = PeerNetworkId::new(NetworkId::Public, bob.peer_id());
+//!
+//! alice_client.send_to_peer(to_bob, &Chat::Hello("hi bob".into())).unwrap();
+//! let Some(Event::Message { message, .. }) = bob_events.next().await else { panic!() };
+//! assert_eq!(message, Chat::Hello("hi bob".into()));
+//!
+//! // Bob answers RPCs in a task of his own.
+//! tokio::spawn(async move {
+//!     while let Some(event) = bob_events.next().await {
+//!         if let Event::RpcRequest { request: Chat::Ping(n), responder, .. } = event {
+//!             responder.reply(Chat::Pong(n)).unwrap();
+//!         }
+//!     }
+//! });
+//! let response = alice_client
+//!     .send_rpc(to_bob, Chat::Ping(7), Duration::from_secs(5))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(response, Chat::Pong(7));
+//!
+//! alice.shutdown().await;
+//! bob.shutdown().await;
+//! # });
+//! ```
 
+mod builder;
+mod client;
+mod config;
+mod error;
+mod events;
+mod listener;
+mod metrics;
+mod peer_manager;
+mod peers;
 mod queue;
+mod transport;
 
+pub use builder::{Network, NetworkBuilder};
+pub use client::NetworkClient;
+pub use config::{
+    AuthMode, DEFAULT_CHAIN_ID, DEFAULT_LISTEN_ADDRESS, HEALTH_CHECK_FAILURES,
+    HEALTH_CHECK_INTERVAL_MS, HEALTH_CHECK_TIMEOUT_MS, HealthCheckConfig, Identity,
+    MAX_INBOUND_CONNECTIONS, MAX_PENDING_INBOUND_UPGRADES, NOTIFICATION_CAPACITY, NetworkConfig,
+    SETUP_TIMEOUT_MS, SeedPeer,
+};
+pub use error::{Error, MessageKind};
+pub use events::{Event, NetworkEvents, RpcReplier};
+pub use metrics::{ConnectionEvent, Metrics, QueueEvent, RefusalReason, SetupFailure};
+pub use peers::{ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata};
 pub use queue::{
     DEFAULT_CAPACITY_PER_KEY, Dropped, KeyedQueue, KeyedReceiver, KeyedSender, QueueConfig,
-    QueueCounters, QueueStyle, channel,
+    QueueCounters, QueueStyle, keyed_channel,
 };
+pub use transport::{HANDSHAKE_VERSION, Socket, TransportKind};

@@ -2,7 +2,7 @@
 //! key, round-robin across keys, a drop policy per queue and counters of what happened.
 //!
 //! [`KeyedQueue`] is the pure core: `push` and `pop`, no locks, no wakers, testable on its own.
-//! [`channel`] wraps it for use across tasks: a cloneable [`KeyedSender`] whose
+//! [`keyed_channel`] wraps it for use across tasks: a cloneable [`KeyedSender`] whose
 //! [`push`](KeyedSender::push) never waits (a peer's reader task calls it), and a
 //! [`KeyedReceiver`] that is a [`Stream`] (the application awaits it).
 //!
@@ -86,7 +86,7 @@ pub struct QueueCounters {
     pub dropped_newest: u64,
     /// Queued items dropped to make room in a full [`QueueStyle::Lifo`] key queue.
     pub dropped_oldest: u64,
-    /// Pushed items refused because the receiver was gone ([`channel`] only).
+    /// Pushed items refused because the receiver was gone ([`keyed_channel`] only).
     pub closed: u64,
 }
 
@@ -109,13 +109,13 @@ pub struct KeyedQueue<K, T> {
     counters: QueueCounters,
 }
 
-/// The producer half of a [`channel`]: cloneable, and [`push`](Self::push) never waits, so it
+/// The producer half of a [`keyed_channel`]: cloneable, and [`push`](Self::push) never waits, so it
 /// can be called from any task or thread.
 pub struct KeyedSender<K, T> {
     shared: Arc<Shared<K, T>>,
 }
 
-/// The consumer half of a [`channel`]: a [`Stream`] of `(key, item)`, round-robin across keys.
+/// The consumer half of a [`keyed_channel`]: a [`Stream`] of `(key, item)`, round-robin across keys.
 ///
 /// The stream ends once every [`KeyedSender`] is dropped and the queue is drained. Dropping the
 /// receiver drops every queued item; later pushes fail with [`Dropped::Closed`].
@@ -124,7 +124,7 @@ pub struct KeyedReceiver<K, T> {
 }
 
 /// A keyed queue shared between any number of [`KeyedSender`]s and one [`KeyedReceiver`].
-pub fn channel<K, T>(config: QueueConfig) -> (KeyedSender<K, T>, KeyedReceiver<K, T>)
+pub fn keyed_channel<K, T>(config: QueueConfig) -> (KeyedSender<K, T>, KeyedReceiver<K, T>)
 where
     K: Hash + Eq + Clone,
 {
@@ -456,7 +456,7 @@ impl<K, T> fmt::Debug for KeyedReceiver<K, T> {
     }
 }
 
-/// The state both halves of a [`channel`] share.
+/// The state both halves of a [`keyed_channel`] share.
 struct Shared<K, T> {
     state: Mutex<State<K, T>>,
 }
@@ -549,7 +549,7 @@ mod tests {
     /// are gone and the queue is drained.
     #[tokio::test]
     async fn receiver_wakes_on_push_and_ends_after_the_last_sender() {
-        let (tx, mut rx) = channel::<u8, u32>(QueueConfig::default());
+        let (tx, mut rx) = keyed_channel::<u8, u32>(QueueConfig::default());
         let tx2 = tx.clone();
         let producer = tokio::spawn(async move {
             tx2.push(1, 7).unwrap();
@@ -566,7 +566,7 @@ mod tests {
     /// are released.
     #[test]
     fn pushes_after_the_receiver_is_dropped_fail_as_closed() {
-        let (tx, rx) = channel::<u8, Arc<()>>(QueueConfig::default());
+        let (tx, rx) = keyed_channel::<u8, Arc<()>>(QueueConfig::default());
         let item = Arc::new(());
         tx.push(1, item.clone()).unwrap();
         drop(rx);

@@ -1,0 +1,387 @@
+//! [`NetworkBuilder`]: registers the applications of one network, then starts its listener and
+//! peer manager; [`Network`]: the running network's handle.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use netcore::{NetworkAddress, PeerId};
+use noise::{NoiseUpgrader, TrustedPeers};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use wire::{HandshakeMsg, NetworkId, ProtocolId, ProtocolIdSet};
+
+use crate::client::{ClientNetwork, NetworkClient};
+use crate::config::{Identity, NetworkConfig};
+use crate::error::Error;
+use crate::events::{AppQueue, NetworkEvents, Router};
+use crate::listener::Listener;
+use crate::metrics::Metrics;
+use crate::peer_manager::{Channels, Parts, PeerManager, PeerManagerHandle};
+use crate::peers::{PeerNetworkId, PeersAndMetadata};
+use crate::queue::{self, QueueConfig};
+use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
+
+/// Builds one network of a node (validator, VFN or public).
+///
+/// 1. [`new`](Self::new) with the network's config, the transport and a metrics registry;
+/// 2. [`add_application`](Self::add_application) once per application, each with its own
+///    protocols, getting its [`NetworkClient`] and [`NetworkEvents`];
+/// 3. [`build`](Self::build) starts listening and returns the [`Network`] handle.
+///
+/// The handshake message offers exactly the protocols the applications registered.
+pub struct NetworkBuilder {
+    config: NetworkConfig,
+    transport: TransportKind,
+    identity: Identity,
+    trusted: TrustedPeers,
+    peers: PeersAndMetadata,
+    metrics: Metrics,
+    peer_metrics: peer::Metrics,
+    noise_metrics: noise::Metrics,
+    /// Every registered protocol, with the queue of the application it belongs to.
+    apps: HashMap<ProtocolId, AppQueue>,
+    channels: Channels,
+    manager_handle: PeerManagerHandle,
+}
+
+/// A running network. Dropping it shuts the network down without waiting; prefer
+/// [`shutdown`](Self::shutdown), which waits until every task has ended.
+pub struct Network {
+    network_id: NetworkId,
+    peer_id: PeerId,
+    listen_address: NetworkAddress,
+    peers: PeersAndMetadata,
+    trusted: TrustedPeers,
+    metrics: Metrics,
+    manager: PeerManagerHandle,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    /// Cancels `shutdown` when the handle is dropped.
+    _cancel_on_drop: DropGuard,
+}
+
+impl NetworkBuilder {
+    /// A builder for the network `config` describes, over `transport`, registering its
+    /// metrics (and the peer and Noise layers' metrics) into `registry` under the label
+    /// `network=<network id>`. Connection notifications go to a [`PeersAndMetadata`] of its
+    /// own.
+    ///
+    /// Fails with [`Error::InvalidConfig`] or [`Error::InvalidPrivateKey`] for a config that
+    /// breaks a rule ([`NetworkConfig::validate`]).
+    pub fn new(
+        config: NetworkConfig,
+        transport: TransportKind,
+        registry: &mut Registry,
+    ) -> Result<Self, Error> {
+        let peers = PeersAndMetadata::new(config.notification_capacity);
+        let registry = network_registry(registry, config.network_id);
+        peers.register_metrics(registry);
+        Self::build_with(config, transport, registry, peers)
+    }
+
+    /// Like [`new`](Self::new), but recording connections in `peers`, which several networks
+    /// may share so that one subscription sees them all. Its own metric
+    /// (`peerlane_notifications_lost_total`) is registered by whoever created it
+    /// ([`PeersAndMetadata::register_metrics`]).
+    pub fn with_peers_and_metadata(
+        config: NetworkConfig,
+        transport: TransportKind,
+        registry: &mut Registry,
+        peers: PeersAndMetadata,
+    ) -> Result<Self, Error> {
+        let registry = network_registry(registry, config.network_id);
+        Self::build_with(config, transport, registry, peers)
+    }
+
+    fn build_with(
+        config: NetworkConfig,
+        transport: TransportKind,
+        registry: &mut Registry,
+        peers: PeersAndMetadata,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let identity = match &config.identity {
+            Some(identity) => identity.clone(),
+            None => {
+                let identity = Identity::generate(&mut rand::rngs::OsRng);
+                tracing::info!(
+                    network = %config.network_id,
+                    peer_id = %identity.peer_id(),
+                    "no identity configured, using a fresh key for this run"
+                );
+                identity
+            }
+        };
+        let trusted: TrustedPeers = config.trusted_peers().into_iter().collect();
+        let metrics = Metrics::register(registry);
+        let peer_metrics = peer::Metrics::register(registry);
+        let noise_metrics = noise::Metrics::register(registry);
+        // The transport and router are only known at build time; the peer manager's channels
+        // are made now so that clients can hold its handle.
+        let (channels, manager_handle) = Channels::new();
+        Ok(Self {
+            config,
+            transport,
+            identity,
+            trusted,
+            peers,
+            metrics,
+            peer_metrics,
+            noise_metrics,
+            apps: HashMap::new(),
+            channels,
+            manager_handle,
+        })
+    }
+
+    /// Registers an application that sends and receives `M` on the given protocols: direct
+    /// sends on `direct_send_protocols`, RPCs on `rpc_protocols`, each list most preferred
+    /// first. Inbound messages on any of these protocols go to the returned events, through a
+    /// queue per (peer, protocol) configured by `queue_config` (usually
+    /// [`NetworkConfig::inbound_queue`]).
+    ///
+    /// Fails with [`Error::ProtocolAlreadyRegistered`] if another application has one of the
+    /// protocols (a protocol belongs to one application); nothing is registered then.
+    pub fn add_application<M>(
+        &mut self,
+        direct_send_protocols: impl IntoIterator<Item = ProtocolId>,
+        rpc_protocols: impl IntoIterator<Item = ProtocolId>,
+        queue_config: QueueConfig,
+    ) -> Result<(NetworkClient<M>, NetworkEvents<M>), Error>
+    where
+        M: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let direct_send: Vec<ProtocolId> = dedup(direct_send_protocols);
+        let rpc: Vec<ProtocolId> = dedup(rpc_protocols);
+        let mut protocols = direct_send.clone();
+        protocols.extend(rpc.iter().copied().filter(|p| !direct_send.contains(p)));
+        if let Some(protocol) = protocols.iter().find(|p| self.apps.contains_key(p)) {
+            return Err(Error::ProtocolAlreadyRegistered {
+                protocol: *protocol,
+            });
+        }
+        let (queue_tx, queue_rx) = queue::keyed_channel(queue_config);
+        for protocol in &protocols {
+            self.apps.insert(*protocol, queue_tx.clone());
+        }
+        let network_id = self.config.network_id;
+        let client = NetworkClient::new(
+            network_id,
+            ClientNetwork {
+                peers: self.peers.clone(),
+                manager: self.manager_handle.clone(),
+                direct_send,
+                rpc,
+            },
+        );
+        let events = NetworkEvents::new(network_id, queue_rx, self.metrics.clone());
+        Ok((client, events))
+    }
+
+    /// The PeerId this network will go by.
+    pub fn peer_id(&self) -> PeerId {
+        self.identity.peer_id()
+    }
+
+    /// The trusted set, shared with the running network: changes take effect on the next
+    /// handshake.
+    pub fn trusted_peers(&self) -> &TrustedPeers {
+        &self.trusted
+    }
+
+    /// Starts listening on the configured address, and the listener and peer manager tasks.
+    ///
+    /// Fails with [`Error::Listen`] if the address cannot be bound.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn build(self) -> Result<Network, Error> {
+        let Self {
+            config,
+            transport,
+            identity,
+            trusted,
+            peers,
+            metrics,
+            peer_metrics,
+            noise_metrics,
+            apps,
+            channels,
+            manager_handle,
+        } = self;
+        let network_id = config.network_id;
+        let peer_id = identity.peer_id();
+        let protocols: ProtocolIdSet = apps.keys().copied().collect();
+        let handshake = HandshakeMsg::new(config.chain_id, network_id, protocols);
+        let noise = NoiseUpgrader::new(
+            peer_id,
+            identity.private_key().clone(),
+            config.handshake_auth_mode(trusted.clone()),
+            noise_metrics,
+        );
+        let context = Arc::new(UpgradeContext::new(noise, handshake, trusted.clone()));
+        let transport = Arc::new(AptosNetTransport::new(
+            &transport,
+            context,
+            config.setup_timeout(),
+        ));
+        let (incoming, bound) = transport.listen_on(config.listen_address.clone())?;
+        let listen_address = bound
+            .with_noise_and_handshake(identity.public_key(), HANDSHAKE_VERSION)
+            .map_err(|source| Error::Listen {
+                addr: config.listen_address.clone(),
+                source,
+            })?;
+
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let router = Arc::new(Router::new(apps, metrics.clone()));
+        let listener = Listener::new(
+            incoming,
+            channels.new_connections_tx(),
+            config.max_pending_inbound_upgrades.get(),
+            metrics.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        let parts = Parts {
+            network_id,
+            own_peer_id: peer_id,
+            peer_config: config.peer.clone(),
+            max_inbound_connections: config.max_inbound_connections,
+            transport,
+            peers: peers.clone(),
+            router,
+            peer_metrics,
+            metrics: metrics.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        };
+        tracker.spawn(PeerManager::new(parts, channels).run());
+        tracker.spawn(listener.run());
+        tracing::info!(%network_id, %peer_id, %listen_address, "network started");
+
+        Ok(Network {
+            network_id,
+            peer_id,
+            listen_address,
+            peers,
+            trusted,
+            metrics,
+            manager: manager_handle,
+            tracker,
+            _cancel_on_drop: shutdown.clone().drop_guard(),
+            shutdown,
+        })
+    }
+}
+
+impl fmt::Debug for NetworkBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkBuilder")
+            .field("network_id", &self.config.network_id)
+            .field("peer_id", &self.identity.peer_id())
+            .field("protocols", &self.apps.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Network {
+    /// The address other nodes dial to reach this network: the bound address with our Noise
+    /// key and handshake version 0 (`/…/noise-ik/<key>/handshake/0`).
+    pub fn listen_address(&self) -> &NetworkAddress {
+        &self.listen_address
+    }
+
+    /// Our PeerId on this network.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Which network this is.
+    pub fn network_id(&self) -> NetworkId {
+        self.network_id
+    }
+
+    /// Dials `peer_id` at `addr` (which must carry its Noise key and handshake version 0) and
+    /// waits until the connection is set up and registered.
+    ///
+    /// Succeeds also when a simultaneous dial from the peer wins: we are connected either way.
+    /// Fails with [`Error::AlreadyConnected`] without dialing when we are connected already,
+    /// with [`Error::UnsupportedHandshakeVersion`] or [`Error::MissingNoiseKey`] before
+    /// connecting, and with the set-up errors ([`Error::Transport`], [`Error::Noise`],
+    /// [`Error::Handshake`], [`Error::SetupTimeout`]).
+    ///
+    /// Cancel-safe in that dropping the future abandons only the wait; the dial goes on.
+    pub async fn dial(&self, peer_id: PeerId, addr: NetworkAddress) -> Result<(), Error> {
+        self.manager.dial(peer_id, addr).await
+    }
+
+    /// Closes the connection to `peer_id` and waits until it is gone.
+    pub async fn disconnect(&self, peer_id: PeerId) -> Result<(), Error> {
+        self.manager.disconnect(peer_id).await
+    }
+
+    /// Who is connected, with what.
+    pub fn peers_and_metadata(&self) -> &PeersAndMetadata {
+        &self.peers
+    }
+
+    /// Whether `peer_id` is connected on this network.
+    pub fn is_connected(&self, peer_id: PeerId) -> bool {
+        self.peers
+            .is_connected(PeerNetworkId::new(self.network_id, peer_id))
+    }
+
+    /// The trusted set: changes take effect on the next handshake.
+    pub fn trusted_peers(&self) -> &TrustedPeers {
+        &self.trusted
+    }
+
+    /// This network's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Shuts the network down and waits until every task has ended: the listener stops, every
+    /// connection flushes what it has queued (within the peer config's
+    /// `writer_close_timeout`) and closes, pending RPCs fail, and every connected peer is
+    /// announced lost.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        tracing::info!(network_id = %self.network_id, "network shut down");
+    }
+}
+
+impl fmt::Debug for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Network")
+            .field("network_id", &self.network_id)
+            .field("peer_id", &self.peer_id)
+            .field("listen_address", &self.listen_address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `registry`'s sub-registry for `network_id`.
+fn network_registry(registry: &mut Registry, network_id: NetworkId) -> &mut Registry {
+    registry.sub_registry_with_label(("network".into(), network_id.as_str().into()))
+}
+
+/// `protocols` without repeats, in order.
+fn dedup(protocols: impl IntoIterator<Item = ProtocolId>) -> Vec<ProtocolId> {
+    let mut unique = Vec::new();
+    for protocol in protocols {
+        if !unique.contains(&protocol) {
+            unique.push(protocol);
+        }
+    }
+    unique
+}

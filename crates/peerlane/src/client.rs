@@ -1,0 +1,329 @@
+//! [`NetworkClient`]: how an application sends to peers, on one or several networks.
+//!
+//! A client holds, per network, the application's protocol preference lists (one for direct
+//! send, one for RPC), the network's [`PeersAndMetadata`] and a handle on its peer manager. To
+//! send, it picks the first protocol of the right list that the peer negotiated, encodes the
+//! value with that protocol's encoding ([`ProtocolId::to_bytes`]: BCS, JSON or LZ4-compressed
+//! BCS) and hands the bytes to the peer's connection. No IO happens in the caller's task.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use peer::PeerHandle;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wire::{NetworkId, ProtocolId, ProtocolIdSet};
+
+use crate::error::{Error, MessageKind};
+use crate::peer_manager::PeerManagerHandle;
+use crate::peers::{PeerNetworkId, PeersAndMetadata};
+
+/// Sends an application's messages of type `M` to peers, on the networks it was built for.
+///
+/// Cheap to clone; every clone sends through the same networks. Build one per network with
+/// [`NetworkBuilder::add_application`](crate::NetworkBuilder::add_application), and put the
+/// networks behind one client with [`combine`](Self::combine).
+pub struct NetworkClient<M> {
+    networks: Arc<HashMap<NetworkId, ClientNetwork>>,
+    _message: PhantomData<fn(M) -> M>,
+}
+
+/// What the client knows about one network.
+#[derive(Clone)]
+pub(crate) struct ClientNetwork {
+    pub(crate) peers: PeersAndMetadata,
+    pub(crate) manager: PeerManagerHandle,
+    /// Direct-send protocols, most preferred first.
+    pub(crate) direct_send: Vec<ProtocolId>,
+    /// RPC protocols, most preferred first.
+    pub(crate) rpc: Vec<ProtocolId>,
+}
+
+impl<M> NetworkClient<M>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// A client for one network.
+    pub(crate) fn new(network_id: NetworkId, network: ClientNetwork) -> Self {
+        Self {
+            networks: Arc::new(HashMap::from([(network_id, network)])),
+            _message: PhantomData,
+        }
+    }
+
+    /// One client over the networks of several clients (say validator, VFN and public).
+    ///
+    /// Fails with [`Error::InvalidConfig`] if two of them serve the same network.
+    pub fn combine(clients: impl IntoIterator<Item = Self>) -> Result<Self, Error> {
+        let mut networks = HashMap::new();
+        for client in clients {
+            for (network_id, network) in client.networks.iter() {
+                if networks.insert(*network_id, network.clone()).is_some() {
+                    return Err(Error::InvalidConfig {
+                        field: "network_id",
+                        reason: "two clients to combine serve the same network",
+                        source: None,
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            networks: Arc::new(networks),
+            _message: PhantomData,
+        })
+    }
+
+    /// Sends `message` to `peer` as a direct send, on the first of the application's
+    /// direct-send protocols the peer negotiated.
+    ///
+    /// Does not wait: the message is queued on the peer's connection. Fails with
+    /// [`Error::NotConnected`], [`Error::NoCommonProtocol`], [`Error::Encode`], or
+    /// [`Error::Peer`] when the connection's queue is full or it is closing.
+    pub fn send_to_peer(&self, peer: PeerNetworkId, message: &M) -> Result<(), Error> {
+        let network = self.network(peer.network_id)?;
+        let (protocols, handle) = network.connection(peer)?;
+        let protocol = choose(
+            peer,
+            MessageKind::DirectSend,
+            &network.direct_send,
+            protocols,
+        )?;
+        let bytes = encode(protocol, message)?;
+        send(peer, &handle, protocol, bytes)
+    }
+
+    /// Sends `message` to every peer in `peers` as a direct send. The message is encoded once
+    /// per protocol used, however many peers share it.
+    ///
+    /// Tries every peer. Fails with [`Error::SendToPeers`] (the first failure as its source)
+    /// if any could not be sent to, or at once with [`Error::Encode`] if the message does not
+    /// encode.
+    pub fn send_to_peers(
+        &self,
+        peers: impl IntoIterator<Item = PeerNetworkId>,
+        message: &M,
+    ) -> Result<(), Error> {
+        let mut encoded: HashMap<ProtocolId, Bytes> = HashMap::new();
+        let mut attempted = 0;
+        let mut failures = Vec::new();
+        for peer in peers {
+            attempted += 1;
+            let result = (|| {
+                let network = self.network(peer.network_id)?;
+                let (protocols, handle) = network.connection(peer)?;
+                let protocol = choose(
+                    peer,
+                    MessageKind::DirectSend,
+                    &network.direct_send,
+                    protocols,
+                )?;
+                let bytes = match encoded.entry(protocol) {
+                    Entry::Occupied(entry) => entry.get().clone(),
+                    Entry::Vacant(entry) => entry.insert(encode(protocol, message)?).clone(),
+                };
+                send(peer, &handle, protocol, bytes)
+            })();
+            match result {
+                Ok(()) => {}
+                // The same for every peer: no point going on.
+                Err(err @ Error::Encode { .. }) => return Err(err),
+                Err(err) => failures.push(err),
+            }
+        }
+        let failed = failures.len();
+        match failures.into_iter().next() {
+            None => Ok(()),
+            Some(first) => Err(Error::SendToPeers {
+                failed,
+                attempted,
+                first: Box::new(first),
+            }),
+        }
+    }
+
+    /// Sends `request` to `peer` as an RPC, on the first of the application's RPC protocols the
+    /// peer negotiated, and waits up to `timeout` for the response, decoded with the same
+    /// protocol.
+    ///
+    /// Fails like [`send_to_peer`](Self::send_to_peer), and with [`Error::Peer`] when the RPC
+    /// times out ([`Error::is_timeout`]), the remote does not serve the protocol or the
+    /// connection closes first; with [`Error::Decode`] when the response does not decode.
+    ///
+    /// Cancel-safe in the sense that dropping the future abandons the RPC; a late response is
+    /// dropped by the connection.
+    pub async fn send_rpc(
+        &self,
+        peer: PeerNetworkId,
+        request: M,
+        timeout: Duration,
+    ) -> Result<M, Error> {
+        let network = self.network(peer.network_id)?;
+        let (protocols, handle) = network.connection(peer)?;
+        let protocol = choose(peer, MessageKind::Rpc, &network.rpc, protocols)?;
+        let bytes = encode(protocol, &request)?;
+        let response = handle
+            .rpc(protocol, bytes, timeout)
+            .await
+            .map_err(|source| Error::Peer {
+                peer,
+                source: Box::new(source),
+            })?;
+        protocol
+            .from_bytes(&response)
+            .map_err(|source| Error::Decode { protocol, source })
+    }
+
+    /// Closes the connection to `peer` and waits until it is gone (its `LostPeer` is out).
+    ///
+    /// Fails with [`Error::NotConnected`] if there is no connection, and [`Error::ShutDown`]
+    /// if the network is shut down. Cancel-safe: the disconnect goes ahead anyway.
+    pub async fn disconnect(&self, peer: PeerNetworkId) -> Result<(), Error> {
+        let network = self.network(peer.network_id)?;
+        network.manager.disconnect(peer.peer_id).await
+    }
+
+    /// The peers connected on this client's networks.
+    pub fn connected_peers(&self) -> Vec<PeerNetworkId> {
+        let mut peers: Vec<PeerNetworkId> = self
+            .networks
+            .iter()
+            .flat_map(|(network_id, network)| network.peers.connected_peers_on(*network_id))
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        peers
+    }
+
+    /// The protocol a direct send to `peer` would use now; fails as
+    /// [`send_to_peer`](Self::send_to_peer) does before encoding.
+    pub fn direct_send_protocol(&self, peer: PeerNetworkId) -> Result<ProtocolId, Error> {
+        let network = self.network(peer.network_id)?;
+        let (protocols, _) = network.connection(peer)?;
+        choose(
+            peer,
+            MessageKind::DirectSend,
+            &network.direct_send,
+            protocols,
+        )
+    }
+
+    /// The protocol an RPC to `peer` would use now; fails as [`send_rpc`](Self::send_rpc) does
+    /// before encoding.
+    pub fn rpc_protocol(&self, peer: PeerNetworkId) -> Result<ProtocolId, Error> {
+        let network = self.network(peer.network_id)?;
+        let (protocols, _) = network.connection(peer)?;
+        choose(peer, MessageKind::Rpc, &network.rpc, protocols)
+    }
+
+    /// The networks this client serves.
+    pub fn networks(&self) -> impl Iterator<Item = NetworkId> + '_ {
+        self.networks.keys().copied()
+    }
+
+    fn network(&self, network_id: NetworkId) -> Result<&ClientNetwork, Error> {
+        self.networks
+            .get(&network_id)
+            .ok_or(Error::UnknownNetwork { network_id })
+    }
+}
+
+impl<M> Clone for NetworkClient<M> {
+    fn clone(&self) -> Self {
+        Self {
+            networks: self.networks.clone(),
+            _message: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for NetworkClient<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkClient")
+            .field("networks", &self.networks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ClientNetwork {
+    /// `peer`'s negotiated protocols and connection, or [`Error::NotConnected`].
+    fn connection(&self, peer: PeerNetworkId) -> Result<(ProtocolIdSet, PeerHandle), Error> {
+        self.peers.sender(peer).ok_or(Error::NotConnected { peer })
+    }
+}
+
+/// The first protocol of `preferences` in `negotiated`.
+fn choose(
+    peer: PeerNetworkId,
+    kind: MessageKind,
+    preferences: &[ProtocolId],
+    negotiated: ProtocolIdSet,
+) -> Result<ProtocolId, Error> {
+    preferences
+        .iter()
+        .copied()
+        .find(|protocol| negotiated.contains(*protocol))
+        .ok_or_else(|| Error::NoCommonProtocol {
+            peer,
+            kind,
+            preferences: preferences.to_vec(),
+        })
+}
+
+fn encode<M: Serialize>(protocol: ProtocolId, message: &M) -> Result<Bytes, Error> {
+    protocol
+        .to_bytes(message)
+        .map_err(|source| Error::Encode { protocol, source })
+}
+
+fn send(
+    peer: PeerNetworkId,
+    handle: &PeerHandle,
+    protocol: ProtocolId,
+    bytes: Bytes,
+) -> Result<(), Error> {
+    handle
+        .send_direct(protocol, bytes)
+        .map_err(|source| Error::Peer {
+            peer,
+            source: Box::new(source),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use netcore::PeerId;
+
+    use super::*;
+
+    /// The first preferred protocol the peer negotiated wins; none is a typed error naming the
+    /// preference list.
+    #[test]
+    fn protocol_choice_follows_the_preference_list() {
+        let peer = PeerNetworkId::new(NetworkId::Public, PeerId::ZERO);
+        let preferences = [
+            ProtocolId::CONSENSUS_RPC_COMPRESSED,
+            ProtocolId::CONSENSUS_RPC_BCS,
+            ProtocolId::CONSENSUS_RPC_JSON,
+        ];
+        let negotiated: ProtocolIdSet = [
+            ProtocolId::CONSENSUS_RPC_JSON,
+            ProtocolId::CONSENSUS_RPC_BCS,
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            choose(peer, MessageKind::Rpc, &preferences, negotiated).unwrap(),
+            ProtocolId::CONSENSUS_RPC_BCS
+        );
+        let err = choose(peer, MessageKind::Rpc, &preferences, ProtocolIdSet::empty()).unwrap_err();
+        assert!(
+            matches!(&err, Error::NoCommonProtocol { kind: MessageKind::Rpc, preferences: p, .. } if p.len() == 3),
+            "{err:?}"
+        );
+    }
+}

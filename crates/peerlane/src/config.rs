@@ -1,0 +1,563 @@
+//! [`NetworkConfig`]: everything one network of a node needs, with AptosNet's defaults.
+//!
+//! Every default comes from a named constant below, with its unit in the name. The config
+//! reads from and writes to any serde format; in JSON a minimal validator config is
+//!
+//! ```json
+//! {
+//!   "network_id": "validator",
+//!   "listen_address": "/ip4/0.0.0.0/tcp/6180",
+//!   "chain_id": 1,
+//!   "identity": { "private_key": "<64 hex digits>", "peer_id": "<64 hex digits>" },
+//!   "seeds": { "<peer id>": { "addresses": ["/dns/v1.example/tcp/6180/noise-ik/<key>/handshake/0"],
+//!                             "role": "validator" } }
+//! }
+//! ```
+//!
+//! and every field left out takes its default.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use netcore::{NetworkAddress, PeerId};
+use noise::{HandshakeAuthMode, PeerRole, PrivateKey, PublicKey, TrustedPeer, TrustedPeers};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use wire::{ChainId, NetworkId};
+
+use crate::error::Error;
+use crate::queue::QueueConfig;
+
+/// Where a node listens unless configured: all interfaces, AptosNet's validator port.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "/ip4/0.0.0.0/tcp/6180";
+
+/// The chain id unless configured: AptosNet's `TESTING` chain (4), so a node never joins a
+/// real chain by accident.
+pub const DEFAULT_CHAIN_ID: u8 = 4;
+
+/// Connecting, the Noise handshake and the handshake message together (AptosNet's
+/// `TRANSPORT_TIMEOUT`): a peer that stalls during set-up holds a socket no longer than this.
+pub const SETUP_TIMEOUT_MS: u64 = 30_000;
+
+/// Inbound connections from peers outside the trusted set (AptosNet's
+/// `MAX_INBOUND_CONNECTIONS`). Trusted peers are never refused for this limit.
+pub const MAX_INBOUND_CONNECTIONS: usize = 100;
+
+/// Accepted sockets whose Noise and handshake set-up may run at once; the listener stops
+/// accepting while this many are in progress (the kernel's backlog takes the rest). Bounds the
+/// memory a burst of slow dialers can hold.
+pub const MAX_PENDING_INBOUND_UPGRADES: usize = 100;
+
+/// Capacity of the connection-notification broadcast (AptosNet's channel capacity): a
+/// subscriber that falls further behind than this loses the oldest notifications.
+pub const NOTIFICATION_CAPACITY: usize = 1024;
+
+/// The health checker pings each peer this often (AptosNet's `ping_interval_ms`).
+pub const HEALTH_CHECK_INTERVAL_MS: u64 = 10_000;
+
+/// A health-check ping without a pong within this long fails (AptosNet's `ping_timeout_ms`).
+pub const HEALTH_CHECK_TIMEOUT_MS: u64 = 20_000;
+
+/// The health checker disconnects a peer after this many consecutive failed pings
+/// (AptosNet's `ping_failures_tolerated` of 3, plus the failing one).
+pub const HEALTH_CHECK_FAILURES: u32 = 4;
+
+/// The configuration of one network (validator, VFN or public) of a node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NetworkConfig {
+    /// Which network this is. Default [`NetworkId::Public`]. Sent in the handshake message;
+    /// both ends must agree.
+    pub network_id: NetworkId,
+    /// Where to listen. Default [`DEFAULT_LISTEN_ADDRESS`]. Port 0 picks a free port; the
+    /// bound address is [`Network::listen_address`](crate::Network::listen_address).
+    pub listen_address: NetworkAddress,
+    /// The chain this node is on. Default [`DEFAULT_CHAIN_ID`]. Both ends must agree.
+    pub chain_id: ChainId,
+    /// The node's static key and PeerId. Default none: the builder generates a fresh key for
+    /// this run (fine for a public full node; a validator needs a stable identity).
+    pub identity: Option<Identity>,
+    /// How inbound Noise handshakes are authenticated. Default none: [`AuthMode::Mutual`] on
+    /// the validator network, [`AuthMode::MaybeMutual`] elsewhere; see
+    /// [`auth_mode`](Self::auth_mode).
+    pub auth_mode: Option<AuthMode>,
+    /// Peers we trust, by PeerId: their keys authenticate them, their role travels in the
+    /// connection metadata, and their addresses are where to find them. Default empty.
+    pub seeds: BTreeMap<PeerId, SeedPeer>,
+    /// Per-connection settings: lanes, RPC limits, message sizes. Set in code: `peer::Config`
+    /// has no serde form yet, so config files leave it out and get its defaults.
+    #[serde(skip)]
+    pub peer: peer::Config,
+    /// The default inbound queue of an application: capacity per (peer, protocol) 1024, drop
+    /// newest. [`NetworkBuilder::add_application`](crate::NetworkBuilder::add_application)
+    /// takes a queue config of its own; this is the usual value to pass.
+    pub inbound_queue: QueueConfig,
+    /// Inbound connections from peers outside the trusted set; more are refused and counted.
+    /// Default [`MAX_INBOUND_CONNECTIONS`].
+    pub max_inbound_connections: usize,
+    /// Accepted sockets being set up at once. Default [`MAX_PENDING_INBOUND_UPGRADES`].
+    pub max_pending_inbound_upgrades: NonZeroUsize,
+    /// Deadline for setting up one connection, in milliseconds. Default [`SETUP_TIMEOUT_MS`].
+    pub setup_timeout_ms: u64,
+    /// Connection notifications a subscriber may fall behind before it loses the oldest.
+    /// Default [`NOTIFICATION_CAPACITY`].
+    pub notification_capacity: NonZeroUsize,
+    /// Settings for the health checker.
+    pub health_check: HealthCheckConfig,
+}
+
+/// How the responder side of the Noise handshake authenticates initiators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Only peers in [`NetworkConfig::seeds`] (or added to the trusted set later), with one of
+    /// their keys, and a fresh timestamp. For validator networks.
+    Mutual,
+    /// Anyone; trusted peers must use their keys and get their role, others get
+    /// [`PeerRole::Unknown`].
+    MaybeMutual,
+}
+
+/// A node's static x25519 key, and the PeerId it goes by.
+///
+/// In config files: `{ "private_key": "<64 hex digits>", "peer_id": "<64 hex digits>" }`, with
+/// `peer_id` optional (it defaults to the one derived from the key, which is what nodes outside
+/// the validator set use). `Debug` does not print the key.
+#[derive(Clone)]
+pub struct Identity {
+    private_key: PrivateKey,
+    peer_id: Option<PeerId>,
+}
+
+/// A trusted peer in [`NetworkConfig::seeds`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedPeer {
+    /// Where it listens, with its Noise key: `/…/noise-ik/<key>/handshake/0`. Default empty.
+    #[serde(default)]
+    pub addresses: Vec<NetworkAddress>,
+    /// Its static keys, in addition to those in `addresses` (64 hex digits each). Default
+    /// empty.
+    #[serde(default, with = "public_keys_hex")]
+    pub keys: Vec<PublicKey>,
+    /// Its role, in snake case (`"validator"`, `"validator_full_node"`, …). Required.
+    #[serde(with = "peer_role")]
+    pub role: PeerRole,
+}
+
+/// The settings the health checker reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// How often each peer is pinged, in milliseconds. Default [`HEALTH_CHECK_INTERVAL_MS`].
+    pub interval_ms: u64,
+    /// How long a ping may wait for its pong, in milliseconds. Default
+    /// [`HEALTH_CHECK_TIMEOUT_MS`].
+    pub timeout_ms: u64,
+    /// Consecutive failed pings after which the peer is disconnected. Default
+    /// [`HEALTH_CHECK_FAILURES`].
+    pub failures_before_disconnect: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            network_id: NetworkId::Public,
+            listen_address: DEFAULT_LISTEN_ADDRESS
+                .parse()
+                .expect("the default listen address parses"),
+            chain_id: ChainId::new(DEFAULT_CHAIN_ID),
+            identity: None,
+            auth_mode: None,
+            seeds: BTreeMap::new(),
+            peer: peer::Config::default(),
+            inbound_queue: QueueConfig::default(),
+            max_inbound_connections: MAX_INBOUND_CONNECTIONS,
+            max_pending_inbound_upgrades: NonZeroUsize::new(MAX_PENDING_INBOUND_UPGRADES)
+                .expect("the constant is not zero"),
+            setup_timeout_ms: SETUP_TIMEOUT_MS,
+            notification_capacity: NonZeroUsize::new(NOTIFICATION_CAPACITY)
+                .expect("the constant is not zero"),
+            health_check: HealthCheckConfig::default(),
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// The defaults for network `network_id`, listening on `listen_address`.
+    pub fn new(network_id: NetworkId, listen_address: NetworkAddress) -> Self {
+        Self {
+            network_id,
+            listen_address,
+            ..Self::default()
+        }
+    }
+
+    /// The configured auth mode, or the network's default: mutual on the validator network,
+    /// maybe-mutual elsewhere.
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth_mode
+            .unwrap_or(if self.network_id.is_validator_network() {
+                AuthMode::Mutual
+            } else {
+                AuthMode::MaybeMutual
+            })
+    }
+
+    /// [`setup_timeout_ms`](Self::setup_timeout_ms) as a duration.
+    pub fn setup_timeout(&self) -> Duration {
+        Duration::from_millis(self.setup_timeout_ms)
+    }
+
+    /// The trusted set the seeds describe: each seed with the keys it lists and those in its
+    /// addresses.
+    pub fn trusted_peers(&self) -> HashMap<PeerId, TrustedPeer> {
+        self.seeds
+            .iter()
+            .map(|(peer_id, seed)| {
+                let keys: HashSet<PublicKey> = seed
+                    .keys
+                    .iter()
+                    .copied()
+                    .chain(seed.addresses.iter().filter_map(|a| a.noise_public_key()))
+                    .collect();
+                (*peer_id, TrustedPeer::new(seed.role, keys))
+            })
+            .collect()
+    }
+
+    /// The Noise auth mode over `trusted`.
+    pub(crate) fn handshake_auth_mode(&self, trusted: TrustedPeers) -> HandshakeAuthMode {
+        match self.auth_mode() {
+            AuthMode::Mutual => HandshakeAuthMode::mutual(trusted),
+            AuthMode::MaybeMutual => HandshakeAuthMode::maybe_mutual(trusted),
+        }
+    }
+
+    /// Checks the rules serde cannot express.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.setup_timeout_ms == 0 {
+            return Err(Error::InvalidConfig {
+                field: "setup_timeout_ms",
+                reason: "must be at least 1 ms",
+                source: None,
+            });
+        }
+        if self.health_check.interval_ms == 0 || self.health_check.timeout_ms == 0 {
+            return Err(Error::InvalidConfig {
+                field: "health_check",
+                reason: "interval_ms and timeout_ms must be at least 1 ms",
+                source: None,
+            });
+        }
+        self.peer
+            .validate()
+            .map_err(|source| Error::InvalidConfig {
+                field: "peer",
+                reason: "the peer config breaks a rule",
+                source: Some(Box::new(source)),
+            })?;
+        Ok(())
+    }
+}
+
+impl Identity {
+    /// An identity for `private_key`, going by the PeerId derived from its public key.
+    pub fn new(private_key: PrivateKey) -> Self {
+        Self {
+            private_key,
+            peer_id: None,
+        }
+    }
+
+    /// A fresh random identity.
+    pub fn generate(rng: &mut (impl rand::RngCore + rand::CryptoRng)) -> Self {
+        Self::new(noise::keys::generate_private_key(rng))
+    }
+
+    /// Parses a private key of 64 hex digits (with or without `0x`).
+    pub fn from_hex(text: &str) -> Result<Self, Error> {
+        parse_private_key(text).map(Self::new)
+    }
+
+    /// The same key, going by `peer_id` (a validator's account address) instead of the
+    /// derived PeerId.
+    pub fn with_peer_id(mut self, peer_id: PeerId) -> Self {
+        self.peer_id = Some(peer_id);
+        self
+    }
+
+    /// The PeerId: the configured one, or the one derived from the public key.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+            .unwrap_or_else(|| noise::keys::peer_id_from_public_key(&self.public_key()))
+    }
+
+    /// The static public key.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::from(&self.private_key)
+    }
+
+    /// The static private key.
+    pub fn private_key(&self) -> &PrivateKey {
+        &self.private_key
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the private key: configs end up in logs.
+        f.debug_struct("Identity")
+            .field("peer_id", &self.peer_id())
+            .field(
+                "public_key",
+                &noise::keys::format_public_key(&self.public_key()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an [`Identity`] is written in config files.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityRepr {
+    private_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer_id: Option<PeerId>,
+}
+
+impl Serialize for Identity {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        IdentityRepr {
+            private_key: hex::encode(self.private_key.as_bytes()),
+            peer_id: self.peer_id,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Identity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = IdentityRepr::deserialize(deserializer)?;
+        let private_key = parse_private_key(&repr.private_key).map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            private_key,
+            peer_id: repr.peer_id,
+        })
+    }
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: HEALTH_CHECK_INTERVAL_MS,
+            timeout_ms: HEALTH_CHECK_TIMEOUT_MS,
+            failures_before_disconnect: HEALTH_CHECK_FAILURES,
+        }
+    }
+}
+
+impl HealthCheckConfig {
+    /// [`interval_ms`](Self::interval_ms) as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// [`timeout_ms`](Self::timeout_ms) as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl SeedPeer {
+    /// A seed with `role` reachable at `addresses` (whose Noise keys authenticate it).
+    pub fn new(role: PeerRole, addresses: impl IntoIterator<Item = NetworkAddress>) -> Self {
+        Self {
+            addresses: addresses.into_iter().collect(),
+            keys: Vec::new(),
+            role,
+        }
+    }
+}
+
+/// Parses 64 hex digits (an optional `0x` first) into a private key. The error never contains
+/// the input.
+fn parse_private_key(text: &str) -> Result<PrivateKey, Error> {
+    let digits = text.trim().strip_prefix("0x").unwrap_or(text.trim());
+    if digits.len() != 2 * noise::keys::KEY_LEN {
+        return Err(Error::InvalidPrivateKey {
+            reason: "expected 64 hex digits",
+        });
+    }
+    let mut bytes = [0u8; noise::keys::KEY_LEN];
+    hex::decode_to_slice(digits, &mut bytes)
+        .map_err(|_| Error::InvalidPrivateKey { reason: "not hex" })?;
+    Ok(PrivateKey::from(bytes))
+}
+
+/// Public keys as 64 hex digits each, through noise's own parser and printer.
+mod public_keys_hex {
+    use noise::PublicKey;
+    use noise::keys::{format_public_key, parse_public_key};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        keys: &[PublicKey],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(keys.iter().map(format_public_key))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<PublicKey>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|text| parse_public_key(text).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+/// [`PeerRole`] by its snake-case name ([`PeerRole::as_str`]).
+mod peer_role {
+    use noise::PeerRole;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const ROLES: [PeerRole; 7] = [
+        PeerRole::Validator,
+        PeerRole::PreferredUpstream,
+        PeerRole::Upstream,
+        PeerRole::ValidatorFullNode,
+        PeerRole::Downstream,
+        PeerRole::Known,
+        PeerRole::Unknown,
+    ];
+
+    const NAMES: [&str; 7] = [
+        "validator",
+        "preferred_upstream",
+        "upstream",
+        "validator_full_node",
+        "downstream",
+        "known",
+        "unknown",
+    ];
+
+    pub(super) fn serialize<S: Serializer>(
+        role: &PeerRole,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(role.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<PeerRole, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        ROLES
+            .into_iter()
+            .find(|role| role.as_str() == name)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, &NAMES))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    /// The defaults are the architecture's: 30 s set-up, 100 inbound connections, 1024 per
+    /// queue, health checks every 10 s with a 20 s timeout and 4 failures; the auth mode follows
+    /// the network.
+    #[test]
+    fn defaults_are_the_architectures() {
+        let config = NetworkConfig::default();
+        assert_eq!(config.setup_timeout(), Duration::from_secs(30));
+        assert_eq!(config.max_inbound_connections, 100);
+        assert_eq!(config.inbound_queue.capacity_per_key.get(), 1024);
+        assert_eq!(config.health_check.interval(), Duration::from_secs(10));
+        assert_eq!(config.health_check.timeout(), Duration::from_secs(20));
+        assert_eq!(config.health_check.failures_before_disconnect, 4);
+        assert_eq!(config.auth_mode(), AuthMode::MaybeMutual);
+        let validator = NetworkConfig::new(NetworkId::Validator, NetworkAddress::memory(0));
+        assert_eq!(validator.auth_mode(), AuthMode::Mutual);
+        config.validate().unwrap();
+    }
+
+    /// A JSON config with only some fields set reads, takes defaults for the rest, and writes
+    /// back to the same values; the identity and seed keys travel as hex.
+    #[test]
+    fn json_config_round_trips_with_defaults_filled_in() {
+        let identity = Identity::generate(&mut StdRng::seed_from_u64(1));
+        let seed_key = PublicKey::from(&noise::keys::generate_private_key(
+            &mut StdRng::seed_from_u64(2),
+        ));
+        let seed_id = noise::keys::peer_id_from_public_key(&seed_key);
+        let address = NetworkAddress::memory(7)
+            .with_noise_and_handshake(seed_key, 0)
+            .unwrap();
+        let json = serde_json::json!({
+            "network_id": "validator",
+            "listen_address": "/memory/0",
+            "chain_id": 1,
+            "identity": { "private_key": hex::encode(identity.private_key().as_bytes()) },
+            "seeds": { seed_id.to_string(): {
+                "addresses": [address.to_string()],
+                "role": "validator",
+            } },
+            "health_check": { "interval_ms": 5000 },
+        });
+        let config: NetworkConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(config.network_id, NetworkId::Validator);
+        assert_eq!(config.chain_id, ChainId::new(1));
+        assert_eq!(
+            config.identity.as_ref().unwrap().peer_id(),
+            identity.peer_id()
+        );
+        assert_eq!(config.health_check.interval_ms, 5000);
+        assert_eq!(config.health_check.timeout_ms, HEALTH_CHECK_TIMEOUT_MS);
+        assert_eq!(config.max_inbound_connections, MAX_INBOUND_CONNECTIONS);
+        let trusted = config.trusted_peers();
+        assert_eq!(trusted[&seed_id].role, PeerRole::Validator);
+        assert!(trusted[&seed_id].keys.contains(&seed_key));
+
+        let again: NetworkConfig =
+            serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
+        assert_eq!(again.seeds, config.seeds);
+        assert_eq!(
+            again.identity.unwrap().private_key().as_bytes(),
+            identity.private_key().as_bytes()
+        );
+    }
+
+    /// A bad private key is a typed error that does not echo the (secret) input; Debug does
+    /// not print the key either.
+    #[test]
+    fn bad_private_keys_are_refused_without_echoing_them() {
+        let err = Identity::from_hex("zz".repeat(32).as_str()).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidPrivateKey { reason: "not hex" }
+        ));
+        assert!(!err.to_string().contains("zz"));
+        assert!(matches!(
+            Identity::from_hex("00"),
+            Err(Error::InvalidPrivateKey { .. })
+        ));
+        let identity = Identity::from_hex(&format!("0x{}", "11".repeat(32))).unwrap();
+        assert!(!format!("{identity:?}").contains(&"11".repeat(32)));
+    }
+
+    /// Unknown fields are refused, so a typo in a config file is caught.
+    #[test]
+    fn unknown_fields_are_refused() {
+        let result = serde_json::from_value::<NetworkConfig>(serde_json::json!({
+            "max_inbound_conections": 5,
+        }));
+        assert!(result.is_err());
+    }
+}

@@ -1,0 +1,287 @@
+//! [`Error`]: the one error type applications see from peerlane.
+//!
+//! Errors from the layers below (`netcore`, `noise`, `wire`, `peer`) are wrapped as sources,
+//! never flattened to strings: walk [`std::error::Error::source`] for the detail. Messages say
+//! which phase failed ("dial", "set-up", "send to …") and never repeat their source's text.
+
+use std::time::Duration;
+
+use netcore::NetworkAddress;
+use wire::{NetworkId, ProtocolId};
+
+use crate::metrics::SetupFailure;
+use crate::peers::PeerNetworkId;
+
+/// Everything that can go wrong in the facade: building a network, setting up connections,
+/// sending and receiving application messages.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // Configuration and building.
+    /// The configured identity key is not 64 hex digits. The key itself is not repeated here,
+    /// as it is a secret.
+    #[error("config: identity private key is invalid: {reason}")]
+    InvalidPrivateKey {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A configuration value breaks a rule.
+    #[error("config: {field} is invalid: {reason}")]
+    InvalidConfig {
+        /// The offending field, as named in the config file.
+        field: &'static str,
+        /// Which rule it breaks.
+        reason: &'static str,
+        /// The lower layer's complaint, when it has one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+
+    /// Two applications registered the same protocol on one network; a protocol belongs to
+    /// one application.
+    #[error("protocol {protocol} is already registered by another application")]
+    ProtocolAlreadyRegistered {
+        /// The protocol registered twice.
+        protocol: ProtocolId,
+    },
+
+    /// The network could not start listening.
+    #[error("listen on {addr} failed")]
+    Listen {
+        /// The configured listen address.
+        addr: NetworkAddress,
+        /// The transport's error.
+        #[source]
+        source: netcore::Error,
+    },
+
+    // Connection set-up (dials, and accepted connections before they are registered).
+    /// The transport could not connect or accept.
+    #[error("set-up: transport failed")]
+    Transport(#[source] netcore::Error),
+
+    /// The Noise handshake failed (on the dialing side, a rejection by the remote shows up here
+    /// as [`noise::Error::Rejected`]).
+    #[error("set-up: noise handshake failed")]
+    Noise(#[source] noise::Error),
+
+    /// The AptosNet handshake message could not be exchanged, or negotiation failed (chain id,
+    /// network id, no common protocol).
+    #[error("set-up: handshake message exchange or negotiation failed")]
+    Handshake(#[source] wire::Error),
+
+    /// The address to dial has no `/noise-ik/<key>`, so we cannot authenticate the remote.
+    #[error("dial: address {addr} has no noise-ik key")]
+    MissingNoiseKey {
+        /// The address.
+        addr: NetworkAddress,
+    },
+
+    /// The address to dial asks for a handshake version other than 0, the only one AptosNet
+    /// defines. Nothing was sent.
+    #[error("dial: address {addr} asks for handshake version {version:?}, we speak 0")]
+    UnsupportedHandshakeVersion {
+        /// The address.
+        addr: NetworkAddress,
+        /// The version it names, if any.
+        version: Option<u8>,
+    },
+
+    /// Connecting, the Noise handshake and the handshake message together took longer than
+    /// the set-up timeout.
+    #[error("set-up: connection was not set up within {timeout:?}")]
+    SetupTimeout {
+        /// The set-up timeout in force.
+        timeout: Duration,
+    },
+
+    /// We are connected to the peer already; nothing was dialed.
+    #[error("dial: already connected to {peer}")]
+    AlreadyConnected {
+        /// The peer.
+        peer: PeerNetworkId,
+    },
+
+    // Sending and receiving.
+    /// The client has no network with this id.
+    #[error("network {network_id} is not served by this client")]
+    UnknownNetwork {
+        /// The network asked for.
+        network_id: NetworkId,
+    },
+
+    /// We have no connection to the peer.
+    #[error("not connected to {peer}")]
+    NotConnected {
+        /// The peer.
+        peer: PeerNetworkId,
+    },
+
+    /// None of the application's protocols for this kind of message was negotiated with the
+    /// peer.
+    #[error("{peer} speaks none of the application's {kind} protocols {preferences:?}")]
+    NoCommonProtocol {
+        /// The peer.
+        peer: PeerNetworkId,
+        /// Direct send or RPC.
+        kind: MessageKind,
+        /// The application's preference list for that kind.
+        preferences: Vec<ProtocolId>,
+    },
+
+    /// An application value could not be encoded for a protocol.
+    #[error("encoding a message for protocol {protocol} failed")]
+    Encode {
+        /// The protocol chosen for the peer.
+        protocol: ProtocolId,
+        /// The encoder's error.
+        #[source]
+        source: wire::Error,
+    },
+
+    /// An RPC response could not be decoded into the application's type.
+    #[error("decoding the rpc response on protocol {protocol} failed")]
+    Decode {
+        /// The protocol of the RPC.
+        protocol: ProtocolId,
+        /// The decoder's error.
+        #[source]
+        source: wire::Error,
+    },
+
+    /// The peer's connection refused or failed the operation: its queue is full, it is
+    /// disconnecting, an RPC timed out or the remote does not serve the protocol.
+    #[error("{peer}: sending failed")]
+    Peer {
+        /// The peer.
+        peer: PeerNetworkId,
+        /// The connection's error (boxed: it is the largest of the lower errors).
+        #[source]
+        source: Box<peer::Error>,
+    },
+
+    /// Responding to an inbound RPC failed (the connection is gone, or the response came after
+    /// the request's deadline).
+    #[error("responding to an rpc on protocol {protocol} failed")]
+    Respond {
+        /// The protocol of the RPC.
+        protocol: ProtocolId,
+        /// The connection's error (boxed: it is the largest of the lower errors).
+        #[source]
+        source: Box<peer::Error>,
+    },
+
+    /// Sending to several peers failed for some of them; the others were sent to.
+    #[error("sending to {failed} of {attempted} peers failed")]
+    SendToPeers {
+        /// Peers the message could not be sent to.
+        failed: usize,
+        /// Peers we tried.
+        attempted: usize,
+        /// The first failure.
+        #[source]
+        first: Box<Self>,
+    },
+
+    /// The network is shutting down or shut down.
+    #[error("network is shut down")]
+    ShutDown,
+}
+
+/// The kind of an application message: which of an application's preference lists applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// A one-way message.
+    DirectSend,
+    /// A request that expects a response.
+    Rpc,
+}
+
+impl Error {
+    /// Whether the peer is not connected (or its connection is going away).
+    pub fn is_not_connected(&self) -> bool {
+        match self {
+            Self::NotConnected { .. } => true,
+            Self::Peer { source, .. } | Self::Respond { source, .. } => {
+                matches!(**source, peer::Error::Disconnected)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether something took longer than its deadline: an RPC or a connection set-up.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::SetupTimeout { .. } => true,
+            Self::Peer { source, .. } => matches!(**source, peer::Error::Timeout { .. }),
+            Self::Noise(source) => matches!(source, noise::Error::Timeout { .. }),
+            _ => false,
+        }
+    }
+
+    /// Whether the peer's outbound queue was full, so the message was dropped: back off.
+    pub fn is_queue_full(&self) -> bool {
+        match self {
+            Self::Peer { source, .. } | Self::Respond { source, .. } => {
+                matches!(**source, peer::Error::QueueFull { .. })
+            }
+            _ => false,
+        }
+    }
+
+    /// The error of the peer's connection, when that is what failed.
+    pub fn peer_error(&self) -> Option<&peer::Error> {
+        match self {
+            Self::Peer { source, .. } | Self::Respond { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the network is shut down.
+    pub fn is_shut_down(&self) -> bool {
+        matches!(self, Self::ShutDown)
+    }
+
+    /// The `reason` label of a connection set-up failure.
+    pub(crate) fn setup_failure(&self) -> SetupFailure {
+        match self {
+            Self::Noise(noise::Error::Timeout { .. }) | Self::SetupTimeout { .. } => {
+                SetupFailure::Timeout
+            }
+            Self::Noise(_) => SetupFailure::Noise,
+            Self::Handshake(_) => SetupFailure::Handshake,
+            Self::MissingNoiseKey { .. } | Self::UnsupportedHandshakeVersion { .. } => {
+                SetupFailure::Address
+            }
+            _ => SetupFailure::Transport,
+        }
+    }
+}
+
+impl MessageKind {
+    /// `"direct_send"` or `"rpc"`, for logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::DirectSend => "direct_send",
+            Self::Rpc => "rpc",
+        }
+    }
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::DirectSend => "direct send",
+            Self::Rpc => "rpc",
+        })
+    }
+}
+
+impl From<netcore::Error> for Error {
+    /// A transport error during set-up; [`TransportExt::and_then`](netcore::TransportExt)
+    /// needs this conversion.
+    fn from(source: netcore::Error) -> Self {
+        Self::Transport(source)
+    }
+}

@@ -1,0 +1,386 @@
+//! [`Metrics`]: the facade's counters: connections, refusals, set-up failures, the application
+//! inbound queues and decode failures.
+//!
+//! | name | type | labels |
+//! |------|------|--------|
+//! | `peerlane_connections` | gauge | `origin` |
+//! | `peerlane_connection_events_total` | counter | `event` ([`ConnectionEvent`]) |
+//! | `peerlane_connections_refused_total` | counter | `reason` ([`RefusalReason`]) |
+//! | `peerlane_connection_setup_failures_total` | counter | `origin`, `reason` ([`SetupFailure`]) |
+//! | `peerlane_inbound_queue_messages_total` | counter | `protocol`, `event` ([`QueueEvent`]) |
+//! | `peerlane_inbound_decode_failures_total` | counter | `protocol` |
+//!
+//! The builder registers these under a `network` label (`validator`, `vfn`, `public`), so
+//! several networks share one registry. `peerlane_notifications_lost_total` belongs to
+//! [`PeersAndMetadata`](crate::PeersAndMetadata), which may serve several networks.
+
+use std::fmt::Write as _;
+
+use netcore::ConnectionOrigin;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use wire::ProtocolId;
+
+/// The facade's counters. Cloning gives another handle on the same counters.
+///
+/// [`Metrics::default`] is unregistered; [`Metrics::register`] creates and registers them.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    connections: Family<OriginLabels, Gauge>,
+    connection_events: Family<ConnectionEventLabels, Counter>,
+    refused: Family<RefusalLabels, Counter>,
+    setup_failures: Family<SetupFailureLabels, Counter>,
+    inbound_queue: Family<QueueLabels, Counter>,
+    decode_failures: Family<ProtocolLabels, Counter>,
+}
+
+/// What happened to a connection, for `peerlane_connection_events_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// A connection was registered and announced with `NewPeer`.
+    New,
+    /// A connection ended and was announced with `LostPeer`.
+    Lost,
+    /// A connection was closed because another connection to the same peer won the
+    /// simultaneous-dial tie break.
+    Replaced,
+}
+
+/// Why we refused a connection that had been set up, for
+/// `peerlane_connections_refused_total`. The remote only sees the socket close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// An inbound connection from a peer outside the trusted set, with
+    /// `max_inbound_connections` such connections open already.
+    InboundLimit,
+}
+
+/// Why a connection could not be set up, for `peerlane_connection_setup_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SetupFailure {
+    /// Connecting or accepting failed.
+    Transport,
+    /// The Noise handshake failed (its own counters say why).
+    Noise,
+    /// The handshake message exchange or negotiation failed.
+    Handshake,
+    /// The whole set-up took longer than its deadline.
+    Timeout,
+    /// The address to dial cannot be used (no key, another handshake version).
+    Address,
+}
+
+/// What happened to an inbound message at an application's queue, for
+/// `peerlane_inbound_queue_messages_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QueueEvent {
+    /// Queued for the application.
+    Enqueued,
+    /// Taken by the application.
+    Dequeued,
+    /// Dropped on arrival: its (peer, protocol) queue was full (FIFO queue).
+    DroppedNewest,
+    /// Queued, and the oldest message of its (peer, protocol) queue dropped to make room (LIFO
+    /// queue).
+    DroppedOldest,
+    /// Dropped on arrival: the application no longer reads its events.
+    Closed,
+}
+
+impl Metrics {
+    /// Creates the counters and registers them into `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "peerlane_connections",
+            "Open connections by origin",
+            metrics.connections.clone(),
+        );
+        // prometheus-client appends `_total` to counter names.
+        registry.register(
+            "peerlane_connection_events",
+            "Connections registered (new), ended (lost) and replaced by a simultaneous dial",
+            metrics.connection_events.clone(),
+        );
+        registry.register(
+            "peerlane_connections_refused",
+            "Connections closed right after set-up, by reason",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "peerlane_connection_setup_failures",
+            "Connections that failed to set up, by origin and reason",
+            metrics.setup_failures.clone(),
+        );
+        registry.register(
+            "peerlane_inbound_queue_messages",
+            "Inbound messages at the applications' queues: enqueued, dequeued or dropped",
+            metrics.inbound_queue.clone(),
+        );
+        registry.register(
+            "peerlane_inbound_decode_failures",
+            "Inbound payloads the application's type could not decode (skipped)",
+            metrics.decode_failures.clone(),
+        );
+        metrics
+    }
+
+    /// Open connections with `origin`.
+    pub fn connections(&self, origin: ConnectionOrigin) -> i64 {
+        self.connections
+            .get(&OriginLabels {
+                origin: Origin(origin),
+            })
+            .map_or(0, |gauge| gauge.get())
+    }
+
+    /// How many times `event` happened.
+    pub fn connection_events(&self, event: ConnectionEvent) -> u64 {
+        self.connection_events
+            .get(&ConnectionEventLabels { event })
+            .map_or(0, |counter| counter.get())
+    }
+
+    /// Connections refused for `reason`.
+    pub fn refused(&self, reason: RefusalReason) -> u64 {
+        self.refused
+            .get(&RefusalLabels { reason })
+            .map_or(0, |counter| counter.get())
+    }
+
+    /// Set-up failures with `origin` and `reason`.
+    pub fn setup_failures(&self, origin: ConnectionOrigin, reason: SetupFailure) -> u64 {
+        self.setup_failures
+            .get(&SetupFailureLabels {
+                origin: Origin(origin),
+                reason,
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
+    /// Inbound messages of `protocol` that met `event` at an application's queue.
+    pub fn inbound_queue(&self, protocol: ProtocolId, event: QueueEvent) -> u64 {
+        self.inbound_queue
+            .get(&QueueLabels {
+                protocol: Protocol(protocol),
+                event,
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
+    /// Inbound payloads of `protocol` that did not decode.
+    pub fn decode_failures(&self, protocol: ProtocolId) -> u64 {
+        self.decode_failures
+            .get(&ProtocolLabels {
+                protocol: Protocol(protocol),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
+    pub(crate) fn connection_opened(&self, origin: ConnectionOrigin) {
+        self.connections
+            .get_or_create(&OriginLabels {
+                origin: Origin(origin),
+            })
+            .inc();
+    }
+
+    pub(crate) fn connection_closed(&self, origin: ConnectionOrigin) {
+        self.connections
+            .get_or_create(&OriginLabels {
+                origin: Origin(origin),
+            })
+            .dec();
+    }
+
+    pub(crate) fn record_connection_event(&self, event: ConnectionEvent) {
+        self.connection_events
+            .get_or_create(&ConnectionEventLabels { event })
+            .inc();
+    }
+
+    pub(crate) fn record_refused(&self, reason: RefusalReason) {
+        self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    pub(crate) fn record_setup_failure(&self, origin: ConnectionOrigin, reason: SetupFailure) {
+        self.setup_failures
+            .get_or_create(&SetupFailureLabels {
+                origin: Origin(origin),
+                reason,
+            })
+            .inc();
+    }
+
+    pub(crate) fn record_queue_event(&self, protocol: ProtocolId, event: QueueEvent) {
+        self.inbound_queue
+            .get_or_create(&QueueLabels {
+                protocol: Protocol(protocol),
+                event,
+            })
+            .inc();
+    }
+
+    pub(crate) fn record_decode_failure(&self, protocol: ProtocolId) {
+        self.decode_failures
+            .get_or_create(&ProtocolLabels {
+                protocol: Protocol(protocol),
+            })
+            .inc();
+    }
+}
+
+impl ConnectionEvent {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Lost => "lost",
+            Self::Replaced => "replaced",
+        }
+    }
+}
+
+impl RefusalReason {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InboundLimit => "inbound_limit",
+        }
+    }
+}
+
+impl SetupFailure {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Transport => "transport",
+            Self::Noise => "noise",
+            Self::Handshake => "handshake",
+            Self::Timeout => "timeout",
+            Self::Address => "address",
+        }
+    }
+}
+
+impl QueueEvent {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Enqueued => "enqueued",
+            Self::Dequeued => "dequeued",
+            Self::DroppedNewest => "dropped_newest",
+            Self::DroppedOldest => "dropped_oldest",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// Implements [`EncodeLabelValue`] through `as_str`.
+macro_rules! label_value_from_as_str {
+    ($($ty:ty),*) => {
+        $(impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        })*
+    };
+}
+
+label_value_from_as_str!(ConnectionEvent, RefusalReason, SetupFailure, QueueEvent);
+
+/// [`ConnectionOrigin`] as a label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Origin(ConnectionOrigin);
+
+impl EncodeLabelValue for Origin {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0.as_str())
+    }
+}
+
+/// [`ProtocolId`] as a label value: AptosNet's name, or `unknown(<id>)` for other ids (at most
+/// 256 values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Protocol(ProtocolId);
+
+impl EncodeLabelValue for Protocol {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        write!(encoder, "{}", self.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OriginLabels {
+    origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ConnectionEventLabels {
+    event: ConnectionEvent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: RefusalReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SetupFailureLabels {
+    origin: Origin,
+    reason: SetupFailure,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct QueueLabels {
+    protocol: Protocol,
+    event: QueueEvent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: Protocol,
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    /// Registered metrics show up under their full names with `as_str()` label values, and a
+    /// sub-registry adds the network label.
+    #[test]
+    fn registered_metrics_use_prefixed_names_and_enum_labels() {
+        let mut registry = Registry::default();
+        let metrics =
+            Metrics::register(registry.sub_registry_with_label(("network".into(), "vfn".into())));
+        metrics.record_refused(RefusalReason::InboundLimit);
+        metrics.record_queue_event(ProtocolId::MEMPOOL_DIRECT_SEND, QueueEvent::DroppedNewest);
+        metrics.connection_opened(ConnectionOrigin::Inbound);
+
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                r#"peerlane_connections_refused_total{network="vfn",reason="inbound_limit"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"peerlane_inbound_queue_messages_total{network="vfn",protocol="MempoolDirectSend",event="dropped_newest"} 1"#
+        ), "{text}");
+        assert_eq!(metrics.connections(ConnectionOrigin::Inbound), 1);
+        assert_eq!(
+            metrics.inbound_queue(ProtocolId::MEMPOOL_DIRECT_SEND, QueueEvent::DroppedNewest),
+            1
+        );
+    }
+}

@@ -1,0 +1,585 @@
+//! [`PeerManager`]: one actor per network that owns the set of live connections.
+//!
+//! ```text
+//! listener ── set-up connections ──┐
+//! dial tasks ── set-up connections ┤
+//!                                  ▼
+//! PeerManagerHandle ── requests ─► PeerManager ── Peer::spawn ──► peer tasks
+//!   (dial, disconnect)             │  │                             │
+//!                                  │  └─ PeersAndMetadata ─► NewPeer / LostPeer
+//!                                  └──────── closed(reason) ◄───────┘
+//! ```
+//!
+//! The peer manager is the only writer of its network's entries in [`PeersAndMetadata`]. For
+//! every connection that finished set-up it decides whether to keep it (the inbound limit,
+//! simultaneous dials: [`resolve_simultaneous_dial`]), spawns a [`Peer`] for it with the
+//! network's router, registers it and announces `NewPeer`. When a peer's tasks end it
+//! announces `LostPeer`, unless that connection had been replaced already.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
+use noise::PeerRole;
+use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, Peer, PeerHandle};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wire::NetworkId;
+
+use crate::error::Error;
+use crate::metrics::{ConnectionEvent, Metrics, RefusalReason};
+use crate::peers::{PeerNetworkId, PeersAndMetadata};
+use crate::transport::{AptosNetTransport, NetworkConnection};
+
+/// Requests a [`PeerManagerHandle`] can queue: how many may wait for the actor. Senders wait
+/// (asynchronously) when it is full.
+pub(crate) const REQUEST_CAPACITY: usize = 64;
+
+/// Connections that finished set-up and wait for the actor (from the listener and from dials).
+/// Their tasks wait when it is full, which also holds up the listener's accepting.
+pub(crate) const NEW_CONNECTION_CAPACITY: usize = 64;
+
+/// A cloneable handle on a [`PeerManager`]: dial and disconnect.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerManagerHandle {
+    requests_tx: mpsc::Sender<Request>,
+}
+
+/// What a [`PeerManagerHandle`] asks of the actor.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Dial `peer_id` at `addr`; reply once it is connected or the dial failed.
+    Dial {
+        peer_id: PeerId,
+        addr: NetworkAddress,
+        reply_tx: oneshot::Sender<Result<(), Error>>,
+    },
+    /// Close the connection to `peer_id`; reply once it is gone.
+    Disconnect {
+        peer_id: PeerId,
+        reply_tx: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// A connection that finished set-up, with the dialer's reply when we dialed it.
+pub(crate) struct NewConnection {
+    pub(crate) connection: NetworkConnection,
+    pub(crate) reply_tx: Option<oneshot::Sender<Result<(), Error>>>,
+}
+
+/// Why [`PeerManager::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// The network's shutdown token was cancelled; every peer has closed since.
+    Shutdown,
+}
+
+/// Everything the peer manager needs from the builder.
+pub(crate) struct Parts {
+    pub(crate) network_id: NetworkId,
+    pub(crate) own_peer_id: PeerId,
+    pub(crate) peer_config: peer::Config,
+    pub(crate) max_inbound_connections: usize,
+    pub(crate) transport: Arc<AptosNetTransport>,
+    pub(crate) peers: PeersAndMetadata,
+    pub(crate) router: Arc<dyn InboundRouter>,
+    pub(crate) peer_metrics: peer::Metrics,
+    pub(crate) metrics: Metrics,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The actor's inputs, made before the actor so that handles can exist first.
+pub(crate) struct Channels {
+    requests_rx: mpsc::Receiver<Request>,
+    new_connections_tx: mpsc::Sender<NewConnection>,
+    new_connections_rx: mpsc::Receiver<NewConnection>,
+}
+
+/// The actor; see the module docs.
+pub(crate) struct PeerManager {
+    parts: Parts,
+    /// The current connection of each connected peer.
+    connections: HashMap<PeerId, Current>,
+    requests_rx: mpsc::Receiver<Request>,
+    /// Set once every handle is gone; the actor then only serves connections.
+    requests_closed: bool,
+    /// Cloned into dial tasks; the listener has its own clone.
+    new_connections_tx: mpsc::Sender<NewConnection>,
+    new_connections_rx: mpsc::Receiver<NewConnection>,
+    /// One future per spawned peer, current or replaced: resolves when its tasks have ended.
+    closed: FuturesUnordered<BoxFuture<'static, Closed>>,
+    /// Disconnect requests waiting for their connection to close.
+    pending_disconnects: HashMap<ConnectionId, Vec<oneshot::Sender<Result<(), Error>>>>,
+}
+
+/// A peer's current connection.
+struct Current {
+    metadata: ConnectionMetadata,
+    handle: PeerHandle,
+}
+
+/// A spawned peer whose tasks have ended.
+struct Closed {
+    peer_id: PeerId,
+    connection_id: ConnectionId,
+    origin: ConnectionOrigin,
+    reason: DisconnectReason,
+}
+
+impl PeerManagerHandle {
+    /// Dials `peer_id` at `addr` and waits until the connection is registered, or the dial
+    /// failed.
+    ///
+    /// Cancel-safe in that dropping the future abandons only the wait: the dial goes on, and a
+    /// connection it makes is registered.
+    pub(crate) async fn dial(&self, peer_id: PeerId, addr: NetworkAddress) -> Result<(), Error> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.request(Request::Dial {
+            peer_id,
+            addr,
+            reply_tx,
+        })
+        .await?;
+        reply_rx.await.unwrap_or(Err(Error::ShutDown))
+    }
+
+    /// Closes the connection to `peer_id` and waits until it is gone.
+    pub(crate) async fn disconnect(&self, peer_id: PeerId) -> Result<(), Error> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.request(Request::Disconnect { peer_id, reply_tx })
+            .await?;
+        reply_rx.await.unwrap_or(Err(Error::ShutDown))
+    }
+
+    async fn request(&self, request: Request) -> Result<(), Error> {
+        self.requests_tx
+            .send(request)
+            .await
+            .map_err(|_closed| Error::ShutDown)
+    }
+}
+
+impl Channels {
+    /// The actor's channels and a handle on them.
+    pub(crate) fn new() -> (Self, PeerManagerHandle) {
+        let (requests_tx, requests_rx) = mpsc::channel(REQUEST_CAPACITY);
+        let (new_connections_tx, new_connections_rx) = mpsc::channel(NEW_CONNECTION_CAPACITY);
+        let channels = Self {
+            requests_rx,
+            new_connections_tx,
+            new_connections_rx,
+        };
+        (channels, PeerManagerHandle { requests_tx })
+    }
+
+    /// Where the listener hands set-up connections to.
+    pub(crate) fn new_connections_tx(&self) -> mpsc::Sender<NewConnection> {
+        self.new_connections_tx.clone()
+    }
+}
+
+impl PeerManager {
+    /// The actor over `channels`.
+    pub(crate) fn new(parts: Parts, channels: Channels) -> Self {
+        Self {
+            parts,
+            connections: HashMap::new(),
+            requests_rx: channels.requests_rx,
+            requests_closed: false,
+            new_connections_tx: channels.new_connections_tx,
+            new_connections_rx: channels.new_connections_rx,
+            closed: FuturesUnordered::new(),
+            pending_disconnects: HashMap::new(),
+        }
+    }
+
+    /// Runs until the network's shutdown token is cancelled, then waits for every peer to
+    /// close (each flushes under its own `writer_close_timeout`) and announces them lost.
+    pub(crate) async fn run(mut self) -> Exit {
+        let shutdown = self.parts.shutdown.clone();
+        loop {
+            tokio::select! {
+                // Local work before remote work: shutdown, then ended connections (cheap
+                // bookkeeping that frees slots), then new connections, then new requests.
+                biased;
+                // The network is shutting down: stop taking new work.
+                () = shutdown.cancelled() => break,
+                // A peer's tasks ended.
+                Some(closed) = self.closed.next(), if !self.closed.is_empty() => {
+                    self.handle_closed(closed);
+                }
+                // A connection finished set-up (the actor holds a sender: never `None`).
+                Some(new) = self.new_connections_rx.recv() => self.handle_new_connection(new),
+                // A request from a handle; `None` once every handle is gone.
+                request = self.requests_rx.recv(), if !self.requests_closed => match request {
+                    Some(request) => self.handle_request(request),
+                    None => self.requests_closed = true,
+                },
+            }
+        }
+        // Every peer has a child of the cancelled token and is closing: wait for them so that
+        // subscribers hear `LostPeer` and nothing outlives the network.
+        while let Some(closed) = self.closed.next().await {
+            self.handle_closed(closed);
+        }
+        // Requests and connections that raced the shutdown are answered by dropping them.
+        tracing::debug!(network = %self.parts.network_id, "peer manager stopped");
+        Exit::Shutdown
+    }
+
+    fn handle_request(&mut self, request: Request) {
+        match request {
+            Request::Dial {
+                peer_id,
+                addr,
+                reply_tx,
+            } => self.dial(peer_id, addr, reply_tx),
+            Request::Disconnect { peer_id, reply_tx } => {
+                let Some(current) = self.connections.get(&peer_id) else {
+                    let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
+                    let _ = reply_tx.send(Err(Error::NotConnected { peer }));
+                    return;
+                };
+                current.handle.disconnect();
+                self.pending_disconnects
+                    .entry(current.metadata.connection_id)
+                    .or_default()
+                    .push(reply_tx);
+            }
+        }
+    }
+
+    /// Starts a dial in its own task; the connection comes back through `new_connections`.
+    fn dial(
+        &mut self,
+        peer_id: PeerId,
+        addr: NetworkAddress,
+        reply_tx: oneshot::Sender<Result<(), Error>>,
+    ) {
+        let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
+        if self.connections.contains_key(&peer_id) {
+            let _ = reply_tx.send(Err(Error::AlreadyConnected { peer }));
+            return;
+        }
+        // Fails before connecting for an address we cannot use (no key, handshake version).
+        let dial = match self.parts.transport.dial(peer_id, addr.clone()) {
+            Ok(dial) => dial,
+            Err(err) => {
+                self.parts
+                    .metrics
+                    .record_setup_failure(ConnectionOrigin::Outbound, err.setup_failure());
+                let _ = reply_tx.send(Err(err));
+                return;
+            }
+        };
+        tracing::debug!(%peer, %addr, "dialing");
+        let new_connections_tx = self.new_connections_tx.clone();
+        let shutdown = self.parts.shutdown.clone();
+        let metrics = self.parts.metrics.clone();
+        self.parts.tracker.spawn(async move {
+            let result = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Err(Error::ShutDown),
+                result = dial => result,
+            };
+            match result {
+                Ok(connection) => {
+                    let new = NewConnection {
+                        connection,
+                        reply_tx: Some(reply_tx),
+                    };
+                    // Fails only when the actor is gone, which drops the reply: the dialer
+                    // hears `ShutDown`.
+                    let _ = new_connections_tx.send(new).await;
+                }
+                Err(err) => {
+                    if !err.is_shut_down() {
+                        metrics
+                            .record_setup_failure(ConnectionOrigin::Outbound, err.setup_failure());
+                        tracing::debug!(%peer, %addr, error = %err, "dial failed");
+                    }
+                    let _ = reply_tx.send(Err(err));
+                }
+            }
+        });
+    }
+
+    fn handle_new_connection(&mut self, new: NewConnection) {
+        let NewConnection {
+            connection,
+            reply_tx,
+        } = new;
+        let metadata = connection.metadata.clone();
+        let peer_id = metadata.remote_peer_id;
+        let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
+        let reply = |result: Result<(), Error>| {
+            if let Some(reply_tx) = reply_tx {
+                let _ = reply_tx.send(result);
+            }
+        };
+
+        if self.parts.shutdown.is_cancelled() {
+            // Raced the shutdown: drop the socket.
+            reply(Err(Error::ShutDown));
+            return;
+        }
+
+        if metadata.origin == ConnectionOrigin::Inbound
+            && metadata.role == PeerRole::Unknown
+            && !self.connections.contains_key(&peer_id)
+            && self.inbound_unknown_connections() >= self.parts.max_inbound_connections
+        {
+            // Dropping the connection closes the socket, which is all the remote learns.
+            self.parts
+                .metrics
+                .record_refused(RefusalReason::InboundLimit);
+            tracing::info!(
+                %peer,
+                reason = RefusalReason::InboundLimit.as_str(),
+                limit = self.parts.max_inbound_connections,
+                "inbound connection refused"
+            );
+            reply(Ok(()));
+            return;
+        }
+
+        if let Some(existing) = self.connections.get(&peer_id) {
+            let keep = resolve_simultaneous_dial(
+                self.parts.own_peer_id,
+                peer_id,
+                existing.metadata.origin,
+                metadata.origin,
+            );
+            self.parts
+                .metrics
+                .record_connection_event(ConnectionEvent::Replaced);
+            tracing::debug!(
+                %peer,
+                existing_conn = %existing.metadata.connection_id,
+                existing_origin = %existing.metadata.origin,
+                new_conn = %metadata.connection_id,
+                new_origin = %metadata.origin,
+                ?keep,
+                "second connection to a connected peer"
+            );
+            match keep {
+                Keep::Existing => {
+                    // Never spawned: dropping it closes the socket. We are connected all the
+                    // same, so a dial succeeded.
+                    drop(connection);
+                    reply(Ok(()));
+                    return;
+                }
+                // Its peer closes; its end is ignored, as it is no longer current.
+                Keep::New => existing.handle.disconnect(),
+            }
+        }
+
+        let handle = Peer::spawn(
+            self.parts.peer_config.clone(),
+            connection,
+            self.parts.router.clone(),
+            self.parts.peer_metrics.clone(),
+            &self.parts.tracker,
+            self.parts.shutdown.child_token(),
+        );
+        self.parts.metrics.connection_opened(metadata.origin);
+        self.parts
+            .metrics
+            .record_connection_event(ConnectionEvent::New);
+        let watched = handle.clone();
+        let (connection_id, origin) = (metadata.connection_id, metadata.origin);
+        self.closed.push(Box::pin(async move {
+            let reason = watched.closed().await;
+            Closed {
+                peer_id,
+                connection_id,
+                origin,
+                reason,
+            }
+        }));
+        tracing::info!(%peer, conn_id = %connection_id, %origin, "peer connected");
+        self.parts
+            .peers
+            .insert(self.parts.network_id, metadata.clone(), handle.clone());
+        self.connections
+            .insert(peer_id, Current { metadata, handle });
+        reply(Ok(()));
+    }
+
+    fn handle_closed(&mut self, closed: Closed) {
+        let Closed {
+            peer_id,
+            connection_id,
+            origin,
+            reason,
+        } = closed;
+        self.parts.metrics.connection_closed(origin);
+        let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
+        let is_current = self
+            .connections
+            .get(&peer_id)
+            .is_some_and(|current| current.metadata.connection_id == connection_id);
+        if is_current {
+            self.connections.remove(&peer_id);
+            self.parts.peers.remove(peer, connection_id, reason);
+            self.parts
+                .metrics
+                .record_connection_event(ConnectionEvent::Lost);
+            tracing::info!(%peer, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
+        } else {
+            // A replaced connection: the peer is still connected over its successor.
+            tracing::debug!(%peer, conn_id = %connection_id, reason = reason.as_str(), "replaced connection closed");
+        }
+        for reply_tx in self
+            .pending_disconnects
+            .remove(&connection_id)
+            .unwrap_or_default()
+        {
+            let _ = reply_tx.send(Ok(()));
+        }
+    }
+
+    /// Inbound connections from peers outside the trusted set.
+    fn inbound_unknown_connections(&self) -> usize {
+        self.connections
+            .values()
+            .filter(|current| {
+                current.metadata.origin == ConnectionOrigin::Inbound
+                    && current.metadata.role == PeerRole::Unknown
+            })
+            .count()
+    }
+}
+
+/// Which of two connections to the same peer survives; see [`resolve_simultaneous_dial`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Keep the connection we already had and close the new one.
+    Existing,
+    /// Close the connection we already had and keep the new one.
+    New,
+}
+
+/// Decides which connection survives when a second connection to a peer completes while the
+/// first is still up (both sides dialed each other, or a peer reconnected before we noticed it
+/// left). Pure, so that both ends of a connection, which see the two connections in different
+/// orders, can be shown to agree.
+///
+/// - Same origin (two inbound or two outbound): keep the new one. The remote (or we) opened it
+///   last, so the old one is most likely dead or about to be.
+/// - Mixed origins: keep the connection dialed by the larger PeerId. If ours is larger, keep
+///   our outbound connection; otherwise keep their inbound one. Both ends apply the same rule
+///   to the same pair of connections, so they keep the same one whatever the arrival order.
+///
+/// `own == remote` cannot happen (Noise refuses a self-dial); it resolves like `own < remote`.
+pub(crate) fn resolve_simultaneous_dial(
+    own: PeerId,
+    remote: PeerId,
+    existing: ConnectionOrigin,
+    new: ConnectionOrigin,
+) -> Keep {
+    if existing == new {
+        return Keep::New;
+    }
+    let keep_origin = if own > remote {
+        ConnectionOrigin::Outbound
+    } else {
+        ConnectionOrigin::Inbound
+    };
+    if new == keep_origin {
+        Keep::New
+    } else {
+        Keep::Existing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every case, spelled out: same origin keeps the new connection; mixed origins keep the
+    /// connection the larger PeerId dialed.
+    #[test]
+    fn simultaneous_dial_resolution_table() {
+        use ConnectionOrigin::{Inbound, Outbound};
+        let (small, large) = (PeerId::new([1; 32]), PeerId::new([2; 32]));
+        let table = [
+            // (own, remote, existing, new, keep)
+            (large, small, Inbound, Inbound, Keep::New),
+            (large, small, Outbound, Outbound, Keep::New),
+            (large, small, Inbound, Outbound, Keep::New),
+            (large, small, Outbound, Inbound, Keep::Existing),
+            (small, large, Inbound, Inbound, Keep::New),
+            (small, large, Outbound, Outbound, Keep::New),
+            (small, large, Inbound, Outbound, Keep::Existing),
+            (small, large, Outbound, Inbound, Keep::New),
+        ];
+        for (own, remote, existing, new, keep) in table {
+            assert_eq!(
+                resolve_simultaneous_dial(own, remote, existing, new),
+                keep,
+                "own {own} remote {remote} existing {existing} new {new}"
+            );
+        }
+    }
+
+    /// Both ends agree. Take the two connections c1 (dialed by `dialer1`) and c2 (dialed by
+    /// `dialer2`) between a and b; each end sees them in either order, each with its own origin.
+    /// Whatever the orders, a and b keep the same connection, and with mixed dialers it is the
+    /// one the larger PeerId dialed.
+    #[test]
+    fn both_ends_keep_the_same_connection_in_every_order() {
+        let (a, b) = (PeerId::new([1; 32]), PeerId::new([2; 32]));
+        for (x, y) in [(a, b), (b, a)] {
+            for dialer1 in [x, y] {
+                for dialer2 in [x, y] {
+                    let origin = |me: PeerId, dialer: PeerId| {
+                        if me == dialer {
+                            ConnectionOrigin::Outbound
+                        } else {
+                            ConnectionOrigin::Inbound
+                        }
+                    };
+                    // Which connection (1 or 2) `me` keeps, given the order it sees them in.
+                    let kept = |me: PeerId, other: PeerId, first_is_1: bool| {
+                        let (first, second) = if first_is_1 {
+                            (dialer1, dialer2)
+                        } else {
+                            (dialer2, dialer1)
+                        };
+                        let keep = resolve_simultaneous_dial(
+                            me,
+                            other,
+                            origin(me, first),
+                            origin(me, second),
+                        );
+                        match (keep, first_is_1) {
+                            (Keep::Existing, true) | (Keep::New, false) => 1,
+                            (Keep::Existing, false) | (Keep::New, true) => 2,
+                        }
+                    };
+                    for x_order in [true, false] {
+                        for y_order in [true, false] {
+                            let (kept_x, kept_y) = (kept(x, y, x_order), kept(y, x, y_order));
+                            if dialer1 != dialer2 {
+                                assert_eq!(kept_x, kept_y, "the two ends disagree");
+                                let winner = if kept_x == 1 { dialer1 } else { dialer2 };
+                                assert_eq!(winner, x.max(y), "the larger PeerId's dial wins");
+                            } else if x_order == y_order {
+                                // Same dialer twice: both keep whichever they saw last; when
+                                // they saw them in the same order, that is the same one.
+                                assert_eq!(kept_x, kept_y);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

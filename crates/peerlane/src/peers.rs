@@ -1,0 +1,347 @@
+//! [`PeersAndMetadata`]: who is connected on which network, with what, and who wants to know
+//! when that changes.
+//!
+//! The peer managers (one per network) are the only writers; applications, clients and the
+//! health checker read it from any task. Reads take a read lock for the time of one map look-up
+//! or one copy of the map's keys, so many readers do not slow each other down.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use netcore::PeerId;
+use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, PeerHandle};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use wire::{NetworkId, ProtocolIdSet};
+
+use crate::config::NOTIFICATION_CAPACITY;
+
+/// A peer on one of our networks: the same node on two networks is two peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PeerNetworkId {
+    /// The network.
+    pub network_id: NetworkId,
+    /// The peer.
+    pub peer_id: PeerId,
+}
+
+/// A change in who is connected, as [`ConnectionNotifications`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectionNotification {
+    /// A connection was registered: the peer is connected over it from now on. A peer that
+    /// replaces its connection (simultaneous dial, reconnect) gives a second `NewPeer` with the
+    /// new connection id, with no `LostPeer` in between, as it stayed connected.
+    NewPeer(ConnectionMetadata, NetworkId),
+    /// The peer's current connection ended, for the reason given. Never sent for a connection
+    /// that was replaced by a newer one.
+    LostPeer(ConnectionMetadata, NetworkId, DisconnectReason),
+}
+
+/// Who is connected on which network. Cloning gives another handle on the same state.
+///
+/// One `PeersAndMetadata` can serve several networks
+/// ([`NetworkBuilder::with_peers_and_metadata`](crate::NetworkBuilder::with_peers_and_metadata));
+/// entries are keyed by [`PeerNetworkId`].
+///
+/// # Notifications
+///
+/// [`subscribe`](Self::subscribe) returns a [`ConnectionNotifications`] that first replays a
+/// `NewPeer` for every peer connected at that moment, then reports changes as they happen. The
+/// changes go through one broadcast channel of `notification_capacity` entries (default
+/// [`NOTIFICATION_CAPACITY`], 1024) shared by all subscribers: a subscriber that falls that far
+/// behind loses the oldest notifications it has not read. It learns how many on its next
+/// [`recv`](ConnectionNotifications::recv) ([`lost`](ConnectionNotifications::lost)), they are
+/// counted in `peerlane_notifications_lost_total`, and it can resynchronise from
+/// [`connected_peers`](Self::connected_peers). Writers never wait for subscribers.
+#[derive(Clone)]
+pub struct PeersAndMetadata {
+    inner: Arc<Inner>,
+}
+
+/// A subscription to [`ConnectionNotification`]s; see [`PeersAndMetadata`] for what a slow
+/// subscriber loses.
+pub struct ConnectionNotifications {
+    /// `NewPeer` for the peers connected when the subscription started.
+    replay: VecDeque<ConnectionNotification>,
+    rx: broadcast::Receiver<ConnectionNotification>,
+    lost: u64,
+    lost_total: Counter,
+}
+
+struct Inner {
+    peers: RwLock<HashMap<PeerNetworkId, PeerEntry>>,
+    notifications_tx: broadcast::Sender<ConnectionNotification>,
+    notifications_lost: Counter,
+}
+
+/// One connected peer: its current connection.
+struct PeerEntry {
+    metadata: ConnectionMetadata,
+    handle: PeerHandle,
+}
+
+impl PeerNetworkId {
+    /// `peer_id` on `network_id`.
+    pub const fn new(network_id: NetworkId, peer_id: PeerId) -> Self {
+        Self {
+            network_id,
+            peer_id,
+        }
+    }
+}
+
+impl fmt::Display for PeerNetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.network_id, self.peer_id)
+    }
+}
+
+impl ConnectionNotification {
+    /// The connection's metadata.
+    pub fn metadata(&self) -> &ConnectionMetadata {
+        match self {
+            Self::NewPeer(metadata, _) | Self::LostPeer(metadata, _, _) => metadata,
+        }
+    }
+
+    /// The peer and network the notification is about.
+    pub fn peer(&self) -> PeerNetworkId {
+        match self {
+            Self::NewPeer(metadata, network_id) | Self::LostPeer(metadata, network_id, _) => {
+                PeerNetworkId::new(*network_id, metadata.remote_peer_id)
+            }
+        }
+    }
+}
+
+impl Default for PeersAndMetadata {
+    fn default() -> Self {
+        Self::new(NonZeroUsize::new(NOTIFICATION_CAPACITY).expect("the constant is not zero"))
+    }
+}
+
+impl PeersAndMetadata {
+    /// An empty set whose notification channel holds `notification_capacity` entries.
+    pub fn new(notification_capacity: NonZeroUsize) -> Self {
+        let (notifications_tx, _) = broadcast::channel(notification_capacity.get());
+        Self {
+            inner: Arc::new(Inner {
+                peers: RwLock::new(HashMap::new()),
+                notifications_tx,
+                notifications_lost: Counter::default(),
+            }),
+        }
+    }
+
+    /// The connected peers, on every network.
+    pub fn connected_peers(&self) -> Vec<PeerNetworkId> {
+        self.read().keys().copied().collect()
+    }
+
+    /// The connected peers on `network_id`.
+    pub fn connected_peers_on(&self, network_id: NetworkId) -> Vec<PeerNetworkId> {
+        self.read()
+            .keys()
+            .filter(|peer| peer.network_id == network_id)
+            .copied()
+            .collect()
+    }
+
+    /// The connected peers with the metadata of their current connection.
+    pub fn connected_peers_and_metadata(&self) -> Vec<(PeerNetworkId, ConnectionMetadata)> {
+        self.read()
+            .iter()
+            .map(|(peer, entry)| (*peer, entry.metadata.clone()))
+            .collect()
+    }
+
+    /// Whether `peer` is connected.
+    pub fn is_connected(&self, peer: PeerNetworkId) -> bool {
+        self.read().contains_key(&peer)
+    }
+
+    /// The metadata of `peer`'s current connection, if it is connected.
+    pub fn metadata(&self, peer: PeerNetworkId) -> Option<ConnectionMetadata> {
+        self.read().get(&peer).map(|entry| entry.metadata.clone())
+    }
+
+    /// The application protocols negotiated with `peer`, if it is connected.
+    pub fn supported_protocols(&self, peer: PeerNetworkId) -> Option<ProtocolIdSet> {
+        self.read()
+            .get(&peer)
+            .map(|entry| entry.metadata.application_protocols)
+    }
+
+    /// Subscribes to connection notifications: first a `NewPeer` for each peer connected now,
+    /// then every change.
+    pub fn subscribe(&self) -> ConnectionNotifications {
+        // Under the read lock, writers (who notify under the write lock) cannot slip a change
+        // between the snapshot and the subscription.
+        let peers = self.read();
+        let replay = peers
+            .iter()
+            .map(|(peer, entry)| {
+                ConnectionNotification::NewPeer(entry.metadata.clone(), peer.network_id)
+            })
+            .collect();
+        let rx = self.inner.notifications_tx.subscribe();
+        drop(peers);
+        ConnectionNotifications {
+            replay,
+            rx,
+            lost: 0,
+            lost_total: self.inner.notifications_lost.clone(),
+        }
+    }
+
+    /// Notifications lost by slow subscribers so far, all subscribers together.
+    pub fn notifications_lost(&self) -> u64 {
+        self.inner.notifications_lost.get()
+    }
+
+    /// Registers `peerlane_notifications_lost_total` (the counter behind
+    /// [`notifications_lost`](Self::notifications_lost)) into `registry`. Call it once per
+    /// `PeersAndMetadata`; [`NetworkBuilder::new`](crate::NetworkBuilder::new) does it for the
+    /// one it creates.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        // prometheus-client appends `_total` to counter names.
+        registry.register(
+            "peerlane_notifications_lost",
+            "Connection notifications slow subscribers lost",
+            self.inner.notifications_lost.clone(),
+        );
+    }
+
+    /// `peer`'s negotiated protocols and its connection's handle.
+    pub(crate) fn sender(&self, peer: PeerNetworkId) -> Option<(ProtocolIdSet, PeerHandle)> {
+        self.read()
+            .get(&peer)
+            .map(|entry| (entry.metadata.application_protocols, entry.handle.clone()))
+    }
+
+    /// Makes `metadata`'s connection the current one of its peer on `network_id`, and
+    /// announces it. Returns the connection it replaces, if any.
+    pub(crate) fn insert(
+        &self,
+        network_id: NetworkId,
+        metadata: ConnectionMetadata,
+        handle: PeerHandle,
+    ) -> Option<(ConnectionMetadata, PeerHandle)> {
+        let peer = PeerNetworkId::new(network_id, metadata.remote_peer_id);
+        let mut peers = self.write();
+        let notification = ConnectionNotification::NewPeer(metadata.clone(), network_id);
+        let previous = peers.insert(peer, PeerEntry { metadata, handle });
+        // An error only means there is no subscriber.
+        let _ = self.inner.notifications_tx.send(notification);
+        previous.map(|entry| (entry.metadata, entry.handle))
+    }
+
+    /// Removes `peer` if `connection_id` is its current connection, and announces it lost for
+    /// `reason`. Returns whether it did: a connection that was replaced is not current, and its
+    /// end changes nothing.
+    pub(crate) fn remove(
+        &self,
+        peer: PeerNetworkId,
+        connection_id: ConnectionId,
+        reason: DisconnectReason,
+    ) -> bool {
+        let mut peers = self.write();
+        match peers.get(&peer) {
+            Some(entry) if entry.metadata.connection_id == connection_id => {}
+            _ => return false,
+        }
+        let entry = peers.remove(&peer).expect("checked just above");
+        let notification =
+            ConnectionNotification::LostPeer(entry.metadata, peer.network_id, reason);
+        // An error only means there is no subscriber.
+        let _ = self.inner.notifications_tx.send(notification);
+        true
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<PeerNetworkId, PeerEntry>> {
+        // Writers do one map operation and one non-blocking send under the lock: a poisoned
+        // lock still guards a consistent map.
+        self.inner
+            .peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<PeerNetworkId, PeerEntry>> {
+        self.inner
+            .peers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for PeersAndMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeersAndMetadata")
+            .field("connected", &self.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionNotifications {
+    /// The next notification; `None` once every [`PeersAndMetadata`] handle is gone.
+    ///
+    /// Notifications this subscriber was too slow to read are skipped, logged and counted
+    /// ([`lost`](Self::lost)).
+    ///
+    /// Cancel-safe: a notification is taken only when the future completes.
+    pub async fn recv(&mut self) -> Option<ConnectionNotification> {
+        if let Some(notification) = self.replay.pop_front() {
+            return Some(notification);
+        }
+        loop {
+            match self.rx.recv().await {
+                Ok(notification) => return Some(notification),
+                Err(broadcast::error::RecvError::Lagged(count)) => {
+                    self.lost += count;
+                    self.lost_total.inc_by(count);
+                    tracing::warn!(
+                        lost = count,
+                        "connection notification subscriber fell behind"
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next notification if one is ready, without waiting; lost ones are counted as in
+    /// [`recv`](Self::recv).
+    pub fn try_recv(&mut self) -> Option<ConnectionNotification> {
+        if let Some(notification) = self.replay.pop_front() {
+            return Some(notification);
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(notification) => return Some(notification),
+                Err(broadcast::error::TryRecvError::Lagged(count)) => {
+                    self.lost += count;
+                    self.lost_total.inc_by(count);
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Notifications this subscriber lost by falling behind.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+}
+
+impl fmt::Debug for ConnectionNotifications {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionNotifications")
+            .field("lost", &self.lost)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,337 @@
+//! The AptosNet connection upgrade: a bare transport (TCP or memory) `and_then` Noise IK, the
+//! handshake message exchange and negotiation, giving a [`peer::Connection`] with its
+//! [`ConnectionMetadata`].
+//!
+//! ```text
+//! TcpTransport | MemoryTransport        (Socket::Tcp | Socket::Memory)
+//!   └─ and_then(upgrade)
+//!        ├─ dialer:   noise IK initiator (key and handshake version from the dialed address)
+//!        │  listener: noise IK responder (auth mode decides who may connect)
+//!        ├─ wire::exchange_handshake + HandshakeMsg::negotiate
+//!        └─ Connection { metadata, socket: NoiseStream<Socket> }
+//! ```
+//!
+//! The whole set-up, connecting included, runs under one deadline
+//! ([`NetworkConfig::setup_timeout_ms`](crate::NetworkConfig::setup_timeout_ms), 30 s): see
+//! [`AptosNetTransport::dial`] and [`AptosNetTransport::listen_on`].
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use netcore::{
+    BoxedTransport, Endpoint, MemorySocket, MemoryTransport, NetworkAddress, PeerId, TcpConfig,
+    TcpTransport, Transport, TransportExt,
+};
+use noise::{NoiseStream, NoiseUpgrader, PeerRole, TrustedPeers};
+use peer::{Connection, ConnectionId, ConnectionMetadata};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use wire::HandshakeMsg;
+
+use crate::error::Error;
+
+/// The one handshake version AptosNet defines; a dialed address must name it.
+pub const HANDSHAKE_VERSION: u8 = 0;
+
+/// Which transport a network runs over.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// TCP, with these socket options.
+    Tcp(TcpConfig),
+    /// The in-process memory socket switchboard (`/memory/<port>` addresses), for tests.
+    Memory,
+}
+
+/// A connected socket of either transport: what a [`NoiseStream`] runs over.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Socket {
+    /// A TCP socket.
+    Tcp(TcpStream),
+    /// An in-memory socket.
+    Memory(MemorySocket),
+}
+
+/// A connection after set-up: Noise over a TCP or memory socket.
+pub(crate) type NetworkConnection = Connection<NoiseStream<Socket>>;
+
+/// A bare transport with the AptosNet upgrade and the set-up deadline on every connection.
+///
+/// Cheap to share behind an `Arc`; dials and accepted connections run independently.
+pub(crate) struct AptosNetTransport {
+    inner: BoxedTransport<NetworkConnection, Error>,
+    setup_timeout: Duration,
+}
+
+/// Accepted connections: each item is the pending set-up (under the deadline) and the remote
+/// address. An `Err` item is one failed accept; the stream goes on after it.
+pub(crate) type Incoming = BoxStream<
+    'static,
+    Result<
+        (
+            BoxFuture<'static, Result<NetworkConnection, Error>>,
+            NetworkAddress,
+        ),
+        Error,
+    >,
+>;
+
+/// What the upgrade needs to know about us.
+pub(crate) struct UpgradeContext {
+    /// Noise identity, auth mode, anti-replay state and counters.
+    pub(crate) noise: NoiseUpgrader,
+    /// What we offer in the handshake message.
+    pub(crate) handshake: HandshakeMsg,
+    /// The trusted set, for the role of peers we dial.
+    pub(crate) trusted: TrustedPeers,
+    /// Connection ids, unique per network.
+    pub(crate) next_connection_id: AtomicU64,
+}
+
+impl AptosNetTransport {
+    /// The transport `kind` with the upgrade `context`, under `setup_timeout`.
+    pub(crate) fn new(
+        kind: &TransportKind,
+        context: Arc<UpgradeContext>,
+        setup_timeout: Duration,
+    ) -> Self {
+        let inner = match kind {
+            TransportKind::Tcp(config) => TcpTransport::new(config.clone())
+                .and_then(move |socket, endpoint| {
+                    upgrade(context.clone(), Socket::Tcp(socket), endpoint)
+                })
+                .boxed(),
+            TransportKind::Memory => MemoryTransport::new()
+                .and_then(move |socket, endpoint| {
+                    upgrade(context.clone(), Socket::Memory(socket), endpoint)
+                })
+                .boxed(),
+        };
+        Self {
+            inner,
+            setup_timeout,
+        }
+    }
+
+    /// Listens on the base of `addr`; returns the accepted connections (each one's set-up
+    /// still to be driven, under the deadline) and the bound address.
+    pub(crate) fn listen_on(
+        &self,
+        addr: NetworkAddress,
+    ) -> Result<(Incoming, NetworkAddress), Error> {
+        let (listener, bound) = self
+            .inner
+            .listen_on(addr.clone())
+            .map_err(|err| match err {
+                Error::Transport(source) => Error::Listen { addr, source },
+                other => other,
+            })?;
+        let timeout = self.setup_timeout;
+        let incoming = listener
+            .map(move |item| {
+                item.map(|(upgrade, remote)| (with_deadline(upgrade, timeout).boxed(), remote))
+            })
+            .boxed();
+        Ok((incoming, bound))
+    }
+
+    /// Dials `peer_id` at `addr` and sets the connection up, all under the deadline.
+    ///
+    /// Fails at once, before connecting, when `addr` names a handshake version other than
+    /// [`HANDSHAKE_VERSION`] or has no Noise key.
+    ///
+    /// Not cancel-safe: dropping the future closes the socket mid-set-up.
+    pub(crate) fn dial(
+        &self,
+        peer_id: PeerId,
+        addr: NetworkAddress,
+    ) -> Result<impl Future<Output = Result<NetworkConnection, Error>> + Send + 'static, Error>
+    {
+        check_dial_address(&addr)?;
+        let dial = self.inner.dial(peer_id, addr)?;
+        Ok(with_deadline(dial, self.setup_timeout))
+    }
+}
+
+/// Checks that we can dial `addr`: it names handshake version 0 and carries a Noise key.
+pub(crate) fn check_dial_address(addr: &NetworkAddress) -> Result<(), Error> {
+    let version = addr.handshake_version();
+    if version != Some(HANDSHAKE_VERSION) {
+        return Err(Error::UnsupportedHandshakeVersion {
+            addr: addr.clone(),
+            version,
+        });
+    }
+    if addr.noise_public_key().is_none() {
+        return Err(Error::MissingNoiseKey { addr: addr.clone() });
+    }
+    Ok(())
+}
+
+/// `fut` under the set-up deadline.
+async fn with_deadline<F>(fut: F, timeout: Duration) -> Result<NetworkConnection, Error>
+where
+    F: Future<Output = Result<NetworkConnection, Error>>,
+{
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_elapsed| Error::SetupTimeout { timeout })?
+}
+
+/// The AptosNet upgrade of one socket: Noise IK, then the handshake message and negotiation.
+///
+/// Not cancel-safe (it owns the socket); the caller puts the deadline on it.
+async fn upgrade(
+    context: Arc<UpgradeContext>,
+    socket: Socket,
+    endpoint: Endpoint,
+) -> Result<NetworkConnection, Error> {
+    let origin = endpoint.origin();
+    let (mut stream, remote_addr, role) = match endpoint {
+        Endpoint::Dialer { peer_id, addr } => {
+            // Checked before dialing too; checked again so that the upgrade stands on its own.
+            check_dial_address(&addr)?;
+            let key = addr
+                .noise_public_key()
+                .ok_or_else(|| Error::MissingNoiseKey { addr: addr.clone() })?;
+            let stream = context
+                .noise
+                .upgrade_outbound(socket, peer_id, key, noise::now_millis())
+                .await
+                .map_err(Error::Noise)?;
+            // The role of a peer we dial comes from the trusted set, as for one that dials us.
+            let role = context
+                .trusted
+                .snapshot()
+                .get(&peer_id)
+                .map_or(PeerRole::Unknown, |trusted| trusted.role);
+            (stream, addr, role)
+        }
+        Endpoint::Listener { remote_addr } => {
+            let (stream, remote) = context
+                .noise
+                .upgrade_inbound(socket)
+                .await
+                .map_err(Error::Noise)?;
+            (stream, remote_addr, remote.role)
+        }
+    };
+    let theirs = wire::exchange_handshake(&mut stream, &context.handshake)
+        .await
+        .map_err(Error::Handshake)?;
+    let (messaging_protocol, application_protocols) = context
+        .handshake
+        .negotiate(&theirs)
+        .map_err(Error::Handshake)?;
+    let connection_id = ConnectionId(context.next_connection_id.fetch_add(1, Ordering::Relaxed));
+    let metadata = ConnectionMetadata {
+        remote_peer_id: stream.remote_peer_id(),
+        connection_id,
+        remote_addr,
+        origin,
+        messaging_protocol,
+        application_protocols,
+        role,
+    };
+    tracing::debug!(
+        peer = %metadata.remote_peer_id,
+        conn_id = connection_id.0,
+        %origin,
+        role = role.as_str(),
+        "connection set up"
+    );
+    Ok(Connection {
+        metadata,
+        socket: stream,
+    })
+}
+
+impl UpgradeContext {
+    /// A context for `noise` offering `handshake`, with connection ids from 0.
+    pub(crate) fn new(
+        noise: NoiseUpgrader,
+        handshake: HandshakeMsg,
+        trusted: TrustedPeers,
+    ) -> Self {
+        Self {
+            noise,
+            handshake,
+            trusted,
+            next_connection_id: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Socket {
+    /// Whether this is a TCP socket.
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, Self::Tcp(_))
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(socket) => Pin::new(socket).poll_read(cx, buf),
+            Self::Memory(socket) => Pin::new(socket).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(socket) => Pin::new(socket).poll_write(cx, buf),
+            Self::Memory(socket) => Pin::new(socket).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(socket) => Pin::new(socket).poll_flush(cx),
+            Self::Memory(socket) => Pin::new(socket).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(socket) => Pin::new(socket).poll_shutdown(cx),
+            Self::Memory(socket) => Pin::new(socket).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(socket) => Pin::new(socket).poll_write_vectored(cx, bufs),
+            Self::Memory(socket) => Pin::new(socket).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(socket) => socket.is_write_vectored(),
+            Self::Memory(socket) => socket.is_write_vectored(),
+        }
+    }
+}
