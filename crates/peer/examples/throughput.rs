@@ -59,10 +59,13 @@ async fn main() {
     let mut peer_rates = Vec::new();
     for round in 1..=rounds {
         let raw = rate(messages, raw_round(messages, payload.clone()).await);
-        let peer = rate(messages, peer_round(messages, payload.clone()).await);
+        let (elapsed, flushes) = peer_round(messages, payload.clone()).await;
+        let peer = rate(messages, elapsed);
         println!(
-            "round {round}: raw {raw:>12.0} msg/s   peer {peer:>12.0} msg/s   ratio {:.2}",
-            peer / raw
+            "round {round}: raw {raw:>10.0} msg/s   peer {peer:>10.0} msg/s   ratio {:.2}   \
+             peer writer: {:.0} messages per flush",
+            peer / raw,
+            messages as f64 / flushes.max(1) as f64,
         );
         raw_rates.push(raw);
         peer_rates.push(peer);
@@ -114,8 +117,8 @@ async fn raw_round(messages: u64, payload: Bytes) -> Duration {
 }
 
 /// The peers: the application pushes onto A's queue (yielding when the lane is full), A's
-/// writer sends, B's reader routes into a counter.
-async fn peer_round(messages: u64, payload: Bytes) -> Duration {
+/// writer sends, B's reader routes into a counter. Returns the time and A's writer flushes.
+async fn peer_round(messages: u64, payload: Bytes) -> (Duration, u64) {
     let (dialer, listener) = tcp_noise_pair().await;
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -124,6 +127,7 @@ async fn peer_round(messages: u64, payload: Bytes) -> Duration {
         target: messages,
         done: Notify::new(),
     });
+    let metrics = Metrics::default();
     let a = Peer::spawn(
         Config::default(),
         connection(dialer, ConnectionOrigin::Outbound),
@@ -132,7 +136,7 @@ async fn peer_round(messages: u64, payload: Bytes) -> Duration {
             target: u64::MAX,
             done: Notify::new(),
         }),
-        Metrics::default(),
+        metrics.clone(),
         &tracker,
         shutdown.clone(),
     );
@@ -166,7 +170,7 @@ async fn peer_round(messages: u64, payload: Bytes) -> Duration {
     tracker.close();
     tracker.wait().await;
     drop((a, b));
-    elapsed
+    (elapsed, metrics.writer_flushes())
 }
 
 /// Counts DirectSends and signals when `target` have arrived.

@@ -142,6 +142,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// Reads and dispatches until the connection ends, then starts closing the peer.
     async fn run(mut self) {
         let cancel = self.shared.cancel.clone();
+        // Made once: polling it again is cheaper than making a new one per frame.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         let reason = loop {
             let item = tokio::select! {
                 // Local work first: once the peer is closing we take nothing more from the
@@ -149,7 +152,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 biased;
                 // Disconnect, shutdown, or the writer failed. `begin_close` below keeps the
                 // reason recorded first.
-                () = cancel.cancelled() => break DisconnectReason::Shutdown,
+                () = &mut cancelled => break DisconnectReason::Shutdown,
                 // Cancel-safe: a partial frame stays in the stream's read buffer.
                 item = self.stream.next() => item,
             };

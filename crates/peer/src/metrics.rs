@@ -32,10 +32,14 @@ use crate::queue::Priority;
 ///
 /// [`Metrics::default`] is unregistered (for tests and callers without a registry);
 /// [`Metrics::register`] creates the counters and registers them. The getters read them back.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Metrics {
     messages: Family<MessageLabels, Counter>,
     payload_bytes: Family<MessageLabels, Counter>,
+    /// The per-message series of `messages` and `payload_bytes`, resolved once, so that
+    /// counting a message is two atomic adds rather than two map look-ups. Indexed by
+    /// `[direction][kind]`.
+    message_counters: [[(Counter, Counter); MessageKind::ALL.len()]; Direction::ALL.len()],
     outbound_dropped: Family<OutboundDropLabels, Counter>,
     writer_flushes: Counter,
     rpc_failures: Family<RpcFailureLabels, Counter>,
@@ -177,14 +181,10 @@ impl Metrics {
     }
 
     pub(crate) fn record_message(&self, direction: Direction, message: &NetworkMessage) {
-        let labels = MessageLabels {
-            direction,
-            kind: MessageKind::of(message),
-        };
-        self.messages.get_or_create(&labels).inc();
-        self.payload_bytes
-            .get_or_create(&labels)
-            .inc_by(message.payload_len() as u64);
+        let kind = MessageKind::of(message);
+        let (messages, bytes) = &self.message_counters[direction as usize][kind as usize];
+        messages.inc();
+        bytes.inc_by(message.payload_len() as u64);
     }
 
     pub(crate) fn record_outbound_dropped(&self, lane: Priority, reason: DropReason, count: u64) {
@@ -244,6 +244,38 @@ impl Metrics {
     }
 }
 
+impl Default for Metrics {
+    /// Unregistered counters. The message series are created up front (at zero).
+    fn default() -> Self {
+        let messages = Family::<MessageLabels, Counter>::default();
+        let payload_bytes = Family::<MessageLabels, Counter>::default();
+        let message_counters = Direction::ALL.map(|direction| {
+            MessageKind::ALL.map(|kind| {
+                let labels = MessageLabels { direction, kind };
+                (
+                    messages.get_or_create(&labels).clone(),
+                    payload_bytes.get_or_create(&labels).clone(),
+                )
+            })
+        });
+        Self {
+            messages,
+            payload_bytes,
+            message_counters,
+            outbound_dropped: Family::default(),
+            writer_flushes: Counter::default(),
+            rpc_failures: Family::default(),
+            unmatched_responses: Family::default(),
+            inbound_dropped: Family::default(),
+            inbound_rpcs: Family::default(),
+            parse_errors: Counter::default(),
+            stream_errors: Counter::default(),
+            remote_errors: Family::default(),
+            disconnects: Family::default(),
+        }
+    }
+}
+
 /// Whether a message was sent or received: the `direction` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -251,6 +283,11 @@ pub enum Direction {
     Sent,
     /// Read from the connection.
     Received,
+}
+
+impl Direction {
+    /// Every direction, in declaration order.
+    pub const ALL: [Self; 2] = [Self::Sent, Self::Received];
 }
 
 /// A message's `NetworkMessage` variant: the `kind` label.
@@ -267,6 +304,14 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 4] = [
+        Self::DirectSend,
+        Self::RpcRequest,
+        Self::RpcResponse,
+        Self::Error,
+    ];
+
     /// The kind of `message`.
     pub fn of(message: &NetworkMessage) -> Self {
         match message {

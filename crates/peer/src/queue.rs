@@ -177,7 +177,6 @@ impl<T> OutboundQueue<T> {
     }
 
     /// Whether both lanes are empty.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.total_len() == 0
     }

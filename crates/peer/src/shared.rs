@@ -3,6 +3,7 @@
 //! table operations and never across an `.await`; oneshot sends and logs happen after the lock
 //! is released. No lock is taken while another is held.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ use crate::rpc::{
 #[derive(Debug)]
 pub(crate) struct Outbound {
     pub(crate) message: NetworkMessage,
+    /// The lane it was queued on.
+    pub(crate) lane: Priority,
     /// Whether it must be streamed (`wire::needs_stream`), decided once at push time.
     pub(crate) large: bool,
 }
@@ -54,6 +57,17 @@ impl RpcWaiter {
     }
 }
 
+/// The outbound lanes, and whether the writer is waiting for a push.
+#[derive(Debug)]
+struct QueueState {
+    lanes: OutboundQueue<Outbound>,
+    /// Set by the writer, under this lock, when it found the lanes empty and is about to
+    /// wait; cleared by the push that rings the doorbell. Because both happen under the lock
+    /// that guards the lanes, a push either lands before the writer's emptiness check (which
+    /// then sees it) or sees the flag (and rings). Pushes to a busy writer skip the doorbell.
+    writer_idle: bool,
+}
+
 /// The state of one connection shared by its handles, responders, reader and writer.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -68,9 +82,10 @@ pub(crate) struct Shared {
     /// Largest payload we can send: `max_message_size`, or less when the frame size allows
     /// fewer bytes in `max_fragments` fragments.
     max_payload: usize,
-    queue: Mutex<OutboundQueue<Outbound>>,
-    /// Rung after every push. `Notify` keeps one permit when the writer is not waiting, so a
-    /// push between the writer's last pop and its wait still wakes it.
+    queue: Mutex<QueueState>,
+    /// Rung by a push that finds the writer idle. `Notify` keeps one permit when the writer is
+    /// not waiting yet, so the ring is not lost if the writer has marked itself idle but not
+    /// started waiting.
     doorbell: Notify,
     outbound_rpcs: Mutex<OutboundRpcs<RpcWaiter>>,
     inbound_rpcs: Mutex<InboundRpcs>,
@@ -94,7 +109,10 @@ impl Shared {
             .max_message_size()
             .min(threshold.saturating_mul(limits.max_fragments() + 1));
         Self {
-            queue: Mutex::new(OutboundQueue::new(config.outbound_lane_capacity)),
+            queue: Mutex::new(QueueState {
+                lanes: OutboundQueue::new(config.outbound_lane_capacity),
+                writer_idle: false,
+            }),
             outbound_rpcs: Mutex::new(OutboundRpcs::new(config.max_concurrent_outbound_rpcs)),
             inbound_rpcs: Mutex::new(InboundRpcs::new(config.max_concurrent_inbound_rpcs)),
             metadata,
@@ -123,13 +141,25 @@ impl Shared {
         Ok(())
     }
 
-    /// Queues `message` on `lane` and wakes the writer. A full lane is counted.
+    /// Queues `message` on `lane` and wakes the writer if it is idle. A full lane is counted.
     pub(crate) fn push(&self, lane: Priority, message: NetworkMessage) -> Result<(), Error> {
         let large = wire::needs_stream(&message, &self.limits);
-        let pushed = lock(&self.queue).push(lane, Outbound { message, large });
+        let (pushed, ring) = {
+            let mut state = lock(&self.queue);
+            let item = Outbound {
+                message,
+                lane,
+                large,
+            };
+            let pushed = state.lanes.push(lane, item);
+            let ring = pushed.is_ok() && std::mem::take(&mut state.writer_idle);
+            (pushed, ring)
+        };
         match pushed {
             Ok(()) => {
-                self.doorbell.notify_one();
+                if ring {
+                    self.doorbell.notify_one();
+                }
                 Ok(())
             }
             Err(PushError::Full(_)) => {
@@ -143,17 +173,38 @@ impl Shared {
 
     /// The oldest queued message `accept` takes, high lane first.
     pub(crate) fn pop_where(&self, accept: impl FnMut(&Outbound) -> bool) -> Option<Outbound> {
-        lock(&self.queue).pop_where(accept).map(|(_, item)| item)
+        lock(&self.queue)
+            .lanes
+            .pop_where(accept)
+            .map(|(_, item)| item)
+    }
+
+    /// Moves up to `max` messages into `out`, in the order `pop` would give them.
+    pub(crate) fn pop_batch(&self, out: &mut VecDeque<Outbound>, max: usize) {
+        let mut state = lock(&self.queue);
+        while out.len() < max {
+            let Some((_, item)) = state.lanes.pop_where(|_| true) else {
+                break;
+            };
+            out.push_back(item);
+        }
     }
 
     /// Messages queued in both lanes.
     pub(crate) fn queued(&self) -> usize {
-        lock(&self.queue).total_len()
+        lock(&self.queue).lanes.total_len()
     }
 
-    /// Empties the queue when the writer stops, counting what was left as dropped.
-    pub(crate) fn drop_queued(&self) -> usize {
-        let [high, low] = lock(&self.queue).clear();
+    /// Empties the queue when the writer stops, counting what was left, and the messages the
+    /// writer had taken but not written (`taken`), as dropped.
+    pub(crate) fn drop_queued(&self, taken: impl Iterator<Item = Outbound>) -> usize {
+        let [mut high, mut low] = lock(&self.queue).lanes.clear();
+        for item in taken {
+            match item.lane {
+                Priority::High => high += 1,
+                Priority::Low => low += 1,
+            }
+        }
         for (lane, count) in [(Priority::High, high), (Priority::Low, low)] {
             self.metrics
                 .record_outbound_dropped(lane, DropReason::Closed, count as u64);
@@ -161,9 +212,16 @@ impl Shared {
         high + low
     }
 
-    /// Resolves after the next push (or at once if one happened since the last wait).
-    /// Cancel-safe.
-    pub(crate) async fn pushed(&self) {
+    /// For the writer, once it has written everything: resolves at once if a message was
+    /// queued meanwhile, else after the next push. May resolve spuriously. Cancel-safe.
+    pub(crate) async fn wait_for_push(&self) {
+        {
+            let mut state = lock(&self.queue);
+            if !state.lanes.is_empty() {
+                return;
+            }
+            state.writer_idle = true;
+        }
         self.doorbell.notified().await;
     }
 
@@ -366,7 +424,7 @@ impl Shared {
     pub(crate) fn begin_close(&self, reason: DisconnectReason) {
         if self.reason.set(reason).is_ok() {
             debug!(parent: &self.span, %reason, "peer disconnecting");
-            lock(&self.queue).close();
+            lock(&self.queue).lanes.close();
             let waiters = lock(&self.outbound_rpcs).close();
             lock(&self.inbound_rpcs).close();
             for waiter in waiters {
