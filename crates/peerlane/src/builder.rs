@@ -322,7 +322,10 @@ impl Network {
         self.manager.dial(peer_id, addr).await
     }
 
-    /// Closes the connection to `peer_id` and waits until it is gone.
+    /// Closes the connection to `peer_id` and waits until it is gone (its `LostPeer` is out).
+    ///
+    /// Fails with [`Error::NotConnected`] if there is no connection. Cancel-safe: the
+    /// disconnect goes ahead anyway.
     pub async fn disconnect(&self, peer_id: PeerId) -> Result<(), Error> {
         self.manager.disconnect(peer_id).await
     }
@@ -352,6 +355,9 @@ impl Network {
     /// connection flushes what it has queued (within the peer config's
     /// `writer_close_timeout`) and closes, pending RPCs fail, and every connected peer is
     /// announced lost.
+    ///
+    /// Cancel-safe: the shutdown has begun once this is first polled; dropping the future
+    /// stops only the waiting.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tracker.close();

@@ -108,27 +108,13 @@ where
         peers: impl IntoIterator<Item = PeerNetworkId>,
         message: &M,
     ) -> Result<(), Error> {
+        // One encoding per protocol, shared by every peer that uses it.
         let mut encoded: HashMap<ProtocolId, Bytes> = HashMap::new();
         let mut attempted = 0;
         let mut failures = Vec::new();
         for peer in peers {
             attempted += 1;
-            let result = (|| {
-                let network = self.network(peer.network_id)?;
-                let (protocols, handle) = network.connection(peer)?;
-                let protocol = choose(
-                    peer,
-                    MessageKind::DirectSend,
-                    &network.direct_send,
-                    protocols,
-                )?;
-                let bytes = match encoded.entry(protocol) {
-                    Entry::Occupied(entry) => entry.get().clone(),
-                    Entry::Vacant(entry) => entry.insert(encode(protocol, message)?).clone(),
-                };
-                send(peer, &handle, protocol, bytes)
-            })();
-            match result {
+            match self.send_encoded_once(peer, message, &mut encoded) {
                 Ok(()) => {}
                 // The same for every peer: no point going on.
                 Err(err @ Error::Encode { .. }) => return Err(err),
@@ -223,6 +209,29 @@ where
     /// The networks this client serves.
     pub fn networks(&self) -> impl Iterator<Item = NetworkId> + '_ {
         self.networks.keys().copied()
+    }
+
+    /// Sends `message` to `peer` as a direct send, encoding it only if `encoded` has no
+    /// encoding for the chosen protocol yet.
+    fn send_encoded_once(
+        &self,
+        peer: PeerNetworkId,
+        message: &M,
+        encoded: &mut HashMap<ProtocolId, Bytes>,
+    ) -> Result<(), Error> {
+        let network = self.network(peer.network_id)?;
+        let (protocols, handle) = network.connection(peer)?;
+        let protocol = choose(
+            peer,
+            MessageKind::DirectSend,
+            &network.direct_send,
+            protocols,
+        )?;
+        let bytes = match encoded.entry(protocol) {
+            Entry::Occupied(entry) => entry.get().clone(),
+            Entry::Vacant(entry) => entry.insert(encode(protocol, message)?).clone(),
+        };
+        send(peer, &handle, protocol, bytes)
     }
 
     fn network(&self, network_id: NetworkId) -> Result<&ClientNetwork, Error> {

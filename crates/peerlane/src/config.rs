@@ -252,6 +252,13 @@ impl NetworkConfig {
                 source: None,
             });
         }
+        if self.health_check.failures_before_disconnect == 0 {
+            return Err(Error::InvalidConfig {
+                field: "health_check",
+                reason: "failures_before_disconnect must be at least 1",
+                source: None,
+            });
+        }
         self.peer
             .validate()
             .map_err(|source| Error::InvalidConfig {
@@ -550,6 +557,39 @@ mod tests {
         ));
         let identity = Identity::from_hex(&format!("0x{}", "11".repeat(32))).unwrap();
         assert!(!format!("{identity:?}").contains(&"11".repeat(32)));
+    }
+
+    /// Rules serde cannot express are checked by `validate`, naming the field.
+    #[test]
+    fn validate_names_the_offending_field() {
+        let mut config = NetworkConfig {
+            setup_timeout_ms: 0,
+            ..NetworkConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(Error::InvalidConfig {
+                field: "setup_timeout_ms",
+                ..
+            })
+        ));
+        config.setup_timeout_ms = SETUP_TIMEOUT_MS;
+        config.peer.outbound_lane_capacity = 0;
+        let err = config.validate().unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidConfig { field: "peer", .. }),
+            "{err:?}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        config.peer = peer::Config::default();
+        config.health_check.failures_before_disconnect = 0;
+        assert!(matches!(
+            config.validate(),
+            Err(Error::InvalidConfig {
+                field: "health_check",
+                ..
+            })
+        ));
     }
 
     /// Unknown fields are refused, so a typo in a config file is caught.

@@ -203,6 +203,8 @@ impl PeerManager {
     pub(crate) async fn run(mut self) -> Exit {
         let shutdown = self.parts.shutdown.clone();
         loop {
+            // Every future here is cancel-safe (`cancelled`, `FuturesUnordered::next`, mpsc
+            // `recv`): a branch that loses the race loses nothing.
             tokio::select! {
                 // Local work before remote work: shutdown, then ended connections (cheap
                 // bookkeeping that frees slots), then new connections, then new requests.
@@ -338,7 +340,8 @@ impl PeerManager {
             self.parts
                 .metrics
                 .record_refused(RefusalReason::InboundLimit);
-            tracing::info!(
+            // Remote-driven, so debug: the metric is what operators watch.
+            tracing::debug!(
                 %peer,
                 reason = RefusalReason::InboundLimit.as_str(),
                 limit = self.parts.max_inbound_connections,

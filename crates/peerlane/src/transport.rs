@@ -93,9 +93,11 @@ pub(crate) struct UpgradeContext {
     pub(crate) handshake: HandshakeMsg,
     /// The trusted set, for the role of peers we dial.
     pub(crate) trusted: TrustedPeers,
-    /// Connection ids, unique per network.
-    pub(crate) next_connection_id: AtomicU64,
 }
+
+/// The next connection id. One counter for the whole process, so that ids are unique across
+/// all the networks of a node (and across the nodes of a test).
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(0);
 
 impl AptosNetTransport {
     /// The transport `kind` with the upgrade `context`, under `setup_timeout`.
@@ -232,7 +234,8 @@ async fn upgrade(
         .handshake
         .negotiate(&theirs)
         .map_err(Error::Handshake)?;
-    let connection_id = ConnectionId(context.next_connection_id.fetch_add(1, Ordering::Relaxed));
+    // Relaxed: only uniqueness matters, which the atomic increment gives.
+    let connection_id = ConnectionId(NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed));
     let metadata = ConnectionMetadata {
         remote_peer_id: stream.remote_peer_id(),
         connection_id,
@@ -256,7 +259,7 @@ async fn upgrade(
 }
 
 impl UpgradeContext {
-    /// A context for `noise` offering `handshake`, with connection ids from 0.
+    /// A context for `noise` offering `handshake`.
     pub(crate) fn new(
         noise: NoiseUpgrader,
         handshake: HandshakeMsg,
@@ -266,7 +269,6 @@ impl UpgradeContext {
             noise,
             handshake,
             trusted,
-            next_connection_id: AtomicU64::new(0),
         }
     }
 }

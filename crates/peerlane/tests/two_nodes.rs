@@ -568,3 +568,29 @@ async fn unusable_dials_fail_before_connecting() {
     a.network.shutdown().await;
     b.network.shutdown().await;
 }
+
+/// Sending to several peers goes on past a peer that cannot be sent to, and reports how many
+/// failed with the first failure as the source.
+#[tokio::test(start_paused = true)]
+async fn send_to_peers_reports_partial_failure_and_still_sends_to_the_others() {
+    let (a, mut b) = (node(1, Net::Memory), node(2, Net::Memory));
+    a.dial(&b).await.unwrap();
+    let absent = peerlane::PeerNetworkId::new(NetworkId::Public, peer_id(7));
+    let err = a
+        .client
+        .send_to_peers([absent, b.as_peer()], &Msg::Text("some".into()))
+        .unwrap_err();
+    let Error::SendToPeers {
+        failed,
+        attempted,
+        first,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!((*failed, *attempted), (1, 2));
+    assert!(first.is_not_connected(), "{first:?}");
+    assert_eq!(b.next_message().await.2, Msg::Text("some".into()));
+    a.network.shutdown().await;
+    b.network.shutdown().await;
+}
