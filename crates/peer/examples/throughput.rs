@@ -94,6 +94,7 @@ async fn raw_round(messages: u64, payload: Bytes) -> Duration {
         raw_msg: payload,
     }));
 
+    // Both ends run as runtime tasks, as the peers' tasks do.
     let start = Instant::now();
     let sender = tokio::spawn(async move {
         for _ in 0..messages {
@@ -102,16 +103,17 @@ async fn raw_round(messages: u64, payload: Bytes) -> Duration {
         sink.flush().await.expect("raw flush");
         sink
     });
-    let mut received = 0;
-    while received < messages {
-        stream
-            .next()
-            .await
-            .expect("raw stream ended early")
-            .expect("raw frame");
-        received += 1;
-    }
-    let elapsed = start.elapsed();
+    let receiver = tokio::spawn(async move {
+        for _ in 0..messages {
+            stream
+                .next()
+                .await
+                .expect("raw stream ended early")
+                .expect("raw frame");
+        }
+        start.elapsed()
+    });
+    let elapsed = receiver.await.expect("raw receiver");
     drop(sender.await.expect("raw sender"));
     elapsed
 }
