@@ -1,5 +1,5 @@
-//! [`NetworkBuilder`]: registers the applications of one network, then starts its listener and
-//! peer manager; [`Network`]: the running network's handle.
+//! [`NetworkBuilder`]: registers the applications of one network, then starts its listener,
+//! peer manager and health checker; [`Network`]: the running network's handle.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,6 +8,8 @@ use std::sync::Arc;
 use netcore::{NetworkAddress, PeerId};
 use noise::{NoiseUpgrader, TrustedPeers};
 use prometheus_client::registry::Registry;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -18,6 +20,7 @@ use crate::client::{ClientNetwork, NetworkClient};
 use crate::config::{Identity, NetworkConfig};
 use crate::error::Error;
 use crate::events::{AppQueue, NetworkEvents, Router};
+use crate::health::{self, HealthChecker, HealthCheckerMsg};
 use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::peer_manager::{Channels, Parts, PeerManager, PeerManagerHandle};
@@ -32,7 +35,9 @@ use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, Upgr
 ///    protocols, getting its [`NetworkClient`] and [`NetworkEvents`];
 /// 3. [`build`](Self::build) starts listening and returns the [`Network`] handle.
 ///
-/// The handshake message offers exactly the protocols the applications registered.
+/// The handshake message offers exactly the protocols the applications registered, and
+/// `HealthCheckerRpc` (5) for the network's health checker unless
+/// [`HealthCheckConfig::enabled`](crate::HealthCheckConfig::enabled) is off.
 pub struct NetworkBuilder {
     config: NetworkConfig,
     transport: TransportKind,
@@ -46,6 +51,12 @@ pub struct NetworkBuilder {
     apps: HashMap<ProtocolId, AppQueue>,
     channels: Channels,
     manager_handle: PeerManagerHandle,
+    /// The health checker's client and events, registered on `HealthCheckerRpc` when it is
+    /// enabled.
+    health: Option<(
+        NetworkClient<HealthCheckerMsg>,
+        NetworkEvents<HealthCheckerMsg>,
+    )>,
 }
 
 /// A running network. Dropping it shuts the network down without waiting; prefer
@@ -123,7 +134,7 @@ impl NetworkBuilder {
         // The transport and router are only known at build time; the peer manager's channels
         // are made now so that clients can hold its handle.
         let (channels, manager_handle) = Channels::new();
-        Ok(Self {
+        let mut builder = Self {
             config,
             transport,
             identity,
@@ -135,7 +146,17 @@ impl NetworkBuilder {
             apps: HashMap::new(),
             channels,
             manager_handle,
-        })
+            health: None,
+        };
+        // Registered first, so that an application asking for its protocol is refused.
+        if builder.config.health_check.enabled {
+            builder.health = Some(builder.add_application(
+                [],
+                [ProtocolId::HEALTH_CHECKER_RPC],
+                health::QUEUE,
+            )?);
+        }
+        Ok(builder)
     }
 
     /// Registers an application that sends and receives `M` on the given protocols: direct
@@ -145,7 +166,8 @@ impl NetworkBuilder {
     /// [`NetworkConfig::inbound_queue`]).
     ///
     /// Fails with [`Error::ProtocolAlreadyRegistered`] if another application has one of the
-    /// protocols (a protocol belongs to one application); nothing is registered then.
+    /// protocols (a protocol belongs to one application; `HealthCheckerRpc` belongs to the
+    /// health checker unless it is disabled); nothing is registered then.
     pub fn add_application<M>(
         &mut self,
         direct_send_protocols: impl IntoIterator<Item = ProtocolId>,
@@ -193,7 +215,8 @@ impl NetworkBuilder {
         &self.trusted
     }
 
-    /// Starts listening on the configured address, and the listener and peer manager tasks.
+    /// Starts listening on the configured address, and the listener, peer manager and (unless
+    /// disabled) health checker tasks.
     ///
     /// Fails with [`Error::Listen`] if the address cannot be bound.
     ///
@@ -213,6 +236,7 @@ impl NetworkBuilder {
             apps,
             channels,
             manager_handle,
+            health,
         } = self;
         let network_id = config.network_id;
         let peer_id = identity.peer_id();
@@ -262,6 +286,21 @@ impl NetworkBuilder {
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         };
+        if let Some((client, events)) = health {
+            let health_parts = health::Parts {
+                network_id,
+                config: config.health_check,
+                client,
+                events,
+                peers: peers.clone(),
+                metrics: metrics.clone(),
+                shutdown: shutdown.child_token(),
+            };
+            // Subscribes to connection notifications before the peer manager can register
+            // anyone.
+            let checker = HealthChecker::new(health_parts, StdRng::from_entropy());
+            tracker.spawn(checker.run());
+        }
         tracker.spawn(PeerManager::new(parts, channels).run());
         tracker.spawn(listener.run());
         tracing::info!(%network_id, %peer_id, %listen_address, "network started");

@@ -148,9 +148,17 @@ pub struct SeedPeer {
 }
 
 /// The settings the health checker reads.
+///
+/// With the defaults each peer is pinged every 10 s, with at most one ping in flight, so a
+/// peer that stops answering is disconnected when its 4th ping in a row times out: about
+/// 10 s + 4 × 20 s = 90 s after it went silent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckConfig {
+    /// Whether the network runs a health checker. Default true. When false the network neither
+    /// pings nor answers pings, does not offer `HealthCheckerRpc` (5) in its handshake, and an
+    /// application may register that protocol itself.
+    pub enabled: bool,
     /// How often each peer is pinged, in milliseconds. Default [`HEALTH_CHECK_INTERVAL_MS`].
     pub interval_ms: u64,
     /// How long a ping may wait for its pong, in milliseconds. Default
@@ -359,6 +367,7 @@ impl<'de> Deserialize<'de> for Identity {
 impl Default for HealthCheckConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             interval_ms: HEALTH_CHECK_INTERVAL_MS,
             timeout_ms: HEALTH_CHECK_TIMEOUT_MS,
             failures_before_disconnect: HEALTH_CHECK_FAILURES,
@@ -478,8 +487,8 @@ mod tests {
     use super::*;
 
     /// The defaults are the architecture's: 30 s set-up, 100 inbound connections, 1024 per
-    /// queue, health checks every 10 s with a 20 s timeout and 4 failures; the auth mode follows
-    /// the network.
+    /// queue, health checks on, every 10 s with a 20 s timeout and 4 failures; the auth mode
+    /// follows the network.
     #[test]
     fn defaults_are_the_architectures() {
         let config = NetworkConfig::default();
@@ -489,6 +498,7 @@ mod tests {
         assert_eq!(config.health_check.interval(), Duration::from_secs(10));
         assert_eq!(config.health_check.timeout(), Duration::from_secs(20));
         assert_eq!(config.health_check.failures_before_disconnect, 4);
+        assert!(config.health_check.enabled);
         assert_eq!(config.auth_mode(), AuthMode::MaybeMutual);
         let validator = NetworkConfig::new(NetworkId::Validator, NetworkAddress::memory(0));
         assert_eq!(validator.auth_mode(), AuthMode::Mutual);

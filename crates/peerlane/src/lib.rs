@@ -11,6 +11,9 @@
 //! NetworkBuilder::build ─► Listener ──┐                                 │
 //!                          dial ──────┴─► PeerManager ── Peer::spawn ───┘
 //!                                            └─► PeersAndMetadata ─► NewPeer / LostPeer
+//!                                                                      │
+//!                          HealthChecker ◄── who to ping ──────────────┘
+//!                            └─ Ping/Pong over its own NetworkClient / NetworkEvents (protocol 5)
 //! ```
 //!
 //! 1. A [`NetworkBuilder`] takes a [`NetworkConfig`], a [`TransportKind`] and a metrics
@@ -27,6 +30,12 @@
 //! 4. Inbound messages go, without waiting, into the application's [`KeyedQueue`]s (one
 //!    bounded queue per peer and protocol, popped round-robin) and are decoded when the
 //!    application polls its [`NetworkEvents`].
+//! 5. Every network runs a health checker (unless [`HealthCheckConfig::enabled`] is off), an
+//!    application of the facade itself on `HealthCheckerRpc` (5): it answers the peers'
+//!    pings ([`HealthCheckerMsg`]), pings each connected peer that offers the protocol every
+//!    10 s, and disconnects a peer whose 4th ping in a row fails (time-out, wrong nonce or
+//!    error), counted in `peerlane_health_pings_total{result}` and
+//!    `peerlane_health_disconnects_total`.
 //!
 //! Types to read first: [`NetworkBuilder`], [`NetworkClient`], [`NetworkEvents`], then
 //! [`PeersAndMetadata`]. Every failure is a [`peerlane::Error`](Error).
@@ -102,6 +111,7 @@ mod client;
 mod config;
 mod error;
 mod events;
+mod health;
 mod listener;
 mod metrics;
 mod peer_manager;
@@ -119,7 +129,8 @@ pub use config::{
 };
 pub use error::{Error, MessageKind};
 pub use events::{Event, NetworkEvents, RpcReplier};
-pub use metrics::{ConnectionEvent, Metrics, QueueEvent, RefusalReason, SetupFailure};
+pub use health::{HealthCheckerMsg, Ping, Pong};
+pub use metrics::{ConnectionEvent, Metrics, PingResult, QueueEvent, RefusalReason, SetupFailure};
 pub use peers::{ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata};
 pub use queue::{
     DEFAULT_CAPACITY_PER_KEY, Dropped, KeyedQueue, KeyedReceiver, KeyedSender, QueueConfig,

@@ -1,5 +1,5 @@
 //! [`Metrics`]: the facade's counters: connections, refusals, set-up failures, the application
-//! inbound queues and decode failures.
+//! inbound queues, decode failures and the health checker.
 //!
 //! | name | type | labels |
 //! |------|------|--------|
@@ -9,6 +9,8 @@
 //! | `peerlane_connection_setup_failures_total` | counter | `origin`, `reason` ([`SetupFailure`]) |
 //! | `peerlane_inbound_queue_messages_total` | counter | `protocol`, `event` ([`QueueEvent`]) |
 //! | `peerlane_inbound_decode_failures_total` | counter | `protocol` |
+//! | `peerlane_health_pings_total` | counter | `result` ([`PingResult`]) |
+//! | `peerlane_health_disconnects_total` | counter | |
 //!
 //! The builder registers these under a `network` label (`validator`, `vfn`, `public`), so
 //! several networks share one registry. `peerlane_notifications_lost_total` belongs to
@@ -35,6 +37,8 @@ pub struct Metrics {
     setup_failures: Family<SetupFailureLabels, Counter>,
     inbound_queue: Family<QueueLabels, Counter>,
     decode_failures: Family<ProtocolLabels, Counter>,
+    health_pings: Family<PingResultLabels, Counter>,
+    health_disconnects: Counter,
 }
 
 /// What happened to a connection, for `peerlane_connection_events_total`.
@@ -94,6 +98,21 @@ pub enum QueueEvent {
     Closed,
 }
 
+/// How a health-check ping ended, for `peerlane_health_pings_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PingResult {
+    /// The peer answered with a pong carrying the ping's nonce.
+    Ok,
+    /// No answer within the health check's `timeout_ms`.
+    Timeout,
+    /// The peer answered with a pong carrying another nonce.
+    WrongNonce,
+    /// The ping failed otherwise: the connection closed, our outbound queue was full, the
+    /// answer was not a pong or did not decode.
+    Error,
+}
+
 impl Metrics {
     /// Creates the counters and registers them into `registry`.
     pub fn register(registry: &mut Registry) -> Self {
@@ -128,6 +147,16 @@ impl Metrics {
             "peerlane_inbound_decode_failures",
             "Inbound payloads the application's type could not decode (skipped)",
             metrics.decode_failures.clone(),
+        );
+        registry.register(
+            "peerlane_health_pings",
+            "Health-check pings we sent, by how they ended",
+            metrics.health_pings.clone(),
+        );
+        registry.register(
+            "peerlane_health_disconnects",
+            "Peers the health checker disconnected after too many failed pings in a row",
+            metrics.health_disconnects.clone(),
         );
         metrics
     }
@@ -184,6 +213,18 @@ impl Metrics {
             .map_or(0, |counter| counter.get())
     }
 
+    /// Health-check pings that ended with `result`.
+    pub fn health_pings(&self, result: PingResult) -> u64 {
+        self.health_pings
+            .get(&PingResultLabels { result })
+            .map_or(0, |counter| counter.get())
+    }
+
+    /// Peers the health checker disconnected.
+    pub fn health_disconnects(&self) -> u64 {
+        self.health_disconnects.get()
+    }
+
     pub(crate) fn connection_opened(&self, origin: ConnectionOrigin) {
         self.connections
             .get_or_create(&OriginLabels {
@@ -235,6 +276,16 @@ impl Metrics {
             })
             .inc();
     }
+
+    pub(crate) fn record_health_ping(&self, result: PingResult) {
+        self.health_pings
+            .get_or_create(&PingResultLabels { result })
+            .inc();
+    }
+
+    pub(crate) fn record_health_disconnect(&self) {
+        self.health_disconnects.inc();
+    }
 }
 
 impl ConnectionEvent {
@@ -283,6 +334,23 @@ impl QueueEvent {
     }
 }
 
+impl PingResult {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Timeout => "timeout",
+            Self::WrongNonce => "wrong_nonce",
+            Self::Error => "error",
+        }
+    }
+
+    /// Whether the ping failed, which counts towards a disconnect.
+    pub const fn is_failure(self) -> bool {
+        !matches!(self, Self::Ok)
+    }
+}
+
 /// Implements [`EncodeLabelValue`] through `as_str`.
 macro_rules! label_value_from_as_str {
     ($($ty:ty),*) => {
@@ -294,7 +362,13 @@ macro_rules! label_value_from_as_str {
     };
 }
 
-label_value_from_as_str!(ConnectionEvent, RefusalReason, SetupFailure, QueueEvent);
+label_value_from_as_str!(
+    ConnectionEvent,
+    RefusalReason,
+    SetupFailure,
+    QueueEvent,
+    PingResult
+);
 
 /// [`ConnectionOrigin`] as a label value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -349,6 +423,11 @@ struct ProtocolLabels {
     protocol: Protocol,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PingResultLabels {
+    result: PingResult,
+}
+
 #[cfg(test)]
 mod tests {
     use prometheus_client::encoding::text::encode;
@@ -365,6 +444,8 @@ mod tests {
         metrics.record_refused(RefusalReason::InboundLimit);
         metrics.record_queue_event(ProtocolId::MEMPOOL_DIRECT_SEND, QueueEvent::DroppedNewest);
         metrics.connection_opened(ConnectionOrigin::Inbound);
+        metrics.record_health_ping(PingResult::WrongNonce);
+        metrics.record_health_disconnect();
 
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
@@ -377,6 +458,16 @@ mod tests {
         assert!(text.contains(
             r#"peerlane_inbound_queue_messages_total{network="vfn",protocol="MempoolDirectSend",event="dropped_newest"} 1"#
         ), "{text}");
+        assert!(
+            text.contains(r#"peerlane_health_pings_total{network="vfn",result="wrong_nonce"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"peerlane_health_disconnects_total{network="vfn"} 1"#),
+            "{text}"
+        );
+        assert_eq!(metrics.health_pings(PingResult::WrongNonce), 1);
+        assert_eq!(metrics.health_pings(PingResult::Ok), 0);
         assert_eq!(metrics.connections(ConnectionOrigin::Inbound), 1);
         assert_eq!(
             metrics.inbound_queue(ProtocolId::MEMPOOL_DIRECT_SEND, QueueEvent::DroppedNewest),
