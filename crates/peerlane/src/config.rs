@@ -149,9 +149,10 @@ pub struct SeedPeer {
 
 /// The settings the health checker reads.
 ///
-/// With the defaults each peer is pinged every 10 s, with at most one ping in flight, so a
-/// peer that stops answering is disconnected when its 4th ping in a row times out: about
-/// 10 s + 4 × 20 s = 90 s after it went silent.
+/// With the defaults each peer is pinged every 10 s whether or not its earlier pings have
+/// ended, as in AptosNet (at most `⌈timeout_ms / interval_ms⌉ + 1` = 3 in flight), so a peer
+/// that stops answering is disconnected when its 4th ping in a row times out: 3 × 10 s + 20 s
+/// = 50 s after the first unanswered ping went out, at most 60 s after it went silent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckConfig {

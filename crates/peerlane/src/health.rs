@@ -1,5 +1,6 @@
-//! [`HealthChecker`]: one actor per network that pings every connected peer and disconnects
-//! a peer whose pings fail too many times in a row; it also answers the peers' pings.
+//! [`HealthChecker`]: one actor per network that pings every connected peer every round and
+//! disconnects a peer whose pings fail too many times in a row; it also answers the peers'
+//! pings.
 //!
 //! ```text
 //! ticker (interval_ms) ─► HealthState::handle_tick, poll_ping ─► NetworkClient::send_rpc(Ping)
@@ -13,20 +14,33 @@
 //! The protocol is AptosNet's (`wire-format.md` §8): an RPC on `HealthCheckerRpc` (5) whose
 //! request is [`HealthCheckerMsg::Ping`] with a random nonce and whose response is
 //! [`HealthCheckerMsg::Pong`] with the same nonce, plain BCS. A ping fails when no pong comes
-//! within `timeout_ms`, when the pong carries another nonce, or when the RPC fails otherwise.
-//! A success resets the peer's count of failures; the `failures_before_disconnect`th failure
-//! in a row disconnects it.
+//! within `timeout_ms`, when the pong carries another nonce than that ping's, or when the RPC
+//! fails otherwise.
+//!
+//! As in AptosNet, every round (every `interval_ms`) pings every connected peer, whether or
+//! not its earlier pings have ended: with a timeout longer than the interval a peer has several
+//! pings in flight, each with its own nonce. Their outcomes are counted in the order they come
+//! in: a success resets the peer's count of failures, each failure adds one, and the
+//! `failures_before_disconnect`th failure in a row disconnects it, once per connection. With
+//! the defaults (10 s, 20 s, 4) a peer that is connected when the checker starts and never
+//! answers is pinged at 10, 20, 30 and 40 s, those pings time out at 30, 40, 50 and 60 s, and
+//! it is disconnected at 60 s.
 //!
 //! [`HealthState`] is the bookkeeping, without IO; [`HealthChecker`] drives it.
 //!
-//! Two differences from AptosNet's health checker, both on purpose:
-//! - A peer has at most one ping in flight: a round skips a peer whose previous ping has not
-//!   ended, so the pings in flight are bounded by the number of peers. AptosNet pings every
-//!   peer every round, so with its 10 s interval and 20 s timeout a silent peer has two pings
-//!   in flight and is disconnected after about 60 s; here after about 90 s.
+//! Differences from AptosNet's health checker, all on purpose:
+//! - A peer has at most [`max_in_flight_per_peer`] pings in flight, `⌈timeout_ms /
+//!   interval_ms⌉ + 1` (3 with the defaults): a round that would exceed it skips the peer, with
+//!   a debug log. Pings end by their timeout at the latest, so on schedule a peer has at most
+//!   `⌈timeout_ms / interval_ms⌉` in flight once a round has pinged it; the extra one covers
+//!   a round that starts at the instant an earlier ping times out, before its outcome is
+//!   counted. So the cap bites only if rounds run far behind the pings' outcomes, and the
+//!   pings in flight stay bounded by the cap times the number of peers. AptosNet has no cap.
 //! - Only peers that offered `HealthCheckerRpc` in their handshake are pinged, so a peerlane
 //!   node with health checking disabled is not disconnected for it. AptosNet nodes always
 //!   offer it.
+//! - A pong with the wrong nonce is a failure (AptosNet only logs it), and every failure counts,
+//!   even one of a ping older than the last success (AptosNet ignores those).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -74,17 +88,25 @@ pub struct Pong(pub u32);
 /// time out on its side.
 pub(crate) const QUEUE: QueueConfig = QueueConfig::new(QueueStyle::Lifo, DEFAULT_CAPACITY_PER_KEY);
 
-/// The bookkeeping of a health checker, without IO: which peers to ping, the ping each one has
-/// in flight (its round and nonce), and how many of its pings failed in a row.
+/// The most pings a peer may have in flight under `config`: `⌈timeout_ms / interval_ms⌉ + 1`,
+/// 3 with the defaults. See the module docs for why that never holds back a round on schedule.
+pub(crate) fn max_in_flight_per_peer(config: &HealthCheckConfig) -> usize {
+    let on_schedule = config.timeout_ms.div_ceil(config.interval_ms.max(1));
+    usize::try_from(on_schedule.saturating_add(1)).unwrap_or(usize::MAX)
+}
+
+/// The bookkeeping of a health checker, without IO: which peers to ping, the pings each one
+/// has in flight (their rounds and nonces), and how many of its pings failed in a row.
 ///
 /// # Calling protocol
 ///
 /// 1. [`handle_connected`](Self::handle_connected) and
 ///    [`handle_disconnected`](Self::handle_disconnected) as connections come and go.
-/// 2. On every tick of the ping interval, [`handle_tick`](Self::handle_tick), then
-///    [`poll_ping`](Self::poll_ping) until it returns `None`, sending each ping.
-/// 3. When a ping ends, [`handle_response`](Self::handle_response) with what came back;
-///    count the [`PingResult`] it returns.
+/// 2. On every tick of the ping interval, [`handle_tick`](Self::handle_tick) (it returns the
+///    peers it skipped), then [`poll_ping`](Self::poll_ping) until it returns `None`, sending
+///    each ping.
+/// 3. When a ping ends, [`handle_response`](Self::handle_response) with what came back, in the
+///    order the pings end; count the [`PingResult`] it returns.
 /// 4. After each `handle_response`, [`poll_disconnect`](Self::poll_disconnect) until it returns
 ///    `None`, disconnecting each peer.
 ///
@@ -94,9 +116,11 @@ pub(crate) const QUEUE: QueueConfig = QueueConfig::new(QueueStyle::Lifo, DEFAULT
 #[derive(Debug)]
 pub(crate) struct HealthState {
     failures_before_disconnect: u32,
+    /// The most pings one peer may have in flight, counting those of an ended connection.
+    max_in_flight_per_peer: usize,
     /// Rounds started so far; the current round's number.
     round: u64,
-    /// Every connected peer we ping, and every disconnected one whose last ping has not ended.
+    /// Every connected peer we ping, and every disconnected one with pings still in flight.
     /// Ordered, so that a seeded rng gives the same nonces to the same peers.
     peers: BTreeMap<PeerNetworkId, PeerHealth>,
     /// Peers to ping this round, in order.
@@ -132,22 +156,24 @@ pub(crate) struct Disconnect {
 }
 
 /// One peer's record.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct PeerHealth {
-    /// False for a peer that is gone but whose last ping has not ended yet.
+    /// False for a peer that is gone but whose pings have not all ended yet.
     connected: bool,
     /// Pings failed in a row.
     failures: u32,
     /// Set once the peer failed too often: it is not pinged again and its failures no longer
-    /// count.
+    /// count, until it reconnects.
     disconnecting: bool,
-    in_flight: Option<InFlight>,
+    /// The pings in flight, by round (one per round at most): each with the nonce its pong
+    /// must carry. At most `max_in_flight_per_peer` entries.
+    in_flight: BTreeMap<u64, InFlight>,
 }
 
-/// The ping a peer has in flight.
+/// A ping in flight.
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
-    round: u64,
+    /// The nonce it carries, which its pong must echo.
     nonce: u32,
     /// False once the connection it went out on has ended or been replaced: its outcome says
     /// nothing about the current connection.
@@ -183,7 +209,8 @@ pub(crate) struct HealthChecker<R> {
     notifications: ConnectionNotifications,
     /// `notifications.lost()` when we last resynchronised.
     lost_notifications: u64,
-    /// The pings in flight: at most one per peer in `state`.
+    /// The pings in flight, one per ping `state` has in flight: at most
+    /// `state.max_in_flight_per_peer()` per peer in `state`.
     pings: FuturesUnordered<BoxFuture<'static, PingDone>>,
     /// Disconnects asked for and not answered yet: at most one per peer in `state`.
     disconnects: FuturesUnordered<BoxFuture<'static, (PeerNetworkId, Result<(), Error>)>>,
@@ -197,10 +224,12 @@ struct PingDone {
 
 impl HealthState {
     /// No peers yet, round 0; a peer is disconnected at its `failures_before_disconnect`th
-    /// failure in a row (at least the first).
-    pub(crate) fn new(failures_before_disconnect: u32) -> Self {
+    /// failure in a row (at least the first) and has at most `max_in_flight_per_peer` pings in
+    /// flight (at least one).
+    pub(crate) fn new(failures_before_disconnect: u32, max_in_flight_per_peer: usize) -> Self {
         Self {
             failures_before_disconnect: failures_before_disconnect.max(1),
+            max_in_flight_per_peer: max_in_flight_per_peer.max(1),
             round: 0,
             peers: BTreeMap::new(),
             due: VecDeque::new(),
@@ -215,55 +244,65 @@ impl HealthState {
         health.connected = true;
         health.failures = 0;
         health.disconnecting = false;
-        // A ping still in flight went out on the previous connection.
-        if let Some(in_flight) = &mut health.in_flight {
-            in_flight.counts = false;
-        }
+        // Pings still in flight went out on the previous connection.
+        health.stop_counting();
     }
 
-    /// `peer` is gone: it is no longer pinged, and its ping in flight no longer counts.
+    /// `peer` is gone: it is no longer pinged, and its pings in flight no longer count.
     pub(crate) fn handle_disconnected(&mut self, peer: PeerNetworkId) {
         let Some(health) = self.peers.get_mut(&peer) else {
             return;
         };
-        if let Some(mut in_flight) = health.in_flight {
-            // Kept until that ping ends, so that a quick reconnect cannot give the peer a
-            // second ping in flight.
-            in_flight.counts = false;
-            *health = PeerHealth {
-                in_flight: Some(in_flight),
-                ..PeerHealth::default()
-            };
-        } else {
+        if health.in_flight.is_empty() {
             self.peers.remove(&peer);
+        } else {
+            // Kept until those pings end, so that a quick reconnect cannot give the peer more
+            // than `max_in_flight_per_peer` pings in flight.
+            health.connected = false;
+            health.failures = 0;
+            health.disconnecting = false;
+            health.stop_counting();
         }
     }
 
-    /// Starts a new round: every connected peer without a ping in flight is due for one.
-    pub(crate) fn handle_tick(&mut self) {
+    /// Starts a new round: every connected peer is due for a ping, except those that failed
+    /// too often and those that have `max_in_flight_per_peer` pings in flight already. Returns
+    /// the latter, which this round skips.
+    pub(crate) fn handle_tick(&mut self) -> Vec<PeerNetworkId> {
         self.round += 1;
-        self.due = self
-            .peers
-            .iter()
-            .filter(|(_, health)| health.is_due())
-            .map(|(peer, _)| *peer)
-            .collect();
+        self.due.clear();
+        let mut skipped = Vec::new();
+        for (peer, health) in &self.peers {
+            if !health.is_pinged() {
+                continue;
+            }
+            if health.in_flight.len() < self.max_in_flight_per_peer {
+                self.due.push_back(*peer);
+            } else {
+                skipped.push(*peer);
+            }
+        }
+        skipped
     }
 
     /// The next ping of this round, its nonce drawn from `rng`; `None` once every due peer has
-    /// one in flight.
+    /// had its ping.
     pub(crate) fn poll_ping(&mut self, rng: &mut impl RngCore) -> Option<PingRequest> {
         while let Some(peer) = self.due.pop_front() {
             // The peer may have gone (or come back) since the tick.
-            let Some(health) = self.peers.get_mut(&peer).filter(|health| health.is_due()) else {
+            let Some(health) = self.peers.get_mut(&peer).filter(|health| {
+                health.is_pinged() && health.in_flight.len() < self.max_in_flight_per_peer
+            }) else {
                 continue;
             };
             let nonce = rng.next_u32();
-            health.in_flight = Some(InFlight {
-                round: self.round,
-                nonce,
-                counts: true,
-            });
+            health.in_flight.insert(
+                self.round,
+                InFlight {
+                    nonce,
+                    counts: true,
+                },
+            );
             return Some(PingRequest {
                 peer,
                 round: self.round,
@@ -277,9 +316,9 @@ impl HealthState {
     /// ping that no longer counts (its connection ended or was replaced) or that we do not
     /// know.
     ///
-    /// A success resets the peer's failures; a failure adds one, and the
-    /// `failures_before_disconnect`th in a row queues the peer for
-    /// [`poll_disconnect`](Self::poll_disconnect).
+    /// The pong must carry that ping's nonce. A success resets the peer's failures; a failure
+    /// adds one, and the `failures_before_disconnect`th in a row queues the peer for
+    /// [`poll_disconnect`](Self::poll_disconnect), once per connection.
     pub(crate) fn handle_response(
         &mut self,
         peer: PeerNetworkId,
@@ -287,12 +326,11 @@ impl HealthState {
         response: PingResponse,
     ) -> Option<PingResult> {
         let health = self.peers.get_mut(&peer)?;
-        let in_flight = health
-            .in_flight
-            .filter(|in_flight| in_flight.round == round)?;
-        health.in_flight = None;
+        let in_flight = health.in_flight.remove(&round)?;
         if !health.connected {
-            self.peers.remove(&peer);
+            if health.in_flight.is_empty() {
+                self.peers.remove(&peer);
+            }
             return None;
         }
         if !in_flight.counts {
@@ -305,6 +343,7 @@ impl HealthState {
             PingResponse::Failed => PingResult::Error,
         };
         if health.disconnecting {
+            // Being disconnected already: counted in the metrics, not in the record.
             return Some(result);
         }
         if result.is_failure() {
@@ -319,7 +358,7 @@ impl HealthState {
         Some(result)
     }
 
-    /// The next peer to disconnect, once per peer that failed too often.
+    /// The next peer to disconnect, once per connection that failed too often.
     pub(crate) fn poll_disconnect(&mut self) -> Option<Disconnect> {
         while let Some(peer) = self.to_disconnect.pop_front() {
             // It may have gone, or reconnected with a clean record, since.
@@ -341,6 +380,11 @@ impl HealthState {
         self.round
     }
 
+    /// The most pings one peer may have in flight.
+    pub(crate) fn max_in_flight_per_peer(&self) -> usize {
+        self.max_in_flight_per_peer
+    }
+
     /// How many pings `peer` failed in a row; `None` if it is not connected.
     pub(crate) fn failures(&self, peer: PeerNetworkId) -> Option<u32> {
         self.peers
@@ -357,25 +401,39 @@ impl HealthState {
             .map(|(peer, _)| *peer)
     }
 
-    /// Pings in flight.
+    /// Pings in flight, to all peers.
     pub(crate) fn in_flight(&self) -> usize {
         self.peers
             .values()
-            .filter(|health| health.in_flight.is_some())
-            .count()
+            .map(|health| health.in_flight.len())
+            .sum()
     }
 
-    /// Peers with a record: the connected ones and the gone ones with a ping in flight. Bounds
-    /// the pings in flight.
+    /// Pings in flight to `peer`, counting those of an ended connection.
+    pub(crate) fn in_flight_to(&self, peer: PeerNetworkId) -> usize {
+        self.peers
+            .get(&peer)
+            .map_or(0, |health| health.in_flight.len())
+    }
+
+    /// Peers with a record: the connected ones and the gone ones with pings in flight. Times
+    /// [`max_in_flight_per_peer`](Self::max_in_flight_per_peer), bounds the pings in flight.
     pub(crate) fn tracked(&self) -> usize {
         self.peers.len()
     }
 }
 
 impl PeerHealth {
-    /// Whether a round pings this peer.
-    fn is_due(&self) -> bool {
-        self.connected && !self.disconnecting && self.in_flight.is_none()
+    /// Whether rounds ping this peer (if it has room for another ping in flight).
+    fn is_pinged(&self) -> bool {
+        self.connected && !self.disconnecting
+    }
+
+    /// Marks every ping in flight as sent on a connection that has ended.
+    fn stop_counting(&mut self) {
+        for in_flight in self.in_flight.values_mut() {
+            in_flight.counts = false;
+        }
     }
 }
 
@@ -387,7 +445,10 @@ where
     /// notifications now, so it hears of every connection made after this call.
     pub(crate) fn new(parts: Parts, rng: R) -> Self {
         let notifications = parts.peers.subscribe();
-        let state = HealthState::new(parts.config.failures_before_disconnect);
+        let state = HealthState::new(
+            parts.config.failures_before_disconnect,
+            max_in_flight_per_peer(&parts.config),
+        );
         Self {
             parts,
             state,
@@ -417,10 +478,10 @@ where
             tokio::select! {
                 // Local work before remote work: shutdown, then outcomes of our own pings and
                 // disconnects (they free slots, and a ping that times out at the instant a
-                // round starts must be counted first, so that the round pings the peer again),
-                // then who is connected, then the round, then the peers' pings. Every arm is
-                // quick and the ones above the peers' pings are bounded by the peer count, so
-                // answering pings never waits long.
+                // round starts is counted first: its 4th failure disconnects the peer rather
+                // than ping it again), then who is connected, then the round, then the peers'
+                // pings. Every arm is quick and the ones above the peers' pings are bounded by
+                // the number of peers, so answering pings never waits long.
                 biased;
                 // The network is shutting down.
                 () = shutdown.cancelled() => break,
@@ -460,7 +521,17 @@ where
 
     /// Sends this round's pings.
     fn start_round(&mut self) {
-        self.state.handle_tick();
+        for peer in self.state.handle_tick() {
+            // Only when rounds run far behind the pings' outcomes: at most once per peer and
+            // interval.
+            tracing::debug!(
+                %peer,
+                round = self.state.round(),
+                in_flight = self.state.in_flight_to(peer),
+                max_in_flight = self.state.max_in_flight_per_peer(),
+                "peer has the most health-check pings in flight already, not pinging it this round"
+            );
+        }
         let mut sent = 0_usize;
         while let Some(ping) = self.state.poll_ping(&mut self.rng) {
             sent += 1;
@@ -472,7 +543,14 @@ where
                 PingDone { ping, response }
             }));
         }
-        debug_assert!(self.pings.len() <= self.state.tracked());
+        debug_assert_eq!(self.pings.len(), self.state.in_flight());
+        debug_assert!(
+            self.pings.len()
+                <= self
+                    .state
+                    .tracked()
+                    .saturating_mul(self.state.max_in_flight_per_peer())
+        );
         tracing::trace!(
             network = %self.parts.network_id,
             round = self.state.round(),
@@ -615,10 +693,29 @@ mod tests {
         PeerNetworkId::new(NetworkId::Public, PeerId::new([n; 32]))
     }
 
-    /// Every ping of the next round.
+    /// Starts the next round: its pings, and the peers it skipped for having the most pings in
+    /// flight.
+    fn round_skipping(
+        state: &mut HealthState,
+        rng: &mut StdRng,
+    ) -> (Vec<PingRequest>, Vec<PeerNetworkId>) {
+        let skipped = state.handle_tick();
+        let pings = std::iter::from_fn(|| state.poll_ping(rng)).collect();
+        (pings, skipped)
+    }
+
+    /// Every ping of the next round, which skips no peer.
     fn round(state: &mut HealthState, rng: &mut StdRng) -> Vec<PingRequest> {
-        state.handle_tick();
-        std::iter::from_fn(|| state.poll_ping(rng)).collect()
+        let (pings, skipped) = round_skipping(state, rng);
+        assert_eq!(skipped, [], "round {} skipped peers", state.round());
+        pings
+    }
+
+    /// The only ping of the next round.
+    fn one_ping(state: &mut HealthState, rng: &mut StdRng) -> PingRequest {
+        let pings = round(state, rng);
+        assert_eq!(pings.len(), 1, "{pings:?}");
+        pings[0]
     }
 
     /// The answer to `ping` that echoes its nonce.
@@ -663,79 +760,184 @@ mod tests {
         );
     }
 
-    /// A round pings every connected peer once, with nonces drawn from the rng in peer order;
-    /// a peer whose ping is still in flight is skipped by the next round, so there is never
-    /// more than one ping per peer in flight.
+    /// A round pings every connected peer, with nonces drawn from the rng in peer order, even
+    /// a peer whose earlier pings are still in flight: two rounds without answers leave two
+    /// pings in flight per peer, each with its own round and nonce.
     #[test]
-    fn a_round_pings_each_peer_once_and_skips_peers_with_a_ping_in_flight() {
+    fn a_round_pings_every_peer_even_with_earlier_pings_in_flight() {
         let mut rng = StdRng::seed_from_u64(1);
         let mut expected_rng = rng.clone();
-        let mut state = HealthState::new(4);
+        let mut state = HealthState::new(4, 3);
         assert!(round(&mut state, &mut rng).is_empty());
         state.handle_connected(peer(2));
         state.handle_connected(peer(1));
 
-        let pings = round(&mut state, &mut rng);
+        let first = round(&mut state, &mut rng);
+        let second = round(&mut state, &mut rng);
         // The empty round drew nothing.
-        let nonces = [expected_rng.next_u32(), expected_rng.next_u32()];
-        assert_eq!(
-            pings,
-            vec![
-                PingRequest {
-                    peer: peer(1),
-                    round: 2,
-                    nonce: nonces[0]
-                },
-                PingRequest {
-                    peer: peer(2),
-                    round: 2,
-                    nonce: nonces[1]
-                },
-            ]
-        );
-        assert_eq!((state.in_flight(), state.tracked()), (2, 2));
+        let nonces: Vec<u32> = (0..4).map(|_| expected_rng.next_u32()).collect();
+        let ping = |n, round, nonce| PingRequest {
+            peer: peer(n),
+            round,
+            nonce,
+        };
+        assert_eq!(first, [ping(1, 2, nonces[0]), ping(2, 2, nonces[1])]);
+        assert_eq!(second, [ping(1, 3, nonces[2]), ping(2, 3, nonces[3])]);
+        assert_eq!(state.in_flight(), 4);
+        assert_eq!(state.in_flight_to(peer(1)), 2);
+        assert_eq!(state.tracked(), 2);
 
-        // Peer 1 answers; peer 2's ping is still out.
+        // Peer 1 answers its first ping; the next round pings both peers again.
         assert_eq!(
-            state.handle_response(peer(1), 2, pong(&pings[0])),
+            state.handle_response(peer(1), 2, pong(&first[0])),
             Some(PingResult::Ok)
         );
-        let next = round(&mut state, &mut rng);
-        assert_eq!(next.len(), 1);
-        assert_eq!((next[0].peer, next[0].round), (peer(1), 3));
-        assert_eq!(state.in_flight(), 2);
+        let third = round(&mut state, &mut rng);
+        let peers_and_rounds: Vec<_> = third.iter().map(|p| (p.peer, p.round)).collect();
+        assert_eq!(peers_and_rounds, [(peer(1), 4), (peer(2), 4)]);
+        assert_eq!(state.in_flight(), 5);
     }
 
-    /// The `failures_before_disconnect`th failure in a row, and not the one before, queues the
-    /// peer for disconnecting, once; it is not pinged again.
+    /// The cap on a peer's pings in flight is one more than the rounds a timeout spans:
+    /// `⌈timeout / interval⌉ + 1`, 3 with the defaults (10 s, 20 s), and it saturates.
     #[test]
-    fn the_fourth_consecutive_failure_disconnects_and_not_the_third() {
-        let mut rng = StdRng::seed_from_u64(2);
-        let mut state = HealthState::new(4);
+    fn the_cap_on_pings_in_flight_is_one_more_than_the_rounds_a_timeout_spans() {
+        let config = |interval_ms, timeout_ms| HealthCheckConfig {
+            interval_ms,
+            timeout_ms,
+            ..HealthCheckConfig::default()
+        };
+        assert_eq!(max_in_flight_per_peer(&HealthCheckConfig::default()), 3);
+        assert_eq!(max_in_flight_per_peer(&config(10_000, 25_000)), 4);
+        assert_eq!(max_in_flight_per_peer(&config(10_000, 10_000)), 2);
+        assert_eq!(max_in_flight_per_peer(&config(10_000, 1)), 2);
+        assert_eq!(max_in_flight_per_peer(&config(1, u64::MAX)), usize::MAX);
+        // `HealthState` takes at least one.
+        assert_eq!(HealthState::new(4, 0).max_in_flight_per_peer(), 1);
+    }
+
+    /// A round skips a peer that has the most pings in flight already, and returns it (the
+    /// actor logs it); once one of its pings ends, the next round pings it again. The pings in
+    /// flight never exceed the cap times the peers.
+    #[test]
+    fn a_round_skips_a_peer_with_the_most_pings_in_flight_and_names_it() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let mut state = HealthState::new(4, 3);
         state.handle_connected(peer(1));
-        for failures in 1..=3 {
-            let ping = round(&mut state, &mut rng)[0];
-            assert_eq!(
-                state.handle_response(ping.peer, ping.round, PingResponse::Timeout),
-                Some(PingResult::Timeout)
-            );
-            assert_eq!(state.failures(peer(1)), Some(failures));
-            assert_eq!(state.poll_disconnect(), None);
-        }
-        let ping = round(&mut state, &mut rng)[0];
+        state.handle_connected(peer(2));
+        let first = round(&mut state, &mut rng);
+        round(&mut state, &mut rng);
+        round(&mut state, &mut rng);
+        assert_eq!(state.in_flight(), 6);
+
+        // Peer 2's oldest ping ends; all of peer 1's are still out.
         assert_eq!(
-            state.handle_response(ping.peer, ping.round, PingResponse::Failed),
+            state.handle_response(peer(2), first[1].round, pong(&first[1])),
+            Some(PingResult::Ok)
+        );
+        let (pings, skipped) = round_skipping(&mut state, &mut rng);
+        assert_eq!(skipped, [peer(1)]);
+        let peers_and_rounds: Vec<_> = pings.iter().map(|p| (p.peer, p.round)).collect();
+        assert_eq!(peers_and_rounds, [(peer(2), 4)]);
+        assert_eq!(state.in_flight_to(peer(1)), 3);
+        assert_eq!(state.in_flight_to(peer(2)), 3);
+        assert!(state.in_flight() <= state.tracked() * state.max_in_flight_per_peer());
+
+        // Peer 1's oldest ping times out: it is pinged again, and now peer 2 is at the cap.
+        assert_eq!(
+            state.handle_response(peer(1), first[0].round, PingResponse::Timeout),
+            Some(PingResult::Timeout)
+        );
+        let (pings, skipped) = round_skipping(&mut state, &mut rng);
+        assert_eq!(skipped, [peer(2)]);
+        let peers_and_rounds: Vec<_> = pings.iter().map(|p| (p.peer, p.round)).collect();
+        assert_eq!(peers_and_rounds, [(peer(1), 5)]);
+        assert_eq!(state.in_flight(), 6);
+    }
+
+    /// With several pings in flight, each pong must carry its own ping's nonce, and outcomes
+    /// count in the order they come in, not the order the pings went out: the newer ping
+    /// answered with the older one's nonce fails, then the older one answered right resets
+    /// the count. A ping ends once; answers for it after that, or for a round it was not
+    /// pinged in, are ignored.
+    #[test]
+    fn each_ping_expects_its_own_nonce_and_outcomes_count_as_they_come() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut state = HealthState::new(4, 3);
+        state.handle_connected(peer(1));
+        let older = one_ping(&mut state, &mut rng);
+        let newer = one_ping(&mut state, &mut rng);
+        assert_ne!(older.nonce, newer.nonce);
+
+        assert_eq!(
+            state.handle_response(peer(1), newer.round, pong(&older)),
+            Some(PingResult::WrongNonce)
+        );
+        assert_eq!(state.failures(peer(1)), Some(1));
+        assert_eq!(
+            state.handle_response(peer(1), older.round, pong(&older)),
+            Some(PingResult::Ok)
+        );
+        assert_eq!(state.failures(peer(1)), Some(0));
+
+        assert_eq!(
+            state.handle_response(peer(1), older.round, pong(&older)),
+            None
+        );
+        assert_eq!(
+            state.handle_response(peer(1), 99, PingResponse::Timeout),
+            None
+        );
+        assert_eq!(state.failures(peer(1)), Some(0));
+        assert_eq!(state.in_flight(), 0);
+    }
+
+    /// AptosNet's schedule, a round every 10 s and a 20 s timeout: a silent peer is pinged at
+    /// rounds 1 to 5 (10 to 50 s), each ping timing out two rounds later, just before that
+    /// round starts. Failures 1 to 3 (30, 40, 50 s) do not disconnect it; the 4th (60 s) does,
+    /// once: round 6 does not ping it, and round 5's ping failing later (70 s) is counted but
+    /// queues no second disconnect.
+    #[test]
+    fn a_silent_peer_is_disconnected_once_at_the_fourth_of_its_overlapping_failures() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut state = HealthState::new(4, 3);
+        state.handle_connected(peer(1));
+        let mut out = VecDeque::new();
+        for round_number in 1..=6_u64 {
+            if round_number >= 3 {
+                // The ping of two rounds before times out at this round's instant.
+                let ping: PingRequest = out.pop_front().expect("a ping in flight");
+                assert_eq!(ping.round, round_number - 2);
+                assert_eq!(
+                    state.handle_response(ping.peer, ping.round, PingResponse::Timeout),
+                    Some(PingResult::Timeout)
+                );
+                let failures = u32::try_from(round_number - 2).unwrap();
+                assert_eq!(state.failures(peer(1)), Some(failures));
+                let disconnect = (failures == 4).then_some(Disconnect {
+                    peer: peer(1),
+                    failures: 4,
+                });
+                assert_eq!(state.poll_disconnect(), disconnect);
+                assert_eq!(state.poll_disconnect(), None);
+            }
+            if round_number <= 5 {
+                out.push_back(one_ping(&mut state, &mut rng));
+                assert_eq!(state.in_flight(), out.len());
+                assert!(state.in_flight() <= 2);
+            } else {
+                assert!(round(&mut state, &mut rng).is_empty());
+            }
+        }
+
+        let last = out.pop_front().expect("round 5's ping");
+        assert_eq!(last.round, 5);
+        assert_eq!(
+            state.handle_response(last.peer, last.round, PingResponse::Failed),
             Some(PingResult::Error)
         );
-        assert_eq!(
-            state.poll_disconnect(),
-            Some(Disconnect {
-                peer: peer(1),
-                failures: 4
-            })
-        );
         assert_eq!(state.poll_disconnect(), None);
-        assert!(round(&mut state, &mut rng).is_empty());
+        assert_eq!(state.in_flight(), 0);
         state.handle_disconnected(peer(1));
         assert_eq!(state.tracked(), 0);
     }
@@ -745,10 +947,13 @@ mod tests {
     #[test]
     fn a_wrong_nonce_counts_as_a_failure() {
         let mut rng = StdRng::seed_from_u64(3);
-        let mut state = HealthState::new(2);
+        let mut state = HealthState::new(2, 3);
         state.handle_connected(peer(1));
-        for _ in 0..2 {
-            let ping = round(&mut state, &mut rng)[0];
+        let pings = [
+            one_ping(&mut state, &mut rng),
+            one_ping(&mut state, &mut rng),
+        ];
+        for ping in pings {
             let wrong = PingResponse::Pong(ping.nonce.wrapping_add(1));
             assert_eq!(
                 state.handle_response(ping.peer, ping.round, wrong),
@@ -758,84 +963,106 @@ mod tests {
         assert_eq!(state.poll_disconnect().map(|d| d.failures), Some(2));
     }
 
-    /// A success resets the count: three failures, a success and three more failures do not
-    /// disconnect; the fourth failure after the success does.
+    /// A success resets the count, with two pings in flight all along (each answered after
+    /// the next round went out): three failures, a success and three more failures do not
+    /// disconnect; the fourth failure in a row after the success does.
     #[test]
     fn a_success_resets_the_failure_count() {
         let mut rng = StdRng::seed_from_u64(4);
-        let mut state = HealthState::new(4);
+        let mut state = HealthState::new(4, 3);
         state.handle_connected(peer(1));
-        let script = [false, false, false, true, false, false, false];
-        for answers in script {
-            let ping = round(&mut state, &mut rng)[0];
+        let script = [false, false, false, true, false, false, false, false];
+        let mut previous = one_ping(&mut state, &mut rng);
+        for (n, answers) in script.into_iter().enumerate() {
+            let next = one_ping(&mut state, &mut rng);
+            assert_eq!(state.in_flight(), 2);
             let response = if answers {
-                pong(&ping)
+                pong(&previous)
             } else {
-                PingResponse::Timeout
+                PingResponse::Pong(!previous.nonce)
             };
-            state.handle_response(ping.peer, ping.round, response);
-            assert_eq!(state.poll_disconnect(), None);
+            state.handle_response(previous.peer, previous.round, response);
+            previous = next;
+            if n < script.len() - 1 {
+                assert_eq!(state.poll_disconnect(), None, "answer {n}");
+            }
         }
-        assert_eq!(state.failures(peer(1)), Some(3));
-        let ping = round(&mut state, &mut rng)[0];
-        state.handle_response(ping.peer, ping.round, PingResponse::Timeout);
+        assert_eq!(state.failures(peer(1)), Some(4));
         assert_eq!(state.poll_disconnect().map(|d| d.peer), Some(peer(1)));
     }
 
-    /// A ping that went out on a connection that has since ended or been replaced does not
-    /// count, and a peer that left keeps its record only until its last ping ends, so a quick
-    /// reconnect never has two pings in flight.
+    /// Pings that went out on a connection that has since ended or been replaced do not
+    /// count, not even a success; they still take room under the cap until they end, and a
+    /// peer that left keeps its record only until its last ping ends.
     #[test]
     fn pings_of_an_ended_connection_do_not_count() {
         let mut rng = StdRng::seed_from_u64(5);
-        let mut state = HealthState::new(1);
+        let mut state = HealthState::new(1, 3);
         state.handle_connected(peer(1));
-        let ping = round(&mut state, &mut rng)[0];
+        let old = [
+            one_ping(&mut state, &mut rng),
+            one_ping(&mut state, &mut rng),
+        ];
 
-        // Replaced: the old connection's failed ping does not disconnect the new one.
+        // Replaced: the old connection's pings do not count for the new one.
         state.handle_connected(peer(1));
         assert_eq!(
-            state.handle_response(ping.peer, ping.round, PingResponse::Failed),
+            state.handle_response(peer(1), old[0].round, PingResponse::Failed),
             None
         );
         assert_eq!(state.poll_disconnect(), None);
         assert_eq!(state.failures(peer(1)), Some(0));
+        let new = one_ping(&mut state, &mut rng);
+        assert_eq!(state.in_flight_to(peer(1)), 2);
+        assert_eq!(
+            state.handle_response(peer(1), old[1].round, pong(&old[1])),
+            None
+        );
 
-        // Gone with a ping in flight, back before it ends: no second ping meanwhile.
-        let ping = round(&mut state, &mut rng)[0];
+        // Gone with pings in flight and back before they end: they take room under the cap.
+        let another = one_ping(&mut state, &mut rng);
         state.handle_disconnected(peer(1));
         assert_eq!(state.failures(peer(1)), None);
         assert_eq!(state.tracked(), 1);
         state.handle_connected(peer(1));
-        assert!(round(&mut state, &mut rng).is_empty());
+        let third = one_ping(&mut state, &mut rng);
+        let (pings, skipped) = round_skipping(&mut state, &mut rng);
+        assert_eq!((pings, skipped), (vec![], vec![peer(1)]));
+        for ping in [new, another] {
+            assert_eq!(
+                state.handle_response(peer(1), ping.round, PingResponse::Timeout),
+                None
+            );
+        }
+        assert_eq!(state.poll_disconnect(), None);
+        // The current connection's ping counts.
         assert_eq!(
-            state.handle_response(ping.peer, ping.round, pong(&ping)),
-            None
+            state.handle_response(peer(1), third.round, PingResponse::Timeout),
+            Some(PingResult::Timeout)
         );
-        assert_eq!(round(&mut state, &mut rng).len(), 1);
+        assert_eq!(state.poll_disconnect().map(|d| d.peer), Some(peer(1)));
 
-        // Gone for good: the record goes when the ping ends.
-        let ping = round_in_flight(&state);
+        // Gone for good: the record goes when the last ping ends.
         state.handle_disconnected(peer(1));
-        assert_eq!(
-            state.handle_response(ping.0, ping.1, PingResponse::Timeout),
-            None
-        );
         assert_eq!(state.tracked(), 0);
+        state.handle_connected(peer(1));
+        let pings = [
+            one_ping(&mut state, &mut rng),
+            one_ping(&mut state, &mut rng),
+        ];
+        state.handle_disconnected(peer(1));
+        for (ping, tracked) in pings.into_iter().zip([1, 0]) {
+            assert_eq!(
+                state.handle_response(peer(1), ping.round, pong(&ping)),
+                None
+            );
+            assert_eq!(state.tracked(), tracked);
+        }
 
-        // Unknown peers and rounds are ignored.
+        // Unknown peers are ignored.
         assert_eq!(
             state.handle_response(peer(9), 1, PingResponse::Timeout),
             None
         );
-    }
-
-    /// The (peer, round) of the only ping in flight.
-    fn round_in_flight(state: &HealthState) -> (PeerNetworkId, u64) {
-        state
-            .peers
-            .iter()
-            .find_map(|(peer, health)| health.in_flight.map(|f| (*peer, f.round)))
-            .expect("a ping in flight")
     }
 }

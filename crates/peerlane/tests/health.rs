@@ -2,11 +2,17 @@
 //! clock: rounds every 10 s, a 20 s timeout and a disconnect at the 4th failure in a row cost
 //! no real time, and every instant below is exact.
 //!
+//! Every round pings every connected peer, even one whose earlier pings are still in flight,
+//! as AptosNet does: a peer that never answers is pinged at 10, 20, 30, 40 (and 50) s, those
+//! pings time out at 30, 40, 50 and 60 s, and it is disconnected at 60 s.
+//!
 //! A "scripted" peer runs with its own health checker disabled and serves `HealthCheckerRpc`
-//! (5) from the test instead, so the test decides what each ping gets back.
+//! (5) from the test instead, so the test decides what each ping gets back, and when.
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Net, Node, config, next_notification, node, node_with, within};
@@ -26,10 +32,12 @@ struct Scripted {
     events: NetworkEvents<HealthCheckerMsg>,
 }
 
-/// The scripted peer of node `seed`.
+/// The scripted peer of node `seed`. It may answer a ping up to 30 s after it came, past the
+/// ping's timeout (the default limit is 10 s).
 fn scripted(seed: u64) -> Scripted {
     let mut config = config(seed, NetworkId::Public, Net::Memory);
     config.health_check.enabled = false;
+    config.peer.inbound_rpc_timeout = Duration::from_secs(30);
     let mut builder = NetworkBuilder::new(
         config,
         common::transport(Net::Memory),
@@ -49,29 +57,56 @@ fn scripted(seed: u64) -> Scripted {
     }
 }
 
+/// What a scripted peer does with a ping.
+enum Reply {
+    /// Answers at once with a pong of this nonce.
+    Now(u32),
+    /// Answers with a pong of this nonce this long after the ping came.
+    After(Duration, u32),
+    /// Never answers.
+    Never,
+}
+
 impl Scripted {
-    /// Answers the `n`th ping (from 0) with `Pong(answer(n, nonce))` in a task of its own,
-    /// until the network shuts down.
-    fn answer_with(self, mut answer: impl FnMut(usize, u32) -> u32 + Send + 'static) -> Network {
+    /// Serves the pings in a task of its own until the network shuts down, the `n`th (from 0)
+    /// as `reply(n, nonce)` says. Returns the network and the number of pings received so far.
+    fn serve(
+        self,
+        mut reply: impl FnMut(usize, u32) -> Reply + Send + 'static,
+    ) -> (Network, Arc<AtomicUsize>) {
         let Self {
             network,
             mut events,
         } = self;
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&received);
         tokio::spawn(async move {
-            let mut n = 0;
             while let Some(event) = events.next().await {
-                if let Event::RpcRequest {
+                let Event::RpcRequest {
                     request: HealthCheckerMsg::Ping(ping),
                     responder,
                     ..
                 } = event
-                {
-                    let _ = responder.reply(HealthCheckerMsg::Pong(Pong(answer(n, ping.0))));
-                    n += 1;
+                else {
+                    continue;
+                };
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                match reply(n, ping.0) {
+                    Reply::Now(nonce) => {
+                        let _ = responder.reply(HealthCheckerMsg::Pong(Pong(nonce)));
+                    }
+                    Reply::After(delay, nonce) => {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = responder.reply(HealthCheckerMsg::Pong(Pong(nonce)));
+                        });
+                    }
+                    // Dropped unanswered: nothing goes back, and the ping times out.
+                    Reply::Never => drop(responder),
                 }
             }
         });
-        network
+        (network, received)
     }
 }
 
@@ -91,6 +126,11 @@ fn pings(node: &Node, result: PingResult) -> u64 {
     node.network.metrics().health_pings(result)
 }
 
+/// Pings a scripted peer received so far.
+fn received(counter: &AtomicUsize) -> usize {
+    counter.load(Ordering::SeqCst)
+}
+
 /// Sleeps (on the paused clock) until `secs` seconds after `start`.
 async fn at(start: Instant, secs: f64) {
     tokio::time::sleep_until(start + Duration::from_secs_f64(secs)).await;
@@ -106,11 +146,11 @@ async fn lost_peer(notes: &mut ConnectionNotifications) -> ConnectionNotificatio
     }
 }
 
-/// Two healthy nodes ping each other every 10 s and answer each other's pings: after five
-/// rounds each side has counted five `ok` pings and nothing else, and the connection never
-/// dropped.
+/// Two healthy nodes ping each other every 10 s and answer each other's pings at once: 5 s
+/// after each of the rounds at 10 to 50 s, each side has counted one more `ok` ping and
+/// nothing else, and the connection never dropped.
 #[tokio::test(start_paused = true)]
-async fn connected_nodes_ping_each_other_and_stay_connected() {
+async fn connected_nodes_ping_each_other_every_interval_and_stay_connected() {
     let start = Instant::now();
     let (a, b) = (node(1, Net::Memory), node(2, Net::Memory));
     let mut a_notes = a.network.peers_and_metadata().subscribe();
@@ -120,19 +160,22 @@ async fn connected_nodes_ping_each_other_and_stay_connected() {
         ConnectionNotification::NewPeer(..)
     ));
 
-    // Rounds at 10, 20, 30, 40 and 50 s.
-    at(start, 55.0).await;
-    for (me, other) in [(&a, &b), (&b, &a)] {
-        assert!(me.network.is_connected(other.network.peer_id()));
-        assert_eq!(pings(me, PingResult::Ok), 5);
-        for failure in [
-            PingResult::Timeout,
-            PingResult::WrongNonce,
-            PingResult::Error,
-        ] {
-            assert_eq!(pings(me, failure), 0, "{failure:?}");
+    for rounds in 1..=5_u32 {
+        at(start, f64::from(rounds * 10) + 5.0).await;
+        for (me, other) in [(&a, &b), (&b, &a)] {
+            assert!(me.network.is_connected(other.network.peer_id()));
+            assert_eq!(pings(me, PingResult::Ok), u64::from(rounds));
+            for failure in [
+                PingResult::Timeout,
+                PingResult::WrongNonce,
+                PingResult::Error,
+            ] {
+                assert_eq!(pings(me, failure), 0, "{failure:?}");
+            }
+            assert_eq!(me.network.metrics().health_disconnects(), 0);
         }
-        assert_eq!(me.network.metrics().health_disconnects(), 0);
+    }
+    for me in [&a, &b] {
         assert!(
             me.metrics_text()
                 .contains(r#"peerlane_health_pings_total{network="public",result="ok"} 5"#),
@@ -145,25 +188,65 @@ async fn connected_nodes_ping_each_other_and_stay_connected() {
     b.network.shutdown().await;
 }
 
+/// A peer that answers every ping right but 15 s late, past the next round, is pinged every
+/// round anyway, with two pings in flight, each answered with its own nonce: every ping
+/// counts as `ok` and the peer stays connected.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_answers_after_the_next_round_is_pinged_every_round_and_stays_healthy() {
+    let start = Instant::now();
+    let a = node(1, Net::Memory);
+    let (b, received_by_b) =
+        scripted(2).serve(|_, nonce| Reply::After(Duration::from_secs(15), nonce));
+    let mut a_notes = a.network.peers_and_metadata().subscribe();
+    dial(&a, &b).await;
+    assert!(matches!(
+        next_notification(&mut a_notes).await,
+        ConnectionNotification::NewPeer(..)
+    ));
+
+    // Pings at 10 to 60 s; those of 10 to 40 s answered at 25 to 55 s, two still out.
+    at(start, 62.0).await;
+    assert_eq!(received(&received_by_b), 6);
+    assert_eq!(pings(&a, PingResult::Ok), 4);
+
+    // Pings at 10 to 110 s; those of 10 to 100 s answered by 115 s.
+    at(start, 118.0).await;
+    assert_eq!(received(&received_by_b), 11);
+    assert_eq!(pings(&a, PingResult::Ok), 10);
+    for failure in [
+        PingResult::Timeout,
+        PingResult::WrongNonce,
+        PingResult::Error,
+    ] {
+        assert_eq!(pings(&a, failure), 0, "{failure:?}");
+    }
+    assert!(a.network.is_connected(b.peer_id()));
+    assert!(a_notes.try_recv().is_none(), "the connection changed");
+    a.network.shutdown().await;
+    b.shutdown().await;
+}
+
 /// A peer that takes pings and never answers is disconnected when its 4th ping in a row times
-/// out, and not before. With one ping in flight per peer, the pings go out at 10, 30, 50 and
-/// 70 s and time out 20 s later: still connected at 89.9 s with three timeouts, gone at 90 s
+/// out, and not before. Pinged every round, at 10, 20, 30, 40 and 50 s, its pings time out at
+/// 30, 40, 50 and 60 s: still connected at 59.9 s with three timeouts, gone at exactly 60 s
 /// with four, by a requested disconnect that both sides see as `LostPeer`.
 #[tokio::test(start_paused = true)]
 async fn a_silent_peer_is_disconnected_at_its_fourth_failed_ping_and_not_before() {
     let start = Instant::now();
     let a = node(1, Net::Memory);
-    // Holds the pings without reading them, so nothing is ever answered.
-    let Scripted {
-        network: b,
-        events: _held,
-    } = scripted(2);
+    let (b, received_by_b) = scripted(2).serve(|_, _| Reply::Never);
     let mut a_notes = a.network.peers_and_metadata().subscribe();
     let mut b_notes = b.peers_and_metadata().subscribe();
     dial(&a, &b).await;
 
-    at(start, 89.9).await;
+    // Two pings in flight from the second round on.
+    at(start, 25.0).await;
+    assert_eq!(received(&received_by_b), 2);
+    assert_eq!(pings(&a, PingResult::Timeout), 0);
+
+    at(start, 59.9).await;
     assert!(a.network.is_connected(b.peer_id()));
+    assert_eq!(received(&received_by_b), 5);
     assert_eq!(pings(&a, PingResult::Timeout), 3);
     assert_eq!(a.network.metrics().health_disconnects(), 0);
 
@@ -171,7 +254,7 @@ async fn a_silent_peer_is_disconnected_at_its_fourth_failed_ping_and_not_before(
     else {
         unreachable!()
     };
-    assert_eq!(start.elapsed(), Duration::from_secs(90));
+    assert_eq!(start.elapsed(), Duration::from_secs(60));
     assert_eq!(metadata.remote_peer_id, b.peer_id());
     assert_eq!(reason, DisconnectReason::Requested);
     assert_eq!(pings(&a, PingResult::Timeout), 4);
@@ -192,19 +275,21 @@ async fn a_silent_peer_is_disconnected_at_its_fourth_failed_ping_and_not_before(
 }
 
 /// A pong that does not carry the ping's nonce is a failure (`wrong_nonce`): a peer that always
-/// answers with the wrong one is still connected after three rounds and disconnected at the
-/// fourth, 40 s in.
+/// answers at once with the wrong one is pinged at 10, 20, 30 and 40 s, is still connected
+/// after three wrong answers and is disconnected at the fourth, at exactly 40 s.
 #[tokio::test(start_paused = true)]
 async fn a_pong_with_the_wrong_nonce_counts_as_a_failure() {
     let start = Instant::now();
     let a = node(1, Net::Memory);
-    let b = scripted(2).answer_with(|_, nonce| nonce.wrapping_add(1));
+    let (b, received_by_b) = scripted(2).serve(|_, nonce| Reply::Now(nonce.wrapping_add(1)));
     let mut a_notes = a.network.peers_and_metadata().subscribe();
     dial(&a, &b).await;
 
-    at(start, 35.0).await;
+    at(start, 39.9).await;
     assert!(a.network.is_connected(b.peer_id()));
+    assert_eq!(received(&received_by_b), 3);
     assert_eq!(pings(&a, PingResult::WrongNonce), 3);
+    assert_eq!(a.network.metrics().health_disconnects(), 0);
 
     lost_peer(&mut a_notes).await;
     assert_eq!(start.elapsed(), Duration::from_secs(40));
@@ -215,19 +300,21 @@ async fn a_pong_with_the_wrong_nonce_counts_as_a_failure() {
     b.shutdown().await;
 }
 
-/// A pong in time resets the count: three wrong answers, a right one and three wrong ones keep
-/// the peer connected through seven rounds; the fourth wrong answer in a row, at 80 s,
-/// disconnects it.
+/// A pong in time resets the count: three wrong answers (10 to 30 s), a right one (40 s) and
+/// three wrong ones (50 to 70 s) keep the peer connected through seven rounds; the fourth
+/// wrong answer in a row, at exactly 80 s, disconnects it.
 #[tokio::test(start_paused = true)]
 async fn a_pong_in_time_resets_the_failure_count() {
     let start = Instant::now();
     let a = node(1, Net::Memory);
-    let b = scripted(2).answer_with(|n, nonce| if n == 3 { nonce } else { !nonce });
+    let (b, received_by_b) =
+        scripted(2).serve(|n, nonce| Reply::Now(if n == 3 { nonce } else { !nonce }));
     let mut a_notes = a.network.peers_and_metadata().subscribe();
     dial(&a, &b).await;
 
-    at(start, 75.0).await;
+    at(start, 79.9).await;
     assert!(a.network.is_connected(b.peer_id()));
+    assert_eq!(received(&received_by_b), 7);
     assert_eq!(pings(&a, PingResult::WrongNonce), 6);
     assert_eq!(pings(&a, PingResult::Ok), 1);
     assert_eq!(a.network.metrics().health_disconnects(), 0);
@@ -301,19 +388,18 @@ async fn a_node_with_health_checking_off_does_not_offer_it_and_is_not_pinged() {
     b.network.shutdown().await;
 }
 
-/// `shutdown` stops the health checker even with a ping in flight (sent at 10 s to a peer that
-/// never answers): it returns at once, without waiting for the ping's timeout.
+/// `shutdown` stops the health checker even with pings in flight (sent at 10 and 20 s to a
+/// peer that never answers): it returns at once, without waiting for their timeouts.
 #[tokio::test(start_paused = true)]
-async fn shutdown_stops_the_health_checker_with_a_ping_in_flight() {
+async fn shutdown_stops_the_health_checker_with_pings_in_flight() {
     let start = Instant::now();
     let a = node(1, Net::Memory);
-    let Scripted {
-        network: b,
-        events: _held,
-    } = scripted(2);
+    let (b, received_by_b) = scripted(2).serve(|_, _| Reply::Never);
     dial(&a, &b).await;
-    at(start, 15.0).await;
+    at(start, 25.0).await;
+    assert_eq!(received(&received_by_b), 2);
+    assert_eq!(pings(&a, PingResult::Timeout), 0);
     within("shutdown", a.network.shutdown()).await;
-    assert_eq!(start.elapsed(), Duration::from_secs(15));
+    assert_eq!(start.elapsed(), Duration::from_secs(25));
     b.shutdown().await;
 }
