@@ -4,7 +4,7 @@
 //! Noise stream, with no peer actor, no queues and no application encoding.
 //!
 //! ```text
-//! cargo run --release -p peerlane --example throughput [messages per round] [rounds]
+//! cargo run --release -p peerlane --example node_throughput [messages per round] [rounds]
 //! ```
 //!
 //! Each round runs the baseline, then the two nodes, each on a fresh connection, and prints
