@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use wire::StreamLimits;
 
 use crate::error::Error;
@@ -33,7 +34,12 @@ pub const DEFAULT_WRITER_CLOSE_TIMEOUT_SECS: u64 = 30;
 ///
 /// Build it with struct update syntax from [`Config::default`] and check it once with
 /// [`Config::validate`] (for instance when the node's configuration is loaded).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// In config files (serde) every field is optional and unknown fields are errors; the two
+/// timeouts are whole milliseconds, named `inbound_rpc_timeout_ms` and
+/// `writer_close_timeout_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Largest frame body, in bytes, read or written. A longer length prefix from the remote
     /// ends the connection ([`DisconnectReason::FrameTooLarge`](crate::DisconnectReason)), and
@@ -63,11 +69,13 @@ pub struct Config {
 
     /// Time an application has to answer an inbound RPC. At the deadline the slot is freed and
     /// a later answer is refused with [`Error::InboundRpcExpired`]. Default 10 s.
+    #[serde(rename = "inbound_rpc_timeout_ms", with = "duration_ms")]
     pub inbound_rpc_timeout: Duration,
 
     /// Time the writer gets, on a disconnect or shutdown, to send the messages already queued,
     /// flush and shut the socket down; what is left after it is dropped and counted.
     /// Default 30 s.
+    #[serde(rename = "writer_close_timeout_ms", with = "duration_ms")]
     pub writer_close_timeout: Duration,
 }
 
@@ -109,6 +117,27 @@ impl Default for Config {
             inbound_rpc_timeout: Duration::from_secs(DEFAULT_INBOUND_RPC_TIMEOUT_SECS),
             writer_close_timeout: Duration::from_secs(DEFAULT_WRITER_CLOSE_TIMEOUT_SECS),
         }
+    }
+}
+
+/// Serde for a [`Duration`] as whole milliseconds, the unit config files use.
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        // Saturates: no timeout anyone configures is 584 million years long.
+        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
     }
 }
 
@@ -155,5 +184,24 @@ mod tests {
             no_lane.validate(),
             Err(Error::InvalidConfig { source: None, .. })
         ));
+    }
+
+    /// The serde form names the timeouts in milliseconds, fills missing fields with the
+    /// defaults and refuses unknown ones.
+    #[test]
+    fn serde_form_uses_milliseconds_and_defaults() {
+        let config: Config = serde_json::from_str(
+            r#"{ "outbound_lane_capacity": 8, "inbound_rpc_timeout_ms": 2500 }"#,
+        )
+        .unwrap();
+        assert_eq!(config.outbound_lane_capacity, 8);
+        assert_eq!(config.inbound_rpc_timeout, Duration::from_millis(2500));
+        assert_eq!(config.max_frame_size, DEFAULT_MAX_FRAME_SIZE_BYTES);
+        let text = serde_json::to_string(&Config::default()).unwrap();
+        assert!(
+            text.contains(r#""writer_close_timeout_ms":30000"#),
+            "{text}"
+        );
+        assert!(serde_json::from_str::<Config>(r#"{ "lanes": 3 }"#).is_err());
     }
 }

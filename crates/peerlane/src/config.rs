@@ -86,9 +86,8 @@ pub struct NetworkConfig {
     /// Peers we trust, by PeerId: their keys authenticate them, their role travels in the
     /// connection metadata, and their addresses are where to find them. Default empty.
     pub seeds: BTreeMap<PeerId, SeedPeer>,
-    /// Per-connection settings: lanes, RPC limits, message sizes. Set in code: `peer::Config`
-    /// has no serde form yet, so config files leave it out and get its defaults.
-    #[serde(skip)]
+    /// Per-connection settings: lanes, RPC limits, message sizes, with AptosNet's defaults
+    /// (see [`peer::Config`]; its timeouts are `_ms` fields in config files).
     pub peer: peer::Config,
     /// The default inbound queue of an application: capacity per (peer, protocol) 1024, drop
     /// newest. [`NetworkBuilder::add_application`](crate::NetworkBuilder::add_application)
