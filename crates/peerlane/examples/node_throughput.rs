@@ -13,14 +13,16 @@
 //! with a full lane; the receiving application counts what it gets (a DirectSend that its full
 //! inbound queue dropped is reported, not waited for).
 //!
-//! Last figures (2 shared cores, release, 5 rounds of 1,000,000): raw 4.23 M msg/s, nodes
-//! 0.335 M msg/s delivered to the receiving application (0.08 of raw), about two thirds of the
+//! Last figures (2 shared cores, release, 3 rounds of 1,000,000): raw 4.56 M msg/s, nodes
+//! 0.37 M msg/s delivered to the receiving application (0.08 of raw), about two thirds of the
 //! messages dropped by its FIFO inbound queue. The peer actors alone move 3.66 M msg/s (0.73 of
 //! raw, `-p peer --example throughput`): the gap is on the application side of the stack
 //! (per-message keyed-queue lock and wake-up, per-message metric label lookups, BCS decode, the
 //! per-send peer lookup in the client), which `docs/performance.md` tracks. The crate-level numbers for the peer actor alone come from
 //! `cargo run --release -p peer --example throughput`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,7 +44,7 @@ const PAYLOAD_BYTES: usize = 128;
 const DEFAULT_MESSAGES: u64 = 1_000_000;
 /// Rounds unless given on the command line.
 const DEFAULT_ROUNDS: usize = 5;
-/// How long the receiving stream must be idle, after the sender is done, to end a round.
+/// How often the watchdog checks that the receiving count still moves.
 const QUIET: Duration = Duration::from_millis(300);
 /// A low-priority, plain-BCS direct-send protocol.
 const PROTOCOL: ProtocolId = ProtocolId::STATE_SYNC_DIRECT_SEND;
@@ -132,19 +134,42 @@ async fn node_round(messages: u64, payload: Bytes) -> (Duration, u64) {
             }
         }
     });
-    let (mut received, mut last) = (0u64, start.elapsed());
-    // Messages the receiving queue dropped never arrive: stop once the stream is quiet.
-    while received < messages {
-        match tokio::time::timeout(QUIET, events.next()).await {
-            Ok(Some(_)) => {
-                received += 1;
-                last = start.elapsed();
+    // Messages the receiving queue dropped never arrive: a watchdog ends the round once the
+    // sender is done and the count has stopped moving (no timer per message on the hot path).
+    let received = Arc::new(AtomicU64::new(0));
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watchdog = {
+        let received = received.clone();
+        tokio::spawn(async move {
+            let mut last_seen = u64::MAX;
+            loop {
+                tokio::time::sleep(QUIET).await;
+                let now_seen = received.load(Ordering::Relaxed);
+                if now_seen == last_seen || now_seen == messages {
+                    let _ = stop_tx.send(());
+                    return;
+                }
+                last_seen = now_seen;
             }
-            Ok(None) => break,
-            Err(_quiet) if sending.is_finished() => break,
-            Err(_quiet) => {}
+        })
+    };
+    let mut last = start.elapsed();
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                if event.is_none() {
+                    break;
+                }
+                last = start.elapsed();
+                if received.fetch_add(1, Ordering::Relaxed) + 1 == messages {
+                    break;
+                }
+            }
+            _ = &mut stop_rx => break,
         }
     }
+    watchdog.abort();
+    let received = received.load(Ordering::Relaxed);
     sending.await.expect("sender");
     sender.shutdown().await;
     receiver.shutdown().await;
