@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use connectivity_manager::{ConnectivityManager, DiscoveredPeer};
 use netcore::{NetworkAddress, PeerId};
 use noise::{NoiseUpgrader, TrustedPeers};
 use prometheus_client::registry::Registry;
@@ -12,6 +13,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use wire::{HandshakeMsg, NetworkId, ProtocolId, ProtocolIdSet};
@@ -23,7 +25,7 @@ use crate::events::{AppQueue, NetworkEvents, Router};
 use crate::health::{self, HealthChecker, HealthCheckerMsg};
 use crate::listener::Listener;
 use crate::metrics::Metrics;
-use crate::peer_manager::{Channels, Parts, PeerManager, PeerManagerHandle};
+use crate::peer_manager::{Channels, Parts, PeerManager, PeerManagerHandle, drive_connectivity};
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::queue::{self, QueueConfig};
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
@@ -38,6 +40,11 @@ use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, Upgr
 /// The handshake message offers exactly the protocols the applications registered, and
 /// `HealthCheckerRpc` (5) for the network's health checker unless
 /// [`HealthCheckConfig::enabled`](crate::HealthCheckConfig::enabled) is off.
+///
+/// Every network runs a [`ConnectivityManager`] configured by
+/// [`NetworkConfig::connectivity`]: it dials the seeds (and the on-chain set, see
+/// [`on_chain_updates`](Self::on_chain_updates)), redials lost peers with backoff, closes
+/// connections to peers that left the trusted set, and owns the trusted set's contents.
 pub struct NetworkBuilder {
     config: NetworkConfig,
     transport: TransportKind,
@@ -47,6 +54,9 @@ pub struct NetworkBuilder {
     metrics: Metrics,
     peer_metrics: peer::Metrics,
     noise_metrics: noise::Metrics,
+    connectivity_metrics: connectivity_manager::Metrics,
+    /// The on-chain validator set, if the node follows one.
+    on_chain: Option<watch::Receiver<HashMap<PeerId, DiscoveredPeer>>>,
     /// Every registered protocol, with the queue of the application it belongs to.
     apps: HashMap<ProtocolId, AppQueue>,
     channels: Channels,
@@ -68,6 +78,7 @@ pub struct Network {
     peers: PeersAndMetadata,
     trusted: TrustedPeers,
     metrics: Metrics,
+    connectivity_metrics: connectivity_manager::Metrics,
     manager: PeerManagerHandle,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -131,6 +142,7 @@ impl NetworkBuilder {
         let metrics = Metrics::register(registry);
         let peer_metrics = peer::Metrics::register(registry);
         let noise_metrics = noise::Metrics::register(registry);
+        let connectivity_metrics = connectivity_manager::Metrics::register(registry);
         // The transport and router are only known at build time; the peer manager's channels
         // are made now so that clients can hold its handle.
         let (channels, manager_handle) = Channels::new();
@@ -143,6 +155,8 @@ impl NetworkBuilder {
             metrics,
             peer_metrics,
             noise_metrics,
+            connectivity_metrics,
+            on_chain: None,
             apps: HashMap::new(),
             channels,
             manager_handle,
@@ -210,13 +224,30 @@ impl NetworkBuilder {
     }
 
     /// The trusted set, shared with the running network: changes take effect on the next
-    /// handshake.
+    /// handshake. Before [`build`](Self::build) it holds the seeds.
+    ///
+    /// The network's connectivity manager owns its contents: at build, and on every discovery
+    /// change, it replaces them with the merged discovered set (seeds, discovery file, on-chain
+    /// set), so entries added here by hand do not last. Add peers through a discovery source
+    /// instead.
     pub fn trusted_peers(&self) -> &TrustedPeers {
         &self.trusted
     }
 
-    /// Starts listening on the configured address, and the listener, peer manager and (unless
-    /// disabled) health checker tasks.
+    /// Follows the on-chain validator set: the node sends each new set on the `watch`
+    /// channel, and the connectivity manager dials it (the highest-priority discovery source)
+    /// and trusts it. Without it there is no on-chain source.
+    pub fn on_chain_updates(
+        &mut self,
+        on_chain_rx: watch::Receiver<HashMap<PeerId, DiscoveredPeer>>,
+    ) -> &mut Self {
+        self.on_chain = Some(on_chain_rx);
+        self
+    }
+
+    /// Starts listening on the configured address, and the listener, peer manager,
+    /// connectivity manager (with the task that carries out its actions) and (unless disabled)
+    /// health checker tasks.
     ///
     /// Fails with [`Error::Listen`] if the address cannot be bound.
     ///
@@ -233,6 +264,8 @@ impl NetworkBuilder {
             metrics,
             peer_metrics,
             noise_metrics,
+            connectivity_metrics,
+            on_chain,
             apps,
             channels,
             manager_handle,
@@ -262,6 +295,23 @@ impl NetworkBuilder {
                 source,
             })?;
 
+        // Replaces the trusted set with the merged discovered set (the seeds, so far) before
+        // anyone can connect.
+        let (mut connectivity, connectivity_handle, actions_rx) = ConnectivityManager::new(
+            peer_id,
+            config.connectivity_config(),
+            trusted.clone(),
+            connectivity_metrics.clone(),
+        )
+        .map_err(|source| Error::InvalidConfig {
+            field: "connectivity",
+            reason: "the connectivity manager config breaks a rule",
+            source: Some(Box::new(source)),
+        })?;
+        if let Some(on_chain_rx) = on_chain {
+            connectivity.on_chain_updates(on_chain_rx);
+        }
+
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let router = Arc::new(Router::new(apps, metrics.clone()));
@@ -285,6 +335,7 @@ impl NetworkBuilder {
             metrics: metrics.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
+            connectivity: Some(connectivity_handle.clone()),
         };
         if let Some((client, events)) = health {
             let health_parts = health::Parts {
@@ -302,6 +353,14 @@ impl NetworkBuilder {
             tracker.spawn(checker.run());
         }
         tracker.spawn(PeerManager::new(parts, channels).run());
+        tracker.spawn(connectivity.run(shutdown.clone()));
+        tracker.spawn(drive_connectivity(
+            actions_rx,
+            connectivity_handle,
+            manager_handle.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
         tracker.spawn(listener.run());
         tracing::info!(%network_id, %peer_id, %listen_address, "network started");
 
@@ -312,6 +371,7 @@ impl NetworkBuilder {
             peers,
             trusted,
             metrics,
+            connectivity_metrics,
             manager: manager_handle,
             tracker,
             _cancel_on_drop: shutdown.clone().drop_guard(),
@@ -380,7 +440,9 @@ impl Network {
             .is_connected(PeerNetworkId::new(self.network_id, peer_id))
     }
 
-    /// The trusted set: changes take effect on the next handshake.
+    /// The trusted set: changes take effect on the next handshake. The connectivity manager
+    /// owns its contents and replaces them on every discovery change; see
+    /// [`NetworkBuilder::trusted_peers`].
     pub fn trusted_peers(&self) -> &TrustedPeers {
         &self.trusted
     }
@@ -388,6 +450,12 @@ impl Network {
     /// This network's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The connectivity manager's counters (`peerlane_connectivity_*`): dials by result,
+    /// backoffs, stale disconnects, discovery updates.
+    pub fn connectivity_metrics(&self) -> &connectivity_manager::Metrics {
+        &self.connectivity_metrics
     }
 
     /// Shuts the network down and waits until every task has ended: the listener stops, every

@@ -21,6 +21,7 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use connectivity_manager::{DiscoveredPeer, NetworkKind};
 use netcore::{NetworkAddress, PeerId};
 use noise::{HandshakeAuthMode, PeerRole, PrivateKey, PublicKey, TrustedPeer, TrustedPeers};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -105,6 +106,12 @@ pub struct NetworkConfig {
     pub notification_capacity: NonZeroUsize,
     /// Settings for the health checker.
     pub health_check: HealthCheckConfig,
+    /// Settings for the network's connectivity manager, which decides whom to dial and owns
+    /// the trusted set ([`connectivity_manager::Config`]; its `_ms` fields are milliseconds).
+    /// Its `network` is derived from [`network_id`](Self::network_id) and its seeds are
+    /// [`seeds`](Self::seeds): set `seeds` here, not inside this section (a non-empty
+    /// `connectivity.seeds` is rejected by [`validate`](Self::validate)).
+    pub connectivity: connectivity_manager::Config,
 }
 
 /// How the responder side of the Noise handshake authenticates initiators.
@@ -189,6 +196,7 @@ impl Default for NetworkConfig {
             notification_capacity: NonZeroUsize::new(NOTIFICATION_CAPACITY)
                 .expect("the constant is not zero"),
             health_check: HealthCheckConfig::default(),
+            connectivity: connectivity_manager::Config::default(),
         }
     }
 }
@@ -236,6 +244,32 @@ impl NetworkConfig {
             .collect()
     }
 
+    /// The connectivity manager's config as the network runs it: [`connectivity`](Self::connectivity)
+    /// with `network` derived from [`network_id`](Self::network_id) and the
+    /// [`seeds`](Self::seeds) as its seed peers (role, addresses, keys).
+    pub fn connectivity_config(&self) -> connectivity_manager::Config {
+        let network = match self.network_id {
+            NetworkId::Validator => NetworkKind::Validator,
+            NetworkId::Vfn => NetworkKind::Vfn,
+            NetworkId::Public => NetworkKind::Public,
+        };
+        let seeds = self
+            .seeds
+            .iter()
+            .map(|(peer_id, seed)| {
+                let peer = DiscoveredPeer::new(
+                    seed.role,
+                    seed.addresses.iter().cloned(),
+                    seed.keys.iter().copied(),
+                );
+                (*peer_id, peer)
+            })
+            .collect();
+        let mut config = self.connectivity.clone();
+        config.network(network).seeds(seeds);
+        config
+    }
+
     /// The Noise auth mode over `trusted`.
     pub(crate) fn handshake_auth_mode(&self, trusted: TrustedPeers) -> HandshakeAuthMode {
         match self.auth_mode() {
@@ -267,6 +301,22 @@ impl NetworkConfig {
                 source: None,
             });
         }
+        let mut without_seeds = self.connectivity.clone();
+        without_seeds.seeds(HashMap::new());
+        if without_seeds != self.connectivity {
+            return Err(Error::InvalidConfig {
+                field: "connectivity",
+                reason: "seeds belong in the network config's `seeds`, not in `connectivity`",
+                source: None,
+            });
+        }
+        self.connectivity_config()
+            .validate()
+            .map_err(|source| Error::InvalidConfig {
+                field: "connectivity",
+                reason: "the connectivity manager config breaks a rule",
+                source: Some(Box::new(source)),
+            })?;
         self.peer
             .validate()
             .map_err(|source| Error::InvalidConfig {

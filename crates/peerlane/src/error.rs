@@ -9,6 +9,8 @@ use std::time::Duration;
 use netcore::NetworkAddress;
 use wire::{NetworkId, ProtocolId};
 
+use connectivity_manager::DialFailure;
+
 use crate::metrics::SetupFailure;
 use crate::peers::PeerNetworkId;
 
@@ -95,6 +97,10 @@ pub enum Error {
         /// The set-up timeout in force.
         timeout: Duration,
     },
+
+    /// The connection turned out to be to ourselves; it was closed.
+    #[error("set-up: the connection is to ourselves")]
+    SelfConnection,
 
     /// We are connected to the peer already; nothing was dialed.
     #[error("dial: already connected to {peer}")]
@@ -243,18 +249,55 @@ impl Error {
         matches!(self, Self::ShutDown)
     }
 
-    /// The `reason` label of a connection set-up failure.
+    /// The `reason` label of a connection set-up failure: the one place that maps Noise and
+    /// handshake errors onto admission reasons.
     pub(crate) fn setup_failure(&self) -> SetupFailure {
         match self {
             Self::Noise(noise::Error::Timeout { .. }) | Self::SetupTimeout { .. } => {
                 SetupFailure::Timeout
             }
+            Self::Noise(
+                noise::Error::UnknownPeer { .. }
+                | noise::Error::KeyMismatch { .. }
+                | noise::Error::PeerIdMismatch { .. },
+            ) => SetupFailure::Untrusted,
+            Self::Noise(noise::Error::ReplayedTimestamp { .. }) => SetupFailure::Replay,
+            Self::Noise(noise::Error::SelfDial { .. }) | Self::SelfConnection => {
+                SetupFailure::SelfDial
+            }
             Self::Noise(_) => SetupFailure::Noise,
+            Self::Handshake(wire::Error::InvalidChainId { .. }) => SetupFailure::ChainMismatch,
+            Self::Handshake(wire::Error::InvalidNetworkId { .. }) => SetupFailure::NetworkMismatch,
+            Self::Handshake(wire::Error::NoCommonProtocols) => SetupFailure::NoCommonProtocol,
             Self::Handshake(_) => SetupFailure::Handshake,
             Self::MissingNoiseKey { .. } | Self::UnsupportedHandshakeVersion { .. } => {
                 SetupFailure::Address
             }
             _ => SetupFailure::Transport,
+        }
+    }
+}
+
+impl Error {
+    /// How a failed dial is reported to the connectivity manager: connecting failed
+    /// (unreachable), the set-up deadline passed (timeout), Noise or the handshake message
+    /// failed (handshake), we were connected already (already connected, no backoff).
+    pub(crate) fn dial_failure(&self) -> DialFailure {
+        if matches!(self, Self::AlreadyConnected { .. }) {
+            return DialFailure::AlreadyConnected;
+        }
+        match self.setup_failure() {
+            SetupFailure::Transport => DialFailure::Unreachable,
+            SetupFailure::Timeout => DialFailure::Timeout,
+            SetupFailure::Noise
+            | SetupFailure::Untrusted
+            | SetupFailure::Replay
+            | SetupFailure::SelfDial
+            | SetupFailure::Handshake
+            | SetupFailure::ChainMismatch
+            | SetupFailure::NetworkMismatch
+            | SetupFailure::NoCommonProtocol => DialFailure::Handshake,
+            SetupFailure::Address => DialFailure::Other,
         }
     }
 }
@@ -283,5 +326,132 @@ impl From<netcore::Error> for Error {
     /// needs this conversion.
     fn from(source: netcore::Error) -> Self {
         Self::Transport(source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use netcore::PeerId;
+    use noise::{PublicKey, Side};
+    use wire::ChainId;
+
+    use super::*;
+
+    /// Every Noise and handshake-message error an inbound set-up can end with maps to the
+    /// admission reason operators see in `peerlane_connection_setup_failures_total`, and each
+    /// set-up error maps to the dial failure the connectivity manager backs off on.
+    #[test]
+    fn setup_errors_map_to_admission_reasons_and_dial_failures() {
+        let peer_id = PeerId::new([7; 32]);
+        let public_key = PublicKey::from([7; 32]);
+        let timeout = Duration::from_secs(30);
+        let cases = [
+            (
+                Error::Noise(noise::Error::UnknownPeer { peer_id }),
+                SetupFailure::Untrusted,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Noise(noise::Error::KeyMismatch {
+                    peer_id,
+                    public_key,
+                }),
+                SetupFailure::Untrusted,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Noise(noise::Error::PeerIdMismatch {
+                    peer_id,
+                    derived: PeerId::new([8; 32]),
+                }),
+                SetupFailure::Untrusted,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Noise(noise::Error::ReplayedTimestamp {
+                    peer_id,
+                    timestamp: 1,
+                    last: 2,
+                }),
+                SetupFailure::Replay,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Noise(noise::Error::SelfDial {
+                    side: Side::Responder,
+                    peer_id,
+                }),
+                SetupFailure::SelfDial,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::SelfConnection,
+                SetupFailure::SelfDial,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Noise(noise::Error::Timeout {
+                    side: Side::Responder,
+                    timeout,
+                }),
+                SetupFailure::Timeout,
+                DialFailure::Timeout,
+            ),
+            (
+                Error::SetupTimeout { timeout },
+                SetupFailure::Timeout,
+                DialFailure::Timeout,
+            ),
+            (
+                Error::Noise(noise::Error::Rejected {
+                    peer_id,
+                    source: None,
+                }),
+                SetupFailure::Noise,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Handshake(wire::Error::InvalidChainId {
+                    ours: ChainId::new(1),
+                    theirs: ChainId::new(2),
+                }),
+                SetupFailure::ChainMismatch,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Handshake(wire::Error::InvalidNetworkId {
+                    ours: NetworkId::Public,
+                    theirs: NetworkId::Vfn,
+                }),
+                SetupFailure::NetworkMismatch,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Handshake(wire::Error::NoCommonProtocols),
+                SetupFailure::NoCommonProtocol,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Handshake(wire::Error::Io(io::ErrorKind::UnexpectedEof.into())),
+                SetupFailure::Handshake,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Transport(netcore::Error::Io(io::ErrorKind::ConnectionRefused.into())),
+                SetupFailure::Transport,
+                DialFailure::Unreachable,
+            ),
+        ];
+        for (error, reason, failure) in cases {
+            assert_eq!(error.setup_failure(), reason, "{error:?}");
+            assert_eq!(error.dial_failure(), failure, "{error:?}");
+        }
+        let peer = PeerNetworkId::new(NetworkId::Public, peer_id);
+        assert_eq!(
+            Error::AlreadyConnected { peer }.dial_failure(),
+            DialFailure::AlreadyConnected
+        );
     }
 }

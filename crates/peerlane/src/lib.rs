@@ -127,6 +127,9 @@ pub use config::{
     MAX_INBOUND_CONNECTIONS, MAX_PENDING_INBOUND_UPGRADES, NOTIFICATION_CAPACITY, NetworkConfig,
     SETUP_TIMEOUT_MS, SeedPeer,
 };
+pub use connectivity_manager::{
+    Config as ConnectivityConfig, DiscoveredPeer, Metrics as ConnectivityMetrics,
+};
 pub use error::{Error, MessageKind};
 pub use events::{Event, NetworkEvents, RpcReplier};
 pub use health::{HealthCheckerMsg, Ping, Pong};

@@ -107,6 +107,7 @@ impl Listener {
                         let new = NewConnection {
                             connection,
                             reply_tx: None,
+                            managed: false,
                         };
                         // Fails only when the peer manager is gone (shutdown): drop the socket.
                         let _ = new_connections_tx.send(new).await;

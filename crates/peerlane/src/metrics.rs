@@ -60,20 +60,41 @@ pub enum ConnectionEvent {
 #[non_exhaustive]
 pub enum RefusalReason {
     /// An inbound connection from a peer outside the trusted set, with
-    /// `max_inbound_connections` such connections open already.
+    /// `max_inbound_connections` such connections open already (`too_many_inbound`).
     InboundLimit,
+    /// A connection to ourselves (`self`). Noise refuses self-dials first, so this is only a
+    /// safety net.
+    SelfConnection,
 }
 
 /// Why a connection could not be set up, for `peerlane_connection_setup_failures_total`.
+///
+/// [`Error`](crate::Error)s map onto these in one place (the set-up error's
+/// `setup_failure`); the catch-alls are split by layer: `transport`, `noise`, `handshake`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SetupFailure {
     /// Connecting or accepting failed.
     Transport,
-    /// The Noise handshake failed (its own counters say why).
+    /// The Noise handshake failed for a reason not listed below (malformed or truncated
+    /// message, I/O, the responder rejected us, ...; Noise's own counters say which).
     Noise,
-    /// The handshake message exchange or negotiation failed.
+    /// The peer is not trusted (mutual mode: unknown PeerId), or authenticated with a key
+    /// that is not its own (`untrusted`).
+    Untrusted,
+    /// The Noise timestamp was not newer than the last one from that key: a possible replay
+    /// (`replay`).
+    Replay,
+    /// The connection was from or to ourselves (`self`).
+    SelfDial,
+    /// The handshake message exchange failed for a reason not listed below.
     Handshake,
+    /// The peer is on another chain (`chain_mismatch`).
+    ChainMismatch,
+    /// The peer is on another network (`network_mismatch`).
+    NetworkMismatch,
+    /// No messaging protocol version with protocols in common (`no_common_protocol`).
+    NoCommonProtocol,
     /// The whole set-up took longer than its deadline.
     Timeout,
     /// The address to dial cannot be used (no key, another handshake version).
@@ -303,7 +324,8 @@ impl RefusalReason {
     /// The label value.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Self::InboundLimit => "inbound_limit",
+            Self::InboundLimit => "too_many_inbound",
+            Self::SelfConnection => "self",
         }
     }
 }
@@ -314,7 +336,13 @@ impl SetupFailure {
         match self {
             Self::Transport => "transport",
             Self::Noise => "noise",
+            Self::Untrusted => "untrusted",
+            Self::Replay => "replay",
+            Self::SelfDial => "self",
             Self::Handshake => "handshake",
+            Self::ChainMismatch => "chain_mismatch",
+            Self::NetworkMismatch => "network_mismatch",
+            Self::NoCommonProtocol => "no_common_protocol",
             Self::Timeout => "timeout",
             Self::Address => "address",
         }
@@ -451,7 +479,7 @@ mod tests {
         encode(&mut text, &registry).unwrap();
         assert!(
             text.contains(
-                r#"peerlane_connections_refused_total{network="vfn",reason="inbound_limit"} 1"#
+                r#"peerlane_connections_refused_total{network="vfn",reason="too_many_inbound"} 1"#
             ),
             "{text}"
         );

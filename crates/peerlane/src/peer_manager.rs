@@ -16,8 +16,10 @@
 //! network's router, registers it and announces `NewPeer`. When a peer's tasks end it
 //! announces `LostPeer`, unless that connection had been replaced already.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+use connectivity_manager::{Action, ConnectionEvent as ConnectivityEvent, ConnectivityHandle};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -26,6 +28,7 @@ use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::PeerRole;
 use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, Peer, PeerHandle};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::NetworkId;
@@ -52,15 +55,18 @@ pub(crate) struct PeerManagerHandle {
 /// What a [`PeerManagerHandle`] asks of the actor.
 #[derive(Debug)]
 pub(crate) enum Request {
-    /// Dial `peer_id` at `addr`; reply once it is connected or the dial failed.
+    /// Dial `peer_id` at `addr`; reply once it is connected or the dial failed. `managed`
+    /// when the connectivity manager asked for it.
     Dial {
         peer_id: PeerId,
         addr: NetworkAddress,
+        managed: bool,
         reply_tx: oneshot::Sender<Result<(), Error>>,
     },
-    /// Close the connection to `peer_id`; reply once it is gone.
+    /// Close the connection to `peer_id`, for `reason` (in the log); reply once it is gone.
     Disconnect {
         peer_id: PeerId,
+        reason: &'static str,
         reply_tx: oneshot::Sender<Result<(), Error>>,
     },
 }
@@ -69,6 +75,8 @@ pub(crate) enum Request {
 pub(crate) struct NewConnection {
     pub(crate) connection: NetworkConnection,
     pub(crate) reply_tx: Option<oneshot::Sender<Result<(), Error>>>,
+    /// Dialed for the connectivity manager.
+    pub(crate) managed: bool,
 }
 
 /// Why [`PeerManager::run`] returned.
@@ -91,6 +99,8 @@ pub(crate) struct Parts {
     pub(crate) metrics: Metrics,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// Where to report connections and disconnections for the connectivity manager.
+    pub(crate) connectivity: Option<ConnectivityHandle>,
 }
 
 /// The actor's inputs, made before the actor so that handles can exist first.
@@ -115,12 +125,18 @@ pub(crate) struct PeerManager {
     closed: FuturesUnordered<BoxFuture<'static, Closed>>,
     /// Disconnect requests waiting for their connection to close.
     pending_disconnects: HashMap<ConnectionId, Vec<oneshot::Sender<Result<(), Error>>>>,
+    /// Connection events not yet handed to the connectivity manager, oldest first. Holds at
+    /// most a few events per connection change: the manager never waits on us, so its queue
+    /// drains as fast as its policy runs.
+    connectivity_events: VecDeque<ConnectivityEvent>,
 }
 
 /// A peer's current connection.
 struct Current {
     metadata: ConnectionMetadata,
     handle: PeerHandle,
+    /// Whether the connectivity manager knows about it (see [`PeerManager::reports`]).
+    reported: bool,
 }
 
 /// A spawned peer whose tasks have ended.
@@ -138,10 +154,31 @@ impl PeerManagerHandle {
     /// Cancel-safe in that dropping the future abandons only the wait: the dial goes on, and a
     /// connection it makes is registered.
     pub(crate) async fn dial(&self, peer_id: PeerId, addr: NetworkAddress) -> Result<(), Error> {
+        self.dial_inner(peer_id, addr, false).await
+    }
+
+    /// [`dial`](Self::dial) for the connectivity manager: the connection is reported to it
+    /// whoever the peer is, and a connection the manager did not know about yet counts as a
+    /// successful dial.
+    pub(crate) async fn dial_managed(
+        &self,
+        peer_id: PeerId,
+        addr: NetworkAddress,
+    ) -> Result<(), Error> {
+        self.dial_inner(peer_id, addr, true).await
+    }
+
+    async fn dial_inner(
+        &self,
+        peer_id: PeerId,
+        addr: NetworkAddress,
+        managed: bool,
+    ) -> Result<(), Error> {
         let (reply_tx, reply_rx) = oneshot::channel();
         self.request(Request::Dial {
             peer_id,
             addr,
+            managed,
             reply_tx,
         })
         .await?;
@@ -150,9 +187,22 @@ impl PeerManagerHandle {
 
     /// Closes the connection to `peer_id` and waits until it is gone.
     pub(crate) async fn disconnect(&self, peer_id: PeerId) -> Result<(), Error> {
+        self.disconnect_because(peer_id, "requested").await
+    }
+
+    /// Closes the connection to `peer_id`, logging `reason`, and waits until it is gone.
+    pub(crate) async fn disconnect_because(
+        &self,
+        peer_id: PeerId,
+        reason: &'static str,
+    ) -> Result<(), Error> {
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.request(Request::Disconnect { peer_id, reply_tx })
-            .await?;
+        self.request(Request::Disconnect {
+            peer_id,
+            reason,
+            reply_tx,
+        })
+        .await?;
         reply_rx.await.unwrap_or(Err(Error::ShutDown))
     }
 
@@ -195,6 +245,7 @@ impl PeerManager {
             new_connections_rx: channels.new_connections_rx,
             closed: FuturesUnordered::new(),
             pending_disconnects: HashMap::new(),
+            connectivity_events: VecDeque::new(),
         }
     }
 
@@ -203,6 +254,7 @@ impl PeerManager {
     pub(crate) async fn run(mut self) -> Exit {
         let shutdown = self.parts.shutdown.clone();
         loop {
+            let next_event = self.connectivity_events.front().cloned();
             // Every future here is cancel-safe (`cancelled`, `FuturesUnordered::next`, mpsc
             // `recv`): a branch that loses the race loses nothing.
             tokio::select! {
@@ -222,6 +274,18 @@ impl PeerManager {
                     Some(request) => self.handle_request(request),
                     None => self.requests_closed = true,
                 },
+                // Hand the oldest connection event to the connectivity manager.
+                sent = send_event(self.parts.connectivity.as_ref(), next_event.clone()),
+                    if next_event.is_some() =>
+                {
+                    if sent {
+                        self.connectivity_events.pop_front();
+                    } else {
+                        // The connectivity manager stopped: nobody listens any more.
+                        self.connectivity_events.clear();
+                        self.parts.connectivity = None;
+                    }
+                }
             }
         }
         // Every peer has a child of the cancelled token and is closing: wait for them so that
@@ -239,14 +303,20 @@ impl PeerManager {
             Request::Dial {
                 peer_id,
                 addr,
+                managed,
                 reply_tx,
-            } => self.dial(peer_id, addr, reply_tx),
-            Request::Disconnect { peer_id, reply_tx } => {
+            } => self.dial(peer_id, addr, managed, reply_tx),
+            Request::Disconnect {
+                peer_id,
+                reason,
+                reply_tx,
+            } => {
+                let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
                 let Some(current) = self.connections.get(&peer_id) else {
-                    let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
                     let _ = reply_tx.send(Err(Error::NotConnected { peer }));
                     return;
                 };
+                tracing::info!(%peer, conn_id = %current.metadata.connection_id, reason, "disconnecting peer");
                 current.handle.disconnect();
                 self.pending_disconnects
                     .entry(current.metadata.connection_id)
@@ -261,10 +331,22 @@ impl PeerManager {
         &mut self,
         peer_id: PeerId,
         addr: NetworkAddress,
+        managed: bool,
         reply_tx: oneshot::Sender<Result<(), Error>>,
     ) {
         let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
-        if self.connections.contains_key(&peer_id) {
+        if let Some(current) = self.connections.get_mut(&peer_id) {
+            if managed && !current.reported && self.parts.connectivity.is_some() {
+                // The application's own connection: from now on the manager looks after it.
+                current.reported = true;
+                self.connectivity_events
+                    .push_back(ConnectivityEvent::Connected {
+                        peer_id,
+                        origin: current.metadata.origin,
+                    });
+                let _ = reply_tx.send(Ok(()));
+                return;
+            }
             let _ = reply_tx.send(Err(Error::AlreadyConnected { peer }));
             return;
         }
@@ -294,6 +376,7 @@ impl PeerManager {
                     let new = NewConnection {
                         connection,
                         reply_tx: Some(reply_tx),
+                        managed,
                     };
                     // Fails only when the actor is gone, which drops the reply: the dialer
                     // hears `ShutDown`.
@@ -315,6 +398,7 @@ impl PeerManager {
         let NewConnection {
             connection,
             reply_tx,
+            managed,
         } = new;
         let metadata = connection.metadata.clone();
         let peer_id = metadata.remote_peer_id;
@@ -328,6 +412,16 @@ impl PeerManager {
         if self.parts.shutdown.is_cancelled() {
             // Raced the shutdown: drop the socket.
             reply(Err(Error::ShutDown));
+            return;
+        }
+
+        if peer_id == self.parts.own_peer_id {
+            // Noise refuses a self-dial at both ends; this is the last line of defence.
+            self.parts
+                .metrics
+                .record_refused(RefusalReason::SelfConnection);
+            tracing::warn!(%peer, origin = %metadata.origin, reason = RefusalReason::SelfConnection.as_str(), "connection refused");
+            reply(Err(Error::SelfConnection));
             return;
         }
 
@@ -351,6 +445,7 @@ impl PeerManager {
             return;
         }
 
+        let reported = self.reports(&metadata, managed);
         if let Some(existing) = self.connections.get(&peer_id) {
             let keep = resolve_simultaneous_dial(
                 self.parts.own_peer_id,
@@ -379,7 +474,15 @@ impl PeerManager {
                     return;
                 }
                 // Its peer closes; its end is ignored, as it is no longer current.
-                Keep::New => existing.handle.disconnect(),
+                Keep::New => {
+                    existing.handle.disconnect();
+                    if existing.reported && !reported {
+                        // The application's connection replaces one the manager knew: as far
+                        // as the manager is concerned, the peer is gone.
+                        self.connectivity_events
+                            .push_back(ConnectivityEvent::Disconnected { peer_id });
+                    }
+                }
             }
         }
 
@@ -410,8 +513,19 @@ impl PeerManager {
         self.parts
             .peers
             .insert(self.parts.network_id, metadata.clone(), handle.clone());
-        self.connections
-            .insert(peer_id, Current { metadata, handle });
+        if reported {
+            // Also on a replacement: the origin may have changed.
+            self.connectivity_events
+                .push_back(ConnectivityEvent::Connected { peer_id, origin });
+        }
+        self.connections.insert(
+            peer_id,
+            Current {
+                metadata,
+                handle,
+                reported,
+            },
+        );
         reply(Ok(()));
     }
 
@@ -429,12 +543,19 @@ impl PeerManager {
             .get(&peer_id)
             .is_some_and(|current| current.metadata.connection_id == connection_id);
         if is_current {
-            self.connections.remove(&peer_id);
+            let reported = self
+                .connections
+                .remove(&peer_id)
+                .is_some_and(|current| current.reported);
             self.parts.peers.remove(peer, connection_id, reason);
             self.parts
                 .metrics
                 .record_connection_event(ConnectionEvent::Lost);
             tracing::info!(%peer, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
+            if reported && self.parts.connectivity.is_some() {
+                self.connectivity_events
+                    .push_back(ConnectivityEvent::Disconnected { peer_id });
+            }
         } else {
             // A replaced connection: the peer is still connected over its successor.
             tracing::debug!(%peer, conn_id = %connection_id, reason = reason.as_str(), "replaced connection closed");
@@ -448,6 +569,20 @@ impl PeerManager {
         }
     }
 
+    /// Whether the connectivity manager hears about a new connection: every inbound one,
+    /// every one it dialed, and outbound ones to trusted peers. An outbound connection the
+    /// application dialed ([`Network::dial`](crate::Network::dial)) to a peer outside the
+    /// trusted set is the application's business: the manager would close it as stale at
+    /// once. Such a connection does not count towards `max_outbound_connections`; if the
+    /// manager later dials that peer, it takes the connection over (see
+    /// [`PeerManagerHandle::dial_managed`]).
+    fn reports(&self, metadata: &ConnectionMetadata, managed: bool) -> bool {
+        self.parts.connectivity.is_some()
+            && (managed
+                || metadata.origin == ConnectionOrigin::Inbound
+                || metadata.role != PeerRole::Unknown)
+    }
+
     /// Inbound connections from peers outside the trusted set.
     fn inbound_unknown_connections(&self) -> usize {
         self.connections
@@ -457,6 +592,83 @@ impl PeerManager {
                     && current.metadata.role == PeerRole::Unknown
             })
             .count()
+    }
+}
+
+/// Sends `event` to the connectivity manager; `false` once it has stopped. Cancel-safe: if
+/// dropped before it completes, the event was not queued.
+async fn send_event(
+    connectivity: Option<&ConnectivityHandle>,
+    event: Option<ConnectivityEvent>,
+) -> bool {
+    match (connectivity, event) {
+        (Some(connectivity), Some(event)) => connectivity.send(event).await.is_ok(),
+        _ => false,
+    }
+}
+
+/// Carries out the connectivity manager's actions until shutdown (or until the manager
+/// stops): a dial goes through the peer manager's dial path in a task of its own, which
+/// reports its result as a [`ConnectivityEvent::DialResult`]; a cancel aborts that task (so
+/// no result is reported; the policy has already forgotten the dial, and a connection the
+/// dial still makes is reported as usual); a disconnect closes the peer's connection, logged
+/// with the action's reason.
+pub(crate) async fn drive_connectivity(
+    mut actions_rx: mpsc::Receiver<Action>,
+    connectivity: ConnectivityHandle,
+    manager: PeerManagerHandle,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    // The waiting task of each dial in flight.
+    let mut dials: HashMap<PeerId, AbortHandle> = HashMap::new();
+    loop {
+        let action = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            action = actions_rx.recv() => match action {
+                Some(action) => action,
+                None => break,
+            },
+        };
+        dials.retain(|_, dial| !dial.is_finished());
+        match action {
+            Action::Dial { peer_id, addr } => {
+                let manager = manager.clone();
+                let connectivity = connectivity.clone();
+                let task = tracker.spawn(async move {
+                    let result = match manager.dial_managed(peer_id, addr).await {
+                        Ok(()) => Ok(()),
+                        // The network is going away, and the connectivity manager with it.
+                        Err(err) if err.is_shut_down() => return,
+                        Err(err) => Err(err.dial_failure()),
+                    };
+                    // Fails only when the manager has stopped.
+                    let _ = connectivity
+                        .send(ConnectivityEvent::DialResult { peer_id, result })
+                        .await;
+                });
+                if let Some(previous) = dials.insert(peer_id, task.abort_handle()) {
+                    previous.abort();
+                }
+            }
+            Action::CancelDial { peer_id } => {
+                if let Some(dial) = dials.remove(&peer_id) {
+                    dial.abort();
+                }
+                tracing::debug!(peer = %peer_id, "dial cancelled by the connectivity manager");
+            }
+            Action::Disconnect { peer_id, reason } => {
+                let manager = manager.clone();
+                tracker.spawn(async move {
+                    // `NotConnected`: it went away already and its `Disconnected` is out.
+                    let _ = manager.disconnect_because(peer_id, reason.as_str()).await;
+                });
+            }
+        }
+    }
+    for dial in dials.values() {
+        dial.abort();
     }
 }
 

@@ -3,16 +3,18 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{
     DIRECT, Msg, Net, RPC, config, eventually, next_notification, node, node_with, peer_id, within,
 };
 use netcore::ConnectionOrigin;
-use noise::{PeerRole, PublicKey, TrustedPeer};
+use noise::{PeerRole, PublicKey};
 use peer::DisconnectReason;
 use peerlane::{
-    ConnectionNotification, Error, Event, MessageKind, QueueConfig, RefusalReason, SeedPeer,
+    ConnectionNotification, DiscoveredPeer, Error, Event, MessageKind, QueueConfig, RefusalReason,
+    SeedPeer,
 };
 use wire::{NetworkId, ProtocolId};
 
@@ -434,7 +436,8 @@ async fn disconnect_and_shutdown_fail_rpcs_in_flight() {
 
 /// On a validator network (mutual authentication by default), a node outside the trusted set
 /// is refused during the Noise handshake: its dial fails as rejected, the listener counts an
-/// unknown peer and never announces it. Once trusted, the same node gets in.
+/// unknown peer and never announces it. Once trusted (through the on-chain set, as the
+/// connectivity manager owns the trusted set), the same node gets in.
 #[tokio::test(start_paused = true)]
 async fn mutual_mode_refuses_an_untrusted_node() {
     let net = Net::Memory;
@@ -448,7 +451,25 @@ async fn mutual_mode_refuses_an_untrusted_node() {
         }
         node_with(config, net, &DIRECT, &RPC, QueueConfig::default())
     };
-    let a = validator(1, &[2]);
+    // a follows an on-chain set, empty for now.
+    let mut a_config = config(1, NetworkId::Validator, net);
+    let mut b_seed = SeedPeer::new(PeerRole::Validator, []);
+    b_seed.keys.push(PublicKey::from(&common::key(2)));
+    a_config.seeds.insert(peer_id(2), b_seed);
+    let (on_chain_tx, on_chain_rx) = tokio::sync::watch::channel(HashMap::new());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut builder =
+        peerlane::NetworkBuilder::new(a_config, common::transport(net), &mut registry).unwrap();
+    let (client, events) = builder
+        .add_application::<Msg>(DIRECT, RPC, QueueConfig::default())
+        .unwrap();
+    builder.on_chain_updates(on_chain_rx);
+    let a = common::Node {
+        network: builder.build().unwrap(),
+        client,
+        events,
+        registry,
+    };
     let b = validator(2, &[1]);
     let stranger = validator(9, &[1]);
     let mut a_notes = a.network.peers_and_metadata().subscribe();
@@ -473,10 +494,17 @@ async fn mutual_mode_refuses_an_untrusted_node() {
     assert_eq!(metadata.role, PeerRole::Validator);
     assert!(!a.network.is_connected(peer_id(9)));
 
-    a.network.trusted_peers().insert(
+    on_chain_tx.send_replace(HashMap::from([(
         peer_id(9),
-        TrustedPeer::new(PeerRole::Validator, [PublicKey::from(&common::key(9))]),
-    );
+        DiscoveredPeer::new(PeerRole::Validator, [], [PublicKey::from(&common::key(9))]),
+    )]));
+    eventually("a trusts the stranger", || {
+        a.network
+            .trusted_peers()
+            .snapshot()
+            .contains_key(&peer_id(9))
+    })
+    .await;
     stranger.dial(&a).await.unwrap();
     assert!(a.network.is_connected(peer_id(9)));
     for network in [a.network, b.network, stranger.network] {
