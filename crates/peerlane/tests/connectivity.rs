@@ -1,0 +1,322 @@
+//! The connectivity manager inside a network: nodes started with seeds connect on their own,
+//! lost peers are redialed after their backoff, and the listener's admission rules hold under
+//! load (the inbound limit, a flood of sockets that never speak).
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::TcpListener as StdTcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{DIRECT, Net, Node, RPC, config, eventually, key, node, node_with, peer_id};
+use connectivity_manager::{DialFailure, DialOutcome};
+use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
+use noise::{PeerRole, PublicKey};
+use peerlane::{NetworkConfig, QueueConfig, RefusalReason, SeedPeer, SetupFailure};
+use tokio::time::Instant;
+use wire::NetworkId;
+
+/// The address node `seed` listens on with `base` (`/ip4/../tcp/..` or `/memory/..`), with its
+/// Noise key and handshake version: what a seed entry needs.
+fn advertised(seed: u64, base: &str) -> NetworkAddress {
+    let key = noise::keys::format_public_key(&PublicKey::from(&key(seed)));
+    format!("{base}/noise-ik/{key}/handshake/0")
+        .parse()
+        .unwrap()
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: the nodes bind it again at once).
+fn free_port() -> u16 {
+    StdTcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Who `node` is connected to, by seed, among `seeds`.
+fn neighbours(node: &Node, seeds: &[u64]) -> BTreeSet<u64> {
+    seeds
+        .iter()
+        .copied()
+        .filter(|seed| node.network.is_connected(peer_id(*seed)))
+        .collect()
+}
+
+/// A scratch path for a discovery file, unique to this process and `name`.
+fn scratch_file(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("peerlane-{}-{name}.toml", std::process::id()))
+}
+
+/// Five nodes over real TCP and Noise, each started with one seed (node i seeds node i−1,
+/// node 0 seeds node 4), connect in the ring the seeds describe without any dial by the test.
+/// Once a discovery file (re-read every 100 ms) lists all five, they form the full mesh:
+/// every node connected to the 4 others, one connection per pair, within the deadline.
+#[tokio::test]
+async fn seeded_nodes_form_their_ring_and_then_the_full_mesh_over_tcp() {
+    const N: u64 = 5;
+    let seeds: Vec<u64> = (0..N).collect();
+    let ports: Vec<u16> = seeds.iter().map(|_| free_port()).collect();
+    let base = |seed: u64| format!("/ip4/127.0.0.1/tcp/{}", ports[seed as usize]);
+    let file = scratch_file("mesh");
+    let _ = std::fs::remove_file(&file);
+
+    let nodes: Vec<Node> = seeds
+        .iter()
+        .map(|&seed| {
+            let mut config = config(seed, NetworkId::Public, Net::Tcp);
+            config.listen_address = base(seed).parse().unwrap();
+            let previous = (seed + N - 1) % N;
+            config.seeds.insert(
+                peer_id(previous),
+                SeedPeer::new(PeerRole::Upstream, [advertised(previous, &base(previous))]),
+            );
+            config
+                .connectivity
+                .max_outbound_connections(6)
+                .discovery_file(Some(file.clone()))
+                .discovery_file_interval(Duration::from_millis(100));
+            node_with(config, Net::Tcp, &DIRECT, &RPC, QueueConfig::default())
+        })
+        .collect();
+
+    // The seeds alone: each node dials its predecessor and is dialed by its successor.
+    for (i, node) in nodes.iter().enumerate() {
+        let i = i as u64;
+        let ring = BTreeSet::from([(i + N - 1) % N, (i + 1) % N]);
+        eventually("the seed ring", || neighbours(node, &seeds) == ring).await;
+    }
+
+    // Everyone in the discovery file: the full mesh.
+    let mut text = String::new();
+    for &seed in &seeds {
+        text.push_str(&format!(
+            "[peers.{}]\nrole = \"upstream\"\naddresses = [\"{}\"]\n\n",
+            peer_id(seed),
+            advertised(seed, &base(seed))
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    for (i, node) in nodes.iter().enumerate() {
+        let others: BTreeSet<u64> = seeds.iter().copied().filter(|s| *s != i as u64).collect();
+        eventually("the full mesh", || neighbours(node, &seeds) == others).await;
+    }
+    // One connection per pair: 4 per node, 20 ends in all.
+    eventually("one connection per pair", || {
+        nodes.iter().all(|node| {
+            let metrics = node.network.metrics();
+            metrics.connections(ConnectionOrigin::Inbound)
+                + metrics.connections(ConnectionOrigin::Outbound)
+                == 4
+        })
+    })
+    .await;
+
+    for node in nodes {
+        node.network.shutdown().await;
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A seed that shuts down is redialed after its backoff, never before: the first redial
+/// (2 s after the loss, plus at most 100 ms of jitter) fails while it is down, the second
+/// waits the doubled backoff (4 s more) and reconnects to the seed, back on the same address
+/// with the same key. Memory transport on the paused clock.
+#[tokio::test(start_paused = true)]
+async fn a_lost_seed_is_redialed_after_its_backoff_and_reconnects_when_back() {
+    let seed_config = || config(2, NetworkId::Public, Net::Memory);
+    let seed = node(2, Net::Memory);
+    let seed_address = seed.network.listen_address().clone();
+    let mut dialer_config = config(1, NetworkId::Public, Net::Memory);
+    dialer_config.seeds.insert(
+        peer_id(2),
+        SeedPeer::new(PeerRole::Upstream, [seed_address.clone()]),
+    );
+    let dialer = node_with(
+        dialer_config,
+        Net::Memory,
+        &DIRECT,
+        &RPC,
+        QueueConfig::default(),
+    );
+    let dials = dialer.network.connectivity_metrics().clone();
+
+    // Dialed at start, without the test dialing.
+    eventually("the seed is dialed", || {
+        dialer.network.is_connected(peer_id(2))
+    })
+    .await;
+    assert_eq!(dials.dials(DialOutcome::Connected), 1);
+
+    seed.network.shutdown().await;
+    eventually("the loss is seen", || {
+        !dialer.network.is_connected(peer_id(2))
+    })
+    .await;
+    let lost_at = Instant::now();
+    let unreachable = || dials.dials(DialOutcome::Failed(DialFailure::Unreachable));
+
+    // First redial: not before 2 s; by 2.1 s it has failed (nobody listens).
+    tokio::time::sleep_until(lost_at + Duration::from_millis(1_990)).await;
+    assert_eq!(unreachable(), 0, "redialed before the backoff");
+    tokio::time::sleep_until(lost_at + Duration::from_millis(2_110)).await;
+    assert_eq!(unreachable(), 1);
+
+    // Back on the same address with the same key.
+    let port = match seed_address.to_string().split('/').nth(2) {
+        Some(port) => port.to_owned(),
+        None => panic!("no port in {seed_address}"),
+    };
+    let mut back = seed_config();
+    back.listen_address = format!("/memory/{port}").parse().unwrap();
+    let back = node_with(back, Net::Memory, &DIRECT, &RPC, QueueConfig::default());
+    assert_eq!(back.network.listen_address(), &seed_address);
+
+    // Second redial: 4 s after the failed one (plus jitter), not before.
+    tokio::time::sleep_until(lost_at + Duration::from_millis(5_990)).await;
+    assert!(
+        !dialer.network.is_connected(peer_id(2)),
+        "redialed before the doubled backoff"
+    );
+    assert_eq!(dials.dials(DialOutcome::Connected), 1);
+    tokio::time::sleep_until(lost_at + Duration::from_millis(6_300)).await;
+    eventually("reconnected", || dialer.network.is_connected(peer_id(2))).await;
+    assert!(Instant::now() < lost_at + Duration::from_millis(6_300) + Duration::from_secs(1));
+    assert_eq!(dials.dials(DialOutcome::Connected), 2);
+
+    dialer.network.shutdown().await;
+    back.network.shutdown().await;
+}
+
+/// With `max_inbound_connections` at 3 (the rule is the same at the default 100), the 4th
+/// unknown peer's inbound connection is closed right after set-up and counted as
+/// `too_many_inbound`, while a trusted peer still gets in.
+#[tokio::test(start_paused = true)]
+async fn the_unknown_peer_past_the_inbound_limit_is_refused_but_a_trusted_peer_gets_in() {
+    let mut limited = config(1, NetworkId::Public, Net::Memory);
+    limited.max_inbound_connections = 3;
+    let mut trusted = SeedPeer::new(PeerRole::Downstream, []);
+    trusted.keys.push(PublicKey::from(&key(9)));
+    limited.seeds.insert(peer_id(9), trusted);
+    let server = node_with(limited, Net::Memory, &DIRECT, &RPC, QueueConfig::default());
+
+    let unknown: Vec<Node> = (2..=5).map(|seed| node(seed, Net::Memory)).collect();
+    for client in &unknown[..3] {
+        client.dial(&server).await.unwrap();
+        let id = client.network.peer_id();
+        eventually("registered", || server.network.is_connected(id)).await;
+    }
+    // The set-up of the 4th completes, then the server closes it.
+    unknown[3].dial(&server).await.unwrap();
+    eventually("the 4th is refused", || {
+        server
+            .network
+            .metrics()
+            .refused(RefusalReason::InboundLimit)
+            == 1
+    })
+    .await;
+    assert!(!server.network.is_connected(unknown[3].network.peer_id()));
+    assert!(
+        server.metrics_text().contains(
+            r#"peerlane_connections_refused_total{network="public",reason="too_many_inbound"} 1"#
+        ),
+        "{}",
+        server.metrics_text()
+    );
+
+    let trusted = node(9, Net::Memory);
+    trusted.dial(&server).await.unwrap();
+    eventually("the trusted peer is in", || {
+        server.network.is_connected(peer_id(9))
+    })
+    .await;
+    assert_eq!(
+        server
+            .network
+            .metrics()
+            .refused(RefusalReason::InboundLimit),
+        1
+    );
+
+    for node in unknown.into_iter().chain([server, trusted]) {
+        node.network.shutdown().await;
+    }
+}
+
+/// What the listener guarantees under a flood of half-open sockets (TCP connections that
+/// never send a byte), more than `max_pending_inbound_upgrades`: the flood holds at most that
+/// many set-up slots, each for at most the set-up timeout, so a legitimate peer queued behind
+/// it connects once the flood's set-ups have timed out (each counted as `timeout`). Here 2
+/// slots, a 300 ms timeout and 6 silent sockets: the legitimate peer is accepted after the
+/// three rounds of time-outs, about 0.9 s, and its own 30 s dial deadline is never at risk.
+#[tokio::test]
+async fn a_flood_of_silent_sockets_delays_a_legitimate_peer_only_until_their_timeouts() {
+    let mut guarded = config(1, NetworkId::Public, Net::Tcp);
+    guarded.max_pending_inbound_upgrades = 2.try_into().unwrap();
+    guarded.setup_timeout_ms = 300;
+    let server = node_with(guarded, Net::Tcp, &DIRECT, &RPC, QueueConfig::default());
+    let socket_address = {
+        let text = server.network.listen_address().to_string();
+        let parts: Vec<&str> = text.split('/').collect();
+        format!("{}:{}", parts[2], parts[4])
+    };
+
+    let mut flood = Vec::new();
+    for _ in 0..6 {
+        flood.push(
+            tokio::net::TcpStream::connect(&socket_address)
+                .await
+                .unwrap(),
+        );
+    }
+    let legit = node(2, Net::Tcp);
+    let started = std::time::Instant::now();
+    legit.dial(&server).await.unwrap();
+    let waited = started.elapsed();
+    eventually("registered", || server.network.is_connected(peer_id(2))).await;
+
+    // Accepted in order: every silent socket timed out before the legitimate one got a slot.
+    let timeouts = server
+        .network
+        .metrics()
+        .setup_failures(ConnectionOrigin::Inbound, SetupFailure::Timeout);
+    assert_eq!(timeouts, 6, "waited {waited:?}");
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+
+    drop(flood);
+    server.network.shutdown().await;
+    legit.network.shutdown().await;
+}
+
+/// A connectivity section that carries its own seeds is refused: seeds belong in the network
+/// config, where they also form the trusted set.
+#[test]
+fn seeds_inside_the_connectivity_section_are_refused() {
+    let mut config = NetworkConfig::default();
+    let seed = connectivity_manager::DiscoveredPeer::new(
+        PeerRole::Upstream,
+        [],
+        [PublicKey::from(&key(3))],
+    );
+    config
+        .connectivity
+        .seeds(HashMap::from([(PeerId::new([3; 32]), seed)]));
+    assert!(config.validate().is_err());
+    assert!(NetworkConfig::default().validate().is_ok());
+}
+
+/// A network with no seeds and no other discovery source dials nobody, however long it runs.
+#[tokio::test(start_paused = true)]
+async fn a_network_without_seeds_dials_nobody() {
+    let lone = node(1, Net::Memory);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let dials = lone.network.connectivity_metrics();
+    assert_eq!(dials.dials(DialOutcome::Connected), 0);
+    assert_eq!(
+        dials.dials(DialOutcome::Failed(DialFailure::Unreachable)),
+        0
+    );
+    lone.network.shutdown().await;
+}
