@@ -8,8 +8,15 @@
 //! 3. in the peer manager, the limit on inbound connections from peers outside the trusted
 //!    set, which needs the current set of connections.
 //!
-//! Each set-up runs under the set-up deadline, in a task of its own, so a slow or hostile
-//! dialer holds up nobody else.
+//! Each set-up runs under the set-up deadline, in a task of its own, so one slow or hostile
+//! dialer holds up nobody else. A flood of sockets that never speak can fill every slot, and
+//! then a legitimate dialer waits in the backlog until the flood's set-ups time out: at most
+//! `setup_timeout × ⌈sockets ahead of it / max_pending_inbound_upgrades⌉` (the test
+//! `a_flood_of_silent_sockets_delays_a_legitimate_peer_only_until_their_timeouts` shows it).
+//! There is no per-address cap yet.
+//!
+//! Every failed set-up is counted in `peerlane_connection_setup_failures_total{reason}` and
+//! logged with the same reason; the peer manager does the same for refusals.
 
 use std::sync::Arc;
 
@@ -113,10 +120,15 @@ impl Listener {
                         let _ = new_connections_tx.send(new).await;
                     }
                     Err(err) => {
-                        metrics
-                            .record_setup_failure(ConnectionOrigin::Inbound, err.setup_failure());
+                        let reason = err.setup_failure();
+                        metrics.record_setup_failure(ConnectionOrigin::Inbound, reason);
                         // Remote-driven: debug (Noise logs and counts its own refusals).
-                        tracing::debug!(%remote_addr, error = %err, "inbound set-up failed");
+                        tracing::debug!(
+                            %remote_addr,
+                            reason = reason.as_str(),
+                            error = %err,
+                            "inbound set-up failed"
+                        );
                     }
                 }
             });
