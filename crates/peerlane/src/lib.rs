@@ -36,6 +36,11 @@
 //!    10 s, and disconnects a peer whose 4th ping in a row fails (time-out, wrong nonce or
 //!    error), counted in `peerlane_health_pings_total{result}` and
 //!    `peerlane_health_disconnects_total`.
+//! 6. Every network runs a `connectivity_manager::ConnectivityManager` ([`NetworkConfig`]'s
+//!    `connectivity` section): it dials the seeds, the discovery file's peers and the on-chain
+//!    set ([`NetworkBuilder::on_chain_updates`]), redials lost peers with backoff, closes
+//!    connections to peers that left the trusted set (reason `stale`) and owns the trusted
+//!    set. The peer manager reports its connections to it and carries out its actions.
 //!
 //! Types to read first: [`NetworkBuilder`], [`NetworkClient`], [`NetworkEvents`], then
 //! [`PeersAndMetadata`]. Every failure is a [`peerlane::Error`](Error).

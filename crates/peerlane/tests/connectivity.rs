@@ -320,3 +320,64 @@ async fn a_network_without_seeds_dials_nobody() {
     );
     lone.network.shutdown().await;
 }
+
+/// The on-chain hook: a validator dials the peer the on-chain set lists (no seed, no dial by
+/// the test), and once the set drops it, closes the connection as stale: counted in
+/// `peerlane_connectivity_stale_disconnects_total`, and the peer is no longer trusted.
+#[tokio::test(start_paused = true)]
+async fn a_peer_dropped_from_the_on_chain_set_is_disconnected_as_stale() {
+    let other = node_with(
+        {
+            let mut config = config(2, NetworkId::Validator, Net::Memory);
+            let mut me = SeedPeer::new(PeerRole::Validator, []);
+            me.keys.push(PublicKey::from(&key(1)));
+            config.seeds.insert(peer_id(1), me);
+            config
+        },
+        Net::Memory,
+        &DIRECT,
+        &RPC,
+        QueueConfig::default(),
+    );
+    let listed = HashMap::from([(
+        peer_id(2),
+        peerlane::DiscoveredPeer::new(
+            PeerRole::Validator,
+            [other.network.listen_address().clone()],
+            [],
+        ),
+    )]);
+    let (on_chain_tx, on_chain_rx) = tokio::sync::watch::channel(listed);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut builder = peerlane::NetworkBuilder::new(
+        config(1, NetworkId::Validator, Net::Memory),
+        common::transport(Net::Memory),
+        &mut registry,
+    )
+    .unwrap();
+    builder.on_chain_updates(on_chain_rx);
+    let validator = builder.build().unwrap();
+
+    eventually("the listed validator is dialed", || {
+        validator.is_connected(peer_id(2))
+    })
+    .await;
+    on_chain_tx.send_replace(HashMap::new());
+    eventually("the dropped validator is disconnected", || {
+        !validator.is_connected(peer_id(2))
+    })
+    .await;
+    eventually("counted as stale", || {
+        validator.connectivity_metrics().stale_disconnects() == 1
+    })
+    .await;
+    assert!(
+        !validator
+            .trusted_peers()
+            .snapshot()
+            .contains_key(&peer_id(2))
+    );
+
+    validator.shutdown().await;
+    other.network.shutdown().await;
+}
