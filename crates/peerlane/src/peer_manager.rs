@@ -125,10 +125,53 @@ pub(crate) struct PeerManager {
     closed: FuturesUnordered<BoxFuture<'static, Closed>>,
     /// Disconnect requests waiting for their connection to close.
     pending_disconnects: HashMap<ConnectionId, Vec<oneshot::Sender<Result<(), Error>>>>,
-    /// Connection events not yet handed to the connectivity manager, oldest first. Holds at
-    /// most a few events per connection change: the manager never waits on us, so its queue
-    /// drains as fast as its policy runs.
-    connectivity_events: VecDeque<ConnectivityEvent>,
+    /// Connection events not yet handed to the connectivity manager, oldest first; at most one
+    /// per peer (see [`PendingEvents`]).
+    connectivity_events: PendingEvents,
+}
+
+/// Connection events waiting for the connectivity manager's queue, at most one per peer: a
+/// newer event for a peer replaces the one still waiting (keeping its place in line), since
+/// the manager only needs each peer's latest state. So the backlog is bounded by the number of
+/// peers, whatever the connection churn while the manager's queue is full.
+#[derive(Debug, Default)]
+struct PendingEvents {
+    order: VecDeque<PeerId>,
+    latest: HashMap<PeerId, ConnectivityEvent>,
+}
+
+impl PendingEvents {
+    /// Queues `event`, replacing a waiting event for the same peer.
+    fn push(&mut self, event: ConnectivityEvent) {
+        let peer_id = match &event {
+            ConnectivityEvent::Connected { peer_id, .. }
+            | ConnectivityEvent::Disconnected { peer_id }
+            | ConnectivityEvent::DialResult { peer_id, .. } => *peer_id,
+        };
+        if self.latest.insert(peer_id, event).is_none() {
+            self.order.push_back(peer_id);
+        }
+    }
+
+    /// The event whose turn it is.
+    fn front(&self) -> Option<ConnectivityEvent> {
+        self.order
+            .front()
+            .and_then(|peer_id| self.latest.get(peer_id))
+            .cloned()
+    }
+
+    /// Removes the event whose turn it was.
+    fn pop_front(&mut self) {
+        if let Some(peer_id) = self.order.pop_front() {
+            self.latest.remove(&peer_id);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.order.clear();
+        self.latest.clear();
+    }
 }
 
 /// A peer's current connection.
@@ -245,7 +288,7 @@ impl PeerManager {
             new_connections_rx: channels.new_connections_rx,
             closed: FuturesUnordered::new(),
             pending_disconnects: HashMap::new(),
-            connectivity_events: VecDeque::new(),
+            connectivity_events: PendingEvents::default(),
         }
     }
 
@@ -254,7 +297,7 @@ impl PeerManager {
     pub(crate) async fn run(mut self) -> Exit {
         let shutdown = self.parts.shutdown.clone();
         loop {
-            let next_event = self.connectivity_events.front().cloned();
+            let next_event = self.connectivity_events.front();
             // Every future here is cancel-safe (`cancelled`, `FuturesUnordered::next`, mpsc
             // `recv`): a branch that loses the race loses nothing.
             tokio::select! {
@@ -339,11 +382,10 @@ impl PeerManager {
             if managed && !current.reported && self.parts.connectivity.is_some() {
                 // The application's own connection: from now on the manager looks after it.
                 current.reported = true;
-                self.connectivity_events
-                    .push_back(ConnectivityEvent::Connected {
-                        peer_id,
-                        origin: current.metadata.origin,
-                    });
+                self.connectivity_events.push(ConnectivityEvent::Connected {
+                    peer_id,
+                    origin: current.metadata.origin,
+                });
                 let _ = reply_tx.send(Ok(()));
                 return;
             }
@@ -480,7 +522,7 @@ impl PeerManager {
                         // The application's connection replaces one the manager knew: as far
                         // as the manager is concerned, the peer is gone.
                         self.connectivity_events
-                            .push_back(ConnectivityEvent::Disconnected { peer_id });
+                            .push(ConnectivityEvent::Disconnected { peer_id });
                     }
                 }
             }
@@ -516,7 +558,7 @@ impl PeerManager {
         if reported {
             // Also on a replacement: the origin may have changed.
             self.connectivity_events
-                .push_back(ConnectivityEvent::Connected { peer_id, origin });
+                .push(ConnectivityEvent::Connected { peer_id, origin });
         }
         self.connections.insert(
             peer_id,
@@ -554,7 +596,7 @@ impl PeerManager {
             tracing::info!(%peer, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
             if reported && self.parts.connectivity.is_some() {
                 self.connectivity_events
-                    .push_back(ConnectivityEvent::Disconnected { peer_id });
+                    .push(ConnectivityEvent::Disconnected { peer_id });
             }
         } else {
             // A replaced connection: the peer is still connected over its successor.
@@ -717,6 +759,34 @@ pub(crate) fn resolve_simultaneous_dial(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Events waiting for the connectivity manager keep one entry per peer: churn on one peer
+    /// replaces its waiting event in place, so the backlog never outgrows the peer count.
+    #[test]
+    fn pending_connectivity_events_keep_one_per_peer() {
+        let (a, b) = (PeerId::new([1; 32]), PeerId::new([2; 32]));
+        let mut pending = PendingEvents::default();
+        for _ in 0..1000 {
+            pending.push(ConnectivityEvent::Connected {
+                peer_id: a,
+                origin: ConnectionOrigin::Outbound,
+            });
+            pending.push(ConnectivityEvent::Disconnected { peer_id: a });
+        }
+        pending.push(ConnectivityEvent::Disconnected { peer_id: b });
+        assert_eq!(pending.order.len(), 2);
+        assert_eq!(
+            pending.front(),
+            Some(ConnectivityEvent::Disconnected { peer_id: a })
+        );
+        pending.pop_front();
+        assert_eq!(
+            pending.front(),
+            Some(ConnectivityEvent::Disconnected { peer_id: b })
+        );
+        pending.pop_front();
+        assert_eq!(pending.front(), None);
+    }
 
     /// Every case, spelled out: same origin keeps the new connection; mixed origins keep the
     /// connection the larger PeerId dialed.
