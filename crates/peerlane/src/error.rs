@@ -297,7 +297,7 @@ impl Error {
             | SetupFailure::ChainMismatch
             | SetupFailure::NetworkMismatch
             | SetupFailure::NoCommonProtocol => DialFailure::Handshake,
-            SetupFailure::Address => DialFailure::Other,
+            SetupFailure::Address | SetupFailure::Evicted => DialFailure::Other,
         }
     }
 }

@@ -2,31 +2,34 @@
 //! the peer manager.
 //!
 //! Admission happens in three places, in order:
-//! 1. here, a cap on set-ups in progress (`max_pending_inbound_upgrades`): at the cap the
-//!    listener stops accepting and the kernel's backlog holds the rest;
+//! 1. here, a cap on set-ups in progress (`max_pending_inbound_upgrades`): at the cap, a newly
+//!    accepted socket evicts the oldest set-up still in progress;
 //! 2. in the Noise responder, the auth mode (in mutual mode, only trusted peers);
 //! 3. in the peer manager, the limit on inbound connections from peers outside the trusted
 //!    set, which needs the current set of connections.
 //!
 //! Each set-up runs under the set-up deadline, in a task of its own, so one slow or hostile
-//! dialer holds up nobody else. A flood of sockets that never speak can fill every slot, and
-//! then a legitimate dialer waits in the backlog until the flood's set-ups time out: at most
-//! `setup_timeout × ⌈sockets ahead of it / max_pending_inbound_upgrades⌉` (the test
-//! `a_flood_of_silent_sockets_delays_a_legitimate_peer_only_until_their_timeouts` shows it).
-//! There is no per-address cap yet.
+//! dialer holds up nobody else. Why evict the oldest rather than stop accepting: a flood of
+//! sockets that never speak would otherwise hold every slot until its set-ups time out (30 s
+//! each), and legitimate dialers would wait behind it in the kernel's backlog. A legitimate
+//! set-up takes a round trip and a few milliseconds of crypto, so it finishes long before
+//! `max_pending_inbound_upgrades` newer sockets can push it out; the silent ones are the old
+//! ones. Evictions are counted as `evicted` (the test
+//! `a_flood_of_silent_sockets_does_not_keep_a_legitimate_peer_out` shows it). Memory stays
+//! bounded by the cap. There is no per-address cap yet.
 //!
 //! Every failed set-up is counted in `peerlane_connection_setup_failures_total{reason}` and
 //! logged with the same reason; the peer manager does the same for refusals.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 
 use futures::StreamExt;
 use netcore::ConnectionOrigin;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SetupFailure};
 use crate::peer_manager::NewConnection;
 use crate::transport::Incoming;
 
@@ -34,8 +37,11 @@ use crate::transport::Incoming;
 pub(crate) struct Listener {
     incoming: Incoming,
     new_connections_tx: mpsc::Sender<NewConnection>,
-    /// One permit per set-up in progress.
-    upgrades: Arc<Semaphore>,
+    /// Set-ups in progress, oldest first, each by the token that evicts it. A set-up cancels
+    /// its own token when it ends, which is how finished ones are told apart.
+    pending: VecDeque<CancellationToken>,
+    /// `max_pending_inbound_upgrades`.
+    max_pending: usize,
     metrics: Metrics,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -62,7 +68,8 @@ impl Listener {
         Self {
             incoming,
             new_connections_tx,
-            upgrades: Arc::new(Semaphore::new(max_pending_upgrades)),
+            pending: VecDeque::with_capacity(max_pending_upgrades),
+            max_pending: max_pending_upgrades.max(1),
             metrics,
             tracker,
             shutdown,
@@ -73,16 +80,6 @@ impl Listener {
     pub(crate) async fn run(mut self) -> Exit {
         let shutdown = self.shutdown.clone();
         loop {
-            // Wait for room before accepting, so that at most `max_pending_upgrades` sockets
-            // are being set up.
-            let permit = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Exit::Shutdown,
-                // The semaphore is never closed, so acquiring only waits.
-                permit = self.upgrades.clone().acquire_owned() => {
-                    permit.expect("the upgrade semaphore is never closed")
-                }
-            };
             let accepted = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Exit::Shutdown,
@@ -99,14 +96,18 @@ impl Listener {
                     continue;
                 }
             };
+            self.make_room();
+            // A child of the shutdown token: shutdown ends every set-up too.
+            let evict = shutdown.child_token();
+            self.pending.push_back(evict.clone());
             let new_connections_tx = self.new_connections_tx.clone();
             let metrics = self.metrics.clone();
-            let shutdown = shutdown.clone();
             self.tracker.spawn(async move {
-                let _permit = permit;
+                // Marks this set-up finished for `make_room`, however it ends.
+                let _finished = evict.clone().drop_guard();
                 let result = tokio::select! {
                     biased;
-                    () = shutdown.cancelled() => return,
+                    () = evict.cancelled() => return,
                     result = upgrade => result,
                 };
                 match result {
@@ -132,6 +133,23 @@ impl Listener {
                     }
                 }
             });
+        }
+    }
+
+    /// Forgets finished set-ups, then, at the cap, evicts the oldest one still in progress.
+    fn make_room(&mut self) {
+        self.pending.retain(|token| !token.is_cancelled());
+        while self.pending.len() >= self.max_pending {
+            let Some(oldest) = self.pending.pop_front() else {
+                break;
+            };
+            oldest.cancel();
+            self.metrics
+                .record_setup_failure(ConnectionOrigin::Inbound, SetupFailure::Evicted);
+            tracing::debug!(
+                max_pending = self.max_pending,
+                "inbound set-ups at the cap: the oldest one is closed to make room"
+            );
         }
     }
 }

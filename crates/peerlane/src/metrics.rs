@@ -99,6 +99,10 @@ pub enum SetupFailure {
     Timeout,
     /// The address to dial cannot be used (no key, another handshake version).
     Address,
+    /// An inbound set-up still in progress was closed to make room for a newer socket, because
+    /// `max_pending_inbound_upgrades` were in progress (`evicted`): a flood of sockets that
+    /// never speak cannot hold every slot.
+    Evicted,
 }
 
 /// What happened to an inbound message at an application's queue, for
@@ -345,6 +349,7 @@ impl SetupFailure {
             Self::NoCommonProtocol => "no_common_protocol",
             Self::Timeout => "timeout",
             Self::Address => "address",
+            Self::Evicted => "evicted",
         }
     }
 }
