@@ -189,27 +189,30 @@ async fn a_lost_seed_is_redialed_after_its_backoff_and_reconnects_when_back() {
     back.network.shutdown().await;
 }
 
-/// With `max_inbound_connections` at 3 (the rule is the same at the default 100), the 4th
-/// unknown peer's inbound connection is closed right after set-up and counted as
-/// `too_many_inbound`, while a trusted peer still gets in.
+/// At the default `max_inbound_connections` of 100, the 101st unknown peer's inbound
+/// connection is closed right after set-up and counted as `too_many_inbound`, while a trusted
+/// peer still gets in.
 #[tokio::test(start_paused = true)]
 async fn the_unknown_peer_past_the_inbound_limit_is_refused_but_a_trusted_peer_gets_in() {
+    const LIMIT: usize = peerlane::MAX_INBOUND_CONNECTIONS;
     let mut limited = config(1, NetworkId::Public, Net::Memory);
-    limited.max_inbound_connections = 3;
+    assert_eq!(limited.max_inbound_connections, LIMIT);
     let mut trusted = SeedPeer::new(PeerRole::Downstream, []);
     trusted.keys.push(PublicKey::from(&key(9)));
     limited.seeds.insert(peer_id(9), trusted);
     let server = node_with(limited, Net::Memory, &DIRECT, &RPC, QueueConfig::default());
 
-    let unknown: Vec<Node> = (2..=5).map(|seed| node(seed, Net::Memory)).collect();
-    for client in &unknown[..3] {
+    let unknown: Vec<Node> = (0..=LIMIT as u64)
+        .map(|i| node(1000 + i, Net::Memory))
+        .collect();
+    for client in &unknown[..LIMIT] {
         client.dial(&server).await.unwrap();
         let id = client.network.peer_id();
         eventually("registered", || server.network.is_connected(id)).await;
     }
-    // The set-up of the 4th completes, then the server closes it.
-    unknown[3].dial(&server).await.unwrap();
-    eventually("the 4th is refused", || {
+    // The set-up of the 101st completes, then the server closes it.
+    unknown[LIMIT].dial(&server).await.unwrap();
+    eventually("the 101st is refused", || {
         server
             .network
             .metrics()
@@ -217,7 +220,11 @@ async fn the_unknown_peer_past_the_inbound_limit_is_refused_but_a_trusted_peer_g
             == 1
     })
     .await;
-    assert!(!server.network.is_connected(unknown[3].network.peer_id()));
+    assert!(
+        !server
+            .network
+            .is_connected(unknown[LIMIT].network.peer_id())
+    );
     assert!(
         server.metrics_text().contains(
             r#"peerlane_connections_refused_total{network="public",reason="too_many_inbound"} 1"#
