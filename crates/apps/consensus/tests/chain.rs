@@ -1,0 +1,300 @@
+//! Four validators over the memory transport, each running a mempool and consensus: they
+//! commit the same blocks at the same heights, with the transactions clients submitted, and go
+//! on without a validator that shuts down. Runs on tokio's paused clock: round timeouts and
+//! proposal delays cost no real time.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use consensus::{
+    BlockId, CommittedBlock, Consensus, ConsensusConfig, ConsensusHandle, ConsensusMsg,
+};
+use mempool::{Mempool, MempoolConfig, MempoolHandle, MempoolMsg, Transaction, TxnId};
+use peerlane::{Identity, Network, NetworkBuilder, NetworkConfig, TransportKind};
+use prometheus_client::registry::Registry;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{broadcast, oneshot};
+use wire::{NetworkId, PeerId, ProtocolId};
+
+/// A validator: its network, mempool and consensus, and the switch that stops both actors.
+struct Validator {
+    network: Network,
+    mempool: MempoolHandle,
+    consensus: ConsensusHandle,
+    commits: broadcast::Receiver<CommittedBlock>,
+    stop: Vec<oneshot::Sender<()>>,
+    registry: Registry,
+}
+
+fn identity(seed: u64) -> Identity {
+    Identity::generate(&mut StdRng::seed_from_u64(seed))
+}
+
+/// Builds, connects (full mesh) and starts `n` validators.
+async fn validators(n: u64) -> Vec<Validator> {
+    let ids: Vec<PeerId> = (0..n).map(|seed| identity(seed).peer_id()).collect();
+    let mut nodes = Vec::new();
+    let mut actors = Vec::new();
+    for seed in 0..n {
+        let mut registry = Registry::default();
+        let mut config = NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
+        config.identity = Some(identity(seed));
+        let mut builder =
+            NetworkBuilder::new(config, TransportKind::Memory, &mut registry).unwrap();
+        let (mempool_client, mempool_events) = builder
+            .add_application::<MempoolMsg>(
+                [ProtocolId::MEMPOOL_DIRECT_SEND],
+                [],
+                Default::default(),
+            )
+            .unwrap();
+        let (client, events) = builder
+            .add_application::<ConsensusMsg>(
+                [ProtocolId::CONSENSUS_DIRECT_SEND_BCS],
+                [ProtocolId::CONSENSUS_RPC_BCS],
+                Default::default(),
+            )
+            .unwrap();
+        let network = builder.build().unwrap();
+        let (mempool_actor, mempool) = Mempool::new(
+            MempoolConfig::default(),
+            mempool_client,
+            mempool_events,
+            &mut registry,
+        );
+        let config = ConsensusConfig::new(NetworkId::Public, ids.clone());
+        let (consensus_actor, consensus) = Consensus::new(
+            config,
+            network.peer_id(),
+            client,
+            events,
+            mempool.clone(),
+            &mut registry,
+        )
+        .unwrap();
+        let commits = consensus.subscribe_commits();
+        actors.push((mempool_actor, consensus_actor));
+        nodes.push(Validator {
+            network,
+            mempool,
+            consensus,
+            commits,
+            stop: Vec::new(),
+            registry,
+        });
+    }
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            a.network
+                .dial(b.network.peer_id(), b.network.listen_address().clone())
+                .await
+                .unwrap();
+        }
+    }
+    // Everyone connected: start every actor at the same instant.
+    for (node, (mempool_actor, consensus_actor)) in nodes.iter_mut().zip(actors) {
+        let (mempool_stop, mempool_shutdown) = oneshot::channel::<()>();
+        let (consensus_stop, consensus_shutdown) = oneshot::channel::<()>();
+        node.stop = vec![mempool_stop, consensus_stop];
+        tokio::spawn(mempool_actor.run(async move {
+            let _ = mempool_shutdown.await;
+        }));
+        tokio::spawn(consensus_actor.run(async move {
+            let _ = consensus_shutdown.await;
+        }));
+    }
+    nodes
+}
+
+impl Validator {
+    /// The blocks committed since the last call, by height.
+    fn drain_commits(&mut self, into: &mut BTreeMap<u64, CommittedBlock>) {
+        loop {
+            match self.commits.try_recv() {
+                Ok(block) => {
+                    into.insert(block.height, block);
+                }
+                Err(broadcast::error::TryRecvError::Empty) => return,
+                Err(err) => panic!("commit subscription: {err}"),
+            }
+        }
+    }
+
+    async fn shutdown(self) {
+        for stop in self.stop {
+            let _ = stop.send(());
+        }
+        self.network.shutdown().await;
+    }
+}
+
+/// Random transactions of 256 to 512 bytes.
+fn random_txns(rng: &mut impl Rng, count: usize) -> Vec<Transaction> {
+    (0..count)
+        .map(|_| {
+            let len = rng.gen_range(256..=512);
+            Transaction::new((0..len).map(|_| rng.r#gen()).collect::<Vec<u8>>())
+        })
+        .collect()
+}
+
+/// Waits (on the test clock) until `condition` holds, failing after `limit`.
+async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let wait = async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(limit, wait).await.is_err() {
+        panic!("{what}: not within {limit:?}");
+    }
+}
+
+/// Asserts that the chains agree: the same block id at every height two nodes both committed,
+/// each chain links to its parent, and no transaction is committed twice.
+fn assert_same_chain(chains: &[BTreeMap<u64, CommittedBlock>]) {
+    let mut by_height: BTreeMap<u64, BlockId> = BTreeMap::new();
+    for chain in chains {
+        let mut parent = None;
+        let mut seen: HashSet<TxnId> = HashSet::new();
+        for (height, block) in chain {
+            let id = *by_height.entry(*height).or_insert(block.block_id);
+            assert_eq!(block.block_id, id, "a different block at height {height}");
+            if let Some(parent) = parent {
+                assert_eq!(
+                    block.parent_id, parent,
+                    "height {height} does not extend its parent"
+                );
+            }
+            parent = Some(block.block_id);
+            for txn in &block.txn_ids {
+                assert!(seen.insert(*txn), "transaction {txn} committed twice");
+            }
+        }
+    }
+}
+
+/// Four validators commit blocks holding the transactions submitted at two of them; every node
+/// commits the same block id at every height, and each mempool is emptied by the commits.
+#[tokio::test(start_paused = true)]
+async fn four_validators_commit_the_same_blocks_with_the_submitted_transactions() {
+    let mut nodes = validators(4).await;
+    let mut rng = StdRng::seed_from_u64(11);
+    let txns = random_txns(&mut rng, 300);
+    for (i, txn) in txns.iter().enumerate() {
+        nodes[i % 2].mempool.submit(txn.clone()).unwrap();
+    }
+    eventually(
+        "every transaction is committed everywhere",
+        Duration::from_secs(60),
+        || {
+            nodes
+                .iter()
+                .all(|node| node.consensus.committed_transactions() == 300)
+        },
+    )
+    .await;
+    eventually(
+        "every node reaches height 6",
+        Duration::from_secs(60),
+        || {
+            nodes
+                .iter()
+                .all(|node| node.consensus.committed_height() >= 6)
+        },
+    )
+    .await;
+
+    let mut chains = vec![BTreeMap::new(); nodes.len()];
+    for (node, chain) in nodes.iter_mut().zip(&mut chains) {
+        node.drain_commits(chain);
+        assert_eq!(node.mempool.pending(), 0);
+        assert_eq!(
+            chain.keys().next(),
+            Some(&1),
+            "every node commits from height 1"
+        );
+    }
+    assert_same_chain(&chains);
+    let committed: HashSet<TxnId> = chains[0].values().flat_map(|b| b.txn_ids.clone()).collect();
+    assert_eq!(committed, txns.iter().map(Transaction::id).collect());
+    // Every leader proposed: blocks come from all four.
+    let authors: HashSet<PeerId> = chains[0].values().map(|b| b.author).collect();
+    assert_eq!(authors.len(), 4);
+    let status = nodes[0].consensus.status();
+    assert_eq!(status.round_timeouts, 0, "{status:?}");
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &nodes[1].registry).unwrap();
+    assert!(
+        text.contains("consensus_vote_rpc_latency_seconds_count"),
+        "{text}"
+    );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// With one of four validators shut down, the other three still reach quorum: its rounds
+/// time out, the next leader takes over, and the three keep committing the same blocks,
+/// including transactions submitted after the shutdown.
+#[tokio::test(start_paused = true)]
+async fn three_of_four_validators_go_on_when_one_shuts_down() {
+    let mut nodes = validators(4).await;
+    eventually("height 3", Duration::from_secs(30), || {
+        nodes
+            .iter()
+            .all(|node| node.consensus.committed_height() >= 3)
+    })
+    .await;
+    let dead = nodes.remove(2);
+    let dead_id = dead.network.peer_id();
+    dead.shutdown().await;
+    let height = nodes
+        .iter()
+        .map(|n| n.consensus.committed_height())
+        .max()
+        .unwrap();
+
+    let txns = random_txns(&mut StdRng::seed_from_u64(5), 50);
+    for txn in &txns {
+        nodes[0].mempool.submit(txn.clone()).unwrap();
+    }
+    eventually("eight more blocks", Duration::from_secs(60), || {
+        nodes
+            .iter()
+            .all(|node| node.consensus.committed_height() >= height + 8)
+    })
+    .await;
+    eventually(
+        "the new transactions are committed",
+        Duration::from_secs(60),
+        || nodes.iter().all(|node| node.mempool.pending() == 0),
+    )
+    .await;
+
+    let mut chains = vec![BTreeMap::new(); nodes.len()];
+    for (node, chain) in nodes.iter_mut().zip(&mut chains) {
+        node.drain_commits(chain);
+        let status = node.consensus.status();
+        assert!(
+            status.round_timeouts >= 2,
+            "the dead leader's rounds time out: {status:?}"
+        );
+    }
+    assert_same_chain(&chains);
+    let after: Vec<&CommittedBlock> = chains[0]
+        .values()
+        .filter(|b| b.height > height + 1)
+        .collect();
+    assert!(
+        after.iter().all(|b| b.author != dead_id),
+        "a dead node does not lead"
+    );
+    let committed: HashSet<TxnId> = chains[0].values().flat_map(|b| b.txn_ids.clone()).collect();
+    assert!(txns.iter().all(|txn| committed.contains(&txn.id())));
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
