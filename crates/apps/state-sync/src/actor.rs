@@ -1,0 +1,311 @@
+//! [`StateSync`]: the actor that serves blocks, catches up from peers and announces commits.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::StreamExt;
+use peerlane::{Event, NetworkClient, NetworkEvents, PeerNetworkId, RpcReplier};
+use tokio::time::{Instant, MissedTickBehavior};
+use wire::ProtocolId;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::message::StateSyncMsg;
+use crate::metrics::Metrics;
+use crate::store::StoreHandle;
+
+/// The direct-send protocols to register state sync on: `StateSyncDirectSend` (3).
+pub const DIRECT_SEND_PROTOCOLS: [ProtocolId; 1] = [ProtocolId::STATE_SYNC_DIRECT_SEND];
+/// The RPC protocols to register state sync on: `StorageServiceRpc` (8).
+pub const RPC_PROTOCOLS: [ProtocolId; 1] = [ProtocolId::STORAGE_SERVICE_RPC];
+
+/// The block request in flight: resolves to the peer asked and its answer.
+type Fetch =
+    Pin<Box<dyn Future<Output = (PeerNetworkId, Result<StateSyncMsg, peerlane::Error>)> + Send>>;
+
+/// State sync for one node: serves `GetBlocks` from the store, fetches the blocks peers
+/// announced and the store lacks (one request at a time, round robin over the peers ahead,
+/// passing over a peer whose request failed for [`Config::retry_after`]), and announces every
+/// new committed height to the connected peers.
+///
+/// Register it with [`DIRECT_SEND_PROTOCOLS`] and [`RPC_PROTOCOLS`], then [`run`](Self::run) it
+/// in a task of its own.
+#[derive(Debug)]
+pub struct StateSync {
+    config: Config,
+    client: NetworkClient<StateSyncMsg>,
+    events: NetworkEvents<StateSyncMsg>,
+    store: StoreHandle,
+    metrics: Metrics,
+}
+
+/// The actor's state apart from its event stream.
+struct Actor {
+    config: Config,
+    client: NetworkClient<StateSyncMsg>,
+    store: StoreHandle,
+    metrics: Metrics,
+    /// What each connected peer announced (or last answered) as its committed height.
+    peer_heights: HashMap<PeerNetworkId, u64>,
+    /// The connected peers told our height since they connected.
+    announced_to: HashSet<PeerNetworkId>,
+    /// Peers passed over until the instant, after a failed request.
+    failed: HashMap<PeerNetworkId, Instant>,
+    /// The round-robin position over the peers ahead.
+    next_peer: usize,
+}
+
+impl StateSync {
+    /// State sync over `client` and `events` (registered on [`DIRECT_SEND_PROTOCOLS`] and
+    /// [`RPC_PROTOCOLS`]), serving and filling `store`. Its metrics are unregistered until
+    /// [`with_metrics`](Self::with_metrics).
+    pub fn new(
+        config: Config,
+        client: NetworkClient<StateSyncMsg>,
+        events: NetworkEvents<StateSyncMsg>,
+        store: StoreHandle,
+    ) -> Self {
+        Self {
+            config,
+            client,
+            events,
+            store,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Counts into `metrics` (say [`Metrics::register`]ed) instead.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The counters this actor updates.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    /// Runs until `shutdown` completes or the network's events end.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Self {
+            config,
+            client,
+            mut events,
+            store,
+            metrics,
+        } = self;
+        let mut height_rx = store.subscribe_height();
+        let mut ticker = tokio::time::interval(config.tick_interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut actor = Actor {
+            config,
+            client,
+            store,
+            metrics,
+            peer_heights: HashMap::new(),
+            announced_to: HashSet::new(),
+            failed: HashMap::new(),
+            next_peer: 0,
+        };
+        let mut fetch: Option<Fetch> = None;
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            if fetch.is_none() {
+                fetch = actor.next_fetch();
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                event = events.next() => match event {
+                    Some(event) => actor.on_event(event),
+                    None => break,
+                },
+                changed = height_rx.changed() => {
+                    // The store, and so the sender, lives as long as the actor.
+                    if changed.is_ok() {
+                        height_rx.borrow_and_update();
+                        actor.announce_to_all();
+                    }
+                }
+                _ = ticker.tick() => actor.on_tick(),
+                (peer, result) = async { fetch.as_mut().expect("guarded").await }, if fetch.is_some() => {
+                    fetch = None;
+                    if let Err(err) = actor.on_response(peer, result) {
+                        actor.on_failure(peer, &err);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Actor {
+    fn on_event(&mut self, event: Event<StateSyncMsg>) {
+        match event {
+            Event::Message {
+                peer,
+                message: StateSyncMsg::Announce { height, .. },
+                ..
+            } => {
+                self.peer_heights.insert(peer, height);
+                self.store.note_announced(height);
+            }
+            Event::RpcRequest {
+                peer,
+                request:
+                    StateSyncMsg::GetBlocks {
+                        start_height,
+                        end_height,
+                    },
+                responder,
+                ..
+            } => self.serve(peer, start_height, end_height, responder),
+            other => tracing::debug!(?other, "state sync: unexpected message; dropped"),
+        }
+    }
+
+    fn serve(
+        &self,
+        peer: PeerNetworkId,
+        start_height: u64,
+        end_height: u64,
+        responder: RpcReplier<StateSyncMsg>,
+    ) {
+        let committed_height = self.store.committed_height();
+        let blocks = self.store.blocks(
+            start_height,
+            end_height,
+            self.config.max_blocks_per_response,
+            self.config.max_response_bytes,
+        );
+        let served = blocks.len();
+        match responder.reply(StateSyncMsg::Blocks {
+            blocks,
+            committed_height,
+        }) {
+            Ok(()) => self.metrics.served(served),
+            Err(err) => tracing::debug!(%peer, error = %err, "state sync: response not sent"),
+        }
+    }
+
+    /// The next block request, if a connected peer is ahead and not passed over.
+    fn next_fetch(&mut self) -> Option<Fetch> {
+        let committed = self.store.committed_height();
+        let now = Instant::now();
+        self.failed.retain(|_, until| now < *until);
+        let mut ahead: Vec<(PeerNetworkId, u64)> = self
+            .peer_heights
+            .iter()
+            .filter(|(peer, height)| **height > committed && !self.failed.contains_key(peer))
+            .map(|(peer, height)| (*peer, *height))
+            .collect();
+        if ahead.is_empty() {
+            return None;
+        }
+        ahead.sort_unstable();
+        let (peer, height) = ahead[self.next_peer % ahead.len()];
+        self.next_peer = self.next_peer.wrapping_add(1);
+        let start_height = committed + 1;
+        let most = self.config.max_blocks_per_response.max(1) as u64;
+        let end_height = height.min(committed + most);
+        let client = self.client.clone();
+        let timeout = self.config.rpc_timeout;
+        tracing::debug!(%peer, start_height, end_height, "state sync: requesting blocks");
+        Some(Box::pin(async move {
+            let request = StateSyncMsg::GetBlocks {
+                start_height,
+                end_height,
+            };
+            (peer, client.send_rpc(peer, request, timeout).await)
+        }))
+    }
+
+    /// Appends the blocks of a response.
+    fn on_response(
+        &mut self,
+        peer: PeerNetworkId,
+        result: Result<StateSyncMsg, peerlane::Error>,
+    ) -> Result<(), Error> {
+        let StateSyncMsg::Blocks {
+            blocks,
+            committed_height,
+        } = result?
+        else {
+            return Err(Error::BadResponse {
+                peer,
+                reason: "not a Blocks response",
+            });
+        };
+        // The peer's own word on its height replaces its announcement.
+        if let Some(height) = self.peer_heights.get_mut(&peer) {
+            *height = committed_height;
+        }
+        let committed = self.store.committed_height();
+        if blocks.is_empty() {
+            if committed_height > committed {
+                return Err(Error::BadResponse {
+                    peer,
+                    reason: "no blocks, though ahead",
+                });
+            }
+            return Ok(());
+        }
+        let (mut appended, mut bytes) = (0u64, 0u64);
+        // Blocks the node committed meanwhile (from its own consensus) are skipped.
+        for block in blocks.into_iter().filter(|block| block.height > committed) {
+            let size = block.payload.len() as u64;
+            if let Err(source) = self.store.append(block) {
+                self.metrics.fetched(appended, bytes);
+                return Err(Error::InvalidBlocks {
+                    peer,
+                    source: Box::new(source),
+                });
+            }
+            appended += 1;
+            bytes += size;
+        }
+        self.metrics.fetched(appended, bytes);
+        Ok(())
+    }
+
+    fn on_failure(&mut self, peer: PeerNetworkId, err: &Error) {
+        self.metrics.rpc_failed();
+        tracing::debug!(%peer, error = %err, "state sync: block request failed; trying another peer");
+        self.failed
+            .insert(peer, Instant::now() + self.config.retry_after);
+    }
+
+    /// Announces the committed height to every connected peer.
+    fn announce_to_all(&mut self) {
+        let peers = self.client.connected_peers();
+        self.announce(peers.iter().copied());
+        self.announced_to = peers.into_iter().collect();
+    }
+
+    /// Forgets disconnected peers, and announces the committed height to new ones.
+    fn on_tick(&mut self) {
+        let connected: HashSet<PeerNetworkId> = self.client.connected_peers().into_iter().collect();
+        self.peer_heights.retain(|peer, _| connected.contains(peer));
+        self.failed.retain(|peer, _| connected.contains(peer));
+        self.announced_to.retain(|peer| connected.contains(peer));
+        let new: Vec<PeerNetworkId> = connected
+            .into_iter()
+            .filter(|peer| !self.announced_to.contains(peer))
+            .collect();
+        self.announce(new.iter().copied());
+        self.announced_to.extend(new);
+    }
+
+    fn announce(&self, peers: impl IntoIterator<Item = PeerNetworkId>) {
+        let Some(last) = self.store.last_block() else {
+            return;
+        };
+        let message = StateSyncMsg::Announce {
+            height: last.height,
+            block_id: last.id,
+        };
+        if let Err(err) = self.client.send_to_peers(peers, &message) {
+            tracing::debug!(error = %err, "state sync: announcement not sent to every peer");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! [`Config`]: state sync's limits and timers.
+
+use std::time::Duration;
+
+/// State sync's limits and timers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Most blocks in one response served, and asked for in one request. Default 100.
+    pub max_blocks_per_response: usize,
+    /// Most bytes of blocks ([`Block::wire_size`](crate::Block::wire_size)) in one response
+    /// served; a single larger block still goes out alone. Default 8 MiB: responses of several
+    /// MiB are streamed by the stack in frames.
+    pub max_response_bytes: usize,
+    /// How long a block request may take before another peer is asked. Default 10 s.
+    pub rpc_timeout: Duration,
+    /// How long a peer whose request failed is passed over. Default 5 s.
+    pub retry_after: Duration,
+    /// How often the actor looks for newly connected peers (to announce its height to them)
+    /// and retries a stalled catch-up. Default 200 ms.
+    pub tick_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_blocks_per_response: 100,
+            max_response_bytes: 8 * 1024 * 1024,
+            rpc_timeout: Duration::from_secs(10),
+            retry_after: Duration::from_secs(5),
+            tick_interval: Duration::from_millis(200),
+        }
+    }
+}

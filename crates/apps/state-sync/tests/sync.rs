@@ -1,0 +1,262 @@
+//! State sync between nodes over the memory transport, on tokio's paused clock: catching up,
+//! following announcements, serving past the end, and retrying after a silent peer.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use peerlane::{
+    Event, Network, NetworkBuilder, NetworkClient, NetworkConfig, NetworkEvents, PeerNetworkId,
+    TransportKind,
+};
+use prometheus_client::registry::Registry;
+use state_sync::{
+    Block, Config, DIRECT_SEND_PROTOCOLS, GENESIS_PARENT, Metrics, RPC_PROTOCOLS, StateSync,
+    StateSyncMsg, StoreHandle,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wire::NetworkId;
+
+/// How long (test clock) a test waits for anything before it fails.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `fut`, or a panic naming `what` after [`WAIT`].
+async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(WAIT, fut).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what}: nothing within {WAIT:?}"),
+    }
+}
+
+/// The block after `parent` (or the first block), with `size` bytes of payload.
+fn next_block(parent: Option<&Block>, size: usize) -> Block {
+    let height = parent.map_or(1, |parent| parent.height + 1);
+    let mut id = [0xab; 32];
+    id[..8].copy_from_slice(&height.to_be_bytes());
+    Block {
+        height,
+        id,
+        parent_id: parent.map_or(GENESIS_PARENT, |parent| parent.id),
+        payload: Bytes::from(vec![(height % 251) as u8; size]),
+    }
+}
+
+/// `count` linked blocks of `size` bytes each, from height 1.
+fn chain(count: usize, size: usize) -> Vec<Block> {
+    let mut blocks: Vec<Block> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let block = next_block(blocks.last(), size);
+        blocks.push(block);
+    }
+    blocks
+}
+
+/// A network on the memory transport with one application speaking [`StateSyncMsg`].
+fn network() -> (
+    Network,
+    NetworkClient<StateSyncMsg>,
+    NetworkEvents<StateSyncMsg>,
+) {
+    let config = NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
+    let mut builder =
+        NetworkBuilder::new(config, TransportKind::Memory, &mut Registry::default()).unwrap();
+    let (client, events) = builder
+        .add_application::<StateSyncMsg>(DIRECT_SEND_PROTOCOLS, RPC_PROTOCOLS, Default::default())
+        .unwrap();
+    (builder.build().unwrap(), client, events)
+}
+
+/// A node running [`StateSync`] over its store.
+struct SyncNode {
+    network: Network,
+    store: StoreHandle,
+    metrics: Metrics,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl SyncNode {
+    /// A node whose store starts with `blocks`.
+    fn start(config: Config, blocks: Vec<Block>) -> Self {
+        let (network, client, events) = network();
+        let store = StoreHandle::with_blocks(blocks).unwrap();
+        let metrics = Metrics::register(&mut Registry::default());
+        let sync =
+            StateSync::new(config, client, events, store.clone()).with_metrics(metrics.clone());
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(sync.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            network,
+            store,
+            metrics,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits until the store reaches `height`.
+    async fn reaches(&self, height: u64) {
+        let mut heights = self.store.subscribe_height();
+        within(
+            &format!("height {height}"),
+            heights.wait_for(|h| *h >= height),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn shutdown(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap();
+        self.network.shutdown().await;
+    }
+}
+
+/// Dials `to` from `from`.
+async fn dial(from: &Network, to: &Network) {
+    within("dial", from.dial(to.peer_id(), to.listen_address().clone()))
+        .await
+        .unwrap();
+}
+
+fn as_peer(network: &Network) -> PeerNetworkId {
+    PeerNetworkId::new(network.network_id(), network.peer_id())
+}
+
+/// An empty node catches up from a node with 50 blocks of 200 KiB in responses of up to
+/// 8 MiB (above the stack's 4 MiB frames, so streamed), then follows 5 blocks its peer's
+/// consensus commits afterwards, from their announcements.
+#[tokio::test(start_paused = true)]
+async fn an_empty_node_catches_up_then_follows_new_commits() {
+    const SIZE: usize = 200 * 1024;
+    let blocks = chain(50, SIZE);
+    let server = SyncNode::start(Config::default(), blocks.clone());
+    let client = SyncNode::start(Config::default(), Vec::new());
+    assert!(client.store.caught_up(), "nothing announced yet");
+
+    dial(&client.network, &server.network).await;
+    client.reaches(50).await;
+    assert!(client.store.caught_up());
+    assert_eq!(client.store.highest_announced(), 50);
+    for block in &blocks {
+        assert_eq!(client.store.block(block.height).as_ref(), Some(block));
+    }
+    assert_eq!(client.metrics.blocks_fetched(), 50);
+    assert_eq!(client.metrics.bytes_fetched(), 50 * SIZE as u64);
+    assert_eq!(client.metrics.rpc_failures(), 0);
+    assert_eq!(server.metrics.blocks_served(), 50);
+
+    // The server's consensus commits 5 more blocks, one by one.
+    let mut last = blocks.last().cloned();
+    for _ in 0..5 {
+        let block = next_block(last.as_ref(), 1024);
+        server.store.append(block.clone()).unwrap();
+        last = Some(block);
+    }
+    client.reaches(55).await;
+    assert!(client.store.caught_up());
+    assert_eq!(client.store.last_block(), last);
+    assert_eq!(client.metrics.blocks_fetched(), 55);
+
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A request reaching past the server's committed height gets the blocks the server has and
+/// its height; one starting past it gets none.
+#[tokio::test(start_paused = true)]
+async fn a_request_past_the_servers_height_returns_what_it_has() {
+    let blocks = chain(10, 100);
+    let server = SyncNode::start(Config::default(), blocks.clone());
+    let (network, client, _events) = network();
+    dial(&network, &server.network).await;
+    let to_server = as_peer(&server.network);
+
+    let request = StateSyncMsg::GetBlocks {
+        start_height: 8,
+        end_height: 20,
+    };
+    let response = within("response", client.send_rpc(to_server, request, WAIT))
+        .await
+        .unwrap();
+    assert_eq!(
+        response,
+        StateSyncMsg::Blocks {
+            blocks: blocks[7..].to_vec(),
+            committed_height: 10,
+        }
+    );
+
+    let request = StateSyncMsg::GetBlocks {
+        start_height: 11,
+        end_height: 20,
+    };
+    let response = within("response", client.send_rpc(to_server, request, WAIT))
+        .await
+        .unwrap();
+    assert_eq!(
+        response,
+        StateSyncMsg::Blocks {
+            blocks: Vec::new(),
+            committed_height: 10,
+        }
+    );
+    assert_eq!(server.metrics.blocks_served(), 3);
+
+    network.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A peer that announces a height but never answers is given up on after the RPC time-out,
+/// counted as a failure, and the blocks come from another peer.
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_retried_on_another_after_the_timeout() {
+    let blocks = chain(10, 1024);
+    let mut config = Config::default();
+    config.rpc_timeout = Duration::from_secs(5);
+    let node = SyncNode::start(config, Vec::new());
+
+    // The silent peer announces height 10, then holds the request without answering.
+    let (silent, silent_client, mut silent_events) = network();
+    dial(&silent, &node.network).await;
+    let last = blocks.last().unwrap();
+    silent_client
+        .send_to_peer(
+            as_peer(&node.network),
+            &StateSyncMsg::Announce {
+                height: 10,
+                block_id: last.id,
+            },
+        )
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let _held = loop {
+        match within("request to the silent peer", silent_events.next()).await {
+            Some(Event::RpcRequest { responder, .. }) => break responder,
+            Some(_) => {}
+            None => panic!("the silent peer's events ended"),
+        }
+    };
+
+    // A good server joins while the request is pending.
+    let server = SyncNode::start(Config::default(), blocks.clone());
+    dial(&server.network, &node.network).await;
+    node.reaches(10).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "caught up before the time-out: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(node.store.last_block().as_ref(), Some(last));
+    assert_eq!(node.metrics.rpc_failures(), 1);
+    assert_eq!(node.metrics.blocks_fetched(), 10);
+    assert_eq!(server.metrics.blocks_served(), 10);
+
+    node.shutdown().await;
+    server.shutdown().await;
+    silent.shutdown().await;
+}
