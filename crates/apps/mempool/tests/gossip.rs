@@ -185,3 +185,32 @@ async fn a_transaction_from_two_sides_is_kept_once_by_every_node() {
         node.network.shutdown().await;
     }
 }
+
+/// `run` returns once its shutdown future completes; the handle keeps answering afterwards.
+#[tokio::test(start_paused = true)]
+async fn the_actor_stops_when_its_shutdown_completes() {
+    let mut registry = Registry::default();
+    let mut network_config = NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
+    network_config.identity = Some(Identity::generate(&mut StdRng::seed_from_u64(1)));
+    let mut builder =
+        NetworkBuilder::new(network_config, TransportKind::Memory, &mut registry).unwrap();
+    let (client, events) = builder
+        .add_application::<MempoolMsg>([ProtocolId::MEMPOOL_DIRECT_SEND], [], Default::default())
+        .unwrap();
+    let network = builder.build().unwrap();
+    let (actor, handle) = Mempool::new(MempoolConfig::default(), client, events, &mut registry);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(actor.run(async move {
+        let _ = stopped.await;
+    }));
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the actor stops")
+        .unwrap();
+    handle
+        .submit(random_txn(&mut StdRng::seed_from_u64(3)))
+        .unwrap();
+    assert_eq!(handle.pending(), 1);
+    network.shutdown().await;
+}
