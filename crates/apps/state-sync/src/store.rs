@@ -150,3 +150,84 @@ impl StoreHandle {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn block(height: u64, parent_id: [u8; 32], size: usize) -> Block {
+        Block {
+            height,
+            id: [height as u8; 32],
+            parent_id,
+            payload: Bytes::from(vec![0; size]),
+        }
+    }
+
+    /// Only the next height, naming the last block as its parent, is appended; the height
+    /// watch sees each append.
+    #[test]
+    fn append_takes_only_the_next_linked_block() {
+        let store = StoreHandle::new();
+        let heights = store.subscribe_height();
+        assert!(matches!(
+            store.append(block(2, GENESIS_PARENT, 1)),
+            Err(Error::NotNext {
+                committed: 0,
+                got: 2
+            })
+        ));
+        assert!(matches!(
+            store.append(block(1, [7; 32], 1)),
+            Err(Error::ParentMismatch { height: 1 })
+        ));
+        store.append(block(1, GENESIS_PARENT, 1)).unwrap();
+        assert!(matches!(
+            store.append(block(2, GENESIS_PARENT, 1)),
+            Err(Error::ParentMismatch { height: 2 })
+        ));
+        store.append(block(2, [1; 32], 1)).unwrap();
+        assert_eq!(store.committed_height(), 2);
+        assert_eq!(*heights.borrow(), 2);
+        assert_eq!(store.block(0), None);
+        assert_eq!(store.block(2).unwrap().id, [2; 32]);
+        assert_eq!(store.block(3), None);
+    }
+
+    /// A range is cut at the block count, at the byte budget (but never below one block),
+    /// and at the committed height.
+    #[test]
+    fn ranges_stop_at_the_count_the_bytes_or_the_end() {
+        let mut parent = GENESIS_PARENT;
+        let store = StoreHandle::new();
+        for height in 1..=10 {
+            let next = block(height, parent, 1000);
+            parent = next.id;
+            store.append(next).unwrap();
+        }
+        let heights = |blocks: Vec<Block>| blocks.iter().map(|b| b.height).collect::<Vec<_>>();
+        assert_eq!(heights(store.blocks(2, 9, 3, usize::MAX)), [2, 3, 4]);
+        let two_blocks = 2 * store.block(1).unwrap().wire_size();
+        assert_eq!(heights(store.blocks(1, 10, 100, two_blocks)), [1, 2]);
+        assert_eq!(heights(store.blocks(5, 10, 100, 1)), [5]);
+        assert_eq!(heights(store.blocks(8, 50, 100, usize::MAX)), [8, 9, 10]);
+        assert!(store.blocks(11, 50, 100, usize::MAX).is_empty());
+        assert_eq!(heights(store.blocks(0, 1, 100, usize::MAX)), [1]);
+    }
+
+    /// `caught_up` compares the committed height with the highest announcement, which never
+    /// goes down.
+    #[test]
+    fn caught_up_follows_the_highest_announcement() {
+        let store = StoreHandle::new();
+        assert!(store.caught_up());
+        store.note_announced(1);
+        store.note_announced(0);
+        assert_eq!(store.highest_announced(), 1);
+        assert!(!store.caught_up());
+        store.append(block(1, GENESIS_PARENT, 1)).unwrap();
+        assert!(store.caught_up());
+    }
+}

@@ -260,3 +260,105 @@ async fn a_silent_peer_is_retried_on_another_after_the_timeout() {
     server.shutdown().await;
     silent.shutdown().await;
 }
+
+/// A response holds at most `max_response_bytes` of blocks (here about 8 MiB of 200 KiB
+/// blocks, more than one 4 MiB frame, so the stack streams it) and at most
+/// `max_blocks_per_response` blocks.
+#[tokio::test(start_paused = true)]
+async fn responses_are_bounded_by_bytes_and_by_block_count() {
+    const SIZE: usize = 200 * 1024;
+    let blocks = chain(50, SIZE);
+    let by_bytes = SyncNode::start(Config::default(), blocks.clone());
+    let mut config = Config::default();
+    config.max_blocks_per_response = 5;
+    let by_count = SyncNode::start(config, blocks.clone());
+    let (network, client, _events) = network();
+    dial(&network, &by_bytes.network).await;
+    dial(&network, &by_count.network).await;
+    let request = || StateSyncMsg::GetBlocks {
+        start_height: 1,
+        end_height: 50,
+    };
+
+    let response = within(
+        "response",
+        client.send_rpc(as_peer(&by_bytes.network), request(), WAIT),
+    )
+    .await
+    .unwrap();
+    let StateSyncMsg::Blocks { blocks: got, .. } = response else {
+        panic!("not blocks: {response:?}");
+    };
+    let bytes: usize = got.iter().map(Block::wire_size).sum();
+    assert!(
+        bytes <= 8 * 1024 * 1024 && bytes > 4 * 1024 * 1024,
+        "{bytes} bytes"
+    );
+    assert_eq!(got, blocks[..got.len()]);
+
+    let response = within(
+        "response",
+        client.send_rpc(as_peer(&by_count.network), request(), WAIT),
+    )
+    .await
+    .unwrap();
+    let StateSyncMsg::Blocks { blocks: got, .. } = response else {
+        panic!("not blocks: {response:?}");
+    };
+    assert_eq!(got, blocks[..5]);
+
+    network.shutdown().await;
+    by_bytes.shutdown().await;
+    by_count.shutdown().await;
+}
+
+/// Blocks that do not link onto the store are refused and counted as a failed request; the
+/// node gets the chain from another peer.
+#[tokio::test(start_paused = true)]
+async fn blocks_that_do_not_link_are_refused_and_fetched_elsewhere() {
+    let blocks = chain(10, 1024);
+    let node = SyncNode::start(Config::default(), Vec::new());
+
+    // The liar announces height 10 and answers with blocks of a wrong parent.
+    let (liar, liar_client, mut liar_events) = network();
+    dial(&liar, &node.network).await;
+    let last = blocks.last().unwrap();
+    liar_client
+        .send_to_peer(
+            as_peer(&node.network),
+            &StateSyncMsg::Announce {
+                height: 10,
+                block_id: last.id,
+            },
+        )
+        .unwrap();
+    loop {
+        match within("request to the liar", liar_events.next()).await {
+            Some(Event::RpcRequest { responder, .. }) => {
+                let mut forged = blocks.clone();
+                forged[0].parent_id = [9; 32];
+                responder
+                    .reply(StateSyncMsg::Blocks {
+                        blocks: forged,
+                        committed_height: 10,
+                    })
+                    .unwrap();
+                break;
+            }
+            Some(_) => {}
+            None => panic!("the liar's events ended"),
+        }
+    }
+
+    let server = SyncNode::start(Config::default(), blocks.clone());
+    dial(&server.network, &node.network).await;
+    node.reaches(10).await;
+    assert_eq!(node.store.last_block().as_ref(), Some(last));
+    assert_eq!(node.store.block(1).as_ref(), Some(&blocks[0]));
+    assert_eq!(node.metrics.rpc_failures(), 1);
+    assert_eq!(node.metrics.blocks_fetched(), 10);
+
+    node.shutdown().await;
+    server.shutdown().await;
+    liar.shutdown().await;
+}
