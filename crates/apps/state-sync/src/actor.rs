@@ -265,6 +265,13 @@ impl Actor {
             bytes += size;
         }
         self.metrics.fetched(appended, bytes);
+        if appended == 0 {
+            // Only blocks the node has: asking the same peer again would get the same.
+            return Err(Error::BadResponse {
+                peer,
+                reason: "no new blocks",
+            });
+        }
         Ok(())
     }
 

@@ -127,7 +127,8 @@ impl StoreHandle {
     }
 
     /// Whether the store has reached the highest height any peer announced. True before any
-    /// announcement.
+    /// announcement. The highest announcement is kept after its peer disconnects, so a node
+    /// whose only peer ahead left stays behind until another peer serves it.
     pub fn caught_up(&self) -> bool {
         self.committed_height() >= self.highest_announced()
     }
