@@ -362,3 +362,29 @@ async fn blocks_that_do_not_link_are_refused_and_fetched_elsewhere() {
     server.shutdown().await;
     liar.shutdown().await;
 }
+
+/// With two peers ahead, the requests alternate between them: both serve part of the chain.
+#[tokio::test(start_paused = true)]
+async fn requests_go_round_robin_over_the_peers_ahead() {
+    let blocks = chain(40, 1024);
+    let mut config = Config::default();
+    config.max_blocks_per_response = 5;
+    let first = SyncNode::start(config.clone(), blocks.clone());
+    let second = SyncNode::start(config.clone(), blocks.clone());
+    let node = SyncNode::start(config, Vec::new());
+    dial(&first.network, &node.network).await;
+    dial(&second.network, &node.network).await;
+    node.reaches(40).await;
+    assert_eq!(node.store.highest_announced(), 40);
+    assert_eq!(node.store.last_block().as_ref(), blocks.last());
+    let (a, b) = (
+        first.metrics.blocks_served(),
+        second.metrics.blocks_served(),
+    );
+    assert_eq!(a + b, 40);
+    assert!(a > 0 && b > 0, "served {a} and {b}");
+
+    node.shutdown().await;
+    first.shutdown().await;
+    second.shutdown().await;
+}
