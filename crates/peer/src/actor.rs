@@ -175,7 +175,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             MultiplexMessage::Message(message) => self.dispatch(message),
             MultiplexMessage::Stream(piece) => {
                 match self.reassembler.handle_stream_message(piece) {
-                    Ok(Some(message)) => self.dispatch(message),
+                    Ok(Some(message)) => {
+                        self.shared.metrics.record_stream(Direction::Received);
+                        self.dispatch(message);
+                    }
                     Ok(None) => {}
                     Err(err) => {
                         self.shared.metrics.record_stream_error();

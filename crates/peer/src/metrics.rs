@@ -14,6 +14,7 @@
 //! | `peerlane_peer_inbound_rpcs_total` | `outcome` ([`InboundRpcOutcome`]) |
 //! | `peerlane_peer_parse_errors_total` | none |
 //! | `peerlane_peer_stream_errors_total` | none |
+//! | `peerlane_peer_streams_total` | `direction` |
 //! | `peerlane_peer_remote_errors_total` | `code` ([`RemoteErrorCode`]) |
 //! | `peerlane_peer_disconnects_total` | `reason` ([`DisconnectReason`]) |
 
@@ -48,6 +49,9 @@ pub struct Metrics {
     inbound_rpcs: Family<InboundRpcLabels, Counter>,
     parse_errors: Counter,
     stream_errors: Counter,
+    /// Large messages sent as streams (header + fragments) and received whole after
+    /// reassembly, indexed by [`Direction`].
+    streams: Family<DirectionLabels, Counter>,
     remote_errors: Family<RemoteErrorLabels, Counter>,
     disconnects: Family<DisconnectLabels, Counter>,
 }
@@ -106,6 +110,11 @@ impl Metrics {
             "peerlane_peer_stream_errors",
             "Inbound stream fragments or headers refused by the reassembler",
             metrics.stream_errors.clone(),
+        );
+        registry.register(
+            "peerlane_peer_streams",
+            "Large messages sent as a stream of fragments, or received whole after reassembly",
+            metrics.streams.clone(),
         );
         registry.register(
             "peerlane_peer_remote_errors",
@@ -170,6 +179,11 @@ impl Metrics {
         self.stream_errors.get()
     }
 
+    /// Large messages streamed in `direction` (sent as fragments, or reassembled).
+    pub fn streams(&self, direction: Direction) -> u64 {
+        get(&self.streams, &DirectionLabels { direction })
+    }
+
     /// Error messages received with `code`.
     pub fn remote_errors(&self, code: RemoteErrorCode) -> u64 {
         get(&self.remote_errors, &RemoteErrorLabels { code })
@@ -231,6 +245,12 @@ impl Metrics {
         self.stream_errors.inc();
     }
 
+    pub(crate) fn record_stream(&self, direction: Direction) {
+        self.streams
+            .get_or_create(&DirectionLabels { direction })
+            .inc();
+    }
+
     pub(crate) fn record_remote_error(&self, code: RemoteErrorCode) {
         self.remote_errors
             .get_or_create(&RemoteErrorLabels { code })
@@ -270,6 +290,7 @@ impl Default for Metrics {
             inbound_rpcs: Family::default(),
             parse_errors: Counter::default(),
             stream_errors: Counter::default(),
+            streams: Family::default(),
             remote_errors: Family::default(),
             disconnects: Family::default(),
         }
@@ -466,6 +487,12 @@ where
     L: Clone + Eq + std::hash::Hash,
 {
     family.get(labels).map_or(0, |counter| counter.get())
+}
+
+/// The label set of `peerlane_peer_streams_total`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: Direction,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -236,6 +236,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             self.next_stream_id = stream_id.wrapping_add(1);
             match OutboundStream::new(item.message, stream_id, self.limits) {
                 Ok(mut stream) => {
+                    self.shared.metrics.record_stream(Direction::Sent);
                     trace!(
                         stream_id,
                         fragments = stream.num_fragments(),

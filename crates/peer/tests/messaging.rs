@@ -332,6 +332,9 @@ async fn small_message_overtakes_a_large_one_between_fragments() {
     assert_eq!(second, large_1);
     assert_eq!(third, large_2);
     assert_eq!(pair.b.metrics.stream_errors(), 0);
+    // Both large messages went out as streams and came back whole; the small one did not.
+    assert_eq!(pair.a.metrics.streams(Direction::Sent), 2);
+    assert_eq!(pair.b.metrics.streams(Direction::Received), 2);
 }
 
 /// At AptosNet's real sizes (4 MiB frames), a 9 MiB message is streamed in a header and two
