@@ -1,0 +1,53 @@
+//! `peerlane demo` end to end: the real binary, a short run, its JSON summary.
+
+use std::process::Command;
+
+/// A short demo commits blocks, its late full node catches up, and it exits 0 with a JSON
+/// summary holding every documented field.
+#[test]
+fn a_short_demo_commits_blocks_and_the_full_node_catches_up() {
+    let output = Command::new(env!("CARGO_BIN_EXE_peerlane"))
+        .args(["demo", "--json", "--duration", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        summary["blocks_committed"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert!(
+        summary["transactions_committed"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert_eq!(summary["full_node_caught_up"], true, "{summary}");
+    assert!(summary["connections"].as_u64().unwrap() >= 6, "{summary}");
+    assert!(summary["messages_sent"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["bytes_sent"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["rpc_p50_us"].is_u64(), "{summary}");
+    assert!(summary["rpc_p99_us"].is_u64(), "{summary}");
+    assert!(summary["streamed_messages"].is_u64(), "{summary}");
+    assert!(summary["queue_drops"].is_u64(), "{summary}");
+    assert!(summary["refused_connections"].is_u64(), "{summary}");
+    // Progress went to stderr, one line per second.
+    assert!(stderr.contains("full node"), "{stderr}");
+}
+
+/// Bad input is a one-line error with exit status 2.
+#[test]
+fn bad_demo_input_exits_2_with_one_line() {
+    let output = Command::new(env!("CARGO_BIN_EXE_peerlane"))
+        .args(["demo", "--nodes", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--nodes"), "{stderr}");
+}
