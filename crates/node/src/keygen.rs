@@ -37,6 +37,13 @@ pub(crate) fn run(args: &KeygenArgs) -> anyhow::Result<()> {
     let mut file = options
         .open(&args.out)
         .with_context(|| format!("cannot create key file {}", args.out.display()))?;
+    #[cfg(unix)]
+    {
+        // An overwritten file keeps its old mode unless set again.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict key file {}", args.out.display()))?;
+    }
     writeln!(file, "{}", hex::encode(identity.private_key().as_bytes()))
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write key file {}", args.out.display()))?;
