@@ -4,12 +4,15 @@
 //!   consensus and state sync, and a full node that joins late and catches up), prints
 //!   progress every second and a summary at the end.
 //! - `peerlane keygen --out FILE` writes a fresh x25519 identity.
+//! - `peerlane node --config FILE` runs one network of a node (with state sync) until SIGINT
+//!   or SIGTERM, printing `listening on <address>` first.
 //!
 //! Bad input ends with a one-line error and exit status 2; a demo that did not commit blocks
 //! or whose full node did not catch up exits with 1.
 
 mod demo;
 mod keygen;
+mod node;
 mod prom;
 
 use std::process::ExitCode;
@@ -32,6 +35,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write a fresh x25519 identity (hex private key) to a file.
     Keygen(keygen::KeygenArgs),
+    /// Run one network of a node until SIGINT or SIGTERM.
+    Node(node::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,11 +45,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Keygen(args) => keygen::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Node(args) => node::run(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // One line, whatever the error's own text holds.
+            let message = format!("{err:#}");
+            let message: Vec<&str> = message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", message.join(" "));
             ExitCode::from(2)
         }
     }
