@@ -5,11 +5,13 @@
 //!   progress every second and a summary at the end.
 //! - `peerlane keygen --out FILE` writes a fresh x25519 identity.
 //! - `peerlane node --config FILE` runs one network of a node (with state sync) until SIGINT
-//!   or SIGTERM, printing `listening on <address>` first.
+//!   or SIGTERM, printing `listening on <address>` first; with `--admin HOST:PORT` it also
+//!   serves the admin API (metrics, peers, dial, disconnect) over HTTP.
 //!
 //! Bad input ends with a one-line error and exit status 2; a demo that did not commit blocks
 //! or whose full node did not catch up exits with 1.
 
+mod admin;
 mod demo;
 mod keygen;
 mod node;

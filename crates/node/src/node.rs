@@ -1,8 +1,10 @@
 //! `peerlane node`: one network of a node, from a TOML `NetworkConfig` and flags, running
 //! until SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use netcore::{NetworkAddress, PeerId};
@@ -38,6 +40,12 @@ pub(crate) struct NodeArgs {
     /// is `validator` on the validator network, `upstream` elsewhere.
     #[arg(long, value_name = "[PEER_ID@]ADDR")]
     seed: Vec<String>,
+    /// Serve the admin API over HTTP on HOST:PORT (port 0 picks a free port): `GET /metrics`
+    /// (Prometheus text), `GET /peers` (JSON), `POST /peers` with
+    /// `{"peer_id": "…", "address": "…"}` (dial), `DELETE /peers/<peer id>` (disconnect).
+    /// Unauthenticated: bind it to a loopback or otherwise private address.
+    #[arg(long, value_name = "HOST:PORT")]
+    admin: Option<SocketAddr>,
 }
 
 /// The `--network` values.
@@ -64,12 +72,13 @@ impl From<NetworkArg> for NetworkId {
 /// Reads the config, starts the network with state sync on it, prints where it listens, and
 /// runs until SIGINT or SIGTERM.
 pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.admin;
     let config = config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(node(config))
+    runtime.block_on(node(config, admin))
 }
 
 /// The config file with the flags applied.
@@ -134,7 +143,7 @@ fn parse_seed(seed: &str) -> anyhow::Result<(PeerId, NetworkAddress)> {
     Ok((peer_id, addr))
 }
 
-async fn node(config: NetworkConfig) -> anyhow::Result<ExitCode> {
+async fn node(config: NetworkConfig, admin: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::default();
     let network_id = config.network_id;
     let mut builder = NetworkBuilder::new(
@@ -147,11 +156,27 @@ async fn node(config: NetworkConfig) -> anyhow::Result<ExitCode> {
         RPC_PROTOCOLS,
         Default::default(),
     )?;
-    let network = builder.build()?;
+    let network = Arc::new(builder.build()?);
+    // Nothing registers after the build: the admin API encodes the registry as it is.
+    let registry = Arc::new(registry);
+    let shutdown = CancellationToken::new();
+    // Bound before the `listening on` line, so whoever reads it can use the admin API.
+    let admin = match admin {
+        Some(addr) => {
+            let (listener, local) = crate::admin::bind(addr).await?;
+            eprintln!("admin API on http://{local}");
+            Some(tokio::spawn(crate::admin::serve(
+                listener,
+                Arc::clone(&network),
+                Arc::clone(&registry),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     println!("listening on {}", network.listen_address());
     eprintln!("peer id {} on the {network_id} network", network.peer_id());
 
-    let shutdown = CancellationToken::new();
     let sync = StateSync::new(
         state_sync::Config::default(),
         client,
@@ -181,6 +206,15 @@ async fn node(config: NetworkConfig) -> anyhow::Result<ExitCode> {
     eprintln!("shutting down");
     shutdown.cancel();
     let _ = sync.await;
+    if let Some(admin) = admin {
+        match admin.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("admin API: {err}"),
+            Err(err) => eprintln!("admin API task: {err}"),
+        }
+    }
+    // The admin API's handlers, which held the other handles, are gone.
+    let network = Arc::into_inner(network).context("the network is still in use")?;
     network.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

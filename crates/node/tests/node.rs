@@ -1,7 +1,9 @@
 //! `peerlane node` end to end: two processes connect over loopback TCP + Noise and shut down
-//! cleanly on SIGTERM; bad input is a one-line error with exit status 2.
+//! cleanly on SIGTERM; bad input is a one-line error with exit status 2; the admin API
+//! (`--admin`) serves metrics and lists, dials and disconnects peers.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -175,4 +177,134 @@ fn bad_node_input_exits_2_with_one_line() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// A free loopback port: bound, then released.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request to `127.0.0.1:port`; the status code and the body.
+fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// The peers `GET /peers` lists.
+fn peers(port: u16) -> Vec<serde_json::Value> {
+    let (status, body) = http(port, "GET", "/peers", None);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The `GET /peers` entry of `peer_id`, if listed.
+fn listed(port: u16, peer_id: &str) -> Option<serde_json::Value> {
+    peers(port)
+        .into_iter()
+        .find(|peer| peer["peer_id"] == peer_id)
+}
+
+/// The admin API of node A: metrics; B (seeded with A) listed; C dialed by `POST /peers`;
+/// `DELETE /peers/<B>` disconnects B, and B's connectivity manager, which keeps its seed A
+/// connected, redials within a connectivity check (5 s) plus backoff, so B is listed again
+/// with a new connection id; bad requests get a 4xx with a one-line JSON error.
+#[cfg(unix)]
+#[test]
+fn admin_api_lists_dials_and_disconnects_peers() {
+    let port = free_port();
+    let admin = format!("127.0.0.1:{port}");
+    let a = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", &admin]);
+    a.expect(&format!("admin API on http://{admin}"));
+
+    let (status, metrics) = http(port, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(metrics.contains("peerlane_"), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+    assert!(peers(port).is_empty());
+
+    let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--seed", &a.address]);
+    a.expect(&format!("peer connected: {}", b.peer_id()));
+    let entry = listed(port, &b.peer_id()).expect("B is listed");
+    assert_eq!(entry["network"], "public", "{entry}");
+    assert_eq!(entry["origin"], "inbound", "{entry}");
+    assert!(
+        entry["remote_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("/ip4/127.0.0.1/tcp/"),
+        "{entry}"
+    );
+    assert!(
+        !entry["protocols"].as_array().unwrap().is_empty(),
+        "{entry}"
+    );
+    let first_connection = entry["connection_id"].as_u64().unwrap();
+
+    // A dials C, which knows nobody.
+    let c = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let request = format!(
+        r#"{{"peer_id": "{}", "address": "{}"}}"#,
+        c.peer_id(),
+        c.address
+    );
+    let (status, body) = http(port, "POST", "/peers", Some(&request));
+    assert_eq!(status, 200, "{body}");
+    let entry = listed(port, &c.peer_id()).expect("C is listed");
+    assert_eq!(entry["origin"], "outbound", "{entry}");
+    let (status, body) = http(port, "POST", "/peers", Some(&request));
+    assert_eq!(status, 409, "{body}");
+    for bad in [
+        "not json",
+        r#"{"peer_id": "zz", "address": "/ip4/127.0.0.1/tcp/1"}"#,
+    ] {
+        let (status, body) = http(port, "POST", "/peers", Some(bad));
+        assert!((400..500).contains(&status), "{bad}: {status} {body}");
+        assert_eq!(body.trim().lines().count(), 1, "{body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(error["error"].is_string(), "{body}");
+    }
+
+    // Disconnect B: gone, then back over a new connection that B dialed.
+    let (status, body) = http(port, "DELETE", &format!("/peers/{}", b.peer_id()), None);
+    assert_eq!(status, 200, "{body}");
+    a.expect(&format!("peer disconnected: {}", b.peer_id()));
+    b.expect(&format!("peer disconnected: {}", a.peer_id()));
+    a.expect(&format!("peer connected: {}", b.peer_id()));
+    let entry = listed(port, &b.peer_id()).expect("B is listed again");
+    assert_eq!(entry["origin"], "inbound", "{entry}");
+    assert_ne!(entry["connection_id"].as_u64().unwrap(), first_connection);
+
+    // C is not redialed by anyone: after DELETE it stays unlisted, and a second DELETE is 404.
+    let (status, body) = http(port, "DELETE", &format!("/peers/{}", c.peer_id()), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(listed(port, &c.peer_id()).is_none());
+    let (status, body) = http(port, "DELETE", &format!("/peers/{}", c.peer_id()), None);
+    assert_eq!(status, 404, "{body}");
+
+    c.terminate();
+    b.terminate();
+    a.terminate();
 }

@@ -1,0 +1,162 @@
+//! The admin API of `peerlane node` (`--admin HOST:PORT`): a small HTTP/1 server with
+//!
+//! - `GET /metrics`: the node's metrics registry in the Prometheus text format;
+//! - `GET /peers`: the connected peers as a JSON array;
+//! - `POST /peers` with `{"peer_id": "…", "address": "/…/noise-ik/<key>/handshake/0"}`: dials;
+//! - `DELETE /peers/<peer id>`: disconnects (404 if not connected).
+//!
+//! Errors are 4xx with a one-line `{"error": "…"}` body: 400 for bad input, 404 for a peer
+//! that is not connected, 409 for a dial to a connected peer, 422 for a dial that failed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use netcore::{NetworkAddress, PeerId};
+use peerlane::{Error, Network};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What the handlers share.
+#[derive(Clone)]
+struct AdminState {
+    network: Arc<Network>,
+    registry: Arc<Registry>,
+}
+
+/// The body of `POST /peers`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DialRequest {
+    peer_id: String,
+    address: String,
+}
+
+/// Binds `addr`; returns the listener and the address it got (port 0 picks a free one).
+pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the admin address {addr}"))?;
+    let local = listener.local_addr().context("admin listener address")?;
+    Ok((listener, local))
+}
+
+/// Serves the admin API on `listener` until `shutdown` is cancelled.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    network: Arc<Network>,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/peers", get(peers).post(dial))
+        .route("/peers/{peer_id}", delete(disconnect))
+        .with_state(AdminState { network, registry });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// A one-line JSON error.
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    let message = message.to_string().replace('\n', " ");
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let mut text = String::new();
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, err);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn peers(State(state): State<AdminState>) -> Json<Vec<Value>> {
+    let mut peers = state
+        .network
+        .peers_and_metadata()
+        .connected_peers_and_metadata();
+    peers.sort_by_key(|(peer, _)| *peer);
+    let peers = peers
+        .into_iter()
+        .map(|(peer, metadata)| {
+            json!({
+                "peer_id": peer.peer_id.to_string(),
+                "network": peer.network_id.to_string(),
+                "remote_address": metadata.remote_addr.to_string(),
+                "origin": metadata.origin.to_string(),
+                "role": format!("{:?}", metadata.role),
+                "protocols": metadata
+                    .application_protocols
+                    .iter()
+                    .map(|id| id.to_string())
+                    .collect::<Vec<_>>(),
+                "connection_id": metadata.connection_id.0,
+            })
+        })
+        .collect();
+    Json(peers)
+}
+
+async fn dial(
+    State(state): State<AdminState>,
+    body: Result<Json<DialRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    let peer_id: PeerId = match request.peer_id.parse() {
+        Ok(peer_id) => peer_id,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("peer_id: {err}")),
+    };
+    let address: NetworkAddress = match request.address.parse() {
+        Ok(address) => address,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("address: {err}")),
+    };
+    match state.network.dial(peer_id, address).await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "connected": peer_id.to_string() })),
+        )
+            .into_response(),
+        Err(err @ Error::AlreadyConnected { .. }) => error(StatusCode::CONFLICT, err),
+        Err(err @ (Error::UnsupportedHandshakeVersion { .. } | Error::MissingNoiseKey { .. })) => {
+            error(StatusCode::BAD_REQUEST, err)
+        }
+        Err(err) => error(StatusCode::UNPROCESSABLE_ENTITY, err),
+    }
+}
+
+async fn disconnect(State(state): State<AdminState>, Path(peer_id): Path<String>) -> Response {
+    let peer_id: PeerId = match peer_id.parse() {
+        Ok(peer_id) => peer_id,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("peer id: {err}")),
+    };
+    match state.network.disconnect(peer_id).await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "disconnected": peer_id.to_string() })),
+        )
+            .into_response(),
+        Err(err @ Error::NotConnected { .. }) => error(StatusCode::NOT_FOUND, err),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err),
+    }
+}
