@@ -8,6 +8,9 @@
 //!   or SIGTERM, printing `listening on <address>` first; with `--admin HOST:PORT` it also
 //!   serves the admin API (metrics, peers, dial, disconnect) over HTTP.
 //!
+//! `--log-format text|json` (any subcommand; default `text`) picks how log lines on stderr are
+//! written; `json` writes one JSON object per line.
+//!
 //! Bad input ends with a one-line error and exit status 2; a demo that did not commit blocks
 //! or whose full node did not catch up exits with 1.
 
@@ -25,9 +28,21 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "peerlane", version, about)]
 struct Cli {
+    /// How log lines on stderr are formatted.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// What to run.
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--log-format` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.
@@ -43,7 +58,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs();
+    init_logs(cli.log_format);
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Keygen(args) => keygen::run(&args).map(|()| ExitCode::SUCCESS),
@@ -65,12 +80,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `warn`).
-fn init_logs() {
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`), as text or JSON lines.
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }

@@ -308,3 +308,37 @@ fn admin_api_lists_dials_and_disconnects_peers() {
     b.terminate();
     a.terminate();
 }
+
+/// `--log-format json` writes each log line to stderr as one JSON object.
+#[test]
+fn log_format_json_writes_json_lines() {
+    let mut child = peerlane()
+        .args([
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if line.starts_with('{') {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    let line = rx.recv_timeout(WAIT).expect("a JSON log line");
+    let _ = child.kill();
+    let _ = child.wait();
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(value["level"].is_string(), "{line}");
+    assert!(value["fields"]["message"].is_string(), "{line}");
+}
