@@ -3,7 +3,10 @@
 //! - `GET /metrics`: the node's metrics registry in the Prometheus text format;
 //! - `GET /peers`: the connected peers as a JSON array;
 //! - `POST /peers` with `{"peer_id": "…", "address": "/…/noise-ik/<key>/handshake/0"}`: dials;
-//! - `DELETE /peers/<peer id>`: disconnects (404 if not connected).
+//! - `DELETE /peers/<peer id>`: disconnects (404 if not connected);
+//! - `GET /bans`: the banned peer ids as a JSON array;
+//! - `POST /bans` with `{"peer_id": "…"}`: bans the peer (disconnecting it if connected);
+//! - `DELETE /bans/<peer id>`: lifts the ban (404 if not banned).
 //!
 //! Errors are 4xx with a one-line `{"error": "…"}` body: 400 for bad input, 404 for a peer
 //! that is not connected, 409 for a dial to a connected peer, 422 for a dial that failed.
@@ -41,6 +44,13 @@ struct DialRequest {
     address: String,
 }
 
+/// The body of `POST /bans`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanRequest {
+    peer_id: String,
+}
+
 /// Binds `addr`; returns the listener and the address it got (port 0 picks a free one).
 pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr)
@@ -61,6 +71,8 @@ pub(crate) async fn serve(
         .route("/metrics", get(metrics))
         .route("/peers", get(peers).post(dial))
         .route("/peers/{peer_id}", delete(disconnect))
+        .route("/bans", get(bans).post(ban))
+        .route("/bans/{peer_id}", delete(unban))
         .with_state(AdminState { network, registry });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -158,5 +170,54 @@ async fn disconnect(State(state): State<AdminState>, Path(peer_id): Path<String>
             .into_response(),
         Err(err @ Error::NotConnected { .. }) => error(StatusCode::NOT_FOUND, err),
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err),
+    }
+}
+
+async fn bans(State(state): State<AdminState>) -> Json<Vec<String>> {
+    Json(
+        state
+            .network
+            .banned()
+            .into_iter()
+            .map(|peer_id| peer_id.to_string())
+            .collect(),
+    )
+}
+
+async fn ban(
+    State(state): State<AdminState>,
+    body: Result<Json<BanRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    let peer_id: PeerId = match request.peer_id.parse() {
+        Ok(peer_id) => peer_id,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("peer_id: {err}")),
+    };
+    match state.network.ban(peer_id).await {
+        Ok(_) => (
+            StatusCode::OK,
+            Json(json!({ "banned": peer_id.to_string() })),
+        )
+            .into_response(),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err),
+    }
+}
+
+async fn unban(State(state): State<AdminState>, Path(peer_id): Path<String>) -> Response {
+    let peer_id: PeerId = match peer_id.parse() {
+        Ok(peer_id) => peer_id,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("peer id: {err}")),
+    };
+    if state.network.unban(peer_id) {
+        (
+            StatusCode::OK,
+            Json(json!({ "unbanned": peer_id.to_string() })),
+        )
+            .into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, format!("{peer_id} is not banned"))
     }
 }

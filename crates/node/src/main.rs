@@ -6,7 +6,7 @@
 //! - `peerlane keygen --out FILE` writes a fresh x25519 identity.
 //! - `peerlane node --config FILE` runs one network of a node (with state sync) until SIGINT
 //!   or SIGTERM, printing `listening on <address>` first; with `--admin HOST:PORT` it also
-//!   serves the admin API (metrics, peers, dial, disconnect) over HTTP.
+//!   serves the admin API (metrics, peers, dial, disconnect, bans) over HTTP.
 //!
 //! `--log-format text|json` (any subcommand; default `text`) picks how log lines on stderr are
 //! written; `json` writes one JSON object per line.

@@ -42,7 +42,9 @@ pub(crate) struct NodeArgs {
     seed: Vec<String>,
     /// Serve the admin API over HTTP on HOST:PORT (port 0 picks a free port): `GET /metrics`
     /// (Prometheus text), `GET /peers` (JSON), `POST /peers` with
-    /// `{"peer_id": "…", "address": "…"}` (dial), `DELETE /peers/<peer id>` (disconnect).
+    /// `{"peer_id": "…", "address": "…"}` (dial), `DELETE /peers/<peer id>` (disconnect),
+    /// `GET /bans`, `POST /bans` with `{"peer_id": "…"}` (ban and disconnect),
+    /// `DELETE /bans/<peer id>` (unban).
     /// Unauthenticated: bind it to a loopback or otherwise private address.
     #[arg(long, value_name = "HOST:PORT")]
     admin: Option<SocketAddr>,

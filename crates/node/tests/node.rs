@@ -27,9 +27,15 @@ struct Node {
 impl Node {
     /// Starts a node with `args` and reads its `listening on` line.
     fn start(args: &[&str]) -> Self {
+        Self::start_with_logs(args, "warn")
+    }
+
+    /// [`start`](Self::start) with `RUST_LOG` set to `filter`.
+    fn start_with_logs(args: &[&str], filter: &str) -> Self {
         let mut child = peerlane()
             .arg("node")
             .args(args)
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -341,4 +347,68 @@ fn log_format_json_writes_json_lines() {
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert!(value["level"].is_string(), "{line}");
     assert!(value["fields"]["message"].is_string(), "{line}");
+}
+
+/// The banned-refusal count in A's metrics.
+fn banned_refusals(port: u16) -> u64 {
+    let (status, metrics) = http(port, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("peerlane_connections_refused_total{") && line.contains("\"banned\"")
+        })
+        .map_or(0, |line| line.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// The ban list through A's admin API: `POST /bans` with B (seeded with A) disconnects B, and
+/// B's redials of its seed are refused (`peerlane_connections_refused_total{reason="banned"}`)
+/// so it stays unlisted; `GET /bans` lists it; `DELETE /bans/<B>` lets B reconnect, and a
+/// second one is 404.
+#[cfg(unix)]
+#[test]
+fn admin_api_bans_and_unbans_peers() {
+    let port = free_port();
+    let admin = format!("127.0.0.1:{port}");
+    // A logs its refusals at info.
+    let a = Node::start_with_logs(
+        &["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", &admin],
+        "peerlane=info",
+    );
+    a.expect(&format!("admin API on http://{admin}"));
+    let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--seed", &a.address]);
+    a.expect(&format!("peer connected: {}", b.peer_id()));
+
+    let (status, body) = http(port, "GET", "/bans", None);
+    assert_eq!((status, body.trim()), (200, "[]"));
+    let request = format!(r#"{{"peer_id": "{}"}}"#, b.peer_id());
+    let (status, body) = http(port, "POST", "/bans", Some(&request));
+    assert_eq!(status, 200, "{body}");
+    a.expect(&format!("peer disconnected: {}", b.peer_id()));
+    b.expect(&format!("peer disconnected: {}", a.peer_id()));
+    let (status, body) = http(port, "GET", "/bans", None);
+    assert_eq!(status, 200, "{body}");
+    let banned: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert_eq!(banned, vec![b.peer_id()]);
+    for bad in ["not json", r#"{"peer_id": "zz"}"#] {
+        let (status, body) = http(port, "POST", "/bans", Some(bad));
+        assert!((400..500).contains(&status), "{bad}: {status} {body}");
+    }
+
+    // B's connectivity manager redials its seed; A refuses it every time, with a log line.
+    a.expect("connection refused");
+    assert!(banned_refusals(port) >= 1);
+    assert!(listed(port, &b.peer_id()).is_none());
+
+    let (status, body) = http(port, "DELETE", &format!("/bans/{}", b.peer_id()), None);
+    assert_eq!(status, 200, "{body}");
+    a.expect(&format!("peer connected: {}", b.peer_id()));
+    assert!(listed(port, &b.peer_id()).is_some());
+    let (status, body) = http(port, "DELETE", &format!("/bans/{}", b.peer_id()), None);
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = http(port, "GET", "/bans", None);
+    assert_eq!((status, body.trim()), (200, "[]"));
+
+    b.terminate();
+    a.terminate();
 }

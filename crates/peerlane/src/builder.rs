@@ -25,7 +25,9 @@ use crate::events::{AppQueue, NetworkEvents, Router};
 use crate::health::{self, HealthChecker, HealthCheckerMsg};
 use crate::listener::Listener;
 use crate::metrics::Metrics;
-use crate::peer_manager::{Channels, Parts, PeerManager, PeerManagerHandle, drive_connectivity};
+use crate::peer_manager::{
+    BanList, Channels, Parts, PeerManager, PeerManagerHandle, drive_connectivity,
+};
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::queue::{self, QueueConfig};
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
@@ -80,6 +82,7 @@ pub struct Network {
     metrics: Metrics,
     connectivity_metrics: connectivity_manager::Metrics,
     manager: PeerManagerHandle,
+    banned: BanList,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Cancels `shutdown` when the handle is dropped.
@@ -314,6 +317,7 @@ impl NetworkBuilder {
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
+        let banned = BanList::default();
         let router = Arc::new(Router::new(apps, metrics.clone()));
         let listener = Listener::new(
             incoming,
@@ -336,6 +340,7 @@ impl NetworkBuilder {
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
             connectivity: Some(connectivity_handle.clone()),
+            banned: banned.clone(),
         };
         if let Some((client, events)) = health {
             let health_parts = health::Parts {
@@ -373,6 +378,7 @@ impl NetworkBuilder {
             metrics,
             connectivity_metrics,
             manager: manager_handle,
+            banned,
             tracker,
             _cancel_on_drop: shutdown.clone().drop_guard(),
             shutdown,
@@ -412,8 +418,8 @@ impl Network {
     ///
     /// Succeeds also when a simultaneous dial from the peer wins: we are connected either way.
     /// Fails with [`Error::AlreadyConnected`] without dialing when we are connected already,
-    /// with [`Error::UnsupportedHandshakeVersion`] or [`Error::MissingNoiseKey`] before
-    /// connecting, and with the set-up errors ([`Error::Transport`], [`Error::Noise`],
+    /// with [`Error::Banned`], [`Error::UnsupportedHandshakeVersion`] or
+    /// [`Error::MissingNoiseKey`] before connecting, and with the set-up errors ([`Error::Transport`], [`Error::Noise`],
     /// [`Error::Handshake`], [`Error::SetupTimeout`]).
     ///
     /// Cancel-safe in that dropping the future abandons only the wait; the dial goes on.
@@ -427,6 +433,37 @@ impl Network {
     /// disconnect goes ahead anyway.
     pub async fn disconnect(&self, peer_id: PeerId) -> Result<(), Error> {
         self.manager.disconnect(peer_id).await
+    }
+
+    /// Bans `peer_id` on this network: closes its connection if it has one (waiting until it
+    /// is gone), refuses its later connections, inbound or outbound, right after set-up
+    /// (`peerlane_connections_refused_total{reason="banned"}`), and fails dials to it with
+    /// [`Error::Banned`] before connecting. The ban lasts until [`unban`](Self::unban) or the
+    /// end of the process.
+    ///
+    /// Returns whether the peer was not banned yet. Fails with [`Error::ShutDown`] only if
+    /// the network is shut down (the ban is recorded all the same).
+    pub async fn ban(&self, peer_id: PeerId) -> Result<bool, Error> {
+        let newly = self.banned.insert(peer_id);
+        tracing::info!(network_id = %self.network_id, %peer_id, "peer banned");
+        match self.manager.disconnect_because(peer_id, "banned").await {
+            Ok(()) | Err(Error::NotConnected { .. }) => Ok(newly),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Lifts the ban on `peer_id`; returns whether it was banned.
+    pub fn unban(&self, peer_id: PeerId) -> bool {
+        let was = self.banned.remove(peer_id);
+        if was {
+            tracing::info!(network_id = %self.network_id, %peer_id, "peer unbanned");
+        }
+        was
+    }
+
+    /// The banned peers, sorted.
+    pub fn banned(&self) -> Vec<PeerId> {
+        self.banned.to_vec()
     }
 
     /// Who is connected, with what.

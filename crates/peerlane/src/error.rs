@@ -109,6 +109,14 @@ pub enum Error {
         peer: PeerNetworkId,
     },
 
+    /// The peer is banned on this network ([`Network::ban`](crate::Network::ban)): a dial
+    /// fails with this before connecting, and a connection set up before the ban is closed.
+    #[error("dial: {peer} is banned")]
+    Banned {
+        /// The peer.
+        peer: PeerNetworkId,
+    },
+
     // Sending and receiving.
     /// The client has no network with this id.
     #[error("network {network_id} is not served by this client")]
@@ -285,6 +293,9 @@ impl Error {
     pub(crate) fn dial_failure(&self) -> DialFailure {
         if matches!(self, Self::AlreadyConnected { .. }) {
             return DialFailure::AlreadyConnected;
+        }
+        if matches!(self, Self::Banned { .. }) {
+            return DialFailure::Other;
         }
         match self.setup_failure() {
             SetupFailure::Transport => DialFailure::Unreachable,

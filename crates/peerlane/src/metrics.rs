@@ -65,6 +65,9 @@ pub enum RefusalReason {
     /// A connection to ourselves (`self`). Noise refuses self-dials first, so this is only a
     /// safety net.
     SelfConnection,
+    /// A connection, inbound or outbound, with a banned peer (`banned`); see
+    /// [`Network::ban`](crate::Network::ban).
+    Banned,
 }
 
 /// Why a connection could not be set up, for `peerlane_connection_setup_failures_total`.
@@ -330,6 +333,7 @@ impl RefusalReason {
         match self {
             Self::InboundLimit => "too_many_inbound",
             Self::SelfConnection => "self",
+            Self::Banned => "banned",
         }
     }
 }

@@ -11,13 +11,13 @@
 //! ```
 //!
 //! The peer manager is the only writer of its network's entries in [`PeersAndMetadata`]. For
-//! every connection that finished set-up it decides whether to keep it (the inbound limit,
-//! simultaneous dials: [`resolve_simultaneous_dial`]), spawns a [`Peer`] for it with the
+//! every connection that finished set-up it decides whether to keep it (the ban list, the
+//! inbound limit, simultaneous dials: [`resolve_simultaneous_dial`]), spawns a [`Peer`] for it with the
 //! network's router, registers it and announces `NewPeer`. When a peer's tasks end it
 //! announces `LostPeer`, unless that connection had been replaced already.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use connectivity_manager::{Action, ConnectionEvent as ConnectivityEvent, ConnectivityHandle};
 
@@ -45,6 +45,50 @@ pub(crate) const REQUEST_CAPACITY: usize = 64;
 /// Connections that finished set-up and wait for the actor (from the listener and from dials).
 /// Their tasks wait when it is full, which also holds up the listener's accepting.
 pub(crate) const NEW_CONNECTION_CAPACITY: usize = 64;
+
+/// The banned peers of a network, shared by its [`Network`](crate::Network) handle (which
+/// changes it) and its peer manager (which refuses their connections and dials).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BanList(Arc<RwLock<HashSet<PeerId>>>);
+
+impl BanList {
+    /// Bans `peer_id`; whether it was not banned yet.
+    pub(crate) fn insert(&self, peer_id: PeerId) -> bool {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer_id)
+    }
+
+    /// Lifts the ban on `peer_id`; whether it was banned.
+    pub(crate) fn remove(&self, peer_id: PeerId) -> bool {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&peer_id)
+    }
+
+    /// Whether `peer_id` is banned.
+    pub(crate) fn contains(&self, peer_id: PeerId) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&peer_id)
+    }
+
+    /// The banned peers, sorted.
+    pub(crate) fn to_vec(&self) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        peers.sort();
+        peers
+    }
+}
 
 /// A cloneable handle on a [`PeerManager`]: dial and disconnect.
 #[derive(Clone, Debug)]
@@ -101,6 +145,8 @@ pub(crate) struct Parts {
     pub(crate) shutdown: CancellationToken,
     /// Where to report connections and disconnections for the connectivity manager.
     pub(crate) connectivity: Option<ConnectivityHandle>,
+    /// Peers whose connections are refused and whose dials fail.
+    pub(crate) banned: BanList,
 }
 
 /// The actor's inputs, made before the actor so that handles can exist first.
@@ -392,6 +438,11 @@ impl PeerManager {
             let _ = reply_tx.send(Err(Error::AlreadyConnected { peer }));
             return;
         }
+        if self.parts.banned.contains(peer_id) {
+            tracing::debug!(%peer, %addr, "not dialing a banned peer");
+            let _ = reply_tx.send(Err(Error::Banned { peer }));
+            return;
+        }
         // Fails before connecting for an address we cannot use (no key, handshake version).
         let dial = match self.parts.transport.dial(peer_id, addr.clone()) {
             Ok(dial) => dial,
@@ -464,6 +515,14 @@ impl PeerManager {
                 .record_refused(RefusalReason::SelfConnection);
             tracing::warn!(%peer, origin = %metadata.origin, reason = RefusalReason::SelfConnection.as_str(), "connection refused");
             reply(Err(Error::SelfConnection));
+            return;
+        }
+
+        if self.parts.banned.contains(peer_id) {
+            // Dropping the connection closes the socket, which is all the remote learns.
+            self.parts.metrics.record_refused(RefusalReason::Banned);
+            tracing::info!(%peer, origin = %metadata.origin, reason = RefusalReason::Banned.as_str(), "connection refused");
+            reply(Err(Error::Banned { peer }));
             return;
         }
 
