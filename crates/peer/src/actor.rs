@@ -36,7 +36,9 @@ use wire::{
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::handle::{DisconnectReason, PeerHandle};
-use crate::inbound::{InboundEvent, InboundRouter, RouteError, RpcResponder};
+use crate::inbound::{
+    HeldBack, InboundEvent, InboundRouter, RouteError, RpcResponder, TryRouteError,
+};
 use crate::metrics::{Direction, InboundDropReason, MessageKind, Metrics, RemoteErrorCode};
 use crate::queue::Priority;
 use crate::rpc::RequestRefused;
@@ -157,7 +159,17 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 item = self.stream.next() => item,
             };
             match item {
-                Some(Ok(message)) => self.handle_frame(message),
+                Some(Ok(message)) => {
+                    if let Some(blocked) = self.handle_frame(message) {
+                        // Back-pressure: read nothing more until the application has room.
+                        tokio::select! {
+                            biased;
+                            () = &mut cancelled => break DisconnectReason::Shutdown,
+                            () = blocked.room => {}
+                        }
+                        self.deliver(blocked.event);
+                    }
+                }
                 Some(Err(err)) if err.is_recoverable() => self.handle_malformed_frame(&err),
                 Some(Err(err)) => {
                     let reason = read_disconnect_reason(&err);
@@ -170,19 +182,22 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         self.shared.begin_close(reason);
     }
 
-    fn handle_frame(&mut self, frame: MultiplexMessage) {
+    /// Handles one frame; returns the event the application's queue asked us to hold back
+    /// (back-pressure), if any.
+    fn handle_frame(&mut self, frame: MultiplexMessage) -> Option<HeldBack> {
         match frame {
             MultiplexMessage::Message(message) => self.dispatch(message),
             MultiplexMessage::Stream(piece) => {
                 match self.reassembler.handle_stream_message(piece) {
                     Ok(Some(message)) => {
                         self.shared.metrics.record_stream(Direction::Received);
-                        self.dispatch(message);
+                        self.dispatch(message)
                     }
-                    Ok(None) => {}
+                    Ok(None) => None,
                     Err(err) => {
                         self.shared.metrics.record_stream_error();
                         debug!(error = %ErrorChain(&err), "stream message refused");
+                        None
                     }
                 }
             }
@@ -199,7 +214,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    fn dispatch(&self, message: NetworkMessage) {
+    fn dispatch(&self, message: NetworkMessage) -> Option<HeldBack> {
         self.shared
             .metrics
             .record_message(Direction::Received, &message);
@@ -207,28 +222,53 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let sender = self.shared.metadata.remote_peer_id;
         match message {
             NetworkMessage::DirectSendMsg(message) => {
-                let protocol_id = message.protocol_id;
                 let event = InboundEvent::DirectSend {
                     sender,
-                    protocol_id,
+                    protocol_id: message.protocol_id,
                     payload: message.raw_msg,
                 };
-                if let Err(err) = self.router.route(event) {
-                    self.route_failed(err, MessageKind::DirectSend, || {
-                        NotSupportedType::DirectSendMsg(protocol_id)
-                    });
-                }
+                self.try_deliver(event)
             }
             NetworkMessage::RpcRequest(request) => self.handle_rpc_request(request),
             NetworkMessage::RpcResponse(response) => {
-                self.shared
-                    .complete_rpc(response.request_id, response.raw_response, Instant::now())
+                // Straight to the waiting caller: responses never wait for an application.
+                self.shared.complete_rpc(
+                    response.request_id,
+                    response.raw_response,
+                    Instant::now(),
+                );
+                None
             }
-            NetworkMessage::Error(code) => self.handle_remote_error(code),
+            NetworkMessage::Error(code) => {
+                self.handle_remote_error(code);
+                None
+            }
         }
     }
 
-    fn handle_rpc_request(&self, request: RpcRequest) {
+    /// Hands `event` to its application; a queue applying back-pressure may hand it back.
+    fn try_deliver(&self, event: InboundEvent) -> Option<HeldBack> {
+        let (kind, not_supported) = route_labels(&event);
+        match self.router.try_route(event) {
+            Ok(()) => None,
+            Err(TryRouteError::Refused(err)) => {
+                self.route_failed(err, kind, not_supported);
+                None
+            }
+            Err(TryRouteError::Full(held)) => Some(*held),
+        }
+    }
+
+    /// Hands `event` to its application after waiting for room: whatever still does not fit
+    /// is dropped and counted.
+    fn deliver(&self, event: InboundEvent) {
+        let (kind, not_supported) = route_labels(&event);
+        if let Err(err) = self.router.route(event) {
+            self.route_failed(err, kind, not_supported);
+        }
+    }
+
+    fn handle_rpc_request(&self, request: RpcRequest) -> Option<HeldBack> {
         let RpcRequest {
             protocol_id,
             request_id,
@@ -247,9 +287,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     InboundDropReason::TooManyRpcs,
                 );
                 debug!(%request_id, %protocol_id, "too many inbound rpcs, request dropped");
-                return;
+                return None;
             }
-            Err(RequestRefused::Closed) => return,
+            Err(RequestRefused::Closed) => return None,
         };
         let responder = RpcResponder::new(
             Arc::downgrade(&self.shared),
@@ -264,20 +304,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             payload: raw_request,
             responder,
         };
-        if let Err(err) = self.router.route(event) {
-            self.route_failed(err, MessageKind::RpcRequest, || {
-                NotSupportedType::RpcRequest(protocol_id)
-            });
-        }
+        self.try_deliver(event)
     }
 
     /// Counts a message the router refused, and answers `NotSupported` for an unknown protocol.
-    fn route_failed(
-        &self,
-        err: RouteError,
-        kind: MessageKind,
-        not_supported: impl FnOnce() -> NotSupportedType,
-    ) {
+    fn route_failed(&self, err: RouteError, kind: MessageKind, not_supported: NotSupportedType) {
         let reason = match err {
             RouteError::UnknownProtocol => InboundDropReason::UnknownProtocol,
             RouteError::QueueFull => InboundDropReason::QueueFull,
@@ -286,7 +317,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         debug!(%kind, %reason, "inbound message not delivered");
         if err == RouteError::UnknownProtocol {
             self.reply(NetworkMessage::Error(ErrorCode::NotSupported(
-                not_supported(),
+                not_supported,
             )));
         }
     }
@@ -325,6 +356,20 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         if let Err(err) = self.shared.push(Priority::High, message) {
             trace!(error = %err, "error reply not queued");
         }
+    }
+}
+
+/// The metric kind of an inbound event, and how to tell the remote its protocol is unknown.
+fn route_labels(event: &InboundEvent) -> (MessageKind, NotSupportedType) {
+    match event {
+        InboundEvent::DirectSend { protocol_id, .. } => (
+            MessageKind::DirectSend,
+            NotSupportedType::DirectSendMsg(*protocol_id),
+        ),
+        InboundEvent::RpcRequest { protocol_id, .. } => (
+            MessageKind::RpcRequest,
+            NotSupportedType::RpcRequest(*protocol_id),
+        ),
     }
 }
 

@@ -2,6 +2,8 @@
 //! [`InboundRouter`], and an [`RpcResponder`] with each request.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Weak;
 
 use bytes::Bytes;
@@ -72,6 +74,49 @@ pub trait InboundRouter: Send + Sync + 'static {
     /// peer counts both errors; for [`RouteError::UnknownProtocol`] it also tells the remote,
     /// with `Error(NotSupported(..))`.
     fn route(&self, event: InboundEvent) -> Result<(), RouteError>;
+
+    /// Like [`route`](Self::route), but an application queue that applies back-pressure may
+    /// hand the event back instead of dropping it ([`TryRouteError::Full`]). The reader then
+    /// stops reading the socket until the returned future resolves, and hands the event to
+    /// [`route`](Self::route), which must not wait: so the router decides how long the reader
+    /// may wait (the future should resolve at a deadline even if no room appeared), and what
+    /// `route` does with an event that still does not fit.
+    ///
+    /// The default never asks to wait.
+    fn try_route(&self, event: InboundEvent) -> Result<(), TryRouteError> {
+        self.route(event).map_err(TryRouteError::Refused)
+    }
+}
+
+/// A future an [`InboundRouter`] hands the reader with [`TryRouteError::Full`]: it resolves
+/// when the reader should try again.
+pub type RoomFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Why [`InboundRouter::try_route`] did not take an event.
+#[derive(Debug)]
+pub enum TryRouteError {
+    /// Dropped, as by [`InboundRouter::route`].
+    Refused(RouteError),
+    /// The application's queue is full and asks for back-pressure: the event comes back, to
+    /// be handed to [`InboundRouter::route`] once its `room` resolves. Boxed: rare, and it
+    /// keeps the common `Ok` small.
+    Full(Box<HeldBack>),
+}
+
+/// An event a back-pressure queue handed back, and when to try again.
+pub struct HeldBack {
+    /// The event, not delivered yet.
+    pub event: InboundEvent,
+    /// Resolves when there may be room, or when the router stops waiting.
+    pub room: RoomFuture,
+}
+
+impl fmt::Debug for HeldBack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldBack")
+            .field("event", &self.event)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an [`InboundRouter`] did not take an event.

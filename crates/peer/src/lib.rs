@@ -14,7 +14,8 @@
 //!
 //! inbound:
 //!   socket ──► reader task: MultiplexMessageStream ──► Reassembler (stream pieces)
-//!     ├─ DirectSendMsg ─────────────► InboundRouter::route (never awaited)
+//!     ├─ DirectSendMsg ─────────────► InboundRouter::try_route (waits only for a queue
+//!     │                                 that asks for back-pressure, see TryRouteError)
 //!     ├─ RpcRequest ─► InboundRpcs (cap, deadline) ─► route, with an RpcResponder
 //!     │                    RpcResponder::respond ──► RpcResponse on the high lane
 //!     ├─ RpcResponse ─► OutboundRpcs ─► the waiting PeerHandle::rpc
@@ -58,6 +59,8 @@ pub use config::{
 pub use connection::{Connection, ConnectionId, ConnectionMetadata};
 pub use error::Error;
 pub use handle::{DisconnectReason, PeerHandle};
-pub use inbound::{InboundEvent, InboundRouter, RouteError, RpcResponder};
+pub use inbound::{
+    HeldBack, InboundEvent, InboundRouter, RoomFuture, RouteError, RpcResponder, TryRouteError,
+};
 pub use metrics::Metrics;
 pub use queue::Priority;

@@ -17,12 +17,13 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
 use futures::stream::SelectAll;
 use netcore::PeerId;
-use peer::{InboundEvent, InboundRouter, RouteError, RpcResponder};
+use peer::{HeldBack, InboundEvent, InboundRouter, RouteError, RpcResponder, TryRouteError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wire::{NetworkId, ProtocolId};
@@ -30,7 +31,7 @@ use wire::{NetworkId, ProtocolId};
 use crate::error::Error;
 use crate::metrics::{Metrics, QueueEvent};
 use crate::peers::PeerNetworkId;
-use crate::queue::{Dropped, KeyedReceiver, KeyedSender};
+use crate::queue::{Dropped, KeyedReceiver, KeyedSender, Overflow};
 
 /// Something a peer sent the application.
 #[derive(Debug)]
@@ -97,8 +98,16 @@ struct EventsPart<M> {
 
 /// Routes a network's inbound messages to the applications' queues by protocol.
 pub(crate) struct Router {
-    apps: HashMap<ProtocolId, AppQueue>,
+    /// Indexed by protocol id: an array look-up per message rather than a hash.
+    apps: Box<[Option<Route>]>,
     metrics: Metrics,
+}
+
+/// Where one protocol's messages go.
+struct Route {
+    queue: AppQueue,
+    /// `Some(max_wait)` when the queue applies back-pressure.
+    wait: Option<Duration>,
 }
 
 impl<M> RpcReplier<M>
@@ -247,29 +256,31 @@ where
 impl Router {
     /// A router over the applications' queues, by protocol.
     pub(crate) fn new(apps: HashMap<ProtocolId, AppQueue>, metrics: Metrics) -> Self {
-        Self { apps, metrics }
+        let mut routes: Box<[Option<Route>]> = (0..=u8::MAX).map(|_| None).collect();
+        for (protocol, queue) in apps {
+            let config = queue.config();
+            let wait = (config.overflow == Overflow::Wait).then(|| config.max_wait());
+            routes[usize::from(protocol.as_u8())] = Some(Route { queue, wait });
+        }
+        Self {
+            apps: routes,
+            metrics,
+        }
     }
-}
 
-impl InboundRouter for Router {
-    fn route(&self, event: InboundEvent) -> Result<(), RouteError> {
-        let (sender, protocol_id, inbound) = match event {
-            InboundEvent::DirectSend {
-                sender,
-                protocol_id,
-                payload,
-            } => (sender, protocol_id, Inbound::DirectSend(payload)),
-            InboundEvent::RpcRequest {
-                sender,
-                protocol_id,
-                payload,
-                responder,
-            } => (sender, protocol_id, Inbound::Rpc(payload, responder)),
-        };
-        let Some(queue) = self.apps.get(&protocol_id) else {
-            return Err(RouteError::UnknownProtocol);
-        };
-        match queue.push((sender, protocol_id), inbound) {
+    fn route_of(&self, protocol_id: ProtocolId) -> Result<&Route, RouteError> {
+        self.apps[usize::from(protocol_id.as_u8())]
+            .as_ref()
+            .ok_or(RouteError::UnknownProtocol)
+    }
+
+    /// Counts what a push did, and tells the peer whether the message was taken.
+    fn outcome(
+        &self,
+        protocol_id: ProtocolId,
+        pushed: Result<(), Dropped<Inbound>>,
+    ) -> Result<(), RouteError> {
+        match pushed {
             Ok(()) => {
                 self.metrics
                     .record_queue_event(protocol_id, QueueEvent::Enqueued);
@@ -283,7 +294,8 @@ impl InboundRouter for Router {
                     .record_queue_event(protocol_id, QueueEvent::DroppedOldest);
                 Ok(())
             }
-            Err(Dropped::Newest(_)) => {
+            // `Full` only comes from `try_route`, which handles it; here it is a drop like any.
+            Err(Dropped::Newest(_) | Dropped::Full(_)) => {
                 self.metrics
                     .record_queue_event(protocol_id, QueueEvent::DroppedNewest);
                 Err(RouteError::QueueFull)
@@ -294,6 +306,71 @@ impl InboundRouter for Router {
                     .record_queue_event(protocol_id, QueueEvent::Closed);
                 Err(RouteError::QueueFull)
             }
+        }
+    }
+}
+
+/// An inbound event as the key and item of an application's queue.
+fn split(event: InboundEvent) -> ((PeerId, ProtocolId), Inbound) {
+    match event {
+        InboundEvent::DirectSend {
+            sender,
+            protocol_id,
+            payload,
+        } => ((sender, protocol_id), Inbound::DirectSend(payload)),
+        InboundEvent::RpcRequest {
+            sender,
+            protocol_id,
+            payload,
+            responder,
+        } => ((sender, protocol_id), Inbound::Rpc(payload, responder)),
+    }
+}
+
+/// The inverse of [`split`]: an item handed back to the peer for back-pressure.
+fn join((sender, protocol_id): (PeerId, ProtocolId), inbound: Inbound) -> InboundEvent {
+    match inbound {
+        Inbound::DirectSend(payload) => InboundEvent::DirectSend {
+            sender,
+            protocol_id,
+            payload,
+        },
+        Inbound::Rpc(payload, responder) => InboundEvent::RpcRequest {
+            sender,
+            protocol_id,
+            payload,
+            responder,
+        },
+    }
+}
+
+impl InboundRouter for Router {
+    /// Never waits: a full back-pressure queue drops the newest here, like a FIFO queue (the
+    /// reader calls this once it has waited `max_wait_ms`).
+    fn route(&self, event: InboundEvent) -> Result<(), RouteError> {
+        let (key, inbound) = split(event);
+        let route = self.route_of(key.1)?;
+        let pushed = route.queue.push_without_waiting(key, inbound);
+        self.outcome(key.1, pushed)
+    }
+
+    fn try_route(&self, event: InboundEvent) -> Result<(), TryRouteError> {
+        let (key, inbound) = split(event);
+        let route = self.route_of(key.1).map_err(TryRouteError::Refused)?;
+        match (route.queue.push(key, inbound), route.wait) {
+            (Err(Dropped::Full(inbound)), Some(max_wait)) => {
+                self.metrics.record_queue_event(key.1, QueueEvent::Waited);
+                let room = route.queue.wait_for_room(key);
+                let room = Box::pin(async move {
+                    // Either way the reader then routes the message without waiting.
+                    let _ = tokio::time::timeout(max_wait, room).await;
+                });
+                Err(TryRouteError::Full(Box::new(HeldBack {
+                    event: join(key, inbound),
+                    room,
+                })))
+            }
+            (pushed, _) => self.outcome(key.1, pushed).map_err(TryRouteError::Refused),
         }
     }
 }

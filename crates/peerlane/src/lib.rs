@@ -139,9 +139,11 @@ pub use error::{Error, MessageKind};
 pub use events::{Event, NetworkEvents, RpcReplier};
 pub use health::{HealthCheckerMsg, Ping, Pong};
 pub use metrics::{ConnectionEvent, Metrics, PingResult, QueueEvent, RefusalReason, SetupFailure};
-pub use peers::{ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata};
+pub use peers::{
+    ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeerStats, PeersAndMetadata,
+};
 pub use queue::{
-    DEFAULT_CAPACITY_PER_KEY, Dropped, KeyedQueue, KeyedReceiver, KeyedSender, QueueConfig,
-    QueueCounters, QueueStyle, keyed_channel,
+    DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_WAIT_MS, Dropped, KeyedQueue, KeyedReceiver, KeyedSender,
+    Overflow, QueueConfig, QueueCounters, QueueStyle, keyed_channel,
 };
 pub use transport::{HANDSHAKE_VERSION, Socket, TransportKind};

@@ -144,6 +144,10 @@ pub enum QueueEvent {
     DroppedOldest,
     /// Dropped on arrival: the application no longer reads its events.
     Closed,
+    /// Found its (peer, protocol) queue full, which applies back-pressure
+    /// ([`Overflow::Wait`](crate::Overflow::Wait)): the peer's reader waited for room before
+    /// queueing it (or, after `max_wait_ms`, dropped it as `dropped_newest`).
+    Waited,
 }
 
 /// How a health-check ping ended, for `peerlane_health_pings_total`.
@@ -406,6 +410,7 @@ impl QueueEvent {
             Self::DroppedNewest => "dropped_newest",
             Self::DroppedOldest => "dropped_oldest",
             Self::Closed => "closed",
+            Self::Waited => "waited",
         }
     }
 }

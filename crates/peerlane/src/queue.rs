@@ -17,6 +17,16 @@
 //!   dropped item in [`Dropped`] and the counters record it.
 //! - The number of keys is bounded by what the producers can name (for the facade: connected
 //!   peers × protocols), because a key whose queue becomes empty is removed at once.
+//!
+//! # Back-pressure
+//!
+//! With [`Overflow::Wait`] a full key queue drops nothing: [`KeyedSender::push`] hands the item
+//! back as [`Dropped::Full`], and the producer waits for room
+//! ([`KeyedSender::wait_for_room`], at most [`QueueConfig::max_wait_ms`]) before pushing it
+//! again. In the facade the producer is a peer's reader task, so while it waits it reads
+//! nothing more from that peer's socket and TCP flow control pushes back to the sender, whose
+//! outbound lane then fills and refuses with `QueueFull`. The price: every protocol of that
+//! peer waits with it, which is why it is opt-in (see [`Overflow::Wait`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -26,9 +36,11 @@ use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use futures::Stream;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 /// What a full queue drops, and in which order a queue is drained.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -44,6 +56,29 @@ pub enum QueueStyle {
     Lifo,
 }
 
+/// What a push onto a full key queue does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Drop as the [`QueueStyle`] says (FIFO: the pushed item, LIFO: the oldest one), as
+    /// AptosNet does. The producer never waits.
+    #[default]
+    Drop,
+    /// Back-pressure: drop nothing; the producer waits for room, for at most
+    /// [`QueueConfig::max_wait_ms`] per item, and only then drops the pushed item (counted as
+    /// `dropped_newest`).
+    ///
+    /// In the facade the producer is the peer's reader task: while it waits it reads nothing
+    /// from that peer, so TCP flow control slows the remote sender down (its outbound lane fills
+    /// and refuses with `QueueFull`) instead of messages being lost. The trade-off: a slow
+    /// consumer of one protocol then delays every message of that peer, on every protocol and
+    /// for every application, RPC responses included (they are read from the same socket; they
+    /// never wait for queue room themselves, as they go to the RPC table). Other peers are not
+    /// delayed. `max_wait_ms` bounds how long one message can hold the peer up, so a consumer
+    /// that stopped reading cannot stall the peer's other protocols forever.
+    Wait,
+}
+
 /// How one keyed queue is bounded and drained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,11 +88,23 @@ pub struct QueueConfig {
     /// Items held per key. Default [`DEFAULT_CAPACITY_PER_KEY`] (1024). Memory: up to this many
     /// messages per (peer, protocol) pair the application has not taken yet.
     pub capacity_per_key: NonZeroUsize,
+    /// Whether a full key queue drops ([`Overflow::Drop`], the default) or makes the producer
+    /// wait for room ([`Overflow::Wait`], back-pressure; read its trade-off first).
+    pub overflow: Overflow,
+    /// With [`Overflow::Wait`]: how long a producer waits for room for one item, in
+    /// milliseconds, before that item is dropped and counted. Default
+    /// [`DEFAULT_MAX_WAIT_MS`]. Ignored with [`Overflow::Drop`].
+    pub max_wait_ms: u64,
 }
 
 /// Items held per key unless configured: AptosNet's channel capacity (architecture.md,
 /// "Defaults").
 pub const DEFAULT_CAPACITY_PER_KEY: NonZeroUsize = NonZeroUsize::new(1024).unwrap();
+
+/// How long a producer waits for room in a full [`Overflow::Wait`] queue unless configured:
+/// 1 s, long enough to ride out a busy consumer, short enough that a stalled one does not hold
+/// a peer's other protocols up for long.
+pub const DEFAULT_MAX_WAIT_MS: u64 = 1_000;
 
 /// An item a push dropped, and why. The dropped item is handed back so the caller can log or
 /// answer it (a dropped RPC request's responder, for example, is dropped with it).
@@ -68,13 +115,16 @@ pub enum Dropped<T> {
     /// The key's [`QueueStyle::Lifo`] queue was full: the pushed item was queued and this, the
     /// oldest item of the key, was dropped to make room.
     Oldest(T),
+    /// The key's [`Overflow::Wait`] queue was full: the pushed item was not queued and nothing
+    /// was dropped. Wait for room and push it again.
+    Full(T),
     /// The receiver is gone: the pushed item was not queued.
     Closed(T),
 }
 
 /// What a keyed queue has done since it was created.
 ///
-/// Invariants: `pushed = enqueued + dropped_newest + closed`, and
+/// Invariants: `pushed = enqueued + dropped_newest + closed + full`, and
 /// `len = enqueued − dequeued − dropped_oldest`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueCounters {
@@ -88,6 +138,9 @@ pub struct QueueCounters {
     pub dropped_oldest: u64,
     /// Pushed items refused because the receiver was gone ([`keyed_channel`] only).
     pub closed: u64,
+    /// Pushes refused without dropping because their [`Overflow::Wait`] key queue was full
+    /// (the producer waits and pushes again, so one item may count several times).
+    pub full: u64,
 }
 
 /// The sans-IO keyed queue: one bounded queue per key, popped round-robin.
@@ -134,7 +187,9 @@ where
             senders: 1,
             receiver_alive: true,
             waker: None,
+            room_wanted: false,
         }),
+        room: Notify::new(),
     });
     (
         KeyedSender {
@@ -146,19 +201,53 @@ where
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self {
-            style: QueueStyle::default(),
-            capacity_per_key: DEFAULT_CAPACITY_PER_KEY,
-        }
+        Self::new(QueueStyle::default(), DEFAULT_CAPACITY_PER_KEY)
     }
 }
 
 impl QueueConfig {
-    /// A config with `style` and room for `capacity_per_key` items per key.
+    /// A config with `style` and room for `capacity_per_key` items per key, that drops when
+    /// full ([`Overflow::Drop`]).
     pub const fn new(style: QueueStyle, capacity_per_key: NonZeroUsize) -> Self {
         Self {
             style,
             capacity_per_key,
+            overflow: Overflow::Drop,
+            max_wait_ms: DEFAULT_MAX_WAIT_MS,
+        }
+    }
+
+    /// A FIFO config with room for `capacity_per_key` items per key and back-pressure
+    /// ([`Overflow::Wait`], for at most [`DEFAULT_MAX_WAIT_MS`] per item).
+    pub const fn backpressure(capacity_per_key: NonZeroUsize) -> Self {
+        Self::new(QueueStyle::Fifo, capacity_per_key).with_overflow(Overflow::Wait)
+    }
+
+    /// The same config with `overflow`.
+    pub const fn with_overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// The same config with a producer waiting at most `max_wait_ms` for room
+    /// ([`Overflow::Wait`] only).
+    pub const fn with_max_wait_ms(mut self, max_wait_ms: u64) -> Self {
+        self.max_wait_ms = max_wait_ms;
+        self
+    }
+
+    /// [`max_wait_ms`](Self::max_wait_ms) as a duration.
+    pub const fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
+    }
+}
+
+impl Overflow {
+    /// `"drop"` or `"wait"`, for logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Wait => "wait",
         }
     }
 }
@@ -177,16 +266,17 @@ impl<T> Dropped<T> {
     /// The dropped item.
     pub fn into_inner(self) -> T {
         match self {
-            Self::Newest(item) | Self::Oldest(item) | Self::Closed(item) => item,
+            Self::Newest(item) | Self::Oldest(item) | Self::Closed(item) | Self::Full(item) => item,
         }
     }
 
-    /// `"newest"`, `"oldest"` or `"closed"`, for logs and metric labels.
+    /// `"newest"`, `"oldest"`, `"closed"` or `"full"`, for logs and metric labels.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Self::Newest(_) => "newest",
             Self::Oldest(_) => "oldest",
             Self::Closed(_) => "closed",
+            Self::Full(_) => "full",
         }
     }
 }
@@ -207,8 +297,25 @@ where
     }
 
     /// Queues `item` under `key`. When the key's queue is full, drops according to the style
-    /// and returns what it dropped; the counters say the same.
+    /// and returns what it dropped, or with [`Overflow::Wait`] hands the item back as
+    /// [`Dropped::Full`]; the counters say the same.
     pub fn push(&mut self, key: K, item: T) -> Result<(), Dropped<T>> {
+        self.push_with(key, item, self.config.overflow)
+    }
+
+    /// Queues `item` under `key`, dropping as the style says when the key's queue is full,
+    /// whatever the configured [`Overflow`]: what a producer does once it has waited long
+    /// enough.
+    pub fn push_without_waiting(&mut self, key: K, item: T) -> Result<(), Dropped<T>> {
+        self.push_with(key, item, Overflow::Drop)
+    }
+
+    /// Whether a push under `key` would be queued without dropping anything.
+    pub fn has_room(&self, key: &K) -> bool {
+        self.len_of(key) < self.config.capacity_per_key.get()
+    }
+
+    fn push_with(&mut self, key: K, item: T, overflow: Overflow) -> Result<(), Dropped<T>> {
         let capacity = self.config.capacity_per_key.get();
         let queue = match self.queues.entry(key) {
             Entry::Occupied(entry) => entry.into_mut(),
@@ -224,6 +331,10 @@ where
             return Ok(());
         }
         // Full: the queue is non-empty, so the key is in the ring already.
+        if overflow == Overflow::Wait {
+            self.counters.full += 1;
+            return Err(Dropped::Full(item));
+        }
         match self.config.style {
             QueueStyle::Fifo => {
                 self.counters.dropped_newest += 1;
@@ -321,20 +432,101 @@ where
     K: Hash + Eq + Clone,
 {
     /// Queues `item` under `key` without waiting; see [`KeyedQueue::push`]. Fails with
-    /// [`Dropped::Closed`] once the receiver is gone. Wakes the receiver.
+    /// [`Dropped::Closed`] once the receiver is gone, and with [`Dropped::Full`] when the key's
+    /// [`Overflow::Wait`] queue is full (then [`wait_for_room`](Self::wait_for_room) and push
+    /// again, or use [`push_wait`](Self::push_wait)). Wakes the receiver.
     pub fn push(&self, key: K, item: T) -> Result<(), Dropped<T>> {
+        self.push_with(key, item, false)
+    }
+
+    /// Like [`push`](Self::push), but a full key queue drops as its style says even with
+    /// [`Overflow::Wait`]: what a producer does once it has waited
+    /// [`QueueConfig::max_wait_ms`].
+    pub fn push_without_waiting(&self, key: K, item: T) -> Result<(), Dropped<T>> {
+        self.push_with(key, item, true)
+    }
+
+    fn push_with(&self, key: K, item: T, without_waiting: bool) -> Result<(), Dropped<T>> {
         let mut state = self.shared.lock();
         if !state.receiver_alive {
             state.queue.counters.closed += 1;
             return Err(Dropped::Closed(item));
         }
-        let result = state.queue.push(key, item);
-        let waker = state.waker.take();
+        let result = if without_waiting {
+            state.queue.push_without_waiting(key, item)
+        } else {
+            state.queue.push(key, item)
+        };
+        // A refused push queued nothing: no need to wake the receiver for it.
+        let waker = match result {
+            Err(Dropped::Full(_)) => None,
+            _ => state.waker.take(),
+        };
         drop(state);
         if let Some(waker) = waker {
             waker.wake();
         }
         result
+    }
+
+    /// The queue's configuration.
+    pub fn config(&self) -> QueueConfig {
+        self.shared.lock().queue.config()
+    }
+}
+
+impl<K, T> KeyedSender<K, T>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    T: Send + 'static,
+{
+    /// Resolves once `key`'s queue has room for one more item, or the receiver is gone.
+    /// Resolves at once if it has room already. Does not reserve the room: another producer
+    /// may take it first, and then the next push is refused again.
+    ///
+    /// Cancel-safe. Does not borrow the sender, so it can be handed to another task.
+    pub fn wait_for_room(&self, key: K) -> impl Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            loop {
+                // Registered before the check, so a pop between the check and the await is
+                // not missed.
+                let notified = shared.room.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                {
+                    let mut state = shared.lock();
+                    if !state.receiver_alive || state.queue.has_room(&key) {
+                        return;
+                    }
+                    state.room_wanted = true;
+                }
+                notified.await;
+            }
+        }
+    }
+
+    /// Queues `item` under `key`, waiting for room in a full [`Overflow::Wait`] queue for at
+    /// most [`QueueConfig::max_wait_ms`]; then it drops as the style says. With
+    /// [`Overflow::Drop`] it never waits. Fails like [`push`](Self::push) otherwise.
+    ///
+    /// Cancel-safe only in that a cancelled call has queued nothing.
+    pub async fn push_wait(&self, key: K, item: T) -> Result<(), Dropped<T>> {
+        let mut item = match self.push(key.clone(), item) {
+            Err(Dropped::Full(item)) => item,
+            done => return done,
+        };
+        let deadline = tokio::time::Instant::now() + self.config().max_wait();
+        loop {
+            let room = self.wait_for_room(key.clone());
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return self.push_without_waiting(key, item);
+            }
+            item = match self.push(key.clone(), item) {
+                Err(Dropped::Full(item)) => item,
+                done => return done,
+            };
+        }
     }
 
     /// What the queue has done so far.
@@ -391,13 +583,25 @@ where
 
     /// The next item if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<(K, T)> {
-        self.shared.lock().queue.pop()
+        let mut state = self.shared.lock();
+        let item = state.queue.pop();
+        let room = item.is_some() && std::mem::take(&mut state.room_wanted);
+        drop(state);
+        if room {
+            self.shared.room.notify_waiters();
+        }
+        item
     }
 
     /// Polls for the next item; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<(K, T)>> {
         let mut state = self.shared.lock();
         if let Some(item) = state.queue.pop() {
+            let room = std::mem::take(&mut state.room_wanted);
+            drop(state);
+            if room {
+                self.shared.room.notify_waiters();
+            }
             return Poll::Ready(Some(item));
         }
         if state.senders == 0 {
@@ -445,6 +649,8 @@ impl<K, T> Drop for KeyedReceiver<K, T> {
         // when the last sender goes.
         let dropped = state.queue.take_all();
         drop(state);
+        // Producers waiting for room find the receiver gone and stop waiting.
+        self.shared.room.notify_waiters();
         // Dropped outside the lock: an item's destructor may do anything.
         drop(dropped);
     }
@@ -459,6 +665,8 @@ impl<K, T> fmt::Debug for KeyedReceiver<K, T> {
 /// The state both halves of a [`keyed_channel`] share.
 struct Shared<K, T> {
     state: Mutex<State<K, T>>,
+    /// Rung by a pop when a producer waits for room ([`State::room_wanted`]).
+    room: Notify,
 }
 
 struct State<K, T> {
@@ -468,6 +676,9 @@ struct State<K, T> {
     receiver_alive: bool,
     /// The receiver's waker while it waits for an item.
     waker: Option<Waker>,
+    /// Set by a producer that found its key full and waits on [`Shared::room`]; the next pop
+    /// clears it and rings, so pops cost nothing extra while nobody waits.
+    room_wanted: bool,
 }
 
 impl<K, T> Shared<K, T> {
@@ -574,6 +785,42 @@ mod tests {
         assert!(matches!(tx.push(1, item), Err(Dropped::Closed(_))));
         assert_eq!(tx.counters().closed, 1);
         assert!(tx.is_closed());
+    }
+
+    /// A full back-pressure key refuses without dropping; `push_wait` waits for the pop that
+    /// makes room, then queues; a waiter stops waiting when the receiver goes; after
+    /// `max_wait_ms` the pushed item is dropped as the newest.
+    #[tokio::test(start_paused = true)]
+    async fn backpressure_queue_waits_for_room_instead_of_dropping() {
+        let config = QueueConfig::backpressure(NonZeroUsize::new(1).unwrap());
+        let (tx, mut rx) = keyed_channel::<u8, u32>(config);
+        tx.push(1, 10).unwrap();
+        assert_eq!(tx.push(1, 11), Err(Dropped::Full(11)));
+        tx.push(2, 20).unwrap();
+        let producer = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.push_wait(1, 12).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!producer.is_finished());
+        assert_eq!(rx.next().await, Some((1, 10)));
+        producer.await.unwrap().unwrap();
+        assert_eq!(rx.next().await, Some((2, 20)));
+        assert_eq!(rx.next().await, Some((1, 12)));
+        let counters = rx.counters();
+        // Refused twice: the plain push of 11, and the first try of `push_wait(12)`.
+        assert_eq!((counters.full, counters.dropped_newest), (2, 0));
+
+        // Nobody pops: the wait ends at `max_wait_ms` and the item is dropped.
+        tx.push(1, 13).unwrap();
+        let start = tokio::time::Instant::now();
+        assert_eq!(tx.push_wait(1, 14).await, Err(Dropped::Newest(14)));
+        assert_eq!(start.elapsed(), config.max_wait());
+
+        let waiter = tokio::spawn(tx.wait_for_room(1));
+        tokio::task::yield_now().await;
+        drop(rx);
+        waiter.await.unwrap();
     }
 
     #[derive(Clone, Debug)]
