@@ -7,6 +7,9 @@
 //! - `peerlane node --config FILE` runs one network of a node (with state sync) until SIGINT
 //!   or SIGTERM, printing `listening on <address>` first; with `--admin HOST:PORT` it also
 //!   serves the admin API (metrics, peers, dial, disconnect, bans) over HTTP.
+//! - `peerlane bench <workload>` measures throughput, latency, connection rate or idle memory
+//!   of two nodes in one process, next to raw TCP and Noise baselines (`--all` runs them all,
+//!   `sweep` plots bulk throughput against message size); see docs/performance.md.
 //!
 //! `--log-format text|json` (any subcommand; default `text`) picks how log lines on stderr are
 //! written; `json` writes one JSON object per line.
@@ -15,6 +18,7 @@
 //! or whose full node did not catch up exits with 1.
 
 mod admin;
+mod bench;
 mod demo;
 mod keygen;
 mod node;
@@ -54,6 +58,8 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Run one network of a node until SIGINT or SIGTERM.
     Node(node::NodeArgs),
+    /// Benchmark two nodes in one process against raw TCP and Noise baselines.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Keygen(args) => keygen::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

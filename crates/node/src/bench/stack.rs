@@ -1,0 +1,417 @@
+//! The workloads through peerlane: two `Network`s over loopback TCP + Noise, driven through
+//! the public `NetworkClient` and `NetworkEvents`.
+//!
+//! Choices that keep the figures about the data path:
+//! - the health checker is off on every network (its pings are traffic the baselines lack);
+//! - no seeds, so the connectivity manager never redials (`connect` closes on purpose);
+//! - the receiving application's queue holds a whole run (`capacity_per_key` = the count), so a
+//!   receiver that falls behind buffers instead of dropping (DirectSend has no end-to-end
+//!   back-pressure); the sender retries on `QueueFull` after yielding;
+//! - the message limit is raised so that `sweep`'s 16 MiB messages fit (they are streamed as
+//!   fragments above the frame size).
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use peerlane::{
+    ConnectionNotification, Event, Network, NetworkBuilder, NetworkClient, NetworkConfig,
+    NetworkEvents, PeerNetworkId, QueueConfig, TransportKind,
+};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use wire::{NetworkId, ProtocolId};
+
+use super::{Measurement, Progress, Spec, Tally, Workload};
+
+/// The bench's direct-send protocol (BCS).
+const DIRECT: ProtocolId = ProtocolId::NETBENCH_DIRECT_SEND;
+/// The bench's RPC protocol (BCS).
+const RPC: ProtocolId = ProtocolId::NETBENCH_RPC;
+/// How long one RPC may take before the run fails.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// The message limit: room for 32 MiB payloads plus encoding.
+const MAX_MESSAGE_SIZE: usize = 33 << 20;
+
+/// The bench's application message: BCS writes it as a length-prefixed byte string.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Payload(Bytes);
+
+/// One network with the bench application.
+struct Node {
+    network: Network,
+    client: NetworkClient<Payload>,
+    events: NetworkEvents<Payload>,
+}
+
+impl Node {
+    /// Builds a network listening on a fresh loopback port; its application queue holds
+    /// `queue` items per (peer, protocol).
+    fn start(queue: u64, max_inbound_connections: Option<usize>) -> anyhow::Result<Self> {
+        let mut config = NetworkConfig::new(NetworkId::Public, "/ip4/127.0.0.1/tcp/0".parse()?);
+        config.health_check.enabled = false;
+        config.peer.max_message_size = MAX_MESSAGE_SIZE;
+        if let Some(limit) = max_inbound_connections {
+            config.max_inbound_connections = limit;
+            config.max_pending_inbound_upgrades =
+                NonZeroUsize::new(limit.max(1)).context("inbound limit")?;
+        }
+        let queue_config = QueueConfig {
+            capacity_per_key: NonZeroUsize::new(usize::try_from(queue)?.max(1024))
+                .context("queue capacity")?,
+            ..config.inbound_queue
+        };
+        let mut builder = NetworkBuilder::new(
+            config,
+            TransportKind::Tcp(Default::default()),
+            &mut Registry::default(),
+        )?;
+        let (client, events) = builder.add_application::<Payload>([DIRECT], [RPC], queue_config)?;
+        Ok(Self {
+            network: builder.build()?,
+            client,
+            events,
+        })
+    }
+
+    /// This node as seen by others.
+    fn id(&self) -> PeerNetworkId {
+        PeerNetworkId::new(NetworkId::Public, self.network.peer_id())
+    }
+
+    /// Dials `other` and waits until the connection is set up.
+    async fn dial(&self, other: &Self) -> anyhow::Result<()> {
+        self.network
+            .dial(
+                other.network.peer_id(),
+                other.network.listen_address().clone(),
+            )
+            .await
+            .context("dialing")
+    }
+}
+
+/// Runs `spec` through peerlane.
+pub(super) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
+    match spec.workload {
+        Workload::Bulk | Workload::Small | Workload::Sweep => one_way(spec, progress).await,
+        Workload::RpcLat => rpc_lat(spec, progress).await,
+        Workload::RpcTput => rpc_tput(spec, progress).await,
+        Workload::Connect => connect(spec, progress).await,
+        Workload::IdleMem => idle_mem(spec, progress).await,
+    }
+}
+
+async fn one_way(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
+    let sender = Node::start(1024, None)?;
+    let mut receiver = Node::start(spec.count, None)?;
+    sender.dial(&receiver).await?;
+    let to = receiver.id();
+    let client = sender.client.clone();
+    let (count, size) = (spec.count, spec.size);
+
+    let start = Instant::now();
+    let sending = tokio::spawn(async move {
+        let mut message = super::payload(0, size);
+        for seq in 0..count {
+            super::write_seq(&mut message, seq);
+            let payload = Payload(Bytes::copy_from_slice(&message));
+            loop {
+                match client.send_to_peer(to, &payload) {
+                    Ok(()) => break,
+                    Err(err) if err.is_queue_full() => tokio::task::yield_now().await,
+                    Err(err) => bail!("send {seq} failed: {err}"),
+                }
+            }
+        }
+        anyhow::Ok(())
+    });
+    let mut tally = Tally::new(count, size);
+    while !tally.is_complete() {
+        match receiver.events.next().await {
+            Some(Event::Message { message, .. }) => tally.record(&message.0)?,
+            Some(_) => bail!("unexpected event"),
+            None => bail!(
+                "events ended after {} of {count} messages",
+                tally.received()
+            ),
+        }
+        progress.tick();
+    }
+    let elapsed = start.elapsed();
+    sending.await??;
+    let (items, bytes) = tally.finish()?;
+    sender.network.shutdown().await;
+    receiver.network.shutdown().await;
+    Ok(Measurement {
+        elapsed,
+        items,
+        bytes,
+        ..Measurement::default()
+    })
+}
+
+/// Answers every RPC with its request (same id, same size).
+fn serve_echo(mut events: NetworkEvents<Payload>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let Event::RpcRequest {
+                request, responder, ..
+            } = event
+            {
+                responder.reply(request)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn rpc_lat(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
+    let client_node = Node::start(1024, None)?;
+    let server = Node::start(1024, None)?;
+    client_node.dial(&server).await?;
+    let to = server.id();
+    let Node {
+        network: server_network,
+        events: server_events,
+        ..
+    } = server;
+    let serving = serve_echo(server_events);
+
+    let mut latencies = Vec::with_capacity(spec.count as usize);
+    let mut request = super::payload(0, spec.size);
+    let mut measured_from = Instant::now();
+    for id in 0..spec.warmup + spec.count {
+        if id == spec.warmup {
+            measured_from = Instant::now();
+        }
+        super::write_seq(&mut request, id);
+        let message = Payload(Bytes::copy_from_slice(&request));
+        let start = Instant::now();
+        let response = client_node
+            .client
+            .send_rpc(to, message, RPC_TIMEOUT)
+            .await
+            .with_context(|| format!("RPC {id}"))?;
+        let took = start.elapsed();
+        super::check_response(&response.0, id, spec.size)?;
+        if id >= spec.warmup {
+            latencies.push(took);
+        }
+        progress.tick();
+    }
+    let elapsed = measured_from.elapsed();
+    client_node.network.shutdown().await;
+    server_network.shutdown().await;
+    serving.await??;
+    Ok(Measurement {
+        elapsed,
+        items: latencies.len() as u64,
+        latencies,
+        ..Measurement::default()
+    })
+}
+
+async fn rpc_tput(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
+    let client_node = Node::start(1024, None)?;
+    let server = Node::start(1024, None)?;
+    client_node.dial(&server).await?;
+    let to = server.id();
+    let Node {
+        network: server_network,
+        events: server_events,
+        ..
+    } = server;
+    let serving = serve_echo(server_events);
+
+    // Each of `concurrency` tasks keeps one RPC outstanding, taking the next id from a
+    // shared counter, so exactly `count` RPCs go out.
+    let next = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for _ in 0..spec.concurrency {
+        let (client, next, answered, progress) = (
+            client_node.client.clone(),
+            next.clone(),
+            answered.clone(),
+            progress.clone(),
+        );
+        let (count, size) = (spec.count, spec.size);
+        tasks.spawn(async move {
+            let mut request = super::payload(0, size);
+            loop {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                if id >= count {
+                    return anyhow::Ok(());
+                }
+                super::write_seq(&mut request, id);
+                let message = Payload(Bytes::copy_from_slice(&request));
+                let response = client
+                    .send_rpc(to, message, RPC_TIMEOUT)
+                    .await
+                    .with_context(|| format!("RPC {id}"))?;
+                super::check_response(&response.0, id, size)?;
+                answered.fetch_add(1, Ordering::Relaxed);
+                progress.tick();
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    let elapsed = start.elapsed();
+    let answered = answered.load(Ordering::Relaxed);
+    ensure!(
+        answered == spec.count,
+        "{answered} of {} RPCs answered",
+        spec.count
+    );
+    client_node.network.shutdown().await;
+    server_network.shutdown().await;
+    serving.await??;
+    Ok(Measurement {
+        elapsed,
+        items: answered,
+        ..Measurement::default()
+    })
+}
+
+/// Dial, one RPC, disconnect, and wait until the listener has seen the connection go; the
+/// whole cycle is timed.
+async fn connect(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
+    let dialer = Node::start(1024, None)?;
+    let listener = Node::start(1024, None)?;
+    let mut notifications = listener.network.peers_and_metadata().subscribe();
+    let dialer_id = dialer.network.peer_id();
+    let to = listener.id();
+    let Node {
+        network: listener_network,
+        events: listener_events,
+        ..
+    } = listener;
+    let serving = serve_echo(listener_events);
+    let (listener_peer, listener_addr) = (
+        listener_network.peer_id(),
+        listener_network.listen_address().clone(),
+    );
+
+    let mut request = super::payload(0, spec.size);
+    let start = Instant::now();
+    for id in 0..spec.count {
+        dialer
+            .network
+            .dial(listener_peer, listener_addr.clone())
+            .await
+            .with_context(|| format!("dial {id}"))?;
+        super::write_seq(&mut request, id);
+        let response = dialer
+            .client
+            .send_rpc(to, Payload(Bytes::copy_from_slice(&request)), RPC_TIMEOUT)
+            .await
+            .with_context(|| format!("RPC on connection {id}"))?;
+        super::check_response(&response.0, id, spec.size)?;
+        dialer
+            .network
+            .disconnect(listener_peer)
+            .await
+            .with_context(|| format!("disconnect {id}"))?;
+        loop {
+            match notifications.recv().await {
+                Some(ConnectionNotification::LostPeer(metadata, ..))
+                    if metadata.remote_peer_id == dialer_id =>
+                {
+                    break;
+                }
+                Some(_) => {}
+                None => bail!("the listener's notifications ended"),
+            }
+        }
+        progress.tick();
+    }
+    let elapsed = start.elapsed();
+    ensure!(
+        notifications.lost() == 0,
+        "the listener lost {} connection notifications",
+        notifications.lost()
+    );
+    dialer.network.shutdown().await;
+    listener_network.shutdown().await;
+    serving.await??;
+    Ok(Measurement {
+        elapsed,
+        items: spec.count,
+        ..Measurement::default()
+    })
+}
+
+/// N client networks (one per remote peer id) are built before the first memory reading, so
+/// only the connections count; then each dials the listening node.
+async fn idle_mem(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
+    let n = usize::try_from(spec.count)?;
+    let listener = Node::start(1024, Some(n + 16))?;
+    let mut notifications = listener.network.peers_and_metadata().subscribe();
+    let clients: Vec<Node> = (0..n)
+        .map(|_| Node::start(1024, None))
+        .collect::<anyhow::Result<_>>()?;
+    super::raw::settle().await;
+    let before = super::rss_bytes()?;
+
+    // A few dials at a time, within the listener's pending-upgrade limit.
+    let mut dials = FuturesUnordered::new();
+    let mut pending = clients.iter();
+    for client in pending.by_ref().take(32) {
+        dials.push(client.dial(&listener));
+    }
+    let mut dialed = 0;
+    while let Some(result) = dials.next().await {
+        result?;
+        dialed += 1;
+        progress.tick();
+        if let Some(client) = pending.next() {
+            dials.push(client.dial(&listener));
+        }
+    }
+    drop(dials);
+    // Every connection registered on the listening side as well.
+    let mut seen = listener
+        .network
+        .peers_and_metadata()
+        .connected_peers()
+        .len();
+    while seen < n {
+        match tokio::time::timeout(Duration::from_secs(10), notifications.recv()).await {
+            Ok(Some(_)) => {
+                seen = listener
+                    .network
+                    .peers_and_metadata()
+                    .connected_peers()
+                    .len()
+            }
+            Ok(None) => bail!("the listener's notifications ended"),
+            Err(_) => bail!("the listener has {seen} of {n} connections"),
+        }
+    }
+    super::raw::settle().await;
+    let after = super::rss_bytes()?;
+    ensure!(dialed == n, "{dialed} of {n} dials finished");
+
+    let shutdowns: FuturesUnordered<_> = clients
+        .into_iter()
+        .map(|node| node.network.shutdown())
+        .collect();
+    shutdowns.collect::<Vec<()>>().await;
+    listener.network.shutdown().await;
+    Ok(Measurement {
+        elapsed: Duration::ZERO,
+        items: spec.count,
+        rss_delta: Some(after - before),
+        ..Measurement::default()
+    })
+}
