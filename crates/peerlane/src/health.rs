@@ -6,6 +6,7 @@
 //! ticker (interval_ms) ─► HealthState::handle_tick, poll_ping ─► NetworkClient::send_rpc(Ping)
 //!                                                                   │ timeout_ms
 //! HealthState::handle_response ◄── Pong(nonce) / timeout / error ◄──┘
+//!     ├─► on success: PeersAndMetadata::record_rtt (PeerStats::last_rtt)
 //!     └─► poll_disconnect ─► NetworkClient::disconnect ─► LostPeer
 //! NetworkEvents<HealthCheckerMsg> ── Ping(n) ─► RpcReplier::reply(Pong(n))
 //! PeersAndMetadata::subscribe ── NewPeer / LostPeer ─► handle_connected / handle_disconnected
@@ -43,6 +44,7 @@
 //!   even one of a ping older than the last success (AptosNet ignores those).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -220,6 +222,8 @@ pub(crate) struct HealthChecker<R> {
 struct PingDone {
     ping: PingRequest,
     response: Result<HealthCheckerMsg, Error>,
+    /// From sending the ping to its outcome.
+    rtt: Duration,
 }
 
 impl HealthState {
@@ -539,8 +543,13 @@ where
             let timeout = self.parts.config.timeout();
             self.pings.push(Box::pin(async move {
                 let request = HealthCheckerMsg::Ping(Ping(ping.nonce));
+                let sent_at = Instant::now();
                 let response = client.send_rpc(ping.peer, request, timeout).await;
-                PingDone { ping, response }
+                PingDone {
+                    ping,
+                    response,
+                    rtt: sent_at.elapsed(),
+                }
             }));
         }
         debug_assert_eq!(self.pings.len(), self.state.in_flight());
@@ -561,7 +570,11 @@ where
     }
 
     fn handle_ping_done(&mut self, done: PingDone) {
-        let PingDone { ping, response } = done;
+        let PingDone {
+            ping,
+            response,
+            rtt,
+        } = done;
         let (response, error) = match response {
             Ok(HealthCheckerMsg::Pong(Pong(nonce))) => (PingResponse::Pong(nonce), None),
             Ok(HealthCheckerMsg::Ping(_)) => (PingResponse::Failed, None),
@@ -573,6 +586,10 @@ where
             return;
         };
         self.parts.metrics.record_health_ping(result);
+        if result == PingResult::Ok {
+            // The ping counted, so it went out on the peer's current connection.
+            self.parts.peers.record_rtt(ping.peer, rtt);
+        }
         if result.is_failure() {
             // Once per peer and interval at most: debug.
             tracing::debug!(

@@ -587,6 +587,8 @@ impl PeerManager {
             }
         }
 
+        // Taken before the socket moves into the peer's tasks.
+        let bytes = connection.socket.get_ref().counters();
         let handle = Peer::spawn(
             self.parts.peer_config.clone(),
             connection,
@@ -611,9 +613,12 @@ impl PeerManager {
             }
         }));
         tracing::info!(%peer, conn_id = %connection_id, %origin, "peer connected");
-        self.parts
-            .peers
-            .insert(self.parts.network_id, metadata.clone(), handle.clone());
+        self.parts.peers.insert(
+            self.parts.network_id,
+            metadata.clone(),
+            handle.clone(),
+            bytes,
+        );
         if reported {
             // Also on a replacement: the origin may have changed.
             self.connectivity_events

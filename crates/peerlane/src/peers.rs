@@ -8,7 +8,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
 
 use netcore::PeerId;
 use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, PeerHandle};
@@ -19,6 +21,7 @@ use tokio::sync::broadcast;
 use wire::{NetworkId, ProtocolIdSet};
 
 use crate::config::NOTIFICATION_CAPACITY;
+use crate::transport::ByteCounters;
 
 /// A peer on one of our networks: the same node on two networks is two peers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -82,6 +85,37 @@ struct Inner {
 struct PeerEntry {
     metadata: ConnectionMetadata,
     handle: PeerHandle,
+    /// When the connection was registered.
+    connected_since: SystemTime,
+    /// Counted by the connection's socket.
+    bytes: Arc<ByteCounters>,
+    /// The last successful health-check ping's round-trip time in microseconds;
+    /// [`NO_RTT`] before the first. Atomic so that recording needs only the read lock.
+    rtt_us: AtomicU64,
+}
+
+/// [`PeerEntry::rtt_us`] before the first successful ping.
+const NO_RTT: u64 = u64::MAX;
+
+/// Figures of a peer's current connection, as [`PeersAndMetadata::peer_stats`] reads them: a
+/// snapshot, taken without stopping the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// The connection the figures are about.
+    pub connection_id: ConnectionId,
+    /// When the connection was registered (after Noise and the handshake message), by the
+    /// system clock.
+    pub connected_since: SystemTime,
+    /// Bytes read from the connection's socket: what the wire carried in, Noise handshake,
+    /// framing and encryption overhead included.
+    pub bytes_received: u64,
+    /// Bytes written to the connection's socket, counted the same way.
+    pub bytes_sent: u64,
+    /// The round-trip time of the last successful health-check ping on this connection
+    /// (from sending the ping to reading the pong, microsecond precision); `None` before the
+    /// first, or when the network runs no health checker.
+    pub last_rtt: Option<Duration>,
 }
 
 impl PeerNetworkId {
@@ -159,6 +193,23 @@ impl PeersAndMetadata {
             .collect()
     }
 
+    /// The figures of `peer`'s current connection (bytes on the wire, connected since, last
+    /// ping round-trip time), if it is connected.
+    pub fn peer_stats(&self, peer: PeerNetworkId) -> Option<PeerStats> {
+        self.read().get(&peer).map(PeerEntry::stats)
+    }
+
+    /// The connected peers with the metadata and the figures of their current connection, in
+    /// one snapshot.
+    pub fn connected_peers_with_stats(
+        &self,
+    ) -> Vec<(PeerNetworkId, ConnectionMetadata, PeerStats)> {
+        self.read()
+            .iter()
+            .map(|(peer, entry)| (*peer, entry.metadata.clone(), entry.stats()))
+            .collect()
+    }
+
     /// Whether `peer` is connected.
     pub fn is_connected(&self, peer: PeerNetworkId) -> bool {
         self.read().contains_key(&peer)
@@ -223,18 +274,39 @@ impl PeersAndMetadata {
             .map(|entry| (entry.metadata.application_protocols, entry.handle.clone()))
     }
 
+    /// Records `rtt`, the round-trip time of a successful health-check ping, for `peer`'s
+    /// current connection (if it is still connected).
+    pub(crate) fn record_rtt(&self, peer: PeerNetworkId, rtt: Duration) {
+        if let Some(entry) = self.read().get(&peer) {
+            // Below the sentinel: 2^64 µs is far beyond any ping's timeout.
+            let micros = u64::try_from(rtt.as_micros()).unwrap_or(NO_RTT - 1);
+            entry
+                .rtt_us
+                .store(micros.min(NO_RTT - 1), Ordering::Relaxed);
+        }
+    }
+
     /// Makes `metadata`'s connection the current one of its peer on `network_id`, and
-    /// announces it. Returns the connection it replaces, if any.
+    /// announces it; `bytes` are the counters of its socket. Returns the connection it
+    /// replaces, if any.
     pub(crate) fn insert(
         &self,
         network_id: NetworkId,
         metadata: ConnectionMetadata,
         handle: PeerHandle,
+        bytes: Arc<ByteCounters>,
     ) -> Option<(ConnectionMetadata, PeerHandle)> {
         let peer = PeerNetworkId::new(network_id, metadata.remote_peer_id);
+        let entry = PeerEntry {
+            metadata,
+            handle,
+            connected_since: SystemTime::now(),
+            bytes,
+            rtt_us: AtomicU64::new(NO_RTT),
+        };
         let mut peers = self.write();
-        let notification = ConnectionNotification::NewPeer(metadata.clone(), network_id);
-        let previous = peers.insert(peer, PeerEntry { metadata, handle });
+        let notification = ConnectionNotification::NewPeer(entry.metadata.clone(), network_id);
+        let previous = peers.insert(peer, entry);
         // An error only means there is no subscriber.
         let _ = self.inner.notifications_tx.send(notification);
         previous.map(|entry| (entry.metadata, entry.handle))
@@ -276,6 +348,19 @@ impl PeersAndMetadata {
             .peers
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl PeerEntry {
+    fn stats(&self) -> PeerStats {
+        let rtt_us = self.rtt_us.load(Ordering::Relaxed);
+        PeerStats {
+            connection_id: self.metadata.connection_id,
+            connected_since: self.connected_since,
+            bytes_received: self.bytes.received(),
+            bytes_sent: self.bytes.sent(),
+            last_rtt: (rtt_us != NO_RTT).then(|| Duration::from_micros(rtt_us)),
+        }
     }
 }
 

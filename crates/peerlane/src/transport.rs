@@ -4,11 +4,11 @@
 //!
 //! ```text
 //! TcpTransport | MemoryTransport        (Socket::Tcp | Socket::Memory)
-//!   └─ and_then(upgrade)
+//!   └─ and_then(upgrade)                 CountingSocket: counts the bytes on the wire
 //!        ├─ dialer:   noise IK initiator (key and handshake version from the dialed address)
 //!        │  listener: noise IK responder (auth mode decides who may connect)
 //!        ├─ wire::exchange_handshake + HandshakeMsg::negotiate
-//!        └─ Connection { metadata, socket: NoiseStream<Socket> }
+//!        └─ Connection { metadata, socket: NoiseStream<CountingSocket> }
 //! ```
 //!
 //! The whole set-up, connecting included, runs under one deadline
@@ -61,8 +61,28 @@ pub enum Socket {
     Memory(MemorySocket),
 }
 
-/// A connection after set-up: Noise over a TCP or memory socket.
-pub(crate) type NetworkConnection = Connection<NoiseStream<Socket>>;
+/// A connection after set-up: Noise over a TCP or memory socket that counts its bytes.
+pub(crate) type NetworkConnection = Connection<NoiseStream<CountingSocket>>;
+
+/// The bytes one connection moved through its socket, below Noise: what the wire carried,
+/// Noise handshake, framing and encryption overhead included. The socket counts;
+/// [`PeersAndMetadata`](crate::PeersAndMetadata) reads.
+///
+/// Relaxed atomics: each counter is read on its own, for display, so no ordering between them
+/// (or with the data) is needed, and an add costs the hot path no more than an uncontended
+/// increment.
+#[derive(Debug, Default)]
+pub(crate) struct ByteCounters {
+    received: AtomicU64,
+    sent: AtomicU64,
+}
+
+/// A [`Socket`] that counts the bytes read from and written to it in its [`ByteCounters`].
+#[derive(Debug)]
+pub(crate) struct CountingSocket {
+    socket: Socket,
+    counters: Arc<ByteCounters>,
+}
 
 /// A bare transport with the AptosNet upgrade and the set-up deadline on every connection.
 ///
@@ -109,12 +129,20 @@ impl AptosNetTransport {
         let inner = match kind {
             TransportKind::Tcp(config) => TcpTransport::new(config.clone())
                 .and_then(move |socket, endpoint| {
-                    upgrade(context.clone(), Socket::Tcp(socket), endpoint)
+                    upgrade(
+                        context.clone(),
+                        CountingSocket::new(Socket::Tcp(socket)),
+                        endpoint,
+                    )
                 })
                 .boxed(),
             TransportKind::Memory => MemoryTransport::new()
                 .and_then(move |socket, endpoint| {
-                    upgrade(context.clone(), Socket::Memory(socket), endpoint)
+                    upgrade(
+                        context.clone(),
+                        CountingSocket::new(Socket::Memory(socket)),
+                        endpoint,
+                    )
                 })
                 .boxed(),
         };
@@ -194,7 +222,7 @@ where
 /// Not cancel-safe (it owns the socket); the caller puts the deadline on it.
 async fn upgrade(
     context: Arc<UpgradeContext>,
-    socket: Socket,
+    socket: CountingSocket,
     endpoint: Endpoint,
 ) -> Result<NetworkConnection, Error> {
     let origin = endpoint.origin();
@@ -277,6 +305,98 @@ impl Socket {
     /// Whether this is a TCP socket.
     pub fn is_tcp(&self) -> bool {
         matches!(self, Self::Tcp(_))
+    }
+}
+
+impl ByteCounters {
+    /// Bytes read from the socket so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to the socket so far.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    fn add_received(&self, bytes: usize) {
+        self.received.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn add_sent(&self, bytes: usize) {
+        self.sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+impl CountingSocket {
+    /// `socket`, counting from zero.
+    pub(crate) fn new(socket: Socket) -> Self {
+        Self {
+            socket,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Its counters, to read while the connection runs.
+    pub(crate) fn counters(&self) -> Arc<ByteCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+impl AsyncRead for CountingSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.socket).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = poll {
+            this.counters
+                .add_received(buf.filled().len().saturating_sub(before));
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for CountingSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.socket).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = poll {
+            this.counters.add_sent(written);
+        }
+        poll
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().socket).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.socket).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(written)) = poll {
+            this.counters.add_sent(written);
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.socket.is_write_vectored()
     }
 }
 

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use peer::DisconnectReason;
 use peerlane::{
     ConnectionNotification, ConnectionNotifications, Error, Event, HealthCheckerMsg, Network,
-    NetworkBuilder, NetworkEvents, PingResult, Pong, QueueConfig,
+    NetworkBuilder, NetworkEvents, PeerNetworkId, PingResult, Pong, QueueConfig,
 };
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
@@ -401,5 +401,42 @@ async fn shutdown_stops_the_health_checker_with_pings_in_flight() {
     assert_eq!(pings(&a, PingResult::Timeout), 0);
     within("shutdown", a.network.shutdown()).await;
     assert_eq!(start.elapsed(), Duration::from_secs(25));
+    b.shutdown().await;
+}
+
+/// Each successful ping records its round-trip time in the peer's `PeerStats::last_rtt`: none
+/// before the first round, 250 ms after a pong that came 250 ms late, then 100 ms after the
+/// next; a ping that times out leaves the last value. The peer's own figures of us have no
+/// round-trip time, as its health checker is off.
+#[tokio::test(start_paused = true)]
+async fn successful_pings_record_their_round_trip_time() {
+    let start = Instant::now();
+    let a = node(1, Net::Memory);
+    let (b, _received) = scripted(2).serve(|n, nonce| match n {
+        0 => Reply::After(Duration::from_millis(250), nonce),
+        1 => Reply::After(Duration::from_millis(100), nonce),
+        _ => Reply::Never,
+    });
+    dial(&a, &b).await;
+    let peers = a.network.peers_and_metadata();
+    let b_peer = PeerNetworkId::new(NetworkId::Public, b.peer_id());
+    let rtt = || peers.peer_stats(b_peer).expect("b is connected").last_rtt;
+    assert_eq!(rtt(), None);
+
+    at(start, 11.0).await;
+    assert_eq!(pings(&a, PingResult::Ok), 1);
+    assert_eq!(rtt(), Some(Duration::from_millis(250)));
+    at(start, 21.0).await;
+    assert_eq!(pings(&a, PingResult::Ok), 2);
+    assert_eq!(rtt(), Some(Duration::from_millis(100)));
+    // The third ping (30 s) times out at 50 s.
+    at(start, 51.0).await;
+    assert_eq!(pings(&a, PingResult::Timeout), 1);
+    assert_eq!(rtt(), Some(Duration::from_millis(100)));
+
+    let a_peer = PeerNetworkId::new(NetworkId::Public, a.network.peer_id());
+    let at_b = b.peers_and_metadata().peer_stats(a_peer).unwrap();
+    assert_eq!(at_b.last_rtt, None);
+    a.network.shutdown().await;
     b.shutdown().await;
 }

@@ -1,0 +1,70 @@
+//! `PeersAndMetadata::peer_stats`: the bytes each connection moved on the wire, counted below
+//! Noise, and when it was registered; over the memory transport on tokio's paused clock. (The
+//! round-trip time of health-check pings is tested with the health checker, in `health.rs`.)
+
+mod common;
+
+use std::time::SystemTime;
+
+use common::{Msg, Net, eventually, node, within};
+use rand::{RngCore, SeedableRng};
+
+/// After the handshake both ends have counted bytes both ways, the connection's id and a
+/// registration time; a 200 KiB message adds at least its size to the sender's `bytes_sent`,
+/// and once it is delivered the receiver has read exactly what the sender wrote. After a
+/// disconnect there are no figures for the peer.
+#[tokio::test(start_paused = true)]
+async fn byte_counters_and_connect_time_follow_the_connection() {
+    let before = SystemTime::now();
+    let (a, mut b) = (node(1, Net::Memory), node(2, Net::Memory));
+    a.dial(&b).await.unwrap();
+    // Handles of their own, so that `b` can be borrowed mutably for its events.
+    let a_peers = a.network.peers_and_metadata().clone();
+    let b_peers = b.network.peers_and_metadata().clone();
+    let (a_as_peer, b_as_peer) = (a.as_peer(), b.as_peer());
+    eventually("b registers a", || b_peers.is_connected(a_as_peer)).await;
+
+    let at_a = a_peers.peer_stats(b_as_peer).expect("b is connected");
+    let at_b = b_peers.peer_stats(a_as_peer).expect("a is connected");
+    for stats in [at_a, at_b] {
+        // Noise IK and the handshake messages went both ways.
+        assert!(stats.bytes_sent > 0, "{stats:?}");
+        assert!(stats.bytes_received > 0, "{stats:?}");
+        assert!(stats.connected_since >= before, "{stats:?}");
+        assert!(stats.connected_since <= SystemTime::now(), "{stats:?}");
+        // No health-check round yet (the first is 10 s after start).
+        assert_eq!(stats.last_rtt, None);
+    }
+    let metadata = a_peers.metadata(b_as_peer).unwrap();
+    assert_eq!(at_a.connection_id, metadata.connection_id);
+    let listed = a_peers.connected_peers_with_stats();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, b_as_peer);
+    assert_eq!(listed[0].2.connection_id, metadata.connection_id);
+
+    // Random bytes: no compression can shrink them below their size on the wire.
+    let mut blob = vec![0u8; 200 * 1024];
+    rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut blob);
+    a.client
+        .send_to_peer(b_as_peer, &Msg::Blob(blob.clone()))
+        .unwrap();
+    let (_, _, message) = b.next_message().await;
+    assert_eq!(message, Msg::Blob(blob));
+    let sent = a_peers.peer_stats(b_as_peer).unwrap().bytes_sent;
+    assert!(
+        sent >= at_a.bytes_sent + 200 * 1024,
+        "{sent} after {at_a:?}"
+    );
+    eventually("b has read all a wrote", || {
+        b_peers.peer_stats(a_as_peer).unwrap().bytes_received
+            == a_peers.peer_stats(b_as_peer).unwrap().bytes_sent
+    })
+    .await;
+
+    within("disconnect", a.network.disconnect(b.network.peer_id()))
+        .await
+        .unwrap();
+    assert_eq!(a_peers.peer_stats(b_as_peer), None);
+    a.network.shutdown().await;
+    b.network.shutdown().await;
+}
