@@ -1,7 +1,10 @@
 //! The admin API of `peerlane node` (`--admin HOST:PORT`): a small HTTP/1 server with
 //!
 //! - `GET /metrics`: the node's metrics registry in the Prometheus text format;
-//! - `GET /peers`: the connected peers as a JSON array;
+//! - `GET /peers`: the connected peers as a JSON array: peer id, network, address, origin,
+//!   role, negotiated protocols, connection id, connected since (unix ms and RFC 3339), the
+//!   last health-check round-trip time (`rtt_us`, null before the first pong) and the bytes
+//!   received and sent on the wire over the current connection;
 //! - `POST /peers` with `{"peer_id": "…", "address": "/…/noise-ik/<key>/handshake/0"}`: dials;
 //! - `DELETE /peers/<peer id>`: disconnects (404 if not connected);
 //! - `GET /bans`: the banned peer ids as a JSON array;
@@ -13,6 +16,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::extract::rejection::JsonRejection;
@@ -104,11 +108,12 @@ async fn peers(State(state): State<AdminState>) -> Json<Vec<Value>> {
     let mut peers = state
         .network
         .peers_and_metadata()
-        .connected_peers_and_metadata();
-    peers.sort_by_key(|(peer, _)| *peer);
+        .connected_peers_with_stats();
+    peers.sort_by_key(|(peer, _, _)| *peer);
     let peers = peers
         .into_iter()
-        .map(|(peer, metadata)| {
+        .map(|(peer, metadata, stats)| {
+            let since_ms = unix_millis(stats.connected_since);
             json!({
                 "peer_id": peer.peer_id.to_string(),
                 "network": peer.network_id.to_string(),
@@ -121,10 +126,42 @@ async fn peers(State(state): State<AdminState>) -> Json<Vec<Value>> {
                     .map(|id| id.to_string())
                     .collect::<Vec<_>>(),
                 "connection_id": metadata.connection_id.0,
+                "connected_since_unix_ms": since_ms,
+                "connected_since": rfc3339(since_ms),
+                "rtt_us": stats
+                    .last_rtt
+                    .map(|rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
+                "bytes_received": stats.bytes_received,
+                "bytes_sent": stats.bytes_sent,
             })
         })
         .collect();
     Json(peers)
+}
+
+/// Milliseconds since the unix epoch (0 for a time before it).
+fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+/// `unix_ms` as an RFC 3339 UTC timestamp with milliseconds, e.g. `2026-11-21T08:01:02.345Z`.
+fn rfc3339(unix_ms: u64) -> String {
+    let (days, ms_of_day) = (unix_ms / 86_400_000, unix_ms % 86_400_000);
+    // Howard Hinnant's days-to-civil, for days since 1970-01-01 (no time crate needed).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (h, m) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
+    let (sec, ms) = (ms_of_day / 1000 % 60, ms_of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.{ms:03}Z")
 }
 
 async fn dial(
@@ -219,5 +256,23 @@ async fn unban(State(state): State<AdminState>, Path(peer_id): Path<String>) -> 
             .into_response()
     } else {
         error(StatusCode::NOT_FOUND, format!("{peer_id} is not banned"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Known instants, leap days and the end of a day format as RFC 3339 UTC.
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(rfc3339(1_795_248_062_345), "2026-11-21T08:01:02.345Z");
+        assert_eq!(
+            unix_millis(UNIX_EPOCH + std::time::Duration::from_millis(7)),
+            7
+        );
     }
 }

@@ -1,26 +1,151 @@
-//! `peerlane node`: one network of a node, from a TOML `NetworkConfig` and flags, running
-//! until SIGINT or SIGTERM.
+//! `peerlane node`: one network of a node, from a TOML config file (a `NetworkConfig` plus an
+//! `[apps]` table) and flags, running the example applications the config enables until SIGINT
+//! or SIGTERM.
+//!
+//! ```text
+//! [apps] mempool ── Mempool (MempoolDirectSend) ◄── load generator (mempool_load_tps)
+//!        consensus ── Consensus (ConsensusDirectSendBcs, ConsensusRpcBcs), blocks from the mempool
+//!                       └─ commits ─► state-sync store (when state_sync is on too)
+//!        state_sync ── StateSync (StateSyncDirectSend, StorageServiceRpc) over that store
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use bytes::{Bytes, BytesMut};
+use consensus::{CommittedBlock, Consensus, ConsensusConfig, ConsensusMsg};
+use mempool::{Mempool, MempoolConfig, MempoolHandle, MempoolMsg, Transaction};
 use netcore::{NetworkAddress, PeerId};
 use noise::PeerRole;
 use peerlane::{
     ConnectionNotification, Identity, NetworkBuilder, NetworkConfig, SeedPeer, TransportKind,
 };
 use prometheus_client::registry::Registry;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
 use state_sync::{DIRECT_SEND_PROTOCOLS, RPC_PROTOCOLS, StateSync, StateSyncMsg, StoreHandle};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wire::{ChainId, NetworkId};
+use wire::{ChainId, NetworkId, ProtocolId};
+
+/// Default of `apps.consensus_round_timeout_ms`: the consensus crate's own default.
+pub(crate) const CONSENSUS_ROUND_TIMEOUT_MS: u64 = 1000;
+
+/// The most `apps.mempool_load_tps` may ask for: far beyond what a mempool of 10,000 pending
+/// transactions absorbs, and low enough that the generator's work per tick stays small.
+pub(crate) const MAX_LOAD_TPS: u64 = 100_000;
+
+/// What the config file holds: the network's `NetworkConfig` (its fields at the top level, so
+/// a plain `NetworkConfig` file stays valid) and the `[apps]` table.
+#[derive(Debug, Default)]
+pub(crate) struct NodeConfig {
+    /// The network.
+    pub(crate) network: NetworkConfig,
+    /// Which example applications run on it.
+    pub(crate) apps: AppsConfig,
+}
+
+/// The `[apps]` table: which example applications the node runs, and their settings. Every
+/// field is optional; unknown ones are refused.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AppsConfig {
+    /// State sync: serves the node's block store and catches up from peers that are ahead.
+    /// Default true.
+    pub(crate) state_sync: bool,
+    /// The gossiping mempool. Default false.
+    pub(crate) mempool: bool,
+    /// Round-robin-leader consensus, building blocks from the mempool (so it needs `mempool`);
+    /// its commits feed the state-sync store when `state_sync` is on. Default false.
+    pub(crate) consensus: bool,
+    /// Transactions per second the built-in load generator submits to the local mempool (each
+    /// 256–512 random bytes); 0 runs no generator. Default 0.
+    pub(crate) mempool_load_tps: u64,
+    /// The consensus validator set, as peer ids; leaders go round robin in peer-id order,
+    /// whatever the order here, so every validator can list them in its own order. Default:
+    /// this node and its seeds of role `validator` (on the validator network, every `--seed`).
+    pub(crate) consensus_validators: Option<Vec<PeerId>>,
+    /// A consensus round with no commit ends after this long, in milliseconds; more than the
+    /// leader's 100 ms proposal delay. Default [`CONSENSUS_ROUND_TIMEOUT_MS`].
+    pub(crate) consensus_round_timeout_ms: u64,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        Self {
+            state_sync: true,
+            mempool: false,
+            consensus: false,
+            mempool_load_tps: 0,
+            consensus_validators: None,
+            consensus_round_timeout_ms: CONSENSUS_ROUND_TIMEOUT_MS,
+        }
+    }
+}
+
+impl AppsConfig {
+    /// Checks the rules serde cannot express; the error names the field.
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        if self.consensus && !self.mempool {
+            bail!("apps.consensus: needs apps.mempool = true (blocks come from the mempool)");
+        }
+        if self.mempool_load_tps > 0 && !self.mempool {
+            bail!("apps.mempool_load_tps: needs apps.mempool = true");
+        }
+        if self.mempool_load_tps > MAX_LOAD_TPS {
+            bail!("apps.mempool_load_tps: must be at most {MAX_LOAD_TPS}");
+        }
+        let delay = ConsensusConfig::new(NetworkId::Validator, Vec::new()).proposal_delay;
+        if Duration::from_millis(self.consensus_round_timeout_ms) <= delay {
+            bail!(
+                "apps.consensus_round_timeout_ms: must be more than the {} ms proposal delay",
+                delay.as_millis()
+            );
+        }
+        Ok(())
+    }
+
+    /// The consensus validator set for node `me` with `seeds`, in leader (peer-id) order.
+    pub(crate) fn validators(
+        &self,
+        me: PeerId,
+        seeds: &std::collections::BTreeMap<PeerId, SeedPeer>,
+    ) -> anyhow::Result<Vec<PeerId>> {
+        let mut validators = match &self.consensus_validators {
+            Some(listed) => listed.clone(),
+            None => std::iter::once(me)
+                .chain(
+                    seeds
+                        .iter()
+                        .filter(|(_, seed)| seed.role == PeerRole::Validator)
+                        .map(|(peer_id, _)| *peer_id),
+                )
+                .collect(),
+        };
+        validators.sort();
+        let listed = validators.len();
+        validators.dedup();
+        if validators.len() != listed {
+            bail!("apps.consensus_validators: a peer id is listed twice");
+        }
+        if !validators.contains(&me) {
+            bail!("apps.consensus_validators: this node ({me}) is not in the list");
+        }
+        Ok(validators)
+    }
+}
 
 /// Arguments of `peerlane node`. Flags override the config file's fields.
 #[derive(Debug, clap::Args)]
 pub(crate) struct NodeArgs {
-    /// A TOML `NetworkConfig` (every field optional; unknown fields are refused).
+    /// A TOML config: `NetworkConfig` fields and an `[apps]` table (every field optional;
+    /// unknown fields are refused).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where to listen, e.g. /ip4/127.0.0.1/tcp/6180 (port 0 picks a free port).
@@ -71,8 +196,8 @@ impl From<NetworkArg> for NetworkId {
     }
 }
 
-/// Reads the config, starts the network with state sync on it, prints where it listens, and
-/// runs until SIGINT or SIGTERM.
+/// Reads the config, starts the network with the applications it enables, prints where it
+/// listens, and runs until SIGINT or SIGTERM.
 pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let admin = args.admin;
     let config = config(args)?;
@@ -84,10 +209,13 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The config file with the flags applied.
-fn config(args: NodeArgs) -> anyhow::Result<NetworkConfig> {
-    let mut config = match &args.config {
+fn config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
+    let NodeConfig {
+        network: mut config,
+        apps,
+    } = match &args.config {
         Some(path) => read_config(path)?,
-        None => NetworkConfig::default(),
+        None => NodeConfig::default(),
     };
     if let Some(listen) = args.listen {
         config.listen_address = listen;
@@ -115,20 +243,44 @@ fn config(args: NodeArgs) -> anyhow::Result<NetworkConfig> {
         config.seeds.insert(peer_id, SeedPeer::new(role, [addr]));
     }
     config.validate()?;
-    Ok(config)
+    apps.validate()?;
+    Ok(NodeConfig {
+        network: config,
+        apps,
+    })
 }
 
-/// Reads a TOML `NetworkConfig`; a parse error names the file and line.
-fn read_config(path: &Path) -> anyhow::Result<NetworkConfig> {
+/// Reads a TOML config file; a parse error names the file and line.
+fn read_config(path: &Path) -> anyhow::Result<NodeConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
-    toml::from_str(&text).map_err(|err| {
+    parse_config(&text).map_err(|(section, err)| {
         let line = err
             .span()
             .map(|span| text[..span.start].lines().count().max(1));
         let at = line.map_or(String::new(), |line| format!(" (line {line})"));
-        anyhow!("config {}{at}: {}", path.display(), err.message())
+        anyhow!("config {}{at}: {section}{}", path.display(), err.message())
     })
+}
+
+/// Parses a config file's text: the `[apps]` table is taken out, the rest is the
+/// `NetworkConfig` (which refuses unknown fields, so a typo anywhere is caught). Both parts are
+/// read from the spanned document, so errors keep their position. An error comes with the
+/// section it is in (`"[apps] "` or nothing).
+fn parse_config(text: &str) -> Result<NodeConfig, (&'static str, toml::de::Error)> {
+    let document = toml::de::DeTable::parse(text).map_err(|err| ("", err))?;
+    let span = document.span();
+    let mut table = document.into_inner();
+    let apps = match table.remove("apps") {
+        Some(apps) => AppsConfig::deserialize(toml::de::ValueDeserializer::from(apps))
+            .map_err(|err| ("[apps] ", err))?,
+        None => AppsConfig::default(),
+    };
+    let network = NetworkConfig::deserialize(toml::de::Deserializer::from(toml::Spanned::new(
+        span, table,
+    )))
+    .map_err(|err| ("", err))?;
+    Ok(NodeConfig { network, apps })
 }
 
 /// `[<peer id>@]<address>`; without a peer id, the one derived from the address's key.
@@ -145,23 +297,105 @@ fn parse_seed(seed: &str) -> anyhow::Result<(PeerId, NetworkAddress)> {
     Ok((peer_id, addr))
 }
 
-async fn node(config: NetworkConfig, admin: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+async fn node(config: NodeConfig, admin: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let NodeConfig {
+        network: config,
+        apps,
+    } = config;
     let mut registry = Registry::default();
     let network_id = config.network_id;
+    let seeds = config.seeds.clone();
     let mut builder = NetworkBuilder::new(
         config,
         TransportKind::Tcp(Default::default()),
         &mut registry,
     )?;
-    let (client, events) = builder.add_application::<StateSyncMsg>(
-        DIRECT_SEND_PROTOCOLS,
-        RPC_PROTOCOLS,
-        Default::default(),
-    )?;
+    let me = builder.peer_id();
+    // Checked before anything runs, so that a bad set is a config error.
+    let validators = if apps.consensus {
+        apps.validators(me, &seeds)?
+    } else {
+        Vec::new()
+    };
+    let sync_app = if apps.state_sync {
+        Some(builder.add_application::<StateSyncMsg>(
+            DIRECT_SEND_PROTOCOLS,
+            RPC_PROTOCOLS,
+            Default::default(),
+        )?)
+    } else {
+        None
+    };
+    let mempool_app = if apps.mempool {
+        Some(builder.add_application::<MempoolMsg>(
+            [ProtocolId::MEMPOOL_DIRECT_SEND],
+            [],
+            Default::default(),
+        )?)
+    } else {
+        None
+    };
+    let consensus_app = if apps.consensus {
+        Some(builder.add_application::<ConsensusMsg>(
+            [ProtocolId::CONSENSUS_DIRECT_SEND_BCS],
+            [ProtocolId::CONSENSUS_RPC_BCS],
+            Default::default(),
+        )?)
+    } else {
+        None
+    };
     let network = Arc::new(builder.build()?);
-    // Nothing registers after the build: the admin API encodes the registry as it is.
-    let registry = Arc::new(registry);
     let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut running = Vec::new();
+
+    let mempool = match mempool_app {
+        Some((client, events)) => {
+            let (actor, handle) =
+                Mempool::new(MempoolConfig::default(), client, events, &mut registry);
+            tasks.spawn(actor.run(shutdown.clone().cancelled_owned()));
+            if apps.mempool_load_tps > 0 {
+                tasks.spawn(load(
+                    apps.mempool_load_tps,
+                    handle.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            running.push("mempool");
+            Some(handle)
+        }
+        None => None,
+    };
+    let store = StoreHandle::new();
+    if let Some((client, events)) = consensus_app {
+        let mempool = mempool
+            .clone()
+            .context("apps.consensus: needs apps.mempool = true")?;
+        let mut consensus_config = ConsensusConfig::new(network_id, validators);
+        consensus_config.round_timeout = Duration::from_millis(apps.consensus_round_timeout_ms);
+        let validator_count = consensus_config.validators.len();
+        let (actor, handle) =
+            Consensus::new(consensus_config, me, client, events, mempool, &mut registry)
+                .context("apps")?;
+        if apps.state_sync {
+            tasks.spawn(feed_store(
+                handle.subscribe_commits(),
+                store.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(actor.run(shutdown.clone().cancelled_owned()));
+        eprintln!("consensus with {validator_count} validators");
+        running.push("consensus");
+    }
+    if let Some((client, events)) = sync_app {
+        let sync = StateSync::new(state_sync::Config::default(), client, events, store)
+            .with_metrics(state_sync::Metrics::register(&mut registry));
+        tasks.spawn(sync.run(shutdown.clone().cancelled_owned()));
+        running.push("state sync");
+    }
+    // Nothing registers after this: the admin API encodes the registry as it is.
+    let registry = Arc::new(registry);
     // Bound before the `listening on` line, so whoever reads it can use the admin API.
     let admin = match admin {
         Some(addr) => {
@@ -178,14 +412,12 @@ async fn node(config: NetworkConfig, admin: Option<SocketAddr>) -> anyhow::Resul
     };
     println!("listening on {}", network.listen_address());
     eprintln!("peer id {} on the {network_id} network", network.peer_id());
+    if running.is_empty() {
+        eprintln!("applications: none");
+    } else {
+        eprintln!("applications: {}", running.join(", "));
+    }
 
-    let sync = StateSync::new(
-        state_sync::Config::default(),
-        client,
-        events,
-        StoreHandle::new(),
-    );
-    let sync = tokio::spawn(sync.run(shutdown.clone().cancelled_owned()));
     let mut notifications = network.peers_and_metadata().subscribe();
     let signal = termination();
     tokio::pin!(signal);
@@ -207,7 +439,7 @@ async fn node(config: NetworkConfig, admin: Option<SocketAddr>) -> anyhow::Resul
     }
     eprintln!("shutting down");
     shutdown.cancel();
-    let _ = sync.await;
+    while tasks.join_next().await.is_some() {}
     if let Some(admin) = admin {
         match admin.await {
             Ok(Ok(())) => {}
@@ -219,6 +451,79 @@ async fn node(config: NetworkConfig, admin: Option<SocketAddr>) -> anyhow::Resul
     let network = Arc::into_inner(network).context("the network is still in use")?;
     network.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Appends each block consensus commits to the state-sync store, with its transaction ids
+/// (32 bytes each, in order) as the payload: the same bytes on every validator, whichever
+/// transactions it happened to receive.
+async fn feed_store(
+    mut commits: broadcast::Receiver<CommittedBlock>,
+    store: StoreHandle,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let block = tokio::select! {
+            () = shutdown.cancelled() => return,
+            block = commits.recv() => match block {
+                Ok(block) => block,
+                Err(broadcast::error::RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // State sync fetches the missed blocks from the peers.
+                    tracing::warn!(missed, "the state-sync store fell behind consensus");
+                    continue;
+                }
+            },
+        };
+        // State sync may have fetched it already from a peer that committed it first.
+        if block.height <= store.committed_height() {
+            continue;
+        }
+        let mut payload = BytesMut::with_capacity(block.txn_ids.len() * 32);
+        for id in &block.txn_ids {
+            payload.extend_from_slice(&id.0);
+        }
+        let height = block.height;
+        let block = state_sync::Block {
+            height,
+            id: block.block_id.0,
+            parent_id: block.parent_id.0,
+            payload: payload.freeze(),
+        };
+        // State sync may have appended it meanwhile; anything else is worth a warning.
+        if let Err(err) = store.append(block)
+            && store.committed_height() < height
+        {
+            tracing::warn!(height, error = %err, "committed block not appended to the store");
+        }
+    }
+}
+
+/// The load generator: submits `tps` random transactions of 256–512 bytes per second to
+/// `mempool`, every 10 ms. A full mempool refuses them (counted in
+/// `mempool_rejected_full_total`), as it would a client's.
+async fn load(tps: u64, mempool: MempoolHandle, shutdown: CancellationToken) {
+    const TICK: Duration = Duration::from_millis(10);
+    let mut rng = StdRng::from_entropy();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = tokio::time::Instant::now();
+    let mut submitted: u64 = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let due = elapsed_ms.saturating_mul(tps) / 1000;
+        // After a stall, at most one second's worth at once: no unbounded burst.
+        submitted = submitted.max(due.saturating_sub(tps));
+        while submitted < due {
+            let mut payload = vec![0u8; rng.gen_range(256..=512)];
+            rng.fill(&mut payload[..]);
+            let _ = mempool.submit(Transaction::new(Bytes::from(payload)));
+            submitted += 1;
+        }
+    }
 }
 
 /// Waits for SIGINT or (on unix) SIGTERM.
@@ -237,5 +542,152 @@ async fn termination() -> anyhow::Result<()> {
         tokio::signal::ctrl_c()
             .await
             .context("cannot listen for Ctrl-C")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn peer(n: u8) -> PeerId {
+        PeerId::new([n; 32])
+    }
+
+    /// A file that is a plain `NetworkConfig` still reads, with the default apps (state sync
+    /// only); an `[apps]` table sets the apps, and leaves the network fields alone.
+    #[test]
+    fn network_config_files_stay_valid_and_apps_are_optional() {
+        let plain = "network_id = \"validator\"\nchain_id = 9\n[health_check]\ninterval_ms = 200\n";
+        let config = parse_config(plain).unwrap();
+        assert_eq!(config.network.network_id, NetworkId::Validator);
+        assert_eq!(config.network.health_check.interval_ms, 200);
+        assert_eq!(config.apps, AppsConfig::default());
+        assert!(config.apps.state_sync && !config.apps.mempool && !config.apps.consensus);
+
+        let with_apps = format!(
+            "{plain}[apps]\nmempool = true\nconsensus = true\nstate_sync = false\n\
+             mempool_load_tps = 50\nconsensus_round_timeout_ms = 500\n\
+             consensus_validators = [\"{}\"]\n",
+            peer(1)
+        );
+        let config = parse_config(&with_apps).unwrap();
+        assert_eq!(config.network.chain_id, ChainId::new(9));
+        assert_eq!(
+            config.apps,
+            AppsConfig {
+                state_sync: false,
+                mempool: true,
+                consensus: true,
+                mempool_load_tps: 50,
+                consensus_validators: Some(vec![peer(1)]),
+                consensus_round_timeout_ms: 500,
+            }
+        );
+        config.apps.validate().unwrap();
+    }
+
+    /// A typo is refused wherever it is, and the error says where.
+    #[test]
+    fn unknown_fields_are_refused_in_both_parts() {
+        let (section, err) = parse_config("chain_id = 4\n[apps]\nmempol = true\n").unwrap_err();
+        assert_eq!(section, "[apps] ");
+        assert!(err.message().contains("mempol"), "{err}");
+        assert_eq!(err.span().map(|span| span.start), Some(20));
+        let (section, err) = parse_config("[apps]\nmempool = true\n[helth_check]\n").unwrap_err();
+        assert_eq!(section, "");
+        assert!(err.message().contains("helth_check"), "{err}");
+        let (_, err) = parse_config("[apps]\nmempool = 3\n").unwrap_err();
+        assert!(err.message().contains("bool"), "{err}");
+    }
+
+    /// Rules between the fields, each naming the field.
+    #[test]
+    fn validate_names_the_field() {
+        let apps = |f: fn(&mut AppsConfig)| {
+            let mut apps = AppsConfig::default();
+            f(&mut apps);
+            apps.validate().unwrap_err().to_string()
+        };
+        assert!(apps(|a| a.consensus = true).starts_with("apps.consensus:"));
+        assert!(apps(|a| a.mempool_load_tps = 5).starts_with("apps.mempool_load_tps:"));
+        assert!(
+            apps(|a| {
+                a.mempool = true;
+                a.mempool_load_tps = MAX_LOAD_TPS + 1;
+            })
+            .starts_with("apps.mempool_load_tps:")
+        );
+        assert!(
+            apps(|a| a.consensus_round_timeout_ms = 100)
+                .starts_with("apps.consensus_round_timeout_ms:")
+        );
+    }
+
+    /// By default the validators are this node and its validator seeds, in peer-id order; a
+    /// listed set is sorted too, must hold this node and must not repeat a peer.
+    #[test]
+    fn the_validator_set_defaults_to_this_node_and_its_validator_seeds() {
+        let address: NetworkAddress = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let seeds: BTreeMap<PeerId, SeedPeer> = [
+            (
+                peer(3),
+                SeedPeer::new(PeerRole::Validator, [address.clone()]),
+            ),
+            (
+                peer(1),
+                SeedPeer::new(PeerRole::Validator, [address.clone()]),
+            ),
+            (peer(4), SeedPeer::new(PeerRole::Upstream, [address])),
+        ]
+        .into();
+        let apps = AppsConfig::default();
+        assert_eq!(
+            apps.validators(peer(2), &seeds).unwrap(),
+            vec![peer(1), peer(2), peer(3)]
+        );
+        let listed = |ids: Vec<PeerId>| AppsConfig {
+            consensus_validators: Some(ids),
+            ..AppsConfig::default()
+        };
+        assert_eq!(
+            listed(vec![peer(9), peer(2)])
+                .validators(peer(2), &seeds)
+                .unwrap(),
+            vec![peer(2), peer(9)]
+        );
+        let err = listed(vec![peer(9)])
+            .validators(peer(2), &seeds)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("apps.consensus_validators:"),
+            "{err}"
+        );
+        let err = listed(vec![peer(2), peer(2)])
+            .validators(peer(2), &seeds)
+            .unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    /// The node config example in docs/configuration.md parses and validates (with real keys
+    /// in place of the placeholders), so the docs cannot drift from the serde names.
+    #[test]
+    fn configuration_md_node_example_parses() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let marker = doc
+            .find("<!-- node config example")
+            .expect("the example's marker");
+        let start =
+            marker + doc[marker..].find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("end of the block");
+        let example = doc[start..end]
+            .replace("<peer id>", &peer(7).to_string())
+            .replace("<key>", &"11".repeat(32));
+        let config = parse_config(&example).unwrap_or_else(|(_, err)| panic!("{err}"));
+        config.network.validate().unwrap();
+        config.apps.validate().unwrap();
+        assert!(config.apps.mempool && config.apps.consensus && config.apps.state_sync);
+        assert_eq!(config.network.network_id, NetworkId::Validator);
     }
 }
