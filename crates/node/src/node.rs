@@ -257,7 +257,7 @@ fn read_config(path: &Path) -> anyhow::Result<NodeConfig> {
     parse_config(&text).map_err(|(section, err)| {
         let line = err
             .span()
-            .map(|span| text[..span.start].lines().count().max(1));
+            .map(|span| text[..span.start].matches('\n').count() + 1);
         let at = line.map_or(String::new(), |line| format!(" (line {line})"));
         anyhow!("config {}{at}: {section}{}", path.display(), err.message())
     })

@@ -1,13 +1,15 @@
 //! `peerlane node` end to end: two processes connect over loopback TCP + Noise and shut down
 //! cleanly on SIGTERM; bad input is a one-line error with exit status 2; the admin API
-//! (`--admin`) serves metrics and lists, dials and disconnects peers.
+//! (`--admin`) serves metrics and lists (with connect time, RTT and bytes), dials, disconnects
+//! and bans peers; three validators running mempool and consensus from their config files
+//! commit blocks.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a test waits for any one thing before it fails.
 const WAIT: Duration = Duration::from_secs(20);
@@ -154,8 +156,9 @@ fn node(args: &[&str]) -> Output {
     peerlane().arg("node").args(args).output().unwrap()
 }
 
-/// A config with a typo, a seed without a key and a bad key file each end with one line that
-/// names the problem, and exit status 2.
+/// A config with a typo (among the network fields or in `[apps]`), apps that do not fit
+/// together, a missing config file, a seed without a key and a bad key file each end with one
+/// line that names the problem, and exit status 2.
 #[test]
 fn bad_node_input_exits_2_with_one_line() {
     let dir =
@@ -166,10 +169,22 @@ fn bad_node_input_exits_2_with_one_line() {
     std::fs::write(&typo, "chain_id = 4\nmax_inbound_conections = 5\n").unwrap();
     let bad_key = dir.join("bad.key");
     std::fs::write(&bad_key, "not a key\n").unwrap();
-    let cases: [(Vec<&str>, &str); 4] = [
+    let apps_typo = dir.join("apps-typo.toml");
+    std::fs::write(&apps_typo, "chain_id = 4\n[apps]\nmempol = true\n").unwrap();
+    let no_mempool = dir.join("no-mempool.toml");
+    std::fs::write(&no_mempool, "[apps]\nconsensus = true\n").unwrap();
+    let cases: [(Vec<&str>, &str); 6] = [
         (
             vec!["--config", typo.to_str().unwrap()],
             "max_inbound_conections",
+        ),
+        (
+            vec!["--config", apps_typo.to_str().unwrap()],
+            "(line 3): [apps] unknown field `mempol`",
+        ),
+        (
+            vec!["--config", no_mempool.to_str().unwrap()],
+            "apps.consensus: needs apps.mempool",
         ),
         (vec!["--config", "/no/such/file.toml"], "cannot read config"),
         (vec!["--seed", "/ip4/127.0.0.1/tcp/1"], "noise-ik"),
@@ -411,4 +426,184 @@ fn admin_api_bans_and_unbans_peers() {
 
     b.terminate();
     a.terminate();
+}
+
+/// Calls `check` until it returns `Some`, for up to [`WAIT`]; panics naming `what` after
+/// that. Each call is an HTTP request to a node, so the loop waits on the node, not on a
+/// timer.
+fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+    }
+}
+
+/// Milliseconds since the unix epoch, now.
+fn now_unix_ms() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    u64::try_from(since.as_millis()).unwrap()
+}
+
+/// A config file in `dir` for a node that pings its peers every 100 ms.
+fn fast_pings_config(dir: &std::path::Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, "[health_check]\ninterval_ms = 100\n").unwrap();
+    path
+}
+
+/// Two nodes with admin APIs, B seeded with A and both pinging every 100 ms: each lists the
+/// other in `GET /peers` with a connect time between the start of the test and now, bytes
+/// received and sent on the wire (Noise and the handshake already make them non-zero), and,
+/// once a ping has come back, its round-trip time (null before).
+#[cfg(unix)]
+#[test]
+fn admin_api_peers_show_connect_time_rtt_and_bytes() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("node-stats-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = fast_pings_config(&dir, "fast.toml");
+    let started_ms = now_unix_ms();
+    let (a_port, b_port) = (free_port(), free_port());
+    let a_admin = format!("127.0.0.1:{a_port}");
+    let b_admin = format!("127.0.0.1:{b_port}");
+    let listen = "/ip4/127.0.0.1/tcp/0";
+    let config = config.to_str().unwrap();
+    let a = Node::start(&["--config", config, "--listen", listen, "--admin", &a_admin]);
+    let b = Node::start(&[
+        "--config", config, "--listen", listen, "--admin", &b_admin, "--seed", &a.address,
+    ]);
+    a.expect(&format!("peer connected: {}", b.peer_id()));
+    b.expect(&format!("peer connected: {}", a.peer_id()));
+
+    for (port, other, origin) in [
+        (a_port, b.peer_id(), "inbound"),
+        (b_port, a.peer_id(), "outbound"),
+    ] {
+        let entry = listed(port, &other).expect("the other node is listed");
+        assert_eq!(entry["origin"], origin, "{entry}");
+        assert!(entry["bytes_received"].as_u64().unwrap() > 0, "{entry}");
+        assert!(entry["bytes_sent"].as_u64().unwrap() > 0, "{entry}");
+        let since = entry["connected_since_unix_ms"].as_u64().unwrap();
+        assert!((started_ms..=now_unix_ms()).contains(&since), "{entry}");
+        let rfc3339 = entry["connected_since"].as_str().unwrap();
+        assert!(rfc3339.len() == 24 && rfc3339.ends_with('Z'), "{entry}");
+        assert!(entry.get("rtt_us").is_some(), "{entry}");
+        // A ping every 100 ms: one comes back soon.
+        let entry = poll("a ping's round-trip time", || {
+            listed(port, &other).filter(|entry| entry["rtt_us"].is_u64())
+        });
+        assert!(
+            entry["rtt_us"].as_u64().unwrap() < WAIT.as_micros() as u64,
+            "{entry}"
+        );
+        // The pings themselves are traffic: the counters move.
+        let sent = entry["bytes_sent"].as_u64().unwrap();
+        poll("more bytes sent", || {
+            listed(port, &other).filter(|later| later["bytes_sent"].as_u64().unwrap() > sent)
+        });
+    }
+    b.terminate();
+    a.terminate();
+}
+
+/// `consensus_committed_height` in the metrics at `port`, if reported.
+fn committed_height(port: u16) -> Option<u64> {
+    let (status, metrics) = http(port, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .find(|line| line.starts_with("consensus_committed_height "))
+        .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// Three validators on the validator network, each from a key file, a config file with
+/// `[apps]` mempool (with a load generator) + consensus + state sync, and the other two as
+/// seeds (so they agree on the validator set without listing it): all three commit blocks,
+/// as `consensus_committed_height` in their metrics shows, and their mempools accepted the
+/// load.
+#[cfg(unix)]
+#[test]
+fn validators_with_mempool_and_consensus_commit_blocks() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("node-consensus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("validator.toml");
+    std::fs::write(
+        &config,
+        "network_id = \"validator\"\n\
+         [connectivity]\nconnectivity_check_interval_ms = 200\n\
+         [apps]\nmempool = true\nconsensus = true\nstate_sync = true\n\
+         mempool_load_tps = 200\nconsensus_round_timeout_ms = 500\n",
+    )
+    .unwrap();
+    // Keys and ports first: each validator's seeds are the other two's addresses.
+    let validators: Vec<(PathBuf, String, u16)> = (0..3)
+        .map(|i| {
+            let key = dir.join(format!("v{i}.key"));
+            let out = peerlane()
+                .args(["keygen", "--out", key.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            let public = stdout
+                .lines()
+                .find_map(|line| line.strip_prefix("public key: "))
+                .unwrap()
+                .to_owned();
+            let port = free_port();
+            let address = format!("/ip4/127.0.0.1/tcp/{port}/noise-ik/{public}/handshake/0");
+            (key, address, free_port())
+        })
+        .collect();
+    let nodes: Vec<Node> = validators
+        .iter()
+        .enumerate()
+        .map(|(i, (key, address, admin_port))| {
+            let listen = address.split("/noise-ik/").next().unwrap();
+            let admin = format!("127.0.0.1:{admin_port}");
+            let mut args = vec![
+                "--config",
+                config.to_str().unwrap(),
+                "--key-file",
+                key.to_str().unwrap(),
+                "--listen",
+                listen,
+                "--admin",
+                &admin,
+            ];
+            for (j, (_, seed, _)) in validators.iter().enumerate() {
+                if j != i {
+                    args.extend(["--seed", seed.as_str()]);
+                }
+            }
+            let node = Node::start(&args);
+            assert_eq!(&node.address, address);
+            node
+        })
+        .collect();
+    for node in &nodes {
+        node.expect("consensus with 3 validators");
+    }
+    for (_, _, admin_port) in &validators {
+        let height = poll("three committed blocks", || {
+            committed_height(*admin_port).filter(|height| *height >= 3)
+        });
+        assert!(height >= 3);
+        let (_, metrics) = http(*admin_port, "GET", "/metrics", None);
+        let accepted = metrics
+            .lines()
+            .find(|line| line.starts_with("mempool_transactions_accepted_total "))
+            .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap());
+        assert!(accepted.is_some_and(|n| n > 0.0), "{metrics}");
+        assert_eq!(peers(*admin_port).len(), 2);
+    }
+    for node in nodes {
+        node.terminate();
+    }
 }

@@ -585,11 +585,12 @@ where
             tracing::trace!(peer = %ping.peer, round = ping.round, "stale health-check ping ended");
             return;
         };
-        self.parts.metrics.record_health_ping(result);
         if result == PingResult::Ok {
-            // The ping counted, so it went out on the peer's current connection.
+            // The ping counted, so it went out on the peer's current connection. Recorded
+            // before the metric: whoever sees an `ok` ping counted finds its RTT.
             self.parts.peers.record_rtt(ping.peer, rtt);
         }
+        self.parts.metrics.record_health_ping(result);
         if result.is_failure() {
             // Once per peer and interval at most: debug.
             tracing::debug!(
