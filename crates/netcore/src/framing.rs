@@ -101,6 +101,24 @@ impl FrameCodec {
         self.max_frame_len
     }
 
+    /// Gives back the memory of a read buffer that holds no byte, and returns how many bytes
+    /// of capacity that was (0 if `src` holds data or had none).
+    ///
+    /// Decoding keeps the buffer's capacity from frame to frame, so a busy connection does not
+    /// reallocate per frame; but after one 4 MiB frame the buffer would hold 4 MiB for the
+    /// rest of the connection. Call this when the reader is about to wait for more bytes (its
+    /// read returned `Pending`): an idle connection then holds no read buffer. A frame whose
+    /// prefix was consumed but none of whose body arrived yet loses nothing: the next
+    /// [`decode`](Decoder::decode) reserves the body again.
+    pub fn release_idle_buffer(&self, src: &mut BytesMut) -> usize {
+        if !src.is_empty() || src.capacity() == 0 {
+            return 0;
+        }
+        let released = src.capacity();
+        *src = BytesMut::new();
+        released
+    }
+
     fn check_len(&self, len: usize) -> Result<(), Error> {
         if len > self.max_frame_len {
             Err(Error::FrameTooLarge {
@@ -309,6 +327,39 @@ mod tests {
         src.extend_from_slice(b"c");
         assert_eq!(&codec.decode(&mut src).unwrap().unwrap()[..], b"abc");
         assert!(src.is_empty());
+    }
+
+    /// After a large frame, an empty buffer is given back; a partial frame is kept, and a
+    /// frame whose prefix alone was consumed still decodes after the release.
+    #[test]
+    fn idle_buffers_are_released() {
+        let mut codec = FrameCodec::u32(4 << 20);
+        let mut src = BytesMut::new();
+        codec.encode(&vec![1u8; 3 << 20][..], &mut src).unwrap();
+        assert_eq!(codec.decode(&mut src).unwrap().unwrap().len(), 3 << 20);
+        assert!(src.is_empty());
+        let capacity = src.capacity();
+        assert_eq!(codec.release_idle_buffer(&mut src), capacity);
+        assert_eq!(src.capacity(), 0);
+        assert_eq!(codec.release_idle_buffer(&mut src), 0);
+
+        // Prefix consumed (1,000 bytes announced), no body yet: released, then decoded.
+        src.extend_from_slice(&[0, 0, 3, 232]);
+        assert!(codec.decode(&mut src).unwrap().is_none());
+        assert!(src.capacity() >= 1000);
+        assert!(codec.release_idle_buffer(&mut src) >= 1000);
+        src.extend_from_slice(&[2u8; 999]);
+        assert_eq!(
+            codec.release_idle_buffer(&mut src),
+            0,
+            "part of a body is kept"
+        );
+        assert!(codec.decode(&mut src).unwrap().is_none());
+        src.extend_from_slice(&[2u8]);
+        assert_eq!(
+            &codec.decode(&mut src).unwrap().unwrap()[..],
+            &[2u8; 1000][..]
+        );
     }
 
     /// The encoder refuses what the decoder would refuse.
