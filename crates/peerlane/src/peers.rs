@@ -1,8 +1,11 @@
-//! [`PeersAndMetadata`]: who is connected on which network, with what, and who wants to know
-//! when that changes.
+//! [`PeersAndMetadata`]: who is connected on which network, with what, how each connection is
+//! doing ([`PeerStats`]: connected since, bytes on the wire, last ping round-trip time), and who
+//! wants to know when that changes.
 //!
-//! The peer managers (one per network) are the only writers; applications, clients and the
-//! health checker read it from any task. Reads take a read lock for the time of one map look-up
+//! The peer managers (one per network) are the only writers of the entries; applications,
+//! clients and the health checker read it from any task. Two figures change without the write
+//! lock: the byte counters, which each connection's socket keeps, and the round-trip time, which
+//! the health checker stores in an atomic. Reads take a read lock for the time of one map look-up
 //! or one copy of the map's keys, so many readers do not slow each other down.
 
 use std::collections::{HashMap, VecDeque};
