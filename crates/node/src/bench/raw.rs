@@ -201,18 +201,23 @@ impl Writer {
         match &self.cipher {
             None => self.socket.write_all(&self.plain).await?,
             Some(cipher) => {
-                self.wire.clear();
+                let frames = self.plain.len().div_ceil(MAX_NOISE_FRAME - TAG);
+                let needed = self.plain.len() + frames * (2 + TAG);
+                // Grown (and zeroed) once, then reused: no per-flush fill.
+                if self.wire.len() < needed {
+                    self.wire.resize(needed, 0);
+                }
+                let mut at = 0;
                 for chunk in self.plain.chunks(MAX_NOISE_FRAME - TAG) {
-                    let start = self.wire.len();
-                    self.wire.resize(start + 2 + chunk.len() + TAG, 0);
                     let n = cipher
-                        .write_message(self.nonce, chunk, &mut self.wire[start + 2..])
+                        .write_message(self.nonce, chunk, &mut self.wire[at + 2..])
                         .context("encrypting a noise frame")?;
                     self.nonce += 1;
                     let len = u16::try_from(n).context("noise frame over 65535 bytes")?;
-                    self.wire[start..start + 2].copy_from_slice(&len.to_be_bytes());
+                    self.wire[at..at + 2].copy_from_slice(&len.to_be_bytes());
+                    at += 2 + n;
                 }
-                self.socket.write_all(&self.wire).await?;
+                self.socket.write_all(&self.wire[..at]).await?;
             }
         }
         self.plain.clear();

@@ -4,9 +4,11 @@
 //! Choices that keep the figures about the data path:
 //! - the health checker is off on every network (its pings are traffic the baselines lack);
 //! - no seeds, so the connectivity manager never redials (`connect` closes on purpose);
-//! - the receiving application's queue holds a whole run (`capacity_per_key` = the count), so a
-//!   receiver that falls behind buffers instead of dropping (DirectSend has no end-to-end
-//!   back-pressure); the sender retries on `QueueFull` after yielding;
+//! - the applications' queues use back-pressure (`Overflow::Wait`, default capacity, a wait
+//!   bound well over any stall) rather than the default drop-newest: DirectSend through a
+//!   dropping queue loses messages once the receiver falls behind, and the count check would
+//!   fail. A full queue holds the peer's reader, TCP pushes back, the sender's lane fills and
+//!   it retries on `QueueFull` after yielding;
 //! - the message limit is raised so that `sweep`'s 16 MiB messages fit (they are streamed as
 //!   fragments above the frame size).
 
@@ -21,7 +23,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use peerlane::{
     ConnectionNotification, Event, Network, NetworkBuilder, NetworkClient, NetworkConfig,
-    NetworkEvents, PeerNetworkId, QueueConfig, TransportKind,
+    NetworkEvents, Overflow, PeerNetworkId, QueueConfig, TransportKind,
 };
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -36,6 +38,9 @@ const DIRECT: ProtocolId = ProtocolId::NETBENCH_DIRECT_SEND;
 const RPC: ProtocolId = ProtocolId::NETBENCH_RPC;
 /// How long one RPC may take before the run fails.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a full application queue holds the peer's reader before dropping: longer than
+/// the stall watchdog, so a run fails as stalled rather than losing a message.
+const QUEUE_MAX_WAIT_MS: u64 = 60_000;
 /// The message limit: room for 32 MiB payloads plus encoding.
 const MAX_MESSAGE_SIZE: usize = 33 << 20;
 
@@ -51,9 +56,9 @@ struct Node {
 }
 
 impl Node {
-    /// Builds a network listening on a fresh loopback port; its application queue holds
-    /// `queue` items per (peer, protocol).
-    fn start(queue: u64, max_inbound_connections: Option<usize>) -> anyhow::Result<Self> {
+    /// Builds a network listening on a fresh loopback port, accepting up to
+    /// `max_inbound_connections` (default: the config's).
+    fn start(max_inbound_connections: Option<usize>) -> anyhow::Result<Self> {
         let mut config = NetworkConfig::new(NetworkId::Public, "/ip4/127.0.0.1/tcp/0".parse()?);
         config.health_check.enabled = false;
         config.peer.max_message_size = MAX_MESSAGE_SIZE;
@@ -63,8 +68,8 @@ impl Node {
                 NonZeroUsize::new(limit.max(1)).context("inbound limit")?;
         }
         let queue_config = QueueConfig {
-            capacity_per_key: NonZeroUsize::new(usize::try_from(queue)?.max(1024))
-                .context("queue capacity")?,
+            overflow: Overflow::Wait,
+            max_wait_ms: QUEUE_MAX_WAIT_MS,
             ..config.inbound_queue
         };
         let mut builder = NetworkBuilder::new(
@@ -109,8 +114,8 @@ pub(super) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measu
 }
 
 async fn one_way(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
-    let sender = Node::start(1024, None)?;
-    let mut receiver = Node::start(spec.count, None)?;
+    let sender = Node::start(None)?;
+    let mut receiver = Node::start(None)?;
     sender.dial(&receiver).await?;
     let to = receiver.id();
     let client = sender.client.clone();
@@ -173,8 +178,8 @@ fn serve_echo(mut events: NetworkEvents<Payload>) -> tokio::task::JoinHandle<any
 }
 
 async fn rpc_lat(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
-    let client_node = Node::start(1024, None)?;
-    let server = Node::start(1024, None)?;
+    let client_node = Node::start(None)?;
+    let server = Node::start(None)?;
     client_node.dial(&server).await?;
     let to = server.id();
     let Node {
@@ -219,8 +224,8 @@ async fn rpc_lat(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
 }
 
 async fn rpc_tput(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
-    let client_node = Node::start(1024, None)?;
-    let server = Node::start(1024, None)?;
+    let client_node = Node::start(None)?;
+    let server = Node::start(None)?;
     client_node.dial(&server).await?;
     let to = server.id();
     let Node {
@@ -286,8 +291,8 @@ async fn rpc_tput(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
 /// Dial, one RPC, disconnect, and wait until the listener has seen the connection go; the
 /// whole cycle is timed.
 async fn connect(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
-    let dialer = Node::start(1024, None)?;
-    let listener = Node::start(1024, None)?;
+    let dialer = Node::start(None)?;
+    let listener = Node::start(None)?;
     let mut notifications = listener.network.peers_and_metadata().subscribe();
     let dialer_id = dialer.network.peer_id();
     let to = listener.id();
@@ -355,10 +360,10 @@ async fn connect(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
 /// only the connections count; then each dials the listening node.
 async fn idle_mem(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
     let n = usize::try_from(spec.count)?;
-    let listener = Node::start(1024, Some(n + 16))?;
+    let listener = Node::start(Some(n + 16))?;
     let mut notifications = listener.network.peers_and_metadata().subscribe();
     let clients: Vec<Node> = (0..n)
-        .map(|_| Node::start(1024, None))
+        .map(|_| Node::start(None))
         .collect::<anyhow::Result<_>>()?;
     super::raw::settle().await;
     let before = super::rss_bytes()?;
