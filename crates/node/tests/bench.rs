@@ -76,8 +76,11 @@ fn every_stack_and_workload_reports_its_figures() {
     assert_eq!(summary["summary"], true, "{summary}");
     for workload in workloads {
         let ratios = &summary["ratios"][workload];
-        assert!(ratios["peerlane_over_noise"].is_number(), "{summary}");
-        assert!(ratios["peerlane_over_tcp"].is_number(), "{summary}");
+        for key in ["peerlane_over_noise", "peerlane_over_tcp"] {
+            // 40 idle connections can leave the RSS where it was: no ratio then (null).
+            let ok = ratios[key].is_number() || (workload == "idle-mem" && ratios[key].is_null());
+            assert!(ok, "{workload} {key}: {summary}");
+        }
     }
 }
 
