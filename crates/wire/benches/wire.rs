@@ -1,0 +1,147 @@
+//! The message path above Noise, without sockets.
+//!
+//! - `bcs_encode/<kind>/<size>`, `bcs_decode/<kind>/<size>`: one `NetworkMessage`
+//!   (`DirectSendMsg` or `RpcRequest`) to BCS bytes and back, with a 128-byte and a 1 MiB
+//!   payload. Encoding sizes the message first, as the codec does.
+//! - `framed_codec/<size>`: one `MultiplexMessage` through `MultiplexMessageCodec` (the codec
+//!   behind `MultiplexMessageSink` / `MultiplexMessageStream`, which frames with netcore's
+//!   u32 `FrameCodec`): encode into a buffer, then decode it back, 128 B and 64 KiB payloads.
+//! - `stream_64MiB/fragment_reassemble`: a 64 MiB `DirectSendMsg` cut by `OutboundStream`
+//!   into a header and 16 fragments, fed to a `Reassembler` (the final copy into one payload
+//!   included). No serialization.
+//!
+//! Run with `cargo bench -p wire --bench wire` (under a minute; `-- --quick` for a rough
+//! figure). Throughput is payload bytes per second.
+
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tokio_util::codec::{Decoder, Encoder};
+use wire::{
+    DirectSendMsg, MAX_MESSAGE_SIZE, MultiplexMessage, MultiplexMessageCodec, NetworkMessage,
+    OutboundStream, ProtocolId, Reassembler, RequestId, RpcRequest, StreamLimits,
+};
+
+const SMALL: usize = 128;
+const ONE_MIB: usize = 1024 * 1024;
+const FRAME_LARGE: usize = 64 * 1024;
+
+fn payload(len: usize) -> Bytes {
+    (0..len).map(|i| i as u8).collect()
+}
+
+fn direct_send(len: usize) -> NetworkMessage {
+    NetworkMessage::DirectSendMsg(DirectSendMsg {
+        protocol_id: ProtocolId::MEMPOOL_DIRECT_SEND,
+        priority: 0,
+        raw_msg: payload(len),
+    })
+}
+
+fn rpc_request(len: usize) -> NetworkMessage {
+    NetworkMessage::RpcRequest(RpcRequest {
+        protocol_id: ProtocolId::CONSENSUS_RPC_BCS,
+        request_id: RequestId(7),
+        priority: 0,
+        raw_request: payload(len),
+    })
+}
+
+fn size_name(len: usize) -> &'static str {
+    match len {
+        SMALL => "128B",
+        FRAME_LARGE => "64KiB",
+        ONE_MIB => "1MiB",
+        _ => "other",
+    }
+}
+
+fn bcs_messages(c: &mut Criterion) {
+    for (kind, make) in [
+        ("direct_send", direct_send as fn(usize) -> NetworkMessage),
+        ("rpc_request", rpc_request),
+    ] {
+        for len in [SMALL, ONE_MIB] {
+            let message = make(len);
+            let encoded = bcs::to_bytes(&message).unwrap();
+            let id = BenchmarkId::new(kind, size_name(len));
+
+            let mut group = c.benchmark_group("bcs_encode");
+            group.throughput(Throughput::Bytes(len as u64));
+            group.bench_with_input(id.clone(), &message, |b, message| {
+                b.iter(|| {
+                    let size = bcs::serialized_size(message).unwrap();
+                    let mut out = Vec::with_capacity(size);
+                    bcs::serialize_into(&mut out, message).unwrap();
+                    out
+                });
+            });
+            group.finish();
+
+            let mut group = c.benchmark_group("bcs_decode");
+            group.throughput(Throughput::Bytes(len as u64));
+            group.bench_with_input(id, &encoded, |b, encoded| {
+                b.iter(|| bcs::from_bytes::<NetworkMessage>(encoded).unwrap());
+            });
+            group.finish();
+        }
+    }
+}
+
+fn framed_codec(c: &mut Criterion) {
+    let mut group = c.benchmark_group("framed_codec");
+    for len in [SMALL, FRAME_LARGE] {
+        let message = MultiplexMessage::Message(direct_send(len));
+        let mut codec = MultiplexMessageCodec::default();
+        let mut buf = BytesMut::with_capacity(2 * len + 64);
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(size_name(len), |b| {
+            b.iter(|| {
+                codec.encode(&message, &mut buf).unwrap();
+                let decoded = codec.decode(&mut buf).unwrap().unwrap().unwrap();
+                debug_assert!(buf.is_empty());
+                decoded
+            });
+        });
+    }
+    group.finish();
+}
+
+fn stream_64mib(c: &mut Criterion) {
+    let mut group = c.benchmark_group("stream_64MiB");
+    // One iteration copies 64 MiB: ten samples need about 55 of them.
+    group.measurement_time(Duration::from_secs(6));
+    let limits = StreamLimits::default();
+    let message = direct_send(MAX_MESSAGE_SIZE);
+    group.throughput(Throughput::Bytes(MAX_MESSAGE_SIZE as u64));
+    group.bench_function("fragment_reassemble", |b| {
+        b.iter(|| {
+            // Cloning the message clones the `Bytes` handle, not the 64 MiB.
+            let outbound = OutboundStream::new(message.clone(), 1, limits).unwrap();
+            let mut reassembler = Reassembler::new(limits);
+            let mut done = None;
+            for frame in outbound {
+                let MultiplexMessage::Stream(piece) = frame else {
+                    unreachable!("a stream yields stream messages");
+                };
+                done = reassembler.handle_stream_message(piece).unwrap();
+            }
+            done.unwrap()
+        });
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    targets = bcs_messages, framed_codec, stream_64mib
+}
+criterion_main!(benches);
