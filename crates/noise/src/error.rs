@@ -187,6 +187,20 @@ pub enum Error {
         source: snow::Error,
     },
 
+    /// The connection ended inside a transport frame: the peer closed, or the connection was
+    /// cut, part-way through a frame. Wrapped in an [`io::Error`] of kind
+    /// [`io::ErrorKind::UnexpectedEof`]; every later read fails the same way.
+    #[error(
+        "noise stream: connection closed inside a frame, after {received} of its {expected} bytes"
+    )]
+    TruncatedFrame {
+        /// Bytes of the frame, length prefix included, that were expected (2 while the prefix
+        /// itself was cut).
+        expected: usize,
+        /// Bytes of it that arrived.
+        received: usize,
+    },
+
     /// A read on a stream poisoned by an earlier [`Error::Decrypt`].
     #[error("noise stream: the session was poisoned by an earlier decryption failure")]
     Poisoned,
@@ -224,6 +238,7 @@ impl Error {
             Self::Setup { .. } => HandshakeOutcome::Setup,
             Self::InvalidPublicKey { .. }
             | Self::Decrypt { .. }
+            | Self::TruncatedFrame { .. }
             | Self::Poisoned
             | Self::Encrypt { .. } => return None,
         })
@@ -237,7 +252,9 @@ impl From<Error> for io::Error {
         match err {
             Error::Io { source, .. } => source,
             Error::Timeout { .. } => Self::new(io::ErrorKind::TimedOut, err),
-            Error::TruncatedMessage { .. } => Self::new(io::ErrorKind::UnexpectedEof, err),
+            Error::TruncatedMessage { .. } | Error::TruncatedFrame { .. } => {
+                Self::new(io::ErrorKind::UnexpectedEof, err)
+            }
             Error::Rejected { .. } => Self::new(io::ErrorKind::ConnectionAborted, err),
             other => Self::new(io::ErrorKind::InvalidData, other),
         }

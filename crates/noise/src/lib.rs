@@ -90,6 +90,6 @@ pub use handshake::{
     PROTOCOL_NAME, RemotePeer, SECOND_MESSAGE_LEN,
 };
 pub use keys::{PrivateKey, PublicKey};
-pub use metrics::{HandshakeOutcome, Metrics};
+pub use metrics::{HandshakeOutcome, Metrics, StreamErrorReason};
 pub use stream::{MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream};
 pub use upgrade::{HANDSHAKE_TIMEOUT, NoiseUpgrader, now_millis};

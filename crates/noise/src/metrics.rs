@@ -4,6 +4,7 @@
 //! |------|------|--------|
 //! | `peerlane_noise_handshakes_total` | counter | `side`, `result` ([`HandshakeOutcome`]) |
 //! | `peerlane_noise_decrypt_failures_total` | counter | none |
+//! | `peerlane_noise_stream_errors_total` | counter | `reason` ([`StreamErrorReason`]) |
 
 use std::fmt::Write as _;
 
@@ -22,6 +23,7 @@ use crate::error::Side;
 pub struct Metrics {
     handshakes: Family<HandshakeLabels, Counter>,
     decrypt_failures: Counter,
+    stream_errors: Family<StreamErrorLabels, Counter>,
 }
 
 impl Metrics {
@@ -38,6 +40,11 @@ impl Metrics {
             "peerlane_noise_decrypt_failures",
             "Noise transport frames that failed to decrypt (each one poisons its session)",
             metrics.decrypt_failures.clone(),
+        );
+        registry.register(
+            "peerlane_noise_stream_errors",
+            "Noise streams that failed other than by decryption, by reason",
+            metrics.stream_errors.clone(),
         );
         metrics
     }
@@ -57,6 +64,13 @@ impl Metrics {
         self.decrypt_failures.get()
     }
 
+    /// How many streams failed with `reason` so far.
+    pub fn stream_errors(&self, reason: StreamErrorReason) -> u64 {
+        self.stream_errors
+            .get(&StreamErrorLabels { reason })
+            .map_or(0, |counter| counter.get())
+    }
+
     pub(crate) fn record_handshake(&self, side: Side, outcome: HandshakeOutcome) {
         self.handshakes
             .get_or_create(&HandshakeLabels {
@@ -69,6 +83,43 @@ impl Metrics {
     pub(crate) fn decrypt_failure_counter(&self) -> Counter {
         self.decrypt_failures.clone()
     }
+
+    /// The counter for `reason`, resolved once per stream rather than per error.
+    pub(crate) fn stream_error_counter(&self, reason: StreamErrorReason) -> Counter {
+        self.stream_errors
+            .get_or_create(&StreamErrorLabels { reason })
+            .clone()
+    }
+}
+
+/// Why a stream failed, other than a frame that did not decrypt (which has its own counter,
+/// `peerlane_noise_decrypt_failures_total`). The `reason` label of
+/// `peerlane_noise_stream_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StreamErrorReason {
+    /// See [`Error::TruncatedFrame`](crate::Error::TruncatedFrame).
+    TruncatedFrame,
+}
+
+impl StreamErrorReason {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TruncatedFrame => "truncated_frame",
+        }
+    }
+}
+
+impl EncodeLabelValue for StreamErrorReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StreamErrorLabels {
+    reason: StreamErrorReason,
 }
 
 /// How a handshake ended: `ok` or the reason it failed. The `result` label of
@@ -154,6 +205,9 @@ mod tests {
         let metrics = Metrics::register(&mut registry);
         metrics.record_handshake(Side::Responder, HandshakeOutcome::ReplayedTimestamp);
         metrics.decrypt_failure_counter().inc();
+        metrics
+            .stream_error_counter(StreamErrorReason::TruncatedFrame)
+            .inc();
 
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
@@ -161,6 +215,7 @@ mod tests {
             r#"peerlane_noise_handshakes_total{side="responder",result="replayed_timestamp"} 1"#
         ));
         assert!(text.contains("peerlane_noise_decrypt_failures_total 1"));
+        assert!(text.contains(r#"peerlane_noise_stream_errors_total{reason="truncated_frame"} 1"#));
         assert_eq!(
             metrics.handshakes(Side::Responder, HandshakeOutcome::ReplayedTimestamp),
             1

@@ -6,9 +6,18 @@
 //! frame means end of stream.
 //!
 //! Both directions are hand-written poll state machines ([`ReadState`], [`WriteState`]): they
-//! keep partial progress across `Pending` so that no byte is lost or sent twice, and they run
-//! on four fixed buffers allocated once per stream (about 256 KiB), so steady-state traffic
-//! does not allocate.
+//! keep partial progress across `Pending` so that no byte is lost or sent twice.
+//!
+//! Memory: the four buffers (ciphertext and plaintext, per direction) are allocated when there
+//! is something to read or write, sized to the frames seen (at most one frame each, about
+//! 64 KiB), and given back when the direction goes idle, so an idle connection holds none of
+//! them. "Idle" is chosen where the task is about to sleep anyway, never per frame:
+//! - read: the socket returns `Pending` with no frame partly read and nothing left to deliver
+//!   (the task parks and waits for a wake-up, which costs far more than an allocation);
+//! - write: a flush completes with everything sent (the caller has no more to write for now).
+//!
+//! A busy stream therefore reuses its buffers frame after frame and allocates at most once per
+//! park or flush.
 
 use std::fmt;
 use std::io;
@@ -43,11 +52,15 @@ const PREFIX_LEN: usize = 2;
 /// down without sending any extra frame.
 ///
 /// Reading returns the plaintext of each frame in order. End of stream is the socket's EOF
-/// between two frames, or a zero-length frame. EOF inside a frame is an
-/// [`io::ErrorKind::UnexpectedEof`] error. A frame that fails to decrypt fails the read with
-/// [`Error::Decrypt`] and poisons the stream: every later read fails with [`Error::Poisoned`].
-/// Both come wrapped in an [`io::Error`] of kind [`io::ErrorKind::InvalidData`]; get them back
-/// with [`Error::from_io`].
+/// between two frames, or a zero-length frame. EOF inside a frame fails the read with
+/// [`Error::TruncatedFrame`] in an [`io::Error`] of kind [`io::ErrorKind::UnexpectedEof`].
+/// A frame that fails to decrypt fails the read with [`Error::Decrypt`] and poisons the
+/// stream: every later read fails with [`Error::Poisoned`]. Both come wrapped in an
+/// [`io::Error`] of kind [`io::ErrorKind::InvalidData`]. Get any of them back with
+/// [`Error::from_io`].
+///
+/// Buffers are allocated on demand and released when the stream goes idle (see the module
+/// docs); [`NoiseStream::buffer_capacity`] reports what is held.
 ///
 /// # Cancel safety
 ///
@@ -60,17 +73,20 @@ pub struct NoiseStream<S> {
     remote_peer_id: PeerId,
     remote_public_key: PublicKey,
     read_state: ReadState,
-    /// Ciphertext of the frame being read: `MAX_FRAME_LEN` bytes.
-    read_frame: Box<[u8]>,
-    /// Plaintext of the last frame when the reader's buffer was too small to decrypt into:
-    /// `MAX_PLAINTEXT_LEN` bytes.
-    read_plain: Box<[u8]>,
+    /// Ciphertext of the frame being read (its first `len` bytes; the length only grows while
+    /// busy, up to `MAX_FRAME_LEN`). Empty while idle.
+    read_frame: Vec<u8>,
+    /// Plaintext of the last frame when the reader's buffer was too small to decrypt into (up
+    /// to `MAX_PLAINTEXT_LEN` bytes). Empty while idle.
+    read_plain: Vec<u8>,
     write_state: WriteState,
-    /// Plaintext accepted but not yet sealed: `MAX_PLAINTEXT_LEN` bytes.
-    write_plain: Box<[u8]>,
-    /// The sealed frame being sent, length prefix included: `PREFIX_LEN + MAX_FRAME_LEN` bytes.
-    write_frame: Box<[u8]>,
+    /// Plaintext accepted but not yet sealed: all of it (at most `MAX_PLAINTEXT_LEN` bytes).
+    write_plain: Vec<u8>,
+    /// The sealed frame being sent, length prefix included (up to `PREFIX_LEN +
+    /// MAX_FRAME_LEN` bytes). Empty while idle.
+    write_frame: Vec<u8>,
     decrypt_failures: Option<Counter>,
+    truncated_frames: Option<Counter>,
 }
 
 /// Where the reader is within the incoming frames.
@@ -87,8 +103,9 @@ enum ReadState {
     Deliver { offset: usize, len: usize },
     /// End of stream: EOF between frames, or a zero-length frame. Reads return 0 bytes.
     Eof,
-    /// The socket ended inside a frame. Reads fail with `UnexpectedEof`.
-    Truncated,
+    /// The socket ended inside a frame, after `received` of the frame's `expected` bytes
+    /// (prefix included). Reads fail with [`Error::TruncatedFrame`].
+    Truncated { expected: usize, received: usize },
     /// A frame failed to decrypt. Reads fail with [`Error::Poisoned`].
     Poisoned,
 }
@@ -96,8 +113,8 @@ enum ReadState {
 /// Where the writer is.
 #[derive(Clone, Copy, Debug)]
 enum WriteState {
-    /// Accepting plaintext into `write_plain[..buffered]`.
-    Buffering { buffered: usize },
+    /// Accepting plaintext into `write_plain`.
+    Buffering,
     /// Sending `write_frame[offset..len]`; `write_plain` is empty.
     Sending { offset: usize, len: usize },
 }
@@ -118,13 +135,23 @@ impl<S> NoiseStream<S> {
             remote_peer_id,
             remote_public_key,
             read_state: ReadState::READ_LEN,
-            read_frame: vec![0; MAX_FRAME_LEN].into_boxed_slice(),
-            read_plain: vec![0; MAX_PLAINTEXT_LEN].into_boxed_slice(),
-            write_state: WriteState::Buffering { buffered: 0 },
-            write_plain: vec![0; MAX_PLAINTEXT_LEN].into_boxed_slice(),
-            write_frame: vec![0; PREFIX_LEN + MAX_FRAME_LEN].into_boxed_slice(),
+            read_frame: Vec::new(),
+            read_plain: Vec::new(),
+            write_state: WriteState::Buffering,
+            write_plain: Vec::new(),
+            write_frame: Vec::new(),
             decrypt_failures: None,
+            truncated_frames: None,
         }
+    }
+
+    /// Bytes of buffer memory the stream holds right now, both directions together
+    /// (diagnostics). 0 for a stream that is idle: nothing partly read, nothing unflushed.
+    pub fn buffer_capacity(&self) -> usize {
+        self.read_frame.capacity()
+            + self.read_plain.capacity()
+            + self.write_plain.capacity()
+            + self.write_frame.capacity()
     }
 
     /// The remote peer's PeerId.
@@ -148,10 +175,22 @@ impl<S> NoiseStream<S> {
         &mut self.socket
     }
 
-    /// Counts decryption failures in `counter`.
-    pub(crate) fn with_decrypt_failure_counter(mut self, counter: Counter) -> Self {
-        self.decrypt_failures = Some(counter);
+    /// Counts decryption failures in `decrypt_failures` and connections that ended inside a
+    /// frame in `truncated_frames`.
+    pub(crate) fn with_counters(
+        mut self,
+        decrypt_failures: Counter,
+        truncated_frames: Counter,
+    ) -> Self {
+        self.decrypt_failures = Some(decrypt_failures);
+        self.truncated_frames = Some(truncated_frames);
         self
+    }
+
+    /// Gives the read buffers back: nothing is partly read and nothing waits for the reader.
+    fn release_read_buffers(&mut self) {
+        self.read_frame = Vec::new();
+        self.read_plain = Vec::new();
     }
 }
 
@@ -165,22 +204,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NoiseStream<S> {
     ) -> Poll<io::Result<usize>> {
         loop {
             match &mut self.write_state {
-                WriteState::Buffering { buffered } => {
-                    let buffered = *buffered;
+                WriteState::Buffering => {
+                    let buffered = self.write_plain.len();
                     let Some(data) = data else {
                         // Flush: seal what is buffered, or flush the socket once all is sent.
                         if buffered > 0 {
-                            self.seal_buffered(buffered)?;
+                            self.seal_buffered()?;
                             continue;
                         }
                         ready!(Pin::new(&mut self.socket).poll_flush(cx))?;
+                        // Everything is out and the caller has nothing more for now: give the
+                        // write buffers back (the next write allocates them again).
+                        self.write_plain = Vec::new();
+                        self.write_frame = Vec::new();
                         return Poll::Ready(Ok(0));
                     };
                     if data.is_empty() {
                         return Poll::Ready(Ok(0));
                     }
                     if buffered == MAX_PLAINTEXT_LEN {
-                        self.seal_buffered(buffered)?;
+                        self.seal_buffered()?;
                         continue;
                     }
                     if buffered == 0 && data.len() >= MAX_PLAINTEXT_LEN {
@@ -195,11 +238,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NoiseStream<S> {
                         return Poll::Ready(Ok(MAX_PLAINTEXT_LEN));
                     }
                     let accepted = data.len().min(MAX_PLAINTEXT_LEN - buffered);
-                    self.write_plain[buffered..buffered + accepted]
-                        .copy_from_slice(&data[..accepted]);
-                    self.write_state = WriteState::Buffering {
-                        buffered: buffered + accepted,
-                    };
+                    reserve_capped(&mut self.write_plain, accepted, MAX_PLAINTEXT_LEN);
+                    self.write_plain.extend_from_slice(&data[..accepted]);
                     return Poll::Ready(Ok(accepted));
                 }
                 WriteState::Sending { offset, len } => {
@@ -210,27 +250,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NoiseStream<S> {
                     }
                     *offset += written;
                     if *offset == *len {
-                        self.write_state = WriteState::Buffering { buffered: 0 };
+                        self.write_state = WriteState::Buffering;
                     }
                 }
             }
         }
     }
 
-    /// Seals `write_plain[..buffered]` into `write_frame` and moves to `Sending`.
-    fn seal_buffered(&mut self, buffered: usize) -> io::Result<()> {
-        let len = seal(
-            &mut self.session,
-            &self.write_plain[..buffered],
-            &mut self.write_frame,
-        )?;
+    /// Seals `write_plain` into `write_frame`, empties `write_plain` (keeping its capacity for
+    /// the next frame) and moves to `Sending`.
+    fn seal_buffered(&mut self) -> io::Result<()> {
+        let len = seal(&mut self.session, &self.write_plain, &mut self.write_frame)?;
+        self.write_plain.clear();
         self.write_state = WriteState::Sending { offset: 0, len };
         Ok(())
+    }
+
+    /// Records a connection that ended inside a frame (the state is already `Truncated`) and
+    /// drops the read buffers, which no later read needs.
+    fn end_of_reads(&mut self) {
+        self.release_read_buffers();
+        if let ReadState::Truncated { expected, received } = self.read_state {
+            if let Some(counter) = &self.truncated_frames {
+                counter.inc();
+            }
+            tracing::debug!(
+                peer = %self.remote_peer_id,
+                expected,
+                received,
+                "noise stream ended inside a frame"
+            );
+        }
     }
 
     /// Records a decryption failure and poisons the stream.
     fn poison(&mut self, source: snow::Error) -> io::Error {
         self.read_state = ReadState::Poisoned;
+        self.release_read_buffers();
         if let Some(counter) = &self.decrypt_failures {
             counter.inc();
         }
@@ -252,14 +308,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for NoiseStream<S> {
         loop {
             match &mut this.read_state {
                 ReadState::ReadLen { prefix, filled } => {
-                    let read =
-                        ready!(poll_read_some(&mut this.socket, cx, &mut prefix[*filled..]))?;
+                    let read = match poll_read_some(&mut this.socket, cx, &mut prefix[*filled..]) {
+                        Poll::Ready(read) => read?,
+                        Poll::Pending => {
+                            // Between frames with nothing to deliver: the task is about to park,
+                            // so this is where an idle stream gives its read buffers back.
+                            if *filled == 0 {
+                                this.release_read_buffers();
+                            }
+                            return Poll::Pending;
+                        }
+                    };
                     if read == 0 {
                         this.read_state = if *filled == 0 {
                             ReadState::Eof
                         } else {
-                            ReadState::Truncated
+                            ReadState::Truncated {
+                                expected: PREFIX_LEN,
+                                received: *filled,
+                            }
                         };
+                        this.end_of_reads();
                         continue;
                     }
                     *filled += read;
@@ -268,6 +337,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for NoiseStream<S> {
                         this.read_state = if len == 0 {
                             ReadState::Eof
                         } else {
+                            grow_zeroed(&mut this.read_frame, len, MAX_FRAME_LEN);
                             ReadState::ReadFrame { len, filled: 0 }
                         };
                     }
@@ -277,7 +347,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for NoiseStream<S> {
                     let frame = &mut this.read_frame[*filled..len];
                     let read = ready!(poll_read_some(&mut this.socket, cx, frame))?;
                     if read == 0 {
-                        this.read_state = ReadState::Truncated;
+                        this.read_state = ReadState::Truncated {
+                            expected: PREFIX_LEN + len,
+                            received: PREFIX_LEN + *filled,
+                        };
+                        this.end_of_reads();
                         continue;
                     }
                     *filled += read;
@@ -303,15 +377,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for NoiseStream<S> {
                                 Err(source) => return Poll::Ready(Err(this.poison(source))),
                             }
                         }
-                        _ => match this.session.read_message(frame, &mut this.read_plain) {
-                            Ok(decrypted) => {
-                                this.read_state = ReadState::Deliver {
-                                    offset: 0,
-                                    len: decrypted,
-                                };
+                        _ => {
+                            grow_zeroed(
+                                &mut this.read_plain,
+                                len.saturating_sub(TAG_LEN),
+                                MAX_PLAINTEXT_LEN,
+                            );
+                            match this.session.read_message(frame, &mut this.read_plain) {
+                                Ok(decrypted) => {
+                                    this.read_state = ReadState::Deliver {
+                                        offset: 0,
+                                        len: decrypted,
+                                    };
+                                }
+                                Err(source) => return Poll::Ready(Err(this.poison(source))),
                             }
-                            Err(source) => return Poll::Ready(Err(this.poison(source))),
-                        },
+                        }
                     }
                 }
                 ReadState::Deliver { offset, len } => {
@@ -325,12 +406,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for NoiseStream<S> {
                         return Poll::Ready(Ok(()));
                     }
                 }
-                ReadState::Eof => return Poll::Ready(Ok(())),
-                ReadState::Truncated => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "noise stream: connection closed inside a frame",
-                    )));
+                ReadState::Eof => {
+                    this.release_read_buffers();
+                    return Poll::Ready(Ok(()));
+                }
+                ReadState::Truncated { expected, received } => {
+                    return Poll::Ready(Err(Error::TruncatedFrame {
+                        expected: *expected,
+                        received: *received,
+                    }
+                    .into()));
                 }
                 ReadState::Poisoned => return Poll::Ready(Err(Error::Poisoned.into())),
             }
@@ -377,14 +462,38 @@ impl ReadState {
 }
 
 /// Encrypts `plaintext` (at most [`MAX_PLAINTEXT_LEN`] bytes) into `frame` behind its length
-/// prefix and returns the frame's total length.
-fn seal(session: &mut TransportState, plaintext: &[u8], frame: &mut [u8]) -> io::Result<usize> {
+/// prefix, growing `frame` if needed, and returns the frame's total length.
+fn seal(session: &mut TransportState, plaintext: &[u8], frame: &mut Vec<u8>) -> io::Result<usize> {
+    grow_zeroed(
+        frame,
+        PREFIX_LEN + plaintext.len() + TAG_LEN,
+        PREFIX_LEN + MAX_FRAME_LEN,
+    );
     let len = session
         .write_message(plaintext, &mut frame[PREFIX_LEN..])
         .map_err(|source| Error::Encrypt { source })?;
     // Cannot truncate: snow refuses to produce more than 65,535 bytes of ciphertext.
     frame[..PREFIX_LEN].copy_from_slice(&(len as u16).to_be_bytes());
     Ok(PREFIX_LEN + len)
+}
+
+/// Makes room in `buf` for `additional` more bytes: at least doubling (so a stream whose frames
+/// grow reallocates a few times, not per frame) but never past `max`, the most it can hold.
+fn reserve_capped(buf: &mut Vec<u8>, additional: usize, max: usize) {
+    let needed = buf.len() + additional;
+    if needed > buf.capacity() {
+        let target = needed.max(2 * buf.capacity()).min(max).max(needed);
+        buf.reserve_exact(target - buf.len());
+    }
+}
+
+/// Makes `buf` at least `len` bytes long, zero-filling what is new (snow writes into
+/// initialized slices). The length never shrinks, so a busy stream zeroes each byte once.
+fn grow_zeroed(buf: &mut Vec<u8>, len: usize, max: usize) {
+    if buf.len() < len {
+        reserve_capped(buf, len - buf.len(), max);
+        buf.resize(len, 0);
+    }
 }
 
 /// Reads whatever is available into `dst`; 0 means EOF.

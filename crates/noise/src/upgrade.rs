@@ -15,7 +15,7 @@ use crate::auth::HandshakeAuthMode;
 use crate::error::{Error, Side};
 use crate::handshake::{FIRST_MESSAGE_LEN, HandshakeConfig, RemotePeer, SECOND_MESSAGE_LEN};
 use crate::keys::{PrivateKey, PublicKey};
-use crate::metrics::{HandshakeOutcome, Metrics};
+use crate::metrics::{HandshakeOutcome, Metrics, StreamErrorReason};
 use crate::stream::NoiseStream;
 
 /// AptosNet's deadline for setting up a connection (connect, Noise, handshake message). Use it
@@ -207,10 +207,12 @@ impl NoiseUpgrader {
             Err((_, err)) => return Err(io(err)),
         }
         let session = initiator.finish(&second_message)?;
-        Ok(
-            NoiseStream::new(socket, session, remote_peer_id, remote_public_key)
-                .with_decrypt_failure_counter(self.metrics.decrypt_failure_counter()),
-        )
+        Ok(self.stream(NoiseStream::new(
+            socket,
+            session,
+            remote_peer_id,
+            remote_public_key,
+        )))
     }
 
     async fn inbound<S>(&self, mut socket: S) -> Result<(NoiseStream<S>, RemotePeer), Error>
@@ -238,9 +240,22 @@ impl NoiseUpgrader {
             .map_err(io)?;
         socket.flush().await.map_err(io)?;
         let remote = accepted.remote;
-        let stream = NoiseStream::new(socket, accepted.session, remote.peer_id, remote.public_key)
-            .with_decrypt_failure_counter(self.metrics.decrypt_failure_counter());
+        let stream = self.stream(NoiseStream::new(
+            socket,
+            accepted.session,
+            remote.peer_id,
+            remote.public_key,
+        ));
         Ok((stream, remote))
+    }
+
+    /// Hooks a new stream up to our counters.
+    fn stream<S>(&self, stream: NoiseStream<S>) -> NoiseStream<S> {
+        stream.with_counters(
+            self.metrics.decrypt_failure_counter(),
+            self.metrics
+                .stream_error_counter(StreamErrorReason::TruncatedFrame),
+        )
     }
 
     fn record(&self, side: Side, peer_id: PeerId, err: Option<&Error>) {

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{TestNode, client_node, pattern, server_node, session_pair, stream_pair, trusting};
-use noise::{Error, HandshakeAuthMode, MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream};
+use noise::{
+    Error, HandshakeAuthMode, MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream, StreamErrorReason,
+};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -154,6 +156,113 @@ async fn eof_inside_a_frame_is_an_unexpected_eof() {
     drop(raw);
     let err = stream.read_to_end(&mut Vec::new()).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    let expected = frame.len();
+    assert!(matches!(
+        Error::from_io(&err),
+        Some(&Error::TruncatedFrame { expected: e, received: r }) if e == expected && r == e - 1
+    ));
+    // It stays an error, and the buffers of the dead direction are gone.
+    let err = stream.read(&mut [0u8; 8]).await.unwrap_err();
+    assert!(matches!(
+        Error::from_io(&err),
+        Some(Error::TruncatedFrame { .. })
+    ));
+    assert_eq!(stream.buffer_capacity(), 0);
+
+    // Cut inside the length prefix.
+    let (mut stream, mut raw, _) = stream_and_raw_peer(1 << 20);
+    raw.write_all(&[0]).await.unwrap();
+    drop(raw);
+    let err = stream.read(&mut [0u8; 8]).await.unwrap_err();
+    assert!(matches!(
+        Error::from_io(&err),
+        Some(Error::TruncatedFrame {
+            expected: 2,
+            received: 1
+        })
+    ));
+}
+
+/// Streams made by the upgrader count a connection cut inside a frame, once, under
+/// `reason="truncated_frame"`.
+#[tokio::test]
+async fn truncated_frames_are_counted() {
+    let client = TestNode::new(1);
+    let server = TestNode::new(2);
+    let client_upgrader = client.upgrader(HandshakeAuthMode::mutual(trusting(&[&server])));
+    let server_upgrader = server.upgrader(HandshakeAuthMode::mutual(trusting(&[&client])));
+    let (a, b) = tokio::io::duplex(4096);
+    let (client_stream, accepted) = tokio::join!(
+        client_upgrader.upgrade_outbound(a, server.peer_id, server.public_key, 1),
+        server_upgrader.upgrade_inbound(b),
+    );
+    let (mut client_stream, (mut server_stream, _)) = (client_stream.unwrap(), accepted.unwrap());
+    // A prefix announcing 20 bytes, 5 of them, then the connection closes.
+    client_stream
+        .get_mut()
+        .write_all(&[0, 20, 1, 2, 3, 4, 5])
+        .await
+        .unwrap();
+    drop(client_stream);
+    for _ in 0..2 {
+        let err = server_stream.read(&mut [0u8; 16]).await.unwrap_err();
+        assert!(matches!(
+            Error::from_io(&err),
+            Some(Error::TruncatedFrame {
+                expected: 22,
+                received: 7
+            })
+        ));
+    }
+    let reason = StreamErrorReason::TruncatedFrame;
+    assert_eq!(server_upgrader.metrics().stream_errors(reason), 1);
+    assert_eq!(server_upgrader.metrics().decrypt_failures(), 0);
+}
+
+/// An idle stream holds no buffers: the write buffers go at the end of a flush, the read
+/// buffers when a read finds nothing to read with nothing partly read. A busy direction keeps
+/// them: nothing is released while a frame is half-read or bytes are unflushed.
+#[tokio::test]
+async fn buffers_are_released_when_idle() {
+    let (mut client, mut server) = stream_pair(1 << 20);
+    assert_eq!(client.buffer_capacity(), 0, "nothing before the first byte");
+
+    // Writing buffers plaintext (sized to what is written, not a whole frame).
+    client.write_all(&pattern(100, 1)).await.unwrap();
+    let buffered = client.buffer_capacity();
+    assert!((100..4096).contains(&buffered), "{buffered}");
+    client.flush().await.unwrap();
+    assert_eq!(client.buffer_capacity(), 0, "released by the flush");
+
+    // A large write grows the buffers to a frame at most, and the flush gives them back.
+    client.write_all(&pattern(200_000, 2)).await.unwrap();
+    assert!(client.buffer_capacity() <= 2 * (MAX_FRAME_LEN + 2));
+    client.flush().await.unwrap();
+    assert_eq!(client.buffer_capacity(), 0);
+
+    // Reading with a small buffer keeps the frame's plaintext until it is delivered.
+    let mut small = [0u8; 10];
+    server.read_exact(&mut small).await.unwrap();
+    assert!(server.buffer_capacity() > 0);
+    let mut rest = vec![0u8; 100 - 10 + 200_000];
+    server.read_exact(&mut rest).await.unwrap();
+    // All delivered, but no read has found the socket empty yet.
+    let mut probe = [0u8; 1];
+    assert!(futures::FutureExt::now_or_never(server.read(&mut probe)).is_none());
+    assert_eq!(server.buffer_capacity(), 0, "released on the idle read");
+
+    // Half a frame on the wire: the read is pending but the partial frame is kept.
+    let (mut stream, mut raw, mut session) = stream_and_raw_peer(1 << 20);
+    let frame = seal(&mut session, &pattern(1000, 3));
+    raw.write_all(&frame[..500]).await.unwrap();
+    let mut buf = vec![0u8; 2000];
+    assert!(futures::FutureExt::now_or_never(stream.read(&mut buf)).is_none());
+    assert!(stream.buffer_capacity() >= 1000);
+    raw.write_all(&frame[500..]).await.unwrap();
+    assert_eq!(stream.read(&mut buf).await.unwrap(), 1000);
+    assert_eq!(&buf[..1000], &pattern(1000, 3)[..]);
+    assert!(futures::FutureExt::now_or_never(stream.read(&mut buf)).is_none());
+    assert_eq!(stream.buffer_capacity(), 0);
 }
 
 /// A frame modified in transit fails to decrypt, and the stream is poisoned: every later read
