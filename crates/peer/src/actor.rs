@@ -19,8 +19,10 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -115,12 +117,22 @@ impl Peer {
     }
 }
 
+/// The reader calls [`InboundRouter::flush`] at least once per this many events routed, even
+/// while the socket keeps having data: a bound on how long an application may sleep on a
+/// non-empty queue, while a burst still costs few wake-ups.
+pub const ROUTE_FLUSH_EVERY: usize = 64;
+
+/// Frames the reader takes from the socket per wake-up, before it handles them.
+const READ_BATCH: usize = 64;
+
 /// The reader actor: owns the read half of the socket and the reassembler.
 struct Reader<R> {
     shared: Arc<Shared>,
     stream: MultiplexMessageStream<R>,
     reassembler: Reassembler,
     router: Arc<dyn InboundRouter>,
+    /// Events routed since the last [`InboundRouter::flush`].
+    unflushed: usize,
     _exit: Arc<TaskExit>,
 }
 
@@ -137,6 +149,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             reassembler: Reassembler::new(limits),
             shared,
             router,
+            unflushed: 0,
             _exit: exit,
         }
     }
@@ -147,39 +160,75 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         // Made once: polling it again is cheaper than making a new one per frame.
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
-        let reason = loop {
-            let item = tokio::select! {
+        let mut frames = Vec::with_capacity(READ_BATCH);
+        let reason = 'read: loop {
+            tokio::select! {
                 // Local work first: once the peer is closing we take nothing more from the
                 // remote.
                 biased;
                 // Disconnect, shutdown, or the writer failed. `begin_close` below keeps the
                 // reason recorded first.
                 () = &mut cancelled => break DisconnectReason::Shutdown,
-                // Cancel-safe: a partial frame stays in the stream's read buffer.
-                item = self.stream.next() => item,
-            };
-            match item {
-                Some(Ok(message)) => {
-                    if let Some(blocked) = self.handle_frame(message) {
-                        // Back-pressure: read nothing more until the application has room.
-                        tokio::select! {
-                            biased;
-                            () = &mut cancelled => break DisconnectReason::Shutdown,
-                            () = blocked.room => {}
+                // Cancel-safe: a partial frame stays in the stream's read buffer, and frames
+                // are only taken when this completes.
+                () = poll_fn(|cx| self.poll_frames(cx, &mut frames)) => {}
+            }
+            for item in frames.drain(..) {
+                match item {
+                    Some(Ok(message)) => {
+                        if let Some(blocked) = self.handle_frame(message) {
+                            // Back-pressure: read nothing more until the application has room
+                            // (after waking it, so that it makes some).
+                            self.unflushed = 0;
+                            self.router.flush();
+                            tokio::select! {
+                                biased;
+                                () = &mut cancelled => break 'read DisconnectReason::Shutdown,
+                                () = blocked.room => {}
+                            }
+                            self.deliver(blocked.event);
                         }
-                        self.deliver(blocked.event);
                     }
+                    Some(Err(err)) if err.is_recoverable() => self.handle_malformed_frame(&err),
+                    Some(Err(err)) => {
+                        let reason = read_disconnect_reason(&err);
+                        debug!(error = %ErrorChain(&err), %reason, "read failed");
+                        break 'read reason;
+                    }
+                    None => break 'read DisconnectReason::RemoteClosed,
                 }
-                Some(Err(err)) if err.is_recoverable() => self.handle_malformed_frame(&err),
-                Some(Err(err)) => {
-                    let reason = read_disconnect_reason(&err);
-                    debug!(error = %ErrorChain(&err), %reason, "read failed");
-                    break reason;
-                }
-                None => break DisconnectReason::RemoteClosed,
             }
         };
         self.shared.begin_close(reason);
+    }
+
+    /// Takes every frame the stream has ready, up to [`READ_BATCH`], into `frames`: `Ready`
+    /// once it has some, stopping after the end of the stream or an error. When there is none,
+    /// lets the router wake the applications it fed (the socket has nothing more for now) and
+    /// returns `Pending`. One cancellation check per batch rather than per frame.
+    fn poll_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        frames: &mut Vec<Option<Result<MultiplexMessage, wire::Error>>>,
+    ) -> Poll<()> {
+        while frames.len() < READ_BATCH {
+            let Poll::Ready(item) = self.stream.poll_next_unpin(cx) else {
+                break;
+            };
+            let go_on = matches!(item, Some(Ok(_)));
+            frames.push(item);
+            if !go_on {
+                break;
+            }
+        }
+        if !frames.is_empty() {
+            return Poll::Ready(());
+        }
+        if self.unflushed > 0 {
+            self.unflushed = 0;
+            self.router.flush();
+        }
+        Poll::Pending
     }
 
     /// Handles one frame; returns the event the application's queue asked us to hold back
@@ -214,7 +263,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    fn dispatch(&self, message: NetworkMessage) -> Option<HeldBack> {
+    fn dispatch(&mut self, message: NetworkMessage) -> Option<HeldBack> {
         self.shared
             .metrics
             .record_message(Direction::Received, &message);
@@ -247,8 +296,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     /// Hands `event` to its application; a queue applying back-pressure may hand it back.
-    fn try_deliver(&self, event: InboundEvent) -> Option<HeldBack> {
+    fn try_deliver(&mut self, event: InboundEvent) -> Option<HeldBack> {
         let (kind, not_supported) = route_labels(&event);
+        self.unflushed += 1;
+        if self.unflushed >= ROUTE_FLUSH_EVERY {
+            self.unflushed = 0;
+            self.router.flush();
+        }
         match self.router.try_route(event) {
             Ok(()) => None,
             Err(TryRouteError::Refused(err)) => {
@@ -261,14 +315,15 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     /// Hands `event` to its application after waiting for room: whatever still does not fit
     /// is dropped and counted.
-    fn deliver(&self, event: InboundEvent) {
+    fn deliver(&mut self, event: InboundEvent) {
         let (kind, not_supported) = route_labels(&event);
+        self.unflushed += 1;
         if let Err(err) = self.router.route(event) {
             self.route_failed(err, kind, not_supported);
         }
     }
 
-    fn handle_rpc_request(&self, request: RpcRequest) -> Option<HeldBack> {
+    fn handle_rpc_request(&mut self, request: RpcRequest) -> Option<HeldBack> {
         let RpcRequest {
             protocol_id,
             request_id,

@@ -86,6 +86,13 @@ pub trait InboundRouter: Send + Sync + 'static {
     fn try_route(&self, event: InboundEvent) -> Result<(), TryRouteError> {
         self.route(event).map_err(TryRouteError::Refused)
     }
+
+    /// Called by the reader once it has routed what it had at hand: when the socket has
+    /// nothing more ready, every [`ROUTE_FLUSH_EVERY`](crate::ROUTE_FLUSH_EVERY) events, and before
+    /// it waits for room. A router may hold back wake-ups of the applications' tasks until
+    /// then, so that a burst of messages from one socket read costs one wake-up rather than one
+    /// per message. Must not block. The default does nothing.
+    fn flush(&self) {}
 }
 
 /// A future an [`InboundRouter`] hands the reader with [`TryRouteError::Full`]: it resolves

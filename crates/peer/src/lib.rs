@@ -49,7 +49,7 @@ mod rpc;
 mod shared;
 mod writer;
 
-pub use actor::Peer;
+pub use actor::{Peer, ROUTE_FLUSH_EVERY};
 pub use config::{
     Config, DEFAULT_INBOUND_RPC_TIMEOUT_SECS, DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
     DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS, DEFAULT_MAX_FRAME_SIZE_BYTES,

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,7 +30,20 @@ use crate::peers::{PeerNetworkId, PeersAndMetadata};
 /// networks behind one client with [`combine`](Self::combine).
 pub struct NetworkClient<M> {
     networks: Arc<HashMap<NetworkId, ClientNetwork>>,
+    /// The connection of the peer this clone sent to last, so that a run of sends to one peer
+    /// skips the look-up in [`PeersAndMetadata`] (a shared lock and a hash). Per clone, so
+    /// tasks with clones of their own do not contend for it.
+    last: Mutex<Option<CachedPeer>>,
     _message: PhantomData<fn(M) -> M>,
+}
+
+/// A peer's connection as [`PeersAndMetadata`] gave it. Used only while the connection is up:
+/// a connection that is replaced (simultaneous dial, reconnect) is closed, and then the next
+/// send looks the peer up again.
+struct CachedPeer {
+    peer: PeerNetworkId,
+    protocols: ProtocolIdSet,
+    handle: PeerHandle,
 }
 
 /// What the client knows about one network.
@@ -52,6 +65,7 @@ where
     pub(crate) fn new(network_id: NetworkId, network: ClientNetwork) -> Self {
         Self {
             networks: Arc::new(HashMap::from([(network_id, network)])),
+            last: Mutex::new(None),
             _message: PhantomData,
         }
     }
@@ -74,6 +88,7 @@ where
         }
         Ok(Self {
             networks: Arc::new(networks),
+            last: Mutex::new(None),
             _message: PhantomData,
         })
     }
@@ -86,15 +101,16 @@ where
     /// [`Error::Peer`] when the connection's queue is full or it is closing.
     pub fn send_to_peer(&self, peer: PeerNetworkId, message: &M) -> Result<(), Error> {
         let network = self.network(peer.network_id)?;
-        let (protocols, handle) = network.connection(peer)?;
-        let protocol = choose(
-            peer,
-            MessageKind::DirectSend,
-            &network.direct_send,
-            protocols,
-        )?;
-        let bytes = encode(protocol, message)?;
-        send(peer, &handle, protocol, bytes)
+        self.with_connection(network, peer, |protocols, handle| {
+            let protocol = choose(
+                peer,
+                MessageKind::DirectSend,
+                &network.direct_send,
+                protocols,
+            )?;
+            let bytes = encode(protocol, message)?;
+            send(peer, handle, protocol, bytes)
+        })
     }
 
     /// Sends `message` to every peer in `peers` as a direct send. The message is encoded once
@@ -149,8 +165,10 @@ where
         timeout: Duration,
     ) -> Result<M, Error> {
         let network = self.network(peer.network_id)?;
-        let (protocols, handle) = network.connection(peer)?;
-        let protocol = choose(peer, MessageKind::Rpc, &network.rpc, protocols)?;
+        let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
+            let protocol = choose(peer, MessageKind::Rpc, &network.rpc, protocols)?;
+            Ok((protocol, handle.clone()))
+        })?;
         let bytes = encode(protocol, &request)?;
         let response = handle
             .rpc(protocol, bytes, timeout)
@@ -239,12 +257,42 @@ where
             .get(&network_id)
             .ok_or(Error::UnknownNetwork { network_id })
     }
+
+    /// Runs `f` on `peer`'s negotiated protocols and connection, from the cache when `peer`
+    /// is the last peer this clone sent to and that connection is still up; fails with
+    /// [`Error::NotConnected`] without a connection.
+    fn with_connection<R>(
+        &self,
+        network: &ClientNetwork,
+        peer: PeerNetworkId,
+        f: impl FnOnce(ProtocolIdSet, &PeerHandle) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let cached = last
+            .as_ref()
+            // Not `is_connected`, which also locks the cancellation token: once the connection
+            // closes its reason is set, and until then a push fails with `Disconnected` anyway.
+            .is_some_and(|cached| {
+                cached.peer == peer && cached.handle.disconnect_reason().is_none()
+            });
+        if !cached {
+            let (protocols, handle) = network.connection(peer)?;
+            *last = Some(CachedPeer {
+                peer,
+                protocols,
+                handle,
+            });
+        }
+        let cached = last.as_ref().expect("filled just above");
+        f(cached.protocols, &cached.handle)
+    }
 }
 
 impl<M> Clone for NetworkClient<M> {
     fn clone(&self) -> Self {
         Self {
             networks: self.networks.clone(),
+            last: Mutex::new(None),
             _message: PhantomData,
         }
     }

@@ -12,7 +12,7 @@
 //! peer's reader never spends time on application types. A payload that does not decode is
 //! logged, counted (`peerlane_inbound_decode_failures_total`) and skipped; the stream goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
-use futures::stream::SelectAll;
 use netcore::PeerId;
 use peer::{HeldBack, InboundEvent, InboundRouter, RouteError, RpcResponder, TryRouteError};
 use serde::Serialize;
@@ -76,7 +75,10 @@ pub struct RpcReplier<M> {
 /// Dropping it drops what is queued; later messages for the application are dropped and counted
 /// (`event="closed"`).
 pub struct NetworkEvents<M> {
-    parts: SelectAll<EventsPart<M>>,
+    /// One part per network, polled in turn starting after the one that gave the last event
+    /// (a plain round robin: `SelectAll` would allocate per event).
+    parts: Vec<EventsPart<M>>,
+    next: usize,
 }
 
 /// The inbound item an application's queue holds.
@@ -92,14 +94,24 @@ pub(crate) type AppQueue = KeyedSender<(PeerId, ProtocolId), Inbound>;
 struct EventsPart<M> {
     network_id: NetworkId,
     rx: KeyedReceiver<(PeerId, ProtocolId), Inbound>,
+    /// Items taken off the queue in one go (at most [`EVENTS_BATCH`]) and not yet decoded:
+    /// one lock per batch rather than per message.
+    batch: VecDeque<((PeerId, ProtocolId), Inbound)>,
     metrics: Metrics,
     _message: PhantomData<fn() -> M>,
 }
+
+/// Items an application takes off its queue per lock. They leave the queue's bound (the queue
+/// has room for that many more) but are held here, so an application holds at most
+/// `capacity_per_key` per key plus this many per network.
+const EVENTS_BATCH: usize = 64;
 
 /// Routes a network's inbound messages to the applications' queues by protocol.
 pub(crate) struct Router {
     /// Indexed by protocol id: an array look-up per message rather than a hash.
     apps: Box<[Option<Route>]>,
+    /// Each application's queue once, for [`InboundRouter::flush`].
+    queues: Vec<AppQueue>,
     metrics: Metrics,
 }
 
@@ -158,24 +170,21 @@ where
         rx: KeyedReceiver<(PeerId, ProtocolId), Inbound>,
         metrics: Metrics,
     ) -> Self {
-        let mut parts = SelectAll::new();
-        parts.push(EventsPart {
+        let parts = vec![EventsPart {
             network_id,
             rx,
+            batch: VecDeque::new(),
             metrics,
             _message: PhantomData,
-        });
-        Self { parts }
+        }];
+        Self { parts, next: 0 }
     }
 
     /// One stream over the events of several networks (validator, VFN, public), taking from
     /// each in turn.
     pub fn combine(events: impl IntoIterator<Item = Self>) -> Self {
-        let mut parts = SelectAll::new();
-        for each in events {
-            parts.extend(each.parts);
-        }
-        Self { parts }
+        let parts = events.into_iter().flat_map(|each| each.parts).collect();
+        Self { parts, next: 0 }
     }
 }
 
@@ -186,7 +195,34 @@ where
     type Item = Event<M>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event<M>>> {
-        Pin::new(&mut self.parts).poll_next(cx)
+        let this = &mut *self;
+        // Restarts only after a part ended and was removed, so it ends.
+        loop {
+            if this.parts.is_empty() {
+                return Poll::Ready(None);
+            }
+            let mut removed = false;
+            for tried in 0..this.parts.len() {
+                let index = (this.next + tried) % this.parts.len();
+                match Pin::new(&mut this.parts[index]).poll_next(cx) {
+                    Poll::Ready(Some(event)) => {
+                        this.next = index + 1;
+                        return Poll::Ready(Some(event));
+                    }
+                    // That network is shut down and drained: forget it.
+                    Poll::Ready(None) => {
+                        this.parts.remove(index);
+                        this.next = index;
+                        removed = true;
+                        break;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if !removed {
+                return Poll::Pending;
+            }
+        }
     }
 }
 
@@ -205,12 +241,18 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event<M>>> {
         // Loops only over payloads that fail to decode, each of which is skipped.
         loop {
-            let Some(((peer_id, protocol_id), inbound)) = std::task::ready!(self.rx.poll_recv(cx))
-            else {
-                return Poll::Ready(None);
+            if self.batch.is_empty() {
+                let this = &mut *self;
+                let taken =
+                    std::task::ready!(this.rx.poll_recv_many(cx, &mut this.batch, EVENTS_BATCH));
+                if taken == 0 {
+                    return Poll::Ready(None);
+                }
+                count_dequeued(&this.metrics, &this.batch);
+            }
+            let Some(((peer_id, protocol_id), inbound)) = self.batch.pop_front() else {
+                continue;
             };
-            self.metrics
-                .record_queue_event(protocol_id, QueueEvent::Dequeued);
             let peer = PeerNetworkId::new(self.network_id, peer_id);
             let (payload, responder) = match inbound {
                 Inbound::DirectSend(payload) => (payload, None),
@@ -253,17 +295,41 @@ where
     }
 }
 
+/// Counts a batch as dequeued: one counter update per run of the same protocol.
+fn count_dequeued(metrics: &Metrics, batch: &VecDeque<((PeerId, ProtocolId), Inbound)>) {
+    let mut run: Option<(ProtocolId, u64)> = None;
+    for ((_, protocol_id), _) in batch {
+        match &mut run {
+            Some((protocol, n)) if protocol == protocol_id => *n += 1,
+            _ => {
+                if let Some((protocol, n)) = run {
+                    metrics.record_queue_events(protocol, QueueEvent::Dequeued, n);
+                }
+                run = Some((*protocol_id, 1));
+            }
+        }
+    }
+    if let Some((protocol, n)) = run {
+        metrics.record_queue_events(protocol, QueueEvent::Dequeued, n);
+    }
+}
+
 impl Router {
     /// A router over the applications' queues, by protocol.
     pub(crate) fn new(apps: HashMap<ProtocolId, AppQueue>, metrics: Metrics) -> Self {
         let mut routes: Box<[Option<Route>]> = (0..=u8::MAX).map(|_| None).collect();
+        let mut queues: Vec<AppQueue> = Vec::new();
         for (protocol, queue) in apps {
             let config = queue.config();
             let wait = (config.overflow == Overflow::Wait).then(|| config.max_wait());
+            if !queues.iter().any(|known| known.same_channel(&queue)) {
+                queues.push(queue.clone());
+            }
             routes[usize::from(protocol.as_u8())] = Some(Route { queue, wait });
         }
         Self {
             apps: routes,
+            queues,
             metrics,
         }
     }
@@ -357,7 +423,8 @@ impl InboundRouter for Router {
     fn try_route(&self, event: InboundEvent) -> Result<(), TryRouteError> {
         let (key, inbound) = split(event);
         let route = self.route_of(key.1).map_err(TryRouteError::Refused)?;
-        match (route.queue.push(key, inbound), route.wait) {
+        // Woken in `flush`, once per burst.
+        match (route.queue.push_deferred(key, inbound), route.wait) {
             (Err(Dropped::Full(inbound)), Some(max_wait)) => {
                 self.metrics.record_queue_event(key.1, QueueEvent::Waited);
                 let room = route.queue.wait_for_room(key);
@@ -371,6 +438,12 @@ impl InboundRouter for Router {
                 })))
             }
             (pushed, _) => self.outcome(key.1, pushed).map_err(TryRouteError::Refused),
+        }
+    }
+
+    fn flush(&self) {
+        for queue in &self.queues {
+            queue.wake_deferred();
         }
     }
 }

@@ -313,6 +313,11 @@ impl Metrics {
     }
 
     pub(crate) fn record_queue_event(&self, protocol: ProtocolId, event: QueueEvent) {
+        self.record_queue_events(protocol, event, 1);
+    }
+
+    /// Counts `n` messages of `protocol` meeting `event` at once.
+    pub(crate) fn record_queue_events(&self, protocol: ProtocolId, event: QueueEvent, n: u64) {
         let hot = match event {
             QueueEvent::Enqueued => Some(0),
             QueueEvent::Dequeued => Some(1),
@@ -329,7 +334,7 @@ impl Metrics {
                         .clone()
                 })
             });
-            pair[index].inc();
+            pair[index].inc_by(n);
             return;
         }
         self.inbound_queue
@@ -337,7 +342,7 @@ impl Metrics {
                 protocol: Protocol(protocol),
                 event,
             })
-            .inc();
+            .inc_by(n);
     }
 
     pub(crate) fn record_decode_failure(&self, protocol: ProtocolId) {

@@ -34,6 +34,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -190,6 +191,7 @@ where
             room_wanted: false,
         }),
         room: Notify::new(),
+        wake_owed: AtomicBool::new(false),
     });
     (
         KeyedSender {
@@ -376,6 +378,52 @@ where
         Some((key, item))
     }
 
+    /// Takes up to `max` items into `out`, in the order [`pop`](Self::pop) would give them;
+    /// returns how many. One hash look-up per run of items from the same key when only one key
+    /// has items (the common case of one busy peer), one per item otherwise.
+    pub fn pop_many(&mut self, out: &mut VecDeque<(K, T)>, max: usize) -> usize {
+        let mut taken = 0;
+        while taken < max {
+            if self.ring.len() == 1 {
+                taken += self.pop_run(out, max - taken);
+                break;
+            }
+            let Some(item) = self.pop() else {
+                break;
+            };
+            out.push_back(item);
+            taken += 1;
+        }
+        taken
+    }
+
+    /// [`pop_many`](Self::pop_many) when one key holds every item: takes up to `max` of its
+    /// items with one look-up.
+    fn pop_run(&mut self, out: &mut VecDeque<(K, T)>, max: usize) -> usize {
+        let Some(key) = self.ring.front().cloned() else {
+            return 0;
+        };
+        let Some(queue) = self.queues.get_mut(&key) else {
+            unreachable!("every key in the ring has a queue");
+        };
+        let n = max.min(queue.len());
+        for _ in 0..n {
+            let item = match self.config.style {
+                QueueStyle::Fifo => queue.pop_front(),
+                QueueStyle::Lifo => queue.pop_back(),
+            }
+            .expect("n is at most the queue's length");
+            out.push_back((key.clone(), item));
+        }
+        if queue.is_empty() {
+            self.queues.remove(&key);
+            self.ring.clear();
+        }
+        self.len -= n;
+        self.counters.dequeued += n as u64;
+        n
+    }
+
     /// Items queued, over all keys.
     pub fn len(&self) -> usize {
         self.len
@@ -446,6 +494,43 @@ where
         self.push_with(key, item, true)
     }
 
+    /// Like [`push`](Self::push), but does not wake the receiver: it only notes that a wake-up
+    /// is owed, and [`wake_deferred`](Self::wake_deferred) delivers it. A producer that pushes
+    /// a burst (a peer's reader, with every message decoded from one socket read) wakes the
+    /// receiver once for the burst rather than once per item. The producer must call
+    /// `wake_deferred` before it waits for anything, or the receiver may sleep on a non-empty
+    /// queue.
+    pub fn push_deferred(&self, key: K, item: T) -> Result<(), Dropped<T>> {
+        let mut state = self.shared.lock();
+        if !state.receiver_alive {
+            state.queue.counters.closed += 1;
+            return Err(Dropped::Closed(item));
+        }
+        let result = state.queue.push(key, item);
+        // The receiver registers a waker only when it found the queue empty: while it is busy,
+        // pushes owe it nothing.
+        if state.waker.is_some()
+            && !matches!(result, Err(Dropped::Full(_)))
+            && !self.shared.wake_owed.load(Ordering::Relaxed)
+        {
+            self.shared.wake_owed.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// Wakes the receiver if a [`push_deferred`](Self::push_deferred) owes it a wake-up.
+    /// Costs one atomic load when none is owed.
+    pub fn wake_deferred(&self) {
+        if self.shared.wake_owed.load(Ordering::Acquire)
+            && self.shared.wake_owed.swap(false, Ordering::AcqRel)
+        {
+            let waker = self.shared.lock().waker.take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
     fn push_with(&self, key: K, item: T, without_waiting: bool) -> Result<(), Dropped<T>> {
         let mut state = self.shared.lock();
         if !state.receiver_alive {
@@ -467,6 +552,11 @@ where
             waker.wake();
         }
         result
+    }
+
+    /// Whether `self` and `other` push into the same channel.
+    pub fn same_channel(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// The queue's configuration.
@@ -593,6 +683,35 @@ where
         item
     }
 
+    /// Polls for up to `max` items at once, into `out` (one lock for the lot): `Ready(n)`
+    /// with `n > 0` items taken, `Ready(0)` once every sender is gone and the queue is drained
+    /// (or `max` is 0), `Pending` when it is empty.
+    pub fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut VecDeque<(K, T)>,
+        max: usize,
+    ) -> Poll<usize> {
+        let mut state = self.shared.lock();
+        let taken = state.queue.pop_many(out, max);
+        if taken > 0 || max == 0 {
+            let room = std::mem::take(&mut state.room_wanted);
+            drop(state);
+            if room {
+                self.shared.room.notify_waiters();
+            }
+            return Poll::Ready(taken);
+        }
+        if state.senders == 0 {
+            return Poll::Ready(0);
+        }
+        match &mut state.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
     /// Polls for the next item; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<(K, T)>> {
         let mut state = self.shared.lock();
@@ -667,6 +786,9 @@ struct Shared<K, T> {
     state: Mutex<State<K, T>>,
     /// Rung by a pop when a producer waits for room ([`State::room_wanted`]).
     room: Notify,
+    /// A [`KeyedSender::push_deferred`] queued an item for a waiting receiver and has not
+    /// woken it yet. Outside the lock, so that checking it costs no lock.
+    wake_owed: AtomicBool,
 }
 
 struct State<K, T> {
