@@ -3,17 +3,22 @@
 //!
 //! [`MultiplexMessageCodec`] is the sans-IO core (a `tokio_util` [`Decoder`]/[`Encoder`] over
 //! netcore's [`FrameCodec`]); [`MultiplexMessageStream`] and [`MultiplexMessageSink`] put it on
-//! any `AsyncRead` / `AsyncWrite`.
+//! any `AsyncRead` / `AsyncWrite`. They manage their own buffers rather than wrapping
+//! `tokio_util`'s `FramedRead` / `FramedWrite`, whose buffers keep the capacity of the largest
+//! frame ever seen (up to 4 MiB) for the life of the connection; ours are given back whenever
+//! the connection goes idle.
 
-use std::pin::Pin;
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use futures::{Sink, Stream};
 use netcore::framing::{FrameCodec, LengthPrefix};
 use pin_project_lite::pin_project;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::Error;
 use crate::message::MultiplexMessage;
@@ -121,10 +126,17 @@ pin_project! {
     /// going with the next one ([`Error::is_recoverable`]). Any other error (an oversized
     /// length prefix, I/O, EOF inside a frame) is yielded once and then the stream ends.
     /// EOF between frames ends it without an error.
+    ///
+    /// Memory: the read buffer grows to the frame being read (at most the maximum frame size)
+    /// and is given back whenever the reader returns `Pending` with no byte buffered, so an
+    /// idle connection holds no read buffer however large its past frames were. A busy one
+    /// keeps its buffer from read to read.
     #[derive(Debug)]
     pub struct MultiplexMessageStream<R> {
         #[pin]
-        inner: FramedRead<R, MultiplexMessageCodec>,
+        reader: R,
+        codec: MultiplexMessageCodec,
+        buffer: BytesMut,
         done: bool,
     }
 }
@@ -139,7 +151,9 @@ impl<R: AsyncRead> MultiplexMessageStream<R> {
     /// fails before anything is allocated for the frame.
     pub fn with_max_frame_size(reader: R, max_frame_size: usize) -> Self {
         Self {
-            inner: FramedRead::new(reader, MultiplexMessageCodec::new(max_frame_size)),
+            reader,
+            codec: MultiplexMessageCodec::new(max_frame_size),
+            buffer: BytesMut::new(),
             done: false,
         }
     }
@@ -148,22 +162,23 @@ impl<R: AsyncRead> MultiplexMessageStream<R> {
 impl<R> MultiplexMessageStream<R> {
     /// The reader.
     pub fn get_ref(&self) -> &R {
-        self.inner.get_ref()
+        &self.reader
     }
 
     /// The reader, mutably. Reading from it directly desynchronizes the stream.
     pub fn get_mut(&mut self) -> &mut R {
-        self.inner.get_mut()
+        &mut self.reader
     }
 
     /// The reader back; bytes already buffered are lost.
     pub fn into_inner(self) -> R {
-        self.inner.into_inner()
+        self.reader
     }
 
-    /// Bytes read but not yet decoded, e.g. the start of a frame still arriving.
+    /// Bytes read but not yet decoded, e.g. the start of a frame still arriving. Its
+    /// `capacity()` is the read buffer's memory (0 while idle; diagnostics).
     pub fn read_buffer(&self) -> &BytesMut {
-        self.inner.read_buffer()
+        &self.buffer
     }
 }
 
@@ -171,24 +186,57 @@ impl<R: AsyncRead> Stream for MultiplexMessageStream<R> {
     type Item = Result<MultiplexMessage, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
+        let mut this = self.project();
         if *this.done {
             return Poll::Ready(None);
         }
-        match ready!(this.inner.poll_next(cx)) {
-            // A message, or a frame that did not decode: either way the next frame follows.
-            Some(Ok(item)) => Poll::Ready(Some(item)),
-            // Fatal: FramedRead would try to read on after it, from the middle of a frame.
-            Some(Err(err)) => {
-                *this.done = true;
-                Poll::Ready(Some(Err(err)))
+        loop {
+            match this.codec.decode(this.buffer) {
+                // A message, or a frame that did not decode: either way the next frame follows.
+                Ok(Some(item)) => return Poll::Ready(Some(item)),
+                Ok(None) => {}
+                // Fatal: the byte stream is out of sync.
+                Err(err) => return Poll::Ready(Some(Err(finish(this.done, this.buffer, err)))),
             }
-            None => {
-                *this.done = true;
-                Poll::Ready(None)
+            if this.buffer.len() == this.buffer.capacity() {
+                // Room to read into. The codec has already reserved the rest of a frame whose
+                // length it knows, so this is only for the start of a frame.
+                this.buffer.reserve(READ_CHUNK);
+            }
+            let read = pin!(this.reader.as_mut().read_buf(this.buffer)).poll(cx);
+            match read {
+                Poll::Pending => {
+                    // Nothing half-read and the task is about to park: an idle connection
+                    // gives its read buffer back (the next read allocates a small one).
+                    this.codec.frames.release_idle_buffer(this.buffer);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(err)) => {
+                    return Poll::Ready(Some(Err(finish(this.done, this.buffer, err.into()))));
+                }
+                Poll::Ready(Ok(0)) => {
+                    // EOF: clean between frames, an error inside one.
+                    let last = this.codec.decode_eof(this.buffer);
+                    *this.done = true;
+                    *this.buffer = BytesMut::new();
+                    // `decode` just found no whole frame in these bytes, so this is `None`
+                    // or the truncation error; a frame is passed on all the same.
+                    return Poll::Ready(match last {
+                        Ok(item) => item,
+                        Err(err) => Some(Err(err)),
+                    });
+                }
+                Poll::Ready(Ok(_)) => {}
             }
         }
     }
+}
+
+/// Ends a stream on a fatal error: no later read, and no buffer kept for one.
+fn finish(done: &mut bool, buffer: &mut BytesMut, err: Error) -> Error {
+    *done = true;
+    *buffer = BytesMut::new();
+    err
 }
 
 pin_project! {
@@ -199,14 +247,22 @@ pin_project! {
     /// refused with [`Error::Framing`] (`FrameTooLarge`) and nothing of it is written; the sink
     /// stays usable.
     ///
-    /// Write batching: `start_send` only appends to a buffer. The sink writes (and flushes the
-    /// writer) by itself only from `poll_ready` once the buffer holds
-    /// [`DEFAULT_BACKPRESSURE_BOUNDARY`] bytes or more; otherwise the caller flushes, typically
-    /// when its queue of messages to send is empty. `SinkExt::send` flushes after every message.
+    /// Write batching: `start_send` only appends to a buffer. The sink writes the buffer to the
+    /// writer by itself only from `poll_ready`, once it holds [`DEFAULT_BACKPRESSURE_BOUNDARY`]
+    /// bytes or more, and without flushing the writer (a Noise stream then seals full frames
+    /// as they fill and keeps the rest for the next write); otherwise the caller flushes,
+    /// typically when its queue of messages to send is empty. `SinkExt::send` flushes after
+    /// every message.
+    ///
+    /// Memory: about the boundary plus one message's frame while busy; the buffer is given back
+    /// when a flush completes, so an idle connection holds none.
     #[derive(Debug)]
     pub struct MultiplexMessageSink<W> {
         #[pin]
-        inner: FramedWrite<W, MultiplexMessageCodec>,
+        writer: W,
+        codec: MultiplexMessageCodec,
+        buffer: BytesMut,
+        backpressure_boundary: usize,
     }
 }
 
@@ -218,44 +274,63 @@ impl<W: AsyncWrite> MultiplexMessageSink<W> {
 
     /// Writes frames of at most `max_frame_size` bytes to `writer`.
     pub fn with_max_frame_size(writer: W, max_frame_size: usize) -> Self {
-        let mut inner = FramedWrite::new(writer, MultiplexMessageCodec::new(max_frame_size));
-        inner.set_backpressure_boundary(DEFAULT_BACKPRESSURE_BOUNDARY);
-        Self { inner }
+        Self {
+            writer,
+            codec: MultiplexMessageCodec::new(max_frame_size),
+            buffer: BytesMut::new(),
+            backpressure_boundary: DEFAULT_BACKPRESSURE_BOUNDARY,
+        }
     }
 }
 
 impl<W> MultiplexMessageSink<W> {
-    /// Buffered bytes past which `poll_ready` writes and flushes before accepting more
+    /// Buffered bytes past which `poll_ready` writes the buffer out before accepting more
     /// (default [`DEFAULT_BACKPRESSURE_BOUNDARY`]). Memory use is about this much plus one
     /// message's frame.
     pub fn set_backpressure_boundary(&mut self, boundary: usize) -> &mut Self {
-        self.inner.set_backpressure_boundary(boundary);
+        self.backpressure_boundary = boundary;
         self
     }
 
     /// The buffered-bytes boundary in force.
     pub fn backpressure_boundary(&self) -> usize {
-        self.inner.backpressure_boundary()
+        self.backpressure_boundary
     }
 
-    /// Encoded frames not yet written.
+    /// Encoded frames not yet written. Its `capacity()` is the write buffer's memory (0 after
+    /// a completed flush; diagnostics).
     pub fn write_buffer(&self) -> &BytesMut {
-        self.inner.write_buffer()
+        &self.buffer
     }
 
     /// The writer.
     pub fn get_ref(&self) -> &W {
-        self.inner.get_ref()
+        &self.writer
     }
 
     /// The writer, mutably. Writing to it directly interleaves with buffered frames.
     pub fn get_mut(&mut self) -> &mut W {
-        self.inner.get_mut()
+        &mut self.writer
     }
 
     /// The writer back; frames not yet written are lost (flush first).
     pub fn into_inner(self) -> W {
-        self.inner.into_inner()
+        self.writer
+    }
+}
+
+impl<W: AsyncWrite> MultiplexMessageSink<W> {
+    /// Writes the whole buffer to the writer, without flushing it.
+    fn poll_write_buffer(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut this = self.project();
+        while !this.buffer.is_empty() {
+            let written = ready!(this.writer.as_mut().poll_write(cx, this.buffer))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
+            }
+            this.buffer.advance(written);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -263,19 +338,36 @@ impl<W: AsyncWrite> Sink<&MultiplexMessage> for MultiplexMessageSink<W> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Sink::<&MultiplexMessage>::poll_ready(self.project().inner, cx)
+        if self.buffer.len() >= self.backpressure_boundary {
+            self.poll_write_buffer(cx)
+        } else {
+            Poll::Ready(Ok(()))
+        }
     }
 
     fn start_send(self: Pin<&mut Self>, message: &MultiplexMessage) -> Result<(), Error> {
-        self.project().inner.start_send(message)
+        let this = self.project();
+        if this.buffer.capacity() == 0 {
+            // First message since the last flush: start with room for a batch of small ones
+            // rather than growing through every power of two.
+            this.buffer.reserve(WRITE_CHUNK);
+        }
+        this.codec.encode(message, this.buffer)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Sink::<&MultiplexMessage>::poll_flush(self.project().inner, cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        ready!(self.as_mut().poll_write_buffer(cx))?;
+        let this = self.project();
+        ready!(this.writer.poll_flush(cx))?;
+        // Everything is out and the caller has nothing more for now: give the buffer back.
+        *this.buffer = BytesMut::new();
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Sink::<&MultiplexMessage>::poll_close(self.project().inner, cx)
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        ready!(self.project().writer.poll_shutdown(cx))?;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -286,3 +378,116 @@ pub const DEFAULT_BACKPRESSURE_BOUNDARY: usize = 64 * 1024;
 
 /// The u32 length prefix.
 const LENGTH_PREFIX_BYTES: usize = 4;
+
+/// Bytes reserved to read the start of a frame into: enough for many small messages per read
+/// (tokio-util's framed reader starts at the same 8 KiB).
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Bytes reserved for the first frame after a flush: many small messages fit before the buffer
+/// needs to grow.
+const WRITE_CHUNK: usize = 8 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use futures::{FutureExt, SinkExt, StreamExt};
+    use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+    use super::*;
+    use crate::message::{DirectSendMsg, NetworkMessage};
+    use crate::protocol::ProtocolId;
+
+    fn message(len: usize) -> MultiplexMessage {
+        MultiplexMessage::Message(NetworkMessage::DirectSendMsg(DirectSendMsg {
+            protocol_id: ProtocolId::MEMPOOL_DIRECT_SEND,
+            priority: 0,
+            raw_msg: Bytes::from(vec![7; len]),
+        }))
+    }
+
+    /// After a 3 MiB frame the read buffer is large; once a read finds nothing more it is
+    /// given back. Half a frame is kept while the rest is awaited.
+    #[tokio::test]
+    async fn read_buffer_is_released_when_idle() {
+        let (a, b) = tokio::io::duplex(8 << 20);
+        let mut sink = MultiplexMessageSink::new(a);
+        let mut stream = MultiplexMessageStream::new(b);
+        assert_eq!(stream.read_buffer().capacity(), 0);
+
+        let big = message(3 << 20);
+        sink.send(&big).await.unwrap();
+        assert_eq!(stream.next().await.unwrap().unwrap(), big);
+        assert!(stream.next().now_or_never().is_none());
+        assert_eq!(stream.read_buffer().capacity(), 0);
+
+        // Half a frame: pending, and the partial frame (with room for the rest) is kept.
+        let mut frame = BytesMut::new();
+        MultiplexMessageCodec::default()
+            .encode(&message(100_000), &mut frame)
+            .unwrap();
+        sink.get_mut().write_all(&frame[..50_000]).await.unwrap();
+        assert!(stream.next().now_or_never().is_none());
+        assert!(stream.read_buffer().capacity() >= 50_000);
+        sink.get_mut().write_all(&frame[50_000..]).await.unwrap();
+        assert_eq!(stream.next().await.unwrap().unwrap(), message(100_000));
+        assert!(stream.next().now_or_never().is_none());
+        assert_eq!(stream.read_buffer().capacity(), 0);
+    }
+
+    /// A writer that counts flushes.
+    #[derive(Default)]
+    struct CountingWriter {
+        written: Vec<u8>,
+        flushes: usize,
+    }
+
+    impl AsyncWrite for CountingWriter {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().written.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The write buffer grows with what is fed and is given back by a completed flush; the
+    /// write-through at the boundary writes without flushing the writer.
+    #[tokio::test]
+    async fn write_buffer_is_released_by_a_flush() {
+        let mut sink = MultiplexMessageSink::new(CountingWriter::default());
+        assert_eq!(sink.write_buffer().capacity(), 0);
+
+        let big = message(1 << 20);
+        sink.feed(&big).await.unwrap();
+        assert!(sink.write_buffer().capacity() >= 1 << 20);
+        // Over the boundary: the next feed writes the buffer through, without a flush.
+        sink.feed(&message(10)).await.unwrap();
+        assert_eq!(sink.get_ref().flushes, 0);
+        assert!(sink.get_ref().written.len() > 1 << 20);
+
+        sink.flush().await.unwrap();
+        assert_eq!(sink.get_ref().flushes, 1);
+        assert_eq!(sink.write_buffer().capacity(), 0);
+
+        let mut stream = MultiplexMessageStream::new(&sink.get_ref().written[..]);
+        assert_eq!(stream.next().await.unwrap().unwrap(), big);
+        assert_eq!(stream.next().await.unwrap().unwrap(), message(10));
+        assert!(stream.next().await.is_none());
+        assert_eq!(stream.read_buffer().capacity(), 0, "released at EOF");
+    }
+}

@@ -73,7 +73,8 @@ async fn oversized_length_prefix_is_fatal_and_allocates_nothing() {
         "{err:?}"
     );
     assert!(!err.is_recoverable());
-    // FramedRead starts with 8 KiB; nothing was reserved for the 4 GiB frame.
+    // Nothing was reserved for the 4 GiB frame (the stream reads 8 KiB at a time and gives
+    // its buffer back after a fatal error).
     assert!(stream.read_buffer().capacity() <= 64 * 1024);
     assert!(stream.next().await.is_none());
 
