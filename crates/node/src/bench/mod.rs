@@ -69,6 +69,9 @@ pub(crate) struct BenchArgs {
     /// `sweep`: write an SVG line chart here.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+    /// Run `idle-mem` in this process instead of a fresh child (what the child is told).
+    #[arg(long, hide = true)]
+    in_process: bool,
 }
 
 /// The workloads.
@@ -128,6 +131,9 @@ pub(crate) struct Spec {
     pub(crate) warmup: u64,
     /// Outstanding RPCs (`rpc-tput`).
     pub(crate) concurrency: u64,
+    /// Run `idle-mem` in a fresh child process: memory freed by earlier runs would otherwise
+    /// be reused by the connections without the RSS growing.
+    pub(crate) isolate: bool,
 }
 
 impl Spec {
@@ -148,6 +154,7 @@ impl Spec {
             size: args.size.unwrap_or(size),
             warmup: args.warmup.unwrap_or(warmup),
             concurrency: 64,
+            isolate: !args.in_process,
         };
         ensure!(spec.count > 0, "--count must be at least 1");
         ensure!(
@@ -369,6 +376,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// One run of `spec` on `stack`, failing if it stalls.
 pub(crate) async fn run_one(stack: Stack, spec: Spec) -> anyhow::Result<Measurement> {
+    if spec.workload == Workload::IdleMem && spec.isolate {
+        return idle_mem_in_child(stack, spec).await;
+    }
     let progress = Progress::default();
     let work = async {
         match stack {
@@ -388,6 +398,42 @@ pub(crate) async fn run_one(stack: Stack, spec: Spec) -> anyhow::Result<Measurem
             progress.get()
         ),
     }
+}
+
+/// `idle-mem` in a fresh process of this binary, whose JSON line gives the figure.
+async fn idle_mem_in_child(stack: Stack, spec: Spec) -> anyhow::Result<Measurement> {
+    let exe = std::env::current_exe().context("locating the peerlane binary")?;
+    let args = [
+        "bench".to_owned(),
+        "idle-mem".to_owned(),
+        "--in-process".to_owned(),
+        "--json".to_owned(),
+        "--stack".to_owned(),
+        stack_name(stack).to_owned(),
+        "--count".to_owned(),
+        spec.count.to_string(),
+    ];
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new(exe).args(args).output())
+            .await?
+            .context("running idle-mem in a child process")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.success(),
+        "{} idle-mem run failed: {}",
+        stack_name(stack),
+        stderr.trim()
+    );
+    let line: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading the idle-mem child's JSON line")?;
+    let per_conn = line["bytes_per_conn"]
+        .as_f64()
+        .context("no bytes_per_conn from the idle-mem child")?;
+    Ok(Measurement {
+        items: spec.count,
+        rss_delta: Some((per_conn * spec.count as f64 * 2.0).round() as i64),
+        ..Measurement::default()
+    })
 }
 
 /// `--all`: for each repetition, for each workload, every stack, so drift hits all alike.

@@ -64,6 +64,7 @@ pub(super) async fn run(options: Options, reps: usize) -> anyhow::Result<ExitCod
             size,
             warmup: 0,
             concurrency: 1,
+            isolate: false,
         };
         let mut runs: Vec<Vec<Report>> = vec![Vec::new(); ALL_STACKS.len()];
         for _ in 0..reps {
