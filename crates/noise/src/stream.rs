@@ -17,17 +17,23 @@
 //! - write: a flush completes with everything sent (the caller has no more to write for now).
 //!
 //! A busy stream therefore reuses its buffers frame after frame and allocates at most once per
-//! park or flush.
+//! park or flush. A read returns `Pending` only once the reader has caught up with the network,
+//! and a flush means the writer has nothing more for now, so the reallocation falls where the
+//! stream has time to spare, never on a saturated stream. The ciphertext buffer is read into
+//! without zero-filling; the others are zero-filled only as they grow (snow writes into
+//! initialized memory).
 
 use std::fmt;
+use std::future::Future;
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 
+use bytes::BufMut;
 use netcore::PeerId;
 use prometheus_client::metrics::counter::Counter;
 use snow::TransportState;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::error::Error;
 use crate::keys::PublicKey;
@@ -73,8 +79,8 @@ pub struct NoiseStream<S> {
     remote_peer_id: PeerId,
     remote_public_key: PublicKey,
     read_state: ReadState,
-    /// Ciphertext of the frame being read (its first `len` bytes; the length only grows while
-    /// busy, up to `MAX_FRAME_LEN`). Empty while idle.
+    /// Ciphertext of the frame being read, as far as it has arrived (capacity up to
+    /// `MAX_FRAME_LEN`). Empty while idle.
     read_frame: Vec<u8>,
     /// Plaintext of the last frame when the reader's buffer was too small to decrypt into (up
     /// to `MAX_PLAINTEXT_LEN` bytes). Empty while idle.
@@ -97,8 +103,8 @@ enum ReadState {
         prefix: [u8; PREFIX_LEN],
         filled: usize,
     },
-    /// Reading `len` bytes of ciphertext into `read_frame`; `filled` have arrived.
-    ReadFrame { len: usize, filled: usize },
+    /// Reading `len` bytes of ciphertext into `read_frame`, whose length is what has arrived.
+    ReadFrame { len: usize },
     /// Handing out `read_plain[offset..len]`.
     Deliver { offset: usize, len: usize },
     /// End of stream: EOF between frames, or a zero-length frame. Reads return 0 bytes.
@@ -337,25 +343,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for NoiseStream<S> {
                         this.read_state = if len == 0 {
                             ReadState::Eof
                         } else {
-                            grow_zeroed(&mut this.read_frame, len, MAX_FRAME_LEN);
-                            ReadState::ReadFrame { len, filled: 0 }
+                            this.read_frame.clear();
+                            reserve_capped(&mut this.read_frame, len, MAX_FRAME_LEN);
+                            ReadState::ReadFrame { len }
                         };
                     }
                 }
-                ReadState::ReadFrame { len, filled } => {
+                ReadState::ReadFrame { len } => {
                     let len = *len;
-                    let frame = &mut this.read_frame[*filled..len];
-                    let read = ready!(poll_read_some(&mut this.socket, cx, frame))?;
+                    let filled = this.read_frame.len();
+                    // Into the vector's spare capacity, up to the end of the frame: the
+                    // ciphertext buffer is never zero-filled, even right after a release.
+                    let mut dst = (&mut this.read_frame).limit(len - filled);
+                    let read = ready!(pin!(this.socket.read_buf(&mut dst)).poll(cx))?;
                     if read == 0 {
                         this.read_state = ReadState::Truncated {
                             expected: PREFIX_LEN + len,
-                            received: PREFIX_LEN + *filled,
+                            received: PREFIX_LEN + filled,
                         };
                         this.end_of_reads();
                         continue;
                     }
-                    *filled += read;
-                    if *filled < len {
+                    if this.read_frame.len() < len {
                         continue;
                     }
                     let frame = &this.read_frame[..len];
