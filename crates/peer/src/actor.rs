@@ -41,7 +41,9 @@ use crate::handle::{DisconnectReason, PeerHandle};
 use crate::inbound::{
     HeldBack, InboundEvent, InboundRouter, RouteError, RpcResponder, TryRouteError,
 };
-use crate::metrics::{Direction, InboundDropReason, MessageKind, Metrics, RemoteErrorCode};
+use crate::metrics::{
+    Direction, InboundDropReason, MessageKind, MessageTally, Metrics, RemoteErrorCode,
+};
 use crate::queue::Priority;
 use crate::rpc::RequestRefused;
 use crate::shared::{Shared, TaskExit};
@@ -133,6 +135,8 @@ struct Reader<R> {
     router: Arc<dyn InboundRouter>,
     /// Events routed since the last [`InboundRouter::flush`].
     unflushed: usize,
+    /// Messages received and not yet added to the metrics (once per batch of frames).
+    tally: MessageTally,
     _exit: Arc<TaskExit>,
 }
 
@@ -150,6 +154,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             shared,
             router,
             unflushed: 0,
+            tally: MessageTally::default(),
             _exit: exit,
         }
     }
@@ -199,6 +204,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 }
             }
         };
+        self.shared
+            .metrics
+            .record_tally(Direction::Received, &mut self.tally);
         self.shared.begin_close(reason);
     }
 
@@ -211,6 +219,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         cx: &mut Context<'_>,
         frames: &mut Vec<Option<Result<MultiplexMessage, wire::Error>>>,
     ) -> Poll<()> {
+        self.shared
+            .metrics
+            .record_tally(Direction::Received, &mut self.tally);
         while frames.len() < READ_BATCH {
             let Poll::Ready(item) = self.stream.poll_next_unpin(cx) else {
                 break;
@@ -264,9 +275,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     fn dispatch(&mut self, message: NetworkMessage) -> Option<HeldBack> {
-        self.shared
-            .metrics
-            .record_message(Direction::Received, &message);
+        self.tally.add(&message);
         trace!(kind = %MessageKind::of(&message), len = message.payload_len(), "message received");
         let sender = self.shared.metadata.remote_peer_id;
         match message {

@@ -150,6 +150,15 @@ impl<T> OutboundQueue<T> {
         None
     }
 
+    /// Moves messages into `out` until it holds `max`, in the order [`pop`](Self::pop) would
+    /// give them (high lane first, FIFO within a lane).
+    pub(crate) fn pop_into(&mut self, out: &mut VecDeque<T>, max: usize) {
+        for queue in &mut self.lanes {
+            let n = max.saturating_sub(out.len()).min(queue.len());
+            out.extend(queue.drain(..n));
+        }
+    }
+
     /// Refuses every later push. Messages already queued stay for the writer to drain.
     pub(crate) fn close(&mut self) {
         self.closed = true;
@@ -247,6 +256,22 @@ mod tests {
         assert_eq!(queue.pop(), Some((Priority::High, 10)));
         assert_eq!(queue.pop(), Some((Priority::High, 12)));
         assert_eq!(queue.pop(), None);
+    }
+
+    /// `pop_into` takes the high lane first, then the low one, up to `max`, in order.
+    #[test]
+    fn pop_into_takes_high_then_low_up_to_max() {
+        let mut queue = OutboundQueue::new(8);
+        for item in [1, 2] {
+            queue.push(Priority::Low, item).unwrap();
+        }
+        for item in [10, 11] {
+            queue.push(Priority::High, item).unwrap();
+        }
+        let mut out = VecDeque::new();
+        queue.pop_into(&mut out, 3);
+        assert_eq!(out, [10, 11, 1]);
+        assert_eq!(queue.pop(), Some((Priority::Low, 2)));
     }
 
     #[derive(Clone, Debug)]

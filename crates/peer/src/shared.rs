@@ -182,12 +182,7 @@ impl Shared {
     /// Moves up to `max` messages into `out`, in the order `pop` would give them.
     pub(crate) fn pop_batch(&self, out: &mut VecDeque<Outbound>, max: usize) {
         let mut state = lock(&self.queue);
-        while out.len() < max {
-            let Some((_, item)) = state.lanes.pop_where(|_| true) else {
-                break;
-            };
-            out.push_back(item);
-        }
+        state.lanes.pop_into(out, max);
     }
 
     /// Messages queued in both lanes.

@@ -52,7 +52,7 @@ use wire::{MultiplexMessage, MultiplexMessageSink, OutboundStream, StreamLimits}
 
 use crate::actor::{ErrorChain, io_disconnect_reason};
 use crate::handle::DisconnectReason;
-use crate::metrics::Direction;
+use crate::metrics::{Direction, MessageTally};
 use crate::shared::{Outbound, Shared, TaskExit};
 
 /// The writer actor: owns the write half of the socket.
@@ -72,6 +72,8 @@ pub(crate) struct Writer<W> {
     batch: VecDeque<Outbound>,
     /// Frames fed since the last flush.
     unflushed: bool,
+    /// Messages taken and not yet added to the metrics (once per batch taken off the queue).
+    tally: MessageTally,
     _exit: Arc<TaskExit>,
 }
 
@@ -92,6 +94,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             pending: None,
             batch: VecDeque::with_capacity(WRITER_BATCH),
             unflushed: false,
+            tally: MessageTally::default(),
             _exit: exit,
         }
     }
@@ -126,6 +129,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 self.shared.begin_close(reason);
             }
         }
+        self.shared
+            .metrics
+            .record_tally(Direction::Sent, &mut self.tally);
         let dropped =
             self.shared.drop_queued(self.batch.drain(..)) + usize::from(self.pending.is_some());
         if dropped > 0 || self.stream.is_some() {
@@ -207,9 +213,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 && let Some(item) = take_small(&mut self.batch, &self.shared)
             {
                 self.small_budget -= 1;
-                self.shared
-                    .metrics
-                    .record_message(Direction::Sent, &item.message);
+                self.tally.add(&item.message);
                 return Some(MultiplexMessage::Message(item.message));
             }
             let frame = stream.next_frame();
@@ -223,12 +227,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         }
         loop {
             if self.batch.is_empty() {
+                self.shared
+                    .metrics
+                    .record_tally(Direction::Sent, &mut self.tally);
                 self.shared.pop_batch(&mut self.batch, WRITER_BATCH);
             }
             let item = self.batch.pop_front()?;
-            self.shared
-                .metrics
-                .record_message(Direction::Sent, &item.message);
+            self.tally.add(&item.message);
             if !item.large {
                 return Some(MultiplexMessage::Message(item.message));
             }

@@ -317,6 +317,12 @@ where
         self.len_of(key) < self.config.capacity_per_key.get()
     }
 
+    /// Whether `key` holds at most half its capacity (the low-water mark a waiting producer
+    /// resumes at).
+    pub fn is_half_empty(&self, key: &K) -> bool {
+        self.len_of(key) <= self.config.capacity_per_key.get() / 2
+    }
+
     fn push_with(&mut self, key: K, item: T, overflow: Overflow) -> Result<(), Dropped<T>> {
         let capacity = self.config.capacity_per_key.get();
         let queue = match self.queues.entry(key) {
@@ -570,9 +576,11 @@ where
     K: Hash + Eq + Clone + Send + 'static,
     T: Send + 'static,
 {
-    /// Resolves once `key`'s queue has room for one more item, or the receiver is gone.
-    /// Resolves at once if it has room already. Does not reserve the room: another producer
-    /// may take it first, and then the next push is refused again.
+    /// Resolves once `key`'s queue is at most half full, or the receiver is gone; at once if
+    /// it is already. Half rather than one free slot, so that a producer that waited then has
+    /// room for a burst instead of waiting again at the next item (one wake-up per item when
+    /// the consumer is the slower side). Does not reserve the room: another producer may take
+    /// it first, and then the next push is refused again.
     ///
     /// Cancel-safe. Does not borrow the sender, so it can be handed to another task.
     pub fn wait_for_room(&self, key: K) -> impl Future<Output = ()> + Send + 'static {
@@ -586,7 +594,7 @@ where
                 notified.as_mut().enable();
                 {
                     let mut state = shared.lock();
-                    if !state.receiver_alive || state.queue.has_room(&key) {
+                    if !state.receiver_alive || state.queue.is_half_empty(&key) {
                         return;
                     }
                     state.room_wanted = true;
