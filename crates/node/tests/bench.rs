@@ -104,6 +104,8 @@ fn the_sweep_writes_an_svg_plot() {
     let lines = bench(&[
         "sweep",
         "--json",
+        "--reps",
+        "1",
         "--sizes",
         "1024,65536",
         "--bytes-per-point",

@@ -54,7 +54,7 @@ pub(crate) struct BenchArgs {
     /// Untimed RPCs before `rpc-lat` measures.
     #[arg(long)]
     warmup: Option<u64>,
-    /// Runs per figure; the median is reported (default 1, or 3 with `--all`).
+    /// Runs per figure; the median is reported (default 1, or 3 with `--all` and `sweep`).
     #[arg(long)]
     reps: Option<usize>,
     /// One JSON line per result instead of a table.
@@ -337,7 +337,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "name a workload (bulk, small, rpc-lat, rpc-tput, connect, idle-mem, sweep) or pass --all"
         );
     }
-    let reps = args.reps.unwrap_or(if args.all { 3 } else { 1 });
+    // The multi-stack runs (--all, sweep) default to medians of 3.
+    let multi = args.all || args.workload == Some(Workload::Sweep);
+    let reps = args.reps.unwrap_or(if multi { 3 } else { 1 });
     ensure!(reps > 0, "--reps must be at least 1");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -156,6 +156,7 @@ fn plot(path: &PathBuf, sizes: &[usize], reports: &[Vec<Report>]) -> anyhow::Res
         .y_desc("MB/s (10^6 bytes)")
         .x_labels(xs.len().max(2))
         .x_label_formatter(&|x| human_size(x.exp2()))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(plot_error)?;
     let colors = [
