@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use peerlane::{
@@ -44,9 +44,11 @@ const QUEUE_MAX_WAIT_MS: u64 = 60_000;
 /// The message limit: room for 32 MiB payloads plus encoding.
 const MAX_MESSAGE_SIZE: usize = 33 << 20;
 
-/// The bench's application message: BCS writes it as a length-prefixed byte string.
+/// The bench's application message: BCS writes it as a length-prefixed byte string. Mutable,
+/// so a sender can reuse one buffer (`send_to_peer` borrows it) instead of allocating per
+/// message, which would charge the bench's own allocations to the stack.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Payload(Bytes);
+struct Payload(BytesMut);
 
 /// One network with the bench application.
 struct Node {
@@ -123,10 +125,9 @@ async fn one_way(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
 
     let start = Instant::now();
     let sending = tokio::spawn(async move {
-        let mut message = super::payload(0, size);
+        let mut payload = Payload(BytesMut::from(&super::payload(0, size)[..]));
         for seq in 0..count {
-            super::write_seq(&mut message, seq);
-            let payload = Payload(Bytes::copy_from_slice(&message));
+            super::write_seq(&mut payload.0, seq);
             loop {
                 match client.send_to_peer(to, &payload) {
                     Ok(()) => break,
@@ -197,7 +198,7 @@ async fn rpc_lat(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
             measured_from = Instant::now();
         }
         super::write_seq(&mut request, id);
-        let message = Payload(Bytes::copy_from_slice(&request));
+        let message = Payload(BytesMut::from(&request[..]));
         let start = Instant::now();
         let response = client_node
             .client
@@ -257,7 +258,7 @@ async fn rpc_tput(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
                     return anyhow::Ok(());
                 }
                 super::write_seq(&mut request, id);
-                let message = Payload(Bytes::copy_from_slice(&request));
+                let message = Payload(BytesMut::from(&request[..]));
                 let response = client
                     .send_rpc(to, message, RPC_TIMEOUT)
                     .await
@@ -318,7 +319,7 @@ async fn connect(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
         super::write_seq(&mut request, id);
         let response = dialer
             .client
-            .send_rpc(to, Payload(Bytes::copy_from_slice(&request)), RPC_TIMEOUT)
+            .send_rpc(to, Payload(BytesMut::from(&request[..])), RPC_TIMEOUT)
             .await
             .with_context(|| format!("RPC on connection {id}"))?;
         super::check_response(&response.0, id, spec.size)?;
