@@ -63,4 +63,4 @@ pub use inbound::{
     HeldBack, InboundEvent, InboundRouter, RoomFuture, RouteError, RpcResponder, TryRouteError,
 };
 pub use metrics::Metrics;
-pub use queue::Priority;
+pub use queue::{OutboundQueue, Priority, PushError};

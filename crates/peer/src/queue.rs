@@ -1,5 +1,7 @@
 //! [`Priority`] and the outbound queue: two bounded lanes, high before low. Pure: no I/O, no
-//! clock, no waking; the writer and the handles drive it under a lock (see `shared`).
+//! clock, no waking; the writer and the handles drive it under a lock (see `shared`). Public
+//! so that it can be tested and measured on its own (`benches/outbound_queue.rs`); a
+//! [`PeerHandle`](crate::PeerHandle) is the way to send.
 //!
 //! Overflow policy: a push onto a full lane is refused (the caller gets the message back and an
 //! error), never waits, and is counted. Pops take the high lane first; within a lane, order is
@@ -82,7 +84,7 @@ impl EncodeLabelValue for Priority {
 
 /// Why a push was refused; the message comes back with the reason.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum PushError<T> {
+pub enum PushError<T> {
     /// The lane holds `capacity` messages already (counted in [`OutboundQueue::dropped`]).
     Full(T),
     /// The queue was closed: the peer is disconnecting.
@@ -95,7 +97,7 @@ pub(crate) enum PushError<T> {
 /// [`pop_where`](Self::pop_where)s) until `None`, then waits to be woken. On disconnect,
 /// [`close`](Self::close) refuses further pushes while the writer drains what is left.
 #[derive(Debug)]
-pub(crate) struct OutboundQueue<T> {
+pub struct OutboundQueue<T> {
     lanes: [VecDeque<T>; 2],
     capacity: usize,
     dropped: [u64; 2],
@@ -104,7 +106,7 @@ pub(crate) struct OutboundQueue<T> {
 
 impl<T> OutboundQueue<T> {
     /// An empty, open queue whose lanes hold `capacity` messages each.
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self {
             // Allocated as they fill: most connections never queue more than a few messages.
             lanes: [VecDeque::new(), VecDeque::new()],
@@ -116,7 +118,7 @@ impl<T> OutboundQueue<T> {
 
     /// Appends `item` to `lane`. Never waits: a full lane refuses it (and counts the drop), a
     /// closed queue refuses it without counting.
-    pub(crate) fn push(&mut self, lane: Priority, item: T) -> Result<(), PushError<T>> {
+    pub fn push(&mut self, lane: Priority, item: T) -> Result<(), PushError<T>> {
         if self.closed {
             return Err(PushError::Closed(item));
         }
@@ -130,17 +132,13 @@ impl<T> OutboundQueue<T> {
     }
 
     /// The oldest message of the high lane, or else of the low lane.
-    #[cfg(test)]
-    pub(crate) fn pop(&mut self) -> Option<(Priority, T)> {
+    pub fn pop(&mut self) -> Option<(Priority, T)> {
         self.pop_where(|_| true)
     }
 
     /// The oldest message that `accept` takes, looking through the high lane first, then the
     /// low lane. Messages skipped keep their place. O(messages skipped).
-    pub(crate) fn pop_where(
-        &mut self,
-        mut accept: impl FnMut(&T) -> bool,
-    ) -> Option<(Priority, T)> {
+    pub fn pop_where(&mut self, mut accept: impl FnMut(&T) -> bool) -> Option<(Priority, T)> {
         for lane in Priority::ALL {
             let queue = &mut self.lanes[lane.index()];
             if let Some(position) = queue.iter().position(&mut accept) {
@@ -152,7 +150,7 @@ impl<T> OutboundQueue<T> {
 
     /// Moves messages into `out` until it holds `max`, in the order [`pop`](Self::pop) would
     /// give them (high lane first, FIFO within a lane).
-    pub(crate) fn pop_into(&mut self, out: &mut VecDeque<T>, max: usize) {
+    pub fn pop_into(&mut self, out: &mut VecDeque<T>, max: usize) {
         for queue in &mut self.lanes {
             let n = max.saturating_sub(out.len()).min(queue.len());
             out.extend(queue.drain(..n));
@@ -160,13 +158,13 @@ impl<T> OutboundQueue<T> {
     }
 
     /// Refuses every later push. Messages already queued stay for the writer to drain.
-    pub(crate) fn close(&mut self) {
+    pub fn close(&mut self) {
         self.closed = true;
     }
 
     /// Empties both lanes and returns how many messages each held, high first (for counting what
     /// a disconnect dropped).
-    pub(crate) fn clear(&mut self) -> [usize; 2] {
+    pub fn clear(&mut self) -> [usize; 2] {
         let counts = [self.lanes[0].len(), self.lanes[1].len()];
         for queue in &mut self.lanes {
             queue.clear();
@@ -175,30 +173,27 @@ impl<T> OutboundQueue<T> {
     }
 
     /// Messages queued in `lane`.
-    #[cfg(test)]
-    pub(crate) fn len(&self, lane: Priority) -> usize {
+    pub fn len(&self, lane: Priority) -> usize {
         self.lanes[lane.index()].len()
     }
 
     /// Messages queued in both lanes.
-    pub(crate) fn total_len(&self) -> usize {
+    pub fn total_len(&self) -> usize {
         self.lanes[0].len() + self.lanes[1].len()
     }
 
     /// Whether both lanes are empty.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.total_len() == 0
     }
 
     /// Pushes refused because `lane` was full, since the queue was made.
-    #[cfg(test)]
-    pub(crate) fn dropped(&self, lane: Priority) -> u64 {
+    pub fn dropped(&self, lane: Priority) -> u64 {
         self.dropped[lane.index()]
     }
 
     /// Whether [`close`](Self::close) was called.
-    #[cfg(test)]
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.closed
     }
 }
