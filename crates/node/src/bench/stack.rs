@@ -363,8 +363,9 @@ async fn idle_mem(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
     let n = usize::try_from(spec.count)?;
     let listener = Node::start(Some(n + 16))?;
     let mut notifications = listener.network.peers_and_metadata().subscribe();
+    // Building them is progress too, for the stall watchdog.
     let clients: Vec<Node> = (0..n)
-        .map(|_| Node::start(None))
+        .map(|_| Node::start(None).inspect(|_| progress.tick()))
         .collect::<anyhow::Result<_>>()?;
     super::raw::settle().await;
     let before = super::rss_bytes()?;
