@@ -4,8 +4,8 @@
 //!   consensus and state sync, and a full node that joins late and catches up), prints
 //!   progress every second and a summary at the end.
 //! - `peerlane keygen --out FILE` writes a fresh x25519 identity.
-//! - `peerlane node --config FILE` runs one network of a node (with state sync) until SIGINT
-//!   or SIGTERM, printing `listening on <address>` first; with `--admin HOST:PORT` it also
+//! - `peerlane node --config FILE` runs one network of a node (state sync, and mempool and
+//!   consensus when its `[apps]` table enables them) until SIGINT or SIGTERM, printing `listening on <address>` first; with `--admin HOST:PORT` it also
 //!   serves the admin API (metrics, peers, dial, disconnect, bans) over HTTP.
 //! - `peerlane bench <workload>` measures throughput, latency, connection rate or idle memory
 //!   of two nodes in one process, next to raw TCP and Noise baselines (`--all` runs them all,
