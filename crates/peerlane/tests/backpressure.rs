@@ -69,7 +69,11 @@ async fn full_queue_pushes_back_to_the_sender_and_loses_nothing() {
 
     let metrics = b.network.metrics().clone();
     let protocol = DIRECT[0];
-    assert!(metrics.inbound_queue(protocol, QueueEvent::Waited) > 0);
+    // The lane may fill before b's reader gets to the full queue; it gets there.
+    common::eventually("b's reader waits for room", || {
+        metrics.inbound_queue(protocol, QueueEvent::Waited) > 0
+    })
+    .await;
     assert_eq!(metrics.inbound_queue(protocol, QueueEvent::Enqueued), 4);
 
     for expected in 0..FLOOD {
