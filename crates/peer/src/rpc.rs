@@ -34,6 +34,10 @@ pub(crate) struct OutboundRpcs<T> {
     next_seq: u64,
     max_pending: usize,
     expired: VecDeque<(RequestId, T)>,
+    /// No pending deadline is earlier than this (a lower bound, kept up to date by inserts and
+    /// by scans): `handle_timeout` before it has nothing to do and skips its scan, so that a
+    /// busy connection does not scan every pending request per request.
+    due_from: Option<Instant>,
     closed: bool,
 }
 
@@ -75,6 +79,7 @@ impl<T> OutboundRpcs<T> {
             next_seq: 0,
             max_pending,
             expired: VecDeque::new(),
+            due_from: None,
             closed: false,
         }
     }
@@ -105,6 +110,7 @@ impl<T> OutboundRpcs<T> {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
+        lower_bound(&mut self.due_from, deadline);
         self.pending.insert(
             id,
             PendingRpc {
@@ -146,6 +152,9 @@ impl<T> OutboundRpcs<T> {
 
     /// Moves every request whose deadline is at or before `now` to the expired queue.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.due_from.is_none_or(|due_from| now < due_from) {
+            return;
+        }
         let due: Vec<RequestId> = self
             .pending
             .iter()
@@ -157,6 +166,7 @@ impl<T> OutboundRpcs<T> {
                 self.expired.push_back((id, rpc.waiter));
             }
         }
+        self.due_from = self.pending.values().map(|rpc| rpc.deadline).min();
     }
 
     /// The next expired request, whose waiter should be told it timed out.
@@ -207,6 +217,8 @@ pub(crate) struct InboundRpcs {
     next_slot: u64,
     max_pending: usize,
     expired: VecDeque<InboundRpc>,
+    /// As in [`OutboundRpcs`]: no pending deadline is earlier than this.
+    due_from: Option<Instant>,
     closed: bool,
 }
 
@@ -251,6 +263,7 @@ impl InboundRpcs {
             next_slot: 0,
             max_pending,
             expired: VecDeque::new(),
+            due_from: None,
             closed: false,
         }
     }
@@ -273,6 +286,7 @@ impl InboundRpcs {
         }
         let slot = InboundSlot(self.next_slot);
         self.next_slot += 1;
+        lower_bound(&mut self.due_from, deadline);
         self.pending.insert(
             slot,
             InboundRpc {
@@ -314,6 +328,9 @@ impl InboundRpcs {
     /// Frees every slot whose deadline is at or before `now`, queueing it for
     /// [`poll_expired`](Self::poll_expired).
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.due_from.is_none_or(|due_from| now < due_from) {
+            return;
+        }
         let due: Vec<InboundSlot> = self
             .pending
             .iter()
@@ -325,6 +342,7 @@ impl InboundRpcs {
                 self.expired.push_back(rpc);
             }
         }
+        self.due_from = self.pending.values().map(|rpc| rpc.deadline).min();
     }
 
     /// The next request whose deadline passed unanswered.
@@ -343,6 +361,13 @@ impl InboundRpcs {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// Lowers `bound` to `deadline` if that is earlier.
+fn lower_bound(bound: &mut Option<Instant>, deadline: Instant) {
+    if bound.is_none_or(|bound| deadline < bound) {
+        *bound = Some(deadline);
     }
 }
 
