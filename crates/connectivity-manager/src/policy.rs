@@ -296,9 +296,24 @@ impl Policy {
 
     /// The connection to `peer_id` closed. If the peer is still eligible it is redialed after
     /// its backoff, which starts at `now`.
+    ///
+    /// The facade may report a connection that closed at once as a bare disconnection (its
+    /// `Connected` report merged away while both waited), ahead of the result of the dial that
+    /// made it. With our dial to the peer in flight, such a disconnection completes that dial:
+    /// the later successful result is then ignored, instead of leaving the peer counted as
+    /// connected and never redialed.
     pub fn handle_disconnected(&mut self, peer_id: PeerId, now: Instant) {
         let Some(connection) = self.connected.remove(&peer_id) else {
-            debug!(peer = %peer_id, "disconnection of a peer we did not know as connected");
+            if self.pending_dials.remove(&peer_id).is_some() {
+                debug!(peer = %peer_id, "dialed connection closed before the dial's result");
+                self.metrics.record_dial(DialOutcome::Connected);
+                if self.is_eligible(&peer_id) {
+                    self.start_backoff(peer_id, now);
+                }
+                self.update_gauges();
+            } else {
+                debug!(peer = %peer_id, "disconnection of a peer we did not know as connected");
+            }
             return;
         };
         if connection.disconnecting {

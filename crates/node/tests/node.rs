@@ -68,12 +68,25 @@ impl Node {
     }
 
     /// Waits for a stderr line containing `text`.
+    /// On a time-out the panic shows the last lines seen, to tell what the node did instead.
     fn expect(&self, text: &str) {
+        let mut seen = std::collections::VecDeque::new();
         loop {
             match self.stderr.recv_timeout(WAIT) {
                 Ok(line) if line.contains(text) => return,
-                Ok(_) => {}
-                Err(err) => panic!("no line with {text:?}: {err}"),
+                Ok(line) => {
+                    if seen.len() == 30 {
+                        seen.pop_front();
+                    }
+                    seen.push_back(line);
+                }
+                Err(err) => {
+                    let seen: Vec<String> = seen.into();
+                    panic!(
+                        "no line with {text:?}: {err}; last lines:\n{}",
+                        seen.join("\n")
+                    )
+                }
             }
         }
     }
@@ -391,7 +404,26 @@ fn admin_api_bans_and_unbans_peers() {
         "peerlane=info",
     );
     a.expect(&format!("admin API on http://{admin}"));
-    let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--seed", &a.address]);
+    // B redials quickly (backoff at most 500 ms): its backoff grows with every refusal while
+    // it is banned, and the default (up to 60 s) would make the reconnect after the unban
+    // depend on how many refusals fit in this test.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("node-bans-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let b_config = dir.join("b.toml");
+    std::fs::write(
+        &b_config,
+        "[connectivity]\nbackoff_base_ms = 100\nmax_backoff_ms = 500\nmax_backoff_jitter_ms = 100\n",
+    )
+    .unwrap();
+    let b = Node::start(&[
+        "--config",
+        b_config.to_str().unwrap(),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--seed",
+        &a.address,
+    ]);
     a.expect(&format!("peer connected: {}", b.peer_id()));
 
     let (status, body) = http(port, "GET", "/bans", None);

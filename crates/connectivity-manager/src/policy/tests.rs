@@ -526,3 +526,23 @@ fn success_reported_in_either_order_completes_the_dial_once() {
     assert_eq!(h.policy.pending_dials().count(), 0);
     assert_eq!(h.metrics.connected_peers(ConnectionOrigin::Outbound), 2);
 }
+
+/// A dialed connection that closed at once, reported as a bare disconnection before the
+/// dial's successful result, completes the dial: the late result does not count the peer as
+/// connected, and the peer is redialed after its backoff.
+#[test]
+fn disconnection_before_the_dial_result_still_redials() {
+    let mut h = Harness::new(NetworkKind::Validator);
+    h.discover(DiscoverySource::OnChain, peers(1, PeerRole::Validator));
+    assert_eq!(h.poll_dials().len(), 1);
+
+    h.policy.handle_disconnected(id(1), h.now);
+    h.policy.handle_dial_result(id(1), Ok(()), h.now);
+    assert_eq!(h.policy.pending_dials().count(), 0);
+    assert_eq!(h.metrics.connected_peers(ConnectionOrigin::Outbound), 0);
+    assert_eq!(h.metrics.dials(DialOutcome::Connected), 1);
+
+    assert!(h.poll_dials().is_empty(), "redialed before the backoff");
+    h.advance_to_deadline();
+    assert_eq!(dialed_peers(&h.poll()), HashSet::from([id(1)]));
+}
