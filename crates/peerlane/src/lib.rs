@@ -29,7 +29,10 @@
 //!    negotiated, encodes with that protocol's encoding (BCS, JSON, LZ4) and sends.
 //! 4. Inbound messages go, without waiting, into the application's [`KeyedQueue`]s (one
 //!    bounded queue per peer and protocol, popped round-robin) and are decoded when the
-//!    application polls its [`NetworkEvents`].
+//!    application polls its [`NetworkEvents`]. A full queue drops ([`QueueStyle`]), unless
+//!    the application asked for back-pressure ([`Overflow::Wait`]): then the peer's reader
+//!    waits for room and TCP slows the sender down. The reader wakes the application once
+//!    per burst of messages, and the application takes a batch per wake-up.
 //! 5. Every network runs a health checker (unless [`HealthCheckConfig::enabled`] is off), an
 //!    application of the facade itself on `HealthCheckerRpc` (5): it answers the peers'
 //!    pings ([`HealthCheckerMsg`]), pings each connected peer that offers the protocol every
