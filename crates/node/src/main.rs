@@ -28,6 +28,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc malloc. A message's buffers are usually allocated on one tokio
+/// worker and freed on another (encoded by the sender, freed after the writer's flush; read
+/// by the reader, freed by the application): glibc then takes the owning arena's lock, and
+/// that contention was about a quarter of a small-message bench's profile. mimalloc keeps
+/// per-thread heaps and hands frees from other threads back without a lock. It is C built
+/// by the `cc` crate with the system compiler (a few seconds, once); jemalloc was the
+/// alternative, with a longer C build. The bench's baselines run in the same binary, so its
+/// comparisons stay like for like.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The peerlane node.
 #[derive(Debug, Parser)]
 #[command(name = "peerlane", version, about)]
