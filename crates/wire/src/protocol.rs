@@ -161,15 +161,15 @@ impl ProtocolId {
             source,
         };
         match self.encoding() {
-            Encoding::Bcs => bcs::to_bytes_with_limit(value, self.bcs_depth_limit())
+            Encoding::Bcs => bcs_to_vec(value, self.bcs_depth_limit())
                 .map(Bytes::from)
                 .map_err(|e| encode_err(e.into())),
             Encoding::Json => serde_json::to_vec(value)
                 .map(Bytes::from)
                 .map_err(|e| encode_err(e.into())),
             Encoding::CompressedBcs => {
-                let raw = bcs::to_bytes_with_limit(value, self.bcs_depth_limit())
-                    .map_err(|e| encode_err(e.into()))?;
+                let raw =
+                    bcs_to_vec(value, self.bcs_depth_limit()).map_err(|e| encode_err(e.into()))?;
                 if raw.len() > MAX_UNCOMPRESSED_SIZE {
                     return Err(Error::UncompressedTooLarge {
                         len: raw.len(),
@@ -291,6 +291,17 @@ impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// BCS-encodes `value` into a vector of exactly its encoded size, with the depth limit
+/// `limit`. Sizing first walks the value without copying its bytes; growing from an empty
+/// vector instead reallocated (and copied) about log2(len) times, page-faulting afresh for
+/// each large buffer, and left spare capacity that made `Bytes::from` allocate a header.
+fn bcs_to_vec<T: Serialize + ?Sized>(value: &T, limit: usize) -> Result<Vec<u8>, bcs::Error> {
+    let len = bcs::serialized_size_with_limit(value, limit)?;
+    let mut out = Vec::with_capacity(len);
+    bcs::serialize_into_with_limit(&mut out, value, limit)?;
+    Ok(out)
 }
 
 /// Why decompression failed, before it becomes an [`Error`] naming the protocol.
@@ -437,6 +448,29 @@ mod tests {
         // The prefix is the uncompressed length, little-endian.
         assert_eq!(compressed[..4], (raw.len() as u32).to_le_bytes());
         assert!(compressed.len() < raw.len());
+    }
+
+    /// The pre-sized encoder writes what `bcs::to_bytes` writes, and keeps each protocol's
+    /// depth limit.
+    #[test]
+    fn bcs_payloads_match_bcs_and_keep_the_depth_limit() {
+        #[derive(Serialize)]
+        struct Nest(Option<Box<Self>>);
+        fn nest(depth: usize) -> Nest {
+            (1..depth).fold(Nest(None), |inner, _| Nest(Some(Box::new(inner))))
+        }
+
+        let value = (7u32, vec![3u8; 5000], String::from("peerlane"));
+        let bytes = ProtocolId::CONSENSUS_RPC_BCS.to_bytes(&value).unwrap();
+        assert_eq!(bytes, bcs::to_bytes(&value).unwrap());
+
+        let deep = nest(40);
+        assert!(ProtocolId::CONSENSUS_RPC_BCS.to_bytes(&deep).is_ok());
+        for id in [ProtocolId::MEMPOOL_RPC, ProtocolId::MEMPOOL_DIRECT_SEND] {
+            let err = id.to_bytes(&deep).unwrap_err();
+            assert!(matches!(err, Error::EncodePayload { .. }), "{id}: {err:?}");
+        }
+        assert!(ProtocolId::MEMPOOL_RPC.to_bytes(&nest(32)).is_ok());
     }
 
     /// A compressed payload whose prefix claims more than 64 MiB fails before allocating.
