@@ -8,7 +8,7 @@
 //!   bound well over any stall) rather than the default drop-newest: DirectSend through a
 //!   dropping queue loses messages once the receiver falls behind, and the count check would
 //!   fail. A full queue holds the peer's reader, TCP pushes back, the sender's lane fills and
-//!   it retries on `QueueFull` after yielding;
+//!   it retries on `QueueFull` after a [`Backoff`];
 //! - the message limit is raised so that `sweep`'s 16 MiB messages fit (they are streamed as
 //!   fragments above the frame size).
 
@@ -126,15 +126,17 @@ async fn one_way(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
     let start = Instant::now();
     let sending = tokio::spawn(async move {
         let mut payload = Payload(BytesMut::from(&super::payload(0, size)[..]));
+        let mut backoff = Backoff::default();
         for seq in 0..count {
             super::write_seq(&mut payload.0, seq);
             loop {
                 match client.send_to_peer(to, &payload) {
                     Ok(()) => break,
-                    Err(err) if err.is_queue_full() => tokio::task::yield_now().await,
+                    Err(err) if err.is_queue_full() => backoff.wait().await,
                     Err(err) => bail!("send {seq} failed: {err}"),
                 }
             }
+            backoff.reset();
         }
         anyhow::Ok(())
     });
@@ -161,6 +163,43 @@ async fn one_way(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
         bytes,
         ..Measurement::default()
     })
+}
+
+/// How the one-way sender waits for room in its full outbound lane.
+///
+/// The peer's lane has no wake-up for room (pushes never wait), so the sender polls. Each
+/// `yield_now` costs the worker a poll of the IO driver (an `epoll_wait`), and a sender far
+/// ahead of the writer used to retry thousands of times per lane's worth of messages, taking
+/// a core from the writer and the receiver on a two-worker runtime. So: a few yields first
+/// (the writer takes up to 32 messages per batch, so room soon comes back while it is
+/// writing), then a sleep on the timer (tokio's 1 ms granularity; a full lane of 1,024
+/// messages still holds about that much work for the writer).
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Consecutive `QueueFull`s for the message being sent.
+    retries: u32,
+}
+
+impl Backoff {
+    /// Yields for this many consecutive `QueueFull`s, then sleeps.
+    const YIELDS: u32 = 4;
+    /// The sleep after the yields.
+    const SLEEP: Duration = Duration::from_millis(1);
+
+    /// Waits before the next retry.
+    async fn wait(&mut self) {
+        self.retries += 1;
+        if self.retries <= Self::YIELDS {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Self::SLEEP).await;
+        }
+    }
+
+    /// The message went out: the next full lane starts with yields again.
+    fn reset(&mut self) {
+        self.retries = 0;
+    }
 }
 
 /// Answers every RPC with its request (same id, same size).
