@@ -4,18 +4,31 @@
 //! integers are little-endian, byte strings are a ULEB128 length then the bytes. Variant order
 //! is therefore part of the wire format: never reorder.
 
+use std::cell::RefCell;
+use std::fmt;
+
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 
 use crate::protocol::{ProtocolId, RequestId};
 
-/// What one frame carries: a whole message, or a piece of a streamed one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MultiplexMessage {
-    /// Tag 0: a message that fits in one frame.
-    Message(NetworkMessage),
-    /// Tag 1: a header or fragment of a message too large for one frame.
-    Stream(StreamMessage),
+impl MultiplexMessage {
+    /// Decodes one frame's BCS, as `bcs::from_bytes(&frame)` does (same checks, same errors),
+    /// except that payloads of at least [`MultiplexMessage::SHARED_PAYLOAD_MIN`] bytes are
+    /// slices of `frame` rather than copies: a large message is then never copied between
+    /// the socket's read buffer and the application.
+    ///
+    /// Smaller payloads are still copied, so that a small message an application keeps does
+    /// not keep alive a read buffer many times its size.
+    pub fn from_frame(frame: Bytes) -> Result<Self, bcs::Error> {
+        let _current = CurrentFrame::set(frame.clone());
+        bcs::from_bytes(&frame)
+    }
+
+    /// The smallest payload [`MultiplexMessage::from_frame`] shares with its frame instead of
+    /// copying: below this the copy costs less than the reference counting, and a kept
+    /// payload pins at most a few times its own size.
+    pub const SHARED_PAYLOAD_MIN: usize = 4 * 1024;
 }
 
 /// A message between two peers.
@@ -69,6 +82,7 @@ pub struct RpcRequest {
     /// The wire's priority byte. AptosNet always sends 0 and ignores it on receipt.
     pub priority: u8,
     /// The encoded request.
+    #[serde(deserialize_with = "payload")]
     pub raw_request: Bytes,
 }
 
@@ -81,6 +95,7 @@ pub struct RpcResponse {
     /// The wire's priority byte, as in [`RpcRequest::priority`].
     pub priority: u8,
     /// The encoded response.
+    #[serde(deserialize_with = "payload")]
     pub raw_response: Bytes,
 }
 
@@ -92,6 +107,7 @@ pub struct DirectSendMsg {
     /// The wire's priority byte, as in [`RpcRequest::priority`].
     pub priority: u8,
     /// The encoded message.
+    #[serde(deserialize_with = "payload")]
     pub raw_msg: Bytes,
 }
 
@@ -161,7 +177,109 @@ pub struct StreamFragment {
     /// 1 for the first fragment after the header, then 2, 3, ….
     pub fragment_id: u8,
     /// The next part of the payload.
+    #[serde(deserialize_with = "payload")]
     pub raw_data: Bytes,
+}
+
+thread_local! {
+    /// The frame `MultiplexMessage::from_frame` is decoding on this thread, whose payloads
+    /// it may slice. A thread-local because serde gives a field's deserializer only the
+    /// borrowed bytes, not the buffer that owns them.
+    static FRAME: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Makes a frame current for the payload deserializer, and clears it on drop (also when
+/// decoding fails or panics).
+struct CurrentFrame {
+    previous: Option<Bytes>,
+}
+
+impl CurrentFrame {
+    fn set(frame: Bytes) -> Self {
+        Self {
+            previous: FRAME.with(|current| current.replace(Some(frame))),
+        }
+    }
+}
+
+impl Drop for CurrentFrame {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        FRAME.with(|current| *current.borrow_mut() = previous);
+    }
+}
+
+/// The deserializer of payload fields: `Bytes`'s own, except that large borrowed bytes that
+/// lie inside the current frame become a slice of it (see [`MultiplexMessage::from_frame`]).
+fn payload<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+    deserializer.deserialize_byte_buf(PayloadVisitor)
+}
+
+struct PayloadVisitor;
+
+impl<'de> de::Visitor<'de> for PayloadVisitor {
+    type Value = Bytes;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("byte array")
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+        if v.len() >= MultiplexMessage::SHARED_PAYLOAD_MIN {
+            let shared = FRAME.with(|current| {
+                current
+                    .borrow()
+                    .as_ref()
+                    .filter(|frame| contains(frame, v))
+                    .map(|frame| frame.slice_ref(v))
+            });
+            if let Some(shared) = shared {
+                return Ok(shared);
+            }
+        }
+        Ok(Bytes::copy_from_slice(v))
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+        Ok(Bytes::copy_from_slice(v))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+        Ok(Bytes::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
+        Ok(Bytes::copy_from_slice(v.as_bytes()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Bytes, E> {
+        Ok(Bytes::from(v.into_bytes()))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+        // Bounded like `Bytes`'s own visitor: the hint is the input's claim.
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(value) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(Bytes::from(values))
+    }
+}
+
+/// Whether `part` lies within `frame`'s bytes (what `Bytes::slice_ref` requires).
+fn contains(frame: &Bytes, part: &[u8]) -> bool {
+    let start = frame.as_ptr() as usize;
+    let part_start = part.as_ptr() as usize;
+    part_start >= start && part_start + part.len() <= start + frame.len()
+}
+
+/// What one frame carries: a whole message, or a piece of a streamed one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MultiplexMessage {
+    /// Tag 0: a message that fits in one frame.
+    Message(NetworkMessage),
+    /// Tag 1: a header or fragment of a message too large for one frame.
+    Stream(StreamMessage),
 }
 
 #[cfg(test)]
@@ -178,6 +296,107 @@ mod tests {
         assert_eq!(code(&[9, 5, 1]), (9, 5));
         assert_eq!(code(&[9]), (9, 0));
         assert_eq!(code(&[]), (0, 0));
+    }
+
+    fn direct(len: usize) -> MultiplexMessage {
+        MultiplexMessage::Message(NetworkMessage::DirectSendMsg(DirectSendMsg {
+            protocol_id: ProtocolId::CONSENSUS_DIRECT_SEND_BCS,
+            priority: 0,
+            raw_msg: (0..len).map(|i| i as u8).collect(),
+        }))
+    }
+
+    /// `from_frame` decodes what `bcs::from_bytes` decodes, sharing only large payloads with
+    /// the frame.
+    #[test]
+    fn from_frame_shares_large_payloads_only() {
+        let large = MultiplexMessage::SHARED_PAYLOAD_MIN;
+        let messages = [
+            direct(0),
+            direct(100),
+            direct(large),
+            MultiplexMessage::Message(NetworkMessage::RpcRequest(RpcRequest {
+                protocol_id: ProtocolId::CONSENSUS_RPC_BCS,
+                request_id: RequestId(9),
+                priority: 1,
+                raw_request: Bytes::from(vec![5; large + 1]),
+            })),
+            MultiplexMessage::Message(NetworkMessage::RpcResponse(RpcResponse {
+                request_id: RequestId(9),
+                priority: 0,
+                raw_response: Bytes::from(vec![6; 3 * large]),
+            })),
+            MultiplexMessage::Stream(StreamMessage::Header(StreamHeader {
+                request_id: 1,
+                num_fragments: 2,
+                message: NetworkMessage::DirectSendMsg(DirectSendMsg {
+                    protocol_id: ProtocolId::MEMPOOL_DIRECT_SEND,
+                    priority: 0,
+                    raw_msg: Bytes::from(vec![7; large]),
+                }),
+            })),
+            MultiplexMessage::Stream(StreamMessage::Fragment(StreamFragment {
+                request_id: 1,
+                fragment_id: 1,
+                raw_data: Bytes::from(vec![8; large]),
+            })),
+            MultiplexMessage::Message(NetworkMessage::Error(ErrorCode::parsing_error_from_frame(
+                &[1, 2],
+            ))),
+        ];
+        for message in messages {
+            let frame = Bytes::from(bcs::to_bytes(&message).unwrap());
+            let decoded = MultiplexMessage::from_frame(frame.clone()).unwrap();
+            assert_eq!(decoded, message);
+            assert_eq!(
+                decoded,
+                bcs::from_bytes::<MultiplexMessage>(&frame).unwrap()
+            );
+            let payload = match &decoded {
+                MultiplexMessage::Message(m) => m.payload().cloned(),
+                MultiplexMessage::Stream(StreamMessage::Header(h)) => h.message.payload().cloned(),
+                MultiplexMessage::Stream(StreamMessage::Fragment(f)) => Some(f.raw_data.clone()),
+            };
+            if let Some(payload) = payload.filter(|p| !p.is_empty()) {
+                let shared = contains(&frame, &payload);
+                assert_eq!(shared, payload.len() >= large, "{} bytes", payload.len());
+            }
+            assert!(
+                FRAME.with(|f| f.borrow().is_none()),
+                "cleared after decoding"
+            );
+        }
+    }
+
+    /// A bad frame fails with `bcs::from_bytes`'s error, and leaves no frame behind.
+    #[test]
+    fn from_frame_fails_like_bcs() {
+        let good = bcs::to_bytes(&direct(5000)).unwrap();
+        let mut trailing = good.clone();
+        trailing.push(0);
+        for frame in [
+            &good[..good.len() - 1],
+            &trailing[..],
+            &[2, 0][..],
+            &[0, 3, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f][..],
+            &[][..],
+        ] {
+            let ours = MultiplexMessage::from_frame(Bytes::copy_from_slice(frame)).unwrap_err();
+            let theirs = bcs::from_bytes::<MultiplexMessage>(frame).unwrap_err();
+            assert_eq!(ours.to_string(), theirs.to_string());
+            assert!(FRAME.with(|f| f.borrow().is_none()));
+        }
+    }
+
+    /// Payloads still decode from self-describing formats (a JSON array of numbers).
+    #[test]
+    fn payloads_decode_from_json_too() {
+        let message = direct(3);
+        let json = serde_json::to_string(&message).unwrap();
+        assert_eq!(
+            serde_json::from_str::<MultiplexMessage>(&json).unwrap(),
+            message
+        );
     }
 
     /// Payload accessors see the payload of every variant but `Error`.
