@@ -14,6 +14,11 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::Error;
 
+/// Most memory an idle connection's buffer keeps: [`FrameCodec::release_idle_buffer`] gives
+/// back larger ones. 8 KiB holds a batch of small messages, so a connection that trickles them
+/// does not reallocate at every pause.
+pub const IDLE_BUFFER_KEEP: usize = 8 * 1024;
+
 /// Width of a frame's length prefix. Both are big-endian on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LengthPrefix {
@@ -101,17 +106,22 @@ impl FrameCodec {
         self.max_frame_len
     }
 
-    /// Gives back the memory of a read buffer that holds no byte, and returns how many bytes
-    /// of capacity that was (0 if `src` holds data or had none).
+    /// Gives back the memory of a buffer that holds no byte, if it is more than
+    /// [`IDLE_BUFFER_KEEP`], and returns how many bytes of capacity that was (0 if `src` holds
+    /// data or little memory).
     ///
     /// Decoding keeps the buffer's capacity from frame to frame, so a busy connection does not
     /// reallocate per frame; but after one 4 MiB frame the buffer would hold 4 MiB for the
     /// rest of the connection. Call this when the reader is about to wait for more bytes (its
-    /// read returned `Pending`): an idle connection then holds no read buffer. A frame whose
-    /// prefix was consumed but none of whose body arrived yet loses nothing: the next
-    /// [`decode`](Decoder::decode) reserves the body again.
+    /// read returned `Pending`), or when a writer has flushed its buffer: an idle connection
+    /// then holds at most [`IDLE_BUFFER_KEEP`] per buffer. Small buffers stay, because
+    /// reallocating them at every pause costs a connection that trickles small messages more
+    /// than they weigh. A frame whose prefix was consumed but none of whose body arrived yet
+    /// loses nothing: the next [`decode`](Decoder::decode) reserves the body again.
     pub fn release_idle_buffer(&self, src: &mut BytesMut) -> usize {
-        if !src.is_empty() || src.capacity() == 0 {
+        // `try_reclaim` (no allocation) makes `capacity` the whole allocation again when the
+        // buffer is its only owner; a shared one is not ours to free.
+        if !src.is_empty() || !src.try_reclaim(IDLE_BUFFER_KEEP + 1) {
             return 0;
         }
         let released = src.capacity();
@@ -329,26 +339,30 @@ mod tests {
         assert!(src.is_empty());
     }
 
-    /// After a large frame, an empty buffer is given back; a partial frame is kept, and a
-    /// frame whose prefix alone was consumed still decodes after the release.
+    /// An empty buffer holding a large allocation is given back, even when its view sits at
+    /// the end of that allocation (a written-out buffer); a small one is kept, a partial frame
+    /// is kept, and a frame whose prefix alone was consumed still decodes after the release.
     #[test]
     fn idle_buffers_are_released() {
         let mut codec = FrameCodec::u32(4 << 20);
-        let mut src = BytesMut::new();
-        codec.encode(&vec![1u8; 3 << 20][..], &mut src).unwrap();
-        assert_eq!(codec.decode(&mut src).unwrap().unwrap().len(), 3 << 20);
-        assert!(src.is_empty());
-        let capacity = src.capacity();
-        assert_eq!(codec.release_idle_buffer(&mut src), capacity);
+        let mut src = BytesMut::with_capacity(1 << 20);
+        src.extend_from_slice(&vec![1u8; 1 << 20]);
+        src.advance(1 << 20);
+        assert_eq!(src.capacity(), 0, "the view has no room left");
+        assert_eq!(codec.release_idle_buffer(&mut src), 1 << 20);
         assert_eq!(src.capacity(), 0);
         assert_eq!(codec.release_idle_buffer(&mut src), 0);
 
-        // Prefix consumed (1,000 bytes announced), no body yet: released, then decoded.
-        src.extend_from_slice(&[0, 0, 3, 232]);
+        // Small: kept.
+        let mut small = BytesMut::with_capacity(IDLE_BUFFER_KEEP);
+        assert_eq!(codec.release_idle_buffer(&mut small), 0);
+        assert_eq!(small.capacity(), IDLE_BUFFER_KEEP);
+
+        // Prefix consumed (10,000 bytes announced), no body yet: released, then decoded.
+        src.extend_from_slice(&10_000u32.to_be_bytes());
         assert!(codec.decode(&mut src).unwrap().is_none());
-        assert!(src.capacity() >= 1000);
-        assert!(codec.release_idle_buffer(&mut src) >= 1000);
-        src.extend_from_slice(&[2u8; 999]);
+        assert!(codec.release_idle_buffer(&mut src) >= 10_000);
+        src.extend_from_slice(&[2u8; 9_999]);
         assert_eq!(
             codec.release_idle_buffer(&mut src),
             0,
@@ -358,7 +372,7 @@ mod tests {
         src.extend_from_slice(&[2u8]);
         assert_eq!(
             &codec.decode(&mut src).unwrap().unwrap()[..],
-            &[2u8; 1000][..]
+            &[2u8; 10_000][..]
         );
     }
 

@@ -31,7 +31,7 @@ pub mod transport;
 
 pub use address::{DnsName, NetworkAddress, Protocol};
 pub use error::Error;
-pub use framing::{FrameCodec, LengthPrefix};
+pub use framing::{FrameCodec, IDLE_BUFFER_KEEP, LengthPrefix};
 pub use memsocket::{MemoryListener, MemorySocket};
 pub use peer_id::PeerId;
 pub use transport::{
