@@ -10,8 +10,12 @@
 //!
 //! Memory: the four buffers (ciphertext and plaintext, per direction) are allocated when there
 //! is something to read or write, sized to the frames seen (at most one frame each, about
-//! 64 KiB), and given back when the direction goes idle, so an idle connection holds none of
-//! them. "Idle" is chosen where the task is about to sleep anyway, never per frame:
+//! 64 KiB), and given back when the direction goes idle if they hold more than
+//! `IDLE_BUFFER_KEEP` (4 KiB), so an idle connection holds at most 16 KiB of them, and a few
+//! hundred bytes if it only ever carried small messages. Small buffers are kept because freeing and
+//! reallocating them at every pause of a connection that trickles small messages costs more
+//! (allocator locks across threads) than they weigh. "Idle" is chosen where the task is about
+//! to sleep anyway, never per frame:
 //! - read: the socket returns `Pending` with no frame partly read and nothing left to deliver
 //!   (the task parks and waits for a wake-up, which costs far more than an allocation);
 //! - write: a flush completes with everything sent (the caller has no more to write for now).
@@ -65,8 +69,8 @@ const PREFIX_LEN: usize = 2;
 /// [`io::Error`] of kind [`io::ErrorKind::InvalidData`]. Get any of them back with
 /// [`Error::from_io`].
 ///
-/// Buffers are allocated on demand and released when the stream goes idle (see the module
-/// docs); [`NoiseStream::buffer_capacity`] reports what is held.
+/// Buffers are allocated on demand and, above 4 KiB, released when the stream goes idle (see
+/// the module docs); [`NoiseStream::buffer_capacity`] reports what is held.
 ///
 /// # Cancel safety
 ///
@@ -80,16 +84,16 @@ pub struct NoiseStream<S> {
     remote_public_key: PublicKey,
     read_state: ReadState,
     /// Ciphertext of the frame being read, as far as it has arrived (capacity up to
-    /// `MAX_FRAME_LEN`). Empty while idle.
+    /// `MAX_FRAME_LEN`). At most `IDLE_BUFFER_KEEP` while idle.
     read_frame: Vec<u8>,
     /// Plaintext of the last frame when the reader's buffer was too small to decrypt into (up
-    /// to `MAX_PLAINTEXT_LEN` bytes). Empty while idle.
+    /// to `MAX_PLAINTEXT_LEN` bytes). At most `IDLE_BUFFER_KEEP` while idle.
     read_plain: Vec<u8>,
     write_state: WriteState,
     /// Plaintext accepted but not yet sealed: all of it (at most `MAX_PLAINTEXT_LEN` bytes).
     write_plain: Vec<u8>,
     /// The sealed frame being sent, length prefix included (up to `PREFIX_LEN +
-    /// MAX_FRAME_LEN` bytes). Empty while idle.
+    /// MAX_FRAME_LEN` bytes). At most `IDLE_BUFFER_KEEP` while idle.
     write_frame: Vec<u8>,
     decrypt_failures: Option<Counter>,
     truncated_frames: Option<Counter>,
@@ -152,7 +156,8 @@ impl<S> NoiseStream<S> {
     }
 
     /// Bytes of buffer memory the stream holds right now, both directions together
-    /// (diagnostics). 0 for a stream that is idle: nothing partly read, nothing unflushed.
+    /// (diagnostics). At most 4 × [`IDLE_BUFFER_KEEP`] (16 KiB) for a stream that is idle
+    /// (nothing partly read, nothing unflushed), 0 for one that never read or wrote.
     pub fn buffer_capacity(&self) -> usize {
         self.read_frame.capacity()
             + self.read_plain.capacity()
@@ -193,10 +198,17 @@ impl<S> NoiseStream<S> {
         self
     }
 
-    /// Gives the read buffers back: nothing is partly read and nothing waits for the reader.
+    /// Gives the read buffers back: no later read needs them (end of stream or an error).
     fn release_read_buffers(&mut self) {
         self.read_frame = Vec::new();
         self.read_plain = Vec::new();
+    }
+
+    /// The reader is idle (nothing partly read, nothing to deliver): gives back the read
+    /// buffers above [`IDLE_BUFFER_KEEP`].
+    fn trim_read_buffers(&mut self) {
+        trim(&mut self.read_frame);
+        trim(&mut self.read_plain);
     }
 }
 
@@ -220,9 +232,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NoiseStream<S> {
                         }
                         ready!(Pin::new(&mut self.socket).poll_flush(cx))?;
                         // Everything is out and the caller has nothing more for now: give the
-                        // write buffers back (the next write allocates them again).
-                        self.write_plain = Vec::new();
-                        self.write_frame = Vec::new();
+                        // large write buffers back (the next write allocates them again).
+                        trim(&mut self.write_plain);
+                        trim(&mut self.write_frame);
                         return Poll::Ready(Ok(0));
                     };
                     if data.is_empty() {
@@ -320,7 +332,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for NoiseStream<S> {
                             // Between frames with nothing to deliver: the task is about to park,
                             // so this is where an idle stream gives its read buffers back.
                             if *filled == 0 {
-                                this.release_read_buffers();
+                                this.trim_read_buffers();
                             }
                             return Poll::Pending;
                         }
@@ -484,6 +496,19 @@ fn seal(session: &mut TransportState, plaintext: &[u8], frame: &mut Vec<u8>) -> 
     // Cannot truncate: snow refuses to produce more than 65,535 bytes of ciphertext.
     frame[..PREFIX_LEN].copy_from_slice(&(len as u16).to_be_bytes());
     Ok(PREFIX_LEN + len)
+}
+
+/// Most memory one buffer keeps while the stream is idle: 4 KiB holds a batch of small
+/// messages.
+const IDLE_BUFFER_KEEP: usize = 4 * 1024;
+
+/// Gives back `buf`'s memory if it is more than [`IDLE_BUFFER_KEEP`]. Small buffers stay: a
+/// connection that trickles small messages would otherwise reallocate them at every pause,
+/// which costs more than they weigh.
+fn trim(buf: &mut Vec<u8>) {
+    if buf.capacity() > IDLE_BUFFER_KEEP {
+        *buf = Vec::new();
+    }
 }
 
 /// Makes room in `buf` for `additional` more bytes: at least doubling (so a stream whose frames
