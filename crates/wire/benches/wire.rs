@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures::{SinkExt, StreamExt};
 use tokio_util::codec::{Decoder, Encoder};
 use wire::{
     DirectSendMsg, MAX_MESSAGE_SIZE, MultiplexMessage, MultiplexMessageCodec, NetworkMessage,
@@ -136,12 +137,63 @@ fn stream_64mib(c: &mut Criterion) {
     group.finish();
 }
 
+/// Messages per batch in `framed_io`: written, flushed, then read back.
+const BATCH: usize = 256;
+
+/// `MultiplexMessageSink` / `MultiplexMessageStream` against tokio-util's `FramedWrite` /
+/// `FramedRead` over the same codec: a batch of small messages (or one 1 MiB message) fed,
+/// flushed through an in-memory pipe and read back, on one thread.
+fn framed_io(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("framed_io");
+    for (name, len, count) in [("128B_x256", SMALL, BATCH), ("1MiB", ONE_MIB, 1)] {
+        let message = MultiplexMessage::Message(direct_send(len));
+        group.throughput(Throughput::Elements(count as u64));
+        let (a, b) = tokio::io::duplex(4 * ONE_MIB);
+        let mut sink = wire::MultiplexMessageSink::new(a);
+        let mut stream = wire::MultiplexMessageStream::new(b);
+        group.bench_function(BenchmarkId::new("wire", name), |bencher| {
+            bencher.iter(|| {
+                runtime.block_on(async {
+                    for _ in 0..count {
+                        sink.feed(&message).await.unwrap();
+                    }
+                    sink.flush().await.unwrap();
+                    for _ in 0..count {
+                        stream.next().await.unwrap().unwrap();
+                    }
+                });
+            });
+        });
+        let (a, b) = tokio::io::duplex(4 * ONE_MIB);
+        let mut sink = tokio_util::codec::FramedWrite::new(a, MultiplexMessageCodec::default());
+        sink.set_backpressure_boundary(wire::DEFAULT_BACKPRESSURE_BOUNDARY);
+        let mut stream = tokio_util::codec::FramedRead::new(b, MultiplexMessageCodec::default());
+        group.bench_function(BenchmarkId::new("tokio_util", name), |bencher| {
+            bencher.iter(|| {
+                runtime.block_on(async {
+                    for _ in 0..count {
+                        sink.feed(&message).await.unwrap();
+                    }
+                    sink.flush().await.unwrap();
+                    for _ in 0..count {
+                        stream.next().await.unwrap().unwrap().unwrap();
+                    }
+                });
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = bcs_messages, framed_codec, stream_64mib
+    targets = bcs_messages, framed_codec, framed_io, stream_64mib
 }
 criterion_main!(benches);

@@ -4,9 +4,9 @@
 //! [`MultiplexMessageCodec`] is the sans-IO core (a `tokio_util` [`Decoder`]/[`Encoder`] over
 //! netcore's [`FrameCodec`]); [`MultiplexMessageStream`] and [`MultiplexMessageSink`] put it on
 //! any `AsyncRead` / `AsyncWrite`. They manage their own buffers rather than wrapping
-//! `tokio_util`'s `FramedRead` / `FramedWrite`, whose buffers keep the capacity of the largest
-//! frame ever seen (up to 4 MiB) for the life of the connection; ours are given back whenever
-//! the connection goes idle.
+//! `tokio_util`'s `FramedRead` / `FramedWrite`, whose buffers can keep the capacity of a large
+//! frame (up to 4 MiB) for the life of the connection; ours give back anything above 8 KiB
+//! whenever the connection goes idle.
 
 use std::future::Future;
 use std::io;
@@ -128,9 +128,9 @@ pin_project! {
     /// EOF between frames ends it without an error.
     ///
     /// Memory: the read buffer grows to the frame being read (at most the maximum frame size)
-    /// and is given back whenever the reader returns `Pending` with no byte buffered, so an
-    /// idle connection holds no read buffer however large its past frames were. A busy one
-    /// keeps its buffer from read to read.
+    /// and is given back whenever the reader returns `Pending` with no byte buffered, unless it
+    /// is at most [`netcore::IDLE_BUFFER_KEEP`] (8 KiB), so an idle connection holds at most
+    /// that however large its past frames were. A busy one keeps its buffer from read to read.
     #[derive(Debug)]
     pub struct MultiplexMessageStream<R> {
         #[pin]
@@ -176,7 +176,7 @@ impl<R> MultiplexMessageStream<R> {
     }
 
     /// Bytes read but not yet decoded, e.g. the start of a frame still arriving. Its
-    /// `capacity()` is the read buffer's memory (0 while idle; diagnostics).
+    /// `capacity()` is the read buffer's memory (at most 8 KiB while idle; diagnostics).
     pub fn read_buffer(&self) -> &BytesMut {
         &self.buffer
     }
@@ -198,7 +198,12 @@ impl<R: AsyncRead> Stream for MultiplexMessageStream<R> {
                 // Fatal: the byte stream is out of sync.
                 Err(err) => return Poll::Ready(Some(Err(finish(this.done, this.buffer, err)))),
             }
-            if this.buffer.len() == this.buffer.capacity() {
+            if this.buffer.capacity() == 0 && !this.buffer.try_reclaim(READ_CHUNK) {
+                // `with_capacity`, not `reserve`: it also sets the size `BytesMut` allocates
+                // when the codec reserves after handing out a frame that still shares the
+                // buffer (without it, that is a 4-byte buffer, then a reallocation per read).
+                *this.buffer = BytesMut::with_capacity(READ_CHUNK);
+            } else if this.buffer.len() == this.buffer.capacity() {
                 // Room to read into. The codec has already reserved the rest of a frame whose
                 // length it knows, so this is only for the start of a frame.
                 this.buffer.reserve(READ_CHUNK);
@@ -207,7 +212,7 @@ impl<R: AsyncRead> Stream for MultiplexMessageStream<R> {
             match read {
                 Poll::Pending => {
                     // Nothing half-read and the task is about to park: an idle connection
-                    // gives its read buffer back (the next read allocates a small one).
+                    // gives a large read buffer back (the next read allocates a small one).
                     this.codec.frames.release_idle_buffer(this.buffer);
                     return Poll::Pending;
                 }
@@ -254,8 +259,8 @@ pin_project! {
     /// typically when its queue of messages to send is empty. `SinkExt::send` flushes after
     /// every message.
     ///
-    /// Memory: about the boundary plus one message's frame while busy; the buffer is given back
-    /// when a flush completes, so an idle connection holds none.
+    /// Memory: about the boundary plus one message's frame while busy; a buffer above
+    /// [`netcore::IDLE_BUFFER_KEEP`] (8 KiB) is given back when a flush completes.
     #[derive(Debug)]
     pub struct MultiplexMessageSink<W> {
         #[pin]
@@ -297,8 +302,8 @@ impl<W> MultiplexMessageSink<W> {
         self.backpressure_boundary
     }
 
-    /// Encoded frames not yet written. Its `capacity()` is the write buffer's memory (0 after
-    /// a completed flush; diagnostics).
+    /// Encoded frames not yet written. Its `capacity()` is the write buffer's memory (at most
+    /// 8 KiB after a completed flush; diagnostics).
     pub fn write_buffer(&self) -> &BytesMut {
         &self.buffer
     }
@@ -347,10 +352,11 @@ impl<W: AsyncWrite> Sink<&MultiplexMessage> for MultiplexMessageSink<W> {
 
     fn start_send(self: Pin<&mut Self>, message: &MultiplexMessage) -> Result<(), Error> {
         let this = self.project();
-        if this.buffer.capacity() == 0 {
-            // First message since the last flush: start with room for a batch of small ones
-            // rather than growing through every power of two.
-            this.buffer.reserve(WRITE_CHUNK);
+        if this.buffer.capacity() == 0 && !this.buffer.try_reclaim(WRITE_CHUNK) {
+            // First message since the buffer was given back (a written-out buffer is reclaimed
+            // instead): start with room for a batch of small ones rather than growing through
+            // every power of two.
+            *this.buffer = BytesMut::with_capacity(WRITE_CHUNK);
         }
         this.codec.encode(message, this.buffer)
     }
@@ -359,8 +365,8 @@ impl<W: AsyncWrite> Sink<&MultiplexMessage> for MultiplexMessageSink<W> {
         ready!(self.as_mut().poll_write_buffer(cx))?;
         let this = self.project();
         ready!(this.writer.poll_flush(cx))?;
-        // Everything is out and the caller has nothing more for now: give the buffer back.
-        *this.buffer = BytesMut::new();
+        // Everything is out and the caller has nothing more for now: give a large buffer back.
+        this.codec.frames.release_idle_buffer(this.buffer);
         Poll::Ready(Ok(()))
     }
 
@@ -379,13 +385,14 @@ pub const DEFAULT_BACKPRESSURE_BOUNDARY: usize = 64 * 1024;
 /// The u32 length prefix.
 const LENGTH_PREFIX_BYTES: usize = 4;
 
-/// Bytes reserved to read the start of a frame into: enough for many small messages per read
-/// (tokio-util's framed reader starts at the same 8 KiB).
-const READ_CHUNK: usize = 8 * 1024;
+/// Bytes reserved to read the start of a frame into: a batch of small messages per read, and
+/// small enough to be kept while idle (netcore's `IDLE_BUFFER_KEEP`), so a connection that
+/// trickles small messages does not reallocate at every pause.
+const READ_CHUNK: usize = netcore::IDLE_BUFFER_KEEP;
 
-/// Bytes reserved for the first frame after a flush: many small messages fit before the buffer
-/// needs to grow.
-const WRITE_CHUNK: usize = 8 * 1024;
+/// Bytes reserved for the first frame after a flush: a batch of small messages fits before the
+/// buffer needs to grow, and it is kept over a pause (see `READ_CHUNK`).
+const WRITE_CHUNK: usize = netcore::IDLE_BUFFER_KEEP;
 
 #[cfg(test)]
 mod tests {
@@ -422,7 +429,7 @@ mod tests {
         sink.send(&big).await.unwrap();
         assert_eq!(stream.next().await.unwrap().unwrap(), big);
         assert!(stream.next().now_or_never().is_none());
-        assert_eq!(stream.read_buffer().capacity(), 0);
+        assert!(stream.read_buffer().capacity() <= netcore::IDLE_BUFFER_KEEP);
 
         // Half a frame: pending, and the partial frame (with room for the rest) is kept.
         let mut frame = BytesMut::new();
@@ -435,7 +442,7 @@ mod tests {
         sink.get_mut().write_all(&frame[50_000..]).await.unwrap();
         assert_eq!(stream.next().await.unwrap().unwrap(), message(100_000));
         assert!(stream.next().now_or_never().is_none());
-        assert_eq!(stream.read_buffer().capacity(), 0);
+        assert!(stream.read_buffer().capacity() <= netcore::IDLE_BUFFER_KEEP);
     }
 
     /// A writer that counts flushes.
@@ -484,8 +491,14 @@ mod tests {
         assert_eq!(sink.get_ref().flushes, 1);
         assert_eq!(sink.write_buffer().capacity(), 0);
 
+        // A small buffer is kept over a flush: no reallocation at every pause.
+        sink.send(&message(10)).await.unwrap();
+        let kept = sink.write_buffer().capacity();
+        assert!(kept > 0 && kept <= netcore::IDLE_BUFFER_KEEP, "{kept}");
+
         let mut stream = MultiplexMessageStream::new(&sink.get_ref().written[..]);
         assert_eq!(stream.next().await.unwrap().unwrap(), big);
+        assert_eq!(stream.next().await.unwrap().unwrap(), message(10));
         assert_eq!(stream.next().await.unwrap().unwrap(), message(10));
         assert!(stream.next().await.is_none());
         assert_eq!(stream.read_buffer().capacity(), 0, "released at EOF");
