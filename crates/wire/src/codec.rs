@@ -17,7 +17,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use futures::{Sink, Stream};
 use netcore::framing::{FrameCodec, LengthPrefix};
 use pin_project_lite::pin_project;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::Error;
@@ -198,17 +198,36 @@ impl<R: AsyncRead> Stream for MultiplexMessageStream<R> {
                 // Fatal: the byte stream is out of sync.
                 Err(err) => return Poll::Ready(Some(Err(finish(this.done, this.buffer, err)))),
             }
-            if this.buffer.capacity() == 0 && !this.buffer.try_reclaim(READ_CHUNK) {
-                // `with_capacity`, not `reserve`: it also sets the size `BytesMut` allocates
-                // when the codec reserves after handing out a frame that still shares the
-                // buffer (without it, that is a 4-byte buffer, then a reallocation per read).
-                *this.buffer = BytesMut::with_capacity(READ_CHUNK);
-            } else if this.buffer.len() == this.buffer.capacity() {
-                // Room to read into. The codec has already reserved the rest of a frame whose
-                // length it knows, so this is only for the start of a frame.
-                this.buffer.reserve(READ_CHUNK);
-            }
-            let read = pin!(this.reader.as_mut().read_buf(this.buffer)).poll(cx);
+            let read = if this.buffer.capacity() == 0 && !this.buffer.try_reclaim(READ_CHUNK) {
+                // No buffer (a new connection, or one that was idle): find out whether there
+                // is anything to read before allocating for it, so a connection that stays
+                // idle never holds a read buffer.
+                let mut probe = [0u8; PROBE_LEN];
+                let mut probe = ReadBuf::new(&mut probe);
+                match this.reader.as_mut().poll_read(cx, &mut probe) {
+                    Poll::Ready(Ok(())) => {
+                        let bytes = probe.filled();
+                        if !bytes.is_empty() {
+                            // `with_capacity`, not `reserve`: it also sets the size `BytesMut`
+                            // allocates when the codec reserves after handing out a frame that
+                            // still shares the buffer (without it, that is a 4-byte buffer,
+                            // then a reallocation per read).
+                            *this.buffer = BytesMut::with_capacity(READ_CHUNK);
+                            this.buffer.extend_from_slice(bytes);
+                        }
+                        Poll::Ready(Ok(bytes.len()))
+                    }
+                    Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                    Poll::Pending => Poll::Pending,
+                }
+            } else {
+                if this.buffer.len() == this.buffer.capacity() {
+                    // Room to read into. The codec has already reserved the rest of a frame
+                    // whose length it knows, so this is only for the start of a frame.
+                    this.buffer.reserve(READ_CHUNK);
+                }
+                pin!(this.reader.as_mut().read_buf(this.buffer)).poll(cx)
+            };
             match read {
                 Poll::Pending => {
                     // Nothing half-read and the task is about to park: an idle connection
@@ -390,6 +409,9 @@ const LENGTH_PREFIX_BYTES: usize = 4;
 /// trickles small messages does not reallocate at every pause.
 const READ_CHUNK: usize = netcore::IDLE_BUFFER_KEEP;
 
+/// Bytes read on the stack before a read buffer is allocated: enough for a small message.
+const PROBE_LEN: usize = 1024;
+
 /// Bytes reserved for the first frame after a flush: a batch of small messages fits before the
 /// buffer needs to grow, and it is kept over a pause (see `READ_CHUNK`).
 const WRITE_CHUNK: usize = netcore::IDLE_BUFFER_KEEP;
@@ -423,7 +445,12 @@ mod tests {
         let (a, b) = tokio::io::duplex(8 << 20);
         let mut sink = MultiplexMessageSink::new(a);
         let mut stream = MultiplexMessageStream::new(b);
-        assert_eq!(stream.read_buffer().capacity(), 0);
+        assert!(stream.next().now_or_never().is_none());
+        assert_eq!(
+            stream.read_buffer().capacity(),
+            0,
+            "nothing allocated to wait"
+        );
 
         let big = message(3 << 20);
         sink.send(&big).await.unwrap();
