@@ -156,7 +156,7 @@ impl<S> NoiseStream<S> {
     }
 
     /// Bytes of buffer memory the stream holds right now, both directions together
-    /// (diagnostics). At most 4 × [`IDLE_BUFFER_KEEP`] (16 KiB) for a stream that is idle
+    /// (diagnostics). At most 4 × 4 KiB for a stream that is idle
     /// (nothing partly read, nothing unflushed), 0 for one that never read or wrote.
     pub fn buffer_capacity(&self) -> usize {
         self.read_frame.capacity()
