@@ -34,8 +34,10 @@ use clap::{Parser, Subcommand};
 /// that contention was about a quarter of a small-message bench's profile. mimalloc keeps
 /// per-thread heaps and hands frees from other threads back without a lock. It is C built
 /// by the `cc` crate with the system compiler (a few seconds, once); jemalloc was the
-/// alternative, with a longer C build. The bench's baselines run in the same binary, so its
-/// comparisons stay like for like.
+/// alternative, with a longer C build. Built without transparent-huge-page advice
+/// (`no_thp`): with it, idle connections held about 30 KiB each instead of 16 KiB (glibc:
+/// 19 KiB; `bench idle-mem`), every 2 MiB page being resident and zeroed as a whole. The
+/// bench's baselines run in the same binary, so its comparisons stay like for like.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
