@@ -461,3 +461,26 @@ async fn idle_mem(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
         ..Measurement::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full lane is retried after yields first, then after timer sleeps; a sent message
+    /// starts over with yields.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_yields_then_sleeps() {
+        let mut backoff = Backoff::default();
+        let start = tokio::time::Instant::now();
+        for _ in 0..Backoff::YIELDS {
+            backoff.wait().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "yields take no time");
+        backoff.wait().await;
+        backoff.wait().await;
+        assert_eq!(start.elapsed(), 2 * Backoff::SLEEP);
+        backoff.reset();
+        backoff.wait().await;
+        assert_eq!(start.elapsed(), 2 * Backoff::SLEEP, "a yield again");
+    }
+}
