@@ -53,8 +53,11 @@ impl MultiplexMessageCodec {
         self.frames.max_frame_len()
     }
 
-    fn decode_frame(frame: &[u8]) -> Result<MultiplexMessage, Error> {
-        bcs::from_bytes(frame).map_err(|source| Error::Deserialize {
+    /// Decodes one frame; large payloads stay slices of it
+    /// ([`MultiplexMessage::from_frame`]), so a 1 MiB message is not copied again.
+    fn decode_frame(frame: BytesMut) -> Result<MultiplexMessage, Error> {
+        let frame = frame.freeze();
+        MultiplexMessage::from_frame(frame.clone()).map_err(|source| Error::Deserialize {
             frame_prefix: [
                 frame.first().copied().unwrap_or(0),
                 frame.get(1).copied().unwrap_or(0),
@@ -77,17 +80,11 @@ impl Decoder for MultiplexMessageCodec {
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Error> {
-        Ok(self
-            .frames
-            .decode(src)?
-            .map(|frame| Self::decode_frame(&frame)))
+        Ok(self.frames.decode(src)?.map(Self::decode_frame))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Error> {
-        Ok(self
-            .frames
-            .decode_eof(src)?
-            .map(|frame| Self::decode_frame(&frame)))
+        Ok(self.frames.decode_eof(src)?.map(Self::decode_frame))
     }
 }
 

@@ -26,9 +26,11 @@ impl MultiplexMessage {
     }
 
     /// The smallest payload [`MultiplexMessage::from_frame`] shares with its frame instead of
-    /// copying: below this the copy costs less than the reference counting, and a kept
-    /// payload pins at most a few times its own size.
-    pub const SHARED_PAYLOAD_MIN: usize = 4 * 1024;
+    /// copying: 64 KiB. A shared payload keeps its whole read buffer alive while the
+    /// application holds it (a queued message can wait a while in a full inbound queue);
+    /// frames this large get a read buffer sized about to the frame, so a kept payload pins
+    /// at most about twice its size, while copying below this costs little.
+    pub const SHARED_PAYLOAD_MIN: usize = 64 * 1024;
 }
 
 /// A message between two peers.
