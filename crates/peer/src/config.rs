@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_MESSAGE_SIZE_BYTES: usize = wire::MAX_MESSAGE_SIZE;
 /// Messages per outbound lane: AptosNet's channel capacity of 1024.
 pub const DEFAULT_OUTBOUND_LANE_CAPACITY: usize = 1024;
 
+/// Payload bytes each outbound lane holds: 32 MiB, a few seconds of a fast link, so that a lane
+/// of 1 MiB messages does not hold a GiB.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
+
 /// RPCs we may have waiting for a response per connection: AptosNet's 100.
 pub const DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS: usize = 100;
 
@@ -58,6 +62,13 @@ pub struct Config {
     /// up to `2 × capacity` messages per connection.
     pub outbound_lane_capacity: usize,
 
+    /// Payload bytes each of the two outbound lanes holds; a push that would take a lane over
+    /// it fails with [`Error::QueueFull`], like a full lane, except that an empty lane takes
+    /// one message of any size (up to `max_message_size`). The bytes are released as the
+    /// writer takes the messages. Default 32 MiB. Memory: with the lane capacity, bounds the
+    /// payloads queued to about `2 × max_queued_bytes + 2 × max_message_size` per connection.
+    pub max_queued_bytes: usize,
+
     /// RPCs waiting for a response at once per connection; one more fails at once with
     /// [`Error::TooManyPendingRpcs`]. Default 100. Memory: one small table entry each.
     pub max_concurrent_outbound_rpcs: usize,
@@ -92,6 +103,12 @@ impl Config {
                 source: None,
             });
         }
+        if self.max_queued_bytes == 0 {
+            return Err(Error::InvalidConfig {
+                reason: "max_queued_bytes must be at least 1",
+                source: None,
+            });
+        }
         Ok(())
     }
 
@@ -112,6 +129,7 @@ impl Default for Config {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE_BYTES,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE_BYTES,
             outbound_lane_capacity: DEFAULT_OUTBOUND_LANE_CAPACITY,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             max_concurrent_outbound_rpcs: DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS,
             max_concurrent_inbound_rpcs: DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
             inbound_rpc_timeout: Duration::from_secs(DEFAULT_INBOUND_RPC_TIMEOUT_SECS),
@@ -152,6 +170,7 @@ mod tests {
         assert_eq!(config.max_frame_size, 4 * 1024 * 1024);
         assert_eq!(config.max_message_size, 64 * 1024 * 1024);
         assert_eq!(config.outbound_lane_capacity, 1024);
+        assert_eq!(config.max_queued_bytes, 32 * 1024 * 1024);
         assert_eq!(config.max_concurrent_outbound_rpcs, 100);
         assert_eq!(config.max_concurrent_inbound_rpcs, 100);
         assert_eq!(config.inbound_rpc_timeout, Duration::from_secs(10));
@@ -184,6 +203,11 @@ mod tests {
             no_lane.validate(),
             Err(Error::InvalidConfig { source: None, .. })
         ));
+        let no_bytes = Config {
+            max_queued_bytes: 0,
+            ..Config::default()
+        };
+        assert!(no_bytes.validate().is_err());
     }
 
     /// The serde form names the timeouts in milliseconds, fills missing fields with the

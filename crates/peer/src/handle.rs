@@ -21,7 +21,9 @@ use crate::shared::{RpcWaiter, Shared, deadline_after};
 /// or thread.
 ///
 /// Nothing here waits for the network: sends are queued (or refused at once), and only
-/// [`rpc`](Self::rpc) and [`closed`](Self::closed) are `async`.
+/// [`rpc`](Self::rpc), [`closed`](Self::closed) and
+/// [`send_direct_wait`](Self::send_direct_wait) (which waits for room in the queue) are
+/// `async`.
 ///
 /// The connection lives while a handle does: dropping the last `PeerHandle` disconnects it,
 /// like [`disconnect`](Self::disconnect) (responders do not count). A handle that outlives its
@@ -73,6 +75,38 @@ impl PeerHandle {
             raw_msg: payload,
         });
         shared.push(priority, message)
+    }
+
+    /// Queues a one-way message on the lane of its protocol, like
+    /// [`send_direct`](Self::send_direct), but waits for room while the lane is full instead
+    /// of failing with [`Error::QueueFull`]: for senders that would rather slow down than drop.
+    ///
+    /// It waits only for room in the outbound queue, not for the message to be written or
+    /// delivered: DirectSend stays fire-and-forget. The writer wakes waiters when the lane has
+    /// drained to half of its message and byte bounds. Fails with [`Error::MessageTooLarge`]
+    /// at once, and with [`Error::Disconnected`] once the peer is closing (also while
+    /// waiting). A remote that stops reading makes it wait until the connection ends; put a
+    /// timeout around it if that matters.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits drops the message, counted in
+    /// `peerlane_peer_outbound_dropped_total{reason="full"}`; a push that had to wait and then
+    /// went through is not counted anywhere.
+    pub async fn send_direct_wait(
+        &self,
+        protocol_id: ProtocolId,
+        payload: Bytes,
+    ) -> Result<(), Error> {
+        let shared = self.shared();
+        shared.check_payload(payload.len())?;
+        let priority = Priority::for_protocol(protocol_id);
+        let message = NetworkMessage::DirectSendMsg(DirectSendMsg {
+            protocol_id,
+            priority: priority.wire_byte(),
+            raw_msg: payload,
+        });
+        shared.push_wait(priority, message).await
     }
 
     /// Sends an RPC request on the lane of its protocol and waits up to `timeout` for the

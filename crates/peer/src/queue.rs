@@ -3,8 +3,10 @@
 //! so that it can be tested and measured on its own (`benches/outbound_queue.rs`); a
 //! [`PeerHandle`](crate::PeerHandle) is the way to send.
 //!
-//! Overflow policy: a push onto a full lane is refused (the caller gets the message back and an
-//! error), never waits, and is counted. Pops take the high lane first; within a lane, order is
+//! Overflow policy: a push onto a full lane (by message count, or by queued bytes: each lane has
+//! a byte budget, except that an empty lane takes any one message) is refused (the caller gets
+//! the message back and an error), never waits, and is counted. Waiting for room is built on
+//! top: [`OutboundQueue::take_room`] tells the driver when a lane that refused has drained. Pops take the high lane first; within a lane, order is
 //! FIFO, except that [`OutboundQueue::pop_where`] lets the writer skip over messages it cannot
 //! take yet (large messages while a stream is in flight).
 
@@ -85,49 +87,92 @@ impl EncodeLabelValue for Priority {
 /// Why a push was refused; the message comes back with the reason.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PushError<T> {
-    /// The lane holds `capacity` messages already (counted in [`OutboundQueue::dropped`]).
+    /// The lane holds `capacity` messages already, or the message would take its queued bytes
+    /// over the byte budget (counted in [`OutboundQueue::refused`]).
     Full(T),
     /// The queue was closed: the peer is disconnecting.
     Closed(T),
 }
 
-/// Two bounded FIFO lanes of `capacity` messages each.
+/// Two bounded FIFO lanes of at most `capacity` messages and `max_bytes` bytes each.
 ///
-/// Calling protocol: handles [`push`](Self::push); the writer [`pop`](Self::pop)s (or
-/// [`pop_where`](Self::pop_where)s) until `None`, then waits to be woken. On disconnect,
-/// [`close`](Self::close) refuses further pushes while the writer drains what is left.
+/// Calling protocol: handles [`push`](Self::push) (or [`push_sized`](Self::push_sized)); the
+/// writer [`pop`](Self::pop)s (or [`pop_where`](Self::pop_where)s) until `None`, then waits to
+/// be woken. On disconnect, [`close`](Self::close) refuses further pushes while the writer
+/// drains what is left.
+///
+/// Room: a lane that refused a push is marked; once it has drained to half of both of its
+/// bounds, [`take_room`](Self::take_room) reports it (once), so that whoever drives the queue
+/// can wake the callers that wait for room.
 #[derive(Debug)]
 pub struct OutboundQueue<T> {
-    lanes: [VecDeque<T>; 2],
+    lanes: [VecDeque<Entry<T>>; 2],
     capacity: usize,
-    dropped: [u64; 2],
+    max_bytes: usize,
+    /// Bytes queued per lane: the sum of the sizes given to `push_sized`.
+    bytes: [usize; 2],
+    refused: [u64; 2],
+    /// Lanes that refused a push and have not drained to half of their bounds since.
+    wanted: [bool; 2],
     closed: bool,
 }
 
+/// A queued item and the bytes it was counted as.
+#[derive(Debug)]
+struct Entry<T> {
+    item: T,
+    bytes: usize,
+}
+
 impl<T> OutboundQueue<T> {
-    /// An empty, open queue whose lanes hold `capacity` messages each.
+    /// An empty, open queue whose lanes hold `capacity` messages each, whatever their size.
     pub fn new(capacity: usize) -> Self {
+        Self::with_byte_budget(capacity, usize::MAX)
+    }
+
+    /// An empty, open queue whose lanes hold `capacity` messages and `max_bytes` bytes each
+    /// (see [`push_sized`](Self::push_sized)).
+    pub fn with_byte_budget(capacity: usize, max_bytes: usize) -> Self {
         Self {
             // Allocated as they fill: most connections never queue more than a few messages.
             lanes: [VecDeque::new(), VecDeque::new()],
             capacity,
-            dropped: [0; 2],
+            max_bytes,
+            bytes: [0; 2],
+            refused: [0; 2],
+            wanted: [false; 2],
             closed: false,
         }
     }
 
-    /// Appends `item` to `lane`. Never waits: a full lane refuses it (and counts the drop), a
-    /// closed queue refuses it without counting.
+    /// Appends `item`, counted as zero bytes, to `lane`; see [`push_sized`](Self::push_sized).
     pub fn push(&mut self, lane: Priority, item: T) -> Result<(), PushError<T>> {
+        self.push_sized(lane, item, 0)
+    }
+
+    /// Appends `item`, counted as `bytes` bytes, to `lane`. Never waits: a lane that holds
+    /// `capacity` messages, or whose queued bytes would exceed `max_bytes` with this one,
+    /// refuses it (and counts the refusal); a closed queue refuses it without counting. An
+    /// empty lane takes any one message, however large, so that nothing is refused forever.
+    pub fn push_sized(
+        &mut self,
+        lane: Priority,
+        item: T,
+        bytes: usize,
+    ) -> Result<(), PushError<T>> {
         if self.closed {
             return Err(PushError::Closed(item));
         }
-        let queue = &mut self.lanes[lane.index()];
-        if queue.len() >= self.capacity {
-            self.dropped[lane.index()] += 1;
+        let i = lane.index();
+        let queue = &mut self.lanes[i];
+        let over_budget = !queue.is_empty() && self.bytes[i].saturating_add(bytes) > self.max_bytes;
+        if queue.len() >= self.capacity || over_budget {
+            self.refused[i] += 1;
+            self.wanted[i] = true;
             return Err(PushError::Full(item));
         }
-        queue.push_back(item);
+        queue.push_back(Entry { item, bytes });
+        self.bytes[i] += bytes;
         Ok(())
     }
 
@@ -140,9 +185,12 @@ impl<T> OutboundQueue<T> {
     /// low lane. Messages skipped keep their place. O(messages skipped).
     pub fn pop_where(&mut self, mut accept: impl FnMut(&T) -> bool) -> Option<(Priority, T)> {
         for lane in Priority::ALL {
-            let queue = &mut self.lanes[lane.index()];
-            if let Some(position) = queue.iter().position(&mut accept) {
-                return queue.remove(position).map(|item| (lane, item));
+            let i = lane.index();
+            let queue = &mut self.lanes[i];
+            if let Some(position) = queue.iter().position(|entry| accept(&entry.item)) {
+                let entry = queue.remove(position)?;
+                self.bytes[i] -= entry.bytes;
+                return Some((lane, entry.item));
             }
         }
         None
@@ -151,10 +199,29 @@ impl<T> OutboundQueue<T> {
     /// Moves messages into `out` until it holds `max`, in the order [`pop`](Self::pop) would
     /// give them (high lane first, FIFO within a lane).
     pub fn pop_into(&mut self, out: &mut VecDeque<T>, max: usize) {
-        for queue in &mut self.lanes {
+        for (queue, bytes) in self.lanes.iter_mut().zip(&mut self.bytes) {
             let n = max.saturating_sub(out.len()).min(queue.len());
-            out.extend(queue.drain(..n));
+            out.extend(queue.drain(..n).map(|entry| {
+                *bytes -= entry.bytes;
+                entry.item
+            }));
         }
+    }
+
+    /// Whether a lane that refused a push has since drained to half of its message and byte
+    /// bounds. Reports each refusal episode once: the marks of the
+    /// lanes reported are cleared. O(1); meant to be called after pops.
+    pub fn take_room(&mut self) -> bool {
+        let mut room = false;
+        for i in 0..2 {
+            let drained =
+                self.lanes[i].len() <= self.capacity / 2 && self.bytes[i] <= self.max_bytes / 2;
+            if self.wanted[i] && drained {
+                self.wanted[i] = false;
+                room = true;
+            }
+        }
+        room
     }
 
     /// Refuses every later push. Messages already queued stay for the writer to drain.
@@ -169,12 +236,18 @@ impl<T> OutboundQueue<T> {
         for queue in &mut self.lanes {
             queue.clear();
         }
+        self.bytes = [0; 2];
         counts
     }
 
     /// Messages queued in `lane`.
     pub fn len(&self, lane: Priority) -> usize {
         self.lanes[lane.index()].len()
+    }
+
+    /// Bytes queued in `lane`, as counted by [`push_sized`](Self::push_sized).
+    pub fn bytes(&self, lane: Priority) -> usize {
+        self.bytes[lane.index()]
     }
 
     /// Messages queued in both lanes.
@@ -187,9 +260,9 @@ impl<T> OutboundQueue<T> {
         self.total_len() == 0
     }
 
-    /// Pushes refused because `lane` was full, since the queue was made.
-    pub fn dropped(&self, lane: Priority) -> u64 {
-        self.dropped[lane.index()]
+    /// Pushes refused because `lane` was full (by count or bytes), since the queue was made.
+    pub fn refused(&self, lane: Priority) -> u64 {
+        self.refused[lane.index()]
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -225,16 +298,70 @@ mod tests {
         queue.push(Priority::Low, 1).unwrap();
         queue.push(Priority::Low, 2).unwrap();
         assert_eq!(queue.push(Priority::Low, 3), Err(PushError::Full(3)));
-        assert_eq!(queue.dropped(Priority::Low), 1);
+        assert_eq!(queue.refused(Priority::Low), 1);
         queue.push(Priority::High, 4).unwrap();
         queue.close();
         assert_eq!(queue.push(Priority::High, 5), Err(PushError::Closed(5)));
-        assert_eq!(queue.dropped(Priority::High), 0);
+        assert_eq!(queue.refused(Priority::High), 0);
         assert!(queue.is_closed());
         assert_eq!(queue.pop(), Some((Priority::High, 4)));
         assert_eq!(queue.pop(), Some((Priority::Low, 1)));
         assert_eq!(queue.clear(), [0, 1]);
         assert!(queue.is_empty());
+    }
+
+    /// The byte budget refuses a push that would exceed it, except into an empty lane; bytes
+    /// are released by every kind of pop and by `clear`.
+    #[test]
+    fn byte_budget_refuses_but_an_empty_lane_takes_anything() {
+        let mut queue = OutboundQueue::with_byte_budget(8, 100);
+        queue.push_sized(Priority::Low, 1, 60).unwrap();
+        assert_eq!(
+            queue.push_sized(Priority::Low, 2, 41),
+            Err(PushError::Full(2))
+        );
+        assert_eq!(queue.refused(Priority::Low), 1);
+        queue.push_sized(Priority::Low, 3, 40).unwrap();
+        assert_eq!(queue.bytes(Priority::Low), 100);
+        // The other lane has a budget of its own, and an empty lane takes an oversized message.
+        queue.push_sized(Priority::High, 4, 500).unwrap();
+        assert_eq!(
+            queue.push_sized(Priority::High, 5, 0),
+            Err(PushError::Full(5))
+        );
+        assert_eq!(queue.pop(), Some((Priority::High, 4)));
+        assert_eq!(queue.bytes(Priority::High), 0);
+        assert_eq!(queue.pop_where(|&i| i == 3), Some((Priority::Low, 3)));
+        assert_eq!(queue.bytes(Priority::Low), 60);
+        let mut out = VecDeque::new();
+        queue.pop_into(&mut out, 8);
+        assert_eq!(queue.bytes(Priority::Low), 0);
+        queue.push_sized(Priority::Low, 6, 1000).unwrap();
+        assert_eq!(queue.clear(), [0, 1]);
+        assert_eq!(queue.bytes(Priority::Low), 0);
+    }
+
+    /// `take_room` reports a lane that refused once it is down to half of both bounds, once.
+    #[test]
+    fn room_is_reported_once_a_refusing_lane_drains_to_half() {
+        let mut queue = OutboundQueue::with_byte_budget(4, 1000);
+        for item in 0..4 {
+            queue.push_sized(Priority::Low, item, 10).unwrap();
+        }
+        assert!(!queue.take_room(), "nothing was refused");
+        assert!(queue.push_sized(Priority::Low, 4, 10).is_err());
+        queue.pop();
+        assert!(!queue.take_room(), "3 of 4 queued");
+        queue.pop();
+        assert!(queue.take_room(), "2 of 4 queued");
+        assert!(!queue.take_room(), "reported once");
+        // Refused by bytes: half of the byte budget is the bar too.
+        let mut queue = OutboundQueue::with_byte_budget(100, 1000);
+        queue.push_sized(Priority::High, 0, 600).unwrap();
+        queue.push_sized(Priority::High, 1, 300).unwrap();
+        assert!(queue.push_sized(Priority::High, 2, 200).is_err());
+        assert_eq!(queue.pop(), Some((Priority::High, 0)));
+        assert!(queue.take_room(), "300 of 1000 bytes queued");
     }
 
     /// `pop_where` skips what it is told to, high lane first, and leaves the rest in order.
@@ -328,7 +455,7 @@ mod tests {
                 }
                 for lane in Priority::ALL {
                     prop_assert!(queue.len(lane) <= capacity);
-                    prop_assert_eq!(queue.dropped(lane), refused[lane.index()]);
+                    prop_assert_eq!(queue.refused(lane), refused[lane.index()]);
                 }
             }
         }

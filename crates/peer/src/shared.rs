@@ -4,6 +4,7 @@
 //! is released. No lock is taken while another is held.
 
 use std::collections::VecDeque;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Span, debug};
+use tracing::{Span, debug, trace};
 use wire::{NetworkMessage, ProtocolId, RequestId, RpcResponse, StreamLimits};
 
 use crate::config::Config;
@@ -87,6 +88,9 @@ pub(crate) struct Shared {
     /// not waiting yet, so the ring is not lost if the writer has marked itself idle but not
     /// started waiting.
     doorbell: Notify,
+    /// Rung (`notify_waiters`) by the writer when a lane that refused a push has drained to
+    /// half of its bounds, and on close: what [`Self::push_wait`] waits on.
+    room: Notify,
     outbound_rpcs: Mutex<OutboundRpcs<RpcWaiter>>,
     inbound_rpcs: Mutex<InboundRpcs>,
     /// Why the peer is closing; the first reason recorded wins.
@@ -110,7 +114,10 @@ impl Shared {
             .min(threshold.saturating_mul(limits.max_fragments() + 1));
         Self {
             queue: Mutex::new(QueueState {
-                lanes: OutboundQueue::new(config.outbound_lane_capacity),
+                lanes: OutboundQueue::with_byte_budget(
+                    config.outbound_lane_capacity,
+                    config.max_queued_bytes,
+                ),
                 writer_idle: false,
             }),
             outbound_rpcs: Mutex::new(OutboundRpcs::new(config.max_concurrent_outbound_rpcs)),
@@ -123,6 +130,7 @@ impl Shared {
             cancel,
             max_payload,
             doorbell: Notify::new(),
+            room: Notify::new(),
             reason: OnceLock::new(),
             closed_tx: watch::Sender::new(None),
         }
@@ -143,7 +151,63 @@ impl Shared {
 
     /// Queues `message` on `lane` and wakes the writer if it is idle. A full lane is counted.
     pub(crate) fn push(&self, lane: Priority, message: NetworkMessage) -> Result<(), Error> {
+        match self.try_push(lane, message) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full(_)) => {
+                self.metrics
+                    .record_outbound_dropped(lane, DropReason::Full, 1);
+                Err(Error::QueueFull { lane })
+            }
+            Err(PushError::Closed(_)) => Err(Error::Disconnected),
+        }
+    }
+
+    /// Queues `message` on `lane`, waiting for room while the lane is full; fails with
+    /// [`Error::Disconnected`] once the peer is closing. Nothing is counted as dropped unless
+    /// the caller gives up (drops the future) while waiting.
+    ///
+    /// No wake-up is lost: each try registers for [`Self::room`] before pushing, and a refused
+    /// push marks its lane (under the queue lock) for the writer to signal once it drains.
+    pub(crate) async fn push_wait(
+        &self,
+        lane: Priority,
+        message: NetworkMessage,
+    ) -> Result<(), Error> {
+        let mut message = message;
+        // Armed while we wait: a caller that gives up has dropped its message after all.
+        let mut give_up = GiveUp {
+            shared: self,
+            lane,
+            armed: true,
+        };
+        loop {
+            let notified = self.room.notified();
+            let mut notified = pin!(notified);
+            notified.as_mut().enable();
+            match self.try_push(lane, message) {
+                Ok(()) => {
+                    give_up.armed = false;
+                    return Ok(());
+                }
+                Err(PushError::Closed(_)) => {
+                    give_up.armed = false;
+                    return Err(Error::Disconnected);
+                }
+                Err(PushError::Full(item)) => message = item,
+            }
+            trace!(parent: &self.span, %lane, "outbound lane full, waiting for room");
+            notified.await;
+        }
+    }
+
+    /// Queues `message` on `lane` and wakes the writer if it is idle; counts nothing.
+    fn try_push(
+        &self,
+        lane: Priority,
+        message: NetworkMessage,
+    ) -> Result<(), PushError<NetworkMessage>> {
         let large = wire::needs_stream(&message, &self.limits);
+        let bytes = message.payload_len();
         let (pushed, ring) = {
             let mut state = lock(&self.queue);
             let item = Outbound {
@@ -151,7 +215,7 @@ impl Shared {
                 lane,
                 large,
             };
-            let pushed = state.lanes.push(lane, item);
+            let pushed = state.lanes.push_sized(lane, item, bytes);
             let ring = pushed.is_ok() && std::mem::take(&mut state.writer_idle);
             (pushed, ring)
         };
@@ -162,27 +226,34 @@ impl Shared {
                 }
                 Ok(())
             }
-            Err(PushError::Full(_)) => {
-                self.metrics
-                    .record_outbound_dropped(lane, DropReason::Full, 1);
-                Err(Error::QueueFull { lane })
-            }
-            Err(PushError::Closed(_)) => Err(Error::Disconnected),
+            Err(PushError::Full(item)) => Err(PushError::Full(item.message)),
+            Err(PushError::Closed(item)) => Err(PushError::Closed(item.message)),
         }
     }
 
     /// The oldest queued message `accept` takes, high lane first.
     pub(crate) fn pop_where(&self, accept: impl FnMut(&Outbound) -> bool) -> Option<Outbound> {
-        lock(&self.queue)
-            .lanes
-            .pop_where(accept)
-            .map(|(_, item)| item)
+        let (popped, room) = {
+            let mut state = lock(&self.queue);
+            let popped = state.lanes.pop_where(accept).map(|(_, item)| item);
+            (popped, state.lanes.take_room())
+        };
+        if room {
+            self.room.notify_waiters();
+        }
+        popped
     }
 
     /// Moves up to `max` messages into `out`, in the order `pop` would give them.
     pub(crate) fn pop_batch(&self, out: &mut VecDeque<Outbound>, max: usize) {
-        let mut state = lock(&self.queue);
-        state.lanes.pop_into(out, max);
+        let room = {
+            let mut state = lock(&self.queue);
+            state.lanes.pop_into(out, max);
+            state.lanes.take_room()
+        };
+        if room {
+            self.room.notify_waiters();
+        }
     }
 
     /// Messages queued in both lanes.
@@ -420,6 +491,8 @@ impl Shared {
         if self.reason.set(reason).is_ok() {
             debug!(parent: &self.span, %reason, "peer disconnecting");
             lock(&self.queue).lanes.close();
+            // Callers waiting for room retry, find the queue closed and fail.
+            self.room.notify_waiters();
             let waiters = lock(&self.outbound_rpcs).close();
             lock(&self.inbound_rpcs).close();
             for waiter in waiters {
@@ -454,6 +527,24 @@ impl Shared {
     /// A receiver that sees `Some(reason)` once both tasks have ended.
     pub(crate) fn subscribe_closed(&self) -> watch::Receiver<Option<DisconnectReason>> {
         self.closed_tx.subscribe()
+    }
+}
+
+/// Counts the message of a [`Shared::push_wait`] whose caller gave up while it waited.
+struct GiveUp<'a> {
+    shared: &'a Shared,
+    lane: Priority,
+    armed: bool,
+}
+
+impl Drop for GiveUp<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared
+                .metrics
+                .record_outbound_dropped(self.lane, DropReason::Full, 1);
+            debug!(parent: &self.shared.span, lane = %self.lane, "gave up waiting for outbound room, message dropped");
+        }
     }
 }
 

@@ -553,3 +553,117 @@ async fn bad_stream_piece_is_counted_and_the_connection_kept() {
     assert_eq!(raw.node.metrics.stream_errors(), 1);
     assert!(raw.node.handle.is_connected());
 }
+
+/// A sender far faster than the writer, with lanes of 8 messages: `send_direct_wait` waits
+/// for room instead of failing, nothing is refused or dropped, and all 200 messages arrive in
+/// order.
+#[tokio::test(start_paused = true)]
+async fn waiting_sends_are_all_delivered_in_order() {
+    let config = Config {
+        outbound_lane_capacity: 8,
+        ..Config::default()
+    };
+    let mut raw = Raw::new(config);
+    let handle = raw.node.handle.clone();
+    let sender = tokio::spawn(async move {
+        for i in 0..200u8 {
+            handle
+                .send_direct_wait(MEMPOOL, Bytes::from(vec![i]))
+                .await?;
+        }
+        Ok::<_, Error>(())
+    });
+    for i in 0..200u8 {
+        match raw.remote.recv_message().await {
+            NetworkMessage::DirectSendMsg(message) => assert_eq!(&message.raw_msg[..], [i]),
+            other => panic!("expected a direct send, got {other:?}"),
+        }
+    }
+    sender.await.unwrap().unwrap();
+    let metrics = &raw.node.metrics;
+    assert_eq!(metrics.outbound_dropped(Priority::Low, DropReason::Full), 0);
+}
+
+/// The byte budget refuses like a full lane, and a waiting send goes through once the writer
+/// has taken the queued bytes.
+#[tokio::test]
+async fn byte_budget_refuses_and_waiting_send_gets_room() {
+    let config = Config {
+        max_queued_bytes: 100,
+        ..Config::default()
+    };
+    let mut raw = Raw::new(config);
+    let handle = &raw.node.handle;
+    // An empty lane takes a message above the budget.
+    handle
+        .send_direct(MEMPOOL, Bytes::from(vec![1; 150]))
+        .unwrap();
+    let full = handle.send_direct(MEMPOOL, Bytes::from(vec![2; 10]));
+    assert!(
+        matches!(
+            full,
+            Err(Error::QueueFull {
+                lane: Priority::Low
+            })
+        ),
+        "{full:?}"
+    );
+    assert_eq!(
+        raw.node
+            .metrics
+            .outbound_dropped(Priority::Low, DropReason::Full),
+        1
+    );
+    handle
+        .send_direct_wait(MEMPOOL, Bytes::from(vec![3; 10]))
+        .await
+        .unwrap();
+    for expected in [1, 3] {
+        match raw.remote.recv_message().await {
+            NetworkMessage::DirectSendMsg(message) => assert_eq!(message.raw_msg[0], expected),
+            other => panic!("expected a direct send, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        raw.node
+            .metrics
+            .outbound_dropped(Priority::Low, DropReason::Full),
+        1
+    );
+}
+
+/// A send waiting for room fails with `Disconnected` when the peer closes, and one whose
+/// caller gives up while waiting is counted as dropped.
+#[tokio::test]
+async fn waiting_send_ends_on_disconnect_and_counts_when_abandoned() {
+    let config = Config {
+        outbound_lane_capacity: 1,
+        ..Config::default()
+    };
+    let raw = Raw::new(config);
+    let handle = &raw.node.handle;
+    // The writer has not run yet (current-thread runtime), so the lane stays full.
+    handle
+        .send_direct(MEMPOOL, Bytes::from_static(b"a"))
+        .unwrap();
+    let mut abandoned = Box::pin(handle.send_direct_wait(MEMPOOL, Bytes::from_static(b"b")));
+    assert!(futures::poll!(abandoned.as_mut()).is_pending());
+    drop(abandoned);
+    assert_eq!(
+        raw.node
+            .metrics
+            .outbound_dropped(Priority::Low, DropReason::Full),
+        1
+    );
+    let mut waiting = Box::pin(handle.send_direct_wait(MEMPOOL, Bytes::from_static(b"c")));
+    assert!(futures::poll!(waiting.as_mut()).is_pending());
+    handle.disconnect();
+    let result = waiting.await;
+    assert!(matches!(result, Err(Error::Disconnected)), "{result:?}");
+    assert_eq!(
+        raw.node
+            .metrics
+            .outbound_dropped(Priority::Low, DropReason::Full),
+        1
+    );
+}
