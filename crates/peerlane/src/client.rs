@@ -113,6 +113,37 @@ where
         })
     }
 
+    /// Sends `message` to `peer` as a direct send, like [`send_to_peer`](Self::send_to_peer),
+    /// but when the connection's outbound lane is full it waits for room instead of failing:
+    /// for a sender that would rather slow down to the connection's pace than drop.
+    ///
+    /// It waits only for room in the outbound queue (see `peer::PeerHandle::send_direct_wait`),
+    /// never for the message to be written or received: DirectSend is still fire-and-forget.
+    /// Fails like `send_to_peer`, except never with a full queue; with [`Error::Peer`] when
+    /// the connection closes while it waits. A remote that stops reading makes it wait until
+    /// the connection ends, so wrap it in a timeout if that matters. Dropping the future while
+    /// it waits drops the message (counted as a full-lane drop).
+    pub async fn send_to_peer_wait(&self, peer: PeerNetworkId, message: &M) -> Result<(), Error> {
+        let network = self.network(peer.network_id)?;
+        let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
+            let protocol = choose(
+                peer,
+                MessageKind::DirectSend,
+                &network.direct_send,
+                protocols,
+            )?;
+            Ok((protocol, handle.clone()))
+        })?;
+        let bytes = encode(protocol, message)?;
+        handle
+            .send_direct_wait(protocol, bytes)
+            .await
+            .map_err(|source| Error::Peer {
+                peer,
+                source: Box::new(source),
+            })
+    }
+
     /// Sends `message` to every peer in `peers` as a direct send. The message is encoded once
     /// per protocol used, however many peers share it.
     ///
@@ -353,9 +384,113 @@ fn send(
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroUsize;
+
+    use futures::StreamExt;
     use netcore::PeerId;
+    use prometheus_client::registry::Registry;
 
     use super::*;
+    use crate::{Event, Identity, Network, NetworkBuilder, NetworkConfig, NetworkEvents};
+    use crate::{QueueConfig, TransportKind};
+
+    /// What the waiting-send test sends: a sequence number and 4 KiB of padding.
+    type Numbered = (u32, Vec<u8>);
+
+    /// How long the waiting-send test waits for anything (test clock, paused).
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A node over the memory transport with one application on the mempool direct-send
+    /// protocol, lanes of `lane` messages, and `queue` for its inbound messages.
+    fn memory_node(
+        seed: u8,
+        lane: usize,
+        queue: QueueConfig,
+    ) -> (
+        Network,
+        NetworkClient<Numbered>,
+        NetworkEvents<Numbered>,
+        Registry,
+    ) {
+        let mut config = NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
+        config.identity = Some(Identity::new(noise::PrivateKey::from([seed; 32])));
+        config.peer.outbound_lane_capacity = lane;
+        let mut registry = Registry::default();
+        let mut builder =
+            NetworkBuilder::new(config, TransportKind::Memory, &mut registry).unwrap();
+        let (client, events) = builder
+            .add_application::<Numbered>([ProtocolId::MEMPOOL_DIRECT_SEND], [], queue)
+            .unwrap();
+        (builder.build().unwrap(), client, events, registry)
+    }
+
+    /// a sends 300 messages of 4 KiB with `send_to_peer_wait` through lanes of 8 to b, whose
+    /// inbound queue holds 4 and waits: far more than the memory pipe holds, so a's sender is
+    /// faster than b. Nothing is refused or dropped and b gets everything in order. Then b
+    /// stops reading, a's sender ends up waiting, and b going away ends the wait with an error.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_send_keeps_pace_and_ends_when_the_peer_goes_away() {
+        let backpressure =
+            QueueConfig::backpressure(NonZeroUsize::new(4).unwrap()).with_max_wait_ms(600_000);
+        let (b, _, mut b_events, _) = memory_node(2, 1024, backpressure);
+        let (a, a_client, _, a_registry) = memory_node(1, 8, QueueConfig::default());
+        tokio::time::timeout(WAIT, a.dial(b.peer_id(), b.listen_address().clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        let to_b = PeerNetworkId::new(NetworkId::Public, b.peer_id());
+
+        let client = a_client.clone();
+        let sender = tokio::spawn(async move {
+            for i in 0..300 {
+                client.send_to_peer_wait(to_b, &(i, vec![7; 4096])).await?;
+            }
+            Ok::<_, Error>(())
+        });
+        for expected in 0..300 {
+            let event = tokio::time::timeout(WAIT, b_events.next()).await.unwrap();
+            match event {
+                Some(Event::Message { message, .. }) => assert_eq!(message.0, expected),
+                other => panic!("expected message {expected}, got {other:?}"),
+            }
+        }
+        sender.await.unwrap().unwrap();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &a_registry).unwrap();
+        let refused: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                line.starts_with("peerlane_peer_outbound_dropped_total")
+                    && line.contains(r#"reason="full""#)
+                    && !line.ends_with(" 0")
+            })
+            .collect();
+        assert!(refused.is_empty(), "{refused:?}");
+
+        // b reads no more: the pipe, then a's lane fill, and the sender waits for room.
+        let sender = tokio::spawn(async move {
+            for i in 0.. {
+                a_client
+                    .send_to_peer_wait(to_b, &(i, vec![7; 4096]))
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !sender.is_finished(),
+            "the sender should be waiting for room"
+        );
+        tokio::time::timeout(WAIT, b.shutdown()).await.unwrap();
+        let result = tokio::time::timeout(WAIT, sender).await.unwrap().unwrap();
+        match result {
+            Err(Error::Peer { source, .. }) => {
+                assert!(matches!(*source, peer::Error::Disconnected))
+            }
+            other => panic!("expected a disconnect, got {other:?}"),
+        }
+        a.shutdown().await;
+    }
 
     /// The first preferred protocol the peer negotiated wins; none is a typed error naming the
     /// preference list.
