@@ -8,7 +8,7 @@
 //!   bound well over any stall) rather than the default drop-newest: DirectSend through a
 //!   dropping queue loses messages once the receiver falls behind, and the count check would
 //!   fail. A full queue holds the peer's reader, TCP pushes back, the sender's lane fills and
-//!   it retries on `QueueFull` after a [`Backoff`];
+//!   `send_to_peer_wait` waits until the writer has drained it to half;
 //! - the message limit is raised so that `sweep`'s 16 MiB messages fit (they are streamed as
 //!   fragments above the frame size).
 
@@ -45,7 +45,7 @@ const QUEUE_MAX_WAIT_MS: u64 = 60_000;
 const MAX_MESSAGE_SIZE: usize = 33 << 20;
 
 /// The bench's application message: BCS writes it as a length-prefixed byte string. Mutable,
-/// so a sender can reuse one buffer (`send_to_peer` borrows it) instead of allocating per
+/// so a sender can reuse one buffer (`send_to_peer_wait` borrows it) instead of allocating per
 /// message, which would charge the bench's own allocations to the stack.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Payload(BytesMut);
@@ -126,17 +126,12 @@ async fn one_way(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
     let start = Instant::now();
     let sending = tokio::spawn(async move {
         let mut payload = Payload(BytesMut::from(&super::payload(0, size)[..]));
-        let mut backoff = Backoff::default();
         for seq in 0..count {
             super::write_seq(&mut payload.0, seq);
-            loop {
-                match client.send_to_peer(to, &payload) {
-                    Ok(()) => break,
-                    Err(err) if err.is_queue_full() => backoff.wait().await,
-                    Err(err) => bail!("send {seq} failed: {err}"),
-                }
+            // Waits for the writer to signal room when the lane is full, rather than polling.
+            if let Err(err) = client.send_to_peer_wait(to, &payload).await {
+                bail!("send {seq} failed: {err}");
             }
-            backoff.reset();
         }
         anyhow::Ok(())
     });
@@ -163,43 +158,6 @@ async fn one_way(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
         bytes,
         ..Measurement::default()
     })
-}
-
-/// How the one-way sender waits for room in its full outbound lane.
-///
-/// The peer's lane has no wake-up for room (pushes never wait), so the sender polls. Each
-/// `yield_now` costs the worker a poll of the IO driver (an `epoll_wait`), and a sender far
-/// ahead of the writer used to retry thousands of times per lane's worth of messages, taking
-/// a core from the writer and the receiver on a two-worker runtime. So: a few yields first
-/// (the writer takes up to 32 messages per batch, so room soon comes back while it is
-/// writing), then a sleep on the timer (tokio's 1 ms granularity; a full lane of 1,024
-/// messages still holds about that much work for the writer).
-#[derive(Debug, Default)]
-struct Backoff {
-    /// Consecutive `QueueFull`s for the message being sent.
-    retries: u32,
-}
-
-impl Backoff {
-    /// Yields for this many consecutive `QueueFull`s, then sleeps.
-    const YIELDS: u32 = 4;
-    /// The sleep after the yields.
-    const SLEEP: Duration = Duration::from_millis(1);
-
-    /// Waits before the next retry.
-    async fn wait(&mut self) {
-        self.retries += 1;
-        if self.retries <= Self::YIELDS {
-            tokio::task::yield_now().await;
-        } else {
-            tokio::time::sleep(Self::SLEEP).await;
-        }
-    }
-
-    /// The message went out: the next full lane starts with yields again.
-    fn reset(&mut self) {
-        self.retries = 0;
-    }
 }
 
 /// Answers every RPC with its request (same id, same size).
@@ -460,27 +418,4 @@ async fn idle_mem(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
         rss_delta: Some(after - before),
         ..Measurement::default()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A full lane is retried after yields first, then after timer sleeps; a sent message
-    /// starts over with yields.
-    #[tokio::test(start_paused = true)]
-    async fn backoff_yields_then_sleeps() {
-        let mut backoff = Backoff::default();
-        let start = tokio::time::Instant::now();
-        for _ in 0..Backoff::YIELDS {
-            backoff.wait().await;
-        }
-        assert_eq!(start.elapsed(), Duration::ZERO, "yields take no time");
-        backoff.wait().await;
-        backoff.wait().await;
-        assert_eq!(start.elapsed(), 2 * Backoff::SLEEP);
-        backoff.reset();
-        backoff.wait().await;
-        assert_eq!(start.elapsed(), 2 * Backoff::SLEEP, "a yield again");
-    }
 }
