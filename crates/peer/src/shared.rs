@@ -166,14 +166,20 @@ impl Shared {
     /// [`Error::Disconnected`] once the peer is closing. Nothing is counted as dropped unless
     /// the caller gives up (drops the future) while waiting.
     ///
-    /// No wake-up is lost: each try registers for [`Self::room`] before pushing, and a refused
-    /// push marks its lane (under the queue lock) for the writer to signal once it drains.
+    /// No wake-up is lost: after a refusal we register for [`Self::room`] and only then push
+    /// again, and a refused push marks its lane (under the queue lock) for the writer to signal
+    /// once it has drained. The first try registers nothing: registering takes the `Notify`'s
+    /// lock, which would cost every push while the lane has room.
     pub(crate) async fn push_wait(
         &self,
         lane: Priority,
         message: NetworkMessage,
     ) -> Result<(), Error> {
-        let mut message = message;
+        let mut message = match self.try_push(lane, message) {
+            Ok(()) => return Ok(()),
+            Err(PushError::Closed(_)) => return Err(Error::Disconnected),
+            Err(PushError::Full(message)) => message,
+        };
         // Armed while we wait: a caller that gives up has dropped its message after all.
         let mut give_up = GiveUp {
             shared: self,
