@@ -20,8 +20,11 @@ pub enum Error {
     Disconnected,
 
     /// The outbound lane the message belongs to holds `outbound_lane_capacity` messages
-    /// already. Nothing was queued, and the drop is counted
+    /// already, or the message would take its queued payload bytes over `max_queued_bytes`.
+    /// Nothing was queued, and the drop is counted
     /// (`peerlane_peer_outbound_dropped_total{lane, reason="full"}`).
+    /// [`PeerHandle::send_direct_wait`](crate::PeerHandle::send_direct_wait) waits for room
+    /// instead.
     #[error("outbound {lane} lane is full")]
     QueueFull {
         /// The full lane.
