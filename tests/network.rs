@@ -149,7 +149,9 @@ async fn five_nodes_form_a_mesh_and_exchange_messages_over_tcp() {
 
 /// A message just under the 64 MiB maximum is streamed in 4 MiB fragments; a 1 KiB message
 /// sent right after it on the same protocol passes between the fragments and arrives first,
-/// and the large one arrives whole.
+/// and the large one arrives whole. The large message alone is over the lane's byte budget
+/// (32 MiB) until the writer takes it, so the small one waits for room
+/// (`send_to_peer_wait`) rather than being refused in that moment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_message_crosses_a_1_kib_one_and_the_small_one_arrives_first() {
     let sender = start_node();
@@ -175,7 +177,8 @@ async fn a_64_mib_message_crosses_a_1_kib_one_and_the_small_one_arrives_first() 
         .unwrap();
     sender
         .bulk
-        .send_to_peer(id(&receiver), &Msg::Blob(small.clone()))
+        .send_to_peer_wait(id(&receiver), &Msg::Blob(small.clone()))
+        .await
         .unwrap();
 
     let mut arrived = Vec::new();
