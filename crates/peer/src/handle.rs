@@ -33,6 +33,15 @@ pub struct PeerHandle {
     inner: Arc<HandleInner>,
 }
 
+/// The DirectSend message for `payload` on `priority`'s lane.
+fn direct_message(protocol_id: ProtocolId, payload: Bytes, priority: Priority) -> NetworkMessage {
+    NetworkMessage::DirectSendMsg(DirectSendMsg {
+        protocol_id,
+        priority: priority.wire_byte(),
+        raw_msg: payload,
+    })
+}
+
 /// The part all clones share, so that dropping the last clone can disconnect.
 struct HandleInner {
     shared: Arc<Shared>,
@@ -69,12 +78,7 @@ impl PeerHandle {
     ) -> Result<(), Error> {
         let shared = self.shared();
         shared.check_payload(payload.len())?;
-        let message = NetworkMessage::DirectSendMsg(DirectSendMsg {
-            protocol_id,
-            priority: priority.wire_byte(),
-            raw_msg: payload,
-        });
-        shared.push(priority, message)
+        shared.push(priority, direct_message(protocol_id, payload, priority))
     }
 
     /// Queues a one-way message on the lane of its protocol, like
@@ -101,12 +105,9 @@ impl PeerHandle {
         let shared = self.shared();
         shared.check_payload(payload.len())?;
         let priority = Priority::for_protocol(protocol_id);
-        let message = NetworkMessage::DirectSendMsg(DirectSendMsg {
-            protocol_id,
-            priority: priority.wire_byte(),
-            raw_msg: payload,
-        });
-        shared.push_wait(priority, message).await
+        shared
+            .push_wait(priority, direct_message(protocol_id, payload, priority))
+            .await
     }
 
     /// Sends an RPC request on the lane of its protocol and waits up to `timeout` for the

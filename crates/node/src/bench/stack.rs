@@ -160,6 +160,42 @@ async fn one_way(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
     })
 }
 
+/// A client node dialed to a server node that echoes every RPC: the set-up of the RPC
+/// workloads.
+struct EchoPair {
+    client: Node,
+    to: PeerNetworkId,
+    server_network: Network,
+    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl EchoPair {
+    async fn start() -> anyhow::Result<Self> {
+        let client = Node::start(None)?;
+        let server = Node::start(None)?;
+        client.dial(&server).await?;
+        let to = server.id();
+        let Node {
+            network: server_network,
+            events: server_events,
+            ..
+        } = server;
+        Ok(Self {
+            client,
+            to,
+            server_network,
+            serving: serve_echo(server_events),
+        })
+    }
+
+    /// Shuts both networks down and surfaces an error of the echo server.
+    async fn shutdown(self) -> anyhow::Result<()> {
+        self.client.network.shutdown().await;
+        self.server_network.shutdown().await;
+        self.serving.await?
+    }
+}
+
 /// Answers every RPC with its request (same id, same size).
 fn serve_echo(mut events: NetworkEvents<Payload>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
@@ -176,16 +212,8 @@ fn serve_echo(mut events: NetworkEvents<Payload>) -> tokio::task::JoinHandle<any
 }
 
 async fn rpc_lat(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
-    let client_node = Node::start(None)?;
-    let server = Node::start(None)?;
-    client_node.dial(&server).await?;
-    let to = server.id();
-    let Node {
-        network: server_network,
-        events: server_events,
-        ..
-    } = server;
-    let serving = serve_echo(server_events);
+    let pair = EchoPair::start().await?;
+    let (client_node, to) = (&pair.client, pair.to);
 
     let mut latencies = Vec::with_capacity(spec.count as usize);
     let mut request = super::payload(0, spec.size);
@@ -210,9 +238,7 @@ async fn rpc_lat(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
         progress.tick();
     }
     let elapsed = measured_from.elapsed();
-    client_node.network.shutdown().await;
-    server_network.shutdown().await;
-    serving.await??;
+    pair.shutdown().await?;
     Ok(Measurement {
         elapsed,
         items: latencies.len() as u64,
@@ -222,16 +248,8 @@ async fn rpc_lat(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
 }
 
 async fn rpc_tput(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
-    let client_node = Node::start(None)?;
-    let server = Node::start(None)?;
-    client_node.dial(&server).await?;
-    let to = server.id();
-    let Node {
-        network: server_network,
-        events: server_events,
-        ..
-    } = server;
-    let serving = serve_echo(server_events);
+    let pair = EchoPair::start().await?;
+    let (client_node, to) = (&pair.client, pair.to);
 
     // Each of `concurrency` tasks keeps one RPC outstanding, taking the next id from a
     // shared counter, so exactly `count` RPCs go out.
@@ -276,9 +294,7 @@ async fn rpc_tput(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
         "{answered} of {} RPCs answered",
         spec.count
     );
-    client_node.network.shutdown().await;
-    server_network.shutdown().await;
-    serving.await??;
+    pair.shutdown().await?;
     Ok(Measurement {
         elapsed,
         items: answered,
