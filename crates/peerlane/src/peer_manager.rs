@@ -4,7 +4,7 @@
 //! listener ── set-up connections ──┐
 //! dial tasks ── set-up connections ┤
 //!                                  ▼
-//! PeerManagerHandle ── requests ─► PeerManager ── Peer::spawn ──► peer tasks
+//! PeerManagerHandle ── requests ─► PeerManager ── peer::spawn ──► peer tasks
 //!   (dial, disconnect)             │  │                             │
 //!                                  │  └─ PeersAndMetadata ─► NewPeer / LostPeer
 //!                                  └──────── closed(reason) ◄───────┘
@@ -12,7 +12,7 @@
 //!
 //! The peer manager is the only writer of its network's entries in [`PeersAndMetadata`]. For
 //! every connection that finished set-up it decides whether to keep it (the ban list, the
-//! inbound limit, simultaneous dials: [`resolve_simultaneous_dial`]), spawns a [`Peer`] for it with the
+//! inbound limit, simultaneous dials: [`resolve_simultaneous_dial`]), spawns a peer ([`peer::spawn`]) for it with the
 //! network's router, registers it and announces `NewPeer`. When a peer's tasks end it
 //! announces `LostPeer`, unless that connection had been replaced already.
 
@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::PeerRole;
-use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, Peer, PeerHandle};
+use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, PeerHandle};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -589,7 +589,7 @@ impl PeerManager {
 
         // Taken before the socket moves into the peer's tasks.
         let bytes = connection.socket.get_ref().counters();
-        let handle = Peer::spawn(
+        let handle = peer::spawn(
             self.parts.peer_config.clone(),
             connection,
             self.parts.router.clone(),

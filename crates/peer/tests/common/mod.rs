@@ -19,7 +19,7 @@ use netcore::{ConnectionOrigin, MemorySocket, NetworkAddress, PeerId};
 use noise::{HandshakeAuthMode, NoiseStream, NoiseUpgrader, PeerRole, PrivateKey, PublicKey};
 use peer::{
     Config, Connection, ConnectionId, ConnectionMetadata, InboundEvent, InboundRouter, Metrics,
-    Peer, PeerHandle, RouteError,
+    PeerHandle, RouteError,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
@@ -130,7 +130,7 @@ impl Node {
             metadata: metadata(remote, 1, ConnectionOrigin::Outbound),
             socket,
         };
-        let handle = Peer::spawn(
+        let handle = peer::spawn(
             config,
             connection,
             router,
