@@ -2,18 +2,19 @@
 //! lost peers are redialed after their backoff, and the listener's admission rules hold under
 //! load (the inbound limit, a flood of sockets that never speak).
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::net::TcpListener as StdTcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{DIRECT, Net, Node, RPC, config, eventually, key, node, node_with, peer_id};
 use connectivity_manager::{DialFailure, DialOutcome};
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::{PeerRole, PublicKey};
 use peerlane::{NetworkConfig, QueueConfig, RefusalReason, SeedPeer, SetupFailure};
+use test_support::{
+    DIRECT, Net, Node, RPC, config, eventually, key_from_seed as key, node, node_with,
+    peer_id_from_seed as peer_id,
+};
 use tokio::time::Instant;
 use wire::NetworkId;
 
@@ -359,7 +360,7 @@ async fn a_peer_dropped_from_the_on_chain_set_is_disconnected_as_stale() {
     let mut registry = prometheus_client::registry::Registry::default();
     let mut builder = peerlane::NetworkBuilder::new(
         config(1, NetworkId::Validator, Net::Memory),
-        common::transport(Net::Memory),
+        test_support::transport(Net::Memory),
         &mut registry,
     )
     .unwrap();
