@@ -9,7 +9,8 @@
 //!   serves the admin API (metrics, peers, dial, disconnect, bans) over HTTP.
 //! - `peerlane bench <workload>` measures throughput, latency, connection rate or idle memory
 //!   of two nodes in one process, next to raw TCP and Noise baselines (`--all` runs them all,
-//!   `sweep` plots bulk throughput against message size); see docs/performance.md.
+//!   `sweep` plots bulk throughput against message size); the `peerlane-bench` crate does the
+//!   work, see docs/performance.md.
 //!
 //! `--log-format text|json` (any subcommand; default `text`) picks how log lines on stderr are
 //! written; `json` writes one JSON object per line.
@@ -18,7 +19,6 @@
 //! or whose full node did not catch up exits with 1.
 
 mod admin;
-mod bench;
 mod demo;
 mod keygen;
 mod node;
