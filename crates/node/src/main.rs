@@ -19,10 +19,10 @@
 //! or whose full node did not catch up exits with 1.
 
 mod admin;
+mod apps;
 mod demo;
 mod keygen;
 mod node;
-mod prom;
 
 use std::process::ExitCode;
 
