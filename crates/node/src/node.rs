@@ -31,7 +31,7 @@ use wire::{ChainId, NetworkId};
 use crate::apps::{self, Apps, BlockPayload};
 
 /// Default of `apps.consensus_round_timeout_ms`: the consensus crate's own default.
-pub(crate) const CONSENSUS_ROUND_TIMEOUT_MS: u64 = 1000;
+pub(crate) const CONSENSUS_ROUND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The most `apps.mempool_load_tps` may ask for: far beyond what a mempool of 10,000 pending
 /// transactions absorbs, and low enough that the generator's work per tick stays small.
@@ -67,9 +67,10 @@ pub(crate) struct AppsConfig {
     /// whatever the order here, so every validator can list them in its own order. Default:
     /// this node and its seeds of role `validator` (on the validator network, every `--seed`).
     pub(crate) consensus_validators: Option<Vec<PeerId>>,
-    /// A consensus round with no commit ends after this long, in milliseconds; more than the
-    /// leader's 100 ms proposal delay. Default [`CONSENSUS_ROUND_TIMEOUT_MS`].
-    pub(crate) consensus_round_timeout_ms: u64,
+    /// A consensus round with no commit ends after this long; more than the leader's 100 ms
+    /// proposal delay. Default [`CONSENSUS_ROUND_TIMEOUT`].
+    #[serde(rename = "consensus_round_timeout_ms", with = "duration_ms")]
+    pub(crate) consensus_round_timeout: Duration,
 }
 
 impl Default for AppsConfig {
@@ -80,7 +81,7 @@ impl Default for AppsConfig {
             consensus: false,
             mempool_load_tps: 0,
             consensus_validators: None,
-            consensus_round_timeout_ms: CONSENSUS_ROUND_TIMEOUT_MS,
+            consensus_round_timeout: CONSENSUS_ROUND_TIMEOUT,
         }
     }
 }
@@ -98,7 +99,7 @@ impl AppsConfig {
             bail!("apps.mempool_load_tps: must be at most {MAX_LOAD_TPS}");
         }
         let delay = ConsensusConfig::new(NetworkId::Validator, Vec::new()).proposal_delay;
-        if Duration::from_millis(self.consensus_round_timeout_ms) <= delay {
+        if self.consensus_round_timeout <= delay {
             bail!(
                 "apps.consensus_round_timeout_ms: must be more than the {} ms proposal delay",
                 delay.as_millis()
@@ -324,7 +325,7 @@ async fn node(config: NodeConfig, admin: Option<SocketAddr>) -> anyhow::Result<E
             .transpose()?,
         consensus: if apps.consensus {
             let mut config = ConsensusConfig::new(network_id, validators);
-            config.round_timeout = Duration::from_millis(apps.consensus_round_timeout_ms);
+            config.round_timeout = apps.consensus_round_timeout;
             Some((config, apps::add_consensus(&mut builder)?))
         } else {
             None
@@ -412,6 +413,20 @@ async fn node(config: NodeConfig, admin: Option<SocketAddr>) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// Serde for a [`Duration`] as whole milliseconds, the unit config files use (a `<name>_ms`
+/// key). Reading only: the node never writes its config.
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
 /// Waits for SIGINT or (on unix) SIGTERM.
 async fn termination() -> anyhow::Result<()> {
     #[cfg(unix)]
@@ -468,7 +483,7 @@ mod tests {
                 consensus: true,
                 mempool_load_tps: 50,
                 consensus_validators: Some(vec![peer(1)]),
-                consensus_round_timeout_ms: 500,
+                consensus_round_timeout: Duration::from_millis(500),
             }
         );
         config.apps.validate().unwrap();
@@ -506,7 +521,7 @@ mod tests {
             .starts_with("apps.mempool_load_tps:")
         );
         assert!(
-            apps(|a| a.consensus_round_timeout_ms = 100)
+            apps(|a| a.consensus_round_timeout = Duration::from_millis(100))
                 .starts_with("apps.consensus_round_timeout_ms:")
         );
     }
