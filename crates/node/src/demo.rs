@@ -38,15 +38,18 @@ const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 /// The consensus metric the RPC latency comes from (a histogram, in seconds).
 const VOTE_LATENCY: &str = "consensus_vote_rpc_latency_seconds";
 
-/// The protocols the demo's networks register (with the health checker's).
-const DEMO_PROTOCOLS: [ProtocolId; 6] = [
-    ProtocolId::MEMPOOL_DIRECT_SEND,
-    ProtocolId::CONSENSUS_DIRECT_SEND_BCS,
-    ProtocolId::CONSENSUS_RPC_BCS,
-    state_sync::DIRECT_SEND_PROTOCOLS[0],
-    state_sync::RPC_PROTOCOLS[0],
-    ProtocolId::HEALTH_CHECKER_RPC,
-];
+/// The protocols the demo's networks register, the health checker's included.
+fn demo_protocols() -> impl Iterator<Item = ProtocolId> {
+    [
+        ProtocolId::MEMPOOL_DIRECT_SEND,
+        ProtocolId::CONSENSUS_DIRECT_SEND_BCS,
+        ProtocolId::CONSENSUS_RPC_BCS,
+        ProtocolId::HEALTH_CHECKER_RPC,
+    ]
+    .into_iter()
+    .chain(state_sync::DIRECT_SEND_PROTOCOLS)
+    .chain(state_sync::RPC_PROTOCOLS)
+}
 
 /// How long the full node may take to catch up after the load stops.
 const CATCH_UP_GRACE: Duration = Duration::from_secs(5);
@@ -427,7 +430,7 @@ impl Summary {
         }
         let mut received_by_protocol: BTreeMap<String, u64> = BTreeMap::new();
         let mut queue_drops = 0;
-        for protocol in DEMO_PROTOCOLS {
+        for protocol in demo_protocols() {
             let enqueued = total(&|n| n.metrics().inbound_queue(protocol, QueueEvent::Enqueued));
             if enqueued > 0 {
                 received_by_protocol.insert(protocol.to_string(), enqueued);
