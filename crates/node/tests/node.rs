@@ -297,6 +297,12 @@ fn admin_api_lists_dials_and_disconnects_peers() {
         "{entry}"
     );
     let first_connection = entry["connection_id"].as_u64().unwrap();
+    // Roles are spelled as config files spell them.
+    let role = entry["role"].as_str().unwrap();
+    assert!(
+        !role.is_empty() && role.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+        "{entry}"
+    );
 
     // A dials C, which knows nobody.
     let c = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
@@ -311,16 +317,36 @@ fn admin_api_lists_dials_and_disconnects_peers() {
     assert_eq!(entry["origin"], "outbound", "{entry}");
     let (status, body) = http(port, "POST", "/peers", Some(&request));
     assert_eq!(status, 409, "{body}");
-    for bad in [
-        "not json",
-        r#"{"peer_id": "zz", "address": "/ip4/127.0.0.1/tcp/1"}"#,
+    // Bad input is a 400 whose one-line message names what is wrong.
+    for (bad, names) in [
+        ("not json", "expected ident"),
+        (
+            r#"{"peer_id": "zz", "address": "/ip4/127.0.0.1/tcp/1"}"#,
+            "peer_id",
+        ),
+        (
+            &format!(r#"{{"peer_id": "{}", "address": "tcp"}}"#, c.peer_id()),
+            "address",
+        ),
+        (
+            &format!(r#"{{"peer_id": "{}"}}"#, c.peer_id()),
+            "missing field `address`",
+        ),
     ] {
         let (status, body) = http(port, "POST", "/peers", Some(bad));
-        assert!((400..500).contains(&status), "{bad}: {status} {body}");
+        assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body.trim().lines().count(), 1, "{body}");
         let error: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert!(error["error"].is_string(), "{body}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(names), "{bad}: {message}");
     }
+    let (status, body) = http(port, "DELETE", "/peers/zz", None);
+    assert_eq!(status, 400, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().starts_with("peer id: "),
+        "{body}"
+    );
 
     // Disconnect B: gone, then back over a new connection that B dialed.
     let (status, body) = http(port, "DELETE", &format!("/peers/{}", b.peer_id()), None);
@@ -436,10 +462,17 @@ fn admin_api_bans_and_unbans_peers() {
     assert_eq!(status, 200, "{body}");
     let banned: Vec<String> = serde_json::from_str(&body).unwrap();
     assert_eq!(banned, vec![b.peer_id()]);
-    for bad in ["not json", r#"{"peer_id": "zz"}"#] {
+    for bad in ["not json", r#"{"peer_id": "zz"}"#, r#"{"peer": "zz"}"#] {
         let (status, body) = http(port, "POST", "/bans", Some(bad));
-        assert!((400..500).contains(&status), "{bad}: {status} {body}");
+        assert_eq!(status, 400, "{bad}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            error["error"].as_str().unwrap().starts_with("body: "),
+            "{body}"
+        );
     }
+    let (status, body) = http(port, "DELETE", "/bans/zz", None);
+    assert_eq!(status, 400, "{body}");
 
     // B's connectivity manager redials its seed; A refuses it every time, with a log line.
     a.expect("connection refused");
