@@ -13,16 +13,31 @@
 //!
 //! Errors are 4xx with a one-line `{"error": "…"}` body: 400 for bad input (a body that is not
 //! the expected JSON, a peer id or address that does not parse), 404 for a peer that is not
-//! connected, 409 for a dial to a connected peer, 422 for a dial that failed.
+//! connected, 409 for a dial to a connected peer, 422 `dial failed` for a dial that failed
+//! (the reason goes to the log and `peerlane_admin_dial_failures_total`, not to the client,
+//! so that the API is no port scanner).
+//!
+//! Who may use it ([`guard`]): on a loopback bind only requests naming a loopback host (403
+//! otherwise, against DNS rebinding); with a token ([`settings`]: required on any other bind)
+//! only requests with `Authorization: Bearer <token>` (401 otherwise). The accept loop
+//! ([`server`]) closes connections that do not send a request head in time and refuses those
+//! over the connection limit. [`metrics`] counts all of it.
+
+mod guard;
+mod metrics;
+mod server;
+mod settings;
+mod throttle;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -34,11 +49,29 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::metrics::AdminMetrics;
+use self::metrics::{DialFailure, Rejection};
+pub(crate) use self::settings::{AdminConfig, AdminSettings, TOKEN_ENV};
+use self::throttle::LogThrottle;
+
+/// At most one failed-dial log line per this long.
+const DIAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What the handlers share.
 #[derive(Clone)]
 struct AdminState {
     network: Arc<Network>,
     registry: Arc<Registry>,
+    metrics: AdminMetrics,
+    /// Rate limit of the failed-dial log lines.
+    dial_log: Arc<Mutex<LogThrottle>>,
+}
+
+/// What the request checks share.
+#[derive(Clone)]
+struct Access {
+    guard: guard::Guard,
+    metrics: AdminMetrics,
 }
 
 /// The body of `POST /peers`.
@@ -82,23 +115,57 @@ pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, Socke
     Ok((listener, local))
 }
 
-/// Serves the admin API on `listener` until `shutdown` is cancelled.
+/// Serves the admin API on `listener` (bound to `settings.address`) until `shutdown` is
+/// cancelled.
 pub(crate) async fn serve(
     listener: TcpListener,
+    settings: AdminSettings,
     network: Arc<Network>,
     registry: Arc<Registry>,
+    metrics: AdminMetrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let access = Access {
+        guard: guard::Guard::new(settings.address.ip(), settings.token),
+        metrics: metrics.clone(),
+    };
     let app = Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_text))
         .route("/peers", get(peers).post(dial))
         .route("/peers/{peer_id}", delete(disconnect))
         .route("/bans", get(bans).post(ban))
         .route("/bans/{peer_id}", delete(unban))
-        .with_state(AdminState { network, registry });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .with_state(AdminState {
+            network,
+            registry,
+            metrics: metrics.clone(),
+            dial_log: Arc::new(Mutex::new(LogThrottle::new(DIAL_LOG_INTERVAL))),
+        })
+        // Outside the routes, so an unknown path is refused the same way.
+        .layer(axum::middleware::from_fn_with_state(access, checked));
+    let limits = server::Limits {
+        header_timeout: settings.header_timeout,
+        max_connections: settings.max_connections,
+    };
+    server::serve(listener, app, limits, metrics, shutdown).await
+}
+
+/// Lets the request through to its handler if [`guard::Guard`] allows it; 403 or 401 if not.
+async fn checked(State(access): State<Access>, request: Request, next: Next) -> Response {
+    let Err(rejection) = access.guard.check(request.uri(), request.headers()) else {
+        return next.run(request).await;
+    };
+    access.metrics.rejected(rejection);
+    match rejection {
+        Rejection::BadHost => error(StatusCode::FORBIDDEN, "host not allowed"),
+        Rejection::MissingToken | Rejection::WrongToken => {
+            let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
 }
 
 /// A one-line JSON error.
@@ -107,7 +174,7 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-async fn metrics(State(state): State<AdminState>) -> Response {
+async fn metrics_text(State(state): State<AdminState>) -> Response {
     let mut text = String::new();
     if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, err);
@@ -169,18 +236,59 @@ async fn dial(State(state): State<AdminState>, body: Body<DialRequest>) -> Respo
         Ok(body) => body,
         Err(response) => return *response,
     };
-    match state.network.dial(peer_id, address).await {
+    match state.network.dial(peer_id, address.clone()).await {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({ "connected": peer_id.to_string() })),
         )
             .into_response(),
         Err(err @ Error::AlreadyConnected { .. }) => error(StatusCode::CONFLICT, err),
+        // About the request's address, not about what answers there.
         Err(err @ (Error::UnsupportedHandshakeVersion { .. } | Error::MissingNoiseKey { .. })) => {
             error(StatusCode::BAD_REQUEST, err)
         }
-        Err(err) => error(StatusCode::UNPROCESSABLE_ENTITY, err),
+        Err(err) => {
+            // What failed (refused, no Noise, timeout) would tell a caller what listens where.
+            let reason = dial_failure(&err);
+            state.metrics.dial_failed(reason);
+            let admitted = state
+                .dial_log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .admit(Instant::now());
+            if let Some(suppressed) = admitted {
+                tracing::warn!(
+                    %peer_id,
+                    %address,
+                    reason = reason.as_str(),
+                    suppressed,
+                    "admin API: dial failed: {}",
+                    error_chain(&err)
+                );
+            }
+            error(StatusCode::UNPROCESSABLE_ENTITY, "dial failed")
+        }
     }
+}
+
+/// The `reason` label of a failed dial.
+fn dial_failure(err: &Error) -> DialFailure {
+    match err {
+        Error::Transport(_) => DialFailure::Transport,
+        _ if err.is_timeout() => DialFailure::Timeout,
+        Error::Noise(_) => DialFailure::Noise,
+        Error::Handshake(_) => DialFailure::Handshake,
+        Error::Banned { .. } | Error::SelfConnection => DialFailure::Refused,
+        _ => DialFailure::Other,
+    }
+}
+
+/// The error and its sources, `: `-separated.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |err| err.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 async fn disconnect(State(state): State<AdminState>, peer_id: PeerPath) -> Response {
@@ -248,15 +356,12 @@ mod tests {
     /// Connect times are unix milliseconds and RFC 3339 UTC with milliseconds.
     #[test]
     fn connect_times_format_as_unix_ms_and_rfc3339() {
-        let time = UNIX_EPOCH + std::time::Duration::from_millis(1_795_248_062_345);
+        let time = UNIX_EPOCH + Duration::from_millis(1_795_248_062_345);
         assert_eq!(unix_millis(time), 1_795_248_062_345);
         assert_eq!(
             humantime::format_rfc3339_millis(time).to_string(),
             "2026-11-21T08:01:02.345Z"
         );
-        assert_eq!(
-            unix_millis(UNIX_EPOCH + std::time::Duration::from_millis(7)),
-            7
-        );
+        assert_eq!(unix_millis(UNIX_EPOCH + Duration::from_millis(7)), 7);
     }
 }

@@ -1,6 +1,6 @@
-//! `peerlane node`: one network of a node, from a TOML config file (a `NetworkConfig` plus an
-//! `[apps]` table) and flags, running the example applications the config enables until SIGINT
-//! or SIGTERM.
+//! `peerlane node`: one network of a node, from a TOML config file (a `NetworkConfig` plus
+//! `[apps]` and `[admin]` tables) and flags, running the example applications the config enables
+//! (and the admin API, when it has an address) until SIGINT or SIGTERM.
 //!
 //! ```text
 //! [apps] mempool ── Mempool (MempoolDirectSend) ◄── load generator (mempool_load_tps)
@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wire::{ChainId, NetworkId};
 
+use crate::admin::{self, AdminConfig, AdminMetrics, AdminSettings};
 use crate::apps::{self, Apps, BlockPayload};
 
 /// Default of `apps.consensus_round_timeout_ms`: the consensus crate's own default.
@@ -38,13 +39,15 @@ pub(crate) const CONSENSUS_ROUND_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) const MAX_LOAD_TPS: u64 = 100_000;
 
 /// What the config file holds: the network's `NetworkConfig` (its fields at the top level, so
-/// a plain `NetworkConfig` file stays valid) and the `[apps]` table.
+/// a plain `NetworkConfig` file stays valid), the `[apps]` table and the `[admin]` table.
 #[derive(Debug, Default)]
 pub(crate) struct NodeConfig {
     /// The network.
     pub(crate) network: NetworkConfig,
     /// Which example applications run on it.
     pub(crate) apps: AppsConfig,
+    /// The admin API.
+    pub(crate) admin: AdminConfig,
 }
 
 /// The `[apps]` table: which example applications the node runs, and their settings. Every
@@ -141,8 +144,8 @@ impl AppsConfig {
 /// Arguments of `peerlane node`. Flags override the config file's fields.
 #[derive(Debug, clap::Args)]
 pub(crate) struct NodeArgs {
-    /// A TOML config: `NetworkConfig` fields and an `[apps]` table (every field optional;
-    /// unknown fields are refused).
+    /// A TOML config: `NetworkConfig` fields, an `[apps]` and an `[admin]` table (every
+    /// field optional; unknown fields are refused).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where to listen, e.g. /ip4/127.0.0.1/tcp/6180 (port 0 picks a free port).
@@ -166,10 +169,26 @@ pub(crate) struct NodeArgs {
     /// (Prometheus text), `GET /peers` (JSON), `POST /peers` with
     /// `{"peer_id": "…", "address": "…"}` (dial), `DELETE /peers/<peer id>` (disconnect),
     /// `GET /bans`, `POST /bans` with `{"peer_id": "…"}` (ban and disconnect),
-    /// `DELETE /bans/<peer id>` (unban).
-    /// Unauthenticated: bind it to a loopback or otherwise private address.
+    /// `DELETE /bans/<peer id>` (unban). Overrides `admin.address`.
+    /// A loopback address (127.0.0.1, [::1]) serves only requests whose Host is a loopback
+    /// name; any other address needs a token.
     #[arg(long, value_name = "HOST:PORT")]
     admin: Option<SocketAddr>,
+    /// A file holding the admin API's bearer token (16 to 1024 visible ASCII characters):
+    /// every request must then send `Authorization: Bearer <token>`. The token may come from
+    /// the PEERLANE_ADMIN_TOKEN environment variable instead (not both). Overrides
+    /// `admin.token_file`. [default: none]
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// How long an admin API connection has to send a complete request head (on connecting
+    /// and between keep-alive requests) before it is closed. Overrides
+    /// `admin.header_timeout_ms`. [default: 10000]
+    #[arg(long, value_name = "MS")]
+    admin_header_timeout_ms: Option<u64>,
+    /// The most admin API connections served at once; one more is answered 503 and closed.
+    /// Overrides `admin.max_connections`. [default: 16]
+    #[arg(long, value_name = "N")]
+    admin_max_connections: Option<usize>,
 }
 
 /// The `--network` values.
@@ -196,8 +215,7 @@ impl From<NetworkArg> for NetworkId {
 /// Reads the config, starts the network with the applications it enables, prints where it
 /// listens, and runs until SIGINT or SIGTERM.
 pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
-    let admin = args.admin;
-    let config = config(args)?;
+    let (config, admin) = config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -205,11 +223,13 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(node(config, admin))
 }
 
-/// The config file with the flags applied.
-fn config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
+/// The config file with the flags applied, and the admin API's settings (`None` without an
+/// address).
+fn config(args: NodeArgs) -> anyhow::Result<(NodeConfig, Option<AdminSettings>)> {
     let NodeConfig {
         network: mut config,
         apps,
+        admin: mut admin_config,
     } = match &args.config {
         Some(path) => read_config(path)?,
         None => NodeConfig::default(),
@@ -241,10 +261,27 @@ fn config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     }
     config.validate()?;
     apps.validate()?;
-    Ok(NodeConfig {
-        network: config,
-        apps,
-    })
+    if let Some(addr) = args.admin {
+        admin_config.address = Some(addr);
+    }
+    if let Some(path) = args.admin_token_file {
+        admin_config.token_file = Some(path);
+    }
+    if let Some(ms) = args.admin_header_timeout_ms {
+        admin_config.header_timeout_ms = ms;
+    }
+    if let Some(max) = args.admin_max_connections {
+        admin_config.max_connections = max;
+    }
+    let admin = admin_config.resolve(std::env::var_os(admin::TOKEN_ENV))?;
+    Ok((
+        NodeConfig {
+            network: config,
+            apps,
+            admin: admin_config,
+        },
+        admin,
+    ))
 }
 
 /// Reads a TOML config file; a parse error names the file and line.
@@ -260,10 +297,10 @@ fn read_config(path: &Path) -> anyhow::Result<NodeConfig> {
     })
 }
 
-/// Parses a config file's text: the `[apps]` table is taken out, the rest is the
-/// `NetworkConfig` (which refuses unknown fields, so a typo anywhere is caught). Both parts are
-/// read from the spanned document, so errors keep their position. An error comes with the
-/// section it is in (`"[apps] "` or nothing).
+/// Parses a config file's text: the `[apps]` and `[admin]` tables are taken out, the rest is
+/// the `NetworkConfig` (which refuses unknown fields, so a typo anywhere is caught). All parts
+/// are read from the spanned document, so errors keep their position. An error comes with the
+/// section it is in (`"[apps] "`, `"[admin] "` or nothing).
 fn parse_config(text: &str) -> Result<NodeConfig, (&'static str, toml::de::Error)> {
     let document = toml::de::DeTable::parse(text).map_err(|err| ("", err))?;
     let span = document.span();
@@ -273,11 +310,20 @@ fn parse_config(text: &str) -> Result<NodeConfig, (&'static str, toml::de::Error
             .map_err(|err| ("[apps] ", err))?,
         None => AppsConfig::default(),
     };
+    let admin = match table.remove("admin") {
+        Some(admin) => AdminConfig::deserialize(toml::de::ValueDeserializer::from(admin))
+            .map_err(|err| ("[admin] ", err))?,
+        None => AdminConfig::default(),
+    };
     let network = NetworkConfig::deserialize(toml::de::Deserializer::from(toml::Spanned::new(
         span, table,
     )))
     .map_err(|err| ("", err))?;
-    Ok(NodeConfig { network, apps })
+    Ok(NodeConfig {
+        network,
+        apps,
+        admin,
+    })
 }
 
 /// `[<peer id>@]<address>`; without a peer id, the one derived from the address's key.
@@ -294,10 +340,11 @@ fn parse_seed(seed: &str) -> anyhow::Result<(PeerId, NetworkAddress)> {
     Ok((peer_id, addr))
 }
 
-async fn node(config: NodeConfig, admin: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Result<ExitCode> {
     let NodeConfig {
         network: config,
         apps,
+        admin: _,
     } = config;
     let mut registry = Registry::default();
     let network_id = config.network_id;
@@ -353,17 +400,22 @@ async fn node(config: NodeConfig, admin: Option<SocketAddr>) -> anyhow::Result<E
     if let Some(count) = validator_count {
         eprintln!("consensus with {count} validators");
     }
+    let admin_metrics = admin
+        .as_ref()
+        .map(|_| AdminMetrics::register(&mut registry));
     // Nothing registers after this: the admin API encodes the registry as it is.
     let registry = Arc::new(registry);
     // Bound before the `listening on` line, so whoever reads it can use the admin API.
-    let admin = match admin {
-        Some(addr) => {
-            let (listener, local) = crate::admin::bind(addr).await?;
+    let admin = match admin.zip(admin_metrics) {
+        Some((settings, metrics)) => {
+            let (listener, local) = admin::bind(settings.address).await?;
             eprintln!("admin API on http://{local}");
-            Some(tokio::spawn(crate::admin::serve(
+            Some(tokio::spawn(admin::serve(
                 listener,
+                settings,
                 Arc::clone(&network),
                 Arc::clone(&registry),
+                metrics,
                 shutdown.clone(),
             )))
         }

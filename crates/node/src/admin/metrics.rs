@@ -1,0 +1,227 @@
+//! The admin API's counters, registered in the node's registry so that `GET /metrics` shows
+//! them. Every label value is created at registration, so each series reads 0 from the start.
+
+use std::fmt::{self, Write as _};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Why a request was refused before it reached a handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Rejection {
+    /// A token is configured and the request has no `Authorization` header (401).
+    MissingToken,
+    /// A token is configured and the request's `Authorization` is not `Bearer <that token>`
+    /// (401).
+    WrongToken,
+    /// On a loopback bind, a `Host` that is not a loopback name (403): DNS rebinding.
+    BadHost,
+}
+
+impl Rejection {
+    const ALL: [Self; 3] = [Self::MissingToken, Self::WrongToken, Self::BadHost];
+
+    /// The `reason` label value.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::WrongToken => "wrong_token",
+            Self::BadHost => "bad_host",
+        }
+    }
+}
+
+/// Why the server closed a connection without answering a request on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Closed {
+    /// The connection limit was reached: it got a 503 and was closed right after accept.
+    ConnectionLimit,
+    /// No complete request head within the header-read timeout (a slow client, or an idle
+    /// keep-alive connection).
+    HeaderTimeout,
+}
+
+impl Closed {
+    const ALL: [Self; 2] = [Self::ConnectionLimit, Self::HeaderTimeout];
+
+    /// The `reason` label value.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectionLimit => "connection_limit",
+            Self::HeaderTimeout => "header_timeout",
+        }
+    }
+}
+
+/// Why a `POST /peers` dial failed; the client only sees "dial failed".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum DialFailure {
+    /// Connecting failed (refused, unreachable).
+    Transport,
+    /// The set-up deadline passed.
+    Timeout,
+    /// The Noise handshake failed.
+    Noise,
+    /// The handshake message exchange or negotiation failed.
+    Handshake,
+    /// The peer is banned, or the connection turned out to be to ourselves.
+    Refused,
+    /// Anything else (the network shutting down, …).
+    Other,
+}
+
+impl DialFailure {
+    const ALL: [Self; 6] = [
+        Self::Transport,
+        Self::Timeout,
+        Self::Noise,
+        Self::Handshake,
+        Self::Refused,
+        Self::Other,
+    ];
+
+    /// The `reason` label value.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Transport => "transport",
+            Self::Timeout => "timeout",
+            Self::Noise => "noise",
+            Self::Handshake => "handshake",
+            Self::Refused => "refused",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Implements [`EncodeLabelValue`] through `as_str`.
+macro_rules! label_value_from_as_str {
+    ($($ty:ty),*) => {
+        $(impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        })*
+    };
+}
+
+label_value_from_as_str!(Rejection, Closed, DialFailure);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RejectionLabels {
+    reason: Rejection,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClosedLabels {
+    reason: Closed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DialFailureLabels {
+    reason: DialFailure,
+}
+
+/// The admin API's counters. Cloning gives another handle on the same counters.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AdminMetrics {
+    rejected: Family<RejectionLabels, Counter>,
+    closed: Family<ClosedLabels, Counter>,
+    dial_failures: Family<DialFailureLabels, Counter>,
+}
+
+impl AdminMetrics {
+    /// Creates the counters, every series at 0, and registers them in `registry`.
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        // Creating a series is what exports it; the guard it returns is not needed.
+        for reason in Rejection::ALL {
+            let _ = metrics.rejected.get_or_create(&RejectionLabels { reason });
+        }
+        for reason in Closed::ALL {
+            let _ = metrics.closed.get_or_create(&ClosedLabels { reason });
+        }
+        for reason in DialFailure::ALL {
+            let _ = metrics
+                .dial_failures
+                .get_or_create(&DialFailureLabels { reason });
+        }
+        // prometheus-client appends `_total` to counter names.
+        registry.register(
+            "peerlane_admin_requests_rejected",
+            "Admin API requests refused before a handler: no or wrong token, or a bad Host",
+            metrics.rejected.clone(),
+        );
+        registry.register(
+            "peerlane_admin_connections_closed",
+            "Admin API connections closed without an answer: over the connection limit, or no \
+             request head within the header-read timeout",
+            metrics.closed.clone(),
+        );
+        registry.register(
+            "peerlane_admin_dial_failures",
+            "POST /peers dials that failed, by reason (the client only sees \"dial failed\")",
+            metrics.dial_failures.clone(),
+        );
+        metrics
+    }
+
+    /// Counts a refused request.
+    pub(crate) fn rejected(&self, reason: Rejection) {
+        self.rejected
+            .get_or_create(&RejectionLabels { reason })
+            .inc();
+    }
+
+    /// Counts a connection closed without an answer.
+    pub(crate) fn closed(&self, reason: Closed) {
+        self.closed.get_or_create(&ClosedLabels { reason }).inc();
+    }
+
+    /// Counts a failed dial.
+    pub(crate) fn dial_failed(&self, reason: DialFailure) {
+        self.dial_failures
+            .get_or_create(&DialFailureLabels { reason })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    /// Every series is exported at 0 before anything happens, and counts under its name.
+    #[test]
+    fn every_series_starts_at_zero_and_counts() {
+        let mut registry = Registry::default();
+        let metrics = AdminMetrics::register(&mut registry);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"peerlane_admin_requests_rejected_total{reason="missing_token"} 0"#,
+            r#"peerlane_admin_requests_rejected_total{reason="wrong_token"} 0"#,
+            r#"peerlane_admin_requests_rejected_total{reason="bad_host"} 0"#,
+            r#"peerlane_admin_connections_closed_total{reason="connection_limit"} 0"#,
+            r#"peerlane_admin_connections_closed_total{reason="header_timeout"} 0"#,
+            r#"peerlane_admin_dial_failures_total{reason="transport"} 0"#,
+            r#"peerlane_admin_dial_failures_total{reason="other"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        metrics.rejected(Rejection::BadHost);
+        metrics.closed(Closed::HeaderTimeout);
+        metrics.dial_failed(DialFailure::Transport);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"peerlane_admin_requests_rejected_total{reason="bad_host"} 1"#,
+            r#"peerlane_admin_connections_closed_total{reason="header_timeout"} 1"#,
+            r#"peerlane_admin_dial_failures_total{reason="transport"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+}
