@@ -403,6 +403,8 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
     let admin_metrics = admin
         .as_ref()
         .map(|_| AdminMetrics::register(&mut registry));
+    // Caught before the `listening on` line: whoever reads it may stop the node at once.
+    let mut termination = Termination::catch()?;
     // Nothing registers after this: the admin API encodes the registry as it is.
     let registry = Arc::new(registry);
     // Bound before the `listening on` line, so whoever reads it can use the admin API.
@@ -431,11 +433,9 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
     }
 
     let mut notifications = network.peers_and_metadata().subscribe();
-    let signal = termination();
-    tokio::pin!(signal);
     loop {
         tokio::select! {
-            result = &mut signal => {
+            result = termination.wait() => {
                 result?;
                 break;
             }
@@ -479,22 +479,47 @@ mod duration_ms {
     }
 }
 
-/// Waits for SIGINT or (on unix) SIGTERM.
-async fn termination() -> anyhow::Result<()> {
+/// SIGINT and (on unix) SIGTERM, caught from the moment this is created: before that, a
+/// SIGTERM kills the process without a clean shutdown.
+struct Termination {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT"),
-            _ = term.recv() => Ok(()),
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Termination {
+    /// Starts catching the signals (inside the runtime).
+    fn catch() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot listen for Ctrl-C")
+
+    /// Waits for one of the signals.
+    async fn wait(&mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Ok(()),
+                _ = self.terminate.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c()
+                .await
+                .context("cannot listen for Ctrl-C")
+        }
     }
 }
 
