@@ -1,8 +1,9 @@
 //! `peerlane node` end to end: two processes connect over loopback TCP + Noise and shut down
 //! cleanly on SIGTERM; bad input is a one-line error with exit status 2; the admin API
 //! (`--admin`) serves metrics and lists (with connect time, RTT and bytes), dials, disconnects
-//! and bans peers; three validators running mempool and consensus from their config files
-//! commit blocks.
+//! and bans peers, and stands up to its attacks (no or a wrong token, a foreign Host, slow
+//! headers, too many connections, dials used as a port scanner); three validators running
+//! mempool and consensus from their config files commit blocks.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -13,6 +14,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a test waits for any one thing before it fails.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// The environment variable that may hold the admin API's token; the tests set it only where
+/// they mean to.
+const TOKEN_ENV: &str = "PEERLANE_ADMIN_TOKEN";
+
+/// The `Host` header of a request to the admin API on loopback.
+const HOST: &str = "Host: 127.0.0.1";
 
 fn peerlane() -> Command {
     Command::new(env!("CARGO_BIN_EXE_peerlane"))
@@ -34,10 +42,17 @@ impl Node {
 
     /// [`start`](Self::start) with `RUST_LOG` set to `filter`.
     fn start_with_logs(args: &[&str], filter: &str) -> Self {
+        Self::start_with_env(args, filter, &[])
+    }
+
+    /// [`start_with_logs`](Self::start_with_logs) with `env` set too.
+    fn start_with_env(args: &[&str], filter: &str, env: &[(&str, &str)]) -> Self {
         let mut child = peerlane()
             .arg("node")
             .args(args)
             .env("RUST_LOG", filter)
+            .env_remove(TOKEN_ENV)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -178,12 +193,18 @@ fn two_nodes_connect_and_stop_on_sigterm() {
 }
 
 fn node(args: &[&str]) -> Output {
-    peerlane().arg("node").args(args).output().unwrap()
+    peerlane()
+        .arg("node")
+        .args(args)
+        .env_remove(TOKEN_ENV)
+        .output()
+        .unwrap()
 }
 
-/// A config with a typo (among the network fields or in `[apps]`), apps that do not fit
-/// together, a missing config file, a seed without a key and a bad key file each end with one
-/// line that names the problem, and exit status 2.
+/// A config with a typo (among the network fields, in `[apps]` or in `[admin]`), apps that do
+/// not fit together, a missing config file, a seed without a key, a bad key file and an admin
+/// API on a non-loopback address without a token (from a flag or the config file) each end
+/// with one line that names the problem, and exit status 2.
 #[test]
 fn bad_node_input_exits_2_with_one_line() {
     let dir =
@@ -198,7 +219,11 @@ fn bad_node_input_exits_2_with_one_line() {
     std::fs::write(&apps_typo, "chain_id = 4\n[apps]\nmempol = true\n").unwrap();
     let no_mempool = dir.join("no-mempool.toml");
     std::fs::write(&no_mempool, "[apps]\nconsensus = true\n").unwrap();
-    let cases: [(Vec<&str>, &str); 6] = [
+    let admin_typo = dir.join("admin-typo.toml");
+    std::fs::write(&admin_typo, "[admin]\ntoken = \"x\"\n").unwrap();
+    let admin_open = dir.join("admin-open.toml");
+    std::fs::write(&admin_open, "[admin]\naddress = \"0.0.0.0:0\"\n").unwrap();
+    let cases: [(Vec<&str>, &str); 10] = [
         (
             vec!["--config", typo.to_str().unwrap()],
             "max_inbound_conections",
@@ -214,6 +239,22 @@ fn bad_node_input_exits_2_with_one_line() {
         (vec!["--config", "/no/such/file.toml"], "cannot read config"),
         (vec!["--seed", "/ip4/127.0.0.1/tcp/1"], "noise-ik"),
         (vec!["--key-file", bad_key.to_str().unwrap()], "key file"),
+        (
+            vec!["--config", admin_typo.to_str().unwrap()],
+            "(line 2): [admin] unknown field `token`",
+        ),
+        (
+            vec!["--admin", "0.0.0.0:0"],
+            "admin address 0.0.0.0:0: not a loopback address, so it needs a token",
+        ),
+        (
+            vec!["--config", admin_open.to_str().unwrap()],
+            "not a loopback address, so it needs a token",
+        ),
+        (
+            vec!["--admin", "[::]:0", "--admin-token-file", "/no/such/token"],
+            "cannot read admin token file /no/such/token",
+        ),
     ];
     for (args, expected) in cases {
         let out = node(&args);
@@ -227,12 +268,39 @@ fn bad_node_input_exits_2_with_one_line() {
 
 /// One HTTP/1.1 request to `127.0.0.1:port`; the status code and the body.
 fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http_with(port, &[HOST], method, path, body)
+}
+
+/// [`http`] with these header lines (`Host` included) instead of the `Host` line alone.
+fn http_with(
+    port: u16,
+    headers: &[&str],
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http_on(stream, headers, method, path, body)
+}
+
+/// One request on `stream` (a connection to the admin API), which is closed after it.
+fn http_on(
+    mut stream: TcpStream,
+    headers: &[&str],
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let body = body.unwrap_or("");
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for header in headers {
+        head.push_str(header);
+        head.push_str("\r\n");
+    }
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+        "{head}Connection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -681,4 +749,215 @@ fn validators_with_mempool_and_consensus_commit_blocks() {
     for node in nodes {
         node.terminate();
     }
+}
+
+/// The value of the counter series `series` (name and labels, as the text format writes them)
+/// in the metrics text, if there.
+fn counter(metrics: &str, series: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().unwrap())
+}
+
+/// A token file in a fresh directory named `name`; its token.
+fn token_file(name: &str) -> (PathBuf, &'static str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("node-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = "admin-token-0123456789abcdef";
+    let path = dir.join("admin.token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    (path, token)
+}
+
+/// With a token (`--admin-token-file`, or `PEERLANE_ADMIN_TOKEN` on a non-loopback bind),
+/// every request needs `Authorization: Bearer <token>`: none or a wrong one is a 401 (unknown
+/// paths too, so nothing can be probed), counted by reason; the right one gets through.
+#[cfg(unix)]
+#[test]
+fn admin_api_with_a_token_refuses_requests_without_it() {
+    let (path, token) = token_file("token");
+    let a = Node::start(&[
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        path.to_str().unwrap(),
+    ]);
+    let port = a.admin_port();
+    let bearer = format!("Authorization: Bearer {token}");
+    let wrong = format!("Authorization: Bearer {token}x");
+    let basic = format!("Authorization: Basic {token}");
+    for (headers, path) in [
+        (vec![HOST], "/peers"),
+        (vec![HOST], "/no/such/path"),
+        (vec![HOST, &wrong], "/peers"),
+        (vec![HOST, &basic], "/metrics"),
+    ] {
+        let (status, body) = http_with(port, &headers, "GET", path, None);
+        assert_eq!(status, 401, "{headers:?} {path}: {body}");
+        assert_eq!(body.trim(), r#"{"error":"unauthorized"}"#);
+    }
+    let (status, body) = http_with(port, &[HOST, &bearer], "GET", "/peers", None);
+    assert_eq!((status, body.trim()), (200, "[]"));
+    let (status, metrics) = http_with(port, &[HOST, &bearer], "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let rejected = |reason: &str| {
+        let series = format!("peerlane_admin_requests_rejected_total{{reason=\"{reason}\"}}");
+        counter(&metrics, &series)
+    };
+    assert_eq!(rejected("missing_token"), Some(2), "{metrics}");
+    assert_eq!(rejected("wrong_token"), Some(2), "{metrics}");
+    assert_eq!(rejected("bad_host"), Some(0), "{metrics}");
+    a.terminate();
+
+    // From the environment, on every interface: the Host is not checked there, the token is.
+    let b = Node::start_with_env(
+        &["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "0.0.0.0:0"],
+        "warn",
+        &[(TOKEN_ENV, token)],
+    );
+    let port = b.admin_port();
+    let foreign = "Host: admin.example:9101";
+    let (status, _) = http_with(port, &[foreign], "GET", "/peers", None);
+    assert_eq!(status, 401);
+    let (status, body) = http_with(port, &[foreign, &bearer], "GET", "/peers", None);
+    assert_eq!((status, body.trim()), (200, "[]"));
+    b.terminate();
+}
+
+/// On a loopback bind, a request whose Host is not a loopback name (a page whose name was
+/// re-pointed at 127.0.0.1: DNS rebinding) is a 403, counted; `localhost` and `[::1]`, with or
+/// without the port, get through.
+#[cfg(unix)]
+#[test]
+fn admin_api_on_loopback_refuses_foreign_hosts() {
+    let a = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0"]);
+    let port = a.admin_port();
+    let with_port = format!("Host: rebind.example:{port}");
+    for host in ["Host: rebind.example", &with_port, "Host: 127.0.0.1.nip.io"] {
+        let (status, body) = http_with(port, &[host], "GET", "/metrics", None);
+        assert_eq!(status, 403, "{host}: {body}");
+        assert_eq!(body.trim(), r#"{"error":"host not allowed"}"#);
+    }
+    let (status, _) = http_with(port, &[], "GET", "/peers", None);
+    assert_eq!(status, 403, "no Host");
+    let localhost = format!("Host: localhost:{port}");
+    for host in ["Host: localhost", &localhost, "Host: [::1]"] {
+        let (status, body) = http_with(port, &[host], "GET", "/peers", None);
+        assert_eq!((status, body.trim()), (200, "[]"), "{host}");
+    }
+    let (_, metrics) = http(port, "GET", "/metrics", None);
+    let series = r#"peerlane_admin_requests_rejected_total{reason="bad_host"}"#;
+    assert_eq!(counter(&metrics, series), Some(4), "{metrics}");
+    a.terminate();
+}
+
+/// A connection that sends half a request head is closed once the header-read timeout
+/// (500 ms here) has passed, and counted; the API keeps answering others.
+#[cfg(unix)]
+#[test]
+fn admin_api_closes_a_connection_that_sends_its_head_slowly() {
+    let a = Node::start(&[
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-header-timeout-ms",
+        "500",
+    ]);
+    let port = a.admin_port();
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.set_read_timeout(Some(WAIT)).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    // Blocks until the server closes the connection (EOF, or a reset), or fails after WAIT.
+    let mut answer = Vec::new();
+    match slow.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
+    assert!(elapsed < WAIT, "{elapsed:?}");
+    let (status, metrics) = http(port, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let series = r#"peerlane_admin_connections_closed_total{reason="header_timeout"}"#;
+    assert_eq!(counter(&metrics, series), Some(1), "{metrics}");
+    a.terminate();
+}
+
+/// With `--admin-max-connections 2`, two open connections take the places: a third is
+/// answered 503 and closed at once, and counted; the two still serve requests, and once they
+/// are closed a new connection is served again.
+#[cfg(unix)]
+#[test]
+fn admin_api_refuses_connections_over_the_limit() {
+    let a = Node::start(&[
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-max-connections",
+        "2",
+    ]);
+    let port = a.admin_port();
+    let first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let second = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Accepted in order, after the two.
+    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    third.set_read_timeout(Some(WAIT)).unwrap();
+    let mut answer = String::new();
+    match third.read_to_string(&mut answer) {
+        Ok(_) => assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}"),
+        // The close may overtake the answer.
+        Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
+    }
+    let (status, metrics) = http_on(first, &[HOST], "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let series = r#"peerlane_admin_connections_closed_total{reason="connection_limit"}"#;
+    assert_eq!(counter(&metrics, series), Some(1), "{metrics}");
+    let (status, body) = http_on(second, &[HOST], "GET", "/peers", None);
+    assert_eq!((status, body.trim()), (200, "[]"));
+    // Both closed: their places come back once the server has seen them go.
+    poll("a place for a new connection", || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        write!(
+            stream,
+            "GET /peers HTTP/1.1\r\n{HOST}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.starts_with("HTTP/1.1 200 ").then_some(())
+    });
+    a.terminate();
+}
+
+/// `POST /peers` to a closed port answers only "dial failed" (what failed would tell a caller
+/// what listens where); the reason goes to the node's log and to
+/// `peerlane_admin_dial_failures_total`.
+#[cfg(unix)]
+#[test]
+fn admin_api_dial_failures_are_generic() {
+    let a = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0"]);
+    let port = a.admin_port();
+    let key = "11".repeat(32);
+    // Port 1 on loopback: nothing listens there.
+    let request = format!(
+        r#"{{"peer_id": "{key}", "address": "/ip4/127.0.0.1/tcp/1/noise-ik/{key}/handshake/0"}}"#
+    );
+    let (status, body) = http(port, "POST", "/peers", Some(&request));
+    assert_eq!((status, body.trim()), (422, r#"{"error":"dial failed"}"#));
+    let line = a.expect("admin API: dial failed");
+    assert!(line.contains("transport"), "{line}");
+    let (_, metrics) = http(port, "GET", "/metrics", None);
+    let series = r#"peerlane_admin_dial_failures_total{reason="transport"}"#;
+    assert_eq!(counter(&metrics, series), Some(1), "{metrics}");
+    a.terminate();
 }
