@@ -667,5 +667,38 @@ mod tests {
         config.apps.validate().unwrap();
         assert!(config.apps.mempool && config.apps.consensus && config.apps.state_sync);
         assert_eq!(config.network.network_id, NetworkId::Validator);
+        assert_eq!(
+            config.admin.address,
+            Some("127.0.0.1:9101".parse().unwrap())
+        );
+        assert!(config.admin.token_file.is_some());
+    }
+
+    /// `peerlane node --help` shows the admin limits' defaults as they are.
+    #[test]
+    fn help_shows_the_admin_defaults() {
+        use clap::Args as _;
+        let help = NodeArgs::augment_args(clap::Command::new("node"))
+            .render_long_help()
+            .to_string();
+        let defaults = AdminConfig::default();
+        for (flag, default) in [
+            (
+                "--admin-header-timeout-ms",
+                defaults.header_timeout_ms.to_string(),
+            ),
+            (
+                "--admin-max-connections",
+                defaults.max_connections.to_string(),
+            ),
+            ("--admin-token-file", "none".to_owned()),
+        ] {
+            let start = help
+                .find(flag)
+                .unwrap_or_else(|| panic!("{flag} in {help}"));
+            let entry = &help[start..];
+            let entry = &entry[..entry.find("\n\n").unwrap_or(entry.len())];
+            assert!(entry.contains(&format!("[default: {default}]")), "{entry}");
+        }
     }
 }
