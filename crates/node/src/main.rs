@@ -6,7 +6,9 @@
 //! - `peerlane keygen --out FILE` writes a fresh x25519 identity.
 //! - `peerlane node --config FILE` runs one network of a node (state sync, and mempool and
 //!   consensus when its `[apps]` table enables them) until SIGINT or SIGTERM, printing `listening on <address>` first; with `--admin HOST:PORT` it also
-//!   serves the admin API (metrics, peers, dial, disconnect, bans) over HTTP.
+//!   serves the admin API (metrics, peers, dial, disconnect, bans) over HTTP: on loopback to
+//!   loopback `Host` names only, elsewhere only with a bearer token, with a header-read
+//!   timeout and a connection limit (`admin` and its modules).
 //! - `peerlane bench <workload>` measures throughput, latency, connection rate or idle memory
 //!   of two nodes in one process, next to raw TCP and Noise baselines (`--all` runs them all,
 //!   `sweep` plots bulk throughput against message size); the `peerlane-bench` crate does the

@@ -170,7 +170,7 @@ pub(crate) struct NodeArgs {
     /// `{"peer_id": "…", "address": "…"}` (dial), `DELETE /peers/<peer id>` (disconnect),
     /// `GET /bans`, `POST /bans` with `{"peer_id": "…"}` (ban and disconnect),
     /// `DELETE /bans/<peer id>` (unban). Overrides `admin.address`.
-    /// A loopback address (127.0.0.1, [::1]) serves only requests whose Host is a loopback
+    /// A loopback address (`127.0.0.1`, `[::1]`) serves only requests whose Host is a loopback
     /// name; any other address needs a token.
     #[arg(long, value_name = "HOST:PORT")]
     admin: Option<SocketAddr>,
