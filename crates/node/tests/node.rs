@@ -769,12 +769,19 @@ fn token_file(name: &str) -> (PathBuf, &'static str) {
     let token = "admin-token-0123456789abcdef";
     let path = dir.join("admin.token");
     std::fs::write(&path, format!("{token}\n")).unwrap();
+    // Readable by others, whatever the umask: the node warns about it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     (path, token)
 }
 
 /// With a token (`--admin-token-file`, or `PEERLANE_ADMIN_TOKEN` on a non-loopback bind),
 /// every request needs `Authorization: Bearer <token>`: none or a wrong one is a 401 (unknown
-/// paths too, so nothing can be probed), counted by reason; the right one gets through.
+/// paths too, so nothing can be probed), counted by reason; the right one gets through. A
+/// token file others may read is warned about.
 #[cfg(unix)]
 #[test]
 fn admin_api_with_a_token_refuses_requests_without_it() {
@@ -787,6 +794,8 @@ fn admin_api_with_a_token_refuses_requests_without_it() {
         "--admin-token-file",
         path.to_str().unwrap(),
     ]);
+    // Mode 0644.
+    a.expect("the admin token file is readable by other users");
     let port = a.admin_port();
     let bearer = format!("Authorization: Bearer {token}");
     let wrong = format!("Authorization: Bearer {token}x");

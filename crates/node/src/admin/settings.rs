@@ -93,6 +93,7 @@ impl AdminConfig {
                 let token = Token::new(text.trim()).map_err(|reason| {
                     anyhow::anyhow!("admin token file {}: {reason}", path.display())
                 })?;
+                warn_if_shared(path);
                 Some(token)
             }
             (None, Some(value)) => {
@@ -119,6 +120,26 @@ impl AdminConfig {
             max_connections: self.max_connections,
         }))
     }
+}
+
+/// Logs a warning if users other than the owner may read the token file (a secret, like the
+/// key file `peerlane keygen` writes with mode 0600).
+fn warn_if_shared(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format_args!("{:o}", metadata.permissions().mode() & 0o777),
+                "the admin token file is readable by other users; chmod 600 it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// The admin API's bearer token. Only its SHA-256 digest is kept, and a presented token is
