@@ -21,6 +21,9 @@
 //! length-prefixed frames, checking every declared length against a maximum before it
 //! allocates.
 //!
+//! For the config structs of every layer, [`serde_duration_ms`] reads and writes a
+//! `Duration` as whole milliseconds.
+//!
 //! Types to read first: [`NetworkAddress`], [`Transport`], [`FrameCodec`].
 
 mod address;
@@ -31,6 +34,7 @@ mod hex32;
 pub mod memsocket;
 mod peer_id;
 mod public_key;
+pub mod serde_duration_ms;
 pub mod transport;
 
 pub use address::{DnsName, NetworkAddress, Protocol};
