@@ -22,7 +22,8 @@
 //! allocates.
 //!
 //! For the config structs of every layer, [`serde_duration_ms`] reads and writes a
-//! `Duration` as whole milliseconds.
+//! `Duration` as whole milliseconds, and [`metric_label_enum!`] declares the enums that are
+//! Prometheus label values.
 //!
 //! Types to read first: [`NetworkAddress`], [`Transport`], [`FrameCodec`].
 
@@ -32,6 +33,7 @@ mod error;
 pub mod framing;
 mod hex32;
 pub mod memsocket;
+mod metric_label;
 mod peer_id;
 mod public_key;
 pub mod serde_duration_ms;
@@ -47,3 +49,10 @@ pub use transport::{
     BoxedTransport, ConnectionOrigin, Endpoint, MemoryTransport, TcpConfig, TcpTransport,
     Transport, TransportExt,
 };
+
+/// What [`metric_label_enum!`] expands to uses, so that its callers need no dependency of
+/// their own. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use prometheus_client;
+}

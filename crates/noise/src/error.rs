@@ -250,22 +250,14 @@ impl From<Error> for io::Error {
     }
 }
 
-/// Which end of a handshake: the initiator dials, the responder accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The dialer, which sends message 1.
-    Initiator,
-    /// The listener, which answers with message 2.
-    Responder,
-}
-
-impl Side {
-    /// The lowercase name, also used as the `side` metric label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Initiator => "initiator",
-            Self::Responder => "responder",
-        }
+netcore::metric_label_enum! {
+    /// Which end of a handshake: the initiator dials, the responder accepts. Its name is also
+    /// the `side` metric label.
+    pub enum Side {
+        /// The dialer, which sends message 1.
+        Initiator => "initiator",
+        /// The listener, which answers with message 2.
+        Responder => "responder",
     }
 }
 
