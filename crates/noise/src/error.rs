@@ -7,7 +7,6 @@
 //!
 //! [`NoiseStream`]: crate::NoiseStream
 
-use std::fmt;
 use std::io;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use netcore::PeerId;
 
 use crate::keys::PublicKey;
 use crate::metrics::HandshakeOutcome;
+use crate::side::Side;
 
 /// Errors from handshakes and encrypted streams.
 ///
@@ -247,22 +247,5 @@ impl From<Error> for io::Error {
             Error::Rejected { .. } => Self::new(io::ErrorKind::ConnectionAborted, err),
             other => Self::new(io::ErrorKind::InvalidData, other),
         }
-    }
-}
-
-netcore::metric_label_enum! {
-    /// Which end of a handshake: the initiator dials, the responder accepts. Its name is also
-    /// the `side` metric label.
-    pub enum Side {
-        /// The dialer, which sends message 1.
-        Initiator => "initiator",
-        /// The listener, which answers with message 2.
-        Responder => "responder",
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }

@@ -80,16 +80,18 @@ mod error;
 mod handshake;
 pub mod keys;
 mod metrics;
+mod side;
 mod stream;
 mod upgrade;
 
 pub use auth::{AntiReplayTimestamps, HandshakeAuthMode, PeerRole, TrustedPeer, TrustedPeers};
-pub use error::{Error, Side};
+pub use error::Error;
 pub use handshake::{
     Accepted, CryptoBackend, FIRST_MESSAGE_LEN, HandshakeConfig, Initiator, PROLOGUE_LEN,
     PROTOCOL_NAME, RemotePeer, SECOND_MESSAGE_LEN,
 };
 pub use keys::{PrivateKey, PublicKey};
 pub use metrics::{HandshakeOutcome, Metrics, StreamErrorReason};
+pub use side::Side;
 pub use stream::{MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream};
 pub use upgrade::{HANDSHAKE_TIMEOUT, NoiseUpgrader, now_millis};

@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::error::Side;
+use crate::side::Side;
 
 /// Counters for the Noise layer. Cloning gives another handle on the same counters.
 ///
