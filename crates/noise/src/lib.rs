@@ -25,8 +25,10 @@
 //!    opens the peer's frames on read.
 //!
 //! Who may connect is decided by [`TrustedPeers`] (shared, updatable at run time) through the
-//! auth mode: `Mutual` for validator networks, `MaybeMutual` elsewhere. Keys are x25519
-//! ([`keys`]). Every failure is a [`noise::Error`](Error).
+//! auth mode: `Mutual` for validator networks, `MaybeMutual` elsewhere; a peer's [`PeerRole`]
+//! comes from that set and is spelled in config files as serde writes it. Keys are x25519
+//! ([`keys`]); [`PublicKey`] is netcore's, the same type a network address holds. Every
+//! failure is a [`noise::Error`](Error), and says which [`Side`] saw it.
 //!
 //! Types to read first: [`NoiseUpgrader`], [`HandshakeAuthMode`], [`NoiseStream`].
 //!
