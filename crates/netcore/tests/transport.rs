@@ -8,11 +8,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use netcore::{
     BoxedTransport, ConnectionOrigin, Endpoint, Error, MemorySocket, MemoryTransport,
-    NetworkAddress, PeerId, TcpTransport, Transport, TransportExt,
+    NetworkAddress, PeerId, PublicKey, TcpTransport, Transport, TransportExt,
 };
 use test_support::within;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use x25519_dalek::PublicKey;
 
 /// Generous bound on anything a test waits for; the clock is paused where it is used, so a
 /// hang fails fast instead of blocking the suite.
