@@ -1,75 +1,59 @@
 //! The admin API's counters, registered in the node's registry so that `GET /metrics` shows
 //! them. Every label value is created at registration, so each series reads 0 from the start.
 
-use std::fmt::{self, Write as _};
-
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-/// Why a request was refused before it reached a handler.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Rejection {
-    /// A token is configured and the request has no `Authorization` header (401).
-    MissingToken,
-    /// A token is configured and the request's `Authorization` is not `Bearer <that token>`
-    /// (401).
-    WrongToken,
-    /// On a loopback bind, a `Host` that is not a loopback name (403): DNS rebinding.
-    BadHost,
+netcore::metric_label_enum! {
+    /// Why a request was refused before it reached a handler.
+    pub(crate) enum Rejection {
+        /// A token is configured and the request has no `Authorization` header (401).
+        MissingToken => "missing_token",
+        /// A token is configured and the request's `Authorization` is not `Bearer <that
+        /// token>` (401).
+        WrongToken => "wrong_token",
+        /// On a loopback bind, a `Host` that is not a loopback name (403): DNS rebinding.
+        BadHost => "bad_host",
+    }
 }
 
 impl Rejection {
     const ALL: [Self; 3] = [Self::MissingToken, Self::WrongToken, Self::BadHost];
-
-    /// The `reason` label value.
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            Self::MissingToken => "missing_token",
-            Self::WrongToken => "wrong_token",
-            Self::BadHost => "bad_host",
-        }
-    }
 }
 
-/// Why the server closed a connection without answering a request on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Closed {
-    /// The connection limit was reached: it got a 503 and was closed right after accept.
-    ConnectionLimit,
-    /// No complete request head within the header-read timeout (a slow client, or an idle
-    /// keep-alive connection).
-    HeaderTimeout,
+netcore::metric_label_enum! {
+    /// Why the server closed a connection without answering a request on it.
+    pub(crate) enum Closed {
+        /// The connection limit was reached: it got a 503 and was closed right after accept.
+        ConnectionLimit => "connection_limit",
+        /// No complete request head within the header-read timeout (a slow client, or an idle
+        /// keep-alive connection).
+        HeaderTimeout => "header_timeout",
+    }
 }
 
 impl Closed {
     const ALL: [Self; 2] = [Self::ConnectionLimit, Self::HeaderTimeout];
-
-    /// The `reason` label value.
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            Self::ConnectionLimit => "connection_limit",
-            Self::HeaderTimeout => "header_timeout",
-        }
-    }
 }
 
-/// Why a `POST /peers` dial failed; the client only sees "dial failed".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum DialFailure {
-    /// Connecting failed (refused, unreachable).
-    Transport,
-    /// The set-up deadline passed.
-    Timeout,
-    /// The Noise handshake failed.
-    Noise,
-    /// The handshake message exchange or negotiation failed.
-    Handshake,
-    /// The peer is banned, or the connection turned out to be to ourselves.
-    Refused,
-    /// Anything else (the network shutting down, …).
-    Other,
+netcore::metric_label_enum! {
+    /// Why a `POST /peers` dial failed; the client only sees "dial failed".
+    pub(crate) enum DialFailure {
+        /// Connecting failed (refused, unreachable).
+        Transport => "transport",
+        /// The set-up deadline passed.
+        Timeout => "timeout",
+        /// The Noise handshake failed.
+        Noise => "noise",
+        /// The handshake message exchange or negotiation failed.
+        Handshake => "handshake",
+        /// The peer is banned, or the connection turned out to be to ourselves.
+        Refused => "refused",
+        /// Anything else (the network shutting down, …).
+        Other => "other",
+    }
 }
 
 impl DialFailure {
@@ -81,32 +65,7 @@ impl DialFailure {
         Self::Refused,
         Self::Other,
     ];
-
-    /// The `reason` label value.
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            Self::Transport => "transport",
-            Self::Timeout => "timeout",
-            Self::Noise => "noise",
-            Self::Handshake => "handshake",
-            Self::Refused => "refused",
-            Self::Other => "other",
-        }
-    }
 }
-
-/// Implements [`EncodeLabelValue`] through `as_str`.
-macro_rules! label_value_from_as_str {
-    ($($ty:ty),*) => {
-        $(impl EncodeLabelValue for $ty {
-            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-                encoder.write_str(self.as_str())
-            }
-        })*
-    };
-}
-
-label_value_from_as_str!(Rejection, Closed, DialFailure);
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RejectionLabels {
