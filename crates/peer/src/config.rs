@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use noise::PeerRole;
 use serde::{Deserialize, Serialize};
 use wire::StreamLimits;
 
@@ -12,6 +13,21 @@ pub const DEFAULT_MAX_FRAME_SIZE_BYTES: usize = wire::MAX_FRAME_SIZE;
 
 /// Largest message payload, streamed or not: AptosNet's 64 MiB ([`wire::MAX_MESSAGE_SIZE`]).
 pub const DEFAULT_MAX_MESSAGE_SIZE_BYTES: usize = wire::MAX_MESSAGE_SIZE;
+
+/// Largest message payload accepted from a peer outside the trusted set
+/// ([`PeerRole::Unknown`]): 8 MiB, two fragments after the header at the default frame size.
+pub const DEFAULT_MAX_UNTRUSTED_MESSAGE_SIZE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Time an inbound stream has, from its header, to deliver its last fragment: 30 s, the time a
+/// 64 MiB message takes at about 2 MiB/s.
+pub const DEFAULT_STREAM_REASSEMBLY_TIMEOUT_SECS: u64 = 30;
+
+/// Payload bytes all the connections of a network may hold in unfinished inbound streams
+/// together (the facade's `max_stream_bytes_in_flight`, given to [`StreamBudget::new`]):
+/// 256 MiB, four messages of the largest size at once.
+///
+/// [`StreamBudget::new`]: crate::StreamBudget::new
+pub const DEFAULT_MAX_STREAM_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
 
 /// Messages per outbound lane: AptosNet's channel capacity of 1024.
 pub const DEFAULT_OUTBOUND_LANE_CAPACITY: usize = 1024;
@@ -39,9 +55,9 @@ pub const DEFAULT_WRITER_CLOSE_TIMEOUT_SECS: u64 = 30;
 /// Build it with struct update syntax from [`Config::default`] and check it once with
 /// [`Config::validate`] (for instance when the node's configuration is loaded).
 ///
-/// In config files (serde) every field is optional and unknown fields are errors; the two
-/// timeouts are whole milliseconds, named `inbound_rpc_timeout_ms` and
-/// `writer_close_timeout_ms`.
+/// In config files (serde) every field is optional and unknown fields are errors; the
+/// timeouts are whole milliseconds, named `inbound_rpc_timeout_ms`, `writer_close_timeout_ms`
+/// and `stream_reassembly_timeout_ms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -52,10 +68,30 @@ pub struct Config {
     pub max_frame_size: usize,
 
     /// Largest message payload, in bytes, streamed or not. Larger outbound payloads are refused
-    /// with [`Error::MessageTooLarge`]; a larger inbound stream is dropped. Default 64 MiB, and
+    /// with [`Error::MessageTooLarge`]; an inbound stream header from a trusted peer declaring
+    /// more, or fragments adding up to more, close the connection
+    /// ([`DisconnectReason::MessageTooLarge`](crate::DisconnectReason)). Default 64 MiB, and
     /// at most 255 frames' worth. Memory: the reader holds at most one stream in progress, so
-    /// up to this much per connection.
+    /// up to this much per trusted connection (within the node-wide stream budget).
     pub max_message_size: usize,
+
+    /// Largest inbound message payload, in bytes, from a peer outside the trusted set
+    /// ([`PeerRole::Unknown`]); capped at `max_message_size`. A stream header declaring more
+    /// fragments than such a message needs, or fragments adding up to more, close the
+    /// connection ([`DisconnectReason::MessageTooLarge`](crate::DisconnectReason)) before
+    /// anything is held. At least `max_frame_size`. Default 8 MiB. Memory: up to this much
+    /// per untrusted connection (within the node-wide stream budget).
+    pub max_untrusted_message_size: usize,
+
+    /// Time an inbound stream has, from its header, to deliver its last fragment. When it
+    /// passes, the connection is closed
+    /// ([`DisconnectReason::StreamTimeout`](crate::DisconnectReason)), whatever else the
+    /// remote keeps sending. Default 30 s. Memory: bounds how long a stream's bytes are held.
+    #[serde(
+        rename = "stream_reassembly_timeout_ms",
+        with = "netcore::serde_duration_ms"
+    )]
+    pub stream_reassembly_timeout: Duration,
 
     /// Messages each of the two outbound lanes (high, low) holds; a push onto a full lane fails
     /// with [`Error::QueueFull`] and is counted. Default 1024. Memory: the payloads queued, so
@@ -80,23 +116,38 @@ pub struct Config {
 
     /// Time an application has to answer an inbound RPC. At the deadline the slot is freed and
     /// a later answer is refused with [`Error::InboundRpcExpired`]. Default 10 s.
-    #[serde(rename = "inbound_rpc_timeout_ms", with = "duration_ms")]
+    #[serde(rename = "inbound_rpc_timeout_ms", with = "netcore::serde_duration_ms")]
     pub inbound_rpc_timeout: Duration,
 
     /// Time the writer gets, on a disconnect or shutdown, to send the messages already queued,
     /// flush and shut the socket down; what is left after it is dropped and counted.
     /// Default 30 s.
-    #[serde(rename = "writer_close_timeout_ms", with = "duration_ms")]
+    #[serde(
+        rename = "writer_close_timeout_ms",
+        with = "netcore::serde_duration_ms"
+    )]
     pub writer_close_timeout: Duration,
 }
 
 impl Config {
     /// Checks the rules `peer::spawn` relies on: the frame and message
     /// sizes make valid [`StreamLimits`] (a frame above 64 bytes that fits a u32 prefix, a
-    /// message at least a frame and at most 255 frames), and each lane holds at least one
-    /// message.
+    /// message at least a frame and at most 255 frames), the untrusted maximum is at least a
+    /// frame, the reassembly timeout is not zero, and each lane holds at least one message.
     pub fn validate(&self) -> Result<(), Error> {
         self.stream_limits()?;
+        if self.max_untrusted_message_size < self.max_frame_size {
+            return Err(Error::InvalidConfig {
+                reason: "max_untrusted_message_size must be at least max_frame_size",
+                source: None,
+            });
+        }
+        if self.stream_reassembly_timeout.is_zero() {
+            return Err(Error::InvalidConfig {
+                reason: "stream_reassembly_timeout must be at least 1 ms",
+                source: None,
+            });
+        }
         if self.outbound_lane_capacity == 0 {
             return Err(Error::InvalidConfig {
                 reason: "outbound_lane_capacity must be at least 1",
@@ -123,11 +174,36 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The largest inbound message payload accepted from a peer of `role`:
+    /// `max_untrusted_message_size` (capped at `max_message_size`) for [`PeerRole::Unknown`],
+    /// `max_message_size` for every role of the trusted set.
+    pub fn max_inbound_message_size(&self, role: PeerRole) -> usize {
+        match role {
+            PeerRole::Unknown => self.max_untrusted_message_size.min(self.max_message_size),
+            _ => self.max_message_size,
+        }
+    }
+
+    /// The stream limits inbound streams from a peer of `role` are held to: the frame size,
+    /// and [`max_inbound_message_size`](Self::max_inbound_message_size).
+    pub fn inbound_stream_limits(&self, role: PeerRole) -> Result<StreamLimits, Error> {
+        StreamLimits::new(self.max_frame_size, self.max_inbound_message_size(role)).map_err(
+            |source| Error::InvalidConfig {
+                reason: "max_frame_size and the inbound message size are inconsistent",
+                source: Some(source),
+            },
+        )
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE_BYTES,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+            max_untrusted_message_size: DEFAULT_MAX_UNTRUSTED_MESSAGE_SIZE_BYTES,
+            stream_reassembly_timeout: Duration::from_secs(DEFAULT_STREAM_REASSEMBLY_TIMEOUT_SECS),
             outbound_lane_capacity: DEFAULT_OUTBOUND_LANE_CAPACITY,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             max_concurrent_outbound_rpcs: DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS,
@@ -135,27 +211,6 @@ impl Default for Config {
             inbound_rpc_timeout: Duration::from_secs(DEFAULT_INBOUND_RPC_TIMEOUT_SECS),
             writer_close_timeout: Duration::from_secs(DEFAULT_WRITER_CLOSE_TIMEOUT_SECS),
         }
-    }
-}
-
-/// Serde for a [`Duration`] as whole milliseconds, the unit config files use.
-mod duration_ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        // Saturates: no timeout anyone configures is 584 million years long.
-        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
     }
 }
 
@@ -174,6 +229,8 @@ mod tests {
         assert_eq!(config.max_concurrent_outbound_rpcs, 100);
         assert_eq!(config.max_concurrent_inbound_rpcs, 100);
         assert_eq!(config.inbound_rpc_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_untrusted_message_size, 8 * 1024 * 1024);
+        assert_eq!(config.stream_reassembly_timeout, Duration::from_secs(30));
         config.validate().unwrap();
         assert_eq!(config.stream_limits().unwrap(), StreamLimits::default());
     }
@@ -208,6 +265,39 @@ mod tests {
             ..Config::default()
         };
         assert!(no_bytes.validate().is_err());
+        let tiny_untrusted = Config {
+            max_untrusted_message_size: DEFAULT_MAX_FRAME_SIZE_BYTES - 1,
+            ..Config::default()
+        };
+        assert!(tiny_untrusted.validate().is_err());
+        let no_timeout = Config {
+            stream_reassembly_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(no_timeout.validate().is_err());
+    }
+
+    /// Peers outside the trusted set get the smaller maximum, capped at the general one;
+    /// every trusted role gets the general one.
+    #[test]
+    fn untrusted_peers_get_the_smaller_maximum() {
+        let config = Config::default();
+        assert_eq!(
+            config.max_inbound_message_size(PeerRole::Unknown),
+            8 * 1024 * 1024
+        );
+        let limits = config.inbound_stream_limits(PeerRole::Unknown).unwrap();
+        assert_eq!(limits.max_fragments(), 2);
+        for role in [PeerRole::Validator, PeerRole::Downstream, PeerRole::Known] {
+            assert_eq!(config.max_inbound_message_size(role), 64 * 1024 * 1024);
+        }
+        let small = Config {
+            max_frame_size: 1024,
+            max_message_size: 4096,
+            ..Config::default()
+        };
+        small.validate().unwrap();
+        assert_eq!(small.max_inbound_message_size(PeerRole::Unknown), 4096);
     }
 
     /// The serde form names the timeouts in milliseconds, fills missing fields with the
@@ -224,6 +314,10 @@ mod tests {
         let text = serde_json::to_string(&Config::default()).unwrap();
         assert!(
             text.contains(r#""writer_close_timeout_ms":30000"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""stream_reassembly_timeout_ms":30000"#),
             "{text}"
         );
         assert!(serde_json::from_str::<Config>(r#"{ "lanes": 3 }"#).is_err());

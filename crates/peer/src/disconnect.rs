@@ -24,6 +24,16 @@ pub enum DisconnectReason {
     DecryptFailed,
     /// Reading or writing the socket failed (reset, broken pipe, ...).
     Io,
+    /// An inbound stream's last fragment did not arrive within `stream_reassembly_timeout` of
+    /// its header, whatever else the remote sent meanwhile.
+    StreamTimeout,
+    /// An inbound stream piece would have taken the bytes held in unfinished streams, all
+    /// connections together, over `max_stream_bytes_in_flight`.
+    StreamBudgetExceeded,
+    /// A stream header declared more fragments than the peer's maximum message size needs
+    /// (`max_untrusted_message_size` for peers outside the trusted set, `max_message_size`
+    /// for the others), or its pieces added up to more: refused before it was held.
+    MessageTooLarge,
 }
 
 impl DisconnectReason {
@@ -37,6 +47,9 @@ impl DisconnectReason {
             Self::FrameTooLarge => "frame_too_large",
             Self::DecryptFailed => "decrypt_failed",
             Self::Io => "io",
+            Self::StreamTimeout => "stream_timeout",
+            Self::StreamBudgetExceeded => "stream_budget_exceeded",
+            Self::MessageTooLarge => "message_too_large",
         }
     }
 

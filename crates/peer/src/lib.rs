@@ -14,7 +14,8 @@
 //!   (rpc also records the request in OutboundRpcs: id, deadline, cap)
 //!
 //! inbound:
-//!   socket ──► reader task: MultiplexMessageStream ──► Reassembler (stream pieces)
+//!   socket ──► reader task: MultiplexMessageStream ──► InboundStreams (stream pieces:
+//!     Reassembler held to the remote's maximum size, a deadline, the node's StreamBudget)
 //!     ├─ DirectSendMsg ─────────────► InboundRouter::try_route (waits only for a queue
 //!     │                                 that asks for back-pressure, see TryRouteError)
 //!     ├─ RpcRequest ─► InboundRpcs (cap, deadline) ─► route, with an RpcResponder
@@ -27,7 +28,10 @@
 //! leaves the byte stream in sync (a malformed frame, an unknown protocol, a bad stream piece)
 //! is answered or counted and the connection stays up; anything that breaks the stream (I/O
 //! error, oversized or truncated frame, failed decryption) ends it with a
-//! [`DisconnectReason`]. On a disconnect every pending RPC fails with
+//! [`DisconnectReason`]. So do streams that would park memory: a header declaring more than
+//! the remote's maximum message size (smaller for peers outside the trusted set), a stream
+//! unfinished at its deadline, and a stream piece that would take the bytes held in
+//! unfinished streams, all connections together, over the shared [`StreamBudget`]. On a disconnect every pending RPC fails with
 //! [`Error::Disconnected`], the writer flushes within [`Config::writer_close_timeout`], and no
 //! task outlives its peer: both run on the caller's `TaskTracker`.
 //!
@@ -49,10 +53,12 @@
 //!   the writer's doorbell, waiting for room), `rpc_tables` (the RPC tables behind locks,
 //!   waiters told their outcome), `lifecycle` (close reason, stop signal, closed signal, the
 //!   guard that sees both tasks end); and `shared`, which holds the three and closes them
-//!   together.
+//!   together. Shared by all connections instead: `stream_budget` ([`StreamBudget`], the
+//!   bytes of unfinished inbound streams, with its gauge, and one connection's share of it).
 //! - Who uses it: `handle` ([`PeerHandle`]), `inbound` ([`InboundRouter`] and
-//!   [`RpcResponder`]), the `reader` and `writer` tasks (neither knows the other), and
-//!   `spawn`, which wires them up.
+//!   [`RpcResponder`]), `inbound_streams` (the reader's reassembler with its size limit,
+//!   deadline and budget share, counting what it aborts), the `reader` and `writer` tasks
+//!   (neither knows the other), and `spawn`, which wires them up.
 
 mod config;
 mod connection;
@@ -61,6 +67,7 @@ mod disconnect;
 mod error;
 mod handle;
 mod inbound;
+mod inbound_streams;
 mod lanes;
 mod lifecycle;
 mod lock;
@@ -72,13 +79,15 @@ mod rpc;
 mod rpc_tables;
 mod shared;
 mod spawn;
+mod stream_budget;
 mod writer;
 
 pub use config::{
     Config, DEFAULT_INBOUND_RPC_TIMEOUT_SECS, DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
     DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS, DEFAULT_MAX_FRAME_SIZE_BYTES,
-    DEFAULT_MAX_MESSAGE_SIZE_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_OUTBOUND_LANE_CAPACITY,
-    DEFAULT_WRITER_CLOSE_TIMEOUT_SECS,
+    DEFAULT_MAX_MESSAGE_SIZE_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_STREAM_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_UNTRUSTED_MESSAGE_SIZE_BYTES, DEFAULT_OUTBOUND_LANE_CAPACITY,
+    DEFAULT_STREAM_REASSEMBLY_TIMEOUT_SECS, DEFAULT_WRITER_CLOSE_TIMEOUT_SECS,
 };
 pub use connection::{Connection, ConnectionId, ConnectionMetadata};
 pub use disconnect::DisconnectReason;
@@ -92,3 +101,4 @@ pub use priority::Priority;
 pub use queue::{OutboundQueue, PushError};
 pub use reader::ROUTE_FLUSH_EVERY;
 pub use spawn::spawn;
+pub use stream_budget::StreamBudget;

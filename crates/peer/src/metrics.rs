@@ -15,6 +15,8 @@
 //! | `peerlane_peer_parse_errors_total` | none |
 //! | `peerlane_peer_stream_errors_total` | none |
 //! | `peerlane_peer_streams_total` | `direction` |
+//! | `peerlane_peer_streams_aborted_total` | `reason` ([`StreamAbortReason`]) |
+//! | `peerlane_peer_stream_bytes_held` (gauge) | none |
 //! | `peerlane_peer_remote_errors_total` | `code` ([`RemoteErrorCode`]) |
 //! | `peerlane_peer_disconnects_total` | `reason` ([`DisconnectReason`]) |
 
@@ -23,6 +25,7 @@ use std::fmt;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use wire::NetworkMessage;
 
@@ -52,6 +55,11 @@ pub struct Metrics {
     /// Large messages sent as streams (header + fragments) and received whole after
     /// reassembly, indexed by [`Direction`].
     streams: Family<DirectionLabels, Counter>,
+    /// Inbound streams dropped or refused before completing, by reason.
+    streams_aborted: Family<StreamAbortLabels, Counter>,
+    /// Payload bytes held in unfinished inbound streams, by every connection whose
+    /// [`StreamBudget`](crate::StreamBudget) was made with these metrics.
+    stream_bytes_held: Gauge,
     remote_errors: Family<RemoteErrorLabels, Counter>,
     disconnects: Family<DisconnectLabels, Counter>,
 }
@@ -132,6 +140,16 @@ impl Metrics {
             metrics.streams.clone(),
         );
         registry.register(
+            "peerlane_peer_streams_aborted",
+            "Inbound streams dropped or refused before completing, by reason",
+            metrics.streams_aborted.clone(),
+        );
+        registry.register(
+            "peerlane_peer_stream_bytes_held",
+            "Payload bytes held in unfinished inbound streams, all connections together",
+            metrics.stream_bytes_held.clone(),
+        );
+        registry.register(
             "peerlane_peer_remote_errors",
             "Error messages received from remotes, by code",
             metrics.remote_errors.clone(),
@@ -197,6 +215,16 @@ impl Metrics {
     /// Large messages streamed in `direction` (sent as fragments, or reassembled).
     pub fn streams(&self, direction: Direction) -> u64 {
         get(&self.streams, &DirectionLabels { direction })
+    }
+
+    /// Inbound streams aborted for `reason`.
+    pub fn streams_aborted(&self, reason: StreamAbortReason) -> u64 {
+        get(&self.streams_aborted, &StreamAbortLabels { reason })
+    }
+
+    /// Payload bytes held in unfinished inbound streams now.
+    pub fn stream_bytes_held(&self) -> i64 {
+        self.stream_bytes_held.get()
     }
 
     /// Error messages received with `code`.
@@ -280,6 +308,17 @@ impl Metrics {
             .inc();
     }
 
+    pub(crate) fn record_stream_aborted(&self, reason: StreamAbortReason) {
+        self.streams_aborted
+            .get_or_create(&StreamAbortLabels { reason })
+            .inc();
+    }
+
+    /// Another handle on the bytes-held gauge, for a [`StreamBudget`](crate::StreamBudget).
+    pub(crate) fn stream_bytes_held_gauge(&self) -> Gauge {
+        self.stream_bytes_held.clone()
+    }
+
     pub(crate) fn record_remote_error(&self, code: RemoteErrorCode) {
         self.remote_errors
             .get_or_create(&RemoteErrorLabels { code })
@@ -320,6 +359,8 @@ impl Default for Metrics {
             parse_errors: Counter::default(),
             stream_errors: Counter::default(),
             streams: Family::default(),
+            streams_aborted: Family::default(),
+            stream_bytes_held: Gauge::default(),
             remote_errors: Family::default(),
             disconnects: Family::default(),
         }
@@ -438,6 +479,28 @@ pub enum InboundRpcOutcome {
     Late,
 }
 
+/// Why an inbound stream ended before its last fragment: the `reason` label of
+/// `peerlane_peer_streams_aborted_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamAbortReason {
+    /// Its last fragment did not come within `stream_reassembly_timeout` of its header; the
+    /// connection was closed ([`DisconnectReason::StreamTimeout`]).
+    Timeout,
+    /// It would have taken the node's unfinished streams over `max_stream_bytes_in_flight`;
+    /// the connection was closed ([`DisconnectReason::StreamBudgetExceeded`]).
+    BudgetExceeded,
+    /// Its header declared, or its fragments added up to, more than the peer's maximum
+    /// message size; the connection was closed ([`DisconnectReason::MessageTooLarge`]).
+    TooLarge,
+    /// A new header arrived before its last fragment and replaced it.
+    Replaced,
+    /// A header that cannot start a stream (no fragments, an `Error` message), or a
+    /// fragment of another stream or out of order, which drops the stream in progress.
+    Invalid,
+    /// The connection ended, for another reason, before its last fragment.
+    ConnectionClosed,
+}
+
 /// The code of an Error message from the remote: the `code` label of
 /// `peerlane_peer_remote_errors_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -503,6 +566,14 @@ label_values! {
         Late => "late",
     }
     RemoteErrorCode { ParsingError => "parsing_error", NotSupported => "not_supported" }
+    StreamAbortReason {
+        Timeout => "timeout",
+        BudgetExceeded => "budget_exceeded",
+        TooLarge => "too_large",
+        Replaced => "replaced",
+        Invalid => "invalid",
+        ConnectionClosed => "connection_closed",
+    }
 }
 
 impl EncodeLabelValue for DisconnectReason {
@@ -566,6 +637,11 @@ struct InboundRpcLabels {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RemoteErrorLabels {
     code: RemoteErrorCode,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StreamAbortLabels {
+    reason: StreamAbortReason,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]

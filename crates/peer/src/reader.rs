@@ -9,6 +9,7 @@
 //! | unknown protocol | reply `Error(NotSupported(..))`, count, go on |
 //! | application queue full, too many inbound RPCs | drop the message, count, go on |
 //! | bad stream piece (reassembly error) | drop that stream, count, go on |
+//! | stream over the remote's maximum size, past its deadline, or over the node's stream budget | disconnect: see `inbound_streams` |
 //! | unknown or expired RPC response id | drop it, count, go on |
 //! | `Error` message from the remote | count and log; `NotSupported` fails our oldest RPC on that protocol |
 //! | length prefix above `max_frame_size` | disconnect: [`DisconnectReason::FrameTooLarge`] |
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 use tracing::{debug, trace};
 use wire::{
     ErrorCode, MultiplexMessage, MultiplexMessageStream, NetworkMessage, NotSupportedType,
-    Reassembler, RpcRequest, StreamLimits,
+    RpcRequest,
 };
 
 use crate::deadline_table::Refused;
@@ -36,6 +37,7 @@ use crate::error::ErrorChain;
 use crate::inbound::{
     HeldBack, InboundEvent, InboundRouter, RouteError, RpcResponder, TryRouteError,
 };
+use crate::inbound_streams::InboundStreams;
 use crate::lifecycle::TaskExit;
 use crate::metrics::{Direction, InboundDropReason, MessageKind, MessageTally, RemoteErrorCode};
 use crate::priority::Priority;
@@ -53,7 +55,7 @@ const READ_BATCH: usize = 64;
 pub(crate) struct Reader<R> {
     shared: Arc<Shared>,
     stream: MultiplexMessageStream<R>,
-    reassembler: Reassembler,
+    streams: InboundStreams,
     router: Arc<dyn InboundRouter>,
     /// Events routed since the last [`InboundRouter::flush`].
     unflushed: usize,
@@ -67,12 +69,12 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         shared: Arc<Shared>,
         reader: R,
         router: Arc<dyn InboundRouter>,
-        limits: StreamLimits,
+        streams: InboundStreams,
         exit: Arc<TaskExit>,
     ) -> Self {
         Self {
-            stream: MultiplexMessageStream::with_max_frame_size(reader, limits.max_frame_size()),
-            reassembler: Reassembler::new(limits),
+            stream: MultiplexMessageStream::with_max_frame_size(reader, streams.max_frame_size()),
+            streams,
             shared,
             router,
             unflushed: 0,
@@ -88,7 +90,16 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
         let mut frames = Vec::with_capacity(READ_BATCH);
+        // Fires at the deadline of the stream in progress, whatever else the remote sends.
+        let stream_timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(stream_timer);
         let reason = 'read: loop {
+            let stream_deadline = self.streams.deadline();
+            if let Some(deadline) = stream_deadline
+                && stream_timer.deadline() != deadline
+            {
+                stream_timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 // Local work first: once the peer is closing we take nothing more from the
                 // remote.
@@ -96,6 +107,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 // Disconnect, shutdown, or the writer failed. `begin_close` below keeps the
                 // reason recorded first.
                 () = &mut cancelled => break DisconnectReason::Shutdown,
+                // Before the frames, so that a busy socket cannot hold it off.
+                () = &mut stream_timer, if stream_deadline.is_some() => {
+                    break DisconnectReason::StreamTimeout;
+                }
                 // Cancel-safe: a partial frame stays in the stream's read buffer, and frames
                 // are only taken when this completes.
                 () = poll_fn(|cx| self.poll_frames(cx, &mut frames)) => {}
@@ -103,7 +118,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             for item in frames.drain(..) {
                 match item {
                     Some(Ok(message)) => {
-                        if let Some(blocked) = self.handle_frame(message) {
+                        let blocked = match self.handle_frame(message) {
+                            Ok(blocked) => blocked,
+                            Err(reason) => break 'read reason,
+                        };
+                        if let Some(blocked) = blocked {
                             // Back-pressure: read nothing more until the application has room
                             // (after waking it, so that it makes some).
                             self.unflushed = 0;
@@ -129,6 +148,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         self.shared
             .metrics
             .record_tally(Direction::Received, &mut self.tally);
+        self.streams.finish(reason);
         self.shared.begin_close(reason);
     }
 
@@ -165,24 +185,17 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     /// Handles one frame; returns the event the application's queue asked us to hold back
-    /// (back-pressure), if any.
-    fn handle_frame(&mut self, frame: MultiplexMessage) -> Option<HeldBack> {
+    /// (back-pressure), if any, or why the connection must close.
+    fn handle_frame(
+        &mut self,
+        frame: MultiplexMessage,
+    ) -> Result<Option<HeldBack>, DisconnectReason> {
         match frame {
-            MultiplexMessage::Message(message) => self.dispatch(message),
-            MultiplexMessage::Stream(piece) => {
-                match self.reassembler.handle_stream_message(piece) {
-                    Ok(Some(message)) => {
-                        self.shared.metrics.record_stream(Direction::Received);
-                        self.dispatch(message)
-                    }
-                    Ok(None) => None,
-                    Err(err) => {
-                        self.shared.metrics.record_stream_error();
-                        debug!(error = %ErrorChain(&err), "stream message refused");
-                        None
-                    }
-                }
-            }
+            MultiplexMessage::Message(message) => Ok(self.dispatch(message)),
+            MultiplexMessage::Stream(piece) => Ok(self
+                .streams
+                .handle(piece, Instant::now())?
+                .and_then(|message| self.dispatch(message))),
         }
     }
 

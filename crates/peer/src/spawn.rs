@@ -19,14 +19,21 @@ use crate::connection::Connection;
 use crate::error::ErrorChain;
 use crate::handle::PeerHandle;
 use crate::inbound::InboundRouter;
+use crate::inbound_streams::InboundStreams;
 use crate::lifecycle::TaskExit;
 use crate::metrics::Metrics;
 use crate::reader::Reader;
 use crate::shared::Shared;
+use crate::stream_budget::StreamBudget;
 use crate::writer::Writer;
 
 /// Starts the reader and writer tasks of `connection` on `tracker`, and returns the handle
 /// that drives them.
+///
+/// Inbound streams are held to the remote's maximum message size for its role
+/// ([`Config::max_inbound_message_size`]) and to `config.stream_reassembly_timeout`, and their
+/// bytes are taken from `stream_budget`, shared by all the connections it should bound
+/// together (the facade gives one to every connection of a network).
 ///
 /// The tasks run inside a span carrying `peer`, `conn_id` and `origin`. They end when the
 /// handle disconnects (or the last handle is dropped), `shutdown` is cancelled, the remote
@@ -44,6 +51,7 @@ pub fn spawn<S>(
     connection: Connection<S>,
     router: Arc<dyn InboundRouter>,
     metrics: Metrics,
+    stream_budget: Arc<StreamBudget>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> PeerHandle
@@ -55,6 +63,11 @@ where
     }
     // `validate` checked the stream limits just above.
     let limits = config.stream_limits().unwrap_or_default();
+    // Valid too: `validate` checked that the untrusted maximum is at least a frame.
+    let inbound_limits = config
+        .inbound_stream_limits(connection.metadata.role)
+        .unwrap_or(limits);
+    let reassembly_timeout = config.stream_reassembly_timeout;
     let Connection { metadata, socket } = connection;
     let span = tracing::info_span!(
         "peer",
@@ -77,7 +90,13 @@ where
         move || shared.finish()
     });
     let writer = Writer::new(shared.clone(), write_half, limits, exit.clone());
-    let reader = Reader::new(shared.clone(), read_half, router, limits, exit);
+    let streams = InboundStreams::new(
+        inbound_limits,
+        reassembly_timeout,
+        stream_budget,
+        shared.metrics.clone(),
+    );
+    let reader = Reader::new(shared.clone(), read_half, router, streams, exit);
     debug!(parent: &span, "peer started");
     tracker.spawn(writer.run().instrument(span.clone()));
     tracker.spawn(reader.run().instrument(span));

@@ -342,7 +342,12 @@ async fn small_message_overtakes_a_large_one_between_fragments() {
 /// fragments and a 1 KiB message queued after it arrives first.
 #[tokio::test]
 async fn nine_mib_message_is_streamed_at_real_frame_size() {
-    let mut pair = Pair::new(Config::default(), Config::default());
+    // The test peers are strangers to each other, whose default maximum is 8 MiB.
+    let config = Config {
+        max_untrusted_message_size: peer::DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(config.clone(), config);
     let large = pattern(9 * 1024 * 1024);
     pair.a.handle.send_direct(MEMPOOL, large.clone()).unwrap();
     pair.a.handle.send_direct(MEMPOOL, pattern(1024)).unwrap();

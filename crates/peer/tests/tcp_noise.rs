@@ -7,7 +7,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use netcore::{ConnectionOrigin, NetworkAddress, TcpTransport, Transport};
 use noise::NoiseStream;
-use peer::{Config, Connection, ConnectionId, ConnectionMetadata, DisconnectReason, Metrics};
+use std::sync::Arc;
+
+use peer::{
+    Config, Connection, ConnectionId, ConnectionMetadata, DisconnectReason, Metrics, StreamBudget,
+};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,7 +58,8 @@ async fn tcp_noise_connections() -> (
         origin,
         messaging_protocol: version,
         application_protocols: protocols,
-        role: noise::PeerRole::Unknown,
+        // Trusted: the 9 MiB message below is over the 8 MiB allowed to strangers.
+        role: noise::PeerRole::Validator,
     };
     let dialer_meta = metadata(
         dialer.remote_peer_id(),
@@ -92,11 +97,17 @@ async fn peers_talk_over_tcp_and_noise() {
     let shutdown = CancellationToken::new();
     let (router_a, mut events_a) = router(1024);
     let (router_b, mut events_b) = router(1024);
+    let metrics = Metrics::default();
+    let budget = Arc::new(StreamBudget::new(
+        peer::DEFAULT_MAX_STREAM_BYTES_IN_FLIGHT,
+        &metrics,
+    ));
     let a = peer::spawn(
         Config::default(),
         dialer_conn,
         router_a,
-        Metrics::default(),
+        metrics.clone(),
+        budget.clone(),
         &tracker,
         shutdown.clone(),
     );
@@ -104,7 +115,8 @@ async fn peers_talk_over_tcp_and_noise() {
         Config::default(),
         listener_conn,
         router_b,
-        Metrics::default(),
+        metrics,
+        budget,
         &tracker,
         shutdown.clone(),
     );

@@ -337,6 +337,10 @@ impl NetworkBuilder {
             peers: peers.clone(),
             router,
             peer_metrics: peer_metrics.clone(),
+            stream_budget: Arc::new(peer::StreamBudget::new(
+                config.max_stream_bytes_in_flight,
+                &peer_metrics,
+            )),
             metrics: metrics.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),

@@ -90,6 +90,11 @@ pub struct NetworkConfig {
     /// Per-connection settings: lanes, RPC limits, message sizes, with AptosNet's defaults
     /// (see [`peer::Config`]; its timeouts are `_ms` fields in config files).
     pub peer: peer::Config,
+    /// Payload bytes all connections of this network may hold in unfinished inbound streams
+    /// together; a stream piece that would take them over closes its connection
+    /// (`stream_budget_exceeded`). At least `peer.max_message_size`. Default
+    /// [`peer::DEFAULT_MAX_STREAM_BYTES_IN_FLIGHT`] (256 MiB).
+    pub max_stream_bytes_in_flight: usize,
     /// The default inbound queue of an application: capacity per (peer, protocol) 1024, drop
     /// newest. [`NetworkBuilder::add_application`](crate::NetworkBuilder::add_application)
     /// takes a queue config of its own; this is the usual value to pass.
@@ -188,6 +193,7 @@ impl Default for NetworkConfig {
             auth_mode: None,
             seeds: BTreeMap::new(),
             peer: peer::Config::default(),
+            max_stream_bytes_in_flight: peer::DEFAULT_MAX_STREAM_BYTES_IN_FLIGHT,
             inbound_queue: QueueConfig::default(),
             max_inbound_connections: MAX_INBOUND_CONNECTIONS,
             max_pending_inbound_upgrades: NonZeroUsize::new(MAX_PENDING_INBOUND_UPGRADES)
@@ -324,6 +330,13 @@ impl NetworkConfig {
                 reason: "the peer config breaks a rule",
                 source: Some(Box::new(source)),
             })?;
+        if self.max_stream_bytes_in_flight < self.peer.max_message_size {
+            return Err(Error::InvalidConfig {
+                field: "max_stream_bytes_in_flight",
+                reason: "must hold at least one message of peer.max_message_size",
+                source: None,
+            });
+        }
         Ok(())
     }
 }
@@ -642,6 +655,15 @@ mod tests {
         );
         assert!(std::error::Error::source(&err).is_some());
         config.peer = peer::Config::default();
+        config.max_stream_bytes_in_flight = config.peer.max_message_size - 1;
+        assert!(matches!(
+            config.validate(),
+            Err(Error::InvalidConfig {
+                field: "max_stream_bytes_in_flight",
+                ..
+            })
+        ));
+        config.max_stream_bytes_in_flight = peer::DEFAULT_MAX_STREAM_BYTES_IN_FLIGHT;
         config.health_check.failures_before_disconnect = 0;
         assert!(matches!(
             config.validate(),

@@ -140,6 +140,8 @@ pub(crate) struct Parts {
     pub(crate) peers: PeersAndMetadata,
     pub(crate) router: Arc<dyn InboundRouter>,
     pub(crate) peer_metrics: peer::Metrics,
+    /// Bytes of unfinished inbound streams, shared by every peer of the network.
+    pub(crate) stream_budget: Arc<peer::StreamBudget>,
     pub(crate) metrics: Metrics,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -594,6 +596,7 @@ impl PeerManager {
             connection,
             self.parts.router.clone(),
             self.parts.peer_metrics.clone(),
+            self.parts.stream_budget.clone(),
             &self.parts.tracker,
             self.parts.shutdown.child_token(),
         );

@@ -164,7 +164,11 @@ impl FusedIterator for OutboundStream {}
 ///
 /// Memory: we keep the fragments received (sharing their frames' buffers) and copy them into
 /// one payload only when the last arrives, so we never allocate for what a header merely
-/// announces; at most `max_message_size` of payload is held.
+/// announces; at most `max_message_size` of payload is held. Give each connection limits
+/// matching what its peer may send (a smaller `max_message_size` for strangers). Time is the
+/// caller's: this type has no clock, so the caller bounds how long a stream may stay
+/// unfinished, and how many bytes all its reassemblers hold together, by watching
+/// [`Reassembler::buffered_len`] and calling [`Reassembler::abort`].
 #[derive(Debug)]
 pub struct Reassembler {
     limits: StreamLimits,
@@ -250,6 +254,12 @@ impl Reassembler {
             StreamMessage::Header(header) => self.handle_header(header).map(|()| None),
             StreamMessage::Fragment(fragment) => self.handle_fragment(fragment),
         }
+    }
+
+    /// Drops the stream in progress, if any, and returns its id: for a caller whose deadline
+    /// for it passed, or that will not hold its bytes.
+    pub fn abort(&mut self) -> Option<u32> {
+        self.stream.take().map(|s| s.request_id)
     }
 
     /// The id of the stream in progress, if any.
@@ -399,5 +409,30 @@ mod tests {
         }
         assert_eq!(done, Some(direct_send(2000)));
         assert_eq!(reassembler.stream_in_progress(), None);
+    }
+
+    /// Aborting drops the stream and what it held; its next fragment finds no stream, and a
+    /// new header starts afresh.
+    #[test]
+    fn abort_drops_the_stream_in_progress() {
+        let limits = StreamLimits::new(1024, 16 * 1024).unwrap();
+        let mut reassembler = Reassembler::new(limits);
+        let mut out = OutboundStream::new(direct_send(3000), 5, limits).unwrap();
+        for _ in 0..2 {
+            let Some(MultiplexMessage::Stream(piece)) = out.next_frame() else {
+                panic!("streams yield stream messages");
+            };
+            assert_eq!(reassembler.handle_stream_message(piece).unwrap(), None);
+        }
+        assert!(reassembler.buffered_len() > 0);
+        assert_eq!(reassembler.abort(), Some(5));
+        assert_eq!((reassembler.abort(), reassembler.buffered_len()), (None, 0));
+        let Some(MultiplexMessage::Stream(piece)) = out.next_frame() else {
+            panic!("streams yield stream messages");
+        };
+        assert!(matches!(
+            reassembler.handle_stream_message(piece),
+            Err(Error::FragmentWithoutHeader { .. })
+        ));
     }
 }

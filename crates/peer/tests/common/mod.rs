@@ -15,7 +15,7 @@ use netcore::{ConnectionOrigin, MemorySocket, NetworkAddress, PeerId};
 use noise::{HandshakeAuthMode, NoiseStream, NoiseUpgrader, PeerRole, PublicKey};
 use peer::{
     Config, Connection, ConnectionId, ConnectionMetadata, InboundEvent, InboundRouter, Metrics,
-    PeerHandle, RouteError,
+    PeerHandle, RouteError, StreamBudget,
 };
 use test_support::{key_from_byte, within_for};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
@@ -106,6 +106,27 @@ pub struct Node {
     pub events: mpsc::Receiver<InboundEvent>,
     /// Its counters.
     pub metrics: Metrics,
+    /// The budget its inbound streams take from.
+    pub budget: Arc<StreamBudget>,
+}
+
+/// How a test peer is set up beyond its config.
+pub struct Setup {
+    /// The remote's role in the connection metadata.
+    pub role: PeerRole,
+    /// The stream budget to share, with the counters its gauge is in; `None` gives the peer
+    /// a default budget of its own.
+    pub budget: Option<(Arc<StreamBudget>, Metrics)>,
+}
+
+impl Default for Setup {
+    /// A remote outside the trusted set, and a budget of the peer's own.
+    fn default() -> Self {
+        Self {
+            role: PeerRole::Unknown,
+            budget: None,
+        }
+    }
 }
 
 impl Node {
@@ -121,17 +142,45 @@ impl Node {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let (router, events) = router_for(1024, supported);
-        let metrics = Metrics::default();
-        let connection = Connection {
-            metadata: metadata(remote, 1, ConnectionOrigin::Outbound),
+        Self::spawn_with(
+            config,
+            remote,
+            Setup::default(),
             socket,
-        };
+            supported,
+            tracker,
+            shutdown,
+        )
+    }
+
+    /// [`Node::spawn`] with a remote role and a stream budget of the test's choosing.
+    pub fn spawn_with<S>(
+        config: Config,
+        remote: PeerId,
+        setup: Setup,
+        socket: S,
+        supported: Option<Vec<ProtocolId>>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (router, events) = router_for(1024, supported);
+        let (budget, metrics) = setup.budget.unwrap_or_else(|| {
+            let metrics = Metrics::default();
+            let budget = StreamBudget::new(peer::DEFAULT_MAX_STREAM_BYTES_IN_FLIGHT, &metrics);
+            (Arc::new(budget), metrics)
+        });
+        let mut metadata = metadata(remote, 1, ConnectionOrigin::Outbound);
+        metadata.role = setup.role;
+        let connection = Connection { metadata, socket };
         let handle = peer::spawn(
             config,
             connection,
             router,
             metrics.clone(),
+            budget.clone(),
             tracker,
             shutdown.clone(),
         );
@@ -139,6 +188,7 @@ impl Node {
             handle,
             events,
             metrics,
+            budget,
         }
     }
 
@@ -265,6 +315,12 @@ impl Raw {
         Self::over(config, ours, theirs, supported)
     }
 
+    /// A peer with `config` and `setup`, serving every protocol.
+    pub fn with(config: Config, setup: Setup) -> Self {
+        let (ours, theirs) = MemorySocket::new_pair();
+        Self::over_with(config, setup, ours, theirs, None)
+    }
+
     /// A peer on `socket`, with `remote_socket` as the raw far end.
     pub fn over<S>(
         config: Config,
@@ -275,10 +331,24 @@ impl Raw {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        Self::over_with(config, Setup::default(), socket, remote_socket, supported)
+    }
+
+    /// [`Raw::over`] with a remote role and a stream budget of the test's choosing.
+    pub fn over_with<S>(
+        config: Config,
+        setup: Setup,
+        socket: S,
+        remote_socket: MemorySocket,
+        supported: Option<Vec<ProtocolId>>,
+    ) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let max_frame_size = config.max_frame_size;
-        let node = Node::spawn(config, B, socket, supported, &tracker, &shutdown);
+        let node = Node::spawn_with(config, B, setup, socket, supported, &tracker, &shutdown);
         let (read_half, write_half) = tokio::io::split(remote_socket);
         let remote = RawRemote {
             stream: MultiplexMessageStream::with_max_frame_size(read_half, max_frame_size),
