@@ -9,8 +9,10 @@ pub struct Config {
     /// Most blocks in one response served, and asked for in one request. Default 100.
     pub max_blocks_per_response: usize,
     /// Most bytes of blocks ([`Block::wire_size`](crate::Block::wire_size)) in one response
-    /// served; a single larger block still goes out alone. Default 8 MiB: responses of several
-    /// MiB are streamed by the stack in frames.
+    /// served; a single larger block still goes out alone. Default 6 MiB: responses of several
+    /// MiB are streamed by the stack in frames, and stay under the 8 MiB a node accepts from
+    /// a peer it does not trust (`peer::Config::max_untrusted_message_size`), envelope
+    /// included.
     pub max_response_bytes: usize,
     /// How long a block request may take before another peer is asked. Default 10 s.
     pub rpc_timeout: Duration,
@@ -25,7 +27,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_blocks_per_response: 100,
-            max_response_bytes: 8 * 1024 * 1024,
+            max_response_bytes: 6 * 1024 * 1024,
             rpc_timeout: Duration::from_secs(10),
             retry_after: Duration::from_secs(5),
             tick_interval: Duration::from_millis(200),

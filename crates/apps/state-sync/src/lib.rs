@@ -18,7 +18,7 @@
 //!    next height and names the last block as its parent.
 //! 2. A [`StateSync`] actor, registered on the network with [`DIRECT_SEND_PROTOCOLS`] and
 //!    [`RPC_PROTOCOLS`], answers `GetBlocks` RPCs from the store. A response holds at most
-//!    [`Config::max_blocks_per_response`] blocks and [`Config::max_response_bytes`] (8 MiB by
+//!    [`Config::max_blocks_per_response`] blocks and [`Config::max_response_bytes`] (6 MiB by
 //!    default: the stack streams such responses in frames).
 //! 3. Whenever the store grows, and to each newly connected peer, it sends
 //!    `Announce { height, block_id }`.

@@ -125,7 +125,7 @@ fn as_peer(network: &Network) -> PeerNetworkId {
 }
 
 /// An empty node catches up from a node with 50 blocks of 200 KiB in responses of up to
-/// 8 MiB (above the stack's 4 MiB frames, so streamed), then follows 5 blocks its peer's
+/// 6 MiB (above the stack's 4 MiB frames, so streamed), then follows 5 blocks its peer's
 /// consensus commits afterwards, from their announcements.
 #[tokio::test(start_paused = true)]
 async fn an_empty_node_catches_up_then_follows_new_commits() {
@@ -258,7 +258,7 @@ async fn a_silent_peer_is_retried_on_another_after_the_timeout() {
     silent.shutdown().await;
 }
 
-/// A response holds at most `max_response_bytes` of blocks (here about 8 MiB of 200 KiB
+/// A response holds at most `max_response_bytes` of blocks (here about 6 MiB of 200 KiB
 /// blocks, more than one 4 MiB frame, so the stack streams it) and at most
 /// `max_blocks_per_response` blocks.
 #[tokio::test(start_paused = true)]
@@ -289,7 +289,7 @@ async fn responses_are_bounded_by_bytes_and_by_block_count() {
     };
     let bytes: usize = got.iter().map(Block::wire_size).sum();
     assert!(
-        bytes <= 8 * 1024 * 1024 && bytes > 4 * 1024 * 1024,
+        bytes <= 6 * 1024 * 1024 && bytes > 4 * 1024 * 1024,
         "{bytes} bytes"
     );
     assert_eq!(got, blocks[..got.len()]);
