@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use connectivity_manager::{Action, ConnectionEvent as ConnectivityEvent, ConnectivityHandle};
+use connectivity_manager::{Action, ConnectivityHandle, PeerEvent};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -183,16 +183,16 @@ pub(crate) struct PeerManager {
 #[derive(Debug, Default)]
 struct PendingEvents {
     order: VecDeque<PeerId>,
-    latest: HashMap<PeerId, ConnectivityEvent>,
+    latest: HashMap<PeerId, PeerEvent>,
 }
 
 impl PendingEvents {
     /// Queues `event`, replacing a waiting event for the same peer.
-    fn push(&mut self, event: ConnectivityEvent) {
+    fn push(&mut self, event: PeerEvent) {
         let peer_id = match &event {
-            ConnectivityEvent::Connected { peer_id, .. }
-            | ConnectivityEvent::Disconnected { peer_id }
-            | ConnectivityEvent::DialResult { peer_id, .. } => *peer_id,
+            PeerEvent::Connected { peer_id, .. }
+            | PeerEvent::Disconnected { peer_id }
+            | PeerEvent::DialResult { peer_id, .. } => *peer_id,
         };
         if self.latest.insert(peer_id, event).is_none() {
             self.order.push_back(peer_id);
@@ -200,7 +200,7 @@ impl PendingEvents {
     }
 
     /// The event whose turn it is.
-    fn front(&self) -> Option<ConnectivityEvent> {
+    fn front(&self) -> Option<PeerEvent> {
         self.order
             .front()
             .and_then(|peer_id| self.latest.get(peer_id))
@@ -428,7 +428,7 @@ impl PeerManager {
             if managed && !current.reported && self.parts.connectivity.is_some() {
                 // The application's own connection: from now on the manager looks after it.
                 current.reported = true;
-                self.connectivity_events.push(ConnectivityEvent::Connected {
+                self.connectivity_events.push(PeerEvent::Connected {
                     peer_id,
                     origin: current.metadata.origin,
                 });
@@ -581,7 +581,7 @@ impl PeerManager {
                         // The application's connection replaces one the manager knew: as far
                         // as the manager is concerned, the peer is gone.
                         self.connectivity_events
-                            .push(ConnectivityEvent::Disconnected { peer_id });
+                            .push(PeerEvent::Disconnected { peer_id });
                     }
                 }
             }
@@ -622,7 +622,7 @@ impl PeerManager {
         if reported {
             // Also on a replacement: the origin may have changed.
             self.connectivity_events
-                .push(ConnectivityEvent::Connected { peer_id, origin });
+                .push(PeerEvent::Connected { peer_id, origin });
         }
         self.connections.insert(
             peer_id,
@@ -660,7 +660,7 @@ impl PeerManager {
             tracing::info!(%peer, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
             if reported && self.parts.connectivity.is_some() {
                 self.connectivity_events
-                    .push(ConnectivityEvent::Disconnected { peer_id });
+                    .push(PeerEvent::Disconnected { peer_id });
             }
         } else {
             // A replaced connection: the peer is still connected over its successor.
@@ -703,10 +703,7 @@ impl PeerManager {
 
 /// Sends `event` to the connectivity manager; `false` once it has stopped. Cancel-safe: if
 /// dropped before it completes, the event was not queued.
-async fn send_event(
-    connectivity: Option<&ConnectivityHandle>,
-    event: Option<ConnectivityEvent>,
-) -> bool {
+async fn send_event(connectivity: Option<&ConnectivityHandle>, event: Option<PeerEvent>) -> bool {
     match (connectivity, event) {
         (Some(connectivity), Some(event)) => connectivity.send(event).await.is_ok(),
         _ => false,
@@ -715,7 +712,7 @@ async fn send_event(
 
 /// Carries out the connectivity manager's actions until shutdown (or until the manager
 /// stops): a dial goes through the peer manager's dial path in a task of its own, which
-/// reports its result as a [`ConnectivityEvent::DialResult`]; a cancel aborts that task (so
+/// reports its result as a [`PeerEvent::DialResult`]; a cancel aborts that task (so
 /// no result is reported; the policy has already forgotten the dial, and a connection the
 /// dial still makes is reported as usual); a disconnect closes the peer's connection, logged
 /// with the action's reason.
@@ -751,7 +748,7 @@ pub(crate) async fn drive_connectivity(
                     };
                     // Fails only when the manager has stopped.
                     let _ = connectivity
-                        .send(ConnectivityEvent::DialResult { peer_id, result })
+                        .send(PeerEvent::DialResult { peer_id, result })
                         .await;
                 });
                 if let Some(previous) = dials.insert(peer_id, task.abort_handle()) {
@@ -831,22 +828,22 @@ mod tests {
         let (a, b) = (PeerId::new([1; 32]), PeerId::new([2; 32]));
         let mut pending = PendingEvents::default();
         for _ in 0..1000 {
-            pending.push(ConnectivityEvent::Connected {
+            pending.push(PeerEvent::Connected {
                 peer_id: a,
                 origin: ConnectionOrigin::Outbound,
             });
-            pending.push(ConnectivityEvent::Disconnected { peer_id: a });
+            pending.push(PeerEvent::Disconnected { peer_id: a });
         }
-        pending.push(ConnectivityEvent::Disconnected { peer_id: b });
+        pending.push(PeerEvent::Disconnected { peer_id: b });
         assert_eq!(pending.order.len(), 2);
         assert_eq!(
             pending.front(),
-            Some(ConnectivityEvent::Disconnected { peer_id: a })
+            Some(PeerEvent::Disconnected { peer_id: a })
         );
         pending.pop_front();
         assert_eq!(
             pending.front(),
-            Some(ConnectivityEvent::Disconnected { peer_id: b })
+            Some(PeerEvent::Disconnected { peer_id: b })
         );
         pending.pop_front();
         assert_eq!(pending.front(), None);
