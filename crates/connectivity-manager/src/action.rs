@@ -14,8 +14,8 @@ use netcore::{NetworkAddress, PeerId};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Dial `peer_id` at `addr` (the full address, `/noise-ik/..` suffix included). The
-    /// facade reports how it ended (see the [`Policy`]'s calling protocol), unless it is
-    /// cancelled first.
+    /// facade reports how it ended (see the [`Policy`](crate::Policy)'s calling protocol),
+    /// unless it is cancelled first.
     Dial {
         /// Who to dial.
         peer_id: PeerId,
