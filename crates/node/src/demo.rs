@@ -19,9 +19,7 @@ use consensus::{CommittedBlock, Consensus, ConsensusConfig, ConsensusHandle, Con
 use mempool::{Mempool, MempoolConfig, MempoolHandle, MempoolMsg, Transaction, TxnId};
 use netcore::{NetworkAddress, PeerId};
 use noise::PeerRole;
-use peerlane::{
-    DiscoveredPeer, Identity, Network, NetworkBuilder, NetworkConfig, SeedPeer, TransportKind,
-};
+use peerlane::{DiscoveredPeer, Identity, Network, NetworkBuilder, NetworkConfig, TransportKind};
 use prometheus_client::registry::Registry;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -369,7 +367,12 @@ fn start_full_node(
         .connectivity_check_interval(Duration::from_millis(500));
     config.seeds = seeds
         .iter()
-        .map(|(peer_id, addr)| (*peer_id, SeedPeer::new(PeerRole::Upstream, [addr.clone()])))
+        .map(|(peer_id, addr)| {
+            (
+                *peer_id,
+                DiscoveredPeer::new(PeerRole::Upstream, [addr.clone()], []),
+            )
+        })
         .collect();
     let mut builder = NetworkBuilder::new(
         config,

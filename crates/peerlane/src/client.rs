@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wire::{NetworkId, ProtocolId, ProtocolIdSet};
 
-use crate::error::{Error, MessageKind};
+use crate::error::{Error, ProtocolKind};
 use crate::peer_manager::PeerManagerHandle;
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 
@@ -104,7 +104,7 @@ where
         self.with_connection(network, peer, |protocols, handle| {
             let protocol = choose(
                 peer,
-                MessageKind::DirectSend,
+                ProtocolKind::DirectSend,
                 &network.direct_send,
                 protocols,
             )?;
@@ -128,7 +128,7 @@ where
         let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
             let protocol = choose(
                 peer,
-                MessageKind::DirectSend,
+                ProtocolKind::DirectSend,
                 &network.direct_send,
                 protocols,
             )?;
@@ -197,7 +197,7 @@ where
     ) -> Result<M, Error> {
         let network = self.network(peer.network_id)?;
         let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
-            let protocol = choose(peer, MessageKind::Rpc, &network.rpc, protocols)?;
+            let protocol = choose(peer, ProtocolKind::Rpc, &network.rpc, protocols)?;
             Ok((protocol, handle.clone()))
         })?;
         let bytes = encode(protocol, &request)?;
@@ -241,7 +241,7 @@ where
         let (protocols, _) = network.connection(peer)?;
         choose(
             peer,
-            MessageKind::DirectSend,
+            ProtocolKind::DirectSend,
             &network.direct_send,
             protocols,
         )
@@ -252,7 +252,7 @@ where
     pub fn rpc_protocol(&self, peer: PeerNetworkId) -> Result<ProtocolId, Error> {
         let network = self.network(peer.network_id)?;
         let (protocols, _) = network.connection(peer)?;
-        choose(peer, MessageKind::Rpc, &network.rpc, protocols)
+        choose(peer, ProtocolKind::Rpc, &network.rpc, protocols)
     }
 
     /// The networks this client serves.
@@ -272,7 +272,7 @@ where
         let (protocols, handle) = network.connection(peer)?;
         let protocol = choose(
             peer,
-            MessageKind::DirectSend,
+            ProtocolKind::DirectSend,
             &network.direct_send,
             protocols,
         )?;
@@ -347,7 +347,7 @@ impl ClientNetwork {
 /// The first protocol of `preferences` in `negotiated`.
 fn choose(
     peer: PeerNetworkId,
-    kind: MessageKind,
+    kind: ProtocolKind,
     preferences: &[ProtocolId],
     negotiated: ProtocolIdSet,
 ) -> Result<ProtocolId, Error> {
@@ -430,8 +430,8 @@ mod tests {
     /// stops reading, a's sender ends up waiting, and b going away ends the wait with an error.
     #[tokio::test(start_paused = true)]
     async fn waiting_send_keeps_pace_and_ends_when_the_peer_goes_away() {
-        let backpressure =
-            QueueConfig::backpressure(NonZeroUsize::new(4).unwrap()).with_max_wait_ms(600_000);
+        let backpressure = QueueConfig::backpressure(NonZeroUsize::new(4).unwrap())
+            .with_max_wait(Duration::from_secs(600));
         let (b, _, mut b_events, _) = memory_node(2, 1024, backpressure);
         let (a, a_client, _, a_registry) = memory_node(1, 8, QueueConfig::default());
         tokio::time::timeout(WAIT, a.dial(b.peer_id(), b.listen_address().clone()))
@@ -509,12 +509,18 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(
-            choose(peer, MessageKind::Rpc, &preferences, negotiated).unwrap(),
+            choose(peer, ProtocolKind::Rpc, &preferences, negotiated).unwrap(),
             ProtocolId::CONSENSUS_RPC_BCS
         );
-        let err = choose(peer, MessageKind::Rpc, &preferences, ProtocolIdSet::empty()).unwrap_err();
+        let err = choose(
+            peer,
+            ProtocolKind::Rpc,
+            &preferences,
+            ProtocolIdSet::empty(),
+        )
+        .unwrap_err();
         assert!(
-            matches!(&err, Error::NoCommonProtocol { kind: MessageKind::Rpc, preferences: p, .. } if p.len() == 3),
+            matches!(&err, Error::NoCommonProtocol { kind: ProtocolKind::Rpc, preferences: p, .. } if p.len() == 3),
             "{err:?}"
         );
     }

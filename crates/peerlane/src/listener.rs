@@ -47,15 +47,6 @@ pub(crate) struct Listener {
     shutdown: CancellationToken,
 }
 
-/// Why [`Listener::run`] returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Exit {
-    /// The network's shutdown token was cancelled.
-    Shutdown,
-    /// The transport's listener ended (it does not, for TCP or memory, while it is held).
-    ListenerEnded,
-}
-
 impl Listener {
     pub(crate) fn new(
         incoming: Incoming,
@@ -76,17 +67,18 @@ impl Listener {
         }
     }
 
-    /// Accepts until shutdown.
-    pub(crate) async fn run(mut self) -> Exit {
+    /// Accepts until shutdown, or until the transport's listener ends (it does not, for TCP
+    /// or memory, while it is held).
+    pub(crate) async fn run(mut self) {
         let shutdown = self.shutdown.clone();
         loop {
             let accepted = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Exit::Shutdown,
+                () = shutdown.cancelled() => return,
                 accepted = self.incoming.next() => accepted,
             };
             let (upgrade, remote_addr) = match accepted {
-                None => return Exit::ListenerEnded,
+                None => return,
                 Some(Ok(accepted)) => accepted,
                 Some(Err(err)) => {
                     // One failed accept (e.g. too many open files); the listener goes on.

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use wire::NetworkId;
 
 use crate::error::Error;
-use crate::metrics::{ConnectionEvent, Metrics, RefusalReason};
+use crate::metrics::{ConnectionChange, Metrics, RefusalReason};
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::transport::{AptosNetTransport, NetworkConnection};
 
@@ -121,13 +121,6 @@ pub(crate) struct NewConnection {
     pub(crate) reply_tx: Option<oneshot::Sender<Result<(), Error>>>,
     /// Dialed for the connectivity manager.
     pub(crate) managed: bool,
-}
-
-/// Why [`PeerManager::run`] returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Exit {
-    /// The network's shutdown token was cancelled; every peer has closed since.
-    Shutdown,
 }
 
 /// Everything the peer manager needs from the builder.
@@ -340,7 +333,7 @@ impl PeerManager {
 
     /// Runs until the network's shutdown token is cancelled, then waits for every peer to
     /// close (each flushes under its own `writer_close_timeout`) and announces them lost.
-    pub(crate) async fn run(mut self) -> Exit {
+    pub(crate) async fn run(mut self) {
         let shutdown = self.parts.shutdown.clone();
         loop {
             let next_event = self.connectivity_events.front();
@@ -384,7 +377,6 @@ impl PeerManager {
         }
         // Requests and connections that raced the shutdown are answered by dropping them.
         tracing::debug!(network = %self.parts.network_id, "peer manager stopped");
-        Exit::Shutdown
     }
 
     fn handle_request(&mut self, request: Request) {
@@ -556,7 +548,7 @@ impl PeerManager {
             );
             self.parts
                 .metrics
-                .record_connection_event(ConnectionEvent::Replaced);
+                .record_connection_event(ConnectionChange::Replaced);
             tracing::debug!(
                 %peer,
                 existing_conn = %existing.metadata.connection_id,
@@ -600,7 +592,7 @@ impl PeerManager {
         self.parts.metrics.connection_opened(metadata.origin);
         self.parts
             .metrics
-            .record_connection_event(ConnectionEvent::New);
+            .record_connection_event(ConnectionChange::New);
         let watched = handle.clone();
         let (connection_id, origin) = (metadata.connection_id, metadata.origin);
         self.closed.push(Box::pin(async move {
@@ -656,7 +648,7 @@ impl PeerManager {
             self.parts.peers.remove(peer, connection_id, reason);
             self.parts
                 .metrics
-                .record_connection_event(ConnectionEvent::Lost);
+                .record_connection_event(ConnectionChange::Lost);
             tracing::info!(%peer, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
             if reported && self.parts.connectivity.is_some() {
                 self.connectivity_events
