@@ -1,26 +1,10 @@
-//! [`PeerManager`]: one actor per network that owns the set of live connections.
-//!
-//! ```text
-//! listener ── set-up connections ──┐
-//! dial tasks ── set-up connections ┤
-//!                                  ▼
-//! PeerManagerHandle ── requests ─► PeerManager ── Peer::spawn ──► peer tasks
-//!   (dial, disconnect)             │  │                             │
-//!                                  │  └─ PeersAndMetadata ─► NewPeer / LostPeer
-//!                                  └──────── closed(reason) ◄───────┘
-//! ```
-//!
-//! The peer manager is the only writer of its network's entries in [`PeersAndMetadata`]. For
-//! every connection that finished set-up it decides whether to keep it (the ban list, the
-//! inbound limit, simultaneous dials: [`resolve_simultaneous_dial`]), spawns a [`Peer`] for it with the
-//! network's router, registers it and announces `NewPeer`. When a peer's tasks end it
-//! announces `LostPeer`, unless that connection had been replaced already.
+//! [`PeerManager`]: the actor that owns a network's live connections (see the module docs of
+//! `peer_manager`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use connectivity_manager::{Action, ConnectivityHandle, PeerEvent};
-
+use connectivity_manager::{ConnectivityHandle, PeerEvent};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -28,100 +12,18 @@ use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::PeerRole;
 use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, Peer, PeerHandle};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::NetworkId;
 
 use crate::error::Error;
 use crate::metrics::{ConnectionChange, Metrics, RefusalReason};
+use crate::peer_manager::ban_list::BanList;
+use crate::peer_manager::handle::{Channels, NewConnection, Request};
+use crate::peer_manager::pending_events::PendingEvents;
+use crate::peer_manager::simultaneous_dial::{Keep, resolve_simultaneous_dial};
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
-use crate::transport::{AptosNetTransport, NetworkConnection};
-
-/// Requests a [`PeerManagerHandle`] can queue: how many may wait for the actor. Senders wait
-/// (asynchronously) when it is full.
-pub(crate) const REQUEST_CAPACITY: usize = 64;
-
-/// Connections that finished set-up and wait for the actor (from the listener and from dials).
-/// Their tasks wait when it is full, which also holds up the listener's accepting.
-pub(crate) const NEW_CONNECTION_CAPACITY: usize = 64;
-
-/// The banned peers of a network, shared by its [`Network`](crate::Network) handle (which
-/// changes it) and its peer manager (which refuses their connections and dials).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct BanList(Arc<RwLock<HashSet<PeerId>>>);
-
-impl BanList {
-    /// Bans `peer_id`; whether it was not banned yet.
-    pub(crate) fn insert(&self, peer_id: PeerId) -> bool {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(peer_id)
-    }
-
-    /// Lifts the ban on `peer_id`; whether it was banned.
-    pub(crate) fn remove(&self, peer_id: PeerId) -> bool {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&peer_id)
-    }
-
-    /// Whether `peer_id` is banned.
-    pub(crate) fn contains(&self, peer_id: PeerId) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&peer_id)
-    }
-
-    /// The banned peers, sorted.
-    pub(crate) fn to_vec(&self) -> Vec<PeerId> {
-        let mut peers: Vec<PeerId> = self
-            .0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .copied()
-            .collect();
-        peers.sort();
-        peers
-    }
-}
-
-/// A cloneable handle on a [`PeerManager`]: dial and disconnect.
-#[derive(Clone, Debug)]
-pub(crate) struct PeerManagerHandle {
-    requests_tx: mpsc::Sender<Request>,
-}
-
-/// What a [`PeerManagerHandle`] asks of the actor.
-#[derive(Debug)]
-pub(crate) enum Request {
-    /// Dial `peer_id` at `addr`; reply once it is connected or the dial failed. `managed`
-    /// when the connectivity manager asked for it.
-    Dial {
-        peer_id: PeerId,
-        addr: NetworkAddress,
-        managed: bool,
-        reply_tx: oneshot::Sender<Result<(), Error>>,
-    },
-    /// Close the connection to `peer_id`, for `reason` (in the log); reply once it is gone.
-    Disconnect {
-        peer_id: PeerId,
-        reason: &'static str,
-        reply_tx: oneshot::Sender<Result<(), Error>>,
-    },
-}
-
-/// A connection that finished set-up, with the dialer's reply when we dialed it.
-pub(crate) struct NewConnection {
-    pub(crate) connection: NetworkConnection,
-    pub(crate) reply_tx: Option<oneshot::Sender<Result<(), Error>>>,
-    /// Dialed for the connectivity manager.
-    pub(crate) managed: bool,
-}
+use crate::transport::AptosNetTransport;
 
 /// Everything the peer manager needs from the builder.
 pub(crate) struct Parts {
@@ -140,13 +42,6 @@ pub(crate) struct Parts {
     pub(crate) connectivity: Option<ConnectivityHandle>,
     /// Peers whose connections are refused and whose dials fail.
     pub(crate) banned: BanList,
-}
-
-/// The actor's inputs, made before the actor so that handles can exist first.
-pub(crate) struct Channels {
-    requests_rx: mpsc::Receiver<Request>,
-    new_connections_tx: mpsc::Sender<NewConnection>,
-    new_connections_rx: mpsc::Receiver<NewConnection>,
 }
 
 /// The actor; see the module docs.
@@ -169,50 +64,6 @@ pub(crate) struct PeerManager {
     connectivity_events: PendingEvents,
 }
 
-/// Connection events waiting for the connectivity manager's queue, at most one per peer: a
-/// newer event for a peer replaces the one still waiting (keeping its place in line), since
-/// the manager only needs each peer's latest state. So the backlog is bounded by the number of
-/// peers, whatever the connection churn while the manager's queue is full.
-#[derive(Debug, Default)]
-struct PendingEvents {
-    order: VecDeque<PeerId>,
-    latest: HashMap<PeerId, PeerEvent>,
-}
-
-impl PendingEvents {
-    /// Queues `event`, replacing a waiting event for the same peer.
-    fn push(&mut self, event: PeerEvent) {
-        let peer_id = match &event {
-            PeerEvent::Connected { peer_id, .. }
-            | PeerEvent::Disconnected { peer_id }
-            | PeerEvent::DialResult { peer_id, .. } => *peer_id,
-        };
-        if self.latest.insert(peer_id, event).is_none() {
-            self.order.push_back(peer_id);
-        }
-    }
-
-    /// The event whose turn it is.
-    fn front(&self) -> Option<PeerEvent> {
-        self.order
-            .front()
-            .and_then(|peer_id| self.latest.get(peer_id))
-            .cloned()
-    }
-
-    /// Removes the event whose turn it was.
-    fn pop_front(&mut self) {
-        if let Some(peer_id) = self.order.pop_front() {
-            self.latest.remove(&peer_id);
-        }
-    }
-
-    fn clear(&mut self) {
-        self.order.clear();
-        self.latest.clear();
-    }
-}
-
 /// A peer's current connection.
 struct Current {
     metadata: ConnectionMetadata,
@@ -227,92 +78,6 @@ struct Closed {
     connection_id: ConnectionId,
     origin: ConnectionOrigin,
     reason: DisconnectReason,
-}
-
-impl PeerManagerHandle {
-    /// Dials `peer_id` at `addr` and waits until the connection is registered, or the dial
-    /// failed.
-    ///
-    /// Cancel-safe in that dropping the future abandons only the wait: the dial goes on, and a
-    /// connection it makes is registered.
-    pub(crate) async fn dial(&self, peer_id: PeerId, addr: NetworkAddress) -> Result<(), Error> {
-        self.dial_inner(peer_id, addr, false).await
-    }
-
-    /// [`dial`](Self::dial) for the connectivity manager: the connection is reported to it
-    /// whoever the peer is, and a connection the manager did not know about yet counts as a
-    /// successful dial.
-    pub(crate) async fn dial_managed(
-        &self,
-        peer_id: PeerId,
-        addr: NetworkAddress,
-    ) -> Result<(), Error> {
-        self.dial_inner(peer_id, addr, true).await
-    }
-
-    async fn dial_inner(
-        &self,
-        peer_id: PeerId,
-        addr: NetworkAddress,
-        managed: bool,
-    ) -> Result<(), Error> {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        self.request(Request::Dial {
-            peer_id,
-            addr,
-            managed,
-            reply_tx,
-        })
-        .await?;
-        reply_rx.await.unwrap_or(Err(Error::ShutDown))
-    }
-
-    /// Closes the connection to `peer_id` and waits until it is gone.
-    pub(crate) async fn disconnect(&self, peer_id: PeerId) -> Result<(), Error> {
-        self.disconnect_because(peer_id, "requested").await
-    }
-
-    /// Closes the connection to `peer_id`, logging `reason`, and waits until it is gone.
-    pub(crate) async fn disconnect_because(
-        &self,
-        peer_id: PeerId,
-        reason: &'static str,
-    ) -> Result<(), Error> {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        self.request(Request::Disconnect {
-            peer_id,
-            reason,
-            reply_tx,
-        })
-        .await?;
-        reply_rx.await.unwrap_or(Err(Error::ShutDown))
-    }
-
-    async fn request(&self, request: Request) -> Result<(), Error> {
-        self.requests_tx
-            .send(request)
-            .await
-            .map_err(|_closed| Error::ShutDown)
-    }
-}
-
-impl Channels {
-    /// The actor's channels and a handle on them.
-    pub(crate) fn new() -> (Self, PeerManagerHandle) {
-        let (requests_tx, requests_rx) = mpsc::channel(REQUEST_CAPACITY);
-        let (new_connections_tx, new_connections_rx) = mpsc::channel(NEW_CONNECTION_CAPACITY);
-        let channels = Self {
-            requests_rx,
-            new_connections_tx,
-            new_connections_rx,
-        };
-        (channels, PeerManagerHandle { requests_tx })
-    }
-
-    /// Where the listener hands set-up connections to.
-    pub(crate) fn new_connections_tx(&self) -> mpsc::Sender<NewConnection> {
-        self.new_connections_tx.clone()
-    }
 }
 
 impl PeerManager {
@@ -699,225 +464,5 @@ async fn send_event(connectivity: Option<&ConnectivityHandle>, event: Option<Pee
     match (connectivity, event) {
         (Some(connectivity), Some(event)) => connectivity.send(event).await.is_ok(),
         _ => false,
-    }
-}
-
-/// Carries out the connectivity manager's actions until shutdown (or until the manager
-/// stops): a dial goes through the peer manager's dial path in a task of its own, which
-/// reports its result as a [`PeerEvent::DialResult`]; a cancel aborts that task (so
-/// no result is reported; the policy has already forgotten the dial, and a connection the
-/// dial still makes is reported as usual); a disconnect closes the peer's connection, logged
-/// with the action's reason.
-pub(crate) async fn drive_connectivity(
-    mut actions_rx: mpsc::Receiver<Action>,
-    connectivity: ConnectivityHandle,
-    manager: PeerManagerHandle,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    // The waiting task of each dial in flight.
-    let mut dials: HashMap<PeerId, AbortHandle> = HashMap::new();
-    loop {
-        let action = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            action = actions_rx.recv() => match action {
-                Some(action) => action,
-                None => break,
-            },
-        };
-        dials.retain(|_, dial| !dial.is_finished());
-        match action {
-            Action::Dial { peer_id, addr } => {
-                let manager = manager.clone();
-                let connectivity = connectivity.clone();
-                let task = tracker.spawn(async move {
-                    let result = match manager.dial_managed(peer_id, addr).await {
-                        Ok(()) => Ok(()),
-                        // The network is going away, and the connectivity manager with it.
-                        Err(err) if err.is_shut_down() => return,
-                        Err(err) => Err(err.dial_failure()),
-                    };
-                    // Fails only when the manager has stopped.
-                    let _ = connectivity
-                        .send(PeerEvent::DialResult { peer_id, result })
-                        .await;
-                });
-                if let Some(previous) = dials.insert(peer_id, task.abort_handle()) {
-                    previous.abort();
-                }
-            }
-            Action::CancelDial { peer_id } => {
-                if let Some(dial) = dials.remove(&peer_id) {
-                    dial.abort();
-                }
-                tracing::debug!(peer = %peer_id, "dial cancelled by the connectivity manager");
-            }
-            Action::Disconnect { peer_id, reason } => {
-                let manager = manager.clone();
-                tracker.spawn(async move {
-                    // `NotConnected`: it went away already and its `Disconnected` is out.
-                    let _ = manager.disconnect_because(peer_id, reason.as_str()).await;
-                });
-            }
-        }
-    }
-    for dial in dials.values() {
-        dial.abort();
-    }
-}
-
-/// Which of two connections to the same peer survives; see [`resolve_simultaneous_dial`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Keep {
-    /// Keep the connection we already had and close the new one.
-    Existing,
-    /// Close the connection we already had and keep the new one.
-    New,
-}
-
-/// Decides which connection survives when a second connection to a peer completes while the
-/// first is still up (both sides dialed each other, or a peer reconnected before we noticed it
-/// left). Pure, so that both ends of a connection, which see the two connections in different
-/// orders, can be shown to agree.
-///
-/// - Same origin (two inbound or two outbound): keep the new one. The remote (or we) opened it
-///   last, so the old one is most likely dead or about to be.
-/// - Mixed origins: keep the connection dialed by the larger PeerId. If ours is larger, keep
-///   our outbound connection; otherwise keep their inbound one. Both ends apply the same rule
-///   to the same pair of connections, so they keep the same one whatever the arrival order.
-///
-/// `own == remote` cannot happen (Noise refuses a self-dial); it resolves like `own < remote`.
-pub(crate) fn resolve_simultaneous_dial(
-    own: PeerId,
-    remote: PeerId,
-    existing: ConnectionOrigin,
-    new: ConnectionOrigin,
-) -> Keep {
-    if existing == new {
-        return Keep::New;
-    }
-    let keep_origin = if own > remote {
-        ConnectionOrigin::Outbound
-    } else {
-        ConnectionOrigin::Inbound
-    };
-    if new == keep_origin {
-        Keep::New
-    } else {
-        Keep::Existing
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Events waiting for the connectivity manager keep one entry per peer: churn on one peer
-    /// replaces its waiting event in place, so the backlog never outgrows the peer count.
-    #[test]
-    fn pending_connectivity_events_keep_one_per_peer() {
-        let (a, b) = (PeerId::new([1; 32]), PeerId::new([2; 32]));
-        let mut pending = PendingEvents::default();
-        for _ in 0..1000 {
-            pending.push(PeerEvent::Connected {
-                peer_id: a,
-                origin: ConnectionOrigin::Outbound,
-            });
-            pending.push(PeerEvent::Disconnected { peer_id: a });
-        }
-        pending.push(PeerEvent::Disconnected { peer_id: b });
-        assert_eq!(pending.order.len(), 2);
-        assert_eq!(
-            pending.front(),
-            Some(PeerEvent::Disconnected { peer_id: a })
-        );
-        pending.pop_front();
-        assert_eq!(
-            pending.front(),
-            Some(PeerEvent::Disconnected { peer_id: b })
-        );
-        pending.pop_front();
-        assert_eq!(pending.front(), None);
-    }
-
-    /// Every case, spelled out: same origin keeps the new connection; mixed origins keep the
-    /// connection the larger PeerId dialed.
-    #[test]
-    fn simultaneous_dial_resolution_table() {
-        use ConnectionOrigin::{Inbound, Outbound};
-        let (small, large) = (PeerId::new([1; 32]), PeerId::new([2; 32]));
-        let table = [
-            // (own, remote, existing, new, keep)
-            (large, small, Inbound, Inbound, Keep::New),
-            (large, small, Outbound, Outbound, Keep::New),
-            (large, small, Inbound, Outbound, Keep::New),
-            (large, small, Outbound, Inbound, Keep::Existing),
-            (small, large, Inbound, Inbound, Keep::New),
-            (small, large, Outbound, Outbound, Keep::New),
-            (small, large, Inbound, Outbound, Keep::Existing),
-            (small, large, Outbound, Inbound, Keep::New),
-        ];
-        for (own, remote, existing, new, keep) in table {
-            assert_eq!(
-                resolve_simultaneous_dial(own, remote, existing, new),
-                keep,
-                "own {own} remote {remote} existing {existing} new {new}"
-            );
-        }
-    }
-
-    /// Both ends agree. Take the two connections c1 (dialed by `dialer1`) and c2 (dialed by
-    /// `dialer2`) between a and b; each end sees them in either order, each with its own origin.
-    /// Whatever the orders, a and b keep the same connection, and with mixed dialers it is the
-    /// one the larger PeerId dialed.
-    #[test]
-    fn both_ends_keep_the_same_connection_in_every_order() {
-        let (a, b) = (PeerId::new([1; 32]), PeerId::new([2; 32]));
-        for (x, y) in [(a, b), (b, a)] {
-            for dialer1 in [x, y] {
-                for dialer2 in [x, y] {
-                    let origin = |me: PeerId, dialer: PeerId| {
-                        if me == dialer {
-                            ConnectionOrigin::Outbound
-                        } else {
-                            ConnectionOrigin::Inbound
-                        }
-                    };
-                    // Which connection (1 or 2) `me` keeps, given the order it sees them in.
-                    let kept = |me: PeerId, other: PeerId, first_is_1: bool| {
-                        let (first, second) = if first_is_1 {
-                            (dialer1, dialer2)
-                        } else {
-                            (dialer2, dialer1)
-                        };
-                        let keep = resolve_simultaneous_dial(
-                            me,
-                            other,
-                            origin(me, first),
-                            origin(me, second),
-                        );
-                        match (keep, first_is_1) {
-                            (Keep::Existing, true) | (Keep::New, false) => 1,
-                            (Keep::Existing, false) | (Keep::New, true) => 2,
-                        }
-                    };
-                    for x_order in [true, false] {
-                        for y_order in [true, false] {
-                            let (kept_x, kept_y) = (kept(x, y, x_order), kept(y, x, y_order));
-                            if dialer1 != dialer2 {
-                                assert_eq!(kept_x, kept_y, "the two ends disagree");
-                                let winner = if kept_x == 1 { dialer1 } else { dialer2 };
-                                assert_eq!(winner, x.max(y), "the larger PeerId's dial wins");
-                            } else if x_order == y_order {
-                                // Same dialer twice: both keep whichever they saw last; when
-                                // they saw them in the same order, that is the same one.
-                                assert_eq!(kept_x, kept_y);
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 }
