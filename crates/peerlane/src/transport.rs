@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The whole set-up, connecting included, runs under one deadline
-//! ([`NetworkConfig::setup_timeout_ms`](crate::NetworkConfig::setup_timeout_ms), 30 s): see
+//! ([`NetworkConfig::setup_timeout`](crate::NetworkConfig::setup_timeout), 30 s): see
 //! [`AptosNetTransport::dial`] and [`AptosNetTransport::listen_on`].
 
 use std::future::Future;
