@@ -1,16 +1,18 @@
 //! A whole AptosNet v1 connection, end to end: transport → Noise IK → handshake message →
 //! framed `MultiplexMessage`s, over real TCP on loopback and over the in-memory socket.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::{Connection, SetupError, TestNode, handshake_msg, upgrade};
 use futures::{SinkExt, StreamExt};
 use netcore::{
     ConnectionOrigin, MemoryTransport, NetworkAddress, TcpTransport, Transport, TransportExt,
 };
 use noise::{HandshakeAuthMode, HandshakeOutcome, PeerRole, Side, TrustedPeer, TrustedPeers};
-use peerlane_integration_tests::{Connection, SetupError, TestNode, handshake_msg, upgrade};
 use wire::{
     DirectSendMsg, MultiplexMessage, NetworkId, NetworkMessage, OutboundStream, ProtocolId,
     Reassembler, RequestId, RpcRequest, RpcResponse, StreamLimits,

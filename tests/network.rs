@@ -9,6 +9,7 @@ use peerlane::{Event, Network, NetworkBuilder, NetworkClient, NetworkConfig, Net
 use peerlane::{PeerNetworkId, TransportKind};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+use test_support::{eventually_within, next_event_within};
 use wire::{NetworkId, ProtocolId};
 
 /// What the test applications send. `Bytes` serializes as a BCS byte string, so large
@@ -22,6 +23,10 @@ enum Msg {
 }
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a test waits for an application event: generous, so a bug fails instead of
+/// hanging.
+const EVENT_WAIT: Duration = Duration::from_secs(60);
 
 /// A node with two applications: `bulk` (low priority, state-sync direct sends) and
 /// `consensus` (high priority direct sends and RPCs).
@@ -97,7 +102,13 @@ async fn five_nodes_form_a_mesh_and_exchange_messages_over_tcp() {
         }
     }
     for node in &nodes {
-        wait_until(|| node.consensus.connected_peers().len() == N - 1).await;
+        eventually_within(
+            "every other node connected",
+            Duration::from_secs(30),
+            Duration::from_millis(5),
+            || node.consensus.connected_peers().len() == N - 1,
+        )
+        .await;
     }
 
     // Everyone broadcasts on the consensus direct-send protocol.
@@ -110,7 +121,7 @@ async fn five_nodes_form_a_mesh_and_exchange_messages_over_tcp() {
     for (i, node) in nodes.iter_mut().enumerate() {
         let mut heard = Vec::new();
         while heard.len() < N - 1 {
-            match next_event(&mut node.consensus_events).await {
+            match next_event_within(&mut node.consensus_events, EVENT_WAIT).await {
                 Event::Message {
                     message: Msg::Hello(from),
                     ..
@@ -183,7 +194,7 @@ async fn a_64_mib_message_crosses_a_1_kib_one_and_the_small_one_arrives_first() 
 
     let mut arrived = Vec::new();
     while arrived.len() < 2 {
-        match next_event(&mut receiver.bulk_events).await {
+        match next_event_within(&mut receiver.bulk_events, EVENT_WAIT).await {
             Event::Message {
                 message: Msg::Blob(blob),
                 ..
@@ -233,7 +244,7 @@ async fn a_high_priority_rpc_overtakes_a_saturated_low_lane() {
     let mut bulk_events = std::mem::replace(&mut receiver.bulk_events, empty_events());
     let bulk_reader = tokio::spawn(async move {
         while counter.load(std::sync::atomic::Ordering::SeqCst) < BULK {
-            next_event(&mut bulk_events).await;
+            next_event_within(&mut bulk_events, EVENT_WAIT).await;
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     });
@@ -264,23 +275,6 @@ async fn a_high_priority_rpc_overtakes_a_saturated_low_lane() {
     sender.network.shutdown().await;
     receiver.network.shutdown().await;
     ponger.await.unwrap();
-}
-
-/// The next event, or a panic after a generous deadline (so a bug fails instead of hanging).
-async fn next_event(events: &mut NetworkEvents<Msg>) -> Event<Msg> {
-    tokio::time::timeout(Duration::from_secs(60), events.next())
-        .await
-        .expect("no event within 60 s")
-        .expect("event stream ended")
-}
-
-/// Polls `condition` until it holds, failing after a generous deadline.
-async fn wait_until(condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "condition not met within 30 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// A placeholder event stream for a field whose real stream moved into a task.

@@ -10,6 +10,7 @@ use connectivity_manager::{
 };
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::{PeerRole, PublicKey, TrustedPeers};
+use test_support::within_for;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -74,9 +75,8 @@ fn start(configure: impl FnOnce(&mut Config)) -> Running {
 
 /// The next action, or a panic if none comes within 10 virtual minutes.
 async fn next_action(actions_rx: &mut mpsc::Receiver<Action>) -> Action {
-    tokio::time::timeout(Duration::from_secs(600), actions_rx.recv())
+    within_for("an action", Duration::from_secs(600), actions_rx.recv())
         .await
-        .expect("an action within 600 s")
         .expect("the manager is running")
 }
 

@@ -7,9 +7,10 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer};
 use serde::ser::{self, Serializer};
 use serde::{Deserialize, Serialize};
-use x25519_dalek::PublicKey;
 
+use crate::byte_string::{ByteBufVisitor, BytesRef};
 use crate::error::Error;
+use crate::public_key::PublicKey;
 
 /// A node's address: a non-empty stack of [`Protocol`]s in AptosNet's layer order, such as
 /// `/ip4/10.0.0.1/tcp/6180/noise-ik/<key>/handshake/0`.
@@ -71,7 +72,7 @@ pub enum Protocol {
     Memory(u16),
     /// `/noise-ik/<key>`: the responder's static x25519 key for the Noise IK handshake.
     // AptosNet's serde name, so that human-readable encodings of a bare `Protocol` match too.
-    #[serde(rename = "NoiseIK", with = "noise_key_serde")]
+    #[serde(rename = "NoiseIK")]
     NoiseIk(PublicKey),
     /// `/handshake/<version>`: the AptosNet handshake version (0 is the only one).
     Handshake(u8),
@@ -310,7 +311,7 @@ impl Protocol {
             "dns6" => Self::Dns6(arg.parse()?),
             "tcp" => Self::Tcp(parse_decimal(arg).ok_or_else(|| invalid(PORT))?),
             "memory" => Self::Memory(parse_decimal(arg).ok_or_else(|| invalid(PORT))?),
-            "noise-ik" => Self::NoiseIk(parse_key(arg).ok_or_else(|| invalid(KEY))?),
+            "noise-ik" => Self::NoiseIk(arg.parse().map_err(|_| invalid(KEY))?),
             "handshake" => Self::Handshake(parse_decimal(arg).ok_or_else(|| invalid(VERSION))?),
             _ => unreachable!("every name was mapped above"),
         };
@@ -326,14 +327,14 @@ impl fmt::Display for Protocol {
             Self::Ip6(ip) => write!(f, "/{name}/{ip}"),
             Self::Dns(dns) | Self::Dns4(dns) | Self::Dns6(dns) => write!(f, "/{name}/{dns}"),
             Self::Tcp(port) | Self::Memory(port) => write!(f, "/{name}/{port}"),
-            Self::NoiseIk(key) => write!(f, "/{name}/{}", hex::encode(key.as_bytes())),
+            Self::NoiseIk(key) => write!(f, "/{name}/{key}"),
             Self::Handshake(version) => write!(f, "/{name}/{version}"),
         }
     }
 }
 
 impl fmt::Debug for Protocol {
-    /// The text form: far more readable than x25519-dalek's `Debug` of the key.
+    /// The text form, with the whole key, so that a logged protocol can be pasted back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
@@ -511,84 +512,6 @@ fn parse_decimal<T: FromStr>(arg: &str) -> Option<T> {
         arg.parse().ok()
     } else {
         None
-    }
-}
-
-/// Parses 64 hex digits, with or without a `0x` prefix, as an x25519 public key.
-fn parse_key(arg: &str) -> Option<PublicKey> {
-    let digits = arg.strip_prefix("0x").unwrap_or(arg);
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(digits, &mut bytes).ok()?;
-    Some(PublicKey::from(bytes))
-}
-
-/// Serializes a borrowed byte slice as a serde byte string (a BCS length-prefixed vector).
-struct BytesRef<'a>(&'a [u8]);
-
-impl Serialize for BytesRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(self.0)
-    }
-}
-
-/// Reads a serde byte string, borrowed or owned, or a newtype around one.
-struct ByteBufVisitor;
-
-impl<'de> de::Visitor<'de> for ByteBufVisitor {
-    type Value = Vec<u8>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a byte string")
-    }
-
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_bytes(self)
-    }
-
-    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
-        Ok(bytes.to_vec())
-    }
-
-    fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Self::Value, E> {
-        Ok(bytes)
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // Formats without a native byte string (e.g. serde_json values) give a sequence.
-        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(byte) = seq.next_element()? {
-            bytes.push(byte);
-        }
-        Ok(bytes)
-    }
-}
-
-/// Serde for [`Protocol::NoiseIk`]'s key, which x25519-dalek 2 does not provide.
-///
-/// Matches AptosNet's `x25519::PublicKey`: in binary formats a newtype `PublicKey` around a
-/// byte string (in BCS: `0x20` then the 32 bytes), in human-readable formats the hex string.
-mod noise_key_serde {
-    use super::*;
-
-    pub(super) fn serialize<S: Serializer>(key: &PublicKey, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.serialize_str(&hex::encode(key.as_bytes()))
-        } else {
-            s.serialize_newtype_struct("PublicKey", &BytesRef(key.as_bytes()))
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PublicKey, D::Error> {
-        if d.is_human_readable() {
-            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-            parse_key(&text).ok_or_else(|| de::Error::custom(format!("{KEY}: {text:?}")))
-        } else {
-            let bytes = d.deserialize_newtype_struct("PublicKey", ByteBufVisitor)?;
-            let bytes: [u8; 32] = bytes
-                .try_into()
-                .map_err(|bytes: Vec<u8>| de::Error::invalid_length(bytes.len(), &"32 bytes"))?;
-            Ok(PublicKey::from(bytes))
-        }
     }
 }
 

@@ -43,6 +43,15 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// An x25519 public key string is not 64 hex digits (with or without `0x`).
+    #[error("invalid x25519 public key {input:?}: {reason}")]
+    InvalidPublicKey {
+        /// What was given.
+        input: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     // Addresses. Every variant carries the text that was being parsed, so that a bad config
     // value can be found and fixed from the message alone.
     /// A network address has no protocols (`""`, `"/"`, or an empty protocol list).

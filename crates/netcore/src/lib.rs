@@ -10,23 +10,33 @@
 //!                    upgraded socket  ◄──────────  framing: u16 / u32 length prefixes
 //! ```
 //!
-//! A [`NetworkAddress`] names where a node listens and which Noise key and handshake version
-//! it expects. A [`Transport`] turns an address into a socket: [`TcpTransport`] for real
-//! networks, [`MemoryTransport`] (over [`memsocket`]) for tests; it looks only at the
-//! address's base and leaves the Noise key and handshake version to the upgrades.
+//! A [`NetworkAddress`] names where a node listens and which Noise key (a [`PublicKey`]) and
+//! handshake version it expects; [`PeerId`] and [`PublicKey`] are the two 32-byte identities
+//! every layer above shares. A [`Transport`] turns an address into a socket: [`TcpTransport`]
+//! for real networks, [`MemoryTransport`] (over [`memsocket`]) for tests; it looks only at
+//! the address's base and leaves the Noise key and handshake version to the upgrades.
 //! [`TransportExt::and_then`] layers an upgrade (the Noise handshake, the AptosNet handshake)
 //! on any transport, and [`TransportExt::boxed`] erases the resulting stack's type into a
 //! [`BoxedTransport`]. Above the socket, [`framing`] cuts the byte stream into
 //! length-prefixed frames, checking every declared length against a maximum before it
 //! allocates.
 //!
+//! For the config structs of every layer, [`serde_duration_ms`] reads and writes a
+//! `Duration` as whole milliseconds, and [`metric_label_enum!`] declares the enums that are
+//! Prometheus label values.
+//!
 //! Types to read first: [`NetworkAddress`], [`Transport`], [`FrameCodec`].
 
 mod address;
+mod byte_string;
 mod error;
 pub mod framing;
+mod hex32;
 pub mod memsocket;
+mod metric_label;
 mod peer_id;
+mod public_key;
+pub mod serde_duration_ms;
 pub mod transport;
 
 pub use address::{DnsName, NetworkAddress, Protocol};
@@ -34,7 +44,15 @@ pub use error::Error;
 pub use framing::{FrameCodec, IDLE_BUFFER_KEEP, LengthPrefix};
 pub use memsocket::{MemoryListener, MemorySocket};
 pub use peer_id::PeerId;
+pub use public_key::PublicKey;
 pub use transport::{
     BoxedTransport, ConnectionOrigin, Endpoint, MemoryTransport, TcpConfig, TcpTransport,
     Transport, TransportExt,
 };
+
+/// What [`metric_label_enum!`] expands to uses, so that its callers need no dependency of
+/// their own. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use prometheus_client;
+}

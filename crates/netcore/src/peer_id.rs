@@ -8,6 +8,7 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::hex32;
 
 /// Identity of a node: an AptosNet account address, 32 bytes.
 ///
@@ -65,11 +66,7 @@ impl PeerId {
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Full hex, so that a logged id can be pasted into a config file.
-        let mut buf = [0u8; 2 * Self::LENGTH];
-        // Cannot fail: the output buffer is exactly twice the input length.
-        hex::encode_to_slice(self.0, &mut buf).expect("buffer is 2 * LENGTH");
-        // Cannot fail: hex output is ASCII.
-        f.write_str(std::str::from_utf8(&buf).expect("hex is ascii"))
+        hex32::write(&self.0, f)
     }
 }
 
@@ -84,19 +81,12 @@ impl FromStr for PeerId {
 
     /// Parses 64 hex digits, with or without a `0x` prefix.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let digits = s.strip_prefix("0x").unwrap_or(s);
-        if digits.len() != 2 * Self::LENGTH {
-            return Err(Error::InvalidPeerId {
+        hex32::parse(s)
+            .map(Self)
+            .map_err(|reason| Error::InvalidPeerId {
                 input: s.to_owned(),
-                reason: "expected 64 hex digits",
-            });
-        }
-        let mut bytes = [0u8; Self::LENGTH];
-        hex::decode_to_slice(digits, &mut bytes).map_err(|_| Error::InvalidPeerId {
-            input: s.to_owned(),
-            reason: "not hex",
-        })?;
-        Ok(Self(bytes))
+                reason,
+            })
     }
 }
 

@@ -2,9 +2,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use netcore::{DnsName, Error, NetworkAddress, Protocol};
+use netcore::{DnsName, Error, NetworkAddress, Protocol, PublicKey};
 use proptest::prelude::*;
-use x25519_dalek::PublicKey;
 
 /// A key whose hex form is easy to recognise in failures.
 fn key() -> PublicKey {

@@ -5,10 +5,9 @@ use std::io;
 use std::time::Duration;
 
 use futures::StreamExt;
-use netcore::{Error, NetworkAddress, PeerId, TcpConfig, TcpTransport, Transport};
+use netcore::{Error, NetworkAddress, PeerId, PublicKey, TcpConfig, TcpTransport, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use x25519_dalek::PublicKey;
 
 /// Listens on `listen`, dials `dial(bound)`, and returns (dialed, accepted, remote address
 /// the listener saw).

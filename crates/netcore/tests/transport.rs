@@ -2,17 +2,16 @@
 //! upgrade failures, accepting while an upgrade stalls, and boxing.
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::time::Duration;
 
 use futures::StreamExt;
 use netcore::{
     BoxedTransport, ConnectionOrigin, Endpoint, Error, MemorySocket, MemoryTransport,
-    NetworkAddress, PeerId, TcpTransport, Transport, TransportExt,
+    NetworkAddress, PeerId, PublicKey, TcpTransport, Transport, TransportExt,
 };
+use test_support::within;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use x25519_dalek::PublicKey;
 
 /// Generous bound on anything a test waits for; the clock is paused where it is used, so a
 /// hang fails fast instead of blocking the suite.
@@ -219,14 +218,20 @@ async fn a_stalled_inbound_upgrade_does_not_block_accepting() {
 
     // A raw connection that never sends its origin byte: its upgrade cannot finish.
     let _silent = MemorySocket::connect(port).await.unwrap();
-    let (stalled_upgrade, _) = within(listener.next()).await.unwrap().unwrap();
+    let (stalled_upgrade, _) = within("the stalled connection", listener.next())
+        .await
+        .unwrap()
+        .unwrap();
 
     let dialing = transport.dial(PeerId::ZERO, bound).unwrap();
     let accepting = async {
         let (next_upgrade, _) = listener.next().await.unwrap().unwrap();
         next_upgrade.await
     };
-    let (dialed, accepted) = within(async { tokio::join!(dialing, accepting) }).await;
+    let (dialed, accepted) = within("the dial and accept", async {
+        tokio::join!(dialing, accepting)
+    })
+    .await;
     assert_eq!(dialed.unwrap().peer_origin, ConnectionOrigin::Inbound);
     assert_eq!(accepted.unwrap().peer_origin, ConnectionOrigin::Outbound);
 
@@ -321,11 +326,4 @@ async fn memory_transport_listens_on_port_zero_and_refuses_other_addresses() {
 fn connection_origin_labels() {
     assert_eq!(ConnectionOrigin::Inbound.as_str(), "inbound");
     assert_eq!(ConnectionOrigin::Outbound.to_string(), "outbound");
-}
-
-/// Fails the test if `fut` takes longer than [`WITHIN`].
-async fn within<F: Future>(fut: F) -> F::Output {
-    tokio::time::timeout(WITHIN, fut)
-        .await
-        .expect("timed out waiting")
 }

@@ -11,15 +11,16 @@
 //! - `POST /bans` with `{"peer_id": "…"}`: bans the peer (disconnecting it if connected);
 //! - `DELETE /bans/<peer id>`: lifts the ban (404 if not banned).
 //!
-//! Errors are 4xx with a one-line `{"error": "…"}` body: 400 for bad input, 404 for a peer
-//! that is not connected, 409 for a dial to a connected peer, 422 for a dial that failed.
+//! Errors are 4xx with a one-line `{"error": "…"}` body: 400 for bad input (a body that is not
+//! the expected JSON, a peer id or address that does not parse), 404 for a peer that is not
+//! connected, 409 for a dial to a connected peer, 422 for a dial that failed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -44,15 +45,32 @@ struct AdminState {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DialRequest {
-    peer_id: String,
-    address: String,
+    peer_id: PeerId,
+    address: NetworkAddress,
 }
 
 /// The body of `POST /bans`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BanRequest {
-    peer_id: String,
+    peer_id: PeerId,
+}
+
+/// A `POST` body: bad input (not JSON, a missing or unknown field, a value that does not
+/// parse) is a 400 with the reason, whatever status axum would give it.
+type Body<T> = Result<Json<T>, JsonRejection>;
+
+/// A `<peer id>` path segment; one that does not parse is a 400 with the reason.
+type PeerPath = Result<Path<PeerId>, PathRejection>;
+
+/// The request's value, or the 400 response for it.
+fn input<T>(extracted: Result<T, impl std::fmt::Display>, what: &str) -> Result<T, Box<Response>> {
+    extracted.map_err(|rejection| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("{what}: {rejection}"),
+        ))
+    })
 }
 
 /// Binds `addr`; returns the listener and the address it got (port 0 picks a free one).
@@ -119,7 +137,7 @@ async fn peers(State(state): State<AdminState>) -> Json<Vec<Value>> {
                 "network": peer.network_id.to_string(),
                 "remote_address": metadata.remote_addr.to_string(),
                 "origin": metadata.origin.to_string(),
-                "role": format!("{:?}", metadata.role),
+                "role": metadata.role.as_str(),
                 "protocols": metadata
                     .application_protocols
                     .iter()
@@ -127,7 +145,7 @@ async fn peers(State(state): State<AdminState>) -> Json<Vec<Value>> {
                     .collect::<Vec<_>>(),
                 "connection_id": metadata.connection_id.0,
                 "connected_since_unix_ms": since_ms,
-                "connected_since": rfc3339(since_ms),
+                "connected_since": humantime::format_rfc3339_millis(stats.connected_since).to_string(),
                 "rtt_us": stats
                     .last_rtt
                     .map(|rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
@@ -146,39 +164,10 @@ fn unix_millis(time: SystemTime) -> u64 {
     })
 }
 
-/// `unix_ms` as an RFC 3339 UTC timestamp with milliseconds, e.g. `2026-11-21T08:01:02.345Z`.
-fn rfc3339(unix_ms: u64) -> String {
-    let (days, ms_of_day) = (unix_ms / 86_400_000, unix_ms % 86_400_000);
-    // Howard Hinnant's days-to-civil, for days since 1970-01-01 (no time crate needed).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    let (h, m) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
-    let (sec, ms) = (ms_of_day / 1000 % 60, ms_of_day % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.{ms:03}Z")
-}
-
-async fn dial(
-    State(state): State<AdminState>,
-    body: Result<Json<DialRequest>, JsonRejection>,
-) -> Response {
-    let Json(request) = match body {
+async fn dial(State(state): State<AdminState>, body: Body<DialRequest>) -> Response {
+    let Json(DialRequest { peer_id, address }) = match input(body, "body") {
         Ok(body) => body,
-        Err(rejection) => return error(rejection.status(), rejection.body_text()),
-    };
-    let peer_id: PeerId = match request.peer_id.parse() {
-        Ok(peer_id) => peer_id,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("peer_id: {err}")),
-    };
-    let address: NetworkAddress = match request.address.parse() {
-        Ok(address) => address,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("address: {err}")),
+        Err(response) => return *response,
     };
     match state.network.dial(peer_id, address).await {
         Ok(()) => (
@@ -194,10 +183,10 @@ async fn dial(
     }
 }
 
-async fn disconnect(State(state): State<AdminState>, Path(peer_id): Path<String>) -> Response {
-    let peer_id: PeerId = match peer_id.parse() {
+async fn disconnect(State(state): State<AdminState>, peer_id: PeerPath) -> Response {
+    let Path(peer_id) = match input(peer_id, "peer id") {
         Ok(peer_id) => peer_id,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("peer id: {err}")),
+        Err(response) => return *response,
     };
     match state.network.disconnect(peer_id).await {
         Ok(()) => (
@@ -221,17 +210,10 @@ async fn bans(State(state): State<AdminState>) -> Json<Vec<String>> {
     )
 }
 
-async fn ban(
-    State(state): State<AdminState>,
-    body: Result<Json<BanRequest>, JsonRejection>,
-) -> Response {
-    let Json(request) = match body {
+async fn ban(State(state): State<AdminState>, body: Body<BanRequest>) -> Response {
+    let Json(BanRequest { peer_id }) = match input(body, "body") {
         Ok(body) => body,
-        Err(rejection) => return error(rejection.status(), rejection.body_text()),
-    };
-    let peer_id: PeerId = match request.peer_id.parse() {
-        Ok(peer_id) => peer_id,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("peer_id: {err}")),
+        Err(response) => return *response,
     };
     match state.network.ban(peer_id).await {
         Ok(_) => (
@@ -243,10 +225,10 @@ async fn ban(
     }
 }
 
-async fn unban(State(state): State<AdminState>, Path(peer_id): Path<String>) -> Response {
-    let peer_id: PeerId = match peer_id.parse() {
+async fn unban(State(state): State<AdminState>, peer_id: PeerPath) -> Response {
+    let Path(peer_id) = match input(peer_id, "peer id") {
         Ok(peer_id) => peer_id,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("peer id: {err}")),
+        Err(response) => return *response,
     };
     if state.network.unban(peer_id) {
         (
@@ -263,13 +245,15 @@ async fn unban(State(state): State<AdminState>, Path(peer_id): Path<String>) -> 
 mod tests {
     use super::*;
 
-    /// Known instants, leap days and the end of a day format as RFC 3339 UTC.
+    /// Connect times are unix milliseconds and RFC 3339 UTC with milliseconds.
     #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
-        assert_eq!(rfc3339(1_795_248_062_345), "2026-11-21T08:01:02.345Z");
+    fn connect_times_format_as_unix_ms_and_rfc3339() {
+        let time = UNIX_EPOCH + std::time::Duration::from_millis(1_795_248_062_345);
+        assert_eq!(unix_millis(time), 1_795_248_062_345);
+        assert_eq!(
+            humantime::format_rfc3339_millis(time).to_string(),
+            "2026-11-21T08:01:02.345Z"
+        );
         assert_eq!(
             unix_millis(UNIX_EPOCH + std::time::Duration::from_millis(7)),
             7

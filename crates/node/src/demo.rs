@@ -8,29 +8,29 @@
 //! full node (joins late): state sync only, on the public network, catches up from the validators
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::{Bytes, BytesMut};
-use consensus::{CommittedBlock, Consensus, ConsensusConfig, ConsensusHandle, ConsensusMsg};
-use mempool::{Mempool, MempoolConfig, MempoolHandle, MempoolMsg, Transaction, TxnId};
-use netcore::{NetworkAddress, PeerId};
+use consensus::{ConsensusConfig, ConsensusHandle};
+use mempool::MempoolHandle;
+use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::PeerRole;
-use peerlane::{DiscoveredPeer, Identity, Network, NetworkBuilder, NetworkConfig, TransportKind};
+use peer::metrics::{Direction, DropReason, InboundDropReason, MessageKind};
+use peerlane::{
+    DiscoveredPeer, Identity, Network, NetworkBuilder, NetworkConfig, QueueEvent, RefusalReason,
+    TransportKind,
+};
 use prometheus_client::registry::Registry;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::json;
-use state_sync::{DIRECT_SEND_PROTOCOLS, RPC_PROTOCOLS, StateSync, StateSyncMsg, StoreHandle};
-use tokio::sync::{broadcast, watch};
+use state_sync::StoreHandle;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wire::{NetworkId, ProtocolId};
 
-use crate::prom;
+use crate::apps::{self, Apps, BlockPayload, Payloads};
 
 /// Where every network of the demo listens: loopback, a free port.
 const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
@@ -38,8 +38,18 @@ const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 /// The consensus metric the RPC latency comes from (a histogram, in seconds).
 const VOTE_LATENCY: &str = "consensus_vote_rpc_latency_seconds";
 
-/// The peer layer's count of messages sent as a stream of fragments.
-const STREAMS: &str = "peerlane_peer_streams_total";
+/// The protocols the demo's networks register, the health checker's included.
+fn demo_protocols() -> impl Iterator<Item = ProtocolId> {
+    [
+        ProtocolId::MEMPOOL_DIRECT_SEND,
+        ProtocolId::CONSENSUS_DIRECT_SEND_BCS,
+        ProtocolId::CONSENSUS_RPC_BCS,
+        ProtocolId::HEALTH_CHECKER_RPC,
+    ]
+    .into_iter()
+    .chain(state_sync::DIRECT_SEND_PROTOCOLS)
+    .chain(state_sync::RPC_PROTOCOLS)
+}
 
 /// How long the full node may take to catch up after the load stops.
 const CATCH_UP_GRACE: Duration = Duration::from_secs(5);
@@ -62,14 +72,13 @@ pub(crate) struct DemoArgs {
     json: bool,
 }
 
-/// A validator: its two networks, its actors' handles and its metrics.
+/// A validator: its two networks and its actors' handles (which read its metrics).
 struct Validator {
     validator_net: Network,
     public_net: Network,
     mempool: MempoolHandle,
     consensus: ConsensusHandle,
     store: StoreHandle,
-    registry: Registry,
 }
 
 /// The full node.
@@ -77,12 +86,7 @@ struct FullNode {
     network: Network,
     store: StoreHandle,
     metrics: state_sync::Metrics,
-    registry: Registry,
 }
-
-/// Payloads of the submitted transactions by id, so that the state-sync blocks built from
-/// consensus commits carry the real transaction bytes.
-type Payloads = Arc<Mutex<HashMap<TxnId, Bytes>>>;
 
 /// Runs the demo on a multi-thread runtime.
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -115,7 +119,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let payloads: Payloads = Arc::default();
+    // The submitted transactions' payloads, so that the state-sync blocks built from
+    // consensus commits carry the real transaction bytes.
+    let payloads = Payloads::default();
 
     let identities: Vec<Identity> = (0..args.nodes)
         .map(|_| Identity::generate(&mut rand::rngs::OsRng))
@@ -153,10 +159,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
     );
 
-    tasks.spawn(load(
+    tasks.spawn(apps::load(
         args.tps,
         validators.iter().map(|v| v.mempool.clone()).collect(),
-        Arc::clone(&payloads),
+        Some(payloads),
         shutdown.clone(),
     ));
 
@@ -283,16 +289,8 @@ fn start_validator(
         &mut registry,
     )?;
     builder.on_chain_updates(on_chain);
-    let (mempool_client, mempool_events) = builder.add_application::<MempoolMsg>(
-        [ProtocolId::MEMPOOL_DIRECT_SEND],
-        [],
-        Default::default(),
-    )?;
-    let (consensus_client, consensus_events) = builder.add_application::<ConsensusMsg>(
-        [ProtocolId::CONSENSUS_DIRECT_SEND_BCS],
-        [ProtocolId::CONSENSUS_RPC_BCS],
-        Default::default(),
-    )?;
+    let mempool = apps::add_mempool(&mut builder)?;
+    let consensus = apps::add_consensus(&mut builder)?;
     let validator_net = builder.build()?;
 
     let mut config = NetworkConfig::new(NetworkId::Public, listen_address());
@@ -302,53 +300,25 @@ fn start_validator(
         TransportKind::Tcp(Default::default()),
         &mut registry,
     )?;
-    let (sync_client, sync_events) = builder.add_application::<StateSyncMsg>(
-        DIRECT_SEND_PROTOCOLS,
-        RPC_PROTOCOLS,
-        Default::default(),
-    )?;
+    let state_sync = apps::add_state_sync(&mut builder)?;
     let public_net = builder.build()?;
 
-    let (mempool_actor, mempool) = Mempool::new(
-        MempoolConfig::default(),
-        mempool_client,
-        mempool_events,
-        &mut registry,
-    );
-    let config = ConsensusConfig::new(NetworkId::Validator, validator_ids.to_vec());
-    let (consensus_actor, consensus) = Consensus::new(
-        config,
-        me,
-        consensus_client,
-        consensus_events,
-        mempool.clone(),
-        &mut registry,
-    )?;
-    let store = StoreHandle::new();
-    let sync = StateSync::new(
-        state_sync::Config::default(),
-        sync_client,
-        sync_events,
-        store.clone(),
-    )
-    .with_metrics(state_sync::Metrics::register(&mut registry));
-
-    tasks.spawn(feed_store(
-        consensus.subscribe_commits(),
-        store.clone(),
-        Arc::clone(payloads),
-        shutdown.clone(),
-    ));
-    tasks.spawn(mempool_actor.run(shutdown.clone().cancelled_owned()));
-    tasks.spawn(consensus_actor.run(shutdown.clone().cancelled_owned()));
-    tasks.spawn(sync.run(shutdown.clone().cancelled_owned()));
+    let apps = Apps {
+        mempool: Some(mempool),
+        consensus: Some((
+            ConsensusConfig::new(NetworkId::Validator, validator_ids.to_vec()),
+            consensus,
+        )),
+        state_sync: Some(state_sync),
+        block_payload: BlockPayload::Recorded(payloads.clone()),
+    };
+    let running = apps::start(apps, me, &mut registry, shutdown, tasks)?;
     Ok(Validator {
         validator_net,
         public_net,
-        mempool,
-        consensus,
-        store,
-        registry,
+        mempool: running.mempool.context("the mempool runs")?,
+        consensus: running.consensus.context("consensus runs")?,
+        store: running.store,
     })
 }
 
@@ -379,116 +349,23 @@ fn start_full_node(
         TransportKind::Tcp(Default::default()),
         &mut registry,
     )?;
-    let (client, events) = builder.add_application::<StateSyncMsg>(
-        DIRECT_SEND_PROTOCOLS,
-        RPC_PROTOCOLS,
-        Default::default(),
-    )?;
+    let apps = Apps {
+        mempool: None,
+        consensus: None,
+        state_sync: Some(apps::add_state_sync(&mut builder)?),
+        block_payload: BlockPayload::TxnIds,
+    };
     let network = builder.build()?;
-    let store = StoreHandle::new();
-    let metrics = state_sync::Metrics::register(&mut registry);
-    let sync = StateSync::new(state_sync::Config::default(), client, events, store.clone())
-        .with_metrics(metrics.clone());
-    tasks.spawn(sync.run(shutdown.clone().cancelled_owned()));
+    let running = apps::start(apps, network.peer_id(), &mut registry, shutdown, tasks)?;
     Ok(FullNode {
         network,
-        store,
-        metrics,
-        registry,
+        store: running.store,
+        metrics: running.state_sync.context("state sync runs")?,
     })
 }
 
 fn listen_address() -> NetworkAddress {
     LISTEN.parse().expect("the loopback address parses")
-}
-
-/// Appends each block consensus commits to the state-sync store, with the committed
-/// transactions' payloads as its payload.
-async fn feed_store(
-    mut commits: broadcast::Receiver<CommittedBlock>,
-    store: StoreHandle,
-    payloads: Payloads,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let block = tokio::select! {
-            () = shutdown.cancelled() => return,
-            block = commits.recv() => match block {
-                Ok(block) => block,
-                Err(broadcast::error::RecvError::Closed) => return,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "the store fell behind consensus");
-                    continue;
-                }
-            },
-        };
-        // The store may have this block already: the node's state sync fetches blocks that a
-        // peer announced before this node's own consensus committed them.
-        if block.height <= store.committed_height() {
-            continue;
-        }
-        let payload = {
-            let payloads = payloads.lock().expect("payload map poisoned");
-            let mut bytes = BytesMut::new();
-            for id in &block.txn_ids {
-                if let Some(payload) = payloads.get(id) {
-                    bytes.extend_from_slice(payload);
-                }
-            }
-            bytes.freeze()
-        };
-        let block = state_sync::Block {
-            height: block.height,
-            id: block.block_id.0,
-            parent_id: block.parent_id.0,
-            payload,
-        };
-        let height = block.height;
-        // State sync may have appended it meanwhile; anything else is worth a warning.
-        if let Err(err) = store.append(block)
-            && store.committed_height() < height
-        {
-            tracing::warn!(%err, "committed block not appended to the store");
-        }
-    }
-}
-
-/// Submits `tps` random transactions of 256–512 bytes per second, round robin over the
-/// mempools, every 10 ms.
-async fn load(
-    tps: u64,
-    mempools: Vec<MempoolHandle>,
-    payloads: Payloads,
-    shutdown: CancellationToken,
-) {
-    const TICK: Duration = Duration::from_millis(10);
-    let mut rng = StdRng::from_entropy();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let started = tokio::time::Instant::now();
-    let mut submitted: u64 = 0;
-    let mut next = 0;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let due = started.elapsed().as_millis() as u64 * tps / 1000;
-        while submitted < due {
-            let mut payload = vec![0u8; rng.gen_range(256..=512)];
-            rng.fill(&mut payload[..]);
-            let payload = Bytes::from(payload);
-            let txn = Transaction::new(payload.clone());
-            payloads
-                .lock()
-                .expect("payload map poisoned")
-                .insert(txn.id(), payload);
-            // A full mempool refuses: the load is dropped, as a client's would be.
-            let _ = mempools[next % mempools.len()].submit(txn);
-            next += 1;
-            submitted += 1;
-        }
-    }
 }
 
 /// The highest committed height among the validators.
@@ -540,48 +417,76 @@ impl Summary {
         target_height: u64,
         full_node_caught_up: bool,
     ) -> Self {
-        let mut text = String::new();
-        let registries = validators
+        let networks: Vec<&Network> = validators
             .iter()
-            .map(|v| &v.registry)
-            .chain(full_node.map(|n| &n.registry));
-        for registry in registries {
-            // Encoding into a String cannot fail.
-            let _ = prometheus_client::encoding::text::encode(&mut text, registry);
-        }
-        let samples = prom::parse(&text);
-        let count = |value: f64| value.max(0.0).round() as u64;
-        let sent = [("direction", "sent")];
-        let messages = prom::sum_by(&samples, "peerlane_peer_messages_total", &sent, "kind");
-        let bytes = prom::sum_by(&samples, "peerlane_peer_payload_bytes_total", &sent, "kind");
-        let sent_by_kind = messages
-            .iter()
-            .map(|(kind, n)| {
-                let b = bytes.get(kind).copied().unwrap_or(0.0);
-                (kind.clone(), count(*n), count(b))
-            })
+            .flat_map(|v| [&v.validator_net, &v.public_net])
+            .chain(full_node.map(|n| &n.network))
             .collect();
-        let received_by_protocol = prom::sum_by(
-            &samples,
-            "peerlane_inbound_queue_messages_total",
-            &[("event", "enqueued")],
-            "protocol",
-        )
+        let total = |figure: &dyn Fn(&Network) -> u64| networks.iter().map(|n| figure(n)).sum();
+
+        // By label value, as the metric families name them; kinds never sent are left out.
+        let mut sent_by_kind: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for kind in MessageKind::ALL {
+            let messages = total(&|n| n.peer_metrics().messages(Direction::Sent, kind));
+            let bytes = total(&|n| n.peer_metrics().payload_bytes(Direction::Sent, kind));
+            if messages > 0 {
+                sent_by_kind.insert(kind.as_str(), (messages, bytes));
+            }
+        }
+        let mut received_by_protocol: BTreeMap<String, u64> = BTreeMap::new();
+        let mut queue_drops = 0;
+        for protocol in demo_protocols() {
+            let enqueued = total(&|n| n.metrics().inbound_queue(protocol, QueueEvent::Enqueued));
+            if enqueued > 0 {
+                received_by_protocol.insert(protocol.to_string(), enqueued);
+            }
+            for event in [QueueEvent::DroppedNewest, QueueEvent::DroppedOldest] {
+                queue_drops += total(&|n| n.metrics().inbound_queue(protocol, event));
+            }
+        }
+        for lane in peer::Priority::ALL {
+            for reason in [DropReason::Full, DropReason::Closed] {
+                queue_drops += total(&|n| n.peer_metrics().outbound_dropped(lane, reason));
+            }
+        }
+        for kind in MessageKind::ALL {
+            for reason in [
+                InboundDropReason::UnknownProtocol,
+                InboundDropReason::QueueFull,
+                InboundDropReason::TooManyRpcs,
+            ] {
+                queue_drops += total(&|n| n.peer_metrics().inbound_dropped(kind, reason));
+            }
+        }
+        let refused_connections = [
+            RefusalReason::InboundLimit,
+            RefusalReason::SelfConnection,
+            RefusalReason::Banned,
+        ]
         .into_iter()
-        .map(|(protocol, n)| (protocol, count(n)))
-        .collect();
-        let queue_drops = prom::sum(
-            &samples,
-            "peerlane_inbound_queue_messages_total",
-            &[("event", "dropped_newest")],
-        ) + prom::sum(
-            &samples,
-            "peerlane_inbound_queue_messages_total",
-            &[("event", "dropped_oldest")],
-        ) + prom::sum(&samples, "peerlane_peer_outbound_dropped_total", &[])
-            + prom::sum(&samples, "peerlane_peer_inbound_dropped_total", &[]);
-        let micros =
-            |q| prom::histogram_quantile(&samples, VOTE_LATENCY, q).map(|s| count(s * 1e6));
+        .map(|reason| total(&|n| n.metrics().refused(reason)))
+        .sum();
+        let open: i64 = networks
+            .iter()
+            .flat_map(|n| {
+                [ConnectionOrigin::Inbound, ConnectionOrigin::Outbound]
+                    .map(|origin| n.metrics().connections(origin))
+            })
+            .sum();
+
+        // The vote latency histograms of every validator, bucket by bucket.
+        let mut buckets: Vec<(f64, u64)> = Vec::new();
+        for validator in validators {
+            let theirs = validator.consensus.metrics().vote_latency_buckets();
+            if buckets.is_empty() {
+                buckets = theirs;
+            } else {
+                for ((_, sum), (_, count)) in buckets.iter_mut().zip(theirs) {
+                    *sum += count;
+                }
+            }
+        }
+        let micros = |q| quantile(&buckets, q).map(|s| (s * 1e6).round() as u64);
         let full = full_node.map(|n| n.store.committed_height()).unwrap_or(0);
         Self {
             validators: validators.len(),
@@ -594,21 +499,19 @@ impl Summary {
             full_node_blocks_fetched: full_node.map_or(0, |n| n.metrics.blocks_fetched()),
             full_node_bytes_fetched: full_node.map_or(0, |n| n.metrics.bytes_fetched()),
             // Every connection is open at both of its ends, both in this process.
-            connections: count(prom::sum(&samples, "peerlane_connections", &[])) / 2,
-            messages_sent: messages.values().map(|n| count(*n)).sum(),
-            bytes_sent: bytes.values().map(|n| count(*n)).sum(),
-            sent_by_kind,
-            received_by_protocol,
+            connections: u64::try_from(open.max(0)).unwrap_or(0) / 2,
+            messages_sent: sent_by_kind.values().map(|(n, _)| n).sum(),
+            bytes_sent: sent_by_kind.values().map(|(_, b)| b).sum(),
+            sent_by_kind: sent_by_kind
+                .into_iter()
+                .map(|(kind, (n, b))| (kind.to_owned(), n, b))
+                .collect(),
+            received_by_protocol: received_by_protocol.into_iter().collect(),
             rpc_p50_us: micros(0.5),
             rpc_p99_us: micros(0.99),
-            // The family is registered by every peer layer and empty until a stream is sent.
-            streamed_messages: count(prom::sum(&samples, STREAMS, &sent)),
-            queue_drops: count(queue_drops),
-            refused_connections: count(prom::sum(
-                &samples,
-                "peerlane_connections_refused_total",
-                &[],
-            )),
+            streamed_messages: total(&|n| n.peer_metrics().streams(Direction::Sent)),
+            queue_drops,
+            refused_connections,
         }
     }
 
@@ -698,7 +601,57 @@ impl Summary {
     }
 }
 
+/// The `q` quantile (0..=1), in seconds, of a histogram given as `(upper bound, count in the
+/// bucket)` in bound order, interpolated linearly inside the bucket it falls in (the lower
+/// bound of the last, infinite, one); `None` without observations.
+fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().map(|(_, count)| count).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(bound, count) in buckets {
+        let cumulative = below + count as f64;
+        if cumulative >= rank {
+            if bound.is_infinite() {
+                return Some(lower);
+            }
+            let share = if count > 0 {
+                (rank - below) / count as f64
+            } else {
+                1.0
+            };
+            return Some(lower + (bound - lower) * share);
+        }
+        lower = bound;
+        below = cumulative;
+    }
+    Some(lower)
+}
+
 /// `bytes` in MiB, for people.
 fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A quantile interpolates inside its bucket; one in the infinite bucket is its lower
+    /// bound; no observations, no quantile.
+    #[test]
+    fn quantiles_interpolate_in_the_buckets() {
+        let buckets = [(0.001, 10), (0.002, 10), (f64::INFINITY, 0)];
+        let p50 = quantile(&buckets, 0.5).unwrap();
+        assert!((p50 - 0.001).abs() < 1e-9, "{p50}");
+        let p75 = quantile(&buckets, 0.75).unwrap();
+        assert!((p75 - 0.0015).abs() < 1e-9, "{p75}");
+        assert_eq!(
+            quantile(&[(0.001, 1), (f64::INFINITY, 3)], 0.99),
+            Some(0.001)
+        );
+        assert_eq!(quantile(&[(0.001, 0), (f64::INFINITY, 0)], 0.5), None);
+    }
 }

@@ -9,7 +9,8 @@
 //!   serves the admin API (metrics, peers, dial, disconnect, bans) over HTTP.
 //! - `peerlane bench <workload>` measures throughput, latency, connection rate or idle memory
 //!   of two nodes in one process, next to raw TCP and Noise baselines (`--all` runs them all,
-//!   `sweep` plots bulk throughput against message size); see docs/performance.md.
+//!   `sweep` plots bulk throughput against message size); the `peerlane-bench` crate does the
+//!   work, see docs/performance.md.
 //!
 //! `--log-format text|json` (any subcommand; default `text`) picks how log lines on stderr are
 //! written; `json` writes one JSON object per line.
@@ -18,11 +19,10 @@
 //! or whose full node did not catch up exits with 1.
 
 mod admin;
-mod bench;
+mod apps;
 mod demo;
 mod keygen;
 mod node;
-mod prom;
 
 use std::process::ExitCode;
 
@@ -30,14 +30,13 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc rather than glibc malloc. A message's buffers are usually allocated on one tokio
 /// worker and freed on another (encoded by the sender, freed after the writer's flush; read
-/// by the reader, freed by the application): glibc then takes the owning arena's lock, and
-/// that contention was about a quarter of a small-message bench's profile. mimalloc keeps
-/// per-thread heaps and hands frees from other threads back without a lock. It is C built
-/// by the `cc` crate with the system compiler (a few seconds, once); jemalloc was the
-/// alternative, with a longer C build. Built without transparent-huge-page advice
-/// (`no_thp`): with it, idle connections held about 30 KiB each instead of 16 KiB (glibc:
-/// 19 KiB; `bench idle-mem`), every 2 MiB page being resident and zeroed as a whole. The
-/// bench's baselines run in the same binary, so its comparisons stay like for like.
+/// by the reader, freed by the application): glibc then takes the owning arena's lock on
+/// each such free, and small messages contend on it. mimalloc keeps per-thread heaps and
+/// hands frees from other threads back without a lock. It is C built by the `cc` crate with
+/// the system compiler. Built without transparent-huge-page advice (`no_thp`): with it, the
+/// 2 MiB pages idle connections touch are resident and zeroed as a whole, which inflates
+/// memory per connection (`bench idle-mem`). The bench's baselines run in the same binary,
+/// so its comparisons stay like for like.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -16,26 +16,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use bytes::{Bytes, BytesMut};
-use consensus::{CommittedBlock, Consensus, ConsensusConfig, ConsensusMsg};
-use mempool::{Mempool, MempoolConfig, MempoolHandle, MempoolMsg, Transaction};
+use consensus::ConsensusConfig;
 use netcore::{NetworkAddress, PeerId};
 use noise::PeerRole;
 use peerlane::{
     ConnectionNotification, DiscoveredPeer, Identity, NetworkBuilder, NetworkConfig, TransportKind,
 };
 use prometheus_client::registry::Registry;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-use state_sync::{DIRECT_SEND_PROTOCOLS, RPC_PROTOCOLS, StateSync, StateSyncMsg, StoreHandle};
-use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wire::{ChainId, NetworkId, ProtocolId};
+use wire::{ChainId, NetworkId};
+
+use crate::apps::{self, Apps, BlockPayload};
 
 /// Default of `apps.consensus_round_timeout_ms`: the consensus crate's own default.
-pub(crate) const CONSENSUS_ROUND_TIMEOUT_MS: u64 = 1000;
+pub(crate) const CONSENSUS_ROUND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The most `apps.mempool_load_tps` may ask for: far beyond what a mempool of 10,000 pending
 /// transactions absorbs, and low enough that the generator's work per tick stays small.
@@ -71,9 +67,10 @@ pub(crate) struct AppsConfig {
     /// whatever the order here, so every validator can list them in its own order. Default:
     /// this node and its seeds of role `validator` (on the validator network, every `--seed`).
     pub(crate) consensus_validators: Option<Vec<PeerId>>,
-    /// A consensus round with no commit ends after this long, in milliseconds; more than the
-    /// leader's 100 ms proposal delay. Default [`CONSENSUS_ROUND_TIMEOUT_MS`].
-    pub(crate) consensus_round_timeout_ms: u64,
+    /// A consensus round with no commit ends after this long; more than the leader's 100 ms
+    /// proposal delay. Default [`CONSENSUS_ROUND_TIMEOUT`].
+    #[serde(rename = "consensus_round_timeout_ms", with = "duration_ms")]
+    pub(crate) consensus_round_timeout: Duration,
 }
 
 impl Default for AppsConfig {
@@ -84,7 +81,7 @@ impl Default for AppsConfig {
             consensus: false,
             mempool_load_tps: 0,
             consensus_validators: None,
-            consensus_round_timeout_ms: CONSENSUS_ROUND_TIMEOUT_MS,
+            consensus_round_timeout: CONSENSUS_ROUND_TIMEOUT,
         }
     }
 }
@@ -102,7 +99,7 @@ impl AppsConfig {
             bail!("apps.mempool_load_tps: must be at most {MAX_LOAD_TPS}");
         }
         let delay = ConsensusConfig::new(NetworkId::Validator, Vec::new()).proposal_delay;
-        if Duration::from_millis(self.consensus_round_timeout_ms) <= delay {
+        if self.consensus_round_timeout <= delay {
             bail!(
                 "apps.consensus_round_timeout_ms: must be more than the {} ms proposal delay",
                 delay.as_millis()
@@ -319,82 +316,44 @@ async fn node(config: NodeConfig, admin: Option<SocketAddr>) -> anyhow::Result<E
     } else {
         Vec::new()
     };
-    let sync_app = if apps.state_sync {
-        Some(builder.add_application::<StateSyncMsg>(
-            DIRECT_SEND_PROTOCOLS,
-            RPC_PROTOCOLS,
-            Default::default(),
-        )?)
-    } else {
-        None
+    let registered = Apps {
+        state_sync: apps
+            .state_sync
+            .then(|| apps::add_state_sync(&mut builder))
+            .transpose()?,
+        mempool: apps
+            .mempool
+            .then(|| apps::add_mempool(&mut builder))
+            .transpose()?,
+        consensus: if apps.consensus {
+            let mut config = ConsensusConfig::new(network_id, validators);
+            config.round_timeout = apps.consensus_round_timeout;
+            Some((config, apps::add_consensus(&mut builder)?))
+        } else {
+            None
+        },
+        block_payload: BlockPayload::TxnIds,
     };
-    let mempool_app = if apps.mempool {
-        Some(builder.add_application::<MempoolMsg>(
-            [ProtocolId::MEMPOOL_DIRECT_SEND],
-            [],
-            Default::default(),
-        )?)
-    } else {
-        None
-    };
-    let consensus_app = if apps.consensus {
-        Some(builder.add_application::<ConsensusMsg>(
-            [ProtocolId::CONSENSUS_DIRECT_SEND_BCS],
-            [ProtocolId::CONSENSUS_RPC_BCS],
-            Default::default(),
-        )?)
-    } else {
-        None
-    };
+    let validator_count = registered
+        .consensus
+        .as_ref()
+        .map(|(config, _)| config.validators.len());
     let network = Arc::new(builder.build()?);
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let mut running = Vec::new();
-
-    let mempool = match mempool_app {
-        Some((client, events)) => {
-            let (actor, handle) =
-                Mempool::new(MempoolConfig::default(), client, events, &mut registry);
-            tasks.spawn(actor.run(shutdown.clone().cancelled_owned()));
-            if apps.mempool_load_tps > 0 {
-                tasks.spawn(load(
-                    apps.mempool_load_tps,
-                    handle.clone(),
-                    shutdown.clone(),
-                ));
-            }
-            running.push("mempool");
-            Some(handle)
-        }
-        None => None,
-    };
-    let store = StoreHandle::new();
-    if let Some((client, events)) = consensus_app {
-        let mempool = mempool
-            .clone()
-            .context("apps.consensus: needs apps.mempool = true")?;
-        let mut consensus_config = ConsensusConfig::new(network_id, validators);
-        consensus_config.round_timeout = Duration::from_millis(apps.consensus_round_timeout_ms);
-        let validator_count = consensus_config.validators.len();
-        let (actor, handle) =
-            Consensus::new(consensus_config, me, client, events, mempool, &mut registry)
-                .context("apps")?;
-        if apps.state_sync {
-            tasks.spawn(feed_store(
-                handle.subscribe_commits(),
-                store.clone(),
-                shutdown.clone(),
-            ));
-        }
-        tasks.spawn(actor.run(shutdown.clone().cancelled_owned()));
-        eprintln!("consensus with {validator_count} validators");
-        running.push("consensus");
+    let running = apps::start(registered, me, &mut registry, &shutdown, &mut tasks)?;
+    if let Some(mempool) = &running.mempool
+        && apps.mempool_load_tps > 0
+    {
+        tasks.spawn(apps::load(
+            apps.mempool_load_tps,
+            vec![mempool.clone()],
+            None,
+            shutdown.clone(),
+        ));
     }
-    if let Some((client, events)) = sync_app {
-        let sync = StateSync::new(state_sync::Config::default(), client, events, store)
-            .with_metrics(state_sync::Metrics::register(&mut registry));
-        tasks.spawn(sync.run(shutdown.clone().cancelled_owned()));
-        running.push("state sync");
+    if let Some(count) = validator_count {
+        eprintln!("consensus with {count} validators");
     }
     // Nothing registers after this: the admin API encodes the registry as it is.
     let registry = Arc::new(registry);
@@ -414,6 +373,7 @@ async fn node(config: NodeConfig, admin: Option<SocketAddr>) -> anyhow::Result<E
     };
     println!("listening on {}", network.listen_address());
     eprintln!("peer id {} on the {network_id} network", network.peer_id());
+    let running = running.names();
     if running.is_empty() {
         eprintln!("applications: none");
     } else {
@@ -455,76 +415,17 @@ async fn node(config: NodeConfig, admin: Option<SocketAddr>) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// Appends each block consensus commits to the state-sync store, with its transaction ids
-/// (32 bytes each, in order) as the payload: the same bytes on every validator, whichever
-/// transactions it happened to receive.
-async fn feed_store(
-    mut commits: broadcast::Receiver<CommittedBlock>,
-    store: StoreHandle,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let block = tokio::select! {
-            () = shutdown.cancelled() => return,
-            block = commits.recv() => match block {
-                Ok(block) => block,
-                Err(broadcast::error::RecvError::Closed) => return,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    // State sync fetches the missed blocks from the peers.
-                    tracing::warn!(missed, "the state-sync store fell behind consensus");
-                    continue;
-                }
-            },
-        };
-        // State sync may have fetched it already from a peer that committed it first.
-        if block.height <= store.committed_height() {
-            continue;
-        }
-        let mut payload = BytesMut::with_capacity(block.txn_ids.len() * 32);
-        for id in &block.txn_ids {
-            payload.extend_from_slice(&id.0);
-        }
-        let height = block.height;
-        let block = state_sync::Block {
-            height,
-            id: block.block_id.0,
-            parent_id: block.parent_id.0,
-            payload: payload.freeze(),
-        };
-        // State sync may have appended it meanwhile; anything else is worth a warning.
-        if let Err(err) = store.append(block)
-            && store.committed_height() < height
-        {
-            tracing::warn!(height, error = %err, "committed block not appended to the store");
-        }
-    }
-}
+/// Serde for a [`Duration`] as whole milliseconds, the unit config files use (a `<name>_ms`
+/// key). Reading only: the node never writes its config.
+mod duration_ms {
+    use std::time::Duration;
 
-/// The load generator: submits `tps` random transactions of 256–512 bytes per second to
-/// `mempool`, every 10 ms. A full mempool refuses them (counted in
-/// `mempool_rejected_full_total`), as it would a client's.
-async fn load(tps: u64, mempool: MempoolHandle, shutdown: CancellationToken) {
-    const TICK: Duration = Duration::from_millis(10);
-    let mut rng = StdRng::from_entropy();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let started = tokio::time::Instant::now();
-    let mut submitted: u64 = 0;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let due = elapsed_ms.saturating_mul(tps) / 1000;
-        // After a stall, at most one second's worth at once: no unbounded burst.
-        submitted = submitted.max(due.saturating_sub(tps));
-        while submitted < due {
-            let mut payload = vec![0u8; rng.gen_range(256..=512)];
-            rng.fill(&mut payload[..]);
-            let _ = mempool.submit(Transaction::new(Bytes::from(payload)));
-            submitted += 1;
-        }
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
     }
 }
 
@@ -587,7 +488,7 @@ mod tests {
                 consensus: true,
                 mempool_load_tps: 50,
                 consensus_validators: Some(vec![peer(1)]),
-                consensus_round_timeout_ms: 500,
+                consensus_round_timeout: Duration::from_millis(500),
             }
         );
         config.apps.validate().unwrap();
@@ -625,7 +526,7 @@ mod tests {
             .starts_with("apps.mempool_load_tps:")
         );
         assert!(
-            apps(|a| a.consensus_round_timeout_ms = 100)
+            apps(|a| a.consensus_round_timeout = Duration::from_millis(100))
                 .starts_with("apps.consensus_round_timeout_ms:")
         );
     }

@@ -5,7 +5,7 @@
 //! commit blocks.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -67,13 +67,13 @@ impl Node {
         }
     }
 
-    /// Waits for a stderr line containing `text`.
+    /// Waits for a stderr line containing `text`, and returns it.
     /// On a time-out the panic shows the last lines seen, to tell what the node did instead.
-    fn expect(&self, text: &str) {
+    fn expect(&self, text: &str) -> String {
         let mut seen = std::collections::VecDeque::new();
         loop {
             match self.stderr.recv_timeout(WAIT) {
-                Ok(line) if line.contains(text) => return,
+                Ok(line) if line.contains(text) => return line,
                 Ok(line) => {
                     if seen.len() == 30 {
                         seen.pop_front();
@@ -89,6 +89,18 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The port of the admin API this node bound (started with `--admin 127.0.0.1:0`), from
+    /// its `admin API on http://…` line.
+    fn admin_port(&self) -> u16 {
+        let prefix = "admin API on http://";
+        let line = self.expect(prefix);
+        let addr = &line[line.find(prefix).unwrap() + prefix.len()..];
+        addr.trim()
+            .parse::<std::net::SocketAddr>()
+            .unwrap_or_else(|err| panic!("admin address {addr:?}: {err}"))
+            .port()
     }
 
     /// The peer id this node printed.
@@ -213,15 +225,6 @@ fn bad_node_input_exits_2_with_one_line() {
     }
 }
 
-/// A free loopback port: bound, then released.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.1 request to `127.0.0.1:port`; the status code and the body.
 fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -268,10 +271,8 @@ fn listed(port: u16, peer_id: &str) -> Option<serde_json::Value> {
 #[cfg(unix)]
 #[test]
 fn admin_api_lists_dials_and_disconnects_peers() {
-    let port = free_port();
-    let admin = format!("127.0.0.1:{port}");
-    let a = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", &admin]);
-    a.expect(&format!("admin API on http://{admin}"));
+    let a = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0"]);
+    let port = a.admin_port();
 
     let (status, metrics) = http(port, "GET", "/metrics", None);
     assert_eq!(status, 200);
@@ -296,6 +297,12 @@ fn admin_api_lists_dials_and_disconnects_peers() {
         "{entry}"
     );
     let first_connection = entry["connection_id"].as_u64().unwrap();
+    // Roles are spelled as config files spell them.
+    let role = entry["role"].as_str().unwrap();
+    assert!(
+        !role.is_empty() && role.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+        "{entry}"
+    );
 
     // A dials C, which knows nobody.
     let c = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
@@ -310,16 +317,36 @@ fn admin_api_lists_dials_and_disconnects_peers() {
     assert_eq!(entry["origin"], "outbound", "{entry}");
     let (status, body) = http(port, "POST", "/peers", Some(&request));
     assert_eq!(status, 409, "{body}");
-    for bad in [
-        "not json",
-        r#"{"peer_id": "zz", "address": "/ip4/127.0.0.1/tcp/1"}"#,
+    // Bad input is a 400 whose one-line message names what is wrong.
+    for (bad, names) in [
+        ("not json", "expected ident"),
+        (
+            r#"{"peer_id": "zz", "address": "/ip4/127.0.0.1/tcp/1"}"#,
+            "peer_id",
+        ),
+        (
+            &format!(r#"{{"peer_id": "{}", "address": "tcp"}}"#, c.peer_id()),
+            "address",
+        ),
+        (
+            &format!(r#"{{"peer_id": "{}"}}"#, c.peer_id()),
+            "missing field `address`",
+        ),
     ] {
         let (status, body) = http(port, "POST", "/peers", Some(bad));
-        assert!((400..500).contains(&status), "{bad}: {status} {body}");
+        assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body.trim().lines().count(), 1, "{body}");
         let error: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert!(error["error"].is_string(), "{body}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(names), "{bad}: {message}");
     }
+    let (status, body) = http(port, "DELETE", "/peers/zz", None);
+    assert_eq!(status, 400, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().starts_with("peer id: "),
+        "{body}"
+    );
 
     // Disconnect B: gone, then back over a new connection that B dialed.
     let (status, body) = http(port, "DELETE", &format!("/peers/{}", b.peer_id()), None);
@@ -396,14 +423,12 @@ fn banned_refusals(port: u16) -> u64 {
 #[cfg(unix)]
 #[test]
 fn admin_api_bans_and_unbans_peers() {
-    let port = free_port();
-    let admin = format!("127.0.0.1:{port}");
     // A logs its refusals at info.
     let a = Node::start_with_logs(
-        &["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", &admin],
+        &["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0"],
         "peerlane=info",
     );
-    a.expect(&format!("admin API on http://{admin}"));
+    let port = a.admin_port();
     // B redials quickly (backoff at most 500 ms): its backoff grows with every refusal while
     // it is banned, and the default (up to 60 s) would make the reconnect after the unban
     // depend on how many refusals fit in this test.
@@ -437,10 +462,17 @@ fn admin_api_bans_and_unbans_peers() {
     assert_eq!(status, 200, "{body}");
     let banned: Vec<String> = serde_json::from_str(&body).unwrap();
     assert_eq!(banned, vec![b.peer_id()]);
-    for bad in ["not json", r#"{"peer_id": "zz"}"#] {
+    for bad in ["not json", r#"{"peer_id": "zz"}"#, r#"{"peer": "zz"}"#] {
         let (status, body) = http(port, "POST", "/bans", Some(bad));
-        assert!((400..500).contains(&status), "{bad}: {status} {body}");
+        assert_eq!(status, 400, "{bad}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            error["error"].as_str().unwrap().starts_with("body: "),
+            "{body}"
+        );
     }
+    let (status, body) = http(port, "DELETE", "/bans/zz", None);
+    assert_eq!(status, 400, "{body}");
 
     // B's connectivity manager redials its seed; A refuses it every time, with a log line.
     a.expect("connection refused");
@@ -499,15 +531,15 @@ fn admin_api_peers_show_connect_time_rtt_and_bytes() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = fast_pings_config(&dir, "fast.toml");
     let started_ms = now_unix_ms();
-    let (a_port, b_port) = (free_port(), free_port());
-    let a_admin = format!("127.0.0.1:{a_port}");
-    let b_admin = format!("127.0.0.1:{b_port}");
+    let admin = "127.0.0.1:0";
     let listen = "/ip4/127.0.0.1/tcp/0";
     let config = config.to_str().unwrap();
-    let a = Node::start(&["--config", config, "--listen", listen, "--admin", &a_admin]);
+    let a = Node::start(&["--config", config, "--listen", listen, "--admin", admin]);
+    let a_port = a.admin_port();
     let b = Node::start(&[
-        "--config", config, "--listen", listen, "--admin", &b_admin, "--seed", &a.address,
+        "--config", config, "--listen", listen, "--admin", admin, "--seed", &a.address,
     ]);
+    let b_port = b.admin_port();
     a.expect(&format!("peer connected: {}", b.peer_id()));
     b.expect(&format!("peer connected: {}", a.peer_id()));
 
@@ -552,11 +584,12 @@ fn committed_height(port: u16) -> Option<u64> {
         .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
 }
 
-/// Three validators on the validator network, each from a key file, a config file with
-/// `[apps]` mempool (with a load generator) + consensus + state sync, and the other two as
-/// seeds (so they agree on the validator set without listing it): all three commit blocks,
-/// as `consensus_committed_height` in their metrics shows, and their mempools accepted the
-/// load.
+/// Three validators on the validator network, each from a key file and a config file with
+/// `[apps]` mempool (with a load generator) + consensus + state sync, the validator set
+/// listed by peer id (`consensus_validators`) and a discovery file: each listens on port 0,
+/// and once all three run the test writes their addresses into the discovery file, from which
+/// they dial and trust one another. All three commit blocks, as `consensus_committed_height`
+/// in their metrics shows, and their mempools accepted the load.
 #[cfg(unix)]
 #[test]
 fn validators_with_mempool_and_consensus_commit_blocks() {
@@ -564,17 +597,8 @@ fn validators_with_mempool_and_consensus_commit_blocks() {
         .join(format!("node-consensus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("validator.toml");
-    std::fs::write(
-        &config,
-        "network_id = \"validator\"\n\
-         [connectivity]\nconnectivity_check_interval_ms = 200\n\
-         [apps]\nmempool = true\nconsensus = true\nstate_sync = true\n\
-         mempool_load_tps = 200\nconsensus_round_timeout_ms = 500\n",
-    )
-    .unwrap();
-    // Keys and ports first: each validator's seeds are the other two's addresses.
-    let validators: Vec<(PathBuf, String, u16)> = (0..3)
+    // Keys first: the validator set is their peer ids (the public keys' hex).
+    let keys: Vec<(PathBuf, String)> = (0..3)
         .map(|i| {
             let key = dir.join(format!("v{i}.key"));
             let out = peerlane()
@@ -588,41 +612,60 @@ fn validators_with_mempool_and_consensus_commit_blocks() {
                 .find_map(|line| line.strip_prefix("public key: "))
                 .unwrap()
                 .to_owned();
-            let port = free_port();
-            let address = format!("/ip4/127.0.0.1/tcp/{port}/noise-ik/{public}/handshake/0");
-            (key, address, free_port())
+            (key, public)
         })
         .collect();
-    let nodes: Vec<Node> = validators
+    let validators: Vec<String> = keys
         .iter()
-        .enumerate()
-        .map(|(i, (key, address, admin_port))| {
-            let listen = address.split("/noise-ik/").next().unwrap();
-            let admin = format!("127.0.0.1:{admin_port}");
-            let mut args = vec![
+        .map(|(_, public)| format!("\"{public}\""))
+        .collect();
+    let peers_file = dir.join("peers.toml");
+    let config = dir.join("validator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "network_id = \"validator\"\n\
+             [connectivity]\nconnectivity_check_interval_ms = 200\n\
+             discovery_file = \"{}\"\ndiscovery_file_interval_ms = 100\n\
+             [apps]\nmempool = true\nconsensus = true\nstate_sync = true\n\
+             mempool_load_tps = 200\nconsensus_round_timeout_ms = 500\n\
+             consensus_validators = [{}]\n",
+            peers_file.display(),
+            validators.join(", ")
+        ),
+    )
+    .unwrap();
+    // Each prints its validator count before its admin address.
+    let (nodes, admin_ports): (Vec<Node>, Vec<u16>) = keys
+        .iter()
+        .map(|(key, public)| {
+            let node = Node::start(&[
                 "--config",
                 config.to_str().unwrap(),
                 "--key-file",
                 key.to_str().unwrap(),
                 "--listen",
-                listen,
+                "/ip4/127.0.0.1/tcp/0",
                 "--admin",
-                &admin,
-            ];
-            for (j, (_, seed, _)) in validators.iter().enumerate() {
-                if j != i {
-                    args.extend(["--seed", seed.as_str()]);
-                }
-            }
-            let node = Node::start(&args);
-            assert_eq!(&node.address, address);
-            node
+                "127.0.0.1:0",
+            ]);
+            assert_eq!(&node.peer_id(), public);
+            node.expect("consensus with 3 validators");
+            let admin_port = node.admin_port();
+            (node, admin_port)
         })
-        .collect();
+        .unzip();
+    // Everyone is running: the discovery file tells each where the others listen.
+    let mut peers_text = String::new();
     for node in &nodes {
-        node.expect("consensus with 3 validators");
+        peers_text.push_str(&format!(
+            "[peers.{}]\nrole = \"validator\"\naddresses = [\"{}\"]\n\n",
+            node.peer_id(),
+            node.address
+        ));
     }
-    for (_, _, admin_port) in &validators {
+    std::fs::write(&peers_file, peers_text).unwrap();
+    for admin_port in &admin_ports {
         let height = poll("three committed blocks", || {
             committed_height(*admin_port).filter(|height| *height >= 3)
         });

@@ -10,14 +10,8 @@
 //!   against.
 //!
 //! Run with `cargo bench -p noise --bench noise_stream`. Settings are short on purpose (10
-//! samples, 2 s each); pass `-- --quick` for a rough figure.
-//!
-//! Last run (release, 2 shared cores, x86-64 with AES-NI), MB = 10^6 bytes:
-//!
-//! | backend    | NoiseStream | raw snow  | ratio |
-//! |------------|-------------|-----------|-------|
-//! | ring       | 3,839 MB/s  | 4,144 MB/s | 0.93 |
-//! | RustCrypto | 638 MB/s    | 643 MB/s  | 0.99  |
+//! samples, 2 s each); pass `-- --quick` for a rough figure. Results are kept in
+//! docs/performance.md.
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]

@@ -6,12 +6,18 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use netcore::PeerId;
+use serde::{Deserialize, Serialize};
 
 use crate::keys::PublicKey;
 
 /// What a peer is to us. Decided by the trusted set (or [`PeerRole::Unknown`] when the peer is
 /// not in it) and used above the Noise layer for connection limits and priorities.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Config files, serde and [`Display`](fmt::Display) spell it in snake_case, as
+/// [`as_str`](Self::as_str) does: `validator`, `preferred_upstream`, `upstream`,
+/// `validator_full_node`, `downstream`, `known`, `unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PeerRole {
     /// A validator in the validator network.
     Validator,
@@ -30,7 +36,7 @@ pub enum PeerRole {
 }
 
 impl PeerRole {
-    /// The lowercase, snake_case name, for logs and metric labels.
+    /// The lowercase, snake_case name, for logs, metric labels and config files.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Validator => "validator",
@@ -41,6 +47,12 @@ impl PeerRole {
             Self::Known => "known",
             Self::Unknown => "unknown",
         }
+    }
+}
+
+impl fmt::Display for PeerRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -240,6 +252,39 @@ mod tests {
 
     fn key(byte: u8) -> PublicKey {
         PublicKey::from([byte; 32])
+    }
+
+    /// Serde and Display use the names config files use, and every role reads back.
+    #[test]
+    fn roles_are_spelled_as_config_files_spell_them() {
+        let names = [
+            (PeerRole::Validator, "validator"),
+            (PeerRole::PreferredUpstream, "preferred_upstream"),
+            (PeerRole::Upstream, "upstream"),
+            (PeerRole::ValidatorFullNode, "validator_full_node"),
+            (PeerRole::Downstream, "downstream"),
+            (PeerRole::Known, "known"),
+            (PeerRole::Unknown, "unknown"),
+        ];
+        for (role, name) in names {
+            // Fails to compile when a role is added, so that this table keeps up.
+            match role {
+                PeerRole::Validator
+                | PeerRole::PreferredUpstream
+                | PeerRole::Upstream
+                | PeerRole::ValidatorFullNode
+                | PeerRole::Downstream
+                | PeerRole::Known
+                | PeerRole::Unknown => {}
+            }
+            let json = format!("\"{name}\"");
+            assert_eq!(serde_json::to_string(&role).unwrap(), json);
+            assert_eq!(serde_json::from_str::<PeerRole>(&json).unwrap(), role);
+            assert_eq!(role.to_string(), name);
+            assert_eq!(role.as_str(), name);
+        }
+        let err = serde_json::from_str::<PeerRole>("\"Validator\"").unwrap_err();
+        assert!(err.to_string().contains("validator_full_node"), "{err}");
     }
 
     /// The sequence from the spec: 1 is accepted, 0 and 1 are replays, 2 is accepted.

@@ -7,7 +7,6 @@
 //!
 //! [`NoiseStream`]: crate::NoiseStream
 
-use std::fmt;
 use std::io;
 use std::time::Duration;
 
@@ -15,8 +14,9 @@ use netcore::PeerId;
 
 use crate::keys::PublicKey;
 use crate::metrics::HandshakeOutcome;
+use crate::side::Side;
 
-/// Errors from keys, handshakes and encrypted streams.
+/// Errors from handshakes and encrypted streams.
 ///
 /// Every handshake error costs the connection: the caller drops the socket, which is how
 /// AptosNet signals a rejection. [`NoiseStream`](crate::NoiseStream) reports its errors as
@@ -24,15 +24,6 @@ use crate::metrics::HandshakeOutcome;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A public key string is not 64 hex digits.
-    #[error("noise: invalid public key {input:?}: {reason}")]
-    InvalidPublicKey {
-        /// What was given.
-        input: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-
     /// A node tried to connect to itself. The initiator reports it before sending anything
     /// when the remote key or PeerId is its own; the responder reports it when the prologue
     /// carries its own PeerId (checked before anything else).
@@ -48,8 +39,8 @@ pub enum Error {
     /// dialed the wrong address or has a stale key for us. Checked right after self-dial, before
     /// any cryptography.
     #[error(
-        "noise responder: initiator {peer_id} expected our key to be {}, which is not our key",
-        hex::encode(expected.as_bytes())
+        "noise responder: initiator {peer_id} expected our key to be {expected}, which is not our \
+         key"
     )]
     WrongExpectedKey {
         /// The PeerId in the prologue (not yet authenticated).
@@ -95,8 +86,7 @@ pub enum Error {
 
     /// A trusted PeerId connected with a static key that is not one of its keys.
     #[error(
-        "noise responder: static key {} is not one of the keys of trusted peer {peer_id}",
-        hex::encode(public_key.as_bytes())
+        "noise responder: static key {public_key} is not one of the keys of trusted peer {peer_id}"
     )]
     KeyMismatch {
         /// The trusted PeerId the initiator claimed.
@@ -222,7 +212,7 @@ impl Error {
     }
 
     /// The handshake outcome this error is counted under, or `None` for errors outside a
-    /// handshake (keys, streams).
+    /// handshake (streams).
     pub fn handshake_outcome(&self) -> Option<HandshakeOutcome> {
         Some(match self {
             Self::SelfDial { .. } => HandshakeOutcome::SelfDial,
@@ -236,8 +226,7 @@ impl Error {
             Self::Timeout { .. } => HandshakeOutcome::Timeout,
             Self::Io { .. } => HandshakeOutcome::Io,
             Self::Setup { .. } => HandshakeOutcome::Setup,
-            Self::InvalidPublicKey { .. }
-            | Self::Decrypt { .. }
+            Self::Decrypt { .. }
             | Self::TruncatedFrame { .. }
             | Self::Poisoned
             | Self::Encrypt { .. } => return None,
@@ -258,30 +247,5 @@ impl From<Error> for io::Error {
             Error::Rejected { .. } => Self::new(io::ErrorKind::ConnectionAborted, err),
             other => Self::new(io::ErrorKind::InvalidData, other),
         }
-    }
-}
-
-/// Which end of a handshake: the initiator dials, the responder accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The dialer, which sends message 1.
-    Initiator,
-    /// The listener, which answers with message 2.
-    Responder,
-}
-
-impl Side {
-    /// The lowercase name, also used as the `side` metric label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Initiator => "initiator",
-            Self::Responder => "responder",
-        }
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }

@@ -22,8 +22,9 @@ use netcore::PeerId;
 use snow::{HandshakeState, TransportState};
 
 use crate::auth::{HandshakeAuthMode, PeerRole};
-use crate::error::{Error, Side};
+use crate::error::Error;
 use crate::keys::{KEY_LEN, PrivateKey, PublicKey, peer_id_from_public_key};
+use crate::side::Side;
 
 /// The Noise protocol AptosNet v1 speaks.
 pub const PROTOCOL_NAME: &str = "Noise_IK_25519_AESGCM_SHA256";

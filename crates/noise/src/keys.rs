@@ -1,15 +1,15 @@
 //! x25519 static keys: the types, and how to generate, parse and print them.
 //!
-//! A node's identity key is an x25519 [`PrivateKey`]; its [`PublicKey`] goes into network
-//! addresses (`/noise-ik/<64 hex digits>`) and trusted-peer sets. The PeerId of a node that is
-//! not in anyone's trusted set is its public key ([`peer_id_from_public_key`]).
+//! A node's identity key is an x25519 [`PrivateKey`]; its [`PublicKey`] (netcore's, re-exported
+//! here: the same type that `/noise-ik/<64 hex digits>` in a network address holds) goes into
+//! network addresses and trusted-peer sets. The PeerId of a node that is not in anyone's
+//! trusted set is its public key ([`peer_id_from_public_key`]).
 
 use netcore::PeerId;
 use rand::{CryptoRng, RngCore};
 
-use crate::error::Error;
-
-pub use x25519_dalek::{PublicKey, StaticSecret as PrivateKey};
+pub use netcore::PublicKey;
+pub use x25519_dalek::StaticSecret as PrivateKey;
 
 /// Length of an x25519 key in bytes.
 pub const KEY_LEN: usize = 32;
@@ -19,26 +19,16 @@ pub fn generate_private_key(rng: &mut (impl RngCore + CryptoRng)) -> PrivateKey 
     PrivateKey::random_from_rng(rng)
 }
 
-/// Parses a public key from 64 hex digits, with or without a `0x` prefix.
-pub fn parse_public_key(text: &str) -> Result<PublicKey, Error> {
-    let digits = text.strip_prefix("0x").unwrap_or(text);
-    if digits.len() != 2 * KEY_LEN {
-        return Err(Error::InvalidPublicKey {
-            input: text.to_owned(),
-            reason: "expected 64 hex digits",
-        });
-    }
-    let mut bytes = [0u8; KEY_LEN];
-    hex::decode_to_slice(digits, &mut bytes).map_err(|_| Error::InvalidPublicKey {
-        input: text.to_owned(),
-        reason: "not hex",
-    })?;
-    Ok(PublicKey::from(bytes))
+/// Parses a public key from 64 hex digits, with or without a `0x` prefix: the same as
+/// `text.parse::<PublicKey>()`.
+pub fn parse_public_key(text: &str) -> Result<PublicKey, netcore::Error> {
+    text.parse()
 }
 
-/// Formats a public key as 64 lowercase hex digits, the form [`parse_public_key`] reads.
+/// Formats a public key as 64 lowercase hex digits, the form [`parse_public_key`] reads: the
+/// same as `key.to_string()`.
 pub fn format_public_key(key: &PublicKey) -> String {
-    hex::encode(key.as_bytes())
+    key.to_string()
 }
 
 /// The PeerId AptosNet gives a node that is not in the trusted set: its static public key.
@@ -64,11 +54,11 @@ mod tests {
         assert_eq!(parse_public_key(&format!("0x{text}")).unwrap(), public_key);
         assert!(matches!(
             parse_public_key("abcd"),
-            Err(Error::InvalidPublicKey { .. })
+            Err(netcore::Error::InvalidPublicKey { .. })
         ));
         assert!(matches!(
             parse_public_key(&"zz".repeat(32)),
-            Err(Error::InvalidPublicKey {
+            Err(netcore::Error::InvalidPublicKey {
                 reason: "not hex",
                 ..
             })

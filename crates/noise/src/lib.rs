@@ -25,8 +25,10 @@
 //!    opens the peer's frames on read.
 //!
 //! Who may connect is decided by [`TrustedPeers`] (shared, updatable at run time) through the
-//! auth mode: `Mutual` for validator networks, `MaybeMutual` elsewhere. Keys are x25519
-//! ([`keys`]). Every failure is a [`noise::Error`](Error).
+//! auth mode: `Mutual` for validator networks, `MaybeMutual` elsewhere; a peer's [`PeerRole`]
+//! comes from that set and is spelled in config files as serde writes it. Keys are x25519
+//! ([`keys`]); [`PublicKey`] is netcore's, the same type a network address holds. Every
+//! failure is a [`noise::Error`](Error), and says which [`Side`] saw it.
 //!
 //! Types to read first: [`NoiseUpgrader`], [`HandshakeAuthMode`], [`NoiseStream`].
 //!
@@ -80,16 +82,18 @@ mod error;
 mod handshake;
 pub mod keys;
 mod metrics;
+mod side;
 mod stream;
 mod upgrade;
 
 pub use auth::{AntiReplayTimestamps, HandshakeAuthMode, PeerRole, TrustedPeer, TrustedPeers};
-pub use error::{Error, Side};
+pub use error::Error;
 pub use handshake::{
     Accepted, CryptoBackend, FIRST_MESSAGE_LEN, HandshakeConfig, Initiator, PROLOGUE_LEN,
     PROTOCOL_NAME, RemotePeer, SECOND_MESSAGE_LEN,
 };
 pub use keys::{PrivateKey, PublicKey};
 pub use metrics::{HandshakeOutcome, Metrics, StreamErrorReason};
+pub use side::Side;
 pub use stream::{MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream};
 pub use upgrade::{HANDSHAKE_TIMEOUT, NoiseUpgrader, now_millis};

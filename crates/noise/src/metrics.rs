@@ -6,14 +6,12 @@
 //! | `peerlane_noise_decrypt_failures_total` | counter | none |
 //! | `peerlane_noise_stream_errors_total` | counter | `reason` ([`StreamErrorReason`]) |
 
-use std::fmt::Write as _;
-
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::error::Side;
+use crate::side::Side;
 
 /// Counters for the Noise layer. Cloning gives another handle on the same counters.
 ///
@@ -92,28 +90,14 @@ impl Metrics {
     }
 }
 
-/// Why a stream failed, other than a frame that did not decrypt (which has its own counter,
-/// `peerlane_noise_decrypt_failures_total`). The `reason` label of
-/// `peerlane_noise_stream_errors_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum StreamErrorReason {
-    /// See [`Error::TruncatedFrame`](crate::Error::TruncatedFrame).
-    TruncatedFrame,
-}
-
-impl StreamErrorReason {
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::TruncatedFrame => "truncated_frame",
-        }
-    }
-}
-
-impl EncodeLabelValue for StreamErrorReason {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
+netcore::metric_label_enum! {
+    /// Why a stream failed, other than a frame that did not decrypt (which has its own counter,
+    /// `peerlane_noise_decrypt_failures_total`). The `reason` label of
+    /// `peerlane_noise_stream_errors_total`.
+    #[non_exhaustive]
+    pub enum StreamErrorReason {
+        /// See [`Error::TruncatedFrame`](crate::Error::TruncatedFrame).
+        TruncatedFrame => "truncated_frame",
     }
 }
 
@@ -122,67 +106,36 @@ struct StreamErrorLabels {
     reason: StreamErrorReason,
 }
 
-/// How a handshake ended: `ok` or the reason it failed. The `result` label of
-/// `peerlane_noise_handshakes_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HandshakeOutcome {
-    /// The handshake completed.
-    Ok,
-    /// See [`Error::SelfDial`](crate::Error::SelfDial).
-    SelfDial,
-    /// See [`Error::WrongExpectedKey`](crate::Error::WrongExpectedKey).
-    WrongExpectedKey,
-    /// See [`Error::UnknownPeer`](crate::Error::UnknownPeer).
-    UnknownPeer,
-    /// See [`Error::KeyMismatch`](crate::Error::KeyMismatch) and
-    /// [`Error::PeerIdMismatch`](crate::Error::PeerIdMismatch).
-    KeyMismatch,
-    /// See [`Error::ReplayedTimestamp`](crate::Error::ReplayedTimestamp).
-    ReplayedTimestamp,
-    /// See [`Error::MalformedMessage`](crate::Error::MalformedMessage).
-    MalformedMessage,
-    /// See [`Error::TruncatedMessage`](crate::Error::TruncatedMessage).
-    TruncatedMessage,
-    /// See [`Error::Rejected`](crate::Error::Rejected) (initiator only).
-    Rejected,
-    /// See [`Error::Timeout`](crate::Error::Timeout).
-    Timeout,
-    /// See [`Error::Io`](crate::Error::Io).
-    Io,
-    /// See [`Error::Setup`](crate::Error::Setup).
-    Setup,
-}
-
-impl HandshakeOutcome {
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::SelfDial => "self_dial",
-            Self::WrongExpectedKey => "wrong_expected_key",
-            Self::UnknownPeer => "unknown_peer",
-            Self::KeyMismatch => "key_mismatch",
-            Self::ReplayedTimestamp => "replayed_timestamp",
-            Self::MalformedMessage => "malformed_message",
-            Self::TruncatedMessage => "truncated_message",
-            Self::Rejected => "rejected",
-            Self::Timeout => "timeout",
-            Self::Io => "io",
-            Self::Setup => "setup",
-        }
-    }
-}
-
-impl EncodeLabelValue for HandshakeOutcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-impl EncodeLabelValue for Side {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
+netcore::metric_label_enum! {
+    /// How a handshake ended: `ok` or the reason it failed. The `result` label of
+    /// `peerlane_noise_handshakes_total`.
+    #[non_exhaustive]
+    pub enum HandshakeOutcome {
+        /// The handshake completed.
+        Ok => "ok",
+        /// See [`Error::SelfDial`](crate::Error::SelfDial).
+        SelfDial => "self_dial",
+        /// See [`Error::WrongExpectedKey`](crate::Error::WrongExpectedKey).
+        WrongExpectedKey => "wrong_expected_key",
+        /// See [`Error::UnknownPeer`](crate::Error::UnknownPeer).
+        UnknownPeer => "unknown_peer",
+        /// See [`Error::KeyMismatch`](crate::Error::KeyMismatch) and
+        /// [`Error::PeerIdMismatch`](crate::Error::PeerIdMismatch).
+        KeyMismatch => "key_mismatch",
+        /// See [`Error::ReplayedTimestamp`](crate::Error::ReplayedTimestamp).
+        ReplayedTimestamp => "replayed_timestamp",
+        /// See [`Error::MalformedMessage`](crate::Error::MalformedMessage).
+        MalformedMessage => "malformed_message",
+        /// See [`Error::TruncatedMessage`](crate::Error::TruncatedMessage).
+        TruncatedMessage => "truncated_message",
+        /// See [`Error::Rejected`](crate::Error::Rejected) (initiator only).
+        Rejected => "rejected",
+        /// See [`Error::Timeout`](crate::Error::Timeout).
+        Timeout => "timeout",
+        /// See [`Error::Io`](crate::Error::Io).
+        Io => "io",
+        /// See [`Error::Setup`](crate::Error::Setup).
+        Setup => "setup",
     }
 }
 

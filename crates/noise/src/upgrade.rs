@@ -12,10 +12,11 @@ use netcore::PeerId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::HandshakeAuthMode;
-use crate::error::{Error, Side};
+use crate::error::Error;
 use crate::handshake::{FIRST_MESSAGE_LEN, HandshakeConfig, RemotePeer, SECOND_MESSAGE_LEN};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::metrics::{HandshakeOutcome, Metrics, StreamErrorReason};
+use crate::side::Side;
 use crate::stream::NoiseStream;
 
 /// AptosNet's deadline for setting up a connection (connect, Noise, handshake message). Use it

@@ -91,7 +91,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks the rules [`Peer::spawn`](crate::Peer::spawn) relies on: the frame and message
+    /// Checks the rules `peer::spawn` relies on: the frame and message
     /// sizes make valid [`StreamLimits`] (a frame above 64 bytes that fits a u32 prefix, a
     /// message at least a frame and at most 255 frames), and each lane holds at least one
     /// message.

@@ -1,4 +1,4 @@
-//! What a [`Peer`](crate::Peer) is started with: an upgraded socket and what set-up learned
+//! What a peer is started with (`peer::spawn`): an upgraded socket and what set-up learned
 //! about the remote ([`Connection`], [`ConnectionMetadata`]).
 
 use std::fmt;
@@ -38,7 +38,7 @@ pub struct ConnectionMetadata {
     pub role: PeerRole,
 }
 
-/// A connection ready for a [`Peer`](crate::Peer): its metadata and the upgraded socket, e.g.
+/// A connection ready for `peer::spawn`: its metadata and the upgraded socket, e.g.
 /// a `noise::NoiseStream<TcpStream>` after the handshake message exchange.
 #[derive(Debug)]
 pub struct Connection<S> {

@@ -1,14 +1,16 @@
-//! [`Error`]: everything a caller of the peer crate can be told went wrong.
+//! [`Error`]: everything a caller of the peer crate can be told went wrong; and `ErrorChain`,
+//! how errors are logged.
 //!
 //! Errors from the remote's side of a connection (malformed frames, unknown protocols, late or
 //! unknown responses) are not here: the peer answers, counts and logs them itself, and those
 //! that cost the connection end it with a [`DisconnectReason`](crate::DisconnectReason).
 
+use std::fmt;
 use std::time::Duration;
 
 use wire::{ProtocolId, RequestId};
 
-use crate::queue::Priority;
+use crate::priority::Priority;
 
 /// Errors from sending, RPCs, responding to inbound RPCs and configuration.
 #[derive(Debug, thiserror::Error)]
@@ -86,4 +88,19 @@ pub enum Error {
         #[source]
         source: Option<wire::Error>,
     },
+}
+
+/// Displays an error and its sources, `outer: inner: innermost`, for logs.
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
 }

@@ -1,5 +1,4 @@
-//! [`PeerHandle`]: what the rest of the node holds to talk to one connection, and
-//! [`DisconnectReason`]: why a connection ended.
+//! [`PeerHandle`]: what the rest of the node holds to talk to one connection.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,14 +10,17 @@ use tokio::time::Instant;
 use wire::{DirectSendMsg, NetworkMessage, ProtocolId, RequestId, RpcRequest};
 
 use crate::connection::ConnectionMetadata;
+use crate::deadline_table::deadline_after;
+use crate::disconnect::DisconnectReason;
 use crate::error::Error;
 use crate::metrics::RpcFailure;
-use crate::queue::Priority;
-use crate::shared::{RpcWaiter, Shared, deadline_after};
+use crate::priority::Priority;
+use crate::rpc_tables::RpcWaiter;
+use crate::shared::Shared;
 
-/// A handle on one connection's [`Peer`](crate::Peer): send messages and RPCs, disconnect, and
-/// learn when and why the connection ended. Cheap to clone; every method works from any task
-/// or thread.
+/// A handle on one connection's peer (see `peer::spawn`): send messages and RPCs,
+/// disconnect, and learn when and why the connection ended. Cheap to clone; every method
+/// works from any task or thread.
 ///
 /// Nothing here waits for the network: sends are queued (or refused at once), and only
 /// [`rpc`](Self::rpc), [`closed`](Self::closed) and
@@ -76,9 +78,9 @@ impl PeerHandle {
         payload: Bytes,
         priority: Priority,
     ) -> Result<(), Error> {
-        let shared = self.shared();
-        shared.check_payload(payload.len())?;
-        shared.push(priority, direct_message(protocol_id, payload, priority))
+        let lanes = &self.shared().lanes;
+        lanes.check_payload(payload.len())?;
+        lanes.push(priority, direct_message(protocol_id, payload, priority))
     }
 
     /// Queues a one-way message on the lane of its protocol, like
@@ -102,10 +104,10 @@ impl PeerHandle {
         protocol_id: ProtocolId,
         payload: Bytes,
     ) -> Result<(), Error> {
-        let shared = self.shared();
-        shared.check_payload(payload.len())?;
+        let lanes = &self.shared().lanes;
+        lanes.check_payload(payload.len())?;
         let priority = Priority::for_protocol(protocol_id);
-        shared
+        lanes
             .push_wait(priority, direct_message(protocol_id, payload, priority))
             .await
     }
@@ -131,12 +133,12 @@ impl PeerHandle {
         timeout: Duration,
     ) -> Result<Bytes, Error> {
         let shared = self.shared();
-        shared.check_payload(payload.len())?;
+        shared.lanes.check_payload(payload.len())?;
         let now = Instant::now();
         let deadline = deadline_after(now, timeout);
         let (tx, rx) = oneshot::channel();
         let waiter = RpcWaiter::new(tx, protocol_id, timeout);
-        let request_id = shared.start_rpc(protocol_id, now, deadline, waiter)?;
+        let request_id = shared.rpcs.start(protocol_id, now, deadline, waiter)?;
         // From here on, dropping `pending` cancels the RPC.
         let mut pending = PendingRpc {
             shared,
@@ -150,7 +152,7 @@ impl PeerHandle {
             priority: priority.wire_byte(),
             raw_request: payload,
         });
-        if let Err(err) = shared.push(priority, request) {
+        if let Err(err) = shared.lanes.push(priority, request) {
             let reason = match err {
                 Error::QueueFull { .. } => RpcFailure::QueueFull,
                 _ => RpcFailure::Disconnected,
@@ -173,13 +175,12 @@ impl PeerHandle {
     /// Whether the connection is up: false from the moment it starts closing (including when
     /// the node's shutdown token has been cancelled but the tasks have not noticed yet).
     pub fn is_connected(&self) -> bool {
-        let shared = self.shared();
-        shared.disconnect_reason().is_none() && !shared.cancel.is_cancelled()
+        !self.shared().lifecycle.is_closing()
     }
 
     /// Why the connection is closing or closed; `None` while it is up.
     pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
-        self.shared().disconnect_reason()
+        self.shared().lifecycle.reason()
     }
 
     /// Resolves once both of the peer's tasks have ended, with the reason the connection
@@ -189,7 +190,7 @@ impl PeerHandle {
     ///
     /// Cancel-safe: it only watches.
     pub async fn closed(&self) -> DisconnectReason {
-        let mut closed_rx = self.shared().subscribe_closed();
+        let mut closed_rx = self.shared().lifecycle.subscribe_closed();
         match closed_rx.wait_for(Option::is_some).await {
             Ok(reason) => reason.unwrap_or(DisconnectReason::Shutdown),
             // The sender lives in `Shared`, which this handle keeps alive, so this is
@@ -214,7 +215,7 @@ impl fmt::Debug for PeerHandle {
 
 impl Drop for HandleInner {
     fn drop(&mut self) {
-        if self.shared.disconnect_reason().is_none() {
+        if self.shared.lifecycle.reason().is_none() {
             tracing::debug!(parent: &self.shared.span, "last peer handle dropped, disconnecting");
         }
         self.shared.begin_close(DisconnectReason::Requested);
@@ -244,7 +245,7 @@ impl PendingRpc<'_> {
             // Our deadline: expire every RPC due, ours included (deadline <= now by
             // construction), which sends our outcome down `rx` at once.
             () = tokio::time::sleep_until(deadline) => {
-                self.shared.expire_rpcs(Instant::now().max(deadline));
+                self.shared.rpcs.expire(Instant::now().max(deadline));
                 rx.await
             }
         };
@@ -257,7 +258,7 @@ impl PendingRpc<'_> {
     /// Removes the entry after a failure to queue the request, counted under `reason`.
     fn abandon(&mut self, reason: RpcFailure) {
         self.done = true;
-        self.shared.abandon_rpc(self.request_id, reason);
+        self.shared.rpcs.abandon(self.request_id, reason);
     }
 }
 
@@ -265,56 +266,8 @@ impl Drop for PendingRpc<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.shared
-                .abandon_rpc(self.request_id, RpcFailure::Cancelled);
+                .rpcs
+                .abandon(self.request_id, RpcFailure::Cancelled);
         }
-    }
-}
-
-/// Why a connection ended: the value of [`PeerHandle::closed`] and the `reason` label of
-/// `peerlane_peer_disconnects_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// [`PeerHandle::disconnect`] was called, or the last handle was dropped.
-    Requested,
-    /// The node's shutdown token was cancelled.
-    Shutdown,
-    /// The remote closed the connection cleanly, between two frames.
-    RemoteClosed,
-    /// The connection ended inside a frame (or a Noise frame).
-    TruncatedFrame,
-    /// The remote announced a frame above `max_frame_size`.
-    FrameTooLarge,
-    /// A Noise frame failed to decrypt: tampering, corruption or a broken peer. The session
-    /// cannot continue.
-    DecryptFailed,
-    /// Reading or writing the socket failed (reset, broken pipe, ...).
-    Io,
-}
-
-impl DisconnectReason {
-    /// The snake_case name, also the metric label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Requested => "requested",
-            Self::Shutdown => "shutdown",
-            Self::RemoteClosed => "remote_closed",
-            Self::TruncatedFrame => "truncated_frame",
-            Self::FrameTooLarge => "frame_too_large",
-            Self::DecryptFailed => "decrypt_failed",
-            Self::Io => "io",
-        }
-    }
-
-    /// Whether we ended the connection ourselves ([`Requested`](Self::Requested) or
-    /// [`Shutdown`](Self::Shutdown)) rather than the remote or the network.
-    pub const fn is_local(self) -> bool {
-        matches!(self, Self::Requested | Self::Shutdown)
-    }
-}
-
-impl fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }

@@ -9,9 +9,11 @@ use std::sync::Weak;
 use bytes::Bytes;
 use netcore::PeerId;
 use tokio::time::Instant;
-use wire::{ProtocolId, RequestId};
+use wire::{NetworkMessage, ProtocolId, RequestId, RpcResponse};
 
 use crate::error::Error;
+use crate::metrics::InboundRpcOutcome;
+use crate::priority::Priority;
 use crate::rpc::InboundSlot;
 use crate::shared::Shared;
 
@@ -196,7 +198,30 @@ impl RpcResponder {
     pub fn respond(mut self, payload: Bytes) -> Result<(), Error> {
         self.done = true;
         let shared = self.shared.upgrade().ok_or(Error::Disconnected)?;
-        shared.respond_inbound_rpc(self.slot, self.request_id, self.protocol_id, payload)
+        if let Err(err) = shared.lanes.check_payload(payload.len()) {
+            shared.rpcs.drop_inbound(self.slot);
+            return Err(err);
+        }
+        let rpc = shared.rpcs.answer_inbound(
+            self.slot,
+            self.request_id,
+            self.protocol_id,
+            Instant::now(),
+        )?;
+        let response = NetworkMessage::RpcResponse(RpcResponse {
+            request_id: rpc.request_id,
+            priority: Priority::High.wire_byte(),
+            raw_response: payload,
+        });
+        // Responses always take the high lane: a remote is waiting on each one.
+        let pushed = shared.lanes.push(Priority::High, response);
+        let outcome = if pushed.is_ok() {
+            InboundRpcOutcome::Answered
+        } else {
+            InboundRpcOutcome::Unanswered
+        };
+        shared.metrics.record_inbound_rpc(outcome);
+        pushed
     }
 
     /// The request's protocol.
@@ -232,7 +257,7 @@ impl Drop for RpcResponder {
             return;
         }
         if let Some(shared) = self.shared.upgrade() {
-            shared.drop_inbound_rpc(self.slot);
+            shared.rpcs.drop_inbound(self.slot);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! peer: one actor per connection. Once a connection is set up (transport, Noise, handshake
-//! message), a [`Peer`] runs it: a writer task that sends queued messages with real priority
+//! message), [`spawn`] runs it: a writer task that sends queued messages with real priority
 //! lanes, write batching and interleaved large messages, and a reader task that decodes,
 //! reassembles and dispatches what arrives, with RPC bookkeeping on both sides.
 //!
@@ -31,26 +31,49 @@
 //! [`Error::Disconnected`], the writer flushes within [`Config::writer_close_timeout`], and no
 //! task outlives its peer: both run on the caller's `TaskTracker`.
 //!
-//! Types to read first: [`Peer::spawn`] and [`PeerHandle`], then [`InboundRouter`] and
+//! Types to read first: [`spawn`] and [`PeerHandle`], then [`InboundRouter`] and
 //! [`InboundEvent`], then [`Config`].
 //!
-//! The protocol logic lives in pure, clock-free modules: `queue` (the two lanes) and `rpc`
-//! (request ids, deadlines, caps, taking `now` as an input); `actor` (reader) and `writer`
-//! drive them.
+//! # Modules, bottom up
+//!
+//! Each module uses only those above it in this list.
+//!
+//! - Leaves: `priority` ([`Priority`], the two lanes), `disconnect` ([`DisconnectReason`] and
+//!   the errors that map to it), `error`, `config`, `connection`, `lock`, and [`metrics`],
+//!   which knows only the label enums.
+//! - Pure protocol logic, clock-free and without tasks or metrics, returning outcomes for the
+//!   caller to act on and count: `queue` ([`OutboundQueue`], the two lanes), `deadline_table`
+//!   (the id → deadline skeleton of both RPC tables) and `rpc` (outbound requests and their
+//!   ids, inbound slots; `now` is an input).
+//! - One connection's shared state, each part on its own: `lanes` (the queue behind a lock,
+//!   the writer's doorbell, waiting for room), `rpc_tables` (the RPC tables behind locks,
+//!   waiters told their outcome), `lifecycle` (close reason, stop signal, closed signal, the
+//!   guard that sees both tasks end); and `shared`, which holds the three and closes them
+//!   together.
+//! - Who uses it: `handle` ([`PeerHandle`]), `inbound` ([`InboundRouter`] and
+//!   [`RpcResponder`]), the `reader` and `writer` tasks (neither knows the other), and
+//!   `spawn`, which wires them up.
 
-mod actor;
 mod config;
 mod connection;
+mod deadline_table;
+mod disconnect;
 mod error;
 mod handle;
 mod inbound;
+mod lanes;
+mod lifecycle;
+mod lock;
 pub mod metrics;
+mod priority;
 mod queue;
+mod reader;
 mod rpc;
+mod rpc_tables;
 mod shared;
+mod spawn;
 mod writer;
 
-pub use actor::{Peer, ROUTE_FLUSH_EVERY};
 pub use config::{
     Config, DEFAULT_INBOUND_RPC_TIMEOUT_SECS, DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
     DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS, DEFAULT_MAX_FRAME_SIZE_BYTES,
@@ -58,10 +81,14 @@ pub use config::{
     DEFAULT_WRITER_CLOSE_TIMEOUT_SECS,
 };
 pub use connection::{Connection, ConnectionId, ConnectionMetadata};
+pub use disconnect::DisconnectReason;
 pub use error::Error;
-pub use handle::{DisconnectReason, PeerHandle};
+pub use handle::PeerHandle;
 pub use inbound::{
     HeldBack, InboundEvent, InboundRouter, RoomFuture, RouteError, RpcResponder, TryRouteError,
 };
 pub use metrics::Metrics;
-pub use queue::{OutboundQueue, Priority, PushError};
+pub use priority::Priority;
+pub use queue::{OutboundQueue, PushError};
+pub use reader::ROUTE_FLUSH_EVERY;
+pub use spawn::spawn;

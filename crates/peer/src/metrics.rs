@@ -26,8 +26,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use wire::NetworkMessage;
 
-use crate::handle::DisconnectReason;
-use crate::queue::Priority;
+use crate::disconnect::DisconnectReason;
+use crate::priority::Priority;
 
 /// Counters for the peer layer. Cloning gives another handle on the same counters.
 ///
@@ -506,6 +506,12 @@ label_values! {
 }
 
 impl EncodeLabelValue for DisconnectReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+impl EncodeLabelValue for Priority {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
         fmt::Write::write_str(encoder, self.as_str())
     }

@@ -1,6 +1,6 @@
 //! RPC bookkeeping for one connection, sans-IO: [`OutboundRpcs`] (requests we sent, waiting
-//! for a response) and [`InboundRpcs`] (requests the applications are answering). Time comes in
-//! as `now`; nothing here sleeps, spawns or sends.
+//! for a response) and [`InboundRpcs`] (requests the applications are answering), both built
+//! on a [`DeadlineTable`]. Time comes in as `now`; nothing here sleeps, spawns, sends or counts.
 //!
 //! Both tables follow one calling protocol:
 //! 1. feed inputs with `handle_*` (a request, a response, a timeout, a cancel), passing `now`
@@ -10,16 +10,13 @@
 //! 3. call `close` once on disconnect: it hands back everything pending and refuses new
 //!    entries.
 //!
-//! Nothing needs a timer for correctness: a deadline is enforced the first time the table is
-//! given a `now` past it (a response, a new request, or the caller's own timer calling
-//! `handle_timeout`). The driver's only timing duty is to call `handle_timeout` when a caller
-//! is waiting on a deadline.
-
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+//! The driver's only timing duty is to call `handle_timeout` when a caller is waiting on a
+//! deadline.
 
 use tokio::time::Instant;
 use wire::{ProtocolId, RequestId};
+
+use crate::deadline_table::{DeadlineTable, Refused, Taken};
 
 /// The RPCs we sent on one connection and are waiting on: request id allocation, deadlines,
 /// the concurrency cap, and matching responses to waiters (`T`, e.g. a oneshot sender).
@@ -28,34 +25,17 @@ use wire::{ProtocolId, RequestId};
 /// response carries its request's id back.
 #[derive(Debug)]
 pub(crate) struct OutboundRpcs<T> {
-    pending: HashMap<RequestId, PendingRpc<T>>,
+    pending: DeadlineTable<RequestId, PendingRpc<T>>,
     next_id: RequestId,
     /// Insertion counter, to find the oldest pending request of a protocol.
     next_seq: u64,
-    max_pending: usize,
-    expired: VecDeque<(RequestId, T)>,
-    /// No pending deadline is earlier than this (a lower bound, kept up to date by inserts and
-    /// by scans): `handle_timeout` before it has nothing to do and skips its scan, so that a
-    /// busy connection does not scan every pending request per request.
-    due_from: Option<Instant>,
-    closed: bool,
 }
 
 #[derive(Debug)]
 struct PendingRpc<T> {
     protocol: ProtocolId,
-    deadline: Instant,
     seq: u64,
     waiter: T,
-}
-
-/// Why [`OutboundRpcs::insert`] refused a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum InsertError {
-    /// `max_pending` requests are waiting already.
-    TooMany,
-    /// The table was closed: the peer is disconnecting.
-    Closed,
 }
 
 /// What a response's request id matched.
@@ -74,13 +54,9 @@ impl<T> OutboundRpcs<T> {
     /// An empty table admitting at most `max_pending` requests at once.
     pub(crate) fn new(max_pending: usize) -> Self {
         Self {
-            pending: HashMap::new(),
+            pending: DeadlineTable::new(max_pending),
             next_id: RequestId(0),
             next_seq: 0,
-            max_pending,
-            expired: VecDeque::new(),
-            due_from: None,
-            closed: false,
         }
     }
 
@@ -92,48 +68,34 @@ impl<T> OutboundRpcs<T> {
         protocol: ProtocolId,
         deadline: Instant,
         waiter: T,
-    ) -> Result<RequestId, InsertError> {
-        if self.closed {
-            return Err(InsertError::Closed);
-        }
-        if self.pending.len() >= self.max_pending {
-            return Err(InsertError::TooMany);
-        }
+    ) -> Result<RequestId, Refused> {
+        self.pending.check_room()?;
         // Fewer than `max_pending` ids are in use, and far fewer than 2^32, so this loop ends
         // after at most `pending.len() + 1` tries.
         let id = loop {
             let id = self.next_id;
             self.next_id = id.next();
-            if !self.pending.contains_key(&id) {
+            if !self.pending.contains(&id) {
                 break id;
             }
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        lower_bound(&mut self.due_from, deadline);
-        self.pending.insert(
-            id,
-            PendingRpc {
-                protocol,
-                deadline,
-                seq,
-                waiter,
-            },
-        );
+        let rpc = PendingRpc {
+            protocol,
+            seq,
+            waiter,
+        };
+        self.pending.insert(id, deadline, rpc)?;
         Ok(id)
     }
 
     /// A response with `id` arrived at `now`.
     pub(crate) fn handle_response(&mut self, id: RequestId, now: Instant) -> ResponseMatch<T> {
-        let Entry::Occupied(entry) = self.pending.entry(id) else {
-            return ResponseMatch::Unknown;
-        };
-        let rpc = entry.remove();
-        if rpc.deadline <= now {
-            self.expired.push_back((id, rpc.waiter));
-            ResponseMatch::Expired
-        } else {
-            ResponseMatch::Matched(rpc.waiter)
+        match self.pending.take(id, now) {
+            Taken::Live(rpc) => ResponseMatch::Matched(rpc.waiter),
+            Taken::Expired => ResponseMatch::Expired,
+            Taken::Missing => ResponseMatch::Unknown,
         }
     }
 
@@ -152,26 +114,14 @@ impl<T> OutboundRpcs<T> {
 
     /// Moves every request whose deadline is at or before `now` to the expired queue.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if self.due_from.is_none_or(|due_from| now < due_from) {
-            return;
-        }
-        let due: Vec<RequestId> = self
-            .pending
-            .iter()
-            .filter(|(_, rpc)| rpc.deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in due {
-            if let Some(rpc) = self.pending.remove(&id) {
-                self.expired.push_back((id, rpc.waiter));
-            }
-        }
-        self.due_from = self.pending.values().map(|rpc| rpc.deadline).min();
+        self.pending.expire(now);
     }
 
     /// The next expired request, whose waiter should be told it timed out.
     pub(crate) fn poll_expired(&mut self) -> Option<(RequestId, T)> {
-        self.expired.pop_front()
+        self.pending
+            .poll_expired()
+            .map(|(id, rpc)| (id, rpc.waiter))
     }
 
     /// The caller of `id` gave up: forget the request. `None` if it had completed already.
@@ -182,16 +132,17 @@ impl<T> OutboundRpcs<T> {
     /// Refuses every later insert and returns every waiter still pending or expired but not
     /// yet polled, to be told the peer is gone.
     pub(crate) fn close(&mut self) -> Vec<T> {
-        self.closed = true;
-        let mut waiters: Vec<T> = self.expired.drain(..).map(|(_, waiter)| waiter).collect();
-        waiters.extend(self.pending.drain().map(|(_, rpc)| rpc.waiter));
-        waiters
+        self.pending
+            .close()
+            .into_iter()
+            .map(|rpc| rpc.waiter)
+            .collect()
     }
 
     /// The earliest deadline among pending requests.
     #[cfg(test)]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.pending.values().map(|rpc| rpc.deadline).min()
+        self.pending.next_deadline()
     }
 
     /// Requests waiting for a response.
@@ -202,7 +153,7 @@ impl<T> OutboundRpcs<T> {
 
     /// The most requests waiting at once.
     pub(crate) fn max_pending(&self) -> usize {
-        self.max_pending
+        self.pending.max_live()
     }
 }
 
@@ -213,13 +164,8 @@ impl<T> OutboundRpcs<T> {
 /// remote reusing an id cannot make two requests collide.
 #[derive(Debug)]
 pub(crate) struct InboundRpcs {
-    pending: HashMap<InboundSlot, InboundRpc>,
+    pending: DeadlineTable<InboundSlot, InboundRpc>,
     next_slot: u64,
-    max_pending: usize,
-    expired: VecDeque<InboundRpc>,
-    /// As in [`OutboundRpcs`]: no pending deadline is earlier than this.
-    due_from: Option<Instant>,
-    closed: bool,
 }
 
 /// One inbound request's place in [`InboundRpcs`], held by its responder.
@@ -233,17 +179,6 @@ pub(crate) struct InboundRpc {
     pub(crate) request_id: RequestId,
     /// Its protocol.
     pub(crate) protocol: ProtocolId,
-    /// When the slot is freed if no answer came.
-    pub(crate) deadline: Instant,
-}
-
-/// Why [`InboundRpcs::handle_request`] refused a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RequestRefused {
-    /// `max_pending` requests are being answered already.
-    TooMany,
-    /// The table was closed: the peer is disconnecting.
-    Closed,
 }
 
 /// Why [`InboundRpcs::handle_response`] refused an answer.
@@ -259,12 +194,8 @@ impl InboundRpcs {
     /// An empty table admitting at most `max_pending` requests at once.
     pub(crate) fn new(max_pending: usize) -> Self {
         Self {
-            pending: HashMap::new(),
+            pending: DeadlineTable::new(max_pending),
             next_slot: 0,
-            max_pending,
-            expired: VecDeque::new(),
-            due_from: None,
-            closed: false,
         }
     }
 
@@ -276,25 +207,19 @@ impl InboundRpcs {
         protocol: ProtocolId,
         now: Instant,
         deadline: Instant,
-    ) -> Result<InboundSlot, RequestRefused> {
-        if self.closed {
-            return Err(RequestRefused::Closed);
+    ) -> Result<InboundSlot, Refused> {
+        if self.pending.is_closed() {
+            return Err(Refused::Closed);
         }
         self.handle_timeout(now);
-        if self.pending.len() >= self.max_pending {
-            return Err(RequestRefused::TooMany);
-        }
+        self.pending.check_room()?;
         let slot = InboundSlot(self.next_slot);
         self.next_slot += 1;
-        lower_bound(&mut self.due_from, deadline);
-        self.pending.insert(
-            slot,
-            InboundRpc {
-                request_id,
-                protocol,
-                deadline,
-            },
-        );
+        let rpc = InboundRpc {
+            request_id,
+            protocol,
+        };
+        self.pending.insert(slot, deadline, rpc)?;
         Ok(slot)
     }
 
@@ -305,18 +230,14 @@ impl InboundRpcs {
         slot: InboundSlot,
         now: Instant,
     ) -> Result<InboundRpc, ResponseRefused> {
-        if self.closed {
+        if self.pending.is_closed() {
             return Err(ResponseRefused::Closed);
         }
-        let Some(rpc) = self.pending.remove(&slot) else {
+        match self.pending.take(slot, now) {
+            Taken::Live(rpc) => Ok(rpc),
             // Answering consumes the responder, so a missing slot was freed by its deadline.
-            return Err(ResponseRefused::Expired);
-        };
-        if rpc.deadline <= now {
-            self.expired.push_back(rpc);
-            return Err(ResponseRefused::Expired);
+            Taken::Expired | Taken::Missing => Err(ResponseRefused::Expired),
         }
-        Ok(rpc)
     }
 
     /// The application dropped the request in `slot` without answering. Returns it if it was
@@ -328,46 +249,23 @@ impl InboundRpcs {
     /// Frees every slot whose deadline is at or before `now`, queueing it for
     /// [`poll_expired`](Self::poll_expired).
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if self.due_from.is_none_or(|due_from| now < due_from) {
-            return;
-        }
-        let due: Vec<InboundSlot> = self
-            .pending
-            .iter()
-            .filter(|(_, rpc)| rpc.deadline <= now)
-            .map(|(&slot, _)| slot)
-            .collect();
-        for slot in due {
-            if let Some(rpc) = self.pending.remove(&slot) {
-                self.expired.push_back(rpc);
-            }
-        }
-        self.due_from = self.pending.values().map(|rpc| rpc.deadline).min();
+        self.pending.expire(now);
     }
 
     /// The next request whose deadline passed unanswered.
     pub(crate) fn poll_expired(&mut self) -> Option<InboundRpc> {
-        self.expired.pop_front()
+        self.pending.poll_expired().map(|(_, rpc)| rpc)
     }
 
     /// Refuses every later request and answer, and forgets what was pending.
     pub(crate) fn close(&mut self) {
-        self.closed = true;
-        self.pending.clear();
-        self.expired.clear();
+        self.pending.close();
     }
 
     /// Requests being answered.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
-    }
-}
-
-/// Lowers `bound` to `deadline` if that is earlier.
-fn lower_bound(bound: &mut Option<Instant>, deadline: Instant) {
-    if bound.is_none_or(|bound| deadline < bound) {
-        *bound = Some(deadline);
     }
 }
 
@@ -426,7 +324,7 @@ mod tests {
         let mut rpcs = OutboundRpcs::new(2);
         rpcs.insert(P, now + SEC, ()).unwrap();
         let id = rpcs.insert(P, now + SEC, ()).unwrap();
-        assert_eq!(rpcs.insert(P, now + SEC, ()), Err(InsertError::TooMany));
+        assert_eq!(rpcs.insert(P, now + SEC, ()), Err(Refused::TooMany));
         assert_eq!(rpcs.cancel(id), Some(()));
         assert_eq!(rpcs.cancel(id), None);
         assert!(rpcs.insert(P, now + SEC, ()).is_ok());
@@ -489,7 +387,7 @@ mod tests {
         let mut waiters = rpcs.close();
         waiters.sort_unstable();
         assert_eq!(waiters, [1, 2]);
-        assert_eq!(rpcs.insert(P, now, 3), Err(InsertError::Closed));
+        assert_eq!(rpcs.insert(P, now, 3), Err(Refused::Closed));
         assert_eq!(rpcs.poll_expired(), None);
     }
 
@@ -508,7 +406,7 @@ mod tests {
         assert_ne!(a, b, "a reused remote id gets its own slot");
         assert_eq!(
             rpcs.handle_request(RequestId(6), P, now, now + SEC),
-            Err(RequestRefused::TooMany)
+            Err(Refused::TooMany)
         );
         let answered = rpcs.handle_response(a, now).unwrap();
         assert_eq!(answered.request_id, RequestId(5));
@@ -552,7 +450,7 @@ mod tests {
         rpcs.close();
         assert_eq!(
             rpcs.handle_request(RequestId(3), P, now, now + SEC),
-            Err(RequestRefused::Closed)
+            Err(Refused::Closed)
         );
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! # Wake-up
 //!
-//! The lanes sit behind a mutex in `Shared`, with a `writer_idle` flag under the same lock.
+//! The lanes sit behind a mutex in `Lanes`, with a `writer_idle` flag under the same lock.
 //! When the writer finds both lanes empty it flushes, sets the flag (re-checking the lanes
 //! under the lock) and waits on a [`tokio::sync::Notify`]; the next push clears the flag and
 //! rings (`notify_one`). Pushes to a busy writer only take the lock. No wake-up is lost: a
@@ -22,8 +22,8 @@
 //!
 //! Before flushing fewer than 64 frames, the writer yields once: tasks woken by the same event
 //! (RPC callers answered by one read, an application answering a burst of requests) usually
-//! push at once, and their messages then share the write (on `peerlane bench rpc-tput` this
-//! took 220 k to 370 k RPCs/s; latency of a lone message grows by one task switch).
+//! push at once, and their messages then share the write, at the price of one task switch of
+//! latency for a lone message.
 //!
 //! The writer takes up to 32 messages off the queue per lock (high lane first), so a high
 //! message pushed meanwhile waits behind at most that many messages already taken.
@@ -55,10 +55,12 @@ use tokio::io::AsyncWrite;
 use tracing::{debug, error, trace};
 use wire::{MultiplexMessage, MultiplexMessageSink, OutboundStream, StreamLimits};
 
-use crate::actor::{ErrorChain, io_disconnect_reason};
-use crate::handle::DisconnectReason;
+use crate::disconnect::{DisconnectReason, write_disconnect_reason};
+use crate::error::ErrorChain;
+use crate::lanes::Outbound;
+use crate::lifecycle::TaskExit;
 use crate::metrics::{Direction, MessageTally};
-use crate::shared::{Outbound, Shared, TaskExit};
+use crate::shared::Shared;
 
 /// The writer actor: owns the write half of the socket.
 pub(crate) struct Writer<W> {
@@ -109,7 +111,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     /// Writes until the peer closes or a write fails, then closes the socket.
     pub(crate) async fn run(mut self) {
-        let cancel = self.shared.cancel.clone();
+        let cancel = self.shared.lifecycle.cancel_token().clone();
         let failed = tokio::select! {
             // Either arm ends the loop; order only matters when both are ready, and then we
             // stop taking new work.
@@ -140,8 +142,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         self.shared
             .metrics
             .record_tally(Direction::Sent, &mut self.tally);
-        let dropped =
-            self.shared.drop_queued(self.batch.drain(..)) + usize::from(self.pending.is_some());
+        let dropped = self.shared.lanes.drop_queued(self.batch.drain(..))
+            + usize::from(self.pending.is_some());
         if dropped > 0 || self.stream.is_some() {
             debug!(
                 dropped,
@@ -154,7 +156,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     async fn write_loop(&mut self) -> Result<Infallible, wire::Error> {
         loop {
             self.write_ready().await?;
-            self.shared.wait_for_push().await;
+            self.shared.lanes.wait_for_push().await;
         }
     }
 
@@ -243,7 +245,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 self.stream = None;
             }
             if frame.is_some() {
-                self.small_budget = self.batch.len() + self.shared.queued();
+                self.small_budget = self.batch.len() + self.shared.lanes.queued();
                 return frame;
             }
         }
@@ -252,7 +254,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 self.shared
                     .metrics
                     .record_tally(Direction::Sent, &mut self.tally);
-                self.shared.pop_batch(&mut self.batch, WRITER_BATCH);
+                self.shared.lanes.pop_batch(&mut self.batch, WRITER_BATCH);
             }
             let item = self.batch.pop_front()?;
             self.tally.add(&item.message);
@@ -271,7 +273,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     );
                     let header = stream.next_frame();
                     self.stream = Some(stream);
-                    self.small_budget = self.batch.len() + self.shared.queued();
+                    self.small_budget = self.batch.len() + self.shared.lanes.queued();
                     return header;
                 }
                 // Payload sizes are checked against what a stream can carry before they are
@@ -289,7 +291,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 fn take_small(batch: &mut VecDeque<Outbound>, shared: &Shared) -> Option<Outbound> {
     match batch.iter().position(|item| !item.large) {
         Some(position) => batch.remove(position),
-        None => shared.pop_where(|item| !item.large),
+        None => shared.lanes.pop_where(|item| !item.large),
     }
 }
 
@@ -308,13 +310,4 @@ fn is_io(err: &wire::Error) -> bool {
         err,
         wire::Error::Io(_) | wire::Error::Framing(netcore::Error::Io(_))
     )
-}
-
-fn write_disconnect_reason(err: &wire::Error) -> DisconnectReason {
-    match err {
-        wire::Error::Io(io) | wire::Error::Framing(netcore::Error::Io(io)) => {
-            io_disconnect_reason(io)
-        }
-        _ => DisconnectReason::Io,
-    }
 }

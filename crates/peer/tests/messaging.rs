@@ -24,6 +24,7 @@ use wire::{
 };
 
 use common::*;
+use test_support::CountingSocket;
 
 /// A config with small frames, so that streamed messages stay small in tests: 16 KiB frames,
 /// 256 KiB messages (16 fragments, as with the defaults).

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use netcore::{ConnectionOrigin, NetworkAddress, TcpTransport, Transport};
 use noise::NoiseStream;
-use peer::{Config, Connection, ConnectionId, ConnectionMetadata, DisconnectReason, Metrics, Peer};
+use peer::{Config, Connection, ConnectionId, ConnectionMetadata, DisconnectReason, Metrics};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -92,7 +92,7 @@ async fn peers_talk_over_tcp_and_noise() {
     let shutdown = CancellationToken::new();
     let (router_a, mut events_a) = router(1024);
     let (router_b, mut events_b) = router(1024);
-    let a = Peer::spawn(
+    let a = peer::spawn(
         Config::default(),
         dialer_conn,
         router_a,
@@ -100,7 +100,7 @@ async fn peers_talk_over_tcp_and_noise() {
         &tracker,
         shutdown.clone(),
     );
-    let b = Peer::spawn(
+    let b = peer::spawn(
         Config::default(),
         listener_conn,
         router_b,

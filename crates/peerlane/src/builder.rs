@@ -80,6 +80,7 @@ pub struct Network {
     peers: PeersAndMetadata,
     trusted: TrustedPeers,
     metrics: Metrics,
+    peer_metrics: peer::Metrics,
     connectivity_metrics: connectivity_manager::Metrics,
     manager: PeerManagerHandle,
     banned: BanList,
@@ -335,7 +336,7 @@ impl NetworkBuilder {
             transport,
             peers: peers.clone(),
             router,
-            peer_metrics,
+            peer_metrics: peer_metrics.clone(),
             metrics: metrics.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
@@ -376,6 +377,7 @@ impl NetworkBuilder {
             peers,
             trusted,
             metrics,
+            peer_metrics,
             connectivity_metrics,
             manager: manager_handle,
             banned,
@@ -487,6 +489,11 @@ impl Network {
     /// This network's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The peer layer's counters (`peerlane_peer_*`), summed over this network's connections.
+    pub fn peer_metrics(&self) -> &peer::Metrics {
+        &self.peer_metrics
     }
 
     /// The connectivity manager's counters (`peerlane_connectivity_*`): dials by result,

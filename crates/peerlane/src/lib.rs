@@ -9,7 +9,7 @@
 //! application ◄── NetworkEvents<M>: decode ◄── keyed queue per (peer, protocol) ◄── Router
 //!                                                                       ▲ InboundRouter::route
 //! NetworkBuilder::build ─► Listener ──┐                                 │
-//!                          dial ──────┴─► PeerManager ── Peer::spawn ───┘
+//!                          dial ──────┴─► PeerManager ── peer::spawn ───┘
 //!                                            └─► PeersAndMetadata ─► NewPeer / LostPeer
 //!                                                                      │
 //!                          HealthChecker ◄── who to ping ──────────────┘
@@ -23,7 +23,7 @@
 //!    [`Network`] handle.
 //! 2. Connections, dialed ([`Network::dial`]) or accepted, are set up by the AptosNet upgrade
 //!    (Noise IK, then the handshake message) and handed to the peer manager, which resolves
-//!    simultaneous dials, enforces the inbound limit, spawns a `peer::Peer` per connection and
+//!    simultaneous dials, enforces the inbound limit, spawns a peer (`peer::spawn`) per connection and
 //!    records it in [`PeersAndMetadata`].
 //! 3. [`NetworkClient`] picks, per peer, the first of the application's protocols the peer
 //!    negotiated, encodes with that protocol's encoding (BCS, JSON, LZ4) and sends.

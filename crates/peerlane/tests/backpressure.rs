@@ -3,15 +3,13 @@
 //! lane fills and refuses with `QueueFull`; nothing is lost and order is kept. A consumer that
 //! stops reading holds its peer up for at most `max_wait_ms` per message.
 
-mod common;
-
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use common::{DIRECT, Msg, Net, Node, RPC, config, node_with, within};
 use futures::StreamExt;
 use peerlane::{Event, NetworkBuilder, Overflow, QueueConfig, QueueEvent, QueueStyle};
 use prometheus_client::registry::Registry;
+use test_support::{DIRECT, Msg, Net, Node, RPC, config, node_with, within};
 use wire::{NetworkId, ProtocolId};
 
 /// Messages a floods b with: about 1.2 MiB, far more than the memory pipe (64 KiB), the Noise
@@ -71,7 +69,7 @@ async fn full_queue_pushes_back_to_the_sender_and_loses_nothing() {
     let metrics = b.network.metrics().clone();
     let protocol = DIRECT[0];
     // The lane may fill before b's reader gets to the full queue; it gets there.
-    common::eventually("b's reader waits for room", || {
+    test_support::eventually("b's reader waits for room", || {
         metrics.inbound_queue(protocol, QueueEvent::Waited) > 0
     })
     .await;
@@ -107,7 +105,7 @@ async fn stalled_consumer_delays_its_peer_by_at_most_max_wait_per_message() {
     let mut registry = Registry::default();
     let mut builder = NetworkBuilder::new(
         config(2, NetworkId::Public, net),
-        common::transport(net),
+        test_support::transport(net),
         &mut registry,
     )
     .unwrap();
@@ -125,7 +123,7 @@ async fn stalled_consumer_delays_its_peer_by_at_most_max_wait_per_message() {
     a_config.peer.outbound_lane_capacity = 64;
     let mut registry_a = Registry::default();
     let mut builder =
-        NetworkBuilder::new(a_config, common::transport(net), &mut registry_a).unwrap();
+        NetworkBuilder::new(a_config, test_support::transport(net), &mut registry_a).unwrap();
     let (a_stalled, _) = builder
         .add_application::<Msg>(DIRECT, [], QueueConfig::default())
         .unwrap();

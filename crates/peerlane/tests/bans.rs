@@ -1,10 +1,8 @@
 //! The ban list: banning disconnects a peer, refuses its redials (counted) and fails our dials
 //! to it before connecting; unbanning lets it back.
 
-mod common;
-
-use common::{Net, eventually, node};
 use peerlane::{Error, RefusalReason};
+use test_support::{Net, eventually, node};
 
 /// Over memsocket: B is banned at A, its redial is refused and counted, A's dial to B fails
 /// with `Banned`; after the unban B connects again.

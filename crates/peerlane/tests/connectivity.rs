@@ -2,38 +2,20 @@
 //! lost peers are redialed after their backoff, and the listener's admission rules hold under
 //! load (the inbound limit, a flood of sockets that never speak).
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
-use std::net::TcpListener as StdTcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{DIRECT, Net, Node, RPC, config, eventually, key, node, node_with, peer_id};
 use connectivity_manager::{DialFailure, DialOutcome};
-use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
+use netcore::{ConnectionOrigin, PeerId};
 use noise::{PeerRole, PublicKey};
 use peerlane::{DiscoveredPeer, NetworkConfig, QueueConfig, RefusalReason, SetupFailure};
+use test_support::{
+    DIRECT, Net, Node, RPC, config, eventually, key_from_seed as key, node, node_with,
+    peer_id_from_seed as peer_id,
+};
 use tokio::time::Instant;
 use wire::NetworkId;
-
-/// The address node `seed` listens on with `base` (`/ip4/../tcp/..` or `/memory/..`), with its
-/// Noise key and handshake version: what a seed entry needs.
-fn advertised(seed: u64, base: &str) -> NetworkAddress {
-    let key = noise::keys::format_public_key(&PublicKey::from(&key(seed)));
-    format!("{base}/noise-ik/{key}/handshake/0")
-        .parse()
-        .unwrap()
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released: the nodes bind it again at once).
-fn free_port() -> u16 {
-    StdTcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Who `node` is connected to, by seed, among `seeds`.
 fn neighbours(node: &Node, seeds: &[u64]) -> BTreeSet<u64> {
@@ -49,43 +31,53 @@ fn scratch_file(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("peerlane-{}-{name}.toml", std::process::id()))
 }
 
-/// Five nodes over real TCP and Noise, each started with one seed (node i seeds node i−1,
-/// node 0 seeds node 4), connect in the ring the seeds describe without any dial by the test.
-/// Once a discovery file (re-read every 100 ms) lists all five, they form the full mesh:
-/// every node connected to the 4 others, one connection per pair, within the deadline.
+/// Five nodes over real TCP and Noise, started with seeds that describe a ring (node i seeds
+/// node i−1; the last node also seeds node 0, closing the ring), connect in that ring without
+/// any dial by the test. Each node listens on port 0 and is started after its predecessor, so
+/// its seed is the address the predecessor's running network reports. Once a discovery file
+/// (re-read every 100 ms) lists all five, they form the full mesh: every node connected to
+/// the 4 others, one connection per pair, within the deadline.
 #[tokio::test]
 async fn seeded_nodes_form_their_ring_and_then_the_full_mesh_over_tcp() {
     const N: u64 = 5;
     let seeds: Vec<u64> = (0..N).collect();
-    let ports: Vec<u16> = seeds.iter().map(|_| free_port()).collect();
-    let base = |seed: u64| format!("/ip4/127.0.0.1/tcp/{}", ports[seed as usize]);
     let file = scratch_file("mesh");
     let _ = std::fs::remove_file(&file);
 
-    let nodes: Vec<Node> = seeds
-        .iter()
-        .map(|&seed| {
-            let mut config = config(seed, NetworkId::Public, Net::Tcp);
-            config.listen_address = base(seed).parse().unwrap();
-            let previous = (seed + N - 1) % N;
+    let mut nodes: Vec<Node> = Vec::new();
+    for &seed in &seeds {
+        let mut config = config(seed, NetworkId::Public, Net::Tcp);
+        // Seeds are fixed at build: node 0 cannot know node N−1's address yet, so node N−1
+        // seeds node 0 as well.
+        let mut seeded: Vec<&Node> = nodes.last().into_iter().collect();
+        if seed == N - 1 {
+            seeded.push(&nodes[0]);
+        }
+        for other in seeded {
             config.seeds.insert(
-                peer_id(previous),
+                other.network.peer_id(),
                 DiscoveredPeer::new(
                     PeerRole::Upstream,
-                    [advertised(previous, &base(previous))],
+                    [other.network.listen_address().clone()],
                     [],
                 ),
             );
-            config
-                .connectivity
-                .max_outbound_connections(6)
-                .discovery_file(Some(file.clone()))
-                .discovery_file_interval(Duration::from_millis(100));
-            node_with(config, Net::Tcp, &DIRECT, &RPC, QueueConfig::default())
-        })
-        .collect();
+        }
+        config
+            .connectivity
+            .max_outbound_connections(6)
+            .discovery_file(Some(file.clone()))
+            .discovery_file_interval(Duration::from_millis(100));
+        nodes.push(node_with(
+            config,
+            Net::Tcp,
+            &DIRECT,
+            &RPC,
+            QueueConfig::default(),
+        ));
+    }
 
-    // The seeds alone: each node dials its predecessor and is dialed by its successor.
+    // The seeds alone: each node is connected to its predecessor and its successor.
     for (i, node) in nodes.iter().enumerate() {
         let i = i as u64;
         let ring = BTreeSet::from([(i + N - 1) % N, (i + 1) % N]);
@@ -94,11 +86,11 @@ async fn seeded_nodes_form_their_ring_and_then_the_full_mesh_over_tcp() {
 
     // Everyone in the discovery file: the full mesh.
     let mut text = String::new();
-    for &seed in &seeds {
+    for node in &nodes {
         text.push_str(&format!(
             "[peers.{}]\nrole = \"upstream\"\naddresses = [\"{}\"]\n\n",
-            peer_id(seed),
-            advertised(seed, &base(seed))
+            node.network.peer_id(),
+            node.network.listen_address()
         ));
     }
     std::fs::write(&file, text).unwrap();
@@ -359,7 +351,7 @@ async fn a_peer_dropped_from_the_on_chain_set_is_disconnected_as_stale() {
     let mut registry = prometheus_client::registry::Registry::default();
     let mut builder = peerlane::NetworkBuilder::new(
         config(1, NetworkId::Validator, Net::Memory),
-        common::transport(Net::Memory),
+        test_support::transport(Net::Memory),
         &mut registry,
     )
     .unwrap();

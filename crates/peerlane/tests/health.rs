@@ -9,13 +9,10 @@
 //! A "scripted" peer runs with its own health checker disabled and serves `HealthCheckerRpc`
 //! (5) from the test instead, so the test decides what each ping gets back, and when.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Net, Node, config, next_notification, node, node_with, within};
 use futures::StreamExt;
 use peer::DisconnectReason;
 use peerlane::{
@@ -23,6 +20,7 @@ use peerlane::{
     NetworkBuilder, NetworkEvents, PeerNetworkId, PingResult, Pong, QueueConfig,
 };
 use prometheus_client::registry::Registry;
+use test_support::{Net, Node, config, next_notification, node, node_with, within};
 use tokio::time::Instant;
 use wire::{NetworkId, ProtocolId};
 
@@ -40,7 +38,7 @@ fn scripted(seed: u64) -> Scripted {
     config.peer.inbound_rpc_timeout = Duration::from_secs(30);
     let mut builder = NetworkBuilder::new(
         config,
-        common::transport(Net::Memory),
+        test_support::transport(Net::Memory),
         &mut Registry::default(),
     )
     .unwrap();
@@ -334,7 +332,7 @@ async fn a_pong_in_time_resets_the_failure_count() {
 async fn a_node_with_health_checking_off_does_not_offer_it_and_is_not_pinged() {
     let mut builder = NetworkBuilder::new(
         config(1, NetworkId::Public, Net::Memory),
-        common::transport(Net::Memory),
+        test_support::transport(Net::Memory),
         &mut Registry::default(),
     )
     .unwrap();
@@ -361,8 +359,8 @@ async fn a_node_with_health_checking_off_does_not_offer_it_and_is_not_pinged() {
     let b = node_with(
         off,
         Net::Memory,
-        &common::DIRECT,
-        &common::RPC,
+        &test_support::DIRECT,
+        &test_support::RPC,
         QueueConfig::default(),
     );
     a.dial(&b).await.unwrap();

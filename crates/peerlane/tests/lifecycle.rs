@@ -1,12 +1,9 @@
 //! A network's life beyond sending messages: set-up deadlines, dropping the handle, slow
 //! notification subscribers, and several networks behind one client.
 
-mod common;
-
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use common::{DIRECT, Msg, Net, RPC, config, eventually, next_notification, node, peer_id, within};
 use futures::StreamExt;
 use netcore::{ConnectionOrigin, MemoryListener, MemorySocket, NetworkAddress};
 use noise::PublicKey;
@@ -15,6 +12,10 @@ use peerlane::{
     PeerNetworkId, PeersAndMetadata, QueueConfig, SetupFailure,
 };
 use prometheus_client::registry::Registry;
+use test_support::{
+    DIRECT, Msg, Net, RPC, config, eventually, next_notification, node,
+    peer_id_from_seed as peer_id, within,
+};
 use wire::NetworkId;
 
 /// A listener that accepts nothing and says nothing holds a dial for the whole set-up deadline
@@ -24,7 +25,7 @@ async fn a_silent_remote_fails_the_dial_at_the_setup_deadline() {
     let a = node(1, Net::Memory);
     let silent = MemoryListener::bind(0).unwrap();
     let addr = NetworkAddress::memory(silent.port())
-        .with_noise_and_handshake(PublicKey::from(&common::key(2)), 0)
+        .with_noise_and_handshake(PublicKey::from(&test_support::key_from_seed(2)), 0)
         .unwrap();
     let started = tokio::time::Instant::now();
     let err = tokio::time::timeout(Duration::from_secs(60), a.network.dial(peer_id(2), addr))
@@ -98,7 +99,7 @@ async fn dropping_the_network_closes_its_connections() {
 async fn a_slow_subscriber_loses_the_oldest_notifications_counted() {
     let mut hub_config = config(1, NetworkId::Public, Net::Memory);
     hub_config.notification_capacity = NonZeroUsize::new(1).unwrap();
-    let hub = common::node_with(
+    let hub = test_support::node_with(
         hub_config,
         Net::Memory,
         &DIRECT,
@@ -151,7 +152,7 @@ async fn one_client_and_one_event_stream_serve_several_networks() {
     for network_id in [NetworkId::Vfn, NetworkId::Public] {
         let mut builder = NetworkBuilder::with_peers_and_metadata(
             config(1, network_id, net),
-            common::transport(net),
+            test_support::transport(net),
             &mut registry,
             peers.clone(),
         )
@@ -165,7 +166,7 @@ async fn one_client_and_one_event_stream_serve_several_networks() {
     }
     let client = NetworkClient::combine(clients).unwrap();
     let mut events = NetworkEvents::combine(events);
-    let mut vfn_peer = common::node_with(
+    let mut vfn_peer = test_support::node_with(
         config(2, NetworkId::Vfn, net),
         net,
         &DIRECT,

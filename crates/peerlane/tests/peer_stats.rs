@@ -2,12 +2,10 @@
 //! Noise, and when it was registered; over the memory transport on tokio's paused clock. (The
 //! round-trip time of health-check pings is tested with the health checker, in `health.rs`.)
 
-mod common;
-
 use std::time::SystemTime;
 
-use common::{Msg, Net, eventually, node, within};
 use rand::{RngCore, SeedableRng};
+use test_support::{Msg, Net, eventually, node, within};
 
 /// After the handshake both ends have counted bytes both ways, the connection's id and a
 /// registration time; a 200 KiB message adds at least its size to the sender's `bytes_sent`,

@@ -1,12 +1,10 @@
 //! The applications' inbound queues under load: a slow application loses what does not fit,
 //! counted, while other peers' messages still get through.
 
-mod common;
-
 use std::num::NonZeroUsize;
 
-use common::{DIRECT, Msg, Net, RPC, config, eventually, node, node_with};
 use peerlane::{QueueConfig, QueueEvent, QueueStyle};
+use test_support::{DIRECT, Msg, Net, RPC, config, eventually, node, node_with};
 use wire::NetworkId;
 
 const CAPACITY: usize = 4;

@@ -1,11 +1,9 @@
 //! Two nodes dialing each other at the same moment end up with exactly one connection, the
 //! one the simultaneous-dial rule predicts, on both sides, whatever order things happen in.
 
-mod common;
-
-use common::{Msg, Net, Node, eventually, node, within};
 use netcore::ConnectionOrigin;
 use peerlane::Error;
+use test_support::{Msg, Net, Node, eventually, node, within};
 
 /// Both dial at once; both dials succeed (with `racing`, a dial that starts after the other's
 /// connection is registered may instead be refused as already connected). Once the replaced
@@ -77,7 +75,7 @@ async fn exchange(a: &mut Node, b: &mut Node) {
 /// polled first.
 #[tokio::test(start_paused = true)]
 async fn simultaneous_dial_keeps_one_connection_in_every_order() {
-    let larger_first = if common::peer_id(1) > common::peer_id(2) {
+    let larger_first = if test_support::peer_id_from_seed(1) > test_support::peer_id_from_seed(2) {
         (1, 2)
     } else {
         (2, 1)

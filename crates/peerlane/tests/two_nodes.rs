@@ -1,19 +1,18 @@
 //! Two (or three) nodes through the whole facade: builder, dial, client, events, notifications,
 //! disconnect and shutdown, over the memory transport and over real TCP with Noise.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{
-    DIRECT, Msg, Net, RPC, config, eventually, next_notification, node, node_with, peer_id, within,
-};
 use netcore::ConnectionOrigin;
 use noise::{PeerRole, PublicKey};
 use peer::DisconnectReason;
 use peerlane::{
     ConnectionNotification, DiscoveredPeer, Error, Event, ProtocolKind, QueueConfig, RefusalReason,
+};
+use test_support::{
+    DIRECT, Msg, Net, RPC, config, eventually, next_notification, node, node_with,
+    peer_id_from_seed as peer_id, within,
 };
 use wire::{NetworkId, ProtocolId};
 
@@ -154,7 +153,7 @@ async fn protocol_preference_picks_the_first_protocol_the_peer_has() {
     let mut builder_registry = prometheus_client::registry::Registry::default();
     let mut builder = peerlane::NetworkBuilder::new(
         config(4, NetworkId::Public, net),
-        common::transport(net),
+        test_support::transport(net),
         &mut builder_registry,
     )
     .unwrap();
@@ -211,7 +210,7 @@ async fn a_protocol_belongs_to_one_application() {
     let mut registry = prometheus_client::registry::Registry::default();
     let mut builder = peerlane::NetworkBuilder::new(
         config(1, NetworkId::Public, Net::Memory),
-        common::transport(Net::Memory),
+        test_support::transport(Net::Memory),
         &mut registry,
     )
     .unwrap();
@@ -283,7 +282,7 @@ async fn undecodable_payloads_are_counted_and_skipped() {
     let mut registry = prometheus_client::registry::Registry::default();
     let mut builder = peerlane::NetworkBuilder::new(
         config(1, NetworkId::Public, net),
-        common::transport(net),
+        test_support::transport(net),
         &mut registry,
     )
     .unwrap();
@@ -443,7 +442,7 @@ async fn mutual_mode_refuses_an_untrusted_node() {
     let validator = |seed: u64, trusted: &[u64]| {
         let mut config = config(seed, NetworkId::Validator, net);
         for other in trusted {
-            let key = PublicKey::from(&common::key(*other));
+            let key = PublicKey::from(&test_support::key_from_seed(*other));
             let mut seed_peer = DiscoveredPeer::new(PeerRole::Validator, [], []);
             seed_peer.keys.insert(key);
             config.seeds.insert(peer_id(*other), seed_peer);
@@ -453,17 +452,20 @@ async fn mutual_mode_refuses_an_untrusted_node() {
     // a follows an on-chain set, empty for now.
     let mut a_config = config(1, NetworkId::Validator, net);
     let mut b_seed = DiscoveredPeer::new(PeerRole::Validator, [], []);
-    b_seed.keys.insert(PublicKey::from(&common::key(2)));
+    b_seed
+        .keys
+        .insert(PublicKey::from(&test_support::key_from_seed(2)));
     a_config.seeds.insert(peer_id(2), b_seed);
     let (on_chain_tx, on_chain_rx) = tokio::sync::watch::channel(HashMap::new());
     let mut registry = prometheus_client::registry::Registry::default();
     let mut builder =
-        peerlane::NetworkBuilder::new(a_config, common::transport(net), &mut registry).unwrap();
+        peerlane::NetworkBuilder::new(a_config, test_support::transport(net), &mut registry)
+            .unwrap();
     let (client, events) = builder
         .add_application::<Msg>(DIRECT, RPC, QueueConfig::default())
         .unwrap();
     builder.on_chain_updates(on_chain_rx);
-    let a = common::Node {
+    let a = test_support::Node {
         network: builder.build().unwrap(),
         client,
         events,
@@ -495,7 +497,11 @@ async fn mutual_mode_refuses_an_untrusted_node() {
 
     on_chain_tx.send_replace(HashMap::from([(
         peer_id(9),
-        DiscoveredPeer::new(PeerRole::Validator, [], [PublicKey::from(&common::key(9))]),
+        DiscoveredPeer::new(
+            PeerRole::Validator,
+            [],
+            [PublicKey::from(&test_support::key_from_seed(9))],
+        ),
     )]));
     eventually("a trusts the stranger", || {
         a.network
@@ -519,7 +525,9 @@ async fn inbound_connections_from_unknown_peers_are_limited() {
     let mut limited = config(1, NetworkId::Public, net);
     limited.max_inbound_connections = 1;
     let mut trusted_seed = DiscoveredPeer::new(PeerRole::Upstream, [], []);
-    trusted_seed.keys.insert(PublicKey::from(&common::key(4)));
+    trusted_seed
+        .keys
+        .insert(PublicKey::from(&test_support::key_from_seed(4)));
     limited.seeds.insert(peer_id(4), trusted_seed);
     let a = node_with(limited, net, &DIRECT, &RPC, QueueConfig::default());
     let (b, c, d) = (node(2, net), node(3, net), node(4, net));
@@ -559,7 +567,7 @@ async fn inbound_connections_from_unknown_peers_are_limited() {
 #[tokio::test(start_paused = true)]
 async fn unusable_dials_fail_before_connecting() {
     let (a, b) = (node(1, Net::Memory), node(2, Net::Memory));
-    let key = PublicKey::from(&common::key(2));
+    let key = PublicKey::from(&test_support::key_from_seed(2));
     let v1 = b
         .network
         .listen_address()

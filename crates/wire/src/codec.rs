@@ -21,8 +21,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::Error;
+use crate::limits::MAX_FRAME_SIZE;
 use crate::message::MultiplexMessage;
-use crate::stream::MAX_FRAME_SIZE;
 
 /// Encodes and decodes length-prefixed [`MultiplexMessage`] frames, with a maximum frame size
 /// enforced in both directions.

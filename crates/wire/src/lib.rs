@@ -53,6 +53,7 @@
 mod codec;
 mod error;
 mod handshake;
+mod limits;
 mod message;
 mod network;
 mod protocol;
@@ -64,6 +65,7 @@ pub use codec::{
 };
 pub use error::{BoxError, Error};
 pub use handshake::{HandshakeMsg, ProtocolIdSet, exchange_handshake};
+pub use limits::{MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, STREAM_OVERHEAD, StreamLimits};
 pub use message::{
     DirectSendMsg, ErrorCode, MultiplexMessage, NetworkMessage, NotSupportedType, ParsingErrorType,
     RpcRequest, RpcResponse, StreamFragment, StreamHeader, StreamMessage,
@@ -71,7 +73,4 @@ pub use message::{
 pub use netcore::PeerId;
 pub use network::{ChainId, MessagingProtocolVersion, NetworkId};
 pub use protocol::{Encoding, ProtocolId, RequestId};
-pub use stream::{
-    MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, OutboundStream, Reassembler, STREAM_OVERHEAD, StreamLimits,
-    needs_stream,
-};
+pub use stream::{OutboundStream, Reassembler, needs_stream};

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BoxError, Error};
-use crate::stream::MAX_MESSAGE_SIZE;
+use crate::limits::MAX_MESSAGE_SIZE;
 
 /// Identifies the application protocol a message belongs to (wire-format.md §7). One byte on
 /// the wire.

@@ -4,12 +4,16 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use mempool::{MempoolHandle, Transaction};
 use peerlane::{Event, NetworkClient, NetworkEvents, PeerNetworkId, RpcReplier};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -129,11 +133,51 @@ pub struct Consensus {
 pub struct ConsensusHandle {
     status: watch::Receiver<ConsensusStatus>,
     commits: broadcast::Sender<CommittedBlock>,
+    metrics: Metrics,
 }
 
-/// The prometheus metrics, under the prefix `consensus`.
+/// Upper bounds of the vote latency buckets, in seconds: 0.5 ms to about 4 s, then +Inf.
+const VOTE_LATENCY_START: f64 = 0.0005;
+const VOTE_LATENCY_FACTOR: f64 = 2.0;
+const VOTE_LATENCY_BUCKETS: u16 = 14;
+
+/// Messages dropped because their sender had no right to send them, for
+/// `consensus_rejected_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejected {
+    /// A vote whose `voter` is not the authenticated peer that sent it
+    /// (`vote_not_from_voter`).
+    VoteNotFromVoter,
+    /// A commit not sent by the leader of its round (`commit_not_from_leader`).
+    CommitNotFromLeader,
+}
+
+impl Rejected {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::VoteNotFromVoter => "vote_not_from_voter",
+            Self::CommitNotFromLeader => "commit_not_from_leader",
+        }
+    }
+}
+
+impl EncodeLabelValue for Rejected {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RejectedLabels {
+    reason: Rejected,
+}
+
+/// The prometheus metrics, under the prefix `consensus`; read them through
+/// [`ConsensusHandle::metrics`].
 #[derive(Clone, Debug)]
-struct Metrics {
+pub struct Metrics {
     proposals: Counter,
     votes_sent: Counter,
     votes_counted: Counter,
@@ -141,10 +185,19 @@ struct Metrics {
     round_timeouts: Counter,
     committed_height: Gauge,
     vote_latency: Histogram,
+    /// The histogram's buckets again (not cumulative, +Inf last): prometheus-client does
+    /// not let them be read back.
+    vote_latency_buckets: Arc<[AtomicU64]>,
+    rejected: Family<RejectedLabels, Counter>,
 }
 
 impl Metrics {
     fn register(registry: &mut Registry) -> Self {
+        let bounds = exponential_buckets(
+            VOTE_LATENCY_START,
+            VOTE_LATENCY_FACTOR,
+            VOTE_LATENCY_BUCKETS,
+        );
         let metrics = Self {
             proposals: Counter::default(),
             votes_sent: Counter::default(),
@@ -152,8 +205,11 @@ impl Metrics {
             commits: Counter::default(),
             round_timeouts: Counter::default(),
             committed_height: Gauge::default(),
-            // 0.5 ms to about 4 s.
-            vote_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            vote_latency: Histogram::new(bounds),
+            vote_latency_buckets: (0..=VOTE_LATENCY_BUCKETS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            rejected: Family::default(),
         };
         let registry = registry.sub_registry_with_prefix("consensus");
         registry.register(
@@ -191,7 +247,57 @@ impl Metrics {
             "Time from sending a vote to the leader's ack",
             metrics.vote_latency.clone(),
         );
+        registry.register(
+            "rejected",
+            "Votes and commits dropped because their sender had no right to send them",
+            metrics.rejected.clone(),
+        );
         metrics
+    }
+
+    fn observe_vote_latency(&self, seconds: f64) {
+        self.vote_latency.observe(seconds);
+        let bucket = exponential_buckets(
+            VOTE_LATENCY_START,
+            VOTE_LATENCY_FACTOR,
+            VOTE_LATENCY_BUCKETS,
+        )
+        .position(|bound| seconds <= bound)
+        .unwrap_or(usize::from(VOTE_LATENCY_BUCKETS));
+        self.vote_latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn reject(&self, reason: Rejected) {
+        self.rejected
+            .get_or_create(&RejectedLabels { reason })
+            .inc();
+    }
+
+    /// Votes this node counted for its own proposals, from other validators.
+    pub fn votes_counted(&self) -> u64 {
+        self.votes_counted.get()
+    }
+
+    /// Messages dropped for `reason`.
+    pub fn rejected(&self, reason: Rejected) -> u64 {
+        self.rejected
+            .get(&RejectedLabels { reason })
+            .map_or(0, |counter| counter.get())
+    }
+
+    /// The vote RPC latency histogram (`consensus_vote_rpc_latency_seconds`) as
+    /// `(upper bound in seconds, observations in that bucket)`, in order, the last bound
+    /// infinite; the counts are per bucket, not cumulative.
+    pub fn vote_latency_buckets(&self) -> Vec<(f64, u64)> {
+        exponential_buckets(
+            VOTE_LATENCY_START,
+            VOTE_LATENCY_FACTOR,
+            VOTE_LATENCY_BUCKETS,
+        )
+        .chain([f64::INFINITY])
+        .zip(self.vote_latency_buckets.iter())
+        .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
+        .collect()
     }
 }
 
@@ -215,9 +321,11 @@ impl Consensus {
         }
         let (status, status_rx) = watch::channel(ConsensusStatus::default());
         let (commits, _) = broadcast::channel(config.commit_channel_capacity);
+        let metrics = Metrics::register(registry);
         let handle = ConsensusHandle {
             status: status_rx,
             commits: commits.clone(),
+            metrics: metrics.clone(),
         };
         let consensus = Self {
             quorum: config.quorum(),
@@ -226,7 +334,7 @@ impl Consensus {
             client,
             events,
             mempool,
-            metrics: Metrics::register(registry),
+            metrics,
             status,
             commits,
             votes_in_flight: JoinSet::new(),
@@ -336,14 +444,16 @@ impl Consensus {
                 ..
             } => self.on_proposal(peer, block),
             Event::Message {
+                peer,
                 message: ConsensusMsg::Commit(commit),
                 ..
-            } => self.on_commit(commit),
+            } => self.on_commit_from(peer, commit),
             Event::RpcRequest {
+                peer,
                 request: ConsensusMsg::Vote(vote),
                 responder,
                 ..
-            } => self.on_vote(vote, responder),
+            } => self.on_vote(peer, vote, responder),
             _ => tracing::debug!("unexpected consensus message; dropped"),
         }
     }
@@ -376,7 +486,7 @@ impl Consensus {
         self.candidates.insert(id, block);
         self.metrics.votes_sent.inc();
         let client = self.client.clone();
-        let latency = self.metrics.vote_latency.clone();
+        let metrics = self.metrics.clone();
         let timeout = self.config.round_timeout;
         self.votes_in_flight.spawn(async move {
             let start = Instant::now();
@@ -385,7 +495,7 @@ impl Consensus {
                 .await
             {
                 Ok(ConsensusMsg::VoteAck { .. }) => {
-                    latency.observe(start.elapsed().as_secs_f64());
+                    metrics.observe_vote_latency(start.elapsed().as_secs_f64());
                 }
                 Ok(other) => tracing::debug!(%peer, ?other, "vote answered with something else"),
                 Err(err) => tracing::debug!(%peer, error = %err, "vote not delivered"),
@@ -393,8 +503,16 @@ impl Consensus {
         });
     }
 
-    fn on_vote(&mut self, vote: Vote, responder: RpcReplier<ConsensusMsg>) {
-        let counted = vote.round == self.round
+    fn on_vote(&mut self, peer: PeerNetworkId, vote: Vote, responder: RpcReplier<ConsensusMsg>) {
+        // The body names the voter; only the authenticated sender may vote as itself, or one
+        // validator could make a quorum alone.
+        let from_voter = vote.voter == peer.peer_id;
+        if !from_voter {
+            tracing::debug!(%peer, voter = %vote.voter, "vote not from its voter; not counted");
+            self.metrics.reject(Rejected::VoteNotFromVoter);
+        }
+        let counted = from_voter
+            && vote.round == self.round
             && self.config.validators.contains(&vote.voter)
             && match &mut self.proposal {
                 Some((id, voters)) if *id == vote.block_id => voters.insert(vote.voter),
@@ -428,6 +546,16 @@ impl Consensus {
             height: block.height,
         };
         self.broadcast(&ConsensusMsg::Commit(commit));
+        self.on_commit(commit);
+    }
+
+    /// A commit from `peer`: accepted only from the leader of its round, as proposals are.
+    fn on_commit_from(&mut self, peer: PeerNetworkId, commit: Commit) {
+        if peer.peer_id != self.leader(commit.round) {
+            tracing::debug!(%peer, round = commit.round, "commit not from the round's leader; dropped");
+            self.metrics.reject(Rejected::CommitNotFromLeader);
+            return;
+        }
         self.on_commit(commit);
     }
 
@@ -515,6 +643,11 @@ impl ConsensusHandle {
     /// application to announce commits.
     pub fn subscribe_commits(&self) -> broadcast::Receiver<CommittedBlock> {
         self.commits.subscribe()
+    }
+
+    /// The node's consensus metrics, as registered under `consensus_`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 

@@ -7,8 +7,9 @@
 //! ```text
 //! round r, leader = validators[r % n]
 //!   leader: MempoolHandle::take_batch ─► Block ── Proposal (ConsensusDirectSendBcs, high) ──► validators
-//!   validator: checks height and parent ── Vote RPC (ConsensusRpcBcs) ──► leader ── VoteAck ──►
-//!   leader: 2f+1 votes (its own included) ── Commit (direct send) ──► validators
+//!   validator: checks sender, height and parent ── Vote RPC (ConsensusRpcBcs) ──► leader ── VoteAck ──►
+//!   leader: 2f+1 votes (its own included), each from its voter ── Commit (direct send) ──► validators
+//!   validator: accepts a Commit from the round's leader only
 //!   everyone: MempoolHandle::commit(txn ids), CommittedBlock ─► ConsensusHandle, round r+1
 //!   no commit within round_timeout: everyone moves to round r+1 (a dead leader is skipped)
 //! ```
@@ -18,13 +19,20 @@
 //! 2. The round's leader waits [`ConsensusConfig::proposal_delay`], takes up to
 //!    [`ConsensusConfig::max_block_txns`] transactions from its mempool and sends a [`Block`]
 //!    at `committed height + 1` on the last committed block to every validator.
-//! 3. A validator votes once per round, for a block that extends its last commit, by an RPC
-//!    to the leader ([`Vote`]); the latency lands in `consensus_vote_rpc_latency_seconds`.
+//! 3. A validator votes once per round, for a block from the round's leader (the
+//!    authenticated sender must be the block's author) that extends its last commit, by an
+//!    RPC to the leader ([`Vote`]); the latency lands in `consensus_vote_rpc_latency_seconds`.
+//!    The leader counts a vote only if its `voter` is the authenticated peer that sent it, so
+//!    one validator cannot vote for others.
 //! 4. With [`ConsensusConfig::quorum`] votes the leader commits and sends [`Commit`]; each
-//!    node commits the block it received with that id, removes its transactions from its
-//!    mempool, publishes a [`CommittedBlock`] and moves to the next round.
+//!    node accepts a commit only from the leader of the commit's round (as it does
+//!    proposals), commits the block it received with that id, removes its transactions from
+//!    its mempool, publishes a [`CommittedBlock`] and moves to the next round. Votes and
+//!    commits dropped by these sender checks are counted in `consensus_rejected_total`
+//!    ([`Rejected`], readable through [`ConsensusHandle::metrics`]).
 //!
-//! Types to read first: [`Consensus`], [`ConsensusHandle`], [`ConsensusMsg`].
+//! Types to read first: [`Consensus`], [`ConsensusHandle`], [`ConsensusMsg`]; [`Metrics`] for
+//! the counters.
 //!
 //! Setting up a validator beside its mempool:
 //!
@@ -58,6 +66,8 @@ mod consensus;
 mod error;
 mod types;
 
-pub use crate::consensus::{Consensus, ConsensusConfig, ConsensusHandle, ConsensusStatus};
+pub use crate::consensus::{
+    Consensus, ConsensusConfig, ConsensusHandle, ConsensusStatus, Metrics, Rejected,
+};
 pub use crate::error::Error;
 pub use crate::types::{Block, BlockId, Commit, CommittedBlock, ConsensusMsg, Vote};

@@ -14,6 +14,7 @@ use peerlane::{Identity, Network, NetworkBuilder, NetworkConfig, TransportKind};
 use prometheus_client::registry::Registry;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use test_support::{eventually_within, key_from_seed};
 use tokio::sync::{broadcast, oneshot};
 use wire::{NetworkId, PeerId, ProtocolId};
 
@@ -28,7 +29,7 @@ struct Validator {
 }
 
 fn identity(seed: u64) -> Identity {
-    Identity::generate(&mut StdRng::seed_from_u64(seed))
+    Identity::new(key_from_seed(seed))
 }
 
 /// Builds, connects (full mesh) and starts `n` validators.
@@ -139,17 +140,8 @@ fn random_txns(rng: &mut impl Rng, count: usize) -> Vec<Transaction> {
         .collect()
 }
 
-/// Waits (on the test clock) until `condition` holds, failing after `limit`.
-async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let wait = async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    if tokio::time::timeout(limit, wait).await.is_err() {
-        panic!("{what}: not within {limit:?}");
-    }
-}
+/// How often (test clock) a wait checks its condition.
+const POLL: Duration = Duration::from_millis(10);
 
 /// Asserts that the chains agree: the same block id at every height two nodes both committed,
 /// each chain links to its parent, and no transaction is committed twice.
@@ -185,9 +177,10 @@ async fn four_validators_commit_the_same_blocks_with_the_submitted_transactions(
     for (i, txn) in txns.iter().enumerate() {
         nodes[i % 2].mempool.submit(txn.clone()).unwrap();
     }
-    eventually(
+    eventually_within(
         "every transaction is committed everywhere",
         Duration::from_secs(60),
+        POLL,
         || {
             nodes
                 .iter()
@@ -195,9 +188,10 @@ async fn four_validators_commit_the_same_blocks_with_the_submitted_transactions(
         },
     )
     .await;
-    eventually(
+    eventually_within(
         "every node reaches height 6",
         Duration::from_secs(60),
+        POLL,
         || {
             nodes
                 .iter()
@@ -244,7 +238,7 @@ async fn four_validators_commit_the_same_blocks_with_the_submitted_transactions(
 #[tokio::test(start_paused = true)]
 async fn three_of_four_validators_go_on_when_one_shuts_down() {
     let mut nodes = validators(4).await;
-    eventually("height 3", Duration::from_secs(30), || {
+    eventually_within("height 3", Duration::from_secs(30), POLL, || {
         nodes
             .iter()
             .all(|node| node.consensus.committed_height() >= 3)
@@ -263,15 +257,16 @@ async fn three_of_four_validators_go_on_when_one_shuts_down() {
     for txn in &txns {
         nodes[0].mempool.submit(txn.clone()).unwrap();
     }
-    eventually("eight more blocks", Duration::from_secs(60), || {
+    eventually_within("eight more blocks", Duration::from_secs(60), POLL, || {
         nodes
             .iter()
             .all(|node| node.consensus.committed_height() >= height + 8)
     })
     .await;
-    eventually(
+    eventually_within(
         "the new transactions are committed",
         Duration::from_secs(60),
+        POLL,
         || nodes.iter().all(|node| node.mempool.pending() == 0),
     )
     .await;

@@ -8,6 +8,7 @@ use peerlane::{Identity, Network, NetworkBuilder, NetworkConfig, TransportKind};
 use prometheus_client::registry::Registry;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use test_support::{eventually, key_from_seed};
 use wire::{NetworkId, ProtocolId};
 
 /// A node running a mempool.
@@ -21,7 +22,7 @@ struct Node {
 fn node(seed: u64, config: MempoolConfig) -> Node {
     let mut registry = Registry::default();
     let mut network_config = NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
-    network_config.identity = Some(Identity::generate(&mut StdRng::seed_from_u64(seed)));
+    network_config.identity = Some(Identity::new(key_from_seed(seed)));
     let mut builder =
         NetworkBuilder::new(network_config, TransportKind::Memory, &mut registry).unwrap();
     let (client, events) = builder
@@ -54,21 +55,6 @@ fn random_txn(rng: &mut impl Rng) -> Transaction {
     let len = rng.gen_range(256..=512);
     let payload: Vec<u8> = (0..len).map(|_| rng.r#gen()).collect();
     Transaction::new(payload)
-}
-
-/// Waits (on the test clock) until `condition` holds, failing after 10 s.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let wait = async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .is_err()
-    {
-        panic!("{what}: not within 10 s");
-    }
 }
 
 /// A client's second copy of a transaction is refused as a duplicate and counted, and the pool
@@ -191,7 +177,7 @@ async fn a_transaction_from_two_sides_is_kept_once_by_every_node() {
 async fn the_actor_stops_when_its_shutdown_completes() {
     let mut registry = Registry::default();
     let mut network_config = NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
-    network_config.identity = Some(Identity::generate(&mut StdRng::seed_from_u64(1)));
+    network_config.identity = Some(Identity::new(key_from_seed(1)));
     let mut builder =
         NetworkBuilder::new(network_config, TransportKind::Memory, &mut registry).unwrap();
     let (client, events) = builder

@@ -1,7 +1,6 @@
 //! State sync between nodes over the memory transport, on tokio's paused clock: catching up,
 //! following announcements, serving past the end, and retrying after a silent peer.
 
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,20 +14,13 @@ use state_sync::{
     Block, Config, DIRECT_SEND_PROTOCOLS, GENESIS_PARENT, Metrics, RPC_PROTOCOLS, StateSync,
     StateSyncMsg, StoreHandle,
 };
+use test_support::within_for;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wire::NetworkId;
 
 /// How long (test clock) a test waits for anything before it fails.
 const WAIT: Duration = Duration::from_secs(60);
-
-/// `fut`, or a panic naming `what` after [`WAIT`].
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(WAIT, fut).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what}: nothing within {WAIT:?}"),
-    }
-}
 
 /// The block after `parent` (or the first block), with `size` bytes of payload.
 fn next_block(parent: Option<&Block>, size: usize) -> Block {
@@ -101,8 +93,9 @@ impl SyncNode {
     /// Waits until the store reaches `height`.
     async fn reaches(&self, height: u64) {
         let mut heights = self.store.subscribe_height();
-        within(
+        within_for(
             &format!("height {height}"),
+            WAIT,
             heights.wait_for(|h| *h >= height),
         )
         .await
@@ -118,9 +111,13 @@ impl SyncNode {
 
 /// Dials `to` from `from`.
 async fn dial(from: &Network, to: &Network) {
-    within("dial", from.dial(to.peer_id(), to.listen_address().clone()))
-        .await
-        .unwrap();
+    within_for(
+        "dial",
+        WAIT,
+        from.dial(to.peer_id(), to.listen_address().clone()),
+    )
+    .await
+    .unwrap();
 }
 
 fn as_peer(network: &Network) -> PeerNetworkId {
@@ -180,7 +177,7 @@ async fn a_request_past_the_servers_height_returns_what_it_has() {
         start_height: 8,
         end_height: 20,
     };
-    let response = within("response", client.send_rpc(to_server, request, WAIT))
+    let response = within_for("response", WAIT, client.send_rpc(to_server, request, WAIT))
         .await
         .unwrap();
     assert_eq!(
@@ -195,7 +192,7 @@ async fn a_request_past_the_servers_height_returns_what_it_has() {
         start_height: 11,
         end_height: 20,
     };
-    let response = within("response", client.send_rpc(to_server, request, WAIT))
+    let response = within_for("response", WAIT, client.send_rpc(to_server, request, WAIT))
         .await
         .unwrap();
     assert_eq!(
@@ -235,7 +232,7 @@ async fn a_silent_peer_is_retried_on_another_after_the_timeout() {
         .unwrap();
     let started = tokio::time::Instant::now();
     let _held = loop {
-        match within("request to the silent peer", silent_events.next()).await {
+        match within_for("request to the silent peer", WAIT, silent_events.next()).await {
             Some(Event::RpcRequest { responder, .. }) => break responder,
             Some(_) => {}
             None => panic!("the silent peer's events ended"),
@@ -280,8 +277,9 @@ async fn responses_are_bounded_by_bytes_and_by_block_count() {
         end_height: 50,
     };
 
-    let response = within(
+    let response = within_for(
         "response",
+        WAIT,
         client.send_rpc(as_peer(&by_bytes.network), request(), WAIT),
     )
     .await
@@ -296,8 +294,9 @@ async fn responses_are_bounded_by_bytes_and_by_block_count() {
     );
     assert_eq!(got, blocks[..got.len()]);
 
-    let response = within(
+    let response = within_for(
         "response",
+        WAIT,
         client.send_rpc(as_peer(&by_count.network), request(), WAIT),
     )
     .await
@@ -333,7 +332,7 @@ async fn blocks_that_do_not_link_are_refused_and_fetched_elsewhere() {
         )
         .unwrap();
     loop {
-        match within("request to the liar", liar_events.next()).await {
+        match within_for("request to the liar", WAIT, liar_events.next()).await {
             Some(Event::RpcRequest { responder, .. }) => {
                 let mut forged = blocks.clone();
                 forged[0].parent_id = [9; 32];

@@ -13,8 +13,6 @@ use noise::{
     HandshakeAuthMode, HandshakeConfig, Metrics, NoiseStream, NoiseUpgrader, PeerRole, PrivateKey,
     PublicKey, TrustedPeer, TrustedPeers, keys,
 };
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 /// A node identity derived from a seed, so every run uses the same keys.
@@ -27,7 +25,7 @@ pub struct TestNode {
 
 impl TestNode {
     pub fn new(seed: u64) -> Self {
-        let private_key = keys::generate_private_key(&mut StdRng::seed_from_u64(seed));
+        let private_key = test_support::key_from_seed(seed);
         let public_key = PublicKey::from(&private_key);
         Self {
             peer_id: keys::peer_id_from_public_key(&public_key),

@@ -6,22 +6,19 @@
 // files", which is what `unreachable_pub` cannot see.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use netcore::{ConnectionOrigin, MemorySocket, NetworkAddress, PeerId};
-use noise::{HandshakeAuthMode, NoiseStream, NoiseUpgrader, PeerRole, PrivateKey, PublicKey};
+use noise::{HandshakeAuthMode, NoiseStream, NoiseUpgrader, PeerRole, PublicKey};
 use peer::{
     Config, Connection, ConnectionId, ConnectionMetadata, InboundEvent, InboundRouter, Metrics,
-    Peer, PeerHandle, RouteError,
+    PeerHandle, RouteError,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use test_support::{key_from_byte, within_for};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -130,7 +127,7 @@ impl Node {
             metadata: metadata(remote, 1, ConnectionOrigin::Outbound),
             socket,
         };
-        let handle = Peer::spawn(
+        let handle = peer::spawn(
             config,
             connection,
             router,
@@ -153,9 +150,8 @@ impl Node {
 
 /// The next event from `events`, or a panic after [`PATIENCE`].
 pub async fn next_event(events: &mut mpsc::Receiver<InboundEvent>) -> InboundEvent {
-    tokio::time::timeout(PATIENCE, events.recv())
+    within_for("inbound event", PATIENCE, events.recv())
         .await
-        .expect("no inbound event in time")
         .expect("the router was dropped")
 }
 
@@ -222,9 +218,8 @@ impl RawRemote {
 
     /// The next frame the peer wrote.
     pub async fn recv(&mut self) -> MultiplexMessage {
-        tokio::time::timeout(PATIENCE, self.stream.next())
+        within_for("frame from the peer", PATIENCE, self.stream.next())
             .await
-            .expect("no frame from the peer in time")
             .expect("the peer closed the connection")
             .expect("the peer wrote a valid frame")
     }
@@ -344,68 +339,6 @@ pub fn expect_request(event: InboundEvent) -> (Bytes, peer::RpcResponder) {
     }
 }
 
-/// A socket wrapper counting completed writes and flushes.
-#[derive(Debug)]
-pub struct CountingSocket<S> {
-    inner: S,
-    /// Completed `poll_write` calls.
-    pub writes: Arc<AtomicUsize>,
-    /// Completed `poll_flush` calls.
-    pub flushes: Arc<AtomicUsize>,
-}
-
-impl<S> CountingSocket<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            writes: Arc::default(),
-            flushes: Arc::default(),
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for CountingSocket<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for CountingSocket<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if result.is_ready() {
-            self.writes.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_flush(cx);
-        if result.is_ready() {
-            self.flushes.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// A deterministic static key.
-pub fn key(seed: u8) -> PrivateKey {
-    PrivateKey::from([seed; 32])
-}
-
 /// Runs a Noise IK handshake (MaybeMutual: identities derived from keys) between a dialer on
 /// `dialer_socket` and a listener on `listener_socket`; returns (dialer's stream, listener's
 /// stream).
@@ -414,7 +347,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let upgrader = |seed: u8| {
-        let private = key(seed);
+        let private = key_from_byte(seed);
         let public = PublicKey::from(&private);
         let peer_id = noise::keys::peer_id_from_public_key(&public);
         let mode = HandshakeAuthMode::maybe_mutual(noise::TrustedPeers::new());

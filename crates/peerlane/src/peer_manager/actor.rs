@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::PeerRole;
-use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, Peer, PeerHandle};
+use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, PeerHandle};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -346,7 +346,7 @@ impl PeerManager {
 
         // Taken before the socket moves into the peer's tasks.
         let bytes = connection.socket.get_ref().counters();
-        let handle = Peer::spawn(
+        let handle = peer::spawn(
             self.parts.peer_config.clone(),
             connection,
             self.parts.router.clone(),

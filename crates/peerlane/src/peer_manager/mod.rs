@@ -4,7 +4,7 @@
 //! listener ── set-up connections ──┐
 //! dial tasks ── set-up connections ┤
 //!                                  ▼
-//! PeerManagerHandle ── requests ─► PeerManager ── Peer::spawn ──► peer tasks
+//! PeerManagerHandle ── requests ─► PeerManager ── peer::spawn ──► peer tasks
 //!   (dial, disconnect)             │  │                             │
 //!                                  │  └─ PeersAndMetadata ─► NewPeer / LostPeer
 //!                                  └──────── closed(reason) ◄───────┘
@@ -12,7 +12,7 @@
 //!
 //! The peer manager is the only writer of its network's entries in [`PeersAndMetadata`]. For
 //! every connection that finished set-up it decides whether to keep it (the ban list, the
-//! inbound limit, simultaneous dials: `resolve_simultaneous_dial`), spawns a `peer::Peer` for it with the
+//! inbound limit, simultaneous dials: `resolve_simultaneous_dial`), spawns a peer (`peer::spawn`) for it with the
 //! network's router, registers it and announces `NewPeer`. When a peer's tasks end it
 //! announces `LostPeer`, unless that connection had been replaced already.
 //!

@@ -1,5 +1,5 @@
-//! [`Peer`]: starts the two tasks of a connection; and the reader task, which decodes frames,
-//! reassembles streams and dispatches each message without ever awaiting an application.
+//! The reader task: decodes frames, reassembles streams and dispatches each message without
+//! ever awaiting an application.
 //!
 //! # What costs the connection (style item 9)
 //!
@@ -17,107 +17,29 @@
 //! | other I/O error | disconnect: [`DisconnectReason::Io`] |
 //! | EOF between frames | disconnect: [`DisconnectReason::RemoteClosed`] |
 
-use std::error::Error as StdError;
-use std::fmt;
 use std::future::poll_fn;
-use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, trace};
+use tracing::{debug, trace};
 use wire::{
     ErrorCode, MultiplexMessage, MultiplexMessageStream, NetworkMessage, NotSupportedType,
     Reassembler, RpcRequest, StreamLimits,
 };
 
-use crate::config::Config;
-use crate::connection::Connection;
-use crate::handle::{DisconnectReason, PeerHandle};
+use crate::deadline_table::Refused;
+use crate::disconnect::{DisconnectReason, read_disconnect_reason};
+use crate::error::ErrorChain;
 use crate::inbound::{
     HeldBack, InboundEvent, InboundRouter, RouteError, RpcResponder, TryRouteError,
 };
-use crate::metrics::{
-    Direction, InboundDropReason, MessageKind, MessageTally, Metrics, RemoteErrorCode,
-};
-use crate::queue::Priority;
-use crate::rpc::RequestRefused;
-use crate::shared::{Shared, TaskExit};
-use crate::writer::Writer;
-
-/// One connection's actor: a reader task and a writer task sharing the connection's state,
-/// driven through a [`PeerHandle`].
-///
-/// ```text
-/// PeerHandle ─push─► OutboundQueue (high | low) ─► writer task ─► socket
-/// socket ─► reader task ─► Reassembler ─► InboundRouter (DirectSend, RpcRequest + responder)
-///                                      └► OutboundRpcs (RpcResponse → the waiting caller)
-/// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Peer;
-
-impl Peer {
-    /// Starts the reader and writer tasks of `connection` on `tracker`, and returns the handle
-    /// that drives them.
-    ///
-    /// The tasks run inside a span carrying `peer`, `conn_id` and `origin`. They end when the
-    /// handle disconnects (or the last handle is dropped), `shutdown` is cancelled, the remote
-    /// closes the connection, or an error costs it (see the module docs); then the writer has
-    /// up to `config.writer_close_timeout` to flush. `tracker.wait()` returns only after both
-    /// tasks have ended.
-    ///
-    /// Must be called within a tokio runtime.
-    ///
-    /// # Panics
-    ///
-    /// If `config` fails [`Config::validate`]: check it once when the configuration is
-    /// loaded.
-    pub fn spawn<S>(
-        config: Config,
-        connection: Connection<S>,
-        router: Arc<dyn InboundRouter>,
-        metrics: Metrics,
-        tracker: &TaskTracker,
-        shutdown: CancellationToken,
-    ) -> PeerHandle
-    where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
-        if let Err(err) = config.validate() {
-            panic!("Peer::spawn: {}", ErrorChain(&err));
-        }
-        // `validate` checked the stream limits just above.
-        let limits = config.stream_limits().unwrap_or_default();
-        let Connection { metadata, socket } = connection;
-        let span = tracing::info_span!(
-            "peer",
-            peer = %metadata.remote_peer_id.short_str(),
-            conn_id = %metadata.connection_id,
-            origin = metadata.origin.as_str(),
-        );
-        let shared = Arc::new(Shared::new(
-            config,
-            limits,
-            metadata,
-            metrics,
-            span.clone(),
-            shutdown.child_token(),
-        ));
-        let (read_half, write_half) = tokio::io::split(socket);
-        let exit = TaskExit::new(shared.clone());
-        let writer = Writer::new(shared.clone(), write_half, limits, exit.clone());
-        let reader = Reader::new(shared.clone(), read_half, router, limits, exit);
-        debug!(parent: &span, "peer started");
-        tracker.spawn(writer.run().instrument(span.clone()));
-        tracker.spawn(reader.run().instrument(span));
-        PeerHandle::new(shared)
-    }
-}
+use crate::lifecycle::TaskExit;
+use crate::metrics::{Direction, InboundDropReason, MessageKind, MessageTally, RemoteErrorCode};
+use crate::priority::Priority;
+use crate::shared::Shared;
 
 /// The reader calls [`InboundRouter::flush`] at least once per this many events routed, even
 /// while the socket keeps having data: a bound on how long an application may sleep on a
@@ -128,7 +50,7 @@ pub const ROUTE_FLUSH_EVERY: usize = 64;
 const READ_BATCH: usize = 64;
 
 /// The reader actor: owns the read half of the socket and the reassembler.
-struct Reader<R> {
+pub(crate) struct Reader<R> {
     shared: Arc<Shared>,
     stream: MultiplexMessageStream<R>,
     reassembler: Reassembler,
@@ -141,7 +63,7 @@ struct Reader<R> {
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
-    fn new(
+    pub(crate) fn new(
         shared: Arc<Shared>,
         reader: R,
         router: Arc<dyn InboundRouter>,
@@ -160,8 +82,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     /// Reads and dispatches until the connection ends, then starts closing the peer.
-    async fn run(mut self) {
-        let cancel = self.shared.cancel.clone();
+    pub(crate) async fn run(mut self) {
+        let cancel = self.shared.lifecycle.cancel_token().clone();
         // Made once: polling it again is cheaper than making a new one per frame.
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
@@ -290,7 +212,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             NetworkMessage::RpcRequest(request) => self.handle_rpc_request(request),
             NetworkMessage::RpcResponse(response) => {
                 // Straight to the waiting caller: responses never wait for an application.
-                self.shared.complete_rpc(
+                self.shared.rpcs.complete(
                     response.request_id,
                     response.raw_response,
                     Instant::now(),
@@ -341,10 +263,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         } = request;
         let accepted = self
             .shared
-            .accept_inbound_rpc(request_id, protocol_id, Instant::now());
+            .rpcs
+            .accept_inbound(request_id, protocol_id, Instant::now());
         let (slot, deadline) = match accepted {
             Ok(accepted) => accepted,
-            Err(RequestRefused::TooMany) => {
+            Err(Refused::TooMany) => {
                 // AptosNet drops such requests without a word; the remote's RPC times out.
                 self.shared.metrics.record_inbound_dropped(
                     MessageKind::RpcRequest,
@@ -353,7 +276,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 debug!(%request_id, %protocol_id, "too many inbound rpcs, request dropped");
                 return None;
             }
-            Err(RequestRefused::Closed) => return None,
+            Err(Refused::Closed) => return None,
         };
         let responder = RpcResponder::new(
             Arc::downgrade(&self.shared),
@@ -402,7 +325,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 self.shared
                     .metrics
                     .record_remote_error(RemoteErrorCode::NotSupported);
-                if !self.shared.fail_not_supported(protocol) {
+                if !self.shared.rpcs.fail_not_supported(protocol) {
                     debug!(%protocol, "remote does not support an rpc protocol we have no rpc on");
                 }
             }
@@ -417,7 +340,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     /// Queues an error reply on the high lane; a full lane drops it (counted by the queue).
     fn reply(&self, message: NetworkMessage) {
-        if let Err(err) = self.shared.push(Priority::High, message) {
+        if let Err(err) = self.shared.lanes.push(Priority::High, message) {
             trace!(error = %err, "error reply not queued");
         }
     }
@@ -434,47 +357,5 @@ fn route_labels(event: &InboundEvent) -> (MessageKind, NotSupportedType) {
             MessageKind::RpcRequest,
             NotSupportedType::RpcRequest(*protocol_id),
         ),
-    }
-}
-
-/// Why a fatal read error ends the connection.
-fn read_disconnect_reason(err: &wire::Error) -> DisconnectReason {
-    match err {
-        wire::Error::Framing(netcore::Error::FrameTooLarge { .. }) => {
-            DisconnectReason::FrameTooLarge
-        }
-        wire::Error::Framing(netcore::Error::TruncatedFrame { .. }) => {
-            DisconnectReason::TruncatedFrame
-        }
-        wire::Error::Framing(netcore::Error::Io(io)) | wire::Error::Io(io) => {
-            io_disconnect_reason(io)
-        }
-        _ => DisconnectReason::Io,
-    }
-}
-
-/// Why an I/O error from the (Noise) socket ends the connection.
-pub(crate) fn io_disconnect_reason(err: &io::Error) -> DisconnectReason {
-    match noise::Error::from_io(err) {
-        Some(noise::Error::Decrypt { .. } | noise::Error::Poisoned) => {
-            DisconnectReason::DecryptFailed
-        }
-        _ if err.kind() == io::ErrorKind::UnexpectedEof => DisconnectReason::TruncatedFrame,
-        _ => DisconnectReason::Io,
-    }
-}
-
-/// Displays an error and its sources, `outer: inner: innermost`, for logs.
-pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn StdError + 'static));
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(err) = source {
-            write!(f, ": {err}")?;
-            source = err.source();
-        }
-        Ok(())
     }
 }

@@ -1,31 +1,31 @@
-//! Test harness: nodes with deterministic keys, one application each (or more), and "next
-//! event within 10 s, or panic with context" helpers.
+//! Nodes built through the public facade ([`NetworkBuilder`]) with deterministic keys, one
+//! application each, over the memory transport or TCP + Noise; a connected pair of them; and
+//! "next event within a deadline, or panic with context" helpers.
 //!
-//! Over the memory transport the tests run on tokio's paused clock: the 10 s limits cost no
-//! real time, and a test that would hang fails at once with its context. TCP tests run on the
-//! real clock; their waits end on events, never on sleeps.
+//! Every node listens on port 0 and reads its real address back from the running network
+//! ([`Network::listen_address`]): no test picks a port, releases it and binds it later.
+//!
+//! Over the memory transport tests run on tokio's paused clock: the deadlines cost no real
+//! time, and a test that would hang fails at once with its context. TCP tests run on the real
+//! clock; their waits end on events, never on sleeps.
 
-#![allow(dead_code, unreachable_pub)]
-
-use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
 use netcore::{PeerId, TcpConfig};
-use noise::{PrivateKey, PublicKey};
 use peerlane::{
     ConnectionNotification, ConnectionNotifications, Event, Identity, Network, NetworkBuilder,
     NetworkClient, NetworkConfig, NetworkEvents, PeerNetworkId, QueueConfig, TransportKind,
 };
 use prometheus_client::registry::Registry;
-use rand::{RngCore, SeedableRng};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wire::{NetworkId, ProtocolId};
 
-/// How long a test waits for anything before it fails.
-pub const WAIT: Duration = Duration::from_secs(10);
+use crate::keys::key_from_seed;
+use crate::wait::{WAIT, within, within_for};
 
-/// The application message every test sends.
+/// The application message the fixture's nodes speak.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
     /// Free text.
@@ -38,45 +38,55 @@ pub enum Msg {
     Blob(Vec<u8>),
 }
 
-/// A running node with one application.
-pub struct Node {
-    pub network: Network,
-    pub client: NetworkClient<Msg>,
-    pub events: NetworkEvents<Msg>,
-    pub registry: Registry,
-}
+/// The direct-send protocols of [`node`].
+pub const DIRECT: [ProtocolId; 1] = [ProtocolId::CONSENSUS_DIRECT_SEND_BCS];
+/// The RPC protocols of [`node`].
+pub const RPC: [ProtocolId; 1] = [ProtocolId::CONSENSUS_RPC_BCS];
 
-/// Which transport, with the listen address it needs.
-#[derive(Clone, Copy, Debug)]
+/// Which transport a node uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Net {
+    /// The in-process memory sockets (`/memory/0`).
     Memory,
+    /// Loopback TCP (`/ip4/127.0.0.1/tcp/0`) with Noise.
     Tcp,
 }
 
-/// The deterministic static key of node `seed`.
-pub fn key(seed: u64) -> PrivateKey {
-    let mut bytes = [0u8; 32];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
-    PrivateKey::from(bytes)
+impl Net {
+    /// The port-0 listen address: the transport picks the port, the network reports it.
+    pub fn listen_address(self) -> &'static str {
+        match self {
+            Self::Memory => "/memory/0",
+            Self::Tcp => "/ip4/127.0.0.1/tcp/0",
+        }
+    }
 }
 
-/// The PeerId of node `seed` (derived from its key).
-pub fn peer_id(seed: u64) -> PeerId {
-    noise::keys::peer_id_from_public_key(&PublicKey::from(&key(seed)))
+/// A running node with one application.
+pub struct Node {
+    /// The network handle.
+    pub network: Network,
+    /// The application's client.
+    pub client: NetworkClient<Msg>,
+    /// The application's events.
+    pub events: NetworkEvents<Msg>,
+    /// Where the node registered its metrics.
+    pub registry: Registry,
 }
 
-/// A config for node `seed` on `network_id` over `net`.
+/// A config for node `seed` (key [`key_from_seed`]) on `network_id`, listening on port 0 of
+/// `net`.
 pub fn config(seed: u64, network_id: NetworkId, net: Net) -> NetworkConfig {
-    let listen = match net {
-        Net::Memory => "/memory/0",
-        Net::Tcp => "/ip4/127.0.0.1/tcp/0",
-    };
-    let mut config = NetworkConfig::new(network_id, listen.parse().unwrap());
-    config.identity = Some(Identity::new(key(seed)));
+    let listen = net
+        .listen_address()
+        .parse()
+        .expect("a valid listen address");
+    let mut config = NetworkConfig::new(network_id, listen);
+    config.identity = Some(Identity::new(key_from_seed(seed)));
     config
 }
 
-/// The transport for `net`.
+/// The transport for `net` (TCP with default socket options).
 pub fn transport(net: Net) -> TransportKind {
     match net {
         Net::Memory => TransportKind::Memory,
@@ -85,6 +95,10 @@ pub fn transport(net: Net) -> TransportKind {
 }
 
 /// Builds a node from `config` with one application on `direct` and `rpc` protocols.
+///
+/// # Panics
+///
+/// If the builder refuses the config or cannot listen.
 pub fn node_with(
     config: NetworkConfig,
     net: Net,
@@ -106,10 +120,6 @@ pub fn node_with(
     }
 }
 
-/// The protocols most tests use.
-pub const DIRECT: [ProtocolId; 1] = [ProtocolId::CONSENSUS_DIRECT_SEND_BCS];
-pub const RPC: [ProtocolId; 1] = [ProtocolId::CONSENSUS_RPC_BCS];
-
 /// Node `seed` on the public network with [`DIRECT`] and [`RPC`] and default queues.
 pub fn node(seed: u64, net: Net) -> Node {
     node_with(
@@ -121,13 +131,29 @@ pub fn node(seed: u64, net: Net) -> Node {
     )
 }
 
+/// Nodes 1 and 2 ([`node`]) over `net`, node 1 having dialed node 2: both ends have
+/// registered the connection when this returns.
+pub async fn two_nodes(net: Net) -> (Node, Node) {
+    let a = node(1, net);
+    let b = node(2, net);
+    a.dial(&b).await.expect("node 1 dials node 2");
+    let a_id = a.network.peer_id();
+    crate::wait::eventually("node 2 registers node 1", || b.network.is_connected(a_id)).await;
+    (a, b)
+}
+
 impl Node {
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.network.peer_id()
+    }
+
     /// This node as a peer on its network.
     pub fn as_peer(&self) -> PeerNetworkId {
         PeerNetworkId::new(self.network.network_id(), self.network.peer_id())
     }
 
-    /// Dials `other` at its advertised address.
+    /// Dials `other` at the address its running network reports.
     pub async fn dial(&self, other: &Self) -> Result<(), peerlane::Error> {
         within(
             "dial",
@@ -141,12 +167,14 @@ impl Node {
 
     /// The next event, within [`WAIT`].
     pub async fn next_event(&mut self) -> Event<Msg> {
-        within("next event", self.events.next())
-            .await
-            .expect("the event stream ended")
+        next_event(&mut self.events).await
     }
 
     /// The next direct-send message: (sender, protocol, message).
+    ///
+    /// # Panics
+    ///
+    /// If the next event is not a message.
     pub async fn next_message(&mut self) -> (PeerNetworkId, ProtocolId, Msg) {
         match self.next_event().await {
             Event::Message {
@@ -184,32 +212,37 @@ impl Node {
     }
 }
 
-/// `fut`, or a panic naming `what` after [`WAIT`].
-pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(WAIT, fut).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what}: nothing within {WAIT:?}"),
-    }
+/// The next application event from `events`, within [`WAIT`].
+pub async fn next_event<M>(events: &mut NetworkEvents<M>) -> Event<M>
+where
+    M: DeserializeOwned + Send + 'static,
+{
+    next_event_within(events, WAIT).await
 }
 
-/// The next connection notification, within [`WAIT`].
+/// The next application event from `events`, within `limit`.
+///
+/// # Panics
+///
+/// After `limit`, or if the stream ends.
+pub async fn next_event_within<M>(events: &mut NetworkEvents<M>, limit: Duration) -> Event<M>
+where
+    M: DeserializeOwned + Send + 'static,
+{
+    within_for("next event", limit, events.next())
+        .await
+        .expect("the event stream ended")
+}
+
+/// The next connection notification (`NewPeer` or `LostPeer`), within [`WAIT`].
+///
+/// # Panics
+///
+/// After [`WAIT`], or if the notifications end.
 pub async fn next_notification(
     notifications: &mut ConnectionNotifications,
 ) -> ConnectionNotification {
     within("connection notification", notifications.recv())
         .await
         .expect("notifications ended")
-}
-
-/// Waits until `condition` holds, for up to [`WAIT`], checking it every millisecond of the
-/// test clock. On the paused clock this costs no real time; on the real clock (TCP and
-/// multi-threaded tests) the condition, not a duration, ends the wait. For conditions with no
-/// event to wait on, such as a gauge going back down.
-pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    within(what, async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
 }

@@ -1,6 +1,10 @@
 //! `peerlane bench`: throughput, latency, connection-rate and idle-memory figures for the
 //! stack, with raw baselines measured in the same process and run.
 //!
+//! The `peerlane` binary parses `peerlane bench …` into [`BenchArgs`] and calls [`run`]; this
+//! crate does the rest and prints the results. `idle-mem` reruns the current executable as
+//! `<exe> bench idle-mem --in-process …`, so the binary calling [`run`] must route `bench` to it.
+//!
 //! Two endpoints in one process, on a tokio runtime with exactly two worker threads, over
 //! loopback TCP. Three stacks run the same workloads:
 //!
@@ -34,7 +38,7 @@ const SEQ_BYTES: usize = 8;
 
 /// `peerlane bench` arguments.
 #[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// The workload to run (`sweep`: bulk throughput against message size, every stack).
     #[arg(value_enum)]
     workload: Option<Workload>,
@@ -330,8 +334,9 @@ impl Report {
     }
 }
 
-/// Runs `peerlane bench`.
-pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+/// Runs `peerlane bench` on its own runtime (two worker threads) and prints the results;
+/// the exit code is success once every run was verified.
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.workload.is_none() && !args.all {
         bail!(
             "name a workload (bulk, small, rpc-lat, rpc-tput, connect, idle-mem, sweep) or pass --all"

@@ -9,14 +9,15 @@
 //!             └─ Connection { MultiplexMessageSink, MultiplexMessageStream }
 //! ```
 
+// `pub` here means "for the test files", which is what `unreachable_pub` cannot see.
+#![allow(dead_code, unreachable_pub)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use netcore::{ConnectionOrigin, Endpoint, NetworkAddress, PeerId};
-use noise::{
-    HandshakeAuthMode, Metrics, NoiseStream, NoiseUpgrader, PeerRole, PrivateKey, PublicKey,
-};
-use rand::{RngCore, SeedableRng};
+use noise::{HandshakeAuthMode, Metrics, NoiseStream, NoiseUpgrader, PeerRole, PublicKey};
+use test_support::key_from_seed;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use wire::{
     ChainId, HandshakeMsg, MessagingProtocolVersion, MultiplexMessageSink, MultiplexMessageStream,
@@ -94,13 +95,6 @@ impl TestNode {
             .with_noise_and_handshake(self.public_key, HANDSHAKE_VERSION)
             .expect("a bound address takes a noise suffix")
     }
-}
-
-/// A deterministic static key.
-pub fn key_from_seed(seed: u64) -> PrivateKey {
-    let mut bytes = [0u8; 32];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
-    PrivateKey::from(bytes)
 }
 
 /// A handshake message offering `protocols` on `chain` and `network`.

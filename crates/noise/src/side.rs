@@ -1,0 +1,20 @@
+//! [`Side`]: which end of a handshake, for errors, logs and the `side` metric label.
+
+use std::fmt;
+
+netcore::metric_label_enum! {
+    /// Which end of a handshake: the initiator dials, the responder accepts. Its name is also
+    /// the `side` metric label.
+    pub enum Side {
+        /// The dialer, which sends message 1.
+        Initiator => "initiator",
+        /// The listener, which answers with message 2.
+        Responder => "responder",
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
