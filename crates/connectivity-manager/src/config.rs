@@ -102,17 +102,23 @@ impl NetworkKind {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub(crate) network: NetworkKind,
-    #[serde(rename = "connectivity_check_interval_ms", with = "crate::duration_ms")]
+    #[serde(
+        rename = "connectivity_check_interval_ms",
+        with = "netcore::serde_duration_ms"
+    )]
     pub(crate) connectivity_check_interval: Duration,
-    #[serde(rename = "backoff_base_ms", with = "crate::duration_ms")]
+    #[serde(rename = "backoff_base_ms", with = "netcore::serde_duration_ms")]
     pub(crate) backoff_base: Duration,
-    #[serde(rename = "max_backoff_ms", with = "crate::duration_ms")]
+    #[serde(rename = "max_backoff_ms", with = "netcore::serde_duration_ms")]
     pub(crate) max_backoff: Duration,
-    #[serde(rename = "max_backoff_jitter_ms", with = "crate::duration_ms")]
+    #[serde(rename = "max_backoff_jitter_ms", with = "netcore::serde_duration_ms")]
     pub(crate) max_backoff_jitter: Duration,
     pub(crate) max_outbound_connections: usize,
     pub(crate) discovery_file: Option<PathBuf>,
-    #[serde(rename = "discovery_file_interval_ms", with = "crate::duration_ms")]
+    #[serde(
+        rename = "discovery_file_interval_ms",
+        with = "netcore::serde_duration_ms"
+    )]
     pub(crate) discovery_file_interval: Duration,
     pub(crate) seeds: HashMap<PeerId, DiscoveredPeer>,
     pub(crate) connection_events_capacity: usize,

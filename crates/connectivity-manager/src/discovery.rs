@@ -66,10 +66,9 @@ pub struct DiscoveredPeer {
     #[serde(default)]
     pub addresses: Vec<NetworkAddress>,
     /// Static keys the peer may authenticate with, besides those in `addresses`.
-    #[serde(default, with = "keys_serde")]
+    #[serde(default, with = "sorted_keys")]
     pub keys: HashSet<PublicKey>,
     /// What the peer is to us.
-    #[serde(with = "role_serde")]
     pub role: PeerRole,
 }
 
@@ -205,72 +204,25 @@ fn dedup(addresses: &[NetworkAddress]) -> Vec<NetworkAddress> {
         .collect()
 }
 
-/// Serde for a set of x25519 keys as a sorted list of 64-hex-digit strings.
-mod keys_serde {
-    use std::collections::HashSet;
+/// Serde for a set of x25519 keys: a list of [`PublicKey`]s in their own serde form (64 hex
+/// digits), written sorted so that the same set always prints the same way.
+mod sorted_keys {
+    use std::collections::{BTreeSet, HashSet};
 
-    use noise::{PublicKey, keys};
-    use serde::de::{self, Deserializer};
-    use serde::ser::Serializer;
-    use serde::{Deserialize, Serialize};
+    use noise::PublicKey;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub(super) fn serialize<S: Serializer>(
         set: &HashSet<PublicKey>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        // Sorted, so that the same set always prints the same way.
-        let mut hex: Vec<String> = set.iter().map(keys::format_public_key).collect();
-        hex.sort_unstable();
-        hex.serialize(serializer)
+        set.iter().collect::<BTreeSet<_>>().serialize(serializer)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<HashSet<PublicKey>, D::Error> {
-        Vec::<String>::deserialize(deserializer)?
-            .iter()
-            .map(|text| keys::parse_public_key(text).map_err(de::Error::custom))
-            .collect()
-    }
-}
-
-/// Serde for [`PeerRole`] by its snake_case name.
-mod role_serde {
-    use noise::PeerRole;
-    use serde::de::{self, Deserializer};
-    use serde::ser::Serializer;
-    use serde::{Deserialize, Serialize};
-
-    const ROLES: [PeerRole; 7] = [
-        PeerRole::Validator,
-        PeerRole::PreferredUpstream,
-        PeerRole::Upstream,
-        PeerRole::ValidatorFullNode,
-        PeerRole::Downstream,
-        PeerRole::Known,
-        PeerRole::Unknown,
-    ];
-
-    pub(super) fn serialize<S: Serializer>(
-        role: &PeerRole,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        role.as_str().serialize(serializer)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<PeerRole, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        ROLES
-            .into_iter()
-            .find(|role| role.as_str() == name)
-            .ok_or_else(|| {
-                de::Error::custom(format_args!(
-                    "unknown peer role {name:?}, expected one of: validator, preferred_upstream, \
-                     upstream, validator_full_node, downstream, known, unknown"
-                ))
-            })
+        HashSet::deserialize(deserializer)
     }
 }
 

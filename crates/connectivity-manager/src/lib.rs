@@ -40,7 +40,6 @@ mod action;
 mod backoff;
 mod config;
 mod discovery;
-mod duration_ms;
 mod error;
 mod manager;
 mod metrics;

@@ -107,7 +107,7 @@ pub struct NetworkConfig {
     pub max_pending_inbound_upgrades: NonZeroUsize,
     /// Deadline for setting up one connection (connect, Noise, handshake message). Default
     /// [`SETUP_TIMEOUT_MS`]. In config files `setup_timeout_ms`, in milliseconds.
-    #[serde(rename = "setup_timeout_ms", with = "crate::duration_ms")]
+    #[serde(rename = "setup_timeout_ms", with = "netcore::serde_duration_ms")]
     pub setup_timeout: Duration,
     /// Connection notifications a subscriber may fall behind before it loses the oldest.
     /// Default [`NOTIFICATION_CAPACITY`].
@@ -160,11 +160,11 @@ pub struct HealthCheckConfig {
     pub enabled: bool,
     /// How often each peer is pinged. Default [`HEALTH_CHECK_INTERVAL_MS`]. In config files
     /// `interval_ms`, in milliseconds.
-    #[serde(rename = "interval_ms", with = "crate::duration_ms")]
+    #[serde(rename = "interval_ms", with = "netcore::serde_duration_ms")]
     pub interval: Duration,
     /// How long a ping may wait for its pong. Default [`HEALTH_CHECK_TIMEOUT_MS`]. In config
     /// files `timeout_ms`, in milliseconds.
-    #[serde(rename = "timeout_ms", with = "crate::duration_ms")]
+    #[serde(rename = "timeout_ms", with = "netcore::serde_duration_ms")]
     pub timeout: Duration,
     /// Consecutive failed pings after which the peer is disconnected. Default
     /// [`HEALTH_CHECK_FAILURES`].

@@ -117,7 +117,6 @@
 mod builder;
 mod client;
 mod config;
-mod duration_ms;
 mod error;
 mod events;
 mod health;

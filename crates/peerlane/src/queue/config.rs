@@ -58,7 +58,7 @@ pub struct QueueConfig {
     /// With [`Overflow::Wait`]: how long a producer waits for room for one item before that
     /// item is dropped and counted. Default [`DEFAULT_MAX_WAIT_MS`]. Ignored with
     /// [`Overflow::Drop`]. In config files `max_wait_ms`, in milliseconds.
-    #[serde(rename = "max_wait_ms", with = "crate::duration_ms")]
+    #[serde(rename = "max_wait_ms", with = "netcore::serde_duration_ms")]
     pub max_wait: Duration,
 }
 
