@@ -71,7 +71,7 @@ impl Node {
         }
         let queue_config = QueueConfig {
             overflow: Overflow::Wait,
-            max_wait_ms: QUEUE_MAX_WAIT_MS,
+            max_wait: Duration::from_millis(QUEUE_MAX_WAIT_MS),
             ..config.inbound_queue
         };
         let mut builder = NetworkBuilder::new(

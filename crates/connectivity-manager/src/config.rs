@@ -38,8 +38,8 @@ pub const MAX_OUTBOUND_CONNECTIONS: usize = 6;
 pub const DISCOVERY_FILE_INTERVAL_MS: u64 = 60_000;
 
 /// Capacity of the connection-event queue (facade → manager) and of the action queue
-/// (manager → facade): the workspace's default channel capacity (architecture.md,
-/// "Defaults"). One event or action is about 150 bytes.
+/// (manager → facade): the workspace's default channel capacity (architecture.md, "Channel
+/// and queue inventory"). One event or action is about 150 bytes.
 pub const CHANNEL_CAPACITY: usize = 1024;
 
 /// Which kind of network the manager serves. It decides the dialing policy: a validator
@@ -102,17 +102,23 @@ impl NetworkKind {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub(crate) network: NetworkKind,
-    #[serde(rename = "connectivity_check_interval_ms", with = "millis")]
+    #[serde(
+        rename = "connectivity_check_interval_ms",
+        with = "netcore::serde_duration_ms"
+    )]
     pub(crate) connectivity_check_interval: Duration,
-    #[serde(rename = "backoff_base_ms", with = "millis")]
+    #[serde(rename = "backoff_base_ms", with = "netcore::serde_duration_ms")]
     pub(crate) backoff_base: Duration,
-    #[serde(rename = "max_backoff_ms", with = "millis")]
+    #[serde(rename = "max_backoff_ms", with = "netcore::serde_duration_ms")]
     pub(crate) max_backoff: Duration,
-    #[serde(rename = "max_backoff_jitter_ms", with = "millis")]
+    #[serde(rename = "max_backoff_jitter_ms", with = "netcore::serde_duration_ms")]
     pub(crate) max_backoff_jitter: Duration,
     pub(crate) max_outbound_connections: usize,
     pub(crate) discovery_file: Option<PathBuf>,
-    #[serde(rename = "discovery_file_interval_ms", with = "millis")]
+    #[serde(
+        rename = "discovery_file_interval_ms",
+        with = "netcore::serde_duration_ms"
+    )]
     pub(crate) discovery_file_interval: Duration,
     pub(crate) seeds: HashMap<PeerId, DiscoveredPeer>,
     pub(crate) connection_events_capacity: usize,
@@ -263,27 +269,6 @@ impl Default for Config {
             connection_events_capacity: CHANNEL_CAPACITY,
             actions_capacity: CHANNEL_CAPACITY,
         }
-    }
-}
-
-/// Serde for a [`Duration`] written as whole milliseconds.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        duration: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        // Saturates past u64::MAX ms (585 million years); no setting comes near it.
-        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
     }
 }
 

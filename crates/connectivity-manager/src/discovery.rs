@@ -1,4 +1,5 @@
-//! Discovery: where peers come from, how the sources' views merge, and the file source.
+//! Discovery: where peers come from and how the sources' views merge. Pure: reading the
+//! discovery file is [`FileSource`](crate::FileSource)'s job.
 //!
 //! Each [`DiscoverySource`] produces a full view of the peers it knows, a
 //! `HashMap<PeerId, DiscoveredPeer>`. An update from a source replaces that source's view and
@@ -7,15 +8,10 @@
 //! ([`DiscoveredSet::trusted_peers`], for [`noise::TrustedPeers::replace`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
 
 use netcore::{NetworkAddress, PeerId};
 use noise::{PeerRole, PublicKey, TrustedPeer};
 use serde::{Deserialize, Serialize};
-use tracing::{debug, warn};
-
-use crate::error::Error;
-use crate::metrics::{FileError, Metrics};
 
 /// Where a peer was discovered. Sources are ordered by priority, highest first: when two
 /// sources list the same peer, the higher one decides its addresses and role (see
@@ -59,7 +55,7 @@ impl DiscoverySource {
 ///
 /// The x25519 key in an address's `/noise-ik/<key>` part counts as one of the peer's keys,
 /// as in AptosNet's seed configs: a seed needs only its addresses. So the keys a source
-/// vouches for are `keys` plus the keys in `addrs` ([`DiscoveredPeer::all_keys`]).
+/// vouches for are `keys` plus the keys in `addresses` ([`DiscoveredPeer::all_keys`]).
 ///
 /// Serialized (config seeds, the discovery file) as `addresses` (strings), `keys` (64 hex
 /// digits each, optional) and `role` (snake_case, as [`PeerRole::as_str`]).
@@ -67,13 +63,12 @@ impl DiscoverySource {
 #[serde(deny_unknown_fields)]
 pub struct DiscoveredPeer {
     /// Where to dial the peer, in the order to try them.
-    #[serde(rename = "addresses", default)]
-    pub addrs: Vec<NetworkAddress>,
-    /// Static keys the peer may authenticate with, besides those in `addrs`.
-    #[serde(default, with = "keys_serde")]
+    #[serde(default)]
+    pub addresses: Vec<NetworkAddress>,
+    /// Static keys the peer may authenticate with, besides those in `addresses`.
+    #[serde(default, with = "sorted_keys")]
     pub keys: HashSet<PublicKey>,
     /// What the peer is to us.
-    #[serde(with = "role_serde")]
     pub role: PeerRole,
 }
 
@@ -81,11 +76,11 @@ impl DiscoveredPeer {
     /// A peer with the given role, addresses and extra keys.
     pub fn new(
         role: PeerRole,
-        addrs: impl IntoIterator<Item = NetworkAddress>,
+        addresses: impl IntoIterator<Item = NetworkAddress>,
         keys: impl IntoIterator<Item = PublicKey>,
     ) -> Self {
         Self {
-            addrs: addrs.into_iter().collect(),
+            addresses: addresses.into_iter().collect(),
             keys: keys.into_iter().collect(),
             role,
         }
@@ -95,7 +90,7 @@ impl DiscoveredPeer {
     pub fn all_keys(&self) -> HashSet<PublicKey> {
         let mut keys = self.keys.clone();
         keys.extend(
-            self.addrs
+            self.addresses
                 .iter()
                 .filter_map(NetworkAddress::noise_public_key),
         );
@@ -185,12 +180,12 @@ impl DiscoveredSet {
         for view in self.views.values() {
             for (peer_id, peer) in view {
                 let entry = merged.entry(*peer_id).or_insert_with(|| DiscoveredPeer {
-                    addrs: Vec::new(),
+                    addresses: Vec::new(),
                     keys: HashSet::new(),
                     role: peer.role,
                 });
-                if entry.addrs.is_empty() {
-                    entry.addrs = dedup(&peer.addrs);
+                if entry.addresses.is_empty() {
+                    entry.addresses = dedup(&peer.addresses);
                 }
                 entry.keys.extend(peer.all_keys());
             }
@@ -199,179 +194,35 @@ impl DiscoveredSet {
     }
 }
 
-/// The [`DiscoverySource::File`] source: a TOML file read again on every
-/// [`reload`](Self::reload).
-///
-/// A read or parse error is logged (`warn`), counted
-/// (`peerlane_connectivity_discovery_file_errors_total{reason}`) and otherwise ignored: the
-/// last good set stays in force, so a half-written file never empties the trusted set.
-#[derive(Debug)]
-pub struct FileSource {
-    path: PathBuf,
-    last_good: Option<HashMap<PeerId, DiscoveredPeer>>,
-    metrics: Metrics,
-}
-
-impl FileSource {
-    /// A source for the file at `path`. Nothing is read yet.
-    pub fn new(path: impl Into<PathBuf>, metrics: Metrics) -> Self {
-        Self {
-            path: path.into(),
-            last_good: None,
-            metrics,
-        }
-    }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Reads and parses the file once, without touching the last good set or the metrics.
-    ///
-    /// Cancel safe: dropping the future abandons the read.
-    pub async fn read(&self) -> Result<HashMap<PeerId, DiscoveredPeer>, Error> {
-        let text = tokio::fs::read_to_string(&self.path)
-            .await
-            .map_err(|source| Error::ReadPeersFile {
-                path: self.path.clone(),
-                source,
-            })?;
-        parse_peers_file(&text).map_err(|source| Error::ParsePeersFile {
-            path: self.path.clone(),
-            source,
-        })
-    }
-
-    /// Reads the file and returns its peers if they parsed and differ from the last good set,
-    /// which they then become. Returns `None` when the file is unchanged or bad (logged and
-    /// counted; the last good set stays).
-    ///
-    /// Cancel safe: dropping the future abandons the read and changes nothing.
-    pub async fn reload(&mut self) -> Option<HashMap<PeerId, DiscoveredPeer>> {
-        match self.read().await {
-            Ok(peers) if self.last_good.as_ref() == Some(&peers) => None,
-            Ok(peers) => {
-                debug!(path = %self.path.display(), peers = peers.len(), "discovery file read");
-                self.last_good = Some(peers.clone());
-                Some(peers)
-            }
-            Err(error) => {
-                let reason = match error {
-                    Error::ParsePeersFile { .. } => FileError::Parse,
-                    _ => FileError::Read,
-                };
-                self.metrics.record_file_error(reason);
-                warn!(
-                    error = %error,
-                    cause = %source_text(&error),
-                    kept_peers = self.last_good.as_ref().map_or(0, HashMap::len),
-                    "discovery file ignored; keeping the last good set"
-                );
-                None
-            }
-        }
-    }
-
-    /// The peers of the last good read, if any read succeeded.
-    pub fn last_good(&self) -> Option<&HashMap<PeerId, DiscoveredPeer>> {
-        self.last_good.as_ref()
-    }
-}
-
-/// The discovery file's top level: `[peers.<PeerId>]` tables.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PeersFile {
-    #[serde(default)]
-    peers: HashMap<PeerId, DiscoveredPeer>,
-}
-
-fn parse_peers_file(text: &str) -> Result<HashMap<PeerId, DiscoveredPeer>, toml::de::Error> {
-    toml::from_str::<PeersFile>(text).map(|file| file.peers)
-}
-
-/// The error's cause, for the log line (the error's own text names only the file).
-fn source_text(error: &Error) -> String {
-    std::error::Error::source(error).map_or_else(String::new, ToString::to_string)
-}
-
-/// `addrs` without repeats, first occurrence kept.
-fn dedup(addrs: &[NetworkAddress]) -> Vec<NetworkAddress> {
+/// `addresses` without repeats, first occurrence kept.
+fn dedup(addresses: &[NetworkAddress]) -> Vec<NetworkAddress> {
     let mut seen = HashSet::new();
-    addrs
+    addresses
         .iter()
         .filter(|addr| seen.insert(*addr))
         .cloned()
         .collect()
 }
 
-/// Serde for a set of x25519 keys as a sorted list of 64-hex-digit strings.
-mod keys_serde {
-    use std::collections::HashSet;
+/// Serde for a set of x25519 keys: a list of [`PublicKey`]s in their own serde form (64 hex
+/// digits), written sorted so that the same set always prints the same way.
+mod sorted_keys {
+    use std::collections::{BTreeSet, HashSet};
 
-    use noise::{PublicKey, keys};
-    use serde::de::{self, Deserializer};
-    use serde::ser::Serializer;
-    use serde::{Deserialize, Serialize};
+    use noise::PublicKey;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub(super) fn serialize<S: Serializer>(
         set: &HashSet<PublicKey>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        // Sorted, so that the same set always prints the same way.
-        let mut hex: Vec<String> = set.iter().map(keys::format_public_key).collect();
-        hex.sort_unstable();
-        hex.serialize(serializer)
+        set.iter().collect::<BTreeSet<_>>().serialize(serializer)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<HashSet<PublicKey>, D::Error> {
-        Vec::<String>::deserialize(deserializer)?
-            .iter()
-            .map(|text| keys::parse_public_key(text).map_err(de::Error::custom))
-            .collect()
-    }
-}
-
-/// Serde for [`PeerRole`] by its snake_case name.
-mod role_serde {
-    use noise::PeerRole;
-    use serde::de::{self, Deserializer};
-    use serde::ser::Serializer;
-    use serde::{Deserialize, Serialize};
-
-    const ROLES: [PeerRole; 7] = [
-        PeerRole::Validator,
-        PeerRole::PreferredUpstream,
-        PeerRole::Upstream,
-        PeerRole::ValidatorFullNode,
-        PeerRole::Downstream,
-        PeerRole::Known,
-        PeerRole::Unknown,
-    ];
-
-    pub(super) fn serialize<S: Serializer>(
-        role: &PeerRole,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        role.as_str().serialize(serializer)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<PeerRole, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        ROLES
-            .into_iter()
-            .find(|role| role.as_str() == name)
-            .ok_or_else(|| {
-                de::Error::custom(format_args!(
-                    "unknown peer role {name:?}, expected one of: validator, preferred_upstream, \
-                     upstream, validator_full_node, downstream, known, unknown"
-                ))
-            })
+        HashSet::deserialize(deserializer)
     }
 }
 
@@ -418,12 +269,16 @@ mod tests {
         ));
 
         let merged_a = set.get(&a).unwrap();
-        assert_eq!(merged_a.addrs, vec![addr(9)], "on-chain wins, deduplicated");
+        assert_eq!(
+            merged_a.addresses,
+            vec![addr(9)],
+            "on-chain wins, deduplicated"
+        );
         assert_eq!(merged_a.keys, HashSet::from([key(1), key(3)]));
         assert_eq!(merged_a.role, PeerRole::Validator);
 
         let merged_b = set.get(&b).unwrap();
-        assert_eq!(merged_b.addrs, vec![addr(3)], "falls through to config");
+        assert_eq!(merged_b.addresses, vec![addr(3)], "falls through to config");
         assert_eq!(merged_b.role, PeerRole::Validator);
 
         let trusted = set.trusted_peers();
@@ -473,31 +328,6 @@ mod tests {
         let trusted = set.trusted_peers();
         assert_eq!(trusted[&a].keys, HashSet::from([key(7)]));
         assert!(!trusted.contains_key(&b));
-    }
-
-    /// The file format parses, with keys and roles, and an unknown role or field is an
-    /// error.
-    #[test]
-    fn peers_file_parses_and_rejects_unknown_roles_and_fields() {
-        let id = "ab".repeat(32);
-        let text = format!(
-            "[peers.{id}]\nrole = \"preferred_upstream\"\naddresses = [\"/ip4/10.0.0.1/tcp/6180\"]\n\
-             keys = [\"{}\"]\n",
-            "01".repeat(32)
-        );
-        let peers = parse_peers_file(&text).unwrap();
-        let parsed = &peers[&PeerId::new([0xab; 32])];
-        assert_eq!(parsed.role, PeerRole::PreferredUpstream);
-        assert_eq!(
-            parsed.addrs,
-            vec!["/ip4/10.0.0.1/tcp/6180".parse().unwrap()]
-        );
-        assert_eq!(parsed.keys, HashSet::from([key(1)]));
-
-        assert!(parse_peers_file("").unwrap().is_empty());
-        assert!(parse_peers_file(&format!("[peers.{id}]\nrole = \"boss\"\n")).is_err());
-        assert!(parse_peers_file(&format!("[peers.{id}]\nrole = \"known\"\nport = 1\n")).is_err());
-        assert!(parse_peers_file("[peers.abcd]\nrole = \"known\"\n").is_err());
     }
 
     /// A set of peers written with serde comes back the same.

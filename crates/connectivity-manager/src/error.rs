@@ -44,7 +44,7 @@ pub enum Error {
     },
 
     /// The manager has stopped (shut down, or its action receiver was dropped), so a
-    /// [`ConnectionEvent`](crate::ConnectionEvent) could not be delivered. Not emitted while
+    /// [`PeerEvent`](crate::PeerEvent) could not be delivered. Not emitted while
     /// the manager runs, even when its event queue is full: `send` waits, `try_send` reports
     /// [`Error::EventQueueFull`].
     #[error("connectivity manager: stopped, connection event not delivered")]

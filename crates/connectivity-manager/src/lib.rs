@@ -9,45 +9,53 @@
 //! discovery file (TOML) ├─► DiscoveredSet ─► trusted peers ─► noise::TrustedPeers
 //! config seeds ─────────┘        │ (merged, by priority)
 //!                                ▼
-//! ConnectionEvent ──────────► Policy ◄── now, rng, backoff per peer
+//! PeerEvent ────────────────► Policy ◄── now, rng, backoff per peer
 //! (Connected, Disconnected,      │
-//!  DialResult) from the facade   ▼
+//!  DialResult) from the facade   ├─► Outcome ──► Metrics (recorded by the manager)
+//!                                ▼
 //!                  Action::{Dial, CancelDial, Disconnect} ──► facade
 //! ```
 //!
 //! 1. Each [`DiscoverySource`] (on-chain set, file, config seeds; highest priority first)
 //!    gives a full view of the peers it knows. [`DiscoveredSet`] merges the views into the
-//!    set of peers we may dial and the trusted-peer map the Noise layer checks.
+//!    set of peers we may dial and the trusted-peer map the Noise layer checks. The file
+//!    source's reading (and its last-good fallback) is [`FileSource`]; the merge is pure.
 //! 2. [`Policy`] is the decision, without IO: from the discovered set, the connected peers
-//!    and the dial results it computes [`Action`]s and its next deadline. On the validator
+//!    and the dial results it computes [`Action`]s, its next deadline and the [`Outcome`] of
+//!    each report (it keeps no metrics). On the validator
 //!    network it dials every eligible validator; elsewhere it keeps a bounded number of
 //!    outbound connections, chosen at random. Failed dials back off exponentially with
 //!    jitter ([`Backoff`]).
 //! 3. [`ConnectivityManager`] is the actor that drives the policy: a periodic check, the
-//!    discovery sources, [`ConnectionEvent`]s from the facade (through a
-//!    [`ConnectivityHandle`]) and a shutdown token in; actions out on a bounded channel.
+//!    discovery sources, [`PeerEvent`]s from the facade (through a
+//!    [`ConnectivityHandle`]) and a shutdown token in; actions out on a bounded channel. It
+//!    records the policy's outcomes in [`Metrics`].
 //!
 //! Types to read first: [`Policy`], [`ConnectivityManager`], [`Config`].
 //!
 //! Settings are described for operators in `docs/configuration.md`; metrics in [`Metrics`]
 //! and `docs/operations.md`.
 
+mod action;
 mod backoff;
 mod config;
 mod discovery;
 mod error;
 mod manager;
 mod metrics;
+mod peers_file;
 mod policy;
 
+pub use action::{Action, ActionKind, CloseReason, DialFailure, DialOutcome};
 pub use backoff::Backoff;
 pub use config::{
     BACKOFF_BASE_MS, CHANNEL_CAPACITY, CONNECTIVITY_CHECK_INTERVAL_MS, Config,
     DISCOVERY_FILE_INTERVAL_MS, MAX_BACKOFF_JITTER_MS, MAX_BACKOFF_MS, MAX_OUTBOUND_CONNECTIONS,
     NetworkKind,
 };
-pub use discovery::{DiscoveredPeer, DiscoveredSet, DiscoverySource, FileSource};
+pub use discovery::{DiscoveredPeer, DiscoveredSet, DiscoverySource};
 pub use error::Error;
-pub use manager::{ConnectionEvent, ConnectivityHandle, ConnectivityManager, ExitReason};
-pub use metrics::{DialOutcome, FileError, Metrics};
-pub use policy::{Action, ActionKind, DialFailure, DisconnectReason, Policy};
+pub use manager::{ConnectivityHandle, ConnectivityManager, ExitReason, PeerEvent};
+pub use metrics::{FileError, Metrics};
+pub use peers_file::FileSource;
+pub use policy::{Outcome, Policy};

@@ -1,5 +1,6 @@
 //! [`ConnectivityManager`]: the actor that drives the [`Policy`] with discovery updates,
-//! connection events and timers, and hands its actions to the facade.
+//! connection events and timers, hands its actions to the facade and records the metrics of
+//! what the policy did.
 
 use std::collections::HashMap;
 use std::future;
@@ -15,20 +16,22 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::action::{Action, DialFailure, DialOutcome};
 use crate::config::Config;
-use crate::discovery::{DiscoveredPeer, DiscoverySource, FileSource};
+use crate::discovery::{DiscoveredPeer, DiscoverySource};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::policy::{Action, DialFailure, Policy};
+use crate::peers_file::FileSource;
+use crate::policy::{Outcome, Policy};
 
-/// What the facade tells the manager about connections. Sent through a
-/// [`ConnectivityHandle`].
+/// What the facade tells the manager about its connections to a peer and its dials. Sent
+/// through a [`ConnectivityHandle`].
 ///
 /// The facade keeps at most one connection per peer: it reports `Connected` when a peer gets
 /// a connection and `Disconnected` when the peer has none left (not when a simultaneous-dial
 /// tie replaces one connection with another).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConnectionEvent {
+pub enum PeerEvent {
     /// A connection to `peer_id` is up (after the handshakes), dialed by us or by the peer.
     Connected {
         /// The peer.
@@ -57,7 +60,7 @@ pub enum ConnectionEvent {
 /// ([`ExitReason::HandlesDropped`]).
 #[derive(Clone, Debug)]
 pub struct ConnectivityHandle {
-    connection_events_tx: mpsc::Sender<ConnectionEvent>,
+    connection_events_tx: mpsc::Sender<PeerEvent>,
     capacity: usize,
 }
 
@@ -67,7 +70,7 @@ impl ConnectivityHandle {
     /// on the facade, so the wait is short: it drains events as fast as the policy runs.
     ///
     /// Cancel safe: if the future is dropped before it completes, the event was not queued.
-    pub async fn send(&self, event: ConnectionEvent) -> Result<(), Error> {
+    pub async fn send(&self, event: PeerEvent) -> Result<(), Error> {
         self.connection_events_tx
             .send(event)
             .await
@@ -75,7 +78,7 @@ impl ConnectivityHandle {
     }
 
     /// Queues `event` if there is room, without waiting.
-    pub fn try_send(&self, event: ConnectionEvent) -> Result<(), Error> {
+    pub fn try_send(&self, event: PeerEvent) -> Result<(), Error> {
         self.connection_events_tx
             .try_send(event)
             .map_err(|error| match error {
@@ -165,8 +168,9 @@ pub enum ExitReason {
 pub struct ConnectivityManager {
     config: Config,
     policy: Policy,
+    metrics: Metrics,
     trusted_peers: TrustedPeers,
-    connection_events_rx: mpsc::Receiver<ConnectionEvent>,
+    connection_events_rx: mpsc::Receiver<PeerEvent>,
     actions_tx: mpsc::Sender<Action>,
     on_chain_rx: Option<watch::Receiver<HashMap<PeerId, DiscoveredPeer>>>,
     file: Option<FileSource>,
@@ -195,9 +199,10 @@ impl ConnectivityManager {
             .discovery_file
             .clone()
             .map(|path| FileSource::new(path, metrics.clone()));
-        let policy = Policy::new(local_peer_id, &config, metrics);
+        let policy = Policy::new(local_peer_id, &config);
         let mut manager = Self {
             policy,
+            metrics,
             trusted_peers,
             connection_events_rx,
             actions_tx,
@@ -317,19 +322,18 @@ impl ConnectivityManager {
         reason
     }
 
-    fn handle_event(&mut self, event: ConnectionEvent) {
+    fn handle_event(&mut self, event: PeerEvent) {
         let now = now();
-        match event {
-            ConnectionEvent::Connected { peer_id, origin } => {
-                self.policy.handle_connected(peer_id, origin);
+        let outcome = match event {
+            PeerEvent::Connected { peer_id, origin } => {
+                self.policy.handle_connected(peer_id, origin)
             }
-            ConnectionEvent::Disconnected { peer_id } => {
-                self.policy.handle_disconnected(peer_id, now);
+            PeerEvent::Disconnected { peer_id } => self.policy.handle_disconnected(peer_id, now),
+            PeerEvent::DialResult { peer_id, result } => {
+                self.policy.handle_dial_result(peer_id, result, now)
             }
-            ConnectionEvent::DialResult { peer_id, result } => {
-                self.policy.handle_dial_result(peer_id, result, now);
-            }
-        }
+        };
+        record(&self.metrics, &self.policy, outcome);
     }
 
     /// The on-chain watch changed (`true`) or its sender is gone (`false`).
@@ -348,25 +352,34 @@ impl ConnectivityManager {
     }
 
     fn apply_discovery(&mut self, source: DiscoverySource, view: HashMap<PeerId, DiscoveredPeer>) {
+        self.metrics.record_discovery_update(source);
         if self.policy.handle_discovery_update(source, view) {
             self.trusted_peers.replace(self.policy.trusted_peers());
         }
+        record(&self.metrics, &self.policy, Outcome::default());
     }
 
     /// Polls the policy and queues its actions without waiting. Returns the exit reason if
     /// the facade is gone.
     fn send_actions(&mut self) -> Result<(), ExitReason> {
-        let mut actions = self.policy.poll_actions(now(), &mut self.rng).into_iter();
+        let actions = self.policy.poll_actions(now(), &mut self.rng);
+        for action in &actions {
+            if let Action::CancelDial { .. } = action {
+                self.metrics.record_dial(DialOutcome::Cancelled);
+            }
+        }
+        record(&self.metrics, &self.policy, Outcome::default());
+        let mut actions = actions.into_iter();
         while let Some(action) = actions.next() {
             match self.actions_tx.try_send(action) {
                 Ok(()) => {}
                 Err(TrySendError::Full(action)) => {
                     // The facade is behind. Drop this action and the rest of this poll, undo
-                    // them in the policy (counted there), and decide again at the next check.
-                    self.policy.handle_action_dropped(&action);
+                    // them in the policy (counted here), and decide again at the next check.
+                    self.drop_action(&action);
                     let mut dropped = 1;
                     for action in actions.by_ref() {
-                        self.policy.handle_action_dropped(&action);
+                        self.drop_action(&action);
                         dropped += 1;
                     }
                     warn!(
@@ -380,6 +393,24 @@ impl ConnectivityManager {
             }
         }
         Ok(())
+    }
+}
+
+impl ConnectivityManager {
+    /// Undoes an action that never reached the facade, and counts it.
+    fn drop_action(&mut self, action: &Action) {
+        self.metrics.record_action_dropped(action.kind());
+        self.policy.handle_action_dropped(action);
+        record(&self.metrics, &self.policy, Outcome::default());
+    }
+}
+
+/// Counts `outcome` and sets the gauges from the policy's state after the report.
+pub(crate) fn record(metrics: &Metrics, policy: &Policy, outcome: Outcome) {
+    metrics.record_outcome(outcome);
+    metrics.set_eligible_peers(policy.eligible_count());
+    for origin in [ConnectionOrigin::Inbound, ConnectionOrigin::Outbound] {
+        metrics.set_connected_peers(origin, policy.connected_count(origin));
     }
 }
 

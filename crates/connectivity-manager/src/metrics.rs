@@ -1,4 +1,6 @@
-//! [`Metrics`]: what the connectivity manager decided and why.
+//! [`Metrics`]: what the connectivity manager decided and why. Recorded by the actor
+//! ([`ConnectivityManager`](crate::ConnectivityManager)) and the discovery file's reader, never
+//! by the pure [`Policy`](crate::Policy), which returns [`Outcome`]s instead.
 //!
 //! | name | type | labels |
 //! |------|------|--------|
@@ -20,8 +22,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::action::{ActionKind, DialOutcome};
 use crate::discovery::DiscoverySource;
-use crate::policy::{ActionKind, DialFailure};
+use crate::policy::Outcome;
 
 /// Counters and gauges of the connectivity manager. Cloning gives another handle on the same
 /// metrics.
@@ -140,6 +143,19 @@ impl Metrics {
             .map_or(0, |gauge| gauge.get())
     }
 
+    /// Counts what one report to the policy did.
+    pub(crate) fn record_outcome(&self, outcome: Outcome) {
+        if let Some(dial) = outcome.dial {
+            self.record_dial(dial);
+        }
+        if outcome.backoff {
+            self.record_backoff();
+        }
+        if outcome.stale_disconnect {
+            self.record_stale_disconnect();
+        }
+    }
+
     pub(crate) fn record_dial(&self, outcome: DialOutcome) {
         self.dials
             .get_or_create(&DialLabels { result: outcome })
@@ -182,28 +198,6 @@ impl Metrics {
                 origin: Origin(origin),
             })
             .set(gauge_value(count));
-    }
-}
-
-/// How a dial ended: the `result` label of `peerlane_connectivity_dials_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DialOutcome {
-    /// The dial produced a connection (`ok`).
-    Connected,
-    /// The facade reported a failure (the failure's [`DialFailure::as_str`]).
-    Failed(DialFailure),
-    /// We cancelled it because the peer stopped being eligible (`cancelled`).
-    Cancelled,
-}
-
-impl DialOutcome {
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Connected => "ok",
-            Self::Failed(failure) => failure.as_str(),
-            Self::Cancelled => "cancelled",
-        }
     }
 }
 
@@ -299,6 +293,7 @@ mod tests {
     use prometheus_client::encoding::text::encode;
 
     use super::*;
+    use crate::action::DialFailure;
 
     /// Registered metrics show up under their full names with `as_str()` label values.
     #[test]

@@ -1,6 +1,7 @@
-//! [`Policy`]: the pure decision of whom to dial and whom to drop. No IO, no timers, no tasks:
-//! it takes discovery updates, connection events, `now` and a random number generator, and
-//! returns [`Action`]s and its next deadline.
+//! [`Policy`]: the pure decision of whom to dial and whom to drop. No IO, no timers, no tasks,
+//! no metrics: it takes discovery updates, connection events, `now` and a random number
+//! generator, and returns [`Action`]s, its next deadline and the [`Outcome`] of each report
+//! for the caller to count.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
@@ -11,135 +12,22 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use tracing::{debug, info};
 
+use crate::action::{Action, CloseReason, DialFailure, DialOutcome};
 use crate::backoff::Backoff;
 use crate::config::{Config, NetworkKind};
 use crate::discovery::{DiscoveredPeer, DiscoveredSet, DiscoverySource};
-use crate::metrics::{DialOutcome, Metrics};
 
-/// What the policy asks the facade to do. The facade carries out each action and reports what
-/// happened through the `handle_*` methods (through
-/// [`ConnectionEvent`](crate::ConnectionEvent)s when the [`ConnectivityManager`] drives the
-/// policy).
-///
-/// [`ConnectivityManager`]: crate::ConnectivityManager
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Dial `peer_id` at `addr` (the full address, `/noise-ik/..` suffix included). The
-    /// facade reports how it ended (see [`Policy`]'s calling protocol), unless it is
-    /// cancelled first.
-    Dial {
-        /// Who to dial.
-        peer_id: PeerId,
-        /// Where.
-        addr: NetworkAddress,
-    },
-    /// Abandon the dial to `peer_id`: the peer stopped being eligible. The policy has already
-    /// forgotten the dial; a result that still arrives for it is ignored, and a connection it
-    /// still produces is closed as stale if the peer is no longer trusted.
-    CancelDial {
-        /// Whose dial to abandon.
-        peer_id: PeerId,
-    },
-    /// Close the connection to `peer_id`. The facade reports the disconnection when it is
-    /// done.
-    Disconnect {
-        /// Whose connection to close.
-        peer_id: PeerId,
-        /// Why.
-        reason: DisconnectReason,
-    },
-}
-
-impl Action {
-    /// The peer the action is about.
-    pub const fn peer_id(&self) -> PeerId {
-        match self {
-            Self::Dial { peer_id, .. }
-            | Self::CancelDial { peer_id }
-            | Self::Disconnect { peer_id, .. } => *peer_id,
-        }
-    }
-
-    /// The action's kind, without its data.
-    pub const fn kind(&self) -> ActionKind {
-        match self {
-            Self::Dial { .. } => ActionKind::Dial,
-            Self::CancelDial { .. } => ActionKind::CancelDial,
-            Self::Disconnect { .. } => ActionKind::Disconnect,
-        }
-    }
-}
-
-/// The kind of an [`Action`]: the `action` label of
-/// `peerlane_connectivity_actions_dropped_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ActionKind {
-    /// [`Action::Dial`] (`dial`).
-    Dial,
-    /// [`Action::CancelDial`] (`cancel_dial`).
-    CancelDial,
-    /// [`Action::Disconnect`] (`disconnect`).
-    Disconnect,
-}
-
-impl ActionKind {
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Dial => "dial",
-            Self::CancelDial => "cancel_dial",
-            Self::Disconnect => "disconnect",
-        }
-    }
-}
-
-/// Why the policy asks for a connection to be closed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// The peer left the trusted set (no discovery source lists it with a key any more).
-    Stale,
-}
-
-impl DisconnectReason {
-    /// `"stale"`: for logs and metric labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Stale => "stale",
-        }
-    }
-}
-
-/// Why a dial failed, as the facade reports it. The policy backs off after every failure
-/// except [`DialFailure::AlreadyConnected`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DialFailure {
-    /// Connecting failed: refused, unreachable, name resolution, connect timeout.
-    Unreachable,
-    /// The connection set-up (Noise and AptosNet handshakes) did not finish in time.
-    Timeout,
-    /// The Noise or AptosNet handshake failed or was rejected.
-    Handshake,
-    /// The facade dropped our dial because the peer is already connected (it dialed us at
-    /// the same time and won the tie). Not the peer's fault: no backoff.
-    AlreadyConnected,
-    /// Anything else.
-    Other,
-}
-
-impl DialFailure {
-    /// The lowercase name: for logs and the `result` label of
-    /// `peerlane_connectivity_dials_total`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Unreachable => "unreachable",
-            Self::Timeout => "timeout",
-            Self::Handshake => "handshake",
-            Self::AlreadyConnected => "already_connected",
-            Self::Other => "other",
-        }
-    }
+/// What one report to the [`Policy`] did that is worth counting. The policy keeps no metrics:
+/// its caller ([`ConnectivityManager`](crate::ConnectivityManager)) records these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use = "the policy keeps no metrics: count the outcome"]
+pub struct Outcome {
+    /// The report ended our dial to the peer, this way.
+    pub dial: Option<DialOutcome>,
+    /// The peer was put in backoff.
+    pub backoff: bool,
+    /// The closed connection was one the policy had asked to close as stale.
+    pub stale_disconnect: bool,
 }
 
 /// Decides whom to dial and whom to drop, from what discovery says and what the facade
@@ -168,7 +56,7 @@ impl DialFailure {
 ///   ([`Action::CancelDial`]).
 /// - **Stale connections**: a connection to a peer that is no longer trusted (no source
 ///   lists it with a key) is closed ([`Action::Disconnect`] with
-///   [`DisconnectReason::Stale`]). On non-validator networks only outbound connections are
+///   [`CloseReason::Stale`]). On non-validator networks only outbound connections are
 ///   checked: the Noise layer admits unknown peers there (`MaybeMutual`), so an inbound
 ///   connection from an untrusted peer is normal.
 ///
@@ -214,14 +102,13 @@ pub struct Policy {
     dial_states: BTreeMap<PeerId, DialState>,
     connected: BTreeMap<PeerId, Connection>,
     pending_dials: BTreeMap<PeerId, PendingDial>,
-    metrics: Metrics,
 }
 
 impl Policy {
     /// A policy for the node `local_peer_id` (never dialed), with no peers discovered yet
     /// and nothing connected. The config's seeds are not applied: feed them as a
     /// [`DiscoverySource::Config`] update.
-    pub fn new(local_peer_id: PeerId, config: &Config, metrics: Metrics) -> Self {
+    pub fn new(local_peer_id: PeerId, config: &Config) -> Self {
         Self {
             local_peer_id,
             network: config.network,
@@ -231,7 +118,6 @@ impl Policy {
             dial_states: BTreeMap::new(),
             connected: BTreeMap::new(),
             pending_dials: BTreeMap::new(),
-            metrics,
         }
     }
 
@@ -247,7 +133,6 @@ impl Policy {
         source: DiscoverySource,
         view: HashMap<PeerId, DiscoveredPeer>,
     ) -> bool {
-        self.metrics.record_discovery_update(source);
         let before = self.discovered.peers().clone();
         if !self.discovered.update(source, view) {
             return false;
@@ -257,8 +142,8 @@ impl Policy {
             let Some(peer) = after.get(peer_id) else {
                 return false;
             };
-            let old_addrs = before.get(peer_id).map(|old| &old.addrs);
-            if old_addrs.is_none_or(|old| !same_set(old, &peer.addrs)) {
+            let old_addrs = before.get(peer_id).map(|old| &old.addresses);
+            if old_addrs.is_none_or(|old| !same_set(old, &peer.addresses)) {
                 state.reset();
             }
             true
@@ -268,7 +153,6 @@ impl Policy {
             peers = after.len(),
             "discovered peers changed"
         );
-        self.update_gauges();
         true
     }
 
@@ -277,7 +161,8 @@ impl Policy {
     /// An outbound connection completes our dial to the peer, if one is in flight, as a
     /// successful [`handle_dial_result`](Self::handle_dial_result) would (the later result is
     /// then ignored). An inbound one leaves our dial in flight until its result arrives.
-    pub fn handle_connected(&mut self, peer_id: PeerId, origin: ConnectionOrigin) {
+    pub fn handle_connected(&mut self, peer_id: PeerId, origin: ConnectionOrigin) -> Outcome {
+        let mut outcome = Outcome::default();
         self.connected.insert(
             peer_id,
             Connection {
@@ -286,12 +171,12 @@ impl Policy {
             },
         );
         if origin == ConnectionOrigin::Outbound && self.pending_dials.remove(&peer_id).is_some() {
-            self.metrics.record_dial(DialOutcome::Connected);
+            outcome.dial = Some(DialOutcome::Connected);
         }
         if let Some(state) = self.dial_states.get_mut(&peer_id) {
             state.reset_backoff();
         }
-        self.update_gauges();
+        outcome
     }
 
     /// The connection to `peer_id` closed. If the peer is still eligible it is redialed after
@@ -302,27 +187,21 @@ impl Policy {
     /// made it. With our dial to the peer in flight, such a disconnection completes that dial:
     /// the later successful result is then ignored, instead of leaving the peer counted as
     /// connected and never redialed.
-    pub fn handle_disconnected(&mut self, peer_id: PeerId, now: Instant) {
+    pub fn handle_disconnected(&mut self, peer_id: PeerId, now: Instant) -> Outcome {
+        let mut outcome = Outcome::default();
         let Some(connection) = self.connected.remove(&peer_id) else {
             if self.pending_dials.remove(&peer_id).is_some() {
                 debug!(peer = %peer_id, "dialed connection closed before the dial's result");
-                self.metrics.record_dial(DialOutcome::Connected);
-                if self.is_eligible(&peer_id) {
-                    self.start_backoff(peer_id, now);
-                }
-                self.update_gauges();
+                outcome.dial = Some(DialOutcome::Connected);
+                outcome.backoff = self.is_eligible(&peer_id) && self.start_backoff(peer_id, now);
             } else {
                 debug!(peer = %peer_id, "disconnection of a peer we did not know as connected");
             }
-            return;
+            return outcome;
         };
-        if connection.disconnecting {
-            self.metrics.record_stale_disconnect();
-        }
-        if self.is_eligible(&peer_id) {
-            self.start_backoff(peer_id, now);
-        }
-        self.update_gauges();
+        outcome.stale_disconnect = connection.disconnecting;
+        outcome.backoff = self.is_eligible(&peer_id) && self.start_backoff(peer_id, now);
+        outcome
     }
 
     /// The facade finished the dial to `peer_id`. On failure the peer backs off from `now`
@@ -338,14 +217,15 @@ impl Policy {
         peer_id: PeerId,
         result: Result<(), DialFailure>,
         now: Instant,
-    ) {
+    ) -> Outcome {
+        let mut outcome = Outcome::default();
         let Some(pending) = self.pending_dials.remove(&peer_id) else {
             debug!(peer = %peer_id, ?result, "result of a dial not in flight ignored");
-            return;
+            return outcome;
         };
         match result {
             Ok(()) => {
-                self.metrics.record_dial(DialOutcome::Connected);
+                outcome.dial = Some(DialOutcome::Connected);
                 // The connection exists even if its `Connected` report is still on its way.
                 self.connected.entry(peer_id).or_insert(Connection {
                     origin: ConnectionOrigin::Outbound,
@@ -356,19 +236,19 @@ impl Policy {
                 }
             }
             Err(failure) => {
-                self.metrics.record_dial(DialOutcome::Failed(failure));
+                outcome.dial = Some(DialOutcome::Failed(failure));
                 debug!(
                     peer = %peer_id,
                     addr = %pending.addr,
                     failure = failure.as_str(),
                     "dial failed"
                 );
-                if failure != DialFailure::AlreadyConnected && self.is_eligible(&peer_id) {
-                    self.start_backoff(peer_id, now);
-                }
+                outcome.backoff = failure != DialFailure::AlreadyConnected
+                    && self.is_eligible(&peer_id)
+                    && self.start_backoff(peer_id, now);
             }
         }
-        self.update_gauges();
+        outcome
     }
 
     /// `action`, returned by [`poll_actions`](Self::poll_actions), never reached the facade
@@ -377,7 +257,6 @@ impl Policy {
     /// flight (and will try the same address), a dropped disconnect will be asked for again.
     /// A dropped cancel needs nothing: the dial is already forgotten.
     pub fn handle_action_dropped(&mut self, action: &Action) {
-        self.metrics.record_action_dropped(action.kind());
         match action {
             Action::Dial { peer_id, .. } => {
                 if let Some(pending) = self.pending_dials.remove(peer_id)
@@ -394,12 +273,12 @@ impl Policy {
             }
             Action::CancelDial { .. } => {}
         }
-        self.update_gauges();
     }
 
     /// What to do now: cancels of dials to ineligible peers, then disconnects of stale
     /// connections, then new dials. Each action is returned once; the policy records dials
-    /// as in flight and disconnects as requested.
+    /// as in flight and disconnects as requested. Each [`Action::CancelDial`] ends a dial as
+    /// [`DialOutcome::Cancelled`], for the caller to count.
     pub fn poll_actions<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R) -> Vec<Action> {
         // Backoffs started since the last poll get their jitter now, where the rng is.
         for state in self.dial_states.values_mut() {
@@ -421,7 +300,6 @@ impl Policy {
             .collect();
         for peer_id in cancelled {
             self.pending_dials.remove(&peer_id);
-            self.metrics.record_dial(DialOutcome::Cancelled);
             debug!(peer = %peer_id, "dial cancelled: peer no longer eligible");
             actions.push(Action::CancelDial { peer_id });
         }
@@ -441,15 +319,13 @@ impl Policy {
             info!(peer = %peer_id, "closing connection: peer no longer trusted");
             actions.push(Action::Disconnect {
                 peer_id,
-                reason: DisconnectReason::Stale,
+                reason: CloseReason::Stale,
             });
         }
 
         for peer_id in self.choose_peers_to_dial(now, rng) {
             actions.extend(self.start_dial(peer_id, now));
         }
-
-        self.update_gauges();
         actions
     }
 
@@ -488,6 +364,24 @@ impl Policy {
             .collect()
     }
 
+    /// How many peers we may dial: [`eligible_peers`](Self::eligible_peers)`.len()`, without
+    /// the list.
+    pub fn eligible_count(&self) -> usize {
+        self.discovered
+            .peers()
+            .keys()
+            .filter(|peer_id| self.is_eligible(peer_id))
+            .count()
+    }
+
+    /// How many peers are connected with `origin`.
+    pub fn connected_count(&self, origin: ConnectionOrigin) -> usize {
+        self.connected
+            .values()
+            .filter(|connection| connection.origin == origin)
+            .count()
+    }
+
     /// The connected peers and the origin of their connection, by PeerId.
     pub fn connected_peers(&self) -> impl Iterator<Item = (PeerId, ConnectionOrigin)> + '_ {
         self.connected
@@ -511,7 +405,7 @@ impl Policy {
     fn is_eligible(&self, peer_id: &PeerId) -> bool {
         *peer_id != self.local_peer_id
             && self.discovered.get(peer_id).is_some_and(|peer| {
-                !peer.addrs.is_empty()
+                !peer.addresses.is_empty()
                     && !peer.keys.is_empty()
                     && dials_role(self.network, peer.role)
             })
@@ -578,15 +472,15 @@ impl Policy {
     /// Records a dial to `peer_id` as in flight and returns it, or `None` if the peer has no
     /// address (never the case for an eligible peer).
     fn start_dial(&mut self, peer_id: PeerId, now: Instant) -> Option<Action> {
-        let addrs = &self.discovered.get(&peer_id)?.addrs;
+        let addresses = &self.discovered.get(&peer_id)?.addresses;
         let state = self
             .dial_states
             .entry(peer_id)
             .or_insert_with(|| DialState::new(self.backoff.clone()));
         // Wraps at the end of the list; `next_addr` is reset when the list changes, and the
         // modulo also keeps it in range for a list that shrank.
-        let addr_index = state.next_addr.checked_rem(addrs.len())?;
-        let addr = addrs.get(addr_index)?.clone();
+        let addr_index = state.next_addr.checked_rem(addresses.len())?;
+        let addr = addresses.get(addr_index)?.clone();
         state.next_addr = addr_index + 1;
         let previous_last_dial = state.last_dial.replace(now);
         state.retry_at = None;
@@ -602,7 +496,9 @@ impl Policy {
         Some(Action::Dial { peer_id, addr })
     }
 
-    fn start_backoff(&mut self, peer_id: PeerId, now: Instant) {
+    /// Puts `peer_id` in backoff from `now`; always `true` (a backoff started), so that callers
+    /// can fold it into their [`Outcome`].
+    fn start_backoff(&mut self, peer_id: PeerId, now: Instant) -> bool {
         let state = self
             .dial_states
             .entry(peer_id)
@@ -610,19 +506,7 @@ impl Policy {
         state.retry_at = Some(now + state.backoff.delay());
         state.backoff.record_failure();
         state.jitter_due = true;
-        self.metrics.record_backoff();
-    }
-
-    fn update_gauges(&self) {
-        self.metrics.set_eligible_peers(self.eligible_peers().len());
-        for origin in [ConnectionOrigin::Inbound, ConnectionOrigin::Outbound] {
-            let count = self
-                .connected
-                .values()
-                .filter(|connection| connection.origin == origin)
-                .count();
-            self.metrics.set_connected_peers(origin, count);
-        }
+        true
     }
 }
 

@@ -73,7 +73,7 @@ async fn good_file_is_read_and_unchanged_file_reports_nothing() {
     let peer = &peers[&id(1)];
     assert_eq!(peer.role, PeerRole::Validator);
     assert_eq!(
-        peer.addrs,
+        peer.addresses,
         vec![
             format!("/memory/1/noise-ik/{}/handshake/0", hex_key(1))
                 .parse::<NetworkAddress>()

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use connectivity_manager::{
-    Action, ActionKind, Config, ConnectionEvent, ConnectivityHandle, ConnectivityManager,
-    DialFailure, DiscoveredPeer, ExitReason, Metrics, NetworkKind,
+    Action, ActionKind, Config, ConnectivityHandle, ConnectivityManager, DialFailure,
+    DiscoveredPeer, ExitReason, Metrics, NetworkKind, PeerEvent,
 };
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::{PeerRole, PublicKey, TrustedPeers};
@@ -118,7 +118,7 @@ async fn failed_dial_is_redialed_after_the_backoff() {
     let failed_at = Instant::now();
     running
         .handle
-        .send(ConnectionEvent::DialResult {
+        .send(PeerEvent::DialResult {
             peer_id: id(1),
             result: Err(DialFailure::Unreachable),
         })
@@ -143,11 +143,11 @@ async fn disconnected_peer_is_redialed() {
         .unwrap();
     assert_eq!(next_action(&mut running.actions_rx).await, dial(1));
     for event in [
-        ConnectionEvent::DialResult {
+        PeerEvent::DialResult {
             peer_id: id(1),
             result: Ok(()),
         },
-        ConnectionEvent::Connected {
+        PeerEvent::Connected {
             peer_id: id(1),
             origin: ConnectionOrigin::Outbound,
         },
@@ -159,7 +159,7 @@ async fn disconnected_peer_is_redialed() {
     let closed_at = Instant::now();
     running
         .handle
-        .send(ConnectionEvent::Disconnected { peer_id: id(1) })
+        .send(PeerEvent::Disconnected { peer_id: id(1) })
         .await
         .unwrap();
     assert_eq!(next_action(&mut running.actions_rx).await, dial(1));
@@ -177,7 +177,7 @@ async fn removed_validator_is_disconnected_and_untrusted() {
     assert_eq!(next_action(&mut running.actions_rx).await, dial(1));
     running
         .handle
-        .send(ConnectionEvent::Connected {
+        .send(PeerEvent::Connected {
             peer_id: id(1),
             origin: ConnectionOrigin::Inbound,
         })

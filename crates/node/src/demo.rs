@@ -20,7 +20,7 @@ use noise::PeerRole;
 use peer::metrics::{Direction, DropReason, InboundDropReason, MessageKind};
 use peerlane::{
     DiscoveredPeer, Identity, Network, NetworkBuilder, NetworkConfig, QueueEvent, RefusalReason,
-    SeedPeer, TransportKind,
+    TransportKind,
 };
 use prometheus_client::registry::Registry;
 use serde_json::json;
@@ -337,7 +337,12 @@ fn start_full_node(
         .connectivity_check_interval(Duration::from_millis(500));
     config.seeds = seeds
         .iter()
-        .map(|(peer_id, addr)| (*peer_id, SeedPeer::new(PeerRole::Upstream, [addr.clone()])))
+        .map(|(peer_id, addr)| {
+            (
+                *peer_id,
+                DiscoveredPeer::new(PeerRole::Upstream, [addr.clone()], []),
+            )
+        })
         .collect();
     let mut builder = NetworkBuilder::new(
         config,

@@ -20,7 +20,7 @@ use consensus::ConsensusConfig;
 use netcore::{NetworkAddress, PeerId};
 use noise::PeerRole;
 use peerlane::{
-    ConnectionNotification, Identity, NetworkBuilder, NetworkConfig, SeedPeer, TransportKind,
+    ConnectionNotification, DiscoveredPeer, Identity, NetworkBuilder, NetworkConfig, TransportKind,
 };
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
@@ -115,7 +115,7 @@ impl AppsConfig {
     pub(crate) fn validators(
         &self,
         me: PeerId,
-        seeds: &std::collections::BTreeMap<PeerId, SeedPeer>,
+        seeds: &std::collections::BTreeMap<PeerId, DiscoveredPeer>,
     ) -> anyhow::Result<Vec<PeerId>> {
         let mut validators = match &self.consensus_validators {
             Some(listed) => listed.clone(),
@@ -257,7 +257,9 @@ fn config(args: NodeArgs) -> anyhow::Result<(NodeConfig, Option<AdminSettings>)>
     };
     for seed in &args.seed {
         let (peer_id, addr) = parse_seed(seed).with_context(|| format!("--seed {seed}"))?;
-        config.seeds.insert(peer_id, SeedPeer::new(role, [addr]));
+        config
+            .seeds
+            .insert(peer_id, DiscoveredPeer::new(role, [addr], []));
     }
     config.validate()?;
     apps.validate()?;
@@ -540,7 +542,10 @@ mod tests {
         let plain = "network_id = \"validator\"\nchain_id = 9\n[health_check]\ninterval_ms = 200\n";
         let config = parse_config(plain).unwrap();
         assert_eq!(config.network.network_id, NetworkId::Validator);
-        assert_eq!(config.network.health_check.interval_ms, 200);
+        assert_eq!(
+            config.network.health_check.interval,
+            Duration::from_millis(200)
+        );
         assert_eq!(config.apps, AppsConfig::default());
         assert!(config.apps.state_sync && !config.apps.mempool && !config.apps.consensus);
 
@@ -608,16 +613,19 @@ mod tests {
     #[test]
     fn the_validator_set_defaults_to_this_node_and_its_validator_seeds() {
         let address: NetworkAddress = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
-        let seeds: BTreeMap<PeerId, SeedPeer> = [
+        let seeds: BTreeMap<PeerId, DiscoveredPeer> = [
             (
                 peer(3),
-                SeedPeer::new(PeerRole::Validator, [address.clone()]),
+                DiscoveredPeer::new(PeerRole::Validator, [address.clone()], []),
             ),
             (
                 peer(1),
-                SeedPeer::new(PeerRole::Validator, [address.clone()]),
+                DiscoveredPeer::new(PeerRole::Validator, [address.clone()], []),
             ),
-            (peer(4), SeedPeer::new(PeerRole::Upstream, [address])),
+            (
+                peer(4),
+                DiscoveredPeer::new(PeerRole::Upstream, [address], []),
+            ),
         ]
         .into();
         let apps = AppsConfig::default();

@@ -87,7 +87,7 @@ fn push_then_pop(c: &mut Criterion) {
 /// One run of the two-task bench: how long `CHANNEL_ITEMS` take from first push to last pop.
 async fn producer_consumer(keys: Vec<Key>, payload: Bytes) -> Duration {
     let config = QueueConfig::backpressure(NonZeroUsize::new(1024).expect("not zero"))
-        .with_max_wait_ms(60_000);
+        .with_max_wait(Duration::from_secs(60));
     let (tx, mut rx) = keyed_channel::<Key, Bytes>(config);
     let start = Instant::now();
     let producer = tokio::spawn(async move {

@@ -289,7 +289,7 @@ impl NetworkBuilder {
         let transport = Arc::new(AptosNetTransport::new(
             &transport,
             context,
-            config.setup_timeout(),
+            config.setup_timeout,
         ));
         let (incoming, bound) = transport.listen_on(config.listen_address.clone())?;
         let listen_address = bound

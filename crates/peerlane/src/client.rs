@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wire::{NetworkId, ProtocolId, ProtocolIdSet};
 
-use crate::error::{Error, MessageKind};
+use crate::error::{Error, ProtocolKind};
 use crate::peer_manager::PeerManagerHandle;
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 
@@ -101,16 +101,19 @@ where
     /// [`Error::Peer`] when the connection's queue is full or it is closing.
     pub fn send_to_peer(&self, peer: PeerNetworkId, message: &M) -> Result<(), Error> {
         let network = self.network(peer.network_id)?;
-        self.with_connection(network, peer, |protocols, handle| {
+        let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
             let protocol = choose(
                 peer,
-                MessageKind::DirectSend,
+                ProtocolKind::DirectSend,
                 &network.direct_send,
                 protocols,
             )?;
-            let bytes = encode(protocol, message)?;
-            send(peer, handle, protocol, bytes)
-        })
+            Ok((protocol, handle.clone()))
+        })?;
+        // Encoded outside the cache's lock: encoding may take long (BCS or LZ4, up to the
+        // message size limit), and tasks sharing this client must not wait for it.
+        let bytes = encode(protocol, message)?;
+        send(peer, &handle, protocol, bytes)
     }
 
     /// Sends `message` to `peer` as a direct send, like [`send_to_peer`](Self::send_to_peer),
@@ -128,7 +131,7 @@ where
         let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
             let protocol = choose(
                 peer,
-                MessageKind::DirectSend,
+                ProtocolKind::DirectSend,
                 &network.direct_send,
                 protocols,
             )?;
@@ -197,7 +200,7 @@ where
     ) -> Result<M, Error> {
         let network = self.network(peer.network_id)?;
         let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
-            let protocol = choose(peer, MessageKind::Rpc, &network.rpc, protocols)?;
+            let protocol = choose(peer, ProtocolKind::Rpc, &network.rpc, protocols)?;
             Ok((protocol, handle.clone()))
         })?;
         let bytes = encode(protocol, &request)?;
@@ -241,7 +244,7 @@ where
         let (protocols, _) = network.connection(peer)?;
         choose(
             peer,
-            MessageKind::DirectSend,
+            ProtocolKind::DirectSend,
             &network.direct_send,
             protocols,
         )
@@ -252,7 +255,7 @@ where
     pub fn rpc_protocol(&self, peer: PeerNetworkId) -> Result<ProtocolId, Error> {
         let network = self.network(peer.network_id)?;
         let (protocols, _) = network.connection(peer)?;
-        choose(peer, MessageKind::Rpc, &network.rpc, protocols)
+        choose(peer, ProtocolKind::Rpc, &network.rpc, protocols)
     }
 
     /// The networks this client serves.
@@ -272,7 +275,7 @@ where
         let (protocols, handle) = network.connection(peer)?;
         let protocol = choose(
             peer,
-            MessageKind::DirectSend,
+            ProtocolKind::DirectSend,
             &network.direct_send,
             protocols,
         )?;
@@ -291,7 +294,8 @@ where
 
     /// Runs `f` on `peer`'s negotiated protocols and connection, from the cache when `peer`
     /// is the last peer this clone sent to and that connection is still up; fails with
-    /// [`Error::NotConnected`] without a connection.
+    /// [`Error::NotConnected`] without a connection. `f` runs under the cache's lock, so it
+    /// must be quick: never encode in it.
     fn with_connection<R>(
         &self,
         network: &ClientNetwork,
@@ -347,7 +351,7 @@ impl ClientNetwork {
 /// The first protocol of `preferences` in `negotiated`.
 fn choose(
     peer: PeerNetworkId,
-    kind: MessageKind,
+    kind: ProtocolKind,
     preferences: &[ProtocolId],
     negotiated: ProtocolIdSet,
 ) -> Result<ProtocolId, Error> {
@@ -385,6 +389,8 @@ fn send(
 #[cfg(test)]
 mod tests {
     use std::num::NonZeroUsize;
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use futures::StreamExt;
     use netcore::PeerId;
@@ -402,16 +408,11 @@ mod tests {
 
     /// A node over the memory transport with one application on the mempool direct-send
     /// protocol, lanes of `lane` messages, and `queue` for its inbound messages.
-    fn memory_node(
+    fn memory_node<M: Serialize + DeserializeOwned + Send + 'static>(
         seed: u8,
         lane: usize,
         queue: QueueConfig,
-    ) -> (
-        Network,
-        NetworkClient<Numbered>,
-        NetworkEvents<Numbered>,
-        Registry,
-    ) {
+    ) -> (Network, NetworkClient<M>, NetworkEvents<M>, Registry) {
         let mut config = NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
         config.identity = Some(Identity::new(noise::PrivateKey::from([seed; 32])));
         config.peer.outbound_lane_capacity = lane;
@@ -419,7 +420,7 @@ mod tests {
         let mut builder =
             NetworkBuilder::new(config, TransportKind::Memory, &mut registry).unwrap();
         let (client, events) = builder
-            .add_application::<Numbered>([ProtocolId::MEMPOOL_DIRECT_SEND], [], queue)
+            .add_application::<M>([ProtocolId::MEMPOOL_DIRECT_SEND], [], queue)
             .unwrap();
         (builder.build().unwrap(), client, events, registry)
     }
@@ -430,10 +431,10 @@ mod tests {
     /// stops reading, a's sender ends up waiting, and b going away ends the wait with an error.
     #[tokio::test(start_paused = true)]
     async fn waiting_send_keeps_pace_and_ends_when_the_peer_goes_away() {
-        let backpressure =
-            QueueConfig::backpressure(NonZeroUsize::new(4).unwrap()).with_max_wait_ms(600_000);
-        let (b, _, mut b_events, _) = memory_node(2, 1024, backpressure);
-        let (a, a_client, _, a_registry) = memory_node(1, 8, QueueConfig::default());
+        let backpressure = QueueConfig::backpressure(NonZeroUsize::new(4).unwrap())
+            .with_max_wait(Duration::from_secs(600));
+        let (b, _, mut b_events, _) = memory_node::<Numbered>(2, 1024, backpressure);
+        let (a, a_client, _, a_registry) = memory_node::<Numbered>(1, 8, QueueConfig::default());
         tokio::time::timeout(WAIT, a.dial(b.peer_id(), b.listen_address().clone()))
             .await
             .unwrap()
@@ -492,6 +493,81 @@ mod tests {
         a.shutdown().await;
     }
 
+    /// A message whose encoding, when it carries a gate, blocks until the test opens the gate:
+    /// an encoding as slow as the test wants it, without any timing. It encodes as nothing.
+    struct Gated(Option<Arc<Gate>>);
+
+    /// Both sides wait at `entered` once the encoding has started, and at `release` to let it
+    /// finish. Only the first serialization waits: BCS serializes twice (size, then bytes).
+    struct Gate {
+        entered: Barrier,
+        release: Barrier,
+        used: AtomicBool,
+    }
+
+    impl Serialize for Gated {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            if let Some(gate) = &self.0
+                && !gate.used.swap(true, Ordering::SeqCst)
+            {
+                gate.entered.wait();
+                gate.release.wait();
+            }
+            serializer.serialize_unit()
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Gated {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            <()>::deserialize(deserializer).map(|()| Self(None))
+        }
+    }
+
+    /// Two tasks share one client: while one is stuck encoding a message (the gate holds it),
+    /// the other's send goes through, so the encoding does not run under the client's lock.
+    /// Real threads (a multi-thread runtime and blocking tasks), since the encoding blocks its
+    /// thread; the timeout only turns a hang into a failure.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_encoding_does_not_hold_up_other_senders_of_the_same_client() {
+        let (b, _, _b_events, _) = memory_node::<Gated>(2, 1024, QueueConfig::default());
+        let (a, a_client, _, _) = memory_node::<Gated>(1, 1024, QueueConfig::default());
+        a.dial(b.peer_id(), b.listen_address().clone())
+            .await
+            .unwrap();
+        let to_b = PeerNetworkId::new(NetworkId::Public, b.peer_id());
+        let client = Arc::new(a_client);
+        let gate = Arc::new(Gate {
+            entered: Barrier::new(2),
+            release: Barrier::new(2),
+            used: AtomicBool::new(false),
+        });
+
+        let slow = tokio::task::spawn_blocking({
+            let (client, gate) = (client.clone(), gate.clone());
+            move || client.send_to_peer(to_b, &Gated(Some(gate)))
+        });
+        let entered = gate.clone();
+        tokio::task::spawn_blocking(move || entered.entered.wait())
+            .await
+            .unwrap();
+        // The slow send is inside its encoding now.
+        let fast = tokio::task::spawn_blocking({
+            let client = client.clone();
+            move || client.send_to_peer(to_b, &Gated(None))
+        });
+        let fast = tokio::time::timeout(Duration::from_secs(30), fast).await;
+        // Open the gate whatever happened, so that the slow send ends.
+        tokio::task::spawn_blocking(move || gate.release.wait())
+            .await
+            .unwrap();
+        fast.expect("the small send waited for the other send's encoding")
+            .unwrap()
+            .unwrap();
+        slow.await.unwrap().unwrap();
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+
     /// The first preferred protocol the peer negotiated wins; none is a typed error naming the
     /// preference list.
     #[test]
@@ -509,12 +585,18 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(
-            choose(peer, MessageKind::Rpc, &preferences, negotiated).unwrap(),
+            choose(peer, ProtocolKind::Rpc, &preferences, negotiated).unwrap(),
             ProtocolId::CONSENSUS_RPC_BCS
         );
-        let err = choose(peer, MessageKind::Rpc, &preferences, ProtocolIdSet::empty()).unwrap_err();
+        let err = choose(
+            peer,
+            ProtocolKind::Rpc,
+            &preferences,
+            ProtocolIdSet::empty(),
+        )
+        .unwrap_err();
         assert!(
-            matches!(&err, Error::NoCommonProtocol { kind: MessageKind::Rpc, preferences: p, .. } if p.len() == 3),
+            matches!(&err, Error::NoCommonProtocol { kind: ProtocolKind::Rpc, preferences: p, .. } if p.len() == 3),
             "{err:?}"
         );
     }

@@ -16,14 +16,14 @@
 //!
 //! and every field left out takes its default.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use connectivity_manager::{DiscoveredPeer, NetworkKind};
 use netcore::{NetworkAddress, PeerId};
-use noise::{HandshakeAuthMode, PeerRole, PrivateKey, PublicKey, TrustedPeer, TrustedPeers};
+use noise::{HandshakeAuthMode, PrivateKey, PublicKey, TrustedPeer, TrustedPeers};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use wire::{ChainId, NetworkId};
 
@@ -45,9 +45,10 @@ pub const SETUP_TIMEOUT_MS: u64 = 30_000;
 /// `MAX_INBOUND_CONNECTIONS`). Trusted peers are never refused for this limit.
 pub const MAX_INBOUND_CONNECTIONS: usize = 100;
 
-/// Accepted sockets whose Noise and handshake set-up may run at once; the listener stops
-/// accepting while this many are in progress (the kernel's backlog takes the rest). Bounds the
-/// memory a burst of slow dialers can hold.
+/// Accepted sockets whose Noise and handshake set-up may run at once. At the cap, a newly
+/// accepted socket evicts the oldest set-up still in progress (counted as `evicted`), so a
+/// flood of silent sockets cannot keep legitimate dialers out. Bounds the memory a burst of
+/// slow dialers can hold.
 pub const MAX_PENDING_INBOUND_UPGRADES: usize = 100;
 
 /// Capacity of the connection-notification broadcast (AptosNet's channel capacity): a
@@ -86,7 +87,12 @@ pub struct NetworkConfig {
     pub auth_mode: Option<AuthMode>,
     /// Peers we trust, by PeerId: their keys authenticate them, their role travels in the
     /// connection metadata, and their addresses are where to find them. Default empty.
-    pub seeds: BTreeMap<PeerId, SeedPeer>,
+    ///
+    /// Each seed is written `{ "addresses": [...], "keys": [...], "role": "..." }`, the
+    /// discovery file's per-peer form (see [`DiscoveredPeer`]): `addresses` with their
+    /// `/noise-ik/<key>` (default empty), `keys` as 64 hex digits each in addition to those
+    /// (default empty), `role` in snake case (required).
+    pub seeds: BTreeMap<PeerId, DiscoveredPeer>,
     /// Per-connection settings: lanes, RPC limits, message sizes, with AptosNet's defaults
     /// (see [`peer::Config`]; its timeouts are `_ms` fields in config files).
     pub peer: peer::Config,
@@ -104,8 +110,10 @@ pub struct NetworkConfig {
     pub max_inbound_connections: usize,
     /// Accepted sockets being set up at once. Default [`MAX_PENDING_INBOUND_UPGRADES`].
     pub max_pending_inbound_upgrades: NonZeroUsize,
-    /// Deadline for setting up one connection, in milliseconds. Default [`SETUP_TIMEOUT_MS`].
-    pub setup_timeout_ms: u64,
+    /// Deadline for setting up one connection (connect, Noise, handshake message). Default
+    /// [`SETUP_TIMEOUT_MS`]. In config files `setup_timeout_ms`, in milliseconds.
+    #[serde(rename = "setup_timeout_ms", with = "netcore::serde_duration_ms")]
+    pub setup_timeout: Duration,
     /// Connection notifications a subscriber may fall behind before it loses the oldest.
     /// Default [`NOTIFICATION_CAPACITY`].
     pub notification_capacity: NonZeroUsize,
@@ -127,7 +135,7 @@ pub enum AuthMode {
     /// their keys, and a fresh timestamp. For validator networks.
     Mutual,
     /// Anyone; trusted peers must use their keys and get their role, others get
-    /// [`PeerRole::Unknown`].
+    /// [`PeerRole::Unknown`](noise::PeerRole::Unknown).
     MaybeMutual,
 }
 
@@ -142,26 +150,10 @@ pub struct Identity {
     peer_id: Option<PeerId>,
 }
 
-/// A trusted peer in [`NetworkConfig::seeds`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedPeer {
-    /// Where it listens, with its Noise key: `/…/noise-ik/<key>/handshake/0`. Default empty.
-    #[serde(default)]
-    pub addresses: Vec<NetworkAddress>,
-    /// Its static keys, in addition to those in `addresses` (64 hex digits each). Default
-    /// empty.
-    #[serde(default, with = "public_keys_hex")]
-    pub keys: Vec<PublicKey>,
-    /// Its role, in snake case (`"validator"`, `"validator_full_node"`, …). Required.
-    #[serde(with = "peer_role")]
-    pub role: PeerRole,
-}
-
 /// The settings the health checker reads.
 ///
 /// With the defaults each peer is pinged every 10 s whether or not its earlier pings have
-/// ended, as in AptosNet (at most `⌈timeout_ms / interval_ms⌉ + 1` = 3 in flight), so a peer
+/// ended, as in AptosNet (at most `⌈timeout / interval⌉ + 1` = 3 in flight), so a peer
 /// that stops answering is disconnected when its 4th ping in a row times out: 3 × 10 s + 20 s
 /// = 50 s after the first unanswered ping went out, at most 60 s after it went silent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,11 +163,14 @@ pub struct HealthCheckConfig {
     /// pings nor answers pings, does not offer `HealthCheckerRpc` (5) in its handshake, and an
     /// application may register that protocol itself.
     pub enabled: bool,
-    /// How often each peer is pinged, in milliseconds. Default [`HEALTH_CHECK_INTERVAL_MS`].
-    pub interval_ms: u64,
-    /// How long a ping may wait for its pong, in milliseconds. Default
-    /// [`HEALTH_CHECK_TIMEOUT_MS`].
-    pub timeout_ms: u64,
+    /// How often each peer is pinged. Default [`HEALTH_CHECK_INTERVAL_MS`]. In config files
+    /// `interval_ms`, in milliseconds.
+    #[serde(rename = "interval_ms", with = "netcore::serde_duration_ms")]
+    pub interval: Duration,
+    /// How long a ping may wait for its pong. Default [`HEALTH_CHECK_TIMEOUT_MS`]. In config
+    /// files `timeout_ms`, in milliseconds.
+    #[serde(rename = "timeout_ms", with = "netcore::serde_duration_ms")]
+    pub timeout: Duration,
     /// Consecutive failed pings after which the peer is disconnected. Default
     /// [`HEALTH_CHECK_FAILURES`].
     pub failures_before_disconnect: u32,
@@ -198,7 +193,7 @@ impl Default for NetworkConfig {
             max_inbound_connections: MAX_INBOUND_CONNECTIONS,
             max_pending_inbound_upgrades: NonZeroUsize::new(MAX_PENDING_INBOUND_UPGRADES)
                 .expect("the constant is not zero"),
-            setup_timeout_ms: SETUP_TIMEOUT_MS,
+            setup_timeout: Duration::from_millis(SETUP_TIMEOUT_MS),
             notification_capacity: NonZeroUsize::new(NOTIFICATION_CAPACITY)
                 .expect("the constant is not zero"),
             health_check: HealthCheckConfig::default(),
@@ -228,25 +223,12 @@ impl NetworkConfig {
             })
     }
 
-    /// [`setup_timeout_ms`](Self::setup_timeout_ms) as a duration.
-    pub fn setup_timeout(&self) -> Duration {
-        Duration::from_millis(self.setup_timeout_ms)
-    }
-
     /// The trusted set the seeds describe: each seed with the keys it lists and those in its
     /// addresses.
     pub fn trusted_peers(&self) -> HashMap<PeerId, TrustedPeer> {
         self.seeds
             .iter()
-            .map(|(peer_id, seed)| {
-                let keys: HashSet<PublicKey> = seed
-                    .keys
-                    .iter()
-                    .copied()
-                    .chain(seed.addresses.iter().filter_map(|a| a.noise_public_key()))
-                    .collect();
-                (*peer_id, TrustedPeer::new(seed.role, keys))
-            })
+            .map(|(peer_id, seed)| (*peer_id, TrustedPeer::new(seed.role, seed.all_keys())))
             .collect()
     }
 
@@ -262,14 +244,7 @@ impl NetworkConfig {
         let seeds = self
             .seeds
             .iter()
-            .map(|(peer_id, seed)| {
-                let peer = DiscoveredPeer::new(
-                    seed.role,
-                    seed.addresses.iter().cloned(),
-                    seed.keys.iter().copied(),
-                );
-                (*peer_id, peer)
-            })
+            .map(|(peer_id, seed)| (*peer_id, seed.clone()))
             .collect();
         let mut config = self.connectivity.clone();
         config.network(network).seeds(seeds);
@@ -286,14 +261,14 @@ impl NetworkConfig {
 
     /// Checks the rules serde cannot express.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.setup_timeout_ms == 0 {
+        if self.setup_timeout.is_zero() {
             return Err(Error::InvalidConfig {
                 field: "setup_timeout_ms",
                 reason: "must be at least 1 ms",
                 source: None,
             });
         }
-        if self.health_check.interval_ms == 0 || self.health_check.timeout_ms == 0 {
+        if self.health_check.interval.is_zero() || self.health_check.timeout.is_zero() {
             return Err(Error::InvalidConfig {
                 field: "health_check",
                 reason: "interval_ms and timeout_ms must be at least 1 ms",
@@ -431,32 +406,9 @@ impl Default for HealthCheckConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            interval_ms: HEALTH_CHECK_INTERVAL_MS,
-            timeout_ms: HEALTH_CHECK_TIMEOUT_MS,
+            interval: Duration::from_millis(HEALTH_CHECK_INTERVAL_MS),
+            timeout: Duration::from_millis(HEALTH_CHECK_TIMEOUT_MS),
             failures_before_disconnect: HEALTH_CHECK_FAILURES,
-        }
-    }
-}
-
-impl HealthCheckConfig {
-    /// [`interval_ms`](Self::interval_ms) as a duration.
-    pub fn interval(&self) -> Duration {
-        Duration::from_millis(self.interval_ms)
-    }
-
-    /// [`timeout_ms`](Self::timeout_ms) as a duration.
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
-    }
-}
-
-impl SeedPeer {
-    /// A seed with `role` reachable at `addresses` (whose Noise keys authenticate it).
-    pub fn new(role: PeerRole, addresses: impl IntoIterator<Item = NetworkAddress>) -> Self {
-        Self {
-            addresses: addresses.into_iter().collect(),
-            keys: Vec::new(),
-            role,
         }
     }
 }
@@ -476,76 +428,12 @@ fn parse_private_key(text: &str) -> Result<PrivateKey, Error> {
     Ok(PrivateKey::from(bytes))
 }
 
-/// Public keys as 64 hex digits each, through noise's own parser and printer.
-mod public_keys_hex {
-    use noise::PublicKey;
-    use noise::keys::{format_public_key, parse_public_key};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        keys: &[PublicKey],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(keys.iter().map(format_public_key))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<PublicKey>, D::Error> {
-        Vec::<String>::deserialize(deserializer)?
-            .iter()
-            .map(|text| parse_public_key(text).map_err(serde::de::Error::custom))
-            .collect()
-    }
-}
-
-/// [`PeerRole`] by its snake-case name ([`PeerRole::as_str`]).
-mod peer_role {
-    use noise::PeerRole;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    const ROLES: [PeerRole; 7] = [
-        PeerRole::Validator,
-        PeerRole::PreferredUpstream,
-        PeerRole::Upstream,
-        PeerRole::ValidatorFullNode,
-        PeerRole::Downstream,
-        PeerRole::Known,
-        PeerRole::Unknown,
-    ];
-
-    const NAMES: [&str; 7] = [
-        "validator",
-        "preferred_upstream",
-        "upstream",
-        "validator_full_node",
-        "downstream",
-        "known",
-        "unknown",
-    ];
-
-    pub(super) fn serialize<S: Serializer>(
-        role: &PeerRole,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(role.as_str())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<PeerRole, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        ROLES
-            .into_iter()
-            .find(|role| role.as_str() == name)
-            .ok_or_else(|| serde::de::Error::unknown_variant(&name, &NAMES))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    use noise::PeerRole;
 
     use super::*;
 
@@ -555,11 +443,11 @@ mod tests {
     #[test]
     fn defaults_are_the_architectures() {
         let config = NetworkConfig::default();
-        assert_eq!(config.setup_timeout(), Duration::from_secs(30));
+        assert_eq!(config.setup_timeout, Duration::from_secs(30));
         assert_eq!(config.max_inbound_connections, 100);
         assert_eq!(config.inbound_queue.capacity_per_key.get(), 1024);
-        assert_eq!(config.health_check.interval(), Duration::from_secs(10));
-        assert_eq!(config.health_check.timeout(), Duration::from_secs(20));
+        assert_eq!(config.health_check.interval, Duration::from_secs(10));
+        assert_eq!(config.health_check.timeout, Duration::from_secs(20));
         assert_eq!(config.health_check.failures_before_disconnect, 4);
         assert!(config.health_check.enabled);
         assert_eq!(config.auth_mode(), AuthMode::MaybeMutual);
@@ -598,8 +486,11 @@ mod tests {
             config.identity.as_ref().unwrap().peer_id(),
             identity.peer_id()
         );
-        assert_eq!(config.health_check.interval_ms, 5000);
-        assert_eq!(config.health_check.timeout_ms, HEALTH_CHECK_TIMEOUT_MS);
+        assert_eq!(config.health_check.interval, Duration::from_millis(5000));
+        assert_eq!(
+            config.health_check.timeout,
+            Duration::from_millis(HEALTH_CHECK_TIMEOUT_MS)
+        );
         assert_eq!(config.max_inbound_connections, MAX_INBOUND_CONNECTIONS);
         let trusted = config.trusted_peers();
         assert_eq!(trusted[&seed_id].role, PeerRole::Validator);
@@ -636,7 +527,7 @@ mod tests {
     #[test]
     fn validate_names_the_offending_field() {
         let mut config = NetworkConfig {
-            setup_timeout_ms: 0,
+            setup_timeout: Duration::ZERO,
             ..NetworkConfig::default()
         };
         assert!(matches!(
@@ -646,7 +537,7 @@ mod tests {
                 ..
             })
         ));
-        config.setup_timeout_ms = SETUP_TIMEOUT_MS;
+        config.setup_timeout = Duration::from_millis(SETUP_TIMEOUT_MS);
         config.peer.outbound_lane_capacity = 0;
         let err = config.validate().unwrap_err();
         assert!(

@@ -139,7 +139,7 @@ pub enum Error {
         /// The peer.
         peer: PeerNetworkId,
         /// Direct send or RPC.
-        kind: MessageKind,
+        kind: ProtocolKind,
         /// The application's preference list for that kind.
         preferences: Vec<ProtocolId>,
     },
@@ -203,9 +203,10 @@ pub enum Error {
     ShutDown,
 }
 
-/// The kind of an application message: which of an application's preference lists applies.
+/// Which of an application's two protocol preference lists a message uses: its direct-send
+/// protocols or its RPC protocols.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MessageKind {
+pub enum ProtocolKind {
     /// A one-way message.
     DirectSend,
     /// A request that expects a response.
@@ -313,7 +314,7 @@ impl Error {
     }
 }
 
-impl MessageKind {
+impl ProtocolKind {
     /// `"direct_send"` or `"rpc"`, for logs and metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -323,7 +324,7 @@ impl MessageKind {
     }
 }
 
-impl std::fmt::Display for MessageKind {
+impl std::fmt::Display for ProtocolKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::DirectSend => "direct send",

@@ -321,7 +321,7 @@ impl Router {
         let mut queues: Vec<AppQueue> = Vec::new();
         for (protocol, queue) in apps {
             let config = queue.config();
-            let wait = (config.overflow == Overflow::Wait).then(|| config.max_wait());
+            let wait = (config.overflow == Overflow::Wait).then_some(config.max_wait);
             if !queues.iter().any(|known| known.same_channel(&queue)) {
                 queues.push(queue.clone());
             }

@@ -27,7 +27,7 @@
 //!    records it in [`PeersAndMetadata`].
 //! 3. [`NetworkClient`] picks, per peer, the first of the application's protocols the peer
 //!    negotiated, encodes with that protocol's encoding (BCS, JSON, LZ4) and sends.
-//! 4. Inbound messages go, without waiting, into the application's [`KeyedQueue`]s (one
+//! 4. Inbound messages go, without waiting, into the application's keyed queue (one
 //!    bounded queue per peer and protocol, popped round-robin) and are decoded when the
 //!    application polls its [`NetworkEvents`]. A full queue drops ([`QueueStyle`]), unless
 //!    the application asked for back-pressure ([`Overflow::Wait`]): then the peer's reader
@@ -133,20 +133,22 @@ pub use config::{
     AuthMode, DEFAULT_CHAIN_ID, DEFAULT_LISTEN_ADDRESS, HEALTH_CHECK_FAILURES,
     HEALTH_CHECK_INTERVAL_MS, HEALTH_CHECK_TIMEOUT_MS, HealthCheckConfig, Identity,
     MAX_INBOUND_CONNECTIONS, MAX_PENDING_INBOUND_UPGRADES, NOTIFICATION_CAPACITY, NetworkConfig,
-    SETUP_TIMEOUT_MS, SeedPeer,
+    SETUP_TIMEOUT_MS,
 };
 pub use connectivity_manager::{
     Config as ConnectivityConfig, DiscoveredPeer, Metrics as ConnectivityMetrics,
 };
-pub use error::{Error, MessageKind};
+pub use error::{Error, ProtocolKind};
 pub use events::{Event, NetworkEvents, RpcReplier};
 pub use health::{HealthCheckerMsg, Ping, Pong};
-pub use metrics::{ConnectionEvent, Metrics, PingResult, QueueEvent, RefusalReason, SetupFailure};
+pub use metrics::{ConnectionChange, Metrics, PingResult, QueueEvent, RefusalReason, SetupFailure};
 pub use peers::{
     ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeerStats, PeersAndMetadata,
 };
-pub use queue::{
-    DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_WAIT_MS, Dropped, KeyedQueue, KeyedReceiver, KeyedSender,
-    Overflow, QueueConfig, QueueCounters, QueueStyle, keyed_channel,
-};
-pub use transport::{HANDSHAKE_VERSION, Socket, TransportKind};
+pub use queue::{DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_WAIT_MS, Overflow, QueueConfig, QueueStyle};
+pub use transport::{HANDSHAKE_VERSION, TransportKind};
+
+/// The keyed queue behind [`NetworkEvents`], public only for the criterion benches
+/// (`benches/keyed_queue.rs`); applications never see it, and it may change at any time.
+#[doc(hidden)]
+pub use queue::{Dropped, KeyedQueue, KeyedReceiver, KeyedSender, QueueCounters, keyed_channel};

@@ -18,6 +18,10 @@
 //! `a_flood_of_silent_sockets_does_not_keep_a_legitimate_peer_out` shows it). Memory stays
 //! bounded by the cap. There is no per-address cap yet.
 //!
+//! A set-up that finished leaves the pending set at once, before it waits for room in the peer
+//! manager's channel (which the peer manager drains without IO), so only set-ups still in
+//! progress count towards the cap and can be evicted.
+//!
 //! Every failed set-up is counted in `peerlane_connection_setup_failures_total{reason}` and
 //! logged with the same reason; the peer manager does the same for refusals.
 
@@ -47,15 +51,6 @@ pub(crate) struct Listener {
     shutdown: CancellationToken,
 }
 
-/// Why [`Listener::run`] returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Exit {
-    /// The network's shutdown token was cancelled.
-    Shutdown,
-    /// The transport's listener ended (it does not, for TCP or memory, while it is held).
-    ListenerEnded,
-}
-
 impl Listener {
     pub(crate) fn new(
         incoming: Incoming,
@@ -76,17 +71,18 @@ impl Listener {
         }
     }
 
-    /// Accepts until shutdown.
-    pub(crate) async fn run(mut self) -> Exit {
+    /// Accepts until shutdown, or until the transport's listener ends (it does not, for TCP
+    /// or memory, while it is held).
+    pub(crate) async fn run(mut self) {
         let shutdown = self.shutdown.clone();
         loop {
             let accepted = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Exit::Shutdown,
+                () = shutdown.cancelled() => return,
                 accepted = self.incoming.next() => accepted,
             };
             let (upgrade, remote_addr) = match accepted {
-                None => return Exit::ListenerEnded,
+                None => return,
                 Some(Ok(accepted)) => accepted,
                 Some(Err(err)) => {
                     // One failed accept (e.g. too many open files); the listener goes on.
@@ -104,12 +100,16 @@ impl Listener {
             let metrics = self.metrics.clone();
             self.tracker.spawn(async move {
                 // Marks this set-up finished for `make_room`, however it ends.
-                let _finished = evict.clone().drop_guard();
+                let finished = evict.clone().drop_guard();
                 let result = tokio::select! {
                     biased;
                     () = evict.cancelled() => return,
                     result = upgrade => result,
                 };
+                // The set-up is over: it leaves the pending set before waiting for room in the
+                // peer manager's channel, so that newer sockets cannot evict (and count as
+                // evicted) a connection that was set up and will be registered.
+                drop(finished);
                 match result {
                     Ok(connection) => {
                         let new = NewConnection {
@@ -151,5 +151,102 @@ impl Listener {
                 "inbound set-ups at the cap: the oldest one is closed to make room"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use netcore::{MemorySocket, NetworkAddress, Protocol};
+    use noise::{HandshakeAuthMode, NoiseUpgrader, PrivateKey, PublicKey, TrustedPeers};
+    use prometheus_client::registry::Registry;
+    use wire::{ChainId, HandshakeMsg, NetworkId, ProtocolId};
+
+    use super::*;
+    use crate::config::DEFAULT_CHAIN_ID;
+    use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
+    use crate::{Identity, Network, NetworkBuilder, NetworkConfig};
+
+    /// A node to dial from, over the memory transport.
+    fn dialer(seed: u8) -> Network {
+        let mut config = NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
+        config.identity = Some(Identity::new(PrivateKey::from([seed; 32])));
+        let mut builder =
+            NetworkBuilder::new(config, TransportKind::Memory, &mut Registry::default()).unwrap();
+        builder
+            .add_application::<u8>([ProtocolId::MEMPOOL_DIRECT_SEND], [], Default::default())
+            .unwrap();
+        builder.build().unwrap()
+    }
+
+    /// With the peer manager's channel full, a set-up that finished waits for room there. It
+    /// no longer counts as pending: a newer socket at the cap (one slot here) evicts nothing,
+    /// and the connection is handed over once there is room.
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_set_up_waiting_for_the_peer_manager_is_not_evicted() {
+        let key = PrivateKey::from([9; 32]);
+        let public_key = PublicKey::from(&key);
+        let noise = NoiseUpgrader::new(
+            noise::keys::peer_id_from_public_key(&public_key),
+            key,
+            HandshakeAuthMode::maybe_mutual(TrustedPeers::new()),
+            noise::Metrics::default(),
+        );
+        let handshake = HandshakeMsg::new(
+            ChainId::new(DEFAULT_CHAIN_ID),
+            NetworkId::Public,
+            [ProtocolId::MEMPOOL_DIRECT_SEND].into_iter().collect(),
+        );
+        let context = Arc::new(UpgradeContext::new(noise, handshake, TrustedPeers::new()));
+        let transport =
+            AptosNetTransport::new(&TransportKind::Memory, context, Duration::from_secs(30));
+        let (incoming, bound) = transport.listen_on(NetworkAddress::memory(0)).unwrap();
+        let Protocol::Memory(port) = bound.protocols()[0] else {
+            panic!("a memory address: {bound}");
+        };
+        let address = bound
+            .with_noise_and_handshake(public_key, HANDSHAKE_VERSION)
+            .unwrap();
+        // The peer manager's channel, with room for one connection; read only at the end.
+        let (new_connections_tx, mut new_connections_rx) = mpsc::channel(1);
+        let metrics = Metrics::default();
+        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let listener = Listener::new(
+            incoming,
+            new_connections_tx,
+            1,
+            metrics.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        tracker.spawn(listener.run());
+
+        // a's connection fills the channel; b's set-up finishes and waits for room.
+        let (a, b) = (dialer(1), dialer(2));
+        let server = noise::keys::peer_id_from_public_key(&public_key);
+        a.dial(server, address.clone()).await.unwrap();
+        b.dial(server, address).await.unwrap();
+        // Paused clock: returns once every task is idle, b's set-up waiting on the channel.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // A newer socket at the cap: nothing still in progress to evict.
+        let _silent = MemorySocket::connect(port).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            metrics.setup_failures(ConnectionOrigin::Inbound, SetupFailure::Evicted),
+            0
+        );
+
+        let first = new_connections_rx.recv().await.unwrap();
+        let second = new_connections_rx.recv().await.unwrap();
+        assert_eq!(first.connection.metadata.remote_peer_id, a.peer_id());
+        assert_eq!(second.connection.metadata.remote_peer_id, b.peer_id());
+
+        shutdown.cancel();
+        drop((first, second));
+        a.shutdown().await;
+        b.shutdown().await;
     }
 }

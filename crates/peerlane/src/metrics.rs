@@ -4,7 +4,7 @@
 //! | name | type | labels |
 //! |------|------|--------|
 //! | `peerlane_connections` | gauge | `origin` |
-//! | `peerlane_connection_events_total` | counter | `event` ([`ConnectionEvent`]) |
+//! | `peerlane_connection_events_total` | counter | `event` ([`ConnectionChange`]) |
 //! | `peerlane_connections_refused_total` | counter | `reason` ([`RefusalReason`]) |
 //! | `peerlane_connection_setup_failures_total` | counter | `origin`, `reason` ([`SetupFailure`]) |
 //! | `peerlane_inbound_queue_messages_total` | counter | `protocol`, `event` ([`QueueEvent`]) |
@@ -33,7 +33,7 @@ use wire::ProtocolId;
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     connections: Family<OriginLabels, Gauge>,
-    connection_events: Family<ConnectionEventLabels, Counter>,
+    connection_events: Family<ConnectionChangeLabels, Counter>,
     refused: Family<RefusalLabels, Counter>,
     setup_failures: Family<SetupFailureLabels, Counter>,
     inbound_queue: Family<QueueLabels, Counter>,
@@ -61,10 +61,10 @@ impl fmt::Debug for HotQueueCounters {
     }
 }
 
-/// What happened to a connection, for `peerlane_connection_events_total`.
+/// What happened to a connection: the `event` label of `peerlane_connection_events_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum ConnectionEvent {
+pub enum ConnectionChange {
     /// A connection was registered and announced with `NewPeer`.
     New,
     /// A connection ended and was announced with `LostPeer`.
@@ -223,9 +223,9 @@ impl Metrics {
     }
 
     /// How many times `event` happened.
-    pub fn connection_events(&self, event: ConnectionEvent) -> u64 {
+    pub fn connection_events(&self, event: ConnectionChange) -> u64 {
         self.connection_events
-            .get(&ConnectionEventLabels { event })
+            .get(&ConnectionChangeLabels { event })
             .map_or(0, |counter| counter.get())
     }
 
@@ -293,9 +293,9 @@ impl Metrics {
             .dec();
     }
 
-    pub(crate) fn record_connection_event(&self, event: ConnectionEvent) {
+    pub(crate) fn record_connection_event(&self, event: ConnectionChange) {
         self.connection_events
-            .get_or_create(&ConnectionEventLabels { event })
+            .get_or_create(&ConnectionChangeLabels { event })
             .inc();
     }
 
@@ -364,7 +364,7 @@ impl Metrics {
     }
 }
 
-impl ConnectionEvent {
+impl ConnectionChange {
     /// The label value.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -449,7 +449,7 @@ macro_rules! label_value_from_as_str {
 }
 
 label_value_from_as_str!(
-    ConnectionEvent,
+    ConnectionChange,
     RefusalReason,
     SetupFailure,
     QueueEvent,
@@ -483,8 +483,8 @@ struct OriginLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ConnectionEventLabels {
-    event: ConnectionEvent,
+struct ConnectionChangeLabels {
+    event: ConnectionChange,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]

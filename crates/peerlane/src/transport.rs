@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The whole set-up, connecting included, runs under one deadline
-//! ([`NetworkConfig::setup_timeout_ms`](crate::NetworkConfig::setup_timeout_ms), 30 s): see
+//! ([`NetworkConfig::setup_timeout`](crate::NetworkConfig::setup_timeout), 30 s): see
 //! [`AptosNetTransport::dial`] and [`AptosNetTransport::listen_on`].
 
 use std::future::Future;
@@ -53,8 +53,7 @@ pub enum TransportKind {
 
 /// A connected socket of either transport: what a [`NoiseStream`] runs over.
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum Socket {
+pub(crate) enum Socket {
     /// A TCP socket.
     Tcp(TcpStream),
     /// An in-memory socket.
@@ -298,13 +297,6 @@ impl UpgradeContext {
             handshake,
             trusted,
         }
-    }
-}
-
-impl Socket {
-    /// Whether this is a TCP socket.
-    pub fn is_tcp(&self) -> bool {
-        matches!(self, Self::Tcp(_))
     }
 }
 

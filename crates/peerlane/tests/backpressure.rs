@@ -34,7 +34,8 @@ fn number(msg: &Msg) -> usize {
 #[tokio::test(start_paused = true)]
 async fn full_queue_pushes_back_to_the_sender_and_loses_nothing() {
     let net = Net::Memory;
-    let queue = QueueConfig::backpressure(NonZeroUsize::new(4).unwrap()).with_max_wait_ms(600_000);
+    let queue = QueueConfig::backpressure(NonZeroUsize::new(4).unwrap())
+        .with_max_wait(Duration::from_secs(600));
     let mut b = node_with(config(2, NetworkId::Public, net), net, &DIRECT, &RPC, queue);
     let mut a_config = config(1, NetworkId::Public, net);
     a_config.peer.outbound_lane_capacity = 8;
@@ -110,7 +111,7 @@ async fn stalled_consumer_delays_its_peer_by_at_most_max_wait_per_message() {
     .unwrap();
     let stalled = QueueConfig::new(QueueStyle::Fifo, NonZeroUsize::new(1).unwrap())
         .with_overflow(Overflow::Wait)
-        .with_max_wait_ms(MAX_WAIT_MS);
+        .with_max_wait(Duration::from_millis(MAX_WAIT_MS));
     let (_stalled_client, _stalled_events) =
         builder.add_application::<Msg>(DIRECT, [], stalled).unwrap();
     let (_client, mut events) = builder

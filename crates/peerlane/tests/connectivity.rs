@@ -9,7 +9,7 @@ use std::time::Duration;
 use connectivity_manager::{DialFailure, DialOutcome};
 use netcore::{ConnectionOrigin, PeerId};
 use noise::{PeerRole, PublicKey};
-use peerlane::{NetworkConfig, QueueConfig, RefusalReason, SeedPeer, SetupFailure};
+use peerlane::{DiscoveredPeer, NetworkConfig, QueueConfig, RefusalReason, SetupFailure};
 use test_support::{
     DIRECT, Net, Node, RPC, config, eventually, key_from_seed as key, node, node_with,
     peer_id_from_seed as peer_id,
@@ -56,7 +56,11 @@ async fn seeded_nodes_form_their_ring_and_then_the_full_mesh_over_tcp() {
         for other in seeded {
             config.seeds.insert(
                 other.network.peer_id(),
-                SeedPeer::new(PeerRole::Upstream, [other.network.listen_address().clone()]),
+                DiscoveredPeer::new(
+                    PeerRole::Upstream,
+                    [other.network.listen_address().clone()],
+                    [],
+                ),
             );
         }
         config
@@ -123,7 +127,7 @@ async fn a_lost_seed_is_redialed_after_its_backoff_and_reconnects_when_back() {
     let mut dialer_config = config(1, NetworkId::Public, Net::Memory);
     dialer_config.seeds.insert(
         peer_id(2),
-        SeedPeer::new(PeerRole::Upstream, [seed_address.clone()]),
+        DiscoveredPeer::new(PeerRole::Upstream, [seed_address.clone()], []),
     );
     let dialer = node_with(
         dialer_config,
@@ -189,8 +193,8 @@ async fn the_unknown_peer_past_the_inbound_limit_is_refused_but_a_trusted_peer_g
     const LIMIT: usize = peerlane::MAX_INBOUND_CONNECTIONS;
     let mut limited = config(1, NetworkId::Public, Net::Memory);
     assert_eq!(limited.max_inbound_connections, LIMIT);
-    let mut trusted = SeedPeer::new(PeerRole::Downstream, []);
-    trusted.keys.push(PublicKey::from(&key(9)));
+    let mut trusted = DiscoveredPeer::new(PeerRole::Downstream, [], []);
+    trusted.keys.insert(PublicKey::from(&key(9)));
     limited.seeds.insert(peer_id(9), trusted);
     let server = node_with(limited, Net::Memory, &DIRECT, &RPC, QueueConfig::default());
 
@@ -295,11 +299,7 @@ async fn a_flood_of_silent_sockets_does_not_keep_a_legitimate_peer_out() {
 #[test]
 fn seeds_inside_the_connectivity_section_are_refused() {
     let mut config = NetworkConfig::default();
-    let seed = connectivity_manager::DiscoveredPeer::new(
-        PeerRole::Upstream,
-        [],
-        [PublicKey::from(&key(3))],
-    );
+    let seed = DiscoveredPeer::new(PeerRole::Upstream, [], [PublicKey::from(&key(3))]);
     config
         .connectivity
         .seeds(HashMap::from([(PeerId::new([3; 32]), seed)]));
@@ -329,8 +329,8 @@ async fn a_peer_dropped_from_the_on_chain_set_is_disconnected_as_stale() {
     let other = node_with(
         {
             let mut config = config(2, NetworkId::Validator, Net::Memory);
-            let mut me = SeedPeer::new(PeerRole::Validator, []);
-            me.keys.push(PublicKey::from(&key(1)));
+            let mut me = DiscoveredPeer::new(PeerRole::Validator, [], []);
+            me.keys.insert(PublicKey::from(&key(1)));
             config.seeds.insert(peer_id(1), me);
             config
         },
@@ -341,7 +341,7 @@ async fn a_peer_dropped_from_the_on_chain_set_is_disconnected_as_stale() {
     );
     let listed = HashMap::from([(
         peer_id(2),
-        peerlane::DiscoveredPeer::new(
+        DiscoveredPeer::new(
             PeerRole::Validator,
             [other.network.listen_address().clone()],
             [],

@@ -8,8 +8,7 @@ use netcore::ConnectionOrigin;
 use noise::{PeerRole, PublicKey};
 use peer::DisconnectReason;
 use peerlane::{
-    ConnectionNotification, DiscoveredPeer, Error, Event, MessageKind, QueueConfig, RefusalReason,
-    SeedPeer,
+    ConnectionNotification, DiscoveredPeer, Error, Event, ProtocolKind, QueueConfig, RefusalReason,
 };
 use test_support::{
     DIRECT, Msg, Net, RPC, config, eventually, next_notification, node, node_with,
@@ -178,7 +177,7 @@ async fn protocol_preference_picks_the_first_protocol_the_peer_has() {
     assert!(
         matches!(
             &err,
-            Error::NoCommonProtocol { kind: MessageKind::DirectSend, preferences, .. }
+            Error::NoCommonProtocol { kind: ProtocolKind::DirectSend, preferences, .. }
                 if preferences == &[ProtocolId::MEMPOOL_DIRECT_SEND]
         ),
         "{err:?}"
@@ -191,7 +190,7 @@ async fn protocol_preference_picks_the_first_protocol_the_peer_has() {
         matches!(
             err,
             Error::NoCommonProtocol {
-                kind: MessageKind::Rpc,
+                kind: ProtocolKind::Rpc,
                 ..
             }
         ),
@@ -444,18 +443,18 @@ async fn mutual_mode_refuses_an_untrusted_node() {
         let mut config = config(seed, NetworkId::Validator, net);
         for other in trusted {
             let key = PublicKey::from(&test_support::key_from_seed(*other));
-            let mut seed_peer = SeedPeer::new(PeerRole::Validator, []);
-            seed_peer.keys.push(key);
+            let mut seed_peer = DiscoveredPeer::new(PeerRole::Validator, [], []);
+            seed_peer.keys.insert(key);
             config.seeds.insert(peer_id(*other), seed_peer);
         }
         node_with(config, net, &DIRECT, &RPC, QueueConfig::default())
     };
     // a follows an on-chain set, empty for now.
     let mut a_config = config(1, NetworkId::Validator, net);
-    let mut b_seed = SeedPeer::new(PeerRole::Validator, []);
+    let mut b_seed = DiscoveredPeer::new(PeerRole::Validator, [], []);
     b_seed
         .keys
-        .push(PublicKey::from(&test_support::key_from_seed(2)));
+        .insert(PublicKey::from(&test_support::key_from_seed(2)));
     a_config.seeds.insert(peer_id(2), b_seed);
     let (on_chain_tx, on_chain_rx) = tokio::sync::watch::channel(HashMap::new());
     let mut registry = prometheus_client::registry::Registry::default();
@@ -525,10 +524,10 @@ async fn inbound_connections_from_unknown_peers_are_limited() {
     let net = Net::Memory;
     let mut limited = config(1, NetworkId::Public, net);
     limited.max_inbound_connections = 1;
-    let mut trusted_seed = SeedPeer::new(PeerRole::Upstream, []);
+    let mut trusted_seed = DiscoveredPeer::new(PeerRole::Upstream, [], []);
     trusted_seed
         .keys
-        .push(PublicKey::from(&test_support::key_from_seed(4)));
+        .insert(PublicKey::from(&test_support::key_from_seed(4)));
     limited.seeds.insert(peer_id(4), trusted_seed);
     let a = node_with(limited, net, &DIRECT, &RPC, QueueConfig::default());
     let (b, c, d) = (node(2, net), node(3, net), node(4, net));

@@ -1,4 +1,5 @@
-//! Tests of [`Policy`] with a fake clock (an `Instant` we move by hand) and seeded rngs.
+//! Tests of [`Policy`] with a fake clock (an `Instant` we move by hand) and seeded rngs. The
+//! harness records each report's [`Outcome`] as the manager does, so the tests read metrics.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,6 +9,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::*;
+use crate::action::ActionKind;
+use crate::manager::record;
+use crate::metrics::Metrics;
 
 const LOCAL: PeerId = PeerId::new([0xee; 32]);
 const JITTER: Duration = Duration::from_millis(100);
@@ -36,7 +40,7 @@ fn peers(count: u8, role: PeerRole) -> HashMap<PeerId, DiscoveredPeer> {
         .collect()
 }
 
-/// A policy, a fake clock and a seeded rng.
+/// A policy, the metrics of its outcomes, a fake clock and a seeded rng.
 struct Harness {
     policy: Policy,
     metrics: Metrics,
@@ -55,7 +59,7 @@ impl Harness {
         configure(&mut config);
         let metrics = Metrics::default();
         Self {
-            policy: Policy::new(LOCAL, &config, metrics.clone()),
+            policy: Policy::new(LOCAL, &config),
             metrics,
             now: Instant::now(),
             rng: StdRng::seed_from_u64(7),
@@ -63,11 +67,45 @@ impl Harness {
     }
 
     fn discover(&mut self, source: DiscoverySource, view: HashMap<PeerId, DiscoveredPeer>) {
+        self.metrics.record_discovery_update(source);
         self.policy.handle_discovery_update(source, view);
+        self.record(Outcome::default());
     }
 
     fn poll(&mut self) -> Vec<Action> {
-        self.policy.poll_actions(self.now, &mut self.rng)
+        let actions = self.policy.poll_actions(self.now, &mut self.rng);
+        for action in &actions {
+            if let Action::CancelDial { .. } = action {
+                self.metrics.record_dial(DialOutcome::Cancelled);
+            }
+        }
+        self.record(Outcome::default());
+        actions
+    }
+
+    fn record(&self, outcome: Outcome) {
+        record(&self.metrics, &self.policy, outcome);
+    }
+
+    fn connected(&mut self, peer_id: PeerId, origin: ConnectionOrigin) {
+        let outcome = self.policy.handle_connected(peer_id, origin);
+        self.record(outcome);
+    }
+
+    fn disconnected(&mut self, peer_id: PeerId) {
+        let outcome = self.policy.handle_disconnected(peer_id, self.now);
+        self.record(outcome);
+    }
+
+    fn dial_result(&mut self, peer_id: PeerId, result: Result<(), DialFailure>) {
+        let outcome = self.policy.handle_dial_result(peer_id, result, self.now);
+        self.record(outcome);
+    }
+
+    fn action_dropped(&mut self, action: &Action) {
+        self.metrics.record_action_dropped(action.kind());
+        self.policy.handle_action_dropped(action);
+        self.record(Outcome::default());
     }
 
     /// Polls and returns only the dials, as (peer, address).
@@ -88,14 +126,12 @@ impl Harness {
     }
 
     fn fail(&mut self, peer_id: PeerId) {
-        self.policy
-            .handle_dial_result(peer_id, Err(DialFailure::Unreachable), self.now);
+        self.dial_result(peer_id, Err(DialFailure::Unreachable));
     }
 
     fn connect_outbound(&mut self, peer_id: PeerId) {
-        self.policy.handle_dial_result(peer_id, Ok(()), self.now);
-        self.policy
-            .handle_connected(peer_id, ConnectionOrigin::Outbound);
+        self.dial_result(peer_id, Ok(()));
+        self.connected(peer_id, ConnectionOrigin::Outbound);
     }
 }
 
@@ -184,7 +220,7 @@ fn backoff_resets_when_a_connection_succeeds() {
     );
 
     h.advance(Duration::from_secs(600));
-    h.policy.handle_disconnected(id(1), h.now);
+    h.disconnected(id(1));
     assert!(h.poll().is_empty(), "a closed connection also backs off");
     let waited = h.advance_to_deadline();
     assert!(waited >= Duration::from_secs(2) && waited <= Duration::from_secs(2) + JITTER);
@@ -265,9 +301,9 @@ fn public_network_keeps_at_most_six_outbound_connections() {
     let mut h = Harness::new(NetworkKind::Public);
     h.discover(DiscoverySource::Config, peers(10, PeerRole::Upstream));
     // Two inbound connections from eligible peers and one from a stranger.
-    h.policy.handle_connected(id(1), ConnectionOrigin::Inbound);
-    h.policy.handle_connected(id(2), ConnectionOrigin::Inbound);
-    h.policy.handle_connected(id(99), ConnectionOrigin::Inbound);
+    h.connected(id(1), ConnectionOrigin::Inbound);
+    h.connected(id(2), ConnectionOrigin::Inbound);
+    h.connected(id(99), ConnectionOrigin::Inbound);
 
     let first = dialed_peers(&h.poll());
     assert_eq!(first.len(), 6);
@@ -286,7 +322,7 @@ fn public_network_keeps_at_most_six_outbound_connections() {
     // One outbound connection closes: exactly one replacement, never the closed peer (in
     // backoff) and never a connected one.
     let closed = *first.iter().next().unwrap();
-    h.policy.handle_disconnected(closed, h.now);
+    h.disconnected(closed);
     let replacement = dialed_peers(&h.poll());
     assert_eq!(replacement.len(), 1);
     let replacement = *replacement.iter().next().unwrap();
@@ -334,7 +370,7 @@ fn recently_dialed_peers_are_chosen_last() {
         order.push(peer_id);
         h.connect_outbound(peer_id);
         h.advance(Duration::from_secs(10));
-        h.policy.handle_disconnected(peer_id, h.now);
+        h.disconnected(peer_id);
         h.advance(Duration::from_secs(10));
     }
     // All three are ready again; the least recently dialed is the first one.
@@ -351,7 +387,7 @@ fn validator_network_dials_every_eligible_validator() {
     view.insert(id(30), peer(30, PeerRole::Validator, &[]));
     view.insert(id(31), peer(31, PeerRole::Upstream, &[31]));
     h.discover(DiscoverySource::OnChain, view);
-    h.policy.handle_connected(id(20), ConnectionOrigin::Inbound);
+    h.connected(id(20), ConnectionOrigin::Inbound);
 
     let dialed = dialed_peers(&h.poll());
     let expected: HashSet<PeerId> = (1..20).map(id).collect();
@@ -420,21 +456,20 @@ fn stale_connections_are_closed_on_the_validator_network() {
     h.discover(DiscoverySource::OnChain, peers(3, PeerRole::Validator));
     h.poll();
     h.connect_outbound(id(1));
-    h.policy
-        .handle_dial_result(id(2), Err(DialFailure::AlreadyConnected), h.now);
-    h.policy.handle_connected(id(2), ConnectionOrigin::Inbound);
+    h.dial_result(id(2), Err(DialFailure::AlreadyConnected));
+    h.connected(id(2), ConnectionOrigin::Inbound);
     h.connect_outbound(id(3));
 
     h.discover(DiscoverySource::OnChain, peers(1, PeerRole::Validator));
     let stale = |peer_id| Action::Disconnect {
         peer_id,
-        reason: DisconnectReason::Stale,
+        reason: CloseReason::Stale,
     };
     assert_eq!(h.poll(), vec![stale(id(2)), stale(id(3))]);
     assert!(h.poll().is_empty(), "asked once");
 
-    h.policy.handle_disconnected(id(2), h.now);
-    h.policy.handle_disconnected(id(3), h.now);
+    h.disconnected(id(2));
+    h.disconnected(id(3));
     assert_eq!(h.metrics.stale_disconnects(), 2);
     assert!(h.poll().is_empty(), "not redialed: no longer eligible");
     assert_eq!(h.policy.next_deadline(), None);
@@ -448,14 +483,14 @@ fn public_network_closes_only_stale_outbound_connections() {
     h.discover(DiscoverySource::Config, peers(1, PeerRole::Upstream));
     h.poll();
     h.connect_outbound(id(1));
-    h.policy.handle_connected(id(50), ConnectionOrigin::Inbound);
+    h.connected(id(50), ConnectionOrigin::Inbound);
 
     h.discover(DiscoverySource::Config, HashMap::new());
     assert_eq!(
         h.poll(),
         vec![Action::Disconnect {
             peer_id: id(1),
-            reason: DisconnectReason::Stale,
+            reason: CloseReason::Stale,
         }]
     );
 }
@@ -466,9 +501,8 @@ fn already_connected_failure_does_not_back_off() {
     let mut h = Harness::new(NetworkKind::Validator);
     h.discover(DiscoverySource::OnChain, peers(1, PeerRole::Validator));
     h.poll();
-    h.policy.handle_connected(id(1), ConnectionOrigin::Inbound);
-    h.policy
-        .handle_dial_result(id(1), Err(DialFailure::AlreadyConnected), h.now);
+    h.connected(id(1), ConnectionOrigin::Inbound);
+    h.dial_result(id(1), Err(DialFailure::AlreadyConnected));
     assert_eq!(h.metrics.backoffs(), 0);
     assert!(h.poll().is_empty(), "connected inbound: no redial");
 }
@@ -485,7 +519,7 @@ fn dropped_actions_are_undone_and_recomputed() {
     h.discover(DiscoverySource::OnChain, view);
     let actions = h.poll();
     assert_eq!(dials(&actions)[0], (id(1), addr(1)));
-    h.policy.handle_action_dropped(&actions[0]);
+    h.action_dropped(&actions[0]);
     assert_eq!(h.metrics.actions_dropped(ActionKind::Dial), 1);
     assert_eq!(
         h.poll_dials(),
@@ -500,7 +534,7 @@ fn dropped_actions_are_undone_and_recomputed() {
     );
     let disconnect = h.poll();
     assert_eq!(disconnect.len(), 1);
-    h.policy.handle_action_dropped(&disconnect[0]);
+    h.action_dropped(&disconnect[0]);
     assert_eq!(h.poll(), disconnect);
 }
 
@@ -513,14 +547,14 @@ fn success_reported_in_either_order_completes_the_dial_once() {
     assert_eq!(h.poll_dials().len(), 2);
 
     // Result first: the peer already counts as connected.
-    h.policy.handle_dial_result(id(1), Ok(()), h.now);
+    h.dial_result(id(1), Ok(()));
     assert!(h.poll().is_empty());
-    h.policy.handle_connected(id(1), ConnectionOrigin::Outbound);
+    h.connected(id(1), ConnectionOrigin::Outbound);
 
     // Connection first: the later result is ignored.
-    h.policy.handle_connected(id(2), ConnectionOrigin::Outbound);
+    h.connected(id(2), ConnectionOrigin::Outbound);
     assert!(h.poll().is_empty());
-    h.policy.handle_dial_result(id(2), Ok(()), h.now);
+    h.dial_result(id(2), Ok(()));
 
     assert_eq!(h.metrics.dials(DialOutcome::Connected), 2);
     assert_eq!(h.policy.pending_dials().count(), 0);
@@ -536,8 +570,8 @@ fn disconnection_before_the_dial_result_still_redials() {
     h.discover(DiscoverySource::OnChain, peers(1, PeerRole::Validator));
     assert_eq!(h.poll_dials().len(), 1);
 
-    h.policy.handle_disconnected(id(1), h.now);
-    h.policy.handle_dial_result(id(1), Ok(()), h.now);
+    h.disconnected(id(1));
+    h.dial_result(id(1), Ok(()));
     assert_eq!(h.policy.pending_dials().count(), 0);
     assert_eq!(h.metrics.connected_peers(ConnectionOrigin::Outbound), 0);
     assert_eq!(h.metrics.dials(DialOutcome::Connected), 1);

@@ -1,0 +1,471 @@
+//! [`PeerManager`]: the actor that owns a network's live connections (see the module docs of
+//! `peer_manager`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use connectivity_manager::{ConnectivityHandle, PeerEvent};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
+use noise::PeerRole;
+use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, PeerHandle};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wire::NetworkId;
+
+use crate::error::Error;
+use crate::metrics::{ConnectionChange, Metrics, RefusalReason};
+use crate::peer_manager::ban_list::BanList;
+use crate::peer_manager::handle::{Channels, NewConnection, Request};
+use crate::peer_manager::pending_events::PendingEvents;
+use crate::peer_manager::simultaneous_dial::{Keep, resolve_simultaneous_dial};
+use crate::peers::{PeerNetworkId, PeersAndMetadata};
+use crate::transport::AptosNetTransport;
+
+/// Everything the peer manager needs from the builder.
+pub(crate) struct Parts {
+    pub(crate) network_id: NetworkId,
+    pub(crate) own_peer_id: PeerId,
+    pub(crate) peer_config: peer::Config,
+    pub(crate) max_inbound_connections: usize,
+    pub(crate) transport: Arc<AptosNetTransport>,
+    pub(crate) peers: PeersAndMetadata,
+    pub(crate) router: Arc<dyn InboundRouter>,
+    pub(crate) peer_metrics: peer::Metrics,
+    /// Bytes of unfinished inbound streams, shared by every peer of the network.
+    pub(crate) stream_budget: Arc<peer::StreamBudget>,
+    pub(crate) metrics: Metrics,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+    /// Where to report connections and disconnections for the connectivity manager.
+    pub(crate) connectivity: Option<ConnectivityHandle>,
+    /// Peers whose connections are refused and whose dials fail.
+    pub(crate) banned: BanList,
+}
+
+/// The actor; see the module docs.
+pub(crate) struct PeerManager {
+    parts: Parts,
+    /// The current connection of each connected peer.
+    connections: HashMap<PeerId, Current>,
+    requests_rx: mpsc::Receiver<Request>,
+    /// Set once every handle is gone; the actor then only serves connections.
+    requests_closed: bool,
+    /// Cloned into dial tasks; the listener has its own clone.
+    new_connections_tx: mpsc::Sender<NewConnection>,
+    new_connections_rx: mpsc::Receiver<NewConnection>,
+    /// One future per spawned peer, current or replaced: resolves when its tasks have ended.
+    closed: FuturesUnordered<BoxFuture<'static, Closed>>,
+    /// Disconnect requests waiting for their connection to close.
+    pending_disconnects: HashMap<ConnectionId, Vec<oneshot::Sender<Result<(), Error>>>>,
+    /// Connection events not yet handed to the connectivity manager, oldest first; at most one
+    /// per peer (see [`PendingEvents`]).
+    connectivity_events: PendingEvents,
+}
+
+/// A peer's current connection.
+struct Current {
+    metadata: ConnectionMetadata,
+    handle: PeerHandle,
+    /// Whether the connectivity manager knows about it (see [`PeerManager::reports`]).
+    reported: bool,
+}
+
+/// A spawned peer whose tasks have ended.
+struct Closed {
+    peer_id: PeerId,
+    connection_id: ConnectionId,
+    origin: ConnectionOrigin,
+    reason: DisconnectReason,
+}
+
+impl PeerManager {
+    /// The actor over `channels`.
+    pub(crate) fn new(parts: Parts, channels: Channels) -> Self {
+        Self {
+            parts,
+            connections: HashMap::new(),
+            requests_rx: channels.requests_rx,
+            requests_closed: false,
+            new_connections_tx: channels.new_connections_tx,
+            new_connections_rx: channels.new_connections_rx,
+            closed: FuturesUnordered::new(),
+            pending_disconnects: HashMap::new(),
+            connectivity_events: PendingEvents::default(),
+        }
+    }
+
+    /// Runs until the network's shutdown token is cancelled, then waits for every peer to
+    /// close (each flushes under its own `writer_close_timeout`) and announces them lost.
+    pub(crate) async fn run(mut self) {
+        let shutdown = self.parts.shutdown.clone();
+        loop {
+            let next_event = self.connectivity_events.front();
+            // Every future here is cancel-safe (`cancelled`, `FuturesUnordered::next`, mpsc
+            // `recv`): a branch that loses the race loses nothing.
+            tokio::select! {
+                // Local work before remote work: shutdown, then ended connections (cheap
+                // bookkeeping that frees slots), then new connections, then new requests.
+                biased;
+                // The network is shutting down: stop taking new work.
+                () = shutdown.cancelled() => break,
+                // A peer's tasks ended.
+                Some(closed) = self.closed.next(), if !self.closed.is_empty() => {
+                    self.handle_closed(closed);
+                }
+                // A connection finished set-up (the actor holds a sender: never `None`).
+                Some(new) = self.new_connections_rx.recv() => self.handle_new_connection(new),
+                // A request from a handle; `None` once every handle is gone.
+                request = self.requests_rx.recv(), if !self.requests_closed => match request {
+                    Some(request) => self.handle_request(request),
+                    None => self.requests_closed = true,
+                },
+                // Hand the oldest connection event to the connectivity manager.
+                sent = send_event(self.parts.connectivity.as_ref(), next_event.clone()),
+                    if next_event.is_some() =>
+                {
+                    if sent {
+                        self.connectivity_events.pop_front();
+                    } else {
+                        // The connectivity manager stopped: nobody listens any more.
+                        self.connectivity_events.clear();
+                        self.parts.connectivity = None;
+                    }
+                }
+            }
+        }
+        // Every peer has a child of the cancelled token and is closing: wait for them so that
+        // subscribers hear `LostPeer` and nothing outlives the network.
+        while let Some(closed) = self.closed.next().await {
+            self.handle_closed(closed);
+        }
+        // Requests and connections that raced the shutdown are answered by dropping them.
+        tracing::debug!(network = %self.parts.network_id, "peer manager stopped");
+    }
+
+    fn handle_request(&mut self, request: Request) {
+        match request {
+            Request::Dial {
+                peer_id,
+                addr,
+                managed,
+                reply_tx,
+            } => self.dial(peer_id, addr, managed, reply_tx),
+            Request::Disconnect {
+                peer_id,
+                reason,
+                reply_tx,
+            } => {
+                let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
+                let Some(current) = self.connections.get(&peer_id) else {
+                    let _ = reply_tx.send(Err(Error::NotConnected { peer }));
+                    return;
+                };
+                tracing::info!(%peer, conn_id = %current.metadata.connection_id, reason, "disconnecting peer");
+                current.handle.disconnect();
+                self.pending_disconnects
+                    .entry(current.metadata.connection_id)
+                    .or_default()
+                    .push(reply_tx);
+            }
+        }
+    }
+
+    /// Starts a dial in its own task; the connection comes back through `new_connections`.
+    fn dial(
+        &mut self,
+        peer_id: PeerId,
+        addr: NetworkAddress,
+        managed: bool,
+        reply_tx: oneshot::Sender<Result<(), Error>>,
+    ) {
+        let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
+        if let Some(current) = self.connections.get_mut(&peer_id) {
+            if managed && !current.reported && self.parts.connectivity.is_some() {
+                // The application's own connection: from now on the manager looks after it.
+                current.reported = true;
+                self.connectivity_events.push(PeerEvent::Connected {
+                    peer_id,
+                    origin: current.metadata.origin,
+                });
+                let _ = reply_tx.send(Ok(()));
+                return;
+            }
+            let _ = reply_tx.send(Err(Error::AlreadyConnected { peer }));
+            return;
+        }
+        if self.parts.banned.contains(peer_id) {
+            tracing::debug!(%peer, %addr, "not dialing a banned peer");
+            let _ = reply_tx.send(Err(Error::Banned { peer }));
+            return;
+        }
+        // Fails before connecting for an address we cannot use (no key, handshake version).
+        let dial = match self.parts.transport.dial(peer_id, addr.clone()) {
+            Ok(dial) => dial,
+            Err(err) => {
+                self.parts
+                    .metrics
+                    .record_setup_failure(ConnectionOrigin::Outbound, err.setup_failure());
+                let _ = reply_tx.send(Err(err));
+                return;
+            }
+        };
+        tracing::debug!(%peer, %addr, "dialing");
+        let new_connections_tx = self.new_connections_tx.clone();
+        let shutdown = self.parts.shutdown.clone();
+        let metrics = self.parts.metrics.clone();
+        self.parts.tracker.spawn(async move {
+            let result = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Err(Error::ShutDown),
+                result = dial => result,
+            };
+            match result {
+                Ok(connection) => {
+                    let new = NewConnection {
+                        connection,
+                        reply_tx: Some(reply_tx),
+                        managed,
+                    };
+                    // Fails only when the actor is gone, which drops the reply: the dialer
+                    // hears `ShutDown`.
+                    let _ = new_connections_tx.send(new).await;
+                }
+                Err(err) => {
+                    if !err.is_shut_down() {
+                        metrics
+                            .record_setup_failure(ConnectionOrigin::Outbound, err.setup_failure());
+                        tracing::debug!(%peer, %addr, error = %err, "dial failed");
+                    }
+                    let _ = reply_tx.send(Err(err));
+                }
+            }
+        });
+    }
+
+    fn handle_new_connection(&mut self, new: NewConnection) {
+        let NewConnection {
+            connection,
+            reply_tx,
+            managed,
+        } = new;
+        let metadata = connection.metadata.clone();
+        let peer_id = metadata.remote_peer_id;
+        let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
+        let reply = |result: Result<(), Error>| {
+            if let Some(reply_tx) = reply_tx {
+                let _ = reply_tx.send(result);
+            }
+        };
+
+        if self.parts.shutdown.is_cancelled() {
+            // Raced the shutdown: drop the socket.
+            reply(Err(Error::ShutDown));
+            return;
+        }
+
+        if peer_id == self.parts.own_peer_id {
+            // Noise refuses a self-dial at both ends; this is the last line of defence.
+            self.parts
+                .metrics
+                .record_refused(RefusalReason::SelfConnection);
+            tracing::warn!(%peer, origin = %metadata.origin, reason = RefusalReason::SelfConnection.as_str(), "connection refused");
+            reply(Err(Error::SelfConnection));
+            return;
+        }
+
+        if self.parts.banned.contains(peer_id) {
+            // Dropping the connection closes the socket, which is all the remote learns.
+            self.parts.metrics.record_refused(RefusalReason::Banned);
+            tracing::info!(%peer, origin = %metadata.origin, reason = RefusalReason::Banned.as_str(), "connection refused");
+            reply(Err(Error::Banned { peer }));
+            return;
+        }
+
+        if metadata.origin == ConnectionOrigin::Inbound
+            && metadata.role == PeerRole::Unknown
+            && !self.connections.contains_key(&peer_id)
+            && self.inbound_unknown_connections() >= self.parts.max_inbound_connections
+        {
+            // Dropping the connection closes the socket, which is all the remote learns.
+            self.parts
+                .metrics
+                .record_refused(RefusalReason::InboundLimit);
+            // Remote-driven, so debug: the metric is what operators watch.
+            tracing::debug!(
+                %peer,
+                reason = RefusalReason::InboundLimit.as_str(),
+                limit = self.parts.max_inbound_connections,
+                "inbound connection refused"
+            );
+            reply(Ok(()));
+            return;
+        }
+
+        let reported = self.reports(&metadata, managed);
+        if let Some(existing) = self.connections.get(&peer_id) {
+            let keep = resolve_simultaneous_dial(
+                self.parts.own_peer_id,
+                peer_id,
+                existing.metadata.origin,
+                metadata.origin,
+            );
+            self.parts
+                .metrics
+                .record_connection_event(ConnectionChange::Replaced);
+            tracing::debug!(
+                %peer,
+                existing_conn = %existing.metadata.connection_id,
+                existing_origin = %existing.metadata.origin,
+                new_conn = %metadata.connection_id,
+                new_origin = %metadata.origin,
+                ?keep,
+                "second connection to a connected peer"
+            );
+            match keep {
+                Keep::Existing => {
+                    // Never spawned: dropping it closes the socket. We are connected all the
+                    // same, so a dial succeeded.
+                    drop(connection);
+                    reply(Ok(()));
+                    return;
+                }
+                // Its peer closes; its end is ignored, as it is no longer current.
+                Keep::New => {
+                    existing.handle.disconnect();
+                    if existing.reported && !reported {
+                        // The application's connection replaces one the manager knew: as far
+                        // as the manager is concerned, the peer is gone.
+                        self.connectivity_events
+                            .push(PeerEvent::Disconnected { peer_id });
+                    }
+                }
+            }
+        }
+
+        // Taken before the socket moves into the peer's tasks.
+        let bytes = connection.socket.get_ref().counters();
+        let handle = peer::spawn(
+            self.parts.peer_config.clone(),
+            connection,
+            self.parts.router.clone(),
+            self.parts.peer_metrics.clone(),
+            self.parts.stream_budget.clone(),
+            &self.parts.tracker,
+            self.parts.shutdown.child_token(),
+        );
+        self.parts.metrics.connection_opened(metadata.origin);
+        self.parts
+            .metrics
+            .record_connection_event(ConnectionChange::New);
+        let watched = handle.clone();
+        let (connection_id, origin) = (metadata.connection_id, metadata.origin);
+        self.closed.push(Box::pin(async move {
+            let reason = watched.closed().await;
+            Closed {
+                peer_id,
+                connection_id,
+                origin,
+                reason,
+            }
+        }));
+        tracing::info!(%peer, conn_id = %connection_id, %origin, "peer connected");
+        self.parts.peers.insert(
+            self.parts.network_id,
+            metadata.clone(),
+            handle.clone(),
+            bytes,
+        );
+        if reported {
+            // Also on a replacement: the origin may have changed.
+            self.connectivity_events
+                .push(PeerEvent::Connected { peer_id, origin });
+        }
+        self.connections.insert(
+            peer_id,
+            Current {
+                metadata,
+                handle,
+                reported,
+            },
+        );
+        reply(Ok(()));
+    }
+
+    fn handle_closed(&mut self, closed: Closed) {
+        let Closed {
+            peer_id,
+            connection_id,
+            origin,
+            reason,
+        } = closed;
+        self.parts.metrics.connection_closed(origin);
+        let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
+        let is_current = self
+            .connections
+            .get(&peer_id)
+            .is_some_and(|current| current.metadata.connection_id == connection_id);
+        if is_current {
+            let reported = self
+                .connections
+                .remove(&peer_id)
+                .is_some_and(|current| current.reported);
+            self.parts.peers.remove(peer, connection_id, reason);
+            self.parts
+                .metrics
+                .record_connection_event(ConnectionChange::Lost);
+            tracing::info!(%peer, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
+            if reported && self.parts.connectivity.is_some() {
+                self.connectivity_events
+                    .push(PeerEvent::Disconnected { peer_id });
+            }
+        } else {
+            // A replaced connection: the peer is still connected over its successor.
+            tracing::debug!(%peer, conn_id = %connection_id, reason = reason.as_str(), "replaced connection closed");
+        }
+        for reply_tx in self
+            .pending_disconnects
+            .remove(&connection_id)
+            .unwrap_or_default()
+        {
+            let _ = reply_tx.send(Ok(()));
+        }
+    }
+
+    /// Whether the connectivity manager hears about a new connection: every inbound one,
+    /// every one it dialed, and outbound ones to trusted peers. An outbound connection the
+    /// application dialed ([`Network::dial`](crate::Network::dial)) to a peer outside the
+    /// trusted set is the application's business: the manager would close it as stale at
+    /// once. Such a connection does not count towards `max_outbound_connections`; if the
+    /// manager later dials that peer, it takes the connection over (see
+    /// [`PeerManagerHandle::dial_managed`]).
+    fn reports(&self, metadata: &ConnectionMetadata, managed: bool) -> bool {
+        self.parts.connectivity.is_some()
+            && (managed
+                || metadata.origin == ConnectionOrigin::Inbound
+                || metadata.role != PeerRole::Unknown)
+    }
+
+    /// Inbound connections from peers outside the trusted set.
+    fn inbound_unknown_connections(&self) -> usize {
+        self.connections
+            .values()
+            .filter(|current| {
+                current.metadata.origin == ConnectionOrigin::Inbound
+                    && current.metadata.role == PeerRole::Unknown
+            })
+            .count()
+    }
+}
+
+/// Sends `event` to the connectivity manager; `false` once it has stopped. Cancel-safe: if
+/// dropped before it completes, the event was not queued.
+async fn send_event(connectivity: Option<&ConnectivityHandle>, event: Option<PeerEvent>) -> bool {
+    match (connectivity, event) {
+        (Some(connectivity), Some(event)) => connectivity.send(event).await.is_ok(),
+        _ => false,
+    }
+}
