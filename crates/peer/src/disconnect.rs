@@ -24,6 +24,10 @@ pub enum DisconnectReason {
     DecryptFailed,
     /// Reading or writing the socket failed (reset, broken pipe, ...).
     Io,
+    /// The remote kept sending over its rate limits (more than `rate_limit.abuse_max_drops`
+    /// messages dropped within `rate_limit.abuse_window`). The facade bans it for
+    /// `rate_limit.ban_duration`.
+    RateLimited,
 }
 
 impl DisconnectReason {
@@ -37,6 +41,7 @@ impl DisconnectReason {
             Self::FrameTooLarge => "frame_too_large",
             Self::DecryptFailed => "decrypt_failed",
             Self::Io => "io",
+            Self::RateLimited => "rate_limited",
         }
     }
 

@@ -17,6 +17,7 @@
 //! | `peerlane_peer_streams_total` | `direction` |
 //! | `peerlane_peer_remote_errors_total` | `code` ([`RemoteErrorCode`]) |
 //! | `peerlane_peer_disconnects_total` | `reason` ([`DisconnectReason`]) |
+//! | `peerlane_peer_rate_limited_total` | `protocol` (AptosNet's name, `Unknown` past id 28), `kind` ([`LimitKind`]) |
 
 use std::fmt;
 
@@ -24,10 +25,11 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use wire::NetworkMessage;
+use wire::{NetworkMessage, ProtocolId};
 
 use crate::disconnect::DisconnectReason;
 use crate::priority::Priority;
+use crate::rate_limit::LimitKind;
 
 /// Counters for the peer layer. Cloning gives another handle on the same counters.
 ///
@@ -54,6 +56,7 @@ pub struct Metrics {
     streams: Family<DirectionLabels, Counter>,
     remote_errors: Family<RemoteErrorLabels, Counter>,
     disconnects: Family<DisconnectLabels, Counter>,
+    rate_limited: Family<RateLimitedLabels, Counter>,
 }
 
 /// Messages and payload bytes by kind, counted locally by one task and added to [`Metrics`]
@@ -141,7 +144,32 @@ impl Metrics {
             "Connections that ended, by reason",
             metrics.disconnects.clone(),
         );
+        registry.register(
+            "peerlane_peer_rate_limited",
+            "Inbound direct sends and RPC requests dropped by the rate limits, by protocol and limit",
+            metrics.rate_limited.clone(),
+        );
         metrics
+    }
+
+    /// Inbound messages on `protocol` dropped for going over its `kind` limit.
+    pub fn rate_limited(&self, protocol: ProtocolId, kind: LimitKind) -> u64 {
+        get(
+            &self.rate_limited,
+            &RateLimitedLabels {
+                protocol: ProtocolLabel(protocol.name()),
+                kind,
+            },
+        )
+    }
+
+    pub(crate) fn record_rate_limited(&self, protocol: ProtocolId, kind: LimitKind) {
+        self.rate_limited
+            .get_or_create(&RateLimitedLabels {
+                protocol: ProtocolLabel(protocol.name()),
+                kind,
+            })
+            .inc();
     }
 
     /// Messages of `kind` sent or received.
@@ -322,6 +350,7 @@ impl Default for Metrics {
             streams: Family::default(),
             remote_errors: Family::default(),
             disconnects: Family::default(),
+            rate_limited: Family::default(),
         }
     }
 }
@@ -505,6 +534,23 @@ label_values! {
     RemoteErrorCode { ParsingError => "parsing_error", NotSupported => "not_supported" }
 }
 
+impl EncodeLabelValue for LimitKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// A protocol as a label value: its AptosNet name, so custom ids share `Unknown` and the
+/// series stay few.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ProtocolLabel(&'static str);
+
+impl EncodeLabelValue for ProtocolLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.0)
+    }
+}
+
 impl EncodeLabelValue for DisconnectReason {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
         fmt::Write::write_str(encoder, self.as_str())
@@ -571,6 +617,12 @@ struct RemoteErrorLabels {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct DisconnectLabels {
     reason: DisconnectReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RateLimitedLabels {
+    protocol: ProtocolLabel,
+    kind: LimitKind,
 }
 
 #[cfg(test)]

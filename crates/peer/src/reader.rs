@@ -8,6 +8,8 @@
 //! | frame that is not valid BCS | reply `Error(ParsingError(first two bytes))`, count, go on |
 //! | unknown protocol | reply `Error(NotSupported(..))`, count, go on |
 //! | application queue full, too many inbound RPCs | drop the message, count, go on |
+//! | DirectSend or RPC request over its protocol's rate limits | drop it (no answer), count, go on ([`RateGate`]) |
+//! | sustained flood over the rate limits | disconnect: [`DisconnectReason::RateLimited`] |
 //! | bad stream piece (reassembly error) | drop that stream, count, go on |
 //! | unknown or expired RPC response id | drop it, count, go on |
 //! | `Error` message from the remote | count and log; `NotSupported` fails our oldest RPC on that protocol |
@@ -39,6 +41,7 @@ use crate::inbound::{
 use crate::lifecycle::TaskExit;
 use crate::metrics::{Direction, InboundDropReason, MessageKind, MessageTally, RemoteErrorCode};
 use crate::priority::Priority;
+use crate::rate_gate::RateGate;
 use crate::shared::Shared;
 
 /// The reader calls [`InboundRouter::flush`] at least once per this many events routed, even
@@ -59,6 +62,7 @@ pub(crate) struct Reader<R> {
     unflushed: usize,
     /// Messages received and not yet added to the metrics (once per batch of frames).
     tally: MessageTally,
+    rate_gate: RateGate,
     _exit: Arc<TaskExit>,
 }
 
@@ -73,6 +77,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         Self {
             stream: MultiplexMessageStream::with_max_frame_size(reader, limits.max_frame_size()),
             reassembler: Reassembler::new(limits),
+            rate_gate: RateGate::new(&shared),
             shared,
             router,
             unflushed: 0,
@@ -199,6 +204,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     fn dispatch(&mut self, message: NetworkMessage) -> Option<HeldBack> {
         self.tally.add(&message);
         trace!(kind = %MessageKind::of(&message), len = message.payload_len(), "message received");
+        if !self.rate_gate.admit(&self.shared, &message) {
+            return None;
+        }
         let sender = self.shared.metadata.remote_peer_id;
         match message {
             NetworkMessage::DirectSendMsg(message) => {
