@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::metrics::Metrics;
+
 /// A budget of bytes, shared (clone it) by whoever charges it: a semaphore that never makes
 /// anyone wait by itself. [`charge`](Self::charge) succeeds while the bytes held are under the
 /// budget (so one message may take it over, by at most its own size) and hands back a
@@ -24,15 +26,19 @@ struct Inner {
     max_bytes: usize,
     held: AtomicUsize,
     room: Notify,
+    metrics: Metrics,
 }
 
 impl InboundBudget {
-    /// A budget of `max_bytes` (0 means no limit: every charge succeeds).
-    pub fn new(max_bytes: usize) -> Self {
+    /// A budget of `max_bytes` (0 means no limit: every charge succeeds), whose bytes held
+    /// and refused charges show in `metrics` (`peerlane_peer_inbound_budget_bytes`,
+    /// `peerlane_peer_inbound_budget_waits_total`).
+    pub fn new(max_bytes: usize, metrics: &Metrics) -> Self {
         Self(Arc::new(Inner {
             max_bytes,
             held: AtomicUsize::new(0),
             room: Notify::new(),
+            metrics: metrics.clone(),
         }))
     }
 
@@ -56,6 +62,7 @@ impl InboundBudget {
         let mut held = self.0.held.load(Ordering::Acquire);
         loop {
             if self.0.max_bytes != 0 && held >= self.0.max_bytes {
+                self.0.metrics.record_budget_wait();
                 return None;
             }
             match self.0.held.compare_exchange_weak(
@@ -95,6 +102,7 @@ impl InboundBudget {
     }
 
     fn charge_of(&self, bytes: usize) -> BudgetCharge {
+        self.0.metrics.record_budget_bytes(bytes, true);
         BudgetCharge {
             budget: self.clone(),
             bytes,
@@ -129,6 +137,7 @@ impl Drop for BudgetCharge {
         let inner = &self.budget.0;
         let before = inner.held.fetch_sub(self.bytes, Ordering::AcqRel);
         let after = before - self.bytes;
+        inner.metrics.record_budget_bytes(self.bytes, false);
         // Only a release that makes room wakes the waiting readers.
         if inner.max_bytes != 0 && before >= inner.max_bytes && after < inner.max_bytes {
             inner.room.notify_waiters();
@@ -157,7 +166,7 @@ mod tests {
     /// charges gives the bytes back and wakes a waiter once there is room.
     #[test]
     fn charges_hold_bytes_until_dropped() {
-        let budget = InboundBudget::new(100);
+        let budget = InboundBudget::new(100, &Metrics::default());
         let a = budget.charge(60).unwrap();
         let b = budget.charge(60).unwrap();
         assert_eq!(budget.held(), 120);
@@ -170,13 +179,16 @@ mod tests {
         assert_eq!(room.as_mut().poll(&mut cx), Poll::Ready(()));
         let forced = budget.force_charge(500);
         assert_eq!(budget.held(), 560);
+        assert_eq!(budget.0.metrics.inbound_budget_bytes(), 560);
+        assert_eq!(budget.0.metrics.inbound_budget_waits(), 1);
         drop((b, forced));
         assert_eq!(budget.held(), 0);
+        assert_eq!(budget.0.metrics.inbound_budget_bytes(), 0);
     }
 
     #[test]
     fn zero_budget_is_unlimited() {
-        let budget = InboundBudget::new(0);
+        let budget = InboundBudget::new(0, &Metrics::default());
         let charges: Vec<_> = (0..10).map(|_| budget.charge(usize::MAX / 20)).collect();
         assert!(charges.iter().all(Option::is_some));
         assert!(budget.has_room());

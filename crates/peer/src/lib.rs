@@ -44,11 +44,11 @@
 //! Each module uses only those above it in this list.
 //!
 //! - Leaves: `priority` ([`Priority`], the two lanes), `disconnect` ([`DisconnectReason`] and
-//!   the errors that map to it), `error`, `rate_limit` (pure and clock-free, `now` is an
-//!   input: [`TokenBucket`], the per-protocol table [`RateLimitConfig`],
-//!   [`InboundRateLimiter`], [`AbuseTracker`], [`LogThrottle`]), `budget` ([`InboundBudget`],
-//!   one atomic counter and its waiters), `config`, `connection`, `lock`, and [`metrics`],
-//!   which knows only the label enums.
+//!   the errors that map to it), `error`, [`metrics`], which knows only the label enums,
+//!   `rate_limit` (pure and clock-free, `now` is an input: [`TokenBucket`], the per-protocol
+//!   table [`RateLimitConfig`], [`InboundRateLimiter`], [`AbuseTracker`], [`LogThrottle`]),
+//!   `budget` ([`InboundBudget`], one atomic counter, its waiters and its two metrics),
+//!   `config`, `connection` and `lock`.
 //! - Pure protocol logic, clock-free and without tasks or metrics, returning outcomes for the
 //!   caller to act on and count: `queue` ([`OutboundQueue`], the two lanes), `deadline_table`
 //!   (the id → deadline skeleton of both RPC tables) and `rpc` (outbound requests and their

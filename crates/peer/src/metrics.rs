@@ -17,6 +17,8 @@
 //! | `peerlane_peer_streams_total` | `direction` |
 //! | `peerlane_peer_remote_errors_total` | `code` ([`RemoteErrorCode`]) |
 //! | `peerlane_peer_disconnects_total` | `reason` ([`DisconnectReason`]) |
+//! | `peerlane_peer_inbound_budget_bytes` (gauge) | none |
+//! | `peerlane_peer_inbound_budget_waits_total` | none |
 //! | `peerlane_peer_rate_limited_total` | `protocol` (AptosNet's name, `Unknown` past id 28), `kind` ([`LimitKind`]) |
 
 use std::fmt;
@@ -24,6 +26,7 @@ use std::fmt;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use wire::{NetworkMessage, ProtocolId};
 
@@ -57,6 +60,8 @@ pub struct Metrics {
     remote_errors: Family<RemoteErrorLabels, Counter>,
     disconnects: Family<DisconnectLabels, Counter>,
     rate_limited: Family<RateLimitedLabels, Counter>,
+    inbound_budget_bytes: Gauge,
+    inbound_budget_waits: Counter,
 }
 
 /// Messages and payload bytes by kind, counted locally by one task and added to [`Metrics`]
@@ -149,7 +154,40 @@ impl Metrics {
             "Inbound direct sends and RPC requests dropped by the rate limits, by protocol and limit",
             metrics.rate_limited.clone(),
         );
+        registry.register(
+            "peerlane_peer_inbound_budget_bytes",
+            "Inbound payload bytes decoded and not yet taken by the applications",
+            metrics.inbound_budget_bytes.clone(),
+        );
+        registry.register(
+            "peerlane_peer_inbound_budget_waits",
+            "Times a reader stopped reading its socket because the inbound byte budget was spent",
+            metrics.inbound_budget_waits.clone(),
+        );
         metrics
+    }
+
+    /// Inbound payload bytes held by budget charges now.
+    pub fn inbound_budget_bytes(&self) -> i64 {
+        self.inbound_budget_bytes.get()
+    }
+
+    /// Charges the inbound byte budget refused (each pauses a reader).
+    pub fn inbound_budget_waits(&self) -> u64 {
+        self.inbound_budget_waits.get()
+    }
+
+    pub(crate) fn record_budget_bytes(&self, bytes: usize, charged: bool) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        if charged {
+            self.inbound_budget_bytes.inc_by(bytes);
+        } else {
+            self.inbound_budget_bytes.dec_by(bytes);
+        }
+    }
+
+    pub(crate) fn record_budget_wait(&self) {
+        self.inbound_budget_waits.inc();
     }
 
     /// Inbound messages on `protocol` dropped for going over its `kind` limit.
@@ -351,6 +389,8 @@ impl Default for Metrics {
             remote_errors: Family::default(),
             disconnects: Family::default(),
             rate_limited: Family::default(),
+            inbound_budget_bytes: Gauge::default(),
+            inbound_budget_waits: Counter::default(),
         }
     }
 }

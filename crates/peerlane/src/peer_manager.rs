@@ -16,7 +16,7 @@
 //! network's router, registers it and announces `NewPeer`. When a peer's tasks end it
 //! announces `LostPeer`, unless that connection had been replaced already.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use connectivity_manager::{Action, ConnectionEvent as ConnectivityEvent, ConnectivityHandle};
@@ -29,6 +29,7 @@ use noise::PeerRole;
 use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, PeerHandle};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::NetworkId;
@@ -47,17 +48,36 @@ pub(crate) const REQUEST_CAPACITY: usize = 64;
 pub(crate) const NEW_CONNECTION_CAPACITY: usize = 64;
 
 /// The banned peers of a network, shared by its [`Network`](crate::Network) handle (which
-/// changes it) and its peer manager (which refuses their connections and dials).
+/// changes it) and its peer manager (which refuses their connections and dials, and bans peers
+/// it closed for rate limiting). A ban is permanent (`None`) or lifts itself at its expiry (a
+/// tokio instant, so tests can move it with a paused clock); expired bans are forgotten when
+/// next looked at, so the list holds at most one entry per peer ever banned and not yet
+/// looked up again.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct BanList(Arc<RwLock<HashSet<PeerId>>>);
+pub(crate) struct BanList(Arc<RwLock<HashMap<PeerId, Option<Instant>>>>);
 
 impl BanList {
-    /// Bans `peer_id`; whether it was not banned yet.
+    /// Bans `peer_id` until unbanned; whether it was not banned yet.
     pub(crate) fn insert(&self, peer_id: PeerId) -> bool {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(peer_id)
+        self.insert_until(peer_id, None)
+    }
+
+    /// Bans `peer_id` until `expiry` (`None`: until unbanned), unless a longer ban is in force;
+    /// whether it was not banned yet.
+    pub(crate) fn insert_until(&self, peer_id: PeerId, expiry: Option<Instant>) -> bool {
+        let now = Instant::now();
+        let mut bans = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let current = bans
+            .get(&peer_id)
+            .copied()
+            .filter(|ban| is_active(*ban, now));
+        let longest = match (current, expiry) {
+            (Some(None), _) | (_, None) => None,
+            (Some(Some(a)), Some(b)) => Some(a.max(b)),
+            (None, Some(b)) => Some(b),
+        };
+        bans.insert(peer_id, longest);
+        current.is_none()
     }
 
     /// Lifts the ban on `peer_id`; whether it was banned.
@@ -66,28 +86,51 @@ impl BanList {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&peer_id)
+            .is_some_and(|ban| is_active(ban, Instant::now()))
     }
 
-    /// Whether `peer_id` is banned.
+    /// Whether `peer_id` is banned now.
     pub(crate) fn contains(&self, peer_id: PeerId) -> bool {
-        self.0
+        let now = Instant::now();
+        let ban = self
+            .0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(&peer_id)
+            .get(&peer_id)
+            .copied();
+        match ban {
+            Some(ban) if is_active(ban, now) => true,
+            Some(_) => {
+                // Expired: forget it (unless it was renewed in between).
+                let mut bans = self.0.write().unwrap_or_else(PoisonError::into_inner);
+                if bans.get(&peer_id).is_some_and(|ban| !is_active(*ban, now)) {
+                    bans.remove(&peer_id);
+                }
+                false
+            }
+            None => false,
+        }
     }
 
-    /// The banned peers, sorted.
+    /// The peers banned now, sorted.
     pub(crate) fn to_vec(&self) -> Vec<PeerId> {
+        let now = Instant::now();
         let mut peers: Vec<PeerId> = self
             .0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .copied()
+            .filter(|(_, ban)| is_active(**ban, now))
+            .map(|(peer_id, _)| *peer_id)
             .collect();
         peers.sort();
         peers
     }
+}
+
+/// Whether a ban with this expiry is in force at `now`.
+fn is_active(expiry: Option<Instant>, now: Instant) -> bool {
+    expiry.is_none_or(|expiry| now < expiry)
 }
 
 /// A cloneable handle on a [`PeerManager`]: dial and disconnect.
@@ -643,6 +686,14 @@ impl PeerManager {
             reason,
         } = closed;
         self.parts.metrics.connection_closed(origin);
+        let ban = self.parts.peer_config.rate_limit.ban_duration;
+        if reason == DisconnectReason::RateLimited && !ban.is_zero() {
+            // Logged once per ban: the connection is gone, so this runs once per flood.
+            self.parts
+                .banned
+                .insert_until(peer_id, Some(Instant::now() + ban));
+            tracing::info!(peer = %PeerNetworkId::new(self.parts.network_id, peer_id), ban = ?ban, reason = reason.as_str(), "peer banned for a while");
+        }
         let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
         let is_current = self
             .connections
