@@ -873,7 +873,31 @@ pub(crate) fn resolve_simultaneous_dial(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// A timed ban lifts itself at its expiry; a longer or permanent ban is not shortened by
+    /// a shorter one.
+    #[tokio::test(start_paused = true)]
+    async fn timed_bans_expire_and_longer_bans_win() {
+        let (a, b) = (PeerId::new([1; 32]), PeerId::new([2; 32]));
+        let bans = BanList::default();
+        let soon = Instant::now() + Duration::from_secs(10);
+        assert!(bans.insert_until(a, Some(soon)));
+        assert!(bans.insert(b));
+        // A shorter ban does not shorten a permanent one, nor a longer one.
+        assert!(!bans.insert_until(b, Some(soon)));
+        assert!(!bans.insert_until(a, Some(soon - Duration::from_secs(5))));
+        assert_eq!(bans.to_vec(), vec![a, b]);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!bans.contains(a));
+        assert!(bans.contains(b));
+        assert_eq!(bans.to_vec(), vec![b]);
+        assert!(!bans.remove(a));
+        // A ban after expiry counts as new.
+        assert!(bans.insert_until(a, Some(Instant::now() + Duration::from_secs(1))));
+    }
 
     /// Events waiting for the connectivity manager keep one entry per peer: churn on one peer
     /// replaces its waiting event in place, so the backlog never outgrows the peer count.
