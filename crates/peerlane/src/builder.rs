@@ -467,7 +467,8 @@ impl Network {
         was
     }
 
-    /// The banned peers, sorted.
+    /// The peers banned now, sorted: those banned here, and those the network banned for a
+    /// while for flooding (`peer.rate_limit.ban_duration_ms`) whose ban has not expired.
     pub fn banned(&self) -> Vec<PeerId> {
         self.banned.to_vec()
     }
