@@ -693,6 +693,12 @@ impl PeerManager {
                 .banned
                 .insert_until(peer_id, Some(Instant::now() + ban));
             tracing::info!(peer = %PeerNetworkId::new(self.parts.network_id, peer_id), ban = ?ban, reason = reason.as_str(), "peer banned for a while");
+            // A connection it made while this one was flushing is closed too.
+            if let Some(current) = self.connections.get(&peer_id)
+                && current.metadata.connection_id != connection_id
+            {
+                current.handle.disconnect();
+            }
         }
         let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
         let is_current = self
