@@ -36,6 +36,9 @@ impl RateGate {
     /// too many RPCs); sustained abuse also starts closing the peer. RPC responses and errors
     /// always pass.
     pub(crate) fn admit(&mut self, shared: &Shared, message: &NetworkMessage) -> bool {
+        if !self.limiter.is_enabled() {
+            return true;
+        }
         let (protocol, len) = match message {
             NetworkMessage::DirectSendMsg(message) => (message.protocol_id, message.raw_msg.len()),
             NetworkMessage::RpcRequest(request) => (request.protocol_id, request.raw_request.len()),

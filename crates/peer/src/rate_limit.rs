@@ -367,6 +367,11 @@ impl InboundRateLimiter {
         }
     }
 
+    /// Whether the limits are on (when off, every message passes and `now` is not needed).
+    pub fn is_enabled(&self) -> bool {
+        self.config.enabled
+    }
+
     /// Whether a message of `len` payload bytes on `protocol` may pass now. An admitted
     /// message takes one message token and `len` byte tokens; a dropped one takes none.
     pub fn check(&mut self, protocol: ProtocolId, len: usize, now: Instant) -> Verdict {
