@@ -8,8 +8,6 @@
 //! | frame that is not valid BCS | reply `Error(ParsingError(first two bytes))`, count, go on |
 //! | unknown protocol | reply `Error(NotSupported(..))`, count, go on |
 //! | application queue full, too many inbound RPCs | drop the message, count, go on |
-//! | DirectSend or RPC request over its protocol's rate limits | drop it (no answer), count, go on ([`RateGate`]) |
-//! | sustained flood over the rate limits | disconnect: [`DisconnectReason::RateLimited`] |
 //! | bad stream piece (reassembly error) | drop that stream, count, go on |
 //! | unknown or expired RPC response id | drop it, count, go on |
 //! | `Error` message from the remote | count and log; `NotSupported` fails our oldest RPC on that protocol |
@@ -18,6 +16,8 @@
 //! | Noise frame that does not decrypt | disconnect: [`DisconnectReason::DecryptFailed`] |
 //! | other I/O error | disconnect: [`DisconnectReason::Io`] |
 //! | EOF between frames | disconnect: [`DisconnectReason::RemoteClosed`] |
+//! | DirectSend or RPC request over its protocol's rate limits | drop it (no answer), count, go on ([`RateGate`]) |
+//! | sustained flood over the rate limits | disconnect: [`DisconnectReason::RateLimited`] |
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -74,14 +74,15 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         limits: StreamLimits,
         exit: Arc<TaskExit>,
     ) -> Self {
+        let rate_gate = RateGate::new(&shared);
         Self {
             stream: MultiplexMessageStream::with_max_frame_size(reader, limits.max_frame_size()),
             reassembler: Reassembler::new(limits),
-            rate_gate: RateGate::new(&shared),
             shared,
             router,
             unflushed: 0,
             tally: MessageTally::default(),
+            rate_gate,
             _exit: exit,
         }
     }
