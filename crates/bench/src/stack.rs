@@ -64,6 +64,9 @@ impl Node {
         let mut config = NetworkConfig::new(NetworkId::Public, "/ip4/127.0.0.1/tcp/0".parse()?);
         config.health_check.enabled = false;
         config.peer.max_message_size = MAX_MESSAGE_SIZE;
+        // The bench pushes millions of netbench messages a second, far above the limits a node
+        // applies to a remote it does not trust: measure the stack, not the limiter.
+        config.peer.rate_limit.enabled = false;
         if let Some(limit) = max_inbound_connections {
             config.max_inbound_connections = limit;
             config.max_pending_inbound_upgrades =

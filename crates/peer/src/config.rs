@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use wire::StreamLimits;
 
 use crate::error::Error;
+use crate::rate_limit::{DEFAULT_INBOUND_BYTE_BUDGET, RateLimitConfig};
 
 /// Largest frame body read or written: AptosNet's 4 MiB ([`wire::MAX_FRAME_SIZE`]).
 pub const DEFAULT_MAX_FRAME_SIZE_BYTES: usize = wire::MAX_FRAME_SIZE;
@@ -57,7 +58,7 @@ pub const DEFAULT_WRITER_CLOSE_TIMEOUT_SECS: u64 = 30;
 ///
 /// In config files (serde) every field is optional and unknown fields are errors; the
 /// timeouts are whole milliseconds, named `inbound_rpc_timeout_ms`, `writer_close_timeout_ms`
-/// and `stream_reassembly_timeout_ms`.
+/// and `stream_reassembly_timeout_ms`, and the rate limits are the `rate_limit` section.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -127,6 +128,18 @@ pub struct Config {
         with = "netcore::serde_duration_ms"
     )]
     pub writer_close_timeout: Duration,
+
+    /// Inbound rate limits per connection and protocol (messages and bytes per second), what
+    /// a flood over them costs (drops, then a disconnect, then a temporary ban); see
+    /// [`RateLimitConfig`]. On by default.
+    pub rate_limit: RateLimitConfig,
+
+    /// Node-wide budget of inbound payload bytes decoded and not yet taken by the
+    /// applications, in bytes. The facade makes one [`InboundBudget`](crate::InboundBudget)
+    /// of this size per network; while it is spent, readers stop reading their sockets
+    /// (back-pressure) until applications take messages off their queues. 0 means no budget.
+    /// Default 256 MiB.
+    pub inbound_byte_budget: usize,
 }
 
 impl Config {
@@ -160,7 +173,7 @@ impl Config {
                 source: None,
             });
         }
-        Ok(())
+        self.rate_limit.validate()
     }
 
     /// The stream limits the frame and message sizes make.
@@ -210,6 +223,8 @@ impl Default for Config {
             max_concurrent_inbound_rpcs: DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
             inbound_rpc_timeout: Duration::from_secs(DEFAULT_INBOUND_RPC_TIMEOUT_SECS),
             writer_close_timeout: Duration::from_secs(DEFAULT_WRITER_CLOSE_TIMEOUT_SECS),
+            rate_limit: RateLimitConfig::default(),
+            inbound_byte_budget: DEFAULT_INBOUND_BYTE_BUDGET,
         }
     }
 }
@@ -321,5 +336,29 @@ mod tests {
             "{text}"
         );
         assert!(serde_json::from_str::<Config>(r#"{ "lanes": 3 }"#).is_err());
+    }
+
+    /// The rate limits are on by default, read from their own section with milliseconds, and
+    /// checked by `validate`.
+    #[test]
+    fn rate_limit_section_defaults_and_serde() {
+        let config = Config::default();
+        assert!(config.rate_limit.enabled);
+        assert_eq!(config.inbound_byte_budget, 256 * 1024 * 1024);
+        let config: Config = serde_json::from_str(
+            r#"{ "rate_limit": { "ban_duration_ms": 1000,
+                 "mempool": { "messages_per_sec": 7, "bytes_per_sec": 9 } } }"#,
+        )
+        .unwrap();
+        assert_eq!(config.rate_limit.ban_duration, Duration::from_secs(1));
+        assert_eq!(config.rate_limit.mempool.messages_per_sec, 7);
+        assert_eq!(
+            config.rate_limit.consensus,
+            RateLimitConfig::default().consensus
+        );
+        config.validate().unwrap();
+        let bad: Config = serde_json::from_str(r#"{ "rate_limit": { "burst_ms": 0 } }"#).unwrap();
+        assert!(bad.validate().is_err());
+        assert!(serde_json::from_str::<Config>(r#"{ "rate_limit": { "x": 1 } }"#).is_err());
     }
 }

@@ -34,6 +34,10 @@ pub enum DisconnectReason {
     /// (`max_untrusted_message_size` for peers outside the trusted set, `max_message_size`
     /// for the others), or its pieces added up to more: refused before it was held.
     MessageTooLarge,
+    /// The remote kept sending over its rate limits (more than `rate_limit.abuse_max_drops`
+    /// messages dropped within `rate_limit.abuse_window`). The facade bans it for
+    /// `rate_limit.ban_duration`.
+    RateLimited,
 }
 
 impl DisconnectReason {
@@ -50,6 +54,7 @@ impl DisconnectReason {
             Self::StreamTimeout => "stream_timeout",
             Self::StreamBudgetExceeded => "stream_budget_exceeded",
             Self::MessageTooLarge => "message_too_large",
+            Self::RateLimited => "rate_limited",
         }
     }
 

@@ -16,6 +16,7 @@
 //! inbound:
 //!   socket ──► reader task: MultiplexMessageStream ──► InboundStreams (stream pieces:
 //!     Reassembler held to the remote's maximum size, a deadline, the node's StreamBudget)
+//!     ── RateGate (DirectSend, RpcRequest: per-protocol token buckets; over them: dropped)
 //!     ├─ DirectSendMsg ─────────────► InboundRouter::try_route (waits only for a queue
 //!     │                                 that asks for back-pressure, see TryRouteError)
 //!     ├─ RpcRequest ─► InboundRpcs (cap, deadline) ─► route, with an RpcResponder
@@ -24,7 +25,11 @@
 //!     └─ Error ───────► counted; NotSupported fails our RPC on that protocol
 //! ```
 //!
-//! Every queue is bounded and every drop is counted ([`Metrics`]). Remote misbehaviour that
+//! Every queue is bounded and every drop is counted ([`Metrics`]). What a remote sends on its
+//! own initiative is rate limited per protocol ([`RateLimitConfig`]): over the limits it is
+//! dropped and counted, and a sustained flood ends the connection with
+//! [`DisconnectReason::RateLimited`]. An [`InboundBudget`], shared by a network's routers,
+//! bounds the bytes decoded and not yet taken by the applications. Remote misbehaviour that
 //! leaves the byte stream in sync (a malformed frame, an unknown protocol, a bad stream piece)
 //! is answered or counted and the connection stays up; anything that breaks the stream (I/O
 //! error, oversized or truncated frame, failed decryption) ends it with a
@@ -43,8 +48,11 @@
 //! Each module uses only those above it in this list.
 //!
 //! - Leaves: `priority` ([`Priority`], the two lanes), `disconnect` ([`DisconnectReason`] and
-//!   the errors that map to it), `error`, `config`, `connection`, `lock`, and [`metrics`],
-//!   which knows only the label enums.
+//!   the errors that map to it), `error`, [`metrics`], which knows only the label enums,
+//!   `rate_limit` (pure and clock-free, `now` is an input: [`TokenBucket`], the per-protocol
+//!   table [`RateLimitConfig`], [`InboundRateLimiter`], [`AbuseTracker`], [`LogThrottle`]),
+//!   `budget` ([`InboundBudget`], one atomic counter, its waiters and its two metrics),
+//!   `config`, `connection` and `lock`.
 //! - Pure protocol logic, clock-free and without tasks or metrics, returning outcomes for the
 //!   caller to act on and count: `queue` ([`OutboundQueue`], the two lanes), `deadline_table`
 //!   (the id → deadline skeleton of both RPC tables) and `rpc` (outbound requests and their
@@ -57,9 +65,11 @@
 //!   bytes of unfinished inbound streams, with its gauge, and one connection's share of it).
 //! - Who uses it: `handle` ([`PeerHandle`]), `inbound` ([`InboundRouter`] and
 //!   [`RpcResponder`]), `inbound_streams` (the reader's reassembler with its size limit,
-//!   deadline and budget share, counting what it aborts), the `reader` and `writer` tasks
-//!   (neither knows the other), and `spawn`, which wires them up.
+//!   deadline and budget share, counting what it aborts), `rate_gate` (the reader's use of the
+//!   rate limiter: count, log, close), the `reader` and `writer` tasks (neither knows the
+//!   other), and `spawn`, which wires them up.
 
+mod budget;
 mod config;
 mod connection;
 mod deadline_table;
@@ -74,6 +84,8 @@ mod lock;
 pub mod metrics;
 mod priority;
 mod queue;
+mod rate_gate;
+mod rate_limit;
 mod reader;
 mod rpc;
 mod rpc_tables;
@@ -82,6 +94,7 @@ mod spawn;
 mod stream_budget;
 mod writer;
 
+pub use budget::{BudgetCharge, InboundBudget};
 pub use config::{
     Config, DEFAULT_INBOUND_RPC_TIMEOUT_SECS, DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
     DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS, DEFAULT_MAX_FRAME_SIZE_BYTES,
@@ -99,6 +112,11 @@ pub use inbound::{
 pub use metrics::Metrics;
 pub use priority::Priority;
 pub use queue::{OutboundQueue, PushError};
+pub use rate_limit::{
+    AbuseTracker, DEFAULT_ABUSE_MAX_DROPS, DEFAULT_ABUSE_WINDOW_MS, DEFAULT_INBOUND_BYTE_BUDGET,
+    DEFAULT_RATE_LIMIT_BAN_MS, DEFAULT_RATE_LIMIT_BURST_MS, InboundRateLimiter, LimitKind,
+    LogThrottle, ProtocolRate, RateLimitConfig, TokenBucket, TrafficClass, Verdict,
+};
 pub use reader::ROUTE_FLUSH_EVERY;
 pub use spawn::spawn;
 pub use stream_budget::StreamBudget;

@@ -19,6 +19,9 @@
 //! | `peerlane_peer_stream_bytes_held` (gauge) | none |
 //! | `peerlane_peer_remote_errors_total` | `code` ([`RemoteErrorCode`]) |
 //! | `peerlane_peer_disconnects_total` | `reason` ([`DisconnectReason`]) |
+//! | `peerlane_peer_inbound_budget_bytes` (gauge) | none |
+//! | `peerlane_peer_inbound_budget_waits_total` | none |
+//! | `peerlane_peer_rate_limited_total` | `protocol` (AptosNet's name, `Unknown` past id 28), `kind` ([`LimitKind`]) |
 
 use std::fmt;
 
@@ -27,10 +30,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use wire::NetworkMessage;
+use wire::{NetworkMessage, ProtocolId};
 
 use crate::disconnect::DisconnectReason;
 use crate::priority::Priority;
+use crate::rate_limit::LimitKind;
 
 /// Counters for the peer layer. Cloning gives another handle on the same counters.
 ///
@@ -62,6 +66,9 @@ pub struct Metrics {
     stream_bytes_held: Gauge,
     remote_errors: Family<RemoteErrorLabels, Counter>,
     disconnects: Family<DisconnectLabels, Counter>,
+    rate_limited: Family<RateLimitedLabels, Counter>,
+    inbound_budget_bytes: Gauge,
+    inbound_budget_waits: Counter,
 }
 
 /// Messages and payload bytes by kind, counted locally by one task and added to [`Metrics`]
@@ -159,7 +166,65 @@ impl Metrics {
             "Connections that ended, by reason",
             metrics.disconnects.clone(),
         );
+        registry.register(
+            "peerlane_peer_rate_limited",
+            "Inbound direct sends and RPC requests dropped by the rate limits, by protocol and limit",
+            metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "peerlane_peer_inbound_budget_bytes",
+            "Inbound payload bytes decoded and not yet taken by the applications",
+            metrics.inbound_budget_bytes.clone(),
+        );
+        registry.register(
+            "peerlane_peer_inbound_budget_waits",
+            "Times a reader stopped reading its socket because the inbound byte budget was spent",
+            metrics.inbound_budget_waits.clone(),
+        );
         metrics
+    }
+
+    /// Inbound payload bytes held by budget charges now.
+    pub fn inbound_budget_bytes(&self) -> i64 {
+        self.inbound_budget_bytes.get()
+    }
+
+    /// Charges the inbound byte budget refused (each pauses a reader).
+    pub fn inbound_budget_waits(&self) -> u64 {
+        self.inbound_budget_waits.get()
+    }
+
+    pub(crate) fn record_budget_bytes(&self, bytes: usize, charged: bool) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        if charged {
+            self.inbound_budget_bytes.inc_by(bytes);
+        } else {
+            self.inbound_budget_bytes.dec_by(bytes);
+        }
+    }
+
+    pub(crate) fn record_budget_wait(&self) {
+        self.inbound_budget_waits.inc();
+    }
+
+    /// Inbound messages on `protocol` dropped for going over its `kind` limit.
+    pub fn rate_limited(&self, protocol: ProtocolId, kind: LimitKind) -> u64 {
+        get(
+            &self.rate_limited,
+            &RateLimitedLabels {
+                protocol: ProtocolLabel(protocol.name()),
+                kind,
+            },
+        )
+    }
+
+    pub(crate) fn record_rate_limited(&self, protocol: ProtocolId, kind: LimitKind) {
+        self.rate_limited
+            .get_or_create(&RateLimitedLabels {
+                protocol: ProtocolLabel(protocol.name()),
+                kind,
+            })
+            .inc();
     }
 
     /// Messages of `kind` sent or received.
@@ -363,6 +428,9 @@ impl Default for Metrics {
             stream_bytes_held: Gauge::default(),
             remote_errors: Family::default(),
             disconnects: Family::default(),
+            rate_limited: Family::default(),
+            inbound_budget_bytes: Gauge::default(),
+            inbound_budget_waits: Counter::default(),
         }
     }
 }
@@ -576,6 +644,23 @@ label_values! {
     }
 }
 
+impl EncodeLabelValue for LimitKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// A protocol as a label value: its AptosNet name, so custom ids share `Unknown` and the
+/// series stay few.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ProtocolLabel(&'static str);
+
+impl EncodeLabelValue for ProtocolLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        fmt::Write::write_str(encoder, self.0)
+    }
+}
+
 impl EncodeLabelValue for DisconnectReason {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
         fmt::Write::write_str(encoder, self.as_str())
@@ -647,6 +732,12 @@ struct StreamAbortLabels {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct DisconnectLabels {
     reason: DisconnectReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RateLimitedLabels {
+    protocol: ProtocolLabel,
+    kind: LimitKind,
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@
 //! | Noise frame that does not decrypt | disconnect: [`DisconnectReason::DecryptFailed`] |
 //! | other I/O error | disconnect: [`DisconnectReason::Io`] |
 //! | EOF between frames | disconnect: [`DisconnectReason::RemoteClosed`] |
+//! | DirectSend or RPC request over its protocol's rate limits | drop it (no answer), count, go on ([`RateGate`]) |
+//! | sustained flood over the rate limits | disconnect: [`DisconnectReason::RateLimited`] |
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use crate::inbound_streams::InboundStreams;
 use crate::lifecycle::TaskExit;
 use crate::metrics::{Direction, InboundDropReason, MessageKind, MessageTally, RemoteErrorCode};
 use crate::priority::Priority;
+use crate::rate_gate::RateGate;
 use crate::shared::Shared;
 
 /// The reader calls [`InboundRouter::flush`] at least once per this many events routed, even
@@ -61,6 +64,7 @@ pub(crate) struct Reader<R> {
     unflushed: usize,
     /// Messages received and not yet added to the metrics (once per batch of frames).
     tally: MessageTally,
+    rate_gate: RateGate,
     _exit: Arc<TaskExit>,
 }
 
@@ -72,6 +76,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         streams: InboundStreams,
         exit: Arc<TaskExit>,
     ) -> Self {
+        let rate_gate = RateGate::new(&shared);
         Self {
             stream: MultiplexMessageStream::with_max_frame_size(reader, streams.max_frame_size()),
             streams,
@@ -79,6 +84,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             router,
             unflushed: 0,
             tally: MessageTally::default(),
+            rate_gate,
             _exit: exit,
         }
     }
@@ -212,6 +218,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     fn dispatch(&mut self, message: NetworkMessage) -> Option<HeldBack> {
         self.tally.add(&message);
         trace!(kind = %MessageKind::of(&message), len = message.payload_len(), "message received");
+        if !self.rate_gate.admit(&self.shared, &message) {
+            return None;
+        }
         let sender = self.shared.metadata.remote_peer_id;
         match message {
             NetworkMessage::DirectSendMsg(message) => {

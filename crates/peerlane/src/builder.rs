@@ -8,6 +8,7 @@ use std::sync::Arc;
 use connectivity_manager::{ConnectivityManager, DiscoveredPeer};
 use netcore::{NetworkAddress, PeerId};
 use noise::{NoiseUpgrader, TrustedPeers};
+use peer::InboundBudget;
 use prometheus_client::registry::Registry;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -319,7 +320,10 @@ impl NetworkBuilder {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let banned = BanList::default();
-        let router = Arc::new(Router::new(apps, metrics.clone()));
+        // One budget for the whole network: every peer's messages count against it.
+        let budget = (config.peer.inbound_byte_budget > 0)
+            .then(|| InboundBudget::new(config.peer.inbound_byte_budget, &peer_metrics));
+        let router = Arc::new(Router::new(apps, metrics.clone(), budget));
         let listener = Listener::new(
             incoming,
             channels.new_connections_tx(),
@@ -467,7 +471,8 @@ impl Network {
         was
     }
 
-    /// The banned peers, sorted.
+    /// The peers banned now, sorted: those banned here, and those the network banned for a
+    /// while for flooding (`peer.rate_limit.ban_duration_ms`) whose ban has not expired.
     pub fn banned(&self) -> Vec<PeerId> {
         self.banned.to_vec()
     }

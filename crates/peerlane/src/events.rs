@@ -22,7 +22,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use netcore::PeerId;
-use peer::{HeldBack, InboundEvent, InboundRouter, RouteError, RpcResponder, TryRouteError};
+use peer::{
+    BudgetCharge, HeldBack, InboundBudget, InboundEvent, InboundRouter, RouteError, RpcResponder,
+    TryRouteError,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wire::{NetworkId, ProtocolId};
@@ -81,10 +84,12 @@ pub struct NetworkEvents<M> {
     next: usize,
 }
 
-/// The inbound item an application's queue holds.
+/// The inbound item an application's queue holds, with its charge on the network's
+/// [`InboundBudget`] (none when the budget is off), given back when the application takes the
+/// item off the queue or the queue drops it.
 pub(crate) enum Inbound {
-    DirectSend(Bytes),
-    Rpc(Bytes, RpcResponder),
+    DirectSend(Bytes, Option<BudgetCharge>),
+    Rpc(Bytes, RpcResponder, Option<BudgetCharge>),
 }
 
 /// An application's queue on one network.
@@ -113,6 +118,8 @@ pub(crate) struct Router {
     /// Each application's queue once, for [`InboundRouter::flush`].
     queues: Vec<AppQueue>,
     metrics: Metrics,
+    /// Charged for every message queued; `None` when the budget is off.
+    budget: Option<InboundBudget>,
 }
 
 /// Where one protocol's messages go.
@@ -254,9 +261,10 @@ where
                 continue;
             };
             let peer = PeerNetworkId::new(self.network_id, peer_id);
+            // The charge, dropped here: the application has taken the message.
             let (payload, responder) = match inbound {
-                Inbound::DirectSend(payload) => (payload, None),
-                Inbound::Rpc(payload, responder) => (payload, Some(responder)),
+                Inbound::DirectSend(payload, _charge) => (payload, None),
+                Inbound::Rpc(payload, responder, _charge) => (payload, Some(responder)),
             };
             let decoded = match protocol_id.from_bytes::<M>(&payload) {
                 Ok(decoded) => decoded,
@@ -315,8 +323,13 @@ fn count_dequeued(metrics: &Metrics, batch: &VecDeque<((PeerId, ProtocolId), Inb
 }
 
 impl Router {
-    /// A router over the applications' queues, by protocol.
-    pub(crate) fn new(apps: HashMap<ProtocolId, AppQueue>, metrics: Metrics) -> Self {
+    /// A router over the applications' queues, by protocol, charging `budget` (if any) for
+    /// what it queues.
+    pub(crate) fn new(
+        apps: HashMap<ProtocolId, AppQueue>,
+        metrics: Metrics,
+        budget: Option<InboundBudget>,
+    ) -> Self {
         let mut routes: Box<[Option<Route>]> = (0..=u8::MAX).map(|_| None).collect();
         let mut queues: Vec<AppQueue> = Vec::new();
         for (protocol, queue) in apps {
@@ -331,6 +344,7 @@ impl Router {
             apps: routes,
             queues,
             metrics,
+            budget,
         }
     }
 
@@ -376,32 +390,36 @@ impl Router {
     }
 }
 
-/// An inbound event as the key and item of an application's queue.
-fn split(event: InboundEvent) -> ((PeerId, ProtocolId), Inbound) {
+/// An inbound event as the key and item of an application's queue, with its budget charge.
+fn split(event: InboundEvent, charge: Option<BudgetCharge>) -> ((PeerId, ProtocolId), Inbound) {
     match event {
         InboundEvent::DirectSend {
             sender,
             protocol_id,
             payload,
-        } => ((sender, protocol_id), Inbound::DirectSend(payload)),
+        } => ((sender, protocol_id), Inbound::DirectSend(payload, charge)),
         InboundEvent::RpcRequest {
             sender,
             protocol_id,
             payload,
             responder,
-        } => ((sender, protocol_id), Inbound::Rpc(payload, responder)),
+        } => (
+            (sender, protocol_id),
+            Inbound::Rpc(payload, responder, charge),
+        ),
     }
 }
 
-/// The inverse of [`split`]: an item handed back to the peer for back-pressure.
+/// The inverse of [`split`]: an item handed back to the peer for back-pressure. Its charge is
+/// given back; the item is charged again when it is routed.
 fn join((sender, protocol_id): (PeerId, ProtocolId), inbound: Inbound) -> InboundEvent {
     match inbound {
-        Inbound::DirectSend(payload) => InboundEvent::DirectSend {
+        Inbound::DirectSend(payload, _charge) => InboundEvent::DirectSend {
             sender,
             protocol_id,
             payload,
         },
-        Inbound::Rpc(payload, responder) => InboundEvent::RpcRequest {
+        Inbound::Rpc(payload, responder, _charge) => InboundEvent::RpcRequest {
             sender,
             protocol_id,
             payload,
@@ -414,15 +432,36 @@ impl InboundRouter for Router {
     /// Never waits: a full back-pressure queue drops the newest here, like a FIFO queue (the
     /// reader calls this once it has waited `max_wait_ms`).
     fn route(&self, event: InboundEvent) -> Result<(), RouteError> {
-        let (key, inbound) = split(event);
-        let route = self.route_of(key.1)?;
+        let route = self.route_of(event.protocol_id())?;
+        // Charged whatever the budget holds: the reader waited for room already.
+        let charge = self
+            .budget
+            .as_ref()
+            .map(|budget| budget.force_charge(event.payload().len()));
+        let (key, inbound) = split(event, charge);
         let pushed = route.queue.push_without_waiting(key, inbound);
         self.outcome(key.1, pushed)
     }
 
     fn try_route(&self, event: InboundEvent) -> Result<(), TryRouteError> {
-        let (key, inbound) = split(event);
-        let route = self.route_of(key.1).map_err(TryRouteError::Refused)?;
+        let route = self
+            .route_of(event.protocol_id())
+            .map_err(TryRouteError::Refused)?;
+        let charge = match &self.budget {
+            None => None,
+            Some(budget) => match budget.charge(event.payload().len()) {
+                Some(charge) => Some(charge),
+                // The node holds its budget of undelivered bytes: the reader stops reading
+                // until applications take some, then routes this one without waiting.
+                None => {
+                    return Err(TryRouteError::Full(Box::new(HeldBack {
+                        event,
+                        room: Box::pin(budget.room()),
+                    })));
+                }
+            },
+        };
+        let (key, inbound) = split(event, charge);
         // Woken in `flush`, once per burst.
         match (route.queue.push_deferred(key, inbound), route.wait) {
             (Err(Dropped::Full(inbound)), Some(max_wait)) => {

@@ -32,7 +32,11 @@
 //!    application polls its [`NetworkEvents`]. A full queue drops ([`QueueStyle`]), unless
 //!    the application asked for back-pressure ([`Overflow::Wait`]): then the peer's reader
 //!    waits for room and TCP slows the sender down. The reader wakes the application once
-//!    per burst of messages, and the application takes a batch per wake-up.
+//!    per burst of messages, and the application takes a batch per wake-up. Each message
+//!    queued is charged to the network's `peer::InboundBudget` (`peer.inbound_byte_budget`)
+//!    until the application takes it: while the budget is spent the readers stop reading.
+//!    A peer the peer layer cut off for flooding (`DisconnectReason::RateLimited`) is banned
+//!    for `peer.rate_limit.ban_duration_ms`.
 //! 5. Every network runs a health checker (unless [`HealthCheckConfig::enabled`] is off), an
 //!    application of the facade itself on `HealthCheckerRpc` (5): it answers the peers'
 //!    pings ([`HealthCheckerMsg`]), pings each connected peer that offers the protocol every

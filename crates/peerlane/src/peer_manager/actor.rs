@@ -12,6 +12,7 @@ use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::PeerRole;
 use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, PeerHandle};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::NetworkId;
@@ -395,6 +396,30 @@ impl PeerManager {
         reply(Ok(()));
     }
 
+    /// Bans a peer closed for sustained rate-limit abuse for `rate_limit.ban_duration` (zero:
+    /// no ban), and closes a connection it made while the flooding one was closing.
+    fn ban_for_flooding(&mut self, peer_id: PeerId, closed: ConnectionId) {
+        let ban = self.parts.peer_config.rate_limit.ban_duration;
+        if ban.is_zero() {
+            return;
+        }
+        // Logged once per ban: the connection is gone, so this runs once per flood.
+        self.parts
+            .banned
+            .insert_until(peer_id, Some(Instant::now() + ban));
+        tracing::info!(
+            peer = %PeerNetworkId::new(self.parts.network_id, peer_id),
+            ban = ?ban,
+            reason = DisconnectReason::RateLimited.as_str(),
+            "peer banned for a while"
+        );
+        if let Some(current) = self.connections.get(&peer_id)
+            && current.metadata.connection_id != closed
+        {
+            current.handle.disconnect();
+        }
+    }
+
     fn handle_closed(&mut self, closed: Closed) {
         let Closed {
             peer_id,
@@ -403,6 +428,9 @@ impl PeerManager {
             reason,
         } = closed;
         self.parts.metrics.connection_closed(origin);
+        if reason == DisconnectReason::RateLimited {
+            self.ban_for_flooding(peer_id, connection_id);
+        }
         let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
         let is_current = self
             .connections
