@@ -396,7 +396,9 @@ impl Consensus {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
-        if self.propose_at.is_some_and(|at| at <= now) {
+        // A timer that fires late (a starved process) may find the round over: proposing then
+        // would only load the others with a block this node abandons at once.
+        if self.propose_at.is_some_and(|at| at <= now) && self.round_deadline > now {
             self.propose_at = None;
             self.propose();
         }

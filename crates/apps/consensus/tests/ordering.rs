@@ -1,6 +1,7 @@
 //! Messages from different leaders travel on different connections, so they may arrive out of
 //! order: a proposal for the next height can come before the commit of the height below it,
-//! and a commit of an earlier round after a timeout has moved on to another leader. One
+//! and a commit of an earlier round after a timeout has moved on to another leader; and a
+//! starved leader's timer may fire only after its round is over. One
 //! honest validator runs consensus; the leaders of rounds 1 and 2 are bare networks sending
 //! hand-made messages. Runs on tokio's paused clock, over the memory transport.
 
@@ -248,5 +249,38 @@ async fn a_late_commit_is_taken_from_its_rounds_leader_after_a_timeout() {
             .rejected(Rejected::CommitNotFromLeader),
         0
     );
+    setup.shutdown().await;
+}
+
+/// A leader whose timer fires only after its round is over (a stalled or starved process)
+/// moves to the next round without proposing: a proposal it would at once abandon, with the
+/// votes it would draw, is only load on the others.
+#[tokio::test(start_paused = true)]
+async fn a_leader_woken_after_its_round_ended_does_not_propose_in_it() {
+    let mut setup = Setup::start().await;
+    // Let the actor start and set its timers, then wake it past both the proposal time
+    // (100 ms) and the end of round 0 (1 s) at once.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    let mut status = setup.consensus.watch_status();
+    status.wait_for(|status| status.round >= 1).await.unwrap();
+    assert_eq!(setup.consensus.status().round_timeouts, 1);
+
+    // Round 1's leader is absent from this test's script: nothing more comes for a while.
+    let proposal = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Event::Message {
+                message: ConsensusMsg::Proposal(block),
+                ..
+            } = setup.leader_1.events.next().await.expect("events end")
+            {
+                return block;
+            }
+        }
+    })
+    .await;
+    assert!(proposal.is_err(), "proposed after its round: {proposal:?}");
     setup.shutdown().await;
 }
