@@ -1,9 +1,9 @@
 //! Messages from different leaders travel on different connections, so they may arrive out of
 //! order: a proposal for the next height can come before the commit of the height below it,
 //! and a commit of an earlier round after a timeout has moved on to another leader; and a
-//! starved leader's timer may fire only after its round is over. One
-//! honest validator runs consensus; the leaders of rounds 1 and 2 are bare networks sending
-//! hand-made messages. Runs on tokio's paused clock, over the memory transport.
+//! starved leader's timer may fire only after its round is over. One honest validator runs
+//! consensus; the leaders of rounds 1 and 2 are bare networks sending hand-made messages.
+//! Runs on tokio's paused clock, over the memory transport.
 
 use std::time::Duration;
 
