@@ -54,15 +54,24 @@ fn demo_protocols() -> impl Iterator<Item = ProtocolId> {
 /// How long the full node may take to catch up after the load stops.
 const CATCH_UP_GRACE: Duration = Duration::from_secs(5);
 
+/// How often a run with `--until-blocks` checks whether it is there yet.
+const GOAL_CHECK: Duration = Duration::from_millis(100);
+
 /// Arguments of `peerlane demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
     /// Validators to start (at least 1).
     #[arg(long, default_value_t = 4)]
     nodes: usize,
-    /// How long the load runs, in seconds; the full node joins at 40% of it.
+    /// How long the load runs, in seconds; the full node joins at 40% of it. With
+    /// `--until-blocks`, the most the run may take.
     #[arg(long, default_value_t = 20)]
     duration: u64,
+    /// End as soon as the validators have committed this many blocks and the full node has
+    /// them too (the full node then joins once half of them are committed, or at 40% of
+    /// `--duration` if that comes first); fails if that is not reached within `--duration`.
+    #[arg(long, value_name = "BLOCKS")]
+    until_blocks: Option<u64>,
     /// Transactions per second the load generator submits (each 256–512 random bytes).
     #[arg(long, default_value_t = 2000)]
     tps: u64,
@@ -98,6 +107,9 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     if args.tps == 0 {
         bail!("--tps must be at least 1");
+    }
+    if args.until_blocks == Some(0) {
+        bail!("--until-blocks must be at least 1");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -183,52 +195,77 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         tokio::time::Instant::now() + Duration::from_secs(1),
         Duration::from_secs(1),
     );
-    loop {
-        tick.tick().await;
+    // With a goal, progress is checked this often too, so the run ends soon after reaching it.
+    let mut goal_check = tokio::time::interval(GOAL_CHECK);
+    let goal_reached = loop {
+        let print = tokio::select! {
+            _ = tick.tick() => true,
+            _ = goal_check.tick(), if args.until_blocks.is_some() => false,
+        };
         let elapsed = started.elapsed();
-        if full_node.is_none() && elapsed >= join_at {
+        let height = validators_height(&validators);
+        let join = match args.until_blocks {
+            Some(blocks) => height >= blocks.div_ceil(2) || elapsed >= join_at,
+            None => elapsed >= join_at,
+        };
+        if full_node.is_none() && join {
             full_node = Some(start_full_node(&seeds, &shutdown, &mut tasks)?);
             progress(
                 args.json,
                 "full node joined the public network, catching up from the validators",
             );
         }
-        let height = validators_height(&validators);
-        let txns = committed_txns(&validators);
-        let full = match &full_node {
-            Some(node) => format!("{}", node.store.committed_height()),
-            None => "not started".to_owned(),
-        };
-        progress(
-            args.json,
-            &format!(
-                "[{:>3}s] blocks {height:>5}  txns {txns:>7} ({:>5}/s)  full node {full} / {height}",
-                elapsed.as_secs(),
-                txns.saturating_sub(last_txns),
-            ),
-        );
-        last_txns = txns;
-        if elapsed >= duration {
-            break;
+        let full_height = full_node.as_ref().map(|node| node.store.committed_height());
+        let goal_reached = args.until_blocks.is_some_and(|blocks| {
+            height >= blocks && full_height.is_some_and(|full| full >= blocks)
+        });
+        if print || goal_reached {
+            let txns = committed_txns(&validators);
+            let full = full_height.map_or("not started".to_owned(), |h| h.to_string());
+            progress(
+                args.json,
+                &format!(
+                    "[{:>3}s] blocks {height:>5}  txns {txns:>7} ({:>5}/s)  full node {full} / {height}",
+                    elapsed.as_secs(),
+                    txns.saturating_sub(last_txns),
+                ),
+            );
+            last_txns = txns;
         }
-    }
-
-    // The load stops; consensus goes on while the full node finishes catching up.
-    let target = validators
-        .iter()
-        .map(|v| v.store.committed_height())
-        .min()
-        .unwrap_or(0);
-    let caught_up = match &full_node {
-        Some(node) => {
-            let mut heights = node.store.subscribe_height();
-            tokio::time::timeout(CATCH_UP_GRACE, heights.wait_for(|h| *h >= target))
-                .await
-                .is_ok_and(|r| r.is_ok())
+        if goal_reached {
+            break true;
         }
-        None => false,
+        if print && elapsed >= duration {
+            break false;
+        }
     };
-    let summary = Summary::collect(&args, &validators, full_node.as_ref(), target, caught_up);
+    let load_time = match args.until_blocks {
+        Some(_) => started.elapsed().as_secs().max(1),
+        None => args.duration,
+    };
+
+    let (target, caught_up) = match (args.until_blocks, &full_node) {
+        // The goal includes the full node holding the blocks.
+        (Some(blocks), _) if goal_reached => (blocks, true),
+        // The load stops; consensus goes on while the full node finishes catching up.
+        (_, Some(node)) => {
+            let target = lowest_validator_store_height(&validators);
+            let mut heights = node.store.subscribe_height();
+            let caught_up =
+                tokio::time::timeout(CATCH_UP_GRACE, heights.wait_for(|h| *h >= target))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            (target, caught_up)
+        }
+        (_, None) => (lowest_validator_store_height(&validators), false),
+    };
+    let summary = Summary::collect(
+        &validators,
+        full_node.as_ref(),
+        load_time,
+        target,
+        caught_up,
+    );
 
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
@@ -253,6 +290,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         failures.push(format!(
             "the full node did not catch up (height {} of {})",
             summary.full_node_height, summary.target_height
+        ));
+    }
+    if let Some(blocks) = args.until_blocks.filter(|_| !goal_reached) {
+        failures.push(format!(
+            "{blocks} blocks were not committed and fetched by the full node within {} s",
+            args.duration
         ));
     }
     if failures.is_empty() {
@@ -368,6 +411,15 @@ fn listen_address() -> NetworkAddress {
     LISTEN.parse().expect("the loopback address parses")
 }
 
+/// The lowest height among the validators' state-sync stores: what the full node can reach.
+fn lowest_validator_store_height(validators: &[Validator]) -> u64 {
+    validators
+        .iter()
+        .map(|v| v.store.committed_height())
+        .min()
+        .unwrap_or(0)
+}
+
 /// The highest committed height among the validators.
 fn validators_height(validators: &[Validator]) -> u64 {
     validators
@@ -411,9 +463,9 @@ struct Summary {
 
 impl Summary {
     fn collect(
-        args: &DemoArgs,
         validators: &[Validator],
         full_node: Option<&FullNode>,
+        duration_s: u64,
         target_height: u64,
         full_node_caught_up: bool,
     ) -> Self {
@@ -490,7 +542,7 @@ impl Summary {
         let full = full_node.map(|n| n.store.committed_height()).unwrap_or(0);
         Self {
             validators: validators.len(),
-            duration_s: args.duration,
+            duration_s,
             blocks_committed: validators_height(validators),
             transactions_committed: committed_txns(validators),
             full_node_caught_up,

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How long a test waits for any one thing before it fails.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// How long a test waits for consensus to make progress before it fails: rounds time out and
+/// retry on a loaded machine, so progress may take many rounds; the wait ends at the event.
+const PROGRESS_WAIT: Duration = Duration::from_secs(120);
+
 /// The environment variable that may hold the admin API's token; the tests set it only where
 /// they mean to.
 const TOKEN_ENV: &str = "PEERLANE_ADMIN_TOKEN";
@@ -563,13 +567,18 @@ fn admin_api_bans_and_unbans_peers() {
 /// Calls `check` until it returns `Some`, for up to [`WAIT`]; panics naming `what` after
 /// that. Each call is an HTTP request to a node, so the loop waits on the node, not on a
 /// timer.
-fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
+fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    poll_within(WAIT, what, check)
+}
+
+/// [`poll`] for up to `bound`.
+fn poll_within<T>(bound: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + bound;
     loop {
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        assert!(Instant::now() < deadline, "{what}: not within {bound:?}");
     }
 }
 
@@ -734,7 +743,7 @@ fn validators_with_mempool_and_consensus_commit_blocks() {
     }
     std::fs::write(&peers_file, peers_text).unwrap();
     for admin_port in &admin_ports {
-        let height = poll("three committed blocks", || {
+        let height = poll_within(PROGRESS_WAIT, "three committed blocks", || {
             committed_height(*admin_port).filter(|height| *height >= 3)
         });
         assert!(height >= 3);

@@ -126,6 +126,10 @@ pub struct Consensus {
     committed_id: BlockId,
     /// Proposals for the next height, by id.
     candidates: HashMap<BlockId, Block>,
+    /// The current round's proposal if it is above the next height: the commit below it,
+    /// sent by another leader on another connection, may still be on its way. Voted for once
+    /// that commit makes it the next height; dropped when the round changes.
+    ahead: Option<(PeerNetworkId, Block)>,
 }
 
 /// Reads a node's consensus progress. Cheap to clone.
@@ -346,6 +350,7 @@ impl Consensus {
             committed_height: 0,
             committed_id: BlockId::GENESIS,
             candidates: HashMap::new(),
+            ahead: None,
         };
         Ok((consensus, handle))
     }
@@ -383,6 +388,7 @@ impl Consensus {
         self.round = round;
         self.round_deadline = now + self.config.round_timeout;
         self.proposal = None;
+        self.ahead = None;
         self.propose_at = (self.leader(round) == self.me).then(|| now + self.config.proposal_delay);
         self.status.send_modify(|status| status.round = round);
         tracing::trace!(round, leader = %self.leader(round), "new round");
@@ -390,7 +396,9 @@ impl Consensus {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
-        if self.propose_at.is_some_and(|at| at <= now) {
+        // A timer that fires late (a starved process) may find the round over: proposing then
+        // would only load the others with a block this node abandons at once.
+        if self.propose_at.is_some_and(|at| at <= now) && self.round_deadline > now {
             self.propose_at = None;
             self.propose();
         }
@@ -470,10 +478,16 @@ impl Consensus {
             // The leader is ahead (we missed a commit or a timeout): catch up.
             self.enter_round(block.round);
         }
-        if block.height != self.committed_height + 1
-            || block.parent_id != self.committed_id
-            || self.voted_round == Some(block.round)
-        {
+        if self.voted_round == Some(block.round) {
+            return;
+        }
+        if block.height > self.committed_height + 1 {
+            tracing::debug!(%peer, round = block.round, height = block.height, committed = self.committed_height, "proposal above the next height; kept for the commit below it");
+            self.ahead = Some((peer, block));
+            return;
+        }
+        if block.height != self.committed_height + 1 || block.parent_id != self.committed_id {
+            tracing::debug!(%peer, round = block.round, height = block.height, committed = self.committed_height, "proposal not on the last commit; not voted for");
             return;
         }
         let id = block.id();
@@ -608,6 +622,10 @@ impl Consensus {
         let _ = self.commits.send(committed);
         if commit.round >= self.round {
             self.enter_round(commit.round + 1);
+        }
+        // The round did not change: a proposal kept for this commit may be next now.
+        if let Some((peer, block)) = self.ahead.take() {
+            self.on_proposal(peer, block);
         }
     }
 }

@@ -22,6 +22,9 @@
 //! 3. A validator votes once per round, for a block from the round's leader (the
 //!    authenticated sender must be the block's author) that extends its last commit, by an
 //!    RPC to the leader ([`Vote`]); the latency lands in `consensus_vote_rpc_latency_seconds`.
+//!    A proposal of the current round above the next height is kept until the round ends:
+//!    the commit below it comes from another leader on another connection and may arrive
+//!    after it, and once it does the proposal is voted for.
 //!    The leader counts a vote only if its `voter` is the authenticated peer that sent it, so
 //!    one validator cannot vote for others.
 //! 4. With [`ConsensusConfig::quorum`] votes the leader commits and sends [`Commit`]; each
