@@ -78,15 +78,19 @@
 //! ```
 
 mod auth;
+mod dh;
 mod error;
 mod handshake;
 pub mod keys;
 mod metrics;
+mod replay;
 mod side;
 mod stream;
 mod upgrade;
 
-pub use auth::{AntiReplayTimestamps, HandshakeAuthMode, PeerRole, TrustedPeer, TrustedPeers};
+pub use auth::{
+    AntiReplayTimestamps, BannedPeers, HandshakeAuthMode, PeerRole, TrustedPeer, TrustedPeers,
+};
 pub use error::Error;
 pub use handshake::{
     Accepted, CryptoBackend, FIRST_MESSAGE_LEN, HandshakeConfig, Initiator, PROLOGUE_LEN,
@@ -94,6 +98,7 @@ pub use handshake::{
 };
 pub use keys::{PrivateKey, PublicKey};
 pub use metrics::{HandshakeOutcome, Metrics, StreamErrorReason};
+pub use replay::{REPLAY_CACHE_CAPACITY, TIMESTAMP_WINDOW, handshake_timestamp};
 pub use side::Side;
 pub use stream::{MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream};
-pub use upgrade::{HANDSHAKE_TIMEOUT, NoiseUpgrader, now_millis};
+pub use upgrade::{HANDSHAKE_TIMEOUT, NoiseUpgrader, REFUSAL_LOG_LINES_PER_MINUTE, now_millis};
