@@ -21,9 +21,10 @@ use anyhow::{Context, bail, ensure};
 use bytes::BytesMut;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use netcore::{NetworkAddress, PeerId};
 use peerlane::{
-    ConnectionNotification, Event, Network, NetworkBuilder, NetworkClient, NetworkConfig,
-    NetworkEvents, Overflow, PeerNetworkId, QueueConfig, TransportKind,
+    ConnectionNotification, ConnectionNotifications, Event, Network, NetworkBuilder, NetworkClient,
+    NetworkConfig, NetworkEvents, Overflow, PeerNetworkId, QueueConfig, TransportKind,
 };
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,7 @@ pub(super) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measu
         Workload::RpcTput => rpc_tput(spec, progress).await,
         Workload::Connect => connect(spec, progress).await,
         Workload::IdleMem => idle_mem(spec, progress).await,
+        Workload::Flood => super::flood::run(spec, progress).await,
     }
 }
 
@@ -305,69 +307,128 @@ async fn rpc_tput(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
 /// Dial, one RPC, disconnect, and wait until the listener has seen the connection go; the
 /// whole cycle is timed.
 async fn connect(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
-    let dialer = Node::start(None)?;
-    let listener = Node::start(None)?;
-    let mut notifications = listener.network.peers_and_metadata().subscribe();
-    let dialer_id = dialer.network.peer_id();
-    let to = listener.id();
-    let Node {
-        network: listener_network,
-        events: listener_events,
-        ..
-    } = listener;
-    let serving = serve_echo(listener_events);
-    let (listener_peer, listener_addr) = (
-        listener_network.peer_id(),
-        listener_network.listen_address().clone(),
-    );
-
-    let mut request = super::payload(0, spec.size);
-    let start = Instant::now();
-    for id in 0..spec.count {
-        dialer
-            .network
-            .dial(listener_peer, listener_addr.clone())
-            .await
-            .with_context(|| format!("dial {id}"))?;
-        super::write_seq(&mut request, id);
-        let response = dialer
-            .client
-            .send_rpc(to, Payload(BytesMut::from(&request[..])), RPC_TIMEOUT)
-            .await
-            .with_context(|| format!("RPC on connection {id}"))?;
-        super::check_response(&response.0, id, spec.size)?;
-        dialer
-            .network
-            .disconnect(listener_peer)
-            .await
-            .with_context(|| format!("disconnect {id}"))?;
-        loop {
-            match notifications.recv().await {
-                Some(ConnectionNotification::LostPeer(metadata, ..))
-                    if metadata.remote_peer_id == dialer_id =>
-                {
-                    break;
-                }
-                Some(_) => {}
-                None => bail!("the listener's notifications ended"),
-            }
-        }
-        progress.tick();
-    }
-    let elapsed = start.elapsed();
-    ensure!(
-        notifications.lost() == 0,
-        "the listener lost {} connection notifications",
-        notifications.lost()
-    );
-    dialer.network.shutdown().await;
-    listener_network.shutdown().await;
-    serving.await??;
+    let mut rig = ConnectRig::start().await?;
+    let (elapsed, _) = rig.cycles(spec, progress, false).await?;
+    rig.shutdown().await?;
     Ok(Measurement {
         elapsed,
         items: spec.count,
         ..Measurement::default()
     })
+}
+
+/// A dialer and an echoing listener, for timed connection cycles (`connect`, `flood`).
+pub(super) struct ConnectRig {
+    dialer: Node,
+    dialer_id: PeerId,
+    listener_network: Network,
+    notifications: ConnectionNotifications,
+    to: PeerNetworkId,
+    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl ConnectRig {
+    pub(super) async fn start() -> anyhow::Result<Self> {
+        let dialer = Node::start(None)?;
+        let listener = Node::start(None)?;
+        let notifications = listener.network.peers_and_metadata().subscribe();
+        let dialer_id = dialer.network.peer_id();
+        let to = listener.id();
+        let Node {
+            network: listener_network,
+            events: listener_events,
+            ..
+        } = listener;
+        Ok(Self {
+            dialer,
+            dialer_id,
+            listener_network,
+            notifications,
+            to,
+            serving: serve_echo(listener_events),
+        })
+    }
+
+    /// The listener's address, with its Noise key.
+    pub(super) fn listen_address(&self) -> &NetworkAddress {
+        self.listener_network.listen_address()
+    }
+
+    /// The listener's PeerId.
+    pub(super) fn listener_peer(&self) -> PeerId {
+        self.listener_network.peer_id()
+    }
+
+    /// `spec.count` cycles of dial, one RPC, disconnect, and the listener seeing the
+    /// connection go; returns how long they took and how many dials failed. A failed dial
+    /// fails the run, or with `retry_dials` is counted and tried again (a peer redials).
+    pub(super) async fn cycles(
+        &mut self,
+        spec: Spec,
+        progress: &Progress,
+        retry_dials: bool,
+    ) -> anyhow::Result<(Duration, u64)> {
+        let (listener_peer, listener_addr) = (
+            self.listener_network.peer_id(),
+            self.listener_network.listen_address().clone(),
+        );
+        let mut request = super::payload(0, spec.size);
+        let mut failed_dials = 0;
+        let start = Instant::now();
+        for id in 0..spec.count {
+            loop {
+                match self
+                    .dialer
+                    .network
+                    .dial(listener_peer, listener_addr.clone())
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(_) if retry_dials && failed_dials < spec.count => failed_dials += 1,
+                    Err(err) => return Err(err).with_context(|| format!("dial {id}")),
+                }
+            }
+            super::write_seq(&mut request, id);
+            let response = self
+                .dialer
+                .client
+                .send_rpc(self.to, Payload(BytesMut::from(&request[..])), RPC_TIMEOUT)
+                .await
+                .with_context(|| format!("RPC on connection {id}"))?;
+            super::check_response(&response.0, id, spec.size)?;
+            self.dialer
+                .network
+                .disconnect(listener_peer)
+                .await
+                .with_context(|| format!("disconnect {id}"))?;
+            loop {
+                match self.notifications.recv().await {
+                    Some(ConnectionNotification::LostPeer(metadata, ..))
+                        if metadata.remote_peer_id == self.dialer_id =>
+                    {
+                        break;
+                    }
+                    Some(_) => {}
+                    None => bail!("the listener's notifications ended"),
+                }
+            }
+            progress.tick();
+        }
+        let elapsed = start.elapsed();
+        ensure!(
+            self.notifications.lost() == 0,
+            "the listener lost {} connection notifications",
+            self.notifications.lost()
+        );
+        Ok((elapsed, failed_dials))
+    }
+
+    /// Shuts both networks down and surfaces an error of the echo server.
+    pub(super) async fn shutdown(self) -> anyhow::Result<()> {
+        self.dialer.network.shutdown().await;
+        self.listener_network.shutdown().await;
+        self.serving.await?
+    }
 }
 
 /// N client networks (one per remote peer id) are built before the first memory reading, so
