@@ -6,12 +6,15 @@
 //! the same captured message 1, read what comes back until the listener closes (or 48 bytes),
 //! close. The attackers do no cryptography. The message is genuine (a MaybeMutual listener
 //! accepted it once, as it did the connection it was captured from), so every replay reaches
-//! the Noise responder; what it costs there is what this measures. A legitimate dial the
+//! the Noise responder; what it costs there is what this measures. The listener's
+//! `peerlane_noise_dh_operations_total` over the flooded cycles, less the 4 of each
+//! legitimate connection, gives the Diffie-Hellman operations each replay cost it. A legitimate dial the
 //! listener drops under the flood (its set-up evicted, say) is counted and retried, as a peer
 //! would redial.
 //!
-//! Everything runs in one process on the bench's two worker threads: the attackers' TCP work
-//! competes with both nodes, as it would on a shared host.
+//! The attackers run in the same process, on a thread of their own with a single-threaded
+//! runtime (as another process would, they share the machine's cores with both nodes but not
+//! the nodes' runtime and its task queues).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,13 +53,59 @@ pub(super) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measu
 
     let stop = Arc::new(AtomicBool::new(false));
     let replays = Arc::new(AtomicU64::new(0));
+    let attackers = {
+        let (stop, replays) = (stop.clone(), replays.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the attackers' runtime")?;
+        let sockets = spec.flood_sockets;
+        std::thread::Builder::new()
+            .name("flood".to_owned())
+            .spawn(move || {
+                runtime.block_on(flood(socket_address, captured, sockets, stop, replays))
+            })
+            .context("starting the attackers' thread")?
+    };
+    let dh_before = rig.listener_dh_operations()?;
+    let flooded = rig.cycles(spec, progress, true).await;
+    let dh_after = rig.listener_dh_operations()?;
+    stop.store(true, Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || attackers.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the attackers' thread panicked"))?;
+    let (elapsed, failed_dials) = flooded?;
+    rig.shutdown().await?;
+    // The listener's share of each legitimate connection is 4 (two DH per message).
+    let legitimate_dh = 4 * (spec.count + failed_dials);
+    let replays = replays.load(Ordering::Relaxed);
+    let replay_dh = (dh_after - dh_before).saturating_sub(legitimate_dh);
+    Ok(Measurement {
+        elapsed,
+        items: spec.count,
+        quiet_elapsed: Some(quiet),
+        replays: Some(replays),
+        dh_per_replay: Some(replay_dh as f64 / replays.max(1) as f64),
+        failed_dials: Some(failed_dials),
+        ..Measurement::default()
+    })
+}
+
+/// `sockets` connections at a time replaying `message` at `address` until `stop`.
+async fn flood(
+    address: SocketAddr,
+    message: [u8; noise::FIRST_MESSAGE_LEN],
+    sockets: usize,
+    stop: Arc<AtomicBool>,
+    replays: Arc<AtomicU64>,
+) {
     let mut attackers = JoinSet::new();
-    for _ in 0..spec.flood_sockets {
+    for _ in 0..sockets {
         let (stop, replays) = (stop.clone(), replays.clone());
         attackers.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 // A refused or reset connection is part of a flood: try again.
-                if replay_once(socket_address, &captured).await.is_ok() {
+                if replay_once(address, &message).await.is_ok() {
                     replays.fetch_add(1, Ordering::Relaxed);
                 } else {
                     tokio::task::yield_now().await;
@@ -64,19 +113,7 @@ pub(super) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measu
             }
         });
     }
-    let flooded = rig.cycles(spec, progress, true).await;
-    stop.store(true, Ordering::Relaxed);
     while attackers.join_next().await.is_some() {}
-    let (elapsed, failed_dials) = flooded?;
-    rig.shutdown().await?;
-    Ok(Measurement {
-        elapsed,
-        items: spec.count,
-        quiet_elapsed: Some(quiet),
-        replays: Some(replays.load(Ordering::Relaxed)),
-        failed_dials: Some(failed_dials),
-        ..Measurement::default()
-    })
 }
 
 /// The TCP address of a `/ip4|ip6/…/tcp/…` address.

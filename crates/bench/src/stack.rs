@@ -42,6 +42,9 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a full application queue holds the peer's reader before dropping: longer than
 /// the stall watchdog, so a run fails as stalled rather than losing a message.
 const QUEUE_MAX_WAIT_MS: u64 = 60_000;
+/// How long `flood` waits for the listener to let go of a connection it dropped during set-up
+/// before redialing (it may never have registered it).
+const REDIAL_WAIT: Duration = Duration::from_secs(1);
 /// The message limit: room for 32 MiB payloads plus encoding.
 const MAX_MESSAGE_SIZE: usize = 33 << 20;
 
@@ -53,6 +56,8 @@ struct Payload(BytesMut);
 
 /// One network with the bench application.
 struct Node {
+    /// The network's metrics, for `flood`'s count of the listener's Diffie-Hellman work.
+    registry: Registry,
     network: Network,
     client: NetworkClient<Payload>,
     events: NetworkEvents<Payload>,
@@ -75,13 +80,15 @@ impl Node {
             max_wait_ms: QUEUE_MAX_WAIT_MS,
             ..config.inbound_queue
         };
+        let mut registry = Registry::default();
         let mut builder = NetworkBuilder::new(
             config,
             TransportKind::Tcp(Default::default()),
-            &mut Registry::default(),
+            &mut registry,
         )?;
         let (client, events) = builder.add_application::<Payload>([DIRECT], [RPC], queue_config)?;
         Ok(Self {
+            registry,
             network: builder.build()?,
             client,
             events,
@@ -103,6 +110,19 @@ impl Node {
             .await
             .context("dialing")
     }
+}
+
+/// X25519 operations the Noise handshakes of the network registered in `registry` ran so far
+/// (`peerlane_noise_dh_operations_total`).
+fn dh_operations(registry: &Registry) -> anyhow::Result<u64> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix("peerlane_noise_dh_operations_total")?;
+            rest.rsplit(' ').next()?.parse().ok()
+        })
+        .context("no peerlane_noise_dh_operations_total in the registry")
 }
 
 /// Runs `spec` through peerlane.
@@ -321,6 +341,7 @@ async fn connect(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
 pub(super) struct ConnectRig {
     dialer: Node,
     dialer_id: PeerId,
+    listener_registry: Registry,
     listener_network: Network,
     notifications: ConnectionNotifications,
     to: PeerNetworkId,
@@ -335,6 +356,7 @@ impl ConnectRig {
         let dialer_id = dialer.network.peer_id();
         let to = listener.id();
         let Node {
+            registry: listener_registry,
             network: listener_network,
             events: listener_events,
             ..
@@ -342,6 +364,7 @@ impl ConnectRig {
         Ok(Self {
             dialer,
             dialer_id,
+            listener_registry,
             listener_network,
             notifications,
             to,
@@ -354,14 +377,20 @@ impl ConnectRig {
         self.listener_network.listen_address()
     }
 
+    /// X25519 operations the listener's Noise handshakes ran so far.
+    pub(super) fn listener_dh_operations(&self) -> anyhow::Result<u64> {
+        dh_operations(&self.listener_registry)
+    }
+
     /// The listener's PeerId.
     pub(super) fn listener_peer(&self) -> PeerId {
         self.listener_network.peer_id()
     }
 
     /// `spec.count` cycles of dial, one RPC, disconnect, and the listener seeing the
-    /// connection go; returns how long they took and how many dials failed. A failed dial
-    /// fails the run, or with `retry_dials` is counted and tried again (a peer redials).
+    /// connection go; returns how long they took and how many dials failed. A failed dial (or
+    /// a connection dropped before its RPC was answered) fails the run, or with `retry_dials`
+    /// is counted and tried again, as a peer redials, at most `spec.count` times in all.
     pub(super) async fn cycles(
         &mut self,
         spec: Spec,
@@ -383,35 +412,42 @@ impl ConnectRig {
                     .dial(listener_peer, listener_addr.clone())
                     .await
                 {
-                    Ok(()) => break,
-                    Err(_) if retry_dials && failed_dials < spec.count => failed_dials += 1,
+                    Ok(()) => {}
+                    Err(_) if retry_dials && failed_dials < spec.count => {
+                        failed_dials += 1;
+                        continue;
+                    }
                     Err(err) => return Err(err).with_context(|| format!("dial {id}")),
                 }
+                super::write_seq(&mut request, id);
+                let response = self
+                    .dialer
+                    .client
+                    .send_rpc(self.to, Payload(BytesMut::from(&request[..])), RPC_TIMEOUT)
+                    .await;
+                match response {
+                    Ok(response) => {
+                        super::check_response(&response.0, id, spec.size)?;
+                        break;
+                    }
+                    // The listener dropped the connection during its set-up (evicted under
+                    // the flood): redial, once the listener has let go of it, if it had it.
+                    Err(_) if retry_dials && failed_dials < spec.count => {
+                        failed_dials += 1;
+                        let _ = self.dialer.network.disconnect(listener_peer).await;
+                        let _ = tokio::time::timeout(REDIAL_WAIT, self.lost_dialer()).await;
+                    }
+                    Err(err) => {
+                        return Err(err).with_context(|| format!("RPC on connection {id}"));
+                    }
+                }
             }
-            super::write_seq(&mut request, id);
-            let response = self
-                .dialer
-                .client
-                .send_rpc(self.to, Payload(BytesMut::from(&request[..])), RPC_TIMEOUT)
-                .await
-                .with_context(|| format!("RPC on connection {id}"))?;
-            super::check_response(&response.0, id, spec.size)?;
             self.dialer
                 .network
                 .disconnect(listener_peer)
                 .await
                 .with_context(|| format!("disconnect {id}"))?;
-            loop {
-                match self.notifications.recv().await {
-                    Some(ConnectionNotification::LostPeer(metadata, ..))
-                        if metadata.remote_peer_id == self.dialer_id =>
-                    {
-                        break;
-                    }
-                    Some(_) => {}
-                    None => bail!("the listener's notifications ended"),
-                }
-            }
+            self.lost_dialer().await?;
             progress.tick();
         }
         let elapsed = start.elapsed();
@@ -421,6 +457,21 @@ impl ConnectRig {
             self.notifications.lost()
         );
         Ok((elapsed, failed_dials))
+    }
+
+    /// Waits until the listener has seen the dialer's connection go.
+    async fn lost_dialer(&mut self) -> anyhow::Result<()> {
+        loop {
+            match self.notifications.recv().await {
+                Some(ConnectionNotification::LostPeer(metadata, ..))
+                    if metadata.remote_peer_id == self.dialer_id =>
+                {
+                    return Ok(());
+                }
+                Some(_) => {}
+                None => bail!("the listener's notifications ended"),
+            }
+        }
     }
 
     /// Shuts both networks down and surfaces an error of the echo server.
