@@ -172,8 +172,8 @@ pub enum Error {
     /// rejected our message 1. AptosNet does not say why.
     #[error(
         "noise initiator: {peer_id} closed the connection after our first message: our key is \
-         not trusted by it, the key we expected is wrong, or our timestamp was not newer than \
-         the last one it accepted"
+         not trusted by it or banned, the key we expected is wrong, our timestamp was not newer \
+         than the last one it accepted, or our clock is minutes off its clock"
     )]
     Rejected {
         /// The peer we dialed.

@@ -227,7 +227,9 @@ impl HandshakeConfig {
     /// Starts a handshake with `remote_peer_id`, whose static key we expect to be
     /// `remote_public_key`, and returns message 1 to send. `now_millis` (milliseconds since the
     /// Unix epoch, see [`now_millis`](crate::now_millis)) must grow between two dials of the same
-    /// responder, or a mutual-mode responder rejects the second as a replay.
+    /// responder, or a mutual-mode responder rejects the second as a replay, and stay within
+    /// the responder's freshness window of its clock: pass
+    /// [`handshake_timestamp`](crate::handshake_timestamp)`(now)`, as the upgrader does.
     ///
     /// Fails with [`Error::SelfDial`] if the remote key or PeerId is ours, and with
     /// [`Error::LowOrderKey`] if the remote key is a low-order point (no node has one).

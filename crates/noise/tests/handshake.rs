@@ -270,7 +270,7 @@ async fn wrong_expected_key_is_rejected_and_the_initiator_sees_a_rejection() {
     assert!(
         client_err
             .to_string()
-            .contains("our key is not trusted by it, the key we expected is wrong")
+            .contains("our key is not trusted by it or banned, the key we expected is wrong")
     );
     assert_eq!(pair.server_count(HandshakeOutcome::WrongExpectedKey), 1);
     assert_eq!(pair.client_count(HandshakeOutcome::Rejected), 1);
