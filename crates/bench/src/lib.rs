@@ -15,8 +15,12 @@
 //!
 //! Every run checks what arrived (counts, sizes, sequence numbers, RPC ids) and fails rather
 //! than report a figure for a broken run. Only the workload is timed, set-up excluded (except
-//! for `connect`, whose workload is the set-up).
+//! for `connect` and `flood`, whose workload is the set-up).
+//!
+//! `flood` runs on the peerlane stack only: the `connect` cycle undisturbed, then while
+//! sockets replay a captured Noise message 1 at the listener (see the `flood` module).
 
+mod flood;
 mod raw;
 mod stack;
 mod sweep;
@@ -70,6 +74,9 @@ pub struct BenchArgs {
     /// `sweep`: bytes moved per point (default 96 MiB; at least one message).
     #[arg(long)]
     bytes_per_point: Option<u64>,
+    /// `flood`: sockets replaying a captured Noise message 1 in a loop.
+    #[arg(long, default_value_t = 32)]
+    flood_sockets: usize,
     /// `sweep`: write an SVG line chart here.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
@@ -96,6 +103,9 @@ pub(crate) enum Workload {
     IdleMem,
     /// Bulk throughput against message size for every stack.
     Sweep,
+    /// `connect`'s cycle undisturbed, then while sockets replay a captured Noise message 1
+    /// (peerlane only).
+    Flood,
 }
 
 /// The stacks.
@@ -138,6 +148,8 @@ pub(crate) struct Spec {
     /// Run `idle-mem` in a fresh child process: memory freed by earlier runs would otherwise
     /// be reused by the connections without the RSS growing.
     pub(crate) isolate: bool,
+    /// Replaying sockets (`flood`).
+    pub(crate) flood_sockets: usize,
 }
 
 impl Spec {
@@ -151,6 +163,7 @@ impl Spec {
             Workload::Connect => (500, 64, 0),
             Workload::IdleMem => (1_000, 64, 0),
             Workload::Sweep => (0, 1 << 20, 0),
+            Workload::Flood => (200, 64, 0),
         };
         let spec = Self {
             workload,
@@ -159,6 +172,7 @@ impl Spec {
             warmup: args.warmup.unwrap_or(warmup),
             concurrency: 64,
             isolate: !args.in_process,
+            flood_sockets: args.flood_sockets,
         };
         ensure!(spec.count > 0, "--count must be at least 1");
         ensure!(
@@ -186,6 +200,14 @@ pub(crate) struct Measurement {
     pub(crate) latencies: Vec<Duration>,
     /// RSS growth over the idle connections (`idle-mem`).
     pub(crate) rss_delta: Option<i64>,
+    /// The same cycles without the flood (`flood`).
+    pub(crate) quiet_elapsed: Option<Duration>,
+    /// Replayed messages 1 the listener answered or refused (`flood`).
+    pub(crate) replays: Option<u64>,
+    /// Legitimate dials that failed under the flood and were retried (`flood`).
+    pub(crate) failed_dials: Option<u64>,
+    /// The listener's X25519 operations per replayed message 1 (`flood`).
+    pub(crate) dh_per_replay: Option<f64>,
 }
 
 /// One result line: the figures that apply to the workload.
@@ -228,6 +250,21 @@ pub(crate) struct Report {
     /// Resident bytes per idle connection per side.
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes_per_conn: Option<f64>,
+    /// Replaying sockets (`flood`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flood_sockets: Option<usize>,
+    /// Connections per second without the flood (`flood`; `conns_per_s` is under it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quiet_conns_per_s: Option<f64>,
+    /// Replayed messages 1 per second the listener took (`flood`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replays_per_s: Option<f64>,
+    /// Legitimate dials that failed under the flood and were retried (`flood`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_dials: Option<f64>,
+    /// The listener's X25519 operations per replayed message 1 (`flood`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dh_per_replay: Option<f64>,
 }
 
 impl Report {
@@ -250,6 +287,11 @@ impl Report {
             rpcs_per_s: None,
             conns_per_s: None,
             bytes_per_conn: None,
+            flood_sockets: None,
+            quiet_conns_per_s: None,
+            replays_per_s: None,
+            failed_dials: None,
+            dh_per_replay: None,
         };
         match spec.workload {
             Workload::Bulk | Workload::Small | Workload::Sweep => {
@@ -269,6 +311,16 @@ impl Report {
             }
             Workload::RpcTput => report.rpcs_per_s = Some(per_s),
             Workload::Connect => report.conns_per_s = Some(per_s),
+            Workload::Flood => {
+                report.conns_per_s = Some(per_s);
+                report.flood_sockets = Some(spec.flood_sockets);
+                report.quiet_conns_per_s = m
+                    .quiet_elapsed
+                    .map(|quiet| m.items as f64 / quiet.as_secs_f64().max(1e-9));
+                report.replays_per_s = m.replays.map(|n| n as f64 / secs);
+                report.failed_dials = m.failed_dials.map(|n| n as f64);
+                report.dh_per_replay = m.dh_per_replay;
+            }
             Workload::IdleMem => {
                 let delta = m.rss_delta.unwrap_or(0) as f64;
                 report.bytes_per_conn = Some(delta / spec.count as f64 / 2.0);
@@ -293,6 +345,10 @@ impl Report {
         out.rpcs_per_s = med(|r| r.rpcs_per_s);
         out.conns_per_s = med(|r| r.conns_per_s);
         out.bytes_per_conn = med(|r| r.bytes_per_conn);
+        out.quiet_conns_per_s = med(|r| r.quiet_conns_per_s);
+        out.replays_per_s = med(|r| r.replays_per_s);
+        out.failed_dials = med(|r| r.failed_dials);
+        out.dh_per_replay = med(|r| r.dh_per_replay);
         out
     }
 
@@ -303,7 +359,7 @@ impl Report {
             Workload::Small => self.msgs_per_s.map(|v| (v, true)),
             Workload::RpcLat => self.p50_us.map(|v| (v, false)),
             Workload::RpcTput => self.rpcs_per_s.map(|v| (v, true)),
-            Workload::Connect => self.conns_per_s.map(|v| (v, true)),
+            Workload::Connect | Workload::Flood => self.conns_per_s.map(|v| (v, true)),
             Workload::IdleMem => self.bytes_per_conn.map(|v| (v, false)),
         }
     }
@@ -329,7 +385,14 @@ impl Report {
         put("mean µs", self.mean_us, 1);
         put("RPC/s", self.rpcs_per_s, 0);
         put("conn/s", self.conns_per_s, 1);
+        put("conn/s without flood", self.quiet_conns_per_s, 1);
+        put("replays/s", self.replays_per_s, 0);
+        put("DH/replay", self.dh_per_replay, 2);
+        put("failed dials", self.failed_dials, 0);
         put("B/conn/side", self.bytes_per_conn, 0);
+        if let Some(sockets) = self.flood_sockets {
+            let _ = write!(s, "  ({sockets} replaying sockets)");
+        }
         s
     }
 }
@@ -339,7 +402,7 @@ impl Report {
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.workload.is_none() && !args.all {
         bail!(
-            "name a workload (bulk, small, rpc-lat, rpc-tput, connect, idle-mem, sweep) or pass --all"
+            "name a workload (bulk, small, rpc-lat, rpc-tput, connect, idle-mem, sweep, flood) or pass --all"
         );
     }
     // The multi-stack runs (--all, sweep) default to medians of 3.
@@ -365,6 +428,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         let workload = args.workload.unwrap_or(Workload::Bulk);
         let spec = Spec::new(workload, &args)?;
+        ensure!(
+            workload != Workload::Flood || args.stack == Stack::Peerlane,
+            "flood runs against the peerlane listener only (no --stack)"
+        );
         raise_fd_limit(Some(&spec).filter(|s| s.workload == Workload::IdleMem))?;
         let mut runs = Vec::with_capacity(reps);
         for _ in 0..reps {
@@ -500,7 +567,7 @@ fn summary(reports: &[Report]) -> serde_json::Value {
             Workload::Small => "msgs_per_s",
             Workload::RpcLat => "p50_us",
             Workload::RpcTput => "rpcs_per_s",
-            Workload::Connect => "conns_per_s",
+            Workload::Connect | Workload::Flood => "conns_per_s",
             Workload::IdleMem | Workload::Sweep => "bytes_per_conn",
         };
         ratios_json.insert(
@@ -550,6 +617,7 @@ pub(crate) fn workload_name(workload: Workload) -> &'static str {
         Workload::Connect => "connect",
         Workload::IdleMem => "idle-mem",
         Workload::Sweep => "sweep",
+        Workload::Flood => "flood",
     }
 }
 
@@ -813,6 +881,44 @@ mod tests {
                 .unwrap();
             assert_eq!((ok.items, ok.bytes), (50, 50 * 128));
         }
+    }
+
+    /// `flood` runs at a tiny size and reports the connection rate both with and without the
+    /// replaying sockets, and how many replays the listener took.
+    #[test]
+    fn flood_reports_the_rate_with_and_without_the_flood() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let spec = Spec {
+            workload: Workload::Flood,
+            count: 5,
+            size: 64,
+            warmup: 0,
+            concurrency: 1,
+            isolate: false,
+            flood_sockets: 4,
+        };
+        let m = runtime.block_on(run_one(Stack::Peerlane, spec)).unwrap();
+        assert_eq!(m.items, 5);
+        let report = Report::from_run(Stack::Peerlane, &spec, &m);
+        assert!(report.conns_per_s.unwrap() > 0.0);
+        assert!(report.quiet_conns_per_s.unwrap() > 0.0);
+        assert!(report.replays_per_s.is_some() && report.failed_dials.is_some());
+        // Replays cost the listener no Diffie-Hellman (they used to cost four each).
+        if m.replays.unwrap() > 0 {
+            assert_eq!(report.dh_per_replay, Some(0.0));
+        }
+        let figures = report.figures();
+        assert!(figures.contains("conn/s without flood"), "{figures}");
+        assert!(figures.contains("(4 replaying sockets)"), "{figures}");
+        let err = runtime.block_on(run_one(Stack::Tcp, spec)).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("peerlane listener only"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub(super) async fn run(
         Workload::RpcTput => rpc_tput(stack, spec, progress).await,
         Workload::Connect => connect(stack, spec, progress).await,
         Workload::IdleMem => idle_mem(stack, spec, progress).await,
+        Workload::Flood => anyhow::bail!("flood runs against the peerlane listener only"),
     }
 }
 

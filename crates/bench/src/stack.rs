@@ -21,9 +21,10 @@ use anyhow::{Context, bail, ensure};
 use bytes::BytesMut;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use netcore::{NetworkAddress, PeerId};
 use peerlane::{
-    ConnectionNotification, Event, Network, NetworkBuilder, NetworkClient, NetworkConfig,
-    NetworkEvents, Overflow, PeerNetworkId, QueueConfig, TransportKind,
+    ConnectionNotification, ConnectionNotifications, Event, Network, NetworkBuilder, NetworkClient,
+    NetworkConfig, NetworkEvents, Overflow, PeerNetworkId, QueueConfig, TransportKind,
 };
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,9 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a full application queue holds the peer's reader before dropping: longer than
 /// the stall watchdog, so a run fails as stalled rather than losing a message.
 const QUEUE_MAX_WAIT_MS: u64 = 60_000;
+/// How long `flood` waits for the listener to let go of a connection it dropped during set-up
+/// before redialing (it may never have registered it).
+const REDIAL_WAIT: Duration = Duration::from_secs(1);
 /// The message limit: room for 32 MiB payloads plus encoding.
 const MAX_MESSAGE_SIZE: usize = 33 << 20;
 
@@ -52,6 +56,8 @@ struct Payload(BytesMut);
 
 /// One network with the bench application.
 struct Node {
+    /// The network's metrics, for `flood`'s count of the listener's Diffie-Hellman work.
+    registry: Registry,
     network: Network,
     client: NetworkClient<Payload>,
     events: NetworkEvents<Payload>,
@@ -77,13 +83,15 @@ impl Node {
             max_wait: Duration::from_millis(QUEUE_MAX_WAIT_MS),
             ..config.inbound_queue
         };
+        let mut registry = Registry::default();
         let mut builder = NetworkBuilder::new(
             config,
             TransportKind::Tcp(Default::default()),
-            &mut Registry::default(),
+            &mut registry,
         )?;
         let (client, events) = builder.add_application::<Payload>([DIRECT], [RPC], queue_config)?;
         Ok(Self {
+            registry,
             network: builder.build()?,
             client,
             events,
@@ -107,6 +115,19 @@ impl Node {
     }
 }
 
+/// X25519 operations the Noise handshakes of the network registered in `registry` ran so far
+/// (`peerlane_noise_dh_operations_total`).
+fn dh_operations(registry: &Registry) -> anyhow::Result<u64> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix("peerlane_noise_dh_operations_total")?;
+            rest.rsplit(' ').next()?.parse().ok()
+        })
+        .context("no peerlane_noise_dh_operations_total in the registry")
+}
+
 /// Runs `spec` through peerlane.
 pub(super) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
     match spec.workload {
@@ -115,6 +136,7 @@ pub(super) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measu
         Workload::RpcTput => rpc_tput(spec, progress).await,
         Workload::Connect => connect(spec, progress).await,
         Workload::IdleMem => idle_mem(spec, progress).await,
+        Workload::Flood => super::flood::run(spec, progress).await,
     }
 }
 
@@ -308,69 +330,159 @@ async fn rpc_tput(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
 /// Dial, one RPC, disconnect, and wait until the listener has seen the connection go; the
 /// whole cycle is timed.
 async fn connect(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
-    let dialer = Node::start(None)?;
-    let listener = Node::start(None)?;
-    let mut notifications = listener.network.peers_and_metadata().subscribe();
-    let dialer_id = dialer.network.peer_id();
-    let to = listener.id();
-    let Node {
-        network: listener_network,
-        events: listener_events,
-        ..
-    } = listener;
-    let serving = serve_echo(listener_events);
-    let (listener_peer, listener_addr) = (
-        listener_network.peer_id(),
-        listener_network.listen_address().clone(),
-    );
-
-    let mut request = super::payload(0, spec.size);
-    let start = Instant::now();
-    for id in 0..spec.count {
-        dialer
-            .network
-            .dial(listener_peer, listener_addr.clone())
-            .await
-            .with_context(|| format!("dial {id}"))?;
-        super::write_seq(&mut request, id);
-        let response = dialer
-            .client
-            .send_rpc(to, Payload(BytesMut::from(&request[..])), RPC_TIMEOUT)
-            .await
-            .with_context(|| format!("RPC on connection {id}"))?;
-        super::check_response(&response.0, id, spec.size)?;
-        dialer
-            .network
-            .disconnect(listener_peer)
-            .await
-            .with_context(|| format!("disconnect {id}"))?;
-        loop {
-            match notifications.recv().await {
-                Some(ConnectionNotification::LostPeer(metadata, ..))
-                    if metadata.remote_peer_id == dialer_id =>
-                {
-                    break;
-                }
-                Some(_) => {}
-                None => bail!("the listener's notifications ended"),
-            }
-        }
-        progress.tick();
-    }
-    let elapsed = start.elapsed();
-    ensure!(
-        notifications.lost() == 0,
-        "the listener lost {} connection notifications",
-        notifications.lost()
-    );
-    dialer.network.shutdown().await;
-    listener_network.shutdown().await;
-    serving.await??;
+    let mut rig = ConnectRig::start().await?;
+    let (elapsed, _) = rig.cycles(spec, progress, false).await?;
+    rig.shutdown().await?;
     Ok(Measurement {
         elapsed,
         items: spec.count,
         ..Measurement::default()
     })
+}
+
+/// A dialer and an echoing listener, for timed connection cycles (`connect`, `flood`).
+pub(super) struct ConnectRig {
+    dialer: Node,
+    dialer_id: PeerId,
+    listener_registry: Registry,
+    listener_network: Network,
+    notifications: ConnectionNotifications,
+    to: PeerNetworkId,
+    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl ConnectRig {
+    pub(super) async fn start() -> anyhow::Result<Self> {
+        let dialer = Node::start(None)?;
+        let listener = Node::start(None)?;
+        let notifications = listener.network.peers_and_metadata().subscribe();
+        let dialer_id = dialer.network.peer_id();
+        let to = listener.id();
+        let Node {
+            registry: listener_registry,
+            network: listener_network,
+            events: listener_events,
+            ..
+        } = listener;
+        Ok(Self {
+            dialer,
+            dialer_id,
+            listener_registry,
+            listener_network,
+            notifications,
+            to,
+            serving: serve_echo(listener_events),
+        })
+    }
+
+    /// The listener's address, with its Noise key.
+    pub(super) fn listen_address(&self) -> &NetworkAddress {
+        self.listener_network.listen_address()
+    }
+
+    /// X25519 operations the listener's Noise handshakes ran so far.
+    pub(super) fn listener_dh_operations(&self) -> anyhow::Result<u64> {
+        dh_operations(&self.listener_registry)
+    }
+
+    /// The listener's PeerId.
+    pub(super) fn listener_peer(&self) -> PeerId {
+        self.listener_network.peer_id()
+    }
+
+    /// `spec.count` cycles of dial, one RPC, disconnect, and the listener seeing the
+    /// connection go; returns how long they took and how many dials failed. A failed dial (or
+    /// a connection dropped before its RPC was answered) fails the run, or with `retry_dials`
+    /// is counted and tried again, as a peer redials, at most `spec.count` times in all.
+    pub(super) async fn cycles(
+        &mut self,
+        spec: Spec,
+        progress: &Progress,
+        retry_dials: bool,
+    ) -> anyhow::Result<(Duration, u64)> {
+        let (listener_peer, listener_addr) = (
+            self.listener_network.peer_id(),
+            self.listener_network.listen_address().clone(),
+        );
+        let mut request = super::payload(0, spec.size);
+        let mut failed_dials = 0;
+        let start = Instant::now();
+        for id in 0..spec.count {
+            loop {
+                match self
+                    .dialer
+                    .network
+                    .dial(listener_peer, listener_addr.clone())
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(_) if retry_dials && failed_dials < spec.count => {
+                        failed_dials += 1;
+                        continue;
+                    }
+                    Err(err) => return Err(err).with_context(|| format!("dial {id}")),
+                }
+                super::write_seq(&mut request, id);
+                let response = self
+                    .dialer
+                    .client
+                    .send_rpc(self.to, Payload(BytesMut::from(&request[..])), RPC_TIMEOUT)
+                    .await;
+                match response {
+                    Ok(response) => {
+                        super::check_response(&response.0, id, spec.size)?;
+                        break;
+                    }
+                    // The listener dropped the connection during its set-up (evicted under
+                    // the flood): redial, once the listener has let go of it, if it had it.
+                    Err(_) if retry_dials && failed_dials < spec.count => {
+                        failed_dials += 1;
+                        let _ = self.dialer.network.disconnect(listener_peer).await;
+                        let _ = tokio::time::timeout(REDIAL_WAIT, self.lost_dialer()).await;
+                    }
+                    Err(err) => {
+                        return Err(err).with_context(|| format!("RPC on connection {id}"));
+                    }
+                }
+            }
+            self.dialer
+                .network
+                .disconnect(listener_peer)
+                .await
+                .with_context(|| format!("disconnect {id}"))?;
+            self.lost_dialer().await?;
+            progress.tick();
+        }
+        let elapsed = start.elapsed();
+        ensure!(
+            self.notifications.lost() == 0,
+            "the listener lost {} connection notifications",
+            self.notifications.lost()
+        );
+        Ok((elapsed, failed_dials))
+    }
+
+    /// Waits until the listener has seen the dialer's connection go.
+    async fn lost_dialer(&mut self) -> anyhow::Result<()> {
+        loop {
+            match self.notifications.recv().await {
+                Some(ConnectionNotification::LostPeer(metadata, ..))
+                    if metadata.remote_peer_id == self.dialer_id =>
+                {
+                    return Ok(());
+                }
+                Some(_) => {}
+                None => bail!("the listener's notifications ended"),
+            }
+        }
+    }
+
+    /// Shuts both networks down and surfaces an error of the echo server.
+    pub(super) async fn shutdown(self) -> anyhow::Result<()> {
+        self.dialer.network.shutdown().await;
+        self.listener_network.shutdown().await;
+        self.serving.await?
+    }
 }
 
 /// N client networks (one per remote peer id) are built before the first memory reading, so

@@ -65,6 +65,7 @@ pub(super) async fn run(options: Options, reps: usize) -> anyhow::Result<ExitCod
             warmup: 0,
             concurrency: 1,
             isolate: false,
+            flood_sockets: 0,
         };
         let mut runs: Vec<Vec<Report>> = vec![Vec::new(); ALL_STACKS.len()];
         for _ in 0..reps {

@@ -23,7 +23,8 @@
 //!
 //! For the config structs of every layer, [`serde_duration_ms`] reads and writes a
 //! `Duration` as whole milliseconds, and [`metric_label_enum!`] declares the enums that are
-//! Prometheus label values.
+//! Prometheus label values. For logs a remote peer can trigger at will, [`LogLimiter`] (and
+//! its shared form [`SharedLogLimiter`]) lets N lines per interval through and counts the rest.
 //!
 //! Types to read first: [`NetworkAddress`], [`Transport`], [`FrameCodec`].
 
@@ -32,6 +33,7 @@ mod byte_string;
 mod error;
 pub mod framing;
 mod hex32;
+mod log_limiter;
 pub mod memsocket;
 mod metric_label;
 mod peer_id;
@@ -42,9 +44,12 @@ pub mod transport;
 pub use address::{DnsName, NetworkAddress, Protocol};
 pub use error::Error;
 pub use framing::{FrameCodec, IDLE_BUFFER_KEEP, LengthPrefix};
+pub use log_limiter::{LogLimiter, SharedLogLimiter};
 pub use memsocket::{MemoryListener, MemorySocket};
 pub use peer_id::PeerId;
 pub use public_key::PublicKey;
+#[doc(hidden)]
+pub use public_key::low_order_points;
 pub use transport::{
     BoxedTransport, ConnectionOrigin, Endpoint, MemoryTransport, TcpConfig, TcpTransport,
     Transport, TransportExt,

@@ -46,6 +46,58 @@ impl PublicKey {
     pub const fn to_bytes(self) -> [u8; Self::LENGTH] {
         self.0
     }
+
+    /// Whether the key is one of the known encodings of a low-order point of Curve25519
+    /// (order 1, 2, 4 or 8; RFC 7748 §7, libsodium's list), top bit ignored as X25519 ignores
+    /// it. A Diffie-Hellman with such a key gives a fixed result (all zeros) whatever the
+    /// other private key: no node has it as its key, and a handshake with it would prove
+    /// nothing. Parsing text refuses these keys; the Noise layer refuses them on the wire.
+    pub fn is_low_order(&self) -> bool {
+        let mut masked = self.0;
+        masked[31] &= 0x7f;
+        LOW_ORDER_POINTS.contains(&masked)
+    }
+}
+
+/// The encodings of Curve25519's low-order points, top bit clear: 0 and 1, the two points of
+/// order 8, and p - 1, p, p + 1 (the non-canonical forms of order 2, 4 and 1).
+const LOW_ORDER_POINTS: [[u8; 32]; 7] = {
+    const fn ff(first: u8) -> [u8; 32] {
+        let mut bytes = [0xff; 32];
+        bytes[0] = first;
+        bytes[31] = 0x7f;
+        bytes
+    }
+    let mut one = [0; 32];
+    one[0] = 1;
+    [
+        [0; 32],
+        one,
+        [
+            0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+            0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+            0x5f, 0x49, 0xb8, 0x00,
+        ],
+        [
+            0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83,
+            0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd,
+            0xd0, 0x9f, 0x11, 0x57,
+        ],
+        ff(0xec),
+        ff(0xed),
+        ff(0xee),
+    ]
+};
+
+/// Every low-order encoding, top bit clear and set: for tests of the layers that must refuse
+/// them. Not a public API.
+#[doc(hidden)]
+pub fn low_order_points() -> impl Iterator<Item = PublicKey> {
+    LOW_ORDER_POINTS.into_iter().flat_map(|bytes| {
+        let mut high = bytes;
+        high[31] |= 0x80;
+        [PublicKey(bytes), PublicKey(high)]
+    })
 }
 
 impl fmt::Display for PublicKey {
@@ -64,14 +116,18 @@ impl fmt::Debug for PublicKey {
 impl FromStr for PublicKey {
     type Err = Error;
 
-    /// Parses 64 hex digits, with or without a `0x` prefix.
+    /// Parses 64 hex digits, with or without a `0x` prefix. Refuses a low-order point
+    /// ([`PublicKey::is_low_order`]): no node has one as its key.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        hex32::parse(text)
-            .map(Self)
-            .map_err(|reason| Error::InvalidPublicKey {
-                input: text.to_owned(),
-                reason,
-            })
+        let invalid = |reason| Error::InvalidPublicKey {
+            input: text.to_owned(),
+            reason,
+        };
+        let key = hex32::parse(text).map(Self).map_err(invalid)?;
+        if key.is_low_order() {
+            return Err(invalid("a low-order point, which no node has as its key"));
+        }
+        Ok(key)
     }
 }
 
@@ -187,6 +243,27 @@ mod tests {
         assert_eq!(json, format!("\"{}\"", "11".repeat(32)));
         assert_eq!(serde_json::from_str::<PublicKey>(&json).unwrap(), key);
         assert!(serde_json::from_str::<PublicKey>("\"11\"").is_err());
+    }
+
+    /// Every listed encoding is low order (X25519 with any secret gives all zeros), text
+    /// parsing refuses them, and real keys are not low order.
+    #[test]
+    fn low_order_points_are_recognised_and_refused() {
+        let secret = x25519_dalek::StaticSecret::from([0x42; 32]);
+        let points: Vec<PublicKey> = low_order_points().collect();
+        assert_eq!(points.len(), 14);
+        for point in points {
+            assert!(point.is_low_order(), "{point}");
+            let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(point));
+            assert!(!shared.was_contributory(), "{point} is not low order");
+            let err = point.to_string().parse::<PublicKey>().unwrap_err();
+            assert!(err.to_string().contains("low-order"), "{err}");
+        }
+        for seed in 0..64u8 {
+            let key = PublicKey::from(&x25519_dalek::StaticSecret::from([seed; 32]));
+            assert!(!key.is_low_order());
+        }
+        assert!(!PublicKey::new([0xab; 32]).is_low_order());
     }
 
     /// Converting through x25519-dalek keeps the bytes.

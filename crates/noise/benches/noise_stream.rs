@@ -43,7 +43,7 @@ fn sessions(backend: CryptoBackend) -> (snow::TransportState, snow::TransportSta
     let (initiator, first) = client
         .initiate(server.peer_id(), server.public_key(), 1)
         .unwrap();
-    let accepted = server.respond(&first).unwrap();
+    let accepted = server.respond(&first, 1).unwrap();
     (
         initiator.finish(&accepted.second_message).unwrap(),
         accepted.session,

@@ -1,5 +1,5 @@
-//! Who may connect: trusted peers, their roles, the two authentication modes, and the
-//! anti-replay timestamps of mutual mode.
+//! Who may connect: trusted peers, their roles, the two authentication modes, the
+//! anti-replay timestamps of mutual mode, and the caller's ban check.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -66,12 +66,50 @@ pub struct TrustedPeer {
 }
 
 impl TrustedPeer {
-    /// A trusted peer with the given role and keys.
+    /// A trusted peer with the given role and keys. Low-order keys
+    /// ([`PublicKey::is_low_order`]) are left out, with a warning: nobody holds one as a key,
+    /// and a handshake with one proves nothing (the handshake refuses them anyway).
     pub fn new(role: PeerRole, keys: impl IntoIterator<Item = PublicKey>) -> Self {
-        Self {
-            keys: keys.into_iter().collect(),
-            role,
-        }
+        let keys = keys
+            .into_iter()
+            .filter(|key| {
+                let low_order = key.is_low_order();
+                if low_order {
+                    tracing::warn!(%key, %role, "low-order key left out of a trusted peer");
+                }
+                !low_order
+            })
+            .collect();
+        Self { keys, role }
+    }
+}
+
+/// The caller's ban check: given the PeerId in the clear prologue of a message 1, whether to
+/// refuse the initiator outright ([`Error::Banned`](crate::Error::Banned)). The responder asks
+/// it right after the prologue checks, before any cryptography, in both auth modes. The PeerId
+/// is not authenticated yet: refusing a banned id early costs an impostor using it nothing it
+/// could have had, as the real peer would be refused after the handshake anyway.
+///
+/// Cloning gives another handle on the same check. The check runs on the accepting task for
+/// every message 1: keep it cheap and non-blocking (a read lock on a set, say).
+#[derive(Clone)]
+pub struct BannedPeers(Arc<dyn Fn(&PeerId) -> bool + Send + Sync>);
+
+impl BannedPeers {
+    /// A ban check that refuses the PeerIds for which `is_banned` returns true.
+    pub fn new(is_banned: impl Fn(&PeerId) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(is_banned))
+    }
+
+    /// Whether `peer_id` is banned.
+    pub fn is_banned(&self, peer_id: &PeerId) -> bool {
+        (self.0)(peer_id)
+    }
+}
+
+impl fmt::Debug for BannedPeers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BannedPeers(..)")
     }
 }
 
@@ -299,6 +337,16 @@ mod tests {
         assert_eq!(timestamps.check_and_record(&key(2), 0), Ok(()));
         assert_eq!(timestamps.last(&key(1)), Some(2));
         assert_eq!(timestamps.len(), 2);
+    }
+
+    /// Low-order keys never make it into a trusted peer.
+    #[test]
+    fn trusted_peers_leave_out_low_order_keys() {
+        let peer = TrustedPeer::new(
+            PeerRole::Validator,
+            netcore::low_order_points().chain([key(1)]),
+        );
+        assert_eq!(peer.keys, HashSet::from([key(1)]));
     }
 
     /// Updates are visible to new snapshots and invisible to old ones.

@@ -123,12 +123,57 @@ pub enum Error {
         last: u64,
     },
 
+    /// The prologue's PeerId is banned by the caller's [`BannedPeers`](crate::BannedPeers)
+    /// check. Refused right after the expected key, before any cryptography.
+    #[error("noise responder: peer {peer_id} is banned")]
+    Banned {
+        /// The PeerId the initiator claimed (not authenticated).
+        peer_id: PeerId,
+    },
+
+    /// Message 1 carries an ephemeral key seen in a recent message 1: a replay of a captured
+    /// message. Refused before any Diffie-Hellman when the key is in the cache of recent
+    /// ephemeral keys, or right after decryption when two copies race.
+    #[error("noise responder: message 1 from {peer_id} reuses a recent ephemeral key (replay)")]
+    ReplayedMessage {
+        /// The PeerId the initiator claimed (not authenticated).
+        peer_id: PeerId,
+    },
+
+    /// The timestamp in message 1 is further from our clock than the freshness window: a
+    /// replay of an old message, or an initiator whose clock is off. Both auth modes.
+    #[error(
+        "noise responder: timestamp {timestamp} from {peer_id} is more than {window:?} away from          our clock ({now})"
+    )]
+    StaleTimestamp {
+        /// The authenticated PeerId.
+        peer_id: PeerId,
+        /// The timestamp in the message, in milliseconds since the Unix epoch.
+        timestamp: u64,
+        /// Our clock, in the same unit.
+        now: u64,
+        /// The window it had to lie within.
+        window: Duration,
+    },
+
+    /// A key of the handshake is a low-order point of Curve25519, so a Diffie-Hellman with it
+    /// is all zeros whatever the private key (RFC 7748 §6.1) and proves nothing: the remote
+    /// static or ephemeral key in a handshake message, or the key an initiator was asked to
+    /// dial.
+    #[error("noise {side}: a low-order x25519 key in the handshake with {peer_id}")]
+    LowOrderKey {
+        /// Which side refused it.
+        side: Side,
+        /// The remote PeerId (claimed, on the responder).
+        peer_id: PeerId,
+    },
+
     /// The responder closed the connection (or reset it) without sending message 2: it
     /// rejected our message 1. AptosNet does not say why.
     #[error(
         "noise initiator: {peer_id} closed the connection after our first message: our key is \
-         not trusted by it, the key we expected is wrong, or our timestamp was not newer than \
-         the last one it accepted"
+         not trusted by it or banned, the key we expected is wrong, our timestamp was not newer \
+         than the last one it accepted, or our clock is minutes off its clock"
     )]
     Rejected {
         /// The peer we dialed.
@@ -222,6 +267,10 @@ impl Error {
             Self::UnknownPeer { .. } => HandshakeOutcome::UnknownPeer,
             Self::KeyMismatch { .. } | Self::PeerIdMismatch { .. } => HandshakeOutcome::KeyMismatch,
             Self::ReplayedTimestamp { .. } => HandshakeOutcome::ReplayedTimestamp,
+            Self::Banned { .. } => HandshakeOutcome::Banned,
+            Self::ReplayedMessage { .. } => HandshakeOutcome::ReplayedMessage,
+            Self::StaleTimestamp { .. } => HandshakeOutcome::StaleTimestamp,
+            Self::LowOrderKey { .. } => HandshakeOutcome::LowOrderKey,
             Self::Rejected { .. } => HandshakeOutcome::Rejected,
             Self::Timeout { .. } => HandshakeOutcome::Timeout,
             Self::Io { .. } => HandshakeOutcome::Io,

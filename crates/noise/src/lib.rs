@@ -9,7 +9,8 @@
 //!                 │ 168-byte message 1 / 48-byte message 2
 //!                 ▼
 //!             HandshakeConfig::{initiate, respond}          (pure: bytes + now in, bytes out)
-//!                 │ checks: self-dial → expected key → decrypt → auth → anti-replay
+//!                 │ checks: self-dial → expected key → banned / untrusted → replayed or
+//!                 │ low-order e → decrypt → auth → fresh timestamp → anti-replay
 //!                 ▼
 //!             NoiseStream<socket>                           (AsyncRead + AsyncWrite,
 //!                                                             u16-framed AES-GCM frames)
@@ -20,13 +21,23 @@
 //!    message 1 in AptosNet's order against a [`HandshakeAuthMode`] and builds message 2;
 //!    [`Initiator::finish`] reads message 2. Both ends get a session.
 //! 2. [`NoiseUpgrader`] drives that over any `AsyncRead + AsyncWrite` socket, with an optional
-//!    deadline ([`HANDSHAKE_TIMEOUT`]), and logs and counts ([`Metrics`]) every outcome.
+//!    deadline ([`HANDSHAKE_TIMEOUT`]), and counts ([`Metrics`]) every outcome and every
+//!    Diffie-Hellman; it logs them too, refusals rate-limited with netcore's `LogLimiter`. It
+//!    stamps message 1 with [`handshake_timestamp`], strictly increasing over the process.
 //! 3. [`NoiseStream`] seals written bytes into frames of at most 65,519 plaintext bytes and
 //!    opens the peer's frames on read.
 //!
 //! Who may connect is decided by [`TrustedPeers`] (shared, updatable at run time) through the
 //! auth mode: `Mutual` for validator networks, `MaybeMutual` elsewhere; a peer's [`PeerRole`]
-//! comes from that set and is spelled in config files as serde writes it. Keys are x25519
+//! comes from that set and is spelled in config files as serde writes it. The caller can
+//! refuse PeerIds of its own ([`BannedPeers`]).
+//!
+//! Whatever a remote can send at will is refused as cheaply as possible: a banned PeerId, an
+//! untrusted one in mutual mode, and a replayed message 1 (its ephemeral key is in a bounded
+//! cache of recent ones, [`REPLAY_CACHE_CAPACITY`]) cost the responder no Diffie-Hellman; a
+//! timestamp outside [`TIMESTAMP_WINDOW`] is refused before message 2. Keys that are low-order
+//! points of Curve25519 are refused on both sides, and the X25519 that snow runs (the `dh`
+//! module's resolver) fails on an all-zero result. Keys are x25519
 //! ([`keys`]); [`PublicKey`] is netcore's, the same type a network address holds. Every
 //! failure is a [`noise::Error`](Error), and says which [`Side`] saw it.
 //!
@@ -78,15 +89,19 @@
 //! ```
 
 mod auth;
+mod dh;
 mod error;
 mod handshake;
 pub mod keys;
 mod metrics;
+mod replay;
 mod side;
 mod stream;
 mod upgrade;
 
-pub use auth::{AntiReplayTimestamps, HandshakeAuthMode, PeerRole, TrustedPeer, TrustedPeers};
+pub use auth::{
+    AntiReplayTimestamps, BannedPeers, HandshakeAuthMode, PeerRole, TrustedPeer, TrustedPeers,
+};
 pub use error::Error;
 pub use handshake::{
     Accepted, CryptoBackend, FIRST_MESSAGE_LEN, HandshakeConfig, Initiator, PROLOGUE_LEN,
@@ -94,6 +109,7 @@ pub use handshake::{
 };
 pub use keys::{PrivateKey, PublicKey};
 pub use metrics::{HandshakeOutcome, Metrics, StreamErrorReason};
+pub use replay::{REPLAY_CACHE_CAPACITY, TIMESTAMP_WINDOW, handshake_timestamp};
 pub use side::Side;
 pub use stream::{MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream};
-pub use upgrade::{HANDSHAKE_TIMEOUT, NoiseUpgrader, now_millis};
+pub use upgrade::{HANDSHAKE_TIMEOUT, NoiseUpgrader, REFUSAL_LOG_LINES_PER_MINUTE, now_millis};

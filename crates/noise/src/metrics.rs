@@ -5,6 +5,7 @@
 //! | `peerlane_noise_handshakes_total` | counter | `side`, `result` ([`HandshakeOutcome`]) |
 //! | `peerlane_noise_decrypt_failures_total` | counter | none |
 //! | `peerlane_noise_stream_errors_total` | counter | `reason` ([`StreamErrorReason`]) |
+//! | `peerlane_noise_dh_operations_total` | counter | none |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +23,7 @@ pub struct Metrics {
     handshakes: Family<HandshakeLabels, Counter>,
     decrypt_failures: Counter,
     stream_errors: Family<StreamErrorLabels, Counter>,
+    dh_operations: Counter,
 }
 
 impl Metrics {
@@ -43,6 +45,11 @@ impl Metrics {
             "peerlane_noise_stream_errors",
             "Noise streams that failed other than by decryption, by reason",
             metrics.stream_errors.clone(),
+        );
+        registry.register(
+            "peerlane_noise_dh_operations",
+            "X25519 Diffie-Hellman operations run by Noise handshakes, both sides",
+            metrics.dh_operations.clone(),
         );
         metrics
     }
@@ -67,6 +74,16 @@ impl Metrics {
         self.stream_errors
             .get(&StreamErrorLabels { reason })
             .map_or(0, |counter| counter.get())
+    }
+
+    /// How many X25519 Diffie-Hellman operations handshakes have run so far (a completed
+    /// handshake costs two on each side of message 1 and two on each side of message 2).
+    pub fn dh_operations(&self) -> u64 {
+        self.dh_operations.get()
+    }
+
+    pub(crate) fn dh_operations_counter(&self) -> Counter {
+        self.dh_operations.clone()
     }
 
     pub(crate) fn record_handshake(&self, side: Side, outcome: HandshakeOutcome) {
@@ -124,6 +141,14 @@ netcore::metric_label_enum! {
         KeyMismatch => "key_mismatch",
         /// See [`Error::ReplayedTimestamp`](crate::Error::ReplayedTimestamp).
         ReplayedTimestamp => "replayed_timestamp",
+        /// See [`Error::Banned`](crate::Error::Banned).
+        Banned => "banned",
+        /// See [`Error::ReplayedMessage`](crate::Error::ReplayedMessage).
+        ReplayedMessage => "replayed_message",
+        /// See [`Error::StaleTimestamp`](crate::Error::StaleTimestamp).
+        StaleTimestamp => "stale_timestamp",
+        /// See [`Error::LowOrderKey`](crate::Error::LowOrderKey).
+        LowOrderKey => "low_order_key",
         /// See [`Error::MalformedMessage`](crate::Error::MalformedMessage).
         MalformedMessage => "malformed_message",
         /// See [`Error::TruncatedMessage`](crate::Error::TruncatedMessage).

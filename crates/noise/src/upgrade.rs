@@ -6,16 +6,18 @@
 //! sees the connection close, gets [`Error::Rejected`] with the likely reasons.
 
 use std::io;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use netcore::PeerId;
+use netcore::{PeerId, SharedLogLimiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::auth::HandshakeAuthMode;
+use crate::auth::{BannedPeers, HandshakeAuthMode};
 use crate::error::Error;
 use crate::handshake::{FIRST_MESSAGE_LEN, HandshakeConfig, RemotePeer, SECOND_MESSAGE_LEN};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::metrics::{HandshakeOutcome, Metrics, StreamErrorReason};
+use crate::replay::handshake_timestamp;
 use crate::side::Side;
 use crate::stream::NoiseStream;
 
@@ -24,6 +26,11 @@ use crate::stream::NoiseStream;
 /// [`NoiseUpgrader::upgrade_outbound_with_timeout`] unless the caller runs one deadline over
 /// the whole set-up.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Log lines per minute for inbound handshakes refused for a reason a remote can produce at
+/// will, per level (`warn`: replays, bad keys, stale timestamps; `debug`: the rest). The
+/// metrics count every refusal; the next line let through says how many were suppressed.
+pub const REFUSAL_LOG_LINES_PER_MINUTE: u32 = 10;
 
 /// Upgrades sockets to [`NoiseStream`]s for one node, in both directions.
 ///
@@ -39,6 +46,25 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct NoiseUpgrader {
     config: HandshakeConfig,
     metrics: Metrics,
+    log_limits: Arc<RefusalLogLimits>,
+}
+
+/// One log limiter per level of inbound refusal, shared by the upgrader's clones.
+#[derive(Debug)]
+struct RefusalLogLimits {
+    warn: SharedLogLimiter,
+    debug: SharedLogLimiter,
+}
+
+impl Default for RefusalLogLimits {
+    fn default() -> Self {
+        let limiter =
+            || SharedLogLimiter::new(REFUSAL_LOG_LINES_PER_MINUTE, Duration::from_secs(60));
+        Self {
+            warn: limiter(),
+            debug: limiter(),
+        }
+    }
 }
 
 impl NoiseUpgrader {
@@ -56,9 +82,20 @@ impl NoiseUpgrader {
     }
 
     /// An upgrader over an existing handshake config (for example one with another crypto
-    /// backend).
+    /// backend). The config's Diffie-Hellman operations count into `metrics` from now on.
     pub fn from_config(config: HandshakeConfig, metrics: Metrics) -> Self {
-        Self { config, metrics }
+        Self {
+            config: config.with_dh_counter(metrics.dh_operations_counter()),
+            metrics,
+            log_limits: Arc::default(),
+        }
+    }
+
+    /// Refuses inbound handshakes whose claimed PeerId `banned_peers` bans, before any
+    /// cryptography ([`Error::Banned`], counted as `result="banned"`).
+    pub fn with_banned_peers(mut self, banned_peers: BannedPeers) -> Self {
+        self.config = self.config.with_banned_peers(banned_peers);
+        self
     }
 
     /// The handshake config: our identity and auth mode.
@@ -73,7 +110,8 @@ impl NoiseUpgrader {
 
     /// Dials: runs the initiator's side of the handshake with `remote_peer_id`, whose static
     /// key we expect to be `remote_public_key` (from its address). `now_millis` is the current
-    /// time in milliseconds since the Unix epoch ([`now_millis`]).
+    /// time in milliseconds since the Unix epoch ([`now_millis`]); message 1 carries
+    /// [`handshake_timestamp`]`(now_millis)`, which grows strictly over the whole process.
     ///
     /// Not cancel-safe (see the type's docs). Has no deadline of its own.
     pub async fn upgrade_outbound<S>(
@@ -174,9 +212,11 @@ impl NoiseUpgrader {
     {
         let side = Side::Initiator;
         let io = |source| Error::Io { side, source };
-        let (initiator, first_message) =
-            self.config
-                .initiate(remote_peer_id, remote_public_key, now_millis)?;
+        let (initiator, first_message) = self.config.initiate(
+            remote_peer_id,
+            remote_public_key,
+            handshake_timestamp(now_millis),
+        )?;
         socket.write_all(&first_message).await.map_err(io)?;
         socket.flush().await.map_err(io)?;
 
@@ -234,7 +274,7 @@ impl NoiseUpgrader {
             }
             Err((_, err)) => return Err(io(err)),
         }
-        let accepted = self.config.respond(&first_message)?;
+        let accepted = self.config.respond(&first_message, now_millis())?;
         socket
             .write_all(&accepted.second_message)
             .await
@@ -285,8 +325,11 @@ impl NoiseUpgrader {
     }
 
     /// Counts and logs an inbound outcome. Failures that only an attacker or a badly broken
-    /// peer produce (a trusted PeerId with the wrong key, a replay) are `warn!`; the common
-    /// ones (scanners, stale keys, unknown peers, dropped connections) are `debug!`.
+    /// peer produce (a trusted PeerId with the wrong key, a replay, a low-order key, a clock
+    /// far off) are `warn!`; the common ones (scanners, stale keys, unknown or banned peers,
+    /// dropped connections) are `debug!`. A remote can produce either at will, so both are
+    /// rate-limited ([`REFUSAL_LOG_LINES_PER_MINUTE`] per level), with the count of lines
+    /// suppressed before each line let through; the metric counts every one.
     fn record_inbound(&self, peer_id: Option<PeerId>, err: Option<&Error>) {
         let side = Side::Responder;
         let Some(err) = err else {
@@ -298,14 +341,24 @@ impl NoiseUpgrader {
         self.metrics.record_handshake(side, outcome);
         let result = outcome.as_str();
         match outcome {
-            HandshakeOutcome::KeyMismatch | HandshakeOutcome::ReplayedTimestamp => {
-                tracing::warn!(%side, peer = ?peer_id, result, error = %err, "noise handshake rejected");
+            HandshakeOutcome::KeyMismatch
+            | HandshakeOutcome::ReplayedTimestamp
+            | HandshakeOutcome::ReplayedMessage
+            | HandshakeOutcome::StaleTimestamp
+            | HandshakeOutcome::LowOrderKey => {
+                if let Some(suppressed) = self.log_limits.warn.allow(Instant::now()) {
+                    tracing::warn!(%side, peer = ?peer_id, result, error = %err, suppressed, "noise handshake rejected");
+                }
             }
             HandshakeOutcome::Setup => {
                 tracing::error!(%side, peer = ?peer_id, error = %err, "noise handshake failed");
             }
             _ => {
-                tracing::debug!(%side, peer = ?peer_id, result, error = %err, "noise handshake rejected");
+                if tracing::enabled!(tracing::Level::DEBUG)
+                    && let Some(suppressed) = self.log_limits.debug.allow(Instant::now())
+                {
+                    tracing::debug!(%side, peer = ?peer_id, result, error = %err, suppressed, "noise handshake rejected");
+                }
             }
         }
     }
@@ -330,7 +383,11 @@ fn claimed_peer_id(err: &Error) -> Option<PeerId> {
         | Error::UnknownPeer { peer_id }
         | Error::KeyMismatch { peer_id, .. }
         | Error::PeerIdMismatch { peer_id, .. }
-        | Error::ReplayedTimestamp { peer_id, .. } => Some(*peer_id),
+        | Error::ReplayedTimestamp { peer_id, .. }
+        | Error::Banned { peer_id }
+        | Error::ReplayedMessage { peer_id }
+        | Error::StaleTimestamp { peer_id, .. }
+        | Error::LowOrderKey { peer_id, .. } => Some(*peer_id),
         _ => None,
     }
 }

@@ -86,6 +86,25 @@ impl Pair {
         (err, written)
     }
 
+    /// Feeds one message 1 to the server over a fresh connection, as an attacker replaying it
+    /// would, and returns the server's verdict and what it wrote back.
+    async fn respond_to_raw_message(
+        &self,
+        first_message: &[u8],
+    ) -> (Result<RemotePeer, Error>, Vec<u8>) {
+        let (mut client_socket, server_socket) = tokio::io::duplex(4096);
+        let server_socket = Recording::new(server_socket);
+        let (written, _) = server_socket.logs();
+        client_socket.write_all(first_message).await.unwrap();
+        let result = self
+            .server_upgrader
+            .upgrade_inbound(server_socket)
+            .await
+            .map(|(_, remote)| remote);
+        let written = written.lock().unwrap().clone();
+        (result, written)
+    }
+
     /// A genuine message 1 from the client at `now_millis`.
     fn first_message(&self, now_millis: u64) -> [u8; 168] {
         self.client_upgrader
@@ -146,7 +165,7 @@ async fn receive(rx: &mut (impl AsyncRead + Unpin), len: usize) -> Vec<u8> {
 async fn mutual_handshake_over_duplex_carries_large_messages_both_ways() {
     let pair = pair(mutual);
     let (a, b) = tokio::io::duplex(16 * 1024);
-    let (client, server) = pair.handshake(a, b, 1).await;
+    let (client, server) = pair.handshake(a, b, noise::now_millis()).await;
     let (client, (server, remote)) = (client.unwrap(), server.unwrap());
     assert_eq!(remote.peer_id, pair.client.peer_id);
     assert_eq!(remote.public_key, pair.client.public_key);
@@ -165,7 +184,7 @@ async fn mutual_handshake_over_duplex_carries_large_messages_both_ways() {
 async fn maybe_mutual_handshake_accepts_an_unknown_peer_as_unknown() {
     let pair = pair(|_, _| HandshakeAuthMode::maybe_mutual(TrustedPeers::new()));
     let (a, b) = tokio::io::duplex(16 * 1024);
-    let (client, server) = pair.handshake(a, b, 1).await;
+    let (client, server) = pair.handshake(a, b, noise::now_millis()).await;
     let (client, (server, remote)) = (client.unwrap(), server.unwrap());
     assert_eq!(remote.peer_id, pair.client.peer_id);
     assert_eq!(remote.role, PeerRole::Unknown);
@@ -180,7 +199,9 @@ async fn handshake_over_tcp_carries_large_messages_both_ways() {
     let addr = listener.local_addr().unwrap();
     let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
     let (client_socket, (server_socket, _)) = (connected.unwrap(), accepted.unwrap());
-    let (client, server) = pair.handshake(client_socket, server_socket, 1).await;
+    let (client, server) = pair
+        .handshake(client_socket, server_socket, noise::now_millis())
+        .await;
     let (client, (server, remote)) = (client.unwrap(), server.unwrap());
     assert_eq!(remote.peer_id, pair.client.peer_id);
     exchange(client, server).await;
@@ -194,7 +215,9 @@ async fn handshake_over_memsocket_carries_large_messages_both_ways() {
     let mut listener = MemoryListener::bind(0).unwrap();
     let client_socket = MemorySocket::connect(listener.port()).await.unwrap();
     let server_socket = listener.accept().await;
-    let (client, server) = pair.handshake(client_socket, server_socket, 1).await;
+    let (client, server) = pair
+        .handshake(client_socket, server_socket, noise::now_millis())
+        .await;
     let (client, (server, remote)) = (client.unwrap(), server.unwrap());
     assert_eq!(remote.peer_id, pair.client.peer_id);
     exchange(client, server).await;
@@ -208,7 +231,7 @@ async fn handshake_messages_are_exactly_168_and_48_bytes_on_the_wire() {
     let (a, b) = tokio::io::duplex(4096);
     let (a, b) = (Recording::new(a), Recording::new(b));
     let ((client_wrote, client_read), (server_wrote, server_read)) = (a.logs(), b.logs());
-    let (client, server) = pair.handshake(a, b, 1).await;
+    let (client, server) = pair.handshake(a, b, noise::now_millis()).await;
     client.unwrap();
     server.unwrap();
     let client_wrote = client_wrote.lock().unwrap().clone();
@@ -247,7 +270,7 @@ async fn wrong_expected_key_is_rejected_and_the_initiator_sees_a_rejection() {
     assert!(
         client_err
             .to_string()
-            .contains("our key is not trusted by it, the key we expected is wrong")
+            .contains("our key is not trusted by it or banned, the key we expected is wrong")
     );
     assert_eq!(pair.server_count(HandshakeOutcome::WrongExpectedKey), 1);
     assert_eq!(pair.client_count(HandshakeOutcome::Rejected), 1);
@@ -258,7 +281,7 @@ async fn wrong_expected_key_is_rejected_and_the_initiator_sees_a_rejection() {
 async fn unknown_peer_is_rejected_in_mutual_mode() {
     let pair = pair(|_, _| HandshakeAuthMode::mutual(TrustedPeers::new()));
     let (a, b) = tokio::io::duplex(4096);
-    let (client, server) = pair.handshake(a, b, 1).await;
+    let (client, server) = pair.handshake(a, b, noise::now_millis()).await;
     let err = server.unwrap_err();
     assert!(
         matches!(&err, Error::UnknownPeer { peer_id } if *peer_id == pair.client.peer_id),
@@ -278,7 +301,7 @@ async fn key_mismatch_is_rejected() {
         HandshakeAuthMode::mutual(trusting(&[&other]))
     });
     let (a, b) = tokio::io::duplex(4096);
-    let (client, server) = pair.handshake(a, b, 1).await;
+    let (client, server) = pair.handshake(a, b, noise::now_millis()).await;
     let err = server.unwrap_err();
     assert!(
         matches!(&err, Error::KeyMismatch { peer_id, public_key }
@@ -289,34 +312,67 @@ async fn key_mismatch_is_rejected() {
     assert_eq!(pair.server_count(HandshakeOutcome::KeyMismatch), 1);
 }
 
-/// Anti-replay in mutual mode: timestamps 1 (ok), 0 (replay), 1 (replay), 2 (ok). A replay is
-/// rejected before message 2 is built: the server writes nothing back.
+/// Anti-replay in mutual mode: genuine messages 1 at timestamps t (ok), t - 1 (replay), t
+/// (replay), t + 1 (ok), as an initiator without the process-wide clamp would send them. A
+/// replay is rejected before message 2 is built: the server writes nothing back.
 #[tokio::test]
 async fn replayed_timestamps_are_rejected_before_message_2_is_written() {
     let pair = pair(mutual);
-    for (now_millis, accepted) in [(1, true), (0, false), (1, false), (2, true)] {
-        let (a, b) = tokio::io::duplex(4096);
-        let b = Recording::new(b);
-        let (server_wrote, _) = b.logs();
-        let (client, server) = pair.handshake(a, b, now_millis).await;
-        let server_wrote = server_wrote.lock().unwrap().len();
+    let t = noise::now_millis();
+    for (timestamp, accepted) in [(t, true), (t - 1, false), (t, false), (t + 1, true)] {
+        let first = pair.first_message(timestamp);
+        let (result, server_wrote) = pair.respond_to_raw_message(&first).await;
         if accepted {
-            client.unwrap();
-            server.unwrap();
-            assert_eq!(server_wrote, 48);
+            assert_eq!(result.unwrap().peer_id, pair.client.peer_id);
+            assert_eq!(server_wrote.len(), 48);
         } else {
-            let err = server.unwrap_err();
+            let err = result.unwrap_err();
             assert!(
-                matches!(err, Error::ReplayedTimestamp { timestamp, last: 1, .. }
-                    if timestamp == now_millis),
+                matches!(err, Error::ReplayedTimestamp { timestamp: got, last, .. }
+                    if got == timestamp && last == t),
                 "{err:?}"
             );
-            assert!(matches!(client.unwrap_err(), Error::Rejected { .. }));
-            assert_eq!(server_wrote, 0, "a replay must not get message 2");
+            assert!(server_wrote.is_empty(), "a replay must not get message 2");
         }
     }
     assert_eq!(pair.server_count(HandshakeOutcome::Ok), 2);
     assert_eq!(pair.server_count(HandshakeOutcome::ReplayedTimestamp), 2);
+}
+
+/// Two dials in the same millisecond, and a dial after the clock stepped back, are all
+/// accepted by a mutual-mode responder: the initiator sends strictly increasing timestamps
+/// (they used to repeat or go back, and the responder refused them as replays).
+#[tokio::test]
+async fn dials_in_one_millisecond_or_after_a_clock_step_back_are_accepted() {
+    let pair = pair(mutual);
+    let now = noise::now_millis();
+    for now_millis in [now, now, now - 60_000] {
+        let (a, b) = tokio::io::duplex(4096);
+        let (client, server) = pair.handshake(a, b, now_millis).await;
+        client.unwrap();
+        server.unwrap();
+    }
+    assert_eq!(pair.server_count(HandshakeOutcome::Ok), 3);
+}
+
+/// A captured message 1 replayed over fresh connections (MaybeMutual) is refused before any
+/// Diffie-Hellman: the responder's DH count does not move, and nothing is written back.
+#[tokio::test]
+async fn a_replayed_first_message_is_refused_without_dh() {
+    let pair = pair(|_, _| HandshakeAuthMode::maybe_mutual(TrustedPeers::new()));
+    let first = pair.first_message(noise::now_millis());
+    let (result, wrote) = pair.respond_to_raw_message(&first).await;
+    result.unwrap();
+    assert_eq!(wrote.len(), 48);
+    let dh = pair.server_upgrader.metrics().dh_operations();
+    assert_eq!(dh, 4);
+    for _ in 0..20 {
+        let (result, wrote) = pair.respond_to_raw_message(&first).await;
+        assert!(matches!(result, Err(Error::ReplayedMessage { .. })));
+        assert!(wrote.is_empty());
+    }
+    assert_eq!(pair.server_upgrader.metrics().dh_operations(), dh);
+    assert_eq!(pair.server_count(HandshakeOutcome::ReplayedMessage), 20);
 }
 
 /// The initiator refuses to dial its own key or PeerId, before writing anything.
@@ -393,6 +449,8 @@ async fn tampered_first_message_is_malformed() {
         first[index] ^= 0x01;
         let (err, written) = pair.respond_to_raw(&first).await;
         let expected = match index {
+            // Mutual mode refuses a PeerId it does not trust before decrypting anything.
+            0..32 => matches!(err, Error::UnknownPeer { .. }),
             32..64 => matches!(err, Error::WrongExpectedKey { .. }),
             _ => matches!(
                 err,
@@ -405,11 +463,12 @@ async fn tampered_first_message_is_malformed() {
         assert!(expected, "byte {index}: {err:?}");
         assert!(written.is_empty());
     }
-    assert_eq!(pair.server_count(HandshakeOutcome::MalformedMessage), 5);
+    assert_eq!(pair.server_count(HandshakeOutcome::MalformedMessage), 4);
+    assert_eq!(pair.server_count(HandshakeOutcome::UnknownPeer), 1);
 }
 
-/// Random bytes fail the cheapest check that applies: the expected key, or with the right key
-/// in place, the decryption.
+/// Random bytes fail the cheapest check that applies: the expected key; with the right key
+/// in place, the trusted set (mutual mode); with a trusted PeerId as well, the decryption.
 #[tokio::test]
 async fn garbage_is_rejected_by_the_first_check_it_fails() {
     let pair = pair(mutual);
@@ -419,6 +478,10 @@ async fn garbage_is_rejected_by_the_first_check_it_fails() {
 
     let mut aimed = garbage.clone();
     aimed[32..64].copy_from_slice(pair.server.public_key.as_bytes());
+    let (err, written) = pair.respond_to_raw(&aimed).await;
+    assert!(matches!(err, Error::UnknownPeer { .. }), "{err:?}");
+    assert!(written.is_empty());
+    aimed[..32].copy_from_slice(pair.client.peer_id.as_bytes());
     let (err, written) = pair.respond_to_raw(&aimed).await;
     assert!(matches!(err, Error::MalformedMessage { .. }), "{err:?}");
     assert!(written.is_empty());
@@ -433,7 +496,7 @@ async fn tampered_second_message_is_malformed_at_the_initiator() {
         initiator_socket,
         pair.server.peer_id,
         pair.server.public_key,
-        1,
+        noise::now_millis(),
     );
     let server = async {
         let mut first = [0u8; 168];
@@ -441,7 +504,7 @@ async fn tampered_second_message_is_malformed_at_the_initiator() {
         let mut second = pair
             .server_upgrader
             .config()
-            .respond(&first)
+            .respond(&first, noise::now_millis())
             .unwrap()
             .second_message;
         second[47] ^= 0x80;
@@ -495,7 +558,7 @@ async fn a_silent_responder_hits_the_initiator_deadline() {
             client_socket,
             pair.server.peer_id,
             pair.server.public_key,
-            1,
+            noise::now_millis(),
             timeout,
         )
         .await
@@ -522,7 +585,7 @@ async fn truncated_second_message_is_reported_with_the_bytes_received() {
         client_socket,
         pair.server.peer_id,
         pair.server.public_key,
-        1,
+        noise::now_millis(),
     );
     let server = async {
         let mut first = [0u8; 168];
@@ -555,19 +618,33 @@ async fn metrics_count_outcomes_by_side_and_reason() {
         metrics,
     );
     let client_upgrader = client.upgrader(HandshakeAuthMode::mutual(trusting(&[&server])));
-    for now_millis in [5, 5] {
-        let (a, b) = tokio::io::duplex(4096);
-        let _ = tokio::join!(
-            client_upgrader.upgrade_outbound(a, server.peer_id, server.public_key, now_millis),
-            server_upgrader.upgrade_inbound(b),
-        );
-    }
+    let now = noise::now_millis();
+    let (a, b) = tokio::io::duplex(4096);
+    let (dialed, accepted) = tokio::join!(
+        client_upgrader.upgrade_outbound(a, server.peer_id, server.public_key, now),
+        server_upgrader.upgrade_inbound(b),
+    );
+    let sent = dialed.unwrap();
+    accepted.unwrap();
+    drop(sent);
+    // A genuine message 1 older than the one accepted: a replayed timestamp, after two DH.
+    let (_, first) = client_upgrader
+        .config()
+        .initiate(server.peer_id, server.public_key, now - 1)
+        .unwrap();
+    let (mut a, b) = tokio::io::duplex(4096);
+    a.write_all(&first).await.unwrap();
+    server_upgrader.upgrade_inbound(b).await.unwrap_err();
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(text.contains(r#"peerlane_noise_handshakes_total{side="responder",result="ok"} 1"#));
     assert!(text.contains(
         r#"peerlane_noise_handshakes_total{side="responder",result="replayed_timestamp"} 1"#
     ));
+    assert!(
+        text.contains("peerlane_noise_dh_operations_total 6"),
+        "{text}"
+    );
 }
 
 /// The trusted set is read at each handshake: a peer added after the upgrader was built is
@@ -591,11 +668,20 @@ async fn trusted_set_changes_apply_to_the_next_handshake() {
             server.map(|(_, remote)| remote)
         }
     };
-    assert!(matches!(attempt(1).await, Err(Error::UnknownPeer { .. })));
+    assert!(matches!(
+        attempt(noise::now_millis()).await,
+        Err(Error::UnknownPeer { .. })
+    ));
     trusted.replace(trusting(&[&client]).snapshot().as_ref().clone());
-    assert_eq!(attempt(2).await.unwrap().peer_id, client.peer_id);
+    assert_eq!(
+        attempt(noise::now_millis()).await.unwrap().peer_id,
+        client.peer_id
+    );
     trusted.remove(&client.peer_id);
-    assert!(matches!(attempt(3).await, Err(Error::UnknownPeer { .. })));
+    assert!(matches!(
+        attempt(noise::now_millis()).await,
+        Err(Error::UnknownPeer { .. })
+    ));
 }
 
 /// `Error::from_io` recovers the typed error from the `io::Error` it converts into, and

@@ -193,7 +193,7 @@ async fn truncated_frames_are_counted() {
     let server_upgrader = server.upgrader(HandshakeAuthMode::mutual(trusting(&[&client])));
     let (a, b) = tokio::io::duplex(4096);
     let (client_stream, accepted) = tokio::join!(
-        client_upgrader.upgrade_outbound(a, server.peer_id, server.public_key, 1),
+        client_upgrader.upgrade_outbound(a, server.peer_id, server.public_key, noise::now_millis()),
         server_upgrader.upgrade_inbound(b),
     );
     let (mut client_stream, (mut server_stream, _)) = (client_stream.unwrap(), accepted.unwrap());
@@ -337,7 +337,7 @@ async fn decrypt_failures_are_counted() {
     let server_upgrader = server.upgrader(HandshakeAuthMode::mutual(trusting(&[&client])));
     let (a, b) = tokio::io::duplex(4096);
     let (client_stream, accepted) = tokio::join!(
-        client_upgrader.upgrade_outbound(a, server.peer_id, server.public_key, 1),
+        client_upgrader.upgrade_outbound(a, server.peer_id, server.public_key, noise::now_millis()),
         server_upgrader.upgrade_inbound(b),
     );
     let (mut client_stream, (mut server_stream, _)) = (client_stream.unwrap(), accepted.unwrap());

@@ -223,7 +223,7 @@ fn aptosnet_message_layout_matches_a_bare_snow_ik_exchange() {
         .unwrap();
     assert_eq!(n, 104);
     first.extend_from_slice(&message);
-    let accepted = server_config.respond(&first).unwrap();
+    let accepted = server_config.respond(&first, now_millis).unwrap();
     assert_eq!(accepted.second_message.len(), 48);
     let n = bare_initiator
         .read_message(&accepted.second_message, &mut payload)

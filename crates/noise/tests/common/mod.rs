@@ -89,7 +89,7 @@ pub fn session_pair() -> (snow::TransportState, snow::TransportState) {
     let (initiator, first) = client_config
         .initiate(server.peer_id, server.public_key, 1)
         .unwrap();
-    let accepted = server_config.respond(&first).unwrap();
+    let accepted = server_config.respond(&first, 1).unwrap();
     let client_session = initiator.finish(&accepted.second_message).unwrap();
     (client_session, accepted.session)
 }
