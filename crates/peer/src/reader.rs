@@ -1,7 +1,7 @@
 //! The reader task: decodes frames, reassembles streams and dispatches each message without
 //! ever awaiting an application.
 //!
-//! # What costs the connection (style item 9)
+//! # What costs the connection
 //!
 //! | inbound problem | what we do |
 //! |---|---|
