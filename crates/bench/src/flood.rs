@@ -29,7 +29,9 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::stack::ConnectRig;
-use super::{Measurement, Progress, Spec};
+use crate::args::Spec;
+use crate::check::Progress;
+use crate::report::Measurement;
 
 /// How long an attacker waits for the listener to answer or close before giving up on a
 /// connection (it never needs that long: the listener closes at once or answers).

@@ -19,7 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::{Measurement, Progress, Spec, Stack, Tally, Workload};
+use crate::args::{Spec, Stack, Workload};
+use crate::check::{Progress, Tally};
+use crate::report::Measurement;
 
 /// Write once this much is buffered.
 const BATCH: usize = 64 * 1024;
@@ -345,9 +347,9 @@ pub(super) async fn one_way(
     let ((_client_reader, mut writer), (mut reader, _server_writer)) = pair(stack).await?;
     let start = Instant::now();
     let sender = tokio::spawn(async move {
-        let mut message = super::payload(0, size);
+        let mut message = crate::check::payload(0, size);
         for seq in 0..sent {
-            super::write_seq(&mut message, seq);
+            crate::check::write_seq(&mut message, seq);
             writer.send(&message).await?;
         }
         writer.flush().await?;
@@ -393,13 +395,13 @@ async fn rpc_lat(stack: Stack, spec: Spec, progress: &Progress) -> anyhow::Resul
     let ((mut reader, mut writer), (server_reader, server_writer)) = pair(stack).await?;
     let server = tokio::spawn(echo_server(server_reader, server_writer));
     let mut latencies = Vec::with_capacity(spec.count as usize);
-    let mut request = super::payload(0, spec.size);
+    let mut request = crate::check::payload(0, spec.size);
     let mut measured_from = Instant::now();
     for id in 0..spec.warmup + spec.count {
         if id == spec.warmup {
             measured_from = Instant::now();
         }
-        super::write_seq(&mut request, id);
+        crate::check::write_seq(&mut request, id);
         let start = Instant::now();
         writer.push(&request)?;
         writer.flush().await?;
@@ -408,7 +410,7 @@ async fn rpc_lat(stack: Stack, spec: Spec, progress: &Progress) -> anyhow::Resul
             .await?
             .with_context(|| format!("connection closed before the response to RPC {id}"))?;
         let took = start.elapsed();
-        super::check_response(&response, id, spec.size)?;
+        crate::check::check_response(&response, id, spec.size)?;
         if id >= spec.warmup {
             latencies.push(took);
         }
@@ -434,7 +436,7 @@ async fn rpc_tput(stack: Stack, spec: Spec, progress: &Progress) -> anyhow::Resu
     let sender = {
         let window = window.clone();
         tokio::spawn(async move {
-            let mut request = super::payload(0, spec.size);
+            let mut request = crate::check::payload(0, spec.size);
             for id in 0..count {
                 if let Ok(permit) = window.try_acquire() {
                     permit.forget();
@@ -443,7 +445,7 @@ async fn rpc_tput(stack: Stack, spec: Spec, progress: &Progress) -> anyhow::Resu
                     writer.flush().await?;
                     window.acquire().await?.forget();
                 }
-                super::write_seq(&mut request, id);
+                crate::check::write_seq(&mut request, id);
                 writer.send(&request).await?;
             }
             writer.flush().await?;
@@ -456,13 +458,13 @@ async fn rpc_tput(stack: Stack, spec: Spec, progress: &Progress) -> anyhow::Resu
             .next()
             .await?
             .with_context(|| format!("connection closed after {n} of {count} responses"))?;
-        let id = super::read_seq(&response);
+        let id = crate::check::read_seq(&response);
         let slot = answered
             .get_mut(id as usize)
             .filter(|seen| !**seen)
             .with_context(|| format!("response with unknown or repeated id {id}"))?;
         *slot = true;
-        super::check_response(&response, id, spec.size)?;
+        crate::check::check_response(&response, id, spec.size)?;
         window.add_permits(1);
         progress.tick();
     }
@@ -504,7 +506,7 @@ async fn connect(stack: Stack, spec: Spec, progress: &Progress) -> anyhow::Resul
         })
     };
     let start = Instant::now();
-    let mut request = super::payload(0, spec.size);
+    let mut request = crate::check::payload(0, spec.size);
     for id in 0..spec.count {
         let socket = TcpStream::connect(addr).await?;
         let (mut reader, mut writer) = establish(stack, socket, Role::Client, &keys).await?;
@@ -515,14 +517,14 @@ async fn connect(stack: Stack, spec: Spec, progress: &Progress) -> anyhow::Resul
             hello.len() == HANDSHAKE_MESSAGE,
             "bad handshake message back"
         );
-        super::write_seq(&mut request, id);
+        crate::check::write_seq(&mut request, id);
         writer.push(&request)?;
         writer.flush().await?;
         let response = reader
             .next()
             .await?
             .with_context(|| format!("connection {id} closed before its RPC response"))?;
-        super::check_response(&response, id, spec.size)?;
+        crate::check::check_response(&response, id, spec.size)?;
         writer.socket.shutdown().await?;
         drop((reader, writer));
         closed_rx
@@ -554,7 +556,7 @@ async fn idle_mem(stack: Stack, spec: Spec, progress: &Progress) -> anyhow::Resu
     let n = spec.count;
     let mut client_side = JoinSet::new();
     let (ready_tx, mut ready_rx) = mpsc::channel::<()>(64);
-    let before = super::rss_bytes()?;
+    let before = crate::sys::rss_bytes()?;
 
     let accept = {
         let keys = keys.clone();
@@ -584,7 +586,7 @@ async fn idle_mem(stack: Stack, spec: Spec, progress: &Progress) -> anyhow::Resu
         progress.tick();
     }
     settle().await;
-    let after = super::rss_bytes()?;
+    let after = crate::sys::rss_bytes()?;
     // Closing the client ends lets both sides' tasks finish.
     client_side.abort_all();
     while client_side.join_next().await.is_some() {}

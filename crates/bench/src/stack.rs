@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use wire::{NetworkId, ProtocolId};
 
-use super::{Measurement, Progress, Spec, Tally, Workload};
+use crate::args::{Spec, Workload};
+use crate::check::{Progress, Tally};
+use crate::report::Measurement;
 
 /// The bench's direct-send protocol (BCS).
 const DIRECT: ProtocolId = ProtocolId::NETBENCH_DIRECT_SEND;
@@ -150,9 +152,9 @@ async fn one_way(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
 
     let start = Instant::now();
     let sending = tokio::spawn(async move {
-        let mut payload = Payload(BytesMut::from(&super::payload(0, size)[..]));
+        let mut payload = Payload(BytesMut::from(&crate::check::payload(0, size)[..]));
         for seq in 0..count {
-            super::write_seq(&mut payload.0, seq);
+            crate::check::write_seq(&mut payload.0, seq);
             // Waits for the writer to signal room when the lane is full, rather than polling.
             if let Err(err) = client.send_to_peer_wait(to, &payload).await {
                 bail!("send {seq} failed: {err}");
@@ -241,13 +243,13 @@ async fn rpc_lat(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
     let (client_node, to) = (&pair.client, pair.to);
 
     let mut latencies = Vec::with_capacity(spec.count as usize);
-    let mut request = super::payload(0, spec.size);
+    let mut request = crate::check::payload(0, spec.size);
     let mut measured_from = Instant::now();
     for id in 0..spec.warmup + spec.count {
         if id == spec.warmup {
             measured_from = Instant::now();
         }
-        super::write_seq(&mut request, id);
+        crate::check::write_seq(&mut request, id);
         let message = Payload(BytesMut::from(&request[..]));
         let start = Instant::now();
         let response = client_node
@@ -256,7 +258,7 @@ async fn rpc_lat(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
             .await
             .with_context(|| format!("RPC {id}"))?;
         let took = start.elapsed();
-        super::check_response(&response.0, id, spec.size)?;
+        crate::check::check_response(&response.0, id, spec.size)?;
         if id >= spec.warmup {
             latencies.push(took);
         }
@@ -291,19 +293,19 @@ async fn rpc_tput(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
         );
         let (count, size) = (spec.count, spec.size);
         tasks.spawn(async move {
-            let mut request = super::payload(0, size);
+            let mut request = crate::check::payload(0, size);
             loop {
                 let id = next.fetch_add(1, Ordering::Relaxed);
                 if id >= count {
                     return anyhow::Ok(());
                 }
-                super::write_seq(&mut request, id);
+                crate::check::write_seq(&mut request, id);
                 let message = Payload(BytesMut::from(&request[..]));
                 let response = client
                     .send_rpc(to, message, RPC_TIMEOUT)
                     .await
                     .with_context(|| format!("RPC {id}"))?;
-                super::check_response(&response.0, id, size)?;
+                crate::check::check_response(&response.0, id, size)?;
                 answered.fetch_add(1, Ordering::Relaxed);
                 progress.tick();
             }
@@ -404,7 +406,7 @@ impl ConnectRig {
             self.listener_network.peer_id(),
             self.listener_network.listen_address().clone(),
         );
-        let mut request = super::payload(0, spec.size);
+        let mut request = crate::check::payload(0, spec.size);
         let mut failed_dials = 0;
         let start = Instant::now();
         for id in 0..spec.count {
@@ -422,7 +424,7 @@ impl ConnectRig {
                     }
                     Err(err) => return Err(err).with_context(|| format!("dial {id}")),
                 }
-                super::write_seq(&mut request, id);
+                crate::check::write_seq(&mut request, id);
                 let response = self
                     .dialer
                     .client
@@ -430,7 +432,7 @@ impl ConnectRig {
                     .await;
                 match response {
                     Ok(response) => {
-                        super::check_response(&response.0, id, spec.size)?;
+                        crate::check::check_response(&response.0, id, spec.size)?;
                         break;
                     }
                     // The listener dropped the connection during its set-up (evicted under
@@ -496,7 +498,7 @@ async fn idle_mem(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
         .map(|_| Node::start(None).inspect(|_| progress.tick()))
         .collect::<anyhow::Result<_>>()?;
     super::raw::settle().await;
-    let before = super::rss_bytes()?;
+    let before = crate::sys::rss_bytes()?;
 
     // A few dials at a time, within the listener's pending-upgrade limit.
     let mut dials = FuturesUnordered::new();
@@ -534,7 +536,7 @@ async fn idle_mem(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
         }
     }
     super::raw::settle().await;
-    let after = super::rss_bytes()?;
+    let after = crate::sys::rss_bytes()?;
     ensure!(dialed == n, "{dialed} of {n} dials finished");
 
     let shutdowns: FuturesUnordered<_> = clients

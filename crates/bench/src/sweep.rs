@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, ensure};
 use plotters::prelude::*;
 
-use super::{ALL_STACKS, BenchArgs, Report, SEQ_BYTES, Spec, Stack, Workload, stack_name};
+use crate::args::{ALL_STACKS, BenchArgs, Spec, Stack, Workload, stack_name};
+use crate::check::SEQ_BYTES;
+use crate::report::Report;
 
 /// Message sizes unless given: 1 KiB to 16 MiB.
 const DEFAULT_SIZES: [usize; 8] = [
@@ -70,7 +72,7 @@ pub(super) async fn run(options: Options, reps: usize) -> anyhow::Result<ExitCod
         let mut runs: Vec<Vec<Report>> = vec![Vec::new(); ALL_STACKS.len()];
         for _ in 0..reps {
             for (s, stack) in ALL_STACKS.iter().enumerate() {
-                let m = super::run_one(*stack, spec).await?;
+                let m = crate::run::run_one(*stack, spec).await?;
                 runs[s].push(Report::from_run(*stack, &spec, &m));
             }
         }

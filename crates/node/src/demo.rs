@@ -7,49 +7,34 @@
 //!            consensus commits ──► state-sync store ── served on the public network
 //! full node (joins late): state sync only, on the public network, catches up from the validators
 //! ```
+//!
+//! This module starts the networks and actors and drives the run (progress lines, the full
+//! node's join, the `--until-blocks` goal); `summary` turns their metrics into the report.
 
-use std::collections::{BTreeMap, HashMap};
+mod summary;
+
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use consensus::{ConsensusConfig, ConsensusHandle};
 use mempool::MempoolHandle;
-use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
+use netcore::{NetworkAddress, PeerId};
 use noise::PeerRole;
-use peer::metrics::{Direction, DropReason, InboundDropReason, MessageKind};
-use peerlane::{
-    DiscoveredPeer, Identity, Network, NetworkBuilder, NetworkConfig, QueueEvent, RefusalReason,
-    TransportKind,
-};
+use peerlane::{DiscoveredPeer, Identity, Network, NetworkBuilder, NetworkConfig, TransportKind};
 use prometheus_client::registry::Registry;
-use serde_json::json;
 use state_sync::StoreHandle;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wire::{NetworkId, ProtocolId};
+use wire::NetworkId;
 
+use self::summary::Summary;
 use crate::apps::{self, Apps, BlockPayload, Payloads};
 
 /// Where every network of the demo listens: loopback, a free port.
 const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
-
-/// The consensus metric the RPC latency comes from (a histogram, in seconds).
-const VOTE_LATENCY: &str = "consensus_vote_rpc_latency_seconds";
-
-/// The protocols the demo's networks register, the health checker's included.
-fn demo_protocols() -> impl Iterator<Item = ProtocolId> {
-    [
-        ProtocolId::MEMPOOL_DIRECT_SEND,
-        ProtocolId::CONSENSUS_DIRECT_SEND_BCS,
-        ProtocolId::CONSENSUS_RPC_BCS,
-        ProtocolId::HEALTH_CHECKER_RPC,
-    ]
-    .into_iter()
-    .chain(state_sync::DIRECT_SEND_PROTOCOLS)
-    .chain(state_sync::RPC_PROTOCOLS)
-}
 
 /// How long the full node may take to catch up after the load stops.
 const CATCH_UP_GRACE: Duration = Duration::from_secs(5);
@@ -436,274 +421,4 @@ fn committed_txns(validators: &[Validator]) -> u64 {
         .map(|v| v.consensus.committed_transactions())
         .max()
         .unwrap_or(0)
-}
-
-/// What the demo reports at the end.
-struct Summary {
-    validators: usize,
-    duration_s: u64,
-    blocks_committed: u64,
-    transactions_committed: u64,
-    full_node_caught_up: bool,
-    full_node_height: u64,
-    target_height: u64,
-    full_node_blocks_fetched: u64,
-    full_node_bytes_fetched: u64,
-    connections: u64,
-    messages_sent: u64,
-    bytes_sent: u64,
-    sent_by_kind: Vec<(String, u64, u64)>,
-    received_by_protocol: Vec<(String, u64)>,
-    rpc_p50_us: Option<u64>,
-    rpc_p99_us: Option<u64>,
-    streamed_messages: u64,
-    queue_drops: u64,
-    refused_connections: u64,
-}
-
-impl Summary {
-    fn collect(
-        validators: &[Validator],
-        full_node: Option<&FullNode>,
-        duration_s: u64,
-        target_height: u64,
-        full_node_caught_up: bool,
-    ) -> Self {
-        let networks: Vec<&Network> = validators
-            .iter()
-            .flat_map(|v| [&v.validator_net, &v.public_net])
-            .chain(full_node.map(|n| &n.network))
-            .collect();
-        let total = |figure: &dyn Fn(&Network) -> u64| networks.iter().map(|n| figure(n)).sum();
-
-        // By label value, as the metric families name them; kinds never sent are left out.
-        let mut sent_by_kind: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for kind in MessageKind::ALL {
-            let messages = total(&|n| n.peer_metrics().messages(Direction::Sent, kind));
-            let bytes = total(&|n| n.peer_metrics().payload_bytes(Direction::Sent, kind));
-            if messages > 0 {
-                sent_by_kind.insert(kind.as_str(), (messages, bytes));
-            }
-        }
-        let mut received_by_protocol: BTreeMap<String, u64> = BTreeMap::new();
-        let mut queue_drops = 0;
-        for protocol in demo_protocols() {
-            let enqueued = total(&|n| n.metrics().inbound_queue(protocol, QueueEvent::Enqueued));
-            if enqueued > 0 {
-                received_by_protocol.insert(protocol.to_string(), enqueued);
-            }
-            for event in [QueueEvent::DroppedNewest, QueueEvent::DroppedOldest] {
-                queue_drops += total(&|n| n.metrics().inbound_queue(protocol, event));
-            }
-        }
-        for lane in peer::Priority::ALL {
-            for reason in [DropReason::Full, DropReason::Closed] {
-                queue_drops += total(&|n| n.peer_metrics().outbound_dropped(lane, reason));
-            }
-        }
-        for kind in MessageKind::ALL {
-            for reason in [
-                InboundDropReason::UnknownProtocol,
-                InboundDropReason::QueueFull,
-                InboundDropReason::TooManyRpcs,
-            ] {
-                queue_drops += total(&|n| n.peer_metrics().inbound_dropped(kind, reason));
-            }
-        }
-        let refused_connections = [
-            RefusalReason::InboundLimit,
-            RefusalReason::SelfConnection,
-            RefusalReason::Banned,
-        ]
-        .into_iter()
-        .map(|reason| total(&|n| n.metrics().refused(reason)))
-        .sum();
-        let open: i64 = networks
-            .iter()
-            .flat_map(|n| {
-                [ConnectionOrigin::Inbound, ConnectionOrigin::Outbound]
-                    .map(|origin| n.metrics().connections(origin))
-            })
-            .sum();
-
-        // The vote latency histograms of every validator, bucket by bucket.
-        let mut buckets: Vec<(f64, u64)> = Vec::new();
-        for validator in validators {
-            let theirs = validator.consensus.metrics().vote_latency_buckets();
-            if buckets.is_empty() {
-                buckets = theirs;
-            } else {
-                for ((_, sum), (_, count)) in buckets.iter_mut().zip(theirs) {
-                    *sum += count;
-                }
-            }
-        }
-        let micros = |q| quantile(&buckets, q).map(|s| (s * 1e6).round() as u64);
-        let full = full_node.map(|n| n.store.committed_height()).unwrap_or(0);
-        Self {
-            validators: validators.len(),
-            duration_s,
-            blocks_committed: validators_height(validators),
-            transactions_committed: committed_txns(validators),
-            full_node_caught_up,
-            full_node_height: full,
-            target_height,
-            full_node_blocks_fetched: full_node.map_or(0, |n| n.metrics.blocks_fetched()),
-            full_node_bytes_fetched: full_node.map_or(0, |n| n.metrics.bytes_fetched()),
-            // Every connection is open at both of its ends, both in this process.
-            connections: u64::try_from(open.max(0)).unwrap_or(0) / 2,
-            messages_sent: sent_by_kind.values().map(|(n, _)| n).sum(),
-            bytes_sent: sent_by_kind.values().map(|(_, b)| b).sum(),
-            sent_by_kind: sent_by_kind
-                .into_iter()
-                .map(|(kind, (n, b))| (kind.to_owned(), n, b))
-                .collect(),
-            received_by_protocol: received_by_protocol.into_iter().collect(),
-            rpc_p50_us: micros(0.5),
-            rpc_p99_us: micros(0.99),
-            streamed_messages: total(&|n| n.peer_metrics().streams(Direction::Sent)),
-            queue_drops,
-            refused_connections,
-        }
-    }
-
-    fn json(&self) -> serde_json::Value {
-        json!({
-            "validators": self.validators,
-            "duration_s": self.duration_s,
-            "blocks_committed": self.blocks_committed,
-            "transactions_committed": self.transactions_committed,
-            "full_node_caught_up": self.full_node_caught_up,
-            "full_node_height": self.full_node_height,
-            "validator_height": self.target_height,
-            "full_node_blocks_fetched": self.full_node_blocks_fetched,
-            "full_node_bytes_fetched": self.full_node_bytes_fetched,
-            "connections": self.connections,
-            "messages_sent": self.messages_sent,
-            "bytes_sent": self.bytes_sent,
-            "sent_by_kind": self.sent_by_kind.iter().map(|(kind, n, b)| {
-                (kind.clone(), json!({ "messages": n, "bytes": b }))
-            }).collect::<serde_json::Map<_, _>>(),
-            "received_by_protocol": self.received_by_protocol.iter().map(|(p, n)| {
-                (p.clone(), json!(n))
-            }).collect::<serde_json::Map<_, _>>(),
-            "rpc_p50_us": self.rpc_p50_us,
-            "rpc_p99_us": self.rpc_p99_us,
-            "streamed_messages": self.streamed_messages,
-            "queue_drops": self.queue_drops,
-            "refused_connections": self.refused_connections,
-        })
-    }
-
-    fn print(&self) {
-        let rate = self.transactions_committed / self.duration_s.max(1);
-        println!();
-        println!(
-            "summary: {} validators + 1 full node, {} s of load",
-            self.validators, self.duration_s
-        );
-        println!("  {:<28} {}", "connections open", self.connections);
-        println!("  {:<28} {}", "blocks committed", self.blocks_committed);
-        println!(
-            "  {:<28} {} (~{rate}/s)",
-            "transactions committed", self.transactions_committed
-        );
-        println!(
-            "  {:<28} {} (height {} of {}; {} blocks, {} fetched)",
-            "full node",
-            if self.full_node_caught_up {
-                "caught up"
-            } else {
-                "NOT caught up"
-            },
-            self.full_node_height,
-            self.target_height,
-            self.full_node_blocks_fetched,
-            mib(self.full_node_bytes_fetched),
-        );
-        println!(
-            "  {:<28} {} ({})",
-            "messages sent",
-            self.messages_sent,
-            mib(self.bytes_sent)
-        );
-        for (kind, n, b) in &self.sent_by_kind {
-            println!("    {kind:<26} {n} ({})", mib(*b));
-        }
-        println!("  {:<28}", "messages received, by protocol");
-        for (protocol, n) in &self.received_by_protocol {
-            println!("    {protocol:<26} {n}");
-        }
-        let us = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| format!("{v} µs"));
-        println!(
-            "  {:<28} p50 {}, p99 {} ({VOTE_LATENCY})",
-            "RPC latency (votes)",
-            us(self.rpc_p50_us),
-            us(self.rpc_p99_us)
-        );
-        println!(
-            "  {:<28} {} (messages above the frame size, sent as fragments)",
-            "streamed messages", self.streamed_messages
-        );
-        println!("  {:<28} {}", "queue drops", self.queue_drops);
-        println!(
-            "  {:<28} {}",
-            "refused connections", self.refused_connections
-        );
-    }
-}
-
-/// The `q` quantile (0..=1), in seconds, of a histogram given as `(upper bound, count in the
-/// bucket)` in bound order, interpolated linearly inside the bucket it falls in (the lower
-/// bound of the last, infinite, one); `None` without observations.
-fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
-    let total: u64 = buckets.iter().map(|(_, count)| count).sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = q * total as f64;
-    let (mut lower, mut below) = (0.0, 0.0);
-    for &(bound, count) in buckets {
-        let cumulative = below + count as f64;
-        if cumulative >= rank {
-            if bound.is_infinite() {
-                return Some(lower);
-            }
-            let share = if count > 0 {
-                (rank - below) / count as f64
-            } else {
-                1.0
-            };
-            return Some(lower + (bound - lower) * share);
-        }
-        lower = bound;
-        below = cumulative;
-    }
-    Some(lower)
-}
-
-/// `bytes` in MiB, for people.
-fn mib(bytes: u64) -> String {
-    format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A quantile interpolates inside its bucket; one in the infinite bucket is its lower
-    /// bound; no observations, no quantile.
-    #[test]
-    fn quantiles_interpolate_in_the_buckets() {
-        let buckets = [(0.001, 10), (0.002, 10), (f64::INFINITY, 0)];
-        let p50 = quantile(&buckets, 0.5).unwrap();
-        assert!((p50 - 0.001).abs() < 1e-9, "{p50}");
-        let p75 = quantile(&buckets, 0.75).unwrap();
-        assert!((p75 - 0.0015).abs() < 1e-9, "{p75}");
-        assert_eq!(
-            quantile(&[(0.001, 1), (f64::INFINITY, 3)], 0.99),
-            Some(0.001)
-        );
-        assert_eq!(quantile(&[(0.001, 0), (f64::INFINITY, 0)], 0.5), None);
-    }
 }

@@ -2,7 +2,7 @@
 //!
 //! - `peerlane demo` starts a local network in one process (validators running mempool,
 //!   consensus and state sync, and a full node that joins late and catches up), prints
-//!   progress every second and a summary at the end.
+//!   progress every second and a summary at the end (`demo`; the summary in `demo::summary`).
 //! - `peerlane keygen --out FILE` writes a fresh x25519 identity.
 //! - `peerlane node --config FILE` runs one network of a node (state sync, and mempool and
 //!   consensus when its `[apps]` table enables them) until SIGINT or SIGTERM, printing `listening on <address>` first; with `--admin HOST:PORT` it also

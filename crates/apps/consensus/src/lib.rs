@@ -37,6 +37,9 @@
 //! Types to read first: [`Consensus`], [`ConsensusHandle`], [`ConsensusMsg`]; [`Metrics`] for
 //! the counters.
 //!
+//! Modules: `consensus` (the actor, its config, status and handle), `metrics` ([`Metrics`],
+//! [`Rejected`], the vote latency buckets), `types` (the wire messages and blocks), `error`.
+//!
 //! Setting up a validator beside its mempool:
 //!
 //! ```no_run
@@ -67,10 +70,10 @@
 
 mod consensus;
 mod error;
+mod metrics;
 mod types;
 
-pub use crate::consensus::{
-    Consensus, ConsensusConfig, ConsensusHandle, ConsensusStatus, Metrics, Rejected,
-};
+pub use crate::consensus::{Consensus, ConsensusConfig, ConsensusHandle, ConsensusStatus};
 pub use crate::error::Error;
+pub use crate::metrics::{Metrics, Rejected};
 pub use crate::types::{Block, BlockId, Commit, CommittedBlock, ConsensusMsg, Vote};
