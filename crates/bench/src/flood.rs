@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use super::stack::ConnectRig;
+use crate::stack::ConnectRig;
 use crate::args::Spec;
 use crate::check::Progress;
 use crate::report::Measurement;
@@ -38,7 +38,7 @@ use crate::report::Measurement;
 const REPLAY_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `spec` undisturbed, then under a flood of `spec.flood_sockets` replaying sockets.
-pub(super) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
+pub(crate) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement> {
     ensure!(spec.flood_sockets > 0, "--flood-sockets must be at least 1");
     let mut rig = ConnectRig::start().await?;
     let (quiet, _) = rig.cycles(spec, progress, false).await?;

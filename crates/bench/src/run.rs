@@ -9,7 +9,7 @@ use crate::args::{ALL_STACKS, Spec, Stack, Workload, stack_name, workload_name};
 use crate::check::{Progress, STALL};
 use crate::report::{Measurement, Report, print_table, summary};
 use crate::sys::idle_mem_in_child;
-use crate::{raw, stack};
+use crate::{flood, raw, stack};
 
 /// One run of `spec` on `stack`, failing if it stalls.
 pub(crate) async fn run_one(stack: Stack, spec: Spec) -> anyhow::Result<Measurement> {
@@ -20,6 +20,9 @@ pub(crate) async fn run_one(stack: Stack, spec: Spec) -> anyhow::Result<Measurem
     let work = async {
         match stack {
             Stack::Tcp | Stack::Noise => raw::run(stack, spec, &progress).await,
+            Stack::Peerlane if spec.workload == Workload::Flood => {
+                flood::run(spec, &progress).await
+            }
             Stack::Peerlane => stack::run(spec, &progress).await,
         }
     };
