@@ -122,6 +122,10 @@ pub enum SetupFailure {
     Timeout,
     /// The address to dial cannot be used (no key, another handshake version).
     Address,
+    /// A dial named a PeerId with an address whose Noise key that peer may not use: not one of
+    /// a trusted peer's keys, or for any other peer not the key its PeerId derives from
+    /// (`dial_key_mismatch`). Refused before connecting.
+    DialKeyMismatch,
     /// An inbound set-up still in progress was closed to make room for a newer socket, because
     /// `max_pending_inbound_upgrades` were in progress (`evicted`): a flood of sockets that
     /// never speak cannot hold every slot.
@@ -401,6 +405,7 @@ impl SetupFailure {
             Self::NoCommonProtocol => "no_common_protocol",
             Self::Timeout => "timeout",
             Self::Address => "address",
+            Self::DialKeyMismatch => "dial_key_mismatch",
             Self::Evicted => "evicted",
         }
     }
