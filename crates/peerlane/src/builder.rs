@@ -22,7 +22,7 @@ use wire::{HandshakeMsg, NetworkId, ProtocolId, ProtocolIdSet};
 use crate::client::{ClientNetwork, NetworkClient};
 use crate::config::{Identity, NetworkConfig};
 use crate::error::Error;
-use crate::events::{AppQueue, NetworkEvents, Router};
+use crate::events::{self, AppQueue, NetworkEvents, Router};
 use crate::health::{self, HealthChecker, HealthCheckerMsg};
 use crate::listener::Listener;
 use crate::metrics::Metrics;
@@ -30,7 +30,7 @@ use crate::peer_manager::{
     BanList, Channels, Parts, PeerManager, PeerManagerHandle, drive_connectivity,
 };
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
-use crate::queue::{self, QueueConfig};
+use crate::queue::QueueConfig;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 
 /// Builds one network of a node (validator, VFN or public).
@@ -205,7 +205,7 @@ impl NetworkBuilder {
                 protocol: *protocol,
             });
         }
-        let (queue_tx, queue_rx) = queue::keyed_channel(queue_config);
+        let (queue_tx, queue_rx) = events::app_queue(queue_config);
         for protocol in &protocols {
             self.apps.insert(*protocol, queue_tx.clone());
         }
@@ -324,6 +324,9 @@ impl NetworkBuilder {
         let budget = (config.peer.inbound_byte_budget > 0)
             .then(|| InboundBudget::new(config.peer.inbound_byte_budget, &peer_metrics));
         let router = Arc::new(Router::new(apps, metrics.clone(), budget));
+        // Subscribed before the peer manager can register anyone, so no LostPeer is missed.
+        let purge =
+            events::purge_lost_peers(router.clone(), peers.subscribe(), peers.clone(), network_id);
         let listener = Listener::new(
             incoming,
             channels.new_connections_tx(),
@@ -367,6 +370,13 @@ impl NetworkBuilder {
             tracker.spawn(checker.run());
         }
         tracker.spawn(PeerManager::new(parts, channels).run());
+        let purge_shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = purge_shutdown.cancelled() => {}
+                () = purge => {}
+            }
+        });
         tracker.spawn(connectivity.run(shutdown.clone()));
         tracker.spawn(drive_connectivity(
             actions_rx,

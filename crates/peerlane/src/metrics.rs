@@ -152,6 +152,13 @@ pub enum QueueEvent {
     /// ([`Overflow::Wait`](crate::Overflow::Wait)): the peer's reader waited for room before
     /// queueing it (or, after `max_wait_ms`, dropped it as `dropped_newest`).
     Waited,
+    /// Would have taken its (peer, protocol) queue over `max_bytes_per_key`, or the
+    /// application's queue over `max_bytes`: what that dropped is counted as well
+    /// (`dropped_newest` for the message itself, `dropped_oldest` for each message a LIFO
+    /// queue dropped to make room).
+    OverBudget,
+    /// Queued, and removed without being delivered because its peer disconnected.
+    Purged,
 }
 
 /// How a health-check ping ended, for `peerlane_health_pings_total`.
@@ -421,6 +428,8 @@ impl QueueEvent {
             Self::DroppedOldest => "dropped_oldest",
             Self::Closed => "closed",
             Self::Waited => "waited",
+            Self::OverBudget => "over_budget",
+            Self::Purged => "purged",
         }
     }
 }
