@@ -103,7 +103,7 @@ async fn sustained_flood_is_cut_off_and_banned_until_the_ban_expires() {
     assert_eq!(
         b.network
             .metrics()
-            .inbound_queue(DIRECT[0], peerlane::QueueEvent::Purged),
+            .inbound_queue(DIRECT[0], QueueEvent::Purged),
         10,
         "the first connection's burst"
     );
