@@ -244,9 +244,11 @@ async fn dial(State(state): State<AdminState>, body: Body<DialRequest>) -> Respo
             .into_response(),
         Err(err @ Error::AlreadyConnected { .. }) => error(StatusCode::CONFLICT, err),
         // About the request's address, not about what answers there.
-        Err(err @ (Error::UnsupportedHandshakeVersion { .. } | Error::MissingNoiseKey { .. })) => {
-            error(StatusCode::BAD_REQUEST, err)
-        }
+        Err(
+            err @ (Error::UnsupportedHandshakeVersion { .. }
+            | Error::MissingNoiseKey { .. }
+            | Error::DialKeyMismatch { .. }),
+        ) => error(StatusCode::BAD_REQUEST, err),
         Err(err) => {
             // What failed (refused, no Noise, timeout) would tell a caller what listens where.
             let reason = dial_failure(&err);

@@ -207,7 +207,8 @@ fn node(args: &[&str]) -> Output {
 
 /// A config with a typo (among the network fields, in `[apps]` or in `[admin]`), apps that do
 /// not fit together, a missing config file, a seed without a key, a bad key file and an admin
-/// API on a non-loopback address without a token (from a flag or the config file) each end
+/// API on a non-loopback address without a token (from a flag or the config file), and a
+/// validator network with `auth_mode = "maybe_mutual"` each end
 /// with one line that names the problem, and exit status 2.
 #[test]
 fn bad_node_input_exits_2_with_one_line() {
@@ -227,7 +228,13 @@ fn bad_node_input_exits_2_with_one_line() {
     std::fs::write(&admin_typo, "[admin]\ntoken = \"x\"\n").unwrap();
     let admin_open = dir.join("admin-open.toml");
     std::fs::write(&admin_open, "[admin]\naddress = \"0.0.0.0:0\"\n").unwrap();
-    let cases: [(Vec<&str>, &str); 10] = [
+    let validator_maybe = dir.join("validator-maybe-mutual.toml");
+    std::fs::write(
+        &validator_maybe,
+        "network_id = \"validator\"\nauth_mode = \"maybe_mutual\"\n",
+    )
+    .unwrap();
+    let cases: [(Vec<&str>, &str); 11] = [
         (
             vec!["--config", typo.to_str().unwrap()],
             "max_inbound_conections",
@@ -258,6 +265,10 @@ fn bad_node_input_exits_2_with_one_line() {
         (
             vec!["--admin", "[::]:0", "--admin-token-file", "/no/such/token"],
             "cannot read admin token file /no/such/token",
+        ),
+        (
+            vec!["--config", validator_maybe.to_str().unwrap()],
+            "must use mutual authentication",
         ),
     ];
     for (args, expected) in cases {

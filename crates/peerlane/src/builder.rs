@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use connectivity_manager::{ConnectivityManager, DiscoveredPeer};
-use netcore::{NetworkAddress, PeerId};
+use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::{NoiseUpgrader, TrustedPeers};
 use peer::InboundBudget;
 use prometheus_client::registry::Registry;
@@ -22,7 +22,7 @@ use wire::{HandshakeMsg, NetworkId, ProtocolId, ProtocolIdSet};
 use crate::client::{ClientNetwork, NetworkClient};
 use crate::config::{Identity, NetworkConfig};
 use crate::error::Error;
-use crate::events::{AppQueue, NetworkEvents, Router};
+use crate::events::{self, AppQueue, NetworkEvents, Router};
 use crate::health::{self, HealthChecker, HealthCheckerMsg};
 use crate::listener::Listener;
 use crate::metrics::Metrics;
@@ -30,7 +30,7 @@ use crate::peer_manager::{
     BanList, Channels, Parts, PeerManager, PeerManagerHandle, drive_connectivity,
 };
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
-use crate::queue::{self, QueueConfig};
+use crate::queue::QueueConfig;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 
 /// Builds one network of a node (validator, VFN or public).
@@ -205,7 +205,7 @@ impl NetworkBuilder {
                 protocol: *protocol,
             });
         }
-        let (queue_tx, queue_rx) = queue::keyed_channel(queue_config);
+        let (queue_tx, queue_rx) = events::app_queue(queue_config);
         for protocol in &protocols {
             self.apps.insert(*protocol, queue_tx.clone());
         }
@@ -324,6 +324,9 @@ impl NetworkBuilder {
         let budget = (config.peer.inbound_byte_budget > 0)
             .then(|| InboundBudget::new(config.peer.inbound_byte_budget, &peer_metrics));
         let router = Arc::new(Router::new(apps, metrics.clone(), budget));
+        // Subscribed before the peer manager can register anyone, so no LostPeer is missed.
+        let purge =
+            events::purge_lost_peers(router.clone(), peers.subscribe(), peers.clone(), network_id);
         let listener = Listener::new(
             incoming,
             channels.new_connections_tx(),
@@ -367,6 +370,13 @@ impl NetworkBuilder {
             tracker.spawn(checker.run());
         }
         tracker.spawn(PeerManager::new(parts, channels).run());
+        let purge_shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = purge_shutdown.cancelled() => {}
+                () = purge => {}
+            }
+        });
         tracker.spawn(connectivity.run(shutdown.clone()));
         tracker.spawn(drive_connectivity(
             actions_rx,
@@ -428,13 +438,44 @@ impl Network {
     ///
     /// Succeeds also when a simultaneous dial from the peer wins: we are connected either way.
     /// Fails with [`Error::AlreadyConnected`] without dialing when we are connected already,
-    /// with [`Error::Banned`], [`Error::UnsupportedHandshakeVersion`] or
-    /// [`Error::MissingNoiseKey`] before connecting, and with the set-up errors ([`Error::Transport`], [`Error::Noise`],
-    /// [`Error::Handshake`], [`Error::SetupTimeout`]).
+    /// with [`Error::Banned`], [`Error::UnsupportedHandshakeVersion`],
+    /// [`Error::MissingNoiseKey`] or [`Error::DialKeyMismatch`] before connecting, and with
+    /// the set-up errors ([`Error::Transport`], [`Error::Noise`], [`Error::Handshake`],
+    /// [`Error::SetupTimeout`]).
+    ///
+    /// The key in `addr` must be one `peer_id` may use: one of its keys in the trusted set if
+    /// it is trusted, else the key its PeerId derives from. Otherwise whoever holds that key
+    /// would be registered as `peer_id` (a trusted validator's identity and role, say).
     ///
     /// Cancel-safe in that dropping the future abandons only the wait; the dial goes on.
     pub async fn dial(&self, peer_id: PeerId, addr: NetworkAddress) -> Result<(), Error> {
+        if let Err(err) = self.check_dial_key(peer_id, &addr) {
+            tracing::debug!(%peer_id, %addr, "dial refused: the address's key is not the peer's");
+            self.metrics
+                .record_setup_failure(ConnectionOrigin::Outbound, err.setup_failure());
+            return Err(err);
+        }
         self.manager.dial(peer_id, addr).await
+    }
+
+    /// Whether `peer_id` may be reached at `addr`'s Noise key; an address without a key passes
+    /// (the transport refuses it with [`Error::MissingNoiseKey`]).
+    fn check_dial_key(&self, peer_id: PeerId, addr: &NetworkAddress) -> Result<(), Error> {
+        let Some(key) = addr.noise_public_key() else {
+            return Ok(());
+        };
+        let allowed = match self.trusted.snapshot().get(&peer_id) {
+            Some(trusted) => trusted.keys.contains(&key),
+            None => noise::keys::peer_id_from_public_key(&key) == peer_id,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::DialKeyMismatch {
+                peer_id,
+                addr: addr.clone(),
+            })
+        }
     }
 
     /// Closes the connection to `peer_id` and waits until it is gone (its `LostPeer` is out).

@@ -83,7 +83,8 @@ pub struct NetworkConfig {
     pub identity: Option<Identity>,
     /// How inbound Noise handshakes are authenticated. Default none: [`AuthMode::Mutual`] on
     /// the validator network, [`AuthMode::MaybeMutual`] elsewhere; see
-    /// [`auth_mode`](Self::auth_mode).
+    /// [`auth_mode`](Self::auth_mode). [`validate`](Self::validate) refuses
+    /// [`AuthMode::MaybeMutual`] on the validator network.
     pub auth_mode: Option<AuthMode>,
     /// Peers we trust, by PeerId: their keys authenticate them, their role travels in the
     /// connection metadata, and their addresses are where to find them. Default empty.
@@ -261,6 +262,15 @@ impl NetworkConfig {
 
     /// Checks the rules serde cannot express.
     pub fn validate(&self) -> Result<(), Error> {
+        // As Aptos's config sanitizer: a validator network that let any key in would hand
+        // consensus connections to strangers.
+        if self.network_id.is_validator_network() && self.auth_mode() != AuthMode::Mutual {
+            return Err(Error::InvalidConfig {
+                field: "auth_mode",
+                reason: "the validator network must use mutual authentication, not maybe_mutual",
+                source: None,
+            });
+        }
         if self.setup_timeout.is_zero() {
             return Err(Error::InvalidConfig {
                 field: "setup_timeout_ms",
@@ -563,6 +573,34 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A validator network is mutually authenticated: `maybe_mutual` there is refused, and
+    /// stays allowed on the other networks.
+    #[test]
+    fn validator_network_refuses_maybe_mutual() {
+        let mut validator = NetworkConfig::new(NetworkId::Validator, NetworkAddress::memory(0));
+        validator.validate().unwrap();
+        validator.auth_mode = Some(AuthMode::Mutual);
+        validator.validate().unwrap();
+        validator.auth_mode = Some(AuthMode::MaybeMutual);
+        let err = validator.validate().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    field: "auth_mode",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("maybe_mutual"), "{err}");
+        for network_id in [NetworkId::Vfn, NetworkId::Public] {
+            let mut config = NetworkConfig::new(network_id, NetworkAddress::memory(0));
+            config.auth_mode = Some(AuthMode::MaybeMutual);
+            config.validate().unwrap();
+        }
     }
 
     /// Unknown fields are refused, so a typo in a config file is caught.

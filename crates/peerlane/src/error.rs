@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use netcore::NetworkAddress;
+use netcore::{NetworkAddress, PeerId};
 use wire::{NetworkId, ProtocolId};
 
 use connectivity_manager::DialFailure;
@@ -77,6 +77,17 @@ pub enum Error {
     #[error("dial: address {addr} has no noise-ik key")]
     MissingNoiseKey {
         /// The address.
+        addr: NetworkAddress,
+    },
+
+    /// The address to dial carries a Noise key that `peer_id` may not use: a trusted peer must
+    /// be dialed at one of its trusted keys, any other peer at the key its PeerId derives from
+    /// (as an inbound connection must prove). Nothing was sent.
+    #[error("dial: {peer_id} may not use the noise-ik key of address {addr}")]
+    DialKeyMismatch {
+        /// The PeerId asked for.
+        peer_id: PeerId,
+        /// The address, with its key.
         addr: NetworkAddress,
     },
 
@@ -282,6 +293,7 @@ impl Error {
             Self::MissingNoiseKey { .. } | Self::UnsupportedHandshakeVersion { .. } => {
                 SetupFailure::Address
             }
+            Self::DialKeyMismatch { .. } => SetupFailure::DialKeyMismatch,
             _ => SetupFailure::Transport,
         }
     }
@@ -309,7 +321,9 @@ impl Error {
             | SetupFailure::ChainMismatch
             | SetupFailure::NetworkMismatch
             | SetupFailure::NoCommonProtocol => DialFailure::Handshake,
-            SetupFailure::Address | SetupFailure::Evicted => DialFailure::Other,
+            SetupFailure::Address | SetupFailure::DialKeyMismatch | SetupFailure::Evicted => {
+                DialFailure::Other
+            }
         }
     }
 }

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Decoding happens on the application's side of the queue, in the application's task, so a
-//! peer's reader never spends time on application types. A payload that does not decode is
+//! peer's reader never spends time on application types. Each queue weighs a message by its
+//! payload against its byte budgets, and [`purge_lost_peers`] removes what a peer left queued
+//! once it disconnects. A payload that does not decode is
 //! logged, counted (`peerlane_inbound_decode_failures_total`) and skipped; the stream goes on.
 
 use std::collections::{HashMap, VecDeque};
@@ -32,8 +34,10 @@ use wire::{NetworkId, ProtocolId};
 
 use crate::error::Error;
 use crate::metrics::{Metrics, QueueEvent};
-use crate::peers::PeerNetworkId;
-use crate::queue::{Dropped, KeyedReceiver, KeyedSender, Overflow};
+use crate::peers::{
+    ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata,
+};
+use crate::queue::{Dropped, KeyedReceiver, KeyedSender, Overflow, QueueConfig};
 
 /// Something a peer sent the application.
 #[derive(Debug)]
@@ -94,6 +98,23 @@ pub(crate) enum Inbound {
 
 /// An application's queue on one network.
 pub(crate) type AppQueue = KeyedSender<(PeerId, ProtocolId), Inbound>;
+
+impl Inbound {
+    /// What the item weighs against the queue's byte budgets: its payload.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::DirectSend(payload, _) | Self::Rpc(payload, _, _) => payload.len(),
+        }
+    }
+}
+
+/// An application's queue on one network, weighing each message by its payload: the sending
+/// half for the router, the receiving half for [`NetworkEvents`].
+pub(crate) fn app_queue(
+    config: QueueConfig,
+) -> (AppQueue, KeyedReceiver<(PeerId, ProtocolId), Inbound>) {
+    crate::queue::weighed_keyed_channel(config, Inbound::bytes)
+}
 
 /// The events of one network.
 struct EventsPart<M> {
@@ -185,6 +206,13 @@ where
             _message: PhantomData,
         }];
         Self { parts, next: 0 }
+    }
+
+    /// Payload bytes queued for the application and not taken yet, over its networks (what it
+    /// has taken off the queues and not yet read is not counted: at most 64 messages per
+    /// network).
+    pub fn queued_bytes(&self) -> usize {
+        self.parts.iter().map(|part| part.rx.bytes()).sum()
     }
 
     /// One stream over the events of several networks (validator, VFN, public), taking from
@@ -348,6 +376,20 @@ impl Router {
         }
     }
 
+    /// Removes from every application's queue what the peers `gone` picks left there, counted
+    /// as `purged`; returns how many messages it removed.
+    pub(crate) fn purge(&self, mut gone: impl FnMut(PeerId) -> bool) -> usize {
+        let mut purged = 0;
+        for queue in &self.queues {
+            for ((_, protocol_id), n) in queue.purge(|(peer_id, _)| gone(*peer_id)) {
+                self.metrics
+                    .record_queue_events(protocol_id, QueueEvent::Purged, n as u64);
+                purged += n;
+            }
+        }
+        purged
+    }
+
     fn route_of(&self, protocol_id: ProtocolId) -> Result<&Route, RouteError> {
         self.apps[usize::from(protocol_id.as_u8())]
             .as_ref()
@@ -373,6 +415,26 @@ impl Router {
                 self.metrics
                     .record_queue_event(protocol_id, QueueEvent::DroppedOldest);
                 Ok(())
+            }
+            Err(Dropped::Evicted(evicted)) => {
+                // Queued; the oldest of its (peer, protocol) queue made room under a byte budget.
+                self.metrics
+                    .record_queue_event(protocol_id, QueueEvent::Enqueued);
+                self.metrics
+                    .record_queue_event(protocol_id, QueueEvent::OverBudget);
+                self.metrics.record_queue_events(
+                    protocol_id,
+                    QueueEvent::DroppedOldest,
+                    evicted.len() as u64,
+                );
+                Ok(())
+            }
+            Err(Dropped::OverBudget(_)) => {
+                self.metrics
+                    .record_queue_event(protocol_id, QueueEvent::OverBudget);
+                self.metrics
+                    .record_queue_event(protocol_id, QueueEvent::DroppedNewest);
+                Err(RouteError::QueueFull)
             }
             // `Full` only comes from `try_route`, which handles it; here it is a drop like any.
             Err(Dropped::Newest(_) | Dropped::Full(_)) => {
@@ -483,6 +545,39 @@ impl InboundRouter for Router {
     fn flush(&self) {
         for queue in &self.queues {
             queue.wake_deferred();
+        }
+    }
+}
+
+/// Purges what a peer left in the applications' queues once it disconnects, so that the keys
+/// held stay within the connected peers × protocols however often peers reconnect (under new
+/// PeerIds or the same). Subscribed before the peer manager registers anyone; runs until
+/// `notifications` end (the network is gone).
+///
+/// A peer that is connected again by the time its `LostPeer` is read keeps its messages: they
+/// may be from the new connection. After notifications were lost (this task fell behind), every
+/// key of a peer that is not connected is purged, so none is missed for long.
+pub(crate) async fn purge_lost_peers(
+    router: std::sync::Arc<Router>,
+    mut notifications: ConnectionNotifications,
+    peers: PeersAndMetadata,
+    network_id: NetworkId,
+) {
+    let is_gone = |peer_id| !peers.is_connected(PeerNetworkId::new(network_id, peer_id));
+    let mut lost = notifications.lost();
+    while let Some(notification) = notifications.recv().await {
+        if notifications.lost() != lost {
+            lost = notifications.lost();
+            router.purge(is_gone);
+        }
+        if let ConnectionNotification::LostPeer(metadata, lost_on, _) = notification {
+            let peer_id = metadata.remote_peer_id;
+            if lost_on == network_id && is_gone(peer_id) {
+                let purged = router.purge(|queued| queued == peer_id);
+                if purged > 0 {
+                    tracing::debug!(%network_id, %peer_id, purged, "purged a lost peer's queued messages");
+                }
+            }
         }
     }
 }

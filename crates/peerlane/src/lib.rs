@@ -29,7 +29,10 @@
 //!    negotiated, encodes with that protocol's encoding (BCS, JSON, LZ4) and sends.
 //! 4. Inbound messages go, without waiting, into the application's keyed queue (one
 //!    bounded queue per peer and protocol, popped round-robin) and are decoded when the
-//!    application polls its [`NetworkEvents`]. A full queue drops ([`QueueStyle`]), unless
+//!    application polls its [`NetworkEvents`]. Each (peer, protocol) queue holds at most
+//!    `capacity_per_key` messages and `max_bytes_per_key` payload bytes, each application's
+//!    queue at most `max_bytes` ([`QueueConfig`]); when a peer disconnects, the messages it
+//!    left in the queues are purged. A full queue drops ([`QueueStyle`]), unless
 //!    the application asked for back-pressure ([`Overflow::Wait`]): then the peer's reader
 //!    waits for room and TCP slows the sender down. The reader wakes the application once
 //!    per burst of messages, and the application takes a batch per wake-up. Each message
@@ -149,10 +152,16 @@ pub use metrics::{ConnectionChange, Metrics, PingResult, QueueEvent, RefusalReas
 pub use peers::{
     ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeerStats, PeersAndMetadata,
 };
-pub use queue::{DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_WAIT_MS, Overflow, QueueConfig, QueueStyle};
+pub use queue::{
+    DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_KEY, DEFAULT_MAX_WAIT_MS,
+    Overflow, QueueConfig, QueueStyle,
+};
 pub use transport::{HANDSHAKE_VERSION, TransportKind};
 
 /// The keyed queue behind [`NetworkEvents`], public only for the criterion benches
 /// (`benches/keyed_queue.rs`); applications never see it, and it may change at any time.
 #[doc(hidden)]
-pub use queue::{Dropped, KeyedQueue, KeyedReceiver, KeyedSender, QueueCounters, keyed_channel};
+pub use queue::{
+    Dropped, KeyedQueue, KeyedReceiver, KeyedSender, QueueCounters, keyed_channel,
+    weighed_keyed_channel,
+};

@@ -122,6 +122,10 @@ pub enum SetupFailure {
     Timeout,
     /// The address to dial cannot be used (no key, another handshake version).
     Address,
+    /// A dial named a PeerId with an address whose Noise key that peer may not use: not one of
+    /// a trusted peer's keys, or for any other peer not the key its PeerId derives from
+    /// (`dial_key_mismatch`). Refused before connecting.
+    DialKeyMismatch,
     /// An inbound set-up still in progress was closed to make room for a newer socket, because
     /// `max_pending_inbound_upgrades` were in progress (`evicted`): a flood of sockets that
     /// never speak cannot hold every slot.
@@ -148,6 +152,13 @@ pub enum QueueEvent {
     /// ([`Overflow::Wait`](crate::Overflow::Wait)): the peer's reader waited for room before
     /// queueing it (or, after `max_wait_ms`, dropped it as `dropped_newest`).
     Waited,
+    /// Would have taken its (peer, protocol) queue over `max_bytes_per_key`, or the
+    /// application's queue over `max_bytes`: what that dropped is counted as well
+    /// (`dropped_newest` for the message itself, `dropped_oldest` for each message a LIFO
+    /// queue dropped to make room).
+    OverBudget,
+    /// Queued, and removed without being delivered because its peer disconnected.
+    Purged,
 }
 
 /// How a health-check ping ended, for `peerlane_health_pings_total`.
@@ -401,6 +412,7 @@ impl SetupFailure {
             Self::NoCommonProtocol => "no_common_protocol",
             Self::Timeout => "timeout",
             Self::Address => "address",
+            Self::DialKeyMismatch => "dial_key_mismatch",
             Self::Evicted => "evicted",
         }
     }
@@ -416,6 +428,8 @@ impl QueueEvent {
             Self::DroppedOldest => "dropped_oldest",
             Self::Closed => "closed",
             Self::Waited => "waited",
+            Self::OverBudget => "over_budget",
+            Self::Purged => "purged",
         }
     }
 }

@@ -106,3 +106,82 @@ async fn fifo_queue_of_a_slow_application_drops_newest_and_other_peers_flow() {
 async fn lifo_queue_of_a_slow_application_drops_oldest_and_other_peers_flow() {
     slow_application_drops_are_counted_while_another_peer_flows(QueueStyle::Lifo).await;
 }
+
+/// A peer floods an application that reads nothing with messages of 1 MiB, `MESSAGES` of
+/// them, well under the item count (1024, which alone would let its (peer, protocol) queue
+/// hold 1 GiB of such messages, or stop every reader at the network's 256 MiB inbound
+/// budget): the queue holds at most `max_bytes_per_key` (16 MiB) and drops the rest, counted
+/// `over_budget`. When the peer disconnects, what it left queued is purged and counted, so a
+/// peer that reconnects under a fresh PeerId leaves nothing behind. The rate limits are off,
+/// so that every message reaches the queue.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_large_messages_holds_at_most_the_per_key_budget_and_is_purged() {
+    // 64 MiB: four times the per-key budget, and cheap enough for a debug build (1024 such
+    // messages take minutes there, and end the same way).
+    const MESSAGES: u64 = 64;
+    const SIZE: usize = 1024 * 1024;
+    let net = Net::Memory;
+    let mut b_config = config(2, NetworkId::Public, net);
+    b_config.peer.rate_limit.enabled = false;
+    let b = node_with(b_config, net, &DIRECT, &RPC, QueueConfig::default());
+    let a = node(1, net);
+    a.dial(&b).await.unwrap();
+    let per_key = QueueConfig::default().max_bytes_per_key.get();
+    assert_eq!(per_key, 16 * 1024 * 1024);
+
+    let blob = Msg::Blob(vec![7; SIZE]);
+    for _ in 0..MESSAGES {
+        // a's outbound lane holds 32 MiB: wait for room rather than lose messages there.
+        while a.client.send_to_peer(b.as_peer(), &blob).is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+    let metrics = b.network.metrics().clone();
+    eventually("a's flood reaches b", || {
+        metrics.inbound_queue(DIRECT[0], QueueEvent::Enqueued)
+            + metrics.inbound_queue(DIRECT[0], QueueEvent::DroppedNewest)
+            == MESSAGES
+    })
+    .await;
+    let held = b.events.queued_bytes();
+    let enqueued = metrics.inbound_queue(DIRECT[0], QueueEvent::Enqueued);
+    println!("queued bytes held by the flood: {held} in {enqueued} messages");
+    assert!(held <= per_key, "{held} bytes queued");
+    // The network's inbound budget, charged for every message queued, says the same.
+    let charged = budget_bytes(&b.metrics_text());
+    assert_eq!(charged, held, "network budget holds {charged} bytes");
+    assert!(held > per_key - 2 * SIZE, "{held} bytes queued");
+    let over = metrics.inbound_queue(DIRECT[0], QueueEvent::OverBudget);
+    assert_eq!(over, MESSAGES - enqueued);
+    assert_eq!(
+        metrics.inbound_queue(DIRECT[0], QueueEvent::DroppedNewest),
+        over
+    );
+
+    a.network.disconnect(b.network.peer_id()).await.unwrap();
+    eventually("a's messages are purged", || b.events.queued_bytes() == 0).await;
+    eventually("the purge is counted", || {
+        metrics.inbound_queue(DIRECT[0], QueueEvent::Purged) == enqueued
+    })
+    .await;
+    assert!(
+        b.metrics_text().contains(&format!(
+            r#"peerlane_inbound_queue_messages_total{{network="public",protocol="{}",event="purged"}} {enqueued}"#,
+            DIRECT[0]
+        )),
+        "{}",
+        b.metrics_text()
+    );
+    a.network.shutdown().await;
+    b.network.shutdown().await;
+}
+
+/// `peerlane_peer_inbound_budget_bytes` of the public network in a metrics text.
+fn budget_bytes(text: &str) -> usize {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(r#"peerlane_peer_inbound_budget_bytes{network="public"} "#)
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -604,6 +604,67 @@ async fn unusable_dials_fail_before_connecting() {
     b.network.shutdown().await;
 }
 
+/// A dial must name a PeerId that may use the address's Noise key: a trusted peer's PeerId
+/// with someone else's key, or an untrusted PeerId that is not the key's own, is refused before
+/// connecting and counted, so that a node cannot register a stranger as a trusted validator.
+/// The PeerId a key derives, and a trusted peer at one of its keys, are dialed as before.
+#[tokio::test(start_paused = true)]
+async fn dials_to_a_key_the_peer_id_may_not_use_are_refused() {
+    let net = Net::Memory;
+    let mut a_config = config(1, NetworkId::Public, net);
+    for (seed, role) in [(5, PeerRole::Validator), (3, PeerRole::Upstream)] {
+        let mut trusted = DiscoveredPeer::new(role, [], []);
+        trusted
+            .keys
+            .insert(PublicKey::from(&test_support::key_from_seed(seed)));
+        a_config.seeds.insert(peer_id(seed), trusted);
+    }
+    let a = node_with(a_config, net, &DIRECT, &RPC, QueueConfig::default());
+    let (b, c) = (node(2, net), node(3, net));
+    eventually("a trusts validator 5", || {
+        a.network
+            .trusted_peers()
+            .snapshot()
+            .contains_key(&peer_id(5))
+    })
+    .await;
+
+    // Validator 5's PeerId at b's address (b's key): refused.
+    let b_addr = b.network.listen_address().clone();
+    let err = a
+        .network
+        .dial(peer_id(5), b_addr.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DialKeyMismatch { peer_id: refused, .. } if refused == peer_id(5)),
+        "{err:?}"
+    );
+    // An untrusted PeerId that is not derived from b's key: refused.
+    let err = a.network.dial(peer_id(4), b_addr).await.unwrap_err();
+    assert!(matches!(err, Error::DialKeyMismatch { .. }), "{err:?}");
+    assert!(!a.network.is_connected(peer_id(5)));
+    assert!(!a.network.is_connected(peer_id(4)));
+    // Nothing reached b.
+    assert!(!b.metrics_text().contains(r#"side="responder""#));
+    assert!(
+        a.metrics_text().contains(
+            r#"peerlane_connection_setup_failures_total{network="public",origin="outbound",reason="dial_key_mismatch"} 2"#
+        ),
+        "{}",
+        a.metrics_text()
+    );
+
+    // b at its own key, and trusted c at its trusted key, are dialed.
+    a.dial(&b).await.unwrap();
+    a.dial(&c).await.unwrap();
+    assert!(a.network.is_connected(b.network.peer_id()));
+    assert!(a.network.is_connected(peer_id(3)));
+    for network in [a.network, b.network, c.network] {
+        network.shutdown().await;
+    }
+}
+
 /// Sending to several peers goes on past a peer that cannot be sent to, and reports how many
 /// failed with the first failure as the source.
 #[tokio::test(start_paused = true)]

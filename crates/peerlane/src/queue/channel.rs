@@ -35,9 +35,21 @@ pub fn keyed_channel<K, T>(config: QueueConfig) -> (KeyedSender<K, T>, KeyedRece
 where
     K: Hash + Eq + Clone,
 {
+    weighed_keyed_channel(config, |_| 0)
+}
+
+/// A [`keyed_channel`] whose items weigh `weigh(item)` bytes against the queue's byte budgets
+/// ([`QueueConfig::max_bytes_per_key`], [`QueueConfig::max_bytes`]).
+pub fn weighed_keyed_channel<K, T>(
+    config: QueueConfig,
+    weigh: fn(&T) -> usize,
+) -> (KeyedSender<K, T>, KeyedReceiver<K, T>)
+where
+    K: Hash + Eq + Clone,
+{
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            queue: KeyedQueue::new(config),
+            queue: KeyedQueue::with_weigher(config, weigh),
             senders: 1,
             receiver_alive: true,
             waker: None,
@@ -131,6 +143,27 @@ where
             waker.wake();
         }
         result
+    }
+
+    /// Removes every item queued under the keys `purge` picks (see
+    /// [`KeyedQueue::purge`](crate::queue::KeyedQueue::purge)) and returns how many it removed
+    /// per key. The items are dropped outside the lock.
+    pub fn purge(&self, purge: impl FnMut(&K) -> bool) -> Vec<(K, usize)> {
+        let removed = self.shared.lock().queue.purge(purge);
+        removed
+            .into_iter()
+            .map(|(key, items)| (key, items.len()))
+            .collect()
+    }
+
+    /// What the queued items weigh, over all keys.
+    pub fn bytes(&self) -> usize {
+        self.shared.lock().queue.bytes()
+    }
+
+    /// What the items queued under `key` weigh.
+    pub fn bytes_of(&self, key: &K) -> usize {
+        self.shared.lock().queue.bytes_of(key)
     }
 
     /// Whether `self` and `other` push into the same channel.
@@ -322,6 +355,11 @@ where
     /// Whether no item is queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// What the queued items weigh, over all keys.
+    pub fn bytes(&self) -> usize {
+        self.shared.lock().queue.bytes()
     }
 
     /// What the queue has done so far.

@@ -60,11 +60,32 @@ pub struct QueueConfig {
     /// [`Overflow::Drop`]. In config files `max_wait_ms`, in milliseconds.
     #[serde(rename = "max_wait_ms", with = "netcore::serde_duration_ms")]
     pub max_wait: Duration,
+    /// Payload bytes held per key. Default [`DEFAULT_MAX_BYTES_PER_KEY`] (16 MiB). A message
+    /// that would take its (peer, protocol) queue over drops as the style says (FIFO: that
+    /// message; LIFO: the key's oldest messages), or with [`Overflow::Wait`] makes the
+    /// producer wait. An empty key takes one message whatever its size.
+    pub max_bytes_per_key: NonZeroUsize,
+    /// Payload bytes held by the whole queue (one application on one network). Default
+    /// [`DEFAULT_MAX_BYTES`] (128 MiB). A message that would take it over because of other
+    /// keys is dropped whatever the style (one peer cannot evict another's messages).
+    pub max_bytes: NonZeroUsize,
 }
 
 /// Items held per key unless configured: AptosNet's channel capacity (architecture.md,
 /// "Channel and queue inventory").
 pub const DEFAULT_CAPACITY_PER_KEY: NonZeroUsize = NonZeroUsize::new(1024).unwrap();
+
+/// Payload bytes held per key unless configured: 16 MiB, a few of the largest messages
+/// applications send in practice (blocks, state-sync chunks of at most 6 MiB), so that one
+/// peer's protocol cannot hold more than that however many messages it sends; 1024 messages of
+/// up to 64 MiB would be 64 GiB.
+pub const DEFAULT_MAX_BYTES_PER_KEY: NonZeroUsize = NonZeroUsize::new(16 * 1024 * 1024).unwrap();
+
+/// Payload bytes held by one application's queue on one network unless configured: 128 MiB,
+/// half the network's `peer.inbound_byte_budget` (256 MiB), so that one application that
+/// stops reading drops its own messages once it holds this much instead of spending the whole
+/// network budget, which would stop every peer's reader, and every other application with it.
+pub const DEFAULT_MAX_BYTES: NonZeroUsize = NonZeroUsize::new(128 * 1024 * 1024).unwrap();
 
 /// How long a producer waits for room in a full [`Overflow::Wait`] queue unless configured:
 /// 1 s, long enough to ride out a busy consumer, short enough that a stalled one does not hold
@@ -86,6 +107,8 @@ impl QueueConfig {
             capacity_per_key,
             overflow: Overflow::Drop,
             max_wait: Duration::from_millis(DEFAULT_MAX_WAIT_MS),
+            max_bytes_per_key: DEFAULT_MAX_BYTES_PER_KEY,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 
@@ -98,6 +121,13 @@ impl QueueConfig {
     /// The same config with `overflow`.
     pub const fn with_overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
+        self
+    }
+
+    /// The same config with byte budgets of `per_key` per key and `total` for the queue.
+    pub const fn with_max_bytes(mut self, per_key: NonZeroUsize, total: NonZeroUsize) -> Self {
+        self.max_bytes_per_key = per_key;
+        self.max_bytes = total;
         self
     }
 

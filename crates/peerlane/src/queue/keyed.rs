@@ -23,12 +23,21 @@ pub enum Dropped<T> {
     Full(T),
     /// The receiver is gone: the pushed item was not queued.
     Closed(T),
+    /// The pushed item would have taken its key or the whole queue over its byte budget
+    /// ([`QueueConfig::max_bytes_per_key`], [`QueueConfig::max_bytes`]): it was not queued.
+    /// In a [`QueueStyle::Lifo`] queue only when dropping the key's own items could not make
+    /// room (the other keys hold the queue's budget).
+    OverBudget(T),
+    /// A [`QueueStyle::Lifo`] key queue made room for the pushed item, which was queued, by
+    /// dropping these, its oldest items, because of a byte budget (or of its item count and a
+    /// byte budget together).
+    Evicted(Vec<T>),
 }
 
 /// What a keyed queue has done since it was created.
 ///
 /// Invariants: `pushed = enqueued + dropped_newest + closed + full`, and
-/// `len = enqueued − dequeued − dropped_oldest`.
+/// `len = enqueued − dequeued − dropped_oldest − purged`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueCounters {
     /// Items that were queued.
@@ -45,6 +54,11 @@ pub struct QueueCounters {
     /// Pushes refused without dropping because their [`Overflow::Wait`] key queue was full
     /// (the producer waits and pushes again, so one item may count several times).
     pub full: u64,
+    /// Pushes that hit a byte budget (per key or for the whole queue); what they dropped is
+    /// counted in `dropped_newest` or `dropped_oldest` as well.
+    pub over_budget: u64,
+    /// Queued items removed by [`KeyedQueue::purge`] (their producer is gone).
+    pub purged: u64,
 }
 
 /// The sans-IO keyed queue: one bounded queue per key, popped round-robin.
@@ -59,28 +73,61 @@ pub struct QueueCounters {
 pub struct KeyedQueue<K, T> {
     config: QueueConfig,
     /// Only non-empty queues are kept: a key leaves the map with its last item.
-    queues: HashMap<K, VecDeque<T>>,
+    queues: HashMap<K, Lane<T>>,
     /// The keys of `queues`, in the order they are popped.
     ring: VecDeque<K>,
     len: usize,
+    /// What the queued items weigh together, by `weigh`.
+    bytes: usize,
+    /// The bytes an item counts for against the byte budgets.
+    weigh: fn(&T) -> usize,
     counters: QueueCounters,
 }
 
+/// One key's items and what they weigh.
+struct Lane<T> {
+    items: VecDeque<T>,
+    bytes: usize,
+}
+
+impl<T> Default for Lane<T> {
+    fn default() -> Self {
+        Self {
+            items: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// The weight of every item of a queue made with [`KeyedQueue::new`]: the byte budgets never
+/// bind.
+fn weightless<T>(_: &T) -> usize {
+    0
+}
+
 impl<T> Dropped<T> {
-    /// The dropped item.
-    pub fn into_inner(self) -> T {
+    /// The dropped items (one, but for [`Dropped::Evicted`]).
+    pub fn into_items(self) -> Vec<T> {
         match self {
-            Self::Newest(item) | Self::Oldest(item) | Self::Closed(item) | Self::Full(item) => item,
+            Self::Newest(item)
+            | Self::Oldest(item)
+            | Self::Closed(item)
+            | Self::Full(item)
+            | Self::OverBudget(item) => vec![item],
+            Self::Evicted(items) => items,
         }
     }
 
-    /// `"newest"`, `"oldest"`, `"closed"` or `"full"`, for logs and metric labels.
+    /// `"newest"`, `"oldest"`, `"closed"`, `"full"`, `"over_budget"` or `"evicted"`, for logs
+    /// and metric labels.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Self::Newest(_) => "newest",
             Self::Oldest(_) => "oldest",
             Self::Closed(_) => "closed",
             Self::Full(_) => "full",
+            Self::OverBudget(_) => "over_budget",
+            Self::Evicted(_) => "evicted",
         }
     }
 }
@@ -89,13 +136,20 @@ impl<K, T> KeyedQueue<K, T>
 where
     K: Hash + Eq + Clone,
 {
-    /// An empty queue.
+    /// An empty queue whose items weigh nothing: only the item counts bound it.
     pub fn new(config: QueueConfig) -> Self {
+        Self::with_weigher(config, weightless)
+    }
+
+    /// An empty queue whose items weigh `weigh(item)` bytes against its byte budgets.
+    pub fn with_weigher(config: QueueConfig, weigh: fn(&T) -> usize) -> Self {
         Self {
             config,
             queues: HashMap::new(),
             ring: VecDeque::new(),
             len: 0,
+            bytes: 0,
+            weigh,
             counters: QueueCounters::default(),
         }
     }
@@ -118,42 +172,117 @@ where
     /// resumes at).
     pub fn is_half_empty(&self, key: &K) -> bool {
         self.len_of(key) <= self.config.capacity_per_key.get() / 2
+            && self.bytes_of(key) <= self.config.max_bytes_per_key.get() / 2
     }
 
     fn push_with(&mut self, key: K, item: T, overflow: Overflow) -> Result<(), Dropped<T>> {
         let capacity = self.config.capacity_per_key.get();
-        let queue = match self.queues.entry(key) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                self.ring.push_back(entry.key().clone());
-                entry.insert(VecDeque::new())
-            }
-        };
-        if queue.len() < capacity {
-            queue.push_back(item);
-            self.len += 1;
-            self.counters.enqueued += 1;
+        let max_key_bytes = self.config.max_bytes_per_key.get();
+        let max_bytes = self.config.max_bytes.get();
+        let weight = (self.weigh)(&item);
+        let (key_len, key_bytes) = self
+            .queues
+            .get(&key)
+            .map_or((0, 0), |lane| (lane.items.len(), lane.bytes));
+        // An empty key (queue) always takes one item, so that a message larger than a budget
+        // still gets through when nothing else is held.
+        let key_over = key_len > 0 && key_bytes.saturating_add(weight) > max_key_bytes;
+        let queue_over = self.bytes > 0 && self.bytes.saturating_add(weight) > max_bytes;
+        if key_len < capacity && !key_over && !queue_over {
+            self.insert(key, item, weight);
             return Ok(());
         }
-        // Full: the queue is non-empty, so the key is in the ring already.
-        if overflow == Overflow::Wait {
+        // Over the queue's budget because of other keys: dropping this key's items would take
+        // from nobody else, so the pushed item goes (whatever the style or overflow: waiting
+        // for other keys to drain is not this producer's business).
+        let others = self.bytes - key_bytes;
+        if queue_over && others > 0 && others.saturating_add(weight) > max_bytes {
+            self.counters.over_budget += 1;
+            self.counters.dropped_newest += 1;
+            return Err(Dropped::OverBudget(item));
+        }
+        let over_budget = key_over || queue_over;
+        // Waits only for what a pop from this key makes room for: a non-empty key over its
+        // count or its byte budget.
+        if overflow == Overflow::Wait && (key_len >= capacity || key_over) {
             self.counters.full += 1;
             return Err(Dropped::Full(item));
+        }
+        if over_budget {
+            self.counters.over_budget += 1;
         }
         match self.config.style {
             QueueStyle::Fifo => {
                 self.counters.dropped_newest += 1;
-                Err(Dropped::Newest(item))
+                if over_budget {
+                    Err(Dropped::OverBudget(item))
+                } else {
+                    Err(Dropped::Newest(item))
+                }
             }
             QueueStyle::Lifo => {
-                // Non-empty (it is full and the capacity is at least 1).
-                let oldest = queue.pop_front().expect("a full queue has a front");
-                queue.push_back(item);
-                self.counters.enqueued += 1;
-                self.counters.dropped_oldest += 1;
-                Err(Dropped::Oldest(oldest))
+                let mut evicted = Vec::new();
+                if let Some(lane) = self.queues.get_mut(&key) {
+                    while let Some(oldest) = lane.items.front() {
+                        let fits = lane.items.len() < capacity
+                            && lane.bytes.saturating_add(weight) <= max_key_bytes
+                            && self.bytes.saturating_add(weight) <= max_bytes;
+                        if fits {
+                            break;
+                        }
+                        let oldest_weight = (self.weigh)(oldest);
+                        evicted.extend(lane.items.pop_front());
+                        lane.bytes -= oldest_weight;
+                        self.bytes -= oldest_weight;
+                        self.len -= 1;
+                    }
+                }
+                self.counters.dropped_oldest += evicted.len() as u64;
+                // The key stays in the ring even if emptied: the item goes in at once.
+                self.insert(key, item, weight);
+                match (over_budget, evicted.len()) {
+                    (false, 1) => Err(Dropped::Oldest(evicted.remove(0))),
+                    _ => Err(Dropped::Evicted(evicted)),
+                }
             }
         }
+    }
+
+    /// Queues `item`, of `weight` bytes, under `key`: the caller checked that it fits.
+    fn insert(&mut self, key: K, item: T, weight: usize) {
+        let lane = match self.queues.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                self.ring.push_back(entry.key().clone());
+                entry.insert(Lane::default())
+            }
+        };
+        lane.items.push_back(item);
+        lane.bytes += weight;
+        self.bytes += weight;
+        self.len += 1;
+        self.counters.enqueued += 1;
+    }
+
+    /// Removes every item of the keys `purge` picks (a producer that is gone: a disconnected
+    /// peer), counted as `purged`, and hands them back so that the caller drops them where it
+    /// likes. The keys leave the ring.
+    pub fn purge(&mut self, mut purge: impl FnMut(&K) -> bool) -> Vec<(K, VecDeque<T>)> {
+        let keys: Vec<K> = self.ring.iter().filter(|key| purge(key)).cloned().collect();
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        self.ring.retain(|key| !keys.contains(key));
+        let mut removed = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(lane) = self.queues.remove(&key) {
+                self.len -= lane.items.len();
+                self.bytes -= lane.bytes;
+                self.counters.purged += lane.items.len() as u64;
+                removed.push((key, lane.items));
+            }
+        }
+        removed
     }
 
     /// Takes the next item: from the key whose turn it is, the oldest item (FIFO) or the newest
@@ -163,13 +292,16 @@ where
         let Entry::Occupied(mut entry) = self.queues.entry(key) else {
             unreachable!("every key in the ring has a queue");
         };
-        let queue = entry.get_mut();
+        let lane = entry.get_mut();
         let item = match self.config.style {
-            QueueStyle::Fifo => queue.pop_front(),
-            QueueStyle::Lifo => queue.pop_back(),
+            QueueStyle::Fifo => lane.items.pop_front(),
+            QueueStyle::Lifo => lane.items.pop_back(),
         }
         .expect("queues in the map are never empty");
-        let key = if queue.is_empty() {
+        let weight = (self.weigh)(&item);
+        lane.bytes -= weight;
+        self.bytes -= weight;
+        let key = if lane.items.is_empty() {
             entry.remove_entry().0
         } else {
             let key = entry.key().clone();
@@ -206,19 +338,22 @@ where
         let Some(key) = self.ring.front().cloned() else {
             return 0;
         };
-        let Some(queue) = self.queues.get_mut(&key) else {
+        let Some(lane) = self.queues.get_mut(&key) else {
             unreachable!("every key in the ring has a queue");
         };
-        let n = max.min(queue.len());
+        let n = max.min(lane.items.len());
         for _ in 0..n {
             let item = match self.config.style {
-                QueueStyle::Fifo => queue.pop_front(),
-                QueueStyle::Lifo => queue.pop_back(),
+                QueueStyle::Fifo => lane.items.pop_front(),
+                QueueStyle::Lifo => lane.items.pop_back(),
             }
             .expect("n is at most the queue's length");
+            let weight = (self.weigh)(&item);
+            lane.bytes -= weight;
+            self.bytes -= weight;
             out.push_back((key.clone(), item));
         }
-        if queue.is_empty() {
+        if lane.items.is_empty() {
             self.queues.remove(&key);
             self.ring.clear();
         }
@@ -239,7 +374,17 @@ where
 
     /// Items queued under `key`.
     pub fn len_of(&self, key: &K) -> usize {
-        self.queues.get(key).map_or(0, VecDeque::len)
+        self.queues.get(key).map_or(0, |lane| lane.items.len())
+    }
+
+    /// What the queued items weigh, over all keys.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// What the items queued under `key` weigh.
+    pub fn bytes_of(&self, key: &K) -> usize {
+        self.queues.get(key).map_or(0, |lane| lane.bytes)
     }
 
     /// Keys with at least one queued item (the only keys the queue keeps).
@@ -260,10 +405,14 @@ where
 
 impl<K, T> KeyedQueue<K, T> {
     /// Takes every queued item out; the counters are kept.
-    pub(super) fn take_all(&mut self) -> HashMap<K, VecDeque<T>> {
+    pub(super) fn take_all(&mut self) -> Vec<VecDeque<T>> {
         self.ring.clear();
         self.len = 0;
+        self.bytes = 0;
         std::mem::take(&mut self.queues)
+            .into_values()
+            .map(|lane| lane.items)
+            .collect()
     }
 }
 
@@ -280,6 +429,7 @@ impl<K, T> fmt::Debug for KeyedQueue<K, T> {
         f.debug_struct("KeyedQueue")
             .field("config", &self.config)
             .field("len", &self.len)
+            .field("bytes", &self.bytes)
             .field("keys", &self.queues.len())
             .field("counters", &self.counters)
             .finish()
@@ -356,6 +506,94 @@ mod tests {
         assert!(queue.is_empty());
     }
 
+    /// A queue of byte strings weighed by their length, with room for 100 items per key,
+    /// 10 bytes per key and 25 bytes in all.
+    fn weighed(style: QueueStyle) -> KeyedQueue<char, Vec<u8>> {
+        let config = config(style, 100).with_max_bytes(
+            NonZeroUsize::new(10).unwrap(),
+            NonZeroUsize::new(25).unwrap(),
+        );
+        KeyedQueue::with_weigher(config, Vec::len)
+    }
+
+    /// FIFO: an item that would take its key over the key's byte budget is dropped and
+    /// counted; the key holds at most its budget whatever its item count allows.
+    #[test]
+    fn fifo_key_over_its_byte_budget_drops_the_pushed_item() {
+        let mut queue = weighed(QueueStyle::Fifo);
+        assert_eq!(queue.push('a', vec![1; 6]), Ok(()));
+        assert_eq!(queue.push('a', vec![2; 4]), Ok(()));
+        assert_eq!(
+            queue.push('a', vec![3; 1]),
+            Err(Dropped::OverBudget(vec![3]))
+        );
+        assert_eq!((queue.bytes_of(&'a'), queue.bytes()), (10, 10));
+        let counters = queue.counters();
+        assert_eq!((counters.over_budget, counters.dropped_newest), (1, 1));
+        queue.pop();
+        assert_eq!(queue.bytes(), 4);
+    }
+
+    /// LIFO: the key's oldest items make room, as many as it takes.
+    #[test]
+    fn lifo_key_over_its_byte_budget_drops_its_oldest_items() {
+        let mut queue = weighed(QueueStyle::Lifo);
+        for byte in 1..=5 {
+            queue.push('a', vec![byte; 2]).unwrap();
+        }
+        assert_eq!(
+            queue.push('a', vec![6; 5]),
+            Err(Dropped::Evicted(vec![vec![1; 2], vec![2; 2], vec![3; 2]]))
+        );
+        assert_eq!(queue.bytes_of(&'a'), 9);
+        assert_eq!(queue.counters().dropped_oldest, 3);
+        assert_eq!(drain(&mut queue).len(), 3);
+        assert_eq!(queue.bytes(), 0);
+    }
+
+    /// The queue's budget: a key cannot push out another key's items, in either style; an
+    /// empty key takes an item larger than its budget.
+    #[test]
+    fn a_full_queue_drops_the_pushed_item_rather_than_another_keys() {
+        for style in [QueueStyle::Fifo, QueueStyle::Lifo] {
+            let mut queue = weighed(style);
+            queue.push('a', vec![0; 10]).unwrap();
+            queue.push('b', vec![0; 10]).unwrap();
+            assert_eq!(
+                queue.push('c', vec![0; 12]),
+                Err(Dropped::OverBudget(vec![0; 12]))
+            );
+            assert_eq!(queue.push('c', vec![0; 5]), Ok(()));
+            // Over the queue's budget with c's own bytes: FIFO drops the pushed item, LIFO
+            // c's oldest.
+            let (expected, bytes) = match style {
+                QueueStyle::Fifo => (Dropped::OverBudget(vec![9]), 25),
+                QueueStyle::Lifo => (Dropped::Evicted(vec![vec![0; 5]]), 21),
+            };
+            assert_eq!(queue.push('c', vec![9; 1]), Err(expected));
+            assert_eq!((queue.len(), queue.bytes()), (3, bytes));
+        }
+        let mut queue = weighed(QueueStyle::Fifo);
+        assert_eq!(queue.push('a', vec![0; 30]), Ok(()));
+    }
+
+    /// A purge removes the picked keys with their items and bytes, and counts them; the other
+    /// keys keep their turns.
+    #[test]
+    fn purge_removes_the_picked_keys_and_counts_them() {
+        let mut queue = weighed(QueueStyle::Fifo);
+        queue.push('a', vec![0; 3]).unwrap();
+        queue.push('b', vec![0; 2]).unwrap();
+        queue.push('a', vec![0; 3]).unwrap();
+        let removed = queue.purge(|key| *key == 'a');
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].1.len(), 2);
+        assert_eq!((queue.len(), queue.bytes(), queue.num_keys()), (1, 2, 1));
+        assert_eq!(queue.counters().purged, 2);
+        assert_eq!(drain(&mut queue), vec![('b', vec![0; 2])]);
+        assert!(queue.purge(|_| true).is_empty());
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Push(u8),
@@ -428,6 +666,7 @@ mod tests {
                 prop_assert_eq!(
                     queue.len() as u64,
                     counters.enqueued - counters.dequeued - counters.dropped_oldest
+                        - counters.purged
                 );
                 prop_assert_eq!(
                     queue.num_keys(),

@@ -17,8 +17,18 @@
 //!   [`QueueStyle`] says what is dropped: the pushed item ([`QueueStyle::Fifo`]) or the oldest
 //!   queued one ([`QueueStyle::Lifo`]). Either way [`push`](KeyedQueue::push) returns the
 //!   dropped item in [`Dropped`] and the counters record it.
+//! - Each key holds at most [`QueueConfig::max_bytes_per_key`] bytes, and the whole queue at
+//!   most [`QueueConfig::max_bytes`], as weighed by the channel's weigher
+//!   ([`weighed_keyed_channel`]; the facade weighs a message by its payload). An item that
+//!   would take its key over drops as the style says, [`Dropped::OverBudget`] (FIFO) or
+//!   [`Dropped::Evicted`] (LIFO, the key's oldest items), and is counted (`over_budget`). An
+//!   item that would take the whole queue over because of other keys is dropped whatever the
+//!   style: one key cannot evict another's items. An empty key, or an empty queue, takes one
+//!   item whatever it weighs, so a message larger than a budget still passes alone.
 //! - The number of keys is bounded by what the producers can name (for the facade: connected
-//!   peers × protocols), because a key whose queue becomes empty is removed at once.
+//!   peers × protocols), because a key whose queue becomes empty is removed at once, and the
+//!   keys of a producer that is gone are removed with their items by
+//!   [`purge`](KeyedQueue::purge) (the facade purges a peer's keys when it disconnects).
 //!
 //! # Back-pressure
 //!
@@ -34,8 +44,9 @@ mod channel;
 mod config;
 mod keyed;
 
-pub use channel::{KeyedReceiver, KeyedSender, keyed_channel};
+pub use channel::{KeyedReceiver, KeyedSender, keyed_channel, weighed_keyed_channel};
 pub use config::{
-    DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_WAIT_MS, Overflow, QueueConfig, QueueStyle,
+    DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_KEY, DEFAULT_MAX_WAIT_MS,
+    Overflow, QueueConfig, QueueStyle,
 };
 pub use keyed::{Dropped, KeyedQueue, QueueCounters};
