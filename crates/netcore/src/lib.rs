@@ -46,8 +46,8 @@ pub use memsocket::{MemoryListener, MemorySocket};
 pub use peer_id::PeerId;
 pub use public_key::PublicKey;
 pub use transport::{
-    BoxedTransport, ConnectionOrigin, Endpoint, MemoryTransport, TcpConfig, TcpTransport,
-    Transport, TransportExt,
+    BoxedTransport, ConnectionOrigin, Endpoint, Keepalive, MemoryTransport, TcpConfig,
+    TcpTransport, Transport, TransportExt,
 };
 
 /// What [`metric_label_enum!`] expands to uses, so that its callers need no dependency of
