@@ -24,7 +24,7 @@ use crate::config::{Identity, NetworkConfig};
 use crate::error::Error;
 use crate::events::{AppQueue, NetworkEvents, Router};
 use crate::health::{self, HealthChecker, HealthCheckerMsg};
-use crate::listener::Listener;
+use crate::listener::{Listener, ListenerLimits};
 use crate::metrics::Metrics;
 use crate::peer_manager::{
     BanList, Channels, Parts, PeerManager, PeerManagerHandle, drive_connectivity,
@@ -327,7 +327,11 @@ impl NetworkBuilder {
         let listener = Listener::new(
             incoming,
             channels.new_connections_tx(),
-            config.max_pending_inbound_upgrades.get(),
+            ListenerLimits {
+                max_pending: config.max_pending_inbound_upgrades.get(),
+                admission: config.admission,
+                trusted_ips: config.trusted_ips(),
+            },
             metrics.clone(),
             tracker.clone(),
             shutdown.clone(),

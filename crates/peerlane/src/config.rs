@@ -16,8 +16,9 @@
 //!
 //! and every field left out takes its default.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use noise::{HandshakeAuthMode, PrivateKey, PublicKey, TrustedPeer, TrustedPeers}
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use wire::{ChainId, NetworkId};
 
+use crate::admission::AdmissionConfig;
 use crate::error::Error;
 use crate::queue::QueueConfig;
 
@@ -110,6 +112,10 @@ pub struct NetworkConfig {
     pub max_inbound_connections: usize,
     /// Accepted sockets being set up at once. Default [`MAX_PENDING_INBOUND_UPGRADES`].
     pub max_pending_inbound_upgrades: NonZeroUsize,
+    /// Per-IP and per-prefix limits on inbound sockets, checked at accept before any crypto
+    /// ([`AdmissionConfig`]): set-ups in progress per IP and per /24 or /64, and sockets per IP
+    /// per second.
+    pub admission: AdmissionConfig,
     /// Deadline for setting up one connection (connect, Noise, handshake message). Default
     /// [`SETUP_TIMEOUT_MS`]. In config files `setup_timeout_ms`, in milliseconds.
     #[serde(rename = "setup_timeout_ms", with = "netcore::serde_duration_ms")]
@@ -193,6 +199,7 @@ impl Default for NetworkConfig {
             max_inbound_connections: MAX_INBOUND_CONNECTIONS,
             max_pending_inbound_upgrades: NonZeroUsize::new(MAX_PENDING_INBOUND_UPGRADES)
                 .expect("the constant is not zero"),
+            admission: AdmissionConfig::default(),
             setup_timeout: Duration::from_millis(SETUP_TIMEOUT_MS),
             notification_capacity: NonZeroUsize::new(NOTIFICATION_CAPACITY)
                 .expect("the constant is not zero"),
@@ -229,6 +236,16 @@ impl NetworkConfig {
         self.seeds
             .iter()
             .map(|(peer_id, seed)| (*peer_id, TrustedPeer::new(seed.role, seed.all_keys())))
+            .collect()
+    }
+
+    /// The IPs of the seeds' `/ip4` and `/ip6` addresses: sockets from them are recognised as
+    /// a trusted peer's before the Noise handshake names the peer (see [`AdmissionConfig`]).
+    pub fn trusted_ips(&self) -> HashSet<IpAddr> {
+        self.seeds
+            .values()
+            .flat_map(|seed| &seed.addresses)
+            .filter_map(crate::admission::ip_of)
             .collect()
     }
 

@@ -309,7 +309,13 @@ impl Error {
             | SetupFailure::ChainMismatch
             | SetupFailure::NetworkMismatch
             | SetupFailure::NoCommonProtocol => DialFailure::Handshake,
-            SetupFailure::Address | SetupFailure::Evicted => DialFailure::Other,
+            // The inbound-only admission reasons never come out of a dial error.
+            SetupFailure::Address
+            | SetupFailure::Evicted
+            | SetupFailure::RateLimited
+            | SetupFailure::IpPendingCap
+            | SetupFailure::PrefixPendingCap
+            | SetupFailure::PendingCap => DialFailure::Other,
         }
     }
 }

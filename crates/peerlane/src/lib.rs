@@ -118,6 +118,7 @@
 //! # });
 //! ```
 
+mod admission;
 mod builder;
 mod client;
 mod config;
@@ -131,6 +132,10 @@ mod peers;
 mod queue;
 mod transport;
 
+pub use admission::{
+    ACCEPT_BURST_PER_IP, ACCEPT_RATE_PER_IP, AdmissionConfig, MAX_PENDING_PER_IP,
+    MAX_PENDING_PER_PREFIX,
+};
 pub use builder::{Network, NetworkBuilder};
 pub use client::NetworkClient;
 pub use config::{

@@ -124,8 +124,21 @@ pub enum SetupFailure {
     Address,
     /// An inbound set-up still in progress was closed to make room for a newer socket, because
     /// `max_pending_inbound_upgrades` were in progress (`evicted`): a flood of sockets that
-    /// never speak cannot hold every slot.
+    /// never speak cannot hold every slot. The set-up closed is the oldest one of the /24 or
+    /// /64 with the most set-ups in progress, never one from a trusted peer's IP.
     Evicted,
+    /// An inbound socket from an IP that opened sockets faster than
+    /// `admission.accept_rate_per_ip` allows (`rate_limited`), closed at once.
+    RateLimited,
+    /// An inbound socket from an IP with `admission.max_pending_per_ip` set-ups in progress
+    /// (`ip_pending_cap`), closed at once.
+    IpPendingCap,
+    /// An inbound socket from a /24 or /64 with `admission.max_pending_per_prefix` set-ups in
+    /// progress (`prefix_pending_cap`), closed at once.
+    PrefixPendingCap,
+    /// An inbound socket at `max_pending_inbound_upgrades` when every set-up in progress is a
+    /// trusted peer's (`pending_cap`), closed at once.
+    PendingCap,
 }
 
 /// What happened to an inbound message at an application's queue, for
@@ -402,6 +415,10 @@ impl SetupFailure {
             Self::Timeout => "timeout",
             Self::Address => "address",
             Self::Evicted => "evicted",
+            Self::RateLimited => "rate_limited",
+            Self::IpPendingCap => "ip_pending_cap",
+            Self::PrefixPendingCap => "prefix_pending_cap",
+            Self::PendingCap => "pending_cap",
         }
     }
 }

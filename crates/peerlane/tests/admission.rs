@@ -1,0 +1,102 @@
+//! The listener's admission rules against a flood, over TCP on loopback with several 127.x
+//! source addresses (Linux routes all of 127.0.0.0/8 to `lo`).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use netcore::{ConnectionOrigin, NetworkAddress};
+use noise::{PeerRole, PublicKey};
+use peerlane::{DiscoveredPeer, SetupFailure};
+use test_support::{
+    DIRECT, Net, RPC, config, key_from_seed as key, node, node_with, peer_id_from_seed as peer_id,
+};
+use tokio::net::TcpSocket;
+use wire::NetworkId;
+
+/// The IP and port a node listens on.
+fn socket_addr(address: &NetworkAddress) -> SocketAddr {
+    let text = address.to_string();
+    let parts: Vec<&str> = text.split('/').collect();
+    format!("{}:{}", parts[2], parts[4]).parse().unwrap()
+}
+
+/// Opens silent sockets to `target` from `source_ip` as fast as it can, 100 connects in
+/// flight at a time (many per round trip), keeping each connector's newest 10 open, until
+/// aborted.
+async fn flood(source_ip: &str, target: SocketAddr) {
+    let source: SocketAddr = format!("{source_ip}:0").parse().unwrap();
+    let mut connectors = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        connectors.spawn(async move {
+            let mut open = VecDeque::new();
+            loop {
+                let socket = TcpSocket::new_v4().unwrap();
+                socket.bind(source).unwrap();
+                if let Ok(stream) = socket.connect(target).await {
+                    open.push_back(stream);
+                }
+                if open.len() > 10 {
+                    open.pop_front();
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    connectors.join_all().await;
+}
+
+/// While 127.0.0.3 floods silent sockets (many per round trip) at a node with room for 8 set-ups,
+/// a trusted peer (a seed, recognised by its address's IP, 127.0.0.1, in the same /24 as the
+/// flood) still connects within 2 s. Without per-source admission the flood evicts every
+/// set-up, the trusted one included, before its handshake can finish. The flood is counted:
+/// refused at accept (rate, per-IP cap) or evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_peer_connects_while_one_ip_floods_silent_sockets() {
+    let mut guarded = config(1, NetworkId::Public, Net::Tcp);
+    guarded.max_pending_inbound_upgrades = 8.try_into().unwrap();
+    // A seed with an address on 127.0.0.1 (nothing listens at port 9, so the server's own
+    // dials to it fail): sockets from that IP count as a trusted peer's.
+    let seed_address: NetworkAddress = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+    let seed_address = seed_address
+        .with_noise_and_handshake(PublicKey::from(&key(2)), 0)
+        .unwrap();
+    guarded.seeds.insert(
+        peer_id(2),
+        DiscoveredPeer::new(PeerRole::Upstream, [seed_address], []),
+    );
+    let server = node_with(guarded, Net::Tcp, &DIRECT, &RPC, Default::default());
+    let target = socket_addr(server.network.listen_address());
+
+    let flooder = tokio::spawn(flood("127.0.0.3", target));
+    // Let the flood fill the set-up slots first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let trusted = node(2, Net::Tcp);
+    // One dial: a set-up evicted by the flood fails it.
+    let connected = tokio::time::timeout(
+        Duration::from_secs(2),
+        trusted
+            .network
+            .dial(peer_id(1), server.network.listen_address().clone()),
+    )
+    .await;
+    flooder.abort();
+    let metrics = server.network.metrics();
+    let counted: u64 = [
+        SetupFailure::RateLimited,
+        SetupFailure::IpPendingCap,
+        SetupFailure::PrefixPendingCap,
+        SetupFailure::Evicted,
+    ]
+    .into_iter()
+    .map(|reason| metrics.setup_failures(ConnectionOrigin::Inbound, reason))
+    .sum();
+    assert!(
+        matches!(connected, Ok(Ok(()))),
+        "the trusted peer did not connect within 2 s: {connected:?}; flood counted {counted}"
+    );
+    assert!(counted > 0);
+    server.network.shutdown().await;
+    trusted.network.shutdown().await;
+}
