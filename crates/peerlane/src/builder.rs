@@ -354,6 +354,7 @@ impl NetworkBuilder {
             shutdown: shutdown.clone(),
             connectivity: Some(connectivity_handle.clone()),
             banned: banned.clone(),
+            trusted: trusted.clone(),
         };
         if let Some((client, events)) = health {
             let health_parts = health::Parts {

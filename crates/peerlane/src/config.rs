@@ -107,8 +107,10 @@ pub struct NetworkConfig {
     /// newest. [`NetworkBuilder::add_application`](crate::NetworkBuilder::add_application)
     /// takes a queue config of its own; this is the usual value to pass.
     pub inbound_queue: QueueConfig,
-    /// Inbound connections from peers outside the trusted set; more are refused and counted.
-    /// Default [`MAX_INBOUND_CONNECTIONS`].
+    /// Inbound connections from peers outside the trusted set (whatever role they claim). At
+    /// the limit, a newcomer takes the slot of the one silent longest if it has received
+    /// nothing for 5 s (`evicted_idle`); otherwise the newcomer is refused
+    /// (`too_many_inbound`). Default [`MAX_INBOUND_CONNECTIONS`].
     pub max_inbound_connections: usize,
     /// Accepted sockets being set up at once. Default [`MAX_PENDING_INBOUND_UPGRADES`].
     pub max_pending_inbound_upgrades: NonZeroUsize,

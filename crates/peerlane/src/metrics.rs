@@ -72,6 +72,9 @@ pub enum ConnectionChange {
     /// A connection was closed because another connection to the same peer won the
     /// simultaneous-dial tie break.
     Replaced,
+    /// An inbound connection from a peer outside the trusted set, silent for a while, was
+    /// closed to make room for a newcomer at `max_inbound_connections` (`evicted_idle`).
+    EvictedIdle,
 }
 
 /// Why we refused a connection that had been set up, for
@@ -384,6 +387,7 @@ impl ConnectionChange {
             Self::New => "new",
             Self::Lost => "lost",
             Self::Replaced => "replaced",
+            Self::EvictedIdle => "evicted_idle",
         }
     }
 }

@@ -100,3 +100,64 @@ async fn a_trusted_peer_connects_while_one_ip_floods_silent_sockets() {
     server.network.shutdown().await;
     trusted.network.shutdown().await;
 }
+
+/// A node without a health checker, so that its peers stay silent unless the test speaks.
+fn quiet_node(seed: u64, max_inbound: usize) -> test_support::Node {
+    let mut quiet = config(seed, NetworkId::Public, Net::Memory);
+    quiet.health_check.enabled = false;
+    quiet.max_inbound_connections = max_inbound;
+    node_with(quiet, Net::Memory, &DIRECT, &RPC, Default::default())
+}
+
+/// At `max_inbound_connections` (2 here) a newcomer outside the trusted set takes the slot of
+/// the untrusted inbound peer silent longest, if it has been silent for 5 s
+/// (`evicted_idle`), instead of being refused while idle peers hold every slot. When every
+/// slot is held by a peer that spoke recently, the newcomer is refused as before.
+#[tokio::test(start_paused = true)]
+async fn at_the_inbound_limit_the_peer_silent_longest_makes_room() {
+    use peerlane::{ConnectionChange, RefusalReason};
+    use test_support::eventually;
+
+    let server = quiet_node(1, 2);
+    let (a, b) = (quiet_node(11, 100), quiet_node(12, 100));
+    a.dial(&server).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    b.dial(&server).await.unwrap();
+    eventually("both registered", || {
+        server.network.is_connected(peer_id(11)) && server.network.is_connected(peer_id(12))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    // a has been silent longest: it makes room for c.
+    let c = quiet_node(13, 100);
+    c.dial(&server).await.unwrap();
+    eventually("c in, a out", || {
+        server.network.is_connected(peer_id(13)) && !server.network.is_connected(peer_id(11))
+    })
+    .await;
+    assert!(server.network.is_connected(peer_id(12)));
+    // b, silent for 10 s, makes room for d.
+    let d = quiet_node(14, 100);
+    d.dial(&server).await.unwrap();
+    eventually("d in, b out", || {
+        server.network.is_connected(peer_id(14)) && !server.network.is_connected(peer_id(12))
+    })
+    .await;
+    let metrics = server.network.metrics();
+    assert_eq!(metrics.connection_events(ConnectionChange::EvictedIdle), 2);
+
+    // c and d just connected: nobody is idle enough, so e is refused.
+    let e = quiet_node(15, 100);
+    e.dial(&server).await.unwrap();
+    eventually("e refused", || {
+        metrics.refused(RefusalReason::InboundLimit) == 1
+    })
+    .await;
+    assert!(!server.network.is_connected(peer_id(15)));
+    assert!(server.network.is_connected(peer_id(13)) && server.network.is_connected(peer_id(14)));
+
+    for node in [server, a, b, c, d, e] {
+        node.network.shutdown().await;
+    }
+}
