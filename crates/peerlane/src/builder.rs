@@ -19,6 +19,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use wire::{HandshakeMsg, NetworkId, ProtocolId, ProtocolIdSet};
 
+use crate::admission::{IpBans, IpPrefix};
 use crate::client::{ClientNetwork, NetworkClient};
 use crate::config::{Identity, NetworkConfig};
 use crate::error::Error;
@@ -85,6 +86,7 @@ pub struct Network {
     connectivity_metrics: connectivity_manager::Metrics,
     manager: PeerManagerHandle,
     banned: BanList,
+    banned_ips: IpBans,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Cancels `shutdown` when the handle is dropped.
@@ -320,6 +322,7 @@ impl NetworkBuilder {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let banned = BanList::default();
+        let banned_ips = IpBans::new(config.banned_ips.iter().copied());
         // One budget for the whole network: every peer's messages count against it.
         let budget = (config.peer.inbound_byte_budget > 0)
             .then(|| InboundBudget::new(config.peer.inbound_byte_budget, &peer_metrics));
@@ -331,6 +334,7 @@ impl NetworkBuilder {
                 max_pending: config.max_pending_inbound_upgrades.get(),
                 admission: config.admission,
                 trusted_ips: config.trusted_ips(),
+                bans: banned_ips.clone(),
             },
             metrics.clone(),
             tracker.clone(),
@@ -394,6 +398,7 @@ impl NetworkBuilder {
             connectivity_metrics,
             manager: manager_handle,
             banned,
+            banned_ips,
             tracker,
             _cancel_on_drop: shutdown.clone().drop_guard(),
             shutdown,
@@ -474,6 +479,31 @@ impl Network {
             tracing::info!(network_id = %self.network_id, %peer_id, "peer unbanned");
         }
         was
+    }
+
+    /// Bans an IP address or CIDR prefix on this network: sockets from it are closed at
+    /// accept, before any set-up (`peerlane_connections_refused_total{reason="banned_ip"}`).
+    /// Connections already open stay open (ban their peers with [`ban`](Self::ban)). Lasts
+    /// until [`unban_ip`](Self::unban_ip) or the end of the process. Returns whether it was
+    /// not banned yet.
+    pub fn ban_ip(&self, prefix: IpPrefix) -> bool {
+        let newly = self.banned_ips.insert(prefix);
+        tracing::info!(network_id = %self.network_id, %prefix, "ip banned");
+        newly
+    }
+
+    /// Lifts the ban on `prefix`, as it was banned; returns whether it was banned.
+    pub fn unban_ip(&self, prefix: IpPrefix) -> bool {
+        let was = self.banned_ips.remove(prefix);
+        if was {
+            tracing::info!(network_id = %self.network_id, %prefix, "ip unbanned");
+        }
+        was
+    }
+
+    /// The banned IPs and prefixes, from `banned_ips` and [`ban_ip`](Self::ban_ip), sorted.
+    pub fn banned_ips(&self) -> Vec<IpPrefix> {
+        self.banned_ips.to_vec()
     }
 
     /// The peers banned now, sorted: those banned here, and those the network banned for a

@@ -28,7 +28,7 @@ use noise::{HandshakeAuthMode, PrivateKey, PublicKey, TrustedPeer, TrustedPeers}
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use wire::{ChainId, NetworkId};
 
-use crate::admission::AdmissionConfig;
+use crate::admission::{AdmissionConfig, IpPrefix};
 use crate::error::Error;
 use crate::queue::QueueConfig;
 
@@ -118,6 +118,10 @@ pub struct NetworkConfig {
     /// ([`AdmissionConfig`]): set-ups in progress per IP and per /24 or /64, and sockets per IP
     /// per second.
     pub admission: AdmissionConfig,
+    /// IPs and CIDR prefixes (`"10.1.2.3"`, `"10.1.2.0/24"`, `"2001:db8::/32"`) whose sockets
+    /// are closed at accept, before any work (`refused{reason="banned_ip"}`). Default empty;
+    /// [`Network::ban_ip`](crate::Network::ban_ip) adds more at run time.
+    pub banned_ips: Vec<IpPrefix>,
     /// Deadline for setting up one connection (connect, Noise, handshake message). Default
     /// [`SETUP_TIMEOUT_MS`]. In config files `setup_timeout_ms`, in milliseconds.
     #[serde(rename = "setup_timeout_ms", with = "netcore::serde_duration_ms")]
@@ -202,6 +206,7 @@ impl Default for NetworkConfig {
             max_pending_inbound_upgrades: NonZeroUsize::new(MAX_PENDING_INBOUND_UPGRADES)
                 .expect("the constant is not zero"),
             admission: AdmissionConfig::default(),
+            banned_ips: Vec::new(),
             setup_timeout: Duration::from_millis(SETUP_TIMEOUT_MS),
             notification_capacity: NonZeroUsize::new(NOTIFICATION_CAPACITY)
                 .expect("the constant is not zero"),

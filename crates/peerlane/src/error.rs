@@ -28,6 +28,13 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// Text that is not an IP address or a CIDR prefix ([`IpPrefix`](crate::IpPrefix)).
+    #[error("`{text}` is not an IP address or a CIDR prefix (such as 10.1.2.0/24)")]
+    InvalidIpPrefix {
+        /// The text.
+        text: String,
+    },
+
     /// A configuration value breaks a rule.
     #[error("config: {field} is invalid: {reason}")]
     InvalidConfig {

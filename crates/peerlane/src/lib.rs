@@ -133,7 +133,7 @@ mod queue;
 mod transport;
 
 pub use admission::{
-    ACCEPT_BURST_PER_IP, ACCEPT_RATE_PER_IP, AdmissionConfig, MAX_PENDING_PER_IP,
+    ACCEPT_BURST_PER_IP, ACCEPT_RATE_PER_IP, AdmissionConfig, IpPrefix, MAX_PENDING_PER_IP,
     MAX_PENDING_PER_PREFIX,
 };
 pub use builder::{Network, NetworkBuilder};

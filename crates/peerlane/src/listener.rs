@@ -48,8 +48,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{self, AcceptRate, AdmissionConfig, Decision, LogThrottle, Source};
-use crate::metrics::{Metrics, SetupFailure};
+use crate::admission::{self, AcceptRate, AdmissionConfig, Decision, IpBans, LogThrottle, Source};
+use crate::metrics::{Metrics, RefusalReason, SetupFailure};
 use crate::peer_manager::NewConnection;
 use crate::transport::Incoming;
 
@@ -67,6 +67,8 @@ pub(crate) struct ListenerLimits {
     pub(crate) admission: AdmissionConfig,
     /// The IPs of the trusted peers' known addresses.
     pub(crate) trusted_ips: HashSet<IpAddr>,
+    /// Banned IPs and prefixes, checked first.
+    pub(crate) bans: IpBans,
 }
 
 /// The accept loop of one network; see the module docs.
@@ -80,6 +82,7 @@ pub(crate) struct Listener {
     rate: AcceptRate,
     /// One per kind of remote misbehaviour logged here.
     refusal_log: LogThrottle,
+    ban_log: LogThrottle,
     eviction_log: LogThrottle,
     accept_error_log: LogThrottle,
     metrics: Metrics,
@@ -104,6 +107,7 @@ impl Listener {
             rate: AcceptRate::new(&limits.admission),
             limits,
             refusal_log: LogThrottle::default(),
+            ban_log: LogThrottle::default(),
             eviction_log: LogThrottle::default(),
             accept_error_log: LogThrottle::default(),
             metrics,
@@ -147,6 +151,14 @@ impl Listener {
                 }
             };
             let source = Source::of(&remote_addr, &self.limits.trusted_ips);
+            if source.ip.is_some_and(|ip| self.limits.bans.contains(ip)) {
+                self.metrics.record_refused(RefusalReason::BannedIp);
+                if let Some(suppressed) = self.ban_log.allow(Instant::now()) {
+                    tracing::info!(%remote_addr, suppressed, "inbound socket from a banned ip closed");
+                }
+                drop(upgrade);
+                continue;
+            }
             if let Err(reason) = self.admit(&source) {
                 self.metrics
                     .record_setup_failure(ConnectionOrigin::Inbound, reason);
@@ -309,6 +321,7 @@ mod tests {
                 max_pending: 1,
                 admission: AdmissionConfig::default(),
                 trusted_ips: HashSet::new(),
+                bans: IpBans::default(),
             },
             metrics.clone(),
             tracker.clone(),
@@ -375,6 +388,7 @@ mod tests {
                 max_pending: 1,
                 admission: AdmissionConfig::default(),
                 trusted_ips: HashSet::new(),
+                bans: IpBans::default(),
             },
             metrics.clone(),
             tracker.clone(),

@@ -91,6 +91,9 @@ pub enum RefusalReason {
     /// A connection, inbound or outbound, with a banned peer (`banned`); see
     /// [`Network::ban`](crate::Network::ban).
     Banned,
+    /// An inbound socket from a banned IP or prefix (`banned_ip`), closed at accept before any
+    /// set-up; see [`Network::ban_ip`](crate::Network::ban_ip).
+    BannedIp,
 }
 
 /// Why a connection could not be set up, for `peerlane_connection_setup_failures_total`.
@@ -399,6 +402,7 @@ impl RefusalReason {
             Self::InboundLimit => "too_many_inbound",
             Self::SelfConnection => "self",
             Self::Banned => "banned",
+            Self::BannedIp => "banned_ip",
         }
     }
 }

@@ -161,3 +161,45 @@ async fn at_the_inbound_limit_the_peer_silent_longest_makes_room() {
         node.network.shutdown().await;
     }
 }
+
+/// Sockets from a banned IP (`banned_ips` in the config) are closed at accept and counted as
+/// `refused{reason="banned_ip"}`; others get in. A prefix banned at run time keeps out a
+/// peer from inside it until the ban is lifted.
+#[tokio::test]
+async fn banned_ips_and_prefixes_are_closed_at_accept() {
+    use peerlane::{IpPrefix, RefusalReason};
+    use test_support::eventually;
+
+    let mut guarded = config(1, NetworkId::Public, Net::Tcp);
+    guarded.banned_ips = vec!["127.0.0.3".parse().unwrap()];
+    let server = node_with(guarded, Net::Tcp, &DIRECT, &RPC, Default::default());
+    let target = socket_addr(server.network.listen_address());
+    let metrics = server.network.metrics();
+
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let _banned = socket.connect(target).await.unwrap();
+    eventually("refused", || metrics.refused(RefusalReason::BannedIp) == 1).await;
+
+    let peer = node(2, Net::Tcp);
+    peer.dial(&server).await.unwrap();
+    peer.network.disconnect(peer_id(1)).await.unwrap();
+    eventually("gone", || !server.network.is_connected(peer_id(2))).await;
+
+    let loopback: IpPrefix = "127.0.0.0/24".parse().unwrap();
+    assert!(server.network.ban_ip(loopback));
+    assert!(!server.network.ban_ip(loopback));
+    assert_eq!(
+        server.network.banned_ips(),
+        vec![loopback, "127.0.0.3".parse().unwrap()]
+    );
+    assert!(peer.dial(&server).await.is_err());
+    assert_eq!(metrics.refused(RefusalReason::BannedIp), 2);
+
+    assert!(server.network.unban_ip(loopback));
+    assert!(!server.network.unban_ip(loopback));
+    peer.dial(&server).await.unwrap();
+
+    server.network.shutdown().await;
+    peer.network.shutdown().await;
+}
