@@ -71,6 +71,8 @@ impl Node {
         config.admission.max_pending_per_ip = usize::MAX;
         config.admission.max_pending_per_prefix = usize::MAX;
         config.admission.accept_rate_per_ip = 0;
+        config.admission.max_inbound_per_ip = usize::MAX;
+        config.admission.max_inbound_per_prefix = usize::MAX;
         if let Some(limit) = max_inbound_connections {
             config.max_inbound_connections = limit;
             config.max_pending_inbound_upgrades =

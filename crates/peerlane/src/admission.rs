@@ -10,6 +10,8 @@
 //!   (Seeds known only by DNS name, and peers added to the trusted set later, are not
 //!   recognised here; they still get in through the caps, which a single flooding source
 //!   cannot fill.)
+//! - [`Prefix`]: the /24 or /64 an address is grouped by, also for the peer manager's caps on
+//!   established inbound connections per IP and per prefix.
 //! - [`decide`]: admit, admit by evicting a set-up of the heaviest source, or refuse.
 //! - [`AcceptRate`]: the token buckets, one per IP, bounded in number.
 //! - [`LogThrottle`]: at most one log line per second per kind of remote misbehaviour, with a
@@ -48,6 +50,12 @@ pub struct AdmissionConfig {
     pub accept_rate_per_ip: u32,
     /// Sockets one IP may open in a burst. Default [`ACCEPT_BURST_PER_IP`].
     pub accept_burst_per_ip: u32,
+    /// Established inbound connections from peers outside the trusted set per IP; a further
+    /// one is closed right after set-up (`too_many_from_ip`). Default [`MAX_INBOUND_PER_IP`].
+    pub max_inbound_per_ip: usize,
+    /// The same per /24 (IPv4) or /64 (IPv6) (`too_many_from_prefix`). Default
+    /// [`MAX_INBOUND_PER_PREFIX`].
+    pub max_inbound_per_prefix: usize,
 }
 
 /// See [`AdmissionConfig::max_pending_per_ip`].
@@ -58,6 +66,11 @@ pub const MAX_PENDING_PER_PREFIX: usize = 16;
 pub const ACCEPT_RATE_PER_IP: u32 = 10;
 /// See [`AdmissionConfig::accept_burst_per_ip`] (anemo's value).
 pub const ACCEPT_BURST_PER_IP: u32 = 100;
+
+/// See [`AdmissionConfig::max_inbound_per_ip`].
+pub const MAX_INBOUND_PER_IP: usize = 8;
+/// See [`AdmissionConfig::max_inbound_per_prefix`].
+pub const MAX_INBOUND_PER_PREFIX: usize = 32;
 
 /// IPs whose token buckets are kept; past it, full buckets (the same as none) are dropped,
 /// and if that is not enough, all of them: memory stays bounded, and the rate fails open.
@@ -70,6 +83,8 @@ impl Default for AdmissionConfig {
             max_pending_per_prefix: MAX_PENDING_PER_PREFIX,
             accept_rate_per_ip: ACCEPT_RATE_PER_IP,
             accept_burst_per_ip: ACCEPT_BURST_PER_IP,
+            max_inbound_per_ip: MAX_INBOUND_PER_IP,
+            max_inbound_per_prefix: MAX_INBOUND_PER_PREFIX,
         }
     }
 }
@@ -95,19 +110,25 @@ impl Source {
     /// The source of a socket from `remote`, trusted if its IP is in `trusted_ips`.
     pub(crate) fn of(remote: &NetworkAddress, trusted_ips: &HashSet<IpAddr>) -> Self {
         let ip = ip_of(remote);
-        let prefix = match ip {
-            Some(IpAddr::V4(ip)) => {
-                let [a, b, c, _] = ip.octets();
-                Prefix::V4([a, b, c])
-            }
-            Some(IpAddr::V6(ip)) => Prefix::V6((u128::from(ip) >> 64) as u64),
-            None => Prefix::None,
-        };
         let trusted = ip.is_some_and(|ip| trusted_ips.contains(&ip));
         Self {
             ip,
-            prefix,
+            prefix: Prefix::of(ip),
             trusted,
+        }
+    }
+}
+
+impl Prefix {
+    /// The /24 or /64 of `ip`.
+    pub(crate) fn of(ip: Option<IpAddr>) -> Self {
+        match ip {
+            Some(IpAddr::V4(ip)) => {
+                let [a, b, c, _] = ip.octets();
+                Self::V4([a, b, c])
+            }
+            Some(IpAddr::V6(ip)) => Self::V6((u128::from(ip) >> 64) as u64),
+            None => Self::None,
         }
     }
 }

@@ -345,6 +345,8 @@ impl NetworkBuilder {
             own_peer_id: peer_id,
             peer_config: config.peer.clone(),
             max_inbound_connections: config.max_inbound_connections,
+            max_inbound_per_ip: config.admission.max_inbound_per_ip,
+            max_inbound_per_prefix: config.admission.max_inbound_per_prefix,
             transport,
             peers: peers.clone(),
             router,

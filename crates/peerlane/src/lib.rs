@@ -135,8 +135,8 @@ mod queue;
 mod transport;
 
 pub use admission::{
-    ACCEPT_BURST_PER_IP, ACCEPT_RATE_PER_IP, AdmissionConfig, IpPrefix, MAX_PENDING_PER_IP,
-    MAX_PENDING_PER_PREFIX,
+    ACCEPT_BURST_PER_IP, ACCEPT_RATE_PER_IP, AdmissionConfig, IpPrefix, MAX_INBOUND_PER_IP,
+    MAX_INBOUND_PER_PREFIX, MAX_PENDING_PER_IP, MAX_PENDING_PER_PREFIX,
 };
 pub use builder::{Network, NetworkBuilder};
 pub use client::NetworkClient;

@@ -94,6 +94,12 @@ pub enum RefusalReason {
     /// An inbound socket from a banned IP or prefix (`banned_ip`), closed at accept before any
     /// set-up; see [`Network::ban_ip`](crate::Network::ban_ip).
     BannedIp,
+    /// An inbound connection from a peer outside the trusted set, from an IP with
+    /// `admission.max_inbound_per_ip` such connections open already (`too_many_from_ip`).
+    TooManyFromIp,
+    /// The same for a /24 or /64 at `admission.max_inbound_per_prefix`
+    /// (`too_many_from_prefix`).
+    TooManyFromPrefix,
 }
 
 /// Why a connection could not be set up, for `peerlane_connection_setup_failures_total`.
@@ -403,6 +409,8 @@ impl RefusalReason {
             Self::SelfConnection => "self",
             Self::Banned => "banned",
             Self::BannedIp => "banned_ip",
+            Self::TooManyFromIp => "too_many_from_ip",
+            Self::TooManyFromPrefix => "too_many_from_prefix",
         }
     }
 }

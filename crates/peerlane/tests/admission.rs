@@ -203,3 +203,47 @@ async fn banned_ips_and_prefixes_are_closed_at_accept() {
     server.network.shutdown().await;
     peer.network.shutdown().await;
 }
+
+/// Established inbound connections from untrusted peers are capped per IP: with
+/// `admission.max_inbound_per_ip` 2, a third peer from 127.0.0.1 is closed right after set-up
+/// (`too_many_from_ip`), although `max_inbound_connections` has room; a trusted peer from the
+/// same IP still gets in.
+#[tokio::test]
+async fn inbound_connections_are_capped_per_ip() {
+    use peerlane::RefusalReason;
+    use test_support::eventually;
+
+    let mut guarded = config(1, NetworkId::Public, Net::Tcp);
+    guarded.admission.max_inbound_per_ip = 2;
+    let mut trusted = DiscoveredPeer::new(PeerRole::Downstream, [], []);
+    trusted.keys.insert(PublicKey::from(&key(9)));
+    guarded.seeds.insert(peer_id(9), trusted);
+    let server = node_with(guarded, Net::Tcp, &DIRECT, &RPC, Default::default());
+    let metrics = server.network.metrics();
+
+    let peers: Vec<_> = (2..=4).map(|seed| node(seed, Net::Tcp)).collect();
+    for peer in &peers[..2] {
+        peer.dial(&server).await.unwrap();
+        let id = peer.network.peer_id();
+        eventually("registered", || server.network.is_connected(id)).await;
+    }
+    peers[2].dial(&server).await.unwrap();
+    eventually("the third is refused", || {
+        metrics.refused(RefusalReason::TooManyFromIp) == 1
+    })
+    .await;
+    assert!(!server.network.is_connected(peer_id(4)));
+
+    let trusted = node(9, Net::Tcp);
+    trusted.dial(&server).await.unwrap();
+    eventually("the trusted peer is in", || {
+        server.network.is_connected(peer_id(9))
+    })
+    .await;
+
+    server.network.shutdown().await;
+    trusted.network.shutdown().await;
+    for peer in peers {
+        peer.network.shutdown().await;
+    }
+}

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::NetworkId;
 
+use crate::admission::{self, Prefix};
 use crate::error::Error;
 use crate::metrics::{ConnectionChange, Metrics, RefusalReason};
 use crate::peer_manager::ban_list::BanList;
@@ -33,6 +34,9 @@ pub(crate) struct Parts {
     pub(crate) own_peer_id: PeerId,
     pub(crate) peer_config: peer::Config,
     pub(crate) max_inbound_connections: usize,
+    /// `admission.max_inbound_per_ip` and `admission.max_inbound_per_prefix`.
+    pub(crate) max_inbound_per_ip: usize,
+    pub(crate) max_inbound_per_prefix: usize,
     pub(crate) transport: Arc<AptosNetTransport>,
     pub(crate) peers: PeersAndMetadata,
     pub(crate) router: Arc<dyn InboundRouter>,
@@ -303,6 +307,18 @@ impl PeerManager {
         if metadata.origin == ConnectionOrigin::Inbound
             && !self.is_trusted(peer_id)
             && !self.connections.contains_key(&peer_id)
+            && let Some(reason) = self.over_source_cap(&metadata.remote_addr)
+        {
+            // Dropping the connection closes the socket, which is all the remote learns.
+            self.parts.metrics.record_refused(reason);
+            tracing::debug!(%peer, remote_addr = %metadata.remote_addr, reason = reason.as_str(), "inbound connection refused");
+            reply(Ok(()));
+            return;
+        }
+
+        if metadata.origin == ConnectionOrigin::Inbound
+            && !self.is_trusted(peer_id)
+            && !self.connections.contains_key(&peer_id)
             && self.inbound_untrusted_connections() >= self.parts.max_inbound_connections
             && !self.evict_idle_inbound()
         {
@@ -497,6 +513,33 @@ impl PeerManager {
     /// Whether `peer_id` is in the trusted set now.
     fn is_trusted(&self, peer_id: PeerId) -> bool {
         self.parts.trusted.snapshot().contains_key(&peer_id)
+    }
+
+    /// Whether a new untrusted inbound connection from `remote_addr` would take its IP or
+    /// prefix over its cap, and which.
+    fn over_source_cap(&self, remote_addr: &NetworkAddress) -> Option<RefusalReason> {
+        let ip = admission::ip_of(remote_addr)?;
+        let prefix = Prefix::of(Some(ip));
+        let trusted = self.parts.trusted.snapshot();
+        let (mut same_ip, mut same_prefix) = (0, 0);
+        for (peer_id, current) in &self.connections {
+            if current.metadata.origin != ConnectionOrigin::Inbound
+                || current.evicted
+                || trusted.contains_key(peer_id)
+            {
+                continue;
+            }
+            let other = admission::ip_of(&current.metadata.remote_addr);
+            same_ip += usize::from(other == Some(ip));
+            same_prefix += usize::from(Prefix::of(other) == prefix);
+        }
+        if same_ip >= self.parts.max_inbound_per_ip {
+            Some(RefusalReason::TooManyFromIp)
+        } else if same_prefix >= self.parts.max_inbound_per_prefix {
+            Some(RefusalReason::TooManyFromPrefix)
+        } else {
+            None
+        }
     }
 
     /// Inbound connections from peers outside the trusted set, except those being evicted.
