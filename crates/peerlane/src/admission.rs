@@ -506,4 +506,21 @@ mod tests {
             assert!(bad.parse::<IpPrefix>().is_err(), "{bad}");
         }
     }
+
+    /// In config files: an `admission` section with defaults for missing fields, and
+    /// `banned_ips` as strings.
+    #[test]
+    fn admission_settings_and_banned_ips_read_from_config_files() {
+        let config: crate::NetworkConfig = serde_json::from_str(
+            r#"{"admission": {"max_pending_per_ip": 2}, "banned_ips": ["10.0.0.0/8", "::1"]}"#,
+        )
+        .unwrap();
+        assert_eq!(config.admission.max_pending_per_ip, 2);
+        assert_eq!(config.admission.accept_rate_per_ip, ACCEPT_RATE_PER_IP);
+        let banned: Vec<String> = config.banned_ips.iter().map(ToString::to_string).collect();
+        assert_eq!(banned, ["10.0.0.0/8", "::1/128"]);
+        let bad =
+            serde_json::from_str::<crate::NetworkConfig>(r#"{"banned_ips": ["10.0.0.0/40"]}"#);
+        assert!(bad.is_err());
+    }
 }
