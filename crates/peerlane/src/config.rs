@@ -48,8 +48,9 @@ pub const SETUP_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_INBOUND_CONNECTIONS: usize = 100;
 
 /// Accepted sockets whose Noise and handshake set-up may run at once. At the cap, a newly
-/// accepted socket evicts the oldest set-up still in progress (counted as `evicted`), so a
-/// flood of silent sockets cannot keep legitimate dialers out. Bounds the memory a burst of
+/// accepted socket evicts the oldest set-up of the busiest /24 or /64 still in progress, never
+/// a trusted IP's (counted as `evicted`), so a flood of silent sockets cannot keep legitimate
+/// dialers out. Bounds the memory a burst of
 /// slow dialers can hold.
 pub const MAX_PENDING_INBOUND_UPGRADES: usize = 100;
 
@@ -112,7 +113,8 @@ pub struct NetworkConfig {
     /// nothing for 5 s (`evicted_idle`); otherwise the newcomer is refused
     /// (`too_many_inbound`). Default [`MAX_INBOUND_CONNECTIONS`].
     pub max_inbound_connections: usize,
-    /// Accepted sockets being set up at once. Default [`MAX_PENDING_INBOUND_UPGRADES`].
+    /// Accepted sockets being set up at once (concurrent inbound handshakes). Default
+    /// [`MAX_PENDING_INBOUND_UPGRADES`].
     pub max_pending_inbound_upgrades: NonZeroUsize,
     /// Per-IP and per-prefix limits on inbound sockets, checked at accept before any crypto
     /// ([`AdmissionConfig`]): set-ups in progress per IP and per /24 or /64, and sockets per IP
