@@ -75,6 +75,12 @@ impl Node {
         // The bench pushes millions of netbench messages a second, far above the limits a node
         // applies to a remote it does not trust: measure the stack, not the limiter.
         config.peer.rate_limit.enabled = false;
+        // Every bench connection comes from 127.0.0.1, fast: lift the per-IP admission limits.
+        config.admission.max_pending_per_ip = usize::MAX;
+        config.admission.max_pending_per_prefix = usize::MAX;
+        config.admission.accept_rate_per_ip = 0;
+        config.admission.max_inbound_per_ip = usize::MAX;
+        config.admission.max_inbound_per_prefix = usize::MAX;
         if let Some(limit) = max_inbound_connections {
             config.max_inbound_connections = limit;
             config.max_pending_inbound_upgrades =

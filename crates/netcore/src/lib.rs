@@ -51,8 +51,8 @@ pub use public_key::PublicKey;
 #[doc(hidden)]
 pub use public_key::low_order_points;
 pub use transport::{
-    BoxedTransport, ConnectionOrigin, Endpoint, MemoryTransport, TcpConfig, TcpTransport,
-    Transport, TransportExt,
+    BoxedTransport, ConnectionOrigin, Endpoint, Keepalive, MemoryTransport, TcpConfig,
+    TcpTransport, Transport, TransportExt,
 };
 
 /// What [`metric_label_enum!`] expands to uses, so that its callers need no dependency of

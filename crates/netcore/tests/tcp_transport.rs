@@ -293,3 +293,56 @@ async fn a_dial_to_a_listener_that_never_answers_times_out() {
     );
     assert!(started.elapsed() >= TIMEOUT);
 }
+
+/// Keepalive is on by default, with its idle time, interval and probe count, on the dialed
+/// and the accepted socket alike; `keepalive(None)` leaves it off on both.
+#[tokio::test]
+async fn keepalive_is_set_on_dialed_and_accepted_sockets() {
+    let mut config = TcpConfig::default();
+    let keepalive = netcore::Keepalive {
+        idle: Duration::from_secs(31),
+        interval: Duration::from_secs(11),
+        retries: 4,
+    };
+    config.keepalive(Some(keepalive));
+    let transport = TcpTransport::new(config);
+    let (dialed, accepted, _) = connect_pair(&transport, "/ip4/127.0.0.1/tcp/0", Clone::clone)
+        .await
+        .unwrap();
+    for stream in [&dialed, &accepted] {
+        let socket = socket2::SockRef::from(stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), keepalive.idle);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), keepalive.interval);
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), keepalive.retries);
+    }
+
+    let (dialed, accepted, _) = connect_pair(
+        &TcpTransport::default(),
+        "/ip4/127.0.0.1/tcp/0",
+        Clone::clone,
+    )
+    .await
+    .unwrap();
+    for stream in [&dialed, &accepted] {
+        let socket = socket2::SockRef::from(stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(30)
+        );
+    }
+
+    let mut config = TcpConfig::default();
+    config.keepalive(None);
+    let (dialed, accepted, _) = connect_pair(
+        &TcpTransport::new(config),
+        "/ip4/127.0.0.1/tcp/0",
+        Clone::clone,
+    )
+    .await
+    .unwrap();
+    for stream in [&dialed, &accepted] {
+        assert!(!socket2::SockRef::from(stream).keepalive().unwrap());
+    }
+}

@@ -9,7 +9,13 @@
 //! - `DELETE /peers/<peer id>`: disconnects (404 if not connected);
 //! - `GET /bans`: the banned peer ids as a JSON array;
 //! - `POST /bans` with `{"peer_id": "…"}`: bans the peer (disconnecting it if connected);
-//! - `DELETE /bans/<peer id>`: lifts the ban (404 if not banned).
+//! - `DELETE /bans/<peer id>`: lifts the ban (404 if not banned);
+//! - `GET /bans/ips`: the banned IPs and CIDR prefixes as a JSON array (`"10.1.2.0/24"`; a bare
+//!   address shows as a /32 or /128);
+//! - `POST /bans/ips` with `{"ip": "10.1.2.3"}` or `{"ip": "10.1.2.0/24"}`: bans the address or
+//!   prefix: its sockets are closed at accept (connections already open stay: ban their peers);
+//! - `DELETE /bans/ips/<ip or prefix>` (e.g. `/bans/ips/10.1.2.0/24`): lifts that ban (404 if
+//!   not banned).
 //!
 //! Errors are 4xx with a one-line `{"error": "…"}` body: 400 for bad input (a body that is not
 //! the expected JSON, a peer id or address that does not parse), 404 for a peer that is not
@@ -42,7 +48,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use netcore::{NetworkAddress, PeerId};
-use peerlane::{Error, Network};
+use peerlane::{Error, IpPrefix, Network};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -87,6 +93,13 @@ struct DialRequest {
 #[serde(deny_unknown_fields)]
 struct BanRequest {
     peer_id: PeerId,
+}
+
+/// The body of `POST /bans/ips`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IpBanRequest {
+    ip: IpPrefix,
 }
 
 /// A `POST` body: bad input (not JSON, a missing or unknown field, a value that does not
@@ -135,6 +148,8 @@ pub(crate) async fn serve(
         .route("/peers/{peer_id}", delete(disconnect))
         .route("/bans", get(bans).post(ban))
         .route("/bans/{peer_id}", delete(unban))
+        .route("/bans/ips", get(ip_bans).post(ban_ip))
+        .route("/bans/ips/{*prefix}", delete(unban_ip))
         .with_state(AdminState {
             network,
             registry,
@@ -348,6 +363,49 @@ async fn unban(State(state): State<AdminState>, peer_id: PeerPath) -> Response {
             .into_response()
     } else {
         error(StatusCode::NOT_FOUND, format!("{peer_id} is not banned"))
+    }
+}
+
+async fn ip_bans(State(state): State<AdminState>) -> Json<Vec<String>> {
+    Json(
+        state
+            .network
+            .banned_ips()
+            .into_iter()
+            .map(|prefix| prefix.to_string())
+            .collect(),
+    )
+}
+
+async fn ban_ip(State(state): State<AdminState>, body: Body<IpBanRequest>) -> Response {
+    let Json(IpBanRequest { ip }) = match input(body, "body") {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    state.network.ban_ip(ip);
+    (StatusCode::OK, Json(json!({ "banned_ip": ip.to_string() }))).into_response()
+}
+
+async fn unban_ip(
+    State(state): State<AdminState>,
+    prefix: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Path(text) = match input(prefix, "ip") {
+        Ok(text) => text,
+        Err(response) => return *response,
+    };
+    let prefix: IpPrefix = match input(text.parse(), "ip") {
+        Ok(prefix) => prefix,
+        Err(response) => return *response,
+    };
+    if state.network.unban_ip(prefix) {
+        (
+            StatusCode::OK,
+            Json(json!({ "unbanned_ip": prefix.to_string() })),
+        )
+            .into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, format!("{prefix} is not banned"))
     }
 }
 

@@ -575,6 +575,53 @@ fn admin_api_bans_and_unbans_peers() {
     a.terminate();
 }
 
+/// IP bans through A's admin API: `POST /bans/ips` with 127.0.0.1 makes A close B's sockets
+/// (B dials from 127.0.0.1) at accept, counted as `refused{reason="banned_ip"}`; `GET
+/// /bans/ips` lists it as a /32; bad input is a 400; `DELETE /bans/ips/127.0.0.1/32` lets B in,
+/// and a second one is 404.
+#[cfg(unix)]
+#[test]
+fn admin_api_bans_and_unbans_ips() {
+    let a = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0"]);
+    let port = a.admin_port();
+    let (status, body) = http(port, "GET", "/bans/ips", None);
+    assert_eq!((status, body.trim()), (200, "[]"));
+    let (status, body) = http(port, "POST", "/bans/ips", Some(r#"{"ip": "127.0.0.1"}"#));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(port, "GET", "/bans/ips", None);
+    assert_eq!((status, body.trim()), (200, r#"["127.0.0.1/32"]"#));
+    for bad in [
+        r#"{"ip": "127.0.0.1/40"}"#,
+        r#"{"ip": "x"}"#,
+        r#"{"peer_id": "x"}"#,
+    ] {
+        let (status, body) = http(port, "POST", "/bans/ips", Some(bad));
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = http(port, "DELETE", "/bans/ips/zz", None);
+    assert_eq!(status, 400, "{body}");
+
+    let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--seed", &a.address]);
+    poll("a banned_ip refusal", || {
+        let (_, metrics) = http(port, "GET", "/metrics", None);
+        counter(
+            &metrics,
+            r#"peerlane_connections_refused_total{network="public",reason="banned_ip"}"#,
+        )
+        .filter(|count| *count >= 1)
+    });
+    assert!(listed(port, &b.peer_id()).is_none());
+
+    let (status, body) = http(port, "DELETE", "/bans/ips/127.0.0.1/32", None);
+    assert_eq!(status, 200, "{body}");
+    a.expect(&format!("peer connected: {}", b.peer_id()));
+    let (status, body) = http(port, "DELETE", "/bans/ips/127.0.0.1/32", None);
+    assert_eq!(status, 404, "{body}");
+
+    b.terminate();
+    a.terminate();
+}
+
 /// Calls `check` until it returns `Some`, for up to [`WAIT`]; panics naming `what` after
 /// that. Each call is an HTTP request to a node, so the loop waits on the node, not on a
 /// timer.

@@ -19,12 +19,13 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use wire::{HandshakeMsg, NetworkId, ProtocolId, ProtocolIdSet};
 
+use crate::admission::{IpBans, IpPrefix};
 use crate::client::{ClientNetwork, NetworkClient};
 use crate::config::{Identity, NetworkConfig};
 use crate::error::Error;
 use crate::events::{self, AppQueue, NetworkEvents, Router};
 use crate::health::{self, HealthChecker, HealthCheckerMsg};
-use crate::listener::Listener;
+use crate::listener::{Listener, ListenerLimits};
 use crate::metrics::Metrics;
 use crate::peer_manager::{
     BanList, Channels, Parts, PeerManager, PeerManagerHandle, drive_connectivity,
@@ -85,6 +86,7 @@ pub struct Network {
     connectivity_metrics: connectivity_manager::Metrics,
     manager: PeerManagerHandle,
     banned: BanList,
+    banned_ips: IpBans,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Cancels `shutdown` when the handle is dropped.
@@ -320,6 +322,7 @@ impl NetworkBuilder {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let banned = BanList::default();
+        let banned_ips = IpBans::new(config.banned_ips.iter().copied());
         // One budget for the whole network: every peer's messages count against it.
         let budget = (config.peer.inbound_byte_budget > 0)
             .then(|| InboundBudget::new(config.peer.inbound_byte_budget, &peer_metrics));
@@ -330,7 +333,12 @@ impl NetworkBuilder {
         let listener = Listener::new(
             incoming,
             channels.new_connections_tx(),
-            config.max_pending_inbound_upgrades.get(),
+            ListenerLimits {
+                max_pending: config.max_pending_inbound_upgrades.get(),
+                admission: config.admission,
+                trusted_ips: config.trusted_ips(),
+                bans: banned_ips.clone(),
+            },
             metrics.clone(),
             tracker.clone(),
             shutdown.clone(),
@@ -340,6 +348,8 @@ impl NetworkBuilder {
             own_peer_id: peer_id,
             peer_config: config.peer.clone(),
             max_inbound_connections: config.max_inbound_connections,
+            max_inbound_per_ip: config.admission.max_inbound_per_ip,
+            max_inbound_per_prefix: config.admission.max_inbound_per_prefix,
             transport,
             peers: peers.clone(),
             router,
@@ -353,6 +363,7 @@ impl NetworkBuilder {
             shutdown: shutdown.clone(),
             connectivity: Some(connectivity_handle.clone()),
             banned: banned.clone(),
+            trusted: trusted.clone(),
         };
         if let Some((client, events)) = health {
             let health_parts = health::Parts {
@@ -399,6 +410,7 @@ impl NetworkBuilder {
             connectivity_metrics,
             manager: manager_handle,
             banned,
+            banned_ips,
             tracker,
             _cancel_on_drop: shutdown.clone().drop_guard(),
             shutdown,
@@ -510,6 +522,31 @@ impl Network {
             tracing::info!(network_id = %self.network_id, %peer_id, "peer unbanned");
         }
         was
+    }
+
+    /// Bans an IP address or CIDR prefix on this network: sockets from it are closed at
+    /// accept, before any set-up (`peerlane_connections_refused_total{reason="banned_ip"}`).
+    /// Connections already open stay open (ban their peers with [`ban`](Self::ban)). Lasts
+    /// until [`unban_ip`](Self::unban_ip) or the end of the process. Returns whether it was
+    /// not banned yet.
+    pub fn ban_ip(&self, prefix: IpPrefix) -> bool {
+        let newly = self.banned_ips.insert(prefix);
+        tracing::info!(network_id = %self.network_id, %prefix, "ip banned");
+        newly
+    }
+
+    /// Lifts the ban on `prefix`, as it was banned; returns whether it was banned.
+    pub fn unban_ip(&self, prefix: IpPrefix) -> bool {
+        let was = self.banned_ips.remove(prefix);
+        if was {
+            tracing::info!(network_id = %self.network_id, %prefix, "ip unbanned");
+        }
+        was
+    }
+
+    /// The banned IPs and prefixes, from `banned_ips` and [`ban_ip`](Self::ban_ip), sorted.
+    pub fn banned_ips(&self) -> Vec<IpPrefix> {
+        self.banned_ips.to_vec()
     }
 
     /// The peers banned now, sorted: those banned here, and those the network banned for a

@@ -16,8 +16,9 @@
 //!
 //! and every field left out takes its default.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use noise::{HandshakeAuthMode, PrivateKey, PublicKey, TrustedPeer, TrustedPeers}
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use wire::{ChainId, NetworkId};
 
+use crate::admission::{AdmissionConfig, IpPrefix};
 use crate::error::Error;
 use crate::queue::QueueConfig;
 
@@ -46,8 +48,9 @@ pub const SETUP_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_INBOUND_CONNECTIONS: usize = 100;
 
 /// Accepted sockets whose Noise and handshake set-up may run at once. At the cap, a newly
-/// accepted socket evicts the oldest set-up still in progress (counted as `evicted`), so a
-/// flood of silent sockets cannot keep legitimate dialers out. Bounds the memory a burst of
+/// accepted socket evicts the oldest set-up of the busiest /24 or /64 still in progress, never
+/// a trusted IP's (counted as `evicted`), so a flood of silent sockets cannot keep legitimate
+/// dialers out. Bounds the memory a burst of
 /// slow dialers can hold.
 pub const MAX_PENDING_INBOUND_UPGRADES: usize = 100;
 
@@ -106,11 +109,22 @@ pub struct NetworkConfig {
     /// newest. [`NetworkBuilder::add_application`](crate::NetworkBuilder::add_application)
     /// takes a queue config of its own; this is the usual value to pass.
     pub inbound_queue: QueueConfig,
-    /// Inbound connections from peers outside the trusted set; more are refused and counted.
-    /// Default [`MAX_INBOUND_CONNECTIONS`].
+    /// Inbound connections from peers outside the trusted set (whatever role they claim). At
+    /// the limit, a newcomer takes the slot of the one silent longest if it has received
+    /// nothing for 5 s (`evicted_idle`); otherwise the newcomer is refused
+    /// (`too_many_inbound`). Default [`MAX_INBOUND_CONNECTIONS`].
     pub max_inbound_connections: usize,
-    /// Accepted sockets being set up at once. Default [`MAX_PENDING_INBOUND_UPGRADES`].
+    /// Accepted sockets being set up at once (concurrent inbound handshakes). Default
+    /// [`MAX_PENDING_INBOUND_UPGRADES`].
     pub max_pending_inbound_upgrades: NonZeroUsize,
+    /// Per-IP and per-prefix limits on inbound sockets, checked at accept before any crypto
+    /// ([`AdmissionConfig`]): set-ups in progress per IP and per /24 or /64, and sockets per IP
+    /// per second.
+    pub admission: AdmissionConfig,
+    /// IPs and CIDR prefixes (`"10.1.2.3"`, `"10.1.2.0/24"`, `"2001:db8::/32"`) whose sockets
+    /// are closed at accept, before any work (`refused{reason="banned_ip"}`). Default empty;
+    /// [`Network::ban_ip`](crate::Network::ban_ip) adds more at run time.
+    pub banned_ips: Vec<IpPrefix>,
     /// Deadline for setting up one connection (connect, Noise, handshake message). Default
     /// [`SETUP_TIMEOUT_MS`]. In config files `setup_timeout_ms`, in milliseconds.
     #[serde(rename = "setup_timeout_ms", with = "netcore::serde_duration_ms")]
@@ -194,6 +208,8 @@ impl Default for NetworkConfig {
             max_inbound_connections: MAX_INBOUND_CONNECTIONS,
             max_pending_inbound_upgrades: NonZeroUsize::new(MAX_PENDING_INBOUND_UPGRADES)
                 .expect("the constant is not zero"),
+            admission: AdmissionConfig::default(),
+            banned_ips: Vec::new(),
             setup_timeout: Duration::from_millis(SETUP_TIMEOUT_MS),
             notification_capacity: NonZeroUsize::new(NOTIFICATION_CAPACITY)
                 .expect("the constant is not zero"),
@@ -230,6 +246,16 @@ impl NetworkConfig {
         self.seeds
             .iter()
             .map(|(peer_id, seed)| (*peer_id, TrustedPeer::new(seed.role, seed.all_keys())))
+            .collect()
+    }
+
+    /// The IPs of the seeds' `/ip4` and `/ip6` addresses: sockets from them are recognised as
+    /// a trusted peer's before the Noise handshake names the peer (see [`AdmissionConfig`]).
+    pub fn trusted_ips(&self) -> HashSet<IpAddr> {
+        self.seeds
+            .values()
+            .flat_map(|seed| &seed.addresses)
+            .filter_map(crate::admission::ip_of)
             .collect()
     }
 

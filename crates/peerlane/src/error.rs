@@ -28,6 +28,13 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// Text that is not an IP address or a CIDR prefix ([`IpPrefix`](crate::IpPrefix)).
+    #[error("`{text}` is not an IP address or a CIDR prefix (such as 10.1.2.0/24)")]
+    InvalidIpPrefix {
+        /// The text.
+        text: String,
+    },
+
     /// A configuration value breaks a rule.
     #[error("config: {field} is invalid: {reason}")]
     InvalidConfig {
@@ -321,9 +328,14 @@ impl Error {
             | SetupFailure::ChainMismatch
             | SetupFailure::NetworkMismatch
             | SetupFailure::NoCommonProtocol => DialFailure::Handshake,
-            SetupFailure::Address | SetupFailure::DialKeyMismatch | SetupFailure::Evicted => {
-                DialFailure::Other
-            }
+            // Refused before connecting, or inbound-only admission reasons.
+            SetupFailure::Address
+            | SetupFailure::DialKeyMismatch
+            | SetupFailure::Evicted
+            | SetupFailure::RateLimited
+            | SetupFailure::IpPendingCap
+            | SetupFailure::PrefixPendingCap
+            | SetupFailure::PendingCap => DialFailure::Other,
         }
     }
 }

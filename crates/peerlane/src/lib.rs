@@ -24,7 +24,9 @@
 //! 2. Connections, dialed ([`Network::dial`]) or accepted, are set up by the AptosNet upgrade
 //!    (Noise IK, then the handshake message) and handed to the peer manager, which resolves
 //!    simultaneous dials, enforces the inbound limit, spawns a peer (`peer::spawn`) per connection and
-//!    records it in [`PeersAndMetadata`].
+//!    records it in [`PeersAndMetadata`]. Before an accepted socket's set-up starts, the
+//!    listener checks its IP ([`AdmissionConfig`], [`NetworkConfig::banned_ips`]): banned IPs
+//!    and prefixes, a per-IP accept rate, per-IP and per-prefix caps on set-ups in progress.
 //! 3. [`NetworkClient`] picks, per peer, the first of the application's protocols the peer
 //!    negotiated, encodes with that protocol's encoding (BCS, JSON, LZ4) and sends.
 //! 4. Inbound messages go, without waiting, into the application's keyed queue (one
@@ -121,6 +123,7 @@
 //! # });
 //! ```
 
+mod admission;
 mod builder;
 mod client;
 mod config;
@@ -134,6 +137,10 @@ mod peers;
 mod queue;
 mod transport;
 
+pub use admission::{
+    ACCEPT_BURST_PER_IP, ACCEPT_RATE_PER_IP, AdmissionConfig, IpPrefix, MAX_INBOUND_PER_IP,
+    MAX_INBOUND_PER_PREFIX, MAX_PENDING_PER_IP, MAX_PENDING_PER_PREFIX,
+};
 pub use builder::{Network, NetworkBuilder};
 pub use client::NetworkClient;
 pub use config::{

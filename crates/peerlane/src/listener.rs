@@ -2,50 +2,89 @@
 //! the peer manager.
 //!
 //! Admission happens in three places, in order:
-//! 1. here, a cap on set-ups in progress (`max_pending_inbound_upgrades`): at the cap, a newly
-//!    accepted socket evicts the oldest set-up still in progress;
+//! 1. here, from the remote address alone, before any crypto ([`crate::admission`]): a
+//!    per-IP accept rate (token bucket), caps on set-ups in progress per IP and per /24 or
+//!    /64, and the network-wide cap on set-ups in progress, i.e. concurrent handshakes
+//!    (`max_pending_inbound_upgrades`). A socket over a per-IP or per-prefix cap or the rate
+//!    is closed at once; at the network-wide cap, a newly accepted socket evicts the oldest
+//!    set-up of the heaviest untrusted prefix;
 //! 2. in the Noise responder, the auth mode (in mutual mode, only trusted peers);
 //! 3. in the peer manager, the limit on inbound connections from peers outside the trusted
 //!    set, which needs the current set of connections.
 //!
 //! Each set-up runs under the set-up deadline, in a task of its own, so one slow or hostile
-//! dialer holds up nobody else. Why evict the oldest rather than stop accepting: a flood of
-//! sockets that never speak would otherwise hold every slot until its set-ups time out (30 s
-//! each), and legitimate dialers would wait behind it in the kernel's backlog. A legitimate
-//! set-up takes a round trip and a few milliseconds of crypto, so it finishes long before
-//! `max_pending_inbound_upgrades` newer sockets can push it out; the silent ones are the old
-//! ones. Evictions are counted as `evicted` (the test
-//! `a_flood_of_silent_sockets_does_not_keep_a_legitimate_peer_out` shows it). Memory stays
-//! bounded by the cap. There is no per-address cap yet.
+//! dialer holds up nobody else. Why evict rather than stop accepting: a flood of sockets that
+//! never speak would otherwise hold every slot until its set-ups time out (30 s each), and
+//! legitimate dialers would wait behind it in the kernel's backlog. Why the heaviest prefix:
+//! evicting the globally oldest set-up lets one source that opens sockets faster than a round
+//! trip push out every legitimate set-up; with the per-source caps and the eviction confined
+//! to the heaviest prefix, a flood only pushes out its own sockets, and a trusted peer's IP
+//! (a seed's address) is never evicted. Evictions are counted as `evicted`, refusals as
+//! `rate_limited`, `ip_pending_cap`, `prefix_pending_cap` and `pending_cap` (the test
+//! `a_trusted_peer_connects_while_one_ip_floods_silent_sockets` shows it). Memory stays
+//! bounded by the caps.
 //!
 //! A set-up that finished leaves the pending set at once, before it waits for room in the peer
 //! manager's channel (which the peer manager drains without IO), so only set-ups still in
 //! progress count towards the cap and can be evicted.
 //!
+//! A failed accept (e.g. out of file descriptors) is counted and followed by a pause, 100 ms
+//! doubling up to 1 s and reset by the next successful accept, so that the listener does not
+//! spin on an error that will repeat.
+//!
 //! Every failed set-up is counted in `peerlane_connection_setup_failures_total{reason}` and
-//! logged with the same reason; the peer manager does the same for refusals.
+//! logged with the same reason; the peer manager does the same for refusals. Logs about
+//! remote behaviour on this path are throttled to one line a second per kind, with a count of
+//! the lines held back.
 
-use std::collections::VecDeque;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::time::Duration;
 
 use futures::StreamExt;
 use netcore::ConnectionOrigin;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::{Metrics, SetupFailure};
+use crate::admission::{self, AcceptRate, AdmissionConfig, Decision, IpBans, LogThrottle, Source};
+use crate::metrics::{Metrics, RefusalReason, SetupFailure};
 use crate::peer_manager::NewConnection;
 use crate::transport::Incoming;
+
+/// The first pause after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// The longest pause after failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What the listener admits; see the module docs.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerLimits {
+    /// `max_pending_inbound_upgrades`.
+    pub(crate) max_pending: usize,
+    /// Per-IP and per-prefix limits.
+    pub(crate) admission: AdmissionConfig,
+    /// The IPs of the trusted peers' known addresses.
+    pub(crate) trusted_ips: HashSet<IpAddr>,
+    /// Banned IPs and prefixes, checked first.
+    pub(crate) bans: IpBans,
+}
 
 /// The accept loop of one network; see the module docs.
 pub(crate) struct Listener {
     incoming: Incoming,
     new_connections_tx: mpsc::Sender<NewConnection>,
-    /// Set-ups in progress, oldest first, each by the token that evicts it. A set-up cancels
-    /// its own token when it ends, which is how finished ones are told apart.
-    pending: VecDeque<CancellationToken>,
-    /// `max_pending_inbound_upgrades`.
-    max_pending: usize,
+    /// Set-ups in progress, oldest first: each one's source and the token that evicts it. A
+    /// set-up cancels its own token when it ends, which is how finished ones are told apart.
+    pending: Vec<(Source, CancellationToken)>,
+    limits: ListenerLimits,
+    rate: AcceptRate,
+    /// One per kind of remote misbehaviour logged here.
+    refusal_log: LogThrottle,
+    ban_log: LogThrottle,
+    eviction_log: LogThrottle,
+    accept_error_log: LogThrottle,
     metrics: Metrics,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -55,16 +94,22 @@ impl Listener {
     pub(crate) fn new(
         incoming: Incoming,
         new_connections_tx: mpsc::Sender<NewConnection>,
-        max_pending_upgrades: usize,
+        mut limits: ListenerLimits,
         metrics: Metrics,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
+        limits.max_pending = limits.max_pending.max(1);
         Self {
             incoming,
             new_connections_tx,
-            pending: VecDeque::with_capacity(max_pending_upgrades),
-            max_pending: max_pending_upgrades.max(1),
+            pending: Vec::with_capacity(limits.max_pending),
+            rate: AcceptRate::new(&limits.admission),
+            limits,
+            refusal_log: LogThrottle::default(),
+            ban_log: LogThrottle::default(),
+            eviction_log: LogThrottle::default(),
+            accept_error_log: LogThrottle::default(),
             metrics,
             tracker,
             shutdown,
@@ -75,6 +120,7 @@ impl Listener {
     /// or memory, while it is held).
     pub(crate) async fn run(mut self) {
         let shutdown = self.shutdown.clone();
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -83,23 +129,58 @@ impl Listener {
             };
             let (upgrade, remote_addr) = match accepted {
                 None => return,
-                Some(Ok(accepted)) => accepted,
+                Some(Ok(accepted)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    accepted
+                }
                 Some(Err(err)) => {
-                    // One failed accept (e.g. too many open files); the listener goes on.
+                    // One failed accept (e.g. too many open files): likely to fail again at
+                    // once, so pause before the next one.
                     self.metrics
                         .record_setup_failure(ConnectionOrigin::Inbound, err.setup_failure());
-                    tracing::warn!(error = %err, "accept failed");
+                    if let Some(suppressed) = self.accept_error_log.allow(Instant::now()) {
+                        tracing::warn!(error = %err, ?backoff, suppressed, "accept failed");
+                    }
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             };
-            self.make_room();
+            let source = Source::of(&remote_addr, &self.limits.trusted_ips);
+            if source.ip.is_some_and(|ip| self.limits.bans.contains(ip)) {
+                self.metrics.record_refused(RefusalReason::BannedIp);
+                if let Some(suppressed) = self.ban_log.allow(Instant::now()) {
+                    tracing::info!(%remote_addr, suppressed, "inbound socket from a banned ip closed");
+                }
+                drop(upgrade);
+                continue;
+            }
+            if let Err(reason) = self.admit(&source) {
+                self.metrics
+                    .record_setup_failure(ConnectionOrigin::Inbound, reason);
+                if let Some(suppressed) = self.refusal_log.allow(Instant::now()) {
+                    tracing::info!(
+                        %remote_addr,
+                        reason = reason.as_str(),
+                        suppressed,
+                        "inbound socket closed at accept"
+                    );
+                }
+                // Dropping the set-up closes the socket.
+                drop(upgrade);
+                continue;
+            }
             // A child of the shutdown token: shutdown ends every set-up too.
             let evict = shutdown.child_token();
-            self.pending.push_back(evict.clone());
+            self.pending.push((source, evict.clone()));
             let new_connections_tx = self.new_connections_tx.clone();
             let metrics = self.metrics.clone();
             self.tracker.spawn(async move {
-                // Marks this set-up finished for `make_room`, however it ends.
+                // Marks this set-up finished for `admit`, however it ends.
                 let finished = evict.clone().drop_guard();
                 let result = tokio::select! {
                     biased;
@@ -136,20 +217,40 @@ impl Listener {
         }
     }
 
-    /// Forgets finished set-ups, then, at the cap, evicts the oldest one still in progress.
-    fn make_room(&mut self) {
-        self.pending.retain(|token| !token.is_cancelled());
-        while self.pending.len() >= self.max_pending {
-            let Some(oldest) = self.pending.pop_front() else {
-                break;
-            };
-            oldest.cancel();
-            self.metrics
-                .record_setup_failure(ConnectionOrigin::Inbound, SetupFailure::Evicted);
-            tracing::debug!(
-                max_pending = self.max_pending,
-                "inbound set-ups at the cap: the oldest one is closed to make room"
-            );
+    /// Forgets finished set-ups, then decides on a socket from `source`: `Ok` to start its
+    /// set-up (after evicting one if at the cap), `Err` with the reason to close it.
+    fn admit(&mut self, source: &Source) -> Result<(), SetupFailure> {
+        self.pending.retain(|(_, token)| !token.is_cancelled());
+        if !source.trusted
+            && let Some(ip) = source.ip
+            && !self.rate.try_take(ip, Instant::now())
+        {
+            return Err(SetupFailure::RateLimited);
+        }
+        let sources: Vec<Source> = self.pending.iter().map(|(source, _)| *source).collect();
+        match admission::decide(
+            &self.limits.admission,
+            self.limits.max_pending,
+            &sources,
+            source,
+        ) {
+            Decision::Admit => Ok(()),
+            Decision::Refuse(reason) => Err(reason),
+            Decision::Evict(index) => {
+                let (evicted, token) = self.pending.remove(index);
+                token.cancel();
+                self.metrics
+                    .record_setup_failure(ConnectionOrigin::Inbound, SetupFailure::Evicted);
+                if let Some(suppressed) = self.eviction_log.allow(Instant::now()) {
+                    tracing::info!(
+                        max_pending = self.limits.max_pending,
+                        evicted_ip = ?evicted.ip,
+                        suppressed,
+                        "inbound set-ups at the cap: the oldest one of the busiest prefix is closed"
+                    );
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -216,7 +317,12 @@ mod tests {
         let listener = Listener::new(
             incoming,
             new_connections_tx,
-            1,
+            ListenerLimits {
+                max_pending: 1,
+                admission: AdmissionConfig::default(),
+                trusted_ips: HashSet::new(),
+                bans: IpBans::default(),
+            },
             metrics.clone(),
             tracker.clone(),
             shutdown.clone(),
@@ -248,5 +354,58 @@ mod tests {
         drop((first, second));
         a.shutdown().await;
         b.shutdown().await;
+    }
+
+    /// Accept errors that repeat at once (out of file descriptors) do not spin: the listener
+    /// pauses 100 ms, then 200, 400, 800 ms, then 1 s per failed accept. Over a simulated
+    /// second that is 4 attempts (at 0, 100, 300 and 700 ms); without the pause it would be
+    /// as many as the fake listener offers (here it ends after 1,000).
+    #[tokio::test(start_paused = true)]
+    async fn failing_accepts_back_off_from_100_ms_to_1_s() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counted = attempts.clone();
+        let incoming: Incoming = futures::stream::poll_fn(move |_| {
+            let n = counted.fetch_add(1, Ordering::Relaxed);
+            if n >= 1000 {
+                return std::task::Poll::Ready(None);
+            }
+            let err = crate::Error::Transport(netcore::Error::Accept {
+                addr: NetworkAddress::memory(0),
+                source: std::io::Error::from_raw_os_error(24),
+            });
+            std::task::Poll::Ready(Some(Err(err)))
+        })
+        .boxed();
+        let (new_connections_tx, _new_connections_rx) = mpsc::channel(1);
+        let metrics = Metrics::default();
+        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let listener = Listener::new(
+            incoming,
+            new_connections_tx,
+            ListenerLimits {
+                max_pending: 1,
+                admission: AdmissionConfig::default(),
+                trusted_ips: HashSet::new(),
+                bans: IpBans::default(),
+            },
+            metrics.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        tracker.spawn(listener.run());
+        tokio::time::sleep(Duration::from_millis(999)).await;
+        assert_eq!(attempts.load(Ordering::Relaxed), 4);
+        assert_eq!(
+            metrics.setup_failures(ConnectionOrigin::Inbound, SetupFailure::Transport),
+            4
+        );
+        // Capped at 1 s: 700 + 800 = 1500 ms, then one a second.
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        assert_eq!(attempts.load(Ordering::Relaxed), 6);
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
     }
 }

@@ -72,6 +72,9 @@ pub enum ConnectionChange {
     /// A connection was closed because another connection to the same peer won the
     /// simultaneous-dial tie break.
     Replaced,
+    /// An inbound connection from a peer outside the trusted set, silent for a while, was
+    /// closed to make room for a newcomer at `max_inbound_connections` (`evicted_idle`).
+    EvictedIdle,
 }
 
 /// Why we refused a connection that had been set up, for
@@ -88,6 +91,15 @@ pub enum RefusalReason {
     /// A connection, inbound or outbound, with a banned peer (`banned`); see
     /// [`Network::ban`](crate::Network::ban).
     Banned,
+    /// An inbound socket from a banned IP or prefix (`banned_ip`), closed at accept before any
+    /// set-up; see [`Network::ban_ip`](crate::Network::ban_ip).
+    BannedIp,
+    /// An inbound connection from a peer outside the trusted set, from an IP with
+    /// `admission.max_inbound_per_ip` such connections open already (`too_many_from_ip`).
+    TooManyFromIp,
+    /// The same for a /24 or /64 at `admission.max_inbound_per_prefix`
+    /// (`too_many_from_prefix`).
+    TooManyFromPrefix,
 }
 
 /// Why a connection could not be set up, for `peerlane_connection_setup_failures_total`.
@@ -128,8 +140,21 @@ pub enum SetupFailure {
     DialKeyMismatch,
     /// An inbound set-up still in progress was closed to make room for a newer socket, because
     /// `max_pending_inbound_upgrades` were in progress (`evicted`): a flood of sockets that
-    /// never speak cannot hold every slot.
+    /// never speak cannot hold every slot. The set-up closed is the oldest one of the /24 or
+    /// /64 with the most set-ups in progress, never one from a trusted peer's IP.
     Evicted,
+    /// An inbound socket from an IP that opened sockets faster than
+    /// `admission.accept_rate_per_ip` allows (`rate_limited`), closed at once.
+    RateLimited,
+    /// An inbound socket from an IP with `admission.max_pending_per_ip` set-ups in progress
+    /// (`ip_pending_cap`), closed at once.
+    IpPendingCap,
+    /// An inbound socket from a /24 or /64 with `admission.max_pending_per_prefix` set-ups in
+    /// progress (`prefix_pending_cap`), closed at once.
+    PrefixPendingCap,
+    /// An inbound socket at `max_pending_inbound_upgrades` when every set-up in progress is a
+    /// trusted peer's (`pending_cap`), closed at once.
+    PendingCap,
 }
 
 /// What happened to an inbound message at an application's queue, for
@@ -382,6 +407,7 @@ impl ConnectionChange {
             Self::New => "new",
             Self::Lost => "lost",
             Self::Replaced => "replaced",
+            Self::EvictedIdle => "evicted_idle",
         }
     }
 }
@@ -393,6 +419,9 @@ impl RefusalReason {
             Self::InboundLimit => "too_many_inbound",
             Self::SelfConnection => "self",
             Self::Banned => "banned",
+            Self::BannedIp => "banned_ip",
+            Self::TooManyFromIp => "too_many_from_ip",
+            Self::TooManyFromPrefix => "too_many_from_prefix",
         }
     }
 }
@@ -414,6 +443,10 @@ impl SetupFailure {
             Self::Address => "address",
             Self::DialKeyMismatch => "dial_key_mismatch",
             Self::Evicted => "evicted",
+            Self::RateLimited => "rate_limited",
+            Self::IpPendingCap => "ip_pending_cap",
+            Self::PrefixPendingCap => "prefix_pending_cap",
+            Self::PendingCap => "pending_cap",
         }
     }
 }

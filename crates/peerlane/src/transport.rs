@@ -34,6 +34,7 @@ use noise::{NoiseStream, NoiseUpgrader, PeerRole, TrustedPeers};
 use peer::{Connection, ConnectionId, ConnectionMetadata};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use wire::HandshakeMsg;
 
 use crate::error::Error;
@@ -70,10 +71,26 @@ pub(crate) type NetworkConnection = Connection<NoiseStream<CountingSocket>>;
 /// Relaxed atomics: each counter is read on its own, for display, so no ordering between them
 /// (or with the data) is needed, and an add costs the hot path no more than an uncontended
 /// increment.
-#[derive(Debug, Default)]
+///
+/// It also keeps when bytes last arrived, as milliseconds since the socket was counted from
+/// (one relaxed store per read), which is how the peer manager finds an idle peer to evict.
+#[derive(Debug)]
 pub(crate) struct ByteCounters {
     received: AtomicU64,
     sent: AtomicU64,
+    created: Instant,
+    last_received_ms: AtomicU64,
+}
+
+impl Default for ByteCounters {
+    fn default() -> Self {
+        Self {
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            created: Instant::now(),
+            last_received_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A [`Socket`] that counts the bytes read from and written to it in its [`ByteCounters`].
@@ -311,8 +328,18 @@ impl ByteCounters {
         self.sent.load(Ordering::Relaxed)
     }
 
+    /// When bytes last arrived (when counting began, if none has).
+    pub(crate) fn last_received(&self) -> Instant {
+        self.created + Duration::from_millis(self.last_received_ms.load(Ordering::Relaxed))
+    }
+
     fn add_received(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
         self.received.fetch_add(bytes as u64, Ordering::Relaxed);
+        let elapsed = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_received_ms.store(elapsed, Ordering::Relaxed);
     }
 
     fn add_sent(&self, bytes: usize) {

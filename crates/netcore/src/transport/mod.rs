@@ -33,7 +33,7 @@ pub mod memory;
 pub mod tcp;
 
 pub use memory::MemoryTransport;
-pub use tcp::{TcpConfig, TcpTransport};
+pub use tcp::{Keepalive, TcpConfig, TcpTransport};
 
 /// A way to open connections to, and accept connections from, [`NetworkAddress`]es.
 ///

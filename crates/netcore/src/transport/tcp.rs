@@ -35,6 +35,43 @@ pub struct TcpConfig {
     connect_timeout: Duration,
     send_buffer_size: Option<u32>,
     recv_buffer_size: Option<u32>,
+    keepalive: Option<Keepalive>,
+}
+
+/// TCP keepalive settings (`SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`):
+/// the kernel probes a connection idle for `idle`, every `interval`, and resets it after
+/// `retries` unanswered probes. A peer that vanished without FIN or RST then frees its
+/// connection within `idle + interval × retries` (60 s with the defaults) even when no
+/// health checker pings it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe. Default 30 s.
+    pub idle: Duration,
+    /// Time between probes. Default 10 s.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is reset. Default 3.
+    pub retries: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(DEFAULT_KEEPALIVE_IDLE_SECS),
+            interval: Duration::from_secs(DEFAULT_KEEPALIVE_INTERVAL_SECS),
+            retries: DEFAULT_KEEPALIVE_RETRIES,
+        }
+    }
+}
+
+impl Keepalive {
+    /// Sets the options on a connected socket.
+    fn apply(&self, stream: &TcpStream) -> io::Result<()> {
+        let params = socket2::TcpKeepalive::new()
+            .with_time(self.idle)
+            .with_interval(self.interval)
+            .with_retries(self.retries);
+        socket2::SockRef::from(stream).set_tcp_keepalive(&params)
+    }
 }
 
 /// TCP as a [`Transport`]. Produces [`TcpStream`]s with [`TcpConfig`]'s options applied to
@@ -65,7 +102,7 @@ pub struct Dial {
 #[derive(Debug)]
 pub struct Listener {
     listener: TcpListener,
-    nodelay: bool,
+    config: TcpConfig,
     local_addr: NetworkAddress,
 }
 
@@ -113,6 +150,27 @@ impl TcpConfig {
         self
     }
 
+    /// TCP keepalive on every dialed and accepted socket, or `None` to leave it off.
+    ///
+    /// Default: on, with [`Keepalive::default`] (idle 30 s, probes every 10 s, 3 of them).
+    pub fn keepalive(&mut self, keepalive: Option<Keepalive>) -> &mut Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets the options of a connected socket, dialed or accepted.
+    fn apply_stream_options(&self, stream: &TcpStream) -> Result<(), Error> {
+        stream
+            .set_nodelay(self.nodelay)
+            .map_err(|source| socket_option("TCP_NODELAY", source))?;
+        if let Some(keepalive) = &self.keepalive {
+            keepalive
+                .apply(stream)
+                .map_err(|source| socket_option("SO_KEEPALIVE", source))?;
+        }
+        Ok(())
+    }
+
     /// Applies the buffer sizes to a socket before it connects or listens.
     fn apply_buffer_sizes(&self, socket: &TcpSocket) -> io::Result<()> {
         if let Some(bytes) = self.send_buffer_size {
@@ -132,6 +190,7 @@ impl Default for TcpConfig {
             connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
             send_buffer_size: None,
             recv_buffer_size: None,
+            keepalive: Some(Keepalive::default()),
         }
     }
 }
@@ -198,7 +257,7 @@ impl Transport for TcpTransport {
         tracing::debug!(%addr, %bound, "tcp listening");
         let listener = Listener {
             listener,
-            nodelay: self.config.nodelay,
+            config: self.config.clone(),
             local_addr: bound.clone(),
         };
         Ok((listener, bound))
@@ -249,10 +308,7 @@ impl Stream for Listener {
             Ok((stream, remote)) => {
                 // Configured in the Inbound future's value, so that a failure belongs to this
                 // connection and not to the listener.
-                let stream = stream
-                    .set_nodelay(self.nodelay)
-                    .map(|()| stream)
-                    .map_err(|source| socket_option("TCP_NODELAY", source));
+                let stream = self.config.apply_stream_options(&stream).map(|()| stream);
                 Ok((future::ready(stream), NetworkAddress::from(remote)))
             }
             Err(source) => Err(Error::Accept {
@@ -369,6 +425,9 @@ async fn connect_one(config: &TcpConfig, socket_addr: SocketAddr) -> io::Result<
     config.apply_buffer_sizes(&socket)?;
     let stream = socket.connect(socket_addr).await?;
     stream.set_nodelay(config.nodelay)?;
+    if let Some(keepalive) = &config.keepalive {
+        keepalive.apply(&stream)?;
+    }
     Ok(stream)
 }
 
@@ -392,6 +451,15 @@ fn socket_option(option: &'static str, source: io::Error) -> Error {
 
 /// See [`TcpConfig::nodelay`].
 const DEFAULT_NODELAY: bool = true;
+
+/// See [`Keepalive::idle`].
+const DEFAULT_KEEPALIVE_IDLE_SECS: u64 = 30;
+
+/// See [`Keepalive::interval`].
+const DEFAULT_KEEPALIVE_INTERVAL_SECS: u64 = 10;
+
+/// See [`Keepalive::retries`].
+const DEFAULT_KEEPALIVE_RETRIES: u32 = 3;
 
 /// See [`TcpConfig::connect_timeout`].
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;

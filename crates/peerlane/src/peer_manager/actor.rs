@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use connectivity_manager::{ConnectivityHandle, PeerEvent};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
-use noise::PeerRole;
+use noise::{PeerRole, TrustedPeers};
 use peer::{ConnectionId, ConnectionMetadata, DisconnectReason, InboundRouter, PeerHandle};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::NetworkId;
 
+use crate::admission::{self, Prefix};
 use crate::error::Error;
 use crate::metrics::{ConnectionChange, Metrics, RefusalReason};
 use crate::peer_manager::ban_list::BanList;
@@ -24,7 +26,7 @@ use crate::peer_manager::handle::{Channels, NewConnection, Request};
 use crate::peer_manager::pending_events::PendingEvents;
 use crate::peer_manager::simultaneous_dial::{Keep, resolve_simultaneous_dial};
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
-use crate::transport::AptosNetTransport;
+use crate::transport::{AptosNetTransport, ByteCounters};
 
 /// Everything the peer manager needs from the builder.
 pub(crate) struct Parts {
@@ -32,6 +34,9 @@ pub(crate) struct Parts {
     pub(crate) own_peer_id: PeerId,
     pub(crate) peer_config: peer::Config,
     pub(crate) max_inbound_connections: usize,
+    /// `admission.max_inbound_per_ip` and `admission.max_inbound_per_prefix`.
+    pub(crate) max_inbound_per_ip: usize,
+    pub(crate) max_inbound_per_prefix: usize,
     pub(crate) transport: Arc<AptosNetTransport>,
     pub(crate) peers: PeersAndMetadata,
     pub(crate) router: Arc<dyn InboundRouter>,
@@ -45,7 +50,16 @@ pub(crate) struct Parts {
     pub(crate) connectivity: Option<ConnectivityHandle>,
     /// Peers whose connections are refused and whose dials fail.
     pub(crate) banned: BanList,
+    /// The trusted set: peers outside it count towards `max_inbound_connections`.
+    pub(crate) trusted: TrustedPeers,
 }
+
+/// At the inbound limit, an untrusted inbound peer silent for at least this long may be
+/// closed to make room for a newcomer (`evicted_idle`); the one silent longest goes first.
+/// Shorter than the health checker's 10 s ping interval would make peers that only answer
+/// pings always evictable; this makes them evictable half of the time, and peers that send
+/// anything else rarely.
+pub(crate) const INBOUND_EVICTION_MIN_IDLE: Duration = Duration::from_secs(5);
 
 /// The actor; see the module docs.
 pub(crate) struct PeerManager {
@@ -73,6 +87,10 @@ struct Current {
     handle: PeerHandle,
     /// Whether the connectivity manager knows about it (see [`PeerManager::reports`]).
     reported: bool,
+    /// Its socket's counters, for when it last received anything.
+    bytes: Arc<ByteCounters>,
+    /// Closed to make room at the inbound limit, and no longer counted towards it.
+    evicted: bool,
 }
 
 /// A spawned peer whose tasks have ended.
@@ -287,9 +305,22 @@ impl PeerManager {
         }
 
         if metadata.origin == ConnectionOrigin::Inbound
-            && metadata.role == PeerRole::Unknown
+            && !self.is_trusted(peer_id)
             && !self.connections.contains_key(&peer_id)
-            && self.inbound_unknown_connections() >= self.parts.max_inbound_connections
+            && let Some(reason) = self.over_source_cap(&metadata.remote_addr)
+        {
+            // Dropping the connection closes the socket, which is all the remote learns.
+            self.parts.metrics.record_refused(reason);
+            tracing::debug!(%peer, remote_addr = %metadata.remote_addr, reason = reason.as_str(), "inbound connection refused");
+            reply(Ok(()));
+            return;
+        }
+
+        if metadata.origin == ConnectionOrigin::Inbound
+            && !self.is_trusted(peer_id)
+            && !self.connections.contains_key(&peer_id)
+            && self.inbound_untrusted_connections() >= self.parts.max_inbound_connections
+            && !self.evict_idle_inbound()
         {
             // Dropping the connection closes the socket, which is all the remote learns.
             self.parts
@@ -378,7 +409,7 @@ impl PeerManager {
             self.parts.network_id,
             metadata.clone(),
             handle.clone(),
-            bytes,
+            bytes.clone(),
         );
         if reported {
             // Also on a replacement: the origin may have changed.
@@ -391,6 +422,8 @@ impl PeerManager {
                 metadata,
                 handle,
                 reported,
+                bytes,
+                evicted: false,
             },
         );
         reply(Ok(()));
@@ -477,15 +510,79 @@ impl PeerManager {
                 || metadata.role != PeerRole::Unknown)
     }
 
-    /// Inbound connections from peers outside the trusted set.
-    fn inbound_unknown_connections(&self) -> usize {
+    /// Whether `peer_id` is in the trusted set now.
+    fn is_trusted(&self, peer_id: PeerId) -> bool {
+        self.parts.trusted.snapshot().contains_key(&peer_id)
+    }
+
+    /// Whether a new untrusted inbound connection from `remote_addr` would take its IP or
+    /// prefix over its cap, and which.
+    fn over_source_cap(&self, remote_addr: &NetworkAddress) -> Option<RefusalReason> {
+        let ip = admission::ip_of(remote_addr)?;
+        let prefix = Prefix::of(Some(ip));
+        let trusted = self.parts.trusted.snapshot();
+        let (mut same_ip, mut same_prefix) = (0, 0);
+        for (peer_id, current) in &self.connections {
+            if current.metadata.origin != ConnectionOrigin::Inbound
+                || current.evicted
+                || trusted.contains_key(peer_id)
+            {
+                continue;
+            }
+            let other = admission::ip_of(&current.metadata.remote_addr);
+            same_ip += usize::from(other == Some(ip));
+            same_prefix += usize::from(Prefix::of(other) == prefix);
+        }
+        if same_ip >= self.parts.max_inbound_per_ip {
+            Some(RefusalReason::TooManyFromIp)
+        } else if same_prefix >= self.parts.max_inbound_per_prefix {
+            Some(RefusalReason::TooManyFromPrefix)
+        } else {
+            None
+        }
+    }
+
+    /// Inbound connections from peers outside the trusted set, except those being evicted.
+    fn inbound_untrusted_connections(&self) -> usize {
+        let trusted = self.parts.trusted.snapshot();
         self.connections
-            .values()
-            .filter(|current| {
+            .iter()
+            .filter(|(peer_id, current)| {
                 current.metadata.origin == ConnectionOrigin::Inbound
-                    && current.metadata.role == PeerRole::Unknown
+                    && !current.evicted
+                    && !trusted.contains_key(*peer_id)
             })
             .count()
+    }
+
+    /// At the inbound limit: closes the untrusted inbound peer silent longest, if it has been
+    /// silent for [`INBOUND_EVICTION_MIN_IDLE`]. Returns whether it made room.
+    fn evict_idle_inbound(&mut self) -> bool {
+        let trusted = self.parts.trusted.snapshot();
+        let idlest = self
+            .connections
+            .iter_mut()
+            .filter(|(peer_id, current)| {
+                current.metadata.origin == ConnectionOrigin::Inbound
+                    && !current.evicted
+                    && !trusted.contains_key(*peer_id)
+            })
+            .min_by_key(|(_, current)| current.bytes.last_received());
+        let Some((peer_id, current)) = idlest else {
+            return false;
+        };
+        let idle = current.bytes.last_received().elapsed();
+        if idle < INBOUND_EVICTION_MIN_IDLE {
+            return false;
+        }
+        current.evicted = true;
+        current.handle.disconnect();
+        self.parts
+            .metrics
+            .record_connection_event(ConnectionChange::EvictedIdle);
+        let peer = PeerNetworkId::new(self.parts.network_id, *peer_id);
+        tracing::debug!(%peer, ?idle, "idle inbound peer closed to make room at the inbound limit");
+        true
     }
 }
 
