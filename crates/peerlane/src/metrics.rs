@@ -16,11 +16,11 @@
 //! several networks share one registry. `peerlane_notifications_lost_total` belongs to
 //! [`PeersAndMetadata`](crate::PeersAndMetadata), which may serve several networks.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use netcore::ConnectionOrigin;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -437,18 +437,7 @@ impl PingResult {
     }
 }
 
-/// Implements [`EncodeLabelValue`] through `as_str`.
-macro_rules! label_value_from_as_str {
-    ($($ty:ty),*) => {
-        $(impl EncodeLabelValue for $ty {
-            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-                encoder.write_str(self.as_str())
-            }
-        })*
-    };
-}
-
-label_value_from_as_str!(
+netcore::metric_label_value!(
     ConnectionChange,
     RefusalReason,
     SetupFailure,
@@ -460,22 +449,14 @@ label_value_from_as_str!(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Origin(ConnectionOrigin);
 
-impl EncodeLabelValue for Origin {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        encoder.write_str(self.0.as_str())
-    }
-}
+netcore::metric_label_value!(newtype Origin => as_str);
 
 /// [`ProtocolId`] as a label value: AptosNet's name, or `unknown(<id>)` for other ids (at most
 /// 256 values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Protocol(ProtocolId);
 
-impl EncodeLabelValue for Protocol {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        write!(encoder, "{}", self.0)
-    }
-}
+netcore::metric_label_value!(newtype Protocol => Display);
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OriginLabels {
