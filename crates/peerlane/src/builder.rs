@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use connectivity_manager::{ConnectivityManager, DiscoveredPeer};
 use netcore::{NetworkAddress, PeerId};
-use noise::{NoiseUpgrader, TrustedPeers};
+use noise::{BannedPeers, NoiseUpgrader, TrustedPeers};
 use peer::InboundBudget;
 use prometheus_client::registry::Registry;
 use rand::SeedableRng;
@@ -280,12 +280,19 @@ impl NetworkBuilder {
         let peer_id = identity.peer_id();
         let protocols: ProtocolIdSet = apps.keys().copied().collect();
         let handshake = HandshakeMsg::new(config.chain_id, network_id, protocols);
+        // Created before the upgrader, so that Noise refuses a banned peer's handshake before
+        // any Diffie-Hellman.
+        let banned = BanList::default();
         let noise = NoiseUpgrader::new(
             peer_id,
             identity.private_key().clone(),
             config.handshake_auth_mode(trusted.clone()),
             noise_metrics,
-        );
+        )
+        .with_banned_peers(BannedPeers::new({
+            let banned = banned.clone();
+            move |peer_id| banned.contains(*peer_id)
+        }));
         let context = Arc::new(UpgradeContext::new(noise, handshake, trusted.clone()));
         let transport = Arc::new(AptosNetTransport::new(
             &transport,
@@ -319,7 +326,6 @@ impl NetworkBuilder {
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let banned = BanList::default();
         // One budget for the whole network: every peer's messages count against it.
         let budget = (config.peer.inbound_byte_budget > 0)
             .then(|| InboundBudget::new(config.peer.inbound_byte_budget, &peer_metrics));
