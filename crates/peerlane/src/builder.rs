@@ -452,7 +452,9 @@ impl Network {
     }
 
     /// Bans `peer_id` on this network: closes its connection if it has one (waiting until it
-    /// is gone), refuses its later connections, inbound or outbound, right after set-up
+    /// is gone), refuses its later inbound handshakes in Noise before any Diffie-Hellman
+    /// (`peerlane_connection_setup_failures_total{reason="banned"}`) and any connection with
+    /// it that finished set-up before the ban
     /// (`peerlane_connections_refused_total{reason="banned"}`), and fails dials to it with
     /// [`Error::Banned`] before connecting. The ban lasts until [`unban`](Self::unban) or the
     /// end of the process.

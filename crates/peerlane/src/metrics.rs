@@ -102,12 +102,14 @@ pub enum SetupFailure {
     /// The Noise handshake failed for a reason not listed below (malformed or truncated
     /// message, I/O, the responder rejected us, ...; Noise's own counters say which).
     Noise,
-    /// The peer is not trusted (mutual mode: unknown PeerId), or authenticated with a key
-    /// that is not its own (`untrusted`).
+    /// The peer is not trusted (mutual mode: unknown PeerId), authenticated with a key that is
+    /// not its own, or sent a low-order key (`untrusted`).
     Untrusted,
-    /// The Noise timestamp was not newer than the last one from that key: a possible replay
-    /// (`replay`).
+    /// The Noise timestamp was not newer than the last one from that key, too far from our
+    /// clock, or message 1 was a replay of one seen before (`replay`).
     Replay,
+    /// Noise refused the PeerId because it is on the network's ban list (`banned`).
+    Banned,
     /// The connection was from or to ourselves (`self`).
     SelfDial,
     /// The handshake message exchange failed for a reason not listed below.
@@ -394,6 +396,7 @@ impl SetupFailure {
             Self::Noise => "noise",
             Self::Untrusted => "untrusted",
             Self::Replay => "replay",
+            Self::Banned => "banned",
             Self::SelfDial => "self",
             Self::Handshake => "handshake",
             Self::ChainMismatch => "chain_mismatch",

@@ -30,6 +30,13 @@ async fn a_banned_peer_is_refused_until_unbanned() {
     .await;
     assert!(!a.network.is_connected(b_id));
     assert_eq!(a.network.metrics().refused(RefusalReason::Banned), 0);
+    assert!(
+        a.metrics_text().contains(
+            r#"peerlane_connection_setup_failures_total{network="public",origin="inbound",reason="banned"} 1"#
+        ),
+        "{}",
+        a.metrics_text()
+    );
 
     // A's own dial fails before connecting.
     let err = a.dial(&b).await.unwrap_err();
