@@ -39,7 +39,10 @@ struct Node {
 }
 
 fn start_node() -> Node {
-    let config = NetworkConfig::new(NetworkId::Public, "/ip4/127.0.0.1/tcp/0".parse().unwrap());
+    let mut config = NetworkConfig::new(NetworkId::Public, "/ip4/127.0.0.1/tcp/0".parse().unwrap());
+    // These nodes do not know each other, and a stranger's messages are held to 8 MiB by
+    // default; the scenarios here stream AptosNet's largest messages, so take them from anyone.
+    config.peer.max_untrusted_message_size = config.peer.max_message_size;
     let mut builder = NetworkBuilder::new(
         config,
         TransportKind::Tcp(Default::default()),

@@ -28,10 +28,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::stack::ConnectRig;
 use crate::args::Spec;
 use crate::check::Progress;
 use crate::report::Measurement;
+use crate::stack::ConnectRig;
 
 /// How long an attacker waits for the listener to answer or close before giving up on a
 /// connection (it never needs that long: the listener closes at once or answers).

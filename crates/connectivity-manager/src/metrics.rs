@@ -13,10 +13,8 @@
 //! | `peerlane_connectivity_eligible_peers` | gauge | none |
 //! | `peerlane_connectivity_connected_peers` | gauge | `origin` (`inbound`, `outbound`) |
 
-use std::fmt::Write as _;
-
 use netcore::ConnectionOrigin;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -221,42 +219,13 @@ impl FileError {
     }
 }
 
-impl EncodeLabelValue for DialOutcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-impl EncodeLabelValue for FileError {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-impl EncodeLabelValue for DiscoverySource {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-impl EncodeLabelValue for ActionKind {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
+netcore::metric_label_value!(DialOutcome, FileError, DiscoverySource, ActionKind);
 
 /// [`ConnectionOrigin`] as a label value; netcore knows nothing about metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Origin(ConnectionOrigin);
 
-impl EncodeLabelValue for Origin {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(match self.0 {
-            ConnectionOrigin::Inbound => "inbound",
-            ConnectionOrigin::Outbound => "outbound",
-        })
-    }
-}
+netcore::metric_label_value!(newtype Origin => as_str);
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct DialLabels {

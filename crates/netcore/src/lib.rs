@@ -22,8 +22,9 @@
 //! allocates.
 //!
 //! For the config structs of every layer, [`serde_duration_ms`] reads and writes a
-//! `Duration` as whole milliseconds, and [`metric_label_enum!`] declares the enums that are
-//! Prometheus label values. For logs a remote peer can trigger at will, [`LogLimiter`] (and
+//! `Duration` as whole milliseconds, [`metric_label_enum!`] declares the enums that are
+//! Prometheus label values, and [`metric_label_value!`] makes label values of types declared
+//! elsewhere that have `as_str`. For logs a remote peer can trigger at will, [`LogLimiter`] (and
 //! its shared form [`SharedLogLimiter`]) lets N lines per interval through and counts the rest.
 //!
 //! Types to read first: [`NetworkAddress`], [`Transport`], [`FrameCodec`].
@@ -55,7 +56,7 @@ pub use transport::{
     TcpTransport, Transport, TransportExt,
 };
 
-/// What [`metric_label_enum!`] expands to uses, so that its callers need no dependency of
+/// What [`metric_label_enum!`] and [`metric_label_value!`] expand to use, so that its callers need no dependency of
 /// their own. Not a public API.
 #[doc(hidden)]
 pub mod __private {

@@ -33,10 +33,9 @@ mod guard;
 mod metrics;
 mod server;
 mod settings;
-mod throttle;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -47,7 +46,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use netcore::{NetworkAddress, PeerId};
+use netcore::{NetworkAddress, PeerId, SharedLogLimiter};
 use peerlane::{Error, IpPrefix, Network};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
@@ -58,7 +57,6 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use self::metrics::AdminMetrics;
 use self::metrics::{DialFailure, Rejection};
 pub(crate) use self::settings::{AdminConfig, AdminSettings, TOKEN_ENV};
-use self::throttle::LogThrottle;
 
 /// At most one failed-dial log line per this long.
 const DIAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,7 +68,7 @@ struct AdminState {
     registry: Arc<Registry>,
     metrics: AdminMetrics,
     /// Rate limit of the failed-dial log lines.
-    dial_log: Arc<Mutex<LogThrottle>>,
+    dial_log: Arc<SharedLogLimiter>,
 }
 
 /// What the request checks share.
@@ -154,7 +152,7 @@ pub(crate) async fn serve(
             network,
             registry,
             metrics: metrics.clone(),
-            dial_log: Arc::new(Mutex::new(LogThrottle::new(DIAL_LOG_INTERVAL))),
+            dial_log: Arc::new(SharedLogLimiter::new(1, DIAL_LOG_INTERVAL)),
         })
         // Outside the routes, so an unknown path is refused the same way.
         .layer(axum::middleware::from_fn_with_state(access, checked));
@@ -268,12 +266,7 @@ async fn dial(State(state): State<AdminState>, body: Body<DialRequest>) -> Respo
             // What failed (refused, no Noise, timeout) would tell a caller what listens where.
             let reason = dial_failure(&err);
             state.metrics.dial_failed(reason);
-            let admitted = state
-                .dial_log
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .admit(Instant::now());
-            if let Some(suppressed) = admitted {
+            if let Some(suppressed) = state.dial_log.allow(Instant::now()) {
                 tracing::warn!(
                     %peer_id,
                     %address,

@@ -1,7 +1,5 @@
 //! [`Side`]: which end of a handshake, for errors, logs and the `side` metric label.
 
-use std::fmt;
-
 netcore::metric_label_enum! {
     /// Which end of a handshake: the initiator dials, the responder accepts. Its name is also
     /// the `side` metric label.
@@ -10,11 +8,5 @@ netcore::metric_label_enum! {
         Initiator => "initiator",
         /// The listener, which answers with message 2.
         Responder => "responder",
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }

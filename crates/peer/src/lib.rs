@@ -50,7 +50,7 @@
 //! - Leaves: `priority` ([`Priority`], the two lanes), `disconnect` ([`DisconnectReason`] and
 //!   the errors that map to it), `error`, [`metrics`], which knows only the label enums,
 //!   `rate_limit` (pure and clock-free, `now` is an input: [`TokenBucket`], the per-protocol
-//!   table [`RateLimitConfig`], [`InboundRateLimiter`], [`AbuseTracker`], [`LogThrottle`]),
+//!   table [`RateLimitConfig`], [`InboundRateLimiter`], [`AbuseTracker`]),
 //!   `budget` ([`InboundBudget`], one atomic counter, its waiters and its two metrics),
 //!   `config`, `connection` and `lock`.
 //! - Pure protocol logic, clock-free and without tasks or metrics, returning outcomes for the
@@ -115,7 +115,7 @@ pub use queue::{OutboundQueue, PushError};
 pub use rate_limit::{
     AbuseTracker, DEFAULT_ABUSE_MAX_DROPS, DEFAULT_ABUSE_WINDOW_MS, DEFAULT_INBOUND_BYTE_BUDGET,
     DEFAULT_RATE_LIMIT_BAN_MS, DEFAULT_RATE_LIMIT_BURST_MS, InboundRateLimiter, LimitKind,
-    LogThrottle, ProtocolRate, RateLimitConfig, TokenBucket, TrafficClass, Verdict,
+    ProtocolRate, RateLimitConfig, TokenBucket, TrafficClass, Verdict,
 };
 pub use reader::ROUTE_FLUSH_EVERY;
 pub use spawn::spawn;

@@ -23,9 +23,7 @@
 //! | `peerlane_peer_inbound_budget_waits_total` | none |
 //! | `peerlane_peer_rate_limited_total` | `protocol` (AptosNet's name, `Unknown` past id 28), `kind` ([`LimitKind`]) |
 
-use std::fmt;
-
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -435,13 +433,14 @@ impl Default for Metrics {
     }
 }
 
-/// Whether a message was sent or received: the `direction` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Written to the connection.
-    Sent,
-    /// Read from the connection.
-    Received,
+netcore::metric_label_enum! {
+    /// Whether a message was sent or received: the `direction` label.
+    pub enum Direction {
+        /// Written to the connection.
+        Sent => "sent",
+        /// Read from the connection.
+        Received => "received",
+    }
 }
 
 impl Direction {
@@ -449,17 +448,18 @@ impl Direction {
     pub const ALL: [Self; 2] = [Self::Sent, Self::Received];
 }
 
-/// A message's `NetworkMessage` variant: the `kind` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MessageKind {
-    /// `DirectSendMsg`.
-    DirectSend,
-    /// `RpcRequest`.
-    RpcRequest,
-    /// `RpcResponse`.
-    RpcResponse,
-    /// `Error`.
-    Error,
+netcore::metric_label_enum! {
+    /// A message's `NetworkMessage` variant: the `kind` label.
+    pub enum MessageKind {
+        /// `DirectSendMsg`.
+        DirectSend => "direct_send",
+        /// `RpcRequest`.
+        RpcRequest => "rpc_request",
+        /// `RpcResponse`.
+        RpcResponse => "rpc_response",
+        /// `Error`.
+        Error => "error",
+    }
 }
 
 impl MessageKind {
@@ -482,171 +482,107 @@ impl MessageKind {
     }
 }
 
-/// Why an outbound message was dropped: the `reason` label of
-/// `peerlane_peer_outbound_dropped_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Its lane was full when it was pushed ([`Error::QueueFull`](crate::Error::QueueFull)).
-    Full,
-    /// It was still queued when the connection ended and the writer stopped (write error, or
-    /// the close timeout passed).
-    Closed,
-}
-
-/// Why an outbound RPC failed: the `reason` label of `peerlane_peer_rpc_failures_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RpcFailure {
-    /// No response within the caller's timeout.
-    Timeout,
-    /// The peer disconnected first.
-    Disconnected,
-    /// The request's lane was full.
-    QueueFull,
-    /// Too many RPCs were pending already.
-    TooManyPending,
-    /// The remote answered `NotSupported`.
-    RemoteNotSupported,
-    /// The caller dropped the future before it completed.
-    Cancelled,
-}
-
-/// Why an RPC response matched no request: the `reason` label of
-/// `peerlane_peer_unmatched_rpc_responses_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnmatchedResponse {
-    /// No pending request had its id (never sent, cancelled, or timed out earlier).
-    Unknown,
-    /// Its request was still pending but past its deadline.
-    Expired,
-}
-
-/// Why an inbound message was not delivered: the `reason` label of
-/// `peerlane_peer_inbound_dropped_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum InboundDropReason {
-    /// No application serves its protocol (answered with `NotSupported`).
-    UnknownProtocol,
-    /// The application's inbound queue was full.
-    QueueFull,
-    /// `max_concurrent_inbound_rpcs` requests were being answered already (dropped
-    /// unanswered, as AptosNet does).
-    TooManyRpcs,
-}
-
-/// How an inbound RPC handed to an application ended: the `outcome` label of
-/// `peerlane_peer_inbound_rpcs_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum InboundRpcOutcome {
-    /// Answered in time.
-    Answered,
-    /// The responder was dropped without answering (also when the router refused it).
-    Unanswered,
-    /// The deadline passed unanswered and the slot was freed.
-    Expired,
-    /// An answer came after the deadline and was refused.
-    Late,
-}
-
-/// Why an inbound stream ended before its last fragment: the `reason` label of
-/// `peerlane_peer_streams_aborted_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StreamAbortReason {
-    /// Its last fragment did not come within `stream_reassembly_timeout` of its header; the
-    /// connection was closed ([`DisconnectReason::StreamTimeout`]).
-    Timeout,
-    /// It would have taken the node's unfinished streams over `max_stream_bytes_in_flight`;
-    /// the connection was closed ([`DisconnectReason::StreamBudgetExceeded`]).
-    BudgetExceeded,
-    /// Its header declared, or its fragments added up to, more than the peer's maximum
-    /// message size; the connection was closed ([`DisconnectReason::MessageTooLarge`]).
-    TooLarge,
-    /// A new header arrived before its last fragment and replaced it.
-    Replaced,
-    /// A header that cannot start a stream (no fragments, an `Error` message), or a
-    /// fragment of another stream or out of order, which drops the stream in progress.
-    Invalid,
-    /// The connection ended, for another reason, before its last fragment.
-    ConnectionClosed,
-}
-
-/// The code of an Error message from the remote: the `code` label of
-/// `peerlane_peer_remote_errors_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RemoteErrorCode {
-    /// `ParsingError`: a frame of ours did not decode.
-    ParsingError,
-    /// `NotSupported`: it does not serve a protocol we used.
-    NotSupported,
-}
-
-macro_rules! label_values {
-    ($($ty:ty { $($variant:ident => $name:literal),+ $(,)? })+) => {$(
-        impl $ty {
-            /// The label value.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $name),+
-                }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl EncodeLabelValue for $ty {
-            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-                fmt::Write::write_str(encoder, self.as_str())
-            }
-        }
-    )+};
-}
-
-label_values! {
-    Direction { Sent => "sent", Received => "received" }
-    MessageKind {
-        DirectSend => "direct_send",
-        RpcRequest => "rpc_request",
-        RpcResponse => "rpc_response",
-        Error => "error",
+netcore::metric_label_enum! {
+    /// Why an outbound message was dropped: the `reason` label of
+    /// `peerlane_peer_outbound_dropped_total`.
+    pub enum DropReason {
+        /// Its lane was full when it was pushed ([`Error::QueueFull`](crate::Error::QueueFull)).
+        Full => "full",
+        /// It was still queued when the connection ended and the writer stopped (write error, or
+        /// the close timeout passed).
+        Closed => "closed",
     }
-    DropReason { Full => "full", Closed => "closed" }
-    RpcFailure {
+}
+
+netcore::metric_label_enum! {
+    /// Why an outbound RPC failed: the `reason` label of `peerlane_peer_rpc_failures_total`.
+    pub enum RpcFailure {
+        /// No response within the caller's timeout.
         Timeout => "timeout",
+        /// The peer disconnected first.
         Disconnected => "disconnected",
+        /// The request's lane was full.
         QueueFull => "queue_full",
+        /// Too many RPCs were pending already.
         TooManyPending => "too_many_pending",
+        /// The remote answered `NotSupported`.
         RemoteNotSupported => "remote_not_supported",
+        /// The caller dropped the future before it completed.
         Cancelled => "cancelled",
     }
-    UnmatchedResponse { Unknown => "unknown", Expired => "expired" }
-    InboundDropReason {
+}
+
+netcore::metric_label_enum! {
+    /// Why an RPC response matched no request: the `reason` label of
+    /// `peerlane_peer_unmatched_rpc_responses_total`.
+    pub enum UnmatchedResponse {
+        /// No pending request had its id (never sent, cancelled, or timed out earlier).
+        Unknown => "unknown",
+        /// Its request was still pending but past its deadline.
+        Expired => "expired",
+    }
+}
+
+netcore::metric_label_enum! {
+    /// Why an inbound message was not delivered: the `reason` label of
+    /// `peerlane_peer_inbound_dropped_total`.
+    pub enum InboundDropReason {
+        /// No application serves its protocol (answered with `NotSupported`).
         UnknownProtocol => "unknown_protocol",
+        /// The application's inbound queue was full.
         QueueFull => "queue_full",
+        /// `max_concurrent_inbound_rpcs` requests were being answered already (dropped
+        /// unanswered, as AptosNet does).
         TooManyRpcs => "too_many_rpcs",
     }
-    InboundRpcOutcome {
+}
+
+netcore::metric_label_enum! {
+    /// How an inbound RPC handed to an application ended: the `outcome` label of
+    /// `peerlane_peer_inbound_rpcs_total`.
+    pub enum InboundRpcOutcome {
+        /// Answered in time.
         Answered => "answered",
+        /// The responder was dropped without answering (also when the router refused it).
         Unanswered => "unanswered",
+        /// The deadline passed unanswered and the slot was freed.
         Expired => "expired",
+        /// An answer came after the deadline and was refused.
         Late => "late",
     }
-    RemoteErrorCode { ParsingError => "parsing_error", NotSupported => "not_supported" }
-    StreamAbortReason {
+}
+
+netcore::metric_label_enum! {
+    /// Why an inbound stream ended before its last fragment: the `reason` label of
+    /// `peerlane_peer_streams_aborted_total`.
+    pub enum StreamAbortReason {
+        /// Its last fragment did not come within `stream_reassembly_timeout` of its header; the
+        /// connection was closed ([`DisconnectReason::StreamTimeout`]).
         Timeout => "timeout",
+        /// It would have taken the node's unfinished streams over `max_stream_bytes_in_flight`;
+        /// the connection was closed ([`DisconnectReason::StreamBudgetExceeded`]).
         BudgetExceeded => "budget_exceeded",
+        /// Its header declared, or its fragments added up to, more than the peer's maximum
+        /// message size; the connection was closed ([`DisconnectReason::MessageTooLarge`]).
         TooLarge => "too_large",
+        /// A new header arrived before its last fragment and replaced it.
         Replaced => "replaced",
+        /// A header that cannot start a stream (no fragments, an `Error` message), or a
+        /// fragment of another stream or out of order, which drops the stream in progress.
         Invalid => "invalid",
+        /// The connection ended, for another reason, before its last fragment.
         ConnectionClosed => "connection_closed",
     }
 }
 
-impl EncodeLabelValue for LimitKind {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.as_str())
+netcore::metric_label_enum! {
+    /// The code of an Error message from the remote: the `code` label of
+    /// `peerlane_peer_remote_errors_total`.
+    pub enum RemoteErrorCode {
+        /// `ParsingError`: a frame of ours did not decode.
+        ParsingError => "parsing_error",
+        /// `NotSupported`: it does not serve a protocol we used.
+        NotSupported => "not_supported",
     }
 }
 
@@ -655,23 +591,8 @@ impl EncodeLabelValue for LimitKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct ProtocolLabel(&'static str);
 
-impl EncodeLabelValue for ProtocolLabel {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.0)
-    }
-}
-
-impl EncodeLabelValue for DisconnectReason {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.as_str())
-    }
-}
-
-impl EncodeLabelValue for Priority {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.as_str())
-    }
-}
+netcore::metric_label_value!(LimitKind, DisconnectReason, Priority);
+netcore::metric_label_value!(newtype ProtocolLabel => Display);
 
 fn get<L>(family: &Family<L, Counter>, labels: &L) -> u64
 where

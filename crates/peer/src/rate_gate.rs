@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
+use netcore::LogLimiter;
 use tokio::time::Instant;
 use tracing::{debug, info};
 use wire::NetworkMessage;
 
 use crate::disconnect::DisconnectReason;
-use crate::rate_limit::{InboundRateLimiter, LogThrottle, Verdict};
+use crate::rate_limit::{InboundRateLimiter, Verdict};
 use crate::shared::Shared;
 
 /// The interval between two log lines about drops on one connection.
@@ -20,14 +21,14 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct RateGate {
     limiter: InboundRateLimiter,
-    log: LogThrottle,
+    log: LogLimiter,
 }
 
 impl RateGate {
     pub(crate) fn new(shared: &Shared) -> Self {
         Self {
             limiter: InboundRateLimiter::new(shared.config.rate_limit.clone(), Instant::now()),
-            log: LogThrottle::new(LOG_EVERY),
+            log: LogLimiter::new(1, LOG_EVERY),
         }
     }
 
@@ -59,7 +60,7 @@ impl RateGate {
                 "sustained flood over the rate limits, disconnecting"
             );
             shared.begin_close(DisconnectReason::RateLimited);
-        } else if let Some(suppressed) = self.log.note(now) {
+        } else if let Some(suppressed) = self.log.allow(now.into_std()) {
             debug!(%protocol, limit = %kind, len, suppressed, "inbound message over the rate limit dropped");
         }
         false

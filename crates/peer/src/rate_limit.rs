@@ -1,8 +1,8 @@
 //! Inbound rate limits, pure logic: the [`TokenBucket`], the per-protocol table
-//! ([`RateLimitConfig`], [`TrafficClass`]), the [`InboundRateLimiter`] of one connection, the
-//! [`AbuseTracker`] that turns sustained drops into a disconnect, and the [`LogThrottle`] that
-//! keeps a flood from flooding the logs. No clock, no task, no metrics: `now` is an input and
-//! the caller acts on the [`Verdict`] (the reader task drops, counts and closes).
+//! ([`RateLimitConfig`], [`TrafficClass`]), the [`InboundRateLimiter`] of one connection and
+//! the [`AbuseTracker`] that turns sustained drops into a disconnect. No clock, no task, no
+//! metrics: `now` is an input and the caller acts on the [`Verdict`] (the reader task drops,
+//! counts and closes; its log lines go through `netcore::LogLimiter`).
 //!
 //! Only what the remote sends on its own initiative is limited: DirectSend messages and RPC
 //! requests. RPC responses answer our own requests (at most `max_concurrent_outbound_rpcs` at
@@ -417,41 +417,6 @@ impl InboundRateLimiter {
     }
 }
 
-/// At most one log line per `interval`: the lines in between are counted, and the next line
-/// says how many were left out.
-#[derive(Clone, Debug)]
-pub struct LogThrottle {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogThrottle {
-    /// A throttle allowing one line per `interval`.
-    pub const fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(lines left out since the last one)` when a line may be logged now, else `None`
-    /// (and the line is counted as left out).
-    pub fn note(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,19 +589,6 @@ mod tests {
                 |_| limiter.check(ProtocolId::HEALTH_CHECKER_RPC, 1 << 20, t0) == Verdict::Admit
             )
         );
-    }
-
-    /// One line per interval, each telling how many were left out before it.
-    #[test]
-    fn log_throttle_counts_what_it_leaves_out() {
-        let t0 = Instant::now();
-        let mut throttle = LogThrottle::new(Duration::from_secs(1));
-        assert_eq!(throttle.note(t0), Some(0));
-        assert_eq!(throttle.note(at(t0, 10)), None);
-        assert_eq!(throttle.note(at(t0, 999)), None);
-        assert_eq!(throttle.note(at(t0, 1_000)), Some(2));
-        assert_eq!(throttle.note(at(t0, 1_500)), None);
-        assert_eq!(throttle.note(at(t0, 2_500)), Some(1));
     }
 
     #[test]

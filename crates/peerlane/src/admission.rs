@@ -14,8 +14,6 @@
 //!   established inbound connections per IP and per prefix.
 //! - [`decide`]: admit, admit by evicting a set-up of the heaviest source, or refuse.
 //! - [`AcceptRate`]: the token buckets, one per IP, bounded in number.
-//! - [`LogThrottle`]: at most one log line per second per kind of remote misbehaviour, with a
-//!   count of the lines it held back.
 //! - [`IpPrefix`] and [`IpBans`]: banned IPs and prefixes (`banned_ips`, and the network's
 //!   `ban_ip`), whose sockets are closed at accept before anything else
 //!   (`peerlane_connections_refused_total{reason="banned_ip"}`).
@@ -25,7 +23,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use netcore::{NetworkAddress, Protocol};
 use serde::{Deserialize, Serialize};
@@ -264,31 +261,6 @@ impl Bucket {
     }
 }
 
-/// At most one log line per [`LogThrottle::PERIOD`]; counts the lines it held back.
-#[derive(Debug, Default)]
-pub(crate) struct LogThrottle {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogThrottle {
-    const PERIOD: Duration = Duration::from_secs(1);
-
-    /// `Some(lines held back since the last one)` when a line may be logged now.
-    pub(crate) fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < Self::PERIOD => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 /// An IP address or a CIDR prefix, written `10.1.2.3`, `10.1.2.0/24`, `2001:db8::1` or
 /// `2001:db8::/32` (in config files and the admin API alike). A bare address is a /32 or /128.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -408,6 +380,8 @@ impl IpBans {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn source(addr: &str, trusted: bool) -> Source {
@@ -477,16 +451,6 @@ mod tests {
         let later = start + Duration::from_secs(1);
         let taken = (0..1000).filter(|_| rate.try_take(ip, later)).count();
         assert_eq!(taken, ACCEPT_RATE_PER_IP as usize);
-    }
-
-    #[test]
-    fn the_log_throttle_lets_one_line_a_second_through() {
-        let mut throttle = LogThrottle::default();
-        let start = Instant::now();
-        assert_eq!(throttle.allow(start), Some(0));
-        assert_eq!(throttle.allow(start), None);
-        assert_eq!(throttle.allow(start + Duration::from_millis(500)), None);
-        assert_eq!(throttle.allow(start + Duration::from_secs(1)), Some(2));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use connectivity_manager::{ConnectivityManager, DiscoveredPeer};
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
-use noise::{NoiseUpgrader, TrustedPeers};
+use noise::{BannedPeers, NoiseUpgrader, TrustedPeers};
 use peer::InboundBudget;
 use prometheus_client::registry::Registry;
 use rand::SeedableRng;
@@ -282,12 +282,19 @@ impl NetworkBuilder {
         let peer_id = identity.peer_id();
         let protocols: ProtocolIdSet = apps.keys().copied().collect();
         let handshake = HandshakeMsg::new(config.chain_id, network_id, protocols);
+        // Created before the upgrader, so that Noise refuses a banned peer's handshake before
+        // any Diffie-Hellman.
+        let banned = BanList::default();
         let noise = NoiseUpgrader::new(
             peer_id,
             identity.private_key().clone(),
             config.handshake_auth_mode(trusted.clone()),
             noise_metrics,
-        );
+        )
+        .with_banned_peers(BannedPeers::new({
+            let banned = banned.clone();
+            move |peer_id| banned.contains(*peer_id)
+        }));
         let context = Arc::new(UpgradeContext::new(noise, handshake, trusted.clone()));
         let transport = Arc::new(AptosNetTransport::new(
             &transport,
@@ -321,7 +328,6 @@ impl NetworkBuilder {
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let banned = BanList::default();
         let banned_ips = IpBans::new(config.banned_ips.iter().copied());
         // One budget for the whole network: every peer's messages count against it.
         let budget = (config.peer.inbound_byte_budget > 0)
@@ -499,7 +505,9 @@ impl Network {
     }
 
     /// Bans `peer_id` on this network: closes its connection if it has one (waiting until it
-    /// is gone), refuses its later connections, inbound or outbound, right after set-up
+    /// is gone), refuses its later inbound handshakes in Noise before any Diffie-Hellman
+    /// (`peerlane_connection_setup_failures_total{reason="banned"}`) and any connection with
+    /// it that finished set-up before the ban
     /// (`peerlane_connections_refused_total{reason="banned"}`), and fails dials to it with
     /// [`Error::Banned`] before connecting. The ban lasts until [`unban`](Self::unban) or the
     /// end of the process.

@@ -286,9 +286,15 @@ impl Error {
             Self::Noise(
                 noise::Error::UnknownPeer { .. }
                 | noise::Error::KeyMismatch { .. }
-                | noise::Error::PeerIdMismatch { .. },
+                | noise::Error::PeerIdMismatch { .. }
+                | noise::Error::LowOrderKey { .. },
             ) => SetupFailure::Untrusted,
-            Self::Noise(noise::Error::ReplayedTimestamp { .. }) => SetupFailure::Replay,
+            Self::Noise(
+                noise::Error::ReplayedTimestamp { .. }
+                | noise::Error::ReplayedMessage { .. }
+                | noise::Error::StaleTimestamp { .. },
+            ) => SetupFailure::Replay,
+            Self::Noise(noise::Error::Banned { .. }) => SetupFailure::Banned,
             Self::Noise(noise::Error::SelfDial { .. }) | Self::SelfConnection => {
                 SetupFailure::SelfDial
             }
@@ -332,6 +338,7 @@ impl Error {
             SetupFailure::Address
             | SetupFailure::DialKeyMismatch
             | SetupFailure::Evicted
+            | SetupFailure::Banned
             | SetupFailure::RateLimited
             | SetupFailure::IpPendingCap
             | SetupFailure::PrefixPendingCap
@@ -415,6 +422,34 @@ mod tests {
                 }),
                 SetupFailure::Replay,
                 DialFailure::Handshake,
+            ),
+            (
+                Error::Noise(noise::Error::ReplayedMessage { peer_id }),
+                SetupFailure::Replay,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Noise(noise::Error::StaleTimestamp {
+                    peer_id,
+                    timestamp: 1,
+                    now: 1_000_000,
+                    window: timeout,
+                }),
+                SetupFailure::Replay,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Noise(noise::Error::LowOrderKey {
+                    side: Side::Responder,
+                    peer_id,
+                }),
+                SetupFailure::Untrusted,
+                DialFailure::Handshake,
+            ),
+            (
+                Error::Noise(noise::Error::Banned { peer_id }),
+                SetupFailure::Banned,
+                DialFailure::Other,
             ),
             (
                 Error::Noise(noise::Error::SelfDial {

@@ -42,16 +42,20 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::StreamExt;
-use netcore::ConnectionOrigin;
+use netcore::{ConnectionOrigin, LogLimiter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{self, AcceptRate, AdmissionConfig, Decision, IpBans, LogThrottle, Source};
+use crate::admission::{self, AcceptRate, AdmissionConfig, Decision, IpBans, Source};
 use crate::metrics::{Metrics, RefusalReason, SetupFailure};
 use crate::peer_manager::NewConnection;
 use crate::transport::Incoming;
+
+/// Each kind of refusal, eviction and accept error logs at most one line per interval, with
+/// the count of the lines it held back; the metrics count every event.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The first pause after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`].
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -81,10 +85,10 @@ pub(crate) struct Listener {
     limits: ListenerLimits,
     rate: AcceptRate,
     /// One per kind of remote misbehaviour logged here.
-    refusal_log: LogThrottle,
-    ban_log: LogThrottle,
-    eviction_log: LogThrottle,
-    accept_error_log: LogThrottle,
+    refusal_log: LogLimiter,
+    ban_log: LogLimiter,
+    eviction_log: LogLimiter,
+    accept_error_log: LogLimiter,
     metrics: Metrics,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -106,10 +110,10 @@ impl Listener {
             pending: Vec::with_capacity(limits.max_pending),
             rate: AcceptRate::new(&limits.admission),
             limits,
-            refusal_log: LogThrottle::default(),
-            ban_log: LogThrottle::default(),
-            eviction_log: LogThrottle::default(),
-            accept_error_log: LogThrottle::default(),
+            refusal_log: LogLimiter::new(1, LOG_INTERVAL),
+            ban_log: LogLimiter::new(1, LOG_INTERVAL),
+            eviction_log: LogLimiter::new(1, LOG_INTERVAL),
+            accept_error_log: LogLimiter::new(1, LOG_INTERVAL),
             metrics,
             tracker,
             shutdown,
@@ -138,7 +142,8 @@ impl Listener {
                     // once, so pause before the next one.
                     self.metrics
                         .record_setup_failure(ConnectionOrigin::Inbound, err.setup_failure());
-                    if let Some(suppressed) = self.accept_error_log.allow(Instant::now()) {
+                    if let Some(suppressed) = self.accept_error_log.allow(Instant::now().into_std())
+                    {
                         tracing::warn!(error = %err, ?backoff, suppressed, "accept failed");
                     }
                     tokio::select! {
@@ -153,7 +158,7 @@ impl Listener {
             let source = Source::of(&remote_addr, &self.limits.trusted_ips);
             if source.ip.is_some_and(|ip| self.limits.bans.contains(ip)) {
                 self.metrics.record_refused(RefusalReason::BannedIp);
-                if let Some(suppressed) = self.ban_log.allow(Instant::now()) {
+                if let Some(suppressed) = self.ban_log.allow(Instant::now().into_std()) {
                     tracing::info!(%remote_addr, suppressed, "inbound socket from a banned ip closed");
                 }
                 drop(upgrade);
@@ -162,7 +167,7 @@ impl Listener {
             if let Err(reason) = self.admit(&source) {
                 self.metrics
                     .record_setup_failure(ConnectionOrigin::Inbound, reason);
-                if let Some(suppressed) = self.refusal_log.allow(Instant::now()) {
+                if let Some(suppressed) = self.refusal_log.allow(Instant::now().into_std()) {
                     tracing::info!(
                         %remote_addr,
                         reason = reason.as_str(),
@@ -241,7 +246,7 @@ impl Listener {
                 token.cancel();
                 self.metrics
                     .record_setup_failure(ConnectionOrigin::Inbound, SetupFailure::Evicted);
-                if let Some(suppressed) = self.eviction_log.allow(Instant::now()) {
+                if let Some(suppressed) = self.eviction_log.allow(Instant::now().into_std()) {
                     tracing::info!(
                         max_pending = self.limits.max_pending,
                         evicted_ip = ?evicted.ip,

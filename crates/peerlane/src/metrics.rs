@@ -16,11 +16,11 @@
 //! several networks share one registry. `peerlane_notifications_lost_total` belongs to
 //! [`PeersAndMetadata`](crate::PeersAndMetadata), which may serve several networks.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use netcore::ConnectionOrigin;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -114,12 +114,14 @@ pub enum SetupFailure {
     /// The Noise handshake failed for a reason not listed below (malformed or truncated
     /// message, I/O, the responder rejected us, ...; Noise's own counters say which).
     Noise,
-    /// The peer is not trusted (mutual mode: unknown PeerId), or authenticated with a key
-    /// that is not its own (`untrusted`).
+    /// The peer is not trusted (mutual mode: unknown PeerId), authenticated with a key that is
+    /// not its own, or sent a low-order key (`untrusted`).
     Untrusted,
-    /// The Noise timestamp was not newer than the last one from that key: a possible replay
-    /// (`replay`).
+    /// The Noise timestamp was not newer than the last one from that key, too far from our
+    /// clock, or message 1 was a replay of one seen before (`replay`).
     Replay,
+    /// Noise refused the PeerId because it is on the network's ban list (`banned`).
+    Banned,
     /// The connection was from or to ourselves (`self`).
     SelfDial,
     /// The handshake message exchange failed for a reason not listed below.
@@ -434,6 +436,7 @@ impl SetupFailure {
             Self::Noise => "noise",
             Self::Untrusted => "untrusted",
             Self::Replay => "replay",
+            Self::Banned => "banned",
             Self::SelfDial => "self",
             Self::Handshake => "handshake",
             Self::ChainMismatch => "chain_mismatch",
@@ -484,18 +487,7 @@ impl PingResult {
     }
 }
 
-/// Implements [`EncodeLabelValue`] through `as_str`.
-macro_rules! label_value_from_as_str {
-    ($($ty:ty),*) => {
-        $(impl EncodeLabelValue for $ty {
-            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-                encoder.write_str(self.as_str())
-            }
-        })*
-    };
-}
-
-label_value_from_as_str!(
+netcore::metric_label_value!(
     ConnectionChange,
     RefusalReason,
     SetupFailure,
@@ -507,22 +499,14 @@ label_value_from_as_str!(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Origin(ConnectionOrigin);
 
-impl EncodeLabelValue for Origin {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        encoder.write_str(self.0.as_str())
-    }
-}
+netcore::metric_label_value!(newtype Origin => as_str);
 
 /// [`ProtocolId`] as a label value: AptosNet's name, or `unknown(<id>)` for other ids (at most
 /// 256 values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Protocol(ProtocolId);
 
-impl EncodeLabelValue for Protocol {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        write!(encoder, "{}", self.0)
-    }
-}
+netcore::metric_label_value!(newtype Protocol => Display);
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OriginLabels {

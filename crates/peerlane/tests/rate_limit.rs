@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use peer::{DisconnectReason, LimitKind, ProtocolRate, RateLimitConfig};
-use peerlane::{Error, NetworkConfig, QueueConfig, QueueEvent, RefusalReason};
+use peerlane::{Error, NetworkConfig, QueueConfig, QueueEvent};
 use test_support::{DIRECT, Msg, Net, Node, RPC, config, eventually, node, node_with, within};
 use wire::NetworkId;
 
@@ -70,10 +70,12 @@ async fn flood_until_banned(a: &Node, b: &Node) {
         b.metrics_text()
     );
 
-    // a reconnects: set up, then refused by b's peer manager; b's own dial fails at once.
+    // a reconnects: Noise refuses it at b; b's own dial fails at once.
     let _ = a.dial(b).await;
     eventually("the reconnect is refused", || {
-        b.network.metrics().refused(RefusalReason::Banned) == 1
+        b.metrics_text().contains(
+            r#"peerlane_noise_handshakes_total{network="public",side="responder",result="banned"} 1"#,
+        )
     })
     .await;
     assert!(!b.network.is_connected(a_id));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,31 +16,16 @@ const VOTE_LATENCY_START: f64 = 0.0005;
 const VOTE_LATENCY_FACTOR: f64 = 2.0;
 const VOTE_LATENCY_BUCKETS: u16 = 14;
 
-/// Messages dropped because their sender had no right to send them, for
-/// `consensus_rejected_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Rejected {
-    /// A vote whose `voter` is not the authenticated peer that sent it
-    /// (`vote_not_from_voter`).
-    VoteNotFromVoter,
-    /// A commit not sent by the leader of its round (`commit_not_from_leader`).
-    CommitNotFromLeader,
-}
-
-impl Rejected {
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::VoteNotFromVoter => "vote_not_from_voter",
-            Self::CommitNotFromLeader => "commit_not_from_leader",
-        }
-    }
-}
-
-impl EncodeLabelValue for Rejected {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        std::fmt::Write::write_str(encoder, self.as_str())
+netcore::metric_label_enum! {
+    /// Messages dropped because their sender had no right to send them, for
+    /// `consensus_rejected_total`.
+    #[non_exhaustive]
+    pub enum Rejected {
+        /// A vote whose `voter` is not the authenticated peer that sent it
+        /// (`vote_not_from_voter`).
+        VoteNotFromVoter => "vote_not_from_voter",
+        /// A commit not sent by the leader of its round (`commit_not_from_leader`).
+        CommitNotFromLeader => "commit_not_from_leader",
     }
 }
 
