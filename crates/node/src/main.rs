@@ -5,7 +5,9 @@
 //!   progress every second and a summary at the end (`demo`; the summary in `demo::summary`).
 //! - `peerlane keygen --out FILE` writes a fresh x25519 identity.
 //! - `peerlane node --config FILE` runs one network of a node (state sync, and mempool and
-//!   consensus when its `[apps]` table enables them) until SIGINT or SIGTERM, printing `listening on <address>` first; with `--admin HOST:PORT` it also
+//!   consensus when its `[apps]` table enables them) until SIGINT or SIGTERM, printing
+//!   `listening on <address>` first (its `--help` ends with every config file key and its
+//!   default, from the `Default` impls); with `--admin HOST:PORT` it also
 //!   serves the admin API (metrics, peers, dial, disconnect, bans) over HTTP: on loopback to
 //!   loopback `Host` names only, elsewhere only with a bearer token, with a header-read
 //!   timeout and a connection limit (`admin` and its modules).

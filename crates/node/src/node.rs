@@ -23,7 +23,7 @@ use peerlane::{
     ConnectionNotification, DiscoveredPeer, Identity, NetworkBuilder, NetworkConfig, TransportKind,
 };
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wire::{ChainId, NetworkId};
@@ -52,7 +52,7 @@ pub(crate) struct NodeConfig {
 
 /// The `[apps]` table: which example applications the node runs, and their settings. Every
 /// field is optional; unknown ones are refused.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AppsConfig {
     /// State sync: serves the node's block store and catches up from peers that are ahead.
@@ -72,7 +72,10 @@ pub(crate) struct AppsConfig {
     pub(crate) consensus_validators: Option<Vec<PeerId>>,
     /// A consensus round with no commit ends after this long; more than the leader's 100 ms
     /// proposal delay. Default [`CONSENSUS_ROUND_TIMEOUT`].
-    #[serde(rename = "consensus_round_timeout_ms", with = "duration_ms")]
+    #[serde(
+        rename = "consensus_round_timeout_ms",
+        with = "netcore::serde_duration_ms"
+    )]
     pub(crate) consensus_round_timeout: Duration,
 }
 
@@ -143,9 +146,10 @@ impl AppsConfig {
 
 /// Arguments of `peerlane node`. Flags override the config file's fields.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = config_file_help())]
 pub(crate) struct NodeArgs {
     /// A TOML config: `NetworkConfig` fields, an `[apps]` and an `[admin]` table (every
-    /// field optional; unknown fields are refused).
+    /// field optional; unknown fields are refused; `--help` lists them all with defaults).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where to listen, e.g. /ip4/127.0.0.1/tcp/6180 (port 0 picks a free port).
@@ -189,6 +193,76 @@ pub(crate) struct NodeArgs {
     /// Overrides `admin.max_connections`. [default: 16]
     #[arg(long, value_name = "N")]
     admin_max_connections: Option<usize>,
+}
+
+/// The end of `peerlane node --help`: every key of the config file with its default, written
+/// from the `Default` impls at run time so that it cannot drift from them. The TOML part is a
+/// valid config file as it stands (indented, which TOML allows).
+fn config_file_help() -> String {
+    const INTRO: [&str; 8] = [
+        "Config file settings (defaults):",
+        "  Every key --config FILE may set, with its default; a key left out keeps it. What each",
+        "  means: docs/configuration.md. Not shown, as they default to none: identity (a fresh key",
+        "  each run), auth_mode (mutual on the validator network, maybe_mutual elsewhere),",
+        "  apps.consensus_validators (this node and its validator seeds), admin.address and",
+        "  admin.token_file. connectivity.network is derived from network_id and",
+        "  connectivity.seeds must stay empty (seeds go in [seeds]).",
+        "",
+    ];
+    let toml = config_file_toml(NodeConfig::default())
+        .unwrap_or_else(|err| format!("# cannot write the defaults: {err}"));
+    let mut help = INTRO.join("\n");
+    for line in toml.lines() {
+        help.push('\n');
+        if !line.is_empty() {
+            help.push_str("    ");
+        }
+        help.push_str(line);
+    }
+    help
+}
+
+/// `config` as a config file: the `NetworkConfig` fields at the top level, then `[apps]` and
+/// `[admin]`. Fields that are none are left out.
+fn config_file_toml(config: NodeConfig) -> Result<String, toml::ser::Error> {
+    /// The `[admin]` table as the file spells it. Built by destructuring [`AdminConfig`]
+    /// whole, so a new field there fails to compile here until it is listed.
+    #[derive(Serialize)]
+    struct AdminTable {
+        address: Option<SocketAddr>,
+        token_file: Option<PathBuf>,
+        header_timeout_ms: u64,
+        max_connections: usize,
+    }
+    /// The whole file.
+    #[derive(Serialize)]
+    struct File {
+        #[serde(flatten)]
+        network: NetworkConfig,
+        apps: AppsConfig,
+        admin: AdminTable,
+    }
+    let NodeConfig {
+        network,
+        apps,
+        admin:
+            AdminConfig {
+                address,
+                token_file,
+                header_timeout_ms,
+                max_connections,
+            },
+    } = config;
+    toml::to_string(&File {
+        network,
+        apps,
+        admin: AdminTable {
+            address,
+            token_file,
+            header_timeout_ms,
+            max_connections,
+        },
+    })
 }
 
 /// The `--network` values.
@@ -467,20 +541,6 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serde for a [`Duration`] as whole milliseconds, the unit config files use (a `<name>_ms`
-/// key). Reading only: the node never writes its config.
-mod duration_ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
-    }
-}
-
 /// SIGINT and (on unix) SIGTERM, caught from the moment this is created: before that, a
 /// SIGTERM kills the process without a clean shutdown.
 struct Termination {
@@ -680,6 +740,21 @@ mod tests {
             Some("127.0.0.1:9101".parse().unwrap())
         );
         assert!(config.admin.token_file.is_some());
+    }
+
+    /// The defaults `peerlane node --help` prints are a config file that parses back to the
+    /// same settings and validates.
+    #[test]
+    fn help_config_defaults_parse_back() {
+        let toml = config_file_toml(NodeConfig::default()).unwrap();
+        let help = config_file_help();
+        let listed = &help[help.find("\n    network_id = ").expect("the TOML part")..];
+        let config = parse_config(listed).unwrap_or_else(|(_, err)| panic!("{err}"));
+        config.network.validate().unwrap();
+        config.apps.validate().unwrap();
+        assert_eq!(config.apps, AppsConfig::default());
+        assert_eq!(config.admin, AdminConfig::default());
+        assert_eq!(config_file_toml(config).unwrap(), toml);
     }
 
     /// `peerlane node --help` shows the admin limits' defaults as they are.

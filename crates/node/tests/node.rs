@@ -1,5 +1,6 @@
 //! `peerlane node` end to end: two processes connect over loopback TCP + Noise and shut down
-//! cleanly on SIGTERM; bad input is a one-line error with exit status 2; the admin API
+//! cleanly on SIGTERM; bad input is a one-line error with exit status 2; `--help` lists the
+//! config file's keys with their defaults, as a file the node runs with; the admin API
 //! (`--admin`) serves metrics and lists (with connect time, RTT and bytes), dials, disconnects
 //! and bans peers, and stands up to its attacks (no or a wrong token, a foreign Host, slow
 //! headers, too many connections, dials used as a port scanner); three validators running
@@ -279,6 +280,62 @@ fn bad_node_input_exits_2_with_one_line() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// `peerlane node --help` (not `-h`) ends with every config file key and its default, the
+/// security limits among them, and that listing is a config file the node starts with.
+#[cfg(unix)]
+#[test]
+fn help_lists_the_config_file_defaults() {
+    let out = node(&["--help"]);
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    let heading = "Config file settings (defaults):";
+    let section = &help[help.find(heading).unwrap_or_else(|| panic!("{help}"))..];
+    let defaults = peerlane::NetworkConfig::default();
+    for entry in [
+        format!(
+            "max_untrusted_message_size = {}",
+            defaults.peer.max_untrusted_message_size
+        ),
+        format!(
+            "stream_reassembly_timeout_ms = {}",
+            defaults.peer.stream_reassembly_timeout.as_millis()
+        ),
+        format!(
+            "max_pending_per_ip = {}",
+            defaults.admission.max_pending_per_ip
+        ),
+        format!(
+            "max_bytes_per_key = {}",
+            defaults.inbound_queue.max_bytes_per_key
+        ),
+        "[peer.rate_limit.consensus]".to_owned(),
+        "[apps]".to_owned(),
+        "consensus_round_timeout_ms = ".to_owned(),
+        "[admin]".to_owned(),
+        "max_connections = ".to_owned(),
+        "docs/configuration.md".to_owned(),
+    ] {
+        assert!(section.contains(&entry), "{entry} in {section}");
+    }
+    let short = node(&["-h"]);
+    assert!(!String::from_utf8_lossy(&short.stdout).contains(heading));
+
+    let toml = &section[section.find("    network_id = ").expect("the TOML part")..];
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("node-help-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("defaults.toml");
+    std::fs::write(&path, toml).unwrap();
+    let node = Node::start(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    node.terminate();
 }
 
 /// One HTTP/1.1 request to `127.0.0.1:port`; the status code and the body.
