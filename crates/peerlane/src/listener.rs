@@ -275,6 +275,31 @@ mod tests {
     use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
     use crate::{Identity, Network, NetworkBuilder, NetworkConfig};
 
+    /// Runs a listener with room for one set-up at a time, the default admission and no
+    /// bans, over `incoming`; its metrics and the handles that stop it.
+    fn spawn_listener(
+        incoming: Incoming,
+        new_connections: mpsc::Sender<NewConnection>,
+    ) -> (Metrics, TaskTracker, CancellationToken) {
+        let metrics = Metrics::default();
+        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let listener = Listener::new(
+            incoming,
+            new_connections,
+            ListenerLimits {
+                max_pending: 1,
+                admission: AdmissionConfig::default(),
+                trusted_ips: HashSet::new(),
+                bans: IpBans::default(),
+            },
+            metrics.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        tracker.spawn(listener.run());
+        (metrics, tracker, shutdown)
+    }
+
     /// A node to dial from, over the memory transport.
     fn dialer(seed: u8) -> Network {
         let mut config = NetworkConfig::new(NetworkId::Public, "/memory/0".parse().unwrap());
@@ -317,22 +342,7 @@ mod tests {
             .unwrap();
         // The peer manager's channel, with room for one connection; read only at the end.
         let (new_connections_tx, mut new_connections_rx) = mpsc::channel(1);
-        let metrics = Metrics::default();
-        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
-        let listener = Listener::new(
-            incoming,
-            new_connections_tx,
-            ListenerLimits {
-                max_pending: 1,
-                admission: AdmissionConfig::default(),
-                trusted_ips: HashSet::new(),
-                bans: IpBans::default(),
-            },
-            metrics.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-        );
-        tracker.spawn(listener.run());
+        let (metrics, tracker, shutdown) = spawn_listener(incoming, new_connections_tx);
 
         // a's connection fills the channel; b's set-up finishes and waits for room.
         let (a, b) = (dialer(1), dialer(2));
@@ -356,6 +366,8 @@ mod tests {
         assert_eq!(second.connection.metadata.remote_peer_id, b.peer_id());
 
         shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
         drop((first, second));
         a.shutdown().await;
         b.shutdown().await;
@@ -384,22 +396,7 @@ mod tests {
         })
         .boxed();
         let (new_connections_tx, _new_connections_rx) = mpsc::channel(1);
-        let metrics = Metrics::default();
-        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
-        let listener = Listener::new(
-            incoming,
-            new_connections_tx,
-            ListenerLimits {
-                max_pending: 1,
-                admission: AdmissionConfig::default(),
-                trusted_ips: HashSet::new(),
-                bans: IpBans::default(),
-            },
-            metrics.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-        );
-        tracker.spawn(listener.run());
+        let (metrics, tracker, shutdown) = spawn_listener(incoming, new_connections_tx);
         tokio::time::sleep(Duration::from_millis(999)).await;
         assert_eq!(attempts.load(Ordering::Relaxed), 4);
         assert_eq!(

@@ -13,42 +13,13 @@ use consensus::{
 };
 use futures::StreamExt;
 use mempool::{Mempool, MempoolConfig, MempoolMsg};
-use peerlane::{
-    Event, Identity, Network, NetworkBuilder, NetworkClient, NetworkConfig, NetworkEvents,
-    PeerNetworkId, TransportKind,
-};
+use peerlane::{Event, Network, NetworkClient, NetworkEvents, PeerNetworkId};
 use prometheus_client::registry::Registry;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use wire::{NetworkId, PeerId, ProtocolId};
+use wire::{PeerId, ProtocolId};
 
-const NETWORK: NetworkId = NetworkId::Public;
+mod common;
 
-fn identity(seed: u64) -> Identity {
-    Identity::generate(&mut StdRng::seed_from_u64(seed))
-}
-
-/// A network with the consensus application registered.
-fn consensus_network(
-    identity: Identity,
-    registry: &mut Registry,
-) -> (
-    NetworkBuilder,
-    NetworkClient<ConsensusMsg>,
-    NetworkEvents<ConsensusMsg>,
-) {
-    let mut config = NetworkConfig::new(NETWORK, "/memory/0".parse().unwrap());
-    config.identity = Some(identity);
-    let mut builder = NetworkBuilder::new(config, TransportKind::Memory, registry).unwrap();
-    let (client, events) = builder
-        .add_application::<ConsensusMsg>(
-            [ProtocolId::CONSENSUS_DIRECT_SEND_BCS],
-            [ProtocolId::CONSENSUS_RPC_BCS],
-            Default::default(),
-        )
-        .unwrap();
-    (builder, client, events)
-}
+use common::{NETWORK, consensus_network, identity};
 
 /// A bare network with a validator's identity, connected to the honest validator.
 struct Peer {
