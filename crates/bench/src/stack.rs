@@ -144,7 +144,9 @@ pub(super) async fn run(spec: Spec, progress: &Progress) -> anyhow::Result<Measu
         Workload::RpcTput => rpc_tput(spec, progress).await,
         Workload::Connect => connect(spec, progress).await,
         Workload::IdleMem => idle_mem(spec, progress).await,
-        Workload::Flood => anyhow::bail!("flood has its own driver (crate::flood)"),
+        Workload::Flood => {
+            anyhow::bail!("flood runs through its own driver, not the peerlane stack's")
+        }
     }
 }
 
