@@ -7,19 +7,15 @@
 
 use std::time::Duration;
 
-use consensus::{
-    Block, BlockId, Commit, Consensus, ConsensusConfig, ConsensusHandle, ConsensusMsg, Rejected,
-    Vote,
-};
+use consensus::{Block, BlockId, Commit, ConsensusHandle, ConsensusMsg, Rejected, Vote};
 use futures::StreamExt;
-use mempool::{Mempool, MempoolConfig, MempoolMsg};
 use peerlane::{Event, Network, NetworkClient, NetworkEvents, PeerNetworkId};
 use prometheus_client::registry::Registry;
-use wire::{PeerId, ProtocolId};
+use wire::PeerId;
 
 mod common;
 
-use common::{NETWORK, consensus_network, identity};
+use common::{HonestValidator, NETWORK, consensus_network, identity};
 
 /// A bare network with a validator's identity, connected to the honest validator.
 struct Peer {
@@ -82,38 +78,16 @@ impl Setup {
             leader_2.peer_id(),
             identity(3).peer_id(),
         ];
-        let mut registry = Registry::default();
-        let (mut builder, client, events) = consensus_network(identity(0), &mut registry);
-        let (mempool_client, mempool_events) = builder
-            .add_application::<MempoolMsg>(
-                [ProtocolId::MEMPOOL_DIRECT_SEND],
-                [],
-                Default::default(),
-            )
-            .unwrap();
-        let honest = builder.build().unwrap();
-        let (mempool_actor, mempool) = Mempool::new(
-            MempoolConfig::default(),
-            mempool_client,
-            mempool_events,
-            &mut registry,
-        );
-        let config = ConsensusConfig::new(NETWORK, validators);
-        let (actor, consensus) = Consensus::new(
-            config,
-            honest.peer_id(),
-            client,
-            events,
-            mempool,
-            &mut registry,
-        )
-        .unwrap();
+        let validator = HonestValidator::new(validators);
         let mut peers = Vec::new();
         for identity in [leader_1, leader_2] {
             let (builder, client, events) = consensus_network(identity, &mut Registry::default());
             let network = builder.build().unwrap();
             network
-                .dial(honest.peer_id(), honest.listen_address().clone())
+                .dial(
+                    validator.network.peer_id(),
+                    validator.network.listen_address().clone(),
+                )
                 .await
                 .unwrap();
             peers.push(Peer {
@@ -122,8 +96,7 @@ impl Setup {
                 events,
             });
         }
-        tokio::spawn(mempool_actor.run(std::future::pending()));
-        tokio::spawn(actor.run(std::future::pending()));
+        let (honest, consensus) = validator.run();
         let leader_2 = peers.pop().unwrap();
         let leader_1 = peers.pop().unwrap();
         Self {

@@ -5,18 +5,15 @@
 
 use std::time::Duration;
 
-use consensus::{
-    BlockId, Commit, Consensus, ConsensusConfig, ConsensusHandle, ConsensusMsg, Rejected, Vote,
-};
+use consensus::{BlockId, Commit, ConsensusHandle, ConsensusMsg, Rejected, Vote};
 use futures::StreamExt;
-use mempool::{Mempool, MempoolConfig, MempoolMsg};
 use peerlane::{Event, Identity, Network, NetworkClient, NetworkEvents, PeerNetworkId};
 use prometheus_client::registry::Registry;
-use wire::{PeerId, ProtocolId};
+use wire::PeerId;
 
 mod common;
 
-use common::{NETWORK, consensus_network, identity};
+use common::{HonestValidator, NETWORK, consensus_network, identity};
 
 /// The honest validator (first in `validators`, so the leader of round 0) running mempool and
 /// consensus, and a bare network with `other`'s identity connected to it.
@@ -30,41 +27,14 @@ struct Setup {
 
 impl Setup {
     async fn start(validators: Vec<PeerId>, other: Identity) -> Self {
-        let mut registry = Registry::default();
-        let (mut builder, client, events) = consensus_network(identity(0), &mut registry);
-        let (mempool_client, mempool_events) = builder
-            .add_application::<MempoolMsg>(
-                [ProtocolId::MEMPOOL_DIRECT_SEND],
-                [],
-                Default::default(),
-            )
-            .unwrap();
-        let honest = builder.build().unwrap();
-        let (mempool_actor, mempool) = Mempool::new(
-            MempoolConfig::default(),
-            mempool_client,
-            mempool_events,
-            &mut registry,
-        );
-        let config = ConsensusConfig::new(NETWORK, validators);
-        let (actor, consensus) = Consensus::new(
-            config,
-            honest.peer_id(),
-            client,
-            events,
-            mempool,
-            &mut registry,
-        )
-        .unwrap();
+        let validator = HonestValidator::new(validators);
+        let honest_id = validator.network.peer_id();
+        let honest_address = validator.network.listen_address().clone();
 
         let (builder, client, events) = consensus_network(other, &mut Registry::default());
         let other = builder.build().unwrap();
-        other
-            .dial(honest.peer_id(), honest.listen_address().clone())
-            .await
-            .unwrap();
-        tokio::spawn(mempool_actor.run(std::future::pending()));
-        tokio::spawn(actor.run(std::future::pending()));
+        other.dial(honest_id, honest_address).await.unwrap();
+        let (honest, consensus) = validator.run();
         Self {
             honest,
             consensus,

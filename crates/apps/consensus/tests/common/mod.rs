@@ -1,14 +1,16 @@
 //! Set-up shared by the consensus tests that drive one honest validator against hand-made
-//! messages: identities from a seed and a network with the consensus application.
+//! messages: identities from a seed, a network with the consensus application, and the
+//! honest validator itself.
 
-use consensus::ConsensusMsg;
+use consensus::{Consensus, ConsensusConfig, ConsensusHandle, ConsensusMsg};
+use mempool::{Mempool, MempoolConfig, MempoolMsg};
 use peerlane::{
-    Identity, NetworkBuilder, NetworkClient, NetworkConfig, NetworkEvents, TransportKind,
+    Identity, Network, NetworkBuilder, NetworkClient, NetworkConfig, NetworkEvents, TransportKind,
 };
 use prometheus_client::registry::Registry;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use wire::{NetworkId, ProtocolId};
+use wire::{NetworkId, PeerId, ProtocolId};
 
 pub(crate) const NETWORK: NetworkId = NetworkId::Public;
 
@@ -36,4 +38,57 @@ pub(crate) fn consensus_network(
         )
         .unwrap();
     (builder, client, events)
+}
+
+/// The honest validator (identity 0) with mempool and consensus built on its network but not
+/// yet running, so a test can connect its hand-made peers first.
+pub(crate) struct HonestValidator {
+    pub(crate) network: Network,
+    pub(crate) consensus: ConsensusHandle,
+    mempool_actor: Mempool,
+    actor: Consensus,
+}
+
+impl HonestValidator {
+    pub(crate) fn new(validators: Vec<PeerId>) -> Self {
+        let mut registry = Registry::default();
+        let (mut builder, client, events) = consensus_network(identity(0), &mut registry);
+        let (mempool_client, mempool_events) = builder
+            .add_application::<MempoolMsg>(
+                [ProtocolId::MEMPOOL_DIRECT_SEND],
+                [],
+                Default::default(),
+            )
+            .unwrap();
+        let network = builder.build().unwrap();
+        let (mempool_actor, mempool) = Mempool::new(
+            MempoolConfig::default(),
+            mempool_client,
+            mempool_events,
+            &mut registry,
+        );
+        let config = ConsensusConfig::new(NETWORK, validators);
+        let (actor, consensus) = Consensus::new(
+            config,
+            network.peer_id(),
+            client,
+            events,
+            mempool,
+            &mut registry,
+        )
+        .unwrap();
+        Self {
+            network,
+            consensus,
+            mempool_actor,
+            actor,
+        }
+    }
+
+    /// Starts mempool and consensus; the network and the consensus handle stay the caller's.
+    pub(crate) fn run(self) -> (Network, ConsensusHandle) {
+        tokio::spawn(self.mempool_actor.run(std::future::pending()));
+        tokio::spawn(self.actor.run(std::future::pending()));
+        (self.network, self.consensus)
+    }
 }
