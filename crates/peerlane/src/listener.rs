@@ -26,7 +26,10 @@
 //!
 //! A set-up that finished leaves the pending set at once, before it waits for room in the peer
 //! manager's channel (which the peer manager drains without IO), so only set-ups still in
-//! progress count towards the cap and can be evicted.
+//! progress count towards the cap and can be evicted. Finished set-ups waiting for that room
+//! have a bound of their own, the same number (`max_pending_inbound_upgrades`): one more is
+//! closed and counted as `pending_cap`, so a stalled peer manager cannot make the listener
+//! hold connections without limit.
 //!
 //! A failed accept (e.g. out of file descriptors) is counted and followed by a pause, 100 ms
 //! doubling up to 1 s and reset by the next successful accept, so that the listener does not
@@ -39,11 +42,12 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use netcore::{ConnectionOrigin, LogLimiter};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -82,6 +86,8 @@ pub(crate) struct Listener {
     /// Set-ups in progress, oldest first: each one's source and the token that evicts it. A
     /// set-up cancels its own token when it ends, which is how finished ones are told apart.
     pending: Vec<(Source, CancellationToken)>,
+    /// Finished set-ups waiting for room in the peer manager's channel: one permit each.
+    handover: Arc<Semaphore>,
     limits: ListenerLimits,
     rate: AcceptRate,
     /// One per kind of remote misbehaviour logged here.
@@ -108,6 +114,7 @@ impl Listener {
             incoming,
             new_connections_tx,
             pending: Vec::with_capacity(limits.max_pending),
+            handover: Arc::new(Semaphore::new(limits.max_pending)),
             rate: AcceptRate::new(&limits.admission),
             limits,
             refusal_log: LogLimiter::new(1, LOG_INTERVAL),
@@ -183,6 +190,7 @@ impl Listener {
             let evict = shutdown.child_token();
             self.pending.push((source, evict.clone()));
             let new_connections_tx = self.new_connections_tx.clone();
+            let handover = self.handover.clone();
             let metrics = self.metrics.clone();
             self.tracker.spawn(async move {
                 // Marks this set-up finished for `admit`, however it ends.
@@ -198,6 +206,17 @@ impl Listener {
                 drop(finished);
                 match result {
                     Ok(connection) => {
+                        let Ok(_waiting) = handover.try_acquire_owned() else {
+                            metrics.record_setup_failure(
+                                ConnectionOrigin::Inbound,
+                                SetupFailure::PendingCap,
+                            );
+                            tracing::debug!(
+                                %remote_addr,
+                                "inbound connection closed: too many waiting for the peer manager"
+                            );
+                            return;
+                        };
                         let new = NewConnection {
                             connection,
                             reply_tx: None,
@@ -265,7 +284,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use netcore::{MemorySocket, NetworkAddress, Protocol};
+    use netcore::{MemorySocket, NetworkAddress, PeerId, Protocol};
     use noise::{HandshakeAuthMode, NoiseUpgrader, PrivateKey, PublicKey, TrustedPeers};
     use prometheus_client::registry::Registry;
     use wire::{ChainId, HandshakeMsg, NetworkId, ProtocolId};
@@ -312,11 +331,9 @@ mod tests {
         builder.build().unwrap()
     }
 
-    /// With the peer manager's channel full, a set-up that finished waits for room there. It
-    /// no longer counts as pending: a newer socket at the cap (one slot here) evicts nothing,
-    /// and the connection is handed over once there is room.
-    #[tokio::test(start_paused = true)]
-    async fn a_finished_set_up_waiting_for_the_peer_manager_is_not_evicted() {
+    /// A node's inbound side over memsocket (maybe-mutual Noise, the AptosNet handshake), not
+    /// yet listened to: its incoming sockets, its dialable address, its port and its PeerId.
+    fn memory_server() -> (Incoming, NetworkAddress, u16, PeerId) {
         let key = PrivateKey::from([9; 32]);
         let public_key = PublicKey::from(&key);
         let noise = NoiseUpgrader::new(
@@ -340,13 +357,59 @@ mod tests {
         let address = bound
             .with_noise_and_handshake(public_key, HANDSHAKE_VERSION)
             .unwrap();
+        let server = noise::keys::peer_id_from_public_key(&public_key);
+        (incoming, address, port, server)
+    }
+
+    /// Finished set-ups waiting for room in the peer manager's channel are bounded too (by
+    /// the pending cap, one here): with the channel full and one connection waiting, the next
+    /// one that finishes its set-up is closed and counted as `pending_cap`.
+    #[tokio::test(start_paused = true)]
+    async fn finished_set_ups_waiting_for_the_peer_manager_are_bounded() {
+        let (incoming, address, _port, server) = memory_server();
+        let (new_connections_tx, mut new_connections_rx) = mpsc::channel(1);
+        let (metrics, tracker, shutdown) = spawn_listener(incoming, new_connections_tx);
+
+        // a fills the channel, b waits for room, c finds no room to wait in.
+        let (a, b, c) = (dialer(1), dialer(2), dialer(3));
+        for dialer in [&a, &b] {
+            dialer.dial(server, address.clone()).await.unwrap();
+            // Paused clock: returns once every task is idle, this set-up handed over or waiting.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let _ = c.dial(server, address).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            metrics.setup_failures(ConnectionOrigin::Inbound, SetupFailure::PendingCap),
+            1
+        );
+
+        let first = new_connections_rx.recv().await.unwrap();
+        let second = new_connections_rx.recv().await.unwrap();
+        assert_eq!(first.connection.metadata.remote_peer_id, a.peer_id());
+        assert_eq!(second.connection.metadata.remote_peer_id, b.peer_id());
+
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        drop((first, second));
+        for dialer in [a, b, c] {
+            dialer.shutdown().await;
+        }
+    }
+
+    /// With the peer manager's channel full, a set-up that finished waits for room there. It
+    /// no longer counts as pending: a newer socket at the cap (one slot here) evicts nothing,
+    /// and the connection is handed over once there is room.
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_set_up_waiting_for_the_peer_manager_is_not_evicted() {
+        let (incoming, address, port, server) = memory_server();
         // The peer manager's channel, with room for one connection; read only at the end.
         let (new_connections_tx, mut new_connections_rx) = mpsc::channel(1);
         let (metrics, tracker, shutdown) = spawn_listener(incoming, new_connections_tx);
 
         // a's connection fills the channel; b's set-up finishes and waits for room.
         let (a, b) = (dialer(1), dialer(2));
-        let server = noise::keys::peer_id_from_public_key(&public_key);
         a.dial(server, address.clone()).await.unwrap();
         b.dial(server, address).await.unwrap();
         // Paused clock: returns once every task is idle, b's set-up waiting on the channel.
