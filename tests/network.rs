@@ -1,12 +1,13 @@
 //! Whole networks through the public facade, over real loopback TCP with Noise: a mesh of
 //! nodes, a maximum-size message crossing a small one, and priority under a saturated lane.
 
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use peerlane::{Event, Network, NetworkBuilder, NetworkClient, NetworkConfig, NetworkEvents};
-use peerlane::{PeerNetworkId, TransportKind};
+use peerlane::{PeerNetworkId, QueueConfig, TransportKind};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use test_support::{eventually_within, next_event_within};
@@ -49,8 +50,13 @@ fn start_node() -> Node {
         &mut Registry::default(),
     )
     .unwrap();
+    // The bulk application takes AptosNet's largest messages: its queue must hold one of them
+    // behind a small one (the default 16 MiB per key would drop the large message whenever the
+    // small one that overtook it has not been taken yet).
+    let bulk_budget = NonZeroUsize::new(2 * 64 * 1024 * 1024).unwrap();
+    let bulk_queue = QueueConfig::default().with_max_bytes(bulk_budget, bulk_budget);
     let (bulk, bulk_events) = builder
-        .add_application::<Msg>([ProtocolId::STATE_SYNC_DIRECT_SEND], [], Default::default())
+        .add_application::<Msg>([ProtocolId::STATE_SYNC_DIRECT_SEND], [], bulk_queue)
         .unwrap();
     let (consensus, consensus_events) = builder
         .add_application::<Msg>(
