@@ -81,6 +81,28 @@ impl ProtocolId {
     /// 28: consensus observer RPC, BCS.
     pub const CONSENSUS_OBSERVER_RPC: Self = Self(28);
 
+    /// 64: peerlane, direct send: one `Disconnect { reason }` sent before a refusal or a
+    /// close, so that the other side can read why (only to peers that advertised it).
+    pub const PEERLANE_DISCONNECT: Self = Self(64);
+    /// 65: peerlane, direct send: the sender's chain status (best and irreversible block),
+    /// sent when a connection starts and re-announced on change.
+    pub const CHAIN_STATUS: Self = Self(65);
+    /// 66: peerlane, RPC: peer exchange (a sample of the peers the answering node knows).
+    pub const PEER_EXCHANGE_RPC: Self = Self(66);
+    /// 67: peerlane, direct send: routing-graph synchronisation (signed edges).
+    pub const ROUTING_SYNC: Self = Self(67);
+    /// 68: peerlane, direct send: routed messages, forwarded hop by hop to their target.
+    pub const ROUTED: Self = Self(68);
+
+    /// peerlane's own protocols, in id order: never sent to a peer that did not advertise them.
+    pub const PEERLANE: [Self; PEERLANE_NAMES.len()] = [
+        Self::PEERLANE_DISCONNECT,
+        Self::CHAIN_STATUS,
+        Self::PEER_EXCHANGE_RPC,
+        Self::ROUTING_SYNC,
+        Self::ROUTED,
+    ];
+
     /// Every id AptosNet defines, in id order.
     pub const KNOWN: [Self; KNOWN_NAMES.len()] = {
         let mut ids = [Self(0); KNOWN_NAMES.len()];
@@ -123,11 +145,15 @@ impl ProtocolId {
         (self.0 as usize) < KNOWN_NAMES.len()
     }
 
-    /// AptosNet's name for the id (`"ConsensusRpcBcs"`, …), or `"Unknown"`: usable as a metric
-    /// label.
+    /// AptosNet's name for the id (`"ConsensusRpcBcs"`, …), peerlane's for its own
+    /// (`"PeerlaneDisconnect"`, …), or `"Unknown"`: usable as a metric label.
     pub const fn name(self) -> &'static str {
         if self.is_known() {
             KNOWN_NAMES[self.0 as usize]
+        } else if self.0 >= Self::FIRST_CUSTOM
+            && ((self.0 - Self::FIRST_CUSTOM) as usize) < PEERLANE_NAMES.len()
+        {
+            PEERLANE_NAMES[(self.0 - Self::FIRST_CUSTOM) as usize]
         } else {
             "Unknown"
         }
@@ -229,12 +255,11 @@ impl From<ProtocolId> for u8 {
 }
 
 impl fmt::Display for ProtocolId {
-    /// The name for known ids, `unknown(<id>)` for the others.
+    /// The name for AptosNet's and peerlane's ids, `unknown(<id>)` for the others.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_known() {
-            f.write_str(self.name())
-        } else {
-            write!(f, "unknown({})", self.0)
+        match self.name() {
+            "Unknown" => write!(f, "unknown({})", self.0),
+            name => f.write_str(name),
         }
     }
 }
@@ -332,6 +357,15 @@ fn decompress(bytes: &[u8]) -> Result<Vec<u8>, DecompressFailure> {
 }
 
 /// AptosNet's names for ids 0 to 28, indexed by id.
+/// Names of peerlane's own protocols, from id 64 ([`ProtocolId::PEERLANE`]).
+const PEERLANE_NAMES: [&str; 5] = [
+    "PeerlaneDisconnect",
+    "ChainStatus",
+    "PeerExchangeRpc",
+    "RoutingSync",
+    "Routed",
+];
+
 const KNOWN_NAMES: [&str; 29] = [
     "ConsensusRpcBcs",
     "ConsensusDirectSendBcs",
@@ -399,6 +433,19 @@ mod tests {
         assert!(!ProtocolId::from_wire(29).is_known());
         assert_eq!(ProtocolId::from_wire(29).name(), "Unknown");
         assert_eq!(ProtocolId::from_wire(200).to_string(), "unknown(200)");
+    }
+
+    /// peerlane's own ids sit from 64 up, in the custom range, each with its own name.
+    #[test]
+    fn peerlane_ids_are_custom_and_named() {
+        for (i, id) in ProtocolId::PEERLANE.iter().enumerate() {
+            assert_eq!(id.as_u8(), ProtocolId::FIRST_CUSTOM + i as u8);
+            assert_eq!(ProtocolId::custom(id.as_u8()).unwrap(), *id);
+            assert!(!id.is_known());
+            assert_ne!(id.name(), "Unknown");
+        }
+        assert_eq!(ProtocolId::ROUTED.to_string(), "Routed");
+        assert_eq!(ProtocolId::from_wire(69).name(), "Unknown");
     }
 
     /// Encodings follow wire-format.md §7, including the "JSON"-named DKG/JWK ids being BCS.
