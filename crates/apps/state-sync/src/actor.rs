@@ -40,14 +40,28 @@ pub struct StateSync {
     metrics: Metrics,
 }
 
+/// The heights a peer holds: what it can serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PeerHeights {
+    committed: u64,
+    /// The lowest height it still holds (it pruned those below); 0 when it holds none.
+    lowest: u64,
+}
+
+impl PeerHeights {
+    fn serves(self, height: u64) -> bool {
+        self.lowest != 0 && self.lowest <= height && height <= self.committed
+    }
+}
+
 /// The actor's state apart from its event stream.
 struct Actor {
     config: Config,
     client: NetworkClient<StateSyncMsg>,
     store: StoreHandle,
     metrics: Metrics,
-    /// What each connected peer announced (or last answered) as its committed height.
-    peer_heights: HashMap<PeerNetworkId, u64>,
+    /// The heights each connected peer announced (or last answered) as held.
+    peer_heights: HashMap<PeerNetworkId, PeerHeights>,
     /// The connected peers told our height since they connected.
     announced_to: HashSet<PeerNetworkId>,
     /// Peers passed over until the instant, after a failed request.
@@ -144,10 +158,21 @@ impl Actor {
         match event {
             Event::Message {
                 peer,
-                message: StateSyncMsg::Announce { height, .. },
+                message:
+                    StateSyncMsg::Announce {
+                        height,
+                        lowest_height,
+                        ..
+                    },
                 ..
             } => {
-                self.peer_heights.insert(peer, height);
+                self.peer_heights.insert(
+                    peer,
+                    PeerHeights {
+                        committed: height,
+                        lowest: lowest_height,
+                    },
+                );
                 self.store.note_announced(height);
             }
             Event::RpcRequest {
@@ -172,6 +197,7 @@ impl Actor {
         responder: RpcReplier<StateSyncMsg>,
     ) {
         let committed_height = self.store.committed_height();
+        let lowest_height = self.store.lowest_height();
         let blocks = self.store.blocks(
             start_height,
             end_height,
@@ -182,32 +208,48 @@ impl Actor {
         match responder.reply(StateSyncMsg::Blocks {
             blocks,
             committed_height,
+            lowest_height,
         }) {
             Ok(()) => self.metrics.served(served),
             Err(err) => tracing::debug!(%peer, error = %err, "state sync: response not sent"),
         }
     }
 
-    /// The next block request, if a connected peer is ahead and not passed over.
+    /// Whether a connected peer holds `height`, whether or not it is passed over.
+    fn any_peer_serves(&self, height: u64) -> bool {
+        self.peer_heights.values().any(|held| held.serves(height))
+    }
+
+    /// The next block request, if a connected peer is ahead and not passed over: for the next
+    /// height from the peers that still hold it, or, when every peer ahead pruned it, from
+    /// the lowest height a peer holds (the store then starts from there).
     fn next_fetch(&mut self) -> Option<Fetch> {
         let committed = self.store.committed_height();
+        let next = committed + 1;
         let now = Instant::now();
         self.failed.retain(|_, until| now < *until);
-        let mut ahead: Vec<(PeerNetworkId, u64)> = self
+        let mut ahead: Vec<(PeerNetworkId, PeerHeights)> = self
             .peer_heights
             .iter()
-            .filter(|(peer, height)| **height > committed && !self.failed.contains_key(peer))
-            .map(|(peer, height)| (*peer, *height))
+            .filter(|(peer, held)| held.committed > committed && !self.failed.contains_key(peer))
+            .map(|(peer, held)| (*peer, *held))
             .collect();
+        if ahead.iter().any(|(_, held)| held.serves(next)) {
+            ahead.retain(|(_, held)| held.serves(next));
+        } else if self.any_peer_serves(next) {
+            // A peer that holds the next height is only passed over for now: wait for it
+            // rather than skip ahead.
+            return None;
+        }
         if ahead.is_empty() {
             return None;
         }
-        ahead.sort_unstable();
-        let (peer, height) = ahead[self.next_peer % ahead.len()];
+        ahead.sort_unstable_by_key(|(peer, _)| *peer);
+        let (peer, held) = ahead[self.next_peer % ahead.len()];
         self.next_peer = self.next_peer.wrapping_add(1);
-        let start_height = committed + 1;
+        let start_height = if held.serves(next) { next } else { held.lowest };
         let most = self.config.max_blocks_per_response.max(1) as u64;
-        let end_height = height.min(committed + most);
+        let end_height = held.committed.min(start_height + most - 1);
         let client = self.client.clone();
         let timeout = self.config.rpc_timeout;
         tracing::debug!(%peer, start_height, end_height, "state sync: requesting blocks");
@@ -229,6 +271,7 @@ impl Actor {
         let StateSyncMsg::Blocks {
             blocks,
             committed_height,
+            lowest_height,
         } = result?
         else {
             return Err(Error::BadResponse {
@@ -236,13 +279,18 @@ impl Actor {
                 reason: "not a Blocks response",
             });
         };
-        // The peer's own word on its height replaces its announcement.
-        if let Some(height) = self.peer_heights.get_mut(&peer) {
-            *height = committed_height;
+        // The peer's own word on its heights replaces its announcement.
+        if let Some(held) = self.peer_heights.get_mut(&peer) {
+            *held = PeerHeights {
+                committed: committed_height,
+                lowest: lowest_height,
+            };
         }
         let committed = self.store.committed_height();
         if blocks.is_empty() {
-            if committed_height > committed {
+            // A peer that pruned the height asked for is not at fault: the next request
+            // takes that into account.
+            if committed_height > committed && lowest_height <= committed + 1 {
                 return Err(Error::BadResponse {
                     peer,
                     reason: "no blocks, though ahead",
@@ -251,8 +299,29 @@ impl Actor {
             return Ok(());
         }
         let (mut appended, mut bytes) = (0u64, 0u64);
+        let mut blocks = blocks
+            .into_iter()
+            .filter(|block| block.height > committed)
+            .peekable();
+        // No peer holds the next height any more: start from the first block this peer holds.
+        // Only then, so that one peer cannot make the node skip what others still serve.
+        if let Some(first) = blocks
+            .next_if(|first| first.height > committed + 1 && !self.any_peer_serves(committed + 1))
+        {
+            let (height, size) = (first.height, first.payload.len() as u64);
+            self.store
+                .start_from(first)
+                .map_err(|source| Error::InvalidBlocks {
+                    peer,
+                    source: Box::new(source),
+                })?;
+            tracing::info!(%peer, height, skipped_from = committed + 1, "state sync: no peer holds the next height any more; starting from the lowest block a peer holds");
+            self.metrics.started_from_snapshot();
+            appended += 1;
+            bytes += size;
+        }
         // Blocks the node committed meanwhile (from its own consensus) are skipped.
-        for block in blocks.into_iter().filter(|block| block.height > committed) {
+        for block in blocks {
             let size = block.payload.len() as u64;
             if let Err(source) = self.store.append(block) {
                 self.metrics.fetched(appended, bytes);
@@ -291,6 +360,7 @@ impl Actor {
 
     /// Forgets disconnected peers, and announces the committed height to new ones.
     fn on_tick(&mut self) {
+        self.metrics.retained(self.store.retained());
         let connected: HashSet<PeerNetworkId> = self.client.connected_peers().into_iter().collect();
         self.peer_heights.retain(|peer, _| connected.contains(peer));
         self.failed.retain(|peer, _| connected.contains(peer));
@@ -310,6 +380,7 @@ impl Actor {
         let message = StateSyncMsg::Announce {
             height: last.height,
             block_id: last.id,
+            lowest_height: self.store.lowest_height(),
         };
         if let Err(err) = self.client.send_to_peers(peers, &message) {
             tracing::debug!(error = %err, "state sync: announcement not sent to every peer");

@@ -15,6 +15,14 @@ pub enum Error {
         /// The block's height.
         got: u64,
     },
+    /// A block to start the store from is not ahead of the committed height plus one.
+    #[error("block at height {got} is not ahead of the committed height {committed} plus one")]
+    NotAhead {
+        /// The store's committed height (0 when empty).
+        committed: u64,
+        /// The block's height.
+        got: u64,
+    },
     /// The block's parent id is not the id of the store's last block.
     #[error("block at height {height} does not link to its parent")]
     ParentMismatch {

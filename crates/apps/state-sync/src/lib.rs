@@ -13,17 +13,20 @@
 //! peer's GetBlocks ──► StateSync ── at most max_blocks_per_response / max_response_bytes ──► Blocks
 //! ```
 //!
-//! 1. A [`StoreHandle`] holds the node's committed [`Block`]s in memory. The node's consensus
-//!    appends its commits with [`StoreHandle::append`], which checks that each block is the
-//!    next height and names the last block as its parent.
+//! 1. A [`StoreHandle`] holds the node's newest committed [`Block`]s in memory, as many as
+//!    its [`Retention`] allows (10,000 blocks and 64 MiB by default; older ones are pruned).
+//!    The node's consensus appends its commits with [`StoreHandle::append`], which checks
+//!    that each block is the next height and names the last block as its parent.
 //! 2. A [`StateSync`] actor, registered on the network with [`DIRECT_SEND_PROTOCOLS`] and
 //!    [`RPC_PROTOCOLS`], answers `GetBlocks` RPCs from the store. A response holds at most
 //!    [`Config::max_blocks_per_response`] blocks and [`Config::max_response_bytes`] (6 MiB by
 //!    default: the stack streams such responses in frames).
 //! 3. Whenever the store grows, and to each newly connected peer, it sends
-//!    `Announce { height, block_id }`.
+//!    `Announce { height, block_id, lowest_height }`: what it holds.
 //! 4. When a peer announced a height above the store's, it requests the missing range from
-//!    the peers ahead, round robin, one request at a time. A request that fails, times out
+//!    the peers ahead that hold the next height, round robin, one request at a time. When no
+//!    connected peer holds it any more (they pruned it), the store starts from the lowest
+//!    block a peer holds ([`StoreHandle::start_from`]) and goes on from there. A request that fails, times out
 //!    ([`Config::rpc_timeout`]) or brings blocks that do not link is counted, and the peer is
 //!    passed over for [`Config::retry_after`] while the others are asked.
 //! 5. [`StoreHandle::committed_height`], [`StoreHandle::caught_up`] and
@@ -82,4 +85,4 @@ pub use config::Config;
 pub use error::Error;
 pub use message::{Block, GENESIS_PARENT, StateSyncMsg};
 pub use metrics::Metrics;
-pub use store::StoreHandle;
+pub use store::{Retained, Retention, StoreHandle};

@@ -32,12 +32,15 @@ impl Block {
 /// (8, block requests and their responses).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateSyncMsg {
-    /// Direct send: the sender committed up to `height`, whose block is `block_id`.
+    /// Direct send: the sender committed up to `height`, whose block is `block_id`, and
+    /// serves the heights from `lowest_height` up (it pruned those below).
     Announce {
         /// The sender's committed height.
         height: u64,
         /// The id of the block at that height.
         block_id: [u8; 32],
+        /// The lowest height the sender still holds.
+        lowest_height: u64,
     },
     /// RPC request: the blocks from `start_height` to `end_height`, both included.
     GetBlocks {
@@ -47,11 +50,14 @@ pub enum StateSyncMsg {
         end_height: u64,
     },
     /// RPC response: consecutive blocks from the requested start (maybe fewer than asked for,
-    /// maybe none), and the server's committed height.
+    /// maybe none: none when the start is above the server's height or below its lowest), and
+    /// the heights the server holds.
     Blocks {
         /// The blocks, in height order.
         blocks: Vec<Block>,
         /// The server's committed height when it answered.
         committed_height: u64,
+        /// The lowest height the server held when it answered (0 when empty).
+        lowest_height: u64,
     },
 }

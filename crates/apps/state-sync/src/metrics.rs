@@ -1,7 +1,10 @@
 //! [`Metrics`]: state sync's counters.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::store::Retained;
 
 /// State sync's counters. Cheap to clone; clones share the counters.
 #[derive(Clone, Debug, Default)]
@@ -10,12 +13,19 @@ pub struct Metrics {
     blocks_fetched: Counter,
     bytes_fetched: Counter,
     rpc_failures: Counter,
+    snapshot_starts: Counter,
+    retained_blocks: Gauge,
+    retained_bytes: Gauge,
+    lowest_height: Gauge,
+    pruned_blocks: Counter,
 }
 
 impl Metrics {
     /// Counters registered into `registry`, as `state_sync_blocks_served_total`,
-    /// `state_sync_blocks_fetched_total`, `state_sync_bytes_fetched_total` and
-    /// `state_sync_rpc_failures_total`.
+    /// `state_sync_blocks_fetched_total`, `state_sync_bytes_fetched_total`,
+    /// `state_sync_rpc_failures_total`, `state_sync_snapshot_starts_total`,
+    /// `state_sync_pruned_blocks_total` and the gauges `state_sync_retained_blocks`,
+    /// `state_sync_retained_bytes` and `state_sync_lowest_height` (updated every tick).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         let registry = registry.sub_registry_with_prefix("state_sync");
@@ -38,6 +48,31 @@ impl Metrics {
             "rpc_failures",
             "GetBlocks requests that failed: error, time-out, or an unusable response",
             metrics.rpc_failures.clone(),
+        );
+        registry.register(
+            "snapshot_starts",
+            "Times the store started from a peer's lowest block because no peer held the next height",
+            metrics.snapshot_starts.clone(),
+        );
+        registry.register(
+            "pruned_blocks",
+            "Blocks pruned from the in-memory store past its retention",
+            metrics.pruned_blocks.clone(),
+        );
+        registry.register(
+            "retained_blocks",
+            "Blocks held in the in-memory store",
+            metrics.retained_blocks.clone(),
+        );
+        registry.register(
+            "retained_bytes",
+            "Bytes of blocks held in the in-memory store",
+            metrics.retained_bytes.clone(),
+        );
+        registry.register(
+            "lowest_height",
+            "The lowest height the store holds and serves (0 when empty)",
+            metrics.lowest_height.clone(),
         );
         metrics
     }
@@ -71,7 +106,27 @@ impl Metrics {
         self.bytes_fetched.inc_by(bytes);
     }
 
+    /// Times the store started from a peer's lowest block.
+    pub fn snapshot_starts(&self) -> u64 {
+        self.snapshot_starts.get()
+    }
+
     pub(crate) fn rpc_failed(&self) {
         self.rpc_failures.inc();
+    }
+
+    pub(crate) fn started_from_snapshot(&self) {
+        self.snapshot_starts.inc();
+    }
+
+    pub(crate) fn retained(&self, retained: Retained) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.retained_blocks.set(gauge(retained.blocks as u64));
+        self.retained_bytes.set(gauge(retained.bytes as u64));
+        self.lowest_height.set(gauge(retained.lowest_height));
+        // The counter follows the store's own count, which only grows.
+        let pruned = self.pruned_blocks.get();
+        self.pruned_blocks
+            .inc_by(retained.pruned.saturating_sub(pruned));
     }
 }

@@ -11,8 +11,8 @@ use peerlane::{
 };
 use prometheus_client::registry::Registry;
 use state_sync::{
-    Block, Config, DIRECT_SEND_PROTOCOLS, GENESIS_PARENT, Metrics, RPC_PROTOCOLS, StateSync,
-    StateSyncMsg, StoreHandle,
+    Block, Config, DIRECT_SEND_PROTOCOLS, GENESIS_PARENT, Metrics, RPC_PROTOCOLS, Retention,
+    StateSync, StateSyncMsg, StoreHandle,
 };
 use test_support::within_for;
 use tokio::sync::oneshot;
@@ -72,8 +72,12 @@ struct SyncNode {
 impl SyncNode {
     /// A node whose store starts with `blocks`.
     fn start(config: Config, blocks: Vec<Block>) -> Self {
+        Self::with_store(config, StoreHandle::with_blocks(blocks).unwrap())
+    }
+
+    /// A node over `store`.
+    fn with_store(config: Config, store: StoreHandle) -> Self {
         let (network, client, events) = network();
-        let store = StoreHandle::with_blocks(blocks).unwrap();
         let metrics = Metrics::register(&mut Registry::default());
         let sync =
             StateSync::new(config, client, events, store.clone()).with_metrics(metrics.clone());
@@ -185,6 +189,7 @@ async fn a_request_past_the_servers_height_returns_what_it_has() {
         StateSyncMsg::Blocks {
             blocks: blocks[7..].to_vec(),
             committed_height: 10,
+            lowest_height: 1,
         }
     );
 
@@ -200,6 +205,7 @@ async fn a_request_past_the_servers_height_returns_what_it_has() {
         StateSyncMsg::Blocks {
             blocks: Vec::new(),
             committed_height: 10,
+            lowest_height: 1,
         }
     );
     assert_eq!(server.metrics.blocks_served(), 3);
@@ -227,6 +233,7 @@ async fn a_silent_peer_is_retried_on_another_after_the_timeout() {
             &StateSyncMsg::Announce {
                 height: 10,
                 block_id: last.id,
+                lowest_height: 1,
             },
         )
         .unwrap();
@@ -328,6 +335,7 @@ async fn blocks_that_do_not_link_are_refused_and_fetched_elsewhere() {
             &StateSyncMsg::Announce {
                 height: 10,
                 block_id: last.id,
+                lowest_height: 1,
             },
         )
         .unwrap();
@@ -340,6 +348,7 @@ async fn blocks_that_do_not_link_are_refused_and_fetched_elsewhere() {
                     .reply(StateSyncMsg::Blocks {
                         blocks: forged,
                         committed_height: 10,
+                        lowest_height: 1,
                     })
                     .unwrap();
                 break;
@@ -386,4 +395,61 @@ async fn requests_go_round_robin_over_the_peers_ahead() {
     node.shutdown().await;
     first.shutdown().await;
     second.shutdown().await;
+}
+
+/// A store that keeps only its last 20 blocks.
+fn pruning_store(blocks: &[Block]) -> StoreHandle {
+    let store = StoreHandle::with_retention(Retention {
+        max_blocks: 20,
+        max_bytes: usize::MAX,
+    });
+    for block in blocks {
+        store.append(block.clone()).unwrap();
+    }
+    store
+}
+
+/// Peers that ran past their in-memory bound no longer hold the early blocks: a node that
+/// joins late starts from the lowest block they hold, catches up to their height, and then
+/// holds no more than its own bound.
+#[tokio::test(start_paused = true)]
+async fn a_late_node_catches_up_from_peers_that_pruned_their_early_blocks() {
+    let blocks = chain(100, 100);
+    let servers = [
+        SyncNode::with_store(Config::default(), pruning_store(&blocks)),
+        SyncNode::with_store(Config::default(), pruning_store(&blocks)),
+    ];
+    assert_eq!(servers[0].store.lowest_height(), 81);
+    let late = SyncNode::with_store(Config::default(), pruning_store(&[]));
+    for server in &servers {
+        dial(&late.network, &server.network).await;
+    }
+    late.reaches(100).await;
+    assert_eq!(late.store.lowest_height(), 81);
+    assert_eq!(late.store.last_block().unwrap(), blocks[99]);
+    assert_eq!(late.metrics.snapshot_starts(), 1);
+    assert_eq!(late.metrics.blocks_fetched(), 20);
+    late.shutdown().await;
+    for server in servers {
+        server.shutdown().await;
+    }
+}
+
+/// While one peer still holds the next height, a node fetches from it rather than skipping
+/// ahead to what a pruning peer holds.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_holds_the_next_height_is_preferred_to_skipping_ahead() {
+    let blocks = chain(100, 100);
+    let pruned = SyncNode::with_store(Config::default(), pruning_store(&blocks));
+    let archive = SyncNode::start(Config::default(), blocks.clone());
+    let node = SyncNode::start(Config::default(), Vec::new());
+    dial(&node.network, &pruned.network).await;
+    dial(&node.network, &archive.network).await;
+    node.reaches(100).await;
+    assert_eq!(node.store.lowest_height(), 1);
+    assert_eq!(node.metrics.snapshot_starts(), 0);
+    assert_eq!(node.metrics.blocks_fetched(), 100);
+    for node in [node, pruned, archive] {
+        node.shutdown().await;
+    }
 }
