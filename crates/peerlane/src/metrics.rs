@@ -194,8 +194,13 @@ pub enum QueueEvent {
 pub enum PingResult {
     /// The peer answered with a pong carrying the ping's nonce.
     Ok,
-    /// No answer within the health check's `timeout_ms`.
+    /// No answer within the health check's `timeout_ms`, and nothing else from the peer
+    /// either: a failure.
     Timeout,
+    /// No answer within `timeout_ms`, but the peer sent other bytes meanwhile: it is alive,
+    /// only slow to answer (a saturated link, a busy node). Neither a failure nor a success:
+    /// the peer's count of failures in a row stays as it was.
+    TimeoutBusy,
     /// The peer answered with a pong carrying another nonce.
     WrongNonce,
     /// The ping failed otherwise: the connection closed, our outbound queue was full, the
@@ -476,6 +481,7 @@ impl PingResult {
         match self {
             Self::Ok => "ok",
             Self::Timeout => "timeout",
+            Self::TimeoutBusy => "timeout_busy",
             Self::WrongNonce => "wrong_nonce",
             Self::Error => "error",
         }
@@ -483,7 +489,7 @@ impl PingResult {
 
     /// Whether the ping failed, which counts towards a disconnect.
     pub const fn is_failure(self) -> bool {
-        !matches!(self, Self::Ok)
+        matches!(self, Self::Timeout | Self::WrongNonce | Self::Error)
     }
 }
 

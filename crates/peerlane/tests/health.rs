@@ -1,6 +1,7 @@
 //! The health checker between real networks over the memory transport, on tokio's paused
-//! clock: rounds every 10 s, a 20 s timeout and a disconnect at the 4th failure in a row cost
-//! no real time, and every instant below is exact.
+//! clock: rounds every 10 s, a 20 s timeout and a disconnect at the 4th failure in a row
+//! (AptosNet's values, set by [`node`] here) cost no real time, and every instant below is
+//! exact. The last tests run with peerlane's defaults (5 s, 5 s, 3).
 //!
 //! Every round pings every connected peer, even one whose earlier pings are still in flight,
 //! as AptosNet does: a peer that never answers is pinged at 10, 20, 30, 40 (and 50) s, those
@@ -17,16 +18,35 @@ use futures::StreamExt;
 use peer::DisconnectReason;
 use peerlane::{
     ConnectionNotification, ConnectionNotifications, Error, Event, HealthCheckerMsg, Network,
-    NetworkBuilder, NetworkEvents, PeerNetworkId, PingResult, Pong, QueueConfig,
+    NetworkBuilder, NetworkClient, NetworkEvents, PeerNetworkId, Ping, PingResult, Pong,
+    QueueConfig,
 };
 use prometheus_client::registry::Registry;
-use test_support::{Net, Node, config, next_notification, node, node_with, within};
+use test_support::{Net, Node, config, next_notification, node_with, within};
 use tokio::time::Instant;
 use wire::{NetworkId, ProtocolId};
+
+/// Node `seed` of test-support's kind, with AptosNet's health-check timing: pings every 10 s,
+/// a 20 s timeout, a disconnect at the 4th failure in a row.
+fn node(seed: u64, net: Net) -> Node {
+    let mut config = config(seed, NetworkId::Public, net);
+    config.health_check.interval = Duration::from_secs(10);
+    config.health_check.timeout = Duration::from_secs(20);
+    config.health_check.failures_before_disconnect = 4;
+    node_with(
+        config,
+        net,
+        &test_support::DIRECT,
+        &test_support::RPC,
+        QueueConfig::default(),
+    )
+}
 
 /// A node whose health checker is off and whose protocol 5 the test serves through `events`.
 struct Scripted {
     network: Network,
+    /// Sends the scripted peer's own pings, when a test wants it to.
+    client: NetworkClient<HealthCheckerMsg>,
     events: NetworkEvents<HealthCheckerMsg>,
 }
 
@@ -42,7 +62,7 @@ fn scripted(seed: u64) -> Scripted {
         &mut Registry::default(),
     )
     .unwrap();
-    let (_client, events) = builder
+    let (client, events) = builder
         .add_application::<HealthCheckerMsg>(
             [],
             [ProtocolId::HEALTH_CHECKER_RPC],
@@ -51,6 +71,7 @@ fn scripted(seed: u64) -> Scripted {
         .unwrap();
     Scripted {
         network: builder.build().unwrap(),
+        client,
         events,
     }
 }
@@ -75,6 +96,7 @@ impl Scripted {
         let Self {
             network,
             mut events,
+            ..
         } = self;
         let received = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&received);
@@ -435,6 +457,73 @@ async fn successful_pings_record_their_round_trip_time() {
     let a_peer = PeerNetworkId::new(NetworkId::Public, a.network.peer_id());
     let at_b = b.peers_and_metadata().peer_stats(a_peer).unwrap();
     assert_eq!(at_b.last_rtt, None);
+    a.network.shutdown().await;
+    b.shutdown().await;
+}
+
+/// With peerlane's defaults (pings every 5 s, a 5 s timeout, 3 failures) a peer that goes
+/// silent, without FIN or RST, is disconnected 20 s after it connected: pinged at 5, 10 and
+/// 15 s, its pings time out at 10, 15 and 20 s. AptosNet's values take 60 s (above).
+#[tokio::test(start_paused = true)]
+async fn with_the_defaults_a_silent_peer_is_disconnected_within_20_s() {
+    let start = Instant::now();
+    let a = test_support::node(1, Net::Memory);
+    let (b, received_by_b) = scripted(2).serve(|_, _| Reply::Never);
+    let mut a_notes = a.network.peers_and_metadata().subscribe();
+    dial(&a, &b).await;
+
+    at(start, 19.9).await;
+    assert!(a.network.is_connected(b.peer_id()));
+    assert_eq!(pings(&a, PingResult::Timeout), 2);
+    lost_peer(&mut a_notes).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(20));
+    assert_eq!(received(&received_by_b), 3);
+    assert_eq!(pings(&a, PingResult::Timeout), 3);
+    assert_eq!(a.network.metrics().health_disconnects(), 1);
+    a.network.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A peer that never answers our pings in time but keeps sending other bytes (here its own
+/// pings, one a second, as a peer behind a saturated link would send its data) is alive: its
+/// pings end as `timeout_busy`, which do not count, and it stays connected for a minute.
+/// When it then goes quiet too, it is disconnected three pings later.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_sends_other_bytes_is_not_disconnected_for_late_pongs() {
+    let start = Instant::now();
+    let a = test_support::node(1, Net::Memory);
+    let scripted = scripted(2);
+    let client = scripted.client.clone();
+    let (b, _received) = scripted.serve(|_, _| Reply::Never);
+    let mut a_notes = a.network.peers_and_metadata().subscribe();
+    dial(&a, &b).await;
+    let a_peer = PeerNetworkId::new(NetworkId::Public, a.network.peer_id());
+    let chatter = tokio::spawn(async move {
+        for n in 0..60 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let ping = HealthCheckerMsg::Ping(Ping(n));
+            let _ = client.send_rpc(a_peer, ping, Duration::from_secs(1)).await;
+        }
+    });
+
+    at(start, 60.5).await;
+    assert!(a.network.is_connected(b.peer_id()));
+    assert!(pings(&a, PingResult::TimeoutBusy) >= 10);
+    assert_eq!(pings(&a, PingResult::Timeout), 0);
+    assert_eq!(a.network.metrics().health_disconnects(), 0);
+    chatter.await.unwrap();
+
+    // The last bytes came at about 60 s; three pings after that, the last one sent by 75 s.
+    test_support::within_for("LostPeer", Duration::from_secs(30), async {
+        loop {
+            if let Some(ConnectionNotification::LostPeer(..)) = a_notes.recv().await {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(start.elapsed() <= Duration::from_secs(60 + 20));
+    assert_eq!(pings(&a, PingResult::Timeout), 3);
     a.network.shutdown().await;
     b.shutdown().await;
 }

@@ -30,7 +30,7 @@ async fn byte_counters_and_connect_time_follow_the_connection() {
         assert!(stats.bytes_received > 0, "{stats:?}");
         assert!(stats.connected_since >= before, "{stats:?}");
         assert!(stats.connected_since <= SystemTime::now(), "{stats:?}");
-        // No health-check round yet (the first is 10 s after start).
+        // No health-check round yet (the first is one interval, 5 s, after start).
         assert_eq!(stats.last_rtt, None);
     }
     let metadata = a_peers.metadata(b_as_peer).unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use peer::ConnectionId;
 use rand::RngCore;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +59,8 @@ pub(crate) struct HealthChecker<R> {
 /// A ping that ended.
 struct PingDone {
     ping: PingRequest,
+    /// The peer's connection and the bytes read from it when the ping went out.
+    received_before: Option<(ConnectionId, u64)>,
     response: Result<HealthCheckerMsg, Error>,
     /// From sending the ping to its outcome.
     rtt: Duration,
@@ -160,6 +163,7 @@ where
         let mut sent = 0_usize;
         while let Some(ping) = self.state.poll_ping(&mut self.rng) {
             sent += 1;
+            let received_before = self.received_from(ping.peer);
             let client = self.parts.client.clone();
             let timeout = self.parts.config.timeout;
             self.pings.push(Box::pin(async move {
@@ -168,6 +172,7 @@ where
                 let response = client.send_rpc(ping.peer, request, timeout).await;
                 PingDone {
                     ping,
+                    received_before,
                     response,
                     rtt: sent_at.elapsed(),
                 }
@@ -193,12 +198,24 @@ where
     fn handle_ping_done(&mut self, done: PingDone) {
         let PingDone {
             ping,
+            received_before,
             response,
             rtt,
         } = done;
         let (response, error) = match response {
             Ok(HealthCheckerMsg::Pong(Pong(nonce))) => (PingResponse::Pong(nonce), None),
             Ok(HealthCheckerMsg::Ping(_)) => (PingResponse::Failed, None),
+            // Bytes from the peer on the same connection while the ping waited: the link or
+            // the peer is slow, not gone (a pong stuck behind megabytes on a slow link).
+            Err(err)
+                if err.is_timeout()
+                    && received_before.is_some_and(|(connection, before)| {
+                        self.received_from(ping.peer)
+                            .is_some_and(|(now_on, now)| now_on == connection && now > before)
+                    }) =>
+            {
+                (PingResponse::TimeoutBusy, Some(err))
+            }
             Err(err) if err.is_timeout() => (PingResponse::Timeout, Some(err)),
             Err(err) => (PingResponse::Failed, Some(err)),
         };
@@ -232,6 +249,14 @@ where
                 (peer, result)
             }));
         }
+    }
+
+    /// `peer`'s current connection and the bytes read from it so far.
+    fn received_from(&self, peer: PeerNetworkId) -> Option<(ConnectionId, u64)> {
+        self.parts
+            .peers
+            .peer_stats(peer)
+            .map(|stats| (stats.connection_id, stats.bytes_received))
     }
 
     fn handle_notification(&mut self, notification: ConnectionNotification) {

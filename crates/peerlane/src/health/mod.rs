@@ -23,9 +23,10 @@
 //! pings in flight, each with its own nonce. Their outcomes are counted in the order they come
 //! in: a success resets the peer's count of failures, each failure adds one, and the
 //! `failures_before_disconnect`th failure in a row disconnects it, once per connection. With
-//! the defaults (10 s, 20 s, 4) a peer that is connected when the checker starts and never
-//! answers is pinged at 10, 20, 30 and 40 s, those pings time out at 30, 40, 50 and 60 s, and
-//! it is disconnected at 60 s.
+//! the defaults (5 s, 5 s, 3) a peer that is connected when the checker starts and never
+//! answers is pinged at 5, 10 and 15 s, those pings time out at 10, 15 and 20 s, and it is
+//! disconnected at 20 s: a peer that goes silent is noticed 15 to 20 s after its last answer.
+//! With AptosNet's values (10 s, 20 s, 4) the same takes 60 s.
 //!
 //! - `message`: [`HealthCheckerMsg`], [`Ping`], [`Pong`], the bytes on the wire;
 //! - `state`: [`HealthState`], the bookkeeping, without IO;
@@ -44,6 +45,12 @@
 //!   offer it.
 //! - A pong with the wrong nonce is a failure (AptosNet only logs it), and every failure counts,
 //!   even one of a ping older than the last success (AptosNet ignores those).
+//! - A ping that times out while other bytes came from the peer on the same connection
+//!   (`PeerStats::bytes_received` grew) is `timeout_busy`: neither a failure nor a success. A
+//!   pong stuck behind megabytes on a saturated link, or a peer too busy to answer in time,
+//!   does not get the peer disconnected, which is what lets the timeout be short (5 s, where
+//!   AptosNet waits 20 s). A live peerlane or AptosNet peer pings us too, so a connection is
+//!   never silent for a whole timeout unless the peer or the path is gone.
 
 mod actor;
 mod message;

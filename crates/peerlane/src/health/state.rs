@@ -67,8 +67,10 @@ pub(crate) struct PingRequest {
 pub(crate) enum PingResponse {
     /// A pong with this nonce.
     Pong(u32),
-    /// Nothing within the timeout.
+    /// Nothing within the timeout, and nothing else from the peer either.
     Timeout,
+    /// Nothing within the timeout, but other bytes from the peer meanwhile.
+    TimeoutBusy,
     /// The RPC failed otherwise, or the answer was not a pong.
     Failed,
 }
@@ -223,6 +225,7 @@ impl HealthState {
             PingResponse::Pong(nonce) if nonce == in_flight.nonce => PingResult::Ok,
             PingResponse::Pong(_) => PingResult::WrongNonce,
             PingResponse::Timeout => PingResult::Timeout,
+            PingResponse::TimeoutBusy => PingResult::TimeoutBusy,
             PingResponse::Failed => PingResult::Error,
         };
         if health.disconnecting {
@@ -235,7 +238,7 @@ impl HealthState {
                 health.disconnecting = true;
                 self.to_disconnect.push_back(peer);
             }
-        } else {
+        } else if result == PingResult::Ok {
             health.failures = 0;
         }
         Some(result)
@@ -403,8 +406,49 @@ mod tests {
         assert_eq!(state.in_flight(), 5);
     }
 
+    /// A timeout while the peer sent other bytes (`TimeoutBusy`) neither counts towards a
+    /// disconnect nor resets the count: two failures, busy timeouts, and a third failure
+    /// still disconnect at three.
+    #[test]
+    fn a_busy_timeout_neither_counts_nor_resets() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut state = HealthState::new(3, 2);
+        state.handle_connected(peer(1));
+        let mut end = |state: &mut HealthState, response| {
+            let ping = one_ping(state, &mut rng);
+            state.handle_response(peer(1), ping.round, response)
+        };
+        assert_eq!(
+            end(&mut state, PingResponse::Timeout),
+            Some(PingResult::Timeout)
+        );
+        assert_eq!(
+            end(&mut state, PingResponse::Timeout),
+            Some(PingResult::Timeout)
+        );
+        for _ in 0..5 {
+            assert_eq!(
+                end(&mut state, PingResponse::TimeoutBusy),
+                Some(PingResult::TimeoutBusy)
+            );
+            assert_eq!(state.failures(peer(1)), Some(2));
+            assert_eq!(state.poll_disconnect(), None);
+        }
+        assert_eq!(
+            end(&mut state, PingResponse::Timeout),
+            Some(PingResult::Timeout)
+        );
+        assert_eq!(
+            state.poll_disconnect(),
+            Some(Disconnect {
+                peer: peer(1),
+                failures: 3
+            })
+        );
+    }
+
     /// The cap on a peer's pings in flight is one more than the rounds a timeout spans:
-    /// `⌈timeout / interval⌉ + 1`, 3 with the defaults (10 s, 20 s), and it saturates.
+    /// `⌈timeout / interval⌉ + 1`, 2 with the defaults (5 s, 5 s), and it saturates.
     #[test]
     fn the_cap_on_pings_in_flight_is_one_more_than_the_rounds_a_timeout_spans() {
         let config = |interval_ms, timeout_ms| HealthCheckConfig {
@@ -412,7 +456,8 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             ..HealthCheckConfig::default()
         };
-        assert_eq!(max_in_flight_per_peer(&HealthCheckConfig::default()), 3);
+        assert_eq!(max_in_flight_per_peer(&HealthCheckConfig::default()), 2);
+        assert_eq!(max_in_flight_per_peer(&config(10_000, 20_000)), 3);
         assert_eq!(max_in_flight_per_peer(&config(10_000, 25_000)), 4);
         assert_eq!(max_in_flight_per_peer(&config(10_000, 10_000)), 2);
         assert_eq!(max_in_flight_per_peer(&config(10_000, 1)), 2);
