@@ -1,6 +1,6 @@
 //! What the peer store keeps about a peer: [`PeerKey`], [`PeerRecord`] and their parts, and
 //! [`IpBanKey`] / [`Ban`] for bans. Plain data with BCS layouts; the rules that change them
-//! are in [`peer_table`](crate::peer_table).
+//! are [`PeerTable`](crate::PeerTable)'s.
 
 use std::net::IpAddr;
 
