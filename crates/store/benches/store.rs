@@ -32,7 +32,9 @@ fn peer(n: u64) -> PeerKey {
 }
 
 fn addr(n: u64) -> NetworkAddress {
-    let [a, b, c, d] = u32::try_from(n % u64::from(u32::MAX)).unwrap().to_be_bytes();
+    let [a, b, c, d] = u32::try_from(n % u64::from(u32::MAX))
+        .unwrap()
+        .to_be_bytes();
     format!("/ip4/{a}.{b}.{c}.{d}/tcp/6180").parse().unwrap()
 }
 

@@ -210,6 +210,16 @@ mod tests {
     }
 
     #[test]
+    fn a_second_open_of_the_same_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(Error::Database(redb::Error::DatabaseAlreadyOpen))
+        ));
+    }
+
+    #[test]
     fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), vec![0xA5; 10_000]).unwrap();

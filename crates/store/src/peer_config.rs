@@ -93,4 +93,18 @@ mod tests {
         let json = serde_json::to_string(&PeerStoreConfig::default()).unwrap();
         assert!(json.contains("\"default_ban_ms\":10800000"), "{json}");
     }
+
+    /// The example in docs/configuration.md parses and is the defaults.
+    #[test]
+    fn the_documented_example_parses_to_the_defaults() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let marker = doc
+            .find("<!-- peer_store example")
+            .expect("the example's marker");
+        let start =
+            marker + doc[marker..].find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("end of the block");
+        let config: PeerStoreConfig = toml::from_str(&doc[start..end]).unwrap();
+        assert_eq!(config, PeerStoreConfig::default());
+    }
 }

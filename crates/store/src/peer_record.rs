@@ -262,9 +262,16 @@ impl PeerRecord {
 }
 
 /// The on-disk form of a [`PeerRecord`]: one variant per version.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 pub(crate) enum VersionedPeerRecord {
     V1(PeerRecord),
+}
+
+/// What [`VersionedPeerRecord`] reads, written from a borrowed record (BCS encodes only the
+/// variant index, so the bytes are the same).
+#[derive(Serialize)]
+pub(crate) enum VersionedPeerRecordRef<'a> {
+    V1(&'a PeerRecord),
 }
 
 /// A banned IP address or CIDR prefix (`addr` with the bits past `prefix_len` cleared). The

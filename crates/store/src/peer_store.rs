@@ -12,6 +12,7 @@ use crate::metrics::{EvictionReason, Table};
 use crate::peer_config::PeerStoreConfig;
 use crate::peer_record::{
     Ban, BanReason, IpBanKey, Network, PeerKey, PeerRecord, VersionedIpBan, VersionedPeerRecord,
+    VersionedPeerRecordRef,
 };
 use crate::peer_table::{Changes, PeerEvent, PeerTable, RedialCandidate};
 use crate::tables;
@@ -240,10 +241,8 @@ impl PeerStore {
                     let bytes = key.to_bytes();
                     match table.get(key) {
                         Some(record) => {
-                            let value = codec::encode(
-                                Table::Peers,
-                                &VersionedPeerRecord::V1(record.clone()),
-                            )?;
+                            let value =
+                                codec::encode(Table::Peers, &VersionedPeerRecordRef::V1(record))?;
                             peers
                                 .insert(bytes.as_slice(), value.as_slice())
                                 .map_err(Error::db)?;

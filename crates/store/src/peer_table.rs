@@ -83,6 +83,12 @@ pub enum PeerEvent {
         /// The peer.
         key: PeerKey,
     },
+    /// The peer is no longer in the config or the seeds: it becomes direct if we ever had a
+    /// connection with it, indirect otherwise, and may then be evicted and expire.
+    Unconfigured {
+        /// The peer.
+        key: PeerKey,
+    },
 }
 
 /// What one or more calls on a [`PeerTable`] changed.
@@ -317,6 +323,23 @@ impl PeerTable {
                 self.upsert(key, TrustLevel::Indirect, now, &mut changes, |record| {
                     record.ban = Some(ban);
                 });
+            }
+            PeerEvent::Unconfigured { key } => {
+                if self
+                    .peers
+                    .get(&key)
+                    .is_some_and(|r| r.trust == TrustLevel::Configured)
+                {
+                    self.update_existing(&key, &mut changes, |record| {
+                        let connected_once =
+                            record.last_connection.is_some() || record.is_connected();
+                        record.trust = if connected_once {
+                            TrustLevel::Direct
+                        } else {
+                            TrustLevel::Indirect
+                        };
+                    });
+                }
             }
             PeerEvent::Unbanned { key } => {
                 if self.peers.get(&key).is_some_and(|r| r.ban.is_some()) {

@@ -128,6 +128,40 @@ fn trust_only_goes_up() {
 }
 
 #[test]
+fn a_peer_removed_from_the_config_can_be_evicted_and_expire_again() {
+    let mut table = table_with(2);
+    let seed = peer(1);
+    let was_connected = peer(2);
+    table.apply(discovered(seed, &[1], TrustLevel::Configured), T0);
+    table.apply(discovered(was_connected, &[1], TrustLevel::Configured), T0);
+    table.apply(connected_out(was_connected, 1), T0);
+    table.apply(PeerEvent::Disconnected { key: was_connected }, T0);
+    // Both configured: an indirect newcomer is refused, nothing expires.
+    let changes = table.apply(discovered(peer(3), &[1], TrustLevel::Indirect), at(MINUTE));
+    assert_eq!(changes.refused, [peer(3)]);
+    assert!(table.prune(at(30 * DAY)).evicted.is_empty());
+
+    table.apply(PeerEvent::Unconfigured { key: seed }, T0);
+    table.apply(PeerEvent::Unconfigured { key: was_connected }, T0);
+    assert_eq!(table.get(&seed).unwrap().trust, TrustLevel::Indirect);
+    assert_eq!(table.get(&was_connected).unwrap().trust, TrustLevel::Direct);
+    let changes = table.apply(discovered(peer(3), &[1], TrustLevel::Indirect), at(MINUTE));
+    assert_eq!(changes.evicted, [(seed, EvictionReason::Capacity)]);
+    let changes = table.prune(at(30 * DAY));
+    assert!(
+        changes
+            .evicted
+            .contains(&(was_connected, EvictionReason::Expired))
+    );
+    // Unconfiguring a peer that is not configured changes nothing.
+    assert!(
+        table
+            .apply(PeerEvent::Unconfigured { key: peer(3) }, T0)
+            .is_empty()
+    );
+}
+
+#[test]
 fn connections_record_first_and_last_seen_status_and_the_last_connection() {
     let mut table = PeerTable::new(PeerStoreConfig::default());
     let p = peer(1);
