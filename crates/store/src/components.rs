@@ -20,6 +20,31 @@ use crate::tables;
 /// (`peerlane_store_evictions_total{reason="component_limit"}`).
 pub const MAX_COMPONENTS: u64 = 10_000;
 
+/// Bytes of encoded components kept by default, all components together. Ours: NEAR's
+/// 1,000,000-edge cap at about 200 bytes per signed edge is 200 MiB; 256 MiB keeps that much
+/// pruned state and bounds the file whatever the routing layer hands over. Past it the
+/// oldest components go, as at [`MAX_COMPONENTS`]; one component larger than the whole
+/// budget is refused with [`Error::ComponentTooLarge`].
+pub const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The bounds of a [`ComponentTable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ComponentLimits {
+    /// Components kept (at least 1): [`MAX_COMPONENTS`].
+    pub max_components: u64,
+    /// Encoded bytes kept, all components together: [`MAX_COMPONENT_BYTES`].
+    pub max_bytes: u64,
+}
+
+impl Default for ComponentLimits {
+    fn default() -> Self {
+        Self {
+            max_components: MAX_COMPONENTS,
+            max_bytes: MAX_COMPONENT_BYTES,
+        }
+    }
+}
+
 /// One stored component.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Component {
@@ -29,29 +54,44 @@ pub struct Component {
     pub records: Vec<Vec<u8>>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 enum VersionedComponent {
     V1(Component),
+}
+
+/// What [`VersionedComponent`] reads, written from borrowed parts (the same BCS bytes).
+#[derive(Serialize)]
+enum VersionedComponentRef<'a> {
+    V1(ComponentRef<'a>),
+}
+
+#[derive(Serialize)]
+struct ComponentRef<'a> {
+    peers: &'a [PeerId],
+    records: &'a [Vec<u8>],
 }
 
 /// The routing layer's component table in a [`Store`]. Each call is one transaction.
 #[derive(Clone, Debug)]
 pub struct ComponentTable {
     store: Store,
-    max_components: u64,
+    limits: ComponentLimits,
 }
 
 impl ComponentTable {
-    /// The table in `store`, keeping at most [`MAX_COMPONENTS`].
+    /// The table in `store`, with the default [`ComponentLimits`].
     pub fn new(store: Store) -> Self {
-        Self::with_max_components(store, MAX_COMPONENTS)
+        Self::with_limits(store, ComponentLimits::default())
     }
 
-    /// The table in `store`, keeping at most `max_components` (at least 1).
-    pub fn with_max_components(store: Store, max_components: u64) -> Self {
+    /// The table in `store`, within `limits` (`max_components` at least 1).
+    pub fn with_limits(store: Store, limits: ComponentLimits) -> Self {
         Self {
             store,
-            max_components: max_components.max(1),
+            limits: ComponentLimits {
+                max_components: limits.max_components.max(1),
+                ..limits
+            },
         }
     }
 
@@ -70,17 +110,30 @@ impl ComponentTable {
     }
 
     /// Stores `records` as component `id`, indexed under each of `peers`, replacing a
-    /// component of the same id. At the bound the component with the lowest id is dropped.
+    /// component of the same id. Past either bound the components with the lowest ids are
+    /// dropped in the same transaction (never the one just written); a component whose
+    /// encoding alone exceeds `max_bytes` is refused with [`Error::ComponentTooLarge`] and
+    /// nothing changes.
     pub fn put_component(&self, id: u64, peers: &[PeerId], records: &[Vec<u8>]) -> Result<()> {
-        let component = Component {
-            peers: peers.to_vec(),
-            records: records.to_vec(),
-        };
-        let value = codec::encode(Table::Components, &VersionedComponent::V1(component))?;
+        let component = ComponentRef { peers, records };
+        let value = codec::encode(Table::Components, &VersionedComponentRef::V1(component))?;
+        let size = value.len() as u64;
+        if size > self.limits.max_bytes {
+            return Err(Error::ComponentTooLarge {
+                size,
+                max: self.limits.max_bytes,
+            });
+        }
+        let report = |table: Table, err: &Error| self.store.report_corrupt(table, err);
         let evicted = self.store.write(|txn| {
-            remove_component(txn, id, |table, err| self.store.report_corrupt(table, err))?;
+            let mut bytes = stored_bytes(txn)?;
+            if let Some(replaced) = remove_component(txn, id, report)? {
+                bytes = bytes.saturating_sub(replaced.size);
+            }
             let mut components = txn.open_table(tables::COMPONENTS).map_err(Error::db)?;
             components.insert(id, value.as_slice()).map_err(Error::db)?;
+            let mut count = components.len().map_err(Error::db)?;
+            drop(components);
             let mut index = txn
                 .open_multimap_table(tables::COMPONENT_INDEX)
                 .map_err(Error::db)?;
@@ -89,20 +142,20 @@ impl ComponentTable {
                     .insert(peer.as_bytes().as_slice(), id)
                     .map_err(Error::db)?;
             }
-            drop((components, index));
+            drop(index);
+            bytes += size;
             let mut evicted = 0;
-            while component_count(txn)? > self.max_components {
-                let oldest = {
-                    let components = txn.open_table(tables::COMPONENTS).map_err(Error::db)?;
-                    let first = components.first().map_err(Error::db)?;
-                    first.map(|(key, _)| key.value())
+            while count > self.limits.max_components || bytes > self.limits.max_bytes {
+                let Some(oldest) = oldest_other_than(txn, id)? else {
+                    break;
                 };
-                let Some(oldest) = oldest else { break };
-                remove_component(txn, oldest, |table, err| {
-                    self.store.report_corrupt(table, err)
-                })?;
+                if let Some(removed) = remove_component(txn, oldest, report)? {
+                    bytes = bytes.saturating_sub(removed.size);
+                }
+                count -= 1;
                 evicted += 1;
             }
+            set_stored_bytes(txn, bytes)?;
             Ok(evicted)
         })?;
         for _ in 0..evicted {
@@ -133,12 +186,18 @@ impl ComponentTable {
     pub fn take_component(&self, id: u64) -> Result<Option<Component>> {
         let mut corrupt = None;
         let taken = self.store.write(|txn| {
-            remove_component(txn, id, |_, err| {
+            let removed = remove_component(txn, id, |_, err| {
                 corrupt = Some(Error::CorruptRecord {
                     table: Table::Components.as_str(),
                     reason: err.to_string(),
                 });
-            })
+            })?;
+            let Some(removed) = removed else {
+                return Ok(None);
+            };
+            let bytes = stored_bytes(txn)?.saturating_sub(removed.size);
+            set_stored_bytes(txn, bytes)?;
+            Ok(removed.component)
         })?;
         match corrupt {
             Some(err) => {
@@ -161,27 +220,63 @@ impl ComponentTable {
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
+
+    /// Encoded bytes of all stored components: what `max_bytes` bounds.
+    pub fn stored_bytes(&self) -> Result<u64> {
+        self.store.read(|txn| {
+            let meta = txn.open_table(tables::META).map_err(Error::db)?;
+            let bytes = meta.get(tables::COMPONENT_BYTES_KEY).map_err(Error::db)?;
+            Ok(bytes.map_or(0, |guard| guard.value()))
+        })
+    }
 }
 
-fn component_count(txn: &WriteTransaction) -> Result<u64> {
+fn stored_bytes(txn: &WriteTransaction) -> Result<u64> {
+    let meta = txn.open_table(tables::META).map_err(Error::db)?;
+    let bytes = meta.get(tables::COMPONENT_BYTES_KEY).map_err(Error::db)?;
+    Ok(bytes.map_or(0, |guard| guard.value()))
+}
+
+fn set_stored_bytes(txn: &WriteTransaction, bytes: u64) -> Result<()> {
+    let mut meta = txn.open_table(tables::META).map_err(Error::db)?;
+    meta.insert(tables::COMPONENT_BYTES_KEY, bytes)
+        .map_err(Error::db)?;
+    Ok(())
+}
+
+/// The lowest component id other than `keep`.
+fn oldest_other_than(txn: &WriteTransaction, keep: u64) -> Result<Option<u64>> {
     let components = txn.open_table(tables::COMPONENTS).map_err(Error::db)?;
-    components.len().map_err(Error::db)
+    for entry in components.iter().map_err(Error::db)?.take(2) {
+        let id = entry.map_err(Error::db)?.0.value();
+        if id != keep {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
-/// Deletes component `id` and its index entries; returns it if it decoded. A record that
-/// does not decode is deleted too (its index entries found by a scan of the index), and
-/// `on_corrupt` is told.
+/// A component deleted by [`remove_component`]: its encoded size, and itself if it decoded.
+struct Removed {
+    size: u64,
+    component: Option<Component>,
+}
+
+/// Deletes component `id` and its index entries. A record that does not decode is deleted
+/// too (its index entries found by a scan of the index), and `on_corrupt` is told.
 fn remove_component(
     txn: &WriteTransaction,
     id: u64,
     on_corrupt: impl FnOnce(Table, &Error),
-) -> Result<Option<Component>> {
+) -> Result<Option<Removed>> {
     let mut components = txn.open_table(tables::COMPONENTS).map_err(Error::db)?;
     let Some(value) = components.remove(id).map_err(Error::db)? else {
         return Ok(None);
     };
+    let size = value.value().len() as u64;
     let decoded: Result<VersionedComponent> = codec::decode(Table::Components, value.value());
     drop(value);
+    drop(components);
     let mut index = txn
         .open_multimap_table(tables::COMPONENT_INDEX)
         .map_err(Error::db)?;
@@ -192,7 +287,10 @@ fn remove_component(
                     .remove(peer.as_bytes().as_slice(), id)
                     .map_err(Error::db)?;
             }
-            Ok(Some(component))
+            Ok(Some(Removed {
+                size,
+                component: Some(component),
+            }))
         }
         Err(err) => {
             on_corrupt(Table::Components, &err);
@@ -208,7 +306,10 @@ fn remove_component(
             for peer in stale {
                 index.remove(peer.as_slice(), id).map_err(Error::db)?;
             }
-            Ok(None)
+            Ok(Some(Removed {
+                size,
+                component: None,
+            }))
         }
     }
 }

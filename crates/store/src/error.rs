@@ -52,6 +52,15 @@ pub enum Error {
         source: bcs::Error,
     },
 
+    /// A routing component is larger than the table's whole byte budget; it was not stored.
+    #[error("component of {size} bytes exceeds the component budget of {max} bytes")]
+    ComponentTooLarge {
+        /// Its encoded size.
+        size: u64,
+        /// `ComponentLimits::max_bytes`.
+        max: u64,
+    },
+
     /// redb failed: I/O, a damaged file, or the file is already open elsewhere.
     #[error("database: {0}")]
     Database(#[from] redb::Error),

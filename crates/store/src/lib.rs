@@ -26,7 +26,7 @@
 //!   they mention, for the routing layer's pruned edges.
 //!
 //! Records that do not decode are counted, logged (rate-limited), skipped and dropped, never
-//! a panic. Every table is bounded ([`PeerStoreConfig`], [`MAX_COMPONENTS`]).
+//! a panic. Every table is bounded ([`PeerStoreConfig`], [`ComponentLimits`]).
 //!
 //! Types to read first: [`PeerStore`], [`PeerTable`], [`Store`].
 
@@ -42,7 +42,9 @@ mod peer_table;
 mod tables;
 mod time;
 
-pub use components::{Component, ComponentTable, MAX_COMPONENTS};
+pub use components::{
+    Component, ComponentLimits, ComponentTable, MAX_COMPONENT_BYTES, MAX_COMPONENTS,
+};
 pub use db::{FILE_NAME, SCHEMA_VERSION, Store};
 pub use error::{Error, Result};
 pub use metrics::{EvictionReason, Metrics, Table};

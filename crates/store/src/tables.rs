@@ -4,7 +4,7 @@
 //!
 //! | table | key | value |
 //! |-------|-----|-------|
-//! | `meta` | name (`schema_version`, `next_component_id`) | `u64` |
+//! | `meta` | name (`schema_version`, `next_component_id`, `component_bytes`) | `u64` |
 //! | `peers` | network tag (1 byte) ‖ PeerId (32 bytes) | `PeerRecord` |
 //! | `ip_bans` | address (4 or 16 bytes) ‖ prefix length (1 byte) | `IpBan` |
 //! | `components` | component id (`u64`) | `ComponentRecord` |
@@ -18,6 +18,8 @@ pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("me
 pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
 /// Key of the next routing component id in [`META`].
 pub(crate) const NEXT_COMPONENT_ID_KEY: &str = "next_component_id";
+/// Key of the encoded bytes of all components in [`META`] (what their byte bound counts).
+pub(crate) const COMPONENT_BYTES_KEY: &str = "component_bytes";
 
 /// Peers, keyed by [`PeerKey::to_bytes`](crate::PeerKey::to_bytes).
 pub(crate) const PEERS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("peers");

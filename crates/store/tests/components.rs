@@ -2,7 +2,7 @@
 //! restarts, the bound, and a corrupt record.
 
 use netcore::PeerId;
-use store::{ComponentTable, EvictionReason, Metrics, Store, Table};
+use store::{ComponentLimits, ComponentTable, EvictionReason, Metrics, Store, Table};
 
 fn id(n: u8) -> PeerId {
     PeerId::new([n; 32])
@@ -61,7 +61,13 @@ fn component_ids_keep_counting_across_a_reopen() {
 fn at_the_bound_the_oldest_component_goes() {
     let metrics = Metrics::default();
     let store = Store::in_memory_with_metrics(metrics.clone()).unwrap();
-    let table = ComponentTable::with_max_components(store, 3);
+    let table = ComponentTable::with_limits(
+        store,
+        ComponentLimits {
+            max_components: 3,
+            ..ComponentLimits::default()
+        },
+    );
     for n in 0..5u8 {
         table
             .put_component(u64::from(n), &[id(n), id(100)], &[vec![n]])
@@ -107,4 +113,54 @@ fn a_corrupt_component_is_a_typed_error_counted_and_deleted_with_its_index() {
     assert!(table.components_of(&id(1)).unwrap().is_empty());
     assert!(table.components_of(&id(2)).unwrap().is_empty());
     assert_eq!(table.take_component(5).unwrap(), None);
+}
+
+#[test]
+fn the_byte_budget_drops_the_oldest_and_refuses_a_component_larger_than_all_of_it() {
+    let metrics = Metrics::default();
+    let store = Store::in_memory_with_metrics(metrics.clone()).unwrap();
+    let table = ComponentTable::with_limits(
+        store,
+        ComponentLimits {
+            max_components: 1_000,
+            max_bytes: 3_000,
+        },
+    );
+    let kib = vec![0xAB; 1000];
+    for n in 0..3u8 {
+        table
+            .put_component(u64::from(n), &[id(n)], std::slice::from_ref(&kib))
+            .unwrap();
+    }
+    // Three 1 KB records plus their framing are just over 3,000 bytes: the oldest went.
+    assert_eq!(table.len().unwrap(), 2);
+    assert!(table.components_of(&id(0)).unwrap().is_empty());
+    assert!(table.stored_bytes().unwrap() <= 3_000);
+    assert_eq!(metrics.evictions(EvictionReason::ComponentLimit), 1);
+
+    // Replacing a component counts its old bytes out.
+    let before = table.stored_bytes().unwrap();
+    table
+        .put_component(2, &[id(2)], std::slice::from_ref(&kib))
+        .unwrap();
+    assert_eq!(table.stored_bytes().unwrap(), before);
+    // Taking one counts it out.
+    table.take_component(2).unwrap().unwrap();
+    assert!(table.stored_bytes().unwrap() < before);
+
+    // Too large alone: refused, nothing changed.
+    let len = table.len().unwrap();
+    assert!(matches!(
+        table.put_component(9, &[id(9)], &[vec![0; 4_000]]),
+        Err(store::Error::ComponentTooLarge { max: 3_000, .. })
+    ));
+    assert_eq!(table.len().unwrap(), len);
+    assert!(table.components_of(&id(9)).unwrap().is_empty());
+
+    // A component that takes the whole budget evicts every other one, never itself.
+    table
+        .put_component(10, &[id(10)], &[vec![0; 2_900]])
+        .unwrap();
+    assert_eq!(table.len().unwrap(), 1);
+    assert_eq!(table.components_of(&id(10)).unwrap(), [10]);
 }
