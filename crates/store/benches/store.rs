@@ -6,7 +6,8 @@
 //! - `store/redb_baseline_commit/file`: a bare redb transaction inserting one `u64` under a
 //!   `u64` key, committed the same way: what any commit costs on this disk.
 //! - Before the benchmarks, the file size of a store holding 10,000 peers (each with an
-//!   address, a finished connection, and a ban on one in ten) is printed.
+//!   address, a finished connection, and a ban on one in ten) is printed, and what a restart
+//!   with that file costs (open with the integrity check, load, redial list).
 //!
 //! Run with `cargo bench -p peerlane-store --bench store -- --warm-up-time 1
 //! --measurement-time 3` (under a minute). Figures: docs/performance.md.
@@ -85,6 +86,20 @@ fn print_file_size_for_ten_thousand_peers() {
         "store file with 10,000 peers: {size} bytes ({:.1} MiB, {} bytes per peer)",
         size as f64 / (1024.0 * 1024.0),
         size / 10_000
+    );
+    // What a restart costs: open (with its integrity check), load, and the redial list.
+    let start = std::time::Instant::now();
+    let store = Store::open(dir.path()).unwrap();
+    let opened = start.elapsed();
+    let peers = PeerStore::open(store, PeerStoreConfig::default()).unwrap();
+    let loaded = start.elapsed();
+    let redial = peers.redial_candidates(Network::Public, T0);
+    let listed = start.elapsed();
+    assert_eq!(redial.len(), 9_000);
+    eprintln!(
+        "restart with 10,000 peers: open + integrity check {opened:?}, load {:?}, redial list {:?}",
+        loaded - opened,
+        listed - loaded
     );
 }
 

@@ -65,8 +65,16 @@ impl Store {
         })?;
         let path = dir.join(FILE_NAME);
         // `create` opens an existing file (repairing it after a crash) or makes a new one.
-        let db = Database::create(&path).map_err(Error::db)?;
-        Self::init(db, Some(path), metrics)
+        // The integrity check reads the whole file once and verifies every page's checksum:
+        // without it a damaged page makes redb panic when it is first read; with it the open
+        // fails with a typed error (milliseconds for a few MiB; docs/operations.md).
+        let db = unwind_to_error(|| {
+            redb::Builder::new()
+                .set_check_integrity_on_open(true)
+                .create(&path)
+                .map_err(Error::db)
+        })?;
+        unwind_to_error(|| Self::init(db, Some(path), metrics))
     }
 
     /// A store held in memory only, gone when the last handle is dropped: for tests.
@@ -132,13 +140,13 @@ impl Store {
     /// Counts and times the commit.
     pub(crate) fn write<T>(&self, write: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
         let start = Instant::now();
-        let result = (|| {
+        let result = unwind_to_error(|| {
             let txn = self.inner.db.begin_write().map_err(Error::db)?;
             // On an error `txn` is dropped uncommitted, which aborts it.
             let value = write(&txn)?;
             txn.commit().map_err(Error::db)?;
             Ok(value)
-        })();
+        });
         self.inner
             .metrics
             .record_write(start.elapsed(), result.is_ok());
@@ -165,9 +173,27 @@ impl Store {
 
     /// Runs `read` on a snapshot of the committed state.
     pub(crate) fn read<T>(&self, read: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
-        let txn = self.inner.db.begin_read().map_err(Error::db)?;
-        read(&txn)
+        unwind_to_error(|| {
+            let txn = self.inner.db.begin_read().map_err(Error::db)?;
+            read(&txn)
+        })
     }
+}
+
+/// Runs `f`, turning a panic into [`Error::Damaged`]. redb panics on some damaged pages
+/// instead of returning an error (its docs say so of an open without the integrity check; a
+/// page damaged while the file is open is read without one). The store is then unusable
+/// (its calls fail) but the node is not brought down by its peer cache.
+fn unwind_to_error<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("redb panicked")
+            .to_string();
+        Err(Error::Damaged { reason })
+    })
 }
 
 #[cfg(test)]
@@ -224,6 +250,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), vec![0xA5; 10_000]).unwrap();
         assert!(matches!(Store::open(dir.path()), Err(Error::Database(_))));
+    }
+
+    #[test]
+    fn a_panic_inside_redb_becomes_a_typed_error() {
+        let result: Result<()> = unwind_to_error(|| panic!("Invalid page type byte 255"));
+        assert!(
+            matches!(&result, Err(Error::Damaged { reason }) if reason.contains("page type")),
+            "{result:?}"
+        );
     }
 
     #[test]

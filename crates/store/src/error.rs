@@ -61,6 +61,14 @@ pub enum Error {
         max: u64,
     },
 
+    /// redb met a damaged page and panicked; the panic was caught. Move the file aside
+    /// (docs/operations.md, "On-disk store").
+    #[error("the store file is damaged: {reason}")]
+    Damaged {
+        /// redb's panic message.
+        reason: String,
+    },
+
     /// redb failed: I/O, a damaged file, or the file is already open elsewhere.
     #[error("database: {0}")]
     Database(#[from] redb::Error),
