@@ -287,3 +287,12 @@ fn more_than_ten_thousand_peers_on_disk_stay_within_the_bound() {
     assert!(peers.get(Network::Public, peer(1_999).peer_id).is_none());
     assert!(peers.get(Network::Public, peer(2_000).peer_id).is_some());
 }
+
+/// The facade drives the store from a blocking thread: the handles must move there.
+#[test]
+fn handles_are_send() {
+    fn send<T: Send + 'static>() {}
+    send::<PeerStore>();
+    send::<Store>();
+    send::<store::ComponentTable>();
+}

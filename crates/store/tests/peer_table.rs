@@ -578,3 +578,58 @@ fn loading_more_peers_than_a_lowered_bound_evicts_down_to_it() {
     assert_eq!(changes.evicted.len(), 6);
     assert!(loaded.get(&peer(9)).is_some() && loaded.get(&peer(0)).is_none());
 }
+
+/// The attack: a peer gossips 50,000 made-up peers (and 1,000 addresses for a real one) into
+/// a full table. The direct and configured peers and the real peer's working address stay;
+/// the made-up peers only replace each other, and the table stays at its bound.
+#[test]
+fn a_gossip_flood_cannot_push_out_direct_or_configured_peers() {
+    let mut table = table_with(1_000);
+    for n in 0..100 {
+        table.apply(discovered(peer(n), &[1], TrustLevel::Configured), T0);
+    }
+    for n in 100..600 {
+        table.apply(connected_out(peer(n), 1), T0);
+        table.apply(PeerEvent::Disconnected { key: peer(n) }, T0);
+    }
+    let mut refused = 0;
+    let mut evicted = 0;
+    for n in 600..50_600u32 {
+        let key = PeerKey::new(
+            Network::Public,
+            PeerId::new({
+                let mut bytes = [0xEE; 32];
+                bytes[..4].copy_from_slice(&n.to_be_bytes());
+                bytes
+            }),
+        );
+        let changes = table.apply(
+            discovered(key, &[1, 2, 3], TrustLevel::Indirect),
+            at(Duration::from_millis(u64::from(n))),
+        );
+        refused += changes.refused.len();
+        evicted += changes.evicted.len();
+        assert!(table.len() <= 1_000);
+    }
+    assert_eq!(table.len(), 1_000);
+    assert_eq!(refused, 0, "newer indirect peers replace older ones");
+    assert_eq!(evicted, 50_000 - 400);
+    for n in 0..600 {
+        assert!(table.get(&peer(n)).is_some(), "peer {n} was pushed out");
+    }
+    // Addresses: the one that worked stays whatever is gossiped.
+    let real = peer(100);
+    let flood: Vec<u16> = (1_000..2_000).collect();
+    table.apply(discovered(real, &flood, TrustLevel::Indirect), T0);
+    let record = table.get(&real).unwrap();
+    assert_eq!(
+        record.addresses.len(),
+        PeerStoreConfig::default().max_addresses_per_peer
+    );
+    assert!(
+        record
+            .addresses
+            .iter()
+            .any(|e| e.address == addr(1) && e.score == SCORE_SUCCESS)
+    );
+}
