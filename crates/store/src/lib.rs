@@ -29,6 +29,53 @@
 //! a panic. Every table is bounded ([`PeerStoreConfig`], [`ComponentLimits`]).
 //!
 //! Types to read first: [`PeerStore`], [`PeerTable`], [`Store`].
+//!
+//! # Example
+//!
+//! What a node does with it: feed it connection events (in batches: one call is one commit),
+//! and at the next start dial the redial list in order.
+//!
+//! ```
+//! use netcore::{NetworkAddress, PeerId};
+//! use store::{
+//!     Direction, Network, PeerEvent, PeerKey, PeerStore, PeerStoreConfig, Store, TrustLevel,
+//!     UnixMillis,
+//! };
+//!
+//! # fn main() -> Result<(), store::Error> {
+//! let store = Store::in_memory()?; // `Store::open(data_dir)` on a node
+//! let mut peers = PeerStore::open(store.clone(), PeerStoreConfig::default())?;
+//! let seed = PeerKey::new(Network::Public, PeerId::new([1; 32]));
+//! let address: NetworkAddress = "/ip4/192.0.2.1/tcp/6180".parse().unwrap();
+//! let t0 = UnixMillis(1_700_000_000_000);
+//! peers.apply(
+//!     [
+//!         PeerEvent::Discovered {
+//!             key: seed,
+//!             addresses: vec![address.clone()],
+//!             trust: TrustLevel::Configured,
+//!         },
+//!         PeerEvent::Connected {
+//!             key: seed,
+//!             address: Some(address.clone()),
+//!             direction: Direction::Outbound,
+//!         },
+//!     ],
+//!     t0,
+//! )?;
+//! let an_hour_later = UnixMillis(t0.0 + 3_600_000);
+//! peers.apply([PeerEvent::Disconnected { key: seed }], an_hour_later)?;
+//! drop(peers);
+//!
+//! // The next start: a long-lived outbound peer comes first.
+//! let peers = PeerStore::open(store, PeerStoreConfig::default())?;
+//! let redial = peers.redial_candidates(Network::Public, an_hour_later);
+//! assert_eq!(redial[0].peer_id, seed.peer_id);
+//! assert!(redial[0].long_lived);
+//! assert_eq!(redial[0].addresses, [address]);
+//! # Ok(())
+//! # }
+//! ```
 
 mod codec;
 mod components;

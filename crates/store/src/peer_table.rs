@@ -14,6 +14,9 @@
 //!   trust, then connected or not, banned or not, score, and last seen (lowest first), if that
 //!   one ranks below the newcomer; otherwise the newcomer is refused. Configured peers are
 //!   never evicted, and are admitted even over the bound (their number is the operator's).
+//!   A banned peer ranks above an unbanned one of the same trust, so that gossip cannot wash
+//!   bans out; callers should therefore record bans only for identities a handshake proved
+//!   (a remote can make up PeerIds for free, and each ban of one would take a slot).
 //! - **Expiry** (`prune`): peers not seen for `expire_after` go, unless configured,
 //!   connected or banned; expired bans are lifted first.
 //! - **Redial order** (`redial_candidates`): first up to `max_long_lived` peers whose last
