@@ -1,0 +1,63 @@
+//! routing: the pure core of NEAR-style routing over signed edges. It lets a node reach a
+//! peer it is not connected to: every connection is an edge signed by both ends, edges
+//! spread through the network, each node computes shortest-path next hops, and messages
+//! are forwarded hop by hop. No tasks, no sockets: the facade drives it on protocols
+//! ROUTING_SYNC (67) and ROUTED (68), and records the outcomes it returns as metrics.
+//!
+//! # How data flows
+//!
+//! ```text
+//! connection starts ─► EdgeProposal ──(67)──► accept ─► Edge ─► EdgeTable::insert_trusted
+//!                      reconcile::on_connect ─(67)─► SummaryRoot / SummaryBuckets / Edges
+//! ROUTING_SYNC Edges ─► EdgeTable::precheck ─► verify_batch (blocking pool) ─► EdgeTable::apply
+//!                        (limits, no crypto)      (bad signature: ban sender)     │ changed
+//!                                                                                 ▼
+//!                   RecomputeSchedule ─► NextHops::compute ◄─ table      EdgeBatcher ─► (67) Edges
+//! ROUTED ─► RoutedMessage::verify ─► take_hop ─► NextHops::pick / RouteBackTable ─► (68) next hop
+//! every so often: EdgeTable::note_reachability, take_unreachable ─► Component (stored by
+//! the caller) ─► PrunedIndex; a pruned peer reachable again ─► EdgeTable::restore
+//! ```
+//!
+//! 1. [`xeddsa`]: signatures made with the node's X25519 key (the Noise key file's) and
+//!    checked against a [`netcore::PeerId`]. [`SigningKey`], [`Signature`], [`verify`].
+//! 2. [`edge`] and [`nonce`]: [`Edge`], [`EdgeProposal`], odd/even time-based nonces.
+//! 3. [`graph`]: [`EdgeTable`] with its limits, [`EdgeTable::precheck`], [`verify_batch`].
+//! 4. [`next_hops`]: [`NextHops`], all first hops on shortest paths, round-robin picking.
+//! 5. [`summary`] and [`reconcile`]: digests and the connect-time exchange.
+//! 6. [`schedule`]: [`RecomputeSchedule`] and [`EdgeBatcher`], timing with `now` passed in.
+//! 7. [`routed`] and [`route_back`]: [`RoutedMessage`] and [`RouteBackTable`].
+//! 8. [`prune`]: [`Component`], [`PrunedIndex`].
+//! 9. [`messages`]: [`RoutingSyncMessage`] and the bounded decoders; [`config`]: every limit.
+//!
+//! Types to read first: [`EdgeTable`], [`NextHops`], [`RoutedMessage`], [`RoutingConfig`].
+//! Design and numbers: `docs/routing.md`; byte layouts: `docs/wire-format.md` section 7.
+
+pub mod config;
+pub mod edge;
+mod error;
+pub mod graph;
+pub mod messages;
+pub mod next_hops;
+pub mod nonce;
+pub mod prune;
+pub mod reconcile;
+pub mod route_back;
+pub mod routed;
+pub mod schedule;
+pub mod summary;
+pub mod xeddsa;
+
+pub use config::RoutingConfig;
+pub use edge::{EDGE_DOMAIN, Edge, EdgeEnd, EdgeKey, EdgeProof, EdgeProposal, edge_signing_bytes};
+pub use error::Error;
+pub use graph::{
+    ApplyOutcome, EdgeTable, GraphLimits, Precheck, PrecheckOutcome, VerifiedBatch, verify_batch,
+};
+pub use messages::{RoutingSyncMessage, decode_routed, encode_routed};
+pub use next_hops::NextHops;
+pub use prune::{Component, ComponentId, IndexEviction, PrunedIndex, components_of};
+pub use route_back::{RouteBackInsert, RouteBackTable};
+pub use routed::{ROUTED_DOMAIN, RoutedHash, RoutedKind, RoutedMessage, RoutedTarget};
+pub use schedule::{EdgeBatcher, PushOutcome, RecomputeSchedule};
+pub use summary::{BucketDigest, SUMMARY_BUCKETS};
+pub use xeddsa::{Signature, SigningKey, verify};
