@@ -58,7 +58,10 @@ pub struct RoutingConfig {
     #[serde(rename = "tombstone_keep_ms", with = "netcore::serde_duration_ms")]
     pub tombstone_keep: Duration,
     /// How long an edge must be unreachable before it is pruned to disk.
-    #[serde(rename = "prune_unreachable_after_ms", with = "netcore::serde_duration_ms")]
+    #[serde(
+        rename = "prune_unreachable_after_ms",
+        with = "netcore::serde_duration_ms"
+    )]
     pub prune_unreachable_after: Duration,
     /// Quiet time after the last change before next hops are recomputed.
     #[serde(rename = "recompute_quiet_ms", with = "netcore::serde_duration_ms")]

@@ -353,7 +353,11 @@ pub(crate) mod test_keys {
         let mut rng = StdRng::seed_from_u64(nonce);
         let key = EdgeKey::new(a.peer_id(), b.peer_id()).unwrap();
         let bytes = edge_signing_bytes(&key, nonce);
-        let (k0, k1) = if key.peer0() == a.peer_id() { (a, b) } else { (b, a) };
+        let (k0, k1) = if key.peer0() == a.peer_id() {
+            (a, b)
+        } else {
+            (b, a)
+        };
         Edge {
             key,
             nonce,
@@ -484,6 +488,9 @@ mod tests {
         assert_eq!(&bytes[..24], b"peerlane/routing/edge/v1");
         assert_eq!(&bytes[24..56], &[1; 32]);
         assert_eq!(&bytes[56..88], &[2; 32]);
-        assert_eq!(&bytes[88..], &[0x09, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
+        assert_eq!(
+            &bytes[88..],
+            &[0x09, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]
+        );
     }
 }

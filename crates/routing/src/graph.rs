@@ -287,7 +287,10 @@ impl EdgeTable {
                     continue;
                 }
             }
-            if self.get(&edge.key).is_some_and(|held| held.nonce >= edge.nonce) {
+            if self
+                .get(&edge.key)
+                .is_some_and(|held| held.nonce >= edge.nonce)
+            {
                 outcome.stale += 1;
                 continue;
             }
@@ -656,7 +659,9 @@ mod tests {
         assert_eq!(check.outcome.over_max_edges_per_peer, 30);
 
         // 60 disjoint edges, 120 peers: the peer budget (30) stops it at 15 edges.
-        let disjoint: Vec<Edge> = (0..60).map(|i| junk_edge(2 * i, 2 * i + 1, NOW | 1)).collect();
+        let disjoint: Vec<Edge> = (0..60)
+            .map(|i| junk_edge(2 * i, 2 * i + 1, NOW | 1))
+            .collect();
         let check = table.precheck(disjoint, NOW);
         assert_eq!(check.outcome.to_verify, 15);
         assert_eq!(check.outcome.over_max_peers, 45);
@@ -687,10 +692,25 @@ mod tests {
             ..GraphLimits::default()
         };
         let mut table = table_for(a.peer_id(), limits);
-        assert_eq!(table.apply(vec![active_edge(&a, &b, NOW + 1)]).changed.len(), 1);
-        assert_eq!(table.apply(vec![active_edge(&a, &c, NOW + 1)]).over_budget, 1);
+        assert_eq!(
+            table
+                .apply(vec![active_edge(&a, &b, NOW + 1)])
+                .changed
+                .len(),
+            1
+        );
+        assert_eq!(
+            table.apply(vec![active_edge(&a, &c, NOW + 1)]).over_budget,
+            1
+        );
         // Replacing an existing key is always fine.
-        assert_eq!(table.apply(vec![active_edge(&a, &b, NOW + 3)]).changed.len(), 1);
+        assert_eq!(
+            table
+                .apply(vec![active_edge(&a, &b, NOW + 3)])
+                .changed
+                .len(),
+            1
+        );
     }
 
     /// Tombstones older than the keep time go; active edges and fresh tombstones stay; the

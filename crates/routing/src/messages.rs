@@ -158,7 +158,10 @@ mod tests {
         let three = RoutingSyncMessage::Edges(vec![edge; 3]).encode();
         assert!(matches!(
             RoutingSyncMessage::decode(&three, 2),
-            Err(Error::TooManyItems { declared: 3, limit: 2 })
+            Err(Error::TooManyItems {
+                declared: 3,
+                limit: 2
+            })
         ));
         // A count of 2^62 in a 12-byte message.
         let mut huge = vec![2u8];

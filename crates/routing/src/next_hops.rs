@@ -145,7 +145,9 @@ impl NextHops {
     /// The next first hop to `target`, round-robin among the shortest paths.
     pub fn pick(&mut self, target: &PeerId) -> Option<PeerId> {
         let route = self.routes.get_mut(target)?;
-        let hop = *route.first_hops.get(route.cursor % route.first_hops.len().max(1))?;
+        let hop = *route
+            .first_hops
+            .get(route.cursor % route.first_hops.len().max(1))?;
         route.cursor = route.cursor.wrapping_add(1);
         Some(hop)
     }
@@ -193,10 +195,16 @@ mod tests {
         let expected = sorted(vec![a.peer_id(), b.peer_id()]);
         assert_eq!(hops.first_hops(&t.peer_id()), expected.as_slice());
         let picks: Vec<PeerId> = (0..4).map(|_| hops.pick(&t.peer_id()).unwrap()).collect();
-        assert_eq!(picks, vec![expected[0], expected[1], expected[0], expected[1]]);
+        assert_eq!(
+            picks,
+            vec![expected[0], expected[1], expected[0], expected[1]]
+        );
         assert_eq!(hops.first_hops(&a.peer_id()), &[a.peer_id()]);
         // Avoiding the one we got it from gives the other.
-        assert_eq!(hops.pick_avoiding(&t.peer_id(), &expected[0]), Some(expected[1]));
+        assert_eq!(
+            hops.pick_avoiding(&t.peer_id(), &expected[0]),
+            Some(expected[1])
+        );
     }
 
     /// A line L–A–B–C: one first hop, distances 1, 2, 3.

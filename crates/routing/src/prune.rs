@@ -153,7 +153,10 @@ impl PrunedIndex {
 
     /// The stored components holding any of `peers` (newly reachable), taken out of the
     /// index: load them and pass them to [`crate::EdgeTable::restore`].
-    pub fn take_for<'a>(&mut self, peers: impl IntoIterator<Item = &'a PeerId>) -> Vec<ComponentId> {
+    pub fn take_for<'a>(
+        &mut self,
+        peers: impl IntoIterator<Item = &'a PeerId>,
+    ) -> Vec<ComponentId> {
         let mut ids: Vec<ComponentId> = peers
             .into_iter()
             .filter_map(|peer| self.by_peer.get(peer).copied())
@@ -161,10 +164,9 @@ impl PrunedIndex {
         ids.sort_unstable();
         ids.dedup();
         for id in &ids {
-            if let Some(position) = self.order.iter().position(|(other, _)| other == id) {
-                if let Some((_, peers)) = self.order.remove(position) {
-                    self.forget(*id, &peers);
-                }
+            let position = self.order.iter().position(|(other, _)| other == id);
+            if let Some((_, peers)) = position.and_then(|position| self.order.remove(position)) {
+                self.forget(*id, &peers);
             }
         }
         ids
@@ -226,7 +228,11 @@ mod tests {
         assert_eq!(index.len(), 2);
         let outcome = table.restore(xyz);
         assert_eq!(outcome.changed.len(), 2);
-        assert!(NextHops::compute(&table).reachable().any(|peer| peer == z.peer_id()));
+        assert!(
+            NextHops::compute(&table)
+                .reachable()
+                .any(|peer| peer == z.peer_id())
+        );
     }
 
     /// The index forgets the oldest components to stay within its bound, and says which.

@@ -146,6 +146,8 @@ mod tests {
         assert!(from_a < 5_200 + 10 * 201, "a sent {from_a}");
         assert!(from_b < 5_200 + 10 * 201, "b sent {from_b}");
         assert!(from_a + from_b < full_table_bytes / 4);
-        println!("different tables: a sent {from_a} B, b sent {from_b} B, full table {full_table_bytes} B");
+        println!(
+            "different tables: a sent {from_a} B, b sent {from_b} B, full table {full_table_bytes} B"
+        );
     }
 }

@@ -52,7 +52,12 @@ impl RouteBackTable {
 
     /// Records that the request `hash` came from `previous_hop` (the local node's own id
     /// for its own requests).
-    pub fn insert(&mut self, hash: RoutedHash, previous_hop: PeerId, now: Instant) -> RouteBackInsert {
+    pub fn insert(
+        &mut self,
+        hash: RoutedHash,
+        previous_hop: PeerId,
+        now: Instant,
+    ) -> RouteBackInsert {
         let mut outcome = RouteBackInsert {
             expired: self.expire(now),
             evicted: false,
@@ -99,7 +104,11 @@ impl RouteBackTable {
     }
 
     fn remove_if_current(&mut self, hash: &RoutedHash, at: Instant) -> bool {
-        if self.entries.get(hash).is_some_and(|(_, since)| *since == at) {
+        if self
+            .entries
+            .get(hash)
+            .is_some_and(|(_, since)| *since == at)
+        {
             self.entries.remove(hash);
             true
         } else {

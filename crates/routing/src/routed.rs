@@ -198,7 +198,8 @@ mod tests {
         hopped.verify().unwrap();
         assert_eq!(hopped.hash(), original.hash());
 
-        let tampers: Vec<Box<dyn Fn(&mut RoutedMessage)>> = vec![
+        type Tamper = Box<dyn Fn(&mut RoutedMessage)>;
+        let tampers: Vec<Tamper> = vec![
             Box::new(|m| m.body = Bytes::from_static(b"hellp")),
             Box::new(|m| m.nonce += 1),
             Box::new(|m| m.protocol += 1),

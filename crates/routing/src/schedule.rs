@@ -137,7 +137,9 @@ impl EdgeBatcher {
     /// The next batch if one is due at `now` (full, or its time has come), oldest first.
     pub fn take_due(&mut self, now: Instant) -> Option<Vec<Edge>> {
         let full = self.pending.len() >= self.max_edges;
-        let timed_out = self.first_at.is_some_and(|first| now >= first + self.max_delay);
+        let timed_out = self
+            .first_at
+            .is_some_and(|first| now >= first + self.max_delay);
         if self.pending.is_empty() || !(full || timed_out) {
             return None;
         }
@@ -151,7 +153,11 @@ impl EdgeBatcher {
             }
         }
         // What is left starts its own wait now.
-        self.first_at = if self.pending.is_empty() { None } else { Some(now) };
+        self.first_at = if self.pending.is_empty() {
+            None
+        } else {
+            Some(now)
+        };
         Some(batch)
     }
 }

@@ -246,11 +246,19 @@ mod tests {
         let alice = unhex("c806439dc9d2c476ffed8f2580c0888d58ab406bf7ae3698879021b96bb4bf59");
         let bob = unhex("b03b34c33a1c44f225b662d2bf4859b8135411fa7b0386d45fb75dc5b91b4466");
         assert_eq!(
-            hex::encode(SigningKey::from_x25519_private_key(alice).peer_id().as_bytes()),
+            hex::encode(
+                SigningKey::from_x25519_private_key(alice)
+                    .peer_id()
+                    .as_bytes()
+            ),
             "1bb75966f2e93a3691dfff942bb2a466a1c08b8d78ca3f4d6df8b8bfa2e4ee28"
         );
         assert_eq!(
-            hex::encode(SigningKey::from_x25519_private_key(bob).peer_id().as_bytes()),
+            hex::encode(
+                SigningKey::from_x25519_private_key(bob)
+                    .peer_id()
+                    .as_bytes()
+            ),
             "653614993d2b15ee9e5fd3d86ce719ef4ec1daae1886a87b3f5fa9565a27a22f"
         );
     }
@@ -273,7 +281,11 @@ mod tests {
         assert!(verify(&key.peer_id(), &[&message], &signature));
         let mut tampered = *signature.as_bytes();
         tampered[0] ^= 1;
-        assert!(!verify(&key.peer_id(), &[&message], &Signature::from_bytes(tampered)));
+        assert!(!verify(
+            &key.peer_id(),
+            &[&message],
+            &Signature::from_bytes(tampered)
+        ));
     }
 
     /// Flipping any bit of the signature, the message or the key makes it fail.
@@ -289,7 +301,11 @@ mod tests {
         for byte in 0..SIGNATURE_LENGTH {
             let mut bytes = *signature.as_bytes();
             bytes[byte] ^= 1 << (byte % 8);
-            assert!(!verify(&key.peer_id(), &[&message], &Signature::from_bytes(bytes)));
+            assert!(!verify(
+                &key.peer_id(),
+                &[&message],
+                &Signature::from_bytes(bytes)
+            ));
         }
         for byte in 0..message.len() {
             let mut changed = message.clone();
@@ -318,7 +334,10 @@ mod tests {
         for _ in 0..32 {
             let mut private_key = [0u8; 32];
             rng.fill_bytes(&mut private_key);
-            let sign = EdwardsPoint::mul_base_clamped(private_key).compress().to_bytes()[31] >> 7;
+            let sign = EdwardsPoint::mul_base_clamped(private_key)
+                .compress()
+                .to_bytes()[31]
+                >> 7;
             seen[usize::from(sign)] = true;
             let key = SigningKey::from_x25519_private_key(private_key);
             let signature = key.sign(&[b"m"], &mut rng);
@@ -338,7 +357,8 @@ mod tests {
         // s + q: the same point equation, a different encoding.
         let mut s = [0u8; 32];
         s.copy_from_slice(&signature.as_bytes()[32..]);
-        let q_bytes = unhex::<32>("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+        let q_bytes =
+            unhex::<32>("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
         let mut sum = [0u8; 32];
         let mut carry = 0u16;
         for i in 0..32 {
@@ -348,7 +368,11 @@ mod tests {
         }
         let mut malleated = *signature.as_bytes();
         malleated[32..].copy_from_slice(&sum);
-        assert!(!verify(&key.peer_id(), &[b"m"], &Signature::from_bytes(malleated)));
+        assert!(!verify(
+            &key.peer_id(),
+            &[b"m"],
+            &Signature::from_bytes(malleated)
+        ));
         // u = p - 1 has no Edwards point; u >= p is not canonical.
         let mut p_minus_one = [0xff; 32];
         p_minus_one[0] = 0xec;
