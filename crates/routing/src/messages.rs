@@ -226,3 +226,52 @@ mod tests {
         }
     }
 }
+
+/// The example of `docs/wire-format.md` section 7, pinned.
+#[cfg(test)]
+mod documented_example {
+    use crate::edge::{Edge, EdgeKey, EdgeProof, edge_signing_bytes};
+    use crate::xeddsa::SigningKey;
+
+    /// An active edge between the keys of private keys 0x01×32 and 0x02×32, nonce
+    /// 1,700,000,000,001 (0x18bcfe56801), each signature made with Z = 64 zero bytes.
+    pub(crate) fn example_edge() -> Edge {
+        let a = SigningKey::from_x25519_private_key([1; 32]);
+        let b = SigningKey::from_x25519_private_key([2; 32]);
+        let key = EdgeKey::new(a.peer_id(), b.peer_id()).unwrap();
+        let nonce = 1_700_000_000_001;
+        let bytes = edge_signing_bytes(&key, nonce);
+        let (k0, k1) = if key.peer0() == a.peer_id() {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        Edge {
+            key,
+            nonce,
+            proof: EdgeProof::Active {
+                signature0: k0.sign_with_random(&[&bytes], &[0; 64]),
+                signature1: k1.sign_with_random(&[&bytes], &[0; 64]),
+            },
+        }
+    }
+
+    /// The documented hex is what BCS writes, and it decodes and verifies.
+    #[test]
+    fn documented_edge_hex() {
+        let edge = example_edge();
+        let expected = concat!(
+            "a4e09292b651c278b9772c569f5fa9bb13d906b46ab68c9df9dc2b4409f8a209",
+            "ce8d3ad1ccb633ec7b70c17814a5c76ecd029685050d344745ba05870e587d59",
+            "0168e5cf8b010000",
+            "00",
+            "e2ada0f8acac499f62b08712b77232fc243176f87939758c852f8b8a5d9364dc",
+            "0f78db9a12d3d3f3f8f317d7f5d4f34a1d6f2213f2265e8cc15129b77da3f00b",
+            "d5e01651b3e4534eefe12b2f6153d2d6751696ecb720683874b710324ccb1191",
+            "4fff1a585daebf175ced2ed245109cb89d98fd5d2e6600976fd0185ba2c3c10c",
+        );
+        assert_eq!(hex::encode(bcs::to_bytes(&edge).unwrap()), expected);
+        let decoded: Edge = bcs::from_bytes(&hex::decode(expected).unwrap()).unwrap();
+        decoded.verify_signatures().unwrap();
+    }
+}

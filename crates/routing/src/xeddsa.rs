@@ -6,7 +6,7 @@
 //! the Edwards key pair `(A, a)` with the sign bit of `A` forced to 0 (negating `a` when it
 //! is 1), so that a verifier that only knows the Montgomery `u` can rebuild `A`; the rest is
 //! Ed25519 with a randomised nonce. Every message signed in this crate starts with a domain
-//! string of its own ([`crate::edge::EDGE_DOMAIN`], [`crate::routed::ROUTED_DOMAIN`]), so a
+//! string of its own (`EDGE_DOMAIN`, `ROUTED_DOMAIN`), so a
 //! signature made for one purpose can never be taken for another.
 
 use std::fmt;
