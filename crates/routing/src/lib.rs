@@ -13,7 +13,7 @@
 //!                        (limits, no crypto)      (bad signature: ban sender)     │ changed
 //!                                                                                 ▼
 //!                   RecomputeSchedule ─► NextHops::compute ◄─ table      EdgeBatcher ─► (67) Edges
-//! ROUTED ─► RoutedMessage::verify ─► take_hop ─► NextHops::pick / RouteBackTable ─► (68) next hop
+//! ROUTED ─► forward(): verify, deliver or take_hop + NextHops::pick / RouteBackTable ─► (68) next hop
 //! every so often: EdgeTable::note_reachability, take_unreachable ─► Component (stored by
 //! the caller) ─► PrunedIndex; a pruned peer reachable again ─► EdgeTable::restore
 //! ```
@@ -25,7 +25,8 @@
 //! 4. [`next_hops`]: [`NextHops`], all first hops on shortest paths, round-robin picking.
 //! 5. [`summary`] and [`reconcile`]: digests and the connect-time exchange.
 //! 6. [`schedule`]: [`RecomputeSchedule`] and [`EdgeBatcher`], timing with `now` passed in.
-//! 7. [`routed`] and [`route_back`]: [`RoutedMessage`] and [`RouteBackTable`].
+//! 7. [`routed`], [`route_back`] and [`forward`]: [`RoutedMessage`], [`RouteBackTable`] and
+//!    the pure per-message decision [`forward()`] (deliver, send to a next hop, or drop).
 //! 8. [`prune`]: [`Component`], [`PrunedIndex`].
 //! 9. [`messages`]: [`RoutingSyncMessage`] and the bounded decoders; [`config`]: every limit.
 //!
@@ -35,6 +36,7 @@
 pub mod config;
 pub mod edge;
 mod error;
+pub mod forward;
 pub mod graph;
 pub mod messages;
 pub mod next_hops;
@@ -50,6 +52,7 @@ pub mod xeddsa;
 pub use config::RoutingConfig;
 pub use edge::{EDGE_DOMAIN, Edge, EdgeEnd, EdgeKey, EdgeProof, EdgeProposal, edge_signing_bytes};
 pub use error::Error;
+pub use forward::{DropReason, Forward, ForwardOutcome, forward};
 pub use graph::{
     ApplyOutcome, EdgeTable, GraphLimits, Precheck, PrecheckOutcome, VerifiedBatch, verify_batch,
 };
