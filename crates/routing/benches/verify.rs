@@ -1,6 +1,9 @@
 //! XEdDSA verification, the CPU cost a remote peer can make the node pay per edge.
 //!
 //! - `xeddsa/verify_one`: one signature over an edge's 96 signed bytes.
+//! - `xeddsa/verify_prepared`: the same with the signer's key already converted
+//!   (`VerifyingKey`), as `verify_batch` does for a signer it has seen in the batch.
+//! - `xeddsa/verifying_key_from_peer_id`: that conversion alone (checks, `u` to Edwards).
 //! - `xeddsa/sign_one`: one signature made (the local node's side of an edge).
 //! - `edges/verify_batch/<n>`: `verify_batch` over `n` active edges (two signatures each),
 //!   as the blocking pool runs it; throughput in edges per second.
@@ -14,7 +17,9 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use routing::{Edge, EdgeKey, EdgeProof, SigningKey, edge_signing_bytes, verify, verify_batch};
+use routing::{
+    Edge, EdgeKey, EdgeProof, SigningKey, VerifyingKey, edge_signing_bytes, verify, verify_batch,
+};
 
 fn key(rng: &mut StdRng) -> SigningKey {
     let mut private_key = [0u8; 32];
@@ -49,6 +54,13 @@ fn xeddsa(c: &mut Criterion) {
     let mut group = c.benchmark_group("xeddsa");
     group.bench_function("verify_one", |bench| {
         bench.iter(|| assert!(verify(&a.peer_id(), &[&bytes], &signature)))
+    });
+    let prepared = VerifyingKey::from_peer_id(&a.peer_id()).expect("a valid key");
+    group.bench_function("verify_prepared", |bench| {
+        bench.iter(|| assert!(prepared.verify(&[&bytes], &signature)))
+    });
+    group.bench_function("verifying_key_from_peer_id", |bench| {
+        bench.iter(|| VerifyingKey::from_peer_id(&a.peer_id()))
     });
     group.bench_function("sign_one", |bench| {
         bench.iter(|| a.sign(&[&bytes], &mut rng))

@@ -171,12 +171,20 @@ impl Edge {
         nonce::check_not_future(self.nonce, now_ms, max_future_ms)
     }
 
-    /// Verifies the signatures (one or two XEdDSA verifications; about 50 µs each, see
+    /// Verifies the signatures (one or two XEdDSA verifications; cost in
     /// `docs/routing.md`). Run [`Edge::check_shape`] first.
     pub fn verify_signatures(&self) -> Result<(), Error> {
+        self.verify_signatures_with(&mut |peer| xeddsa::VerifyingKey::from_peer_id(peer))
+    }
+
+    /// [`Edge::verify_signatures`] with the signers' keys from `keys` (a cache, in batches).
+    pub fn verify_signatures_with(
+        &self,
+        keys: &mut impl FnMut(&PeerId) -> Option<xeddsa::VerifyingKey>,
+    ) -> Result<(), Error> {
         let bytes = edge_signing_bytes(&self.key, self.nonce);
-        let check = |signer: PeerId, signature: &Signature| {
-            if xeddsa::verify(&signer, &[&bytes], signature) {
+        let mut check = |signer: PeerId, signature: &Signature| {
+            if keys(&signer).is_some_and(|key| key.verify(&[&bytes], signature)) {
                 Ok(())
             } else {
                 Err(Error::BadSignature { signer })

@@ -26,6 +26,7 @@ use crate::edge::{Edge, EdgeKey};
 use crate::error::Error;
 use crate::prune::{Component, components_of};
 use crate::summary::{BucketDigest, SummaryBuckets, bucket_of};
+use crate::xeddsa::VerifyingKey;
 
 /// The limits the table enforces (from [`RoutingConfig`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,16 +122,30 @@ pub struct VerifiedBatch {
     pub unchecked: usize,
 }
 
+/// Signers' keys [`verify_batch`] keeps converted (about 250 bytes each).
+const VERIFY_KEY_CACHE_ENTRIES: usize = 4_096;
+
 /// Verifies the signatures of `edges` (from [`Precheck::to_verify`]). Pure CPU and `Send`:
 /// run it on a blocking pool. Stops at the first bad signature: the caller bans the sender.
+/// Each signer's key is converted once per batch.
 pub fn verify_batch(edges: Vec<Edge>) -> VerifiedBatch {
+    let mut keys: HashMap<PeerId, Option<VerifyingKey>> = HashMap::new();
+    let mut key_of = |peer: &PeerId| {
+        // Bounded: a batch of strangers must not make the cache hold megabytes.
+        if keys.len() >= VERIFY_KEY_CACHE_ENTRIES && !keys.contains_key(peer) {
+            keys.clear();
+        }
+        *keys
+            .entry(*peer)
+            .or_insert_with(|| VerifyingKey::from_peer_id(peer))
+    };
     let mut batch = VerifiedBatch {
         valid: Vec::with_capacity(edges.len()),
         ..VerifiedBatch::default()
     };
     let total = edges.len();
     for (index, edge) in edges.into_iter().enumerate() {
-        match edge.verify_signatures() {
+        match edge.verify_signatures_with(&mut key_of) {
             Ok(()) => batch.valid.push(edge),
             Err(error) => {
                 batch.bad = Some((edge, error));

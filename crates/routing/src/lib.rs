@@ -63,4 +63,4 @@ pub use route_back::{RouteBackInsert, RouteBackTable};
 pub use routed::{ROUTED_DOMAIN, RoutedHash, RoutedKind, RoutedMessage, RoutedTarget};
 pub use schedule::{EdgeBatcher, PushOutcome, RecomputeSchedule};
 pub use summary::{BucketDigest, SUMMARY_BUCKETS};
-pub use xeddsa::{Signature, SigningKey, verify};
+pub use xeddsa::{Signature, SigningKey, VerifyingKey, verify};

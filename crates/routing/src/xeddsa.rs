@@ -173,33 +173,55 @@ impl fmt::Debug for SigningKey {
     }
 }
 
+/// A signer's public key made ready for verification: its PeerId (X25519 `u`) checked and
+/// converted to the Edwards point `A` (sign bit 0) once, for checking many signatures of the
+/// same signer (a batch of edges names the same peers again and again).
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyingKey {
+    point: EdwardsPoint,
+    compressed: [u8; 32],
+}
+
+impl VerifyingKey {
+    /// The verifying key of `signer`, or `None` for a key no signature can be valid for: a
+    /// `u` not below p, a `u` with no Edwards point (on the twist, or p - 1), a low-order key.
+    pub fn from_peer_id(signer: &PeerId) -> Option<Self> {
+        let u = signer.as_bytes();
+        if !is_canonical_field_element(u) {
+            return None;
+        }
+        let point = MontgomeryPoint(*u).to_edwards(0)?;
+        if point.is_small_order() {
+            return None;
+        }
+        Some(Self {
+            point,
+            compressed: point.compress().to_bytes(),
+        })
+    }
+
+    /// Checks `signature` over the concatenation of `message_parts`. Refuses an `s` not below
+    /// q (no malleability) and any `R` that does not re-encode to exactly the 32 bytes sent.
+    pub fn verify(&self, message_parts: &[&[u8]], signature: &Signature) -> bool {
+        let mut big_r = [0u8; 32];
+        big_r.copy_from_slice(&signature.0[..32]);
+        let mut s_bytes = [0u8; 32];
+        s_bytes.copy_from_slice(&signature.0[32..]);
+        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
+            return false;
+        };
+        let h = challenge(&big_r, &self.compressed, message_parts);
+        // R' = sB - hA
+        let check = EdwardsPoint::vartime_double_scalar_mul_basepoint(&h, &-self.point, &s);
+        check.compress() == CompressedEdwardsY(big_r)
+    }
+}
+
 /// Checks `signature` over the concatenation of `message_parts` against `signer`, an X25519
-/// public key (Montgomery `u`). Refuses: `u` not below p, a `u` with no Edwards point (on the
-/// twist, or p - 1), a low-order key, `s` not below q (no malleability), and any `R` that
-/// does not re-encode to exactly the 32 bytes sent.
+/// public key (Montgomery `u`): [`VerifyingKey::from_peer_id`] then
+/// [`VerifyingKey::verify`].
 pub fn verify(signer: &PeerId, message_parts: &[&[u8]], signature: &Signature) -> bool {
-    let u = signer.as_bytes();
-    if !is_canonical_field_element(u) {
-        return false;
-    }
-    let Some(a_point) = MontgomeryPoint(*u).to_edwards(0) else {
-        return false;
-    };
-    if a_point.is_small_order() {
-        return false;
-    }
-    let mut big_r = [0u8; 32];
-    big_r.copy_from_slice(&signature.0[..32]);
-    let mut s_bytes = [0u8; 32];
-    s_bytes.copy_from_slice(&signature.0[32..]);
-    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
-        return false;
-    };
-    let public_edwards = a_point.compress().to_bytes();
-    let h = challenge(&big_r, &public_edwards, message_parts);
-    // R' = sB - hA
-    let check = EdwardsPoint::vartime_double_scalar_mul_basepoint(&h, &-a_point, &s);
-    check.compress() == CompressedEdwardsY(big_r)
+    VerifyingKey::from_peer_id(signer).is_some_and(|key| key.verify(message_parts, signature))
 }
 
 fn challenge(big_r: &[u8; 32], public_edwards: &[u8; 32], message_parts: &[&[u8]]) -> Scalar {
