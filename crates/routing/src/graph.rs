@@ -231,6 +231,23 @@ impl EdgeTable {
         self.degree.len()
     }
 
+    /// An estimate of the heap bytes the table holds (hash-map slots at their capacity, the
+    /// adjacency lists), for a gauge and for sizing the limits.
+    pub fn memory_estimate(&self) -> usize {
+        use std::mem::size_of;
+        // hashbrown: one control byte per slot besides the slot itself.
+        let edges = self.edges.capacity() * (size_of::<EdgeKey>() + size_of::<Entry>() + 1);
+        let degree = self.degree.capacity() * (size_of::<PeerId>() + size_of::<usize>() + 1);
+        let adjacency = self.adjacency.capacity()
+            * (size_of::<PeerId>() + size_of::<Vec<PeerId>>() + 1)
+            + self
+                .adjacency
+                .values()
+                .map(|list| list.capacity() * size_of::<PeerId>())
+                .sum::<usize>();
+        edges + degree + adjacency
+    }
+
     /// The edge held for `key`.
     pub fn get(&self, key: &EdgeKey) -> Option<&Edge> {
         self.edges.get(key).map(|entry| &entry.edge)

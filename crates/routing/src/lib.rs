@@ -25,7 +25,7 @@
 //! 4. [`next_hops`]: [`NextHops`], all first hops on shortest paths, round-robin picking.
 //! 5. [`summary`] and [`reconcile`]: digests and the connect-time exchange.
 //! 6. [`schedule`]: [`RecomputeSchedule`] and [`EdgeBatcher`], timing with `now` passed in.
-//! 7. [`routed`], [`route_back`] and [`forward`]: [`RoutedMessage`], [`RouteBackTable`] and
+//! 7. [`routed`], [`route_back`] and [`mod@forward`]: [`RoutedMessage`], [`RouteBackTable`] and
 //!    the pure per-message decision [`forward()`] (deliver, send to a next hop, or drop).
 //! 8. [`prune`]: [`Component`], [`PrunedIndex`].
 //! 9. [`messages`]: [`RoutingSyncMessage`] and the bounded decoders; [`config`]: every limit.

@@ -1,5 +1,6 @@
 //! A quick scale check: 1,000 nodes of degree about 8, the next-hop search over them, and
-//! a hostile 50,000-edge batch through precheck. Prints times and the table's memory;
+//! a hostile 50,000-edge batch through precheck. Prints times and the table's memory (by
+//! `EdgeTable::memory_estimate`);
 //! asserts only results, not times (`cargo test -p routing --release --test scale --
 //! --nocapture` for meaningful figures).
 
@@ -35,12 +36,6 @@ fn edge(a: u32, b: u32) -> Option<Edge> {
     })
 }
 
-fn resident_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// 1,000 nodes, each linked to 4 random others (degree about 8): every node is reached,
 /// and the search time and table memory are printed.
 #[test]
@@ -55,13 +50,12 @@ fn thousand_nodes_of_degree_eight() {
             edges.extend(edge(n, rng.gen_range(0..nodes)));
         }
     }
-    let before = resident_kib();
     let mut table = EdgeTable::new(peer(0), GraphLimits::default());
     let outcome = table.apply(edges);
-    let after = resident_kib();
     let degree = 2.0 * table.len() as f64 / f64::from(nodes);
     assert!(table.len() > 3_500, "{} edges", table.len());
     assert_eq!(outcome.over_budget, 0);
+    assert!(table.memory_estimate() > table.len() * std::mem::size_of::<Edge>());
 
     let start = Instant::now();
     let rounds = 20;
@@ -83,9 +77,10 @@ fn thousand_nodes_of_degree_eight() {
     println!(
         "scale: {nodes} nodes, {} edges (mean degree {degree:.1}), search {per_search:?}, \
          diameter from local {max_distance}, {multi_path} peers with several first hops, \
-         table resident {:?} KiB",
+         table {} KiB by estimate ({} bytes per edge)",
         table.len(),
-        before.zip(after).map(|(b, a)| a.saturating_sub(b)),
+        table.memory_estimate() / 1024,
+        table.memory_estimate() / table.len(),
     );
     let reachable: HashSet<PeerId> = hops.reachable().collect();
     table.note_reachability(&reachable, NOW);
