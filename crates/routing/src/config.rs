@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// Edges one ROUTING_SYNC message may carry (NEAR's limit).
 pub const MAX_EDGES_PER_MESSAGE: usize = 50_000;
 /// Edges (active or removed) the table holds in total.
@@ -111,6 +113,51 @@ impl Default for RoutingConfig {
 }
 
 impl RoutingConfig {
+    /// Refuses settings that cannot work together: zero limits, and broadcasts larger than
+    /// what peers accept in one message (they would drop every one of them).
+    pub fn validate(&self) -> Result<(), Error> {
+        let positive = [
+            (
+                self.max_edges_per_message,
+                "max_edges_per_message must be at least 1",
+            ),
+            (self.max_edges, "max_edges must be at least 1"),
+            (
+                self.max_edges_per_peer,
+                "max_edges_per_peer must be at least 1",
+            ),
+            (
+                self.broadcast_max_edges,
+                "broadcast_max_edges must be at least 1",
+            ),
+            (
+                self.broadcast_max_pending,
+                "broadcast_max_pending must be at least 1",
+            ),
+            (
+                self.route_back_capacity,
+                "route_back_capacity must be at least 1",
+            ),
+        ];
+        for (value, message) in positive {
+            if value == 0 {
+                return Err(Error::InvalidConfig(message));
+            }
+        }
+        if self.max_peers < 2 {
+            return Err(Error::InvalidConfig("max_peers must be at least 2"));
+        }
+        if self.broadcast_max_edges > self.max_edges_per_message {
+            return Err(Error::InvalidConfig(
+                "broadcast_max_edges must not exceed max_edges_per_message",
+            ));
+        }
+        if self.routed_ttl == 0 {
+            return Err(Error::InvalidConfig("routed_ttl must be at least 1"));
+        }
+        Ok(())
+    }
+
     /// `max_nonce_future` in milliseconds, as nonces count.
     pub fn max_nonce_future_ms(&self) -> u64 {
         duration_ms(self.max_nonce_future)
@@ -138,5 +185,26 @@ mod tests {
         assert!(serde_json::from_str::<RoutingConfig>(r#"{"max_edge": 1}"#).is_err());
         let text = serde_json::to_string(&RoutingConfig::default()).unwrap();
         assert!(text.contains("\"max_nonce_future_ms\":300000"));
+    }
+
+    /// The defaults are valid; contradictions and zero limits are refused.
+    #[test]
+    fn validate_refuses_contradictions() {
+        RoutingConfig::default().validate().unwrap();
+        let too_big_broadcast = RoutingConfig {
+            broadcast_max_edges: 60_000,
+            ..RoutingConfig::default()
+        };
+        assert!(too_big_broadcast.validate().is_err());
+        let zero = RoutingConfig {
+            max_edges: 0,
+            ..RoutingConfig::default()
+        };
+        assert!(zero.validate().is_err());
+        let no_ttl = RoutingConfig {
+            routed_ttl: 0,
+            ..RoutingConfig::default()
+        };
+        assert!(no_ttl.validate().is_err());
     }
 }

@@ -51,6 +51,9 @@ pub enum Error {
     /// A routed message whose TTL ran out.
     #[error("routed message TTL exhausted")]
     TtlExhausted,
+    /// A `RoutingConfig` whose settings contradict each other.
+    #[error("invalid routing config: {0}")]
+    InvalidConfig(&'static str),
     /// A message whose encoding is not valid BCS for its type.
     #[error("malformed message: {0}")]
     Malformed(String),
