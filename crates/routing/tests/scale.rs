@@ -55,7 +55,7 @@ fn thousand_nodes_of_degree_eight() {
     let degree = 2.0 * table.len() as f64 / f64::from(nodes);
     assert!(table.len() > 3_500, "{} edges", table.len());
     assert_eq!(outcome.over_budget, 0);
-    assert!(table.memory_estimate() > table.len() * std::mem::size_of::<Edge>());
+    assert!(table.memory_estimate() > table.len() * size_of::<Edge>());
 
     let start = Instant::now();
     let rounds = 20;
