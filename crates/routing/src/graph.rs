@@ -501,6 +501,18 @@ impl EdgeTable {
         Some(edge)
     }
 
+    /// Active edges of the local node whose other end it is not connected to (`connected`
+    /// says who it is): edges from before a restart, or replayed from before a removal. The
+    /// caller signs their removal (`Edge::remove`) and broadcasts it, as NEAR does.
+    pub fn stale_local_edges(&self, connected: impl Fn(&PeerId) -> bool) -> Vec<Edge> {
+        self.active_neighbours(&self.local)
+            .iter()
+            .filter(|peer| !connected(peer))
+            .filter_map(|peer| EdgeKey::new(self.local, *peer))
+            .filter_map(|key| self.get(&key).copied())
+            .collect()
+    }
+
     /// Drops tombstones whose removal nonce is older than `tombstone_keep`. Returns how many.
     pub fn prune_tombstones(&mut self, now_ms: u64) -> usize {
         let cutoff = now_ms.saturating_sub(self.limits.tombstone_keep_ms);
@@ -742,6 +754,29 @@ mod tests {
                 .changed
                 .len(),
             1
+        );
+    }
+
+    /// An active edge of ours to a peer we are not connected to is reported, and its
+    /// removal (signed by us) replaces it.
+    #[test]
+    fn stale_local_edges_are_found_and_removed() {
+        let (a, b, c) = (key(1), key(2), key(3));
+        let mut table = table_for(a.peer_id(), GraphLimits::default());
+        table.apply(vec![
+            active_edge(&a, &b, NOW + 1),
+            active_edge(&a, &c, NOW + 1),
+            active_edge(&b, &c, NOW + 1),
+        ]);
+        let stale = table.stale_local_edges(|peer| *peer == b.peer_id());
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].key.other(&a.peer_id()), Some(c.peer_id()));
+        let removal = stale[0].remove(&a, &mut StdRng::seed_from_u64(2)).unwrap();
+        assert!(table.insert_trusted(removal).topology_changed);
+        assert!(
+            table
+                .stale_local_edges(|peer| *peer == b.peer_id())
+                .is_empty()
         );
     }
 
