@@ -30,6 +30,32 @@
 //! 8. [`prune`]: [`Component`], [`PrunedIndex`].
 //! 9. [`messages`]: [`RoutingSyncMessage`] and the bounded decoders; [`config`]: every limit.
 //!
+//! # Driving it (what the facade's routing actor does)
+//!
+//! - Start: `SigningKey::from_x25519_private_key(identity key bytes)`, an [`EdgeTable`] with
+//!   [`GraphLimits::from`] the validated [`RoutingConfig`], a [`RecomputeSchedule`], an
+//!   [`EdgeBatcher`], a [`RouteBackTable`], a [`PrunedIndex`].
+//! - Connection up (peer advertised 67 and 68): the dialer sends
+//!   [`RoutingSyncMessage::EdgeProposal`]; the other end answers `EdgeAccepted`
+//!   ([`EdgeProposal::accept`]) or `EdgeProposalStale`; both call
+//!   [`EdgeTable::insert_trusted`] with the edge, push it to the batcher, and send
+//!   [`reconcile::on_connect`].
+//! - ROUTING_SYNC in: [`RoutingSyncMessage::decode`]; roots and buckets answered by
+//!   [`reconcile::on_summary_root`] and [`reconcile::on_summary_buckets`]; `Edges` through
+//!   [`EdgeTable::precheck`], [`verify_batch`] on a blocking pool, [`EdgeTable::apply`];
+//!   changed edges to the batcher, `topology_changed` to the schedule; misbehaviour or a bad
+//!   signature bans the sender.
+//! - Connection down: [`Edge::remove`] signed by the local end, `insert_trusted`, batcher.
+//! - Timers: [`EdgeBatcher::take_due`] → `Edges` to every routing neighbour;
+//!   [`RecomputeSchedule::take_due`] → [`NextHops::compute`], then
+//!   [`EdgeTable::note_reachability`], [`EdgeTable::stale_local_edges`] (remove them),
+//!   [`PrunedIndex::take_for`] the newly reachable peers (load and [`EdgeTable::restore`]);
+//!   now and then [`EdgeTable::prune_tombstones`] and [`EdgeTable::take_unreachable`] (store
+//!   the components, [`PrunedIndex::insert`]).
+//! - ROUTED in, or an application sending to a peer it is not connected to:
+//!   [`decode_routed`], then [`forward()`] with the sender (or the local id) → deliver on the
+//!   message's protocol, send to the next hop on 68, or count the [`DropReason`].
+//!
 //! Types to read first: [`EdgeTable`], [`NextHops`], [`RoutedMessage`], [`RoutingConfig`].
 //! Design and numbers: `docs/routing.md`; byte layouts: `docs/wire-format.md` section 7.
 
