@@ -310,6 +310,41 @@ mod tests {
         ));
     }
 
+    /// The reference implementation's `xeddsa_slow_test`: 10,000 chained iterations (each key
+    /// and Z derived from the previous, tampered, signature; half the keys negate), checking
+    /// every signature verifies, every tamper fails, and the 10,000th signature matches.
+    /// About 10,000 signatures and 20,000 verifications: run in release,
+    /// `cargo test -p routing --release --lib reference_slow_vector -- --ignored`.
+    #[test]
+    #[ignore = "slow in debug builds; run with --release --ignored"]
+    fn reference_slow_vector() {
+        use sha2::Digest;
+        let mut signature = [1u8; 64];
+        let mut message = [0u8; 200];
+        for count in 1..=10_000usize {
+            let b = Sha512::digest(signature);
+            let mut private_key = [0u8; 32];
+            private_key.copy_from_slice(&b[..32]);
+            let b = Sha512::digest(private_key);
+            let mut random = [0u8; 64];
+            random.copy_from_slice(&b);
+            let key = SigningKey::from_x25519_private_key(private_key);
+            signature = *key.sign_with_random(&[&message], &random).as_bytes();
+            assert!(verify(&key.peer_id(), &[&message], &Signature(signature)));
+            if b[63] & 1 == 1 {
+                signature[count % 64] ^= 1;
+            } else {
+                message[count % 200] ^= 1;
+            }
+            assert!(!verify(&key.peer_id(), &[&message], &Signature(signature)));
+        }
+        assert_eq!(
+            hex::encode(signature),
+            "152903386616cd26bb3eece29f72a25c7d05c9cb843f9296b3fbb9ddd6ed9904\
+             c1a80216cf493ff1be69f9f1cc16d7dc6ed378aa04eb71519de87a5bd8497b05"
+        );
+    }
+
     /// Flipping any bit of the signature, the message or the key makes it fail.
     #[test]
     fn every_tamper_is_refused() {
