@@ -285,6 +285,28 @@ mod tests {
         );
     }
 
+    /// A Noise identity key (x25519-dalek's `StaticSecret`, as the key files hold it) signs
+    /// for the PeerId the Noise layer derives from it: its X25519 public key.
+    #[test]
+    fn noise_identity_keys_sign_as_their_peer_id() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for _ in 0..16 {
+            let secret = x25519_dalek::StaticSecret::random_from_rng(&mut rng);
+            let public = x25519_dalek::PublicKey::from(&secret);
+            let key = SigningKey::from_x25519_private_key(secret.to_bytes());
+            assert_eq!(
+                key.peer_id(),
+                PeerId::from_identity_public_key(public.to_bytes())
+            );
+            let signature = key.sign(&[b"edge"], &mut rng);
+            assert!(verify(
+                &PeerId::new(public.to_bytes()),
+                &[b"edge"],
+                &signature
+            ));
+        }
+    }
+
     /// The reference implementation's `xeddsa_fast_test` (curve25519 "ref10 additions" by
     /// Trevor Perrin, as shipped in libsignal-protocol-c): private key all zero but byte 8 =
     /// 189, message 200 zero bytes, Z 64 zero bytes.
