@@ -34,6 +34,8 @@ pub const BROADCAST_MAX_PENDING: usize = 50_000;
 pub const ROUTED_TTL: u8 = 100;
 /// Entries of the route-back table (NEAR's size).
 pub const ROUTE_BACK_CAPACITY: usize = 100_000;
+/// Route-back entries one previous hop may hold.
+pub const ROUTE_BACK_PER_HOP: usize = 10_000;
 /// How long a route-back entry lives.
 pub const ROUTE_BACK_EXPIRY_MS: u64 = 2 * 60 * 1000;
 /// Peers of pruned components the restore index remembers.
@@ -82,6 +84,8 @@ pub struct RoutingConfig {
     pub routed_ttl: u8,
     /// Entries of the route-back table.
     pub route_back_capacity: usize,
+    /// Route-back entries one previous hop may hold; its further requests are dropped.
+    pub route_back_per_hop: usize,
     /// How long a route-back entry lives.
     #[serde(rename = "route_back_expiry_ms", with = "netcore::serde_duration_ms")]
     pub route_back_expiry: Duration,
@@ -106,6 +110,7 @@ impl Default for RoutingConfig {
             broadcast_max_pending: BROADCAST_MAX_PENDING,
             routed_ttl: ROUTED_TTL,
             route_back_capacity: ROUTE_BACK_CAPACITY,
+            route_back_per_hop: ROUTE_BACK_PER_HOP,
             route_back_expiry: Duration::from_millis(ROUTE_BACK_EXPIRY_MS),
             max_pruned_peers: MAX_PRUNED_PEERS,
         }
@@ -137,6 +142,10 @@ impl RoutingConfig {
             (
                 self.route_back_capacity,
                 "route_back_capacity must be at least 1",
+            ),
+            (
+                self.route_back_per_hop,
+                "route_back_per_hop must be at least 1",
             ),
         ];
         for (value, message) in positive {

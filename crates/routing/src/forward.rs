@@ -23,6 +23,8 @@ pub enum DropReason {
     NoRoute,
     /// A response whose request this node has no (live) route-back entry for.
     UnknownRouteBack,
+    /// A request whose previous hop already holds its share of the route-back table.
+    RouteBackFull,
 }
 
 /// The decision for one routed message.
@@ -70,7 +72,14 @@ pub fn forward(
     }
     let mut recorded = None;
     if matches!(message.kind, RoutedKind::Request { .. }) {
-        recorded = Some(route_back.insert(message.hash(), from, now));
+        let insert = route_back.insert(message.hash(), from, now);
+        if insert.refused {
+            return ForwardOutcome {
+                forward: Forward::Drop(DropReason::RouteBackFull),
+                route_back: Some(insert),
+            };
+        }
+        recorded = Some(insert);
     }
     let next_hop = match message.target {
         RoutedTarget::Peer(target) if target == local => {
@@ -137,7 +146,7 @@ mod tests {
                 table.apply(edges.clone());
                 Node {
                     hops: NextHops::compute(&table),
-                    route_back: RouteBackTable::new(10, Duration::from_secs(120)),
+                    route_back: RouteBackTable::new(10, 10, Duration::from_secs(120)),
                     key,
                 }
             })

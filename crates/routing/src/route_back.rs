@@ -1,7 +1,9 @@
 //! [`RouteBackTable`]: for each routed request that passed through (or started at) this
 //! node, the peer it came from, so that the response can go back the same way. Bounded:
-//! entries expire, and when full the oldest is evicted (and counted by the caller from the
-//! outcome).
+//! entries expire; one previous hop may hold at most its share (so a flooding neighbour
+//! cannot push out everyone else's entries: its new request is refused instead); when the
+//! table is full the oldest entry is evicted. The outcome of each insert says which, for the
+//! caller's counters.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -10,32 +12,40 @@ use netcore::PeerId;
 
 use crate::routed::RoutedHash;
 
-/// What [`RouteBackTable::insert`] had to drop.
+/// What [`RouteBackTable::insert`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteBackInsert {
     /// Entries past their expiry, removed.
     pub expired: usize,
     /// A live entry evicted because the table was full.
     pub evicted: bool,
+    /// The entry was not recorded: its previous hop already holds its share. Drop the
+    /// request (its response could not come back).
+    pub refused: bool,
 }
 
-/// Request hash → previous hop, bounded in size and time.
+/// Request hash → previous hop, bounded in size, per hop and in time.
 #[derive(Clone, Debug)]
 pub struct RouteBackTable {
     capacity: usize,
+    per_hop: usize,
     expiry: Duration,
     entries: HashMap<RoutedHash, (PeerId, Instant)>,
+    per_hop_count: HashMap<PeerId, usize>,
     /// Insertion order; may hold entries already taken (checked against `entries`).
     order: VecDeque<(RoutedHash, Instant)>,
 }
 
 impl RouteBackTable {
-    /// An empty table of at most `capacity` (at least 1) entries living `expiry`.
-    pub fn new(capacity: usize, expiry: Duration) -> Self {
+    /// An empty table of at most `capacity` entries (at least 1), at most `per_hop` of them
+    /// from one previous hop (at least 1), each living `expiry`.
+    pub fn new(capacity: usize, per_hop: usize, expiry: Duration) -> Self {
         Self {
             capacity: capacity.max(1),
+            per_hop: per_hop.max(1),
             expiry,
             entries: HashMap::new(),
+            per_hop_count: HashMap::new(),
             order: VecDeque::new(),
         }
     }
@@ -60,9 +70,17 @@ impl RouteBackTable {
     ) -> RouteBackInsert {
         let mut outcome = RouteBackInsert {
             expired: self.expire(now),
-            evicted: false,
+            ..RouteBackInsert::default()
         };
-        if !self.entries.contains_key(&hash) && self.entries.len() >= self.capacity {
+        if let Some((hop, _)) = self.entries.get(&hash).copied() {
+            // The same request again (a retry, or a loop): the newer hop takes over.
+            self.remove(&hash, hop);
+        }
+        if self.per_hop_count.get(&previous_hop).copied().unwrap_or(0) >= self.per_hop {
+            outcome.refused = true;
+            return outcome;
+        }
+        if self.entries.len() >= self.capacity {
             while let Some((oldest, at)) = self.order.pop_front() {
                 if self.remove_if_current(&oldest, at) {
                     outcome.evicted = true;
@@ -71,6 +89,7 @@ impl RouteBackTable {
             }
         }
         self.entries.insert(hash, (previous_hop, now));
+        *self.per_hop_count.entry(previous_hop).or_default() += 1;
         self.order.push_back((hash, now));
         // Taken entries leave stale order slots; keep the queue within twice the capacity.
         if self.order.len() > 2 * self.capacity {
@@ -84,7 +103,8 @@ impl RouteBackTable {
     /// The previous hop of the request `hash`, removing the entry (one response per
     /// request). `None` if unknown or expired.
     pub fn take(&mut self, hash: &RoutedHash, now: Instant) -> Option<PeerId> {
-        let (peer, at) = self.entries.remove(hash)?;
+        let (peer, at) = self.entries.get(hash).copied()?;
+        self.remove(hash, peer);
         (now.saturating_duration_since(at) < self.expiry).then_some(peer)
     }
 
@@ -104,15 +124,22 @@ impl RouteBackTable {
     }
 
     fn remove_if_current(&mut self, hash: &RoutedHash, at: Instant) -> bool {
-        if self
-            .entries
-            .get(hash)
-            .is_some_and(|(_, since)| *since == at)
-        {
-            self.entries.remove(hash);
-            true
-        } else {
-            false
+        match self.entries.get(hash).copied() {
+            Some((hop, since)) if since == at => {
+                self.remove(hash, hop);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn remove(&mut self, hash: &RoutedHash, hop: PeerId) {
+        self.entries.remove(hash);
+        if let Some(count) = self.per_hop_count.get_mut(&hop) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_hop_count.remove(&hop);
+            }
         }
     }
 }
@@ -132,7 +159,7 @@ mod tests {
     fn entries_expire_and_are_taken_once() {
         let start = Instant::now();
         let peer = PeerId::new([1; 32]);
-        let mut table = RouteBackTable::new(10, 120 * SEC);
+        let mut table = RouteBackTable::new(10, 10, 120 * SEC);
         table.insert(hash(1), peer, start);
         table.insert(hash(2), peer, start + 60 * SEC);
         assert_eq!(table.take(&hash(1), start + 10 * SEC), Some(peer));
@@ -149,20 +176,42 @@ mod tests {
     fn capacity_evicts_the_oldest() {
         let start = Instant::now();
         let peer = PeerId::new([1; 32]);
-        let mut table = RouteBackTable::new(3, 120 * SEC);
+        let mut table = RouteBackTable::new(3, 3, 120 * SEC);
         for n in 0..3 {
             assert!(!table.insert(hash(n), peer, start).evicted);
         }
         // Taken entries do not count, and leave stale slots behind.
         assert_eq!(table.take(&hash(0), start), Some(peer));
         assert!(!table.insert(hash(3), peer, start).evicted);
-        assert!(table.insert(hash(4), peer, start).evicted);
+        let other = PeerId::new([2; 32]);
+        assert!(table.insert(hash(4), other, start).evicted);
         assert_eq!(table.take(&hash(1), start), None);
         assert_eq!(table.len(), 3);
         for n in 10..200 {
-            table.insert(hash(n), peer, start);
+            table.insert(hash(n), other, start);
             table.take(&hash(n), start);
         }
         assert!(table.order.len() <= 6);
+    }
+
+    /// A hop that holds its share has its next request refused; the others' entries stay,
+    /// and its share frees up as its entries are taken.
+    #[test]
+    fn one_hop_cannot_take_the_whole_table() {
+        let start = Instant::now();
+        let (flooder, honest) = (PeerId::new([1; 32]), PeerId::new([2; 32]));
+        let mut table = RouteBackTable::new(10, 4, 120 * SEC);
+        table.insert(hash(200), honest, start);
+        for n in 0..4 {
+            assert!(!table.insert(hash(n), flooder, start).refused);
+        }
+        for n in 4..50 {
+            let outcome = table.insert(hash(n), flooder, start);
+            assert!(outcome.refused && !outcome.evicted);
+        }
+        assert_eq!(table.len(), 5);
+        assert_eq!(table.take(&hash(200), start), Some(honest));
+        assert_eq!(table.take(&hash(0), start), Some(flooder));
+        assert!(!table.insert(hash(60), flooder, start).refused);
     }
 }

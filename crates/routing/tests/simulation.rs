@@ -55,6 +55,7 @@ impl Network {
                     ),
                     route_back: RouteBackTable::new(
                         config.route_back_capacity,
+                        config.route_back_per_hop,
                         config.route_back_expiry,
                     ),
                     neighbours: Vec::new(),
