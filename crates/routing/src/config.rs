@@ -12,6 +12,10 @@ pub const MAX_EDGES_PER_MESSAGE: usize = 50_000;
 pub const MAX_EDGES: usize = 1_000_000;
 /// Edges (active or removed) the table holds with a given peer at one end.
 pub const MAX_EDGES_PER_PEER: usize = 1_024;
+/// Edges one sending peer may make us verify at once (its first reconciliation).
+pub const VERIFY_BURST_PER_PEER: u32 = 100_000;
+/// Edges per second one sending peer may make us verify after its burst.
+pub const VERIFY_RATE_PER_PEER: u32 = 1_000;
 /// Distinct peers the table holds edges of.
 pub const MAX_PEERS: usize = 100_000;
 /// How far ahead of our clock a nonce (milliseconds since the epoch) may be.
@@ -55,6 +59,10 @@ pub struct RoutingConfig {
     pub max_edges_per_peer: usize,
     /// Distinct peers the table holds edges of.
     pub max_peers: usize,
+    /// Edges one sending peer may make this node verify at once.
+    pub verify_burst_per_peer: u32,
+    /// Edges per second one sending peer may make this node verify after its burst.
+    pub verify_rate_per_peer: u32,
     /// How far ahead of the local clock a nonce may be.
     #[serde(rename = "max_nonce_future_ms", with = "netcore::serde_duration_ms")]
     pub max_nonce_future: Duration,
@@ -100,6 +108,8 @@ impl Default for RoutingConfig {
             max_edges: MAX_EDGES,
             max_edges_per_peer: MAX_EDGES_PER_PEER,
             max_peers: MAX_PEERS,
+            verify_burst_per_peer: VERIFY_BURST_PER_PEER,
+            verify_rate_per_peer: VERIFY_RATE_PER_PEER,
             max_nonce_future: Duration::from_millis(MAX_NONCE_FUTURE_MS),
             tombstone_keep: Duration::from_millis(TOMBSTONE_KEEP_MS),
             prune_unreachable_after: Duration::from_millis(PRUNE_UNREACHABLE_AFTER_MS),
@@ -152,6 +162,11 @@ impl RoutingConfig {
             if value == 0 {
                 return Err(Error::InvalidConfig(message));
             }
+        }
+        if self.verify_burst_per_peer == 0 {
+            return Err(Error::InvalidConfig(
+                "verify_burst_per_peer must be at least 1",
+            ));
         }
         if self.max_peers < 2 {
             return Err(Error::InvalidConfig("max_peers must be at least 2"));

@@ -21,7 +21,8 @@
 //! 1. [`xeddsa`]: signatures made with the node's X25519 key (the Noise key file's) and
 //!    checked against a [`netcore::PeerId`]. [`SigningKey`], [`Signature`], [`verify`].
 //! 2. [`edge`] and [`nonce`]: [`Edge`], [`EdgeProposal`], odd/even time-based nonces.
-//! 3. [`graph`]: [`EdgeTable`] with its limits, [`EdgeTable::precheck`], [`verify_batch`].
+//! 3. [`graph`]: [`EdgeTable`] with its limits, [`EdgeTable::precheck`], [`verify_batch`];
+//!    [`budget`]: [`VerifyBudget`], edges each sender may make us verify.
 //! 4. [`next_hops`]: [`NextHops`], all first hops on shortest paths, round-robin picking.
 //! 5. [`summary`] and [`reconcile`]: digests and the connect-time exchange.
 //! 6. [`schedule`]: [`RecomputeSchedule`] and [`EdgeBatcher`], timing with `now` passed in.
@@ -42,7 +43,8 @@
 //!   [`reconcile::on_connect`].
 //! - ROUTING_SYNC in: [`RoutingSyncMessage::decode`]; roots and buckets answered by
 //!   [`reconcile::on_summary_root`] and [`reconcile::on_summary_buckets`]; `Edges` through
-//!   [`EdgeTable::precheck`], [`verify_batch`] on a blocking pool, [`EdgeTable::apply`];
+//!   [`EdgeTable::precheck`], [`VerifyBudget::admit`] (truncate to it),
+//!   [`verify_batch`] on a blocking pool, [`EdgeTable::apply`];
 //!   changed edges to the batcher, `topology_changed` to the schedule; misbehaviour or a bad
 //!   signature bans the sender.
 //! - Connection down: [`Edge::remove`] signed by the local end, `insert_trusted`, batcher.
@@ -59,6 +61,7 @@
 //! Types to read first: [`EdgeTable`], [`NextHops`], [`RoutedMessage`], [`RoutingConfig`].
 //! Design and numbers: `docs/routing.md`; byte layouts: `docs/wire-format.md` section 7.
 
+pub mod budget;
 pub mod config;
 pub mod edge;
 mod error;
@@ -75,6 +78,7 @@ pub mod schedule;
 pub mod summary;
 pub mod xeddsa;
 
+pub use budget::VerifyBudget;
 pub use config::RoutingConfig;
 pub use edge::{EDGE_DOMAIN, Edge, EdgeEnd, EdgeKey, EdgeProof, EdgeProposal, edge_signing_bytes};
 pub use error::Error;
