@@ -174,6 +174,9 @@ pub struct ApplyOutcome {
 #[derive(Clone, Debug)]
 struct Entry {
     edge: Edge,
+    /// Its summary bucket (a hash of the key: kept so that a reconciliation does not hash
+    /// every edge again).
+    bucket: u8,
     /// When the edge was first seen unreachable from the local node, ms.
     unreachable_since: Option<u64>,
 }
@@ -286,7 +289,7 @@ impl EdgeTable {
         }
         self.edges
             .values()
-            .filter(|entry| wanted[usize::from(bucket_of(&entry.edge.key))])
+            .filter(|entry| wanted[usize::from(entry.bucket)])
             .map(|entry| entry.edge)
             .collect()
     }
@@ -449,6 +452,7 @@ impl EdgeTable {
             edge.key,
             Entry {
                 edge,
+                bucket: bucket_of(&edge.key),
                 unreachable_since: None,
             },
         );
