@@ -131,8 +131,9 @@ where
                     Some(notification) => self.handle_notification(notification),
                     None => break,
                 },
-                // Time for a round of pings.
-                _ = ticker.tick() => self.start_round(),
+                // Time for a round of pings (none when our pinging is off: then we only
+                // answer the peers' pings).
+                _ = ticker.tick(), if self.parts.config.enabled => self.start_round(),
                 // A peer's ping (or anything else it sent on the protocol). The stream ends only
                 // once the network's router is gone, at shutdown.
                 event = self.parts.events.next(), if events_open => match event {
