@@ -1075,12 +1075,12 @@ fn admin_api_refuses_connections_over_the_limit() {
     a.terminate();
 }
 
-/// `POST /peers` to a closed port answers only "dial failed" (what failed would tell a caller
-/// what listens where); the reason goes to the node's log and to
-/// `peerlane_admin_dial_failures_total`.
+/// `POST /peers` to a closed port answers 422 with the cause (whoever passes the admin API's
+/// guard is the operator), logs it and counts it in `peerlane_admin_dial_failures_total`; an
+/// address without `/noise-ik/<key>/handshake/0` is a 400 that says what it must end in.
 #[cfg(unix)]
 #[test]
-fn admin_api_dial_failures_are_generic() {
+fn admin_api_dial_failures_keep_their_cause() {
     let a = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0"]);
     let port = a.admin_port();
     let key = "11".repeat(32);
@@ -1089,9 +1089,21 @@ fn admin_api_dial_failures_are_generic() {
         r#"{{"peer_id": "{key}", "address": "/ip4/127.0.0.1/tcp/1/noise-ik/{key}/handshake/0"}}"#
     );
     let (status, body) = http(port, "POST", "/peers", Some(&request));
-    assert_eq!((status, body.trim()), (422, r#"{"error":"dial failed"}"#));
-    let line = a.expect("admin API: dial failed");
-    assert!(line.contains("transport"), "{line}");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("dial failed: set-up: transport failed"),
+        "{body}"
+    );
+    assert!(body.contains("Connection refused"), "{body}");
+    let line = a.expect("admin API: dial of");
+    assert!(line.contains("transport failed"), "{line}");
+    let bare = format!(r#"{{"peer_id": "{key}", "address": "/ip4/127.0.0.1/tcp/1"}}"#);
+    let (status, body) = http(port, "POST", "/peers", Some(&bare));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("must end in /noise-ik/<key>/handshake/0"),
+        "{body}"
+    );
     let (_, metrics) = http(port, "GET", "/metrics", None);
     let series = r#"peerlane_admin_dial_failures_total{reason="transport"}"#;
     assert_eq!(counter(&metrics, series), Some(1), "{metrics}");
