@@ -74,10 +74,8 @@ impl SharedKeyDetector {
         }
         let track = self.peers.entry(peer_id).or_default();
         track.last_seen = Some(now);
-        let replaced = track.connected_from.replace(remote_addr.clone());
-        let Some(previous) = replaced else {
-            return None;
-        };
+        // A first connection (or one after a disconnect) replaces nothing.
+        let previous = track.connected_from.replace(remote_addr.clone())?;
         while track
             .replacements
             .front()

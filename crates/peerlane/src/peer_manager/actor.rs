@@ -338,7 +338,7 @@ impl PeerManager {
             self.parts.metrics.record_refused(RefusalReason::Banned);
             let ban = self.parts.banned.describe(peer_id).unwrap_or_default();
             if let Some(suppressed) = BANNED_LOG.allow(std::time::Instant::now()) {
-                tracing::warn!(%peer, origin = %metadata.origin, reason = RefusalReason::Banned.as_str(), suppressed, "connection with {peer_id} refused: banned {ban}");
+                tracing::warn!(peer = %peer_id, origin = %metadata.origin, reason = RefusalReason::Banned.as_str(), suppressed, "connection with {peer_id} refused: banned {ban}");
             }
             reply(Err(Error::Banned { peer }));
             return;
