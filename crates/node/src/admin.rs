@@ -148,6 +148,18 @@ fn input<T>(extracted: Result<T, impl std::fmt::Display>, what: &str) -> Result<
     })
 }
 
+/// The request's JSON body, or the error response: 415 for a body not sent as
+/// `application/json`, 400 for one that is not the expected JSON.
+fn json_body<T>(body: Body<T>) -> Result<Json<T>, Box<Response>> {
+    body.map_err(|rejection| {
+        let status = match rejection {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Box::new(error(status, format!("body: {rejection}")))
+    })
+}
+
 /// Binds `addr`; returns the listener and the address it got (port 0 picks a free one).
 pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr)
@@ -182,6 +194,7 @@ pub(crate) async fn serve(
         .route("/bans/{peer_id}", delete(unban))
         .route("/bans/ips", get(ip_bans).post(ban_ip))
         .route("/bans/ips/{*prefix}", delete(unban_ip))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path") })
         .with_state(AdminState {
             network,
             registry,
@@ -321,7 +334,7 @@ fn unix_millis(time: SystemTime) -> u64 {
 }
 
 async fn dial(State(state): State<AdminState>, body: Body<DialRequest>) -> Response {
-    let Json(DialRequest { peer_id, address }) = match input(body, "body") {
+    let Json(DialRequest { peer_id, address }) = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
@@ -411,7 +424,7 @@ async fn bans(State(state): State<AdminState>) -> Json<Vec<String>> {
 }
 
 async fn ban(State(state): State<AdminState>, body: Body<BanRequest>) -> Response {
-    let Json(BanRequest { peer_id }) = match input(body, "body") {
+    let Json(BanRequest { peer_id }) = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
@@ -453,7 +466,7 @@ async fn ip_bans(State(state): State<AdminState>) -> Json<Vec<String>> {
 }
 
 async fn ban_ip(State(state): State<AdminState>, body: Body<IpBanRequest>) -> Response {
-    let Json(IpBanRequest { ip }) = match input(body, "body") {
+    let Json(IpBanRequest { ip }) = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };

@@ -695,15 +695,15 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
             Some(notification) = notifications.recv() => match notification {
                 ConnectionNotification::NewPeer(metadata, _) => {
                     let peer_id = metadata.remote_peer_id;
+                    let direction = match metadata.origin {
+                        netcore::ConnectionOrigin::Inbound => "inbound from",
+                        netcore::ConnectionOrigin::Outbound => "outbound to",
+                    };
                     node_info!(
                         peer = %peer_id,
-                        remote_addr = %metadata.remote_addr,
-                        origin = %metadata.origin,
-                        role = metadata.role.as_str(),
-                        "peer connected: {peer_id} ({}, {} from {})",
+                        "peer connected: {peer_id} ({}, {direction} {})",
                         metadata.role.as_str(),
-                        metadata.origin,
-                        metadata.remote_addr
+                        metadata.remote_addr.base()
                     );
                     if let Some(suspect) = shared_keys.connected(
                         peer_id,
