@@ -364,6 +364,17 @@ fn a_banned_peers_refusals_name_the_ban() {
     ]);
     b.expect(&format!("peer connected: {}", a.peer_id()));
     let body = format!(r#"{{"peer_id": "{}"}}"#, b.peer_id());
+    // Without `Content-Type: application/json`: 415, as docs/operations.md says.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /bans HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 415"), "{response}");
     let (status, response) = http(port, "POST", "/bans", Some(&body));
     assert_eq!(status, 200, "{response}");
     let line = a.expect_all(&["refused: banned until unbanned", &b.peer_id()]);
@@ -447,6 +458,23 @@ fn status_line_quorum_warning_status_and_health() {
         "process_cpu_seconds_total ",
     ] {
         assert!(metrics.contains(series), "{series} in {metrics}");
+    }
+    // The facade's documented label sets read 0 before anything happened.
+    for (family, label) in [
+        ("peerlane_connections_refused_total{", "reason=\"banned\""),
+        (
+            "peerlane_connection_setup_failures_total{",
+            "reason=\"chain_mismatch\"",
+        ),
+        ("peerlane_health_pings_total{", "result=\"timeout\""),
+        ("peerlane_connection_events_total{", "event=\"replaced\""),
+    ] {
+        assert!(
+            metrics.lines().any(|line| line.starts_with(family)
+                && line.contains(label)
+                && line.ends_with(" 0")),
+            "{family}{label} at 0 in {metrics}"
+        );
     }
     node.terminate();
 }
