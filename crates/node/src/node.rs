@@ -217,7 +217,8 @@ pub(crate) struct NodeArgs {
     /// is `validator` on the validator network, `upstream` elsewhere.
     #[arg(long, value_name = "[PEER_ID@]ADDR")]
     seed: Vec<String>,
-    /// Serve the admin API over HTTP on HOST:PORT (port 0 picks a free port): `GET /metrics`
+    /// Serve the admin API over HTTP on HOST:PORT or localhost:PORT (port 0 picks a free
+    /// port): `GET /status` (JSON), `GET /health` (200, or 503 with the reason), `GET /metrics`
     /// (Prometheus text), `GET /peers` (JSON), `POST /peers` with
     /// `{"peer_id": "…", "address": "…"}` (dial), `DELETE /peers/<peer id>` (disconnect),
     /// `GET /bans`, `POST /bans` with `{"peer_id": "…"}` (ban and disconnect),
