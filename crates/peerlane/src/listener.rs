@@ -291,7 +291,7 @@ impl Listener {
                 if let Some(suppressed) = self.eviction_log.allow(Instant::now().into_std()) {
                     tracing::info!(
                         max_pending = self.limits.max_pending,
-                        evicted_ip = ?evicted.ip,
+                        evicted_ip = evicted.ip.as_ref().map(tracing::field::display),
                         suppressed,
                         "inbound set-ups at the cap: the oldest one of the busiest prefix is closed"
                     );
