@@ -215,7 +215,7 @@ impl PeerManager {
                     let _ = reply_tx.send(Err(Error::NotConnected { peer }));
                     return;
                 };
-                tracing::info!(%peer, conn_id = %current.metadata.connection_id, reason, "disconnecting peer");
+                tracing::info!(peer = %peer.peer_id, conn_id = %current.metadata.connection_id, reason, "disconnecting peer");
                 current.handle.disconnect();
                 self.pending_disconnects
                     .entry(current.metadata.connection_id)
@@ -249,7 +249,7 @@ impl PeerManager {
             return;
         }
         if self.parts.banned.contains(peer_id) {
-            tracing::debug!(%peer, %addr, "not dialing a banned peer");
+            tracing::debug!(peer = %peer.peer_id, %addr, "not dialing a banned peer");
             let _ = reply_tx.send(Err(Error::Banned { peer }));
             return;
         }
@@ -264,7 +264,7 @@ impl PeerManager {
                 return;
             }
         };
-        tracing::debug!(%peer, %addr, "dialing");
+        tracing::debug!(peer = %peer.peer_id, %addr, "dialing");
         let new_connections_tx = self.new_connections_tx.clone();
         let shutdown = self.parts.shutdown.clone();
         let metrics = self.parts.metrics.clone();
@@ -289,7 +289,7 @@ impl PeerManager {
                     if !err.is_shut_down() {
                         metrics
                             .record_setup_failure(ConnectionOrigin::Outbound, err.setup_failure());
-                        tracing::debug!(%peer, %addr, error = %err, "dial failed");
+                        tracing::debug!(peer = %peer.peer_id, %addr, error = %err, "dial failed");
                         // The connectivity manager's dials (seeds, discovery) fail with no one
                         // to tell but the operator; an application's dial tells its caller.
                         if managed && let Some(suppressed) = DIAL_LOG.allow(std::time::Instant::now()) {
@@ -328,7 +328,7 @@ impl PeerManager {
             self.parts
                 .metrics
                 .record_refused(RefusalReason::SelfConnection);
-            tracing::warn!(%peer, origin = %metadata.origin, reason = RefusalReason::SelfConnection.as_str(), "connection refused");
+            tracing::warn!(peer = %peer.peer_id, origin = %metadata.origin, reason = RefusalReason::SelfConnection.as_str(), "connection refused");
             reply(Err(Error::SelfConnection));
             return;
         }
@@ -351,7 +351,7 @@ impl PeerManager {
         {
             // Dropping the connection closes the socket, which is all the remote learns.
             self.parts.metrics.record_refused(reason);
-            tracing::debug!(%peer, remote_addr = %metadata.remote_addr, reason = reason.as_str(), "inbound connection refused");
+            tracing::debug!(peer = %peer.peer_id, remote_addr = %metadata.remote_addr, reason = reason.as_str(), "inbound connection refused");
             reply(Ok(()));
             return;
         }
@@ -368,7 +368,7 @@ impl PeerManager {
                 .record_refused(RefusalReason::InboundLimit);
             // Remote-driven, so debug: the metric is what operators watch.
             tracing::debug!(
-                %peer,
+                peer = %peer.peer_id,
                 reason = RefusalReason::InboundLimit.as_str(),
                 limit = self.parts.max_inbound_connections,
                 "inbound connection refused"
@@ -389,7 +389,7 @@ impl PeerManager {
                 .metrics
                 .record_connection_event(ConnectionChange::Replaced);
             tracing::debug!(
-                %peer,
+                peer = %peer.peer_id,
                 existing_conn = %existing.metadata.connection_id,
                 existing_origin = %existing.metadata.origin,
                 new_conn = %metadata.connection_id,
@@ -444,7 +444,7 @@ impl PeerManager {
                 reason,
             }
         }));
-        tracing::info!(%peer, conn_id = %connection_id, %origin, "peer connected");
+        tracing::info!(peer = %peer.peer_id, conn_id = %connection_id, %origin, "peer connected");
         self.parts.peers.insert(
             self.parts.network_id,
             metadata.clone(),
@@ -481,7 +481,7 @@ impl PeerManager {
             .banned
             .insert_until(peer_id, Some(Instant::now() + ban));
         tracing::info!(
-            peer = %PeerNetworkId::new(self.parts.network_id, peer_id),
+            peer = %peer_id,
             ban = ?ban,
             reason = DisconnectReason::RateLimited.as_str(),
             "peer banned for a while"
@@ -518,14 +518,14 @@ impl PeerManager {
             self.parts
                 .metrics
                 .record_connection_event(ConnectionChange::Lost);
-            tracing::info!(%peer, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
+            tracing::info!(peer = %peer.peer_id, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
             if reported && self.parts.connectivity.is_some() {
                 self.connectivity_events
                     .push(PeerEvent::Disconnected { peer_id });
             }
         } else {
             // A replaced connection: the peer is still connected over its successor.
-            tracing::debug!(%peer, conn_id = %connection_id, reason = reason.as_str(), "replaced connection closed");
+            tracing::debug!(peer = %peer.peer_id, conn_id = %connection_id, reason = reason.as_str(), "replaced connection closed");
         }
         for reply_tx in self
             .pending_disconnects
@@ -621,7 +621,7 @@ impl PeerManager {
             .metrics
             .record_connection_event(ConnectionChange::EvictedIdle);
         let peer = PeerNetworkId::new(self.parts.network_id, *peer_id);
-        tracing::debug!(%peer, ?idle, "idle inbound peer closed to make room at the inbound limit");
+        tracing::debug!(peer = %peer.peer_id, ?idle, "idle inbound peer closed to make room at the inbound limit");
         true
     }
 }
