@@ -1,6 +1,10 @@
 //! `peerlane node`: one network of a node, from a TOML config file (a `NetworkConfig` plus
-//! `[apps]` and `[admin]` tables) and flags, running the example applications the config enables
-//! (and the admin API, when it has an address) until SIGINT or SIGTERM.
+//! `[apps]`, `[admin]` and `[node]` tables and `identity.key_file`) and flags, running the
+//! example applications the config enables (and the admin API, when it has an address) until
+//! SIGINT or SIGTERM. It tells its operator what goes on: a status line every
+//! `node.status_interval_ms` (`status`), why consensus does not commit, peers connecting and
+//! leaving with the reason, and two nodes sharing a key (`shared_key`); mistakes in the
+//! config (a seed without a key, its own id among its seeds) end it with status 2.
 //!
 //! ```text
 //! [apps] mempool ── Mempool (MempoolDirectSend) ◄── load generator (mempool_load_tps)
