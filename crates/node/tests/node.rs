@@ -33,7 +33,8 @@ fn peerlane() -> Command {
 
 /// A running `peerlane node`, its stderr lines arriving on a channel.
 struct Node {
-    child: Child,
+    /// `None` once [`terminate`](Self::terminate) took it.
+    child: Option<Child>,
     address: String,
     stderr: mpsc::Receiver<String>,
     _stdout: BufReader<ChildStdout>,
@@ -80,7 +81,7 @@ impl Node {
             .unwrap_or_else(|| panic!("first line: {line:?}"))
             .to_owned();
         Self {
-            child,
+            child: Some(child),
             address,
             stderr,
             _stdout: stdout,
@@ -91,8 +92,14 @@ impl Node {
     /// On a time-out the panic shows the last lines seen, to tell what the node did instead.
     fn expect(&self, text: &str) -> String {
         let mut seen = std::collections::VecDeque::new();
+        // One bound for the whole wait: the node logs a status line every few seconds, so a
+        // bound per line would never end.
+        let deadline = Instant::now() + WAIT;
         loop {
-            match self.stderr.recv_timeout(WAIT) {
+            match self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 Ok(line) if line.contains(text) => return line,
                 Ok(line) => {
                     if seen.len() == 30 {
@@ -130,20 +137,30 @@ impl Node {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    fn terminate(self) {
+    fn terminate(mut self) {
+        let mut child = self.child.take().expect("running");
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
         self.expect("shutting down");
         let (tx, rx) = mpsc::channel();
-        let mut child = self.child;
         std::thread::spawn(move || {
             let _ = tx.send(child.wait());
         });
         let status = rx.recv_timeout(WAIT).expect("node exits").unwrap();
         assert!(status.success(), "{status:?}");
+    }
+}
+
+/// A test that fails does not leave its nodes running.
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

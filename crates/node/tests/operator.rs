@@ -53,7 +53,8 @@ fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// A running `peerlane node`, its stderr lines arriving on a channel.
 struct Node {
-    child: Child,
+    /// `None` once [`terminate`](Self::terminate) took it.
+    child: Option<Child>,
     address: String,
     stderr: mpsc::Receiver<String>,
     _stdout: BufReader<ChildStdout>,
@@ -90,7 +91,7 @@ impl Node {
             .unwrap_or_else(|| panic!("first line: {line:?}"))
             .to_owned();
         Self {
-            child,
+            child: Some(child),
             address,
             stderr,
             _stdout: stdout,
@@ -142,17 +143,28 @@ impl Node {
     /// Sends SIGTERM; returns how long the node took to exit, and its status.
     fn terminate(mut self) -> (Duration, std::process::ExitStatus) {
         let start = Instant::now();
+        let mut child = self.child.take().expect("running");
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(self.child.wait());
+            let _ = tx.send(child.wait());
         });
         let status = rx.recv_timeout(WAIT).expect("node exits").unwrap();
         (start.elapsed(), status)
+    }
+}
+
+/// A test that fails does not leave its nodes running.
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
