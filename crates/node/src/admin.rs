@@ -1,5 +1,10 @@
 //! The admin API of `peerlane node` (`--admin HOST:PORT`): a small HTTP/1 server with
 //!
+//! - `GET /status`: the node at a glance as a JSON object: peer id, network, chain id,
+//!   version, uptime, listen and advertised addresses, height and rate, whether it syncs,
+//!   validators connected / expected / needed, peers by role, and whether it is healthy;
+//! - `GET /health`: 200 `{"healthy": true}`, or 503 `{"healthy": false, "reason": "…"}` (no
+//!   status yet, consensus without a quorum, no peer connected);
 //! - `GET /metrics`: the node's metrics registry in the Prometheus text format;
 //! - `GET /peers`: the connected peers as a JSON array: peer id, network, address, origin,
 //!   role, negotiated protocols, connection id, connected since (unix ms and RFC 3339), the
@@ -18,10 +23,12 @@
 //!   not banned).
 //!
 //! Errors are 4xx with a one-line `{"error": "…"}` body: 400 for bad input (a body that is not
-//! the expected JSON, a peer id or address that does not parse), 404 for a peer that is not
-//! connected, 409 for a dial to a connected peer, 422 `dial failed` for a dial that failed
-//! (the reason goes to the log and `peerlane_admin_dial_failures_total`, not to the client,
-//! so that the API is no port scanner).
+//! the expected JSON, a peer id or address that does not parse, an address without
+//! `/noise-ik/<key>/handshake/0`), 404 for a peer that is not connected, 409 for a dial to a
+//! connected peer, 415 for a body that is not `application/json`, 422 for a dial that failed,
+//! with its cause (`dial failed: set-up: transport failed: …: Connection refused`): whoever
+//! passes the guard below is the operator, and also counted in
+//! `peerlane_admin_dial_failures_total{reason}`; 503 for a dial cut short by the shutdown.
 //!
 //! Who may use it ([`guard`]): on a loopback bind only requests naming a loopback host (403
 //! otherwise, against DNS rebinding); with a token ([`settings`]: required on any other bind)
@@ -48,6 +55,11 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use netcore::{NetworkAddress, PeerId, SharedLogLimiter};
 use peerlane::{Error, IpPrefix, Network};
+use tokio::sync::watch;
+use wire::NetworkId;
+
+use crate::node_metrics::NodeMetrics;
+use crate::status::Status;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -61,12 +73,31 @@ pub(crate) use self::settings::{AdminConfig, AdminSettings, TOKEN_ENV};
 /// At most one failed-dial log line per this long.
 const DIAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
+/// What `GET /status` tells besides the network's figures.
+#[derive(Clone)]
+pub(crate) struct About {
+    pub(crate) peer_id: PeerId,
+    pub(crate) network_id: NetworkId,
+    pub(crate) chain_id: u8,
+    pub(crate) version: &'static str,
+    pub(crate) started: tokio::time::Instant,
+    pub(crate) listen_address: String,
+    pub(crate) advertised_address: String,
+    /// The status task's latest status.
+    pub(crate) status: watch::Receiver<Status>,
+    /// Refreshed on each `/metrics` scrape.
+    pub(crate) node_metrics: NodeMetrics,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 struct AdminState {
     network: Arc<Network>,
     registry: Arc<Registry>,
     metrics: AdminMetrics,
+    about: About,
+    /// Cancelled at shutdown: in-flight dials end with a 503 then.
+    shutdown: CancellationToken,
     /// Rate limit of the failed-dial log lines.
     dial_log: Arc<SharedLogLimiter>,
 }
@@ -117,6 +148,18 @@ fn input<T>(extracted: Result<T, impl std::fmt::Display>, what: &str) -> Result<
     })
 }
 
+/// The request's JSON body, or the error response: 415 for a body not sent as
+/// `application/json`, 400 for one that is not the expected JSON.
+fn json_body<T>(body: Body<T>) -> Result<Json<T>, Box<Response>> {
+    body.map_err(|rejection| {
+        let status = match rejection {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Box::new(error(status, format!("body: {rejection}")))
+    })
+}
+
 /// Binds `addr`; returns the listener and the address it got (port 0 picks a free one).
 pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr)
@@ -134,6 +177,7 @@ pub(crate) async fn serve(
     network: Arc<Network>,
     registry: Arc<Registry>,
     metrics: AdminMetrics,
+    about: About,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let access = Access {
@@ -141,6 +185,8 @@ pub(crate) async fn serve(
         metrics: metrics.clone(),
     };
     let app = Router::new()
+        .route("/status", get(status))
+        .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/peers", get(peers).post(dial))
         .route("/peers/{peer_id}", delete(disconnect))
@@ -148,10 +194,13 @@ pub(crate) async fn serve(
         .route("/bans/{peer_id}", delete(unban))
         .route("/bans/ips", get(ip_bans).post(ban_ip))
         .route("/bans/ips/{*prefix}", delete(unban_ip))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path") })
         .with_state(AdminState {
             network,
             registry,
             metrics: metrics.clone(),
+            about,
+            shutdown: shutdown.clone(),
             dial_log: Arc::new(SharedLogLimiter::new(1, DIAL_LOG_INTERVAL)),
         })
         // Outside the routes, so an unknown path is refused the same way.
@@ -187,7 +236,47 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
+async fn status(State(state): State<AdminState>) -> Json<Value> {
+    let about = &state.about;
+    let status = about.status.borrow().clone();
+    let health = status.health();
+    Json(json!({
+        "peer_id": about.peer_id.to_string(),
+        "network": about.network_id.to_string(),
+        "chain_id": about.chain_id,
+        "version": about.version,
+        "uptime_seconds": about.started.elapsed().as_secs(),
+        "listen_address": about.listen_address,
+        "advertised_address": about.advertised_address,
+        "height": status.height,
+        "blocks_per_second": status.blocks_per_second,
+        "syncing": status.syncing,
+        "validators": status.validators.map(|v| json!({
+            "connected": v.connected,
+            "expected": v.expected,
+            "quorum": v.quorum,
+        })),
+        "peers": status.peers,
+        "peers_by_role": status.peers_by_role,
+        "healthy": health.is_ok(),
+        "reason": health.err(),
+    }))
+}
+
+async fn health(State(state): State<AdminState>) -> Response {
+    let health = state.about.status.borrow().health();
+    match health {
+        Ok(()) => (StatusCode::OK, Json(json!({ "healthy": true }))).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "healthy": false, "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
 async fn metrics_text(State(state): State<AdminState>) -> Response {
+    state.about.node_metrics.refresh_process();
     let mut text = String::new();
     if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, err);
@@ -245,11 +334,23 @@ fn unix_millis(time: SystemTime) -> u64 {
 }
 
 async fn dial(State(state): State<AdminState>, body: Body<DialRequest>) -> Response {
-    let Json(DialRequest { peer_id, address }) = match input(body, "body") {
+    let Json(DialRequest { peer_id, address }) = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    match state.network.dial(peer_id, address.clone()).await {
+    if address.noise_public_key().is_none() || address.handshake_version() != Some(0) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("address {address} must end in /noise-ik/<key>/handshake/0"),
+        );
+    }
+    let dialed = tokio::select! {
+        result = state.network.dial(peer_id, address.clone()) => result,
+        () = state.shutdown.cancelled() => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "dial cancelled: the node is shutting down");
+        }
+    };
+    match dialed {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({ "connected": peer_id.to_string() })),
@@ -261,22 +362,24 @@ async fn dial(State(state): State<AdminState>, body: Body<DialRequest>) -> Respo
             err @ (Error::UnsupportedHandshakeVersion { .. }
             | Error::MissingNoiseKey { .. }
             | Error::DialKeyMismatch { .. }),
-        ) => error(StatusCode::BAD_REQUEST, err),
+        ) => error(StatusCode::BAD_REQUEST, err.chain()),
         Err(err) => {
-            // What failed (refused, no Noise, timeout) would tell a caller what listens where.
             let reason = dial_failure(&err);
             state.metrics.dial_failed(reason);
             if let Some(suppressed) = state.dial_log.allow(Instant::now()) {
-                tracing::warn!(
-                    %peer_id,
+                node_warn!(
+                    peer = %peer_id,
                     %address,
                     reason = reason.as_str(),
                     suppressed,
-                    "admin API: dial failed: {}",
-                    error_chain(&err)
+                    "admin API: dial of {peer_id} at {address} failed: {}",
+                    err.chain()
                 );
             }
-            error(StatusCode::UNPROCESSABLE_ENTITY, "dial failed")
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("dial failed: {}", err.chain()),
+            )
         }
     }
 }
@@ -291,14 +394,6 @@ fn dial_failure(err: &Error) -> DialFailure {
         Error::Banned { .. } | Error::SelfConnection => DialFailure::Refused,
         _ => DialFailure::Other,
     }
-}
-
-/// The error and its sources, `: `-separated.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    std::iter::successors(Some(err), |err| err.source())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 async fn disconnect(State(state): State<AdminState>, peer_id: PeerPath) -> Response {
@@ -329,7 +424,7 @@ async fn bans(State(state): State<AdminState>) -> Json<Vec<String>> {
 }
 
 async fn ban(State(state): State<AdminState>, body: Body<BanRequest>) -> Response {
-    let Json(BanRequest { peer_id }) = match input(body, "body") {
+    let Json(BanRequest { peer_id }) = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
@@ -371,7 +466,7 @@ async fn ip_bans(State(state): State<AdminState>) -> Json<Vec<String>> {
 }
 
 async fn ban_ip(State(state): State<AdminState>, body: Body<IpBanRequest>) -> Response {
-    let Json(IpBanRequest { ip }) = match input(body, "body") {
+    let Json(IpBanRequest { ip }) = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };

@@ -16,17 +16,42 @@
 //!   `sweep` plots bulk throughput against message size); the `peerlane-bench` crate does the
 //!   work, see docs/performance.md.
 //!
+//! - `peerlane key show --key-file FILE` prints a key file's peer id, public key and the
+//!   address line another node's `--seed` or `[seeds]` takes (`keygen`).
+//!
 //! `--log-format text|json` (any subcommand; default `text`) picks how log lines on stderr are
-//! written; `json` writes one JSON object per line.
+//! written: every line has a timestamp, text has ANSI colours only on a terminal, and `json`
+//! writes one JSON object per line, the fatal error included. The node's own lines (target
+//! `peerlane_node`: status, peers, warnings for the operator) are on at `info` whatever
+//! `RUST_LOG` says, unless it names `peerlane_node` itself.
 //!
 //! Bad input ends with a one-line error and exit status 2; a demo that did not commit blocks
 //! or whose full node did not catch up exits with 1.
 
+/// A log line of the node itself (target `peerlane_node`), at `info`.
+macro_rules! node_info {
+    ($($arg:tt)*) => { tracing::info!(target: "peerlane_node", $($arg)*) };
+}
+
+/// A log line of the node itself (target `peerlane_node`), at `warn`.
+macro_rules! node_warn {
+    ($($arg:tt)*) => { tracing::warn!(target: "peerlane_node", $($arg)*) };
+}
+
+/// A log line of the node itself (target `peerlane_node`), at `error`.
+macro_rules! node_error {
+    ($($arg:tt)*) => { tracing::error!(target: "peerlane_node", $($arg)*) };
+}
+
 mod admin;
+mod advertise;
 mod apps;
 mod demo;
 mod keygen;
 mod node;
+mod node_metrics;
+mod shared_key;
+mod status;
 
 use std::process::ExitCode;
 
@@ -72,6 +97,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write a fresh x25519 identity (hex private key) to a file.
     Keygen(keygen::KeygenArgs),
+    /// Inspect a key file.
+    #[command(subcommand)]
+    Key(keygen::KeyCommand),
     /// Run one network of a node until SIGINT or SIGTERM.
     Node(node::NodeArgs),
     /// Benchmark two nodes in one process against raw TCP and Noise baselines.
@@ -84,6 +112,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Keygen(args) => keygen::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Key(command) => keygen::run_key(&command).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),
     };
@@ -97,21 +126,32 @@ fn main() -> ExitCode {
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect();
-            eprintln!("error: {}", message.join(" "));
+            node_error!("error: {}", message.join(" "));
             ExitCode::from(2)
         }
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `warn`), as text or JSON lines.
+/// Logs to stderr with timestamps, filtered by `RUST_LOG` (default `warn`) plus the node's
+/// own lines at `info` (unless `RUST_LOG` names `peerlane_node`), as text (coloured only on a
+/// terminal) or JSON lines.
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
+    let env = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&env)
+        .ok()
+        .filter(|_| !env.trim().is_empty())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    if !env.contains("peerlane_node")
+        && let Ok(directive) = "peerlane_node=info".parse()
+    {
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
     }
 }

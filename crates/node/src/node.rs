@@ -1,6 +1,10 @@
 //! `peerlane node`: one network of a node, from a TOML config file (a `NetworkConfig` plus
-//! `[apps]` and `[admin]` tables) and flags, running the example applications the config enables
-//! (and the admin API, when it has an address) until SIGINT or SIGTERM.
+//! `[apps]`, `[admin]` and `[node]` tables and `identity.key_file`) and flags, running the
+//! example applications the config enables (and the admin API, when it has an address) until
+//! SIGINT or SIGTERM. It tells its operator what goes on: a status line every
+//! `node.status_interval_ms` (`status`), why consensus does not commit, peers connecting and
+//! leaving with the reason, and two nodes sharing a key (`shared_key`); mistakes in the
+//! config (a seed without a key, its own id among its seeds) end it with status 2.
 //!
 //! ```text
 //! [apps] mempool ── Mempool (MempoolDirectSend) ◄── load generator (mempool_load_tps)
@@ -20,16 +24,22 @@ use consensus::ConsensusConfig;
 use netcore::{NetworkAddress, PeerId};
 use noise::PeerRole;
 use peerlane::{
-    ConnectionNotification, DiscoveredPeer, Identity, NetworkBuilder, NetworkConfig, TransportKind,
+    ConnectionNotification, DiscoveredPeer, NetworkBuilder, NetworkConfig, TransportKind,
 };
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wire::{ChainId, NetworkId};
 
 use crate::admin::{self, AdminConfig, AdminMetrics, AdminSettings};
+use crate::advertise;
 use crate::apps::{self, Apps, BlockPayload};
+use crate::node_metrics::NodeMetrics;
+use crate::shared_key::{self, SharedKeyDetector};
+use crate::status::{self, Status};
 
 /// Default of `apps.consensus_round_timeout_ms`: the consensus crate's own default.
 pub(crate) const CONSENSUS_ROUND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -38,8 +48,15 @@ pub(crate) const CONSENSUS_ROUND_TIMEOUT: Duration = Duration::from_secs(1);
 /// transactions absorbs, and low enough that the generator's work per tick stays small.
 pub(crate) const MAX_LOAD_TPS: u64 = 100_000;
 
+/// Default of `node.status_interval_ms`: how often the status line is logged.
+pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long in-flight admin requests (a dial to a silent peer) may hold up a shutdown.
+const ADMIN_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// What the config file holds: the network's `NetworkConfig` (its fields at the top level, so
-/// a plain `NetworkConfig` file stays valid), the `[apps]` table and the `[admin]` table.
+/// a plain `NetworkConfig` file stays valid), the `[apps]`, `[admin]` and `[node]` tables, and
+/// `identity.key_file`.
 #[derive(Debug, Default)]
 pub(crate) struct NodeConfig {
     /// The network.
@@ -48,6 +65,41 @@ pub(crate) struct NodeConfig {
     pub(crate) apps: AppsConfig,
     /// The admin API.
     pub(crate) admin: AdminConfig,
+    /// The node's own settings.
+    pub(crate) node: NodeSettings,
+    /// `identity = { key_file = "…" }`: the key file, relative to the config file's directory
+    /// (a `--key-file` flag wins).
+    pub(crate) key_file: Option<PathBuf>,
+}
+
+/// The `[node]` table: how the node reports on itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct NodeSettings {
+    /// How often the status line is logged (and `GET /status` refreshed). Default
+    /// [`STATUS_INTERVAL`]; at least 10 ms.
+    #[serde(rename = "status_interval_ms", with = "netcore::serde_duration_ms")]
+    pub(crate) status_interval: Duration,
+    /// The address other nodes dial, printed instead of the listen address when that is
+    /// unspecified (`/ip4/0.0.0.0/…`), e.g. `/dns/node1.example.com/tcp/6180` (its key and
+    /// handshake suffix are added). Default: this host's address on its default route.
+    pub(crate) advertised_address: Option<NetworkAddress>,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            status_interval: STATUS_INTERVAL,
+            advertised_address: None,
+        }
+    }
+}
+
+/// The `identity` table when it names a key file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityKeyFile {
+    key_file: PathBuf,
 }
 
 /// The `[apps]` table: which example applications the node runs, and their settings. Every
@@ -169,14 +221,15 @@ pub(crate) struct NodeArgs {
     /// is `validator` on the validator network, `upstream` elsewhere.
     #[arg(long, value_name = "[PEER_ID@]ADDR")]
     seed: Vec<String>,
-    /// Serve the admin API over HTTP on HOST:PORT (port 0 picks a free port): `GET /metrics`
+    /// Serve the admin API over HTTP on HOST:PORT or localhost:PORT (port 0 picks a free
+    /// port): `GET /status` (JSON), `GET /health` (200, or 503 with the reason), `GET /metrics`
     /// (Prometheus text), `GET /peers` (JSON), `POST /peers` with
     /// `{"peer_id": "…", "address": "…"}` (dial), `DELETE /peers/<peer id>` (disconnect),
     /// `GET /bans`, `POST /bans` with `{"peer_id": "…"}` (ban and disconnect),
     /// `DELETE /bans/<peer id>` (unban). Overrides `admin.address`.
     /// A loopback address (`127.0.0.1`, `[::1]`) serves only requests whose Host is a loopback
     /// name; any other address needs a token.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_admin_address)]
     admin: Option<SocketAddr>,
     /// A file holding the admin API's bearer token (16 to 1024 visible ASCII characters):
     /// every request must then send `Authorization: Bearer <token>`. The token may come from
@@ -199,13 +252,14 @@ pub(crate) struct NodeArgs {
 /// from the `Default` impls at run time so that it cannot drift from them. The TOML part is a
 /// valid config file as it stands (indented, which TOML allows).
 fn config_file_help() -> String {
-    const INTRO: [&str; 8] = [
+    const INTRO: [&str; 9] = [
         "Config file settings (defaults):",
         "  Every key --config FILE may set, with its default; a key left out keeps it. What each",
         "  means: docs/configuration.md. Not shown, as they default to none: identity (a fresh key",
         "  each run), auth_mode (mutual on the validator network, maybe_mutual elsewhere),",
-        "  apps.consensus_validators (this node and its validator seeds), admin.address and",
-        "  admin.token_file. connectivity.network is derived from network_id and",
+        "  apps.consensus_validators (this node and its validator seeds), admin.address,",
+        "  admin.token_file, node.advertised_address and identity.key_file (identity =",
+        "  { key_file = \"node.key\" }). connectivity.network is derived from network_id and",
         "  connectivity.seeds must stay empty (seeds go in [seeds]).",
         "",
     ];
@@ -241,10 +295,13 @@ fn config_file_toml(config: NodeConfig) -> Result<String, toml::ser::Error> {
         network: NetworkConfig,
         apps: AppsConfig,
         admin: AdminTable,
+        node: NodeSettings,
     }
     let NodeConfig {
         network,
         apps,
+        node,
+        key_file: _,
         admin:
             AdminConfig {
                 address,
@@ -256,6 +313,7 @@ fn config_file_toml(config: NodeConfig) -> Result<String, toml::ser::Error> {
     toml::to_string(&File {
         network,
         apps,
+        node,
         admin: AdminTable {
             address,
             token_file,
@@ -304,10 +362,21 @@ fn config(args: NodeArgs) -> anyhow::Result<(NodeConfig, Option<AdminSettings>)>
         network: mut config,
         apps,
         admin: mut admin_config,
+        node: settings,
+        key_file,
     } = match &args.config {
         Some(path) => read_config(path)?,
         None => NodeConfig::default(),
     };
+    // Checked like `--seed`: a seed without a key is never dialed, which fails silently.
+    if let Some(path) = &args.config {
+        for (peer_id, seed) in &config.seeds {
+            for addr in &seed.addresses {
+                check_seed_address(addr)
+                    .with_context(|| format!("config {}: seeds.{peer_id}", path.display()))?;
+            }
+        }
+    }
     if let Some(listen) = args.listen {
         config.listen_address = listen;
     }
@@ -317,12 +386,16 @@ fn config(args: NodeArgs) -> anyhow::Result<(NodeConfig, Option<AdminSettings>)>
     if let Some(chain_id) = args.chain_id {
         config.chain_id = ChainId::new(chain_id);
     }
-    if let Some(path) = &args.key_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read key file {}", path.display()))?;
-        let identity =
-            Identity::from_hex(&text).with_context(|| format!("key file {}", path.display()))?;
-        config.identity = Some(identity);
+    let key_file = args.key_file.clone().or_else(|| {
+        // Relative to the config file, so that the pair moves together.
+        let dir = args.config.as_deref().and_then(Path::parent);
+        key_file.map(|file| dir.map_or(file.clone(), |dir| dir.join(&file)))
+    });
+    if let Some(path) = &key_file {
+        if config.identity.is_some() && args.key_file.is_none() {
+            bail!("identity: give either identity.key_file or identity.private_key, not both");
+        }
+        config.identity = Some(crate::keygen::read_key_file(path)?);
     }
     let role = if config.network_id.is_validator_network() {
         PeerRole::Validator
@@ -349,12 +422,17 @@ fn config(args: NodeArgs) -> anyhow::Result<(NodeConfig, Option<AdminSettings>)>
     if let Some(max) = args.admin_max_connections {
         admin_config.max_connections = max;
     }
+    if settings.status_interval < Duration::from_millis(10) {
+        bail!("node.status_interval_ms: must be at least 10");
+    }
     let admin = admin_config.resolve(std::env::var_os(admin::TOKEN_ENV))?;
     Ok((
         NodeConfig {
             network: config,
             apps,
             admin: admin_config,
+            node: settings,
+            key_file,
         },
         admin,
     ))
@@ -391,6 +469,24 @@ fn parse_config(text: &str) -> Result<NodeConfig, (&'static str, toml::de::Error
             .map_err(|err| ("[admin] ", err))?,
         None => AdminConfig::default(),
     };
+    let node = match table.remove("node") {
+        Some(node) => NodeSettings::deserialize(toml::de::ValueDeserializer::from(node))
+            .map_err(|err| ("[node] ", err))?,
+        None => NodeSettings::default(),
+    };
+    let names_key_file = table
+        .get("identity")
+        .and_then(|identity| identity.get_ref().as_table())
+        .is_some_and(|identity| identity.contains_key("key_file"));
+    let key_file = if names_key_file {
+        let identity = table.remove("identity").expect("checked just above");
+        let IdentityKeyFile { key_file } =
+            IdentityKeyFile::deserialize(toml::de::ValueDeserializer::from(identity))
+                .map_err(|err| ("identity: ", err))?;
+        Some(key_file)
+    } else {
+        None
+    };
     let network = NetworkConfig::deserialize(toml::de::Deserializer::from(toml::Spanned::new(
         span, table,
     )))
@@ -399,6 +495,21 @@ fn parse_config(text: &str) -> Result<NodeConfig, (&'static str, toml::de::Error
         network,
         apps,
         admin,
+        node,
+        key_file,
+    })
+}
+
+/// `--admin`'s value: an IP and port, or `localhost:PORT` (the IPv4 loopback).
+fn parse_admin_address(text: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port: u16 = port
+            .parse()
+            .map_err(|err| format!("port {port:?}: {err}"))?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|err| {
+        format!("{err}: expected IP:PORT (127.0.0.1:9101, [::1]:9101) or localhost:PORT")
     })
 }
 
@@ -409,11 +520,21 @@ fn parse_seed(seed: &str) -> anyhow::Result<(PeerId, NetworkAddress)> {
         None => (None, seed),
     };
     let addr: NetworkAddress = addr.parse()?;
-    let Some(key) = addr.noise_public_key() else {
-        bail!("the address has no /noise-ik/<key>");
-    };
+    let key = check_seed_address(&addr)?;
     let peer_id = peer_id.unwrap_or_else(|| noise::keys::peer_id_from_public_key(&key));
     Ok((peer_id, addr))
+}
+
+/// A seed's address must carry the key to authenticate it and the handshake version: one
+/// without is never dialed. Returns the key.
+fn check_seed_address(addr: &NetworkAddress) -> anyhow::Result<noise::PublicKey> {
+    match (addr.noise_public_key(), addr.handshake_version()) {
+        (Some(key), Some(0)) => Ok(key),
+        _ => bail!(
+            "address {addr} must end in /noise-ik/<key>/handshake/0 (`peerlane key show` \
+             prints it for a key file)"
+        ),
+    }
 }
 
 async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Result<ExitCode> {
@@ -421,16 +542,36 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
         network: config,
         apps,
         admin: _,
+        node: settings,
+        key_file: _,
     } = config;
     let mut registry = Registry::default();
     let network_id = config.network_id;
+    let chain_id = config.chain_id;
     let seeds = config.seeds.clone();
+    let throwaway_key = config.identity.is_none();
     let mut builder = NetworkBuilder::new(
         config,
         TransportKind::Tcp(Default::default()),
         &mut registry,
     )?;
     let me = builder.peer_id();
+    // A copied config lists its own node among the seeds: say so, rather than let it surface
+    // as a validator listed twice.
+    if seeds.contains_key(&me) {
+        bail!(
+            "seeds: {me} is this node's own peer id (a config copied from this node, or this \
+             node's key file given to another?): remove it from [seeds] / --seed"
+        );
+    }
+    if throwaway_key && network_id.is_validator_network() {
+        node_warn!(
+            peer = %me,
+            "no key file: this validator runs with a throwaway key (peer id {me}) that changes \
+             at every start, so the other validators' seeds will not match it; give it \
+             --key-file or identity = {{ key_file = \"…\" }} (peerlane keygen writes one)"
+        );
+    }
     // Checked before anything runs, so that a bad set is a config error.
     let validators = if apps.consensus {
         apps.validators(me, &seeds)?
@@ -455,10 +596,10 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
         },
         block_payload: BlockPayload::TxnIds,
     };
-    let validator_count = registered
+    let consensus_set = registered
         .consensus
         .as_ref()
-        .map(|(config, _)| config.validators.len());
+        .map(|(config, _)| (config.validators.clone(), config.quorum()));
     let network = Arc::new(builder.build()?);
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -473,9 +614,17 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
             shutdown.clone(),
         ));
     }
-    if let Some(count) = validator_count {
-        eprintln!("consensus with {count} validators");
+    if let Some((set, quorum)) = &consensus_set {
+        let tolerated = status::fault_tolerance(set.len(), *quorum);
+        node_info!(
+            validators = set.len(),
+            quorum,
+            tolerated,
+            "consensus with {} validators: commits need {quorum} of them connected (tolerates {tolerated} down)",
+            set.len()
+        );
     }
+    let node_metrics = NodeMetrics::register(&mut registry);
     let admin_metrics = admin
         .as_ref()
         .map(|_| AdminMetrics::register(&mut registry));
@@ -483,32 +632,65 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
     let mut termination = Termination::catch()?;
     // Nothing registers after this: the admin API encodes the registry as it is.
     let registry = Arc::new(registry);
+    let bound = network.listen_address().clone();
+    let dialable = advertise::dialable(&bound, settings.advertised_address.as_ref());
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let about = admin::About {
+        peer_id: me,
+        network_id,
+        chain_id: chain_id.id(),
+        version: env!("CARGO_PKG_VERSION"),
+        started: Instant::now(),
+        listen_address: bound.to_string(),
+        advertised_address: dialable.to_string(),
+        status: status_rx,
+        node_metrics: node_metrics.clone(),
+    };
     // Bound before the `listening on` line, so whoever reads it can use the admin API.
     let admin = match admin.zip(admin_metrics) {
         Some((settings, metrics)) => {
             let (listener, local) = admin::bind(settings.address).await?;
-            eprintln!("admin API on http://{local}");
+            node_info!("admin API on http://{local}");
             Some(tokio::spawn(admin::serve(
                 listener,
                 settings,
                 Arc::clone(&network),
                 Arc::clone(&registry),
                 metrics,
+                about,
                 shutdown.clone(),
             )))
         }
         None => None,
     };
-    println!("listening on {}", network.listen_address());
-    eprintln!("peer id {} on the {network_id} network", network.peer_id());
-    let running = running.names();
-    if running.is_empty() {
-        eprintln!("applications: none");
-    } else {
-        eprintln!("applications: {}", running.join(", "));
+    println!("listening on {dialable}");
+    if dialable != bound {
+        node_info!(listen = %bound, advertised = %dialable, "listening on {bound}, reachable at {dialable}");
     }
+    node_info!(peer = %me, network = %network_id, chain_id = chain_id.id(), "peer id {me} on the {network_id} network, chain id {chain_id}");
+    let names = running.names();
+    if names.is_empty() {
+        node_info!("applications: none");
+    } else {
+        node_info!("applications: {}", names.join(", "));
+    }
+    tasks.spawn(report_status(
+        StatusSources {
+            network: Arc::clone(&network),
+            consensus: running.consensus.clone(),
+            store: running.store.clone(),
+            state_sync: running.state_sync.is_some(),
+            validators: consensus_set,
+            me,
+        },
+        settings.status_interval,
+        status_tx,
+        node_metrics,
+        shutdown.clone(),
+    ));
 
     let mut notifications = network.peers_and_metadata().subscribe();
+    let mut shared_keys = SharedKeyDetector::default();
     loop {
         tokio::select! {
             result = termination.wait() => {
@@ -517,28 +699,161 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
             }
             Some(notification) = notifications.recv() => match notification {
                 ConnectionNotification::NewPeer(metadata, _) => {
-                    eprintln!("peer connected: {}", metadata.remote_peer_id);
+                    let peer_id = metadata.remote_peer_id;
+                    let direction = match metadata.origin {
+                        netcore::ConnectionOrigin::Inbound => "inbound from",
+                        netcore::ConnectionOrigin::Outbound => "outbound to",
+                    };
+                    node_info!(
+                        peer = %peer_id,
+                        "peer connected: {peer_id} ({}, {direction} {})",
+                        metadata.role.as_str(),
+                        metadata.remote_addr.base()
+                    );
+                    if let Some(suspect) = shared_keys.connected(
+                        peer_id,
+                        metadata.remote_addr.to_string(),
+                        std::time::Instant::now(),
+                    ) {
+                        node_warn!(
+                            peer = %peer_id,
+                            replacements = suspect.replacements,
+                            "peer {peer_id} keeps replacing its own connection ({} times in {} s, \
+                             from {}): two nodes share key {peer_id}? Give each node its own \
+                             key (peerlane keygen)",
+                            suspect.replacements,
+                            shared_key::WINDOW.as_secs(),
+                            suspect.addresses.join(", ")
+                        );
+                    }
                 }
-                ConnectionNotification::LostPeer(metadata, _, _) => {
-                    eprintln!("peer disconnected: {}", metadata.remote_peer_id);
+                ConnectionNotification::LostPeer(metadata, _, reason) => {
+                    let peer_id = metadata.remote_peer_id;
+                    shared_keys.disconnected(peer_id);
+                    node_info!(
+                        peer = %peer_id,
+                        reason = %reason,
+                        "peer disconnected: {peer_id} ({reason})"
+                    );
                 }
             },
         }
     }
-    eprintln!("shutting down");
+    node_info!("shutting down (a second SIGINT or SIGTERM exits at once)");
+    tokio::spawn(async move {
+        if termination.wait().await.is_ok() {
+            node_warn!("second signal: exiting without a clean shutdown");
+            std::process::exit(130);
+        }
+    });
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
-    if let Some(admin) = admin {
-        match admin.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => eprintln!("admin API: {err}"),
-            Err(err) => eprintln!("admin API task: {err}"),
+    if let Some(mut admin) = admin {
+        // In-flight requests end with the shutdown token; one that does not is cut off.
+        match tokio::time::timeout(ADMIN_SHUTDOWN_GRACE, &mut admin).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => node_warn!("admin API: {err}"),
+            Ok(Err(err)) => node_warn!("admin API task: {err}"),
+            Err(_) => {
+                node_warn!(
+                    "admin API requests still running after {} s: cut off",
+                    ADMIN_SHUTDOWN_GRACE.as_secs()
+                );
+                admin.abort();
+                let _ = admin.await;
+            }
         }
     }
     // The admin API's handlers, which held the other handles, are gone.
     let network = Arc::into_inner(network).context("the network is still in use")?;
     network.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the status task reads.
+struct StatusSources {
+    network: Arc<peerlane::Network>,
+    consensus: Option<consensus::ConsensusHandle>,
+    store: state_sync::StoreHandle,
+    state_sync: bool,
+    /// The consensus validator set and quorum, with consensus on.
+    validators: Option<(Vec<PeerId>, usize)>,
+    me: PeerId,
+}
+
+impl StatusSources {
+    fn sample(&self) -> status::Sample {
+        let peers = self
+            .network
+            .peers_and_metadata()
+            .connected_peers_with_stats();
+        let mut peers_by_role = std::collections::BTreeMap::new();
+        for (_, metadata, _) in &peers {
+            *peers_by_role.entry(metadata.role.as_str()).or_insert(0) += 1;
+        }
+        let validators = self.validators.as_ref().map(|(set, quorum)| {
+            let connected = set
+                .iter()
+                .filter(|peer_id| **peer_id == self.me || self.network.is_connected(**peer_id))
+                .count();
+            status::Validators {
+                expected: set.len(),
+                connected,
+                quorum: *quorum,
+            }
+        });
+        status::Sample {
+            height: self
+                .consensus
+                .as_ref()
+                .map_or_else(|| self.store.committed_height(), |c| c.committed_height()),
+            peers_by_role,
+            validators,
+            state_sync: self.state_sync,
+        }
+    }
+}
+
+/// Every `interval`: samples the node, publishes the status (for `GET /status` and
+/// `/health`), logs the status line and, without a quorum, why the node does not commit.
+async fn report_status(
+    sources: StatusSources,
+    interval: Duration,
+    status_tx: watch::Sender<Status>,
+    metrics: NodeMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    // The first tick is at once: /status has figures from the start, and the first line
+    // waits one interval.
+    let mut first = true;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = Instant::now();
+        let status = status_tx.borrow().next(sources.sample(), now - last);
+        last = now;
+        metrics.record(&status);
+        metrics.refresh_process();
+        if !first {
+            node_info!(
+                height = status.height,
+                validators_connected = status.validators.map(|v| v.connected),
+                peers = status.peers,
+                "{}",
+                status.line()
+            );
+            if let Some(warning) = status.quorum_warning() {
+                node_warn!("{warning}");
+            }
+        }
+        first = false;
+        status_tx.send_replace(status);
+    }
 }
 
 /// SIGINT and (on unix) SIGTERM, caught from the moment this is created: before that, a

@@ -334,7 +334,7 @@ impl NoiseUpgrader {
         let side = Side::Responder;
         let Some(err) = err else {
             self.metrics.record_handshake(side, HandshakeOutcome::Ok);
-            tracing::debug!(%side, peer = ?peer_id, "noise handshake complete");
+            tracing::debug!(%side, peer = peer_id.as_ref().map(tracing::field::display), "noise handshake complete");
             return;
         };
         let outcome = err.handshake_outcome().unwrap_or(HandshakeOutcome::Io);
@@ -347,17 +347,17 @@ impl NoiseUpgrader {
             | HandshakeOutcome::StaleTimestamp
             | HandshakeOutcome::LowOrderKey => {
                 if let Some(suppressed) = self.log_limits.warn.allow(Instant::now()) {
-                    tracing::warn!(%side, peer = ?peer_id, result, error = %err, suppressed, "noise handshake rejected");
+                    tracing::warn!(%side, peer = peer_id.as_ref().map(tracing::field::display), result, error = %err, suppressed, "noise handshake rejected");
                 }
             }
             HandshakeOutcome::Setup => {
-                tracing::error!(%side, peer = ?peer_id, error = %err, "noise handshake failed");
+                tracing::error!(%side, peer = peer_id.as_ref().map(tracing::field::display), error = %err, "noise handshake failed");
             }
             _ => {
                 if tracing::enabled!(tracing::Level::DEBUG)
                     && let Some(suppressed) = self.log_limits.debug.allow(Instant::now())
                 {
-                    tracing::debug!(%side, peer = ?peer_id, result, error = %err, suppressed, "noise handshake rejected");
+                    tracing::debug!(%side, peer = peer_id.as_ref().map(tracing::field::display), result, error = %err, suppressed, "noise handshake rejected");
                 }
             }
         }

@@ -34,6 +34,10 @@ use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::queue::QueueConfig;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 
+/// The warnings about refused banned peers: a few per minute whatever the remote retries.
+static BANNED_LOG: netcore::SharedLogLimiter =
+    netcore::SharedLogLimiter::new(3, std::time::Duration::from_secs(60));
+
 /// Builds one network of a node (validator, VFN or public).
 ///
 /// 1. [`new`](Self::new) with the network's config, the transport and a metrics registry;
@@ -42,8 +46,10 @@ use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, Upgr
 /// 3. [`build`](Self::build) starts listening and returns the [`Network`] handle.
 ///
 /// The handshake message offers exactly the protocols the applications registered, and
-/// `HealthCheckerRpc` (5) for the network's health checker unless
-/// [`HealthCheckConfig::enabled`](crate::HealthCheckConfig::enabled) is off.
+/// `HealthCheckerRpc` (5) for the network's health checker. With
+/// [`HealthCheckConfig::enabled`](crate::HealthCheckConfig::enabled) off the checker sends no
+/// pings but still answers the peers' pings, unless an application registered protocol 5
+/// itself (it may then).
 ///
 /// Every network runs a [`ConnectivityManager`] configured by
 /// [`NetworkConfig::connectivity`]: it dials the seeds (and the on-chain set, see
@@ -261,7 +267,14 @@ impl NetworkBuilder {
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub fn build(self) -> Result<Network, Error> {
+    pub fn build(mut self) -> Result<Network, Error> {
+        // With our own pinging off, the peers' pings are still answered (an AptosNet peer
+        // disconnects a node that does not answer its 4th ping), unless an application took
+        // the protocol for itself.
+        if self.health.is_none() && !self.apps.contains_key(&ProtocolId::HEALTH_CHECKER_RPC) {
+            self.health =
+                Some(self.add_application([], [ProtocolId::HEALTH_CHECKER_RPC], health::QUEUE)?);
+        }
         let Self {
             config,
             transport,
@@ -293,7 +306,20 @@ impl NetworkBuilder {
         )
         .with_banned_peers(BannedPeers::new({
             let banned = banned.clone();
-            move |peer_id| banned.contains(*peer_id)
+            move |peer_id| {
+                let Some(ban) = banned.describe(*peer_id) else {
+                    return false;
+                };
+                // Warn on the side that can lift the ban: the remote only sees a closed socket.
+                if let Some(suppressed) = BANNED_LOG.allow(std::time::Instant::now()) {
+                    tracing::warn!(
+                        peer = %peer_id,
+                        suppressed,
+                        "inbound connection from {peer_id} refused: banned {ban} (DELETE /bans/{peer_id} lifts it)"
+                    );
+                }
+                true
+            }
         }));
         let context = Arc::new(UpgradeContext::new(noise, handshake, trusted.clone()));
         let transport = Arc::new(AptosNetTransport::new(

@@ -179,9 +179,10 @@ pub struct Identity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckConfig {
-    /// Whether the network runs a health checker. Default true. When false the network neither
-    /// pings nor answers pings, does not offer `HealthCheckerRpc` (5) in its handshake, and an
-    /// application may register that protocol itself.
+    /// Whether the network pings its peers. Default true. When false the network sends no
+    /// pings but still answers the peers' pings on `HealthCheckerRpc` (5) (an AptosNet peer
+    /// disconnects a node that does not), unless an application registers that protocol
+    /// itself, which it may then.
     pub enabled: bool,
     /// How often each peer is pinged. Default [`HEALTH_CHECK_INTERVAL_MS`]. In config files
     /// `interval_ms`, in milliseconds.

@@ -276,6 +276,20 @@ impl Error {
         matches!(self, Self::ShutDown)
     }
 
+    /// This error and its sources, `: `-separated, for a log line or an operator's answer:
+    /// `set-up: transport failed: tcp dial …: connect to 10.0.0.1:6180 failed: i/o error:
+    /// Connection refused (os error 111)`.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(err) = source {
+            text.push_str(": ");
+            text.push_str(&err.to_string());
+            source = err.source();
+        }
+        text
+    }
+
     /// The `reason` label of a connection set-up failure: the one place that maps Noise and
     /// handshake errors onto admission reasons.
     pub(crate) fn setup_failure(&self) -> SetupFailure {

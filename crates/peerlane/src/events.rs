@@ -300,7 +300,7 @@ where
                     self.metrics.record_decode_failure(protocol_id);
                     // Remote input: debug, not warn, so a peer cannot flood the logs.
                     tracing::debug!(
-                        %peer,
+                        peer = %peer.peer_id,
                         protocol = %protocol_id,
                         len = payload.len(),
                         error = %err,

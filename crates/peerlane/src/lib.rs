@@ -42,10 +42,10 @@
 //!    until the application takes it: while the budget is spent the readers stop reading.
 //!    A peer the peer layer cut off for flooding (`DisconnectReason::RateLimited`) is banned
 //!    for `peer.rate_limit.ban_duration_ms`.
-//! 5. Every network runs a health checker (unless [`HealthCheckConfig::enabled`] is off), an
-//!    application of the facade itself on `HealthCheckerRpc` (5): it answers the peers'
-//!    pings ([`HealthCheckerMsg`]), pings each connected peer that offers the protocol every
-//!    10 s, and disconnects a peer whose 4th ping in a row fails (time-out, wrong nonce or
+//! 5. Every network runs a health checker, an application of the facade itself on
+//!    `HealthCheckerRpc` (5): it answers the peers' pings ([`HealthCheckerMsg`]) and, unless
+//!    [`HealthCheckConfig::enabled`] is off, pings each connected peer that offers the
+//!    protocol every 10 s, and disconnects a peer whose 4th ping in a row fails (time-out, wrong nonce or
 //!    error), counted in `peerlane_health_pings_total{result}` and
 //!    `peerlane_health_disconnects_total`.
 //! 6. Every network runs a `connectivity_manager::ConnectivityManager` ([`NetworkConfig`]'s

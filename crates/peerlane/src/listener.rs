@@ -61,6 +61,10 @@ use crate::transport::Incoming;
 /// the count of the lines it held back; the metrics count every event.
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The warnings about inbound connections from another chain or network.
+static HANDSHAKE_REFUSAL_LOG: netcore::SharedLogLimiter =
+    netcore::SharedLogLimiter::new(3, Duration::from_secs(60));
+
 /// The first pause after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`].
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest pause after failed accepts.
@@ -228,13 +232,32 @@ impl Listener {
                     Err(err) => {
                         let reason = err.setup_failure();
                         metrics.record_setup_failure(ConnectionOrigin::Inbound, reason);
-                        // Remote-driven: debug (Noise logs and counts its own refusals).
-                        tracing::debug!(
-                            %remote_addr,
-                            reason = reason.as_str(),
-                            error = %err,
-                            "inbound set-up failed"
-                        );
+                        // Remote-driven: debug (Noise logs and counts its own refusals);
+                        // but a node on another chain or network is a misconfiguration one
+                        // of the two operators must fix, so it is a (rate-limited) warning.
+                        if let crate::error::Error::Handshake(
+                            wire::Error::InvalidChainId { .. }
+                            | wire::Error::InvalidNetworkId { .. },
+                        ) = &err
+                        {
+                            if let Some(suppressed) =
+                                HANDSHAKE_REFUSAL_LOG.allow(std::time::Instant::now())
+                            {
+                                tracing::warn!(
+                                    %remote_addr,
+                                    suppressed,
+                                    "inbound {remote_addr} refused: {}",
+                                    err.chain()
+                                );
+                            }
+                        } else {
+                            tracing::debug!(
+                                %remote_addr,
+                                reason = reason.as_str(),
+                                error = %err,
+                                "inbound set-up failed"
+                            );
+                        }
                     }
                 }
             });
@@ -268,7 +291,7 @@ impl Listener {
                 if let Some(suppressed) = self.eviction_log.allow(Instant::now().into_std()) {
                     tracing::info!(
                         max_pending = self.limits.max_pending,
-                        evicted_ip = ?evicted.ip,
+                        evicted_ip = evicted.ip.as_ref().map(tracing::field::display),
                         suppressed,
                         "inbound set-ups at the cap: the oldest one of the busiest prefix is closed"
                     );

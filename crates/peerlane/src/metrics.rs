@@ -208,6 +208,52 @@ pub enum PingResult {
     Error,
 }
 
+impl ConnectionChange {
+    /// Every value (series created at 0 from the start).
+    const ALL: [Self; 4] = [Self::New, Self::Lost, Self::Replaced, Self::EvictedIdle];
+}
+
+impl RefusalReason {
+    /// Every value (series created at 0 from the start).
+    const ALL: [Self; 6] = [
+        Self::InboundLimit,
+        Self::SelfConnection,
+        Self::Banned,
+        Self::BannedIp,
+        Self::TooManyFromIp,
+        Self::TooManyFromPrefix,
+    ];
+}
+
+impl SetupFailure {
+    /// Every value (series created at 0 from the start).
+    const ALL: [Self; 18] = [
+        Self::Transport,
+        Self::Noise,
+        Self::Untrusted,
+        Self::Replay,
+        Self::Banned,
+        Self::SelfDial,
+        Self::Handshake,
+        Self::ChainMismatch,
+        Self::NetworkMismatch,
+        Self::NoCommonProtocol,
+        Self::Timeout,
+        Self::Address,
+        Self::DialKeyMismatch,
+        Self::Evicted,
+        Self::RateLimited,
+        Self::IpPendingCap,
+        Self::PrefixPendingCap,
+        Self::PendingCap,
+    ];
+}
+
+impl PingResult {
+    /// Every value (series created at 0 from the start).
+    const ALL: [Self; 4] = [Self::Ok, Self::Timeout, Self::WrongNonce, Self::Error];
+}
+
 impl Metrics {
     /// Creates the counters and registers them into `registry`.
     pub fn register(registry: &mut Registry) -> Self {
@@ -253,7 +299,37 @@ impl Metrics {
             "Peers the health checker disconnected after too many failed pings in a row",
             metrics.health_disconnects.clone(),
         );
+        metrics.create_every_series();
         metrics
+    }
+
+    /// Creates every series of the documented label sets at 0, so that a dashboard or an
+    /// alert reads 0 from the start rather than "no data" until the first event.
+    fn create_every_series(&self) {
+        const ORIGINS: [ConnectionOrigin; 2] =
+            [ConnectionOrigin::Inbound, ConnectionOrigin::Outbound];
+        for origin in ORIGINS {
+            let origin = Origin(origin);
+            let _ = self.connections.get_or_create(&OriginLabels { origin });
+            for reason in SetupFailure::ALL {
+                let _ = self
+                    .setup_failures
+                    .get_or_create(&SetupFailureLabels { origin, reason });
+            }
+        }
+        for event in ConnectionChange::ALL {
+            let _ = self
+                .connection_events
+                .get_or_create(&ConnectionChangeLabels { event });
+        }
+        for reason in RefusalReason::ALL {
+            let _ = self.refused.get_or_create(&RefusalLabels { reason });
+        }
+        for result in PingResult::ALL {
+            let _ = self
+                .health_pings
+                .get_or_create(&PingResultLabels { result });
+        }
     }
 
     /// Open connections with `origin`.

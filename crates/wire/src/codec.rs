@@ -1,5 +1,5 @@
 //! Frames ↔ [`MultiplexMessage`]s: each message is one BCS-encoded `MultiplexMessage` after a
-//! u32 big-endian length (wire-format.md §5).
+//! u32 big-endian length (wire-format.md, "Message frames").
 //!
 //! [`MultiplexMessageCodec`] is the sans-IO core (a `tokio_util` [`Decoder`]/[`Encoder`] over
 //! netcore's [`FrameCodec`]); [`MultiplexMessageStream`] and [`MultiplexMessageSink`] put it on

@@ -1,4 +1,4 @@
-//! The AptosNet handshake message (wire-format.md §4): which protocols each side speaks, on
+//! The AptosNet handshake message (wire-format.md, "Handshake message"): which protocols each side speaks, on
 //! which chain and network, and the negotiation that follows.
 //!
 //! [`HandshakeMsg::negotiate`] is pure; [`exchange_handshake`] is the one async step, run inside
@@ -172,7 +172,7 @@ impl<'de> Visitor<'de> for SetVisitor {
     }
 }
 
-/// The message each side sends right after the Noise handshake (wire-format.md §4). Field order
+/// The message each side sends right after the Noise handshake (wire-format.md, "Handshake message"). Field order
 /// is the BCS order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandshakeMsg {

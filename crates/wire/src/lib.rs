@@ -72,5 +72,5 @@ pub use message::{
 };
 pub use netcore::PeerId;
 pub use network::{ChainId, MessagingProtocolVersion, NetworkId};
-pub use protocol::{Encoding, ProtocolId, RequestId};
+pub use protocol::{Encoding, MAX_COMPRESS_SIZE, ProtocolId, RequestId};
 pub use stream::{OutboundStream, Reassembler, needs_stream};

@@ -1,5 +1,5 @@
 //! [`StreamLimits`] and the sizes behind them: how large a frame and a message may be, and
-//! the room a stream keeps in each frame (wire-format.md §6). A leaf module (it needs only the
+//! the room a stream keeps in each frame (wire-format.md, "Streams"). A leaf module (it needs only the
 //! error type): the codec, the payload encodings and the streams read these.
 
 use crate::error::Error;

@@ -1,4 +1,4 @@
-//! The messages of AptosNet v1 (wire-format.md §5): one [`MultiplexMessage`] per frame.
+//! The messages of AptosNet v1 (wire-format.md, "Message frames"): one [`MultiplexMessage`] per frame.
 //!
 //! BCS comes from the serde derives: an enum is its variant index as ULEB128 (one byte here),
 //! integers are little-endian, byte strings are a ULEB128 length then the bytes. Variant order

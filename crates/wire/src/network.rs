@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 
 /// Which of a node's networks a connection belongs to.
 ///
-/// On the wire (BCS) it keeps AptosNet's legacy encoding (wire-format.md §4): `Validator` is
-/// `00`, `Public` is `01`, and `Vfn` is variant 2 carrying the string `"vfn"`
-/// (`02 03 76 66 6e`). Any other tag or string fails to decode. In human-readable formats
-/// (config files) it is [`NetworkId::as_str`].
+/// On the wire (BCS) it keeps AptosNet's legacy encoding (wire-format.md, "Handshake
+/// message"): `Validator` is `00`, `Public` is `01`, and `Vfn` is variant 2 carrying the
+/// string `"vfn"` (`02 03 76 66 6e`). Decoding accepts what AptosNet's decoder accepts, so
+/// that a later change of AptosNet's encoding does not break handshakes: variant 2 with any
+/// string (`Private(name)`, which AptosNet reads as its VFN network), and the migration tags
+/// 3 (`Vfn`) and 4 (`NewPublic`, read as `Public`). Any other tag fails to decode. In
+/// human-readable formats (config files) it is [`NetworkId::as_str`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NetworkId {
     /// The validators' own network (mutual authentication).
@@ -80,22 +83,24 @@ impl<'de> Deserialize<'de> for NetworkId {
         match LegacyNetworkId::deserialize(deserializer)? {
             LegacyNetworkId::Validator => Ok(Self::Validator),
             LegacyNetworkId::Public => Ok(Self::Public),
-            LegacyNetworkId::Private(name) if name == VFN_PRIVATE_NAME => Ok(Self::Vfn),
-            LegacyNetworkId::Private(name) => Err(de::Error::invalid_value(
-                de::Unexpected::Str(&name),
-                &"the private network name \"vfn\"",
-            )),
+            // AptosNet has one private network, and reads any name as it.
+            LegacyNetworkId::Private(_) | LegacyNetworkId::Vfn => Ok(Self::Vfn),
+            LegacyNetworkId::NewPublic => Ok(Self::Public),
         }
     }
 }
 
-/// AptosNet's on-the-wire network id, kept for decoding.
+/// AptosNet's on-the-wire network id, as its decoder reads it: the legacy variants 0-2 and
+/// the migration variants 3 and 4, which no AptosNet node writes yet.
 #[derive(Deserialize)]
 #[serde(rename = "NetworkId")]
 enum LegacyNetworkId {
     Validator,
     Public,
-    Private(String),
+    // Only read by the decoder's match; its name is not needed.
+    Private(#[allow(dead_code)] String),
+    Vfn,
+    NewPublic,
 }
 
 /// The chain a node is on; both ends of a connection must agree. One byte on the wire.
@@ -154,7 +159,7 @@ const VFN_PRIVATE_NAME: &str = "vfn";
 mod tests {
     use super::*;
 
-    /// The legacy encoding is exact, and nothing but "vfn" is accepted in variant 2.
+    /// The legacy encoding is exact; decoding accepts what AptosNet's decoder accepts.
     #[test]
     fn network_id_uses_the_legacy_encoding() {
         assert_eq!(bcs::to_bytes(&NetworkId::Validator).unwrap(), [0x00]);
@@ -167,10 +172,23 @@ mod tests {
             let bytes = bcs::to_bytes(&id).unwrap();
             assert_eq!(bcs::from_bytes::<NetworkId>(&bytes).unwrap(), id);
         }
-        // Variant 2 with "abc".
-        assert!(bcs::from_bytes::<NetworkId>(&[0x02, 0x03, b'a', b'b', b'c']).is_err());
-        // Unknown tag.
-        assert!(bcs::from_bytes::<NetworkId>(&[0x03]).is_err());
+        // As AptosNet's decoder: variant 2 with any name is the VFN network, and the
+        // migration tags 3 (Vfn) and 4 (NewPublic) read as Vfn and Public.
+        assert_eq!(
+            bcs::from_bytes::<NetworkId>(&[0x02, 0x03, b'a', b'b', b'c']).unwrap(),
+            NetworkId::Vfn
+        );
+        assert_eq!(
+            bcs::from_bytes::<NetworkId>(&[0x03]).unwrap(),
+            NetworkId::Vfn
+        );
+        assert_eq!(
+            bcs::from_bytes::<NetworkId>(&[0x04]).unwrap(),
+            NetworkId::Public
+        );
+        // Unknown tags.
+        assert!(bcs::from_bytes::<NetworkId>(&[0x05]).is_err());
+        assert!(bcs::from_bytes::<NetworkId>(&[0xff]).is_err());
     }
 
     /// In JSON the id is its name, so configs read naturally.

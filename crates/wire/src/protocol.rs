@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{BoxError, Error};
 use crate::limits::MAX_MESSAGE_SIZE;
 
-/// Identifies the application protocol a message belongs to (wire-format.md §7). One byte on
+/// Identifies the application protocol a message belongs to (wire-format.md, "Protocol ids and payload encodings"). One byte on
 /// the wire.
 ///
 /// AptosNet defines ids 0 to 28, available as associated constants (`ProtocolId::MEMPOOL_RPC`,
@@ -159,7 +159,7 @@ impl ProtocolId {
         }
     }
 
-    /// How payloads of this protocol are encoded (wire-format.md §7). Unknown and custom ids
+    /// How payloads of this protocol are encoded (wire-format.md, "Protocol ids and payload encodings"). Unknown and custom ids
     /// use plain BCS.
     pub const fn encoding(self) -> Encoding {
         match self {
@@ -179,8 +179,8 @@ impl ProtocolId {
     /// Encodes an application value as this protocol's payload.
     ///
     /// Fails with [`Error::EncodePayload`] if the encoder does, and for compressed protocols
-    /// with [`Error::UncompressedTooLarge`] when the BCS bytes exceed 64 MiB, which no receiver
-    /// would decompress.
+    /// with [`Error::UncompressedTooLarge`] when the BCS bytes exceed [`MAX_COMPRESS_SIZE`]
+    /// (AptosNet's limit, 64 MiB − 2.125 MiB), which an AptosNet receiver would not decompress.
     pub fn to_bytes<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, Error> {
         let encode_err = |source: BoxError| Error::EncodePayload {
             protocol: *self,
@@ -196,10 +196,10 @@ impl ProtocolId {
             Encoding::CompressedBcs => {
                 let raw =
                     bcs_to_vec(value, self.bcs_depth_limit()).map_err(|e| encode_err(e.into()))?;
-                if raw.len() > MAX_UNCOMPRESSED_SIZE {
+                if raw.len() > MAX_COMPRESS_SIZE {
                     return Err(Error::UncompressedTooLarge {
                         len: raw.len(),
-                        max: MAX_UNCOMPRESSED_SIZE,
+                        max: MAX_COMPRESS_SIZE,
                     });
                 }
                 // A 4-byte little-endian uncompressed size, then one LZ4 block: the layout
@@ -398,9 +398,14 @@ const KNOWN_NAMES: [&str; 29] = [
     "ConsensusObserverRpc",
 ];
 
-/// Largest uncompressed payload we compress or decompress: the maximum message size, since a
-/// payload cannot be larger than the message carrying it once decoded.
+/// Largest uncompressed payload we decompress: the maximum message size, since a payload
+/// cannot be larger than the message carrying it once decoded.
 const MAX_UNCOMPRESSED_SIZE: usize = MAX_MESSAGE_SIZE;
+
+/// Largest uncompressed payload we compress: AptosNet's `MAX_APPLICATION_MESSAGE_SIZE`
+/// (64 MiB − 128 KiB of metadata − 2 MiB of padding = 64,880,640 bytes), the most an AptosNet
+/// peer decompresses; a larger payload is refused here rather than by the peer.
+pub const MAX_COMPRESS_SIZE: usize = MAX_MESSAGE_SIZE - 128 * 1024 - 2 * 1024 * 1024;
 
 /// LZ4's worst-case expansion ratio (see `decompress`).
 const MAX_LZ4_EXPANSION: usize = 255;
@@ -448,7 +453,7 @@ mod tests {
         assert_eq!(ProtocolId::from_wire(69).name(), "Unknown");
     }
 
-    /// Encodings follow wire-format.md §7, including the "JSON"-named DKG/JWK ids being BCS.
+    /// Encodings follow wire-format.md ("Protocol ids and payload encodings"), including the "JSON"-named DKG/JWK ids being BCS.
     #[test]
     fn encodings_follow_the_spec() {
         let json: Vec<u8> = ProtocolId::KNOWN
@@ -545,6 +550,25 @@ mod tests {
             err,
             Error::UncompressedTooLarge { len, max: 1020 } if len == 64 << 20
         ));
+    }
+
+    /// Compression stops at AptosNet's limit (64,880,640 bytes), so a peer never gets a payload
+    /// it refuses to decompress; one byte less is compressed.
+    #[test]
+    fn compression_stops_at_aptos_limit() {
+        assert_eq!(MAX_COMPRESS_SIZE, 64_880_640);
+        // BCS of a Vec<u8> is a ULEB128 length (4 bytes here) then the bytes.
+        let fits = vec![0u8; MAX_COMPRESS_SIZE - 4];
+        assert!(ProtocolId::CONSENSUS_OBSERVER.to_bytes(&fits).is_ok());
+        let over = vec![0u8; MAX_COMPRESS_SIZE - 3];
+        let err = ProtocolId::CONSENSUS_OBSERVER.to_bytes(&over).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UncompressedTooLarge { len, max: MAX_COMPRESS_SIZE } if len == MAX_COMPRESS_SIZE + 1
+            ),
+            "{err:?}"
+        );
     }
 
     /// A block that decompresses to fewer bytes than its prefix declares is malformed.

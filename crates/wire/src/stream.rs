@@ -1,6 +1,6 @@
 //! Streams: messages too large for one frame, cut into a header and fragments on the way out
 //! ([`OutboundStream`]) and put back together on the way in ([`Reassembler`])
-//! (wire-format.md §6). Pure: no I/O, no clock.
+//! (wire-format.md, "Streams"). Pure: no I/O, no clock.
 //!
 //! A message whose payload is above [`StreamLimits::fragment_threshold`] (the maximum frame
 //! size less [`STREAM_OVERHEAD`](crate::STREAM_OVERHEAD)) travels as

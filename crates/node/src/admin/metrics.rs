@@ -39,7 +39,7 @@ impl Closed {
 }
 
 netcore::metric_label_enum! {
-    /// Why a `POST /peers` dial failed; the client only sees "dial failed".
+    /// Why a `POST /peers` dial failed (the client gets the whole cause).
     pub(crate) enum DialFailure {
         /// Connecting failed (refused, unreachable).
         Transport => "transport",
@@ -120,7 +120,7 @@ impl AdminMetrics {
         );
         registry.register(
             "peerlane_admin_dial_failures",
-            "POST /peers dials that failed, by reason (the client only sees \"dial failed\")",
+            "POST /peers dials that failed, by reason",
             metrics.dial_failures.clone(),
         );
         metrics

@@ -121,10 +121,10 @@ where
                 // A disconnect we asked for is done.
                 Some((peer, result)) = self.disconnects.next(), if !self.disconnects.is_empty() => {
                     match result {
-                        Ok(()) => tracing::debug!(%peer, "unhealthy peer disconnected"),
+                        Ok(()) => tracing::debug!(peer = %peer.peer_id, "unhealthy peer disconnected"),
                         // Gone already, or the network is shutting down.
                         Err(err) => {
-                            tracing::debug!(%peer, error = %err, "unhealthy peer not disconnected");
+                            tracing::debug!(peer = %peer.peer_id, error = %err, "unhealthy peer not disconnected");
                         }
                     }
                 }
@@ -134,8 +134,9 @@ where
                     Some(notification) => self.handle_notification(notification),
                     None => break,
                 },
-                // Time for a round of pings.
-                _ = ticker.tick() => self.start_round(),
+                // Time for a round of pings (none when our pinging is off: then we only
+                // answer the peers' pings).
+                _ = ticker.tick(), if self.parts.config.enabled => self.start_round(),
                 // A peer's ping (or anything else it sent on the protocol). The stream ends only
                 // once the network's router is gone, at shutdown.
                 event = self.parts.events.next(), if events_open => match event {
@@ -153,7 +154,7 @@ where
             // Only when rounds run far behind the pings' outcomes: at most once per peer and
             // interval.
             tracing::debug!(
-                %peer,
+                peer = %peer.peer_id,
                 round = self.state.round(),
                 in_flight = self.state.in_flight_to(peer),
                 max_in_flight = self.state.max_in_flight_per_peer(),
@@ -242,7 +243,7 @@ where
         }
         while let Some(Disconnect { peer, failures }) = self.state.poll_disconnect() {
             self.parts.metrics.record_health_disconnect();
-            tracing::info!(%peer, failures, "peer failed its health checks, disconnecting");
+            tracing::info!(peer = %peer.peer_id, failures, "peer failed its health checks, disconnecting");
             let client = self.parts.client.clone();
             self.disconnects.push(Box::pin(async move {
                 let result = client.disconnect(peer).await;
@@ -269,7 +270,7 @@ where
                         self.state.handle_connected(peer);
                     } else {
                         tracing::debug!(
-                            %peer,
+                            peer = %peer.peer_id,
                             "peer does not offer the health checker protocol, not pinging it"
                         );
                         // A replacement connection may have dropped the protocol.
@@ -327,13 +328,13 @@ fn answer(event: Event<HealthCheckerMsg>) {
         } => {
             // Fails only when the connection is gone or the request's deadline passed: churn.
             if let Err(err) = responder.reply(HealthCheckerMsg::Pong(Pong(nonce))) {
-                tracing::debug!(%peer, error = %err, "could not answer a health-check ping");
+                tracing::debug!(peer = %peer.peer_id, error = %err, "could not answer a health-check ping");
             }
         }
         // Remote misbehaviour: debug, so a peer cannot flood the logs. An RPC left unanswered
         // times out on the peer's side.
         Event::RpcRequest { peer, .. } | Event::Message { peer, .. } => {
-            tracing::debug!(%peer, "unexpected health checker message dropped");
+            tracing::debug!(peer = %peer.peer_id, "unexpected health checker message dropped");
         }
     }
 }

@@ -12,7 +12,7 @@
 //! PeersAndMetadata::subscribe ── NewPeer / LostPeer ─► handle_connected / handle_disconnected
 //! ```
 //!
-//! The protocol is AptosNet's (`wire-format.md` §8): an RPC on `HealthCheckerRpc` (5) whose
+//! The protocol is AptosNet's (`wire-format.md`, "Health checker" under "Protocol ids and payload encodings"): an RPC on `HealthCheckerRpc` (5) whose
 //! request is [`HealthCheckerMsg::Ping`] with a random nonce and whose response is
 //! [`HealthCheckerMsg::Pong`] with the same nonce, plain BCS. A ping fails when no pong comes
 //! within `timeout_ms`, when the pong carries another nonce than that ping's, or when the RPC

@@ -28,6 +28,38 @@ use crate::peer_manager::simultaneous_dial::{Keep, resolve_simultaneous_dial};
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::transport::{AptosNetTransport, ByteCounters};
 
+/// The warnings about failed dials of the connectivity manager (seeds, discovery): enough
+/// for a handful of unreachable seeds, each retried with backoff.
+static DIAL_LOG: netcore::SharedLogLimiter =
+    netcore::SharedLogLimiter::new(10, Duration::from_secs(60));
+
+/// The warnings about refused banned peers.
+static BANNED_LOG: netcore::SharedLogLimiter =
+    netcore::SharedLogLimiter::new(3, Duration::from_secs(60));
+
+/// The operator's line for a failed dial of the connectivity manager: what failed, why, and
+/// what that usually means.
+fn dial_failure_line(peer_id: PeerId, addr: &NetworkAddress, err: &Error) -> String {
+    let what = match err {
+        Error::Transport(_) | Error::SetupTimeout { .. } => "unreachable",
+        _ => "refused the connection",
+    };
+    let hint = match err {
+        Error::Noise(noise::Error::Rejected { .. }) => {
+            " (is the noise-ik key in the address this peer's key, and are we in its trusted set?)"
+        }
+        Error::Handshake(wire::Error::InvalidChainId { .. }) => " (check chain_id on both nodes)",
+        Error::Handshake(wire::Error::InvalidNetworkId { .. }) => {
+            " (check network_id on both nodes)"
+        }
+        _ => "",
+    };
+    format!(
+        "peer {peer_id} at {addr} {what}: {}{hint}; retrying with backoff",
+        err.chain()
+    )
+}
+
 /// Everything the peer manager needs from the builder.
 pub(crate) struct Parts {
     pub(crate) network_id: NetworkId,
@@ -183,7 +215,7 @@ impl PeerManager {
                     let _ = reply_tx.send(Err(Error::NotConnected { peer }));
                     return;
                 };
-                tracing::info!(%peer, conn_id = %current.metadata.connection_id, reason, "disconnecting peer");
+                tracing::info!(peer = %peer.peer_id, conn_id = %current.metadata.connection_id, reason, "disconnecting peer");
                 current.handle.disconnect();
                 self.pending_disconnects
                     .entry(current.metadata.connection_id)
@@ -217,7 +249,7 @@ impl PeerManager {
             return;
         }
         if self.parts.banned.contains(peer_id) {
-            tracing::debug!(%peer, %addr, "not dialing a banned peer");
+            tracing::debug!(peer = %peer.peer_id, %addr, "not dialing a banned peer");
             let _ = reply_tx.send(Err(Error::Banned { peer }));
             return;
         }
@@ -232,7 +264,7 @@ impl PeerManager {
                 return;
             }
         };
-        tracing::debug!(%peer, %addr, "dialing");
+        tracing::debug!(peer = %peer.peer_id, %addr, "dialing");
         let new_connections_tx = self.new_connections_tx.clone();
         let shutdown = self.parts.shutdown.clone();
         let metrics = self.parts.metrics.clone();
@@ -257,7 +289,12 @@ impl PeerManager {
                     if !err.is_shut_down() {
                         metrics
                             .record_setup_failure(ConnectionOrigin::Outbound, err.setup_failure());
-                        tracing::debug!(%peer, %addr, error = %err, "dial failed");
+                        tracing::debug!(peer = %peer.peer_id, %addr, error = %err, "dial failed");
+                        // The connectivity manager's dials (seeds, discovery) fail with no one
+                        // to tell but the operator; an application's dial tells its caller.
+                        if managed && let Some(suppressed) = DIAL_LOG.allow(std::time::Instant::now()) {
+                            tracing::warn!(peer = %peer_id, %addr, suppressed, "{}", dial_failure_line(peer_id, &addr, &err));
+                        }
                     }
                     let _ = reply_tx.send(Err(err));
                 }
@@ -291,7 +328,7 @@ impl PeerManager {
             self.parts
                 .metrics
                 .record_refused(RefusalReason::SelfConnection);
-            tracing::warn!(%peer, origin = %metadata.origin, reason = RefusalReason::SelfConnection.as_str(), "connection refused");
+            tracing::warn!(peer = %peer.peer_id, origin = %metadata.origin, reason = RefusalReason::SelfConnection.as_str(), "connection refused");
             reply(Err(Error::SelfConnection));
             return;
         }
@@ -299,7 +336,10 @@ impl PeerManager {
         if self.parts.banned.contains(peer_id) {
             // Dropping the connection closes the socket, which is all the remote learns.
             self.parts.metrics.record_refused(RefusalReason::Banned);
-            tracing::info!(%peer, origin = %metadata.origin, reason = RefusalReason::Banned.as_str(), "connection refused");
+            let ban = self.parts.banned.describe(peer_id).unwrap_or_default();
+            if let Some(suppressed) = BANNED_LOG.allow(std::time::Instant::now()) {
+                tracing::warn!(peer = %peer_id, origin = %metadata.origin, reason = RefusalReason::Banned.as_str(), suppressed, "connection with {peer_id} refused: banned {ban}");
+            }
             reply(Err(Error::Banned { peer }));
             return;
         }
@@ -311,7 +351,7 @@ impl PeerManager {
         {
             // Dropping the connection closes the socket, which is all the remote learns.
             self.parts.metrics.record_refused(reason);
-            tracing::debug!(%peer, remote_addr = %metadata.remote_addr, reason = reason.as_str(), "inbound connection refused");
+            tracing::debug!(peer = %peer.peer_id, remote_addr = %metadata.remote_addr, reason = reason.as_str(), "inbound connection refused");
             reply(Ok(()));
             return;
         }
@@ -328,7 +368,7 @@ impl PeerManager {
                 .record_refused(RefusalReason::InboundLimit);
             // Remote-driven, so debug: the metric is what operators watch.
             tracing::debug!(
-                %peer,
+                peer = %peer.peer_id,
                 reason = RefusalReason::InboundLimit.as_str(),
                 limit = self.parts.max_inbound_connections,
                 "inbound connection refused"
@@ -349,7 +389,7 @@ impl PeerManager {
                 .metrics
                 .record_connection_event(ConnectionChange::Replaced);
             tracing::debug!(
-                %peer,
+                peer = %peer.peer_id,
                 existing_conn = %existing.metadata.connection_id,
                 existing_origin = %existing.metadata.origin,
                 new_conn = %metadata.connection_id,
@@ -404,7 +444,7 @@ impl PeerManager {
                 reason,
             }
         }));
-        tracing::info!(%peer, conn_id = %connection_id, %origin, "peer connected");
+        tracing::info!(peer = %peer.peer_id, conn_id = %connection_id, %origin, "peer connected");
         self.parts.peers.insert(
             self.parts.network_id,
             metadata.clone(),
@@ -441,7 +481,7 @@ impl PeerManager {
             .banned
             .insert_until(peer_id, Some(Instant::now() + ban));
         tracing::info!(
-            peer = %PeerNetworkId::new(self.parts.network_id, peer_id),
+            peer = %peer_id,
             ban = ?ban,
             reason = DisconnectReason::RateLimited.as_str(),
             "peer banned for a while"
@@ -478,14 +518,14 @@ impl PeerManager {
             self.parts
                 .metrics
                 .record_connection_event(ConnectionChange::Lost);
-            tracing::info!(%peer, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
+            tracing::info!(peer = %peer.peer_id, conn_id = %connection_id, reason = reason.as_str(), "peer lost");
             if reported && self.parts.connectivity.is_some() {
                 self.connectivity_events
                     .push(PeerEvent::Disconnected { peer_id });
             }
         } else {
             // A replaced connection: the peer is still connected over its successor.
-            tracing::debug!(%peer, conn_id = %connection_id, reason = reason.as_str(), "replaced connection closed");
+            tracing::debug!(peer = %peer.peer_id, conn_id = %connection_id, reason = reason.as_str(), "replaced connection closed");
         }
         for reply_tx in self
             .pending_disconnects
@@ -581,7 +621,7 @@ impl PeerManager {
             .metrics
             .record_connection_event(ConnectionChange::EvictedIdle);
         let peer = PeerNetworkId::new(self.parts.network_id, *peer_id);
-        tracing::debug!(%peer, ?idle, "idle inbound peer closed to make room at the inbound limit");
+        tracing::debug!(peer = %peer.peer_id, ?idle, "idle inbound peer closed to make room at the inbound limit");
         true
     }
 }

@@ -71,6 +71,26 @@ impl BanList {
         }
     }
 
+    /// How long the ban on `peer_id` lasts, for a log line: `"until <RFC 3339 time>"`,
+    /// `"until unbanned"`, or `None` if the peer is not banned now.
+    pub(crate) fn describe(&self, peer_id: PeerId) -> Option<String> {
+        let now = Instant::now();
+        let ban = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer_id)
+            .copied()
+            .filter(|ban| is_active(*ban, now))?;
+        Some(match ban {
+            None => "until unbanned".to_owned(),
+            Some(expiry) => {
+                let at = std::time::SystemTime::now() + expiry.saturating_duration_since(now);
+                format!("until {}", humantime::format_rfc3339_seconds(at))
+            }
+        })
+    }
+
     /// The peers banned now, sorted.
     pub(crate) fn to_vec(&self) -> Vec<PeerId> {
         let now = Instant::now();
