@@ -3,8 +3,14 @@
 //! of `corpus/<target>/` through the same functions, so CI keeps the corpora green without a
 //! nightly toolchain. Each function panics only when the code under test misbehaves.
 
+// Each fuzz target uses one function of this module.
+#![allow(dead_code)]
+
 use bytes::BytesMut;
 use netcore::{FrameCodec, NetworkAddress, PeerId};
+use routing::{
+    EdgeTable, GraphLimits, RoutingSyncMessage, decode_routed, encode_routed, verify_batch,
+};
 use noise::{HandshakeAuthMode, HandshakeConfig, PrivateKey, PublicKey, TrustedPeers};
 use tokio_util::codec::{Decoder, Encoder};
 use wire::{
@@ -13,8 +19,7 @@ use wire::{
 };
 
 /// Every target by its name in `fuzz_targets/` and `corpus/`.
-#[allow(dead_code)]
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub(crate) const TARGETS: [(&str, fn(&[u8])); 8] = [
     ("frame_decode", frame_decode),
     ("wire_decode", wire_decode),
     ("reassembly", reassembly),
@@ -22,11 +27,12 @@ pub const TARGETS: [(&str, fn(&[u8])); 7] = [
     ("handshake", handshake),
     ("network_address", network_address),
     ("lz4_payload", lz4_payload),
+    ("routing_decode", routing_decode),
 ];
 
 /// Length-prefixed framing on arbitrary bytes: never panics, never yields a frame above the
 /// maximum, and never grows the buffer towards a length it has not checked.
-pub fn frame_decode(data: &[u8]) {
+pub(crate) fn frame_decode(data: &[u8]) {
     const MAX: usize = 64 * 1024;
     for mut codec in [FrameCodec::u16(MAX), FrameCodec::u32(MAX)] {
         let mut src = BytesMut::from(data);
@@ -44,7 +50,7 @@ pub fn frame_decode(data: &[u8]) {
 
 /// The message codec on arbitrary bytes: a bad frame is an error (recoverable or fatal),
 /// never a panic; whatever decodes re-encodes to the same bytes.
-pub fn wire_decode(data: &[u8]) {
+pub(crate) fn wire_decode(data: &[u8]) {
     // Bare BCS: a decoded message must encode back to exactly its input.
     if let Ok(message) = bcs::from_bytes::<MultiplexMessage>(data) {
         assert_eq!(bcs::to_bytes(&message).unwrap(), data);
@@ -62,7 +68,7 @@ pub fn wire_decode(data: &[u8]) {
 
 /// The reassembler fed an arbitrary sequence of stream messages (decoded from the input as a
 /// BCS list): never panics, never completes a message above its limits.
-pub fn reassembly(data: &[u8]) {
+pub(crate) fn reassembly(data: &[u8]) {
     let Ok(pieces) = bcs::from_bytes::<Vec<StreamMessage>>(data) else {
         return;
     };
@@ -78,7 +84,7 @@ pub fn reassembly(data: &[u8]) {
 
 /// The Noise responder on an arbitrary first message: every input is refused with a typed
 /// error (the fuzzer cannot forge a valid IK message for our key), never a panic.
-pub fn noise_responder(data: &[u8]) {
+pub(crate) fn noise_responder(data: &[u8]) {
     // The responder's clock: fixed, so that a crash reproduces from its input alone.
     const NOW_MILLIS: u64 = 1_764_000_000_000;
     let private_key = PrivateKey::from([7u8; 32]);
@@ -96,7 +102,7 @@ pub fn noise_responder(data: &[u8]) {
 /// The AptosNet handshake message on arbitrary bytes, then negotiation against ours: never
 /// panics; what decodes survives an encode and decode unchanged, and negotiation is
 /// symmetric in what it agrees on.
-pub fn handshake(data: &[u8]) {
+pub(crate) fn handshake(data: &[u8]) {
     let Ok(theirs) = bcs::from_bytes::<HandshakeMsg>(data) else {
         return;
     };
@@ -120,7 +126,7 @@ pub fn handshake(data: &[u8]) {
 /// A network address from arbitrary text and from arbitrary BCS: never panics; what parses
 /// prints back to text that parses to the same address, and what decodes re-encodes to bytes
 /// that decode to the same address.
-pub fn network_address(data: &[u8]) {
+pub(crate) fn network_address(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data)
         && let Ok(address) = text.parse::<NetworkAddress>()
     {
@@ -136,10 +142,29 @@ pub fn network_address(data: &[u8]) {
 /// LZ4-compressed payloads (AptosNet's compressed protocols) on arbitrary bytes: never panics
 /// and never allocates past the declared-size check; what decodes re-encodes and decodes to
 /// the same value.
-pub fn lz4_payload(data: &[u8]) {
+pub(crate) fn lz4_payload(data: &[u8]) {
     let protocol = ProtocolId::MEMPOOL_DIRECT_SEND;
     if let Ok(value) = protocol.from_bytes::<Vec<Vec<u8>>>(data) {
         let bytes = protocol.to_bytes(&value).unwrap();
         assert_eq!(protocol.from_bytes::<Vec<Vec<u8>>>(&bytes).unwrap(), value);
+    }
+}
+
+/// The routing protocols' decoders on arbitrary bytes (ROUTING_SYNC, 67, and ROUTED, 68): a
+/// bad message is an error, never a panic; whatever decodes re-encodes to the same bytes; the
+/// edges of a decoded `Edges` message go through precheck and signature checks without
+/// panicking.
+pub(crate) fn routing_decode(data: &[u8]) {
+    if let Ok(message) = RoutingSyncMessage::decode(data, 50_000) {
+        assert_eq!(message.encode(), data);
+        if let RoutingSyncMessage::Edges(edges) = message {
+            let table = EdgeTable::new(PeerId::new([7; 32]), GraphLimits::default());
+            let check = table.precheck(edges, 1_700_000_000_000);
+            let _ = verify_batch(check.to_verify);
+        }
+    }
+    if let Ok(message) = decode_routed(data) {
+        assert_eq!(encode_routed(&message), data);
+        let _ = message.verify();
     }
 }
