@@ -45,13 +45,15 @@ mod manager;
 mod metrics;
 mod peers_file;
 mod policy;
+mod refusal;
 
 pub use action::{Action, ActionKind, CloseReason, DialFailure, DialOutcome};
 pub use backoff::Backoff;
 pub use config::{
-    BACKOFF_BASE_MS, CHANNEL_CAPACITY, CONNECTIVITY_CHECK_INTERVAL_MS, Config,
-    DISCOVERY_FILE_INTERVAL_MS, MAX_BACKOFF_JITTER_MS, MAX_BACKOFF_MS, MAX_OUTBOUND_CONNECTIONS,
-    NetworkKind,
+    BACKOFF_BASE_MS, BANNED_RETRY_DELAY_MS, CHANNEL_CAPACITY, CONNECTIVITY_CHECK_INTERVAL_MS,
+    Config, DISCOVERY_FILE_INTERVAL_MS, FULL_RETRY_DELAY_MS, MAX_BACKOFF_JITTER_MS, MAX_BACKOFF_MS,
+    MAX_EXCHANGED_PEERS, MAX_OUTBOUND_CONNECTIONS, MAX_REFUSAL_DELAY_MS, MIN_OUTBOUND_CONNECTIONS,
+    MISMATCH_RETRY_DELAY_MS, NetworkKind, TARGET_PEERS_HIGH, TARGET_PEERS_LOW,
 };
 pub use discovery::{DiscoveredPeer, DiscoveredSet, DiscoverySource};
 pub use error::Error;
@@ -59,3 +61,4 @@ pub use manager::{ConnectivityHandle, ConnectivityManager, ExitReason, PeerEvent
 pub use metrics::{FileError, Metrics};
 pub use peers_file::FileSource;
 pub use policy::{Outcome, Policy};
+pub use refusal::{RemoteRefusal, refusal_delay};

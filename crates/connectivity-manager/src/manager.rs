@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::peers_file::FileSource;
 use crate::policy::{Outcome, Policy};
+use crate::refusal::RemoteRefusal;
 
 /// What the facade tells the manager about its connections to a peer and its dials. Sent
 /// through a [`ConnectivityHandle`].
@@ -53,6 +54,26 @@ pub enum PeerEvent {
         /// `Ok` once the connection is up, or why it failed.
         result: Result<(), DialFailure>,
     },
+    /// The peer told us why it closed or refused our connection (peerlane's `Disconnect`
+    /// message). Sent before or after its `Disconnected`, in either order.
+    RemoteRefusal {
+        /// The peer.
+        peer_id: PeerId,
+        /// What it said.
+        refusal: RemoteRefusal,
+    },
+}
+
+impl PeerEvent {
+    /// The peer the event is about.
+    pub const fn peer_id(&self) -> PeerId {
+        match self {
+            Self::Connected { peer_id, .. }
+            | Self::Disconnected { peer_id }
+            | Self::DialResult { peer_id, .. }
+            | Self::RemoteRefusal { peer_id, .. } => *peer_id,
+        }
+    }
 }
 
 /// The facade's side of the manager's event queue. Cloning gives another handle on the same
@@ -331,6 +352,11 @@ impl ConnectivityManager {
             PeerEvent::Disconnected { peer_id } => self.policy.handle_disconnected(peer_id, now),
             PeerEvent::DialResult { peer_id, result } => {
                 self.policy.handle_dial_result(peer_id, result, now)
+            }
+            PeerEvent::RemoteRefusal { peer_id, refusal } => {
+                let waits = self.policy.handle_remote_refusal(peer_id, refusal, now);
+                self.metrics.record_remote_refusal(refusal, waits);
+                Outcome::default()
             }
         };
         record(&self.metrics, &self.policy, outcome);

@@ -12,6 +12,7 @@
 //! | `peerlane_connectivity_actions_dropped_total` | counter | `action` ([`ActionKind`]) |
 //! | `peerlane_connectivity_eligible_peers` | gauge | none |
 //! | `peerlane_connectivity_connected_peers` | gauge | `origin` (`inbound`, `outbound`) |
+//! | `peerlane_connectivity_remote_refusals_total` | counter | `reason` ([`RemoteRefusal`]), `wait` (`true` when it delayed the next dial) |
 
 use netcore::ConnectionOrigin;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -23,6 +24,7 @@ use prometheus_client::registry::Registry;
 use crate::action::{ActionKind, DialOutcome};
 use crate::discovery::DiscoverySource;
 use crate::policy::Outcome;
+use crate::refusal::RemoteRefusal;
 
 /// Counters and gauges of the connectivity manager. Cloning gives another handle on the same
 /// metrics.
@@ -39,6 +41,7 @@ pub struct Metrics {
     actions_dropped: Family<ActionLabels, Counter>,
     eligible_peers: Gauge,
     connected_peers: Family<OriginLabels, Gauge>,
+    remote_refusals: Family<RefusalLabels, Counter>,
 }
 
 impl Metrics {
@@ -86,7 +89,37 @@ impl Metrics {
             "Connected peers as the connectivity manager knows them, by origin",
             metrics.connected_peers.clone(),
         );
+        registry.register(
+            "peerlane_connectivity_remote_refusals",
+            "Reasons peers gave for closing or refusing our connections, and whether they delayed the next dial",
+            metrics.remote_refusals.clone(),
+        );
         metrics
+    }
+
+    /// Refusals with `reason` reported so far, whether or not
+    /// they delayed a dial.
+    pub fn remote_refusals(&self, reason: RemoteRefusal) -> u64 {
+        ["false", "true"]
+            .into_iter()
+            .filter_map(|wait| {
+                self.remote_refusals
+                    .get(&RefusalLabels {
+                        reason: reason.as_str(),
+                        wait,
+                    })
+                    .map(|counter| counter.get())
+            })
+            .sum()
+    }
+
+    pub(crate) fn record_remote_refusal(&self, refusal: RemoteRefusal, wait: bool) {
+        self.remote_refusals
+            .get_or_create(&RefusalLabels {
+                reason: refusal.as_str(),
+                wait: if wait { "true" } else { "false" },
+            })
+            .inc();
     }
 
     /// Dials that ended with `outcome` so far.
@@ -245,6 +278,12 @@ struct FileErrorLabels {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ActionLabels {
     action: ActionKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+    wait: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -16,6 +16,7 @@ use crate::action::{Action, CloseReason, DialFailure, DialOutcome};
 use crate::backoff::Backoff;
 use crate::config::{Config, NetworkKind};
 use crate::discovery::{DiscoveredPeer, DiscoveredSet, DiscoverySource};
+use crate::refusal::{RemoteRefusal, refusal_delay};
 
 /// What one report to the [`Policy`] did that is worth counting. The policy keeps no metrics:
 /// its caller ([`ConnectivityManager`](crate::ConnectivityManager)) records these.
@@ -102,6 +103,8 @@ pub struct Policy {
     dial_states: BTreeMap<PeerId, DialState>,
     connected: BTreeMap<PeerId, Connection>,
     pending_dials: BTreeMap<PeerId, PendingDial>,
+    /// The settings the refusal delays come from.
+    config: Config,
 }
 
 impl Policy {
@@ -118,7 +121,41 @@ impl Policy {
             dial_states: BTreeMap::new(),
             connected: BTreeMap::new(),
             pending_dials: BTreeMap::new(),
+            config: config.clone(),
         }
+    }
+
+    /// `peer_id` told us why it closed or refused our connection ([`RemoteRefusal`]). For a
+    /// discovered peer whose reason calls for it ([`refusal_delay`]), no dial starts before
+    /// `now` plus that delay, whatever its backoff says; a later refusal can only push that
+    /// instant further out. Returns whether a wait was imposed.
+    ///
+    /// A peer we did not discover leaves no state behind: a stranger's refusals cost nothing.
+    pub fn handle_remote_refusal(
+        &mut self,
+        peer_id: PeerId,
+        refusal: RemoteRefusal,
+        now: Instant,
+    ) -> bool {
+        let Some(delay) = refusal_delay(refusal, &self.config) else {
+            return false;
+        };
+        if !self.discovered.peers().contains_key(&peer_id) {
+            return false;
+        }
+        let state = self
+            .dial_states
+            .entry(peer_id)
+            .or_insert_with(|| DialState::new(self.backoff.clone()));
+        let until = now + delay;
+        state.not_before = Some(state.not_before.map_or(until, |earlier| earlier.max(until)));
+        debug!(peer = %peer_id, reason = refusal.as_str(), ?delay, "peer refused us; waiting");
+        true
+    }
+
+    /// When `peer_id` may be dialed again after its refusal, if it refused us.
+    pub fn not_before(&self, peer_id: &PeerId) -> Option<Instant> {
+        self.dial_states.get(peer_id)?.not_before
     }
 
     /// Replaces `source`'s view of the peers. Returns whether the merged peer set (and so
@@ -339,7 +376,7 @@ impl Policy {
         self.dial_states
             .iter()
             .filter(|(peer_id, _)| self.is_dial_candidate(peer_id))
-            .filter_map(|(_, state)| state.retry_at)
+            .filter_map(|(_, state)| state.ready_at())
             .min()
     }
 
@@ -454,8 +491,8 @@ impl Policy {
             .filter_map(|peer_id| {
                 let state = self.dial_states.get(peer_id);
                 let ready = state
-                    .and_then(|state| state.retry_at)
-                    .is_none_or(|retry_at| retry_at <= now);
+                    .and_then(DialState::ready_at)
+                    .is_none_or(|ready_at| ready_at <= now);
                 ready.then(|| (*peer_id, state.and_then(|state| state.last_dial)))
             })
             .collect();
@@ -522,6 +559,10 @@ struct DialState {
     retry_at: Option<Instant>,
     /// `retry_at` still lacks its jitter; the next poll adds it.
     jitter_due: bool,
+    /// Not before this instant either: the peer refused us for a reason that asks for a
+    /// wait ([`refusal_delay`]). Unlike `retry_at` a connection does not clear it (the
+    /// refusal may be read after the connection is reported); it simply passes.
+    not_before: Option<Instant>,
 }
 
 impl DialState {
@@ -532,6 +573,16 @@ impl DialState {
             last_dial: None,
             retry_at: None,
             jitter_due: false,
+            not_before: None,
+        }
+    }
+
+    /// When the peer may be dialed: the later of its backoff's end and its refusal's wait;
+    /// `None` when neither holds it back.
+    fn ready_at(&self) -> Option<Instant> {
+        match (self.retry_at, self.not_before) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
         }
     }
 

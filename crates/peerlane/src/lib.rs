@@ -125,11 +125,18 @@
 
 mod admission;
 mod builder;
+mod chain_announcer;
+mod chain_status;
+mod chain_throttle;
 mod client;
 mod config;
+mod disconnect_notice;
 mod error;
 mod events;
+mod extension_config;
+mod extension_metrics;
 mod health;
+mod intake;
 mod listener;
 mod metrics;
 mod peer_manager;
@@ -142,6 +149,7 @@ pub use admission::{
     MAX_INBOUND_PER_PREFIX, MAX_PENDING_PER_IP, MAX_PENDING_PER_PREFIX,
 };
 pub use builder::{Network, NetworkBuilder};
+pub use chain_status::{BlockHash, CHAIN_STATUS_BYTES, ChainStatus, PeerChainStatus};
 pub use client::NetworkClient;
 pub use config::{
     AuthMode, DEFAULT_CHAIN_ID, DEFAULT_LISTEN_ADDRESS, HEALTH_CHECK_FAILURES,
@@ -150,10 +158,18 @@ pub use config::{
     SETUP_TIMEOUT_MS,
 };
 pub use connectivity_manager::{
-    Config as ConnectivityConfig, DiscoveredPeer, Metrics as ConnectivityMetrics,
+    Config as ConnectivityConfig, DiscoveredPeer, Metrics as ConnectivityMetrics, RemoteRefusal,
 };
+pub use disconnect_notice::{Disconnect, DisconnectCode, MAX_DISCONNECT_BYTES};
 pub use error::{Error, ProtocolKind};
 pub use events::{Event, NetworkEvents, RpcReplier};
+pub use extension_config::{
+    CHAIN_STATUS_INTERVAL_MS, ExtensionsConfig, MAX_PENDING_NOTICES, NOTICE_WRITE_TIMEOUT_MS,
+    PEER_EXCHANGE_INTERVAL_MS, PEER_EXCHANGE_MAX_PEERS, PEER_EXCHANGE_MAX_RECENT,
+    PEER_EXCHANGE_MIN_REQUEST_INTERVAL_MS, PEER_EXCHANGE_RECENT_WINDOW_MS,
+    PEER_EXCHANGE_TIMEOUT_MS,
+};
+pub use extension_metrics::ExtensionMetrics;
 pub use health::{HealthCheckerMsg, Ping, Pong};
 pub use metrics::{ConnectionChange, Metrics, PingResult, QueueEvent, RefusalReason, SetupFailure};
 pub use peers::{

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::message::StateSyncMsg;
 use crate::metrics::Metrics;
+use crate::peer_choice::{Candidate, choose_peer};
 use crate::store::StoreHandle;
 
 /// The direct-send protocols to register state sync on: `StateSyncDirectSend` (3).
@@ -25,7 +26,7 @@ type Fetch =
     Pin<Box<dyn Future<Output = (PeerNetworkId, Result<StateSyncMsg, peerlane::Error>)> + Send>>;
 
 /// State sync for one node: serves `GetBlocks` from the store, fetches the blocks peers
-/// announced and the store lacks (one request at a time, round robin over the peers ahead,
+/// announced and the store lacks (one request at a time, to the fastest peers ahead in turn,
 /// passing over a peer whose request failed for [`Config::retry_after`]), and announces every
 /// new committed height to the connected peers.
 ///
@@ -52,7 +53,7 @@ struct Actor {
     announced_to: HashSet<PeerNetworkId>,
     /// Peers passed over until the instant, after a failed request.
     failed: HashMap<PeerNetworkId, Instant>,
-    /// The round-robin position over the peers ahead.
+    /// The turn among the fastest peers ahead (see `peer_choice`).
     next_peer: usize,
 }
 
@@ -193,17 +194,28 @@ impl Actor {
         let committed = self.store.committed_height();
         let now = Instant::now();
         self.failed.retain(|_, until| now < *until);
-        let mut ahead: Vec<(PeerNetworkId, u64)> = self
-            .peer_heights
-            .iter()
-            .filter(|(peer, height)| **height > committed && !self.failed.contains_key(peer))
-            .map(|(peer, height)| (*peer, *height))
+        // Where each connected peer is: the higher of what it announced to us and the best
+        // height of its chain status, with its round-trip time.
+        let ahead: Vec<Candidate> = self
+            .client
+            .connected_peers()
+            .into_iter()
+            .filter(|peer| !self.failed.contains_key(peer))
+            .filter_map(|peer| {
+                let stats = self.client.peer_stats(peer);
+                let announced = self.peer_heights.get(&peer).copied();
+                let status = stats
+                    .and_then(|stats| stats.chain_status)
+                    .map(|chain| chain.status.best_height);
+                let height = announced.max(status)?;
+                (height > committed).then(|| Candidate {
+                    peer,
+                    height,
+                    rtt: stats.and_then(|stats| stats.last_rtt),
+                })
+            })
             .collect();
-        if ahead.is_empty() {
-            return None;
-        }
-        ahead.sort_unstable();
-        let (peer, height) = ahead[self.next_peer % ahead.len()];
+        let Candidate { peer, height, .. } = choose_peer(ahead, self.next_peer)?;
         self.next_peer = self.next_peer.wrapping_add(1);
         let start_height = committed + 1;
         let most = self.config.max_blocks_per_response.max(1) as u64;

@@ -22,8 +22,11 @@
 //!    default: the stack streams such responses in frames).
 //! 3. Whenever the store grows, and to each newly connected peer, it sends
 //!    `Announce { height, block_id }`.
-//! 4. When a peer announced a height above the store's, it requests the missing range from
-//!    the peers ahead, round robin, one request at a time. A request that fails, times out
+//! 4. When a peer announced a height above the store's, or its chain status (the facade's
+//!    protocol 65, [`peerlane::PeerStats::chain_status`]) says it is ahead, it requests the
+//!    missing range from the peers ahead, one request at a time, preferring low round-trip
+//!    times: the peers within 1.5 times the fastest one's last ping take turns, peers not
+//!    measured yet come last. A request that fails, times out
 //!    ([`Config::rpc_timeout`]) or brings blocks that do not link is counted, and the peer is
 //!    passed over for [`Config::retry_after`] while the others are asked.
 //! 5. [`StoreHandle::committed_height`], [`StoreHandle::caught_up`] and
@@ -75,6 +78,7 @@ mod config;
 mod error;
 mod message;
 mod metrics;
+mod peer_choice;
 mod store;
 
 pub use actor::{DIRECT_SEND_PROTOCOLS, RPC_PROTOCOLS, StateSync};

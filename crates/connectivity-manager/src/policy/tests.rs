@@ -580,3 +580,60 @@ fn disconnection_before_the_dial_result_still_redials() {
     h.advance_to_deadline();
     assert_eq!(dialed_peers(&h.poll()), HashSet::from([id(1)]));
 }
+
+/// A peer that said it is full is not redialed before `full_retry_delay`, though its backoff
+/// ends long before; one that said it banned us waits for the ban's end; the deadline says so.
+#[test]
+fn a_refusal_holds_the_redial_back_until_its_wait_ends() {
+    let mut h = Harness::new(NetworkKind::Public);
+    h.discover(DiscoverySource::Config, peers(2, PeerRole::Upstream));
+    assert_eq!(h.poll_dials().len(), 2);
+    h.connect_outbound(id(1));
+    h.connect_outbound(id(2));
+
+    let t0 = h.now;
+    assert!(
+        h.policy
+            .handle_remote_refusal(id(1), RemoteRefusal::Full, t0)
+    );
+    let ban = Duration::from_secs(300);
+    assert!(h.policy.handle_remote_refusal(
+        id(2),
+        RemoteRefusal::Banned {
+            remaining: Some(ban)
+        },
+        t0
+    ));
+    h.disconnected(id(1));
+    h.disconnected(id(2));
+
+    // The 2 s backoff passes: nothing.
+    h.advance(Duration::from_secs(3));
+    assert!(h.poll_dials().is_empty());
+    assert_eq!(h.policy.next_deadline(), Some(t0 + Duration::from_secs(60)));
+    h.advance_to_deadline();
+    assert_eq!(h.poll_dials(), vec![(id(1), addr(1))]);
+    assert_eq!(h.policy.next_deadline(), Some(t0 + ban));
+    h.advance_to_deadline();
+    assert_eq!(h.poll_dials(), vec![(id(2), addr(2))]);
+}
+
+/// Refusals that call for no wait, and refusals from peers we never discovered, leave no
+/// state: a stranger cannot make us hold anything.
+#[test]
+fn refusals_without_a_wait_or_from_strangers_leave_nothing() {
+    let mut h = Harness::new(NetworkKind::Public);
+    h.discover(DiscoverySource::Config, peers(1, PeerRole::Upstream));
+    assert!(
+        !h.policy
+            .handle_remote_refusal(id(1), RemoteRefusal::Timeout, h.now)
+    );
+    assert_eq!(h.policy.not_before(&id(1)), None);
+    for n in 10..=200 {
+        assert!(
+            !h.policy
+                .handle_remote_refusal(id(n), RemoteRefusal::Full, h.now)
+        );
+        assert_eq!(h.policy.not_before(&id(n)), None);
+    }
+}

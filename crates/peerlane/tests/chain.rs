@@ -1,0 +1,239 @@
+//! peerlane's own protocols between nodes over loopback TCP and Noise: disconnect notices
+//! (64) and the connectivity manager's backoff by reason, chain status (65) exchanged on
+//! connect and re-announced with a throttle, and peers on another chain refused with the
+//! reason.
+
+use std::time::Duration;
+
+use noise::PeerRole;
+use peerlane::{BlockHash, ChainStatus, DiscoveredPeer, QueueConfig, RefusalReason, RemoteRefusal};
+use test_support::{DIRECT, Net, RPC, config, eventually, node, node_with};
+use wire::NetworkId;
+
+fn status(genesis: u8, height: u64) -> ChainStatus {
+    ChainStatus {
+        genesis: BlockHash([genesis; 32]),
+        best_height: height,
+        best_hash: BlockHash([height as u8; 32]),
+        lib_height: height / 2,
+        lib_hash: BlockHash([0xee; 32]),
+    }
+}
+
+/// A node at its inbound limit refuses a newcomer with a `Full` notice; the newcomer reads
+/// it, counts it, and its connectivity manager holds the redial back for
+/// `full_retry_delay` (60 s) although its own backoff is 100 ms.
+#[tokio::test]
+async fn a_full_node_tells_its_dialer_why_and_the_dialer_waits() {
+    let mut full = config(1, NetworkId::Public, Net::Tcp);
+    full.max_inbound_connections = 0;
+    let full = node_with(full, Net::Tcp, &DIRECT, &RPC, QueueConfig::default());
+
+    let mut dialer = config(2, NetworkId::Public, Net::Tcp);
+    dialer.seeds.insert(
+        full.peer_id(),
+        DiscoveredPeer::new(
+            PeerRole::Upstream,
+            [full.network.listen_address().clone()],
+            [],
+        ),
+    );
+    dialer
+        .connectivity
+        .backoff_base(Duration::from_millis(100))
+        .max_backoff(Duration::from_millis(100))
+        .connectivity_check_interval(Duration::from_millis(50));
+    let dialer = node_with(dialer, Net::Tcp, &DIRECT, &RPC, QueueConfig::default());
+
+    let received = dialer.network.metrics().extensions().clone();
+    eventually("the dialer reads `full`", || {
+        received.disconnect_notices(false, "full") == 1
+    })
+    .await;
+    eventually("its connectivity manager hears it", || {
+        dialer
+            .network
+            .connectivity_metrics()
+            .remote_refusals(RemoteRefusal::Full)
+            == 1
+    })
+    .await;
+    assert_eq!(
+        full.network
+            .metrics()
+            .extensions()
+            .disconnect_notices(true, "full"),
+        1
+    );
+    // Ten backoffs' worth of time: without the notice the dialer would have knocked again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        full.network.metrics().refused(RefusalReason::InboundLimit),
+        1,
+        "no redial while the refusal's wait runs"
+    );
+    assert!(
+        dialer
+            .metrics_text()
+            .contains("reason=\"full\",wait=\"true\"} 1"),
+        "{}",
+        dialer.metrics_text()
+    );
+    full.network.shutdown().await;
+    dialer.network.shutdown().await;
+}
+
+/// A banned peer reads `banned` before its connection closes.
+#[tokio::test]
+async fn a_banned_peer_reads_why() {
+    let a = node(1, Net::Tcp);
+    let b = node(2, Net::Tcp);
+    a.dial(&b).await.unwrap();
+    eventually("b registers a", || b.network.is_connected(a.peer_id())).await;
+    a.network.ban(b.peer_id()).await.unwrap();
+    let received = b.network.metrics().extensions().clone();
+    eventually("b reads `banned`", || {
+        received.disconnect_notices(false, "banned") == 1
+    })
+    .await;
+    eventually("b is disconnected", || !b.network.is_connected(a.peer_id())).await;
+    a.network.shutdown().await;
+    b.network.shutdown().await;
+}
+
+/// Both ends send their chain status as the first message on protocol 65; a change is
+/// re-announced; `PeerStats` shows it with its time.
+#[tokio::test]
+async fn chain_status_is_exchanged_on_connect_and_reannounced() {
+    let a = node(1, Net::Tcp);
+    let b = node(2, Net::Tcp);
+    a.network.set_chain_status(status(9, 10));
+    b.network.set_chain_status(status(9, 20));
+    a.dial(&b).await.unwrap();
+    let (a_peer, b_peer) = (a.as_peer(), b.as_peer());
+    eventually("a knows b's status", || {
+        a.network
+            .peers_and_metadata()
+            .chain_status(b_peer)
+            .map(|s| s.status)
+            == Some(status(9, 20))
+    })
+    .await;
+    eventually("b knows a's status", || {
+        b.network
+            .peers_and_metadata()
+            .chain_status(a_peer)
+            .map(|s| s.status)
+            == Some(status(9, 10))
+    })
+    .await;
+
+    a.network.set_chain_status(status(9, 11));
+    eventually("b hears the change", || {
+        b.network
+            .peers_and_metadata()
+            .peer_stats(a_peer)
+            .and_then(|stats| stats.chain_status)
+            .is_some_and(|s| s.status.best_height == 11 && s.updates == 2)
+    })
+    .await;
+    a.network.shutdown().await;
+    b.network.shutdown().await;
+}
+
+/// A thousand changes in a burst reach the peer as a handful of messages, the last carrying
+/// the latest status.
+#[tokio::test]
+async fn status_bursts_are_throttled_and_the_latest_wins() {
+    let a = node(1, Net::Tcp);
+    let b = node(2, Net::Tcp);
+    a.network.set_chain_status(status(9, 0));
+    a.dial(&b).await.unwrap();
+    let a_peer = a.as_peer();
+    eventually("b has a's first status", || {
+        b.network
+            .peers_and_metadata()
+            .chain_status(a_peer)
+            .is_some()
+    })
+    .await;
+    for height in 1..=1_000 {
+        a.network.set_chain_status(status(9, height));
+    }
+    eventually("b has the latest", || {
+        b.network
+            .peers_and_metadata()
+            .chain_status(a_peer)
+            .is_some_and(|s| s.status.best_height == 1_000)
+    })
+    .await;
+    let sent = a.network.metrics().extensions().chain_status("sent");
+    assert!(sent <= 5, "{sent} messages for 1001 statuses");
+    a.network.shutdown().await;
+    b.network.shutdown().await;
+}
+
+/// A node that learns its genesis differs from a connected peer's closes the connection with
+/// `ChainMismatch`, which the peer reads and hands to its connectivity manager.
+#[tokio::test]
+async fn a_peer_on_another_chain_is_refused_with_the_reason() {
+    let a = node(1, Net::Tcp);
+    let b = node(2, Net::Tcp);
+    b.network.set_chain_status(status(2, 5));
+    a.dial(&b).await.unwrap();
+    let b_peer = b.as_peer();
+    eventually("a has b's status", || {
+        a.network
+            .peers_and_metadata()
+            .chain_status(b_peer)
+            .is_some()
+    })
+    .await;
+    // Now a learns its own chain: another genesis.
+    a.network.set_chain_status(status(1, 5));
+    let received = b.network.metrics().extensions().clone();
+    eventually("b reads `chain_mismatch`", || {
+        received.disconnect_notices(false, "chain_mismatch") == 1
+    })
+    .await;
+    eventually("they are disconnected", || {
+        !a.network.is_connected(b.peer_id()) && !b.network.is_connected(a.peer_id())
+    })
+    .await;
+    assert_eq!(
+        a.network
+            .metrics()
+            .extensions()
+            .chain_status("chain_mismatch"),
+        1
+    );
+    eventually("b's connectivity manager hears it", || {
+        b.network
+            .connectivity_metrics()
+            .remote_refusals(RemoteRefusal::ChainMismatch)
+            == 1
+    })
+    .await;
+
+    // Reconnecting with both statuses known: the first status exchanged refuses it.
+    a.dial(&b).await.unwrap();
+    eventually("refused again", || {
+        a.network
+            .metrics()
+            .extensions()
+            .chain_status("chain_mismatch")
+            >= 2
+            || b.network
+                .metrics()
+                .extensions()
+                .chain_status("chain_mismatch")
+                >= 1
+    })
+    .await;
+    eventually("disconnected again", || {
+        !a.network.is_connected(b.peer_id())
+    })
+    .await;
+    a.network.shutdown().await;
+    b.network.shutdown().await;
+}
