@@ -41,6 +41,7 @@ mod backoff;
 mod config;
 mod discovery;
 mod error;
+mod exchanged;
 mod manager;
 mod metrics;
 mod peers_file;
@@ -57,8 +58,9 @@ pub use config::{
 };
 pub use discovery::{DiscoveredPeer, DiscoveredSet, DiscoverySource};
 pub use error::Error;
+pub use exchanged::ExchangedPeers;
 pub use manager::{ConnectivityHandle, ConnectivityManager, ExitReason, PeerEvent};
 pub use metrics::{FileError, Metrics};
 pub use peers_file::FileSource;
-pub use policy::{Outcome, Policy};
+pub use policy::{Outcome, Policy, Provenance};
 pub use refusal::{RemoteRefusal, refusal_delay};

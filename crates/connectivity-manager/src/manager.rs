@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future;
 use std::time::Instant;
 
-use netcore::{ConnectionOrigin, PeerId};
+use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::TrustedPeers;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -20,9 +20,10 @@ use crate::action::{Action, DialFailure, DialOutcome};
 use crate::config::Config;
 use crate::discovery::{DiscoveredPeer, DiscoverySource};
 use crate::error::Error;
+use crate::exchanged::ExchangedPeers;
 use crate::metrics::Metrics;
 use crate::peers_file::FileSource;
-use crate::policy::{Outcome, Policy};
+use crate::policy::{Outcome, Policy, Provenance};
 use crate::refusal::RemoteRefusal;
 
 /// What the facade tells the manager about its connections to a peer and its dials. Sent
@@ -54,6 +55,15 @@ pub enum PeerEvent {
         /// `Ok` once the connection is up, or why it failed.
         result: Result<(), DialFailure>,
     },
+    /// Peers another node told us about (peer exchange), validated by the facade: each with
+    /// the addresses to dial it at. They join the [`DiscoverySource::PeerExchange`] view, at
+    /// most [`Config::max_exchanged_peers`] of them.
+    Exchanged {
+        /// The node that told us.
+        from: PeerId,
+        /// The peers and their addresses.
+        peers: Vec<(PeerId, Vec<NetworkAddress>)>,
+    },
     /// The peer told us why it closed or refused our connection (peerlane's `Disconnect`
     /// message). Sent before or after its `Disconnected`, in either order.
     RemoteRefusal {
@@ -72,6 +82,7 @@ impl PeerEvent {
             | Self::Disconnected { peer_id }
             | Self::DialResult { peer_id, .. }
             | Self::RemoteRefusal { peer_id, .. } => *peer_id,
+            Self::Exchanged { from, .. } => *from,
         }
     }
 }
@@ -195,6 +206,8 @@ pub struct ConnectivityManager {
     actions_tx: mpsc::Sender<Action>,
     on_chain_rx: Option<watch::Receiver<HashMap<PeerId, DiscoveredPeer>>>,
     file: Option<FileSource>,
+    /// The peer exchange source's view, bounded.
+    exchanged: ExchangedPeers,
     rng: StdRng,
     /// An action was dropped on a full queue: poll the policy again only at the next check.
     congested: bool,
@@ -229,6 +242,7 @@ impl ConnectivityManager {
             actions_tx,
             on_chain_rx: None,
             file,
+            exchanged: ExchangedPeers::new(config.max_exchanged_peers),
             rng: StdRng::from_entropy(),
             congested: false,
             config,
@@ -353,6 +367,14 @@ impl ConnectivityManager {
             PeerEvent::DialResult { peer_id, result } => {
                 self.policy.handle_dial_result(peer_id, result, now)
             }
+            PeerEvent::Exchanged { from, peers } => {
+                if self.exchanged.learn(peers) {
+                    debug!(%from, known = self.exchanged.len(), "peers learned through peer exchange");
+                    let view = self.exchanged.view();
+                    self.apply_discovery(DiscoverySource::PeerExchange, view);
+                }
+                Outcome::default()
+            }
             PeerEvent::RemoteRefusal { peer_id, refusal } => {
                 let waits = self.policy.handle_remote_refusal(peer_id, refusal, now);
                 self.metrics.record_remote_refusal(refusal, waits);
@@ -435,6 +457,13 @@ impl ConnectivityManager {
 pub(crate) fn record(metrics: &Metrics, policy: &Policy, outcome: Outcome) {
     metrics.record_outcome(outcome);
     metrics.set_eligible_peers(policy.eligible_count());
+    for provenance in [
+        Provenance::Direct,
+        Provenance::Indirect,
+        Provenance::Verified,
+    ] {
+        metrics.set_discovered_peers(provenance, policy.provenance_count(provenance));
+    }
     for origin in [ConnectionOrigin::Inbound, ConnectionOrigin::Outbound] {
         metrics.set_connected_peers(origin, policy.connected_count(origin));
     }

@@ -12,6 +12,7 @@
 //! | `peerlane_connectivity_actions_dropped_total` | counter | `action` ([`ActionKind`]) |
 //! | `peerlane_connectivity_eligible_peers` | gauge | none |
 //! | `peerlane_connectivity_connected_peers` | gauge | `origin` (`inbound`, `outbound`) |
+//! | `peerlane_connectivity_discovered_peers` | gauge | `provenance` ([`Provenance`]: `direct`, `indirect`, `verified`) |
 //! | `peerlane_connectivity_remote_refusals_total` | counter | `reason` ([`RemoteRefusal`]), `wait` (`true` when it delayed the next dial) |
 
 use netcore::ConnectionOrigin;
@@ -23,7 +24,7 @@ use prometheus_client::registry::Registry;
 
 use crate::action::{ActionKind, DialOutcome};
 use crate::discovery::DiscoverySource;
-use crate::policy::Outcome;
+use crate::policy::{Outcome, Provenance};
 use crate::refusal::RemoteRefusal;
 
 /// Counters and gauges of the connectivity manager. Cloning gives another handle on the same
@@ -42,6 +43,7 @@ pub struct Metrics {
     eligible_peers: Gauge,
     connected_peers: Family<OriginLabels, Gauge>,
     remote_refusals: Family<RefusalLabels, Counter>,
+    discovered_peers: Family<ProvenanceLabels, Gauge>,
 }
 
 impl Metrics {
@@ -90,6 +92,11 @@ impl Metrics {
             metrics.connected_peers.clone(),
         );
         registry.register(
+            "peerlane_connectivity_discovered_peers",
+            "Discovered peers by provenance: direct sources, peer exchange only (indirect), peer exchange and connected by us (verified)",
+            metrics.discovered_peers.clone(),
+        );
+        registry.register(
             "peerlane_connectivity_remote_refusals",
             "Reasons peers gave for closing or refusing our connections, and whether they delayed the next dial",
             metrics.remote_refusals.clone(),
@@ -111,6 +118,23 @@ impl Metrics {
                     .map(|counter| counter.get())
             })
             .sum()
+    }
+
+    /// Discovered peers with `provenance` now.
+    pub fn discovered_peers(&self, provenance: Provenance) -> i64 {
+        self.discovered_peers
+            .get(&ProvenanceLabels {
+                provenance: provenance.as_str(),
+            })
+            .map_or(0, |gauge| gauge.get())
+    }
+
+    pub(crate) fn set_discovered_peers(&self, provenance: Provenance, count: usize) {
+        self.discovered_peers
+            .get_or_create(&ProvenanceLabels {
+                provenance: provenance.as_str(),
+            })
+            .set(gauge_value(count));
     }
 
     pub(crate) fn record_remote_refusal(&self, refusal: RemoteRefusal, wait: bool) {
@@ -278,6 +302,11 @@ struct FileErrorLabels {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ActionLabels {
     action: ActionKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProvenanceLabels {
+    provenance: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]

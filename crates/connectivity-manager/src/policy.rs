@@ -105,6 +105,9 @@ pub struct Policy {
     pending_dials: BTreeMap<PeerId, PendingDial>,
     /// The settings the refusal delays come from.
     config: Config,
+    /// Peers known only from peer exchange that we have connected to ourselves: no longer
+    /// merely heard of. Pruned when they leave the discovered set.
+    verified: BTreeSet<PeerId>,
 }
 
 impl Policy {
@@ -122,6 +125,29 @@ impl Policy {
             connected: BTreeMap::new(),
             pending_dials: BTreeMap::new(),
             config: config.clone(),
+            verified: BTreeSet::new(),
+        }
+    }
+
+    /// Where a discovered peer comes from; `None` if it is not discovered.
+    pub fn provenance(&self, peer_id: &PeerId) -> Option<Provenance> {
+        self.discovered.get(peer_id)?;
+        Some(if !self.discovered.is_indirect(peer_id) {
+            Provenance::Direct
+        } else if self.verified.contains(peer_id) {
+            Provenance::Verified
+        } else {
+            Provenance::Indirect
+        })
+    }
+
+    /// How many discovered peers have `provenance`.
+    pub fn provenance_count(&self, provenance: Provenance) -> usize {
+        let indirect = self.discovered.indirect_count();
+        match provenance {
+            Provenance::Direct => self.discovered.peers().len() - indirect,
+            Provenance::Verified => self.verified.len(),
+            Provenance::Indirect => indirect - self.verified.len(),
         }
     }
 
@@ -175,6 +201,9 @@ impl Policy {
             return false;
         }
         let after = self.discovered.peers();
+        let discovered = &self.discovered;
+        self.verified
+            .retain(|peer_id| discovered.is_indirect(peer_id));
         self.dial_states.retain(|peer_id, state| {
             let Some(peer) = after.get(peer_id) else {
                 return false;
@@ -212,6 +241,10 @@ impl Policy {
         }
         if let Some(state) = self.dial_states.get_mut(&peer_id) {
             state.reset_backoff();
+        }
+        if origin == ConnectionOrigin::Outbound && self.discovered.is_indirect(&peer_id) {
+            // We reached it at an address a stranger gave us: it exists.
+            self.verified.insert(peer_id);
         }
         outcome
     }
@@ -483,7 +516,7 @@ impl Policy {
     fn choose_peers_to_dial<R: Rng + ?Sized>(&self, now: Instant, rng: &mut R) -> Vec<PeerId> {
         // `discovered.peers()` is a BTreeMap: the candidates come in PeerId order, so a seeded
         // rng gives the same choice every run.
-        let mut candidates: Vec<(PeerId, Option<Instant>)> = self
+        let mut candidates: Vec<(PeerId, (bool, Option<Instant>))> = self
             .discovered
             .peers()
             .keys()
@@ -493,14 +526,21 @@ impl Policy {
                 let ready = state
                     .and_then(DialState::ready_at)
                     .is_none_or(|ready_at| ready_at <= now);
-                ready.then(|| (*peer_id, state.and_then(|state| state.last_dial)))
+                let indirect = self.discovered.is_indirect(peer_id);
+                ready.then(|| {
+                    (
+                        *peer_id,
+                        (indirect, state.and_then(|state| state.last_dial)),
+                    )
+                })
             })
             .collect();
         if !self.network.is_validator_network() {
             candidates.shuffle(rng);
-            // Stable: peers never dialed (`None`) first, then the least recently dialed, in
-            // random order among equals.
-            candidates.sort_by_key(|(_, last_dial)| *last_dial);
+            // Stable: peers of the direct sources before those only peer exchange knows;
+            // within each, peers never dialed (`None`) first, then the least recently dialed,
+            // in random order among equals.
+            candidates.sort_by_key(|(_, order)| *order);
             candidates.truncate(self.free_outbound_slots());
         }
         candidates.into_iter().map(|(peer_id, _)| peer_id).collect()
@@ -544,6 +584,28 @@ impl Policy {
         state.backoff.record_failure();
         state.jitter_due = true;
         true
+    }
+}
+
+/// Where a discovered peer comes from, as far as trust goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Provenance {
+    /// Listed by the chain, the discovery file or the config (`direct`).
+    Direct,
+    /// Known only from peer exchange, never connected to by us (`indirect`).
+    Indirect,
+    /// Known only from peer exchange, and we have connected to it ourselves (`verified`).
+    Verified,
+}
+
+impl Provenance {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Indirect => "indirect",
+            Self::Verified => "verified",
+        }
     }
 }
 

@@ -34,6 +34,7 @@ use crate::health::{self, HealthChecker, HealthCheckerMsg};
 use crate::intake::Intake;
 use crate::listener::{Listener, ListenerLimits};
 use crate::metrics::Metrics;
+use crate::peer_exchange::{self, PeerExchange, PeerExchangeMsg};
 use crate::peer_manager::{
     BanList, Channels, Parts, PeerManager, PeerManagerHandle, RefusalNotices, drive_connectivity,
 };
@@ -83,6 +84,8 @@ pub struct NetworkBuilder {
     chain_client: NetworkClient<ChainStatus>,
     /// Our chain status, as the node sets it.
     chain_tx: watch::Sender<Option<ChainStatus>>,
+    /// Peer exchange's events, registered on `PeerExchangeRpc` outside the validator network.
+    exchange: Option<NetworkEvents<PeerExchangeMsg>>,
 }
 
 /// A running network. Dropping it shuts the network down without waiting; prefer
@@ -194,12 +197,21 @@ impl NetworkBuilder {
             health: None,
             chain_client,
             chain_tx,
+            exchange: None,
         };
         // peerlane's own direct sends, advertised by every node so that a peer knows it may
         // send them; what arrives on them is read by the router's intake, never queued.
         for protocol in [ProtocolId::PEERLANE_DISCONNECT, ProtocolId::CHAIN_STATUS] {
             let (queue_tx, _) = events::app_queue(health::QUEUE);
             builder.apps.insert(protocol, queue_tx);
+        }
+        if !builder.config.network_id.is_validator_network() {
+            let (_, events) = builder.add_application::<PeerExchangeMsg>(
+                [],
+                [ProtocolId::PEER_EXCHANGE_RPC],
+                peer_exchange::QUEUE,
+            )?;
+            builder.exchange = Some(events);
         }
         // Registered first, so that an application asking for its protocol is refused.
         if builder.config.health_check.enabled {
@@ -311,6 +323,7 @@ impl NetworkBuilder {
             health,
             chain_client,
             chain_tx,
+            exchange,
         } = self;
         let network_id = config.network_id;
         let peer_id = identity.peer_id();
@@ -445,6 +458,23 @@ impl NetworkBuilder {
             shutdown: shutdown.child_token(),
         });
         tracker.spawn(announcer.run());
+        if let Some(events) = exchange {
+            let exchange = PeerExchange::new(
+                peer_exchange::Parts {
+                    network_id,
+                    own_peer_id: peer_id,
+                    config: config.extensions.clone(),
+                    ask: network_id == NetworkId::Public && config.extensions.peer_exchange,
+                    events,
+                    peers: peers.clone(),
+                    metrics: metrics.clone(),
+                    connectivity: Some(connectivity_handle.clone()),
+                    shutdown: shutdown.child_token(),
+                },
+                StdRng::from_entropy(),
+            );
+            tracker.spawn(exchange.run());
+        }
         tracker.spawn(PeerManager::new(parts, channels).run());
         let purge_shutdown = shutdown.clone();
         tracker.spawn(async move {

@@ -139,6 +139,7 @@ mod health;
 mod intake;
 mod listener;
 mod metrics;
+mod peer_exchange;
 mod peer_manager;
 mod peers;
 mod queue;
@@ -172,6 +173,7 @@ pub use extension_config::{
 pub use extension_metrics::ExtensionMetrics;
 pub use health::{HealthCheckerMsg, Ping, Pong};
 pub use metrics::{ConnectionChange, Metrics, PingResult, QueueEvent, RefusalReason, SetupFailure};
+pub use peer_exchange::{ExchangedPeer, MAX_ADDRESSES_PER_PEER, MAX_ANSWER_BYTES, PeerExchangeMsg};
 pub use peers::{
     ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeerStats, PeersAndMetadata,
 };

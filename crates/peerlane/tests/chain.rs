@@ -237,3 +237,119 @@ async fn a_peer_on_another_chain_is_refused_with_the_reason() {
     a.network.shutdown().await;
     b.network.shutdown().await;
 }
+
+/// A node's config on loopback TCP with peer exchange asking every 100 ms (seed 1 only; the
+/// others only answer); `private` lets loopback addresses through answers.
+fn exchange_config(seed: u64, private: bool) -> peerlane::NetworkConfig {
+    let mut config = config(seed, NetworkId::Public, Net::Tcp);
+    config.extensions.peer_exchange = seed == 1;
+    config.extensions.peer_exchange_interval = Duration::from_millis(100);
+    config.extensions.private_network = private;
+    config
+}
+
+fn seed_of(node: &test_support::Node) -> DiscoveredPeer {
+    DiscoveredPeer::new(
+        PeerRole::Upstream,
+        [node.network.listen_address().clone()],
+        [],
+    )
+}
+
+/// Peer exchange over TCP: A knows only B (its seed), and B dialed C. A asks B, learns C as an
+/// indirect peer, dials it itself and C becomes verified, yet never trusted. B answers A once
+/// per interval and `Busy` in between.
+#[tokio::test]
+async fn peer_exchange_finds_a_third_node_that_stays_untrusted() {
+    let c = node_with(
+        exchange_config(3, true),
+        Net::Tcp,
+        &DIRECT,
+        &RPC,
+        QueueConfig::default(),
+    );
+    let b = node_with(
+        exchange_config(2, true),
+        Net::Tcp,
+        &DIRECT,
+        &RPC,
+        QueueConfig::default(),
+    );
+    b.dial(&c).await.unwrap();
+    let mut a = exchange_config(1, true);
+    a.seeds.insert(b.peer_id(), seed_of(&b));
+    let a = node_with(a, Net::Tcp, &DIRECT, &RPC, QueueConfig::default());
+
+    eventually("a connects to c", || a.network.is_connected(c.peer_id())).await;
+    assert!(
+        !a.network
+            .trusted_peers()
+            .snapshot()
+            .contains_key(&c.peer_id())
+    );
+    assert!(
+        a.network
+            .trusted_peers()
+            .snapshot()
+            .contains_key(&b.peer_id())
+    );
+    eventually("c is verified", || {
+        a.network
+            .connectivity_metrics()
+            .discovered_peers(connectivity_manager::Provenance::Verified)
+            == 1
+    })
+    .await;
+    assert!(
+        a.network
+            .metrics()
+            .extensions()
+            .peer_exchange_peers("accepted")
+            >= 1
+    );
+
+    let served = b.network.metrics().extensions().clone();
+    eventually("b refuses a's next asks", || {
+        served.peer_exchange_requests("served", "busy") >= 2
+    })
+    .await;
+    assert_eq!(served.peer_exchange_requests("served", "ok"), 1);
+    for node in [a, b, c] {
+        node.network.shutdown().await;
+    }
+}
+
+/// On a public (not private) network, loopback addresses from an answer are refused by name
+/// and never dialed.
+#[tokio::test]
+async fn peer_exchange_refuses_private_addresses_on_a_public_network() {
+    let c = node_with(
+        exchange_config(3, true),
+        Net::Tcp,
+        &DIRECT,
+        &RPC,
+        QueueConfig::default(),
+    );
+    let b = node_with(
+        exchange_config(2, true),
+        Net::Tcp,
+        &DIRECT,
+        &RPC,
+        QueueConfig::default(),
+    );
+    b.dial(&c).await.unwrap();
+    let mut a = exchange_config(1, false);
+    a.seeds.insert(b.peer_id(), seed_of(&b));
+    let a = node_with(a, Net::Tcp, &DIRECT, &RPC, QueueConfig::default());
+
+    let extensions = a.network.metrics().extensions().clone();
+    eventually("a refuses c's loopback address", || {
+        extensions.peer_exchange_peers("private_address") >= 1
+    })
+    .await;
+    assert_eq!(extensions.peer_exchange_peers("accepted"), 0);
+    assert!(!a.network.is_connected(c.peer_id()));
+    for node in [a, b, c] {
+        node.network.shutdown().await;
+    }
+}
