@@ -47,6 +47,7 @@ mod metrics;
 mod peers_file;
 mod policy;
 mod refusal;
+mod scores;
 
 pub use action::{Action, ActionKind, CloseReason, DialFailure, DialOutcome};
 pub use backoff::Backoff;
@@ -64,3 +65,4 @@ pub use metrics::{FileError, Metrics};
 pub use peers_file::FileSource;
 pub use policy::{Outcome, Policy, Provenance};
 pub use refusal::{RemoteRefusal, refusal_delay};
+pub use scores::{MIN_WEIGHTED_RTT, NoScores, PeerScores, rtt_weight};

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
@@ -16,7 +17,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::action::{Action, DialFailure, DialOutcome};
+use crate::action::{Action, CloseReason, DialFailure, DialOutcome};
 use crate::config::Config;
 use crate::discovery::{DiscoveredPeer, DiscoverySource};
 use crate::error::Error;
@@ -25,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::peers_file::FileSource;
 use crate::policy::{Outcome, Policy, Provenance};
 use crate::refusal::RemoteRefusal;
+use crate::scores::PeerScores;
 
 /// What the facade tells the manager about its connections to a peer and its dials. Sent
 /// through a [`ConnectivityHandle`].
@@ -273,6 +275,14 @@ impl ConnectivityManager {
         self
     }
 
+    /// Reads round-trip times and scores from `scores` (the facade's measurements, or a
+    /// persistent store): dial candidates are weighted by RTT, and above the target range
+    /// the lowest-scoring inbound peer is closed first. Without it nothing is measured.
+    pub fn scores(&mut self, scores: Arc<dyn PeerScores>) -> &mut Self {
+        self.policy.set_scores(scores);
+        self
+    }
+
     /// The policy, to inspect before [`run`](Self::run).
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -412,8 +422,13 @@ impl ConnectivityManager {
     fn send_actions(&mut self) -> Result<(), ExitReason> {
         let actions = self.policy.poll_actions(now(), &mut self.rng);
         for action in &actions {
-            if let Action::CancelDial { .. } = action {
-                self.metrics.record_dial(DialOutcome::Cancelled);
+            match action {
+                Action::CancelDial { .. } => self.metrics.record_dial(DialOutcome::Cancelled),
+                Action::Disconnect {
+                    reason: CloseReason::OverTarget,
+                    ..
+                } => self.metrics.record_over_target_disconnect(),
+                _ => {}
             }
         }
         record(&self.metrics, &self.policy, Outcome::default());

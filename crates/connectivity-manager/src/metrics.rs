@@ -13,6 +13,7 @@
 //! | `peerlane_connectivity_eligible_peers` | gauge | none |
 //! | `peerlane_connectivity_connected_peers` | gauge | `origin` (`inbound`, `outbound`) |
 //! | `peerlane_connectivity_discovered_peers` | gauge | `provenance` ([`Provenance`]: `direct`, `indirect`, `verified`) |
+//! | `peerlane_connectivity_over_target_disconnects_total` | counter | none |
 //! | `peerlane_connectivity_remote_refusals_total` | counter | `reason` ([`RemoteRefusal`]), `wait` (`true` when it delayed the next dial) |
 
 use netcore::ConnectionOrigin;
@@ -44,6 +45,7 @@ pub struct Metrics {
     connected_peers: Family<OriginLabels, Gauge>,
     remote_refusals: Family<RefusalLabels, Counter>,
     discovered_peers: Family<ProvenanceLabels, Gauge>,
+    over_target_disconnects: Counter,
 }
 
 impl Metrics {
@@ -92,6 +94,11 @@ impl Metrics {
             metrics.connected_peers.clone(),
         );
         registry.register(
+            "peerlane_connectivity_over_target_disconnects",
+            "Inbound peers closed because more peers than the target range's high mark were connected",
+            metrics.over_target_disconnects.clone(),
+        );
+        registry.register(
             "peerlane_connectivity_discovered_peers",
             "Discovered peers by provenance: direct sources, peer exchange only (indirect), peer exchange and connected by us (verified)",
             metrics.discovered_peers.clone(),
@@ -118,6 +125,15 @@ impl Metrics {
                     .map(|counter| counter.get())
             })
             .sum()
+    }
+
+    /// Inbound peers closed above the target range so far.
+    pub fn over_target_disconnects(&self) -> u64 {
+        self.over_target_disconnects.get()
+    }
+
+    pub(crate) fn record_over_target_disconnect(&self) {
+        self.over_target_disconnects.inc();
     }
 
     /// Discovered peers with `provenance` now.

@@ -4,6 +4,7 @@
 //! for the caller to count.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
@@ -17,6 +18,7 @@ use crate::backoff::Backoff;
 use crate::config::{Config, NetworkKind};
 use crate::discovery::{DiscoveredPeer, DiscoveredSet, DiscoverySource};
 use crate::refusal::{RemoteRefusal, refusal_delay};
+use crate::scores::{NoScores, PeerScores, rtt_weight};
 
 /// What one report to the [`Policy`] did that is worth counting. The policy keeps no metrics:
 /// its caller ([`ConnectivityManager`](crate::ConnectivityManager)) records these.
@@ -108,6 +110,10 @@ pub struct Policy {
     /// Peers known only from peer exchange that we have connected to ourselves: no longer
     /// merely heard of. Pruned when they leave the discovered set.
     verified: BTreeSet<PeerId>,
+    /// Peers never closed to get back into the target range.
+    whitelist: BTreeSet<PeerId>,
+    /// Round-trip times and scores measured elsewhere.
+    scores: Arc<dyn PeerScores>,
 }
 
 impl Policy {
@@ -126,7 +132,15 @@ impl Policy {
             pending_dials: BTreeMap::new(),
             config: config.clone(),
             verified: BTreeSet::new(),
+            whitelist: config.whitelist.iter().copied().collect(),
+            scores: Arc::new(NoScores),
         }
+    }
+
+    /// Reads round-trip times and scores from `scores` from now on (by default none are
+    /// known: [`NoScores`]).
+    pub fn set_scores(&mut self, scores: Arc<dyn PeerScores>) {
+        self.scores = scores;
     }
 
     /// Where a discovered peer comes from; `None` if it is not discovered.
@@ -393,6 +407,17 @@ impl Policy {
             });
         }
 
+        if let Some(peer_id) = self.choose_inbound_to_close() {
+            if let Some(connection) = self.connected.get_mut(&peer_id) {
+                connection.disconnecting = true;
+            }
+            info!(peer = %peer_id, "closing the worst inbound connection: above the target range");
+            actions.push(Action::Disconnect {
+                peer_id,
+                reason: CloseReason::OverTarget,
+            });
+        }
+
         for peer_id in self.choose_peers_to_dial(now, rng) {
             actions.extend(self.start_dial(peer_id, now));
         }
@@ -509,8 +534,40 @@ impl Policy {
         outbound.len()
     }
 
+    /// On a non-validator network: up to `max_outbound_connections` while fewer peers than
+    /// the target range's low mark are connected, else up to `min_outbound_connections`.
     fn free_outbound_slots(&self) -> usize {
-        self.max_outbound.saturating_sub(self.outbound_count())
+        let want = if self.network.is_validator_network()
+            || self.connected.len() < self.config.target_peers_low
+        {
+            self.max_outbound
+        } else {
+            self.config.min_outbound_connections.min(self.max_outbound)
+        };
+        want.saturating_sub(self.outbound_count())
+    }
+
+    /// Above the target range's high mark on a non-validator network: the connected inbound
+    /// peer, not whitelisted and not being closed already, with the lowest score (ties: the
+    /// lowest PeerId). One per poll, so the range is approached one check at a time.
+    fn choose_inbound_to_close(&self) -> Option<PeerId> {
+        let open = self
+            .connected
+            .values()
+            .filter(|connection| !connection.disconnecting)
+            .count();
+        if self.network.is_validator_network() || open <= self.config.target_peers_high {
+            return None;
+        }
+        self.connected
+            .iter()
+            .filter(|(peer_id, connection)| {
+                connection.origin == ConnectionOrigin::Inbound
+                    && !connection.disconnecting
+                    && !self.whitelist.contains(peer_id)
+            })
+            .min_by_key(|(peer_id, _)| (self.scores.score(peer_id), **peer_id))
+            .map(|(peer_id, _)| *peer_id)
     }
 
     fn choose_peers_to_dial<R: Rng + ?Sized>(&self, now: Instant, rng: &mut R) -> Vec<PeerId> {
@@ -537,11 +594,31 @@ impl Policy {
             .collect();
         if !self.network.is_validator_network() {
             candidates.shuffle(rng);
+            // Each candidate with a measured RTT draws a key of an exponential race weighted
+            // by `rtt_weight`: sorting by it is a weighted random order (Efraimidis–Spirakis),
+            // so close peers are likely, not certain, to come first.
+            let mut keyed: Vec<(PeerId, DialOrder)> = candidates
+                .into_iter()
+                .map(|(peer_id, (indirect, last_dial))| {
+                    let race = self.scores.rtt(&peer_id).map_or(f64::INFINITY, |rtt| {
+                        let draw: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+                        -draw.ln() / rtt_weight(rtt)
+                    });
+                    (peer_id, (indirect, last_dial.is_some(), race, last_dial))
+                })
+                .collect();
             // Stable: peers of the direct sources before those only peer exchange knows;
-            // within each, peers never dialed (`None`) first, then the least recently dialed,
-            // in random order among equals.
-            candidates.sort_by_key(|(_, order)| *order);
-            candidates.truncate(self.free_outbound_slots());
+            // within each, peers never dialed first; then peers with a measured RTT in their
+            // weighted random order; then the rest, least recently dialed first, in random
+            // order among equals.
+            keyed.sort_by(|(_, a), (_, b)| {
+                (a.0, a.1)
+                    .cmp(&(b.0, b.1))
+                    .then(a.2.total_cmp(&b.2))
+                    .then(a.3.cmp(&b.3))
+            });
+            keyed.truncate(self.free_outbound_slots());
+            return keyed.into_iter().map(|(peer_id, _)| peer_id).collect();
         }
         candidates.into_iter().map(|(peer_id, _)| peer_id).collect()
     }
@@ -586,6 +663,10 @@ impl Policy {
         true
     }
 }
+
+/// The order of dial candidates: indirect, dialed before, the weighted race's draw, when last
+/// dialed; smaller first.
+type DialOrder = (bool, bool, f64, Option<Instant>);
 
 /// Where a discovered peer comes from, as far as trust goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -40,6 +40,7 @@ use crate::peer_manager::{
 };
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::queue::QueueConfig;
+use crate::scores::MeasuredScores;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 
 /// Builds one network of a node (validator, VFN or public).
@@ -372,6 +373,7 @@ impl NetworkBuilder {
         if let Some(on_chain_rx) = on_chain {
             connectivity.on_chain_updates(on_chain_rx);
         }
+        connectivity.scores(Arc::new(MeasuredScores::new(network_id, peers.clone())));
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();

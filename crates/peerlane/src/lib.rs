@@ -143,6 +143,7 @@ mod peer_exchange;
 mod peer_manager;
 mod peers;
 mod queue;
+mod scores;
 mod transport;
 
 pub use admission::{
@@ -175,7 +176,8 @@ pub use health::{HealthCheckerMsg, Ping, Pong};
 pub use metrics::{ConnectionChange, Metrics, PingResult, QueueEvent, RefusalReason, SetupFailure};
 pub use peer_exchange::{ExchangedPeer, MAX_ADDRESSES_PER_PEER, MAX_ANSWER_BYTES, PeerExchangeMsg};
 pub use peers::{
-    ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeerStats, PeersAndMetadata,
+    ConnectionNotification, ConnectionNotifications, MAX_REMEMBERED_RTTS, PeerNetworkId, PeerStats,
+    PeersAndMetadata,
 };
 pub use queue::{
     DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_KEY, DEFAULT_MAX_WAIT_MS,

@@ -81,6 +81,9 @@ pub struct ConnectionNotifications {
 
 struct Inner {
     peers: RwLock<HashMap<PeerNetworkId, PeerEntry>>,
+    /// The last RTT of peers no longer connected, for dial choices: at most
+    /// [`MAX_REMEMBERED_RTTS`]; when full, an arbitrary entry makes room.
+    past_rtts: Mutex<HashMap<PeerNetworkId, Duration>>,
     notifications_tx: broadcast::Sender<ConnectionNotification>,
     notifications_lost: Counter,
 }
@@ -100,6 +103,9 @@ struct PeerEntry {
     /// latest wins, so a flood of announcements holds no more than one.
     chain: Mutex<Option<PeerChainStatus>>,
 }
+
+/// Disconnected peers whose last RTT is remembered at most (48 bytes each).
+pub const MAX_REMEMBERED_RTTS: usize = 4096;
 
 /// [`PeerEntry::rtt_us`] before the first successful ping.
 const NO_RTT: u64 = u64::MAX;
@@ -175,6 +181,7 @@ impl PeersAndMetadata {
         Self {
             inner: Arc::new(Inner {
                 peers: RwLock::new(HashMap::new()),
+                past_rtts: Mutex::new(HashMap::new()),
                 notifications_tx,
                 notifications_lost: Counter::default(),
             }),
@@ -371,6 +378,20 @@ impl PeersAndMetadata {
             _ => return false,
         }
         let entry = peers.remove(&peer).expect("checked just above");
+        if let Some(rtt) = entry.stats().last_rtt {
+            let mut past = self
+                .inner
+                .past_rtts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if past.len() >= MAX_REMEMBERED_RTTS
+                && !past.contains_key(&peer)
+                && let Some(any) = past.keys().next().copied()
+            {
+                past.remove(&any);
+            }
+            past.insert(peer, rtt);
+        }
         let notification =
             ConnectionNotification::LostPeer(entry.metadata, peer.network_id, reason);
         // An error only means there is no subscriber.

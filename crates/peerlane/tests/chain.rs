@@ -353,3 +353,73 @@ async fn peer_exchange_refuses_private_addresses_on_a_public_network() {
         node.network.shutdown().await;
     }
 }
+
+/// A whitelisted peer connects to a node whose inbound limit is zero; a stranger does not.
+#[tokio::test]
+async fn a_whitelisted_peer_bypasses_the_inbound_limit() {
+    let b = node(2, Net::Tcp);
+    let c = node(3, Net::Tcp);
+    let mut a = config(1, NetworkId::Public, Net::Tcp);
+    a.max_inbound_connections = 0;
+    a.connectivity.whitelist([b.peer_id()]);
+    let a = node_with(a, Net::Tcp, &DIRECT, &RPC, QueueConfig::default());
+
+    b.dial(&a).await.unwrap();
+    eventually("a keeps b", || a.network.is_connected(b.peer_id())).await;
+    c.dial(&a).await.unwrap();
+    eventually("c reads `full`", || {
+        c.network
+            .metrics()
+            .extensions()
+            .disconnect_notices(false, "full")
+            == 1
+    })
+    .await;
+    assert!(a.network.is_connected(b.peer_id()));
+    assert!(!a.network.is_connected(c.peer_id()));
+    for node in [a, b, c] {
+        node.network.shutdown().await;
+    }
+}
+
+/// Above the target range's high mark the node closes its worst inbound peer with a `Full`
+/// notice, and keeps the whitelisted one.
+#[tokio::test]
+async fn above_the_high_mark_the_worst_inbound_peer_is_told_full() {
+    let b = node(2, Net::Tcp);
+    let c = node(3, Net::Tcp);
+    let d = node(4, Net::Tcp);
+    let mut a = config(1, NetworkId::Public, Net::Tcp);
+    a.connectivity
+        .target_peers(0, 2)
+        .min_outbound_connections(0)
+        .max_outbound_connections(0)
+        .whitelist([b.peer_id()]);
+    let a = node_with(a, Net::Tcp, &DIRECT, &RPC, QueueConfig::default());
+
+    for dialer in [&b, &c, &d] {
+        dialer.dial(&a).await.unwrap();
+    }
+    eventually("one peer closed", || {
+        a.network.connectivity_metrics().over_target_disconnects() == 1
+    })
+    .await;
+    eventually("the closed one read `full`", || {
+        [&c, &d].iter().any(|node| {
+            node.network
+                .metrics()
+                .extensions()
+                .disconnect_notices(false, "full")
+                == 1
+        })
+    })
+    .await;
+    eventually("two peers left", || {
+        a.network.peers_and_metadata().connected_peers().len() == 2
+    })
+    .await;
+    assert!(a.network.is_connected(b.peer_id()), "whitelisted");
+    for node in [a, b, c, d] {
+        node.network.shutdown().await;
+    }
+}

@@ -562,7 +562,8 @@ impl PeerManager {
         }
     }
 
-    /// Inbound connections from peers outside the trusted set, except those being evicted.
+    /// Inbound connections from peers outside the trusted set and the whitelist, except
+    /// those being evicted.
     fn inbound_untrusted_connections(&self) -> usize {
         let trusted = self.parts.trusted.snapshot();
         self.connections
@@ -571,6 +572,7 @@ impl PeerManager {
                 current.metadata.origin == ConnectionOrigin::Inbound
                     && !current.evicted
                     && !trusted.contains_key(*peer_id)
+                    && !self.parts.whitelist.contains(*peer_id)
             })
             .count()
     }
@@ -579,6 +581,7 @@ impl PeerManager {
     /// silent for [`INBOUND_EVICTION_MIN_IDLE`]. Returns whether it made room.
     fn evict_idle_inbound(&mut self) -> bool {
         let trusted = self.parts.trusted.snapshot();
+        let whitelist = &self.parts.whitelist;
         let idlest = self
             .connections
             .iter_mut()
@@ -586,6 +589,7 @@ impl PeerManager {
                 current.metadata.origin == ConnectionOrigin::Inbound
                     && !current.evicted
                     && !trusted.contains_key(*peer_id)
+                    && !whitelist.contains(*peer_id)
             })
             .min_by_key(|(_, current)| current.bytes.last_received());
         let Some((peer_id, current)) = idlest else {

@@ -69,7 +69,7 @@ pub(crate) async fn drive_connectivity(
                 tracker.spawn(async move {
                     // `NotConnected`: it went away already and its `Disconnected` is out.
                     let notice = match reason {
-                        CloseReason::Stale => DisconnectCode::InvalidConnection,
+                        CloseReason::OverTarget => DisconnectCode::Full,
                         _ => DisconnectCode::InvalidConnection,
                     };
                     let _ = manager
