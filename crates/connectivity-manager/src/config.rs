@@ -350,7 +350,7 @@ impl Config {
         self
     }
 
-    /// The ideal range of connected peers (both directions) on a non-validator network:
+    /// The ideal range of connected peers (both directions) on the public network:
     /// below `low` the policy dials up to
     /// [`max_outbound_connections`](Self::max_outbound_connections); at or above it, only up
     /// to [`min_outbound_connections`](Self::min_outbound_connections); above `high` it
@@ -364,7 +364,7 @@ impl Config {
         self
     }
 
-    /// Outbound connections kept on a non-validator network even when the target range is
+    /// Outbound connections kept on the public network even when the target range is
     /// reached. Capped by [`max_outbound_connections`](Self::max_outbound_connections).
     ///
     /// Default: 5 (NEAR's `minimum_outbound_peers`).

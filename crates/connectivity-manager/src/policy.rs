@@ -534,10 +534,11 @@ impl Policy {
         outbound.len()
     }
 
-    /// On a non-validator network: up to `max_outbound_connections` while fewer peers than
-    /// the target range's low mark are connected, else up to `min_outbound_connections`.
+    /// On the public network: up to `max_outbound_connections` while fewer peers than the
+    /// target range's low mark are connected, else up to `min_outbound_connections`. On the
+    /// others: up to `max_outbound_connections`.
     fn free_outbound_slots(&self) -> usize {
-        let want = if self.network.is_validator_network()
+        let want = if self.network != NetworkKind::Public
             || self.connected.len() < self.config.target_peers_low
         {
             self.max_outbound
@@ -547,7 +548,7 @@ impl Policy {
         want.saturating_sub(self.outbound_count())
     }
 
-    /// Above the target range's high mark on a non-validator network: the connected inbound
+    /// Above the target range's high mark on the public network: the connected inbound
     /// peer, not whitelisted and not being closed already, with the lowest score (ties: the
     /// lowest PeerId). One per poll, so the range is approached one check at a time.
     fn choose_inbound_to_close(&self) -> Option<PeerId> {
@@ -556,7 +557,7 @@ impl Policy {
             .values()
             .filter(|connection| !connection.disconnecting)
             .count();
-        if self.network.is_validator_network() || open <= self.config.target_peers_high {
+        if self.network != NetworkKind::Public || open <= self.config.target_peers_high {
             return None;
         }
         self.connected

@@ -152,6 +152,21 @@ mod tests {
         }
     }
 
+    /// The example of `wire-format.md` §8.1: a ban until 1,500,000,000,000 ms.
+    #[test]
+    fn ban_example_matches_the_wire_format() {
+        let message = Disconnect {
+            reason: DisconnectCode::Banned {
+                until_unix_ms: Some(1_500_000_000_000),
+            },
+        };
+        let bytes = ProtocolId::PEERLANE_DISCONNECT.to_bytes(&message).unwrap();
+        assert_eq!(
+            bytes.as_ref(),
+            [0x05, 0x01, 0x00, 0x98, 0xf7, 0x3e, 0x5d, 0x01, 0x00, 0x00]
+        );
+    }
+
     /// Unknown tags, truncated expiries, trailing bytes and long payloads are refused.
     #[test]
     fn bad_payloads_are_refused() {
