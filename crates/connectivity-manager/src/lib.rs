@@ -9,9 +9,10 @@
 //! discovery file (TOML) ├─► DiscoveredSet ─► trusted peers ─► noise::TrustedPeers
 //! config seeds ─────────┘        │ (merged, by priority)
 //!                                ▼
-//! PeerEvent ────────────────► Policy ◄── now, rng, backoff per peer
+//! peer exchange (Exchanged) ─► ExchangedPeers (bounded, indirect) ─► DiscoveredSet
+//! PeerEvent ────────────────► Policy ◄── now, rng, backoff per peer, PeerScores
 //! (Connected, Disconnected,      │
-//!  DialResult) from the facade   ├─► Outcome ──► Metrics (recorded by the manager)
+//!  DialResult, RemoteRefusal)    ├─► Outcome ──► Metrics (recorded by the manager)
 //!                                ▼
 //!                  Action::{Dial, CancelDial, Disconnect} ──► facade
 //! ```
@@ -30,6 +31,19 @@
 //!    discovery sources, [`PeerEvent`]s from the facade (through a
 //!    [`ConnectivityHandle`]) and a shutdown token in; actions out on a bounded channel. It
 //!    records the policy's outcomes in [`Metrics`].
+//!
+//! 4. What peers tell us feeds the policy too: a [`RemoteRefusal`] (the reason a peer gave
+//!    for closing or refusing our connection) holds its next dial back for
+//!    [`refusal_delay`]; peers learned through peer exchange ([`PeerEvent::Exchanged`]) form
+//!    the lowest-priority source, [`DiscoverySource::PeerExchange`], kept in the bounded
+//!    [`ExchangedPeers`], never trusted, and [`Provenance::Verified`] once we connected to
+//!    them ourselves.
+//! 5. On the public network the policy keeps the connected peers within a target range
+//!    ([`Config::target_peers`]) with a minimum of outbound ones, closes the lowest-scoring
+//!    inbound peer that is not whitelisted above the high mark, and draws dial candidates
+//!    weighted by round-trip time. Scores and RTTs come from a [`PeerScores`] the facade
+//!    gives it ([`ConnectivityManager::scores`]); a persistent peer store can implement the
+//!    same trait.
 //!
 //! Types to read first: [`Policy`], [`ConnectivityManager`], [`Config`].
 //!

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connectivity_manager::{ConnectivityManager, DiscoveredPeer};
+use connectivity_manager::{ConnectivityManager, DiscoveredPeer, PeerScores};
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::{BannedPeers, NoiseUpgrader, TrustedPeers};
 use peer::InboundBudget;
@@ -87,6 +87,8 @@ pub struct NetworkBuilder {
     chain_tx: watch::Sender<Option<ChainStatus>>,
     /// Peer exchange's events, registered on `PeerExchangeRpc` outside the validator network.
     exchange: Option<NetworkEvents<PeerExchangeMsg>>,
+    /// Where the connectivity manager reads RTTs and scores; `None`: [`MeasuredScores`].
+    scores: Option<Arc<dyn PeerScores>>,
 }
 
 /// A running network. Dropping it shuts the network down without waiting; prefer
@@ -199,6 +201,7 @@ impl NetworkBuilder {
             chain_client,
             chain_tx,
             exchange: None,
+            scores: None,
         };
         // peerlane's own direct sends, advertised by every node so that a peer knows it may
         // send them; what arrives on them is read by the router's intake, never queued.
@@ -297,6 +300,15 @@ impl NetworkBuilder {
         self
     }
 
+    /// Makes the connectivity manager read round-trip times and scores from `scores` (a
+    /// persistent peer store, say) instead of the network's own measurements (the last
+    /// health-check RTT of each peer, remembered after it disconnects; see
+    /// `docs/configuration.md`, `target_peers_high`, for the score).
+    pub fn peer_scores(&mut self, scores: Arc<dyn PeerScores>) -> &mut Self {
+        self.scores = Some(scores);
+        self
+    }
+
     /// Starts listening on the configured address, and the listener, peer manager,
     /// connectivity manager (with the task that carries out its actions) and (unless disabled)
     /// health checker tasks.
@@ -325,6 +337,7 @@ impl NetworkBuilder {
             chain_client,
             chain_tx,
             exchange,
+            scores,
         } = self;
         let network_id = config.network_id;
         let peer_id = identity.peer_id();
@@ -373,7 +386,9 @@ impl NetworkBuilder {
         if let Some(on_chain_rx) = on_chain {
             connectivity.on_chain_updates(on_chain_rx);
         }
-        connectivity.scores(Arc::new(MeasuredScores::new(network_id, peers.clone())));
+        connectivity.scores(
+            scores.unwrap_or_else(|| Arc::new(MeasuredScores::new(network_id, peers.clone()))),
+        );
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();

@@ -423,3 +423,34 @@ async fn above_the_high_mark_the_worst_inbound_peer_is_told_full() {
         node.network.shutdown().await;
     }
 }
+
+/// With no room for notices (`max_pending_notices = 0`) a refused connection is closed
+/// without one, and that is counted: a flood of refusals cannot hold sockets open.
+#[tokio::test]
+async fn refusals_past_the_notice_cap_are_closed_silently_and_counted() {
+    let mut full = config(1, NetworkId::Public, Net::Tcp);
+    full.max_inbound_connections = 0;
+    full.extensions.max_pending_notices = 0;
+    let full = node_with(full, Net::Tcp, &DIRECT, &RPC, QueueConfig::default());
+    let dialer = node(2, Net::Tcp);
+    dialer.dial(&full).await.unwrap();
+    eventually("skipped", || {
+        full.network
+            .metrics()
+            .extensions()
+            .disconnect_notices_skipped()
+            == 1
+    })
+    .await;
+    eventually("closed", || !dialer.network.is_connected(full.peer_id())).await;
+    assert_eq!(
+        dialer
+            .network
+            .metrics()
+            .extensions()
+            .disconnect_notices(false, "full"),
+        0
+    );
+    full.network.shutdown().await;
+    dialer.network.shutdown().await;
+}
