@@ -682,6 +682,9 @@ impl Network {
     /// first status on, a peer that announces another genesis is disconnected with a
     /// `ChainMismatch` notice. Never waits.
     pub fn set_chain_status(&self, status: ChainStatus) {
+        self.metrics
+            .extensions()
+            .set_local_best_height(status.best_height);
         self.chain_tx.send_replace(Some(status));
     }
 

@@ -85,13 +85,29 @@ impl ChainAnnouncer {
                 {
                     self.parts.throttle.connected(peer);
                 }
-                ConnectionNotification::NewPeer(..) | ConnectionNotification::LostPeer(..) => {
+                ConnectionNotification::NewPeer(..) => self.parts.throttle.disconnected(peer),
+                ConnectionNotification::LostPeer(..) => {
                     self.parts.throttle.disconnected(peer);
+                    // Its series go with it, so they stay within the connected peers.
+                    self.parts
+                        .metrics
+                        .extensions()
+                        .remove_peer_chain_status(&peer.peer_id);
                 }
             }
         }
         if self.notifications.lost() != self.lost_notifications {
             self.lost_notifications = self.notifications.lost();
+            // A lost `LostPeer` would leave a series behind: drop those of peers gone.
+            for peer in self.parts.throttle.peers() {
+                if !self.parts.peers.is_connected(peer) {
+                    self.parts
+                        .metrics
+                        .extensions()
+                        .remove_peer_chain_status(&peer.peer_id);
+                    self.parts.throttle.disconnected(peer);
+                }
+            }
             // Catch up: every peer that speaks the protocol gets our status again.
             for (peer, metadata) in self.parts.peers.connected_peers_and_metadata() {
                 if peer.network_id == self.parts.network_id

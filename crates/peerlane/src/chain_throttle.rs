@@ -87,6 +87,11 @@ impl AnnounceThrottle {
             .min()
     }
 
+    /// The peers tracked.
+    pub(crate) fn peers(&self) -> Vec<PeerNetworkId> {
+        self.peers.keys().copied().collect()
+    }
+
     /// Peers tracked.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

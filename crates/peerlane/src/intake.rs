@@ -154,7 +154,12 @@ impl Intake {
             return;
         }
         if self.peers.record_chain_status(peer, status) {
-            self.metrics.extensions().record_chain_status("received");
+            let extensions = self.metrics.extensions();
+            extensions.record_chain_status("received");
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            extensions.set_peer_chain_status(&sender, status.best_height, status.lib_height, now);
         }
     }
 

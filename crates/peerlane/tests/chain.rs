@@ -128,6 +128,19 @@ async fn chain_status_is_exchanged_on_connect_and_reannounced() {
     })
     .await;
 
+    // Metrics show each peer's status while it is connected.
+    assert_eq!(
+        a.network
+            .metrics()
+            .extensions()
+            .peer_best_height(&b.peer_id()),
+        Some(20)
+    );
+    assert!(
+        a.metrics_text()
+            .contains("peerlane_peer_chain_status_updated_seconds")
+    );
+
     a.network.set_chain_status(status(9, 11));
     eventually("b hears the change", || {
         b.network
@@ -137,8 +150,18 @@ async fn chain_status_is_exchanged_on_connect_and_reannounced() {
             .is_some_and(|s| s.status.best_height == 11 && s.updates == 2)
     })
     .await;
-    a.network.shutdown().await;
+    // Gone peers take their series with them.
+    let b_id = b.peer_id();
     b.network.shutdown().await;
+    eventually("a's series for b removed", || {
+        a.network
+            .metrics()
+            .extensions()
+            .peer_best_height(&b_id)
+            .is_none()
+    })
+    .await;
+    a.network.shutdown().await;
 }
 
 /// A thousand changes in a burst reach the peer as a handful of messages, the last carrying
