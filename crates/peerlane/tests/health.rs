@@ -268,6 +268,16 @@ async fn a_silent_peer_is_disconnected_at_its_fourth_failed_ping_and_not_before(
         unreachable!()
     };
     assert!(!reason.is_local(), "{reason:?}");
+    // A queued a `Timeout` notice (protocol 64) for B before the close, and its writer took
+    // it. (Over this in-memory transport with the paused clock B's reader does not get to it
+    // before the close; the notices of `tests/chain.rs` are read over TCP.)
+    assert_eq!(
+        a.network
+            .metrics()
+            .extensions()
+            .disconnect_notices(true, "timeout"),
+        1
+    );
     a.network.shutdown().await;
     b.shutdown().await;
 }
