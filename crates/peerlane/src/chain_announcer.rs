@@ -1,14 +1,15 @@
 //! [`ChainAnnouncer`]: the actor that sends our [`ChainStatus`] on `ChainStatus` (65) to every
-//! peer that offers the protocol, as soon as it connects and again on change, as often as
-//! [`AnnounceThrottle`] allows. When our own status first names a genesis, it also closes
+//! peer that offers the protocol, as soon as it connects, again on change as often as
+//! [`AnnounceThrottle`] allows, and every [`REFRESH_INTERVAL`] (30 s) regardless. When our own status first names a genesis, it also closes
 //! connections to peers that announced another one (the [`Intake`](crate::intake) checks
 //! later announcements).
 
 use std::future;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use wire::{NetworkId, ProtocolId};
 
@@ -19,6 +20,11 @@ use crate::disconnect_notice::DisconnectCode;
 use crate::intake::close_with_notice;
 use crate::metrics::Metrics;
 use crate::peers::{ConnectionNotification, ConnectionNotifications, PeersAndMetadata};
+
+/// Every peer gets our status again this often even without a change: it refreshes the
+/// peer's "updated at", and repairs a first status that reached a peer before its side had
+/// registered the connection (the reader may run a moment before the registration).
+pub(crate) const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What the announcer needs from the builder.
 pub(crate) struct Parts {
@@ -52,6 +58,9 @@ impl ChainAnnouncer {
     pub(crate) async fn run(mut self) {
         let shutdown = self.parts.shutdown.clone();
         let mut local_open = true;
+        let mut refresh =
+            tokio::time::interval_at(Instant::now() + REFRESH_INTERVAL, REFRESH_INTERVAL);
+        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let deadline = self.parts.throttle.next_deadline();
             // Every future here is cancel-safe.
@@ -68,6 +77,9 @@ impl ChainAnnouncer {
                     Err(_) => local_open = false,
                 },
                 () = sleep_until(deadline) => {}
+                _ = refresh.tick() => {
+                    self.parts.throttle.changed();
+                }
             }
             self.announce();
         }
