@@ -81,6 +81,9 @@ impl Node {
         config.admission.accept_rate_per_ip = 0;
         config.admission.max_inbound_per_ip = usize::MAX;
         config.admission.max_inbound_per_prefix = usize::MAX;
+        // The bench holds up to thousands of connections to one listener on purpose: no
+        // trimming to the public network's target range of peers (35 by default).
+        config.connectivity.target_peers(usize::MAX, usize::MAX);
         if let Some(limit) = max_inbound_connections {
             config.max_inbound_connections = limit;
             config.max_pending_inbound_upgrades =

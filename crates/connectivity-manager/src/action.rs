@@ -88,6 +88,9 @@ impl ActionKind {
 pub enum CloseReason {
     /// The peer left the trusted set (no discovery source lists it with a key any more).
     Stale,
+    /// More peers are connected than the target range's high mark, and this inbound peer
+    /// scored worst (`over_target`).
+    OverTarget,
 }
 
 impl CloseReason {
@@ -95,6 +98,7 @@ impl CloseReason {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Stale => "stale",
+            Self::OverTarget => "over_target",
         }
     }
 }

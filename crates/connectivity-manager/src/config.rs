@@ -37,6 +37,36 @@ pub const MAX_OUTBOUND_CONNECTIONS: usize = 6;
 /// keeps the cost negligible (one small read) and picks up an operator's edit quickly.
 pub const DISCOVERY_FILE_INTERVAL_MS: u64 = 60_000;
 
+/// How long a peer that said it is full waits before we dial it again. Ours: a minute lets
+/// the peer's connections churn without us knocking every backoff step.
+pub const FULL_RETRY_DELAY_MS: u64 = 60_000;
+
+/// How long a peer that said it banned us, without an expiry, waits before we dial it again.
+pub const BANNED_RETRY_DELAY_MS: u64 = 3_600_000;
+
+/// How long a peer on another chain, or with no protocol in common, waits before we dial it
+/// again: it does not change by itself soon.
+pub const MISMATCH_RETRY_DELAY_MS: u64 = 3_600_000;
+
+/// Cap on any delay a peer's refusal imposes (a ban's expiry included).
+pub const MAX_REFUSAL_DELAY_MS: u64 = 86_400_000;
+
+/// Peers learned through peer exchange kept at most (the indirect source's view); the oldest
+/// go first. About 300 bytes each.
+pub const MAX_EXCHANGED_PEERS: usize = 256;
+
+/// NEAR's `ideal_connections_lo`: below this many connected peers (both directions) the
+/// public-network policy dials up to `max_outbound_connections`.
+pub const TARGET_PEERS_LOW: usize = 30;
+
+/// NEAR's `ideal_connections_hi`: above this many connected peers the public-network policy
+/// closes its worst-scoring inbound peer, one per check.
+pub const TARGET_PEERS_HIGH: usize = 35;
+
+/// NEAR's `minimum_outbound_peers`: outbound connections kept even when the target range is
+/// reached (inbound peers alone would let whoever dials us choose our view of the network).
+pub const MIN_OUTBOUND_CONNECTIONS: usize = 5;
+
 /// Capacity of the connection-event queue (facade → manager) and of the action queue
 /// (manager → facade): the workspace's default channel capacity (architecture.md, "Channel
 /// and queue inventory"). One event or action is about 150 bytes.
@@ -123,6 +153,22 @@ pub struct Config {
     pub(crate) seeds: HashMap<PeerId, DiscoveredPeer>,
     pub(crate) connection_events_capacity: usize,
     pub(crate) actions_capacity: usize,
+    #[serde(rename = "full_retry_delay_ms", with = "netcore::serde_duration_ms")]
+    pub(crate) full_retry_delay: Duration,
+    #[serde(rename = "banned_retry_delay_ms", with = "netcore::serde_duration_ms")]
+    pub(crate) banned_retry_delay: Duration,
+    #[serde(
+        rename = "mismatch_retry_delay_ms",
+        with = "netcore::serde_duration_ms"
+    )]
+    pub(crate) mismatch_retry_delay: Duration,
+    #[serde(rename = "max_refusal_delay_ms", with = "netcore::serde_duration_ms")]
+    pub(crate) max_refusal_delay: Duration,
+    pub(crate) max_exchanged_peers: usize,
+    pub(crate) target_peers_low: usize,
+    pub(crate) target_peers_high: usize,
+    pub(crate) min_outbound_connections: usize,
+    pub(crate) whitelist: Vec<PeerId>,
 }
 
 impl Config {
@@ -210,6 +256,36 @@ impl Config {
         self
     }
 
+    /// How long a peer that said it is full waits before we dial it again. Ours: a minute lets
+    /// the peer's connections churn without us knocking every backoff step.
+    pub const FULL_RETRY_DELAY_MS: u64 = 60_000;
+
+    /// How long a peer that said it banned us, without an expiry, waits before we dial it again.
+    pub const BANNED_RETRY_DELAY_MS: u64 = 3_600_000;
+
+    /// How long a peer on another chain, or with no protocol in common, waits before we dial it
+    /// again: it does not change by itself soon.
+    pub const MISMATCH_RETRY_DELAY_MS: u64 = 3_600_000;
+
+    /// Cap on any delay a peer's refusal imposes (a ban's expiry included).
+    pub const MAX_REFUSAL_DELAY_MS: u64 = 86_400_000;
+
+    /// Peers learned through peer exchange kept at most (the indirect source's view); the oldest
+    /// go first. About 300 bytes each.
+    pub const MAX_EXCHANGED_PEERS: usize = 256;
+
+    /// NEAR's `ideal_connections_lo`: below this many connected peers (both directions) the
+    /// public-network policy dials up to `max_outbound_connections`.
+    pub const TARGET_PEERS_LOW: usize = 30;
+
+    /// NEAR's `ideal_connections_hi`: above this many connected peers the public-network policy
+    /// closes its worst-scoring inbound peer, one per check.
+    pub const TARGET_PEERS_HIGH: usize = 35;
+
+    /// NEAR's `minimum_outbound_peers`: outbound connections kept even when the target range is
+    /// reached (inbound peers alone would let whoever dials us choose our view of the network).
+    pub const MIN_OUTBOUND_CONNECTIONS: usize = 5;
+
     /// Capacity of the connection-event queue from the facade. A full queue makes
     /// [`ConnectivityHandle::send`](crate::ConnectivityHandle::send) wait.
     ///
@@ -227,6 +303,89 @@ impl Config {
     pub fn actions_capacity(&mut self, capacity: usize) -> &mut Self {
         self.actions_capacity = capacity;
         self
+    }
+
+    /// How long a peer that told us it is full waits before we dial it again (on top of
+    /// its backoff); see [`refusal_delay`](crate::refusal_delay).
+    ///
+    /// Default: 60 s.
+    pub fn full_retry_delay(&mut self, delay: Duration) -> &mut Self {
+        self.full_retry_delay = delay;
+        self
+    }
+
+    /// How long a peer that told us it banned us, without an expiry, waits before we dial it
+    /// again.
+    ///
+    /// Default: 1 h.
+    pub fn banned_retry_delay(&mut self, delay: Duration) -> &mut Self {
+        self.banned_retry_delay = delay;
+        self
+    }
+
+    /// How long a peer on another chain or without a protocol in common waits before we dial
+    /// it again.
+    ///
+    /// Default: 1 h.
+    pub fn mismatch_retry_delay(&mut self, delay: Duration) -> &mut Self {
+        self.mismatch_retry_delay = delay;
+        self
+    }
+
+    /// Cap on the delay any refusal imposes, a ban's expiry included.
+    ///
+    /// Default: 24 h.
+    pub fn max_refusal_delay(&mut self, delay: Duration) -> &mut Self {
+        self.max_refusal_delay = delay;
+        self
+    }
+
+    /// How many peers learned through peer exchange the manager keeps (the
+    /// [`DiscoverySource::PeerExchange`](crate::DiscoverySource) view); when full, the peers
+    /// learned longest ago go first. Zero turns the source off.
+    ///
+    /// Default: 256.
+    pub fn max_exchanged_peers(&mut self, max: usize) -> &mut Self {
+        self.max_exchanged_peers = max;
+        self
+    }
+
+    /// The ideal range of connected peers (both directions) on the public network:
+    /// below `low` the policy dials up to
+    /// [`max_outbound_connections`](Self::max_outbound_connections); at or above it, only up
+    /// to [`min_outbound_connections`](Self::min_outbound_connections); above `high` it
+    /// closes the worst-scoring inbound peer that is not whitelisted, one per check.
+    ///
+    /// Default: 30 and 35 (NEAR's `ideal_connections_lo` and `_hi`). `low` must not exceed
+    /// `high`.
+    pub fn target_peers(&mut self, low: usize, high: usize) -> &mut Self {
+        self.target_peers_low = low;
+        self.target_peers_high = high;
+        self
+    }
+
+    /// Outbound connections kept on the public network even when the target range is
+    /// reached. Capped by [`max_outbound_connections`](Self::max_outbound_connections).
+    ///
+    /// Default: 5 (NEAR's `minimum_outbound_peers`).
+    pub fn min_outbound_connections(&mut self, min: usize) -> &mut Self {
+        self.min_outbound_connections = min;
+        self
+    }
+
+    /// Peers that bypass the connection limits: the facade admits their inbound connections
+    /// over its inbound limits, and the policy never closes them to get back into the target
+    /// range.
+    ///
+    /// Default: none.
+    pub fn whitelist(&mut self, peers: impl IntoIterator<Item = PeerId>) -> &mut Self {
+        self.whitelist = peers.into_iter().collect();
+        self
+    }
+
+    /// The whitelisted peers.
+    pub fn whitelisted(&self) -> &[PeerId] {
+        &self.whitelist
     }
 
     /// The discovery file, if one is set.
@@ -250,6 +409,9 @@ impl Config {
         if self.actions_capacity == 0 {
             return invalid("actions_capacity", "must not be zero");
         }
+        if self.target_peers_low > self.target_peers_high {
+            return invalid("target_peers_low", "must not exceed target_peers_high");
+        }
         Ok(())
     }
 }
@@ -268,6 +430,15 @@ impl Default for Config {
             seeds: HashMap::new(),
             connection_events_capacity: CHANNEL_CAPACITY,
             actions_capacity: CHANNEL_CAPACITY,
+            full_retry_delay: Duration::from_millis(FULL_RETRY_DELAY_MS),
+            banned_retry_delay: Duration::from_millis(BANNED_RETRY_DELAY_MS),
+            mismatch_retry_delay: Duration::from_millis(MISMATCH_RETRY_DELAY_MS),
+            max_refusal_delay: Duration::from_millis(MAX_REFUSAL_DELAY_MS),
+            max_exchanged_peers: MAX_EXCHANGED_PEERS,
+            target_peers_low: TARGET_PEERS_LOW,
+            target_peers_high: TARGET_PEERS_HIGH,
+            min_outbound_connections: MIN_OUTBOUND_CONNECTIONS,
+            whitelist: Vec::new(),
         }
     }
 }

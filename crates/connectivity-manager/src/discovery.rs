@@ -7,7 +7,7 @@
 //! the policy dials from and the trusted-peer map the Noise layer authenticates against
 //! ([`DiscoveredSet::trusted_peers`], for [`noise::TrustedPeers::replace`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use netcore::{NetworkAddress, PeerId};
 use noise::{PeerRole, PublicKey, TrustedPeer};
@@ -33,13 +33,18 @@ pub enum DiscoverySource {
     /// ```
     File,
     /// The seed peers of the config ([`Config::seeds`](crate::Config::seeds)), in the same
-    /// per-peer format as the file. Lowest priority: a static fallback.
+    /// per-peer format as the file. A static fallback.
     Config,
+    /// Peers other nodes told us about (peerlane's peer exchange, protocol 66), validated by
+    /// the facade. Lowest priority, and *indirect*: never trusted (they stay out of
+    /// [`DiscoveredSet::trusted_peers`]), never a source of keys or addresses for a peer
+    /// another source lists, and dialed after the peers of the other sources.
+    PeerExchange,
 }
 
 impl DiscoverySource {
     /// Every source, highest priority first.
-    pub const ALL: [Self; 3] = [Self::OnChain, Self::File, Self::Config];
+    pub const ALL: [Self; 4] = [Self::OnChain, Self::File, Self::Config, Self::PeerExchange];
 
     /// `"on_chain"`, `"file"` or `"config"`: for logs and the `source` metric label.
     pub const fn as_str(self) -> &'static str {
@@ -47,6 +52,7 @@ impl DiscoverySource {
             Self::OnChain => "on_chain",
             Self::File => "file",
             Self::Config => "config",
+            Self::PeerExchange => "peer_exchange",
         }
     }
 }
@@ -119,6 +125,8 @@ impl DiscoveredPeer {
 pub struct DiscoveredSet {
     views: BTreeMap<DiscoverySource, HashMap<PeerId, DiscoveredPeer>>,
     merged: BTreeMap<PeerId, DiscoveredPeer>,
+    /// The merged peers only [`DiscoverySource::PeerExchange`] lists.
+    indirect: BTreeSet<PeerId>,
 }
 
 impl DiscoveredSet {
@@ -139,9 +147,10 @@ impl DiscoveredSet {
         } else {
             self.views.insert(source, view);
         }
-        let merged = self.merge();
+        let (merged, indirect) = self.merge();
         let changed = merged != self.merged;
         self.merged = merged;
+        self.indirect = indirect;
         changed
     }
 
@@ -160,12 +169,23 @@ impl DiscoveredSet {
         self.views.get(&source)
     }
 
+    /// Whether `peer_id` is known only from peer exchange (indirect).
+    pub fn is_indirect(&self, peer_id: &PeerId) -> bool {
+        self.indirect.contains(peer_id)
+    }
+
+    /// How many merged peers are known only from peer exchange.
+    pub fn indirect_count(&self) -> usize {
+        self.indirect.len()
+    }
+
     /// The merged peers that have at least one key, as Noise's trusted-peer map: feed it to
-    /// [`noise::TrustedPeers::replace`].
+    /// [`noise::TrustedPeers::replace`]. Peers known only from peer exchange are left out:
+    /// what a stranger tells us earns no trust.
     pub fn trusted_peers(&self) -> HashMap<PeerId, TrustedPeer> {
         self.merged
             .iter()
-            .filter(|(_, peer)| !peer.keys.is_empty())
+            .filter(|(peer_id, peer)| !peer.keys.is_empty() && !self.indirect.contains(peer_id))
             .map(|(peer_id, peer)| {
                 let trusted = TrustedPeer::new(peer.role, peer.keys.iter().copied());
                 (*peer_id, trusted)
@@ -173,12 +193,20 @@ impl DiscoveredSet {
             .collect()
     }
 
-    fn merge(&self) -> BTreeMap<PeerId, DiscoveredPeer> {
+    fn merge(&self) -> (BTreeMap<PeerId, DiscoveredPeer>, BTreeSet<PeerId>) {
         let mut merged: BTreeMap<PeerId, DiscoveredPeer> = BTreeMap::new();
+        let mut indirect = BTreeSet::new();
         // `views` iterates highest priority first, so the first source to list a peer sets
         // its role, and the first to list addresses sets them.
-        for view in self.views.values() {
+        for (source, view) in &self.views {
             for (peer_id, peer) in view {
+                if *source == DiscoverySource::PeerExchange {
+                    // Adds nothing to a peer a direct source lists.
+                    if merged.contains_key(peer_id) {
+                        continue;
+                    }
+                    indirect.insert(*peer_id);
+                }
                 let entry = merged.entry(*peer_id).or_insert_with(|| DiscoveredPeer {
                     addresses: Vec::new(),
                     keys: HashSet::new(),
@@ -190,7 +218,7 @@ impl DiscoveredSet {
                 entry.keys.extend(peer.all_keys());
             }
         }
-        merged
+        (merged, indirect)
     }
 }
 
@@ -327,6 +355,34 @@ mod tests {
         );
         let trusted = set.trusted_peers();
         assert_eq!(trusted[&a].keys, HashSet::from([key(7)]));
+        assert!(!trusted.contains_key(&b));
+    }
+
+    /// Peers from peer exchange are merged (dialable) but never trusted, and add nothing to a
+    /// peer a direct source lists.
+    #[test]
+    fn exchanged_peers_are_indirect_and_untrusted() {
+        let a = PeerId::new([1; 32]);
+        let b = PeerId::new([2; 32]);
+        let mut set = DiscoveredSet::new();
+        set.update(
+            DiscoverySource::Config,
+            HashMap::from([(a, peer(PeerRole::Upstream, &[1], &[1]))]),
+        );
+        set.update(
+            DiscoverySource::PeerExchange,
+            HashMap::from([
+                (a, peer(PeerRole::Known, &[9], &[9])),
+                (b, peer(PeerRole::Known, &[2], &[2])),
+            ]),
+        );
+        assert_eq!(set.get(&a).unwrap().addresses, vec![addr(1)]);
+        assert_eq!(set.get(&a).unwrap().keys, HashSet::from([key(1)]));
+        assert!(!set.is_indirect(&a));
+        assert!(set.is_indirect(&b));
+        assert_eq!(set.indirect_count(), 1);
+        let trusted = set.trusted_peers();
+        assert!(trusted.contains_key(&a));
         assert!(!trusted.contains_key(&b));
     }
 

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 use std::future;
+use std::sync::Arc;
 use std::time::Instant;
 
-use netcore::{ConnectionOrigin, PeerId};
+use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::TrustedPeers;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -16,13 +17,16 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::action::{Action, DialFailure, DialOutcome};
+use crate::action::{Action, CloseReason, DialFailure, DialOutcome};
 use crate::config::Config;
 use crate::discovery::{DiscoveredPeer, DiscoverySource};
 use crate::error::Error;
+use crate::exchanged::ExchangedPeers;
 use crate::metrics::Metrics;
 use crate::peers_file::FileSource;
-use crate::policy::{Outcome, Policy};
+use crate::policy::{Outcome, Policy, Provenance};
+use crate::refusal::RemoteRefusal;
+use crate::scores::PeerScores;
 
 /// What the facade tells the manager about its connections to a peer and its dials. Sent
 /// through a [`ConnectivityHandle`].
@@ -53,6 +57,36 @@ pub enum PeerEvent {
         /// `Ok` once the connection is up, or why it failed.
         result: Result<(), DialFailure>,
     },
+    /// Peers another node told us about (peer exchange), validated by the facade: each with
+    /// the addresses to dial it at. They join the [`DiscoverySource::PeerExchange`] view, at
+    /// most [`Config::max_exchanged_peers`] of them.
+    Exchanged {
+        /// The node that told us.
+        from: PeerId,
+        /// The peers and their addresses.
+        peers: Vec<(PeerId, Vec<NetworkAddress>)>,
+    },
+    /// The peer told us why it closed or refused our connection (peerlane's `Disconnect`
+    /// message). Sent before or after its `Disconnected`, in either order.
+    RemoteRefusal {
+        /// The peer.
+        peer_id: PeerId,
+        /// What it said.
+        refusal: RemoteRefusal,
+    },
+}
+
+impl PeerEvent {
+    /// The peer the event is about.
+    pub const fn peer_id(&self) -> PeerId {
+        match self {
+            Self::Connected { peer_id, .. }
+            | Self::Disconnected { peer_id }
+            | Self::DialResult { peer_id, .. }
+            | Self::RemoteRefusal { peer_id, .. } => *peer_id,
+            Self::Exchanged { from, .. } => *from,
+        }
+    }
 }
 
 /// The facade's side of the manager's event queue. Cloning gives another handle on the same
@@ -174,6 +208,8 @@ pub struct ConnectivityManager {
     actions_tx: mpsc::Sender<Action>,
     on_chain_rx: Option<watch::Receiver<HashMap<PeerId, DiscoveredPeer>>>,
     file: Option<FileSource>,
+    /// The peer exchange source's view, bounded.
+    exchanged: ExchangedPeers,
     rng: StdRng,
     /// An action was dropped on a full queue: poll the policy again only at the next check.
     congested: bool,
@@ -208,6 +244,7 @@ impl ConnectivityManager {
             actions_tx,
             on_chain_rx: None,
             file,
+            exchanged: ExchangedPeers::new(config.max_exchanged_peers),
             rng: StdRng::from_entropy(),
             congested: false,
             config,
@@ -235,6 +272,14 @@ impl ConnectivityManager {
     /// draws backoff jitter, for reproducible tests. By default it is seeded from the OS.
     pub fn rng_seed(&mut self, seed: u64) -> &mut Self {
         self.rng = StdRng::seed_from_u64(seed);
+        self
+    }
+
+    /// Reads round-trip times and scores from `scores` (the facade's measurements, or a
+    /// persistent store): dial candidates are weighted by RTT, and above the target range
+    /// the lowest-scoring inbound peer is closed first. Without it nothing is measured.
+    pub fn scores(&mut self, scores: Arc<dyn PeerScores>) -> &mut Self {
+        self.policy.set_scores(scores);
         self
     }
 
@@ -332,6 +377,19 @@ impl ConnectivityManager {
             PeerEvent::DialResult { peer_id, result } => {
                 self.policy.handle_dial_result(peer_id, result, now)
             }
+            PeerEvent::Exchanged { from, peers } => {
+                if self.exchanged.learn(peers) {
+                    debug!(%from, known = self.exchanged.len(), "peers learned through peer exchange");
+                    let view = self.exchanged.view();
+                    self.apply_discovery(DiscoverySource::PeerExchange, view);
+                }
+                Outcome::default()
+            }
+            PeerEvent::RemoteRefusal { peer_id, refusal } => {
+                let waits = self.policy.handle_remote_refusal(peer_id, refusal, now);
+                self.metrics.record_remote_refusal(refusal, waits);
+                Outcome::default()
+            }
         };
         record(&self.metrics, &self.policy, outcome);
     }
@@ -364,8 +422,13 @@ impl ConnectivityManager {
     fn send_actions(&mut self) -> Result<(), ExitReason> {
         let actions = self.policy.poll_actions(now(), &mut self.rng);
         for action in &actions {
-            if let Action::CancelDial { .. } = action {
-                self.metrics.record_dial(DialOutcome::Cancelled);
+            match action {
+                Action::CancelDial { .. } => self.metrics.record_dial(DialOutcome::Cancelled),
+                Action::Disconnect {
+                    reason: CloseReason::OverTarget,
+                    ..
+                } => self.metrics.record_over_target_disconnect(),
+                _ => {}
             }
         }
         record(&self.metrics, &self.policy, Outcome::default());
@@ -409,6 +472,13 @@ impl ConnectivityManager {
 pub(crate) fn record(metrics: &Metrics, policy: &Policy, outcome: Outcome) {
     metrics.record_outcome(outcome);
     metrics.set_eligible_peers(policy.eligible_count());
+    for provenance in [
+        Provenance::Direct,
+        Provenance::Indirect,
+        Provenance::Verified,
+    ] {
+        metrics.set_discovered_peers(provenance, policy.provenance_count(provenance));
+    }
     for origin in [ConnectionOrigin::Inbound, ConnectionOrigin::Outbound] {
         metrics.set_connected_peers(origin, policy.connected_count(origin));
     }

@@ -12,6 +12,9 @@
 //! | `peerlane_connectivity_actions_dropped_total` | counter | `action` ([`ActionKind`]) |
 //! | `peerlane_connectivity_eligible_peers` | gauge | none |
 //! | `peerlane_connectivity_connected_peers` | gauge | `origin` (`inbound`, `outbound`) |
+//! | `peerlane_connectivity_discovered_peers` | gauge | `provenance` ([`Provenance`]: `direct`, `indirect`, `verified`) |
+//! | `peerlane_connectivity_over_target_disconnects_total` | counter | none |
+//! | `peerlane_connectivity_remote_refusals_total` | counter | `reason` ([`RemoteRefusal`]), `wait` (`true` when it delayed the next dial) |
 
 use netcore::ConnectionOrigin;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,7 +25,8 @@ use prometheus_client::registry::Registry;
 
 use crate::action::{ActionKind, DialOutcome};
 use crate::discovery::DiscoverySource;
-use crate::policy::Outcome;
+use crate::policy::{Outcome, Provenance};
+use crate::refusal::RemoteRefusal;
 
 /// Counters and gauges of the connectivity manager. Cloning gives another handle on the same
 /// metrics.
@@ -39,6 +43,9 @@ pub struct Metrics {
     actions_dropped: Family<ActionLabels, Counter>,
     eligible_peers: Gauge,
     connected_peers: Family<OriginLabels, Gauge>,
+    remote_refusals: Family<RefusalLabels, Counter>,
+    discovered_peers: Family<ProvenanceLabels, Gauge>,
+    over_target_disconnects: Counter,
 }
 
 impl Metrics {
@@ -86,7 +93,73 @@ impl Metrics {
             "Connected peers as the connectivity manager knows them, by origin",
             metrics.connected_peers.clone(),
         );
+        registry.register(
+            "peerlane_connectivity_over_target_disconnects",
+            "Inbound peers closed because more peers than the target range's high mark were connected",
+            metrics.over_target_disconnects.clone(),
+        );
+        registry.register(
+            "peerlane_connectivity_discovered_peers",
+            "Discovered peers by provenance: direct sources, peer exchange only (indirect), peer exchange and connected by us (verified)",
+            metrics.discovered_peers.clone(),
+        );
+        registry.register(
+            "peerlane_connectivity_remote_refusals",
+            "Reasons peers gave for closing or refusing our connections, and whether they delayed the next dial",
+            metrics.remote_refusals.clone(),
+        );
         metrics
+    }
+
+    /// Refusals with `reason` reported so far, whether or not
+    /// they delayed a dial.
+    pub fn remote_refusals(&self, reason: RemoteRefusal) -> u64 {
+        ["false", "true"]
+            .into_iter()
+            .filter_map(|wait| {
+                self.remote_refusals
+                    .get(&RefusalLabels {
+                        reason: reason.as_str(),
+                        wait,
+                    })
+                    .map(|counter| counter.get())
+            })
+            .sum()
+    }
+
+    /// Inbound peers closed above the target range so far.
+    pub fn over_target_disconnects(&self) -> u64 {
+        self.over_target_disconnects.get()
+    }
+
+    pub(crate) fn record_over_target_disconnect(&self) {
+        self.over_target_disconnects.inc();
+    }
+
+    /// Discovered peers with `provenance` now.
+    pub fn discovered_peers(&self, provenance: Provenance) -> i64 {
+        self.discovered_peers
+            .get(&ProvenanceLabels {
+                provenance: provenance.as_str(),
+            })
+            .map_or(0, |gauge| gauge.get())
+    }
+
+    pub(crate) fn set_discovered_peers(&self, provenance: Provenance, count: usize) {
+        self.discovered_peers
+            .get_or_create(&ProvenanceLabels {
+                provenance: provenance.as_str(),
+            })
+            .set(gauge_value(count));
+    }
+
+    pub(crate) fn record_remote_refusal(&self, refusal: RemoteRefusal, wait: bool) {
+        self.remote_refusals
+            .get_or_create(&RefusalLabels {
+                reason: refusal.as_str(),
+                wait: if wait { "true" } else { "false" },
+            })
+            .inc();
     }
 
     /// Dials that ended with `outcome` so far.
@@ -245,6 +318,17 @@ struct FileErrorLabels {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ActionLabels {
     action: ActionKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProvenanceLabels {
+    provenance: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+    wait: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -4,6 +4,7 @@
 //! for the caller to count.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
@@ -16,6 +17,8 @@ use crate::action::{Action, CloseReason, DialFailure, DialOutcome};
 use crate::backoff::Backoff;
 use crate::config::{Config, NetworkKind};
 use crate::discovery::{DiscoveredPeer, DiscoveredSet, DiscoverySource};
+use crate::refusal::{RemoteRefusal, refusal_delay};
+use crate::scores::{NoScores, PeerScores, rtt_weight};
 
 /// What one report to the [`Policy`] did that is worth counting. The policy keeps no metrics:
 /// its caller ([`ConnectivityManager`](crate::ConnectivityManager)) records these.
@@ -102,6 +105,15 @@ pub struct Policy {
     dial_states: BTreeMap<PeerId, DialState>,
     connected: BTreeMap<PeerId, Connection>,
     pending_dials: BTreeMap<PeerId, PendingDial>,
+    /// The settings the refusal delays come from.
+    config: Config,
+    /// Peers known only from peer exchange that we have connected to ourselves: no longer
+    /// merely heard of. Pruned when they leave the discovered set.
+    verified: BTreeSet<PeerId>,
+    /// Peers never closed to get back into the target range.
+    whitelist: BTreeSet<PeerId>,
+    /// Round-trip times and scores measured elsewhere.
+    scores: Arc<dyn PeerScores>,
 }
 
 impl Policy {
@@ -118,7 +130,72 @@ impl Policy {
             dial_states: BTreeMap::new(),
             connected: BTreeMap::new(),
             pending_dials: BTreeMap::new(),
+            config: config.clone(),
+            verified: BTreeSet::new(),
+            whitelist: config.whitelist.iter().copied().collect(),
+            scores: Arc::new(NoScores),
         }
+    }
+
+    /// Reads round-trip times and scores from `scores` from now on (by default none are
+    /// known: [`NoScores`]).
+    pub fn set_scores(&mut self, scores: Arc<dyn PeerScores>) {
+        self.scores = scores;
+    }
+
+    /// Where a discovered peer comes from; `None` if it is not discovered.
+    pub fn provenance(&self, peer_id: &PeerId) -> Option<Provenance> {
+        self.discovered.get(peer_id)?;
+        Some(if !self.discovered.is_indirect(peer_id) {
+            Provenance::Direct
+        } else if self.verified.contains(peer_id) {
+            Provenance::Verified
+        } else {
+            Provenance::Indirect
+        })
+    }
+
+    /// How many discovered peers have `provenance`.
+    pub fn provenance_count(&self, provenance: Provenance) -> usize {
+        let indirect = self.discovered.indirect_count();
+        match provenance {
+            Provenance::Direct => self.discovered.peers().len() - indirect,
+            Provenance::Verified => self.verified.len(),
+            Provenance::Indirect => indirect - self.verified.len(),
+        }
+    }
+
+    /// `peer_id` told us why it closed or refused our connection ([`RemoteRefusal`]). For a
+    /// discovered peer whose reason calls for it ([`refusal_delay`]), no dial starts before
+    /// `now` plus that delay, whatever its backoff says; a later refusal can only push that
+    /// instant further out. Returns whether a wait was imposed.
+    ///
+    /// A peer we did not discover leaves no state behind: a stranger's refusals cost nothing.
+    pub fn handle_remote_refusal(
+        &mut self,
+        peer_id: PeerId,
+        refusal: RemoteRefusal,
+        now: Instant,
+    ) -> bool {
+        let Some(delay) = refusal_delay(refusal, &self.config) else {
+            return false;
+        };
+        if !self.discovered.peers().contains_key(&peer_id) {
+            return false;
+        }
+        let state = self
+            .dial_states
+            .entry(peer_id)
+            .or_insert_with(|| DialState::new(self.backoff.clone()));
+        let until = now + delay;
+        state.not_before = Some(state.not_before.map_or(until, |earlier| earlier.max(until)));
+        debug!(peer = %peer_id, reason = refusal.as_str(), ?delay, "peer refused us; waiting");
+        true
+    }
+
+    /// When `peer_id` may be dialed again after its refusal, if it refused us.
+    pub fn not_before(&self, peer_id: &PeerId) -> Option<Instant> {
+        self.dial_states.get(peer_id)?.not_before
     }
 
     /// Replaces `source`'s view of the peers. Returns whether the merged peer set (and so
@@ -138,6 +215,9 @@ impl Policy {
             return false;
         }
         let after = self.discovered.peers();
+        let discovered = &self.discovered;
+        self.verified
+            .retain(|peer_id| discovered.is_indirect(peer_id));
         self.dial_states.retain(|peer_id, state| {
             let Some(peer) = after.get(peer_id) else {
                 return false;
@@ -175,6 +255,10 @@ impl Policy {
         }
         if let Some(state) = self.dial_states.get_mut(&peer_id) {
             state.reset_backoff();
+        }
+        if origin == ConnectionOrigin::Outbound && self.discovered.is_indirect(&peer_id) {
+            // We reached it at an address a stranger gave us: it exists.
+            self.verified.insert(peer_id);
         }
         outcome
     }
@@ -323,6 +407,17 @@ impl Policy {
             });
         }
 
+        if let Some(peer_id) = self.choose_inbound_to_close() {
+            if let Some(connection) = self.connected.get_mut(&peer_id) {
+                connection.disconnecting = true;
+            }
+            info!(peer = %peer_id, "closing the worst inbound connection: above the target range");
+            actions.push(Action::Disconnect {
+                peer_id,
+                reason: CloseReason::OverTarget,
+            });
+        }
+
         for peer_id in self.choose_peers_to_dial(now, rng) {
             actions.extend(self.start_dial(peer_id, now));
         }
@@ -339,7 +434,7 @@ impl Policy {
         self.dial_states
             .iter()
             .filter(|(peer_id, _)| self.is_dial_candidate(peer_id))
-            .filter_map(|(_, state)| state.retry_at)
+            .filter_map(|(_, state)| state.ready_at())
             .min()
     }
 
@@ -439,14 +534,47 @@ impl Policy {
         outbound.len()
     }
 
+    /// On the public network: up to `max_outbound_connections` while fewer peers than the
+    /// target range's low mark are connected, else up to `min_outbound_connections`. On the
+    /// others: up to `max_outbound_connections`.
     fn free_outbound_slots(&self) -> usize {
-        self.max_outbound.saturating_sub(self.outbound_count())
+        let want = if self.network != NetworkKind::Public
+            || self.connected.len() < self.config.target_peers_low
+        {
+            self.max_outbound
+        } else {
+            self.config.min_outbound_connections.min(self.max_outbound)
+        };
+        want.saturating_sub(self.outbound_count())
+    }
+
+    /// Above the target range's high mark on the public network: the connected inbound
+    /// peer, not whitelisted and not being closed already, with the lowest score (ties: the
+    /// lowest PeerId). One per poll, so the range is approached one check at a time.
+    fn choose_inbound_to_close(&self) -> Option<PeerId> {
+        let open = self
+            .connected
+            .values()
+            .filter(|connection| !connection.disconnecting)
+            .count();
+        if self.network != NetworkKind::Public || open <= self.config.target_peers_high {
+            return None;
+        }
+        self.connected
+            .iter()
+            .filter(|(peer_id, connection)| {
+                connection.origin == ConnectionOrigin::Inbound
+                    && !connection.disconnecting
+                    && !self.whitelist.contains(peer_id)
+            })
+            .min_by_key(|(peer_id, _)| (self.scores.score(peer_id), **peer_id))
+            .map(|(peer_id, _)| *peer_id)
     }
 
     fn choose_peers_to_dial<R: Rng + ?Sized>(&self, now: Instant, rng: &mut R) -> Vec<PeerId> {
         // `discovered.peers()` is a BTreeMap: the candidates come in PeerId order, so a seeded
         // rng gives the same choice every run.
-        let mut candidates: Vec<(PeerId, Option<Instant>)> = self
+        let mut candidates: Vec<(PeerId, (bool, Option<Instant>))> = self
             .discovered
             .peers()
             .keys()
@@ -454,17 +582,44 @@ impl Policy {
             .filter_map(|peer_id| {
                 let state = self.dial_states.get(peer_id);
                 let ready = state
-                    .and_then(|state| state.retry_at)
-                    .is_none_or(|retry_at| retry_at <= now);
-                ready.then(|| (*peer_id, state.and_then(|state| state.last_dial)))
+                    .and_then(DialState::ready_at)
+                    .is_none_or(|ready_at| ready_at <= now);
+                let indirect = self.discovered.is_indirect(peer_id);
+                ready.then(|| {
+                    (
+                        *peer_id,
+                        (indirect, state.and_then(|state| state.last_dial)),
+                    )
+                })
             })
             .collect();
         if !self.network.is_validator_network() {
             candidates.shuffle(rng);
-            // Stable: peers never dialed (`None`) first, then the least recently dialed, in
-            // random order among equals.
-            candidates.sort_by_key(|(_, last_dial)| *last_dial);
-            candidates.truncate(self.free_outbound_slots());
+            // Each candidate with a measured RTT draws a key of an exponential race weighted
+            // by `rtt_weight`: sorting by it is a weighted random order (Efraimidis–Spirakis),
+            // so close peers are likely, not certain, to come first.
+            let mut keyed: Vec<(PeerId, DialOrder)> = candidates
+                .into_iter()
+                .map(|(peer_id, (indirect, last_dial))| {
+                    let race = self.scores.rtt(&peer_id).map_or(f64::INFINITY, |rtt| {
+                        let draw: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+                        -draw.ln() / rtt_weight(rtt)
+                    });
+                    (peer_id, (indirect, last_dial.is_some(), race, last_dial))
+                })
+                .collect();
+            // Stable: peers of the direct sources before those only peer exchange knows;
+            // within each, peers never dialed first; then peers with a measured RTT in their
+            // weighted random order; then the rest, least recently dialed first, in random
+            // order among equals.
+            keyed.sort_by(|(_, a), (_, b)| {
+                (a.0, a.1)
+                    .cmp(&(b.0, b.1))
+                    .then(a.2.total_cmp(&b.2))
+                    .then(a.3.cmp(&b.3))
+            });
+            keyed.truncate(self.free_outbound_slots());
+            return keyed.into_iter().map(|(peer_id, _)| peer_id).collect();
         }
         candidates.into_iter().map(|(peer_id, _)| peer_id).collect()
     }
@@ -510,6 +665,32 @@ impl Policy {
     }
 }
 
+/// The order of dial candidates: indirect, dialed before, the weighted race's draw, when last
+/// dialed; smaller first.
+type DialOrder = (bool, bool, f64, Option<Instant>);
+
+/// Where a discovered peer comes from, as far as trust goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Provenance {
+    /// Listed by the chain, the discovery file or the config (`direct`).
+    Direct,
+    /// Known only from peer exchange, never connected to by us (`indirect`).
+    Indirect,
+    /// Known only from peer exchange, and we have connected to it ourselves (`verified`).
+    Verified,
+}
+
+impl Provenance {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Indirect => "indirect",
+            Self::Verified => "verified",
+        }
+    }
+}
+
 /// Dial bookkeeping of one peer.
 #[derive(Clone, Debug)]
 struct DialState {
@@ -522,6 +703,10 @@ struct DialState {
     retry_at: Option<Instant>,
     /// `retry_at` still lacks its jitter; the next poll adds it.
     jitter_due: bool,
+    /// Not before this instant either: the peer refused us for a reason that asks for a
+    /// wait ([`refusal_delay`]). Unlike `retry_at` a connection does not clear it (the
+    /// refusal may be read after the connection is reported); it simply passes.
+    not_before: Option<Instant>,
 }
 
 impl DialState {
@@ -532,6 +717,16 @@ impl DialState {
             last_dial: None,
             retry_at: None,
             jitter_due: false,
+            not_before: None,
+        }
+    }
+
+    /// When the peer may be dialed: the later of its backoff's end and its refusal's wait;
+    /// `None` when neither holds it back.
+    fn ready_at(&self) -> Option<Instant> {
+        match (self.retry_at, self.not_before) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
         }
     }
 

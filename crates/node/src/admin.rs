@@ -320,6 +320,15 @@ async fn peers(State(state): State<AdminState>) -> Json<Vec<Value>> {
                     .map(|rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
                 "bytes_received": stats.bytes_received,
                 "bytes_sent": stats.bytes_sent,
+                "chain_status": stats.chain_status.map(|chain| json!({
+                    "genesis": chain.status.genesis.to_string(),
+                    "best_height": chain.status.best_height,
+                    "best_hash": chain.status.best_hash.to_string(),
+                    "lib_height": chain.status.lib_height,
+                    "lib_hash": chain.status.lib_hash.to_string(),
+                    "updated_unix_ms": unix_millis(chain.updated_at),
+                    "updates": chain.updates,
+                })),
             })
         })
         .collect();

@@ -453,6 +453,12 @@ fn admin_api_lists_dials_and_disconnects_peers() {
         !entry["protocols"].as_array().unwrap().is_empty(),
         "{entry}"
     );
+    // peerlane's own protocols are offered, and the chain status field is there (null: the
+    // node sets no chain status of its own, so B announces none).
+    let protocols = entry["protocols"].to_string();
+    assert!(protocols.contains("PeerlaneDisconnect"), "{entry}");
+    assert!(protocols.contains("ChainStatus"), "{entry}");
+    assert!(entry.get("chain_status").is_some(), "{entry}");
     let first_connection = entry["connection_id"].as_u64().unwrap();
     // Roles are spelled as config files spell them.
     let role = entry["role"].as_str().unwrap();

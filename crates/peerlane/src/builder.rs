@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use connectivity_manager::{ConnectivityManager, DiscoveredPeer};
+use connectivity_manager::{ConnectivityManager, DiscoveredPeer, PeerScores};
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::{BannedPeers, NoiseUpgrader, TrustedPeers};
 use peer::InboundBudget;
@@ -20,18 +21,26 @@ use tokio_util::task::TaskTracker;
 use wire::{HandshakeMsg, NetworkId, ProtocolId, ProtocolIdSet};
 
 use crate::admission::{IpBans, IpPrefix};
+use crate::chain_announcer::{self, ChainAnnouncer};
+use crate::chain_status::ChainStatus;
+use crate::chain_throttle::AnnounceThrottle;
 use crate::client::{ClientNetwork, NetworkClient};
 use crate::config::{Identity, NetworkConfig};
+use crate::disconnect_notice::DisconnectCode;
 use crate::error::Error;
 use crate::events::{self, AppQueue, NetworkEvents, Router};
+use crate::extension_config::NOTICE_WRITE_TIMEOUT_MS;
 use crate::health::{self, HealthChecker, HealthCheckerMsg};
+use crate::intake::Intake;
 use crate::listener::{Listener, ListenerLimits};
 use crate::metrics::Metrics;
+use crate::peer_exchange::{self, PeerExchange, PeerExchangeMsg};
 use crate::peer_manager::{
-    BanList, Channels, Parts, PeerManager, PeerManagerHandle, drive_connectivity,
+    BanList, Channels, Parts, PeerManager, PeerManagerHandle, RefusalNotices, drive_connectivity,
 };
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::queue::QueueConfig;
+use crate::scores::MeasuredScores;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 
 /// The warnings about refused banned peers: a few per minute whatever the remote retries.
@@ -77,6 +86,15 @@ pub struct NetworkBuilder {
         NetworkClient<HealthCheckerMsg>,
         NetworkEvents<HealthCheckerMsg>,
     )>,
+    /// Sends our chain status on protocol 65 (registered for every network; the inbound side
+    /// is read by the router's [`Intake`]).
+    chain_client: NetworkClient<ChainStatus>,
+    /// Our chain status, as the node sets it.
+    chain_tx: watch::Sender<Option<ChainStatus>>,
+    /// Peer exchange's events, registered on `PeerExchangeRpc` outside the validator network.
+    exchange: Option<NetworkEvents<PeerExchangeMsg>>,
+    /// Where the connectivity manager reads RTTs and scores; `None`: [`MeasuredScores`].
+    scores: Option<Arc<dyn PeerScores>>,
 }
 
 /// A running network. Dropping it shuts the network down without waiting; prefer
@@ -93,6 +111,8 @@ pub struct Network {
     manager: PeerManagerHandle,
     banned: BanList,
     banned_ips: IpBans,
+    /// Our chain status, as the node sets it; the announcer sends it to the peers.
+    chain_tx: watch::Sender<Option<ChainStatus>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Cancels `shutdown` when the handle is dropped.
@@ -159,6 +179,16 @@ impl NetworkBuilder {
         // The transport and router are only known at build time; the peer manager's channels
         // are made now so that clients can hold its handle.
         let (channels, manager_handle) = Channels::new();
+        let (chain_tx, _) = watch::channel(None);
+        let chain_client = NetworkClient::new(
+            config.network_id,
+            ClientNetwork {
+                peers: peers.clone(),
+                manager: manager_handle.clone(),
+                direct_send: vec![ProtocolId::CHAIN_STATUS],
+                rpc: Vec::new(),
+            },
+        );
         let mut builder = Self {
             config,
             transport,
@@ -174,7 +204,25 @@ impl NetworkBuilder {
             channels,
             manager_handle,
             health: None,
+            chain_client,
+            chain_tx,
+            exchange: None,
+            scores: None,
         };
+        // peerlane's own direct sends, advertised by every node so that a peer knows it may
+        // send them; what arrives on them is read by the router's intake, never queued.
+        for protocol in [ProtocolId::PEERLANE_DISCONNECT, ProtocolId::CHAIN_STATUS] {
+            let (queue_tx, _) = events::app_queue(health::QUEUE);
+            builder.apps.insert(protocol, queue_tx);
+        }
+        if !builder.config.network_id.is_validator_network() {
+            let (_, events) = builder.add_application::<PeerExchangeMsg>(
+                [],
+                [ProtocolId::PEER_EXCHANGE_RPC],
+                peer_exchange::QUEUE,
+            )?;
+            builder.exchange = Some(events);
+        }
         // Registered first, so that an application asking for its protocol is refused.
         if builder.config.health_check.enabled {
             builder.health = Some(builder.add_application(
@@ -258,6 +306,15 @@ impl NetworkBuilder {
         self
     }
 
+    /// Makes the connectivity manager read round-trip times and scores from `scores` (a
+    /// persistent peer store, say) instead of the network's own measurements (the last
+    /// health-check RTT of each peer, remembered after it disconnects; see
+    /// `docs/configuration.md`, `target_peers_high`, for the score).
+    pub fn peer_scores(&mut self, scores: Arc<dyn PeerScores>) -> &mut Self {
+        self.scores = Some(scores);
+        self
+    }
+
     /// Starts listening on the configured address, and the listener, peer manager,
     /// connectivity manager (with the task that carries out its actions) and (unless disabled)
     /// health checker tasks.
@@ -290,6 +347,10 @@ impl NetworkBuilder {
             channels,
             manager_handle,
             health,
+            chain_client,
+            chain_tx,
+            exchange,
+            scores,
         } = self;
         let network_id = config.network_id;
         let peer_id = identity.peer_id();
@@ -351,6 +412,9 @@ impl NetworkBuilder {
         if let Some(on_chain_rx) = on_chain {
             connectivity.on_chain_updates(on_chain_rx);
         }
+        connectivity.scores(
+            scores.unwrap_or_else(|| Arc::new(MeasuredScores::new(network_id, peers.clone()))),
+        );
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
@@ -358,7 +422,14 @@ impl NetworkBuilder {
         // One budget for the whole network: every peer's messages count against it.
         let budget = (config.peer.inbound_byte_budget > 0)
             .then(|| InboundBudget::new(config.peer.inbound_byte_budget, &peer_metrics));
-        let router = Arc::new(Router::new(apps, metrics.clone(), budget));
+        let intake = Intake::new(
+            network_id,
+            peers.clone(),
+            metrics.clone(),
+            Some(connectivity_handle.clone()),
+            chain_tx.subscribe(),
+        );
+        let router = Arc::new(Router::new(apps, metrics.clone(), budget).with_intake(intake));
         // Subscribed before the peer manager can register anyone, so no LostPeer is missed.
         let purge =
             events::purge_lost_peers(router.clone(), peers.subscribe(), peers.clone(), network_id);
@@ -396,6 +467,13 @@ impl NetworkBuilder {
             connectivity: Some(connectivity_handle.clone()),
             banned: banned.clone(),
             trusted: trusted.clone(),
+            whitelist: config.connectivity.whitelisted().iter().copied().collect(),
+            notices: RefusalNotices::new(
+                config.extensions.max_pending_notices,
+                Duration::from_millis(NOTICE_WRITE_TIMEOUT_MS),
+                metrics.clone(),
+                tracker.clone(),
+            ),
         };
         if let Some((client, events)) = health {
             let health_parts = health::Parts {
@@ -411,6 +489,34 @@ impl NetworkBuilder {
             // anyone.
             let checker = HealthChecker::new(health_parts, StdRng::from_entropy());
             tracker.spawn(checker.run());
+        }
+        // Subscribes to connection notifications before the peer manager can register anyone.
+        let announcer = ChainAnnouncer::new(chain_announcer::Parts {
+            network_id,
+            client: chain_client,
+            peers: peers.clone(),
+            metrics: metrics.clone(),
+            local: chain_tx.subscribe(),
+            throttle: AnnounceThrottle::new(config.extensions.chain_status_interval),
+            shutdown: shutdown.child_token(),
+        });
+        tracker.spawn(announcer.run());
+        if let Some(events) = exchange {
+            let exchange = PeerExchange::new(
+                peer_exchange::Parts {
+                    network_id,
+                    own_peer_id: peer_id,
+                    config: config.extensions.clone(),
+                    ask: network_id == NetworkId::Public && config.extensions.peer_exchange,
+                    events,
+                    peers: peers.clone(),
+                    metrics: metrics.clone(),
+                    connectivity: Some(connectivity_handle.clone()),
+                    shutdown: shutdown.child_token(),
+                },
+                StdRng::from_entropy(),
+            );
+            tracker.spawn(exchange.run());
         }
         tracker.spawn(PeerManager::new(parts, channels).run());
         let purge_shutdown = shutdown.clone();
@@ -443,6 +549,7 @@ impl NetworkBuilder {
             manager: manager_handle,
             banned,
             banned_ips,
+            chain_tx,
             tracker,
             _cancel_on_drop: shutdown.clone().drop_guard(),
             shutdown,
@@ -543,7 +650,12 @@ impl Network {
     pub async fn ban(&self, peer_id: PeerId) -> Result<bool, Error> {
         let newly = self.banned.insert(peer_id);
         tracing::info!(network_id = %self.network_id, %peer_id, "peer banned");
-        match self.manager.disconnect_because(peer_id, "banned").await {
+        let notice = DisconnectCode::banned_until(None);
+        match self
+            .manager
+            .disconnect_because(peer_id, "banned", Some(notice))
+            .await
+        {
             Ok(()) | Err(Error::NotConnected { .. }) => Ok(newly),
             Err(err) => Err(err),
         }
@@ -587,6 +699,24 @@ impl Network {
     /// while for flooding (`peer.rate_limit.ban_duration_ms`) whose ban has not expired.
     pub fn banned(&self) -> Vec<PeerId> {
         self.banned.to_vec()
+    }
+
+    /// Sets this node's chain status (AElf's best chain and last irreversible block, with the
+    /// genesis naming the chain): it goes to every connected peer that speaks `ChainStatus`
+    /// (65) at most once per `extensions.chain_status_interval_ms` (250 ms) each, the latest
+    /// status winning, and to every peer that connects later as its first message. From the
+    /// first status on, a peer that announces another genesis is disconnected with a
+    /// `ChainMismatch` notice. Never waits.
+    pub fn set_chain_status(&self, status: ChainStatus) {
+        self.metrics
+            .extensions()
+            .set_local_best_height(status.best_height);
+        self.chain_tx.send_replace(Some(status));
+    }
+
+    /// This node's chain status, as last set.
+    pub fn chain_status(&self) -> Option<ChainStatus> {
+        *self.chain_tx.borrow()
     }
 
     /// Who is connected, with what.

@@ -21,7 +21,7 @@ use wire::{NetworkId, ProtocolId, ProtocolIdSet};
 
 use crate::error::{Error, ProtocolKind};
 use crate::peer_manager::PeerManagerHandle;
-use crate::peers::{PeerNetworkId, PeersAndMetadata};
+use crate::peers::{PeerNetworkId, PeerStats, PeersAndMetadata};
 
 /// Sends an application's messages of type `M` to peers, on the networks it was built for.
 ///
@@ -261,6 +261,14 @@ where
     /// The networks this client serves.
     pub fn networks(&self) -> impl Iterator<Item = NetworkId> + '_ {
         self.networks.keys().copied()
+    }
+
+    /// The figures of `peer`'s current connection (round-trip time, chain status, bytes), if
+    /// it is connected on one of this client's networks: what an application needs to choose
+    /// among its peers.
+    pub fn peer_stats(&self, peer: PeerNetworkId) -> Option<PeerStats> {
+        let network = self.networks.get(&peer.network_id)?;
+        network.peers.peer_stats(peer)
     }
 
     /// Sends `message` to `peer` as a direct send, encoding it only if `encoded` has no

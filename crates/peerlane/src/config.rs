@@ -30,6 +30,7 @@ use wire::{ChainId, NetworkId};
 
 use crate::admission::{AdmissionConfig, IpPrefix};
 use crate::error::Error;
+use crate::extension_config::ExtensionsConfig;
 use crate::queue::QueueConfig;
 
 /// Where a node listens unless configured: all interfaces, AptosNet's validator port.
@@ -145,6 +146,9 @@ pub struct NetworkConfig {
     /// [`seeds`](Self::seeds): set `seeds` here, not inside this section (a non-empty
     /// `connectivity.seeds` is rejected by [`validate`](Self::validate)).
     pub connectivity: connectivity_manager::Config,
+    /// Settings of peerlane's own protocols: chain status (65), disconnect notices (64),
+    /// peer exchange (66) ([`ExtensionsConfig`]).
+    pub extensions: ExtensionsConfig,
 }
 
 /// How the responder side of the Noise handshake authenticates initiators.
@@ -221,6 +225,7 @@ impl Default for NetworkConfig {
                 .expect("the constant is not zero"),
             health_check: HealthCheckConfig::default(),
             connectivity: connectivity_manager::Config::default(),
+            extensions: ExtensionsConfig::default(),
         }
     }
 }
@@ -347,6 +352,16 @@ impl NetworkConfig {
                 reason: "the peer config breaks a rule",
                 source: Some(Box::new(source)),
             })?;
+        if self.extensions.chain_status_interval.is_zero()
+            || self.extensions.peer_exchange_interval.is_zero()
+            || self.extensions.peer_exchange_timeout.is_zero()
+        {
+            return Err(Error::InvalidConfig {
+                field: "extensions",
+                reason: "chain_status_interval_ms, peer_exchange_interval_ms and peer_exchange_timeout_ms must be at least 1 ms",
+                source: None,
+            });
+        }
         if self.max_stream_bytes_in_flight < self.peer.max_message_size {
             return Err(Error::InvalidConfig {
                 field: "max_stream_bytes_in_flight",

@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 use wire::{NetworkId, ProtocolId};
 
 use crate::error::Error;
+use crate::intake::Intake;
 use crate::metrics::{Metrics, QueueEvent};
 use crate::peers::{
     ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata,
@@ -141,6 +142,8 @@ pub(crate) struct Router {
     metrics: Metrics,
     /// Charged for every message queued; `None` when the budget is off.
     budget: Option<InboundBudget>,
+    /// Reads protocols 64 and 65 before any queue; `None` in routers without it (tests).
+    intake: Option<Intake>,
 }
 
 /// Where one protocol's messages go.
@@ -373,6 +376,7 @@ impl Router {
             queues,
             metrics,
             budget,
+            intake: None,
         }
     }
 
@@ -388,6 +392,24 @@ impl Router {
             }
         }
         purged
+    }
+
+    /// Reads the event here if it belongs to peerlane's own direct sends (64, 65; see
+    /// [`Intake`]), else hands it back.
+    fn take_internal(&self, event: InboundEvent) -> Option<InboundEvent> {
+        match &self.intake {
+            Some(intake) if Intake::handles(event.protocol_id()) => {
+                intake.handle(event);
+                None
+            }
+            _ => Some(event),
+        }
+    }
+
+    /// Reads protocols 64 and 65 with `intake` from now on, before any queue.
+    pub(crate) fn with_intake(mut self, intake: Intake) -> Self {
+        self.intake = Some(intake);
+        self
     }
 
     fn route_of(&self, protocol_id: ProtocolId) -> Result<&Route, RouteError> {
@@ -494,6 +516,9 @@ impl InboundRouter for Router {
     /// Never waits: a full back-pressure queue drops the newest here, like a FIFO queue (the
     /// reader calls this once it has waited `max_wait_ms`).
     fn route(&self, event: InboundEvent) -> Result<(), RouteError> {
+        let Some(event) = self.take_internal(event) else {
+            return Ok(());
+        };
         let route = self.route_of(event.protocol_id())?;
         // Charged whatever the budget holds: the reader waited for room already.
         let charge = self
@@ -506,6 +531,9 @@ impl InboundRouter for Router {
     }
 
     fn try_route(&self, event: InboundEvent) -> Result<(), TryRouteError> {
+        let Some(event) = self.take_internal(event) else {
+            return Ok(());
+        };
         let route = self
             .route_of(event.protocol_id())
             .map_err(TryRouteError::Refused)?;

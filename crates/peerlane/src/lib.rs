@@ -8,6 +8,7 @@
 //! application ── NetworkClient<M>: pick protocol, encode ──► PeerHandle (peer crate) ──► wire
 //! application ◄── NetworkEvents<M>: decode ◄── keyed queue per (peer, protocol) ◄── Router
 //!                                                                       ▲ InboundRouter::route
+//!                                        Intake (64, 65) ◄──────────────┤ before any queue
 //! NetworkBuilder::build ─► Listener ──┐                                 │
 //!                          dial ──────┴─► PeerManager ── peer::spawn ───┘
 //!                                            └─► PeersAndMetadata ─► NewPeer / LostPeer
@@ -53,6 +54,24 @@
 //!    set ([`NetworkBuilder::on_chain_updates`]), redials lost peers with backoff, closes
 //!    connections to peers that left the trusted set (reason `stale`) and owns the trusted
 //!    set. The peer manager reports its connections to it and carries out its actions.
+//!
+//! 7. Every network speaks peerlane's own protocols (`wire-format.md` section 8), offered in
+//!    the handshake and sent only to peers that offered them, so AptosNet peers never see
+//!    them: a [`Disconnect`] notice (64) tells a refused or closed peer why
+//!    ([`DisconnectCode`]), and its connectivity manager backs off by that reason; the node's
+//!    [`ChainStatus`] (65, set with [`Network::set_chain_status`]) goes to each peer when it
+//!    connects and again on change (throttled per peer, the latest winning), lands in
+//!    [`PeerStats::chain_status`], and a peer on another genesis is closed with
+//!    `ChainMismatch`; peer exchange (66, [`PeerExchangeMsg`]) answers with a random sample of
+//!    recently dialed peers, and on the public network asks one peer per interval and hands
+//!    the checked answer to the connectivity manager as untrusted, indirect peers. Messages
+//!    on 64 and 65 are read in the router before any queue (one slot per peer), settings are
+//!    in [`ExtensionsConfig`], counters in [`ExtensionMetrics`].
+//! 8. On the public network the connectivity manager keeps the peer count in a target range
+//!    with a minimum of outbound peers, closes the worst-scoring inbound peer above it, lets
+//!    whitelisted peers past every connection limit, and weights dial candidates by the
+//!    round-trip times the health checker measured (`connectivity_manager::PeerScores`, filled
+//!    from [`PeersAndMetadata`]).
 //!
 //! Types to read first: [`NetworkBuilder`], [`NetworkClient`], [`NetworkEvents`], then
 //! [`PeersAndMetadata`]. Every failure is a [`peerlane::Error`](Error).
@@ -125,16 +144,25 @@
 
 mod admission;
 mod builder;
+mod chain_announcer;
+mod chain_status;
+mod chain_throttle;
 mod client;
 mod config;
+mod disconnect_notice;
 mod error;
 mod events;
+mod extension_config;
+mod extension_metrics;
 mod health;
+mod intake;
 mod listener;
 mod metrics;
+mod peer_exchange;
 mod peer_manager;
 mod peers;
 mod queue;
+mod scores;
 mod transport;
 
 pub use admission::{
@@ -142,6 +170,7 @@ pub use admission::{
     MAX_INBOUND_PER_PREFIX, MAX_PENDING_PER_IP, MAX_PENDING_PER_PREFIX,
 };
 pub use builder::{Network, NetworkBuilder};
+pub use chain_status::{BlockHash, CHAIN_STATUS_BYTES, ChainStatus, PeerChainStatus};
 pub use client::NetworkClient;
 pub use config::{
     AuthMode, DEFAULT_CHAIN_ID, DEFAULT_LISTEN_ADDRESS, HEALTH_CHECK_FAILURES,
@@ -150,14 +179,25 @@ pub use config::{
     SETUP_TIMEOUT_MS,
 };
 pub use connectivity_manager::{
-    Config as ConnectivityConfig, DiscoveredPeer, Metrics as ConnectivityMetrics,
+    Config as ConnectivityConfig, DiscoveredPeer, Metrics as ConnectivityMetrics, PeerScores,
+    Provenance, RemoteRefusal,
 };
+pub use disconnect_notice::{Disconnect, DisconnectCode, MAX_DISCONNECT_BYTES};
 pub use error::{Error, ProtocolKind};
 pub use events::{Event, NetworkEvents, RpcReplier};
+pub use extension_config::{
+    CHAIN_STATUS_INTERVAL_MS, ExtensionsConfig, MAX_PENDING_NOTICES, NOTICE_WRITE_TIMEOUT_MS,
+    PEER_EXCHANGE_INTERVAL_MS, PEER_EXCHANGE_MAX_PEERS, PEER_EXCHANGE_MAX_RECENT,
+    PEER_EXCHANGE_MIN_REQUEST_INTERVAL_MS, PEER_EXCHANGE_RECENT_WINDOW_MS,
+    PEER_EXCHANGE_TIMEOUT_MS,
+};
+pub use extension_metrics::ExtensionMetrics;
 pub use health::{HealthCheckerMsg, Ping, Pong};
 pub use metrics::{ConnectionChange, Metrics, PingResult, QueueEvent, RefusalReason, SetupFailure};
+pub use peer_exchange::{ExchangedPeer, MAX_ADDRESSES_PER_PEER, MAX_ANSWER_BYTES, PeerExchangeMsg};
 pub use peers::{
-    ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeerStats, PeersAndMetadata,
+    ConnectionNotification, ConnectionNotifications, MAX_REMEMBERED_RTTS, PeerNetworkId, PeerStats,
+    PeersAndMetadata,
 };
 pub use queue::{
     DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_KEY, DEFAULT_MAX_WAIT_MS,

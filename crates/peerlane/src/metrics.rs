@@ -27,6 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use wire::ProtocolId;
 
+use crate::extension_metrics::ExtensionMetrics;
+
 /// The facade's counters. Cloning gives another handle on the same counters.
 ///
 /// [`Metrics::default`] is unregistered; [`Metrics::register`] creates and registers them.
@@ -44,6 +46,8 @@ pub struct Metrics {
     decode_failures: Family<ProtocolLabels, Counter>,
     health_pings: Family<PingResultLabels, Counter>,
     health_disconnects: Counter,
+    /// Counters of peerlane's own protocols (64–66).
+    extensions: ExtensionMetrics,
 }
 
 /// One lazily resolved `[enqueued, dequeued]` counter pair per protocol id (256 of them).
@@ -257,7 +261,10 @@ impl PingResult {
 impl Metrics {
     /// Creates the counters and registers them into `registry`.
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+        let metrics = Self {
+            extensions: ExtensionMetrics::register(registry),
+            ..Self::default()
+        };
         registry.register(
             "peerlane_connections",
             "Open connections by origin",
@@ -394,6 +401,12 @@ impl Metrics {
     /// Peers the health checker disconnected.
     pub fn health_disconnects(&self) -> u64 {
         self.health_disconnects.get()
+    }
+
+    /// The counters of peerlane's own protocols: disconnect notices, chain status, peer
+    /// exchange.
+    pub fn extensions(&self) -> &ExtensionMetrics {
+        &self.extensions
     }
 
     pub(crate) fn connection_opened(&self, origin: ConnectionOrigin) {

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use netcore::PeerId;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use wire::{NetworkId, ProtocolIdSet};
 
+use crate::chain_status::{ChainStatus, PeerChainStatus};
 use crate::config::NOTIFICATION_CAPACITY;
 use crate::transport::ByteCounters;
 
@@ -80,6 +81,9 @@ pub struct ConnectionNotifications {
 
 struct Inner {
     peers: RwLock<HashMap<PeerNetworkId, PeerEntry>>,
+    /// The last RTT of peers no longer connected, for dial choices: at most
+    /// [`MAX_REMEMBERED_RTTS`]; when full, an arbitrary entry makes room.
+    past_rtts: Mutex<HashMap<PeerNetworkId, Duration>>,
     notifications_tx: broadcast::Sender<ConnectionNotification>,
     notifications_lost: Counter,
 }
@@ -95,7 +99,13 @@ struct PeerEntry {
     /// The last successful health-check ping's round-trip time in microseconds;
     /// [`NO_RTT`] before the first. Atomic so that recording needs only the read lock.
     rtt_us: AtomicU64,
+    /// The chain status the peer last sent on this connection (protocol 65): one slot, the
+    /// latest wins, so a flood of announcements holds no more than one.
+    chain: Mutex<Option<PeerChainStatus>>,
 }
+
+/// Disconnected peers whose last RTT is remembered at most (48 bytes each).
+pub const MAX_REMEMBERED_RTTS: usize = 4096;
 
 /// [`PeerEntry::rtt_us`] before the first successful ping.
 const NO_RTT: u64 = u64::MAX;
@@ -119,6 +129,9 @@ pub struct PeerStats {
     /// (from sending the ping to reading the pong, microsecond precision); `None` before the
     /// first, or when the network runs no health checker.
     pub last_rtt: Option<Duration>,
+    /// The chain status the peer last announced on this connection (protocol 65), and when;
+    /// `None` before its first, or if it does not speak the protocol.
+    pub chain_status: Option<PeerChainStatus>,
 }
 
 impl PeerNetworkId {
@@ -168,6 +181,7 @@ impl PeersAndMetadata {
         Self {
             inner: Arc::new(Inner {
                 peers: RwLock::new(HashMap::new()),
+                past_rtts: Mutex::new(HashMap::new()),
                 notifications_tx,
                 notifications_lost: Counter::default(),
             }),
@@ -289,6 +303,39 @@ impl PeersAndMetadata {
         }
     }
 
+    /// The chain status `peer` last announced on its current connection, and when, if it is
+    /// connected and has announced one.
+    pub fn chain_status(&self, peer: PeerNetworkId) -> Option<PeerChainStatus> {
+        self.read().get(&peer).and_then(PeerEntry::chain_status)
+    }
+
+    /// The round-trip time of `peer`'s last successful health-check ping, if it is connected
+    /// and has answered one.
+    pub fn rtt(&self, peer: PeerNetworkId) -> Option<Duration> {
+        self.read()
+            .get(&peer)
+            .and_then(|entry| entry.stats().last_rtt)
+    }
+
+    /// Records `status`, just received from `peer`, in place of the one before. Returns
+    /// `false` when the peer is not connected (nothing is kept).
+    pub(crate) fn record_chain_status(&self, peer: PeerNetworkId, status: ChainStatus) -> bool {
+        let peers = self.read();
+        let Some(entry) = peers.get(&peer) else {
+            return false;
+        };
+        let mut slot = entry.chain.lock().unwrap_or_else(PoisonError::into_inner);
+        let updates = slot
+            .map_or(0, |previous| previous.updates)
+            .saturating_add(1);
+        *slot = Some(PeerChainStatus {
+            status,
+            updated_at: SystemTime::now(),
+            updates,
+        });
+        true
+    }
+
     /// Makes `metadata`'s connection the current one of its peer on `network_id`, and
     /// announces it; `bytes` are the counters of its socket. Returns the connection it
     /// replaces, if any.
@@ -306,6 +353,7 @@ impl PeersAndMetadata {
             connected_since: SystemTime::now(),
             bytes,
             rtt_us: AtomicU64::new(NO_RTT),
+            chain: Mutex::new(None),
         };
         let mut peers = self.write();
         let notification = ConnectionNotification::NewPeer(entry.metadata.clone(), network_id);
@@ -330,6 +378,20 @@ impl PeersAndMetadata {
             _ => return false,
         }
         let entry = peers.remove(&peer).expect("checked just above");
+        if let Some(rtt) = entry.stats().last_rtt {
+            let mut past = self
+                .inner
+                .past_rtts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if past.len() >= MAX_REMEMBERED_RTTS
+                && !past.contains_key(&peer)
+                && let Some(any) = past.keys().next().copied()
+            {
+                past.remove(&any);
+            }
+            past.insert(peer, rtt);
+        }
         let notification =
             ConnectionNotification::LostPeer(entry.metadata, peer.network_id, reason);
         // An error only means there is no subscriber.
@@ -363,7 +425,12 @@ impl PeerEntry {
             bytes_received: self.bytes.received(),
             bytes_sent: self.bytes.sent(),
             last_rtt: (rtt_us != NO_RTT).then(|| Duration::from_micros(rtt_us)),
+            chain_status: self.chain_status(),
         }
+    }
+
+    fn chain_status(&self) -> Option<PeerChainStatus> {
+        *self.chain.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -290,6 +290,17 @@ async fn a_silent_peer_is_disconnected_at_its_fourth_failed_ping_and_not_before(
         unreachable!()
     };
     assert!(!reason.is_local(), "{reason:?}");
+    // A queued a `Timeout` notice (protocol 64) for B before the close, and its writer took
+    // it. (Over this in-memory transport B's reader ends with an I/O error before it reads
+    // the last frame, so B's side is not checked here; the notices of `tests/chain.rs` are
+    // read over TCP.)
+    assert_eq!(
+        a.network
+            .metrics()
+            .extensions()
+            .disconnect_notices(true, "timeout"),
+        1
+    );
     a.network.shutdown().await;
     b.shutdown().await;
 }

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::message::StateSyncMsg;
 use crate::metrics::Metrics;
+use crate::peer_choice::{Candidate, choose_peer};
 use crate::store::StoreHandle;
 
 /// The direct-send protocols to register state sync on: `StateSyncDirectSend` (3).
@@ -25,7 +26,7 @@ type Fetch =
     Pin<Box<dyn Future<Output = (PeerNetworkId, Result<StateSyncMsg, peerlane::Error>)> + Send>>;
 
 /// State sync for one node: serves `GetBlocks` from the store, fetches the blocks peers
-/// announced and the store lacks (one request at a time, round robin over the peers ahead,
+/// announced and the store lacks (one request at a time, to the fastest peers ahead in turn,
 /// passing over a peer whose request failed for [`Config::retry_after`]), and announces every
 /// new committed height to the connected peers.
 ///
@@ -66,7 +67,7 @@ struct Actor {
     announced_to: HashSet<PeerNetworkId>,
     /// Peers passed over until the instant, after a failed request.
     failed: HashMap<PeerNetworkId, Instant>,
-    /// The round-robin position over the peers ahead.
+    /// The turn among the fastest peers ahead (see `peer_choice`).
     next_peer: usize,
 }
 
@@ -228,11 +229,34 @@ impl Actor {
         let next = committed + 1;
         let now = Instant::now();
         self.failed.retain(|_, until| now < *until);
-        let mut ahead: Vec<(PeerNetworkId, PeerHeights)> = self
-            .peer_heights
-            .iter()
-            .filter(|(peer, held)| held.committed > committed && !self.failed.contains_key(peer))
-            .map(|(peer, held)| (*peer, *held))
+        // Where each connected peer is: the higher of what it announced to us and the best
+        // height of its chain status, with its round-trip time, and the lowest height it said
+        // it holds (1 until it says otherwise: a peer known by its chain status only).
+        let mut ahead: Vec<(Candidate, PeerHeights)> = self
+            .client
+            .connected_peers()
+            .into_iter()
+            .filter(|peer| !self.failed.contains_key(peer))
+            .filter_map(|peer| {
+                let stats = self.client.peer_stats(peer);
+                let announced = self.peer_heights.get(&peer).copied();
+                let status = stats
+                    .and_then(|stats| stats.chain_status)
+                    .map(|chain| chain.status.best_height);
+                let height = announced.map(|held| held.committed).max(status)?;
+                let held = PeerHeights {
+                    committed: height,
+                    lowest: announced.map_or(1, |held| held.lowest),
+                };
+                (height > committed).then(|| {
+                    let candidate = Candidate {
+                        peer,
+                        height,
+                        rtt: stats.and_then(|stats| stats.last_rtt),
+                    };
+                    (candidate, held)
+                })
+            })
             .collect();
         if ahead.iter().any(|(_, held)| held.serves(next)) {
             ahead.retain(|(_, held)| held.serves(next));
@@ -241,11 +265,13 @@ impl Actor {
             // rather than skip ahead.
             return None;
         }
-        if ahead.is_empty() {
-            return None;
-        }
-        ahead.sort_unstable_by_key(|(peer, _)| *peer);
-        let (peer, held) = ahead[self.next_peer % ahead.len()];
+        let held_by: HashMap<PeerNetworkId, PeerHeights> = ahead
+            .iter()
+            .map(|(candidate, held)| (candidate.peer, *held))
+            .collect();
+        let candidates = ahead.into_iter().map(|(candidate, _)| candidate).collect();
+        let Candidate { peer, .. } = choose_peer(candidates, self.next_peer)?;
+        let held = *held_by.get(&peer)?;
         self.next_peer = self.next_peer.wrapping_add(1);
         let start_height = if held.serves(next) { next } else { held.lowest };
         let most = self.config.max_blocks_per_response.max(1) as u64;

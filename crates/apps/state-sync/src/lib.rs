@@ -23,10 +23,13 @@
 //!    default: the stack streams such responses in frames).
 //! 3. Whenever the store grows, and to each newly connected peer, it sends
 //!    `Announce { height, block_id, lowest_height }`: what it holds.
-//! 4. When a peer announced a height above the store's, it requests the missing range from
-//!    the peers ahead that hold the next height, round robin, one request at a time. When no
-//!    connected peer holds it any more (they pruned it), the store starts from the lowest
-//!    block a peer holds ([`StoreHandle::start_from`]) and goes on from there. A request that fails, times out
+//! 4. When a peer announced a height above the store's, or its chain status (the facade's
+//!    protocol 65, [`peerlane::PeerStats::chain_status`]) says it is ahead, it requests the
+//!    missing range from the peers ahead that hold the next height, one request at a time,
+//!    preferring low round-trip times: the peers within 1.5 times the fastest one's last ping
+//!    take turns, peers not measured yet come last. When no connected peer holds the next
+//!    height any more (they pruned it), the store starts from the lowest block a peer holds
+//!    ([`StoreHandle::start_from`]) and goes on from there. A request that fails, times out
 //!    ([`Config::rpc_timeout`]) or brings blocks that do not link is counted, and the peer is
 //!    passed over for [`Config::retry_after`] while the others are asked.
 //! 5. [`StoreHandle::committed_height`], [`StoreHandle::caught_up`] and
@@ -78,6 +81,7 @@ mod config;
 mod error;
 mod message;
 mod metrics;
+mod peer_choice;
 mod store;
 
 pub use actor::{DIRECT_SEND_PROTOCOLS, RPC_PROTOCOLS, StateSync};

@@ -16,12 +16,14 @@ use wire::{NetworkId, ProtocolId};
 
 use crate::client::NetworkClient;
 use crate::config::HealthCheckConfig;
+use crate::disconnect_notice::DisconnectCode;
 use crate::error::Error;
 use crate::events::{Event, NetworkEvents};
 use crate::health::message::{HealthCheckerMsg, Ping, Pong};
 use crate::health::state::{
     Disconnect, HealthState, PingRequest, PingResponse, max_in_flight_per_peer,
 };
+use crate::intake::send_notice;
 use crate::metrics::{Metrics, PingResult};
 use crate::peers::{
     ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata,
@@ -244,6 +246,13 @@ where
         while let Some(Disconnect { peer, failures }) = self.state.poll_disconnect() {
             self.parts.metrics.record_health_disconnect();
             tracing::info!(peer = %peer.peer_id, failures, "peer failed its health checks, disconnecting");
+            // Queued before the close, so the peer reads why.
+            send_notice(
+                &self.parts.peers,
+                &self.parts.metrics,
+                peer,
+                DisconnectCode::Timeout,
+            );
             let client = self.parts.client.clone();
             self.disconnects.push(Box::pin(async move {
                 let result = client.disconnect(peer).await;

@@ -1,7 +1,7 @@
 //! [`PeerManager`]: the actor that owns a network's live connections (see the module docs of
 //! `peer_manager`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +19,13 @@ use tokio_util::task::TaskTracker;
 use wire::NetworkId;
 
 use crate::admission::{self, Prefix};
+use crate::disconnect_notice::DisconnectCode;
 use crate::error::Error;
+use crate::intake::send_notice;
 use crate::metrics::{ConnectionChange, Metrics, RefusalReason};
 use crate::peer_manager::ban_list::BanList;
 use crate::peer_manager::handle::{Channels, NewConnection, Request};
+use crate::peer_manager::notice::RefusalNotices;
 use crate::peer_manager::pending_events::PendingEvents;
 use crate::peer_manager::simultaneous_dial::{Keep, resolve_simultaneous_dial};
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
@@ -84,6 +87,10 @@ pub(crate) struct Parts {
     pub(crate) banned: BanList,
     /// The trusted set: peers outside it count towards `max_inbound_connections`.
     pub(crate) trusted: TrustedPeers,
+    /// Peers that bypass the inbound limits (`connectivity.whitelist`).
+    pub(crate) whitelist: HashSet<PeerId>,
+    /// Tells refused peers why, on protocol 64.
+    pub(crate) notices: RefusalNotices,
 }
 
 /// At the inbound limit, an untrusted inbound peer silent for at least this long may be
@@ -208,6 +215,7 @@ impl PeerManager {
             Request::Disconnect {
                 peer_id,
                 reason,
+                notice,
                 reply_tx,
             } => {
                 let peer = PeerNetworkId::new(self.parts.network_id, peer_id);
@@ -216,6 +224,10 @@ impl PeerManager {
                     return;
                 };
                 tracing::info!(peer = %peer.peer_id, conn_id = %current.metadata.connection_id, reason, "disconnecting peer");
+                if let Some(notice) = notice {
+                    // Queued before the close: the writer sends it, then shuts the socket.
+                    send_notice(&self.parts.peers, &self.parts.metrics, peer, notice);
+                }
                 current.handle.disconnect();
                 self.pending_disconnects
                     .entry(current.metadata.connection_id)
@@ -334,35 +346,42 @@ impl PeerManager {
         }
 
         if self.parts.banned.contains(peer_id) {
-            // Dropping the connection closes the socket, which is all the remote learns.
+            // A remote that speaks protocol 64 reads why, and until when; others see the
+            // socket close.
             self.parts.metrics.record_refused(RefusalReason::Banned);
             let ban = self.parts.banned.describe(peer_id).unwrap_or_default();
             if let Some(suppressed) = BANNED_LOG.allow(std::time::Instant::now()) {
                 tracing::warn!(peer = %peer_id, origin = %metadata.origin, reason = RefusalReason::Banned.as_str(), suppressed, "connection with {peer_id} refused: banned {ban}");
             }
+            let expiry = to_system_time(self.parts.banned.expiry(peer_id).flatten());
+            self.parts
+                .notices
+                .refuse(connection, DisconnectCode::banned_until(expiry));
             reply(Err(Error::Banned { peer }));
             return;
         }
 
         if metadata.origin == ConnectionOrigin::Inbound
             && !self.is_trusted(peer_id)
+            && !self.parts.whitelist.contains(&peer_id)
             && !self.connections.contains_key(&peer_id)
             && let Some(reason) = self.over_source_cap(&metadata.remote_addr)
         {
-            // Dropping the connection closes the socket, which is all the remote learns.
             self.parts.metrics.record_refused(reason);
             tracing::debug!(peer = %peer.peer_id, remote_addr = %metadata.remote_addr, reason = reason.as_str(), "inbound connection refused");
+            self.parts.notices.refuse(connection, DisconnectCode::Full);
             reply(Ok(()));
             return;
         }
 
         if metadata.origin == ConnectionOrigin::Inbound
             && !self.is_trusted(peer_id)
+            && !self.parts.whitelist.contains(&peer_id)
             && !self.connections.contains_key(&peer_id)
             && self.inbound_untrusted_connections() >= self.parts.max_inbound_connections
             && !self.evict_idle_inbound()
         {
-            // Dropping the connection closes the socket, which is all the remote learns.
+            self.parts.notices.refuse(connection, DisconnectCode::Full);
             self.parts
                 .metrics
                 .record_refused(RefusalReason::InboundLimit);
@@ -399,9 +418,10 @@ impl PeerManager {
             );
             match keep {
                 Keep::Existing => {
-                    // Never spawned: dropping it closes the socket. We are connected all the
-                    // same, so a dial succeeded.
-                    drop(connection);
+                    // Never spawned. We are connected all the same, so a dial succeeded.
+                    self.parts
+                        .notices
+                        .refuse(connection, DisconnectCode::RepeatedConnection);
                     reply(Ok(()));
                     return;
                 }
@@ -582,7 +602,8 @@ impl PeerManager {
         }
     }
 
-    /// Inbound connections from peers outside the trusted set, except those being evicted.
+    /// Inbound connections from peers outside the trusted set and the whitelist, except
+    /// those being evicted.
     fn inbound_untrusted_connections(&self) -> usize {
         let trusted = self.parts.trusted.snapshot();
         self.connections
@@ -591,6 +612,7 @@ impl PeerManager {
                 current.metadata.origin == ConnectionOrigin::Inbound
                     && !current.evicted
                     && !trusted.contains_key(*peer_id)
+                    && !self.parts.whitelist.contains(*peer_id)
             })
             .count()
     }
@@ -599,6 +621,7 @@ impl PeerManager {
     /// silent for [`INBOUND_EVICTION_MIN_IDLE`]. Returns whether it made room.
     fn evict_idle_inbound(&mut self) -> bool {
         let trusted = self.parts.trusted.snapshot();
+        let whitelist = &self.parts.whitelist;
         let idlest = self
             .connections
             .iter_mut()
@@ -606,6 +629,7 @@ impl PeerManager {
                 current.metadata.origin == ConnectionOrigin::Inbound
                     && !current.evicted
                     && !trusted.contains_key(*peer_id)
+                    && !whitelist.contains(*peer_id)
             })
             .min_by_key(|(_, current)| current.bytes.last_received());
         let Some((peer_id, current)) = idlest else {
@@ -624,6 +648,11 @@ impl PeerManager {
         tracing::debug!(peer = %peer.peer_id, ?idle, "idle inbound peer closed to make room at the inbound limit");
         true
     }
+}
+
+/// A tokio instant as a wall-clock time, for a ban's expiry in a notice.
+fn to_system_time(at: Option<Instant>) -> Option<std::time::SystemTime> {
+    at.map(|at| std::time::SystemTime::now() + at.saturating_duration_since(Instant::now()))
 }
 
 /// Sends `event` to the connectivity manager; `false` once it has stopped. Cancel-safe: if

@@ -48,6 +48,18 @@ impl BanList {
             .is_some_and(|ban| is_active(ban, Instant::now()))
     }
 
+    /// `peer_id`'s ban if it is banned now: `Some(None)` for one without expiry,
+    /// `Some(Some(expiry))` for one that lifts itself.
+    pub(crate) fn expiry(&self, peer_id: PeerId) -> Option<Option<Instant>> {
+        let now = Instant::now();
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer_id)
+            .copied()
+            .filter(|ban| is_active(*ban, now))
+    }
+
     /// Whether `peer_id` is banned now.
     pub(crate) fn contains(&self, peer_id: PeerId) -> bool {
         let now = Instant::now();

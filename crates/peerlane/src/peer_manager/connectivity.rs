@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 
-use connectivity_manager::{Action, ConnectivityHandle, PeerEvent};
+use connectivity_manager::{Action, CloseReason, ConnectivityHandle, PeerEvent};
 use netcore::PeerId;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::disconnect_notice::DisconnectCode;
 use crate::peer_manager::handle::PeerManagerHandle;
 
 /// Carries out the connectivity manager's actions until shutdown (or until the manager
@@ -67,7 +68,13 @@ pub(crate) async fn drive_connectivity(
                 let manager = manager.clone();
                 tracker.spawn(async move {
                     // `NotConnected`: it went away already and its `Disconnected` is out.
-                    let _ = manager.disconnect_because(peer_id, reason.as_str()).await;
+                    let notice = match reason {
+                        CloseReason::OverTarget => DisconnectCode::Full,
+                        _ => DisconnectCode::InvalidConnection,
+                    };
+                    let _ = manager
+                        .disconnect_because(peer_id, reason.as_str(), Some(notice))
+                        .await;
                 });
             }
         }

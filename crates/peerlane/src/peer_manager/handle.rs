@@ -4,6 +4,7 @@
 use netcore::{NetworkAddress, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::disconnect_notice::DisconnectCode;
 use crate::error::Error;
 use crate::transport::NetworkConnection;
 
@@ -37,6 +38,8 @@ pub(crate) enum Request {
     Disconnect {
         peer_id: PeerId,
         reason: &'static str,
+        /// Sent to the peer on protocol 64 before the close, if it speaks it.
+        notice: Option<DisconnectCode>,
         reply_tx: oneshot::Sender<Result<(), Error>>,
     },
 }
@@ -96,19 +99,22 @@ impl PeerManagerHandle {
 
     /// Closes the connection to `peer_id` and waits until it is gone.
     pub(crate) async fn disconnect(&self, peer_id: PeerId) -> Result<(), Error> {
-        self.disconnect_because(peer_id, "requested").await
+        self.disconnect_because(peer_id, "requested", None).await
     }
 
     /// Closes the connection to `peer_id`, logging `reason`, and waits until it is gone.
+    /// With a `notice`, the peer is told why first (protocol 64, if it speaks it).
     pub(crate) async fn disconnect_because(
         &self,
         peer_id: PeerId,
         reason: &'static str,
+        notice: Option<DisconnectCode>,
     ) -> Result<(), Error> {
         let (reply_tx, reply_rx) = oneshot::channel();
         self.request(Request::Disconnect {
             peer_id,
             reason,
+            notice,
             reply_tx,
         })
         .await?;

@@ -22,12 +22,14 @@
 //! - `pending_events`: connection events waiting for the connectivity manager (pure);
 //! - `connectivity`: [`drive_connectivity`], which carries out the connectivity manager's
 //!   actions;
-//! - `ban_list`: [`BanList`].
+//! - `ban_list`: [`BanList`];
+//! - `notice`: [`RefusalNotices`], the `Disconnect` notice written on a refused connection.
 
 mod actor;
 mod ban_list;
 mod connectivity;
 mod handle;
+mod notice;
 mod pending_events;
 mod simultaneous_dial;
 
@@ -35,3 +37,4 @@ pub(crate) use actor::{Parts, PeerManager};
 pub(crate) use ban_list::BanList;
 pub(crate) use connectivity::drive_connectivity;
 pub(crate) use handle::{Channels, NewConnection, PeerManagerHandle};
+pub(crate) use notice::RefusalNotices;

@@ -19,11 +19,7 @@ pub(super) struct PendingEvents {
 impl PendingEvents {
     /// Queues `event`, replacing a waiting event for the same peer.
     pub(super) fn push(&mut self, event: PeerEvent) {
-        let peer_id = match &event {
-            PeerEvent::Connected { peer_id, .. }
-            | PeerEvent::Disconnected { peer_id }
-            | PeerEvent::DialResult { peer_id, .. } => *peer_id,
-        };
+        let peer_id = event.peer_id();
         if self.latest.insert(peer_id, event).is_none() {
             self.order.push_back(peer_id);
         }
