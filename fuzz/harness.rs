@@ -8,10 +8,10 @@
 
 use bytes::BytesMut;
 use netcore::{FrameCodec, NetworkAddress, PeerId};
+use noise::{HandshakeAuthMode, HandshakeConfig, PrivateKey, PublicKey, TrustedPeers};
 use routing::{
     EdgeTable, GraphLimits, RoutingSyncMessage, decode_routed, encode_routed, verify_batch,
 };
-use noise::{HandshakeAuthMode, HandshakeConfig, PrivateKey, PublicKey, TrustedPeers};
 use tokio_util::codec::{Decoder, Encoder};
 use wire::{
     ChainId, HandshakeMsg, MultiplexMessage, MultiplexMessageCodec, NetworkId, ProtocolId,
@@ -131,7 +131,11 @@ pub(crate) fn network_address(data: &[u8]) {
         && let Ok(address) = text.parse::<NetworkAddress>()
     {
         let printed = address.to_string();
-        assert_eq!(printed.parse::<NetworkAddress>().unwrap(), address, "{printed}");
+        assert_eq!(
+            printed.parse::<NetworkAddress>().unwrap(),
+            address,
+            "{printed}"
+        );
     }
     if let Ok(address) = bcs::from_bytes::<NetworkAddress>(data) {
         let again: NetworkAddress = bcs::from_bytes(&bcs::to_bytes(&address).unwrap()).unwrap();

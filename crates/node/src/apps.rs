@@ -7,7 +7,8 @@
 //!
 //! [`add_mempool`], [`add_consensus`] and [`add_state_sync`] register an application on a
 //! network builder; [`start`] spawns the actors of those registered, and the feed from
-//! consensus commits to the state-sync store when both run; [`load`] is the load generator.
+//! consensus commits to the state-sync store when both run; [`announce_chain_status`] keeps
+//! the network's chain status at the store's last block; [`load`] is the load generator.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,16 +19,17 @@ use bytes::{Bytes, BytesMut};
 use consensus::{CommittedBlock, Consensus, ConsensusConfig, ConsensusHandle, ConsensusMsg};
 use mempool::{Mempool, MempoolConfig, MempoolHandle, MempoolMsg, Transaction, TxnId};
 use netcore::PeerId;
-use peerlane::{NetworkBuilder, NetworkClient, NetworkEvents};
+use peerlane::{BlockHash, ChainStatus, Network, NetworkBuilder, NetworkClient, NetworkEvents};
 use prometheus_client::registry::Registry;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
 use state_sync::{DIRECT_SEND_PROTOCOLS, RPC_PROTOCOLS, StateSync, StateSyncMsg, StoreHandle};
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wire::ProtocolId;
+use wire::{ChainId, ProtocolId};
 
 /// How often the load generator submits what is due.
 const LOAD_TICK: Duration = Duration::from_millis(10);
@@ -437,5 +439,43 @@ mod tests {
         log.prune(start + PAYLOAD_RETENTION + Duration::from_millis(1));
         assert_eq!(log.concat(&[id(1), id(2)]), Bytes::from_static(b"b"));
         assert_eq!(log.len(), 1);
+    }
+}
+
+/// The example chain's genesis id: SHA-256 of `peerlane genesis` and the chain id, so that
+/// nodes of different example chains tell each other apart by their chain status too.
+pub(crate) fn genesis(chain_id: ChainId) -> BlockHash {
+    let mut hash = Sha256::new();
+    hash.update(b"peerlane genesis");
+    hash.update([chain_id.id()]);
+    BlockHash(hash.finalize().into())
+}
+
+/// Keeps `network`'s chain status (protocol 65) at the store's last block until `shutdown`:
+/// its peers see this node's height, and state sync on their side asks the peers ahead. The
+/// example consensus commits final blocks, so the best block is also the irreversible one.
+pub(crate) async fn announce_chain_status(
+    store: StoreHandle,
+    network: Arc<Network>,
+    chain_id: ChainId,
+    shutdown: CancellationToken,
+) {
+    let genesis = genesis(chain_id);
+    let mut heights = store.subscribe_height();
+    loop {
+        let (height, id) = store
+            .last_block()
+            .map_or((0, [0; 32]), |block| (block.height, block.id));
+        network.set_chain_status(ChainStatus {
+            genesis,
+            best_height: height,
+            best_hash: BlockHash(id),
+            lib_height: height,
+            lib_hash: BlockHash(id),
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = heights.changed() => if changed.is_err() { break },
+        }
     }
 }

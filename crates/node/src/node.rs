@@ -604,6 +604,12 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let running = apps::start(registered, me, &mut registry, &shutdown, &mut tasks)?;
+    tasks.spawn(apps::announce_chain_status(
+        running.store.clone(),
+        Arc::clone(&network),
+        chain_id,
+        shutdown.clone(),
+    ));
     if let Some(mempool) = &running.mempool
         && apps.mempool_load_tps > 0
     {

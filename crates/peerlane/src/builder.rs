@@ -45,7 +45,7 @@ use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, Upgr
 
 /// The warnings about refused banned peers: a few per minute whatever the remote retries.
 static BANNED_LOG: netcore::SharedLogLimiter =
-    netcore::SharedLogLimiter::new(3, std::time::Duration::from_secs(60));
+    netcore::SharedLogLimiter::new(3, Duration::from_secs(60));
 
 /// Builds one network of a node (validator, VFN or public).
 ///
