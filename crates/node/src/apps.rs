@@ -338,6 +338,44 @@ async fn generate(
     }
 }
 
+/// The example chain's genesis id: SHA-256 of `peerlane genesis` and the chain id, so that
+/// nodes of different example chains tell each other apart by their chain status too.
+pub(crate) fn genesis(chain_id: ChainId) -> BlockHash {
+    let mut hash = Sha256::new();
+    hash.update(b"peerlane genesis");
+    hash.update([chain_id.id()]);
+    BlockHash(hash.finalize().into())
+}
+
+/// Keeps `network`'s chain status (protocol 65) at the store's last block until `shutdown`:
+/// its peers see this node's height, and state sync on their side asks the peers ahead. The
+/// example consensus commits final blocks, so the best block is also the irreversible one.
+pub(crate) async fn announce_chain_status(
+    store: StoreHandle,
+    network: Arc<Network>,
+    chain_id: ChainId,
+    shutdown: CancellationToken,
+) {
+    let genesis = genesis(chain_id);
+    let mut heights = store.subscribe_height();
+    loop {
+        let (height, id) = store
+            .last_block()
+            .map_or((0, [0; 32]), |block| (block.height, block.id));
+        network.set_chain_status(ChainStatus {
+            genesis,
+            best_height: height,
+            best_hash: BlockHash(id),
+            lib_height: height,
+            lib_hash: BlockHash(id),
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = heights.changed() => if changed.is_err() { break },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -439,43 +477,5 @@ mod tests {
         log.prune(start + PAYLOAD_RETENTION + Duration::from_millis(1));
         assert_eq!(log.concat(&[id(1), id(2)]), Bytes::from_static(b"b"));
         assert_eq!(log.len(), 1);
-    }
-}
-
-/// The example chain's genesis id: SHA-256 of `peerlane genesis` and the chain id, so that
-/// nodes of different example chains tell each other apart by their chain status too.
-pub(crate) fn genesis(chain_id: ChainId) -> BlockHash {
-    let mut hash = Sha256::new();
-    hash.update(b"peerlane genesis");
-    hash.update([chain_id.id()]);
-    BlockHash(hash.finalize().into())
-}
-
-/// Keeps `network`'s chain status (protocol 65) at the store's last block until `shutdown`:
-/// its peers see this node's height, and state sync on their side asks the peers ahead. The
-/// example consensus commits final blocks, so the best block is also the irreversible one.
-pub(crate) async fn announce_chain_status(
-    store: StoreHandle,
-    network: Arc<Network>,
-    chain_id: ChainId,
-    shutdown: CancellationToken,
-) {
-    let genesis = genesis(chain_id);
-    let mut heights = store.subscribe_height();
-    loop {
-        let (height, id) = store
-            .last_block()
-            .map_or((0, [0; 32]), |block| (block.height, block.id));
-        network.set_chain_status(ChainStatus {
-            genesis,
-            best_height: height,
-            best_hash: BlockHash(id),
-            lib_height: height,
-            lib_hash: BlockHash(id),
-        });
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            changed = heights.changed() => if changed.is_err() { break },
-        }
     }
 }
