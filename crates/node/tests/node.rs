@@ -613,8 +613,16 @@ fn admin_api_bans_and_unbans_peers() {
         "/ip4/127.0.0.1/tcp/0",
         "--seed",
         &a.address,
+        "--admin",
+        "127.0.0.1:0",
     ]);
+    let b_port = b.admin_port();
     a.expect(&format!("peer connected: {}", b.peer_id()));
+    let dial_a = format!(
+        r#"{{"peer_id": "{}", "address": "{}"}}"#,
+        a.peer_id(),
+        a.address
+    );
 
     let (status, body) = http(port, "GET", "/bans", None);
     assert_eq!((status, body.trim()), (200, "[]"));
@@ -639,13 +647,18 @@ fn admin_api_bans_and_unbans_peers() {
     let (status, body) = http(port, "DELETE", "/bans/zz", None);
     assert_eq!(status, 400, "{body}");
 
-    // B's connectivity manager redials its seed; A's Noise refuses it every time.
-    poll("a banned redial", || {
+    // B was told it is banned, so its connectivity manager does not redial before the ban
+    // ends; a dial by hand is refused by A's Noise.
+    let (status, body) = http(b_port, "POST", "/peers", Some(&dial_a));
+    assert_ne!(status, 200, "{body}");
+    poll("a banned dial refused", || {
         (banned_refusals(port) >= 1).then_some(())
     });
     assert!(listed(port, &b.peer_id()).is_none());
 
     let (status, body) = http(port, "DELETE", &format!("/bans/{}", b.peer_id()), None);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(b_port, "POST", "/peers", Some(&dial_a));
     assert_eq!(status, 200, "{body}");
     a.expect(&format!("peer connected: {}", b.peer_id()));
     assert!(listed(port, &b.peer_id()).is_some());

@@ -358,8 +358,9 @@ fn two_nodes_sharing_a_key_are_detected() {
     c.terminate();
 }
 
-/// A banned peer that keeps redialing is refused with a warning that names the ban and when
-/// it ends, on the side that banned it.
+/// A banned peer reads why it was cut off (`refused us: banned …`, a warning on its side) and
+/// does not redial on its own; dialed by hand, it is refused with a warning that names the
+/// ban and when it ends, on the side that banned it.
 #[test]
 fn a_banned_peers_refusals_name_the_ban() {
     let dir = dir("banned");
@@ -373,7 +374,10 @@ fn a_banned_peers_refusals_name_the_ban() {
         "/ip4/127.0.0.1/tcp/0",
         "--seed",
         &a.address,
+        "--admin",
+        "localhost:0",
     ]);
+    let b_port = b.admin_port();
     b.expect(&format!("peer connected: {}", a.peer_id()));
     let body = format!(r#"{{"peer_id": "{}"}}"#, b.peer_id());
     // Without `Content-Type: application/json`: 415, as docs/operations.md says.
@@ -389,6 +393,17 @@ fn a_banned_peers_refusals_name_the_ban() {
     assert!(response.starts_with("HTTP/1.1 415"), "{response}");
     let (status, response) = http(port, "POST", "/bans", Some(&body));
     assert_eq!(status, 200, "{response}");
+    let line = b.expect_all(&["refused us: banned until it lifts the ban", &a.peer_id()]);
+    assert!(line.contains("WARN"), "{line}");
+    // The banned peer's connectivity manager waits for the ban to end; a dial by hand is
+    // refused by the banning side's Noise, which says so.
+    let dial = format!(
+        r#"{{"peer_id": "{}", "address": "{}"}}"#,
+        a.peer_id(),
+        a.address
+    );
+    let (status, response) = http(b_port, "POST", "/peers", Some(&dial));
+    assert_ne!(status, 200, "{response}");
     let line = a.expect_all(&["refused: banned until unbanned", &b.peer_id()]);
     assert!(line.contains("WARN"), "{line}");
     b.terminate();

@@ -106,16 +106,39 @@ impl Intake {
             .extensions()
             .record_notice(false, reason.as_str());
         if let Some(suppressed) = self.log.allow(Instant::now()) {
-            tracing::info!(
-                peer = %PeerNetworkId::new(self.network_id, sender),
-                reason = reason.as_str(),
-                ban_until_unix_ms = match reason {
-                    DisconnectCode::Banned { until_unix_ms } => until_unix_ms,
-                    _ => None,
-                },
-                suppressed,
-                "peer closed the connection and said why"
-            );
+            let peer = PeerNetworkId::new(self.network_id, sender);
+            let detail = match reason {
+                DisconnectCode::Banned {
+                    until_unix_ms: Some(ms),
+                } => {
+                    let until = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+                    format!("banned until {}", humantime::format_rfc3339_seconds(until))
+                }
+                DisconnectCode::Banned {
+                    until_unix_ms: None,
+                } => "banned until it lifts the ban".to_owned(),
+                other => other.as_str().to_owned(),
+            };
+            match reason {
+                // Routine: a full peer, a lost tie, a slow link; retried later.
+                DisconnectCode::Full
+                | DisconnectCode::RepeatedConnection
+                | DisconnectCode::Timeout => tracing::info!(
+                    peer = %peer.peer_id,
+                    reason = reason.as_str(),
+                    suppressed,
+                    "peer {} closed the connection: {detail}",
+                    peer.peer_id
+                ),
+                // Something an operator can act on, on this side or the other.
+                _ => tracing::warn!(
+                    peer = %peer.peer_id,
+                    reason = reason.as_str(),
+                    suppressed,
+                    "peer {} refused us: {detail}",
+                    peer.peer_id
+                ),
+            }
         }
         self.report(sender, reason.to_refusal(SystemTime::now()));
     }
