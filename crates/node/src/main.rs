@@ -15,6 +15,9 @@
 //!   of two nodes in one process, next to raw TCP and Noise baselines (`--all` runs them all,
 //!   `sweep` plots bulk throughput against message size); the `peerlane-bench` crate does the
 //!   work, see docs/performance.md.
+//! - `peerlane sim SCENARIO --seed N` runs validators and full nodes with the applications on
+//!   a deterministic simulated network through a scenario of partitions, crashes and joins,
+//!   printing a timeline, a summary and the trace hash (`sim`; docs/simulator.md).
 //!
 //! `--log-format text|json` (any subcommand; default `text`) picks how log lines on stderr are
 //! written; `json` writes one JSON object per line.
@@ -27,6 +30,7 @@ mod apps;
 mod demo;
 mod keygen;
 mod node;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -76,6 +80,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Benchmark two nodes in one process against raw TCP and Noise baselines.
     Bench(bench::BenchArgs),
+    /// Run validators and full nodes on a simulated network through a scenario file.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +92,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sim(args) => sim::run(args),
     };
     match result {
         Ok(code) => code,

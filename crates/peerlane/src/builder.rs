@@ -34,6 +34,10 @@ use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::queue::QueueConfig;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 
+/// Mixed into [`NetworkBuilder::rng_seed`] for the health checker, so that it does not draw
+/// the same numbers as the connectivity manager.
+const HEALTH_RNG_STREAM: u64 = 0x6865_616c_7468;
+
 /// Builds one network of a node (validator, VFN or public).
 ///
 /// 1. [`new`](Self::new) with the network's config, the transport and a metrics registry;
@@ -71,6 +75,8 @@ pub struct NetworkBuilder {
         NetworkClient<HealthCheckerMsg>,
         NetworkEvents<HealthCheckerMsg>,
     )>,
+    /// Seeds the health checker's and connectivity manager's random choices; `None`: the OS.
+    rng_seed: Option<u64>,
 }
 
 /// A running network. Dropping it shuts the network down without waiting; prefer
@@ -168,6 +174,7 @@ impl NetworkBuilder {
             channels,
             manager_handle,
             health: None,
+            rng_seed: None,
         };
         // Registered first, so that an application asking for its protocol is refused.
         if builder.config.health_check.enabled {
@@ -252,6 +259,15 @@ impl NetworkBuilder {
         self
     }
 
+    /// Seeds the random choices of the network's own tasks (the health checker's ping
+    /// nonces and the connectivity manager's peer picks and backoff jitter), so that a run on
+    /// a deterministic simulated network replays exactly. By default they are seeded from the
+    /// OS.
+    pub fn rng_seed(&mut self, seed: u64) -> &mut Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
     /// Starts listening on the configured address, and the listener, peer manager,
     /// connectivity manager (with the task that carries out its actions) and (unless disabled)
     /// health checker tasks.
@@ -277,6 +293,7 @@ impl NetworkBuilder {
             channels,
             manager_handle,
             health,
+            rng_seed,
         } = self;
         let network_id = config.network_id;
         let peer_id = identity.peer_id();
@@ -324,6 +341,10 @@ impl NetworkBuilder {
         })?;
         if let Some(on_chain_rx) = on_chain {
             connectivity.on_chain_updates(on_chain_rx);
+        }
+        // Two streams from one seed: the connectivity manager's and the health checker's.
+        if let Some(seed) = rng_seed {
+            connectivity.rng_seed(seed);
         }
 
         let tracker = TaskTracker::new();
@@ -383,7 +404,11 @@ impl NetworkBuilder {
             };
             // Subscribes to connection notifications before the peer manager can register
             // anyone.
-            let checker = HealthChecker::new(health_parts, StdRng::from_entropy());
+            let rng = match rng_seed {
+                Some(seed) => StdRng::seed_from_u64(seed ^ HEALTH_RNG_STREAM),
+                None => StdRng::from_entropy(),
+            };
+            let checker = HealthChecker::new(health_parts, rng);
             tracker.spawn(checker.run());
         }
         tracker.spawn(PeerManager::new(parts, channels).run());
