@@ -22,7 +22,7 @@ use futures::stream::{self, SelectAll};
 use netcore::PeerId;
 use peerlane::ConnectionNotification;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::Error;
 use crate::scenario::{ActionKind, Plan, PlannedEvent};
@@ -126,12 +126,17 @@ pub fn run(plan: &Plan, seed: u64, software: Rc<dyn NodeSoftware>) -> Result<Rep
         })
         .collect();
 
-    let mut up = vec![false; plan.nodes()];
-    let mut registered = vec![false; plan.nodes()];
+    let mut world = World {
+        ips: ips.clone(),
+        up: vec![false; plan.nodes()],
+        registered: vec![false; plan.nodes()],
+        cut: HashSet::new(),
+        held: HashSet::new(),
+    };
     for i in (0..plan.nodes()).filter(|i| plan.starts_running[*i]) {
         add_host(&mut sim, &envs[i], &software, &shared, plan.sample);
-        registered[i] = true;
-        up[i] = true;
+        world.registered[i] = true;
+        world.up[i] = true;
     }
 
     let mut next = 0;
@@ -144,7 +149,7 @@ pub fn run(plan: &Plan, seed: u64, software: Rc<dyn NodeSoftware>) -> Result<Rep
                 names[0].clone(),
                 What::Scenario { event: line },
             );
-            apply(&mut sim, event, &ips, &mut up, &mut registered, |sim, i| {
+            world.apply(&mut sim, event, |sim, i| {
                 add_host(sim, &envs[i], &software, &shared, plan.sample);
             });
             next += 1;
@@ -156,7 +161,7 @@ pub fn run(plan: &Plan, seed: u64, software: Rc<dyn NodeSoftware>) -> Result<Rep
     }
 
     shared.borrow_mut().stopping = true;
-    let running = up.iter().filter(|u| **u).count();
+    let running = world.up.iter().filter(|u| **u).count();
     let deadline = plan.duration + STOP_GRACE;
     while shared.borrow().stopped < running && sim.elapsed() < deadline {
         step(&mut sim, &shared)?;
@@ -229,54 +234,116 @@ fn describe(event: &PlannedEvent, names: &[String]) -> String {
     line
 }
 
-/// Applies one event to the simulator.
-fn apply(
-    sim: &mut turmoil::Sim<'_>,
-    event: &PlannedEvent,
-    ips: &[IpAddr],
-    up: &mut [bool],
-    registered: &mut [bool],
-    mut add: impl FnMut(&mut turmoil::Sim<'_>, usize),
-) {
-    let pairs = || {
-        event
-            .nodes
+/// The simulator's state the engine must remember to apply events.
+struct World {
+    ips: Vec<IpAddr>,
+    /// Whether each node's software is running.
+    up: Vec<bool>,
+    /// Whether each node has a host in the simulator (it may be crashed).
+    registered: Vec<bool>,
+    /// Directions `(from, to)` a scenario event partitioned.
+    cut: HashSet<(usize, usize)>,
+    /// Pairs `(low, high)` a scenario event holds.
+    held: HashSet<(usize, usize)>,
+}
+
+impl World {
+    /// Applies one event; `add` registers the host of a node that joins.
+    fn apply(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        event: &PlannedEvent,
+        mut add: impl FnMut(&mut turmoil::Sim<'_>, usize),
+    ) {
+        let ips = self.ips.clone();
+        let pairs = || {
+            event
+                .nodes
+                .iter()
+                .flat_map(|a| event.peers.iter().map(move |b| (*a, *b)))
+        };
+        let held = |a: usize, b: usize| (a.min(b), a.max(b));
+        match event.action {
+            ActionKind::Partition => pairs().for_each(|(a, b)| {
+                sim.partition(ips[a], ips[b]);
+                self.cut.extend([(a, b), (b, a)]);
+            }),
+            ActionKind::PartitionOneway => pairs().for_each(|(a, b)| {
+                sim.partition_oneway(ips[a], ips[b]);
+                self.cut.insert((a, b));
+            }),
+            ActionKind::Heal => pairs().for_each(|(a, b)| {
+                sim.repair(ips[a], ips[b]);
+                self.cut.remove(&(a, b));
+                self.cut.remove(&(b, a));
+                self.held.remove(&held(a, b));
+            }),
+            ActionKind::HealOneway => pairs().for_each(|(a, b)| {
+                sim.repair_oneway(ips[a], ips[b]);
+                self.cut.remove(&(a, b));
+            }),
+            ActionKind::Hold => pairs().for_each(|(a, b)| {
+                sim.hold(ips[a], ips[b]);
+                self.held.insert(held(a, b));
+            }),
+            ActionKind::Release => pairs().for_each(|(a, b)| {
+                sim.release(ips[a], ips[b]);
+                self.held.remove(&held(a, b));
+            }),
+            ActionKind::SlowLink => {
+                let latency = event.latency.unwrap_or_default();
+                pairs().for_each(|(a, b)| sim.set_link_latency(ips[a], ips[b], latency));
+            }
+            ActionKind::Crash => {
+                for &n in &event.nodes {
+                    if self.up[n] {
+                        self.power_off(sim, n);
+                        self.up[n] = false;
+                    }
+                }
+            }
+            ActionKind::Restart | ActionKind::Join => {
+                for &n in &event.nodes {
+                    if self.up[n] {
+                        continue;
+                    }
+                    if self.registered[n] {
+                        sim.bounce(ips[n]);
+                    } else {
+                        add(sim, n);
+                        self.registered[n] = true;
+                    }
+                    self.up[n] = true;
+                }
+            }
+        }
+    }
+
+    /// Crashes node `n` as a power loss: its sockets vanish and nothing it had queued, not
+    /// even a FIN or RST, leaves the host. Its links are cut while turmoil drops its tasks
+    /// and restored right after (those a scenario event cut or holds stay so). Peers learn of
+    /// the crash from the RST their next segment gets, or from their health checker.
+    ///
+    /// Besides being what a crashed machine does, this keeps runs replayable: the tokio
+    /// runtime drops a crashed host's tasks in an order that depends on process-wide task
+    /// ids, and segments sent from those drops would draw their latencies from the
+    /// simulator's RNG in that order.
+    fn power_off(&self, sim: &mut turmoil::Sim<'_>, n: usize) {
+        let ip = self.ips[n];
+        let others: Vec<usize> = (0..self.ips.len())
+            .filter(|o| *o != n && !self.held.contains(&(n.min(*o), n.max(*o))))
+            .collect();
+        let opened: Vec<usize> = others
             .iter()
-            .flat_map(|a| event.peers.iter().map(move |b| (ips[*a], ips[*b])))
-    };
-    match event.action {
-        ActionKind::Partition => pairs().for_each(|(a, b)| sim.partition(a, b)),
-        ActionKind::PartitionOneway => pairs().for_each(|(a, b)| sim.partition_oneway(a, b)),
-        ActionKind::Heal => pairs().for_each(|(a, b)| sim.repair(a, b)),
-        ActionKind::HealOneway => pairs().for_each(|(a, b)| sim.repair_oneway(a, b)),
-        ActionKind::Hold => pairs().for_each(|(a, b)| sim.hold(a, b)),
-        ActionKind::Release => pairs().for_each(|(a, b)| sim.release(a, b)),
-        ActionKind::SlowLink => {
-            let latency = event.latency.unwrap_or_default();
-            pairs().for_each(|(a, b)| sim.set_link_latency(a, b, latency));
+            .copied()
+            .filter(|o| !self.cut.contains(&(n, *o)))
+            .collect();
+        for &o in &opened {
+            sim.partition_oneway(ip, self.ips[o]);
         }
-        ActionKind::Crash => {
-            for &n in &event.nodes {
-                if !up[n] {
-                    continue;
-                }
-                sim.crash(ips[n]);
-                up[n] = false;
-            }
-        }
-        ActionKind::Restart | ActionKind::Join => {
-            for &n in &event.nodes {
-                if up[n] {
-                    continue;
-                }
-                if registered[n] {
-                    sim.bounce(ips[n]);
-                } else {
-                    add(sim, n);
-                    registered[n] = true;
-                }
-                up[n] = true;
-            }
+        sim.crash(ip);
+        for &o in &opened {
+            sim.repair_oneway(ip, self.ips[o]);
         }
     }
 }
