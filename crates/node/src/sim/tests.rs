@@ -18,12 +18,12 @@ fn run(scenario: &str, seed: u64) -> Report {
 fn height_at(events: &[TraceEvent], node: &str, at_ms: u64) -> u64 {
     events
         .iter()
+        .rev()
         .filter(|e| e.node == node && e.at_ms <= at_ms)
-        .filter_map(|e| match e.what {
+        .find_map(|e| match e.what {
             What::Height { height } => Some(height),
             _ => None,
         })
-        .last()
         .unwrap_or(0)
 }
 
