@@ -10,24 +10,28 @@ const SCENARIO: &str = r#"
 [network]
 validators = 4
 full_nodes = 3
-duration_s = 40
+duration_s = 30
 [latency]
 min_ms = 20
 max_ms = 60
+[health_check]
+interval_ms = 1000
+timeout_ms = 1000
+failures = 3
 [[events]]
-at_s = 5
+at_s = 3
 action = "partition"
 nodes = ["v3"]
 [[events]]
-at_s = 20
+at_s = 10
 action = "heal"
 nodes = ["v3"]
 [[events]]
-at_s = 22
+at_s = 15
 action = "crash"
 nodes = ["v1"]
 [[events]]
-at_s = 26
+at_s = 19
 action = "restart"
 nodes = ["v1"]
 "#;
@@ -58,8 +62,20 @@ fn the_same_seed_gives_the_same_trace_hash() {
             b.get(at).map(ToString::to_string)
         );
     }
-    // Not a trivially empty trace: connections, the partition, the crash and the redials.
+    // Not a trivially empty trace: connections, detections, the crash and the redials.
     assert!(first.summary.connections > 20);
+    assert!(
+        first
+            .summary
+            .disconnects
+            .get("requested")
+            .copied()
+            .unwrap_or(0)
+            >= 6
+    );
+    // Every node shut down at the end with no task of its stack left alive.
+    assert_eq!(first.summary.stopped_nodes, 7);
+    assert_eq!(first.summary.leaking_nodes, 0);
     assert!(
         first
             .trace
