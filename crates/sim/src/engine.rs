@@ -32,6 +32,9 @@ use crate::trace::{Summary, Trace, What};
 /// How long, in simulated time, the hosts get to shut down at the end of a run.
 pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
+/// How often, in simulated time, a long run logs its progress (`RUST_LOG=sim=info`).
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// Networks at most this large get every event in the printed timeline.
 pub const DETAIL_NODES: usize = 16;
 
@@ -140,8 +143,20 @@ pub fn run(plan: &Plan, seed: u64, software: Rc<dyn NodeSoftware>) -> Result<Rep
     }
 
     let mut next = 0;
+    let mut next_progress = PROGRESS_EVERY;
     loop {
         let now = sim.elapsed();
+        if now >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            let up = world.up.iter().filter(|u| **u).count();
+            let events = shared.borrow().trace.events().len();
+            tracing::info!(
+                simulated_s = now.as_secs(),
+                hosts_up = up,
+                events,
+                "simulation progress"
+            );
+        }
         while let Some(event) = plan.events.get(next).filter(|e| e.at <= now) {
             let line = describe(event, &names);
             shared.borrow_mut().trace.push(
