@@ -15,6 +15,9 @@
 //!   of two nodes in one process, next to raw TCP and Noise baselines (`--all` runs them all,
 //!   `sweep` plots bulk throughput against message size); the `peerlane-bench` crate does the
 //!   work, see docs/performance.md.
+//! - `peerlane sim SCENARIO --seed N` runs validators and full nodes with the applications on
+//!   a deterministic simulated network through a scenario of partitions, crashes and joins,
+//!   printing a timeline, a summary and the trace hash (`sim`; docs/simulator.md).
 //!
 //! - `peerlane key show --key-file FILE` prints a key file's peer id, public key and the
 //!   address line another node's `--seed` or `[seeds]` takes (`keygen`).
@@ -52,6 +55,7 @@ mod node;
 mod node_metrics;
 mod shared_key;
 mod status;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -104,6 +108,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Benchmark two nodes in one process against raw TCP and Noise baselines.
     Bench(bench::BenchArgs),
+    /// Run validators and full nodes on a simulated network through a scenario file.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +121,7 @@ fn main() -> ExitCode {
         Command::Key(command) => keygen::run_key(&command).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sim(args) => sim::run(args),
     };
     match result {
         Ok(code) => code,

@@ -46,6 +46,9 @@ use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, Upgr
 /// The warnings about refused banned peers: a few per minute whatever the remote retries.
 static BANNED_LOG: netcore::SharedLogLimiter =
     netcore::SharedLogLimiter::new(3, Duration::from_secs(60));
+/// Mixed into [`NetworkBuilder::rng_seed`] for the health checker, so that it does not draw
+/// the same numbers as the connectivity manager.
+const HEALTH_RNG_STREAM: u64 = 0x6865_616c_7468;
 
 /// Builds one network of a node (validator, VFN or public).
 ///
@@ -95,6 +98,8 @@ pub struct NetworkBuilder {
     exchange: Option<NetworkEvents<PeerExchangeMsg>>,
     /// Where the connectivity manager reads RTTs and scores; `None`: [`MeasuredScores`].
     scores: Option<Arc<dyn PeerScores>>,
+    /// Seeds the health checker's and connectivity manager's random choices; `None`: the OS.
+    rng_seed: Option<u64>,
 }
 
 /// A running network. Dropping it shuts the network down without waiting; prefer
@@ -208,6 +213,7 @@ impl NetworkBuilder {
             chain_tx,
             exchange: None,
             scores: None,
+            rng_seed: None,
         };
         // peerlane's own direct sends, advertised by every node so that a peer knows it may
         // send them; what arrives on them is read by the router's intake, never queued.
@@ -315,6 +321,15 @@ impl NetworkBuilder {
         self
     }
 
+    /// Seeds the random choices of the network's own tasks (the health checker's ping
+    /// nonces and the connectivity manager's peer picks and backoff jitter), so that a run on
+    /// a deterministic simulated network replays exactly. By default they are seeded from the
+    /// OS.
+    pub fn rng_seed(&mut self, seed: u64) -> &mut Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
     /// Starts listening on the configured address, and the listener, peer manager,
     /// connectivity manager (with the task that carries out its actions) and (unless disabled)
     /// health checker tasks.
@@ -351,6 +366,7 @@ impl NetworkBuilder {
             chain_tx,
             exchange,
             scores,
+            rng_seed,
         } = self;
         let network_id = config.network_id;
         let peer_id = identity.peer_id();
@@ -415,6 +431,10 @@ impl NetworkBuilder {
         connectivity.scores(
             scores.unwrap_or_else(|| Arc::new(MeasuredScores::new(network_id, peers.clone()))),
         );
+        // Two streams from one seed: the connectivity manager's and the health checker's.
+        if let Some(seed) = rng_seed {
+            connectivity.rng_seed(seed);
+        }
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
@@ -487,7 +507,11 @@ impl NetworkBuilder {
             };
             // Subscribes to connection notifications before the peer manager can register
             // anyone.
-            let checker = HealthChecker::new(health_parts, StdRng::from_entropy());
+            let rng = match rng_seed {
+                Some(seed) => StdRng::seed_from_u64(seed ^ HEALTH_RNG_STREAM),
+                None => StdRng::from_entropy(),
+            };
+            let checker = HealthChecker::new(health_parts, rng);
             tracker.spawn(checker.run());
         }
         // Subscribes to connection notifications before the peer manager can register anyone.

@@ -203,7 +203,7 @@ pub use queue::{
     DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_KEY, DEFAULT_MAX_WAIT_MS,
     Overflow, QueueConfig, QueueStyle,
 };
-pub use transport::{HANDSHAKE_VERSION, TransportKind};
+pub use transport::{CustomSocket, CustomTransport, HANDSHAKE_VERSION, TransportKind};
 
 /// The keyed queue behind [`NetworkEvents`], public only for the criterion benches
 /// (`benches/keyed_queue.rs`); applications never see it, and it may change at any time.

@@ -3,7 +3,7 @@
 //! [`ConnectionMetadata`].
 //!
 //! ```text
-//! TcpTransport | MemoryTransport        (Socket::Tcp | Socket::Memory)
+//! TcpTransport | MemoryTransport | Custom (Socket::Tcp | Socket::Memory | Socket::Custom)
 //!   └─ and_then(upgrade)                 CountingSocket: counts the bytes on the wire
 //!        ├─ dialer:   noise IK initiator (key and handshake version from the dialed address)
 //!        │  listener: noise IK responder (auth mode decides who may connect)
@@ -50,7 +50,24 @@ pub enum TransportKind {
     Tcp(TcpConfig),
     /// The in-process memory socket switchboard (`/memory/<port>` addresses), for tests.
     Memory,
+    /// Any other bare transport, e.g. a simulated network (the `peerlane-sim` crate). The
+    /// AptosNet upgrade and the set-up deadline go on top of it as on TCP.
+    Custom(CustomTransport),
 }
+
+/// A connected socket of a [`TransportKind::Custom`] transport.
+pub trait CustomSocket: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug + 'static {}
+
+impl<T> CustomSocket for T where T: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug + 'static
+{}
+
+/// The bare transport of [`TransportKind::Custom`]: boxed sockets, netcore errors. Shared, as a
+/// `TransportKind` is cloned for every network built with it.
+pub type CustomTransport = Arc<BoxedTransport<Box<dyn CustomSocket>, netcore::Error>>;
+
+/// Lends a shared [`CustomTransport`] to [`TransportExt::and_then`], which takes its transport
+/// by value.
+struct SharedTransport(CustomTransport);
 
 /// A connected socket of either transport: what a [`NoiseStream`] runs over.
 #[derive(Debug)]
@@ -59,6 +76,8 @@ pub(crate) enum Socket {
     Tcp(TcpStream),
     /// An in-memory socket.
     Memory(MemorySocket),
+    /// A socket of a custom transport.
+    Custom(Box<dyn CustomSocket>),
 }
 
 /// A connection after set-up: Noise over a TCP or memory socket that counts its bytes.
@@ -161,6 +180,15 @@ impl AptosNetTransport {
                     )
                 })
                 .boxed(),
+            TransportKind::Custom(transport) => SharedTransport(Arc::clone(transport))
+                .and_then(move |socket, endpoint| {
+                    upgrade(
+                        context.clone(),
+                        CountingSocket::new(Socket::Custom(socket)),
+                        endpoint,
+                    )
+                })
+                .boxed(),
         };
         Self {
             inner,
@@ -205,6 +233,25 @@ impl AptosNetTransport {
         check_dial_address(&addr)?;
         let dial = self.inner.dial(peer_id, addr)?;
         Ok(with_deadline(dial, self.setup_timeout))
+    }
+}
+
+impl Transport for SharedTransport {
+    type Output = Box<dyn CustomSocket>;
+    type Error = netcore::Error;
+    type Inbound = BoxFuture<'static, Result<Self::Output, Self::Error>>;
+    type Outbound = BoxFuture<'static, Result<Self::Output, Self::Error>>;
+    type Listener = BoxStream<'static, Result<(Self::Inbound, NetworkAddress), Self::Error>>;
+
+    fn listen_on(
+        &self,
+        addr: NetworkAddress,
+    ) -> Result<(Self::Listener, NetworkAddress), Self::Error> {
+        self.0.listen_on(addr)
+    }
+
+    fn dial(&self, peer_id: PeerId, addr: NetworkAddress) -> Result<Self::Outbound, Self::Error> {
+        self.0.dial(peer_id, addr)
     }
 }
 
@@ -428,6 +475,7 @@ impl AsyncRead for Socket {
         match self.get_mut() {
             Self::Tcp(socket) => Pin::new(socket).poll_read(cx, buf),
             Self::Memory(socket) => Pin::new(socket).poll_read(cx, buf),
+            Self::Custom(socket) => Pin::new(socket).poll_read(cx, buf),
         }
     }
 }
@@ -441,6 +489,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Self::Tcp(socket) => Pin::new(socket).poll_write(cx, buf),
             Self::Memory(socket) => Pin::new(socket).poll_write(cx, buf),
+            Self::Custom(socket) => Pin::new(socket).poll_write(cx, buf),
         }
     }
 
@@ -448,6 +497,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Self::Tcp(socket) => Pin::new(socket).poll_flush(cx),
             Self::Memory(socket) => Pin::new(socket).poll_flush(cx),
+            Self::Custom(socket) => Pin::new(socket).poll_flush(cx),
         }
     }
 
@@ -455,6 +505,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Self::Tcp(socket) => Pin::new(socket).poll_shutdown(cx),
             Self::Memory(socket) => Pin::new(socket).poll_shutdown(cx),
+            Self::Custom(socket) => Pin::new(socket).poll_shutdown(cx),
         }
     }
 
@@ -466,6 +517,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Self::Tcp(socket) => Pin::new(socket).poll_write_vectored(cx, bufs),
             Self::Memory(socket) => Pin::new(socket).poll_write_vectored(cx, bufs),
+            Self::Custom(socket) => Pin::new(socket).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -473,6 +525,7 @@ impl AsyncWrite for Socket {
         match self {
             Self::Tcp(socket) => socket.is_write_vectored(),
             Self::Memory(socket) => socket.is_write_vectored(),
+            Self::Custom(socket) => socket.is_write_vectored(),
         }
     }
 }
