@@ -7,7 +7,7 @@ use std::future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
+use netcore::{ConnectionOrigin, LogLimiter, NetworkAddress, PeerId};
 use noise::TrustedPeers;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -56,6 +56,9 @@ pub enum PeerEvent {
         peer_id: PeerId,
         /// `Ok` once the connection is up, or why it failed.
         result: Result<(), DialFailure>,
+        /// For a failure the operator should hear of: the line that says what failed. The
+        /// manager logs it at warn (rate-limited) with when it dials again.
+        detail: Option<String>,
     },
     /// Peers another node told us about (peer exchange), validated by the facade: each with
     /// the addresses to dial it at. They join the [`DiscoverySource::PeerExchange`] view, at
@@ -213,6 +216,8 @@ pub struct ConnectivityManager {
     rng: StdRng,
     /// An action was dropped on a full queue: poll the policy again only at the next check.
     congested: bool,
+    /// The warnings about failed dials: ten a minute, whatever the number of peers.
+    dial_log: LogLimiter,
 }
 
 impl ConnectivityManager {
@@ -247,6 +252,7 @@ impl ConnectivityManager {
             exchanged: ExchangedPeers::new(config.max_exchanged_peers),
             rng: StdRng::from_entropy(),
             congested: false,
+            dial_log: LogLimiter::new(10, std::time::Duration::from_secs(60)),
             config,
         };
         let seeds = manager.config.seeds.clone();
@@ -374,8 +380,26 @@ impl ConnectivityManager {
                 self.policy.handle_connected(peer_id, origin)
             }
             PeerEvent::Disconnected { peer_id } => self.policy.handle_disconnected(peer_id, now),
-            PeerEvent::DialResult { peer_id, result } => {
-                self.policy.handle_dial_result(peer_id, result, now)
+            PeerEvent::DialResult {
+                peer_id,
+                result,
+                detail,
+            } => {
+                let outcome = self.policy.handle_dial_result(peer_id, result, now);
+                if let Some(detail) = detail.filter(|_| result.is_err())
+                    && let Some(suppressed) = self.dial_log.allow(Instant::now())
+                {
+                    match outcome.retry_in {
+                        Some(delay) => warn!(
+                            peer = %peer_id,
+                            suppressed,
+                            "{detail}; retry in {} s",
+                            delay.as_secs_f64().ceil()
+                        ),
+                        None => warn!(peer = %peer_id, suppressed, "{detail}; not retried"),
+                    }
+                }
+                outcome
             }
             PeerEvent::Exchanged { from, peers } => {
                 if self.exchanged.learn(peers) {

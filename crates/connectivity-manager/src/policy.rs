@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
 use noise::{PeerRole, TrustedPeer};
@@ -29,6 +29,8 @@ pub struct Outcome {
     pub dial: Option<DialOutcome>,
     /// The peer was put in backoff.
     pub backoff: bool,
+    /// With `backoff`: how long until the peer may be dialed again (before jitter).
+    pub retry_in: Option<Duration>,
     /// The closed connection was one the policy had asked to close as stale.
     pub stale_disconnect: bool,
 }
@@ -330,6 +332,13 @@ impl Policy {
                 outcome.backoff = failure != DialFailure::AlreadyConnected
                     && self.is_eligible(&peer_id)
                     && self.start_backoff(peer_id, now);
+                if outcome.backoff {
+                    outcome.retry_in = self
+                        .dial_states
+                        .get(&peer_id)
+                        .and_then(|state| state.retry_at)
+                        .map(|at| at.saturating_duration_since(now));
+                }
             }
         }
         outcome

@@ -121,6 +121,7 @@ async fn failed_dial_is_redialed_after_the_backoff() {
         .send(PeerEvent::DialResult {
             peer_id: id(1),
             result: Err(DialFailure::Unreachable),
+            detail: None,
         })
         .await
         .unwrap();
@@ -146,6 +147,7 @@ async fn disconnected_peer_is_redialed() {
         PeerEvent::DialResult {
             peer_id: id(1),
             result: Ok(()),
+            detail: None,
         },
         PeerEvent::Connected {
             peer_id: id(1),

@@ -54,8 +54,8 @@ mod keygen;
 mod node;
 mod node_metrics;
 mod shared_key;
-mod status;
 mod sim;
+mod status;
 
 use std::process::ExitCode;
 

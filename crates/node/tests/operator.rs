@@ -216,7 +216,7 @@ fn an_unreachable_seed_is_reported() {
     let line = node.expect_all(&["unreachable", "Connection refused"]);
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("/ip4/127.0.0.1/tcp/1"), "{line}");
-    assert!(line.contains("retrying with backoff"), "{line}");
+    assert!(line.contains("; retry in "), "{line}");
     node.terminate();
 }
 

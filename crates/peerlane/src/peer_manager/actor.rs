@@ -30,38 +30,9 @@ use crate::peer_manager::pending_events::PendingEvents;
 use crate::peer_manager::simultaneous_dial::{Keep, resolve_simultaneous_dial};
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::transport::{AptosNetTransport, ByteCounters};
-
-/// The warnings about failed dials of the connectivity manager (seeds, discovery): enough
-/// for a handful of unreachable seeds, each retried with backoff.
-static DIAL_LOG: netcore::SharedLogLimiter =
-    netcore::SharedLogLimiter::new(10, Duration::from_secs(60));
-
 /// The warnings about refused banned peers.
 static BANNED_LOG: netcore::SharedLogLimiter =
     netcore::SharedLogLimiter::new(3, Duration::from_secs(60));
-
-/// The operator's line for a failed dial of the connectivity manager: what failed, why, and
-/// what that usually means.
-fn dial_failure_line(peer_id: PeerId, addr: &NetworkAddress, err: &Error) -> String {
-    let what = match err {
-        Error::Transport(_) | Error::SetupTimeout { .. } => "unreachable",
-        _ => "refused the connection",
-    };
-    let hint = match err {
-        Error::Noise(noise::Error::Rejected { .. }) => {
-            " (is the noise-ik key in the address this peer's key, and are we in its trusted set?)"
-        }
-        Error::Handshake(wire::Error::InvalidChainId { .. }) => " (check chain_id on both nodes)",
-        Error::Handshake(wire::Error::InvalidNetworkId { .. }) => {
-            " (check network_id on both nodes)"
-        }
-        _ => "",
-    };
-    format!(
-        "peer {peer_id} at {addr} {what}: {}{hint}; retrying with backoff",
-        err.chain()
-    )
-}
 
 /// Everything the peer manager needs from the builder.
 pub(crate) struct Parts {
@@ -302,11 +273,6 @@ impl PeerManager {
                         metrics
                             .record_setup_failure(ConnectionOrigin::Outbound, err.setup_failure());
                         tracing::debug!(peer = %peer.peer_id, %addr, error = %err, "dial failed");
-                        // The connectivity manager's dials (seeds, discovery) fail with no one
-                        // to tell but the operator; an application's dial tells its caller.
-                        if managed && let Some(suppressed) = DIAL_LOG.allow(std::time::Instant::now()) {
-                            tracing::warn!(peer = %peer_id, %addr, suppressed, "{}", dial_failure_line(peer_id, &addr, &err));
-                        }
                     }
                     let _ = reply_tx.send(Err(err));
                 }

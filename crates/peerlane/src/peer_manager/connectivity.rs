@@ -4,14 +4,35 @@
 use std::collections::HashMap;
 
 use connectivity_manager::{Action, CloseReason, ConnectivityHandle, PeerEvent};
-use netcore::PeerId;
+use netcore::{NetworkAddress, PeerId};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::disconnect_notice::DisconnectCode;
+use crate::error::Error;
 use crate::peer_manager::handle::PeerManagerHandle;
+
+/// The operator's line for a failed dial of the connectivity manager: what failed, why, and
+/// what that usually means. The connectivity manager adds when it dials again.
+fn dial_failure_line(peer_id: PeerId, addr: &NetworkAddress, err: &Error) -> String {
+    let what = match err {
+        Error::Transport(_) | Error::SetupTimeout { .. } => "unreachable",
+        _ => "refused the connection",
+    };
+    let hint = match err {
+        Error::Noise(noise::Error::Rejected { .. }) => {
+            " (is the noise-ik key in the address this peer's key, and are we in its trusted set?)"
+        }
+        Error::Handshake(wire::Error::InvalidChainId { .. }) => " (check chain_id on both nodes)",
+        Error::Handshake(wire::Error::InvalidNetworkId { .. }) => {
+            " (check network_id on both nodes)"
+        }
+        _ => "",
+    };
+    format!("peer {peer_id} at {addr} {what}: {}{hint}", err.chain())
+}
 
 /// Carries out the connectivity manager's actions until shutdown (or until the manager
 /// stops): a dial goes through the peer manager's dial path in a task of its own, which
@@ -43,15 +64,24 @@ pub(crate) async fn drive_connectivity(
                 let manager = manager.clone();
                 let connectivity = connectivity.clone();
                 let task = tracker.spawn(async move {
-                    let result = match manager.dial_managed(peer_id, addr).await {
-                        Ok(()) => Ok(()),
+                    let (result, detail) = match manager.dial_managed(peer_id, addr.clone()).await {
+                        Ok(()) => (Ok(()), None),
                         // The network is going away, and the connectivity manager with it.
                         Err(err) if err.is_shut_down() => return,
-                        Err(err) => Err(err.dial_failure()),
+                        // The manager's dials (seeds, discovery) fail with no one to tell but
+                        // the operator: it logs the line with when it dials again.
+                        Err(err) => (
+                            Err(err.dial_failure()),
+                            Some(dial_failure_line(peer_id, &addr, &err)),
+                        ),
                     };
                     // Fails only when the manager has stopped.
                     let _ = connectivity
-                        .send(PeerEvent::DialResult { peer_id, result })
+                        .send(PeerEvent::DialResult {
+                            peer_id,
+                            result,
+                            detail,
+                        })
                         .await;
                 });
                 if let Some(previous) = dials.insert(peer_id, task.abort_handle()) {
