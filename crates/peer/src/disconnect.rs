@@ -41,6 +41,22 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Every reason: the `reason` series of `peerlane_peer_disconnects_total` exist at 0 from
+    /// the start.
+    pub const ALL: [Self; 11] = [
+        Self::Requested,
+        Self::Shutdown,
+        Self::RemoteClosed,
+        Self::TruncatedFrame,
+        Self::FrameTooLarge,
+        Self::DecryptFailed,
+        Self::Io,
+        Self::StreamTimeout,
+        Self::StreamBudgetExceeded,
+        Self::MessageTooLarge,
+        Self::RateLimited,
+    ];
+
     /// The snake_case name, also the metric label value.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -88,6 +88,22 @@ impl Metrics {
     /// Creates the counters and registers them into `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
+        // Series an alert reads exist at 0 from the start, rather than appearing at the first
+        // event.
+        for reason in DisconnectReason::ALL {
+            drop(
+                metrics
+                    .disconnects
+                    .get_or_create(&DisconnectLabels { reason }),
+            );
+        }
+        for outcome in InboundRpcOutcome::ALL {
+            drop(
+                metrics
+                    .inbound_rpcs
+                    .get_or_create(&InboundRpcLabels { outcome }),
+            );
+        }
         // prometheus-client appends `_total` to counter names.
         registry.register(
             "peerlane_peer_messages",
@@ -550,6 +566,11 @@ netcore::metric_label_enum! {
         /// An answer came after the deadline and was refused.
         Late => "late",
     }
+}
+
+impl InboundRpcOutcome {
+    /// Every outcome.
+    const ALL: [Self; 4] = [Self::Answered, Self::Unanswered, Self::Expired, Self::Late];
 }
 
 netcore::metric_label_enum! {

@@ -255,7 +255,13 @@ impl SetupFailure {
 
 impl PingResult {
     /// Every value (series created at 0 from the start).
-    const ALL: [Self; 4] = [Self::Ok, Self::Timeout, Self::WrongNonce, Self::Error];
+    const ALL: [Self; 5] = [
+        Self::Ok,
+        Self::Timeout,
+        Self::TimeoutBusy,
+        Self::WrongNonce,
+        Self::Error,
+    ];
 }
 
 impl Metrics {
