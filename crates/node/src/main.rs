@@ -50,6 +50,7 @@ mod demo;
 mod keygen;
 mod node;
 mod node_metrics;
+mod node_store;
 mod shared_key;
 mod status;
 
