@@ -679,6 +679,23 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
                 network.ban_ip(*prefix);
             }
             tasks.spawn(node_store::touch(opened.writer.clone(), shutdown.clone()));
+            let (network, writer, candidates, shutdown) = (
+                Arc::clone(&network),
+                opened.writer.clone(),
+                opened.redial,
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                let wanted = candidates.len().min(node_store::MAX_REDIALS);
+                let connected = node_store::redial(network, writer, candidates, shutdown).await;
+                if wanted > 0 {
+                    node_info!(
+                        connected,
+                        wanted,
+                        "redialed stored peers: {connected} of {wanted} connected"
+                    );
+                }
+            });
             (Some(opened.writer), Some(opened.thread))
         }
         None => (None, None),

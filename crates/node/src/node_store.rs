@@ -39,6 +39,14 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// still counts as long as it was (to within this) at the next start.
 pub(crate) const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The most stored peers dialed at start; the connectivity manager and inbound peers fill the
+/// rest.
+pub(crate) const MAX_REDIALS: usize = 64;
+
+/// Dials at start running at once: enough that dead addresses (each up to the dial timeout)
+/// do not hold up the live ones much, few enough not to burst.
+pub(crate) const REDIAL_CONCURRENCY: usize = 8;
+
 /// One change for the store.
 #[derive(Debug)]
 pub(crate) enum Change {
@@ -263,6 +271,63 @@ fn write_loop(mut peers: PeerStore, mut rx: mpsc::Receiver<Command>) {
             if let Some(done) = command.done {
                 let _ = done.send(ok);
             }
+        }
+    }
+}
+
+/// Dials the first [`MAX_REDIALS`] of `candidates` in order (long-lived outbound peers first),
+/// [`REDIAL_CONCURRENCY`] at a time, each at its addresses best first until one connects;
+/// failed dials are recorded (they lower the address's score). Peers already connected (a
+/// seed the connectivity manager dialed, a peer that dialed us) are skipped. Returns how many
+/// it connected.
+pub(crate) async fn redial(
+    network: std::sync::Arc<peerlane::Network>,
+    writer: StoreWriter,
+    candidates: Vec<RedialCandidate>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> usize {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(REDIAL_CONCURRENCY));
+    let mut dials = tokio::task::JoinSet::new();
+    for candidate in candidates.into_iter().take(MAX_REDIALS) {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = std::sync::Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (network, writer) = (std::sync::Arc::clone(&network), writer.clone());
+        dials.spawn(async move {
+            let _permit = permit;
+            for address in candidate.addresses {
+                if network.is_connected(candidate.peer_id) {
+                    return false;
+                }
+                match network.dial(candidate.peer_id, address.clone()).await {
+                    Ok(()) => return true,
+                    Err(
+                        peerlane::Error::AlreadyConnected { .. } | peerlane::Error::Banned { .. },
+                    ) => {
+                        return false;
+                    }
+                    Err(_) => writer.record(Change::Peer(PeerEvent::DialFailed {
+                        key: writer.key(candidate.peer_id),
+                        address,
+                    })),
+                }
+            }
+            false
+        });
+    }
+    let mut connected = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return connected,
+            joined = dials.join_next() => match joined {
+                Some(Ok(true)) => connected += 1,
+                Some(_) => {}
+                None => return connected,
+            },
         }
     }
 }

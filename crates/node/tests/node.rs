@@ -735,6 +735,54 @@ fn bans_survive_a_sigkill_with_a_data_dir() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With `--data-dir`, a restarted node redials the peers it had: A, seeded with B and C,
+/// connects to both and is killed with SIGKILL; restarted on the same directory without any
+/// seed (and B and C do not know A), it connects to both again from its store alone. Prints
+/// how long the restart took to get both back.
+#[cfg(unix)]
+#[test]
+fn a_restarted_node_redials_its_stored_peers() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("node-store-redial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data_dir = dir.join("data");
+    let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let c = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let mut args = vec![
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ];
+    let seeded = [
+        args.clone(),
+        vec!["--seed", &b.address, "--seed", &c.address],
+    ]
+    .concat();
+    let a = Node::start(&seeded);
+    a.expect(&format!("peer connected: {}", b.peer_id()));
+    a.expect(&format!("peer connected: {}", c.peer_id()));
+    drop(a);
+
+    args.push("--admin");
+    args.push("127.0.0.1:0");
+    let started = Instant::now();
+    let a = Node::start(&args);
+    a.expect("peer store");
+    let port = a.admin_port();
+    poll("A back with B and C", || {
+        (listed(port, &b.peer_id()).is_some() && listed(port, &c.peer_id()).is_some()).then_some(())
+    });
+    eprintln!(
+        "restart to both stored peers connected: {} ms",
+        started.elapsed().as_millis()
+    );
+    a.terminate();
+    b.terminate();
+    c.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// IP bans through A's admin API: `POST /bans/ips` with 127.0.0.1 makes A close B's sockets
 /// (B dials from 127.0.0.1) at accept, counted as `refused{reason="banned_ip"}`; `GET
 /// /bans/ips` lists it as a /32; bad input is a 400; `DELETE /bans/ips/127.0.0.1/32` lets B in,
