@@ -271,9 +271,9 @@ fn config_file_help() -> String {
         "  means: docs/configuration.md. Not shown, as they default to none: identity (a fresh key",
         "  each run), auth_mode (mutual on the validator network, maybe_mutual elsewhere),",
         "  apps.consensus_validators (this node and its validator seeds), admin.address,",
-        "  admin.token_file, node.advertised_address and identity.key_file (identity =",
-        "  { key_file = \"node.key\" }). connectivity.network is derived from network_id and",
-        "  connectivity.seeds must stay empty (seeds go in [seeds]).",
+        "  admin.token_file, node.advertised_address, node.data_dir (no store) and",
+        "  identity.key_file (identity = { key_file = \"node.key\" }). connectivity.network is",
+        "  derived from network_id and connectivity.seeds must stay empty (seeds go in [seeds]).",
         "",
     ];
     let toml = config_file_toml(NodeConfig::default())
