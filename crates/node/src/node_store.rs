@@ -106,8 +106,9 @@ pub(crate) fn ip_ban_key(prefix: IpPrefix) -> IpBanKey {
 }
 
 /// Opens `<data_dir>/peerlane.redb` (creating the directory), registers the store's metrics
-/// and the queue's drop counter in `registry`, records the `seeds` as configured peers, and
-/// starts the writer thread. Blocks on the disk: call it from a blocking context.
+/// and the queue's drop counter in `registry`, records the `seeds` as configured peers (and
+/// stored configured peers no longer among them as unconfigured), and starts the writer
+/// thread. Blocks on the disk: call it from a blocking context.
 pub(crate) fn open(
     data_dir: &Path,
     config: PeerStoreConfig,
@@ -133,13 +134,30 @@ pub(crate) fn open(
     let mut peers = PeerStore::open(store, config).context("cannot load the peer store")?;
     let network = store_network(network_id);
     let now = UnixMillis::now();
+    // Seeds dropped from the config since the last start may now expire like any peer.
+    let unconfigured: Vec<PeerEvent> = peers
+        .table()
+        .iter()
+        .filter(|(key, record)| {
+            key.network == network
+                && record.trust == TrustLevel::Configured
+                && !seeds.contains_key(&key.peer_id)
+        })
+        .map(|(key, _)| PeerEvent::Unconfigured { key: *key })
+        .collect();
     let discovered = seeds.iter().map(|(peer_id, seed)| PeerEvent::Discovered {
         key: PeerKey::new(network, *peer_id),
         addresses: seed.addresses.clone(),
         trust: TrustLevel::Configured,
     });
     peers
-        .apply(discovered.collect::<Vec<_>>(), now)
+        .apply(
+            unconfigured
+                .into_iter()
+                .chain(discovered)
+                .collect::<Vec<_>>(),
+            now,
+        )
         .context("cannot record the seeds in the peer store")?;
     peers.prune(now).context("cannot prune the peer store")?;
     let bans = peers
@@ -409,6 +427,21 @@ mod tests {
         assert_eq!(opened.ip_bans[0].0, prefix);
         assert_eq!(opened.redial[0].peer_id, seed);
         assert_eq!(opened.redial[0].addresses, [address]);
+        drop(opened.writer);
+        opened.thread.join().unwrap();
+
+        // The seed left the config: it is no longer a configured peer.
+        let mut registry = Registry::default();
+        let opened = open(
+            &dir,
+            PeerStoreConfig::default(),
+            NetworkId::Public,
+            &std::collections::BTreeMap::new(),
+            &mut registry,
+        )
+        .unwrap();
+        let seed_entry = opened.redial.iter().find(|c| c.peer_id == seed).unwrap();
+        assert_eq!(seed_entry.trust, TrustLevel::Direct);
         drop(opened.writer);
         opened.thread.join().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

@@ -748,9 +748,11 @@ fn a_restarted_node_redials_its_stored_peers() {
     let data_dir = dir.join("data");
     let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
     let c = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
-    let mut args = vec![
+    let args = vec![
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
+        "--admin",
+        "127.0.0.1:0",
         "--data-dir",
         data_dir.to_str().unwrap(),
     ];
@@ -760,12 +762,13 @@ fn a_restarted_node_redials_its_stored_peers() {
     ]
     .concat();
     let a = Node::start(&seeded);
-    a.expect(&format!("peer connected: {}", b.peer_id()));
-    a.expect(&format!("peer connected: {}", c.peer_id()));
+    let port = a.admin_port();
+    // Polled rather than read from the log: B and C connect in either order.
+    poll("A with B and C", || {
+        (listed(port, &b.peer_id()).is_some() && listed(port, &c.peer_id()).is_some()).then_some(())
+    });
     drop(a);
 
-    args.push("--admin");
-    args.push("127.0.0.1:0");
     let started = Instant::now();
     let a = Node::start(&args);
     a.expect("peer store");
