@@ -12,8 +12,12 @@
 //!   received and sent on the wire over the current connection;
 //! - `POST /peers` with `{"peer_id": "…", "address": "/…/noise-ik/<key>/handshake/0"}`: dials;
 //! - `DELETE /peers/<peer id>`: disconnects (404 if not connected);
-//! - `GET /bans`: the banned peer ids as a JSON array;
-//! - `POST /bans` with `{"peer_id": "…"}`: bans the peer (disconnecting it if connected);
+//! - `GET /bans`: the banned peers as a JSON array of `{"peer_id", "reason", "until"}` objects
+//!   (`reason`: `manual` for the operator's bans, `rate_limited` for the network's own
+//!   temporary bans of flooding peers, or the stored reason of a ban restored from
+//!   `node.data_dir`; `until`: when the ban lifts itself, RFC 3339, or null);
+//! - `POST /bans` with `{"peer_id": "…"}`: bans the peer (disconnecting it if connected); with
+//!   `node.data_dir` the answer comes once the ban is on disk, and so for the other changes;
 //! - `DELETE /bans/<peer id>`: lifts the ban (404 if not banned);
 //! - `GET /bans/ips`: the banned IPs and CIDR prefixes as a JSON array (`"10.1.2.0/24"`; a bare
 //!   address shows as a /32 or /128);
@@ -41,6 +45,7 @@ mod metrics;
 mod server;
 mod settings;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -59,10 +64,12 @@ use tokio::sync::watch;
 use wire::NetworkId;
 
 use crate::node_metrics::NodeMetrics;
+use crate::node_store::{Change, StoreWriter, ip_ban_key};
 use crate::status::Status;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use store::{BanReason, PeerEvent};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +96,15 @@ pub(crate) struct About {
     pub(crate) node_metrics: NodeMetrics,
 }
 
+/// Where the admin API's bans go besides the network: the store, and why each peer is banned.
+#[derive(Debug, Default)]
+pub(crate) struct BanRecords {
+    /// The peer store, with `node.data_dir`: bans are written to it before they are answered.
+    pub(crate) store: Option<StoreWriter>,
+    /// The reasons of the bans restored from the store.
+    pub(crate) reasons: HashMap<PeerId, BanReason>,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 struct AdminState {
@@ -100,6 +116,11 @@ struct AdminState {
     shutdown: CancellationToken,
     /// Rate limit of the failed-dial log lines.
     dial_log: Arc<SharedLogLimiter>,
+    /// The peer store, with `node.data_dir`: bans are written to it.
+    store: Option<StoreWriter>,
+    /// The reasons of the operator's bans and of those restored from the store; a banned peer
+    /// not in it was banned by the network itself, for flooding.
+    ban_reasons: Arc<std::sync::Mutex<HashMap<PeerId, BanReason>>>,
 }
 
 /// What the request checks share.
@@ -171,6 +192,10 @@ pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, Socke
 
 /// Serves the admin API on `listener` (bound to `settings.address`) until `shutdown` is
 /// cancelled.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a separate part of the node the handlers use; called once"
+)]
 pub(crate) async fn serve(
     listener: TcpListener,
     settings: AdminSettings,
@@ -178,6 +203,7 @@ pub(crate) async fn serve(
     registry: Arc<Registry>,
     metrics: AdminMetrics,
     about: About,
+    ban_records: BanRecords,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let access = Access {
@@ -202,6 +228,8 @@ pub(crate) async fn serve(
             about,
             shutdown: shutdown.clone(),
             dial_log: Arc::new(SharedLogLimiter::new(1, DIAL_LOG_INTERVAL)),
+            store: ban_records.store,
+            ban_reasons: Arc::new(std::sync::Mutex::new(ban_records.reasons)),
         })
         // Outside the routes, so an unknown path is refused the same way.
         .layer(axum::middleware::from_fn_with_state(access, checked));
@@ -421,13 +449,41 @@ async fn disconnect(State(state): State<AdminState>, peer_id: PeerPath) -> Respo
     }
 }
 
-async fn bans(State(state): State<AdminState>) -> Json<Vec<String>> {
+impl AdminState {
+    /// Writes `change` to the store, if the node has one; the error response if it failed.
+    async fn persist(&self, change: Change) -> Result<(), Box<Response>> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        store
+            .commit(change)
+            .await
+            .map_err(|err| Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}"))))
+    }
+
+    fn reasons(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, BanReason>> {
+        self.ban_reasons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+async fn bans(State(state): State<AdminState>) -> Json<Vec<Value>> {
+    let bans = state.network.bans();
+    let reasons = state.reasons();
     Json(
-        state
-            .network
-            .banned()
-            .into_iter()
-            .map(|peer_id| peer_id.to_string())
+        bans.into_iter()
+            .map(|(peer_id, until)| {
+                let reason = reasons
+                    .get(&peer_id)
+                    .copied()
+                    .unwrap_or(BanReason::RateLimited);
+                json!({
+                    "peer_id": peer_id.to_string(),
+                    "reason": reason.as_str(),
+                    "until": until.map(|until| humantime::format_rfc3339_seconds(until).to_string()),
+                })
+            })
             .collect(),
     )
 }
@@ -437,6 +493,17 @@ async fn ban(State(state): State<AdminState>, body: Body<BanRequest>) -> Respons
         Ok(body) => body,
         Err(response) => return *response,
     };
+    state.reasons().insert(peer_id, BanReason::Manual);
+    if let Some(store) = &state.store {
+        let change = Change::Peer(PeerEvent::Banned {
+            key: store.key(peer_id),
+            reason: BanReason::Manual,
+            until: None,
+        });
+        if let Err(response) = state.persist(change).await {
+            return *response;
+        }
+    }
     match state.network.ban(peer_id).await {
         Ok(_) => (
             StatusCode::OK,
@@ -452,15 +519,23 @@ async fn unban(State(state): State<AdminState>, peer_id: PeerPath) -> Response {
         Ok(peer_id) => peer_id,
         Err(response) => return *response,
     };
-    if state.network.unban(peer_id) {
-        (
-            StatusCode::OK,
-            Json(json!({ "unbanned": peer_id.to_string() })),
-        )
-            .into_response()
-    } else {
-        error(StatusCode::NOT_FOUND, format!("{peer_id} is not banned"))
+    if !state.network.unban(peer_id) {
+        return error(StatusCode::NOT_FOUND, format!("{peer_id} is not banned"));
     }
+    state.reasons().remove(&peer_id);
+    if let Some(store) = &state.store {
+        let change = Change::Peer(PeerEvent::Unbanned {
+            key: store.key(peer_id),
+        });
+        if let Err(response) = state.persist(change).await {
+            return *response;
+        }
+    }
+    (
+        StatusCode::OK,
+        Json(json!({ "unbanned": peer_id.to_string() })),
+    )
+        .into_response()
 }
 
 async fn ip_bans(State(state): State<AdminState>) -> Json<Vec<String>> {
@@ -479,6 +554,9 @@ async fn ban_ip(State(state): State<AdminState>, body: Body<IpBanRequest>) -> Re
         Ok(body) => body,
         Err(response) => return *response,
     };
+    if let Err(response) = state.persist(Change::BanIp(ip_ban_key(ip))).await {
+        return *response;
+    }
     state.network.ban_ip(ip);
     (StatusCode::OK, Json(json!({ "banned_ip": ip.to_string() }))).into_response()
 }
@@ -496,6 +574,9 @@ async fn unban_ip(
         Err(response) => return *response,
     };
     if state.network.unban_ip(prefix) {
+        if let Err(response) = state.persist(Change::UnbanIp(ip_ban_key(prefix))).await {
+            return *response;
+        }
         (
             StatusCode::OK,
             Json(json!({ "unbanned_ip": prefix.to_string() })),

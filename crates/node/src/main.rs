@@ -53,6 +53,7 @@ mod demo;
 mod keygen;
 mod node;
 mod node_metrics;
+mod node_store;
 mod shared_key;
 mod sim;
 mod status;

@@ -28,6 +28,7 @@ use peerlane::{
 };
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+use store::PeerStoreConfig;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -38,6 +39,7 @@ use crate::admin::{self, AdminConfig, AdminMetrics, AdminSettings};
 use crate::advertise;
 use crate::apps::{self, Apps, BlockPayload};
 use crate::node_metrics::NodeMetrics;
+use crate::node_store;
 use crate::shared_key::{self, SharedKeyDetector};
 use crate::status::{self, Status};
 
@@ -67,6 +69,8 @@ pub(crate) struct NodeConfig {
     pub(crate) admin: AdminConfig,
     /// The node's own settings.
     pub(crate) node: NodeSettings,
+    /// The `[peer_store]` table: bounds of the peer store under `node.data_dir`.
+    pub(crate) peer_store: PeerStoreConfig,
     /// `identity = { key_file = "…" }`: the key file, relative to the config file's directory
     /// (a `--key-file` flag wins).
     pub(crate) key_file: Option<PathBuf>,
@@ -84,6 +88,10 @@ pub(crate) struct NodeSettings {
     /// unspecified (`/ip4/0.0.0.0/…`), e.g. `/dns/node1.example.com/tcp/6180` (its key and
     /// handshake suffix are added). Default: this host's address on its default route.
     pub(crate) advertised_address: Option<NetworkAddress>,
+    /// Where the node keeps what outlives it (`<data_dir>/peerlane.redb`: peers, their scores
+    /// and connections, bans), created if missing; relative to the config file's directory.
+    /// Default: none, so the node keeps nothing across restarts.
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
 impl Default for NodeSettings {
@@ -91,6 +99,7 @@ impl Default for NodeSettings {
         Self {
             status_interval: STATUS_INTERVAL,
             advertised_address: None,
+            data_dir: None,
         }
     }
 }
@@ -246,6 +255,10 @@ pub(crate) struct NodeArgs {
     /// Overrides `admin.max_connections`. [default: 16]
     #[arg(long, value_name = "N")]
     admin_max_connections: Option<usize>,
+    /// Keep peers, their scores and bans in DIR/peerlane.redb across restarts (created if
+    /// missing). Overrides `node.data_dir`. [default: none: nothing is kept]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// The end of `peerlane node --help`: every key of the config file with its default, written
@@ -258,9 +271,9 @@ fn config_file_help() -> String {
         "  means: docs/configuration.md. Not shown, as they default to none: identity (a fresh key",
         "  each run), auth_mode (mutual on the validator network, maybe_mutual elsewhere),",
         "  apps.consensus_validators (this node and its validator seeds), admin.address,",
-        "  admin.token_file, node.advertised_address and identity.key_file (identity =",
-        "  { key_file = \"node.key\" }). connectivity.network is derived from network_id and",
-        "  connectivity.seeds must stay empty (seeds go in [seeds]).",
+        "  admin.token_file, node.advertised_address, node.data_dir (no store) and",
+        "  identity.key_file (identity = { key_file = \"node.key\" }). connectivity.network is",
+        "  derived from network_id and connectivity.seeds must stay empty (seeds go in [seeds]).",
         "",
     ];
     let toml = config_file_toml(NodeConfig::default())
@@ -296,11 +309,13 @@ fn config_file_toml(config: NodeConfig) -> Result<String, toml::ser::Error> {
         apps: AppsConfig,
         admin: AdminTable,
         node: NodeSettings,
+        peer_store: PeerStoreConfig,
     }
     let NodeConfig {
         network,
         apps,
         node,
+        peer_store,
         key_file: _,
         admin:
             AdminConfig {
@@ -314,6 +329,7 @@ fn config_file_toml(config: NodeConfig) -> Result<String, toml::ser::Error> {
         network,
         apps,
         node,
+        peer_store,
         admin: AdminTable {
             address,
             token_file,
@@ -362,7 +378,8 @@ fn config(args: NodeArgs) -> anyhow::Result<(NodeConfig, Option<AdminSettings>)>
         network: mut config,
         apps,
         admin: mut admin_config,
-        node: settings,
+        node: mut settings,
+        peer_store,
         key_file,
     } = match &args.config {
         Some(path) => read_config(path)?,
@@ -422,6 +439,13 @@ fn config(args: NodeArgs) -> anyhow::Result<(NodeConfig, Option<AdminSettings>)>
     if let Some(max) = args.admin_max_connections {
         admin_config.max_connections = max;
     }
+    if let Some(dir) = args.data_dir {
+        settings.data_dir = Some(dir);
+    } else if let Some(dir) = settings.data_dir.take() {
+        // Relative to the config file, as the key file is.
+        let base = args.config.as_deref().and_then(Path::parent);
+        settings.data_dir = Some(base.map_or(dir.clone(), |base| base.join(&dir)));
+    }
     if settings.status_interval < Duration::from_millis(10) {
         bail!("node.status_interval_ms: must be at least 10");
     }
@@ -432,6 +456,7 @@ fn config(args: NodeArgs) -> anyhow::Result<(NodeConfig, Option<AdminSettings>)>
             apps,
             admin: admin_config,
             node: settings,
+            peer_store,
             key_file,
         },
         admin,
@@ -474,6 +499,13 @@ fn parse_config(text: &str) -> Result<NodeConfig, (&'static str, toml::de::Error
             .map_err(|err| ("[node] ", err))?,
         None => NodeSettings::default(),
     };
+    let peer_store = match table.remove("peer_store") {
+        Some(peer_store) => {
+            PeerStoreConfig::deserialize(toml::de::ValueDeserializer::from(peer_store))
+                .map_err(|err| ("[peer_store] ", err))?
+        }
+        None => PeerStoreConfig::default(),
+    };
     let names_key_file = table
         .get("identity")
         .and_then(|identity| identity.get_ref().as_table())
@@ -496,6 +528,7 @@ fn parse_config(text: &str) -> Result<NodeConfig, (&'static str, toml::de::Error
         apps,
         admin,
         node,
+        peer_store,
         key_file,
     })
 }
@@ -543,6 +576,7 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
         apps,
         admin: _,
         node: settings,
+        peer_store,
         key_file: _,
     } = config;
     let mut registry = Registry::default();
@@ -600,9 +634,72 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
         .consensus
         .as_ref()
         .map(|(config, _)| (config.validators.clone(), config.quorum()));
+    let stored = match &settings.data_dir {
+        Some(dir) => {
+            let (dir, seeds) = (dir.clone(), seeds.clone());
+            let (opened, back) = tokio::task::spawn_blocking(move || {
+                let opened = node_store::open(&dir, peer_store, network_id, &seeds, &mut registry);
+                (opened, registry)
+            })
+            .await
+            .context("the peer store's open task")?;
+            registry = back;
+            let opened = opened?;
+            node_info!(
+                bans = opened.bans.len(),
+                ip_bans = opened.ip_bans.len(),
+                redial = opened.redial.len(),
+                "peer store {}: {} peers to redial, {} bans, {} IP bans",
+                settings
+                    .data_dir
+                    .as_deref()
+                    .unwrap_or(Path::new(""))
+                    .display(),
+                opened.redial.len(),
+                opened.bans.len(),
+                opened.ip_bans.len()
+            );
+            Some(opened)
+        }
+        None => None,
+    };
     let network = Arc::new(builder.build()?);
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let mut ban_reasons = std::collections::HashMap::new();
+    let (store_writer, store_thread) = match stored {
+        Some(opened) => {
+            for (peer_id, ban) in &opened.bans {
+                ban_reasons.insert(*peer_id, ban.reason);
+                network
+                    .ban_until(*peer_id, ban.until.map(store::UnixMillis::to_system_time))
+                    .await?;
+            }
+            for (prefix, _) in &opened.ip_bans {
+                network.ban_ip(*prefix);
+            }
+            tasks.spawn(node_store::touch(opened.writer.clone(), shutdown.clone()));
+            let (network, writer, candidates, shutdown) = (
+                Arc::clone(&network),
+                opened.writer.clone(),
+                opened.redial,
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                let wanted = candidates.len().min(node_store::MAX_REDIALS);
+                let connected = node_store::redial(network, writer, candidates, shutdown).await;
+                if wanted > 0 {
+                    node_info!(
+                        connected,
+                        wanted,
+                        "redialed stored peers: {connected} of {wanted} connected"
+                    );
+                }
+            });
+            (Some(opened.writer), Some(opened.thread))
+        }
+        None => (None, None),
+    };
     let running = apps::start(registered, me, &mut registry, &shutdown, &mut tasks)?;
     tasks.spawn(apps::announce_chain_status(
         running.store.clone(),
@@ -664,6 +761,10 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
                 Arc::clone(&registry),
                 metrics,
                 about,
+                admin::BanRecords {
+                    store: store_writer.clone(),
+                    reasons: ban_reasons,
+                },
                 shutdown.clone(),
             )))
         }
@@ -706,6 +807,9 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
             Some(notification) = notifications.recv() => match notification {
                 ConnectionNotification::NewPeer(metadata, _) => {
                     let peer_id = metadata.remote_peer_id;
+                    if let Some(writer) = &store_writer {
+                        writer.connected(peer_id, metadata.origin, &metadata.remote_addr);
+                    }
                     let direction = match metadata.origin {
                         netcore::ConnectionOrigin::Inbound => "inbound from",
                         netcore::ConnectionOrigin::Outbound => "outbound to",
@@ -736,6 +840,9 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
                 ConnectionNotification::LostPeer(metadata, _, reason) => {
                     let peer_id = metadata.remote_peer_id;
                     shared_keys.disconnected(peer_id);
+                    if let Some(writer) = &store_writer {
+                        writer.disconnected(peer_id);
+                    }
                     node_info!(
                         peer = %peer_id,
                         reason = %reason,
@@ -773,6 +880,14 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
     // The admin API's handlers, which held the other handles, are gone.
     let network = Arc::into_inner(network).context("the network is still in use")?;
     network.shutdown().await;
+    // The last changes are written once every writer is gone.
+    drop(store_writer);
+    if let Some(thread) = store_thread {
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .context("the peer store's writer")?
+            .map_err(|_| anyhow!("the peer store's writer panicked"))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -633,8 +633,11 @@ fn admin_api_bans_and_unbans_peers() {
     b.expect(&format!("peer disconnected: {}", a.peer_id()));
     let (status, body) = http(port, "GET", "/bans", None);
     assert_eq!(status, 200, "{body}");
-    let banned: Vec<String> = serde_json::from_str(&body).unwrap();
-    assert_eq!(banned, vec![b.peer_id()]);
+    let banned: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(banned.len(), 1, "{body}");
+    assert_eq!(banned[0]["peer_id"], b.peer_id());
+    assert_eq!(banned[0]["reason"], "manual");
+    assert!(banned[0]["until"].is_null(), "{body}");
     for bad in ["not json", r#"{"peer_id": "zz"}"#, r#"{"peer": "zz"}"#] {
         let (status, body) = http(port, "POST", "/bans", Some(bad));
         assert_eq!(status, 400, "{bad}: {body}");
@@ -669,6 +672,131 @@ fn admin_api_bans_and_unbans_peers() {
 
     b.terminate();
     a.terminate();
+}
+
+/// With `--data-dir`, bans outlive the process, even a SIGKILL: A bans B and 10.9.0.0/16
+/// through its admin API, is killed with SIGKILL right after (while it still writes B's
+/// disconnection), and restarted on the same directory; its store opens, `GET /bans` lists B
+/// with its reason, `GET /bans/ips` the prefix, and a dial to B is refused as banned. B is
+/// then unbanned, A killed again, and the next start lists no ban.
+#[cfg(unix)]
+#[test]
+fn bans_survive_a_sigkill_with_a_data_dir() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("node-store-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data_dir = dir.join("data");
+    let start_a = || {
+        Node::start_with_logs(
+            &[
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--admin",
+                "127.0.0.1:0",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+            ],
+            "peerlane=info",
+        )
+    };
+    let a = start_a();
+    let port = a.admin_port();
+    let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--seed", &a.address]);
+    a.expect(&format!("peer connected: {}", b.peer_id()));
+    let request = format!(r#"{{"peer_id": "{}"}}"#, b.peer_id());
+    let (status, body) = http(port, "POST", "/bans/ips", Some(r#"{"ip": "10.9.0.0/16"}"#));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(port, "POST", "/bans", Some(&request));
+    assert_eq!(status, 200, "{body}");
+    // SIGKILL: no shutdown, no flush but the commits already made.
+    drop(a);
+
+    let a = start_a();
+    a.expect("peer store");
+    let port = a.admin_port();
+    let (status, body) = http(port, "GET", "/bans", None);
+    assert_eq!(status, 200, "{body}");
+    let banned: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(banned.len(), 1, "{body}");
+    assert_eq!(banned[0]["peer_id"], b.peer_id());
+    assert_eq!(banned[0]["reason"], "manual");
+    let (status, body) = http(port, "GET", "/bans/ips", None);
+    assert_eq!((status, body.trim()), (200, r#"["10.9.0.0/16"]"#));
+    let dial = format!(
+        r#"{{"peer_id": "{}", "address": "{}"}}"#,
+        b.peer_id(),
+        b.address
+    );
+    let (status, body) = http(port, "POST", "/peers", Some(&dial));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("banned"), "{body}");
+    assert!(listed(port, &b.peer_id()).is_none());
+
+    let (status, body) = http(port, "DELETE", &format!("/bans/{}", b.peer_id()), None);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(port, "DELETE", "/bans/ips/10.9.0.0/16", None);
+    assert_eq!(status, 200, "{body}");
+    drop(a);
+    let a = start_a();
+    let port = a.admin_port();
+    let (status, body) = http(port, "GET", "/bans", None);
+    assert_eq!((status, body.trim()), (200, "[]"));
+    let (status, body) = http(port, "GET", "/bans/ips", None);
+    assert_eq!((status, body.trim()), (200, "[]"));
+    a.terminate();
+    b.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `--data-dir`, a restarted node redials the peers it had: A, seeded with B and C,
+/// connects to both and is killed with SIGKILL; restarted on the same directory without any
+/// seed (and B and C do not know A), it connects to both again from its store alone. Prints
+/// how long the restart took to get both back.
+#[cfg(unix)]
+#[test]
+fn a_restarted_node_redials_its_stored_peers() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("node-store-redial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data_dir = dir.join("data");
+    let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let c = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let args = vec![
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--admin",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ];
+    let seeded = [
+        args.clone(),
+        vec!["--seed", &b.address, "--seed", &c.address],
+    ]
+    .concat();
+    let a = Node::start(&seeded);
+    let port = a.admin_port();
+    // Polled rather than read from the log: B and C connect in either order.
+    poll("A with B and C", || {
+        (listed(port, &b.peer_id()).is_some() && listed(port, &c.peer_id()).is_some()).then_some(())
+    });
+    drop(a);
+
+    let started = Instant::now();
+    let a = Node::start(&args);
+    a.expect("peer store");
+    let port = a.admin_port();
+    poll("A back with B and C", || {
+        (listed(port, &b.peer_id()).is_some() && listed(port, &c.peer_id()).is_some()).then_some(())
+    });
+    eprintln!(
+        "restart to both stored peers connected: {} ms",
+        started.elapsed().as_millis()
+    );
+    a.terminate();
+    b.terminate();
+    c.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// IP bans through A's admin API: `POST /bans/ips` with 127.0.0.1 makes A close B's sockets

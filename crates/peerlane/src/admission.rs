@@ -287,6 +287,16 @@ impl IpPrefix {
         Some(Self { network, len })
     }
 
+    /// The address with the bits past the prefix length cleared.
+    pub fn ip(&self) -> IpAddr {
+        self.network
+    }
+
+    /// The prefix length in bits (32 or 128 for one address).
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
     /// Whether `ip` is inside the prefix.
     pub fn contains(&self, ip: IpAddr) -> bool {
         Self::new(ip, self.len).is_some_and(|prefix| prefix == *self)

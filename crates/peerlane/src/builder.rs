@@ -672,9 +672,26 @@ impl Network {
     /// Returns whether the peer was not banned yet. Fails with [`Error::ShutDown`] only if
     /// the network is shut down (the ban is recorded all the same).
     pub async fn ban(&self, peer_id: PeerId) -> Result<bool, Error> {
-        let newly = self.banned.insert(peer_id);
+        self.ban_until(peer_id, None).await
+    }
+
+    /// [`ban`](Self::ban) until `until` (`None`: until unbanned), after which the ban lifts
+    /// itself; a longer ban in force is kept. A node restores the bans it stored with this at
+    /// start. Returns whether the peer was not banned yet.
+    pub async fn ban_until(
+        &self,
+        peer_id: PeerId,
+        until: Option<std::time::SystemTime>,
+    ) -> Result<bool, Error> {
+        let expiry = until.map(|until| {
+            let left = until
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::Instant::now() + left
+        });
+        let newly = self.banned.insert_until(peer_id, expiry);
         tracing::info!(network_id = %self.network_id, %peer_id, "peer banned");
-        let notice = DisconnectCode::banned_until(None);
+        let notice = DisconnectCode::banned_until(until);
         match self
             .manager
             .disconnect_because(peer_id, "banned", Some(notice))
@@ -723,6 +740,22 @@ impl Network {
     /// while for flooding (`peer.rate_limit.ban_duration_ms`) whose ban has not expired.
     pub fn banned(&self) -> Vec<PeerId> {
         self.banned.to_vec()
+    }
+
+    /// [`banned`](Self::banned) with when each ban ends (`None`: until unbanned).
+    pub fn bans(&self) -> Vec<(PeerId, Option<std::time::SystemTime>)> {
+        let now = tokio::time::Instant::now();
+        let wall = std::time::SystemTime::now();
+        self.banned
+            .entries()
+            .into_iter()
+            .map(|(peer_id, expiry)| {
+                (
+                    peer_id,
+                    expiry.map(|expiry| wall + expiry.saturating_duration_since(now)),
+                )
+            })
+            .collect()
     }
 
     /// Sets this node's chain status (AElf's best chain and last irreversible block, with the

@@ -16,11 +16,6 @@ use tokio::time::Instant;
 pub(crate) struct BanList(Arc<RwLock<HashMap<PeerId, Option<Instant>>>>);
 
 impl BanList {
-    /// Bans `peer_id` until unbanned; whether it was not banned yet.
-    pub(crate) fn insert(&self, peer_id: PeerId) -> bool {
-        self.insert_until(peer_id, None)
-    }
-
     /// Bans `peer_id` until `expiry` (`None`: until unbanned), unless a longer ban is in force;
     /// whether it was not banned yet.
     pub(crate) fn insert_until(&self, peer_id: PeerId, expiry: Option<Instant>) -> bool {
@@ -103,6 +98,21 @@ impl BanList {
         })
     }
 
+    /// The peers banned now with their expiry (`None`: until unbanned), sorted by peer.
+    pub(crate) fn entries(&self) -> Vec<(PeerId, Option<Instant>)> {
+        let now = Instant::now();
+        let mut bans: Vec<(PeerId, Option<Instant>)> = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, ban)| is_active(**ban, now))
+            .map(|(peer_id, ban)| (*peer_id, *ban))
+            .collect();
+        bans.sort_by_key(|(peer_id, _)| *peer_id);
+        bans
+    }
+
     /// The peers banned now, sorted.
     pub(crate) fn to_vec(&self) -> Vec<PeerId> {
         let now = Instant::now();
@@ -138,7 +148,7 @@ mod tests {
         let bans = BanList::default();
         let soon = Instant::now() + Duration::from_secs(10);
         assert!(bans.insert_until(a, Some(soon)));
-        assert!(bans.insert(b));
+        assert!(bans.insert_until(b, None));
         // A shorter ban does not shorten a permanent one, nor a longer one.
         assert!(!bans.insert_until(b, Some(soon)));
         assert!(!bans.insert_until(a, Some(soon - Duration::from_secs(5))));
