@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 pub struct ExtensionMetrics {
     disconnect_notices: Family<NoticeLabels, Counter>,
     disconnect_notices_skipped: Counter,
+    refusal_reports_dropped: Counter,
     chain_status: Family<EventLabels, Counter>,
     exchange_requests: Family<ExchangeLabels, Counter>,
     exchange_peers: Family<ResultLabels, Counter>,
@@ -76,6 +77,11 @@ impl ExtensionMetrics {
             "peerlane_disconnect_notices_skipped",
             "Refused connections closed without a notice because too many notices were being written",
             metrics.disconnect_notices_skipped.clone(),
+        );
+        registry.register(
+            "peerlane_refusal_reports_dropped",
+            "Disconnect notices received but not passed to the connectivity manager, whose event queue was full",
+            metrics.refusal_reports_dropped.clone(),
         );
         registry.register(
             "peerlane_chain_status_messages",
@@ -206,6 +212,10 @@ impl ExtensionMetrics {
 
     pub(crate) fn record_notice_skipped(&self) {
         self.disconnect_notices_skipped.inc();
+    }
+
+    pub(crate) fn record_refusal_report_dropped(&self) {
+        self.refusal_reports_dropped.inc();
     }
 
     pub(crate) fn record_chain_status(&self, event: &'static str) {

@@ -187,13 +187,14 @@ impl Intake {
     }
 
     /// Tells the connectivity manager, without waiting; a full queue loses the report (the
-    /// peer then only gets its usual backoff).
+    /// peer then only gets its usual backoff), counted.
     fn report(&self, peer_id: PeerId, refusal: RemoteRefusal) {
         if let Some(connectivity) = &self.connectivity
             && connectivity
                 .try_send(PeerEvent::RemoteRefusal { peer_id, refusal })
                 .is_err()
         {
+            self.metrics.extensions().record_refusal_report_dropped();
             tracing::debug!(peer = %peer_id, "connectivity manager busy; refusal not reported");
         }
     }
