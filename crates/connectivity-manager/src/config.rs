@@ -256,36 +256,6 @@ impl Config {
         self
     }
 
-    /// How long a peer that said it is full waits before we dial it again. Ours: a minute lets
-    /// the peer's connections churn without us knocking every backoff step.
-    pub const FULL_RETRY_DELAY_MS: u64 = 60_000;
-
-    /// How long a peer that said it banned us, without an expiry, waits before we dial it again.
-    pub const BANNED_RETRY_DELAY_MS: u64 = 3_600_000;
-
-    /// How long a peer on another chain, or with no protocol in common, waits before we dial it
-    /// again: it does not change by itself soon.
-    pub const MISMATCH_RETRY_DELAY_MS: u64 = 3_600_000;
-
-    /// Cap on any delay a peer's refusal imposes (a ban's expiry included).
-    pub const MAX_REFUSAL_DELAY_MS: u64 = 86_400_000;
-
-    /// Peers learned through peer exchange kept at most (the indirect source's view); the oldest
-    /// go first. About 300 bytes each.
-    pub const MAX_EXCHANGED_PEERS: usize = 256;
-
-    /// NEAR's `ideal_connections_lo`: below this many connected peers (both directions) the
-    /// public-network policy dials up to `max_outbound_connections`.
-    pub const TARGET_PEERS_LOW: usize = 30;
-
-    /// NEAR's `ideal_connections_hi`: above this many connected peers the public-network policy
-    /// closes its worst-scoring inbound peer, one per check.
-    pub const TARGET_PEERS_HIGH: usize = 35;
-
-    /// NEAR's `minimum_outbound_peers`: outbound connections kept even when the target range is
-    /// reached (inbound peers alone would let whoever dials us choose our view of the network).
-    pub const MIN_OUTBOUND_CONNECTIONS: usize = 5;
-
     /// Capacity of the connection-event queue from the facade. A full queue makes
     /// [`ConnectivityHandle::send`](crate::ConnectivityHandle::send) wait.
     ///
