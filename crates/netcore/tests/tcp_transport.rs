@@ -207,11 +207,11 @@ async fn connect_timeout_is_a_typed_error() {
 #[tokio::test]
 async fn refused_connection_is_a_typed_error() {
     let transport = TcpTransport::default();
-    // Bind then drop a listener to find a port where nothing listens.
-    let (listener, bound) = transport
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    drop(listener);
+    // A socket bound to port 0 but not listening: connects to it are refused, and the port
+    // stays ours for the whole test, so no other test can start listening on it meanwhile.
+    let reserved = TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let bound = NetworkAddress::from(reserved.local_addr().unwrap());
 
     match transport.dial(PeerId::ZERO, bound.clone()).unwrap().await {
         Err(Error::Connect {
