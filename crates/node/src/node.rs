@@ -292,22 +292,13 @@ fn config_file_help() -> String {
 /// `config` as a config file: the `NetworkConfig` fields at the top level, then `[apps]` and
 /// `[admin]`. Fields that are none are left out.
 fn config_file_toml(config: NodeConfig) -> Result<String, toml::ser::Error> {
-    /// The `[admin]` table as the file spells it. Built by destructuring [`AdminConfig`]
-    /// whole, so a new field there fails to compile here until it is listed.
-    #[derive(Serialize)]
-    struct AdminTable {
-        address: Option<SocketAddr>,
-        token_file: Option<PathBuf>,
-        header_timeout_ms: u64,
-        max_connections: usize,
-    }
     /// The whole file.
     #[derive(Serialize)]
     struct File {
         #[serde(flatten)]
         network: NetworkConfig,
         apps: AppsConfig,
-        admin: AdminTable,
+        admin: AdminConfig,
         node: NodeSettings,
         peer_store: PeerStoreConfig,
     }
@@ -317,25 +308,14 @@ fn config_file_toml(config: NodeConfig) -> Result<String, toml::ser::Error> {
         node,
         peer_store,
         key_file: _,
-        admin:
-            AdminConfig {
-                address,
-                token_file,
-                header_timeout_ms,
-                max_connections,
-            },
+        admin,
     } = config;
     toml::to_string(&File {
         network,
         apps,
         node,
         peer_store,
-        admin: AdminTable {
-            address,
-            token_file,
-            header_timeout_ms,
-            max_connections,
-        },
+        admin,
     })
 }
 
@@ -434,7 +414,7 @@ fn config(args: NodeArgs) -> anyhow::Result<(NodeConfig, Option<AdminSettings>)>
         admin_config.token_file = Some(path);
     }
     if let Some(ms) = args.admin_header_timeout_ms {
-        admin_config.header_timeout_ms = ms;
+        admin_config.header_timeout = Duration::from_millis(ms);
     }
     if let Some(max) = args.admin_max_connections {
         admin_config.max_connections = max;
@@ -1204,7 +1184,7 @@ mod tests {
         for (flag, default) in [
             (
                 "--admin-header-timeout-ms",
-                defaults.header_timeout_ms.to_string(),
+                defaults.header_timeout.as_millis().to_string(),
             ),
             (
                 "--admin-max-connections",

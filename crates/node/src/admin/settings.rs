@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -16,11 +16,11 @@ use subtle::ConstantTimeEq;
 pub(crate) const TOKEN_ENV: &str = "PEERLANE_ADMIN_TOKEN";
 /// Default of `admin.header_timeout_ms`: the time a connection has to send a complete request
 /// head, on connecting and between keep-alive requests.
-pub(crate) const HEADER_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of `admin.max_connections`.
 pub(crate) const MAX_CONNECTIONS: usize = 16;
 /// The most `admin.header_timeout_ms` may be (5 minutes).
-const MAX_HEADER_TIMEOUT_MS: u64 = 300_000;
+const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(300);
 /// The most `admin.max_connections` may be.
 const MAX_MAX_CONNECTIONS: usize = 1024;
 /// A token's length bounds, in bytes: short ones are guessable, and it must fit a header.
@@ -28,7 +28,7 @@ const TOKEN_LEN: std::ops::RangeInclusive<usize> = 16..=1024;
 
 /// The `[admin]` table of the config file; the `--admin*` flags override its fields. Every
 /// field is optional; unknown ones are refused.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AdminConfig {
     /// Where to serve the admin API; none serves nothing. Default none.
@@ -36,8 +36,9 @@ pub(crate) struct AdminConfig {
     /// A file holding the bearer token (surrounding whitespace ignored). Default none.
     pub(crate) token_file: Option<PathBuf>,
     /// The time a connection has to send a complete request head. Default
-    /// [`HEADER_TIMEOUT_MS`].
-    pub(crate) header_timeout_ms: u64,
+    /// [`HEADER_TIMEOUT`].
+    #[serde(rename = "header_timeout_ms", with = "netcore::serde_duration_ms")]
+    pub(crate) header_timeout: Duration,
     /// The most connections served at once; more are answered 503 and closed. Default
     /// [`MAX_CONNECTIONS`].
     pub(crate) max_connections: usize,
@@ -48,7 +49,7 @@ impl Default for AdminConfig {
         Self {
             address: None,
             token_file: None,
-            header_timeout_ms: HEADER_TIMEOUT_MS,
+            header_timeout: HEADER_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
         }
     }
@@ -74,8 +75,11 @@ impl AdminConfig {
         &self,
         env_token: Option<std::ffi::OsString>,
     ) -> anyhow::Result<Option<AdminSettings>> {
-        if !(1..=MAX_HEADER_TIMEOUT_MS).contains(&self.header_timeout_ms) {
-            bail!("admin.header_timeout_ms: must be 1 to {MAX_HEADER_TIMEOUT_MS}");
+        if !(Duration::from_millis(1)..=MAX_HEADER_TIMEOUT).contains(&self.header_timeout) {
+            bail!(
+                "admin.header_timeout_ms: must be 1 to {}",
+                MAX_HEADER_TIMEOUT.as_millis()
+            );
         }
         if !(1..=MAX_MAX_CONNECTIONS).contains(&self.max_connections) {
             bail!("admin.max_connections: must be 1 to {MAX_MAX_CONNECTIONS}");
@@ -116,7 +120,7 @@ impl AdminConfig {
         Ok(Some(AdminSettings {
             address,
             token,
-            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            header_timeout: self.header_timeout,
             max_connections: self.max_connections,
         }))
     }
@@ -249,7 +253,7 @@ mod tests {
     #[test]
     fn limits_are_bounded() {
         let mut bad = config("127.0.0.1:0");
-        bad.header_timeout_ms = 0;
+        bad.header_timeout = Duration::ZERO;
         let err = bad.resolve(None).unwrap_err().to_string();
         assert!(err.starts_with("admin.header_timeout_ms:"), "{err}");
         let mut bad = config("127.0.0.1:0");
