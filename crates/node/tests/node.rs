@@ -6,173 +6,29 @@
 //! headers, too many connections, dials used as a port scanner); three validators running
 //! mempool and consensus from their config files commit blocks.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long a test waits for any one thing before it fails.
-const WAIT: Duration = Duration::from_secs(20);
+use common::{
+    HOST, Node, TOKEN_ENV, WAIT, fresh_dir, http, http_on, http_with, peerlane, poll, poll_within,
+};
 
 /// How long a test waits for consensus to make progress before it fails: rounds time out and
 /// retry on a loaded machine, so progress may take many rounds; the wait ends at the event.
 const PROGRESS_WAIT: Duration = Duration::from_secs(120);
-
-/// The environment variable that may hold the admin API's token; the tests set it only where
-/// they mean to.
-const TOKEN_ENV: &str = "PEERLANE_ADMIN_TOKEN";
-
-/// The `Host` header of a request to the admin API on loopback.
-const HOST: &str = "Host: 127.0.0.1";
-
-fn peerlane() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_peerlane"))
-}
-
-/// A running `peerlane node`, its stderr lines arriving on a channel.
-struct Node {
-    /// `None` once [`terminate`](Self::terminate) took it.
-    child: Option<Child>,
-    address: String,
-    stderr: mpsc::Receiver<String>,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Node {
-    /// Starts a node with `args` and reads its `listening on` line.
-    fn start(args: &[&str]) -> Self {
-        Self::start_with_logs(args, "warn")
-    }
-
-    /// [`start`](Self::start) with `RUST_LOG` set to `filter`.
-    fn start_with_logs(args: &[&str], filter: &str) -> Self {
-        Self::start_with_env(args, filter, &[])
-    }
-
-    /// [`start_with_logs`](Self::start_with_logs) with `env` set too.
-    fn start_with_env(args: &[&str], filter: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = peerlane()
-            .arg("node")
-            .args(args)
-            .env("RUST_LOG", filter)
-            .env_remove(TOKEN_ENV)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, stderr) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {line:?}"))
-            .to_owned();
-        Self {
-            child: Some(child),
-            address,
-            stderr,
-            _stdout: stdout,
-        }
-    }
-
-    /// Waits for a stderr line containing `text`, and returns it.
-    /// On a time-out the panic shows the last lines seen, to tell what the node did instead.
-    fn expect(&self, text: &str) -> String {
-        let mut seen = std::collections::VecDeque::new();
-        // One bound for the whole wait: the node logs a status line every few seconds, so a
-        // bound per line would never end.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self
-                .stderr
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) if line.contains(text) => return line,
-                Ok(line) => {
-                    if seen.len() == 30 {
-                        seen.pop_front();
-                    }
-                    seen.push_back(line);
-                }
-                Err(err) => {
-                    let seen: Vec<String> = seen.into();
-                    panic!(
-                        "no line with {text:?}: {err}; last lines:\n{}",
-                        seen.join("\n")
-                    )
-                }
-            }
-        }
-    }
-
-    /// The port of the admin API this node bound (started with `--admin 127.0.0.1:0`), from
-    /// its `admin API on http://…` line.
-    fn admin_port(&self) -> u16 {
-        let prefix = "admin API on http://";
-        let line = self.expect(prefix);
-        let addr = &line[line.find(prefix).unwrap() + prefix.len()..];
-        addr.trim()
-            .parse::<std::net::SocketAddr>()
-            .unwrap_or_else(|err| panic!("admin address {addr:?}: {err}"))
-            .port()
-    }
-
-    /// The peer id this node printed.
-    fn peer_id(&self) -> String {
-        let key = self.address.split("/noise-ik/").nth(1).unwrap();
-        key.split('/').next().unwrap().to_owned()
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn terminate(mut self) {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.expect("shutting down");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let status = rx.recv_timeout(WAIT).expect("node exits").unwrap();
-        assert!(status.success(), "{status:?}");
-    }
-}
-
-/// A test that fails does not leave its nodes running.
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Node B, given A's address as its seed, connects to A (each reports the other), and both
 /// exit 0 on SIGTERM. A uses a key file from `peerlane keygen` and a TOML config.
 #[cfg(unix)]
 #[test]
 fn two_nodes_connect_and_stop_on_sigterm() {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("node-two-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("node-two");
     let key = dir.join("a.key");
     let config = dir.join("a.toml");
     let out = peerlane()
@@ -230,10 +86,7 @@ fn node(args: &[&str]) -> Output {
 /// with one line that names the problem, and exit status 2.
 #[test]
 fn bad_node_input_exits_2_with_one_line() {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("node-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("node-bad");
     let typo = dir.join("typo.toml");
     std::fs::write(&typo, "chain_id = 4\nmax_inbound_conections = 5\n").unwrap();
     let bad_key = dir.join("bad.key");
@@ -340,10 +193,7 @@ fn help_lists_the_config_file_defaults() {
     assert!(!String::from_utf8_lossy(&short.stdout).contains(heading));
 
     let toml = &section[section.find("    network_id = ").expect("the TOML part")..];
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("node-help-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("node-help");
     let path = dir.join("defaults.toml");
     std::fs::write(&path, toml).unwrap();
     let node = Node::start(&[
@@ -353,58 +203,6 @@ fn help_lists_the_config_file_defaults() {
         "/ip4/127.0.0.1/tcp/0",
     ]);
     node.terminate();
-}
-
-/// One HTTP/1.1 request to `127.0.0.1:port`; the status code and the body.
-fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    http_with(port, &[HOST], method, path, body)
-}
-
-/// [`http`] with these header lines (`Host` included) instead of the `Host` line alone.
-fn http_with(
-    port: u16,
-    headers: &[&str],
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> (u16, String) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    http_on(stream, headers, method, path, body)
-}
-
-/// One request on `stream` (a connection to the admin API), which is closed after it.
-fn http_on(
-    mut stream: TcpStream,
-    headers: &[&str],
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> (u16, String) {
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let body = body.unwrap_or("");
-    let mut head = format!("{method} {path} HTTP/1.1\r\n");
-    for header in headers {
-        head.push_str(header);
-        head.push_str("\r\n");
-    }
-    write!(
-        stream,
-        "{head}Connection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "{head}"
-    );
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
 }
 
 /// The peers `GET /peers` lists.
@@ -597,9 +395,7 @@ fn admin_api_bans_and_unbans_peers() {
     // B redials quickly (backoff at most 500 ms): its backoff grows with every refusal while
     // it is banned, and the default (up to 60 s) would make the reconnect after the unban
     // depend on how many refusals fit in this test.
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("node-bans-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("node-bans");
     let b_config = dir.join("b.toml");
     std::fs::write(
         &b_config,
@@ -682,9 +478,7 @@ fn admin_api_bans_and_unbans_peers() {
 #[cfg(unix)]
 #[test]
 fn bans_survive_a_sigkill_with_a_data_dir() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("node-store-kill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_dir("node-store-kill");
     let data_dir = dir.join("data");
     let start_a = || {
         Node::start_with_logs(
@@ -755,9 +549,7 @@ fn bans_survive_a_sigkill_with_a_data_dir() {
 #[cfg(unix)]
 #[test]
 fn a_restarted_node_redials_its_stored_peers() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("node-store-redial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_dir("node-store-redial");
     let data_dir = dir.join("data");
     let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
     let c = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0"]);
@@ -846,24 +638,6 @@ fn admin_api_bans_and_unbans_ips() {
     a.terminate();
 }
 
-/// Calls `check` until it returns `Some`, for up to [`WAIT`]; panics naming `what` after
-/// that. Each call is an HTTP request to a node, so the loop waits on the node, not on a
-/// timer.
-fn poll<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
-    poll_within(WAIT, what, check)
-}
-
-/// [`poll`] for up to `bound`.
-fn poll_within<T>(bound: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {bound:?}");
-    }
-}
-
 /// Milliseconds since the unix epoch, now.
 fn now_unix_ms() -> u64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -884,10 +658,7 @@ fn fast_pings_config(dir: &std::path::Path, name: &str) -> PathBuf {
 #[cfg(unix)]
 #[test]
 fn admin_api_peers_show_connect_time_rtt_and_bytes() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("node-stats-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("node-stats");
     let config = fast_pings_config(&dir, "fast.toml");
     let started_ms = now_unix_ms();
     let admin = "127.0.0.1:0";
@@ -952,10 +723,7 @@ fn committed_height(port: u16) -> Option<u64> {
 #[cfg(unix)]
 #[test]
 fn validators_with_mempool_and_consensus_commit_blocks() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("node-consensus-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("node-consensus");
     // Keys first: the validator set is their peer ids (the public keys' hex).
     let keys: Vec<(PathBuf, String)> = (0..3)
         .map(|i| {
@@ -1053,10 +821,7 @@ fn counter(metrics: &str, series: &str) -> Option<u64> {
 
 /// A token file in a fresh directory named `name`; its token.
 fn token_file(name: &str) -> (PathBuf, &'static str) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("node-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir(&format!("node-{name}"));
     let token = "admin-token-0123456789abcdef";
     let path = dir.join("admin.token");
     std::fs::write(&path, format!("{token}\n")).unwrap();

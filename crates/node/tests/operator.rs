@@ -10,27 +10,19 @@
 //! No test sleeps: each waits for the line it expects (read from the child's stderr, with a
 //! generous bound), and intervals are configured short where a test waits for them.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
-/// How long a test waits for any one line before it fails.
-const WAIT: Duration = Duration::from_secs(20);
-
-fn peerlane() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_peerlane"))
-}
+use common::{Node, TOKEN_ENV, fresh_dir, http, peerlane, poll};
 
 /// A fresh directory for one test.
 fn dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("operator-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    fresh_dir(&format!("operator-{name}"))
 }
 
 /// A key file from `peerlane keygen`.
@@ -51,154 +43,15 @@ fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// A running `peerlane node`, its stderr lines arriving on a channel.
-struct Node {
-    /// `None` once [`terminate`](Self::terminate) took it.
-    child: Option<Child>,
-    address: String,
-    stderr: mpsc::Receiver<String>,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Node {
-    /// Starts a node with `args` (and `RUST_LOG=warn`, the default an operator gets) and
-    /// reads its `listening on` line.
-    fn start(args: &[&str]) -> Self {
-        let mut child = peerlane()
-            .arg("node")
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .env_remove("PEERLANE_ADMIN_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, stderr) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {line:?}"))
-            .to_owned();
-        Self {
-            child: Some(child),
-            address,
-            stderr,
-            _stdout: stdout,
-        }
-    }
-
-    /// Waits for a stderr line containing every one of `texts`, and returns it.
-    fn expect_all(&self, texts: &[&str]) -> String {
-        let mut seen = std::collections::VecDeque::new();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if texts.iter().all(|text| line.contains(text)) => return line,
-                Ok(line) => {
-                    if seen.len() == 30 {
-                        seen.pop_front();
-                    }
-                    seen.push_back(line);
-                }
-                Err(err) => {
-                    let seen: Vec<String> = seen.into();
-                    panic!(
-                        "no line with {texts:?}: {err}; last lines:\n{}",
-                        seen.join("\n")
-                    )
-                }
-            }
-        }
-    }
-
-    fn expect(&self, text: &str) -> String {
-        self.expect_all(&[text])
-    }
-
-    /// The peer id in this node's address.
-    fn peer_id(&self) -> String {
-        let key = self.address.split("/noise-ik/").nth(1).unwrap();
-        key.split('/').next().unwrap().to_owned()
-    }
-
-    /// The admin API's port, from the `admin API on http://…` line.
-    fn admin_port(&self) -> u16 {
-        let line = self.expect("admin API on http://");
-        let addr = line.split("http://").nth(1).unwrap().trim();
-        addr.parse::<std::net::SocketAddr>().unwrap().port()
-    }
-
-    /// Sends SIGTERM; returns how long the node took to exit, and its status.
-    fn terminate(mut self) -> (Duration, std::process::ExitStatus) {
-        let start = Instant::now();
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let status = rx.recv_timeout(WAIT).expect("node exits").unwrap();
-        (start.elapsed(), status)
-    }
-}
-
-/// A test that fails does not leave its nodes running.
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A `peerlane node` run that is expected to exit at once.
 fn node_output(args: &[&str]) -> Output {
     peerlane()
         .arg("node")
         .args(args)
         .env("RUST_LOG", "warn")
-        .env_remove("PEERLANE_ADMIN_TOKEN")
+        .env_remove(TOKEN_ENV)
         .output()
         .unwrap()
-}
-
-/// One HTTP/1.1 request to the admin API on loopback; the status and the body.
-fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_owned();
-    (status, body)
 }
 
 /// A key that is nobody's, for addresses that must carry one.
@@ -217,7 +70,7 @@ fn an_unreachable_seed_is_reported() {
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("/ip4/127.0.0.1/tcp/1"), "{line}");
     assert!(line.contains("; retry in "), "{line}");
-    node.terminate();
+    node.sigterm();
 }
 
 /// Nodes on different chains both say so: the accepting side names the remote address, the
@@ -237,8 +90,8 @@ fn a_chain_id_mismatch_is_reported_on_both_sides() {
     assert!(line.contains("WARN"), "{line}");
     let line = b.expect_all(&["chain id mismatch (ours 5, theirs 4)", &a.peer_id()]);
     assert!(line.contains("check chain_id on both nodes"), "{line}");
-    b.terminate();
-    a.terminate();
+    b.sigterm();
+    a.sigterm();
 }
 
 /// A seed whose address carries the wrong key: the dialing side says the peer closed the
@@ -261,8 +114,8 @@ fn a_seed_with_the_wrong_key_is_reported_by_the_dialer() {
         line.contains("is the noise-ik key in the address this peer's key"),
         "{line}"
     );
-    b.terminate();
-    a.terminate();
+    b.sigterm();
+    a.sigterm();
 }
 
 /// A `[seeds]` address in the config file without `/noise-ik/<key>/handshake/0` is refused
@@ -353,9 +206,9 @@ fn two_nodes_sharing_a_key_are_detected() {
     let b = Node::start(&a_args.iter().map(String::as_str).collect::<Vec<_>>());
     let line = c.expect_all(&["two nodes share key", &a.peer_id()]);
     assert!(line.contains("WARN"), "{line}");
-    b.terminate();
-    a.terminate();
-    c.terminate();
+    b.sigterm();
+    a.sigterm();
+    c.sigterm();
 }
 
 /// A banned peer reads why it was cut off (`refused us: banned …`, a warning on its side) and
@@ -396,7 +249,14 @@ fn a_banned_peers_refusals_name_the_ban() {
     let line = b.expect_all(&["refused us: banned until it lifts the ban", &a.peer_id()]);
     assert!(line.contains("WARN"), "{line}");
     // The banned peer's connectivity manager waits for the ban to end; a dial by hand is
-    // refused by the banning side's Noise, which says so.
+    // refused by the banning side's Noise, which says so. The notice can be read before the
+    // connection is gone, when a dial would only be answered "already connected": wait.
+    let a_id = a.peer_id();
+    poll("B no longer lists A", || {
+        let (status, peers) = http(b_port, "GET", "/peers", None);
+        assert_eq!(status, 200, "{peers}");
+        (!peers.contains(&a_id)).then_some(())
+    });
     let dial = format!(
         r#"{{"peer_id": "{}", "address": "{}"}}"#,
         a.peer_id(),
@@ -406,8 +266,8 @@ fn a_banned_peers_refusals_name_the_ban() {
     assert_ne!(status, 200, "{response}");
     let line = a.expect_all(&["refused: banned until unbanned", &b.peer_id()]);
     assert!(line.contains("WARN"), "{line}");
-    b.terminate();
-    a.terminate();
+    b.sigterm();
+    a.sigterm();
 }
 
 /// A validator whose set it cannot reach logs its status line every interval and says why it
@@ -503,7 +363,7 @@ fn status_line_quorum_warning_status_and_health() {
             "{family}{label} at 0 in {metrics}"
         );
     }
-    node.terminate();
+    node.sigterm();
 }
 
 /// With `--log-format json` every stderr line is a JSON object, the node's own lines and a
@@ -561,7 +421,7 @@ fn json_logs_are_json_on_every_line() {
     );
     let _ = b.kill();
     let _ = b.wait();
-    a.terminate();
+    a.sigterm();
 }
 
 /// A node listening on 0.0.0.0 prints an address another node can dial; with
@@ -571,7 +431,7 @@ fn listening_on_all_interfaces_prints_a_dialable_address() {
     let node = Node::start(&["--listen", "/ip4/0.0.0.0/tcp/0"]);
     assert!(!node.address.contains("0.0.0.0"), "{}", node.address);
     assert!(node.address.ends_with("/handshake/0"), "{}", node.address);
-    node.terminate();
+    node.sigterm();
     let dir = dir("advertised");
     let config = file(
         &dir,
@@ -590,7 +450,7 @@ fn listening_on_all_interfaces_prints_a_dialable_address() {
         "{}",
         node.address
     );
-    node.terminate();
+    node.sigterm();
 }
 
 /// SIGTERM with an admin dial in flight to a peer that accepts and never answers: the node
@@ -607,7 +467,7 @@ fn sigterm_cuts_an_admin_dial_short() {
     let dial = std::thread::spawn(move || http(port, "POST", "/peers", Some(&request)));
     // The dial is in flight once it connected.
     let (_socket, _) = silent.accept().unwrap();
-    let (took, status) = node.terminate();
+    let (took, status) = node.sigterm();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
     let (status, body) = dial.join().unwrap();
@@ -660,9 +520,9 @@ fn key_show_keygen_force_hint_and_key_file_mode() {
         key.to_str().unwrap(),
     ]);
     node.expect("is readable by others (mode 644)");
-    node.terminate();
+    node.sigterm();
     // A validator without a key file runs with a throwaway key, and is told so.
     let node = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--network", "validator"]);
     node.expect("throwaway key");
-    node.terminate();
+    node.sigterm();
 }
