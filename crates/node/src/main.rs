@@ -6,8 +6,9 @@
 //! - `peerlane keygen --out FILE` writes a fresh x25519 identity.
 //! - `peerlane node --config FILE` runs one network of a node (state sync, and mempool and
 //!   consensus when its `[apps]` table enables them) until SIGINT or SIGTERM, printing
-//!   `listening on <address>` first (its `--help` ends with every config file key and its
-//!   default, from the `Default` impls); with `--admin HOST:PORT` it also
+//!   `listening on <address>` first (`node`; the config file and flags are `node_config`'s,
+//!   and `--help` ends with every config file key and its default, from the `Default`
+//!   impls); with `--admin HOST:PORT` it also
 //!   serves the admin API (metrics, peers, dial, disconnect, bans) over HTTP: on loopback to
 //!   loopback `Host` names only, elsewhere only with a bearer token, with a header-read
 //!   timeout and a connection limit (`admin` and its modules).
@@ -52,6 +53,7 @@ mod apps;
 mod demo;
 mod keygen;
 mod node;
+mod node_config;
 mod node_metrics;
 mod node_store;
 mod shared_key;
@@ -106,7 +108,7 @@ enum Command {
     #[command(subcommand)]
     Key(keygen::KeyCommand),
     /// Run one network of a node until SIGINT or SIGTERM.
-    Node(node::NodeArgs),
+    Node(node_config::NodeArgs),
     /// Benchmark two nodes in one process against raw TCP and Noise baselines.
     Bench(bench::BenchArgs),
     /// Run validators and full nodes on a simulated network through a scenario file.
