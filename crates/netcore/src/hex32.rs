@@ -1,11 +1,11 @@
-//! 32-byte values as 64 hex digits: the text form shared by [`PeerId`](crate::PeerId) and
-//! [`PublicKey`](crate::PublicKey).
+//! 32-byte values as 64 hex digits: the text form shared by [`PeerId`](crate::PeerId),
+//! [`PublicKey`](crate::PublicKey) and the private keys of config files.
 
 use std::fmt;
 
 /// Parses 64 hex digits, with or without a `0x` prefix (AptosNet prints one). The error is
 /// what is wrong with the text, for the caller's typed error.
-pub(crate) fn parse(text: &str) -> Result<[u8; 32], &'static str> {
+pub fn parse(text: &str) -> Result<[u8; 32], &'static str> {
     let digits = text.strip_prefix("0x").unwrap_or(text);
     if digits.len() != 64 {
         return Err("expected 64 hex digits");

@@ -21,6 +21,9 @@
 //! length-prefixed frames, checking every declared length against a maximum before it
 //! allocates.
 //!
+//! [`hex32`] is the one parser of 64 hex digits (an optional `0x` first) into 32 bytes, for
+//! the identities above and for private keys in config files.
+//!
 //! For the config structs of every layer, [`serde_duration_ms`] reads and writes a
 //! `Duration` as whole milliseconds, [`metric_label_enum!`] declares the enums that are
 //! Prometheus label values, and [`metric_label_value!`] makes label values of types declared
@@ -33,7 +36,7 @@ mod address;
 mod byte_string;
 mod error;
 pub mod framing;
-mod hex32;
+pub mod hex32;
 mod log_limiter;
 pub mod memsocket;
 mod metric_label;

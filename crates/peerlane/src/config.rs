@@ -473,16 +473,9 @@ impl Default for HealthCheckConfig {
 /// Parses 64 hex digits (an optional `0x` first) into a private key. The error never contains
 /// the input.
 fn parse_private_key(text: &str) -> Result<PrivateKey, Error> {
-    let digits = text.trim().strip_prefix("0x").unwrap_or(text.trim());
-    if digits.len() != 2 * noise::keys::KEY_LEN {
-        return Err(Error::InvalidPrivateKey {
-            reason: "expected 64 hex digits",
-        });
-    }
-    let mut bytes = [0u8; noise::keys::KEY_LEN];
-    hex::decode_to_slice(digits, &mut bytes)
-        .map_err(|_| Error::InvalidPrivateKey { reason: "not hex" })?;
-    Ok(PrivateKey::from(bytes))
+    netcore::hex32::parse(text.trim())
+        .map(PrivateKey::from)
+        .map_err(|reason| Error::InvalidPrivateKey { reason })
 }
 
 #[cfg(test)]
