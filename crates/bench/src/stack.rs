@@ -58,8 +58,6 @@ struct Payload(BytesMut);
 
 /// One network with the bench application.
 struct Node {
-    /// The network's metrics, for `flood`'s count of the listener's Diffie-Hellman work.
-    registry: Registry,
     network: Network,
     client: NetworkClient<Payload>,
     events: NetworkEvents<Payload>,
@@ -102,7 +100,6 @@ impl Node {
         )?;
         let (client, events) = builder.add_application::<Payload>([DIRECT], [RPC], queue_config)?;
         Ok(Self {
-            registry,
             network: builder.build()?,
             client,
             events,
@@ -124,19 +121,6 @@ impl Node {
             .await
             .context("dialing")
     }
-}
-
-/// X25519 operations the Noise handshakes of the network registered in `registry` ran so far
-/// (`peerlane_noise_dh_operations_total`).
-fn dh_operations(registry: &Registry) -> anyhow::Result<u64> {
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, registry)?;
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix("peerlane_noise_dh_operations_total")?;
-            rest.rsplit(' ').next()?.parse().ok()
-        })
-        .context("no peerlane_noise_dh_operations_total in the registry")
 }
 
 /// Runs `spec` through peerlane.
@@ -357,7 +341,6 @@ async fn connect(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement>
 pub(super) struct ConnectRig {
     dialer: Node,
     dialer_id: PeerId,
-    listener_registry: Registry,
     listener_network: Network,
     notifications: ConnectionNotifications,
     to: PeerNetworkId,
@@ -372,7 +355,6 @@ impl ConnectRig {
         let dialer_id = dialer.network.peer_id();
         let to = listener.id();
         let Node {
-            registry: listener_registry,
             network: listener_network,
             events: listener_events,
             ..
@@ -380,7 +362,6 @@ impl ConnectRig {
         Ok(Self {
             dialer,
             dialer_id,
-            listener_registry,
             listener_network,
             notifications,
             to,
@@ -393,9 +374,10 @@ impl ConnectRig {
         self.listener_network.listen_address()
     }
 
-    /// X25519 operations the listener's Noise handshakes ran so far.
-    pub(super) fn listener_dh_operations(&self) -> anyhow::Result<u64> {
-        dh_operations(&self.listener_registry)
+    /// X25519 operations the listener's Noise handshakes ran so far
+    /// (`peerlane_noise_dh_operations_total`).
+    pub(super) fn listener_dh_operations(&self) -> u64 {
+        self.listener_network.noise_metrics().dh_operations()
     }
 
     /// The listener's PeerId.

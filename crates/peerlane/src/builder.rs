@@ -113,6 +113,7 @@ pub struct Network {
     metrics: Metrics,
     peer_metrics: peer::Metrics,
     connectivity_metrics: connectivity_manager::Metrics,
+    noise_metrics: noise::Metrics,
     manager: PeerManagerHandle,
     banned: BanList,
     banned_ips: IpBans,
@@ -379,7 +380,7 @@ impl NetworkBuilder {
             peer_id,
             identity.private_key().clone(),
             config.handshake_auth_mode(trusted.clone()),
-            noise_metrics,
+            noise_metrics.clone(),
         )
         .with_banned_peers(BannedPeers::new({
             let banned = banned.clone();
@@ -570,6 +571,7 @@ impl NetworkBuilder {
             metrics,
             peer_metrics,
             connectivity_metrics,
+            noise_metrics,
             manager: manager_handle,
             banned,
             banned_ips,
@@ -808,6 +810,12 @@ impl Network {
     /// backoffs, stale disconnects, discovery updates.
     pub fn connectivity_metrics(&self) -> &connectivity_manager::Metrics {
         &self.connectivity_metrics
+    }
+
+    /// The Noise layer's counters (`peerlane_noise_*`): handshakes by side and outcome,
+    /// decryption failures, stream errors, X25519 operations.
+    pub fn noise_metrics(&self) -> &noise::Metrics {
+        &self.noise_metrics
     }
 
     /// Shuts the network down and waits until every task has ended: the listener stops, every

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use netcore::ConnectionOrigin;
-use noise::{PeerRole, PublicKey};
+use noise::{HandshakeOutcome, PeerRole, PublicKey, Side};
 use peer::DisconnectReason;
 use peerlane::{
     ConnectionNotification, DiscoveredPeer, Error, Event, ProtocolKind, QueueConfig, RefusalReason,
 };
 use test_support::{
-    DIRECT, Msg, Net, RPC, config, eventually, next_notification, node, node_with,
+    DIRECT, Msg, Net, Node, RPC, config, eventually, next_notification, node, node_with,
     peer_id_from_seed as peer_id, within,
 };
 use wire::{NetworkId, ProtocolId};
@@ -36,6 +36,15 @@ async fn direct_sends_flow_both_ways(net: Net) {
         .unwrap();
     let (from, _, message) = a.next_message().await;
     assert_eq!((from, message), (b.as_peer(), Msg::Text("b to a".into())));
+
+    // One Noise handshake, counted on each side in the network's Noise metrics.
+    let handshakes = |node: &Node, side| {
+        let metrics = node.network.noise_metrics();
+        metrics.handshakes(side, HandshakeOutcome::Ok)
+    };
+    assert_eq!(handshakes(&a, Side::Initiator), 1);
+    assert_eq!(handshakes(&b, Side::Responder), 1);
+    assert!(a.network.noise_metrics().dh_operations() > 0);
 
     a.network.shutdown().await;
     b.network.shutdown().await;
