@@ -474,7 +474,7 @@ async fn mutual_mode_refuses_an_untrusted_node() {
         .add_application::<Msg>(DIRECT, RPC, QueueConfig::default())
         .unwrap();
     builder.on_chain_updates(on_chain_rx);
-    let a = test_support::Node {
+    let a = Node {
         network: builder.build().unwrap(),
         client,
         events,
