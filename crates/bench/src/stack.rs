@@ -73,6 +73,9 @@ impl Node {
         // The bench pushes millions of netbench messages a second, far above the limits a node
         // applies to a remote it does not trust: measure the stack, not the limiter.
         config.peer.rate_limit.enabled = false;
+        // Without seeds the two ends are strangers to each other: give their outbound lanes a
+        // trusted peer's byte budget, so that the figures measure the data path as before.
+        config.peer.max_untrusted_queued_bytes = config.peer.max_queued_bytes;
         // Every bench connection comes from 127.0.0.1, fast: lift the per-IP admission limits.
         config.admission.max_pending_per_ip = usize::MAX;
         config.admission.max_pending_per_prefix = usize::MAX;

@@ -8,8 +8,9 @@
 //! ([`DiscoveredSet::trusted_peers`], for [`noise::TrustedPeers::replace`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 
-use netcore::{NetworkAddress, PeerId};
+use netcore::{NetworkAddress, PeerId, Protocol};
 use noise::{PeerRole, PublicKey, TrustedPeer};
 use serde::{Deserialize, Serialize};
 
@@ -189,6 +190,22 @@ impl DiscoveredSet {
             .map(|(peer_id, peer)| {
                 let trusted = TrustedPeer::new(peer.role, peer.keys.iter().copied());
                 (*peer_id, trusted)
+            })
+            .collect()
+    }
+
+    /// The IPs of the `/ip4` and `/ip6` addresses of the peers in
+    /// [`trusted_peers`](Self::trusted_peers): a listener recognises a socket from one of them
+    /// as a trusted peer's before the Noise handshake names the peer.
+    pub fn trusted_ips(&self) -> HashSet<IpAddr> {
+        self.merged
+            .iter()
+            .filter(|(peer_id, peer)| !peer.keys.is_empty() && !self.indirect.contains(peer_id))
+            .flat_map(|(_, peer)| &peer.addresses)
+            .filter_map(|address| match address.protocols().first() {
+                Some(Protocol::Ip4(ip)) => Some(IpAddr::V4(*ip)),
+                Some(Protocol::Ip6(ip)) => Some(IpAddr::V6(*ip)),
+                _ => None,
             })
             .collect()
     }
@@ -384,6 +401,34 @@ mod tests {
         let trusted = set.trusted_peers();
         assert!(trusted.contains_key(&a));
         assert!(!trusted.contains_key(&b));
+    }
+
+    /// The IPs a listener trusts at accept: those of the `/ip4` and `/ip6` addresses of peers
+    /// with a key, never of peers known only from peer exchange.
+    #[test]
+    fn trusted_ips_are_those_of_keyed_direct_peers() {
+        let at = |address: &str, keys: &[u8]| {
+            let mut discovered = peer(PeerRole::Upstream, &[], keys);
+            discovered.addresses = vec![address.parse().unwrap()];
+            discovered
+        };
+        let mut set = DiscoveredSet::new();
+        set.update(
+            DiscoverySource::File,
+            HashMap::from([
+                (PeerId::new([1; 32]), at("/ip4/10.0.0.1/tcp/6180", &[1])),
+                (PeerId::new([2; 32]), at("/ip6/::2/tcp/6180", &[2])),
+                (PeerId::new([3; 32]), at("/ip4/10.0.0.3/tcp/6180", &[])),
+                (PeerId::new([5; 32]), at("/dns/seed.example/tcp/6180", &[5])),
+            ]),
+        );
+        set.update(
+            DiscoverySource::PeerExchange,
+            HashMap::from([(PeerId::new([4; 32]), at("/ip4/10.0.0.4/tcp/6180", &[4]))]),
+        );
+        let expected: HashSet<IpAddr> =
+            HashSet::from(["10.0.0.1".parse().unwrap(), "::2".parse().unwrap()]);
+        assert_eq!(set.trusted_ips(), expected);
     }
 
     /// A set of peers written with serde comes back the same.

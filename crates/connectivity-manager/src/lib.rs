@@ -7,7 +7,8 @@
 //! ```text
 //! on-chain set (watch) ─┐
 //! discovery file (TOML) ├─► DiscoveredSet ─► trusted peers ─► noise::TrustedPeers
-//! config seeds ─────────┘        │ (merged, by priority)
+//! config seeds ─────────┘        │           └► their IPs (watch) ─► the facade's listener
+//!                                │ (merged, by priority)
 //!                                ▼
 //! peer exchange (Exchanged) ─► ExchangedPeers (bounded, indirect) ─► DiscoveredSet
 //! PeerEvent ────────────────► Policy ◄── now, rng, backoff per peer, PeerScores
@@ -19,7 +20,9 @@
 //!
 //! 1. Each [`DiscoverySource`] (on-chain set, file, config seeds; highest priority first)
 //!    gives a full view of the peers it knows. [`DiscoveredSet`] merges the views into the
-//!    set of peers we may dial and the trusted-peer map the Noise layer checks. The file
+//!    set of peers we may dial, the trusted-peer map the Noise layer checks, and the IPs of
+//!    the trusted peers' addresses, which a listener admits before any handshake
+//!    ([`ConnectivityManager::trusted_ips`]). The file
 //!    source's reading (and its last-good fallback) is [`FileSource`]; the merge is pure.
 //! 2. [`Policy`] is the decision, without IO: from the discovered set, the connected peers
 //!    and the dial results it computes [`Action`]s, its next deadline and the [`Outcome`] of

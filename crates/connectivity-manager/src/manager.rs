@@ -2,8 +2,9 @@
 //! connection events and timers, hands its actions to the facade and records the metrics of
 //! what the policy did.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -207,6 +208,9 @@ pub struct ConnectivityManager {
     policy: Policy,
     metrics: Metrics,
     trusted_peers: TrustedPeers,
+    /// The IPs of the trusted peers' addresses, published with each change of `trusted_peers`
+    /// (see [`Self::trusted_ips`]).
+    trusted_ips: watch::Sender<HashSet<IpAddr>>,
     connection_events_rx: mpsc::Receiver<PeerEvent>,
     actions_tx: mpsc::Sender<Action>,
     on_chain_rx: Option<watch::Receiver<HashMap<PeerId, DiscoveredPeer>>>,
@@ -245,6 +249,7 @@ impl ConnectivityManager {
             policy,
             metrics,
             trusted_peers,
+            trusted_ips: watch::Sender::new(HashSet::new()),
             connection_events_rx,
             actions_tx,
             on_chain_rx: None,
@@ -262,6 +267,14 @@ impl ConnectivityManager {
             capacity: manager.config.connection_events_capacity,
         };
         Ok((manager, handle, actions_rx))
+    }
+
+    /// The IPs of the `/ip4` and `/ip6` addresses of the peers in the trusted set, kept up to
+    /// date as discovery changes it (seeds, the discovery file, the on-chain set; never peers
+    /// learned through peer exchange). A listener admits sockets from them as a trusted
+    /// peer's before the Noise handshake names the peer.
+    pub fn trusted_ips(&self) -> watch::Receiver<HashSet<IpAddr>> {
+        self.trusted_ips.subscribe()
     }
 
     /// Follows the on-chain validator set: the node sends each new set on the `watch`
@@ -436,6 +449,9 @@ impl ConnectivityManager {
     fn apply_discovery(&mut self, source: DiscoverySource, view: HashMap<PeerId, DiscoveredPeer>) {
         self.metrics.record_discovery_update(source);
         if self.policy.handle_discovery_update(source, view) {
+            // The IPs first: whoever sees a peer in the trusted set sees its IPs too.
+            self.trusted_ips
+                .send_replace(self.policy.discovered().trusted_ips());
             self.trusted_peers.replace(self.policy.trusted_peers());
         }
         record(&self.metrics, &self.policy, Outcome::default());

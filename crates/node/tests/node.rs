@@ -173,6 +173,10 @@ fn help_lists_the_config_file_defaults() {
             defaults.peer.stream_reassembly_timeout.as_millis()
         ),
         format!(
+            "max_untrusted_queued_bytes = {}",
+            defaults.peer.max_untrusted_queued_bytes
+        ),
+        format!(
             "max_pending_per_ip = {}",
             defaults.admission.max_pending_per_ip
         ),
@@ -1005,8 +1009,9 @@ fn admin_api_refuses_connections_over_the_limit() {
 }
 
 /// `POST /peers` to a closed port answers 422 with the cause (whoever passes the admin API's
-/// guard is the operator), logs it and counts it in `peerlane_admin_dial_failures_total`; an
-/// address without `/noise-ik/<key>/handshake/0` is a 400 that says what it must end in.
+/// guard is the operator), logs it and counts it in `peerlane_admin_dial_failures_total`; a
+/// peer id the address's key may not stand for, and an address without
+/// `/noise-ik/<key>/handshake/0`, are 400s that say why.
 #[cfg(unix)]
 #[test]
 fn admin_api_dial_failures_keep_their_cause() {
@@ -1026,6 +1031,15 @@ fn admin_api_dial_failures_keep_their_cause() {
     assert!(body.contains("Connection refused"), "{body}");
     let line = a.expect("admin API: dial of");
     assert!(line.contains("transport failed"), "{line}");
+    // A peer id the address's key does not derive (not a trusted peer either): refused before
+    // any connection attempt, as a request error.
+    let other = "22".repeat(32);
+    let mismatched = format!(
+        r#"{{"peer_id": "{other}", "address": "/ip4/127.0.0.1/tcp/1/noise-ik/{key}/handshake/0"}}"#
+    );
+    let (status, body) = http(port, "POST", "/peers", Some(&mismatched));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("may not use the noise-ik key"), "{body}");
     let bare = format!(r#"{{"peer_id": "{key}", "address": "/ip4/127.0.0.1/tcp/1"}}"#);
     let (status, body) = http(port, "POST", "/peers", Some(&bare));
     assert_eq!(status, 400, "{body}");
@@ -1035,6 +1049,8 @@ fn admin_api_dial_failures_keep_their_cause() {
     );
     let (_, metrics) = http(port, "GET", "/metrics", None);
     let series = r#"peerlane_admin_dial_failures_total{reason="transport"}"#;
+    assert_eq!(counter(&metrics, series), Some(1), "{metrics}");
+    let series = r#"peerlane_connection_setup_failures_total{network="public",origin="outbound",reason="dial_key_mismatch"}"#;
     assert_eq!(counter(&metrics, series), Some(1), "{metrics}");
     a.terminate();
 }

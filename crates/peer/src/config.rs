@@ -37,6 +37,11 @@ pub const DEFAULT_OUTBOUND_LANE_CAPACITY: usize = 1024;
 /// of 1 MiB messages does not hold a GiB.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
 
+/// Payload bytes each outbound lane holds for a peer outside the trusted set
+/// ([`PeerRole::Unknown`]): 8 MiB, the largest message such a peer may send us, so that a
+/// stranger that asks and never reads pins a quarter of what a trusted peer's lanes may hold.
+pub const DEFAULT_MAX_UNTRUSTED_QUEUED_BYTES: usize = 8 * 1024 * 1024;
+
 /// RPCs we may have waiting for a response per connection: AptosNet's 100.
 pub const DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS: usize = 100;
 
@@ -106,6 +111,13 @@ pub struct Config {
     /// payloads queued to about `2 × max_queued_bytes + 2 × max_message_size` per connection.
     pub max_queued_bytes: usize,
 
+    /// `max_queued_bytes` for a peer outside the trusted set ([`PeerRole::Unknown`]); capped
+    /// at `max_queued_bytes`. A stranger that sends RPC requests and stops reading makes us
+    /// queue its answers until its lanes are full; this bounds what it pins. Default 8 MiB.
+    /// Memory: about `2 × max_untrusted_queued_bytes + 2 × max_message_size` per untrusted
+    /// connection.
+    pub max_untrusted_queued_bytes: usize,
+
     /// RPCs waiting for a response at once per connection; one more fails at once with
     /// [`Error::TooManyPendingRpcs`]. Default 100. Memory: one small table entry each.
     pub max_concurrent_outbound_rpcs: usize,
@@ -173,6 +185,12 @@ impl Config {
                 source: None,
             });
         }
+        if self.max_untrusted_queued_bytes == 0 {
+            return Err(Error::InvalidConfig {
+                reason: "max_untrusted_queued_bytes must be at least 1",
+                source: None,
+            });
+        }
         self.rate_limit.validate()
     }
 
@@ -198,6 +216,16 @@ impl Config {
         }
     }
 
+    /// The payload bytes each outbound lane to a peer of `role` holds:
+    /// `max_untrusted_queued_bytes` (capped at `max_queued_bytes`) for [`PeerRole::Unknown`],
+    /// `max_queued_bytes` for every role of the trusted set.
+    pub fn max_queued_bytes_for(&self, role: PeerRole) -> usize {
+        match role {
+            PeerRole::Unknown => self.max_untrusted_queued_bytes.min(self.max_queued_bytes),
+            _ => self.max_queued_bytes,
+        }
+    }
+
     /// The stream limits inbound streams from a peer of `role` are held to: the frame size,
     /// and [`max_inbound_message_size`](Self::max_inbound_message_size).
     pub fn inbound_stream_limits(&self, role: PeerRole) -> Result<StreamLimits, Error> {
@@ -219,6 +247,7 @@ impl Default for Config {
             stream_reassembly_timeout: Duration::from_secs(DEFAULT_STREAM_REASSEMBLY_TIMEOUT_SECS),
             outbound_lane_capacity: DEFAULT_OUTBOUND_LANE_CAPACITY,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_untrusted_queued_bytes: DEFAULT_MAX_UNTRUSTED_QUEUED_BYTES,
             max_concurrent_outbound_rpcs: DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS,
             max_concurrent_inbound_rpcs: DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
             inbound_rpc_timeout: Duration::from_secs(DEFAULT_INBOUND_RPC_TIMEOUT_SECS),
@@ -241,6 +270,7 @@ mod tests {
         assert_eq!(config.max_message_size, 64 * 1024 * 1024);
         assert_eq!(config.outbound_lane_capacity, 1024);
         assert_eq!(config.max_queued_bytes, 32 * 1024 * 1024);
+        assert_eq!(config.max_untrusted_queued_bytes, 8 * 1024 * 1024);
         assert_eq!(config.max_concurrent_outbound_rpcs, 100);
         assert_eq!(config.max_concurrent_inbound_rpcs, 100);
         assert_eq!(config.inbound_rpc_timeout, Duration::from_secs(10));
@@ -280,6 +310,11 @@ mod tests {
             ..Config::default()
         };
         assert!(no_bytes.validate().is_err());
+        let no_untrusted_bytes = Config {
+            max_untrusted_queued_bytes: 0,
+            ..Config::default()
+        };
+        assert!(no_untrusted_bytes.validate().is_err());
         let tiny_untrusted = Config {
             max_untrusted_message_size: DEFAULT_MAX_FRAME_SIZE_BYTES - 1,
             ..Config::default()
@@ -313,6 +348,19 @@ mod tests {
         };
         small.validate().unwrap();
         assert_eq!(small.max_inbound_message_size(PeerRole::Unknown), 4096);
+        // The same for the outbound lanes' byte budget.
+        assert_eq!(
+            config.max_queued_bytes_for(PeerRole::Unknown),
+            8 * 1024 * 1024
+        );
+        for role in [PeerRole::Validator, PeerRole::Downstream, PeerRole::Known] {
+            assert_eq!(config.max_queued_bytes_for(role), 32 * 1024 * 1024);
+        }
+        let tight = Config {
+            max_queued_bytes: 100,
+            ..Config::default()
+        };
+        assert_eq!(tight.max_queued_bytes_for(PeerRole::Unknown), 100);
     }
 
     /// The serde form names the timeouts in milliseconds, fills missing fields with the

@@ -8,7 +8,8 @@
 //! ```text
 //! outbound:
 //!   PeerHandle::send_direct / rpc ──► OutboundQueue (high | low, bounded by messages and
-//!     bytes, never waits; send_direct_wait waits for the writer to signal room)
+//!     bytes, fewer bytes for a peer outside the trusted set; never waits; send_direct_wait
+//!     waits for the writer to signal room)
 //!     ──► writer task: high lane first; large messages cut into stream fragments with small
 //!         messages between them; feed while ready, flush when empty ──► socket
 //!   (rpc also records the request in OutboundRpcs: id, deadline, cap)
@@ -99,8 +100,9 @@ pub use config::{
     Config, DEFAULT_INBOUND_RPC_TIMEOUT_SECS, DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
     DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS, DEFAULT_MAX_FRAME_SIZE_BYTES,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_STREAM_BYTES_IN_FLIGHT,
-    DEFAULT_MAX_UNTRUSTED_MESSAGE_SIZE_BYTES, DEFAULT_OUTBOUND_LANE_CAPACITY,
-    DEFAULT_STREAM_REASSEMBLY_TIMEOUT_SECS, DEFAULT_WRITER_CLOSE_TIMEOUT_SECS,
+    DEFAULT_MAX_UNTRUSTED_MESSAGE_SIZE_BYTES, DEFAULT_MAX_UNTRUSTED_QUEUED_BYTES,
+    DEFAULT_OUTBOUND_LANE_CAPACITY, DEFAULT_STREAM_REASSEMBLY_TIMEOUT_SECS,
+    DEFAULT_WRITER_CLOSE_TIMEOUT_SECS,
 };
 pub use connection::{Connection, ConnectionId, ConnectionMetadata};
 pub use disconnect::DisconnectReason;

@@ -43,7 +43,7 @@ impl Shared {
         Self {
             lanes: Lanes::new(
                 config.outbound_lane_capacity,
-                config.max_queued_bytes,
+                config.max_queued_bytes_for(metadata.role),
                 limits,
                 metrics.clone(),
                 span.clone(),

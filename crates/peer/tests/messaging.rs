@@ -13,11 +13,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use netcore::MemorySocket;
+use noise::PeerRole;
 use peer::metrics::{
     Direction, DropReason, InboundDropReason, InboundRpcOutcome, MessageKind, RemoteErrorCode,
     RpcFailure, UnmatchedResponse,
 };
-use peer::{Config, Error, Priority};
+use peer::{Config, Error, InboundEvent, Priority};
 use wire::{
     ErrorCode, MultiplexMessage, NetworkMessage, NotSupportedType, RequestId, RpcResponse,
     StreamFragment, StreamMessage,
@@ -342,9 +343,11 @@ async fn small_message_overtakes_a_large_one_between_fragments() {
 /// fragments and a 1 KiB message queued after it arrives first.
 #[tokio::test]
 async fn nine_mib_message_is_streamed_at_real_frame_size() {
-    // The test peers are strangers to each other, whose default maximum is 8 MiB.
+    // The test peers are strangers to each other, whose default maximum is 8 MiB, and whose
+    // lanes hold 8 MiB (both messages are queued before the writer runs).
     let config = Config {
         max_untrusted_message_size: peer::DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        max_untrusted_queued_bytes: peer::DEFAULT_MAX_QUEUED_BYTES,
         ..Config::default()
     };
     let mut pair = Pair::new(config.clone(), config);
@@ -636,6 +639,64 @@ async fn byte_budget_refuses_and_waiting_send_gets_room() {
             .outbound_dropped(Priority::Low, DropReason::Full),
         1
     );
+}
+
+/// A remote that sends `requests` RPC requests and never reads what comes back: the peer
+/// answers each with 1 MiB (as a state-sync server answers with blocks) until its high lane
+/// refuses. Returns the peer and how many answers it queued.
+async fn answers_pinned_by_a_remote_that_never_reads(role: PeerRole, requests: u32) -> (Raw, u32) {
+    const MIB: usize = 1024 * 1024;
+    let mut raw = Raw::with(
+        Config::default(),
+        Setup {
+            role,
+            ..Setup::default()
+        },
+    );
+    for id in 0..requests {
+        raw.remote.send(request(STORAGE_RPC, id, vec![7])).await;
+    }
+    let mut answered = 0;
+    for _ in 0..requests {
+        let InboundEvent::RpcRequest { responder, .. } = raw.node.next_event().await else {
+            panic!("expected a request");
+        };
+        match responder.respond(pattern(MIB)) {
+            Ok(()) => answered += 1,
+            Err(Error::QueueFull {
+                lane: Priority::High,
+            }) => {}
+            Err(err) => panic!("unexpected answer error {err:?}"),
+        }
+    }
+    (raw, answered)
+}
+
+/// A stranger that asks and never reads pins at most `max_untrusted_queued_bytes` (8 MiB) of
+/// our answers in its high lane, plus the one the blocked writer holds; the answers over it
+/// are refused and counted. A trusted peer's lane holds `max_queued_bytes` (32 MiB).
+#[tokio::test]
+async fn a_stranger_that_never_reads_pins_at_most_its_lane_budget() {
+    const REQUESTS: u32 = 40;
+    let (stranger, answered) =
+        answers_pinned_by_a_remote_that_never_reads(PeerRole::Unknown, REQUESTS).await;
+    println!("answers of 1 MiB pinned by a stranger that never reads: {answered}");
+    let metrics = &stranger.node.metrics;
+    // 8 answers of 1 MiB fill the lane; the writer holds at most one more.
+    assert!((8..=9).contains(&answered), "{answered} answers queued");
+    assert_eq!(
+        metrics.outbound_dropped(Priority::High, DropReason::Full),
+        u64::from(REQUESTS - answered)
+    );
+    assert_eq!(
+        metrics.inbound_rpcs(InboundRpcOutcome::Unanswered),
+        u64::from(REQUESTS - answered)
+    );
+
+    let (_trusted, answered) =
+        answers_pinned_by_a_remote_that_never_reads(PeerRole::Upstream, REQUESTS).await;
+    println!("answers of 1 MiB pinned by a trusted peer that never reads: {answered}");
+    assert!((32..=33).contains(&answered), "{answered} answers queued");
 }
 
 /// A send waiting for room fails with `Disconnected` when the peer closes, and one whose

@@ -5,9 +5,10 @@
 //!   progress, and a per-IP accept rate (token bucket).
 //! - [`Source`]: where a socket comes from, and whether that address is trusted. A set-up
 //!   does not know its PeerId before the first Noise message, so trust is recognised by IP:
-//!   an address is trusted when it is the IP of one of the seeds' `/ip4` or `/ip6` addresses.
-//!   Trusted sources skip the per-IP caps and the rate, and their set-ups are never evicted.
-//!   (Seeds known only by DNS name, and peers added to the trusted set later, are not
+//!   an address is trusted when it is the IP of an `/ip4` or `/ip6` address of a peer in the
+//!   trusted set (the connectivity manager's `trusted_ips`: seeds, discovery file, on-chain
+//!   set, updated as they change). Trusted sources skip the per-IP caps and the rate, and
+//!   their set-ups are never evicted. (Trusted peers known only by DNS name are not
 //!   recognised here; they still get in through the caps, which a single flooding source
 //!   cannot fill.)
 //! - [`Prefix`]: the /24 or /64 an address is grouped by, also for the peer manager's caps on

@@ -460,7 +460,7 @@ impl NetworkBuilder {
             ListenerLimits {
                 max_pending: config.max_pending_inbound_upgrades.get(),
                 admission: config.admission,
-                trusted_ips: config.trusted_ips(),
+                trusted_ips: connectivity.trusted_ips(),
                 bans: banned_ips.clone(),
             },
             metrics.clone(),

@@ -16,9 +16,8 @@
 //!
 //! and every field left out takes its default.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -257,16 +256,6 @@ impl NetworkConfig {
         self.seeds
             .iter()
             .map(|(peer_id, seed)| (*peer_id, TrustedPeer::new(seed.role, seed.all_keys())))
-            .collect()
-    }
-
-    /// The IPs of the seeds' `/ip4` and `/ip6` addresses: sockets from them are recognised as
-    /// a trusted peer's before the Noise handshake names the peer (see [`AdmissionConfig`]).
-    pub fn trusted_ips(&self) -> HashSet<IpAddr> {
-        self.seeds
-            .values()
-            .flat_map(|seed| &seed.addresses)
-            .filter_map(crate::admission::ip_of)
             .collect()
     }
 

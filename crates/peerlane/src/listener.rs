@@ -19,7 +19,7 @@
 //! evicting the globally oldest set-up lets one source that opens sockets faster than a round
 //! trip push out every legitimate set-up; with the per-source caps and the eviction confined
 //! to the heaviest prefix, a flood only pushes out its own sockets, and a trusted peer's IP
-//! (a seed's address) is never evicted. Evictions are counted as `evicted`, refusals as
+//! (an address of a peer in the trusted set) is never evicted. Evictions are counted as `evicted`, refusals as
 //! `rate_limited`, `ip_pending_cap`, `prefix_pending_cap` and `pending_cap` (the test
 //! `a_trusted_peer_connects_while_one_ip_floods_silent_sockets` shows it). Memory stays
 //! bounded by the caps.
@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use netcore::{ConnectionOrigin, LogLimiter};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -77,8 +77,9 @@ pub(crate) struct ListenerLimits {
     pub(crate) max_pending: usize,
     /// Per-IP and per-prefix limits.
     pub(crate) admission: AdmissionConfig,
-    /// The IPs of the trusted peers' known addresses.
-    pub(crate) trusted_ips: HashSet<IpAddr>,
+    /// The IPs of the trusted peers' known addresses, as the connectivity manager updates
+    /// them.
+    pub(crate) trusted_ips: watch::Receiver<HashSet<IpAddr>>,
     /// Banned IPs and prefixes, checked first.
     pub(crate) bans: IpBans,
 }
@@ -166,7 +167,7 @@ impl Listener {
                     continue;
                 }
             };
-            let source = Source::of(&remote_addr, &self.limits.trusted_ips);
+            let source = Source::of(&remote_addr, &self.limits.trusted_ips.borrow());
             if source.ip.is_some_and(|ip| self.limits.bans.contains(ip)) {
                 self.metrics.record_refused(RefusalReason::BannedIp);
                 if let Some(suppressed) = self.ban_log.allow(Instant::now().into_std()) {
@@ -331,7 +332,7 @@ mod tests {
             ListenerLimits {
                 max_pending: 1,
                 admission: AdmissionConfig::default(),
-                trusted_ips: HashSet::new(),
+                trusted_ips: watch::channel(HashSet::new()).1,
                 bans: IpBans::default(),
             },
             metrics.clone(),

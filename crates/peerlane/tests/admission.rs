@@ -11,7 +11,7 @@ use peerlane::{DiscoveredPeer, SetupFailure};
 use test_support::{
     DIRECT, Net, RPC, config, key_from_seed as key, node, node_with, peer_id_from_seed as peer_id,
 };
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use wire::NetworkId;
 
 /// The IP and port a node listens on.
@@ -99,6 +99,86 @@ async fn a_trusted_peer_connects_while_one_ip_floods_silent_sockets() {
     assert!(counted > 0);
     server.network.shutdown().await;
     trusted.network.shutdown().await;
+}
+
+/// Opens `count` silent sockets to `target` from `source_ip`, and keeps them open.
+async fn silent_sockets(source_ip: &str, target: SocketAddr, count: usize) -> Vec<TcpStream> {
+    let source: SocketAddr = format!("{source_ip}:0").parse().unwrap();
+    let mut open = Vec::new();
+    for _ in 0..count {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(source).unwrap();
+        open.push(socket.connect(target).await.unwrap());
+    }
+    open
+}
+
+/// Four IPs of 127.0.0.0/24 take every set-up slot of that /24 with silent sockets (4 each,
+/// `max_pending_per_prefix` = 16), so a stranger dialing from 127.0.0.1 is refused at accept.
+/// Once the on-chain set names that peer, at an address on 127.0.0.1, the listener
+/// recognises its IP as a trusted peer's and its next dial gets in: trust at accept follows
+/// the trusted set as discovery changes it, not only the seeds the node started with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_trusted_after_start_gets_in_while_its_prefix_is_full() {
+    use std::collections::HashMap;
+    use test_support::eventually;
+
+    let (on_chain_tx, on_chain_rx) = tokio::sync::watch::channel(HashMap::new());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut builder = peerlane::NetworkBuilder::new(
+        config(1, NetworkId::Public, Net::Tcp),
+        test_support::transport(Net::Tcp),
+        &mut registry,
+    )
+    .unwrap();
+    builder.on_chain_updates(on_chain_rx);
+    let server = builder.build().unwrap();
+    let target = socket_addr(server.listen_address());
+    let mut held = Vec::new();
+    for ip in ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"] {
+        held.push(silent_sockets(ip, target, 8).await);
+    }
+    let metrics = server.metrics();
+    eventually("the /24's set-up slots are taken", || {
+        metrics.setup_failures(ConnectionOrigin::Inbound, SetupFailure::IpPendingCap) == 16
+    })
+    .await;
+
+    let peer = node(2, Net::Tcp);
+    let refused = peer
+        .network
+        .dial(peer_id(1), server.listen_address().clone())
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        metrics.setup_failures(ConnectionOrigin::Inbound, SetupFailure::PrefixPendingCap),
+        1
+    );
+
+    // Nothing listens at port 9: the server's own dials to the listed address fail.
+    let listed_address: NetworkAddress = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+    let listed_address = listed_address
+        .with_noise_and_handshake(PublicKey::from(&key(2)), 0)
+        .unwrap();
+    on_chain_tx.send_replace(HashMap::from([(
+        peer_id(2),
+        DiscoveredPeer::new(PeerRole::Upstream, [listed_address], []),
+    )]));
+    eventually("the listed peer is trusted", || {
+        server.trusted_peers().snapshot().contains_key(&peer_id(2))
+    })
+    .await;
+    peer.network
+        .dial(peer_id(1), server.listen_address().clone())
+        .await
+        .unwrap();
+    eventually("the server registers it", || {
+        server.is_connected(peer_id(2))
+    })
+    .await;
+    drop(held);
+    server.shutdown().await;
+    peer.network.shutdown().await;
 }
 
 /// A node without a health checker, so that its peers stay silent unless the test speaks.
