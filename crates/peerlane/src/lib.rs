@@ -162,6 +162,7 @@ mod peer_exchange;
 mod peer_manager;
 mod peers;
 mod queue;
+mod record_events;
 mod scores;
 mod transport;
 
@@ -203,6 +204,7 @@ pub use queue::{
     DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_KEY, DEFAULT_MAX_WAIT_MS,
     Overflow, QueueConfig, QueueStyle,
 };
+pub use record_events::{BanCause, RECORD_EVENTS_CAPACITY, RecordEvent};
 pub use transport::{CustomSocket, CustomTransport, HANDSHAKE_VERSION, TransportKind};
 
 /// The keyed queue behind [`NetworkEvents`], public only for the criterion benches
