@@ -377,6 +377,46 @@ pub(crate) async fn touch(writer: StoreWriter, shutdown: tokio_util::sync::Cance
     }
 }
 
+/// Keeps the peer store of `network` up to date from its connection notifications, its own
+/// bans and failed dials, and the periodic touch, until `shutdown`: what `peerlane node` does
+/// in its main loop, for the networks of `peerlane demo`.
+pub(crate) fn follow(
+    network: &peerlane::Network,
+    writer: &StoreWriter,
+    shutdown: &tokio_util::sync::CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    tasks.spawn(touch(writer.clone(), shutdown.clone()));
+    tasks.spawn(record_network_events(
+        network.record_events(),
+        writer.clone(),
+        shutdown.clone(),
+    ));
+    let mut notifications = network.peers_and_metadata().subscribe();
+    let (writer, shutdown) = (writer.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        loop {
+            let notification = tokio::select! {
+                () = shutdown.cancelled() => return,
+                notification = notifications.recv() => notification,
+            };
+            match notification {
+                Some(peerlane::ConnectionNotification::NewPeer(metadata, _)) => {
+                    writer.connected(
+                        metadata.remote_peer_id,
+                        metadata.origin,
+                        &metadata.remote_addr,
+                    );
+                }
+                Some(peerlane::ConnectionNotification::LostPeer(metadata, ..)) => {
+                    writer.disconnected(metadata.remote_peer_id);
+                }
+                None => return,
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
