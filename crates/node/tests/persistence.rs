@@ -275,7 +275,8 @@ fn post(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
 /// A (with a data dir) seeded with B connects to it and is killed; B stops too. A restarts
 /// without seeds while B is down: its connectivity manager knows B from the store
 /// (`discovered_peers{provenance="stored"}`), fails to dial it and backs off. B comes back on
-/// the same address and key, and A reconnects to it on a retry.
+/// the same address and key, and A reconnects to it on a retry. Prints how long that took
+/// from B's start (docs/performance.md).
 #[cfg(unix)]
 #[test]
 fn a_stored_peer_down_at_restart_is_reconnected_when_it_comes_back() {
@@ -333,9 +334,14 @@ fn a_stored_peer_down_at_restart_is_reconnected_when_it_comes_back() {
     });
     assert!(!lists(port, &b_id));
 
+    let back = Instant::now();
     let b = Node::start(&["--listen", &b_listen, "--key-file", b_key.to_str().unwrap()]);
     assert_eq!(b.peer_id(), b_id);
     poll("A back with B", || lists(port, &b_id).then_some(()));
+    eprintln!(
+        "stored peer back to reconnected: {} ms",
+        back.elapsed().as_millis()
+    );
     drop(a);
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
