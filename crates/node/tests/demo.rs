@@ -79,7 +79,7 @@ fn a_demo_with_a_data_dir_keeps_its_peer_stores() {
             "{store}: {stderr}"
         );
     }
-    let full_node = store::Store::open(&dir.join("full-node")).unwrap();
+    let full_node = store::Store::open(dir.join("full-node")).unwrap();
     let peers = store::PeerStore::open(full_node, store::PeerStoreConfig::default()).unwrap();
     let seeds: Vec<_> = peers
         .table()

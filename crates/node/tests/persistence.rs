@@ -139,7 +139,6 @@ fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
             return value;
         }
         assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

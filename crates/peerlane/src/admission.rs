@@ -345,7 +345,10 @@ impl<'de> Deserialize<'de> for IpPrefix {
 /// accepted socket: ban lists are short, and the scan is far cheaper than the set-up it
 /// saves.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct IpBans(Arc<RwLock<Vec<(IpPrefix, Option<Instant>)>>>);
+pub(crate) struct IpBans(Arc<RwLock<Vec<IpBan>>>);
+
+/// A banned prefix and when its ban ends (`None`: until lifted).
+type IpBan = (IpPrefix, Option<Instant>);
 
 impl IpBans {
     pub(crate) fn new(prefixes: impl IntoIterator<Item = IpPrefix>) -> Self {
@@ -393,7 +396,7 @@ impl IpBans {
     }
 
     /// The prefixes banned now with their expiry (`None`: until lifted), sorted.
-    pub(crate) fn entries(&self) -> Vec<(IpPrefix, Option<Instant>)> {
+    pub(crate) fn entries(&self) -> Vec<IpBan> {
         let now = Instant::now();
         self.0
             .read()
