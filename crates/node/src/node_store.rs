@@ -469,6 +469,12 @@ mod tests {
             .commit(Change::BanIp(ip_ban_key(timed), Some(until)))
             .await
             .unwrap();
+        let ended: IpPrefix = "10.4.0.0/16".parse().unwrap();
+        let past = UnixMillis(UnixMillis::now().0 - 1000);
+        writer
+            .commit(Change::BanIp(ip_ban_key(ended), Some(past)))
+            .await
+            .unwrap();
         let flooder = PeerId::new([4; 32]);
         let expired = network_change(
             &writer,
@@ -511,7 +517,7 @@ mod tests {
         let rate_limited = bans[&PeerId::new([5; 32])];
         assert_eq!(rate_limited.reason, store::BanReason::RateLimited);
         assert!(rate_limited.until.is_some());
-        assert_eq!(opened.ip_bans.len(), 2);
+        assert_eq!(opened.ip_bans.len(), 2, "the ended IP ban is gone");
         assert!(
             opened
                 .ip_bans

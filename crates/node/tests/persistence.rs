@@ -225,6 +225,13 @@ fn a_ban_the_network_set_itself_survives_a_sigkill() {
         r#"{"ip": "10.7.0.0/16", "duration_secs": 3600}"#,
     );
     assert_eq!(status, 200, "{body}");
+    assert!(body["until"].is_string(), "{body}");
+    let (status, body) = post(
+        port,
+        "/bans/ips",
+        r#"{"ip": "10.8.0.0/16", "duration_secs": 0}"#,
+    );
+    assert_eq!(status, 400, "{body}");
     drop(victim);
 
     let victim = start_victim();
