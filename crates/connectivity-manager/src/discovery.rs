@@ -36,6 +36,13 @@ pub enum DiscoverySource {
     /// The seed peers of the config ([`Config::seeds`](crate::Config::seeds)), in the same
     /// per-peer format as the file. A static fallback.
     Config,
+    /// Peers a persistent store kept from earlier runs
+    /// ([`ConnectivityManager::stored_peers`](crate::ConnectivityManager::stored_peers)), in
+    /// the store's order (long-lived outbound connections first, then by score). Below the
+    /// seeds, above peer exchange, and like it never trusted: the store is a memory of whom we
+    /// reached, not the operator's or the chain's word. Never a source of keys or addresses
+    /// for a peer a higher source lists.
+    Stored,
     /// Peers other nodes told us about (peerlane's peer exchange, protocol 66), validated by
     /// the facade. Lowest priority, and *indirect*: never trusted (they stay out of
     /// [`DiscoveredSet::trusted_peers`]), never a source of keys or addresses for a peer
@@ -45,16 +52,30 @@ pub enum DiscoverySource {
 
 impl DiscoverySource {
     /// Every source, highest priority first.
-    pub const ALL: [Self; 4] = [Self::OnChain, Self::File, Self::Config, Self::PeerExchange];
+    pub const ALL: [Self; 5] = [
+        Self::OnChain,
+        Self::File,
+        Self::Config,
+        Self::Stored,
+        Self::PeerExchange,
+    ];
 
-    /// `"on_chain"`, `"file"` or `"config"`: for logs and the `source` metric label.
+    /// `"on_chain"`, `"file"`, `"config"`, `"stored"` or `"peer_exchange"`: for logs and the
+    /// `source` metric label.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::OnChain => "on_chain",
             Self::File => "file",
             Self::Config => "config",
+            Self::Stored => "stored",
             Self::PeerExchange => "peer_exchange",
         }
+    }
+
+    /// Whether the source's peers earn trust (the chain, the operator's file and config);
+    /// the stored and exchanged peers do not.
+    pub const fn is_trusted(self) -> bool {
+        matches!(self, Self::OnChain | Self::File | Self::Config)
     }
 }
 
@@ -122,12 +143,18 @@ impl DiscoveredPeer {
 ///
 /// A peer with no key at all cannot authenticate, so it is left out of
 /// [`trusted_peers`](Self::trusted_peers); the policy does not dial it either.
+///
+/// The untrusted sources ([`DiscoverySource::Stored`], [`DiscoverySource::PeerExchange`])
+/// add nothing to a peer a trusted source lists; a peer only they list is taken whole from
+/// the highest of them, and stays out of [`trusted_peers`](Self::trusted_peers).
 #[derive(Clone, Debug, Default)]
 pub struct DiscoveredSet {
     views: BTreeMap<DiscoverySource, HashMap<PeerId, DiscoveredPeer>>,
     merged: BTreeMap<PeerId, DiscoveredPeer>,
     /// The merged peers only [`DiscoverySource::PeerExchange`] lists.
     indirect: BTreeSet<PeerId>,
+    /// The merged peers [`DiscoverySource::Stored`] lists and no trusted source does.
+    stored: BTreeSet<PeerId>,
 }
 
 impl DiscoveredSet {
@@ -148,10 +175,11 @@ impl DiscoveredSet {
         } else {
             self.views.insert(source, view);
         }
-        let (merged, indirect) = self.merge();
+        let (merged, indirect, stored) = self.merge();
         let changed = merged != self.merged;
         self.merged = merged;
         self.indirect = indirect;
+        self.stored = stored;
         changed
     }
 
@@ -180,13 +208,21 @@ impl DiscoveredSet {
         self.indirect.len()
     }
 
+    /// Whether `peer_id` is known from the store and from no trusted source.
+    pub fn is_stored(&self, peer_id: &PeerId) -> bool {
+        self.stored.contains(peer_id)
+    }
+
+    /// How many merged peers are known from the store and from no trusted source.
+    pub fn stored_count(&self) -> usize {
+        self.stored.len()
+    }
+
     /// The merged peers that have at least one key, as Noise's trusted-peer map: feed it to
-    /// [`noise::TrustedPeers::replace`]. Peers known only from peer exchange are left out:
-    /// what a stranger tells us earns no trust.
+    /// [`noise::TrustedPeers::replace`]. Peers known only from peer exchange or the store are
+    /// left out: what a stranger tells us, or what we remember, earns no trust.
     pub fn trusted_peers(&self) -> HashMap<PeerId, TrustedPeer> {
-        self.merged
-            .iter()
-            .filter(|(peer_id, peer)| !peer.keys.is_empty() && !self.indirect.contains(peer_id))
+        self.trusted()
             .map(|(peer_id, peer)| {
                 let trusted = TrustedPeer::new(peer.role, peer.keys.iter().copied());
                 (*peer_id, trusted)
@@ -198,9 +234,7 @@ impl DiscoveredSet {
     /// [`trusted_peers`](Self::trusted_peers): a listener recognises a socket from one of them
     /// as a trusted peer's before the Noise handshake names the peer.
     pub fn trusted_ips(&self) -> HashSet<IpAddr> {
-        self.merged
-            .iter()
-            .filter(|(peer_id, peer)| !peer.keys.is_empty() && !self.indirect.contains(peer_id))
+        self.trusted()
             .flat_map(|(_, peer)| &peer.addresses)
             .filter_map(|address| match address.protocols().first() {
                 Some(Protocol::Ip4(ip)) => Some(IpAddr::V4(*ip)),
@@ -210,19 +244,39 @@ impl DiscoveredSet {
             .collect()
     }
 
-    fn merge(&self) -> (BTreeMap<PeerId, DiscoveredPeer>, BTreeSet<PeerId>) {
+    /// The merged peers that earn trust: with a key, and listed by a source other than peer
+    /// exchange or the store.
+    fn trusted(&self) -> impl Iterator<Item = (&PeerId, &DiscoveredPeer)> {
+        self.merged.iter().filter(|(peer_id, peer)| {
+            !peer.keys.is_empty()
+                && !self.indirect.contains(peer_id)
+                && !self.stored.contains(peer_id)
+        })
+    }
+
+    fn merge(
+        &self,
+    ) -> (
+        BTreeMap<PeerId, DiscoveredPeer>,
+        BTreeSet<PeerId>,
+        BTreeSet<PeerId>,
+    ) {
         let mut merged: BTreeMap<PeerId, DiscoveredPeer> = BTreeMap::new();
         let mut indirect = BTreeSet::new();
+        let mut stored = BTreeSet::new();
         // `views` iterates highest priority first, so the first source to list a peer sets
         // its role, and the first to list addresses sets them.
         for (source, view) in &self.views {
             for (peer_id, peer) in view {
-                if *source == DiscoverySource::PeerExchange {
-                    // Adds nothing to a peer a direct source lists.
+                if !source.is_trusted() {
+                    // Adds nothing to a peer a higher source lists.
                     if merged.contains_key(peer_id) {
                         continue;
                     }
-                    indirect.insert(*peer_id);
+                    match source {
+                        DiscoverySource::Stored => stored.insert(*peer_id),
+                        _ => indirect.insert(*peer_id),
+                    };
                 }
                 let entry = merged.entry(*peer_id).or_insert_with(|| DiscoveredPeer {
                     addresses: Vec::new(),
@@ -235,7 +289,7 @@ impl DiscoveredSet {
                 entry.keys.extend(peer.all_keys());
             }
         }
-        (merged, indirect)
+        (merged, indirect, stored)
     }
 }
 
@@ -404,7 +458,7 @@ mod tests {
     }
 
     /// The IPs a listener trusts at accept: those of the `/ip4` and `/ip6` addresses of peers
-    /// with a key, never of peers known only from peer exchange.
+    /// with a key, never of peers known only from peer exchange or the store.
     #[test]
     fn trusted_ips_are_those_of_keyed_direct_peers() {
         let at = |address: &str, keys: &[u8]| {
@@ -429,6 +483,44 @@ mod tests {
         let expected: HashSet<IpAddr> =
             HashSet::from(["10.0.0.1".parse().unwrap(), "::2".parse().unwrap()]);
         assert_eq!(set.trusted_ips(), expected);
+    }
+
+    /// Stored peers are merged (dialable) but never trusted, add nothing to a peer a trusted
+    /// source lists, and take precedence over peer exchange.
+    #[test]
+    fn stored_peers_are_untrusted_and_below_the_seeds() {
+        let (a, b, c) = (
+            PeerId::new([1; 32]),
+            PeerId::new([2; 32]),
+            PeerId::new([3; 32]),
+        );
+        let mut set = DiscoveredSet::new();
+        set.update(
+            DiscoverySource::Config,
+            HashMap::from([(a, peer(PeerRole::Upstream, &[1], &[1]))]),
+        );
+        set.update(
+            DiscoverySource::PeerExchange,
+            HashMap::from([(b, peer(PeerRole::Known, &[8], &[8]))]),
+        );
+        set.update(
+            DiscoverySource::Stored,
+            HashMap::from([
+                (a, peer(PeerRole::Known, &[9], &[9])),
+                (b, peer(PeerRole::Known, &[2], &[2])),
+                (c, peer(PeerRole::Known, &[3], &[3])),
+            ]),
+        );
+        assert_eq!(set.get(&a).unwrap().addresses, vec![addr(1)]);
+        assert_eq!(set.get(&a).unwrap().keys, HashSet::from([key(1)]));
+        assert_eq!(set.get(&b).unwrap().addresses, vec![addr(2)]);
+        assert!(!set.is_stored(&a));
+        assert!(set.is_stored(&b) && set.is_stored(&c));
+        assert!(!set.is_indirect(&b));
+        assert_eq!((set.stored_count(), set.indirect_count()), (2, 0));
+        let trusted = set.trusted_peers();
+        assert!(trusted.contains_key(&a));
+        assert!(!trusted.contains_key(&b) && !trusted.contains_key(&c));
     }
 
     /// A set of peers written with serde comes back the same.

@@ -7,8 +7,8 @@
 //! ```text
 //! on-chain set (watch) ─┐
 //! discovery file (TOML) ├─► DiscoveredSet ─► trusted peers ─► noise::TrustedPeers
-//! config seeds ─────────┘        │           └► their IPs (watch) ─► the facade's listener
-//!                                │ (merged, by priority)
+//! config seeds ─────────┤        │           └► their IPs (watch) ─► the facade's listener
+//! stored peers ─────────┘        │ (merged, by priority)
 //!                                ▼
 //! peer exchange (Exchanged) ─► ExchangedPeers (bounded, indirect) ─► DiscoveredSet
 //! PeerEvent ────────────────► Policy ◄── now, rng, backoff per peer, PeerScores
@@ -41,6 +41,10 @@
 //!    the lowest-priority source, [`DiscoverySource::PeerExchange`], kept in the bounded
 //!    [`ExchangedPeers`], never trusted, and [`Provenance::Verified`] once we connected to
 //!    them ourselves.
+//!    A node with a persistent store gives the peers it kept from earlier runs as
+//!    [`DiscoverySource::Stored`] ([`ConnectivityManager::stored_peers`]): below the seeds,
+//!    above peer exchange, never trusted, dialed in the store's order and retried with
+//!    backoff like any discovered peer.
 //! 5. On the public network the policy keeps the connected peers within a target range
 //!    ([`Config::target_peers`]) with a minimum of outbound ones, closes the lowest-scoring
 //!    inbound peer that is not whitelisted above the high mark, and draws dial candidates

@@ -162,6 +162,8 @@ pub enum ExitReason {
 /// # Sources
 ///
 /// - the [`DiscoverySource::Config`] seeds, applied once in [`new`](Self::new);
+/// - the [`DiscoverySource::Stored`] peers of a persistent store, applied once in
+///   [`stored_peers`](Self::stored_peers);
 /// - the [`DiscoverySource::OnChain`] set, applied at start and on every change; when its
 ///   sender is dropped the last set stays;
 /// - the [`DiscoverySource::File`], read at start and every
@@ -284,6 +286,22 @@ impl ConnectivityManager {
         on_chain_rx: watch::Receiver<HashMap<PeerId, DiscoveredPeer>>,
     ) -> &mut Self {
         self.on_chain_rx = Some(on_chain_rx);
+        self
+    }
+
+    /// Gives the manager the peers a persistent store kept from earlier runs, best first
+    /// (long-lived outbound connections, then by score), each with its addresses best first:
+    /// the [`DiscoverySource::Stored`] source. They are dialed after the trusted sources'
+    /// peers, in this order, within the outbound limits, and a failed dial backs off and is
+    /// retried like any other discovered peer's; they are never trusted
+    /// ([`Policy::handle_stored_peers`]).
+    pub fn stored_peers(&mut self, peers: Vec<(PeerId, Vec<NetworkAddress>)>) -> &mut Self {
+        self.metrics
+            .record_discovery_update(DiscoverySource::Stored);
+        if self.policy.handle_stored_peers(peers) {
+            self.trusted_peers.replace(self.policy.trusted_peers());
+        }
+        record(&self.metrics, &self.policy, Outcome::default());
         self
     }
 
@@ -514,6 +532,7 @@ pub(crate) fn record(metrics: &Metrics, policy: &Policy, outcome: Outcome) {
     metrics.set_eligible_peers(policy.eligible_count());
     for provenance in [
         Provenance::Direct,
+        Provenance::Stored,
         Provenance::Indirect,
         Provenance::Verified,
     ] {

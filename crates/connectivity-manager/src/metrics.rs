@@ -12,7 +12,7 @@
 //! | `peerlane_connectivity_actions_dropped_total` | counter | `action` ([`ActionKind`]) |
 //! | `peerlane_connectivity_eligible_peers` | gauge | none |
 //! | `peerlane_connectivity_connected_peers` | gauge | `origin` (`inbound`, `outbound`) |
-//! | `peerlane_connectivity_discovered_peers` | gauge | `provenance` ([`Provenance`]: `direct`, `indirect`, `verified`) |
+//! | `peerlane_connectivity_discovered_peers` | gauge | `provenance` ([`Provenance`]: `direct`, `stored`, `indirect`, `verified`) |
 //! | `peerlane_connectivity_over_target_disconnects_total` | counter | none |
 //! | `peerlane_connectivity_remote_refusals_total` | counter | `reason` ([`RemoteRefusal`]), `wait` (`true` when it delayed the next dial) |
 
@@ -100,7 +100,7 @@ impl Metrics {
         );
         registry.register(
             "peerlane_connectivity_discovered_peers",
-            "Discovered peers by provenance: direct sources, peer exchange only (indirect), peer exchange and connected by us (verified)",
+            "Discovered peers by provenance: direct sources, the peer store only (stored), peer exchange only (indirect), peer exchange and connected by us (verified)",
             metrics.discovered_peers.clone(),
         );
         registry.register(

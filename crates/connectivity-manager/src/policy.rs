@@ -116,6 +116,9 @@ pub struct Policy {
     whitelist: BTreeSet<PeerId>,
     /// Round-trip times and scores measured elsewhere.
     scores: Arc<dyn PeerScores>,
+    /// The place of each stored peer in the store's order (0 first): stored peers are dialed
+    /// in that order.
+    stored_rank: HashMap<PeerId, usize>,
 }
 
 impl Policy {
@@ -136,7 +139,28 @@ impl Policy {
             verified: BTreeSet::new(),
             whitelist: config.whitelist.iter().copied().collect(),
             scores: Arc::new(NoScores),
+            stored_rank: HashMap::new(),
         }
+    }
+
+    /// Replaces the [`DiscoverySource::Stored`] view with `peers`, best first, each with its
+    /// addresses best first: each becomes a peer of role [`PeerRole::Known`] keyed by its
+    /// addresses' `/noise-ik/` keys, dialed after the trusted sources' peers and before
+    /// those of peer exchange, in this order. Returns whether the merged set changed.
+    pub fn handle_stored_peers(&mut self, peers: Vec<(PeerId, Vec<NetworkAddress>)>) -> bool {
+        self.stored_rank = peers
+            .iter()
+            .enumerate()
+            .map(|(rank, (peer_id, _))| (*peer_id, rank))
+            .collect();
+        let view = peers
+            .into_iter()
+            .filter(|(_, addresses)| !addresses.is_empty())
+            .map(|(peer_id, addresses)| {
+                (peer_id, DiscoveredPeer::new(PeerRole::Known, addresses, []))
+            })
+            .collect();
+        self.handle_discovery_update(DiscoverySource::Stored, view)
     }
 
     /// Reads round-trip times and scores from `scores` from now on (by default none are
@@ -148,7 +172,9 @@ impl Policy {
     /// Where a discovered peer comes from; `None` if it is not discovered.
     pub fn provenance(&self, peer_id: &PeerId) -> Option<Provenance> {
         self.discovered.get(peer_id)?;
-        Some(if !self.discovered.is_indirect(peer_id) {
+        Some(if self.discovered.is_stored(peer_id) {
+            Provenance::Stored
+        } else if !self.discovered.is_indirect(peer_id) {
             Provenance::Direct
         } else if self.verified.contains(peer_id) {
             Provenance::Verified
@@ -160,8 +186,10 @@ impl Policy {
     /// How many discovered peers have `provenance`.
     pub fn provenance_count(&self, provenance: Provenance) -> usize {
         let indirect = self.discovered.indirect_count();
+        let stored = self.discovered.stored_count();
         match provenance {
-            Provenance::Direct => self.discovered.peers().len() - indirect,
+            Provenance::Direct => self.discovered.peers().len() - indirect - stored,
+            Provenance::Stored => stored,
             Provenance::Verified => self.verified.len(),
             Provenance::Indirect => indirect - self.verified.len(),
         }
@@ -583,7 +611,7 @@ impl Policy {
     fn choose_peers_to_dial<R: Rng + ?Sized>(&self, now: Instant, rng: &mut R) -> Vec<PeerId> {
         // `discovered.peers()` is a BTreeMap: the candidates come in PeerId order, so a seeded
         // rng gives the same choice every run.
-        let mut candidates: Vec<(PeerId, (bool, Option<Instant>))> = self
+        let mut candidates: Vec<(PeerId, (Tier, Option<Instant>))> = self
             .discovered
             .peers()
             .keys()
@@ -593,13 +621,14 @@ impl Policy {
                 let ready = state
                     .and_then(DialState::ready_at)
                     .is_none_or(|ready_at| ready_at <= now);
-                let indirect = self.discovered.is_indirect(peer_id);
-                ready.then(|| {
-                    (
-                        *peer_id,
-                        (indirect, state.and_then(|state| state.last_dial)),
-                    )
-                })
+                let tier = if self.discovered.is_indirect(peer_id) {
+                    Tier::Exchanged
+                } else if self.discovered.is_stored(peer_id) {
+                    Tier::Stored(self.stored_rank.get(peer_id).copied().unwrap_or(usize::MAX))
+                } else {
+                    Tier::Trusted
+                };
+                ready.then(|| (*peer_id, (tier, state.and_then(|state| state.last_dial))))
             })
             .collect();
         if !self.network.is_validator_network() {
@@ -609,23 +638,32 @@ impl Policy {
             // so close peers are likely, not certain, to come first.
             let mut keyed: Vec<(PeerId, DialOrder)> = candidates
                 .into_iter()
-                .map(|(peer_id, (indirect, last_dial))| {
+                .map(|(peer_id, (tier, last_dial))| {
                     let race = self.scores.rtt(&peer_id).map_or(f64::INFINITY, |rtt| {
                         let draw: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
                         -draw.ln() / rtt_weight(rtt)
                     });
-                    (peer_id, (indirect, last_dial.is_some(), race, last_dial))
+                    (
+                        peer_id,
+                        (
+                            tier.class(),
+                            last_dial.is_some(),
+                            tier.rank(),
+                            race,
+                            last_dial,
+                        ),
+                    )
                 })
                 .collect();
-            // Stable: peers of the direct sources before those only peer exchange knows;
-            // within each, peers never dialed first; then peers with a measured RTT in their
-            // weighted random order; then the rest, least recently dialed first, in random
-            // order among equals.
+            // Stable: peers of the trusted sources, then stored peers, then those only peer
+            // exchange knows; within each, peers never dialed first; stored peers in the
+            // store's order; then peers with a measured RTT in their weighted random order;
+            // then the rest, least recently dialed first, in random order among equals.
             keyed.sort_by(|(_, a), (_, b)| {
-                (a.0, a.1)
-                    .cmp(&(b.0, b.1))
-                    .then(a.2.total_cmp(&b.2))
-                    .then(a.3.cmp(&b.3))
+                (a.0, a.1, a.2)
+                    .cmp(&(b.0, b.1, b.2))
+                    .then(a.3.total_cmp(&b.3))
+                    .then(a.4.cmp(&b.4))
             });
             keyed.truncate(self.free_outbound_slots());
             return keyed.into_iter().map(|(peer_id, _)| peer_id).collect();
@@ -674,15 +712,47 @@ impl Policy {
     }
 }
 
-/// The order of dial candidates: indirect, dialed before, the weighted race's draw, when last
-/// dialed; smaller first.
-type DialOrder = (bool, bool, f64, Option<Instant>);
+/// The order of dial candidates: the tier's class, dialed before, the rank in the store's
+/// order, the weighted race's draw, when last dialed; smaller first.
+type DialOrder = (u8, bool, usize, f64, Option<Instant>);
+
+/// Which sources a dial candidate comes from, for the dial order.
+#[derive(Clone, Copy, Debug)]
+enum Tier {
+    /// A trusted source lists it.
+    Trusted,
+    /// Only the store (and perhaps peer exchange) lists it, at this place in its order.
+    Stored(usize),
+    /// Only peer exchange lists it.
+    Exchanged,
+}
+
+impl Tier {
+    /// Trusted first, then stored, then exchanged.
+    const fn class(self) -> u8 {
+        match self {
+            Self::Trusted => 0,
+            Self::Stored(_) => 1,
+            Self::Exchanged => 2,
+        }
+    }
+
+    /// The place in the store's order; 0 outside the store.
+    const fn rank(self) -> usize {
+        match self {
+            Self::Stored(rank) => rank,
+            Self::Trusted | Self::Exchanged => 0,
+        }
+    }
+}
 
 /// Where a discovered peer comes from, as far as trust goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Provenance {
     /// Listed by the chain, the discovery file or the config (`direct`).
     Direct,
+    /// Listed by the peer store from earlier runs and by no trusted source (`stored`).
+    Stored,
     /// Known only from peer exchange, never connected to by us (`indirect`).
     Indirect,
     /// Known only from peer exchange, and we have connected to it ourselves (`verified`).
@@ -694,6 +764,7 @@ impl Provenance {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Direct => "direct",
+            Self::Stored => "stored",
             Self::Indirect => "indirect",
             Self::Verified => "verified",
         }

@@ -21,8 +21,12 @@
 //! - `DELETE /bans/<peer id>`: lifts the ban (404 if not banned);
 //! - `GET /bans/ips`: the banned IPs and CIDR prefixes as a JSON array (`"10.1.2.0/24"`; a bare
 //!   address shows as a /32 or /128);
-//! - `POST /bans/ips` with `{"ip": "10.1.2.3"}` or `{"ip": "10.1.2.0/24"}`: bans the address or
-//!   prefix: its sockets are closed at accept (connections already open stay: ban their peers);
+//! - `GET /bans/ips/details`: the same as `{"ip", "until"}` objects (`until`: when the ban lifts
+//!   itself, RFC 3339, or null);
+//! - `POST /bans/ips` with `{"ip": "10.1.2.3"}` or `{"ip": "10.1.2.0/24"}`, and optionally
+//!   `"duration_secs": N` (the ban then lifts itself after N seconds, also across restarts
+//!   with `node.data_dir`): bans the address or prefix: its sockets are closed at accept
+//!   (connections already open stay: ban their peers);
 //! - `DELETE /bans/ips/<ip or prefix>` (e.g. `/bans/ips/10.1.2.0/24`): lifts that ban (404 if
 //!   not banned).
 //!
@@ -150,6 +154,9 @@ struct BanRequest {
 #[serde(deny_unknown_fields)]
 struct IpBanRequest {
     ip: IpPrefix,
+    /// How long the ban lasts, in seconds; absent: until lifted.
+    #[serde(default)]
+    duration_secs: Option<u64>,
 }
 
 /// A `POST` body: bad input (not JSON, a missing or unknown field, a value that does not
@@ -219,6 +226,7 @@ pub(crate) async fn serve(
         .route("/bans", get(bans).post(ban))
         .route("/bans/{peer_id}", delete(unban))
         .route("/bans/ips", get(ip_bans).post(ban_ip))
+        .route("/bans/ips/details", get(ip_ban_details))
         .route("/bans/ips/{*prefix}", delete(unban_ip))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path") })
         .with_state(AdminState {
@@ -549,16 +557,58 @@ async fn ip_bans(State(state): State<AdminState>) -> Json<Vec<String>> {
     )
 }
 
+/// `GET /bans/ips/details`: the banned IPs and prefixes with when each ban ends.
+async fn ip_ban_details(State(state): State<AdminState>) -> Json<Vec<Value>> {
+    Json(
+        state
+            .network
+            .ip_bans()
+            .into_iter()
+            .map(|(prefix, until)| {
+                json!({
+                    "ip": prefix.to_string(),
+                    "until": until.map(|until| humantime::format_rfc3339_seconds(until).to_string()),
+                })
+            })
+            .collect(),
+    )
+}
+
 async fn ban_ip(State(state): State<AdminState>, body: Body<IpBanRequest>) -> Response {
-    let Json(IpBanRequest { ip }) = match json_body(body) {
+    let Json(IpBanRequest { ip, duration_secs }) = match json_body(body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    if let Err(response) = state.persist(Change::BanIp(ip_ban_key(ip))).await {
+    let until = match duration_secs.map(|secs| {
+        SystemTime::now()
+            .checked_add(Duration::from_secs(secs))
+            .filter(|_| secs > 0)
+    }) {
+        None => None,
+        Some(Some(until)) => Some(until),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "duration_secs must be positive and representable",
+            );
+        }
+    };
+    let stored_until = until.map(store::UnixMillis::from_system_time);
+    if let Err(response) = state
+        .persist(Change::BanIp(ip_ban_key(ip), stored_until))
+        .await
+    {
         return *response;
     }
-    state.network.ban_ip(ip);
-    (StatusCode::OK, Json(json!({ "banned_ip": ip.to_string() }))).into_response()
+    state.network.ban_ip_until(ip, until);
+    (
+        StatusCode::OK,
+        Json(json!({
+            "banned_ip": ip.to_string(),
+            "until": until.map(|until| humantime::format_rfc3339_seconds(until).to_string()),
+        })),
+    )
+        .into_response()
 }
 
 async fn unban_ip(

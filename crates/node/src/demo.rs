@@ -10,10 +10,15 @@
 //!
 //! This module starts the networks and actors and drives the run (progress lines, the full
 //! node's join, the `--until-blocks` goal); `summary` turns their metrics into the report.
+//!
+//! Every network keeps a peer store, as `peerlane node --data-dir` does: under a temporary
+//! directory removed at exit (one subdirectory per node and network), or under `--data-dir`,
+//! which is kept.
 
 mod summary;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -32,6 +37,8 @@ use wire::NetworkId;
 
 use self::summary::Summary;
 use crate::apps::{self, Apps, BlockPayload, Payloads};
+use crate::node_store;
+use store::PeerStoreConfig;
 
 /// Where every network of the demo listens: loopback, a free port.
 const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
@@ -64,6 +71,97 @@ pub(crate) struct DemoArgs {
     /// stderr then).
     #[arg(long)]
     json: bool,
+    /// Keep the nodes' peer stores in DIR (one subdirectory per node and network), instead
+    /// of a temporary directory removed at exit.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// Where the demo's peer stores live, and whether to remove them at exit.
+struct DataRoot {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl DataRoot {
+    /// `--data-dir`, or a new directory under the system's temporary directory.
+    fn new(kept: Option<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(path) = kept {
+            return Ok(Self {
+                path,
+                temporary: false,
+            });
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        let path =
+            std::env::temp_dir().join(format!("peerlane-demo-{}-{nanos:09}", std::process::id()));
+        // Fails if it exists: never reuse (and later remove) someone else's directory.
+        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self {
+            path,
+            temporary: true,
+        })
+    }
+}
+
+/// A temporary directory goes at the end of the run, also when the run fails.
+impl Drop for DataRoot {
+    fn drop(&mut self) {
+        if self.temporary
+            && let Err(err) = std::fs::remove_dir_all(&self.path)
+        {
+            eprintln!("cannot remove {}: {err}", self.path.display());
+        }
+    }
+}
+
+/// One network's open peer store: its writer and the thread that writes.
+struct DemoStore {
+    writer: node_store::StoreWriter,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Opens the peer store of a `network_id` network in `dir` (its metrics under a
+/// `network` label of `registry`) and hands its stored peers to `builder`. Blocks on the disk,
+/// briefly, on the runtime's thread.
+fn open_store(
+    dir: &Path,
+    network_id: NetworkId,
+    seeds: &BTreeMap<PeerId, DiscoveredPeer>,
+    registry: &mut Registry,
+    builder: &mut NetworkBuilder,
+) -> anyhow::Result<node_store::Opened> {
+    let registry =
+        registry.sub_registry_with_label(("network".into(), network_id.to_string().into()));
+    let mut opened = tokio::task::block_in_place(|| {
+        node_store::open(dir, PeerStoreConfig::default(), network_id, seeds, registry)
+    })?;
+    builder.stored_peers(node_store::stored_peers(std::mem::take(&mut opened.redial)));
+    Ok(opened)
+}
+
+/// Restores the stored bans into `network` and keeps its store up to date until `shutdown`.
+async fn attach_store(
+    opened: node_store::Opened,
+    network: &Network,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<DemoStore> {
+    for (peer_id, ban) in &opened.bans {
+        network
+            .ban_until(*peer_id, ban.until.map(store::UnixMillis::to_system_time))
+            .await?;
+    }
+    for (prefix, ban) in &opened.ip_bans {
+        network.ban_ip_until(*prefix, ban.until.map(store::UnixMillis::to_system_time));
+    }
+    node_store::follow(network, &opened.writer, shutdown, tasks);
+    Ok(DemoStore {
+        writer: opened.writer,
+        thread: opened.thread,
+    })
 }
 
 /// A validator: its two networks and its actors' handles (which read its metrics).
@@ -116,6 +214,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let data_root = DataRoot::new(args.data_dir.clone())?;
+    let mut stores = Vec::new();
     // The submitted transactions' payloads, so that the state-sync blocks built from
     // consensus commits carry the real transaction bytes.
     let payloads = Payloads::default();
@@ -128,15 +228,20 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let (on_chain_tx, on_chain_rx) = watch::channel(HashMap::new());
 
     let mut validators = Vec::new();
-    for identity in identities {
-        validators.push(start_validator(
-            identity,
-            &validator_ids,
-            on_chain_rx.clone(),
-            &payloads,
-            &shutdown,
-            &mut tasks,
-        )?);
+    for (index, identity) in identities.into_iter().enumerate() {
+        validators.push(
+            start_validator(
+                identity,
+                &validator_ids,
+                on_chain_rx.clone(),
+                &payloads,
+                &data_root.path.join(format!("validator-{index}")),
+                &mut stores,
+                &shutdown,
+                &mut tasks,
+            )
+            .await?,
+        );
     }
     let on_chain: HashMap<PeerId, DiscoveredPeer> = validators
         .iter()
@@ -151,8 +256,15 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.json,
         &format!(
             "started {} validators on 127.0.0.1 (validator network + public network each); \
-             load {} txn/s",
-            args.nodes, args.tps
+             load {} txn/s; peer stores in {}{}",
+            args.nodes,
+            args.tps,
+            data_root.path.display(),
+            if data_root.temporary {
+                " (removed at exit)"
+            } else {
+                ""
+            }
         ),
     );
 
@@ -194,7 +306,16 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             None => elapsed >= join_at,
         };
         if full_node.is_none() && join {
-            full_node = Some(start_full_node(&seeds, &shutdown, &mut tasks)?);
+            full_node = Some(
+                start_full_node(
+                    &seeds,
+                    &data_root.path.join("full-node"),
+                    &mut stores,
+                    &shutdown,
+                    &mut tasks,
+                )
+                .await?,
+            );
             progress(
                 args.json,
                 "full node joined the public network, catching up from the validators",
@@ -261,6 +382,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if let Some(node) = full_node {
         node.network.shutdown().await;
     }
+    close_stores(stores).await?;
 
     if args.json {
         println!("{}", summary.json());
@@ -293,13 +415,38 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Writes what is queued in each store and waits for the writers.
+async fn close_stores(stores: Vec<DemoStore>) -> anyhow::Result<()> {
+    let threads: Vec<_> = stores
+        .into_iter()
+        .map(|store| {
+            drop(store.writer);
+            store.thread
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("a peer store's writer panicked"))?;
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .context("the peer stores' writers")?
+}
+
 /// Builds and starts one validator: the validator network (mempool and consensus, mutual
-/// auth, following `on_chain`) and the public network (state sync serving the commits).
-fn start_validator(
+/// auth, following `on_chain`) and the public network (state sync serving the commits), each
+/// with its peer store in a subdirectory of `data_dir`.
+#[allow(clippy::too_many_arguments)]
+async fn start_validator(
     identity: Identity,
     validator_ids: &[PeerId],
     on_chain: watch::Receiver<HashMap<PeerId, DiscoveredPeer>>,
     payloads: &Payloads,
+    data_dir: &Path,
+    stores: &mut Vec<DemoStore>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Validator> {
@@ -319,7 +466,15 @@ fn start_validator(
     builder.on_chain_updates(on_chain);
     let mempool = apps::add_mempool(&mut builder)?;
     let consensus = apps::add_consensus(&mut builder)?;
+    let opened = open_store(
+        &data_dir.join("validator"),
+        NetworkId::Validator,
+        &BTreeMap::new(),
+        &mut registry,
+        &mut builder,
+    )?;
     let validator_net = builder.build()?;
+    stores.push(attach_store(opened, &validator_net, shutdown, tasks).await?);
 
     let mut config = NetworkConfig::new(NetworkId::Public, listen_address());
     config.identity = Some(identity);
@@ -329,7 +484,15 @@ fn start_validator(
         &mut registry,
     )?;
     let state_sync = apps::add_state_sync(&mut builder)?;
+    let opened = open_store(
+        &data_dir.join("public"),
+        NetworkId::Public,
+        &BTreeMap::new(),
+        &mut registry,
+        &mut builder,
+    )?;
     let public_net = builder.build()?;
+    stores.push(attach_store(opened, &public_net, shutdown, tasks).await?);
 
     let apps = Apps {
         mempool: Some(mempool),
@@ -351,9 +514,11 @@ fn start_validator(
 }
 
 /// Builds and starts the full node: state sync only, on the public network, with the
-/// validators' public networks as its seeds.
-fn start_full_node(
+/// validators' public networks as its seeds and its peer store in `data_dir`.
+async fn start_full_node(
     seeds: &[(PeerId, NetworkAddress)],
+    data_dir: &Path,
+    stores: &mut Vec<DemoStore>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<FullNode> {
@@ -372,6 +537,7 @@ fn start_full_node(
             )
         })
         .collect();
+    let seed_peers = config.seeds.clone();
     let mut builder = NetworkBuilder::new(
         config,
         TransportKind::Tcp(Default::default()),
@@ -383,7 +549,15 @@ fn start_full_node(
         state_sync: Some(apps::add_state_sync(&mut builder)?),
         block_payload: BlockPayload::TxnIds,
     };
+    let opened = open_store(
+        data_dir,
+        NetworkId::Public,
+        &seed_peers,
+        &mut registry,
+        &mut builder,
+    )?;
     let network = builder.build()?;
+    stores.push(attach_store(opened, &network, shutdown, tasks).await?);
     let running = apps::start(apps, network.peer_id(), &mut registry, shutdown, tasks)?;
     Ok(FullNode {
         network,

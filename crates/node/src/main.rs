@@ -2,7 +2,12 @@
 //!
 //! - `peerlane demo` starts a local network in one process (validators running mempool,
 //!   consensus and state sync, and a full node that joins late and catches up), prints
-//!   progress every second and a summary at the end (`demo`; the summary in `demo::summary`).
+//!   progress every second and a summary at the end (`demo`; the summary in `demo::summary`);
+//!   each of its networks keeps a peer store (`node_store`) in a temporary directory, or in
+//!   `--data-dir`.
+//! - `peerlane node --data-dir DIR` keeps its peers and bans in `DIR/peerlane.redb`
+//!   (`node_store`): bans come back at start, and the stored peers are the connectivity
+//!   manager's `stored` discovery source.
 //! - `peerlane keygen --out FILE` writes a fresh x25519 identity.
 //! - `peerlane node --config FILE` runs one network of a node (state sync, and mempool and
 //!   consensus when its `[apps]` table enables them) until SIGINT or SIGTERM, printing

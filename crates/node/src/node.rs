@@ -114,7 +114,7 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
         .consensus
         .as_ref()
         .map(|(config, _)| (config.validators.clone(), config.quorum()));
-    let stored = match &settings.data_dir {
+    let mut stored = match &settings.data_dir {
         Some(dir) => {
             let (dir, seeds) = (dir.clone(), seeds.clone());
             let (opened, back) = tokio::task::spawn_blocking(move || {
@@ -129,7 +129,7 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
                 bans = opened.bans.len(),
                 ip_bans = opened.ip_bans.len(),
                 redial = opened.redial.len(),
-                "peer store {}: {} peers to redial, {} bans, {} IP bans",
+                "peer store {}: {} peers to redial (given to the connectivity manager), {} bans, {} IP bans",
                 settings
                     .data_dir
                     .as_deref()
@@ -143,6 +143,9 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
         }
         None => None,
     };
+    if let Some(opened) = &mut stored {
+        builder.stored_peers(node_store::stored_peers(std::mem::take(&mut opened.redial)));
+    }
     let network = Arc::new(builder.build()?);
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -155,27 +158,15 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
                     .ban_until(*peer_id, ban.until.map(store::UnixMillis::to_system_time))
                     .await?;
             }
-            for (prefix, _) in &opened.ip_bans {
-                network.ban_ip(*prefix);
+            for (prefix, ban) in &opened.ip_bans {
+                network.ban_ip_until(*prefix, ban.until.map(store::UnixMillis::to_system_time));
             }
             tasks.spawn(node_store::touch(opened.writer.clone(), shutdown.clone()));
-            let (network, writer, candidates, shutdown) = (
-                Arc::clone(&network),
+            tasks.spawn(node_store::record_network_events(
+                network.record_events(),
                 opened.writer.clone(),
-                opened.redial,
                 shutdown.clone(),
-            );
-            tasks.spawn(async move {
-                let wanted = candidates.len().min(node_store::MAX_REDIALS);
-                let connected = node_store::redial(network, writer, candidates, shutdown).await;
-                if wanted > 0 {
-                    node_info!(
-                        connected,
-                        wanted,
-                        "redialed stored peers: {connected} of {wanted} connected"
-                    );
-                }
-            });
+            ));
             (Some(opened.writer), Some(opened.thread))
         }
         None => (None, None),

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! admin bans ──commit (waits for the fsync)──┐
-//! NewPeer / LostPeer ──record (never waits)──┤ bounded queue (QUEUE_CAPACITY; full: dropped, counted)
+//! NewPeer / LostPeer ──record (never waits)──┤
+//! network's own bans, failed dials ──record──┤ bounded queue (QUEUE_CAPACITY; full: dropped, counted)
 //! touch every TOUCH_INTERVAL ────────────────┘
 //!                                            ▼
 //!                      writer thread: one PeerStore::apply per batch (≤ MAX_BATCH events)
@@ -11,7 +12,10 @@
 //!
 //! Store calls block on the disk, so they run on a thread of their own rather than on a tokio
 //! worker. What the store held at start ([`Opened`]): the active bans (restored into the
-//! network's ban lists) and the redial list (long-lived outbound peers first, then by score).
+//! network's ban lists) and the redial list (long-lived outbound peers first, then by score),
+//! which the node hands to the connectivity manager as its stored-peers discovery source
+//! ([`stored_peers`]): it dials them after the seeds, in that order, and retries the ones
+//! that are down with its backoff.
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,21 +43,18 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// still counts as long as it was (to within this) at the next start.
 pub(crate) const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The most stored peers dialed at start; the connectivity manager and inbound peers fill the
-/// rest.
-pub(crate) const MAX_REDIALS: usize = 64;
-
-/// Dials at start running at once: enough that dead addresses (each up to the dial timeout)
-/// do not hold up the live ones much, few enough not to burst.
-pub(crate) const REDIAL_CONCURRENCY: usize = 8;
+/// The most stored peers handed to the connectivity manager at start (the head of the redial
+/// list); it dials them within its outbound limits and retries them with backoff, so a longer
+/// list only adds peers that are retried forever.
+pub(crate) const MAX_STORED_CANDIDATES: usize = 256;
 
 /// One change for the store.
 #[derive(Debug)]
 pub(crate) enum Change {
     /// A peer event (connection, ban, ...).
     Peer(PeerEvent),
-    /// An IP or prefix banned until lifted.
-    BanIp(IpBanKey),
+    /// An IP or prefix banned by the operator, until the time given or until lifted.
+    BanIp(IpBanKey, Option<UnixMillis>),
     /// The ban on an IP or prefix lifted.
     UnbanIp(IpBanKey),
     /// Refresh the connected peers' `last_seen`.
@@ -268,8 +269,8 @@ fn write_loop(mut peers: PeerStore, mut rx: mpsc::Receiver<Command>) {
                     events.push(event.clone());
                     continue;
                 }
-                Change::BanIp(key) => peers
-                    .ban_ip(*key, store::BanReason::Manual, None, now)
+                Change::BanIp(key, until) => peers
+                    .ban_ip(*key, store::BanReason::Manual, *until, now)
                     .map(drop),
                 Change::UnbanIp(key) => peers.unban_ip(key).map(drop),
                 Change::Touch => peers.touch_connected(now).map(drop),
@@ -293,60 +294,73 @@ fn write_loop(mut peers: PeerStore, mut rx: mpsc::Receiver<Command>) {
     }
 }
 
-/// Dials the first [`MAX_REDIALS`] of `candidates` in order (long-lived outbound peers first),
-/// [`REDIAL_CONCURRENCY`] at a time, each at its addresses best first until one connects;
-/// failed dials are recorded (they lower the address's score). Peers already connected (a
-/// seed the connectivity manager dialed, a peer that dialed us) are skipped. Returns how many
-/// it connected.
-pub(crate) async fn redial(
-    network: std::sync::Arc<peerlane::Network>,
+/// The connectivity manager's stored-peers source from the redial list: its first
+/// [`MAX_STORED_CANDIDATES`], in order (long-lived outbound peers first, then by score), each
+/// with its addresses best score first.
+pub(crate) fn stored_peers(candidates: Vec<RedialCandidate>) -> Vec<(PeerId, Vec<NetworkAddress>)> {
+    candidates
+        .into_iter()
+        .take(MAX_STORED_CANDIDATES)
+        .map(|candidate| (candidate.peer_id, candidate.addresses))
+        .collect()
+}
+
+/// The store's record of what the network decided on its own: its bans (with their reason
+/// and end) and the failed dials of its connectivity manager (they lower the address's
+/// score). Runs until `shutdown` or the network's end; events the subscription lost because
+/// this fell behind are counted as dropped.
+pub(crate) async fn record_network_events(
+    mut events: tokio::sync::broadcast::Receiver<peerlane::RecordEvent>,
     writer: StoreWriter,
-    candidates: Vec<RedialCandidate>,
     shutdown: tokio_util::sync::CancellationToken,
-) -> usize {
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(REDIAL_CONCURRENCY));
-    let mut dials = tokio::task::JoinSet::new();
-    for candidate in candidates.into_iter().take(MAX_REDIALS) {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            permit = std::sync::Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.recv() => event,
         };
-        let (network, writer) = (std::sync::Arc::clone(&network), writer.clone());
-        dials.spawn(async move {
-            let _permit = permit;
-            for address in candidate.addresses {
-                if network.is_connected(candidate.peer_id) {
-                    return false;
-                }
-                match network.dial(candidate.peer_id, address.clone()).await {
-                    Ok(()) => return true,
-                    Err(
-                        peerlane::Error::AlreadyConnected { .. } | peerlane::Error::Banned { .. },
-                    ) => {
-                        return false;
-                    }
-                    Err(_) => writer.record(Change::Peer(PeerEvent::DialFailed {
-                        key: writer.key(candidate.peer_id),
-                        address,
-                    })),
+        match event {
+            Ok(event) => {
+                if let Some(change) = network_change(&writer, event) {
+                    writer.record(change);
                 }
             }
-            false
-        });
-    }
-    let mut connected = 0;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return connected,
-            joined = dials.join_next() => match joined {
-                Some(Ok(true)) => connected += 1,
-                Some(_) => {}
-                None => return connected,
-            },
+            Err(RecvError::Lagged(lost)) => {
+                writer.dropped.inc_by(lost);
+            }
+            Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// The store's change for a network event, if it has one.
+fn network_change(writer: &StoreWriter, event: peerlane::RecordEvent) -> Option<Change> {
+    Some(match event {
+        peerlane::RecordEvent::Banned {
+            peer_id,
+            cause,
+            until,
+        } => Change::Peer(PeerEvent::Banned {
+            key: writer.key(peer_id),
+            reason: ban_reason(cause),
+            until: until.map(UnixMillis::from_system_time),
+        }),
+        peerlane::RecordEvent::DialFailed { peer_id, addr } => {
+            Change::Peer(PeerEvent::DialFailed {
+                key: writer.key(peer_id),
+                address: addr,
+            })
+        }
+        _ => return None,
+    })
+}
+
+/// The stored reason of a ban the network set itself.
+pub(crate) fn ban_reason(cause: peerlane::BanCause) -> store::BanReason {
+    match cause {
+        peerlane::BanCause::RateLimited => store::BanReason::RateLimited,
+        _ => store::BanReason::Abusive,
     }
 }
 
@@ -361,6 +375,46 @@ pub(crate) async fn touch(writer: StoreWriter, shutdown: tokio_util::sync::Cance
             _ = interval.tick() => writer.record(Change::Touch),
         }
     }
+}
+
+/// Keeps the peer store of `network` up to date from its connection notifications, its own
+/// bans and failed dials, and the periodic touch, until `shutdown`: what `peerlane node` does
+/// in its main loop, for the networks of `peerlane demo`.
+pub(crate) fn follow(
+    network: &peerlane::Network,
+    writer: &StoreWriter,
+    shutdown: &tokio_util::sync::CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    tasks.spawn(touch(writer.clone(), shutdown.clone()));
+    tasks.spawn(record_network_events(
+        network.record_events(),
+        writer.clone(),
+        shutdown.clone(),
+    ));
+    let mut notifications = network.peers_and_metadata().subscribe();
+    let (writer, shutdown) = (writer.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        loop {
+            let notification = tokio::select! {
+                () = shutdown.cancelled() => return,
+                notification = notifications.recv() => notification,
+            };
+            match notification {
+                Some(peerlane::ConnectionNotification::NewPeer(metadata, _)) => {
+                    writer.connected(
+                        metadata.remote_peer_id,
+                        metadata.origin,
+                        &metadata.remote_addr,
+                    );
+                }
+                Some(peerlane::ConnectionNotification::LostPeer(metadata, ..)) => {
+                    writer.disconnected(metadata.remote_peer_id);
+                }
+                None => return,
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -404,9 +458,44 @@ mod tests {
             .unwrap();
         let prefix: IpPrefix = "10.1.2.0/24".parse().unwrap();
         writer
-            .commit(Change::BanIp(ip_ban_key(prefix)))
+            .commit(Change::BanIp(ip_ban_key(prefix), None))
             .await
             .unwrap();
+        // An IP ban with an end, and a ban the network set itself that has already ended
+        // (as one would be at the next start): the first comes back, the second does not.
+        let until = UnixMillis::now().saturating_add(Duration::from_secs(3600));
+        let timed: IpPrefix = "10.3.0.0/16".parse().unwrap();
+        writer
+            .commit(Change::BanIp(ip_ban_key(timed), Some(until)))
+            .await
+            .unwrap();
+        let ended: IpPrefix = "10.4.0.0/16".parse().unwrap();
+        let past = UnixMillis(UnixMillis::now().0 - 1000);
+        writer
+            .commit(Change::BanIp(ip_ban_key(ended), Some(past)))
+            .await
+            .unwrap();
+        let flooder = PeerId::new([4; 32]);
+        let expired = network_change(
+            &writer,
+            peerlane::RecordEvent::Banned {
+                peer_id: flooder,
+                cause: peerlane::BanCause::RateLimited,
+                until: Some(std::time::SystemTime::now() - Duration::from_secs(1)),
+            },
+        )
+        .unwrap();
+        writer.commit(expired).await.unwrap();
+        let still = network_change(
+            &writer,
+            peerlane::RecordEvent::Banned {
+                peer_id: PeerId::new([5; 32]),
+                cause: peerlane::BanCause::RateLimited,
+                until: Some(std::time::SystemTime::now() + Duration::from_secs(3600)),
+            },
+        )
+        .unwrap();
+        writer.commit(still).await.unwrap();
         drop(writer);
         tokio::task::spawn_blocking(move || opened.thread.join().unwrap())
             .await
@@ -421,10 +510,22 @@ mod tests {
             &mut registry,
         )
         .unwrap();
-        assert_eq!(opened.bans.len(), 1);
-        assert_eq!(opened.bans[0].0, banned);
-        assert_eq!(opened.ip_bans.len(), 1);
-        assert_eq!(opened.ip_bans[0].0, prefix);
+        let bans: std::collections::HashMap<PeerId, Ban> = opened.bans.iter().copied().collect();
+        assert_eq!(bans.len(), 2, "the expired ban is gone: {bans:?}");
+        assert_eq!(bans[&banned].reason, store::BanReason::Manual);
+        assert_eq!(bans[&banned].until, None);
+        let rate_limited = bans[&PeerId::new([5; 32])];
+        assert_eq!(rate_limited.reason, store::BanReason::RateLimited);
+        assert!(rate_limited.until.is_some());
+        assert_eq!(opened.ip_bans.len(), 2, "the ended IP ban is gone");
+        assert!(
+            opened
+                .ip_bans
+                .iter()
+                .any(|(p, ban)| *p == prefix && ban.until.is_none())
+        );
+        let timed_ban = opened.ip_bans.iter().find(|(p, _)| *p == timed).unwrap().1;
+        assert_eq!(timed_ban.until, Some(until));
         assert_eq!(opened.redial[0].peer_id, seed);
         assert_eq!(opened.redial[0].addresses, [address]);
         drop(opened.writer);

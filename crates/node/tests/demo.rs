@@ -1,5 +1,7 @@
-//! `peerlane demo` end to end: the real binary, a short run, its JSON summary.
+//! `peerlane demo` end to end: the real binary, a short run, its JSON summary, and the peer
+//! stores its nodes keep (in a temporary directory removed at exit, or kept in `--data-dir`).
 
+use std::path::PathBuf;
 use std::process::Command;
 
 /// A demo run until three blocks are committed and fetched by its late full node exits 0
@@ -43,6 +45,53 @@ fn a_short_demo_commits_blocks_and_the_full_node_catches_up() {
     assert!(summary["refused_connections"].is_u64(), "{summary}");
     // Progress went to stderr, one line per second.
     assert!(stderr.contains("full node"), "{stderr}");
+    // The peer stores were in a temporary directory, gone now.
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("peer stores in "))
+        .unwrap_or_else(|| panic!("no peer store line: {stderr}"));
+    let dir = line
+        .split("peer stores in ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(" (removed at exit)");
+    assert!(line.ends_with("(removed at exit)"), "{line}");
+    assert!(!PathBuf::from(dir).exists(), "{dir} is still there");
+}
+
+/// With `--data-dir` the stores are kept: one per node and network, and the full node's holds
+/// the validators it was seeded with, as configured peers it connected to.
+#[test]
+fn a_demo_with_a_data_dir_keeps_its_peer_stores() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("demo-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = Command::new(env!("CARGO_BIN_EXE_peerlane"))
+        .args(["demo", "--json", "--nodes", "2", "--until-blocks", "1"])
+        .args(["--duration", "300", "--data-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for store in ["validator-0/validator", "validator-1/public", "full-node"] {
+        assert!(
+            dir.join(store).join(store::FILE_NAME).is_file(),
+            "{store}: {stderr}"
+        );
+    }
+    let full_node = store::Store::open(dir.join("full-node")).unwrap();
+    let peers = store::PeerStore::open(full_node, store::PeerStoreConfig::default()).unwrap();
+    let seeds: Vec<_> = peers
+        .table()
+        .iter()
+        .filter(|(key, record)| {
+            key.network == store::Network::Public
+                && record.trust == store::TrustLevel::Configured
+                && (record.is_connected() || record.last_connection.is_some())
+        })
+        .collect();
+    assert_eq!(seeds.len(), 2, "{seeds:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Bad input is a one-line error with exit status 2.

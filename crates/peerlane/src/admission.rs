@@ -340,53 +340,86 @@ impl<'de> Deserialize<'de> for IpPrefix {
     }
 }
 
-/// The banned IP prefixes of a network, shared by its listener and its handle. A linear scan
-/// per accepted socket: ban lists are short, and the scan is far cheaper than the set-up it
+/// The banned IP prefixes of a network, shared by its listener and its handle. A ban is
+/// permanent (`None`) or lifts itself at its expiry (a tokio instant, so tests can move it
+/// with a paused clock); expired bans are dropped at the next change. A linear scan per
+/// accepted socket: ban lists are short, and the scan is far cheaper than the set-up it
 /// saves.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct IpBans(Arc<RwLock<Vec<IpPrefix>>>);
+pub(crate) struct IpBans(Arc<RwLock<Vec<IpBan>>>);
+
+/// A banned prefix and when its ban ends (`None`: until lifted).
+type IpBan = (IpPrefix, Option<Instant>);
 
 impl IpBans {
     pub(crate) fn new(prefixes: impl IntoIterator<Item = IpPrefix>) -> Self {
         let bans = Self::default();
         for prefix in prefixes {
-            bans.insert(prefix);
+            bans.insert_until(prefix, None);
         }
         bans
     }
 
-    /// Bans `prefix`; returns whether it was not banned yet.
-    pub(crate) fn insert(&self, prefix: IpPrefix) -> bool {
+    /// Bans `prefix` until `expiry` (`None`: until lifted), unless a longer ban on it is in
+    /// force; returns whether it was not banned yet.
+    pub(crate) fn insert_until(&self, prefix: IpPrefix, expiry: Option<Instant>) -> bool {
+        let now = Instant::now();
         let mut list = self.0.write().unwrap_or_else(|poison| poison.into_inner());
-        if list.contains(&prefix) {
+        list.retain(|(_, ban)| is_active(*ban, now));
+        if let Some((_, current)) = list.iter_mut().find(|(banned, _)| *banned == prefix) {
+            *current = match (*current, expiry) {
+                (None, _) | (_, None) => None,
+                (Some(a), Some(b)) => Some(a.max(b)),
+            };
             return false;
         }
-        list.push(prefix);
+        list.push((prefix, expiry));
         list.sort();
         true
     }
 
     /// Lifts the ban on `prefix` (exactly as banned); returns whether it was banned.
     pub(crate) fn remove(&self, prefix: IpPrefix) -> bool {
+        let now = Instant::now();
         let mut list = self.0.write().unwrap_or_else(|poison| poison.into_inner());
+        list.retain(|(_, ban)| is_active(*ban, now));
         let before = list.len();
-        list.retain(|banned| *banned != prefix);
+        list.retain(|(banned, _)| *banned != prefix);
         list.len() != before
     }
 
-    /// Whether `ip` is inside a banned prefix.
+    /// Whether `ip` is inside a prefix banned now.
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
         let list = self.0.read().unwrap_or_else(|poison| poison.into_inner());
-        list.iter().any(|prefix| prefix.contains(ip))
+        list.iter()
+            .any(|(prefix, ban)| is_active(*ban, now) && prefix.contains(ip))
     }
 
-    /// The banned prefixes, sorted.
-    pub(crate) fn to_vec(&self) -> Vec<IpPrefix> {
+    /// The prefixes banned now with their expiry (`None`: until lifted), sorted.
+    pub(crate) fn entries(&self) -> Vec<IpBan> {
+        let now = Instant::now();
         self.0
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
-            .clone()
+            .iter()
+            .filter(|(_, ban)| is_active(*ban, now))
+            .copied()
+            .collect()
     }
+
+    /// The prefixes banned now, sorted.
+    pub(crate) fn to_vec(&self) -> Vec<IpPrefix> {
+        self.entries()
+            .into_iter()
+            .map(|(prefix, _)| prefix)
+            .collect()
+    }
+}
+
+/// Whether a ban with this expiry is in force at `now`.
+fn is_active(expiry: Option<Instant>, now: Instant) -> bool {
+    expiry.is_none_or(|expiry| now < expiry)
 }
 
 #[cfg(test)]
@@ -394,6 +427,30 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// A timed IP ban stops matching at its expiry and is no longer listed; a permanent or
+    /// longer ban on the same prefix is not shortened.
+    #[tokio::test(start_paused = true)]
+    async fn timed_ip_bans_expire_and_longer_bans_win() {
+        let bans = IpBans::default();
+        let (a, b): (IpPrefix, IpPrefix) = (
+            "10.1.0.0/16".parse().unwrap(),
+            "10.2.0.0/16".parse().unwrap(),
+        );
+        let soon = Instant::now() + Duration::from_secs(10);
+        assert!(bans.insert_until(a, Some(soon)));
+        assert!(bans.insert_until(b, None));
+        assert!(!bans.insert_until(b, Some(soon)));
+        assert!(!bans.insert_until(a, Some(soon - Duration::from_secs(5))));
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(bans.contains(ip));
+        assert_eq!(bans.entries(), vec![(a, Some(soon)), (b, None)]);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!bans.contains(ip));
+        assert_eq!(bans.to_vec(), vec![b]);
+        assert!(!bans.remove(a));
+        assert!(bans.insert_until(a, None));
+    }
 
     fn source(addr: &str, trusted: bool) -> Source {
         let mut trusted_ips = HashSet::new();

@@ -40,6 +40,7 @@ use crate::peer_manager::{
 };
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::queue::QueueConfig;
+use crate::record_events::{RecordEvent, RecordEvents};
 use crate::scores::MeasuredScores;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 
@@ -79,6 +80,8 @@ pub struct NetworkBuilder {
     connectivity_metrics: connectivity_manager::Metrics,
     /// The on-chain validator set, if the node follows one.
     on_chain: Option<watch::Receiver<HashMap<PeerId, DiscoveredPeer>>>,
+    /// The peers a store kept from earlier runs, best first.
+    stored: Vec<(PeerId, Vec<NetworkAddress>)>,
     /// Every registered protocol, with the queue of the application it belongs to.
     apps: HashMap<ProtocolId, AppQueue>,
     channels: Channels,
@@ -117,6 +120,8 @@ pub struct Network {
     manager: PeerManagerHandle,
     banned: BanList,
     banned_ips: IpBans,
+    /// Bans the network sets itself and failed managed dials, for a peer store.
+    record_events: RecordEvents,
     /// Our chain status, as the node sets it; the announcer sends it to the peers.
     chain_tx: watch::Sender<Option<ChainStatus>>,
     tracker: TaskTracker,
@@ -206,6 +211,7 @@ impl NetworkBuilder {
             noise_metrics,
             connectivity_metrics,
             on_chain: None,
+            stored: Vec::new(),
             apps: HashMap::new(),
             channels,
             manager_handle,
@@ -313,6 +319,16 @@ impl NetworkBuilder {
         self
     }
 
+    /// Gives the connectivity manager the peers a store kept from earlier runs, best first
+    /// (say, long-lived outbound connections, then by score), each with its addresses best
+    /// first: they form its stored-peers discovery source, below the seeds, dialed in this
+    /// order and retried with backoff like any discovered peer, but never trusted for it
+    /// (see [`ConnectivityManager::stored_peers`]).
+    pub fn stored_peers(&mut self, peers: Vec<(PeerId, Vec<NetworkAddress>)>) -> &mut Self {
+        self.stored = peers;
+        self
+    }
+
     /// Makes the connectivity manager read round-trip times and scores from `scores` (a
     /// persistent peer store, say) instead of the network's own measurements (the last
     /// health-check RTT of each peer, remembered after it disconnects; see
@@ -359,6 +375,7 @@ impl NetworkBuilder {
             noise_metrics,
             connectivity_metrics,
             on_chain,
+            stored,
             apps,
             channels,
             manager_handle,
@@ -429,6 +446,9 @@ impl NetworkBuilder {
         if let Some(on_chain_rx) = on_chain {
             connectivity.on_chain_updates(on_chain_rx);
         }
+        if !stored.is_empty() {
+            connectivity.stored_peers(stored);
+        }
         connectivity.scores(
             scores.unwrap_or_else(|| Arc::new(MeasuredScores::new(network_id, peers.clone()))),
         );
@@ -439,6 +459,7 @@ impl NetworkBuilder {
 
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
+        let record_events = RecordEvents::new();
         let banned_ips = IpBans::new(config.banned_ips.iter().copied());
         // One budget for the whole network: every peer's messages count against it.
         let budget = (config.peer.inbound_byte_budget > 0)
@@ -489,6 +510,7 @@ impl NetworkBuilder {
             banned: banned.clone(),
             trusted: trusted.clone(),
             whitelist: config.connectivity.whitelisted().iter().copied().collect(),
+            record_events: record_events.clone(),
             notices: RefusalNotices::new(
                 config.extensions.max_pending_notices,
                 Duration::from_millis(NOTICE_WRITE_TIMEOUT_MS),
@@ -556,6 +578,7 @@ impl NetworkBuilder {
             actions_rx,
             connectivity_handle,
             manager_handle.clone(),
+            record_events.clone(),
             tracker.clone(),
             shutdown.clone(),
         ));
@@ -575,6 +598,7 @@ impl NetworkBuilder {
             manager: manager_handle,
             banned,
             banned_ips,
+            record_events,
             chain_tx,
             tracker,
             _cancel_on_drop: shutdown.clone().drop_guard(),
@@ -685,13 +709,7 @@ impl Network {
         peer_id: PeerId,
         until: Option<std::time::SystemTime>,
     ) -> Result<bool, Error> {
-        let expiry = until.map(|until| {
-            let left = until
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            tokio::time::Instant::now() + left
-        });
-        let newly = self.banned.insert_until(peer_id, expiry);
+        let newly = self.banned.insert_until(peer_id, until.map(instant_of));
         tracing::info!(network_id = %self.network_id, %peer_id, "peer banned");
         let notice = DisconnectCode::banned_until(until);
         match self
@@ -719,7 +737,14 @@ impl Network {
     /// until [`unban_ip`](Self::unban_ip) or the end of the process. Returns whether it was
     /// not banned yet.
     pub fn ban_ip(&self, prefix: IpPrefix) -> bool {
-        let newly = self.banned_ips.insert(prefix);
+        self.ban_ip_until(prefix, None)
+    }
+
+    /// [`ban_ip`](Self::ban_ip) until `until` (`None`: until lifted), after which the ban
+    /// lifts itself; a longer ban on the same prefix in force is kept. Returns whether it was
+    /// not banned yet.
+    pub fn ban_ip_until(&self, prefix: IpPrefix, until: Option<std::time::SystemTime>) -> bool {
+        let newly = self.banned_ips.insert_until(prefix, until.map(instant_of));
         tracing::info!(network_id = %self.network_id, %prefix, "ip banned");
         newly
     }
@@ -733,9 +758,26 @@ impl Network {
         was
     }
 
+    /// What the network decides about its peers on its own, from now on: the bans it sets
+    /// (rate-limit abuse) and the failed dials of its connectivity manager, for a node that
+    /// keeps them across restarts. Bounded ([`RECORD_EVENTS_CAPACITY`](crate::RECORD_EVENTS_CAPACITY)
+    /// per subscriber): one that falls behind loses the oldest and is told how many.
+    pub fn record_events(&self) -> tokio::sync::broadcast::Receiver<RecordEvent> {
+        self.record_events.subscribe()
+    }
+
     /// The banned IPs and prefixes, from `banned_ips` and [`ban_ip`](Self::ban_ip), sorted.
     pub fn banned_ips(&self) -> Vec<IpPrefix> {
         self.banned_ips.to_vec()
+    }
+
+    /// [`banned_ips`](Self::banned_ips) with when each ban ends (`None`: until lifted).
+    pub fn ip_bans(&self) -> Vec<(IpPrefix, Option<std::time::SystemTime>)> {
+        self.banned_ips
+            .entries()
+            .into_iter()
+            .map(|(prefix, expiry)| (prefix, expiry.map(system_time_of)))
+            .collect()
     }
 
     /// The peers banned now, sorted: those banned here, and those the network banned for a
@@ -746,17 +788,10 @@ impl Network {
 
     /// [`banned`](Self::banned) with when each ban ends (`None`: until unbanned).
     pub fn bans(&self) -> Vec<(PeerId, Option<std::time::SystemTime>)> {
-        let now = tokio::time::Instant::now();
-        let wall = std::time::SystemTime::now();
         self.banned
             .entries()
             .into_iter()
-            .map(|(peer_id, expiry)| {
-                (
-                    peer_id,
-                    expiry.map(|expiry| wall + expiry.saturating_duration_since(now)),
-                )
-            })
+            .map(|(peer_id, expiry)| (peer_id, expiry.map(system_time_of)))
             .collect()
     }
 
@@ -857,4 +892,18 @@ fn dedup(protocols: impl IntoIterator<Item = ProtocolId>) -> Vec<ProtocolId> {
         }
     }
     unique
+}
+
+/// The tokio instant (the clock bans expire on) of the wall-clock time `at`; a time past is
+/// now.
+fn instant_of(at: std::time::SystemTime) -> tokio::time::Instant {
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::Instant::now() + left
+}
+
+/// The wall-clock time of the tokio instant `at` (in the future, as ban expiries are).
+fn system_time_of(at: tokio::time::Instant) -> std::time::SystemTime {
+    std::time::SystemTime::now() + at.saturating_duration_since(tokio::time::Instant::now())
 }

@@ -42,7 +42,9 @@
 //!    queued is charged to the network's `peer::InboundBudget` (`peer.inbound_byte_budget`)
 //!    until the application takes it: while the budget is spent the readers stop reading.
 //!    A peer the peer layer cut off for flooding (`DisconnectReason::RateLimited`) is banned
-//!    for `peer.rate_limit.ban_duration_ms`.
+//!    for `peer.rate_limit.ban_duration_ms`; such bans, and the failed dials of the
+//!    connectivity manager, are published as [`RecordEvent`]s ([`Network::record_events`])
+//!    for a node that keeps them in a peer store.
 //! 5. Every network runs a health checker, an application of the facade itself on
 //!    `HealthCheckerRpc` (5): it answers the peers' pings ([`HealthCheckerMsg`]) and, unless
 //!    [`HealthCheckConfig::enabled`] is off, pings each connected peer that offers the
@@ -51,7 +53,8 @@
 //!    `peerlane_health_disconnects_total`.
 //! 6. Every network runs a `connectivity_manager::ConnectivityManager` ([`NetworkConfig`]'s
 //!    `connectivity` section): it dials the seeds, the discovery file's peers and the on-chain
-//!    set ([`NetworkBuilder::on_chain_updates`]), redials lost peers with backoff, closes
+//!    set ([`NetworkBuilder::on_chain_updates`]), and the peers a store kept from earlier runs
+//!    ([`NetworkBuilder::stored_peers`]), redials lost peers with backoff, closes
 //!    connections to peers that left the trusted set (reason `stale`) and owns the trusted
 //!    set. The peer manager reports its connections to it and carries out its actions.
 //!
@@ -162,6 +165,7 @@ mod peer_exchange;
 mod peer_manager;
 mod peers;
 mod queue;
+mod record_events;
 mod scores;
 mod transport;
 
@@ -203,6 +207,7 @@ pub use queue::{
     DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_KEY, DEFAULT_MAX_WAIT_MS,
     Overflow, QueueConfig, QueueStyle,
 };
+pub use record_events::{BanCause, RECORD_EVENTS_CAPACITY, RecordEvent};
 pub use transport::{CustomSocket, CustomTransport, HANDSHAKE_VERSION, TransportKind};
 
 /// The keyed queue behind [`NetworkEvents`], public only for the criterion benches

@@ -752,3 +752,77 @@ fn dial_candidates_are_weighted_by_rtt() {
     // Expected 1000 × 10/11 ≈ 909.
     assert!((860..=950).contains(&fast_first), "{fast_first}");
 }
+
+/// `/memory/<port>` with peer `n`'s `/noise-ik/` key: the form a stored address takes.
+fn keyed_addr(n: u8, port: u16) -> NetworkAddress {
+    format!(
+        "/memory/{port}/noise-ik/{}/handshake/0",
+        format!("{n:02x}").repeat(32)
+    )
+    .parse()
+    .unwrap()
+}
+
+/// Stored peers are dialed after the seeds and before exchanged peers, in the store's order
+/// (not at random), at their best address first; one whose dial fails is retried after its
+/// backoff, like any discovered peer; they never enter the trusted set.
+#[test]
+fn stored_peers_come_after_the_seeds_in_the_stores_order_and_are_retried() {
+    let mut h = Harness::with_config(NetworkKind::Public, |config| {
+        config.max_outbound_connections = 4;
+    });
+    h.discover(DiscoverySource::Config, peers(1, PeerRole::Upstream));
+    h.discover(
+        DiscoverySource::PeerExchange,
+        HashMap::from([(
+            id(9),
+            DiscoveredPeer::new(PeerRole::Known, [keyed_addr(9, 9)], []),
+        )]),
+    );
+    // The store's order: 5, 3, 4, 2 (long-lived first, then by score), 5 with two addresses.
+    let stored = vec![
+        (id(5), vec![keyed_addr(5, 50), keyed_addr(5, 51)]),
+        (id(3), vec![keyed_addr(3, 30)]),
+        (id(4), vec![keyed_addr(4, 40)]),
+        (id(2), vec![keyed_addr(2, 20)]),
+    ];
+    assert!(h.policy.handle_stored_peers(stored));
+    assert_eq!(h.policy.provenance(&id(5)), Some(Provenance::Stored));
+    assert_eq!(h.policy.provenance_count(Provenance::Stored), 4);
+    assert_eq!(h.policy.provenance_count(Provenance::Direct), 1);
+    let trusted = h.policy.trusted_peers();
+    assert!(trusted.contains_key(&id(1)) && !trusted.contains_key(&id(5)));
+
+    let dials = h.poll_dials();
+    assert_eq!(
+        dials,
+        vec![
+            (id(1), addr(1)),
+            (id(5), keyed_addr(5, 50)),
+            (id(3), keyed_addr(3, 30)),
+            (id(4), keyed_addr(4, 40)),
+        ]
+    );
+    // Peer 5 is down: it backs off, then is dialed again at its next address.
+    h.fail(id(5));
+    h.connect_outbound(id(3));
+    // Its free slot goes to the next stored peer, 2, before the exchanged one.
+    assert_eq!(h.poll_dials(), vec![(id(2), keyed_addr(2, 20))]);
+    h.fail(id(2));
+    h.fail(id(4));
+    // Every stored peer is backing off: the exchanged peer gets a slot.
+    assert_eq!(h.poll_dials(), vec![(id(9), keyed_addr(9, 9))]);
+    let waited = h.advance_to_deadline();
+    assert!(waited >= Duration::from_secs(2) && waited <= Duration::from_secs(2) + JITTER);
+    let retried = h.poll_dials();
+    assert!(
+        retried.contains(&(id(5), keyed_addr(5, 51))),
+        "peer 5 retried at its second address: {retried:?}"
+    );
+    h.connect_outbound(id(5));
+    assert_eq!(
+        h.metrics
+            .dials(DialOutcome::Failed(DialFailure::Unreachable)),
+        3
+    );
+}

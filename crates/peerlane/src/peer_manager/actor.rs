@@ -29,6 +29,7 @@ use crate::peer_manager::notice::RefusalNotices;
 use crate::peer_manager::pending_events::PendingEvents;
 use crate::peer_manager::simultaneous_dial::{Keep, resolve_simultaneous_dial};
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
+use crate::record_events::{BanCause, RecordEvent, RecordEvents};
 use crate::transport::{AptosNetTransport, ByteCounters};
 /// The warnings about refused banned peers.
 static BANNED_LOG: netcore::SharedLogLimiter =
@@ -62,6 +63,8 @@ pub(crate) struct Parts {
     pub(crate) whitelist: HashSet<PeerId>,
     /// Tells refused peers why, on protocol 64.
     pub(crate) notices: RefusalNotices,
+    /// Where the bans the network sets itself are published.
+    pub(crate) record_events: RecordEvents,
 }
 
 /// At the inbound limit, an untrusted inbound peer silent for at least this long may be
@@ -466,6 +469,11 @@ impl PeerManager {
         self.parts
             .banned
             .insert_until(peer_id, Some(Instant::now() + ban));
+        self.parts.record_events.publish(RecordEvent::Banned {
+            peer_id,
+            cause: BanCause::RateLimited,
+            until: Some(std::time::SystemTime::now() + ban),
+        });
         tracing::info!(
             peer = %peer_id,
             ban = ?ban,

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::disconnect_notice::DisconnectCode;
 use crate::error::Error;
 use crate::peer_manager::handle::PeerManagerHandle;
+use crate::record_events::{RecordEvent, RecordEvents};
 
 /// The operator's line for a failed dial of the connectivity manager: what failed, why, and
 /// what that usually means. The connectivity manager adds when it dials again.
@@ -39,11 +40,13 @@ fn dial_failure_line(peer_id: PeerId, addr: &NetworkAddress, err: &Error) -> Str
 /// reports its result as a [`PeerEvent::DialResult`]; a cancel aborts that task (so
 /// no result is reported; the policy has already forgotten the dial, and a connection the
 /// dial still makes is reported as usual); a disconnect closes the peer's connection, logged
-/// with the action's reason.
+/// with the action's reason. A dial that failed at its address (not one that lost a
+/// simultaneous-dial tie or met a ban) is also published as a [`RecordEvent::DialFailed`].
 pub(crate) async fn drive_connectivity(
     mut actions_rx: mpsc::Receiver<Action>,
     connectivity: ConnectivityHandle,
     manager: PeerManagerHandle,
+    record_events: RecordEvents,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -63,6 +66,7 @@ pub(crate) async fn drive_connectivity(
             Action::Dial { peer_id, addr } => {
                 let manager = manager.clone();
                 let connectivity = connectivity.clone();
+                let record_events = record_events.clone();
                 let task = tracker.spawn(async move {
                     let (result, detail) = match manager.dial_managed(peer_id, addr.clone()).await {
                         Ok(()) => (Ok(()), None),
@@ -70,10 +74,19 @@ pub(crate) async fn drive_connectivity(
                         Err(err) if err.is_shut_down() => return,
                         // The manager's dials (seeds, discovery) fail with no one to tell but
                         // the operator: it logs the line with when it dials again.
-                        Err(err) => (
-                            Err(err.dial_failure()),
-                            Some(dial_failure_line(peer_id, &addr, &err)),
-                        ),
+                        Err(err) => {
+                            if !matches!(err, Error::AlreadyConnected { .. } | Error::Banned { .. })
+                            {
+                                record_events.publish(RecordEvent::DialFailed {
+                                    peer_id,
+                                    addr: addr.clone(),
+                                });
+                            }
+                            (
+                                Err(err.dial_failure()),
+                                Some(dial_failure_line(peer_id, &addr, &err)),
+                            )
+                        }
                     };
                     // Fails only when the manager has stopped.
                     let _ = connectivity
