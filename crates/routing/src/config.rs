@@ -16,6 +16,10 @@ pub const MAX_EDGES_PER_PEER: usize = 1_024;
 pub const VERIFY_BURST_PER_PEER: u32 = 100_000;
 /// Edges per second one sending peer may make us verify after its burst.
 pub const VERIFY_RATE_PER_PEER: u32 = 1_000;
+/// Routed messages one neighbour may make us verify at once.
+pub const ROUTED_VERIFY_BURST_PER_PEER: u32 = 2_000;
+/// Routed messages per second one neighbour may make us verify after its burst.
+pub const ROUTED_VERIFY_RATE_PER_PEER: u32 = 1_000;
 /// Distinct peers the table holds edges of.
 pub const MAX_PEERS: usize = 100_000;
 /// How far ahead of our clock a nonce (milliseconds since the epoch) may be.
@@ -63,6 +67,11 @@ pub struct RoutingConfig {
     pub verify_burst_per_peer: u32,
     /// Edges per second one sending peer may make this node verify after its burst.
     pub verify_rate_per_peer: u32,
+    /// Routed messages one neighbour may make this node verify at once; beyond its bucket
+    /// they are dropped before the signature check (`DropReason::OverBudget`).
+    pub routed_verify_burst_per_peer: u32,
+    /// Routed messages per second one neighbour may make this node verify after its burst.
+    pub routed_verify_rate_per_peer: u32,
     /// How far ahead of the local clock a nonce may be.
     #[serde(rename = "max_nonce_future_ms", with = "netcore::serde_duration_ms")]
     pub max_nonce_future: Duration,
@@ -110,6 +119,8 @@ impl Default for RoutingConfig {
             max_peers: MAX_PEERS,
             verify_burst_per_peer: VERIFY_BURST_PER_PEER,
             verify_rate_per_peer: VERIFY_RATE_PER_PEER,
+            routed_verify_burst_per_peer: ROUTED_VERIFY_BURST_PER_PEER,
+            routed_verify_rate_per_peer: ROUTED_VERIFY_RATE_PER_PEER,
             max_nonce_future: Duration::from_millis(MAX_NONCE_FUTURE_MS),
             tombstone_keep: Duration::from_millis(TOMBSTONE_KEEP_MS),
             prune_unreachable_after: Duration::from_millis(PRUNE_UNREACHABLE_AFTER_MS),
@@ -166,6 +177,11 @@ impl RoutingConfig {
         if self.verify_burst_per_peer == 0 {
             return Err(Error::InvalidConfig(
                 "verify_burst_per_peer must be at least 1",
+            ));
+        }
+        if self.routed_verify_burst_per_peer == 0 {
+            return Err(Error::InvalidConfig(
+                "routed_verify_burst_per_peer must be at least 1",
             ));
         }
         if self.max_peers < 2 {
