@@ -162,9 +162,16 @@ mod peer_exchange;
 mod peer_manager;
 mod peers;
 mod queue;
+mod routing;
 mod scores;
 mod transport;
 
+pub use self::routing::actor::MAX_VERIFY_BATCHES;
+pub use self::routing::storage::MAX_PRUNED_EDGES_IN_MEMORY;
+pub use self::routing::{
+    MAX_PENDING_ROUTED_RPCS, ROUTING_COMMAND_QUEUE, RouteEntry, RoutingMetrics, RoutingSnapshot,
+};
+pub use ::routing::RoutingConfig;
 pub use admission::{
     ACCEPT_BURST_PER_IP, ACCEPT_RATE_PER_IP, AdmissionConfig, IpPrefix, MAX_INBOUND_PER_IP,
     MAX_INBOUND_PER_PREFIX, MAX_PENDING_PER_IP, MAX_PENDING_PER_PREFIX,

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+/// Messages on 67 and 68 waiting for the routing actor; more are dropped (and counted).
+pub const MAX_PENDING_MESSAGES: usize = 1_024;
+/// How long a neighbour that sends a bad signature or misbehaves stays banned.
+pub const BAN_DURATION_MS: u64 = 60 * 60 * 1000;
 /// Edges one ROUTING_SYNC message may carry (NEAR's limit).
 pub const MAX_EDGES_PER_MESSAGE: usize = 50_000;
 /// Edges (active or removed) the table holds in total.
@@ -54,6 +58,14 @@ pub const MAX_PRUNED_PEERS: usize = 1_000_000;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
+    /// Whether the network runs routing (offers protocols 67 and 68 and routes). Costs
+    /// nothing with peers that do not offer them: they never see routing traffic.
+    pub enabled: bool,
+    /// Messages on 67 and 68 waiting for the routing actor; beyond it they are dropped.
+    pub max_pending_messages: usize,
+    /// How long a neighbour that sent a bad signature or broke a rule stays banned.
+    #[serde(rename = "ban_duration_ms", with = "netcore::serde_duration_ms")]
+    pub ban_duration: Duration,
     /// Edges one ROUTING_SYNC message may carry; a message with more is dropped whole
     /// before any signature work.
     pub max_edges_per_message: usize,
@@ -113,6 +125,9 @@ pub struct RoutingConfig {
 impl Default for RoutingConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
+            max_pending_messages: MAX_PENDING_MESSAGES,
+            ban_duration: Duration::from_millis(BAN_DURATION_MS),
             max_edges_per_message: MAX_EDGES_PER_MESSAGE,
             max_edges: MAX_EDGES,
             max_edges_per_peer: MAX_EDGES_PER_PEER,
@@ -143,6 +158,10 @@ impl RoutingConfig {
     /// what peers accept in one message (they would drop every one of them).
     pub fn validate(&self) -> Result<(), Error> {
         let positive = [
+            (
+                self.max_pending_messages,
+                "max_pending_messages must be at least 1",
+            ),
             (
                 self.max_edges_per_message,
                 "max_edges_per_message must be at least 1",

@@ -182,7 +182,8 @@ pub enum Outcome {
     },
     /// A pending broadcast edge was dropped for `broadcast_max_pending`.
     BroadcastDropped,
-    /// A routed message was sent on to `next_hop` (or, for the node's own, sent out).
+    /// A routed message from a neighbour was sent on to its next hop (the node's own
+    /// messages are not counted here).
     RoutedForwarded,
     /// A routed message was delivered to the local node.
     RoutedDelivered,
@@ -926,7 +927,9 @@ impl RoutingNode {
                 Some(DropReason::NoRoute)
             }
             Forward::Send { next_hop, message } => {
-                actions.push(Action::Outcome(Outcome::RoutedForwarded));
+                if from != self.local {
+                    actions.push(Action::Outcome(Outcome::RoutedForwarded));
+                }
                 actions.push(Action::Send {
                     to: next_hop,
                     channel: Channel::Routed,
