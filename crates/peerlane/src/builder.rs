@@ -55,7 +55,7 @@ static BANNED_LOG: netcore::SharedLogLimiter =
 /// the same numbers as the connectivity manager.
 const HEALTH_RNG_STREAM: u64 = 0x6865_616c_7468;
 /// Mixed into [`NetworkBuilder::rng_seed`] for routing's signatures and nonces.
-const ROUTING_RNG_STREAM: u64 = 0x726f_7574_696e_67;
+const ROUTING_RNG_STREAM: u64 = 0x0072_6f75_7469_6e67;
 
 /// Builds one network of a node (validator, VFN or public).
 ///

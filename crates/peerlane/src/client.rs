@@ -491,6 +491,45 @@ fn send(
         })
 }
 
+/// The routing handle and protocol (the application's first of `kind`) of a routed send to
+/// `peer`.
+fn routed_path(
+    network: &ClientNetwork,
+    peer: PeerNetworkId,
+    kind: ProtocolKind,
+) -> Result<(&RoutingHandle, ProtocolId), Error> {
+    let routing = network.routing.as_ref().ok_or(Error::NoRoute { peer })?;
+    let protocols = match kind {
+        ProtocolKind::DirectSend => &network.direct_send,
+        ProtocolKind::Rpc => &network.rpc,
+    };
+    let protocol = protocols
+        .first()
+        .copied()
+        .ok_or_else(|| Error::NoCommonProtocol {
+            peer,
+            kind,
+            preferences: protocols.clone(),
+        })?;
+    Ok((routing, protocol))
+}
+
+/// Queues `command` for the routing actor without waiting.
+fn queue(routing: &RoutingHandle, command: RoutingCommand) -> Result<(), Error> {
+    routing.try_send(command).map_err(|error| match error {
+        RoutingQueueError::Full => Error::RoutingBusy,
+        RoutingQueueError::Closed => Error::ShutDown,
+    })
+}
+
+/// The error of a routed send the actor refused.
+fn refusal(peer: PeerNetworkId, refused: SendRefused) -> Error {
+    match refused {
+        SendRefused::NoRoute => Error::NoRoute { peer },
+        SendRefused::Busy => Error::RoutingBusy,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::num::NonZeroUsize;
@@ -704,44 +743,5 @@ mod tests {
             matches!(&err, Error::NoCommonProtocol { kind: ProtocolKind::Rpc, preferences: p, .. } if p.len() == 3),
             "{err:?}"
         );
-    }
-}
-
-/// The routing handle and protocol (the application's first of `kind`) of a routed send to
-/// `peer`.
-fn routed_path<'a>(
-    network: &'a ClientNetwork,
-    peer: PeerNetworkId,
-    kind: ProtocolKind,
-) -> Result<(&'a RoutingHandle, ProtocolId), Error> {
-    let routing = network.routing.as_ref().ok_or(Error::NoRoute { peer })?;
-    let protocols = match kind {
-        ProtocolKind::DirectSend => &network.direct_send,
-        ProtocolKind::Rpc => &network.rpc,
-    };
-    let protocol = protocols
-        .first()
-        .copied()
-        .ok_or_else(|| Error::NoCommonProtocol {
-            peer,
-            kind,
-            preferences: protocols.clone(),
-        })?;
-    Ok((routing, protocol))
-}
-
-/// Queues `command` for the routing actor without waiting.
-fn queue(routing: &RoutingHandle, command: RoutingCommand) -> Result<(), Error> {
-    routing.try_send(command).map_err(|error| match error {
-        RoutingQueueError::Full => Error::RoutingBusy,
-        RoutingQueueError::Closed => Error::ShutDown,
-    })
-}
-
-/// The error of a routed send the actor refused.
-fn refusal(peer: PeerNetworkId, refused: SendRefused) -> Error {
-    match refused {
-        SendRefused::NoRoute => Error::NoRoute { peer },
-        SendRefused::Busy => Error::RoutingBusy,
     }
 }
