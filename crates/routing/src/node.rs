@@ -173,7 +173,8 @@ pub enum Outcome {
         /// Edges in the table, tombstones included.
         edges: usize,
     },
-    /// An incremental broadcast went out to `neighbours` neighbours.
+    /// An incremental broadcast went out to `neighbours` neighbours (each without the
+    /// edges it sent us).
     Broadcast {
         /// Edges in it.
         edges: usize,
@@ -288,6 +289,8 @@ pub struct RoutingNode {
     edge_budget: VerifyBudget,
     routed_budget: VerifyBudget,
     neighbours: HashMap<PeerId, Neighbour>,
+    /// The neighbour each edge waiting for broadcast came from (with its nonce).
+    sources: HashMap<EdgeKey, (u64, PeerId)>,
     /// Verification batches out, by id: who sent them.
     batches: HashMap<BatchId, PeerId>,
     next_batch: BatchId,
@@ -327,6 +330,7 @@ impl RoutingNode {
                 config.routed_verify_burst_per_peer,
             ),
             neighbours: HashMap::new(),
+            sources: HashMap::new(),
             batches: HashMap::new(),
             next_batch: 0,
             reachable: HashSet::new(),
@@ -529,6 +533,7 @@ impl RoutingNode {
             rejected,
             applied: applied.changed.len(),
         }));
+        self.note_sources(&applied.changed, sender);
         self.changed(applied, now, &mut actions);
         if let Some((_, error)) = result.bad {
             actions.push(Action::Ban {
@@ -600,25 +605,7 @@ impl RoutingNode {
             self.recompute(now, &mut actions);
         }
         while let Some(batch) = self.batcher.take_due(now.instant) {
-            let message = RoutingSyncMessage::Edges(batch);
-            let bytes = Bytes::from(message.encode());
-            let edges = match &message {
-                RoutingSyncMessage::Edges(edges) => edges.len(),
-                _ => 0,
-            };
-            let mut neighbours = self.neighbours();
-            neighbours.sort_unstable();
-            for peer in &neighbours {
-                actions.push(Action::Send {
-                    to: *peer,
-                    channel: Channel::RoutingSync,
-                    bytes: bytes.clone(),
-                });
-            }
-            actions.push(Action::Outcome(Outcome::Broadcast {
-                edges,
-                neighbours: neighbours.len(),
-            }));
+            self.broadcast(batch, &mut actions);
         }
         if now.instant >= self.next_housekeeping {
             self.next_housekeeping = now.instant + HOUSEKEEPING_INTERVAL;
@@ -644,6 +631,61 @@ impl RoutingNode {
             }
         }
         actions
+    }
+
+    /// Sends `batch` to every neighbour, leaving out of each neighbour's copy the edges it
+    /// sent us (it has them: echoing them back would double the traffic of every link).
+    fn broadcast(&mut self, batch: Vec<Edge>, actions: &mut Vec<Action>) {
+        let sources: Vec<Option<PeerId>> = batch
+            .iter()
+            .map(|edge| {
+                self.sources
+                    .remove(&edge.key)
+                    .filter(|(nonce, _)| *nonce == edge.nonce)
+                    .map(|(_, source)| source)
+            })
+            .collect();
+        let everyone = Bytes::from(RoutingSyncMessage::Edges(batch.clone()).encode());
+        let neighbours = self.neighbours();
+        let mut sent_to = 0;
+        for peer in &neighbours {
+            let bytes = if sources.contains(&Some(*peer)) {
+                let theirs: Vec<Edge> = batch
+                    .iter()
+                    .zip(&sources)
+                    .filter(|(_, source)| **source != Some(*peer))
+                    .map(|(edge, _)| *edge)
+                    .collect();
+                if theirs.is_empty() {
+                    continue;
+                }
+                Bytes::from(RoutingSyncMessage::Edges(theirs).encode())
+            } else {
+                everyone.clone()
+            };
+            sent_to += 1;
+            actions.push(Action::Send {
+                to: *peer,
+                channel: Channel::RoutingSync,
+                bytes,
+            });
+        }
+        actions.push(Action::Outcome(Outcome::Broadcast {
+            edges: batch.len(),
+            neighbours: sent_to,
+        }));
+    }
+
+    /// Remembers that `edges` came from `sender`, so that their broadcast skips it. Bounded:
+    /// entries leave with their broadcast; past twice the broadcast bound (entries whose
+    /// broadcast was dropped) the memory is cleared, which only costs some echoes.
+    fn note_sources(&mut self, edges: &[Edge], sender: PeerId) {
+        if self.sources.len() + edges.len() > 2 * self.config.broadcast_max_pending {
+            self.sources.clear();
+        }
+        for edge in edges {
+            self.sources.insert(edge.key, (edge.nonce, sender));
+        }
     }
 
     fn recompute(&mut self, now: Now, actions: &mut Vec<Action>) {
@@ -1266,6 +1308,31 @@ mod tests {
         assert!(matches!(reason, BanReason::BadEdgeSignature(_)));
         assert!(net.nodes[0].table().get(&good.key).is_some());
         assert!(net.nodes[0].table().get(&forged.key).is_none());
+    }
+
+    /// Edges learnt from a neighbour are broadcast to the other neighbours, not echoed back
+    /// to it.
+    #[test]
+    fn broadcasts_skip_the_neighbour_an_edge_came_from() {
+        let mut net = line(3, RoutingConfig::default());
+        net.settle(Duration::from_secs(10));
+        let far = crate::edge::test_keys::active_edge(&key(60), &key(61), START_MS + 1);
+        let bytes = RoutingSyncMessage::Edges(vec![far]).encode();
+        let (from, now) = (net.id(0), net.now);
+        let actions = net.nodes[1].received(from, Channel::RoutingSync, &bytes, now);
+        net.handle(1, actions);
+        let due = net.nodes[1].next_wakeup();
+        net.now = net.now.after(due - net.now.instant);
+        let now = net.now;
+        let sends: Vec<PeerId> = net.nodes[1]
+            .tick(now)
+            .into_iter()
+            .filter_map(|action| match action {
+                Action::Send { to, .. } => Some(to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sends, vec![net.id(2)]);
     }
 
     /// A peer that did not advertise the routing protocols gets nothing and what it sends
