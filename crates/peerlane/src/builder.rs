@@ -40,11 +40,11 @@ use crate::peer_manager::{
 };
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::queue::QueueConfig;
-use crate::routing::actor::{self as routing_actor, RoutingActor};
 use crate::routing::storage::ComponentStorage;
 use crate::routing::{
     Command as RoutingCommand, ROUTING_COMMAND_QUEUE, RoutingHandle, RoutingSnapshot,
 };
+use crate::routing_actor::{self, RoutingActor};
 use crate::scores::MeasuredScores;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 

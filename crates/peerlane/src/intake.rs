@@ -1,7 +1,7 @@
 //! [`Intake`]: reads the messages of peerlane's own direct-send protocols, `PeerlaneDisconnect`
-//! (64) and `ChainStatus` (65), in the peer's reader as they arrive, before any application
-//! queue: each is one small fixed-size message whose effect is one slot per peer, so it needs
-//! no queue, and a notice that comes just before the socket closes is read even though the
+//! (64), `ChainStatus` (65), `RoutingSync` (67) and `Routed` (68), in the peer's reader as they
+//! arrive, before any application queue. A notice or a status is one small fixed-size message
+//! whose effect is one slot per peer, so it needs no queue, and a notice that comes just before the socket closes is read even though the
 //! peer's queued messages are purged when it is lost.
 //!
 //! - A `Disconnect` notice is logged (rate-limited), counted
@@ -34,8 +34,7 @@ use crate::chain_status::{self, ChainStatus};
 use crate::disconnect_notice::{self, Disconnect, DisconnectCode};
 use crate::metrics::Metrics;
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
-use crate::routing::RoutingMetrics;
-use crate::routing::actor::InboundRouting;
+use crate::routing::{InboundRouting, RoutingMetrics};
 
 /// Log lines per minute for what peers send on protocols 64 and 65.
 const LOG_LINES_PER_MINUTE: u32 = 10;

@@ -15,12 +15,13 @@
 //!   Action::StoreComponent / LoadComponents ─► ComponentStorage (redb store or memory)
 //! ```
 //!
-//! - [`actor`]: the task. [`metrics`]: [`RoutingMetrics`]. [`storage`]: pruned components.
+//! - `routing_actor` (a module of its own): the task. [`metrics`]: [`RoutingMetrics`].
+//!   [`storage`]: pruned components. Here: the handle, commands and replies the client, the
+//!   router and the intake use.
 //! - A network runs routing when `routing.enabled` (on by default) and its PeerId is the
 //!   one its key derives (edges are checked against PeerIds read as X25519 keys). It then
 //!   offers 67 and 68 in its handshake; AptosNet peers do not, and get no routing traffic.
 
-pub(crate) mod actor;
 pub(crate) mod metrics;
 pub(crate) mod storage;
 
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use netcore::PeerId;
-use routing::RoutedHash;
+use routing::{Channel, RoutedHash};
 use tokio::sync::{mpsc, oneshot};
 use wire::ProtocolId;
 
@@ -39,6 +40,13 @@ pub const ROUTING_COMMAND_QUEUE: usize = 1_024;
 /// Routed RPCs of this node waiting for their response, at most; more fail with
 /// [`Error::RoutingBusy`](crate::Error::RoutingBusy).
 pub const MAX_PENDING_ROUTED_RPCS: usize = 10_000;
+
+/// One message on 67 or 68, from the intake to the routing actor.
+pub(crate) struct InboundRouting {
+    pub(crate) from: PeerId,
+    pub(crate) channel: Channel,
+    pub(crate) bytes: Bytes,
+}
 
 /// Why the routing actor did not send a message of ours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! [`RoutingActor`]: the task that drives one network's [`RoutingNode`]. It owns the node and
-//! carries out its actions; see the parent module for the data flow.
+//! carries out its actions; the data flow is in the `routing` module's docs. Kept apart from
+//! that module, which the router and the intake use, so that neither imports the other.
 //!
 //! Bounds: the intake queue (`routing.max_pending_messages`, drops counted), the command
 //! queue ([`ROUTING_COMMAND_QUEUE`]), pending routed RPCs ([`MAX_PENDING_ROUTED_RPCS`]), and
@@ -24,17 +25,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wire::{NetworkId, ProtocolId};
 
-use super::storage::ComponentStorage;
-use super::{
-    Command, MAX_PENDING_ROUTED_RPCS, RouteEntry, RoutedResponder, RoutingHandle, RoutingMetrics,
-    RoutingSnapshot, RpcOutcome, SendRefused,
-};
 use crate::disconnect_notice::DisconnectCode;
 use crate::events::Router;
 use crate::intake::Intake;
 use crate::peer_manager::{BanList, PeerManagerHandle};
 use crate::peers::{
     ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata,
+};
+use crate::routing::storage::ComponentStorage;
+use crate::routing::{
+    Command, InboundRouting, MAX_PENDING_ROUTED_RPCS, RouteEntry, RoutedResponder, RoutingHandle,
+    RoutingMetrics, RoutingSnapshot, RpcOutcome, SendRefused,
 };
 
 /// Edge verification batches running at once; more wait in the actor (the node's verify
@@ -43,13 +44,6 @@ pub const MAX_VERIFY_BATCHES: usize = 2;
 
 /// Log lines per minute about what neighbours send on 67 and 68.
 const LOG_LINES_PER_MINUTE: u32 = 10;
-
-/// One message on 67 or 68, from the intake.
-pub(crate) struct InboundRouting {
-    pub(crate) from: PeerId,
-    pub(crate) channel: Channel,
-    pub(crate) bytes: Bytes,
-}
 
 /// What the actor needs from the network.
 pub(crate) struct Parts {
