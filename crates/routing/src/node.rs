@@ -837,23 +837,36 @@ impl RoutingNode {
     }
 
     fn on_accepted(&mut self, from: PeerId, edge: Edge, now: Now, actions: &mut Vec<Action>) {
-        let Some(proposal) = self
+        let pending = self
             .neighbours
-            .get_mut(&from)
-            .and_then(|neighbour| neighbour.proposal.take())
-        else {
+            .get(&from)
+            .and_then(|neighbour| neighbour.proposal);
+        // An acceptance of another proposal than the one pending is stale, not hostile: the
+        // connection it answered was replaced (simultaneous dials, a reconnect, two nodes
+        // sharing a key). It is dropped and the pending proposal kept.
+        let Some(proposal) = pending.filter(|p| p.key == edge.key && p.nonce == edge.nonce) else {
             actions.push(Action::Outcome(Outcome::Malformed(Channel::RoutingSync)));
             return;
         };
-        if let Err(error) = proposal.check_completion(&edge) {
-            actions.push(Action::Ban {
-                peer: from,
-                reason: BanReason::BadProposal(error),
-            });
-            return;
+        if let Some(neighbour) = self.neighbours.get_mut(&from) {
+            neighbour.proposal = None;
         }
-        let applied = self.table.insert_trusted(edge);
-        self.changed(applied, now, actions);
+        match proposal.check_completion(&edge) {
+            Ok(()) => {
+                let applied = self.table.insert_trusted(edge);
+                self.changed(applied, now, actions);
+            }
+            // Its own signature does not verify: a forgery.
+            Err(error @ Error::BadSignature { signer }) if signer == from => {
+                actions.push(Action::Ban {
+                    peer: from,
+                    reason: BanReason::BadProposal(error),
+                });
+            }
+            // Our half is not the one we sent: another holder of our key proposed at the same
+            // nonce. Nothing the peer did wrong.
+            Err(_) => actions.push(Action::Outcome(Outcome::Malformed(Channel::RoutingSync))),
+        }
     }
 
     fn on_stale(&mut self, from: PeerId, known: u64, now: Now, actions: &mut Vec<Action>) {
@@ -1333,6 +1346,48 @@ mod tests {
             })
             .collect();
         assert_eq!(sends, vec![net.id(2)]);
+    }
+
+    /// An acceptance of another proposal than the pending one (a replaced connection) is
+    /// dropped without a ban; an acceptance whose other signature is forged bans.
+    #[test]
+    fn stale_acceptances_are_dropped_and_forged_ones_ban() {
+        let mut net = Net::new(2, RoutingConfig::default());
+        let (id1, now) = (net.id(1), net.now);
+        let actions = net.nodes[0].connected(id1, true, true, now);
+        assert!(actions.iter().any(|a| matches!(a, Action::Send { .. })));
+        let pending = net.nodes[0].neighbours[&id1].proposal.unwrap();
+        let other = crate::edge::test_keys::active_edge(&key(1), &key(2), pending.nonce + 2);
+        let bytes = RoutingSyncMessage::EdgeAccepted(other).encode();
+        let actions = net.nodes[0].received(id1, Channel::RoutingSync, &bytes, now);
+        assert_eq!(
+            actions,
+            vec![Action::Outcome(Outcome::Malformed(Channel::RoutingSync))]
+        );
+        let mut forged = crate::edge::test_keys::active_edge(&key(1), &key(2), pending.nonce);
+        if let crate::edge::EdgeProof::Active {
+            signature0,
+            signature1,
+        } = &mut forged.proof
+        {
+            let theirs = crate::xeddsa::Signature::from_bytes([3; 64]);
+            if pending.by == crate::edge::EdgeEnd::Peer0 {
+                *signature0 = pending.signature;
+                *signature1 = theirs;
+            } else {
+                *signature1 = pending.signature;
+                *signature0 = theirs;
+            }
+        }
+        let bytes = RoutingSyncMessage::EdgeAccepted(forged).encode();
+        let actions = net.nodes[0].received(id1, Channel::RoutingSync, &bytes, now);
+        assert!(matches!(
+            actions.as_slice(),
+            [Action::Ban {
+                reason: BanReason::BadProposal(_),
+                ..
+            }]
+        ));
     }
 
     /// A peer that did not advertise the routing protocols gets nothing and what it sends
