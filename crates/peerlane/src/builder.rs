@@ -527,6 +527,7 @@ impl NetworkBuilder {
                 handle: setup.handle,
                 storage: ComponentStorage::new(routing_store),
                 shutdown: shutdown.child_token(),
+                tracker: tracker.clone(),
             });
             tracker.spawn(actor.run());
         }

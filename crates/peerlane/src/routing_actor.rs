@@ -23,6 +23,7 @@ use routing::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use wire::{NetworkId, ProtocolId};
 
 use crate::disconnect_notice::DisconnectCode;
@@ -61,6 +62,8 @@ pub(crate) struct Parts {
     pub(crate) handle: RoutingHandle,
     pub(crate) storage: ComponentStorage,
     pub(crate) shutdown: CancellationToken,
+    /// The network's tasks (the ban's disconnect runs on it).
+    pub(crate) tracker: TaskTracker,
 }
 
 struct PendingRpc {
@@ -519,7 +522,7 @@ impl RoutingActor {
         };
         let manager = self.parts.manager.clone();
         // Not awaited here: the actor goes on while the connection closes.
-        tokio::spawn(async move {
+        self.parts.tracker.spawn(async move {
             let _ = manager
                 .disconnect_because(peer, "banned", Some(notice))
                 .await;

@@ -194,6 +194,59 @@ async fn a_forged_edge_bans_its_sender() {
     forger.shutdown().await;
 }
 
+/// A neighbour flooding protocol 68 with junk fills the routing actor's queue
+/// (`routing.max_pending_messages`, 4 here): what does not fit is dropped in the reader and
+/// counted, the rest is read and counted as malformed, nothing is held, and the connection
+/// stays up (junk is not a signature: no ban).
+#[tokio::test(start_paused = true)]
+async fn a_flood_on_the_routing_protocols_is_dropped_and_counted() {
+    let mut config = config(51, NetworkId::Public, Net::Memory);
+    config.extensions.peer_exchange = false;
+    config.routing.max_pending_messages = 4;
+    let victim = node_with(config, Net::Memory, &DIRECT, &RPC, QueueConfig::default());
+    let mut flooder_config = test_support::config(52, NetworkId::Public, Net::Memory);
+    flooder_config.routing.enabled = false;
+    let mut builder = NetworkBuilder::new(
+        flooder_config,
+        transport(Net::Memory),
+        &mut Registry::default(),
+    )
+    .unwrap();
+    let (flood, _events) = builder
+        .add_application::<Vec<u8>>(
+            [ProtocolId::ROUTED, ProtocolId::ROUTING_SYNC],
+            [],
+            QueueConfig::default(),
+        )
+        .unwrap();
+    let flooder = builder.build().unwrap();
+    flooder
+        .dial(victim.peer_id(), victim.network.listen_address().clone())
+        .await
+        .unwrap();
+    let to_victim = peerlane::PeerNetworkId::new(NetworkId::Public, victim.peer_id());
+    const SENT: u64 = 500;
+    for i in 0..SENT {
+        flood
+            .send_to_peer_wait(to_victim, &vec![0xff; 64 + (i % 7) as usize])
+            .await
+            .unwrap();
+    }
+    let routing = victim.network.metrics().routing().clone();
+    eventually("every junk message is accounted for", || {
+        routing.inbound_dropped("Routed") + routing.malformed("Routed") == SENT
+    })
+    .await;
+    assert!(routing.inbound_dropped("Routed") > 0);
+    assert_eq!(
+        routing.bans("misbehaviour") + routing.bans("bad_routed_signature"),
+        0
+    );
+    assert!(victim.network.is_connected(flooder.peer_id()));
+    victim.network.shutdown().await;
+    flooder.shutdown().await;
+}
+
 /// In a ring of five, when node 3 dies its neighbours reach each other the other way round;
 /// in a line of five, the two halves report `NoRoute`.
 #[tokio::test]

@@ -1438,6 +1438,35 @@ mod tests {
         assert_eq!(net.drops(DropReason::OverBudget), 2);
     }
 
+    /// A neighbour that forwards a routed message whose body was changed on the way is
+    /// banned; the message is dropped.
+    #[test]
+    fn a_forwarded_forgery_bans_the_previous_hop() {
+        let mut net = line(3, RoutingConfig::default());
+        net.settle(Duration::from_secs(10));
+        let mut message = RoutedMessage::new(
+            &key(1),
+            RoutedTarget::Peer(net.id(2)),
+            10,
+            1,
+            RoutedKind::DirectSend,
+            5,
+            Bytes::from_static(b"pay 1"),
+            &mut StdRng::seed_from_u64(1),
+        );
+        message.body = Bytes::from_static(b"pay 9");
+        let (from, now) = (net.id(1), net.now);
+        let actions = net.nodes[2].received(from, Channel::Routed, &encode_routed(&message), now);
+        assert!(actions.contains(&Action::Outcome(Outcome::RoutedDropped(
+            DropReason::BadSignature
+        ))));
+        assert!(actions.contains(&Action::Ban {
+            peer: from,
+            reason: BanReason::BadRoutedSignature,
+        }));
+        assert!(!actions.iter().any(|a| matches!(a, Action::Deliver(_))));
+    }
+
     /// An island the node stops reaching leaves memory as a stored component after
     /// `prune_unreachable_after`, and comes back when a peer of it is reachable again.
     #[test]

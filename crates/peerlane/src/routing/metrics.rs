@@ -263,6 +263,13 @@ impl RoutingMetrics {
             .get()
     }
 
+    /// `peerlane_routing_malformed_total{protocol}`.
+    pub fn malformed(&self, protocol: &'static str) -> u64 {
+        self.malformed
+            .get_or_create(&ProtocolLabels { protocol })
+            .get()
+    }
+
     /// `peerlane_routing_bans_total{reason}`.
     pub fn bans(&self, reason: &'static str) -> u64 {
         self.bans.get_or_create(&ReasonLabels { reason }).get()
