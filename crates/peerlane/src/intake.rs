@@ -17,7 +17,8 @@
 //!   routing they are dropped (the protocols are not offered then, so only a peer ignoring
 //!   the handshake sends them).
 //!
-//! What a peer can make the node hold through these: nothing beyond its one status slot.
+//! What a peer can make the node hold through these: its one status slot, and its share of
+//! the routing actor's bounded queue.
 //! Malformed payloads are counted and dropped; the peer layer's per-protocol rate limits bound
 //! how often this runs.
 

@@ -190,6 +190,10 @@ impl RoutingActor {
             }
             _ => {}
         }
+        self.count_neighbours();
+    }
+
+    fn count_neighbours(&self) {
         self.parts
             .metrics
             .set_neighbours(self.parts.node.neighbours().len());
@@ -209,6 +213,7 @@ impl RoutingActor {
         let dialed = origin == ConnectionOrigin::Outbound;
         let actions = self.parts.node.connected(peer, speaks, dialed, now());
         self.carry_out(actions);
+        self.count_neighbours();
     }
 
     /// After lost notifications: brings the neighbours in line with who is connected.

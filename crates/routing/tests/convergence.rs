@@ -111,7 +111,9 @@ impl Sim {
 
     fn all_reach_all(&self) -> bool {
         let count = self.nodes.len();
-        self.nodes.iter().all(|node| node.reachable_count() == count - 1)
+        self.nodes
+            .iter()
+            .all(|node| node.reachable_count() == count - 1)
     }
 
     /// Runs (delivering, then ticking at the next wake-up) until `done` holds or `limit` of
