@@ -220,7 +220,7 @@ pub use queue::{
     DEFAULT_CAPACITY_PER_KEY, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_KEY, DEFAULT_MAX_WAIT_MS,
     Overflow, QueueConfig, QueueStyle,
 };
-pub use routing_actor::MAX_VERIFY_BATCHES;
+pub use routing_actor::{MAX_EDGES_AWAITING_VERIFICATION, MAX_VERIFY_BATCHES};
 pub use transport::{CustomSocket, CustomTransport, HANDSHAKE_VERSION, TransportKind};
 
 /// The keyed queue behind [`NetworkEvents`], public only for the criterion benches

@@ -43,6 +43,12 @@ use crate::routing::{
 /// budgets bound how many there can be).
 pub const MAX_VERIFY_BATCHES: usize = 2;
 
+/// Edges waiting for a verification slot, all neighbours together (about 200 bytes each, so
+/// about 40 MB): each neighbour's verify budget bounds its own share, this bounds the sum
+/// when many neighbours send at once. A batch beyond it is dropped unverified and counted as
+/// over budget; the edges come again with a later reconciliation.
+pub const MAX_EDGES_AWAITING_VERIFICATION: usize = 200_000;
+
 /// Log lines per minute about what neighbours send on 67 and 68.
 const LOG_LINES_PER_MINUTE: u32 = 10;
 
@@ -81,8 +87,9 @@ pub(crate) struct RoutingActor {
     pending: HashMap<u64, PendingRpc>,
     next_request_id: u64,
     verifying: JoinSet<(BatchId, VerifiedBatch)>,
-    /// Batches waiting for a free verification slot.
+    /// Batches waiting for a free verification slot, and their edges.
     waiting: std::collections::VecDeque<(BatchId, Vec<Edge>)>,
+    waiting_edges: usize,
     log: SharedLogLimiter,
 }
 
@@ -123,6 +130,7 @@ impl RoutingActor {
             next_request_id: rand::rngs::OsRng.next_u64(),
             verifying: JoinSet::new(),
             waiting: std::collections::VecDeque::new(),
+            waiting_edges: 0,
             log: SharedLogLimiter::new(LOG_LINES_PER_MINUTE, Duration::from_secs(60)),
         }
     }
@@ -399,6 +407,18 @@ impl RoutingActor {
                 Action::Send { to, channel, bytes } => self.send(to, channel, bytes),
                 Action::Deliver(message) => self.deliver(message),
                 Action::Verify { batch, edges } => {
+                    if self.waiting_edges + edges.len() > MAX_EDGES_AWAITING_VERIFICATION {
+                        // Many neighbours each within their own budget: this batch is dropped
+                        // unverified (no ban), as if over its sender's budget.
+                        self.parts
+                            .metrics
+                            .record_edges_rejected("over_verify_budget", edges.len());
+                        let none = VerifiedBatch::default();
+                        let more = self.parts.node.verified(batch, none, now());
+                        self.carry_out(more);
+                        continue;
+                    }
+                    self.waiting_edges += edges.len();
                     self.waiting.push_back((batch, edges));
                     self.start_verifications();
                 }
@@ -427,6 +447,7 @@ impl RoutingActor {
             let Some((batch, edges)) = self.waiting.pop_front() else {
                 break;
             };
+            self.waiting_edges -= edges.len();
             self.verifying
                 .spawn_blocking(move || (batch, verify_batch(edges)));
         }
