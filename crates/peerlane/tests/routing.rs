@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use peerlane::{DisconnectCode, Error, NetworkBuilder, NetworkConfig, QueueConfig, RoutingConfig};
 use prometheus_client::registry::Registry;
 use routing::{Edge, EdgeKey, EdgeProof, RoutingSyncMessage, Signature};
-use test_support::{DIRECT, Msg, Net, Node, RPC, config, eventually, node_with, transport, within};
+use test_support::{
+    DIRECT, Msg, Net, Node, RPC, config, eventually, eventually_within, node_with, transport,
+    within,
+};
 use wire::{NetworkId, ProtocolId};
 
 /// Node `seed` over TCP + Noise with routing on (the default) and peer exchange off, so that
@@ -245,6 +248,61 @@ async fn a_flood_on_the_routing_protocols_is_dropped_and_counted() {
     assert!(victim.network.is_connected(flooder.peer_id()));
     victim.network.shutdown().await;
     flooder.shutdown().await;
+}
+
+/// Edges a node can no longer reach leave its memory for its on-disk store, grouped as a
+/// component, and come back from it when their peers are reachable again (memory transport,
+/// paused clock: the housekeeping runs every minute).
+#[tokio::test(start_paused = true)]
+async fn unreachable_edges_go_to_the_store_and_come_back() {
+    let memory_node = |seed: u64| {
+        let mut config = config(seed, NetworkId::Public, Net::Memory);
+        config.extensions.peer_exchange = false;
+        node_with(config, Net::Memory, &DIRECT, &RPC, QueueConfig::default())
+    };
+    let mut config = config(71, NetworkId::Public, Net::Memory);
+    config.extensions.peer_exchange = false;
+    // At the first housekeeping after they become unreachable.
+    config.routing.prune_unreachable_after = Duration::ZERO;
+    let components = store::ComponentTable::new(store::Store::in_memory().unwrap());
+    let mut builder =
+        NetworkBuilder::new(config, transport(Net::Memory), &mut Registry::default()).unwrap();
+    builder.routing_store(components.clone());
+    let a = builder.build().unwrap();
+    let (b, c, d) = (memory_node(72), memory_node(73), memory_node(74));
+    a.dial(b.peer_id(), b.network.listen_address().clone())
+        .await
+        .unwrap();
+    b.dial(&c).await.unwrap();
+    c.dial(&d).await.unwrap();
+    let routing = a.metrics().routing().clone();
+    eventually("a reaches d", || routing.reachable_peers() == 3).await;
+
+    b.network.disconnect(c.peer_id()).await.unwrap();
+    eventually("a loses c and d", || routing.reachable_peers() == 1).await;
+    eventually_within(
+        "the c–d island is stored",
+        Duration::from_secs(180),
+        Duration::from_secs(1),
+        || components.len().unwrap() == 1,
+    )
+    .await;
+    let stored = components.components_of(&c.peer_id()).unwrap();
+    assert_eq!(stored.len(), 1);
+    let snapshot = a.routing_snapshot(0, 10).await.unwrap();
+    assert_eq!(snapshot.reachable, 1);
+    assert!(routing.pruned_edges("pruned") >= 1);
+
+    b.dial(&c).await.unwrap();
+    eventually("a reaches d again", || routing.reachable_peers() == 3).await;
+    eventually("the component is taken back", || {
+        components.len().unwrap() == 0
+    })
+    .await;
+    a.shutdown().await;
+    for node in [b, c, d] {
+        node.network.shutdown().await;
+    }
 }
 
 /// In a ring of five, when node 3 dies its neighbours reach each other the other way round;

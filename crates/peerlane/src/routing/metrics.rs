@@ -280,6 +280,14 @@ impl RoutingMetrics {
         self.broadcast_edges.get()
     }
 
+    /// `peerlane_routing_pruned_edges_total{event}` (`pruned`, `restored`,
+    /// `tombstone_dropped`).
+    pub fn pruned_edges(&self, event: &'static str) -> u64 {
+        self.pruned_edges
+            .get_or_create(&EventLabels { event })
+            .get()
+    }
+
     /// `peerlane_routing_edges`.
     pub fn edges(&self) -> i64 {
         self.edges.get()
