@@ -28,7 +28,11 @@
 //!   with `node.data_dir`): bans the address or prefix: its sockets are closed at accept
 //!   (connections already open stay: ban their peers);
 //! - `DELETE /bans/ips/<ip or prefix>` (e.g. `/bans/ips/10.1.2.0/24`): lifts that ban (404 if
-//!   not banned).
+//!   not banned);
+//! - `GET /routing?offset=N&limit=M`: the routing state as a JSON object: whether routing
+//!   runs, edge count, reachable peers, routing neighbours, the last next-hop recompute (unix
+//!   ms and RFC 3339), and one page of routes (`target`, `distance`, `next_hops`), sorted by
+//!   target, `limit` at most 1,000 (default 100).
 //!
 //! Errors are 4xx with a one-line `{"error": "…"}` body: 400 for bad input (a body that is not
 //! the expected JSON, a peer id or address that does not parse, an address without
@@ -228,6 +232,7 @@ pub(crate) async fn serve(
         .route("/bans/ips", get(ip_bans).post(ban_ip))
         .route("/bans/ips/details", get(ip_ban_details))
         .route("/bans/ips/{*prefix}", delete(unban_ip))
+        .route("/routing", get(routing))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path") })
         .with_state(AdminState {
             network,
@@ -325,6 +330,68 @@ async fn metrics_text(State(state): State<AdminState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// Routes per `GET /routing` page by default, and at most.
+const ROUTES_PER_PAGE: usize = 100;
+const MAX_ROUTES_PER_PAGE: usize = 1_000;
+
+/// `offset` and `limit` from a query string such as `offset=100&limit=50`; 400 for a value
+/// that is not a number.
+fn routing_page(query: Option<&str>) -> Result<(usize, usize), String> {
+    let (mut offset, mut limit) = (0, ROUTES_PER_PAGE);
+    for pair in query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match name {
+            "offset" => &mut offset,
+            "limit" => &mut limit,
+            _ => continue,
+        };
+        *slot = value
+            .parse()
+            .map_err(|_| format!("{name} must be a number, not {value:?}"))?;
+    }
+    Ok((offset, limit.min(MAX_ROUTES_PER_PAGE)))
+}
+
+async fn routing(State(state): State<AdminState>, uri: axum::http::Uri) -> Response {
+    let (offset, limit) = match routing_page(uri.query()) {
+        Ok(page) => page,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let Some(snapshot) = state.network.routing_snapshot(offset, limit).await else {
+        return Json(json!({ "enabled": false })).into_response();
+    };
+    let last_recompute = snapshot.last_recompute_unix_ms.map(|ms| {
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    });
+    let routes: Vec<Value> = snapshot
+        .routes
+        .iter()
+        .map(|route| {
+            json!({
+                "target": route.target.to_string(),
+                "distance": route.distance,
+                "next_hops": route.next_hops.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({
+        "enabled": true,
+        "edges": snapshot.edges,
+        "reachable": snapshot.reachable,
+        "neighbours": snapshot.neighbours.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "last_recompute_unix_ms": snapshot.last_recompute_unix_ms,
+        "last_recompute": last_recompute,
+        "offset": offset,
+        "limit": limit,
+        "routes": routes,
+    }))
+    .into_response()
 }
 
 async fn peers(State(state): State<AdminState>) -> Json<Vec<Value>> {
@@ -651,5 +718,18 @@ mod tests {
             "2026-11-21T08:01:02.345Z"
         );
         assert_eq!(unix_millis(UNIX_EPOCH + Duration::from_millis(7)), 7);
+    }
+
+    /// `GET /routing`'s page: defaults, a cap on `limit`, other names ignored, and a value
+    /// that is not a number refused.
+    #[test]
+    fn routing_page_reads_offset_and_limit() {
+        assert_eq!(routing_page(None).unwrap(), (0, ROUTES_PER_PAGE));
+        assert_eq!(routing_page(Some("offset=5&limit=7")).unwrap(), (5, 7));
+        assert_eq!(
+            routing_page(Some("limit=1000000&x=1")).unwrap(),
+            (0, MAX_ROUTES_PER_PAGE)
+        );
+        assert!(routing_page(Some("offset=-1")).is_err());
     }
 }

@@ -270,6 +270,47 @@ fn a_banned_peers_refusals_name_the_ban() {
     a.sigterm();
 }
 
+/// `GET /routing` on a node at the end of a line of three shows the far end, which it is not
+/// connected to, two hops away through the middle node; a bad page is refused.
+#[test]
+fn routing_shows_a_peer_two_hops_away() {
+    let a = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "localhost:0"]);
+    let port = a.admin_port();
+    let b = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--seed", &a.address]);
+    let c = Node::start(&["--listen", "/ip4/127.0.0.1/tcp/0", "--seed", &b.address]);
+    let deadline = Instant::now() + WAIT;
+    let routing = loop {
+        let (status, body) = http(port, "GET", "/routing", None);
+        assert_eq!(status, 200, "{body}");
+        let routing: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if routing["reachable"] == 2 {
+            break routing;
+        }
+        // Each round is a request to the node, so the loop waits on it, not on a timer.
+        assert!(Instant::now() < deadline, "never reached both: {body}");
+    };
+    assert_eq!(routing["enabled"], true);
+    assert_eq!(routing["neighbours"], serde_json::json!([b.peer_id()]));
+    assert!(routing["edges"].as_u64().unwrap() >= 2, "{routing}");
+    assert!(routing["last_recompute"].is_string(), "{routing}");
+    let routes = routing["routes"].as_array().unwrap();
+    let to_c = routes
+        .iter()
+        .find(|route| route["target"] == c.peer_id().as_str())
+        .unwrap_or_else(|| panic!("no route to c: {routing}"));
+    assert_eq!(to_c["distance"], 2);
+    assert_eq!(to_c["next_hops"], serde_json::json!([b.peer_id()]));
+    let (status, body) = http(port, "GET", "/routing?offset=1&limit=1", None);
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["routes"].as_array().unwrap().len(), 1, "{page}");
+    let (status, body) = http(port, "GET", "/routing?limit=many", None);
+    assert_eq!(status, 400, "{body}");
+    c.terminate();
+    b.terminate();
+    a.terminate();
+}
+
 /// A validator whose set it cannot reach logs its status line every interval and says why it
 /// does not commit; `GET /status` has the figures and `GET /health` answers 503 with the
 /// reason. The consensus line states the real fault tolerance.

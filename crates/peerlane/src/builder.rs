@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use wire::{HandshakeMsg, NetworkId, ProtocolId, ProtocolIdSet};
@@ -41,6 +41,11 @@ use crate::peer_manager::{
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
 use crate::queue::QueueConfig;
 use crate::record_events::{RecordEvent, RecordEvents};
+use crate::routing::storage::ComponentStorage;
+use crate::routing::{
+    Command as RoutingCommand, ROUTING_COMMAND_QUEUE, RoutingHandle, RoutingSnapshot,
+};
+use crate::routing_actor::{self, RoutingActor};
 use crate::scores::MeasuredScores;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 
@@ -50,6 +55,8 @@ static BANNED_LOG: netcore::SharedLogLimiter =
 /// Mixed into [`NetworkBuilder::rng_seed`] for the health checker, so that it does not draw
 /// the same numbers as the connectivity manager.
 const HEALTH_RNG_STREAM: u64 = 0x6865_616c_7468;
+/// Mixed into [`NetworkBuilder::rng_seed`] for routing's signatures and nonces.
+const ROUTING_RNG_STREAM: u64 = 0x0072_6f75_7469_6e67;
 
 /// Builds one network of a node (validator, VFN or public).
 ///
@@ -103,6 +110,18 @@ pub struct NetworkBuilder {
     scores: Option<Arc<dyn PeerScores>>,
     /// Seeds the health checker's and connectivity manager's random choices; `None`: the OS.
     rng_seed: Option<u64>,
+    /// Routing, when it runs on this network: its signing key and its command queue (the
+    /// handle is in every client, so that they can send routed messages).
+    routing: Option<RoutingSetup>,
+    /// Where pruned routing components go; `None`: memory.
+    routing_store: Option<store::ComponentTable>,
+}
+
+/// Routing's parts made before [`NetworkBuilder::build`].
+struct RoutingSetup {
+    key: routing::SigningKey,
+    handle: RoutingHandle,
+    commands: mpsc::Receiver<RoutingCommand>,
 }
 
 /// A running network. Dropping it shuts the network down without waiting; prefer
@@ -124,6 +143,8 @@ pub struct Network {
     record_events: RecordEvents,
     /// Our chain status, as the node sets it; the announcer sends it to the peers.
     chain_tx: watch::Sender<Option<ChainStatus>>,
+    /// The routing actor, when routing runs.
+    routing: Option<RoutingHandle>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Cancels `shutdown` when the handle is dropped.
@@ -191,6 +212,7 @@ impl NetworkBuilder {
         // are made now so that clients can hold its handle.
         let (channels, manager_handle) = Channels::new();
         let (chain_tx, _) = watch::channel(None);
+        let routing = routing_setup(&config, &identity);
         let chain_client = NetworkClient::new(
             config.network_id,
             ClientNetwork {
@@ -198,6 +220,7 @@ impl NetworkBuilder {
                 manager: manager_handle.clone(),
                 direct_send: vec![ProtocolId::CHAIN_STATUS],
                 rpc: Vec::new(),
+                routing: None,
             },
         );
         let mut builder = Self {
@@ -221,10 +244,16 @@ impl NetworkBuilder {
             exchange: None,
             scores: None,
             rng_seed: None,
+            routing,
+            routing_store: None,
         };
         // peerlane's own direct sends, advertised by every node so that a peer knows it may
         // send them; what arrives on them is read by the router's intake, never queued.
-        for protocol in [ProtocolId::PEERLANE_DISCONNECT, ProtocolId::CHAIN_STATUS] {
+        let mut own = vec![ProtocolId::PEERLANE_DISCONNECT, ProtocolId::CHAIN_STATUS];
+        if builder.routing.is_some() {
+            own.extend([ProtocolId::ROUTING_SYNC, ProtocolId::ROUTED]);
+        }
+        for protocol in own {
             let (queue_tx, _) = events::app_queue(health::QUEUE);
             builder.apps.insert(protocol, queue_tx);
         }
@@ -286,6 +315,7 @@ impl NetworkBuilder {
                 manager: self.manager_handle.clone(),
                 direct_send,
                 rpc,
+                routing: self.routing.as_ref().map(|setup| setup.handle.clone()),
             },
         );
         let events = NetworkEvents::new(network_id, queue_rx, self.metrics.clone());
@@ -338,6 +368,14 @@ impl NetworkBuilder {
         self
     }
 
+    /// Keeps the edges routing prunes (unreachable for `routing.prune_unreachable_after_ms`)
+    /// in `table`, the node's on-disk store, rather than in memory (at most
+    /// `MAX_PRUNED_EDGES_IN_MEMORY` edges there).
+    pub fn routing_store(&mut self, table: store::ComponentTable) -> &mut Self {
+        self.routing_store = Some(table);
+        self
+    }
+
     /// Seeds the random choices of the network's own tasks (the health checker's ping
     /// nonces and the connectivity manager's peer picks and backoff jitter), so that a run on
     /// a deterministic simulated network replays exactly. By default they are seeded from the
@@ -385,6 +423,8 @@ impl NetworkBuilder {
             exchange,
             scores,
             rng_seed,
+            routing,
+            routing_store,
         } = self;
         let network_id = config.network_id;
         let peer_id = identity.peer_id();
@@ -471,7 +511,48 @@ impl NetworkBuilder {
             Some(connectivity_handle.clone()),
             chain_tx.subscribe(),
         );
+        let (intake, routing_inbound) = match &routing {
+            Some(_) => {
+                let (inbound_tx, inbound_rx) = mpsc::channel(config.routing.max_pending_messages);
+                (
+                    intake.with_routing(inbound_tx, metrics.routing().clone()),
+                    Some(inbound_rx),
+                )
+            }
+            None => (intake, None),
+        };
         let router = Arc::new(Router::new(apps, metrics.clone(), budget).with_intake(intake));
+        let routing_handle = routing.as_ref().map(|setup| setup.handle.clone());
+        if let (Some(setup), Some(inbound)) = (routing, routing_inbound) {
+            let now = routing::Now {
+                instant: tokio::time::Instant::now().into_std(),
+                unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_millis() as u64),
+            };
+            let seed = rng_seed.map_or_else(rand::random, |seed| seed ^ ROUTING_RNG_STREAM);
+            let node = routing::RoutingNode::new(setup.key, config.routing.clone(), seed, now);
+            // Subscribes to connection notifications before the peer manager can register
+            // anyone.
+            let actor = RoutingActor::new(routing_actor::Parts {
+                network_id,
+                node,
+                config: config.routing.clone(),
+                peers: peers.clone(),
+                notifications: peers.subscribe(),
+                router: router.clone(),
+                banned: banned.clone(),
+                manager: manager_handle.clone(),
+                metrics: metrics.routing().clone(),
+                inbound,
+                commands: setup.commands,
+                handle: setup.handle,
+                storage: ComponentStorage::new(routing_store),
+                shutdown: shutdown.child_token(),
+                tracker: tracker.clone(),
+            });
+            tracker.spawn(actor.run());
+        }
         // Subscribed before the peer manager can register anyone, so no LostPeer is missed.
         let purge =
             events::purge_lost_peers(router.clone(), peers.subscribe(), peers.clone(), network_id);
@@ -600,6 +681,7 @@ impl NetworkBuilder {
             banned_ips,
             record_events,
             chain_tx,
+            routing: routing_handle,
             tracker,
             _cancel_on_drop: shutdown.clone().drop_guard(),
             shutdown,
@@ -813,6 +895,29 @@ impl Network {
         *self.chain_tx.borrow()
     }
 
+    /// Whether this network runs routing (protocols 67 and 68): `routing.enabled` and a
+    /// PeerId that is the one its key derives.
+    pub fn routing_enabled(&self) -> bool {
+        self.routing.is_some()
+    }
+
+    /// The routing state (edges, reachable peers, neighbours, last recompute) and the routes
+    /// to the targets `offset..offset + limit` (sorted by PeerId). `None` without routing or
+    /// once the network is shut down.
+    pub async fn routing_snapshot(&self, offset: usize, limit: usize) -> Option<RoutingSnapshot> {
+        let handle = self.routing.as_ref()?;
+        let (reply, answer) = oneshot::channel();
+        handle
+            .send(RoutingCommand::Snapshot {
+                offset,
+                limit,
+                reply,
+            })
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+
     /// Who is connected, with what.
     pub fn peers_and_metadata(&self) -> &PeersAndMetadata {
         &self.peers
@@ -876,6 +981,30 @@ impl fmt::Debug for Network {
             .field("listen_address", &self.listen_address)
             .finish_non_exhaustive()
     }
+}
+
+/// Routing's parts, if the network runs it: `routing.enabled` and an identity whose PeerId
+/// is its key's (edges are verified against PeerIds read as keys; a network with another
+/// PeerId cannot sign edges others can check, so it runs without routing, logged).
+fn routing_setup(config: &NetworkConfig, identity: &Identity) -> Option<RoutingSetup> {
+    if !config.routing.enabled {
+        return None;
+    }
+    let key = routing::SigningKey::from_x25519_private_key(identity.private_key().to_bytes());
+    if key.peer_id() != identity.peer_id() {
+        tracing::warn!(
+            network = %config.network_id,
+            peer_id = %identity.peer_id(),
+            "routing off: this network's PeerId is not the one its key derives"
+        );
+        return None;
+    }
+    let (commands_tx, commands) = mpsc::channel(ROUTING_COMMAND_QUEUE);
+    Some(RoutingSetup {
+        key,
+        handle: RoutingHandle::new(commands_tx),
+        commands,
+    })
 }
 
 /// `registry`'s sub-registry for `network_id`.

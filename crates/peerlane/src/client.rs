@@ -19,9 +19,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wire::{NetworkId, ProtocolId, ProtocolIdSet};
 
+use tokio::sync::oneshot;
+
 use crate::error::{Error, ProtocolKind};
 use crate::peer_manager::PeerManagerHandle;
 use crate::peers::{PeerNetworkId, PeerStats, PeersAndMetadata};
+use crate::routing::{
+    Command as RoutingCommand, RoutingHandle, RoutingQueueError, RpcOutcome, SendRefused,
+};
 
 /// Sends an application's messages of type `M` to peers, on the networks it was built for.
 ///
@@ -55,6 +60,8 @@ pub(crate) struct ClientNetwork {
     pub(crate) direct_send: Vec<ProtocolId>,
     /// RPC protocols, most preferred first.
     pub(crate) rpc: Vec<ProtocolId>,
+    /// The network's routing actor, when it runs routing.
+    pub(crate) routing: Option<RoutingHandle>,
 }
 
 impl<M> NetworkClient<M>
@@ -214,6 +221,96 @@ where
         protocol
             .from_bytes(&response)
             .map_err(|source| Error::Decode { protocol, source })
+    }
+
+    /// Sends `message` to `peer` as a direct send, whether or not it is connected: directly
+    /// if it is (exactly [`send_to_peer`](Self::send_to_peer)), else as a routed message
+    /// over the network's graph of signed edges (protocol 68), hop by hop. It arrives at the
+    /// peer's application through the same [`NetworkEvents`](crate::NetworkEvents) as a
+    /// direct send, with this node as the sender.
+    ///
+    /// A routed message uses the application's most preferred direct-send protocol (the
+    /// target's protocols are not known here; a target without it drops the message,
+    /// counted). It waits only for the routing actor's verdict (sent to the first hop, or
+    /// not), never for delivery: like a direct send, delivery is not confirmed.
+    ///
+    /// Fails like `send_to_peer` when connected, and otherwise with [`Error::NoRoute`] when
+    /// the peer is not reachable (or the network does not run routing), [`Error::Encode`],
+    /// [`Error::RoutingBusy`] when routing's queue is full, [`Error::ShutDown`].
+    pub async fn send_routed(&self, peer: PeerNetworkId, message: &M) -> Result<(), Error> {
+        let network = self.network(peer.network_id)?;
+        if network.peers.is_connected(peer) {
+            return self.send_to_peer(peer, message);
+        }
+        let (routing, protocol) = routed_path(network, peer, ProtocolKind::DirectSend)?;
+        let body = encode(protocol, message)?;
+        let (verdict, answer) = oneshot::channel();
+        queue(
+            routing,
+            RoutingCommand::Send {
+                target: peer.peer_id,
+                protocol,
+                body,
+                verdict,
+            },
+        )?;
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(refused)) => Err(refusal(peer, refused)),
+            Err(_) => Err(Error::ShutDown),
+        }
+    }
+
+    /// Sends `request` to `peer` as an RPC and waits up to `timeout` for the response,
+    /// whether or not it is connected: directly if it is (exactly
+    /// [`send_rpc`](Self::send_rpc)), else routed hop by hop (see
+    /// [`send_routed`](Self::send_routed)), the response coming back along the same path.
+    /// The request reaches the peer's application as an
+    /// [`Event::RpcRequest`](crate::Event::RpcRequest) with this node as the sender; its
+    /// [`RpcReplier`](crate::RpcReplier) routes the answer back.
+    ///
+    /// Fails like `send_rpc` when connected; otherwise with [`Error::NoRoute`],
+    /// [`Error::Encode`], [`Error::Decode`], [`Error::RoutingBusy`] (queue full, or
+    /// [`MAX_PENDING_ROUTED_RPCS`](crate::MAX_PENDING_ROUTED_RPCS) waiting), and with
+    /// [`Error::Peer`] holding `peer::Error::Timeout` ([`Error::is_timeout`]) when no response
+    /// came in time (lost on the way, or the target does not serve the protocol).
+    pub async fn rpc_routed(
+        &self,
+        peer: PeerNetworkId,
+        request: M,
+        timeout: Duration,
+    ) -> Result<M, Error> {
+        let network = self.network(peer.network_id)?;
+        if network.peers.is_connected(peer) {
+            return self.send_rpc(peer, request, timeout).await;
+        }
+        let (routing, protocol) = routed_path(network, peer, ProtocolKind::Rpc)?;
+        let body = encode(protocol, &request)?;
+        let (outcome, answer) = oneshot::channel();
+        queue(
+            routing,
+            RoutingCommand::Rpc {
+                target: peer.peer_id,
+                protocol,
+                body,
+                timeout,
+                outcome,
+            },
+        )?;
+        let timed_out = || Error::Peer {
+            peer,
+            source: Box::new(peer::Error::Timeout { protocol, timeout }),
+        };
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(RpcOutcome::Response(bytes))) => protocol
+                .from_bytes(&bytes)
+                .map_err(|source| Error::Decode { protocol, source }),
+            Ok(Ok(RpcOutcome::Refused(refused))) => Err(refusal(peer, refused)),
+            // The actor forgot the request: its deadline passed.
+            Ok(Err(_)) if !routing.is_closed() => Err(timed_out()),
+            Ok(Err(_)) => Err(Error::ShutDown),
+            Err(_) => Err(timed_out()),
+        }
     }
 
     /// Closes the connection to `peer` and waits until it is gone (its `LostPeer` is out).
@@ -392,6 +489,45 @@ fn send(
             peer,
             source: Box::new(source),
         })
+}
+
+/// The routing handle and protocol (the application's first of `kind`) of a routed send to
+/// `peer`.
+fn routed_path(
+    network: &ClientNetwork,
+    peer: PeerNetworkId,
+    kind: ProtocolKind,
+) -> Result<(&RoutingHandle, ProtocolId), Error> {
+    let routing = network.routing.as_ref().ok_or(Error::NoRoute { peer })?;
+    let protocols = match kind {
+        ProtocolKind::DirectSend => &network.direct_send,
+        ProtocolKind::Rpc => &network.rpc,
+    };
+    let protocol = protocols
+        .first()
+        .copied()
+        .ok_or_else(|| Error::NoCommonProtocol {
+            peer,
+            kind,
+            preferences: protocols.clone(),
+        })?;
+    Ok((routing, protocol))
+}
+
+/// Queues `command` for the routing actor without waiting.
+fn queue(routing: &RoutingHandle, command: RoutingCommand) -> Result<(), Error> {
+    routing.try_send(command).map_err(|error| match error {
+        RoutingQueueError::Full => Error::RoutingBusy,
+        RoutingQueueError::Closed => Error::ShutDown,
+    })
+}
+
+/// The error of a routed send the actor refused.
+fn refusal(peer: PeerNetworkId, refused: SendRefused) -> Error {
+    match refused {
+        SendRefused::NoRoute => Error::NoRoute { peer },
+        SendRefused::Busy => Error::RoutingBusy,
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use std::time::Duration;
 use connectivity_manager::{DiscoveredPeer, NetworkKind};
 use netcore::{NetworkAddress, PeerId};
 use noise::{HandshakeAuthMode, PrivateKey, PublicKey, TrustedPeer, TrustedPeers};
+use routing::RoutingConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use wire::{ChainId, NetworkId};
 
@@ -148,6 +149,9 @@ pub struct NetworkConfig {
     /// Settings of peerlane's own protocols: chain status (65), disconnect notices (64),
     /// peer exchange (66) ([`ExtensionsConfig`]).
     pub extensions: ExtensionsConfig,
+    /// Routed messages over signed edges (protocols 67 and 68): on by default, every limit
+    /// of [`routing::RoutingConfig`] (`_ms` fields in milliseconds).
+    pub routing: RoutingConfig,
 }
 
 /// How the responder side of the Noise handshake authenticates initiators.
@@ -225,6 +229,7 @@ impl Default for NetworkConfig {
             health_check: HealthCheckConfig::default(),
             connectivity: connectivity_manager::Config::default(),
             extensions: ExtensionsConfig::default(),
+            routing: RoutingConfig::default(),
         }
     }
 }
@@ -295,6 +300,13 @@ impl NetworkConfig {
                 field: "auth_mode",
                 reason: "the validator network must use mutual authentication, not maybe_mutual",
                 source: None,
+            });
+        }
+        if let Err(error) = self.routing.validate() {
+            return Err(Error::InvalidConfig {
+                field: "routing",
+                reason: "the routing config breaks a rule",
+                source: Some(Box::new(error)),
             });
         }
         if self.setup_timeout.is_zero() {

@@ -219,6 +219,19 @@ pub enum Error {
     /// The network is shutting down or shut down.
     #[error("network is shut down")]
     ShutDown,
+
+    /// No route to the peer: it is not connected and not reachable over the routing graph
+    /// (or the network does not run routing).
+    #[error("no route to {peer}")]
+    NoRoute {
+        /// The peer.
+        peer: PeerNetworkId,
+    },
+
+    /// The network's routing is busy: its command queue is full, or too many routed RPCs
+    /// wait for responses. Back off.
+    #[error("routing is busy")]
+    RoutingBusy,
 }
 
 /// Which of an application's two protocol preference lists a message uses: its direct-send
@@ -256,6 +269,7 @@ impl Error {
     /// Whether the peer's outbound queue was full, so the message was dropped: back off.
     pub fn is_queue_full(&self) -> bool {
         match self {
+            Self::RoutingBusy => true,
             Self::Peer { source, .. } | Self::Respond { source, .. } => {
                 matches!(**source, peer::Error::QueueFull { .. })
             }

@@ -39,6 +39,7 @@ use crate::peers::{
     ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata,
 };
 use crate::queue::{Dropped, KeyedReceiver, KeyedSender, Overflow, QueueConfig};
+use crate::routing::{RoutedResponder, RoutingQueueError};
 
 /// Something a peer sent the application.
 #[derive(Debug)]
@@ -71,8 +72,15 @@ pub enum Event<M> {
 /// request's protocol.
 pub struct RpcReplier<M> {
     protocol_id: ProtocolId,
-    responder: RpcResponder,
+    responder: Replier,
     _message: PhantomData<fn(M)>,
+}
+
+/// Where a response goes: back on the connection the request came on, or back along the
+/// routed path of a routed request.
+enum Replier {
+    Peer(RpcResponder),
+    Routed(RoutedResponder),
 }
 
 /// An application's inbound events on one or several networks: a [`Stream`] of [`Event`]s,
@@ -95,6 +103,8 @@ pub struct NetworkEvents<M> {
 pub(crate) enum Inbound {
     DirectSend(Bytes, Option<BudgetCharge>),
     Rpc(Bytes, RpcResponder, Option<BudgetCharge>),
+    /// A request that came over routing (protocol 68), from its author.
+    RoutedRpc(Bytes, RoutedResponder, Option<BudgetCharge>),
 }
 
 /// An application's queue on one network.
@@ -104,7 +114,9 @@ impl Inbound {
     /// What the item weighs against the queue's byte budgets: its payload.
     fn bytes(&self) -> usize {
         match self {
-            Self::DirectSend(payload, _) | Self::Rpc(payload, _, _) => payload.len(),
+            Self::DirectSend(payload, _)
+            | Self::Rpc(payload, _, _)
+            | Self::RoutedRpc(payload, _, _) => payload.len(),
         }
     }
 }
@@ -161,6 +173,10 @@ where
     ///
     /// Fails with [`Error::Encode`] if the value does not encode, and with [`Error::Respond`]
     /// if the connection is gone or the request's deadline has passed.
+    ///
+    /// The response to a routed request goes back along the way the request came; it fails
+    /// with [`Error::RoutingBusy`] if the routing queue is full and [`Error::ShutDown`] if
+    /// the network is gone.
     pub fn reply(self, response: M) -> Result<(), Error> {
         let bytes = self
             .protocol_id
@@ -169,12 +185,16 @@ where
                 protocol: self.protocol_id,
                 source,
             })?;
-        self.responder
-            .respond(bytes)
-            .map_err(|source| Error::Respond {
+        match self.responder {
+            Replier::Peer(responder) => responder.respond(bytes).map_err(|source| Error::Respond {
                 protocol: self.protocol_id,
                 source: Box::new(source),
-            })
+            }),
+            Replier::Routed(responder) => responder.respond(bytes).map_err(|error| match error {
+                RoutingQueueError::Full => Error::RoutingBusy,
+                RoutingQueueError::Closed => Error::ShutDown,
+            }),
+        }
     }
 
     /// The protocol the request came on.
@@ -295,7 +315,12 @@ where
             // The charge, dropped here: the application has taken the message.
             let (payload, responder) = match inbound {
                 Inbound::DirectSend(payload, _charge) => (payload, None),
-                Inbound::Rpc(payload, responder, _charge) => (payload, Some(responder)),
+                Inbound::Rpc(payload, responder, _charge) => {
+                    (payload, Some(Replier::Peer(responder)))
+                }
+                Inbound::RoutedRpc(payload, responder, _charge) => {
+                    (payload, Some(Replier::Routed(responder)))
+                }
             };
             let decoded = match protocol_id.from_bytes::<M>(&payload) {
                 Ok(decoded) => decoded,
@@ -394,16 +419,44 @@ impl Router {
         purged
     }
 
-    /// Reads the event here if it belongs to peerlane's own direct sends (64, 65; see
+    /// Reads the event here if it belongs to peerlane's own direct sends (64, 65, 67, 68; see
     /// [`Intake`]), else hands it back.
     fn take_internal(&self, event: InboundEvent) -> Option<InboundEvent> {
         match &self.intake {
-            Some(intake) if Intake::handles(event.protocol_id()) => {
+            Some(intake) if intake.takes(event.protocol_id()) => {
                 intake.handle(event);
                 None
             }
             _ => Some(event),
         }
+    }
+
+    /// Queues a routed message for the application of `protocol_id`, with its author as the
+    /// sender (a request with `responder`), never waiting: a full queue drops it, counted as
+    /// any inbound message. Returns whether an application has the protocol.
+    pub(crate) fn deliver_routed(
+        &self,
+        author: PeerId,
+        protocol_id: ProtocolId,
+        payload: Bytes,
+        responder: Option<RoutedResponder>,
+    ) -> bool {
+        let Ok(route) = self.route_of(protocol_id) else {
+            return false;
+        };
+        let charge = self
+            .budget
+            .as_ref()
+            .map(|budget| budget.force_charge(payload.len()));
+        let inbound = match responder {
+            None => Inbound::DirectSend(payload, charge),
+            Some(responder) => Inbound::RoutedRpc(payload, responder, charge),
+        };
+        let pushed = route
+            .queue
+            .push_without_waiting((author, protocol_id), inbound);
+        let _ = self.outcome(protocol_id, pushed);
+        true
     }
 
     /// Reads protocols 64 and 65 with `intake` from now on, before any queue.
@@ -495,20 +548,25 @@ fn split(event: InboundEvent, charge: Option<BudgetCharge>) -> ((PeerId, Protoco
 }
 
 /// The inverse of [`split`]: an item handed back to the peer for back-pressure. Its charge is
-/// given back; the item is charged again when it is routed.
-fn join((sender, protocol_id): (PeerId, ProtocolId), inbound: Inbound) -> InboundEvent {
+/// given back; the item is charged again when it is routed. A routed request did not come
+/// from a peer's reader, so it cannot go back to one: handed back as is.
+fn join(
+    (sender, protocol_id): (PeerId, ProtocolId),
+    inbound: Inbound,
+) -> Result<InboundEvent, Inbound> {
     match inbound {
-        Inbound::DirectSend(payload, _charge) => InboundEvent::DirectSend {
+        Inbound::DirectSend(payload, _charge) => Ok(InboundEvent::DirectSend {
             sender,
             protocol_id,
             payload,
-        },
-        Inbound::Rpc(payload, responder, _charge) => InboundEvent::RpcRequest {
+        }),
+        Inbound::Rpc(payload, responder, _charge) => Ok(InboundEvent::RpcRequest {
             sender,
             protocol_id,
             payload,
             responder,
-        },
+        }),
+        routed @ Inbound::RoutedRpc(..) => Err(routed),
     }
 }
 
@@ -555,16 +613,21 @@ impl InboundRouter for Router {
         // Woken in `flush`, once per burst.
         match (route.queue.push_deferred(key, inbound), route.wait) {
             (Err(Dropped::Full(inbound)), Some(max_wait)) => {
+                let event = match join(key, inbound) {
+                    Ok(event) => event,
+                    Err(inbound) => {
+                        return self
+                            .outcome(key.1, Err(Dropped::Newest(inbound)))
+                            .map_err(TryRouteError::Refused);
+                    }
+                };
                 self.metrics.record_queue_event(key.1, QueueEvent::Waited);
                 let room = route.queue.wait_for_room(key);
                 let room = Box::pin(async move {
                     // Either way the reader then routes the message without waiting.
                     let _ = tokio::time::timeout(max_wait, room).await;
                 });
-                Err(TryRouteError::Full(Box::new(HeldBack {
-                    event: join(key, inbound),
-                    room,
-                })))
+                Err(TryRouteError::Full(Box::new(HeldBack { event, room })))
             }
             (pushed, _) => self.outcome(key.1, pushed).map_err(TryRouteError::Refused),
         }

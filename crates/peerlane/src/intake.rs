@@ -1,7 +1,7 @@
 //! [`Intake`]: reads the messages of peerlane's own direct-send protocols, `PeerlaneDisconnect`
-//! (64) and `ChainStatus` (65), in the peer's reader as they arrive, before any application
-//! queue: each is one small fixed-size message whose effect is one slot per peer, so it needs
-//! no queue, and a notice that comes just before the socket closes is read even though the
+//! (64), `ChainStatus` (65), `RoutingSync` (67) and `Routed` (68), in the peer's reader as they
+//! arrive, before any application queue. A notice or a status is one small fixed-size message
+//! whose effect is one slot per peer, so it needs no queue, and a notice that comes just before the socket closes is read even though the
 //! peer's queued messages are purged when it is lost.
 //!
 //! - A `Disconnect` notice is logged (rate-limited), counted
@@ -11,7 +11,14 @@
 //!   chain (another genesis than ours, once we have set ours) closes the connection with a
 //!   `Disconnect { reason: ChainMismatch }` notice.
 //!
-//! What a peer can make the node hold through these: nothing beyond its one status slot.
+//! - Messages on `RoutingSync` (67) and `Routed` (68) go, without waiting, to the network's
+//!   routing actor through a bounded queue (`routing.max_pending_messages`); a full queue
+//!   drops them, counted (`peerlane_routing_inbound_dropped_total{protocol}`). Without
+//!   routing they are dropped (the protocols are not offered then, so only a peer ignoring
+//!   the handshake sends them).
+//!
+//! What a peer can make the node hold through these: its one status slot, and its share of
+//! the routing actor's bounded queue.
 //! Malformed payloads are counted and dropped; the peer layer's per-protocol rate limits bound
 //! how often this runs.
 
@@ -20,13 +27,15 @@ use std::time::{Duration, Instant, SystemTime};
 use connectivity_manager::{ConnectivityHandle, PeerEvent, RemoteRefusal};
 use netcore::{PeerId, SharedLogLimiter};
 use peer::InboundEvent;
-use tokio::sync::watch;
+use routing::Channel;
+use tokio::sync::{mpsc, watch};
 use wire::{NetworkId, ProtocolId};
 
 use crate::chain_status::{self, ChainStatus};
 use crate::disconnect_notice::{self, Disconnect, DisconnectCode};
 use crate::metrics::Metrics;
 use crate::peers::{PeerNetworkId, PeersAndMetadata};
+use crate::routing::{InboundRouting, RoutingMetrics};
 
 /// Log lines per minute for what peers send on protocols 64 and 65.
 const LOG_LINES_PER_MINUTE: u32 = 10;
@@ -40,6 +49,8 @@ pub(crate) struct Intake {
     /// Our own chain status, once the node has set it.
     local: watch::Receiver<Option<ChainStatus>>,
     log: SharedLogLimiter,
+    /// The routing actor's queue, when routing is on.
+    routing: Option<(mpsc::Sender<InboundRouting>, RoutingMetrics)>,
 }
 
 impl Intake {
@@ -57,15 +68,37 @@ impl Intake {
             connectivity,
             local,
             log: SharedLogLimiter::new(LOG_LINES_PER_MINUTE, Duration::from_secs(60)),
+            routing: None,
         }
     }
 
-    /// Whether `protocol` is read here rather than queued for an application.
-    pub(crate) fn handles(protocol: ProtocolId) -> bool {
-        protocol == ProtocolId::PEERLANE_DISCONNECT || protocol == ProtocolId::CHAIN_STATUS
+    /// Hands messages on 67 and 68 to the routing actor through `queue` from now on.
+    pub(crate) fn with_routing(
+        mut self,
+        queue: mpsc::Sender<InboundRouting>,
+        metrics: RoutingMetrics,
+    ) -> Self {
+        self.routing = Some((queue, metrics));
+        self
     }
 
-    /// Reads one message of protocol 64 or 65. Never waits.
+    /// Whether `protocol` is one of peerlane's own direct sends (64, 65, 67, 68), which are
+    /// read here rather than queued for an application.
+    pub(crate) fn handles(protocol: ProtocolId) -> bool {
+        protocol == ProtocolId::PEERLANE_DISCONNECT
+            || protocol == ProtocolId::CHAIN_STATUS
+            || protocol == ProtocolId::ROUTING_SYNC
+            || protocol == ProtocolId::ROUTED
+    }
+
+    /// Whether this intake reads `protocol`: 64 and 65 always, 67 and 68 when the network
+    /// runs routing (otherwise they are not offered, and an application may take them).
+    pub(crate) fn takes(&self, protocol: ProtocolId) -> bool {
+        Self::handles(protocol)
+            && (self.routing.is_some() || Channel::from_protocol_id(protocol.as_u8()).is_none())
+    }
+
+    /// Reads one message of protocol 64, 65, 67 or 68. Never waits.
     pub(crate) fn handle(&self, event: InboundEvent) {
         let (sender, protocol, payload) = match event {
             InboundEvent::DirectSend {
@@ -85,10 +118,29 @@ impl Intake {
                 return;
             }
         };
-        if protocol == ProtocolId::PEERLANE_DISCONNECT {
+        if let Some(channel) = Channel::from_protocol_id(protocol.as_u8()) {
+            self.handle_routing(sender, channel, payload);
+        } else if protocol == ProtocolId::PEERLANE_DISCONNECT {
             self.handle_notice(sender, &payload);
         } else {
             self.handle_chain_status(sender, &payload);
+        }
+    }
+
+    fn handle_routing(&self, sender: PeerId, channel: Channel, bytes: bytes::Bytes) {
+        let Some((queue, metrics)) = &self.routing else {
+            return;
+        };
+        let message = InboundRouting {
+            from: sender,
+            channel,
+            bytes,
+        };
+        if queue.try_send(message).is_err() {
+            metrics.record_inbound_dropped(match channel {
+                Channel::RoutingSync => "RoutingSync",
+                Channel::Routed => "Routed",
+            });
         }
     }
 
@@ -200,7 +252,14 @@ impl Intake {
     }
 
     fn count_malformed(&self, protocol: ProtocolId) {
-        if protocol == ProtocolId::PEERLANE_DISCONNECT {
+        if let Some(channel) = Channel::from_protocol_id(protocol.as_u8()) {
+            if let Some((_, metrics)) = &self.routing {
+                metrics.record_malformed(match channel {
+                    Channel::RoutingSync => "RoutingSync",
+                    Channel::Routed => "Routed",
+                });
+            }
+        } else if protocol == ProtocolId::PEERLANE_DISCONNECT {
             self.metrics.extensions().record_notice(false, "malformed");
         } else {
             self.metrics.extensions().record_chain_status("malformed");

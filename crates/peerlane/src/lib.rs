@@ -8,7 +8,7 @@
 //! application ── NetworkClient<M>: pick protocol, encode ──► PeerHandle (peer crate) ──► wire
 //! application ◄── NetworkEvents<M>: decode ◄── keyed queue per (peer, protocol) ◄── Router
 //!                                                                       ▲ InboundRouter::route
-//!                                        Intake (64, 65) ◄──────────────┤ before any queue
+//!                  Intake (64, 65; 67, 68 ─► RoutingActor) ◄──────────────┤ before any queue
 //! NetworkBuilder::build ─► Listener ──┐                                 │
 //!                          dial ──────┴─► PeerManager ── peer::spawn ───┘
 //!                                            └─► PeersAndMetadata ─► NewPeer / LostPeer
@@ -75,6 +75,16 @@
 //!    whitelisted peers past every connection limit, and weights dial candidates by the
 //!    round-trip times the health checker measured (`connectivity_manager::PeerScores`, filled
 //!    from [`PeersAndMetadata`]).
+//! 9. Routed messages (NEAR-style, protocols `RoutingSync` 67 and `Routed` 68, offered when
+//!    `routing.enabled`, the default, and only ever sent to peers that offered them): a
+//!    routing actor per network drives the `routing` crate's `RoutingNode`. Each connection
+//!    between routing peers becomes an edge signed by both ends; edges spread by summary
+//!    reconciliation and batched broadcasts, verified on the blocking pool within per-sender
+//!    budgets (a bad signature bans the sender with a `BadSignature` notice); next hops are
+//!    recomputed on change. [`NetworkClient::send_routed`] and [`NetworkClient::rpc_routed`]
+//!    reach any reachable peer (directly if connected), failing with [`Error::NoRoute`]
+//!    otherwise; routed messages arrive in the same [`NetworkEvents`] with the author as the
+//!    sender. Counters in [`RoutingMetrics`], state in [`Network::routing_snapshot`].
 //!
 //! Types to read first: [`NetworkBuilder`], [`NetworkClient`], [`NetworkEvents`], then
 //! [`PeersAndMetadata`]. Every failure is a [`peerlane::Error`](Error).
@@ -166,9 +176,16 @@ mod peer_manager;
 mod peers;
 mod queue;
 mod record_events;
+mod routing;
+mod routing_actor;
 mod scores;
 mod transport;
 
+pub use self::routing::storage::MAX_PRUNED_EDGES_IN_MEMORY;
+pub use self::routing::{
+    MAX_PENDING_ROUTED_RPCS, ROUTING_COMMAND_QUEUE, RouteEntry, RoutingMetrics, RoutingSnapshot,
+};
+pub use ::routing::RoutingConfig;
 pub use admission::{
     ACCEPT_BURST_PER_IP, ACCEPT_RATE_PER_IP, AdmissionConfig, IpPrefix, MAX_INBOUND_PER_IP,
     MAX_INBOUND_PER_PREFIX, MAX_PENDING_PER_IP, MAX_PENDING_PER_PREFIX,
@@ -208,6 +225,7 @@ pub use queue::{
     Overflow, QueueConfig, QueueStyle,
 };
 pub use record_events::{BanCause, RECORD_EVENTS_CAPACITY, RecordEvent};
+pub use routing_actor::{MAX_EDGES_AWAITING_VERIFICATION, MAX_VERIFY_BATCHES};
 pub use transport::{CustomSocket, CustomTransport, HANDSHAKE_VERSION, TransportKind};
 
 /// The keyed queue behind [`NetworkEvents`], public only for the criterion benches

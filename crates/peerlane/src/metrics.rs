@@ -28,6 +28,7 @@ use prometheus_client::registry::Registry;
 use wire::ProtocolId;
 
 use crate::extension_metrics::ExtensionMetrics;
+use crate::routing::RoutingMetrics;
 
 /// The facade's counters. Cloning gives another handle on the same counters.
 ///
@@ -48,6 +49,8 @@ pub struct Metrics {
     health_disconnects: Counter,
     /// Counters of peerlane's own protocols (64–66).
     extensions: ExtensionMetrics,
+    /// Routing's counters (protocols 67 and 68).
+    routing: RoutingMetrics,
 }
 
 /// One lazily resolved `[enqueued, dequeued]` counter pair per protocol id (256 of them).
@@ -269,6 +272,7 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             extensions: ExtensionMetrics::register(registry),
+            routing: RoutingMetrics::register(registry),
             ..Self::default()
         };
         registry.register(
@@ -413,6 +417,11 @@ impl Metrics {
     /// exchange.
     pub fn extensions(&self) -> &ExtensionMetrics {
         &self.extensions
+    }
+
+    /// Routing's counters (protocols 67 and 68).
+    pub fn routing(&self) -> &RoutingMetrics {
+        &self.routing
     }
 
     pub(crate) fn connection_opened(&self, origin: ConnectionOrigin) {

@@ -193,8 +193,11 @@ async fn the_unknown_peer_past_the_inbound_limit_is_refused_but_a_trusted_peer_g
     const LIMIT: usize = peerlane::MAX_INBOUND_CONNECTIONS;
     let mut limited = config(1, NetworkId::Public, Net::Memory);
     assert_eq!(limited.max_inbound_connections, LIMIT);
-    // This is about the inbound limit alone: no trimming to the target range (35 by default).
+    // This is about the inbound limit alone: no trimming to the target range (35 by default),
+    // and no routing (a hub of 100 routing peers verifies each one's edge for every other,
+    // about 20,000 signature checks: minutes in a debug build).
     limited.connectivity.target_peers(2 * LIMIT, 2 * LIMIT);
+    limited.routing.enabled = false;
     let mut trusted = DiscoveredPeer::new(PeerRole::Downstream, [], []);
     trusted.keys.insert(PublicKey::from(&key(9)));
     limited.seeds.insert(peer_id(9), trusted);

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+/// Messages on 67 and 68 waiting for the routing actor; more are dropped (and counted).
+pub const MAX_PENDING_MESSAGES: usize = 1_024;
+/// How long a neighbour that sends a bad signature or misbehaves stays banned.
+pub const BAN_DURATION_MS: u64 = 60 * 60 * 1000;
 /// Edges one ROUTING_SYNC message may carry (NEAR's limit).
 pub const MAX_EDGES_PER_MESSAGE: usize = 50_000;
 /// Edges (active or removed) the table holds in total.
@@ -16,6 +20,10 @@ pub const MAX_EDGES_PER_PEER: usize = 1_024;
 pub const VERIFY_BURST_PER_PEER: u32 = 100_000;
 /// Edges per second one sending peer may make us verify after its burst.
 pub const VERIFY_RATE_PER_PEER: u32 = 1_000;
+/// Routed messages one neighbour may make us verify at once.
+pub const ROUTED_VERIFY_BURST_PER_PEER: u32 = 2_000;
+/// Routed messages per second one neighbour may make us verify after its burst.
+pub const ROUTED_VERIFY_RATE_PER_PEER: u32 = 1_000;
 /// Distinct peers the table holds edges of.
 pub const MAX_PEERS: usize = 100_000;
 /// How far ahead of our clock a nonce (milliseconds since the epoch) may be.
@@ -50,6 +58,14 @@ pub const MAX_PRUNED_PEERS: usize = 1_000_000;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
+    /// Whether the network runs routing (offers protocols 67 and 68 and routes). Costs
+    /// nothing with peers that do not offer them: they never see routing traffic.
+    pub enabled: bool,
+    /// Messages on 67 and 68 waiting for the routing actor; beyond it they are dropped.
+    pub max_pending_messages: usize,
+    /// How long a neighbour that sent a bad signature or broke a rule stays banned.
+    #[serde(rename = "ban_duration_ms", with = "netcore::serde_duration_ms")]
+    pub ban_duration: Duration,
     /// Edges one ROUTING_SYNC message may carry; a message with more is dropped whole
     /// before any signature work.
     pub max_edges_per_message: usize,
@@ -63,6 +79,11 @@ pub struct RoutingConfig {
     pub verify_burst_per_peer: u32,
     /// Edges per second one sending peer may make this node verify after its burst.
     pub verify_rate_per_peer: u32,
+    /// Routed messages one neighbour may make this node verify at once; beyond its bucket
+    /// they are dropped before the signature check (`DropReason::OverBudget`).
+    pub routed_verify_burst_per_peer: u32,
+    /// Routed messages per second one neighbour may make this node verify after its burst.
+    pub routed_verify_rate_per_peer: u32,
     /// How far ahead of the local clock a nonce may be.
     #[serde(rename = "max_nonce_future_ms", with = "netcore::serde_duration_ms")]
     pub max_nonce_future: Duration,
@@ -104,12 +125,17 @@ pub struct RoutingConfig {
 impl Default for RoutingConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
+            max_pending_messages: MAX_PENDING_MESSAGES,
+            ban_duration: Duration::from_millis(BAN_DURATION_MS),
             max_edges_per_message: MAX_EDGES_PER_MESSAGE,
             max_edges: MAX_EDGES,
             max_edges_per_peer: MAX_EDGES_PER_PEER,
             max_peers: MAX_PEERS,
             verify_burst_per_peer: VERIFY_BURST_PER_PEER,
             verify_rate_per_peer: VERIFY_RATE_PER_PEER,
+            routed_verify_burst_per_peer: ROUTED_VERIFY_BURST_PER_PEER,
+            routed_verify_rate_per_peer: ROUTED_VERIFY_RATE_PER_PEER,
             max_nonce_future: Duration::from_millis(MAX_NONCE_FUTURE_MS),
             tombstone_keep: Duration::from_millis(TOMBSTONE_KEEP_MS),
             prune_unreachable_after: Duration::from_millis(PRUNE_UNREACHABLE_AFTER_MS),
@@ -132,6 +158,10 @@ impl RoutingConfig {
     /// what peers accept in one message (they would drop every one of them).
     pub fn validate(&self) -> Result<(), Error> {
         let positive = [
+            (
+                self.max_pending_messages,
+                "max_pending_messages must be at least 1",
+            ),
             (
                 self.max_edges_per_message,
                 "max_edges_per_message must be at least 1",
@@ -166,6 +196,11 @@ impl RoutingConfig {
         if self.verify_burst_per_peer == 0 {
             return Err(Error::InvalidConfig(
                 "verify_burst_per_peer must be at least 1",
+            ));
+        }
+        if self.routed_verify_burst_per_peer == 0 {
+            return Err(Error::InvalidConfig(
+                "routed_verify_burst_per_peer must be at least 1",
             ));
         }
         if self.max_peers < 2 {

@@ -25,6 +25,34 @@ pub enum DropReason {
     UnknownRouteBack,
     /// A request whose previous hop already holds its share of the route-back table.
     RouteBackFull,
+    /// The previous hop sent more routed messages than its verify budget
+    /// (`routed_verify_rate_per_peer`); dropped before the signature check.
+    OverBudget,
+}
+
+impl DropReason {
+    /// A short label for metrics: `bad_signature`, `ttl`, `no_route`,
+    /// `unknown_route_back`, `route_back_full`, `budget`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BadSignature => "bad_signature",
+            Self::TtlExhausted => "ttl",
+            Self::NoRoute => "no_route",
+            Self::UnknownRouteBack => "unknown_route_back",
+            Self::RouteBackFull => "route_back_full",
+            Self::OverBudget => "budget",
+        }
+    }
+
+    /// Every reason, for zero-initialised metrics.
+    pub const ALL: [Self; 6] = [
+        Self::BadSignature,
+        Self::TtlExhausted,
+        Self::NoRoute,
+        Self::UnknownRouteBack,
+        Self::RouteBackFull,
+        Self::OverBudget,
+    ];
 }
 
 /// The decision for one routed message.

@@ -30,8 +30,18 @@
 //!    the pure per-message decision [`forward()`] (deliver, send to a next hop, or drop).
 //! 8. [`prune`]: [`Component`], [`PrunedIndex`].
 //! 9. [`messages`]: [`RoutingSyncMessage`] and the bounded decoders; [`config`]: every limit.
+//! 10. [`node`]: [`RoutingNode`], all of the above as one per-node state machine: inputs
+//!     (connection up/down, a message on 67/68, a verified batch, a routed send, a tick with
+//!     [`Now`]) in, [`Action`]s out. What a driver (the facade's routing actor, or a
+//!     simulation) uses; the steps below are what it does inside.
 //!
-//! # Driving it (what the facade's routing actor does)
+//! # Driving it
+//!
+//! A driver holds one [`RoutingNode`] and carries out its [`Action`]s: send bytes to a
+//! neighbour on 67 or 68, deliver a routed message to the application, run
+//! [`verify_batch`] off its loop and hand the result back, ban a neighbour, store or load a
+//! pruned [`Component`], count an [`Outcome`]; and calls [`RoutingNode::tick`] at
+//! [`RoutingNode::next_wakeup`]. Inside, the node does this:
 //!
 //! - Start: `SigningKey::from_x25519_private_key(identity key bytes)`, an [`EdgeTable`] with
 //!   [`GraphLimits::from`] the validated [`RoutingConfig`], a [`RecomputeSchedule`], an
@@ -69,6 +79,7 @@ pub mod forward;
 pub mod graph;
 pub mod messages;
 pub mod next_hops;
+pub mod node;
 pub mod nonce;
 pub mod prune;
 pub mod reconcile;
@@ -88,6 +99,7 @@ pub use graph::{
 };
 pub use messages::{RoutingSyncMessage, decode_routed, encode_routed};
 pub use next_hops::NextHops;
+pub use node::{Action, BanReason, BatchId, Channel, Now, Outcome, RouteView, RoutingNode};
 pub use prune::{Component, ComponentId, IndexEviction, PrunedIndex, components_of};
 pub use route_back::{RouteBackInsert, RouteBackTable};
 pub use routed::{ROUTED_DOMAIN, RoutedHash, RoutedKind, RoutedMessage, RoutedTarget};
