@@ -59,9 +59,14 @@ pub(crate) struct DemoArgs {
     /// `--until-blocks`, the most the run may take.
     #[arg(long, default_value_t = 20)]
     duration: u64,
+    /// When the full node joins, in seconds from the start, instead of at 40% of
+    /// `--duration`; at most `--duration`.
+    #[arg(long, value_name = "SECONDS")]
+    join_at: Option<u64>,
     /// End as soon as the validators have committed this many blocks and the full node has
     /// them too (the full node then joins once half of them are committed, or at 40% of
-    /// `--duration` if that comes first); fails if that is not reached within `--duration`.
+    /// `--duration` or `--join-at` if that comes first); fails if that is not reached within
+    /// `--duration`.
     #[arg(long, value_name = "BLOCKS")]
     until_blocks: Option<u64>,
     /// Transactions per second the load generator submits (each 256–512 random bytes).
@@ -194,6 +199,9 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.until_blocks == Some(0) {
         bail!("--until-blocks must be at least 1");
     }
+    if args.join_at.is_some_and(|at| at > args.duration) {
+        bail!("--join-at must be at most --duration");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -276,7 +284,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     ));
 
     let duration = Duration::from_secs(args.duration);
-    let join_at = duration.mul_f64(0.4);
+    let join_at = args
+        .join_at
+        .map_or_else(|| duration.mul_f64(0.4), Duration::from_secs);
     let seeds: Vec<(PeerId, NetworkAddress)> = validators
         .iter()
         .map(|v| {

@@ -114,4 +114,13 @@ fn bad_demo_input_exits_2_with_one_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--until-blocks"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_peerlane"))
+        .args(["demo", "--duration", "10", "--join-at", "11"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--join-at"), "{stderr}");
 }

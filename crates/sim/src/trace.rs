@@ -48,7 +48,8 @@ pub enum What {
         peer: String,
         /// The network.
         network: String,
-        /// Why (the peer layer's `DisconnectReason`), e.g. `health_check` for a detection.
+        /// Why (the peer layer's `DisconnectReason`), e.g. `requested` when the health checker
+        /// disconnected a silent peer, `remote_closed` when the peer closed.
         reason: String,
     },
     /// The node's committed height changed (sampled).
