@@ -144,6 +144,7 @@ fn open_store(
         node_store::open(dir, PeerStoreConfig::default(), network_id, seeds, registry)
     })?;
     builder.stored_peers(node_store::stored_peers(std::mem::take(&mut opened.redial)));
+    builder.routing_store(opened.routing_components.clone());
     Ok(opened)
 }
 

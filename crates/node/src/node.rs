@@ -145,6 +145,7 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
     };
     if let Some(opened) = &mut stored {
         builder.stored_peers(node_store::stored_peers(std::mem::take(&mut opened.redial)));
+        builder.routing_store(opened.routing_components.clone());
     }
     let network = Arc::new(builder.build()?);
     let shutdown = CancellationToken::new();

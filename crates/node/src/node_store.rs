@@ -79,6 +79,8 @@ pub(crate) struct Opened {
     pub(crate) ip_bans: Vec<(IpPrefix, Ban)>,
     /// Whom to dial first, in order.
     pub(crate) redial: Vec<RedialCandidate>,
+    /// Where routing keeps the edges it pruned, in the same file.
+    pub(crate) routing_components: store::ComponentTable,
 }
 
 /// Writes to the peer store of one network. Cheap to clone.
@@ -132,6 +134,7 @@ pub(crate) fn open(
             data_dir.display()
         )
     })?;
+    let routing_components = store::ComponentTable::new(store.clone());
     let mut peers = PeerStore::open(store, config).context("cannot load the peer store")?;
     let network = store_network(network_id);
     let now = UnixMillis::now();
@@ -188,6 +191,7 @@ pub(crate) fn open(
         bans,
         ip_bans,
         redial,
+        routing_components,
     })
 }
 
@@ -360,6 +364,8 @@ fn network_change(writer: &StoreWriter, event: peerlane::RecordEvent) -> Option<
 pub(crate) fn ban_reason(cause: peerlane::BanCause) -> store::BanReason {
     match cause {
         peerlane::BanCause::RateLimited => store::BanReason::RateLimited,
+        peerlane::BanCause::InvalidEdge => store::BanReason::InvalidEdge,
+        peerlane::BanCause::RoutingMisbehaviour => store::BanReason::Abusive,
         _ => store::BanReason::Abusive,
     }
 }

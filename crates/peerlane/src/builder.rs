@@ -542,6 +542,7 @@ impl NetworkBuilder {
                 notifications: peers.subscribe(),
                 router: router.clone(),
                 banned: banned.clone(),
+                record_events: record_events.clone(),
                 manager: manager_handle.clone(),
                 metrics: metrics.routing().clone(),
                 inbound,

@@ -1,6 +1,6 @@
 //! [`RecordEvent`]: what the network decides about its peers on its own that a node may want to
 //! keep across restarts (a peer store), and that connection notifications do not carry: the
-//! bans it sets itself and the failed dials of its connectivity manager. Published on a
+//! bans it sets itself (rate-limit abuse, bad routing signatures) and the failed dials of its connectivity manager. Published on a
 //! bounded broadcast channel ([`RECORD_EVENTS_CAPACITY`]); a subscriber that falls behind
 //! loses the oldest events and is told how many (`RecvError::Lagged`), never slows the
 //! network down.
@@ -21,6 +21,11 @@ pub enum BanCause {
     /// The peer was closed for sustained rate-limit abuse
     /// (`peer.rate_limit.ban_duration_ms`).
     RateLimited,
+    /// The peer sent a routing edge with a bad signature (`routing.ban_duration_ms`).
+    InvalidEdge,
+    /// The peer sent or forwarded a routed message with a bad signature, or broke the routing
+    /// protocol otherwise (`routing.ban_duration_ms`).
+    RoutingMisbehaviour,
 }
 
 impl BanCause {
@@ -28,6 +33,8 @@ impl BanCause {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::RateLimited => "rate_limited",
+            Self::InvalidEdge => "invalid_edge",
+            Self::RoutingMisbehaviour => "routing_misbehaviour",
         }
     }
 }

@@ -33,6 +33,7 @@ use crate::peer_manager::{BanList, PeerManagerHandle};
 use crate::peers::{
     ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata,
 };
+use crate::record_events::{BanCause, RecordEvent, RecordEvents};
 use crate::routing::storage::ComponentStorage;
 use crate::routing::{
     Command, InboundRouting, MAX_PENDING_ROUTED_RPCS, RouteEntry, RoutedResponder, RoutingHandle,
@@ -61,6 +62,8 @@ pub(crate) struct Parts {
     pub(crate) notifications: ConnectionNotifications,
     pub(crate) router: Arc<Router>,
     pub(crate) banned: BanList,
+    /// Where the bans set here are published for a peer store.
+    pub(crate) record_events: RecordEvents,
     pub(crate) manager: PeerManagerHandle,
     pub(crate) metrics: RoutingMetrics,
     pub(crate) inbound: mpsc::Receiver<InboundRouting>,
@@ -532,6 +535,15 @@ impl RoutingActor {
         self.parts
             .banned
             .insert_until(peer, Some(tokio::time::Instant::now() + duration));
+        let cause = match reason {
+            BanReason::BadEdgeSignature(_) => BanCause::InvalidEdge,
+            _ => BanCause::RoutingMisbehaviour,
+        };
+        self.parts.record_events.publish(RecordEvent::Banned {
+            peer_id: peer,
+            cause,
+            until: Some(until),
+        });
         tracing::warn!(
             network = %self.parts.network_id,
             %peer,
