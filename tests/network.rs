@@ -44,6 +44,9 @@ fn start_node() -> Node {
     // These nodes do not know each other, and a stranger's messages are held to 8 MiB by
     // default; the scenarios here stream AptosNet's largest messages, so take them from anyone.
     config.peer.max_untrusted_message_size = config.peer.max_message_size;
+    // Likewise what is queued to a stranger (8 MiB per lane by default): the lane tests here
+    // queue 32 MiB of bulk at once.
+    config.peer.max_untrusted_queued_bytes = config.peer.max_queued_bytes;
     let mut builder = NetworkBuilder::new(
         config,
         TransportKind::Tcp(Default::default()),

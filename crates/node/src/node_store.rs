@@ -503,6 +503,8 @@ mod tests {
         .unwrap();
         writer.commit(still).await.unwrap();
         drop(writer);
+        // The routing table shares the file; it closes with its last handle.
+        drop(opened.routing_components);
         tokio::task::spawn_blocking(move || opened.thread.join().unwrap())
             .await
             .unwrap();
@@ -535,6 +537,7 @@ mod tests {
         assert_eq!(opened.redial[0].peer_id, seed);
         assert_eq!(opened.redial[0].addresses, [address]);
         drop(opened.writer);
+        drop(opened.routing_components);
         opened.thread.join().unwrap();
 
         // The seed left the config: it is no longer a configured peer.
@@ -550,6 +553,7 @@ mod tests {
         let seed_entry = opened.redial.iter().find(|c| c.peer_id == seed).unwrap();
         assert_eq!(seed_entry.trust, TrustLevel::Direct);
         drop(opened.writer);
+        drop(opened.routing_components);
         opened.thread.join().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,9 +1,8 @@
 //! Failure detection with the stack's default health checker (a ping every 5 s, 5 s timeout,
 //! 3 failures in a row) on the simulated network: a silently dead link is noticed by both
-//! ends within 25 s, and a peer behind a link whose queue holds 10 s (a saturated link) is
-//! not disconnected.
+//! ends within 25 s. (A peer behind a link whose queue holds 10 s is tested with the
+//! applications' traffic on it, through `peerlane sim`: crates/node/tests/sim.rs.)
 
-use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use sim::trace::{TraceEvent, What};
@@ -60,7 +59,11 @@ fn a_silently_dropped_link_is_noticed_by_both_ends_within_25_s() {
         21,
     );
     let events = report.trace.events();
-    let dropped = disconnects(events);
+    // Connections closed before the cut (the loser of a simultaneous dial) are not detections.
+    let dropped: Vec<_> = disconnects(events)
+        .into_iter()
+        .filter(|(at, ..)| *at >= PARTITION_MS)
+        .collect();
     for (at, node, peer, network, reason) in &dropped {
         println!(
             "{node} noticed {peer} on {network} after {:.1} s ({reason})",
@@ -87,48 +90,5 @@ fn a_silently_dropped_link_is_noticed_by_both_ends_within_25_s() {
             .all(|(_, n, p, _, _)| { matches!((*n, *p), ("v0", "v1") | ("v1", "v0")) }),
         "only the dead link is dropped: {dropped:?}"
     );
-    assert_eq!(report.summary.leaking_nodes, 0);
-}
-
-/// From 5 s to 45 s every segment to or from v0 waits 10 s on its links: every ping either
-/// way is answered after 20 s, four times the timeout. Bytes keep coming on each connection
-/// (the peer's own pings and the pongs of earlier pings), so the late pings end as
-/// `timeout_busy` and nobody is disconnected; once the link is fast again the pings are
-/// answered in time.
-#[test]
-fn a_peer_behind_a_ten_second_queue_is_not_disconnected() {
-    let report = run(
-        r#"
-        [network]
-        validators = 4
-        duration_s = 70
-        [latency]
-        min_ms = 10
-        max_ms = 40
-        [[events]]
-        at_s = 5
-        action = "slow_link"
-        nodes = ["v0"]
-        latency_ms = 10000
-        [[events]]
-        at_s = 45
-        action = "slow_link"
-        nodes = ["v0"]
-        latency_ms = 20
-        "#,
-        22,
-    );
-    let events = report.trace.events();
-    assert_eq!(disconnects(events), Vec::new(), "a slow peer was dropped");
-    // Not a run where nothing connected: v0 holds a connection to each other validator.
-    let v0_peers: BTreeSet<&str> = events
-        .iter()
-        .filter(|e| e.node == "v0")
-        .filter_map(|e| match &e.what {
-            What::Connected { peer, .. } => Some(peer.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(v0_peers, BTreeSet::from(["v1", "v2", "v3"]));
     assert_eq!(report.summary.leaking_nodes, 0);
 }
