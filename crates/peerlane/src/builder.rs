@@ -29,7 +29,7 @@ use crate::chain_throttle::AnnounceThrottle;
 use crate::client::{ClientNetwork, NetworkClient};
 use crate::config::{Identity, NetworkConfig};
 use crate::error::Error;
-use crate::events::{self, AppQueue, NetworkEvents, Router};
+use crate::events::{self, AppQueue, NetworkEvents};
 use crate::extension_config::NOTICE_WRITE_TIMEOUT_MS;
 use crate::health::{self, HealthChecker, HealthCheckerMsg};
 use crate::intake::Intake;
@@ -43,6 +43,7 @@ use crate::peer_manager::{
 use crate::peers::PeersAndMetadata;
 use crate::queue::QueueConfig;
 use crate::record_events::RecordEvents;
+use crate::router::{self, Router};
 use crate::routing::storage::ComponentStorage;
 use crate::routing::{Command as RoutingCommand, ROUTING_COMMAND_QUEUE, RoutingHandle};
 use crate::routing_actor::{self, RoutingActor};
@@ -513,7 +514,7 @@ impl NetworkBuilder {
         }
         // Subscribed before the peer manager can register anyone, so no LostPeer is missed.
         let purge =
-            events::purge_lost_peers(router.clone(), peers.subscribe(), peers.clone(), network_id);
+            router::purge_lost_peers(router.clone(), peers.subscribe(), peers.clone(), network_id);
         let listener = Listener::new(
             incoming,
             channels.new_connections_tx(),

@@ -178,6 +178,7 @@ mod peer_manager;
 mod peers;
 mod queue;
 mod record_events;
+mod router;
 mod routing;
 mod routing_actor;
 mod scores;
