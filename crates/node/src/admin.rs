@@ -77,7 +77,7 @@ use crate::status::Status;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::{BanReason, PeerEvent};
+use store::{BanReason, PeerChange};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -570,7 +570,7 @@ async fn ban(State(state): State<AdminState>, body: Body<BanRequest>) -> Respons
     };
     state.reasons().insert(peer_id, BanReason::Manual);
     if let Some(store) = &state.store {
-        let change = Change::Peer(PeerEvent::Banned {
+        let change = Change::Peer(PeerChange::Banned {
             key: store.key(peer_id),
             reason: BanReason::Manual,
             until: None,
@@ -599,7 +599,7 @@ async fn unban(State(state): State<AdminState>, peer_id: PeerPath) -> Response {
     }
     state.reasons().remove(&peer_id);
     if let Some(store) = &state.store {
-        let change = Change::Peer(PeerEvent::Unbanned {
+        let change = Change::Peer(PeerChange::Unbanned {
             key: store.key(peer_id),
         });
         if let Err(response) = state.persist(change).await {

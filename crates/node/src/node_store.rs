@@ -26,8 +26,8 @@ use peerlane::{DiscoveredPeer, IpPrefix};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use store::{
-    Ban, IpBanKey, Network, PeerEvent, PeerKey, PeerStore, PeerStoreConfig, RedialCandidate, Store,
-    TrustLevel, UnixMillis,
+    Ban, IpBanKey, Network, PeerChange, PeerKey, PeerStore, PeerStoreConfig, RedialCandidate,
+    Store, TrustLevel, UnixMillis,
 };
 use tokio::sync::{mpsc, oneshot};
 use wire::NetworkId;
@@ -52,7 +52,7 @@ pub(crate) const MAX_STORED_CANDIDATES: usize = 256;
 #[derive(Debug)]
 pub(crate) enum Change {
     /// A peer event (connection, ban, ...).
-    Peer(PeerEvent),
+    Peer(PeerChange),
     /// An IP or prefix banned by the operator, until the time given or until lifted.
     BanIp(IpBanKey, Option<UnixMillis>),
     /// The ban on an IP or prefix lifted.
@@ -139,7 +139,7 @@ pub(crate) fn open(
     let network = store_network(network_id);
     let now = UnixMillis::now();
     // Seeds dropped from the config since the last start may now expire like any peer.
-    let unconfigured: Vec<PeerEvent> = peers
+    let unconfigured: Vec<PeerChange> = peers
         .table()
         .iter()
         .filter(|(key, record)| {
@@ -147,9 +147,9 @@ pub(crate) fn open(
                 && record.trust == TrustLevel::Configured
                 && !seeds.contains_key(&key.peer_id)
         })
-        .map(|(key, _)| PeerEvent::Unconfigured { key: *key })
+        .map(|(key, _)| PeerChange::Unconfigured { key: *key })
         .collect();
-    let discovered = seeds.iter().map(|(peer_id, seed)| PeerEvent::Discovered {
+    let discovered = seeds.iter().map(|(peer_id, seed)| PeerChange::Discovered {
         key: PeerKey::new(network, *peer_id),
         addresses: seed.addresses.clone(),
         trust: TrustLevel::Configured,
@@ -236,7 +236,7 @@ impl StoreWriter {
         address: &NetworkAddress,
     ) {
         let address = (origin == netcore::ConnectionOrigin::Outbound).then(|| address.clone());
-        self.record(Change::Peer(PeerEvent::Connected {
+        self.record(Change::Peer(PeerChange::Connected {
             key: self.key(peer_id),
             address,
             direction: origin.into(),
@@ -245,7 +245,7 @@ impl StoreWriter {
 
     /// A peer's connection closed.
     pub(crate) fn disconnected(&self, peer_id: PeerId) {
-        self.record(Change::Peer(PeerEvent::Disconnected {
+        self.record(Change::Peer(PeerChange::Disconnected {
             key: self.key(peer_id),
         }));
     }
@@ -345,13 +345,13 @@ fn network_change(writer: &StoreWriter, event: peerlane::RecordEvent) -> Option<
             peer_id,
             cause,
             until,
-        } => Change::Peer(PeerEvent::Banned {
+        } => Change::Peer(PeerChange::Banned {
             key: writer.key(peer_id),
             reason: ban_reason(cause),
             until: until.map(UnixMillis::from_system_time),
         }),
         peerlane::RecordEvent::DialFailed { peer_id, addr } => {
-            Change::Peer(PeerEvent::DialFailed {
+            Change::Peer(PeerChange::DialFailed {
                 key: writer.key(peer_id),
                 address: addr,
             })
@@ -455,7 +455,7 @@ mod tests {
         writer.connected(seed, netcore::ConnectionOrigin::Outbound, &address);
         let key = writer.key(banned);
         writer
-            .commit(Change::Peer(PeerEvent::Banned {
+            .commit(Change::Peer(PeerChange::Banned {
                 key,
                 reason: store::BanReason::Manual,
                 until: None,

@@ -1,5 +1,7 @@
-//! [`NetworkBuilder`]: registers the applications of one network, then starts its listener,
-//! peer manager and health checker; [`Network`]: the running network's handle.
+//! [`NetworkBuilder`]: registers the applications of one network; its
+//! [`build`](NetworkBuilder::build) starts the network's tasks (listener, peer manager,
+//! connectivity manager, health checker, chain announcer, peer exchange, routing) and returns
+//! the [`Network`] handle.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -7,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connectivity_manager::{ConnectivityManager, DiscoveredPeer, PeerScores};
-use netcore::{ConnectionOrigin, NetworkAddress, PeerId};
+use netcore::{NetworkAddress, PeerId};
 use noise::{BannedPeers, NoiseUpgrader, TrustedPeers};
 use peer::InboundBudget;
 use prometheus_client::registry::Registry;
@@ -15,36 +17,35 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::{HandshakeMsg, NetworkId, ProtocolId, ProtocolIdSet};
 
-use crate::admission::{IpBans, IpPrefix};
+use crate::admission::IpBans;
 use crate::chain_announcer::{self, ChainAnnouncer};
 use crate::chain_status::ChainStatus;
 use crate::chain_throttle::AnnounceThrottle;
 use crate::client::{ClientNetwork, NetworkClient};
 use crate::config::{Identity, NetworkConfig};
-use crate::disconnect_notice::DisconnectCode;
 use crate::error::Error;
-use crate::events::{self, AppQueue, NetworkEvents, Router};
+use crate::events::{self, AppQueue, NetworkEvents};
 use crate::extension_config::NOTICE_WRITE_TIMEOUT_MS;
 use crate::health::{self, HealthChecker, HealthCheckerMsg};
 use crate::intake::Intake;
 use crate::listener::{Listener, ListenerLimits};
 use crate::metrics::Metrics;
+use crate::network::Network;
 use crate::peer_exchange::{self, PeerExchange, PeerExchangeMsg};
 use crate::peer_manager::{
     BanList, Channels, Parts, PeerManager, PeerManagerHandle, RefusalNotices, drive_connectivity,
 };
-use crate::peers::{PeerNetworkId, PeersAndMetadata};
+use crate::peers::PeersAndMetadata;
 use crate::queue::QueueConfig;
-use crate::record_events::{RecordEvent, RecordEvents};
+use crate::record_events::RecordEvents;
+use crate::router::{self, Router};
 use crate::routing::storage::ComponentStorage;
-use crate::routing::{
-    Command as RoutingCommand, ROUTING_COMMAND_QUEUE, RoutingHandle, RoutingSnapshot,
-};
+use crate::routing::{Command as RoutingCommand, ROUTING_COMMAND_QUEUE, RoutingHandle};
 use crate::routing_actor::{self, RoutingActor};
 use crate::scores::MeasuredScores;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
@@ -122,33 +123,6 @@ struct RoutingSetup {
     key: routing::SigningKey,
     handle: RoutingHandle,
     commands: mpsc::Receiver<RoutingCommand>,
-}
-
-/// A running network. Dropping it shuts the network down without waiting; prefer
-/// [`shutdown`](Self::shutdown), which waits until every task has ended.
-pub struct Network {
-    network_id: NetworkId,
-    peer_id: PeerId,
-    listen_address: NetworkAddress,
-    peers: PeersAndMetadata,
-    trusted: TrustedPeers,
-    metrics: Metrics,
-    peer_metrics: peer::Metrics,
-    connectivity_metrics: connectivity_manager::Metrics,
-    noise_metrics: noise::Metrics,
-    manager: PeerManagerHandle,
-    banned: BanList,
-    banned_ips: IpBans,
-    /// Bans the network sets itself and failed managed dials, for a peer store.
-    record_events: RecordEvents,
-    /// Our chain status, as the node sets it; the announcer sends it to the peers.
-    chain_tx: watch::Sender<Option<ChainStatus>>,
-    /// The routing actor, when routing runs.
-    routing: Option<RoutingHandle>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-    /// Cancels `shutdown` when the handle is dropped.
-    _cancel_on_drop: DropGuard,
 }
 
 impl NetworkBuilder {
@@ -439,23 +413,7 @@ impl NetworkBuilder {
             config.handshake_auth_mode(trusted.clone()),
             noise_metrics.clone(),
         )
-        .with_banned_peers(BannedPeers::new({
-            let banned = banned.clone();
-            move |peer_id| {
-                let Some(ban) = banned.describe(*peer_id) else {
-                    return false;
-                };
-                // Warn on the side that can lift the ban: the remote only sees a closed socket.
-                if let Some(suppressed) = BANNED_LOG.allow(std::time::Instant::now()) {
-                    tracing::warn!(
-                        peer = %peer_id,
-                        suppressed,
-                        "inbound connection from {peer_id} refused: banned {ban} (DELETE /bans/{peer_id} lifts it)"
-                    );
-                }
-                true
-            }
-        }));
+        .with_banned_peers(refuse_banned(banned.clone()));
         let context = Arc::new(UpgradeContext::new(noise, handshake, trusted.clone()));
         let transport = Arc::new(AptosNetTransport::new(
             &transport,
@@ -556,7 +514,7 @@ impl NetworkBuilder {
         }
         // Subscribed before the peer manager can register anyone, so no LostPeer is missed.
         let purge =
-            events::purge_lost_peers(router.clone(), peers.subscribe(), peers.clone(), network_id);
+            router::purge_lost_peers(router.clone(), peers.subscribe(), peers.clone(), network_id);
         let listener = Listener::new(
             incoming,
             channels.new_connections_tx(),
@@ -700,290 +658,6 @@ impl fmt::Debug for NetworkBuilder {
     }
 }
 
-impl Network {
-    /// The address other nodes dial to reach this network: the bound address with our Noise
-    /// key and handshake version 0 (`/…/noise-ik/<key>/handshake/0`).
-    pub fn listen_address(&self) -> &NetworkAddress {
-        &self.listen_address
-    }
-
-    /// Our PeerId on this network.
-    pub fn peer_id(&self) -> PeerId {
-        self.peer_id
-    }
-
-    /// Which network this is.
-    pub fn network_id(&self) -> NetworkId {
-        self.network_id
-    }
-
-    /// Dials `peer_id` at `addr` (which must carry its Noise key and handshake version 0) and
-    /// waits until the connection is set up and registered.
-    ///
-    /// Succeeds also when a simultaneous dial from the peer wins: we are connected either way.
-    /// Fails with [`Error::AlreadyConnected`] without dialing when we are connected already,
-    /// with [`Error::Banned`], [`Error::UnsupportedHandshakeVersion`],
-    /// [`Error::MissingNoiseKey`] or [`Error::DialKeyMismatch`] before connecting, and with
-    /// the set-up errors ([`Error::Transport`], [`Error::Noise`], [`Error::Handshake`],
-    /// [`Error::SetupTimeout`]).
-    ///
-    /// The key in `addr` must be one `peer_id` may use: one of its keys in the trusted set if
-    /// it is trusted, else the key its PeerId derives from. Otherwise whoever holds that key
-    /// would be registered as `peer_id` (a trusted validator's identity and role, say).
-    ///
-    /// Cancel-safe in that dropping the future abandons only the wait; the dial goes on.
-    pub async fn dial(&self, peer_id: PeerId, addr: NetworkAddress) -> Result<(), Error> {
-        if let Err(err) = self.check_dial_key(peer_id, &addr) {
-            tracing::debug!(%peer_id, %addr, "dial refused: the address's key is not the peer's");
-            self.metrics
-                .record_setup_failure(ConnectionOrigin::Outbound, err.setup_failure());
-            return Err(err);
-        }
-        self.manager.dial(peer_id, addr).await
-    }
-
-    /// Whether `peer_id` may be reached at `addr`'s Noise key; an address without a key passes
-    /// (the transport refuses it with [`Error::MissingNoiseKey`]).
-    fn check_dial_key(&self, peer_id: PeerId, addr: &NetworkAddress) -> Result<(), Error> {
-        let Some(key) = addr.noise_public_key() else {
-            return Ok(());
-        };
-        let allowed = match self.trusted.snapshot().get(&peer_id) {
-            Some(trusted) => trusted.keys.contains(&key),
-            None => noise::keys::peer_id_from_public_key(&key) == peer_id,
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(Error::DialKeyMismatch {
-                peer_id,
-                addr: addr.clone(),
-            })
-        }
-    }
-
-    /// Closes the connection to `peer_id` and waits until it is gone (its `LostPeer` is out).
-    ///
-    /// Fails with [`Error::NotConnected`] if there is no connection. Cancel-safe: the
-    /// disconnect goes ahead anyway.
-    pub async fn disconnect(&self, peer_id: PeerId) -> Result<(), Error> {
-        self.manager.disconnect(peer_id).await
-    }
-
-    /// Bans `peer_id` on this network: closes its connection if it has one (waiting until it
-    /// is gone), refuses its later inbound handshakes in Noise before any Diffie-Hellman
-    /// (`peerlane_connection_setup_failures_total{reason="banned"}`) and any connection with
-    /// it that finished set-up before the ban
-    /// (`peerlane_connections_refused_total{reason="banned"}`), and fails dials to it with
-    /// [`Error::Banned`] before connecting. The ban lasts until [`unban`](Self::unban) or the
-    /// end of the process.
-    ///
-    /// Returns whether the peer was not banned yet. Fails with [`Error::ShutDown`] only if
-    /// the network is shut down (the ban is recorded all the same).
-    pub async fn ban(&self, peer_id: PeerId) -> Result<bool, Error> {
-        self.ban_until(peer_id, None).await
-    }
-
-    /// [`ban`](Self::ban) until `until` (`None`: until unbanned), after which the ban lifts
-    /// itself; a longer ban in force is kept. A node restores the bans it stored with this at
-    /// start. Returns whether the peer was not banned yet.
-    pub async fn ban_until(
-        &self,
-        peer_id: PeerId,
-        until: Option<std::time::SystemTime>,
-    ) -> Result<bool, Error> {
-        let newly = self.banned.insert_until(peer_id, until.map(instant_of));
-        tracing::info!(network_id = %self.network_id, %peer_id, "peer banned");
-        let notice = DisconnectCode::banned_until(until);
-        match self
-            .manager
-            .disconnect_because(peer_id, "banned", Some(notice))
-            .await
-        {
-            Ok(()) | Err(Error::NotConnected { .. }) => Ok(newly),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Lifts the ban on `peer_id`; returns whether it was banned.
-    pub fn unban(&self, peer_id: PeerId) -> bool {
-        let was = self.banned.remove(peer_id);
-        if was {
-            tracing::info!(network_id = %self.network_id, %peer_id, "peer unbanned");
-        }
-        was
-    }
-
-    /// Bans an IP address or CIDR prefix on this network: sockets from it are closed at
-    /// accept, before any set-up (`peerlane_connections_refused_total{reason="banned_ip"}`).
-    /// Connections already open stay open (ban their peers with [`ban`](Self::ban)). Lasts
-    /// until [`unban_ip`](Self::unban_ip) or the end of the process. Returns whether it was
-    /// not banned yet.
-    pub fn ban_ip(&self, prefix: IpPrefix) -> bool {
-        self.ban_ip_until(prefix, None)
-    }
-
-    /// [`ban_ip`](Self::ban_ip) until `until` (`None`: until lifted), after which the ban
-    /// lifts itself; a longer ban on the same prefix in force is kept. Returns whether it was
-    /// not banned yet.
-    pub fn ban_ip_until(&self, prefix: IpPrefix, until: Option<std::time::SystemTime>) -> bool {
-        let newly = self.banned_ips.insert_until(prefix, until.map(instant_of));
-        tracing::info!(network_id = %self.network_id, %prefix, "ip banned");
-        newly
-    }
-
-    /// Lifts the ban on `prefix`, as it was banned; returns whether it was banned.
-    pub fn unban_ip(&self, prefix: IpPrefix) -> bool {
-        let was = self.banned_ips.remove(prefix);
-        if was {
-            tracing::info!(network_id = %self.network_id, %prefix, "ip unbanned");
-        }
-        was
-    }
-
-    /// What the network decides about its peers on its own, from now on: the bans it sets
-    /// (rate-limit abuse) and the failed dials of its connectivity manager, for a node that
-    /// keeps them across restarts. Bounded ([`RECORD_EVENTS_CAPACITY`](crate::RECORD_EVENTS_CAPACITY)
-    /// per subscriber): one that falls behind loses the oldest and is told how many.
-    pub fn record_events(&self) -> tokio::sync::broadcast::Receiver<RecordEvent> {
-        self.record_events.subscribe()
-    }
-
-    /// The banned IPs and prefixes, from `banned_ips` and [`ban_ip`](Self::ban_ip), sorted.
-    pub fn banned_ips(&self) -> Vec<IpPrefix> {
-        self.banned_ips.to_vec()
-    }
-
-    /// [`banned_ips`](Self::banned_ips) with when each ban ends (`None`: until lifted).
-    pub fn ip_bans(&self) -> Vec<(IpPrefix, Option<std::time::SystemTime>)> {
-        self.banned_ips
-            .entries()
-            .into_iter()
-            .map(|(prefix, expiry)| (prefix, expiry.map(system_time_of)))
-            .collect()
-    }
-
-    /// The peers banned now, sorted: those banned here, and those the network banned for a
-    /// while for flooding (`peer.rate_limit.ban_duration_ms`) whose ban has not expired.
-    pub fn banned(&self) -> Vec<PeerId> {
-        self.banned.to_vec()
-    }
-
-    /// [`banned`](Self::banned) with when each ban ends (`None`: until unbanned).
-    pub fn bans(&self) -> Vec<(PeerId, Option<std::time::SystemTime>)> {
-        self.banned
-            .entries()
-            .into_iter()
-            .map(|(peer_id, expiry)| (peer_id, expiry.map(system_time_of)))
-            .collect()
-    }
-
-    /// Sets this node's chain status (AElf's best chain and last irreversible block, with the
-    /// genesis naming the chain): it goes to every connected peer that speaks `ChainStatus`
-    /// (65) at most once per `extensions.chain_status_interval_ms` (250 ms) each, the latest
-    /// status winning, and to every peer that connects later as its first message. From the
-    /// first status on, a peer that announces another genesis is disconnected with a
-    /// `ChainMismatch` notice. Never waits.
-    pub fn set_chain_status(&self, status: ChainStatus) {
-        self.metrics
-            .extensions()
-            .set_local_best_height(status.best_height);
-        self.chain_tx.send_replace(Some(status));
-    }
-
-    /// This node's chain status, as last set.
-    pub fn chain_status(&self) -> Option<ChainStatus> {
-        *self.chain_tx.borrow()
-    }
-
-    /// Whether this network runs routing (protocols 67 and 68): `routing.enabled` and a
-    /// PeerId that is the one its key derives.
-    pub fn routing_enabled(&self) -> bool {
-        self.routing.is_some()
-    }
-
-    /// The routing state (edges, reachable peers, neighbours, last recompute) and the routes
-    /// to the targets `offset..offset + limit` (sorted by PeerId). `None` without routing or
-    /// once the network is shut down.
-    pub async fn routing_snapshot(&self, offset: usize, limit: usize) -> Option<RoutingSnapshot> {
-        let handle = self.routing.as_ref()?;
-        let (reply, answer) = oneshot::channel();
-        handle
-            .send(RoutingCommand::Snapshot {
-                offset,
-                limit,
-                reply,
-            })
-            .await
-            .ok()?;
-        answer.await.ok()
-    }
-
-    /// Who is connected, with what.
-    pub fn peers_and_metadata(&self) -> &PeersAndMetadata {
-        &self.peers
-    }
-
-    /// Whether `peer_id` is connected on this network.
-    pub fn is_connected(&self, peer_id: PeerId) -> bool {
-        self.peers
-            .is_connected(PeerNetworkId::new(self.network_id, peer_id))
-    }
-
-    /// The trusted set: changes take effect on the next handshake. The connectivity manager
-    /// owns its contents and replaces them on every discovery change; see
-    /// [`NetworkBuilder::trusted_peers`].
-    pub fn trusted_peers(&self) -> &TrustedPeers {
-        &self.trusted
-    }
-
-    /// This network's counters.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// The peer layer's counters (`peerlane_peer_*`), summed over this network's connections.
-    pub fn peer_metrics(&self) -> &peer::Metrics {
-        &self.peer_metrics
-    }
-
-    /// The connectivity manager's counters (`peerlane_connectivity_*`): dials by result,
-    /// backoffs, stale disconnects, discovery updates.
-    pub fn connectivity_metrics(&self) -> &connectivity_manager::Metrics {
-        &self.connectivity_metrics
-    }
-
-    /// The Noise layer's counters (`peerlane_noise_*`): handshakes by side and outcome,
-    /// decryption failures, stream errors, X25519 operations.
-    pub fn noise_metrics(&self) -> &noise::Metrics {
-        &self.noise_metrics
-    }
-
-    /// Shuts the network down and waits until every task has ended: the listener stops, every
-    /// connection flushes what it has queued (within the peer config's
-    /// `writer_close_timeout`) and closes, pending RPCs fail, and every connected peer is
-    /// announced lost.
-    ///
-    /// Cancel-safe: the shutdown has begun once this is first polled; dropping the future
-    /// stops only the waiting.
-    pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
-        tracing::info!(network_id = %self.network_id, "network shut down");
-    }
-}
-
-impl fmt::Debug for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Network")
-            .field("network_id", &self.network_id)
-            .field("peer_id", &self.peer_id)
-            .field("listen_address", &self.listen_address)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Routing's parts, if the network runs it: `routing.enabled` and an identity whose PeerId
 /// is its key's (edges are verified against PeerIds read as keys; a network with another
 /// PeerId cannot sign edges others can check, so it runs without routing, logged).
@@ -1008,6 +682,25 @@ fn routing_setup(config: &NetworkConfig, identity: &Identity) -> Option<RoutingS
     })
 }
 
+/// Noise's check of an inbound handshake's peer against `banned`, warning (rate-limited)
+/// about each refusal.
+fn refuse_banned(banned: BanList) -> BannedPeers {
+    BannedPeers::new(move |peer_id| {
+        let Some(ban) = banned.describe(*peer_id) else {
+            return false;
+        };
+        // Warn on the side that can lift the ban: the remote only sees a closed socket.
+        if let Some(suppressed) = BANNED_LOG.allow(std::time::Instant::now()) {
+            tracing::warn!(
+                peer = %peer_id,
+                suppressed,
+                "inbound connection from {peer_id} refused: banned {ban} (DELETE /bans/{peer_id} lifts it)"
+            );
+        }
+        true
+    })
+}
+
 /// `registry`'s sub-registry for `network_id`.
 fn network_registry(registry: &mut Registry, network_id: NetworkId) -> &mut Registry {
     registry.sub_registry_with_label(("network".into(), network_id.as_str().into()))
@@ -1022,18 +715,4 @@ fn dedup(protocols: impl IntoIterator<Item = ProtocolId>) -> Vec<ProtocolId> {
         }
     }
     unique
-}
-
-/// The tokio instant (the clock bans expire on) of the wall-clock time `at`; a time past is
-/// now.
-fn instant_of(at: std::time::SystemTime) -> tokio::time::Instant {
-    let left = at
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    tokio::time::Instant::now() + left
-}
-
-/// The wall-clock time of the tokio instant `at` (in the future, as ban expiries are).
-fn system_time_of(at: tokio::time::Instant) -> std::time::SystemTime {
-    std::time::SystemTime::now() + at.saturating_duration_since(tokio::time::Instant::now())
 }

@@ -329,9 +329,10 @@ mod tests {
     use prometheus_client::registry::Registry;
 
     use super::*;
-    use crate::builder::{Network, NetworkBuilder};
+    use crate::builder::NetworkBuilder;
     use crate::chain_status::BlockHash;
     use crate::config::{Identity, NetworkConfig};
+    use crate::network::Network;
     use crate::transport::TransportKind;
 
     fn network(seed: u8) -> Network {

@@ -20,8 +20,9 @@
 //! 1. A [`NetworkBuilder`] takes a [`NetworkConfig`], a [`TransportKind`] and a metrics
 //!    registry. Each application registers its protocols with
 //!    [`add_application`](NetworkBuilder::add_application) and gets a [`NetworkClient`] and a
-//!    [`NetworkEvents`]; [`build`](NetworkBuilder::build) starts the network and returns the
-//!    [`Network`] handle.
+//!    [`NetworkEvents`]; [`build`](NetworkBuilder::build) starts the network's tasks and
+//!    returns the [`Network`] handle, through which the node dials, disconnects, bans peers
+//!    and IPs, sets its chain status, reads the counters and shuts the network down.
 //! 2. Connections, dialed ([`Network::dial`]) or accepted, are set up by the AptosNet upgrade
 //!    (Noise IK, then the handshake message) and handed to the peer manager, which resolves
 //!    simultaneous dials, enforces the inbound limit, spawns a peer (`peer::spawn`) per connection and
@@ -171,11 +172,13 @@ mod health;
 mod intake;
 mod listener;
 mod metrics;
+mod network;
 mod peer_exchange;
 mod peer_manager;
 mod peers;
 mod queue;
 mod record_events;
+mod router;
 mod routing;
 mod routing_actor;
 mod scores;
@@ -190,7 +193,7 @@ pub use admission::{
     ACCEPT_BURST_PER_IP, ACCEPT_RATE_PER_IP, AdmissionConfig, IpPrefix, MAX_INBOUND_PER_IP,
     MAX_INBOUND_PER_PREFIX, MAX_PENDING_PER_IP, MAX_PENDING_PER_PREFIX,
 };
-pub use builder::{Network, NetworkBuilder};
+pub use builder::NetworkBuilder;
 pub use chain_status::{BlockHash, CHAIN_STATUS_BYTES, ChainStatus, PeerChainStatus};
 pub use client::NetworkClient;
 pub use config::{
@@ -215,6 +218,7 @@ pub use extension_config::{
 pub use extension_metrics::ExtensionMetrics;
 pub use health::{HealthCheckerMsg, Ping, Pong};
 pub use metrics::{ConnectionChange, Metrics, PingResult, QueueEvent, RefusalReason, SetupFailure};
+pub use network::Network;
 pub use peer_exchange::{ExchangedPeer, MAX_ADDRESSES_PER_PEER, MAX_ANSWER_BYTES, PeerExchangeMsg};
 pub use peers::{
     ConnectionNotification, ConnectionNotifications, MAX_REMEMBERED_RTTS, PeerNetworkId, PeerStats,

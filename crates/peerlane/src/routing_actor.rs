@@ -27,13 +27,13 @@ use tokio_util::task::TaskTracker;
 use wire::{NetworkId, ProtocolId};
 
 use crate::disconnect_notice::DisconnectCode;
-use crate::events::Router;
 use crate::intake::Intake;
 use crate::peer_manager::{BanList, PeerManagerHandle};
 use crate::peers::{
     ConnectionNotification, ConnectionNotifications, PeerNetworkId, PeersAndMetadata,
 };
 use crate::record_events::{BanCause, RecordEvent, RecordEvents};
+use crate::router::Router;
 use crate::routing::storage::ComponentStorage;
 use crate::routing::{
     Command, InboundRouting, MAX_PENDING_ROUTED_RPCS, RouteEntry, RoutedResponder, RoutingHandle,

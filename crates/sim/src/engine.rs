@@ -25,7 +25,7 @@ use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
 use crate::error::Error;
-use crate::scenario::{ActionKind, Plan, PlannedEvent};
+use crate::scenario::{Plan, PlannedEvent, ScenarioAction};
 use crate::software::{self, HostEnv, NodeRole, NodeSoftware, PeerInfo};
 use crate::trace::{Summary, Trace, What};
 
@@ -279,37 +279,37 @@ impl World {
         };
         let held = |a: usize, b: usize| (a.min(b), a.max(b));
         match event.action {
-            ActionKind::Partition => pairs().for_each(|(a, b)| {
+            ScenarioAction::Partition => pairs().for_each(|(a, b)| {
                 sim.partition(ips[a], ips[b]);
                 self.cut.extend([(a, b), (b, a)]);
             }),
-            ActionKind::PartitionOneway => pairs().for_each(|(a, b)| {
+            ScenarioAction::PartitionOneway => pairs().for_each(|(a, b)| {
                 sim.partition_oneway(ips[a], ips[b]);
                 self.cut.insert((a, b));
             }),
-            ActionKind::Heal => pairs().for_each(|(a, b)| {
+            ScenarioAction::Heal => pairs().for_each(|(a, b)| {
                 sim.repair(ips[a], ips[b]);
                 self.cut.remove(&(a, b));
                 self.cut.remove(&(b, a));
                 self.held.remove(&held(a, b));
             }),
-            ActionKind::HealOneway => pairs().for_each(|(a, b)| {
+            ScenarioAction::HealOneway => pairs().for_each(|(a, b)| {
                 sim.repair_oneway(ips[a], ips[b]);
                 self.cut.remove(&(a, b));
             }),
-            ActionKind::Hold => pairs().for_each(|(a, b)| {
+            ScenarioAction::Hold => pairs().for_each(|(a, b)| {
                 sim.hold(ips[a], ips[b]);
                 self.held.insert(held(a, b));
             }),
-            ActionKind::Release => pairs().for_each(|(a, b)| {
+            ScenarioAction::Release => pairs().for_each(|(a, b)| {
                 sim.release(ips[a], ips[b]);
                 self.held.remove(&held(a, b));
             }),
-            ActionKind::SlowLink => {
+            ScenarioAction::SlowLink => {
                 let latency = event.latency.unwrap_or_default();
                 pairs().for_each(|(a, b)| sim.set_link_latency(ips[a], ips[b], latency));
             }
-            ActionKind::Crash => {
+            ScenarioAction::Crash => {
                 for &n in &event.nodes {
                     if self.up[n] {
                         self.power_off(sim, n);
@@ -317,7 +317,7 @@ impl World {
                     }
                 }
             }
-            ActionKind::Restart | ActionKind::Join => {
+            ScenarioAction::Restart | ScenarioAction::Join => {
                 for &n in &event.nodes {
                     if self.up[n] {
                         continue;

@@ -85,7 +85,7 @@ pub struct EventSpec {
     /// When, in simulated seconds from the start.
     pub at_s: f64,
     /// What.
-    pub action: ActionKind,
+    pub action: ScenarioAction,
     /// The nodes it applies to (for link actions: one side).
     pub nodes: Vec<String>,
     /// Link actions: the other side (default: every node not in `nodes`).
@@ -102,7 +102,7 @@ pub struct EventSpec {
 /// The `action` of an event.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
-pub enum ActionKind {
+pub enum ScenarioAction {
     /// Drop every message between `nodes` and `peers`, both ways.
     Partition,
     /// Drop every message from `nodes` to `peers`; the other way still flows.
@@ -160,7 +160,7 @@ pub struct PlannedEvent {
     /// When, from the start.
     pub at: Duration,
     /// What.
-    pub action: ActionKind,
+    pub action: ScenarioAction,
     /// The nodes (or one side of the links).
     pub nodes: Vec<usize>,
     /// The other side of the links (empty for node actions).
@@ -194,7 +194,7 @@ impl Default for LatencySection {
     }
 }
 
-impl ActionKind {
+impl ScenarioAction {
     /// The name in the scenario file.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -293,13 +293,13 @@ impl Scenario {
                 return Err(Error::invalid(field("nodes"), "names no node"));
             }
             let at = Duration::from_secs_f64(spec.at_s);
-            if spec.latency_ms.is_some() != (spec.action == ActionKind::SlowLink) {
+            if spec.latency_ms.is_some() != (spec.action == ScenarioAction::SlowLink) {
                 return Err(Error::invalid(
                     field("latency_ms"),
                     "is required by slow_link and only by it",
                 ));
             }
-            if spec.spread_s.is_some() && spec.action != ActionKind::Join {
+            if spec.spread_s.is_some() && spec.action != ScenarioAction::Join {
                 return Err(Error::invalid(field("spread_s"), "is for join only"));
             }
             if spec.action.is_link_action() {
@@ -325,7 +325,7 @@ impl Scenario {
             if spec.peers.is_some() {
                 return Err(Error::invalid(field("peers"), "is for link actions only"));
             }
-            if spec.action != ActionKind::Join {
+            if spec.action != ScenarioAction::Join {
                 events.push(PlannedEvent {
                     at,
                     action: spec.action,
@@ -348,7 +348,7 @@ impl Scenario {
                 let offset = Duration::from_secs_f64(spread * k as f64 / count as f64);
                 events.push(PlannedEvent {
                     at: at + offset,
-                    action: ActionKind::Join,
+                    action: ScenarioAction::Join,
                     nodes: vec![node],
                     peers: Vec::new(),
                     latency: None,

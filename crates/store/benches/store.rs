@@ -20,7 +20,7 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use netcore::{NetworkAddress, PeerId};
 use store::{
-    BanReason, Direction, Network, PeerEvent, PeerKey, PeerStore, PeerStoreConfig, Store,
+    BanReason, Direction, Network, PeerChange, PeerKey, PeerStore, PeerStoreConfig, Store,
     TrustLevel, UnixMillis,
 };
 
@@ -39,8 +39,8 @@ fn addr(n: u64) -> NetworkAddress {
     format!("/ip4/{a}.{b}.{c}.{d}/tcp/6180").parse().unwrap()
 }
 
-fn discovered(n: u64) -> PeerEvent {
-    PeerEvent::Discovered {
+fn discovered(n: u64) -> PeerChange {
+    PeerChange::Discovered {
         key: peer(n),
         addresses: vec![addr(n)],
         trust: TrustLevel::Indirect,
@@ -62,14 +62,14 @@ fn print_file_size_for_ten_thousand_peers() {
         let mut events = Vec::new();
         for n in batch * 1000..(batch + 1) * 1000 {
             events.push(discovered(n));
-            events.push(PeerEvent::Connected {
+            events.push(PeerChange::Connected {
                 key: peer(n),
                 address: Some(addr(n)),
                 direction: Direction::Outbound,
             });
-            events.push(PeerEvent::Disconnected { key: peer(n) });
+            events.push(PeerChange::Disconnected { key: peer(n) });
             if n % 10 == 0 {
-                events.push(PeerEvent::Banned {
+                events.push(PeerChange::Banned {
                     key: peer(n),
                     reason: BanReason::Abusive,
                     until: Some(T0.saturating_add(Duration::from_secs(3 * 3600))),

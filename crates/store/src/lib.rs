@@ -19,7 +19,7 @@
 //!
 //! - [`PeerStore`]: peers per network (addresses with scores, trust, first and last seen, the
 //!   last connection, status, bans) and IP bans. The rules are in [`PeerTable`], pure and
-//!   in memory: it takes [`PeerEvent`]s and the time ([`UnixMillis`]) and returns
+//!   in memory: it takes [`PeerChange`]s and the time ([`UnixMillis`]) and returns
 //!   [`Changes`], which [`PeerStore`] writes in one transaction. After a restart,
 //!   [`PeerStore::redial_candidates`] says whom to dial first.
 //! - [`ComponentTable`]: opaque byte records grouped by component id, indexed by the PeerIds
@@ -38,7 +38,7 @@
 //! ```
 //! use netcore::{NetworkAddress, PeerId};
 //! use store::{
-//!     Direction, Network, PeerEvent, PeerKey, PeerStore, PeerStoreConfig, Store, TrustLevel,
+//!     Direction, Network, PeerChange, PeerKey, PeerStore, PeerStoreConfig, Store, TrustLevel,
 //!     UnixMillis,
 //! };
 //!
@@ -50,12 +50,12 @@
 //! let t0 = UnixMillis(1_700_000_000_000);
 //! peers.apply(
 //!     [
-//!         PeerEvent::Discovered {
+//!         PeerChange::Discovered {
 //!             key: seed,
 //!             addresses: vec![address.clone()],
 //!             trust: TrustLevel::Configured,
 //!         },
-//!         PeerEvent::Connected {
+//!         PeerChange::Connected {
 //!             key: seed,
 //!             address: Some(address.clone()),
 //!             direction: Direction::Outbound,
@@ -64,7 +64,7 @@
 //!     t0,
 //! )?;
 //! let an_hour_later = UnixMillis(t0.0 + 3_600_000);
-//! peers.apply([PeerEvent::Disconnected { key: seed }], an_hour_later)?;
+//! peers.apply([PeerChange::Disconnected { key: seed }], an_hour_later)?;
 //! drop(peers);
 //!
 //! // The next start: a long-lived outbound peer comes first.
@@ -104,5 +104,5 @@ pub use peer_record::{
     PeerRecord, PeerStatus, TrustLevel,
 };
 pub use peer_store::PeerStore;
-pub use peer_table::{Changes, PeerEvent, PeerTable, RedialCandidate};
+pub use peer_table::{Changes, PeerChange, PeerTable, RedialCandidate};
 pub use time::UnixMillis;

@@ -14,7 +14,7 @@ use crate::peer_record::{
     Ban, BanReason, IpBanKey, Network, PeerKey, PeerRecord, VersionedIpBan, VersionedPeerRecord,
     VersionedPeerRecordRef,
 };
-use crate::peer_table::{Changes, PeerEvent, PeerTable, RedialCandidate};
+use crate::peer_table::{Changes, PeerChange, PeerTable, RedialCandidate};
 use crate::tables;
 use crate::time::UnixMillis;
 
@@ -118,7 +118,7 @@ impl PeerStore {
     /// Applies `events` at `now` and writes what changed in one transaction.
     pub fn apply(
         &mut self,
-        events: impl IntoIterator<Item = PeerEvent>,
+        events: impl IntoIterator<Item = PeerChange>,
         now: UnixMillis,
     ) -> Result<Changes> {
         let changes = self.table.apply_all(events, now);
@@ -150,7 +150,7 @@ impl PeerStore {
         now: UnixMillis,
     ) -> Result<Changes> {
         let key = PeerKey::new(network, peer_id);
-        self.apply([PeerEvent::Banned { key, reason, until }], now)
+        self.apply([PeerChange::Banned { key, reason, until }], now)
     }
 
     /// Bans `peer_id` on `network` for `peer_store.default_ban_ms` (3 hours) from `now`.
@@ -168,7 +168,7 @@ impl PeerStore {
     /// Lifts the ban on `peer_id` on `network`.
     pub fn unban(&mut self, network: Network, peer_id: PeerId, now: UnixMillis) -> Result<Changes> {
         let key = PeerKey::new(network, peer_id);
-        self.apply([PeerEvent::Unbanned { key }], now)
+        self.apply([PeerChange::Unbanned { key }], now)
     }
 
     /// The peers banned at `now` on every network, in key order.

@@ -1,4 +1,4 @@
-//! [`PeerTable`]: the peer store's rules, in memory and without I/O. It takes [`PeerEvent`]s
+//! [`PeerTable`]: the peer store's rules, in memory and without I/O. It takes [`PeerChange`]s
 //! and the time, and returns [`Changes`]: which peers and IP bans to write (or delete) and
 //! what it evicted or refused. [`PeerStore`](crate::PeerStore) writes the changes and records
 //! the metrics.
@@ -38,7 +38,7 @@ use crate::time::UnixMillis;
 
 /// Something that happened to a peer, as the facade and the connectivity manager see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PeerEvent {
+pub enum PeerChange {
     /// We heard of the peer: from config or seeds ([`TrustLevel::Configured`]), or from
     /// another peer ([`TrustLevel::Indirect`]). Adds the addresses and refreshes `last_seen`.
     Discovered {
@@ -252,10 +252,10 @@ impl PeerTable {
     }
 
     /// Applies one event at `now`.
-    pub fn apply(&mut self, event: PeerEvent, now: UnixMillis) -> Changes {
+    pub fn apply(&mut self, event: PeerChange, now: UnixMillis) -> Changes {
         let mut changes = Changes::default();
         match event {
-            PeerEvent::Discovered {
+            PeerChange::Discovered {
                 key,
                 addresses,
                 trust,
@@ -269,7 +269,7 @@ impl PeerTable {
                     }
                 });
             }
-            PeerEvent::DialFailed { key, address } => {
+            PeerChange::DialFailed { key, address } => {
                 self.update_existing(&key, &mut changes, |record| {
                     let configured = record.trust == TrustLevel::Configured;
                     if let Some(position) =
@@ -284,7 +284,7 @@ impl PeerTable {
                     }
                 });
             }
-            PeerEvent::Connected {
+            PeerChange::Connected {
                 key,
                 address,
                 direction,
@@ -309,7 +309,7 @@ impl PeerTable {
                     }
                 });
             }
-            PeerEvent::Disconnected { key } => {
+            PeerChange::Disconnected { key } => {
                 self.update_existing(&key, &mut changes, |record| {
                     if let PeerStatus::Connected { since, direction } = record.status {
                         close_connection(record, since, direction, now);
@@ -317,7 +317,7 @@ impl PeerTable {
                     record.last_seen = record.last_seen.max(now);
                 });
             }
-            PeerEvent::Banned { key, reason, until } => {
+            PeerChange::Banned { key, reason, until } => {
                 let ban = Ban {
                     reason,
                     since: now,
@@ -327,7 +327,7 @@ impl PeerTable {
                     record.ban = Some(ban);
                 });
             }
-            PeerEvent::Unconfigured { key } => {
+            PeerChange::Unconfigured { key } => {
                 if self
                     .peers
                     .get(&key)
@@ -344,7 +344,7 @@ impl PeerTable {
                     });
                 }
             }
-            PeerEvent::Unbanned { key } => {
+            PeerChange::Unbanned { key } => {
                 if self.peers.get(&key).is_some_and(|r| r.ban.is_some()) {
                     self.update_existing(&key, &mut changes, |record| record.ban = None);
                 }
@@ -356,7 +356,7 @@ impl PeerTable {
     /// Applies `events` in order at `now`; the changes of all of them.
     pub fn apply_all(
         &mut self,
-        events: impl IntoIterator<Item = PeerEvent>,
+        events: impl IntoIterator<Item = PeerChange>,
         now: UnixMillis,
     ) -> Changes {
         let mut changes = Changes::default();

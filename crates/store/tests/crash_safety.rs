@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use netcore::{NetworkAddress, PeerId};
 use store::{
-    ComponentTable, Network, PeerEvent, PeerKey, PeerStore, PeerStoreConfig, Store, TrustLevel,
+    ComponentTable, Network, PeerChange, PeerKey, PeerStore, PeerStoreConfig, Store, TrustLevel,
     UnixMillis,
 };
 
@@ -47,7 +47,7 @@ fn crash_child() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seq = first;
     while Instant::now() < deadline {
-        let event = PeerEvent::Discovered {
+        let event = PeerChange::Discovered {
             key: peer(seq),
             addresses: vec![addr()],
             trust: TrustLevel::Indirect,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use netcore::PeerId;
 use store::{
-    Network, PeerEvent, PeerKey, PeerStore, PeerStoreConfig, Store, TrustLevel, UnixMillis,
+    Network, PeerChange, PeerKey, PeerStore, PeerStoreConfig, Store, TrustLevel, UnixMillis,
 };
 
 fn write_some_peers(dir: &std::path::Path) {
@@ -14,7 +14,7 @@ fn write_some_peers(dir: &std::path::Path) {
         let events = (batch * 500..(batch + 1) * 500).map(|n| {
             let mut bytes = [0; 32];
             bytes[..8].copy_from_slice(&n.to_be_bytes());
-            PeerEvent::Discovered {
+            PeerChange::Discovered {
                 key: PeerKey::new(Network::Public, PeerId::new(bytes)),
                 addresses: vec!["/ip4/10.0.0.1/tcp/6180".parse().unwrap()],
                 trust: TrustLevel::Indirect,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use netcore::{NetworkAddress, PeerId};
 use prometheus_client::registry::Registry;
 use store::{
-    BanReason, Direction, EvictionReason, IpBanKey, Metrics, Network, PeerEvent, PeerKey,
+    BanReason, Direction, EvictionReason, IpBanKey, Metrics, Network, PeerChange, PeerKey,
     PeerStatus, PeerStore, PeerStoreConfig, Store, Table, TrustLevel, UnixMillis,
 };
 
@@ -22,8 +22,8 @@ fn addr(port: u16) -> NetworkAddress {
     format!("/ip4/10.0.0.1/tcp/{port}").parse().unwrap()
 }
 
-fn discovered(key: PeerKey, trust: TrustLevel) -> PeerEvent {
-    PeerEvent::Discovered {
+fn discovered(key: PeerKey, trust: TrustLevel) -> PeerChange {
+    PeerChange::Discovered {
         key,
         addresses: vec![addr(6180)],
         trust,
@@ -37,7 +37,7 @@ fn populate(peers: &mut PeerStore) {
             [
                 discovered(peer(1), TrustLevel::Configured),
                 discovered(peer(2), TrustLevel::Indirect),
-                PeerEvent::Connected {
+                PeerChange::Connected {
                     key: peer(2),
                     address: Some(addr(6180)),
                     direction: Direction::Outbound,
@@ -49,7 +49,7 @@ fn populate(peers: &mut PeerStore) {
         .unwrap();
     peers
         .apply(
-            [PeerEvent::Disconnected { key: peer(2) }],
+            [PeerChange::Disconnected { key: peer(2) }],
             T0.saturating_add(Duration::from_secs(900)),
         )
         .unwrap();
@@ -123,7 +123,7 @@ fn a_connection_open_when_the_process_died_is_closed_at_reopen() {
     let mut peers = PeerStore::open(store.clone(), PeerStoreConfig::default()).unwrap();
     peers
         .apply(
-            [PeerEvent::Connected {
+            [PeerChange::Connected {
                 key: peer(1),
                 address: Some(addr(1)),
                 direction: Direction::Outbound,
@@ -160,7 +160,7 @@ fn a_batch_of_events_is_one_write_and_metrics_are_registered() {
     assert_eq!(metrics.peers(), 1000);
     // Nothing changed: nothing written.
     peers
-        .apply([PeerEvent::Disconnected { key: peer(5000) }], T0)
+        .apply([PeerChange::Disconnected { key: peer(5000) }], T0)
         .unwrap();
     assert_eq!(metrics.writes(), writes + 1);
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use netcore::{NetworkAddress, PeerId};
 use store::{
-    BanReason, Direction, EvictionReason, IpBanKey, Network, PeerEvent, PeerKey, PeerStoreConfig,
+    BanReason, Direction, EvictionReason, IpBanKey, Network, PeerChange, PeerKey, PeerStoreConfig,
     PeerTable, SCORE_FAILURE, SCORE_MAX, SCORE_MIN, SCORE_SUCCESS, TrustLevel, UnixMillis,
 };
 
@@ -27,24 +27,24 @@ fn addr(port: u16) -> NetworkAddress {
     format!("/ip4/10.0.0.1/tcp/{port}").parse().unwrap()
 }
 
-fn discovered(key: PeerKey, ports: &[u16], trust: TrustLevel) -> PeerEvent {
-    PeerEvent::Discovered {
+fn discovered(key: PeerKey, ports: &[u16], trust: TrustLevel) -> PeerChange {
+    PeerChange::Discovered {
         key,
         addresses: ports.iter().map(|&port| addr(port)).collect(),
         trust,
     }
 }
 
-fn connected_out(key: PeerKey, port: u16) -> PeerEvent {
-    PeerEvent::Connected {
+fn connected_out(key: PeerKey, port: u16) -> PeerChange {
+    PeerChange::Connected {
         key,
         address: Some(addr(port)),
         direction: Direction::Outbound,
     }
 }
 
-fn dial_failed(key: PeerKey, port: u16) -> PeerEvent {
-    PeerEvent::DialFailed {
+fn dial_failed(key: PeerKey, port: u16) -> PeerChange {
+    PeerChange::DialFailed {
         key,
         address: addr(port),
     }
@@ -135,14 +135,14 @@ fn a_peer_removed_from_the_config_can_be_evicted_and_expire_again() {
     table.apply(discovered(seed, &[1], TrustLevel::Configured), T0);
     table.apply(discovered(was_connected, &[1], TrustLevel::Configured), T0);
     table.apply(connected_out(was_connected, 1), T0);
-    table.apply(PeerEvent::Disconnected { key: was_connected }, T0);
+    table.apply(PeerChange::Disconnected { key: was_connected }, T0);
     // Both configured: an indirect newcomer is refused, nothing expires.
     let changes = table.apply(discovered(peer(3), &[1], TrustLevel::Indirect), at(MINUTE));
     assert_eq!(changes.refused, [peer(3)]);
     assert!(table.prune(at(30 * DAY)).evicted.is_empty());
 
-    table.apply(PeerEvent::Unconfigured { key: seed }, T0);
-    table.apply(PeerEvent::Unconfigured { key: was_connected }, T0);
+    table.apply(PeerChange::Unconfigured { key: seed }, T0);
+    table.apply(PeerChange::Unconfigured { key: was_connected }, T0);
     assert_eq!(table.get(&seed).unwrap().trust, TrustLevel::Indirect);
     assert_eq!(table.get(&was_connected).unwrap().trust, TrustLevel::Direct);
     let changes = table.apply(discovered(peer(3), &[1], TrustLevel::Indirect), at(MINUTE));
@@ -156,7 +156,7 @@ fn a_peer_removed_from_the_config_can_be_evicted_and_expire_again() {
     // Unconfiguring a peer that is not configured changes nothing.
     assert!(
         table
-            .apply(PeerEvent::Unconfigured { key: peer(3) }, T0)
+            .apply(PeerChange::Unconfigured { key: peer(3) }, T0)
             .is_empty()
     );
 }
@@ -172,7 +172,7 @@ fn connections_record_first_and_last_seen_status_and_the_last_connection() {
     assert_eq!(record.first_seen, T0);
     assert_eq!(record.last_seen, at(MINUTE));
 
-    table.apply(PeerEvent::Disconnected { key: p }, at(16 * MINUTE));
+    table.apply(PeerChange::Disconnected { key: p }, at(16 * MINUTE));
     let record = table.get(&p).unwrap();
     assert!(!record.is_connected());
     let last = record.last_connection.unwrap();
@@ -185,7 +185,7 @@ fn connections_record_first_and_last_seen_status_and_the_last_connection() {
     // An inbound connection from an unknown peer makes a direct record with no address.
     let inbound = peer(2);
     table.apply(
-        PeerEvent::Connected {
+        PeerChange::Connected {
             key: inbound,
             address: None,
             direction: Direction::Inbound,
@@ -293,7 +293,7 @@ fn connected_peers_are_evicted_after_idle_ones_of_the_same_trust() {
     let mut table = table_with(2);
     table.apply(connected_out(peer(1), 1), T0); // connected, direct
     table.apply(connected_out(peer(2), 1), T0);
-    table.apply(PeerEvent::Disconnected { key: peer(2) }, at(MINUTE)); // direct, idle
+    table.apply(PeerChange::Disconnected { key: peer(2) }, at(MINUTE)); // direct, idle
     let changes = table.apply(connected_out(peer(3), 1), at(2 * MINUTE));
     assert_eq!(changes.evicted, [(peer(2), EvictionReason::Capacity)]);
 }
@@ -337,7 +337,7 @@ fn prune_drops_peers_not_seen_for_seven_days_but_keeps_configured_connected_and_
     table.apply(connected_out(connected, 1), T0);
     table.apply(discovered(banned, &[1], TrustLevel::Indirect), T0);
     table.apply(
-        PeerEvent::Banned {
+        PeerChange::Banned {
             key: banned,
             reason: BanReason::Abusive,
             until: None,
@@ -366,7 +366,7 @@ fn bans_expire_and_are_dropped_by_prune() {
     let forever = peer(2);
     let three_hours = PeerStoreConfig::default().default_ban;
     table.apply(
-        PeerEvent::Banned {
+        PeerChange::Banned {
             key: p,
             reason: BanReason::RateLimited,
             until: Some(T0.saturating_add(three_hours)),
@@ -374,7 +374,7 @@ fn bans_expire_and_are_dropped_by_prune() {
         T0,
     );
     table.apply(
-        PeerEvent::Banned {
+        PeerChange::Banned {
             key: forever,
             reason: BanReason::Manual,
             until: None,
@@ -403,12 +403,12 @@ fn bans_expire_and_are_dropped_by_prune() {
     assert_eq!(table.get(&p).unwrap().ban, None);
     assert!(table.get(&forever).unwrap().ban.is_some());
 
-    let changes = table.apply(PeerEvent::Unbanned { key: forever }, later);
+    let changes = table.apply(PeerChange::Unbanned { key: forever }, later);
     assert!(changes.peers.contains(&forever));
     assert!(table.active_bans(later).is_empty());
     assert!(
         table
-            .apply(PeerEvent::Unbanned { key: forever }, later)
+            .apply(PeerChange::Unbanned { key: forever }, later)
             .is_empty()
     );
 }
@@ -457,30 +457,30 @@ fn redial_order_puts_long_lived_outbound_peers_first_then_the_rest_by_score() {
     // Three long-lived outbound connections, ending at different times.
     for (n, end) in [(1, 20), (2, 30), (3, 25)] {
         table.apply(connected_out(peer(n), 1), T0);
-        table.apply(PeerEvent::Disconnected { key: peer(n) }, at(end * MINUTE));
+        table.apply(PeerChange::Disconnected { key: peer(n) }, at(end * MINUTE));
     }
     // A short outbound connection: high score, not long-lived.
     table.apply(connected_out(peer(4), 1), T0);
     table.apply(connected_out(peer(4), 1), T0);
     table.apply(connected_out(peer(4), 1), T0);
-    table.apply(PeerEvent::Disconnected { key: peer(4) }, at(MINUTE));
+    table.apply(PeerChange::Disconnected { key: peer(4) }, at(MINUTE));
     // A long inbound connection: not outbound, so not at the head.
     table.apply(discovered(peer(5), &[1], TrustLevel::Indirect), T0);
     table.apply(
-        PeerEvent::Connected {
+        PeerChange::Connected {
             key: peer(5),
             address: None,
             direction: Direction::Inbound,
         },
         T0,
     );
-    table.apply(PeerEvent::Disconnected { key: peer(5) }, at(60 * MINUTE));
+    table.apply(PeerChange::Disconnected { key: peer(5) }, at(60 * MINUTE));
     // An indirect peer with a failed dial; a banned peer; a connected one; no address.
     table.apply(discovered(peer(6), &[1], TrustLevel::Indirect), T0);
     table.apply(dial_failed(peer(6), 1), T0);
     table.apply(discovered(peer(7), &[1], TrustLevel::Indirect), T0);
     table.apply(
-        PeerEvent::Banned {
+        PeerChange::Banned {
             key: peer(7),
             reason: BanReason::Abusive,
             until: Some(at(DAY)),
@@ -489,14 +489,14 @@ fn redial_order_puts_long_lived_outbound_peers_first_then_the_rest_by_score() {
     );
     table.apply(connected_out(peer(8), 1), T0);
     table.apply(
-        PeerEvent::Connected {
+        PeerChange::Connected {
             key: peer(9),
             address: None,
             direction: Direction::Inbound,
         },
         T0,
     );
-    table.apply(PeerEvent::Disconnected { key: peer(9) }, T0);
+    table.apply(PeerChange::Disconnected { key: peer(9) }, T0);
     // Another network's peer.
     let other = PeerKey::new(Network::Validator, peer(10).peer_id);
     table.apply(discovered(other, &[1], TrustLevel::Configured), T0);
@@ -534,7 +534,7 @@ fn redial_addresses_come_best_first() {
     table.apply(discovered(p, &[1, 2, 3], TrustLevel::Indirect), T0);
     table.apply(dial_failed(p, 1), T0);
     table.apply(connected_out(p, 3), T0);
-    table.apply(PeerEvent::Disconnected { key: p }, T0);
+    table.apply(PeerChange::Disconnected { key: p }, T0);
     let candidates = table.redial_candidates(Network::Public, T0);
     assert_eq!(candidates[0].addresses, [addr(3), addr(2), addr(1)]);
     assert_eq!(candidates[0].score, SCORE_SUCCESS);
@@ -590,7 +590,7 @@ fn a_gossip_flood_cannot_push_out_direct_or_configured_peers() {
     }
     for n in 100..600 {
         table.apply(connected_out(peer(n), 1), T0);
-        table.apply(PeerEvent::Disconnected { key: peer(n) }, T0);
+        table.apply(PeerChange::Disconnected { key: peer(n) }, T0);
     }
     let mut refused = 0;
     let mut evicted = 0;
