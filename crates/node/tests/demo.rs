@@ -132,7 +132,14 @@ fn bad_demo_input_exits_2_with_one_line() {
 #[test]
 fn a_line_of_validators_commits_blocks_through_routing() {
     let output = Command::new(env!("CARGO_BIN_EXE_peerlane"))
-        .args(["demo", "--json", "--topology", "line", "--until-blocks", "3"])
+        .args([
+            "demo",
+            "--json",
+            "--topology",
+            "line",
+            "--until-blocks",
+            "3",
+        ])
         .args(["--duration", "300"])
         .output()
         .unwrap();
@@ -150,15 +157,24 @@ fn a_line_of_validators_commits_blocks_through_routing() {
         "{summary}"
     );
     assert!(summary["routed_sent"].as_u64().unwrap() > 0, "{summary}");
-    assert!(summary["routed_forwarded"].as_u64().unwrap() > 0, "{summary}");
-    assert!(summary["routed_delivered"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        summary["routed_forwarded"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert!(
+        summary["routed_delivered"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
     assert!(summary["routed_dropped"].is_u64(), "{summary}");
-    assert!(stderr.contains("topology line (3 validator links)"), "{stderr}");
+    assert!(
+        stderr.contains("topology line (3 validator links)"),
+        "{stderr}"
+    );
 }
 
-/// A topology that is not one of the four is a one-line error with exit status 2.
+/// A topology that is not one of the four is refused with exit status 2, naming the flag.
 #[test]
-fn an_unknown_topology_exits_2_with_one_line() {
+fn an_unknown_topology_is_refused_with_exit_status_2() {
     let output = Command::new(env!("CARGO_BIN_EXE_peerlane"))
         .args(["demo", "--topology", "star"])
         .output()

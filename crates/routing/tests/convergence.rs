@@ -206,7 +206,9 @@ impl Sim {
                 return Some(self.now.instant - start);
             }
             let wakeup = self.nodes.iter().map(RoutingNode::next_wakeup).min()?;
-            let next = self.next_arrival().map_or(wakeup, |arrival| arrival.min(wakeup));
+            let next = self
+                .next_arrival()
+                .map_or(wakeup, |arrival| arrival.min(wakeup));
             if next > start + limit {
                 return None;
             }
