@@ -16,6 +16,7 @@
 //! which is kept.
 
 mod summary;
+mod topology;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use wire::NetworkId;
 
 use self::summary::Summary;
+use self::topology::{Topology, neighbours};
 use crate::apps::{self, Apps, BlockPayload, Payloads};
 use crate::node_store;
 use store::PeerStoreConfig;
@@ -76,6 +78,12 @@ pub(crate) struct DemoArgs {
     /// stderr then).
     #[arg(long)]
     json: bool,
+    /// Which validators connect directly: `full` (every pair), `ring`, `line`, or
+    /// `random:K` (a random connected graph, each validator with at least K links). Each
+    /// validator is given only its neighbours' addresses; consensus reaches the others
+    /// through routing over signed edges.
+    #[arg(long, default_value = "full", value_name = "full|ring|line|random:K")]
+    topology: Topology,
     /// Keep the nodes' peer stores in DIR (one subdirectory per node and network), instead
     /// of a temporary directory removed at exit.
     #[arg(long, value_name = "DIR")]
@@ -233,16 +241,19 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .map(|_| Identity::generate(&mut rand::rngs::OsRng))
         .collect();
     let validator_ids: Vec<PeerId> = identities.iter().map(Identity::peer_id).collect();
-    // The on-chain validator set: empty until every validator network is bound.
-    let (on_chain_tx, on_chain_rx) = watch::channel(HashMap::new());
+    // Each validator's view of the on-chain validator set: empty until every validator
+    // network is bound.
+    let (on_chain_txs, on_chain_rxs): (Vec<_>, Vec<_>) = (0..args.nodes)
+        .map(|_| watch::channel(HashMap::new()))
+        .unzip();
 
     let mut validators = Vec::new();
-    for (index, identity) in identities.into_iter().enumerate() {
+    for ((index, identity), on_chain_rx) in identities.into_iter().enumerate().zip(on_chain_rxs) {
         validators.push(
             start_validator(
                 identity,
                 &validator_ids,
-                on_chain_rx.clone(),
+                on_chain_rx,
                 &payloads,
                 &data_root.path.join(format!("validator-{index}")),
                 &mut stores,
@@ -252,21 +263,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .await?,
         );
     }
-    let on_chain: HashMap<PeerId, DiscoveredPeer> = validators
-        .iter()
-        .map(|v| {
-            let addr = v.validator_net.listen_address().clone();
-            let peer = DiscoveredPeer::new(PeerRole::Validator, [addr], []);
-            (v.validator_net.peer_id(), peer)
-        })
-        .collect();
-    on_chain_tx.send_replace(on_chain);
+    let links = args.topology.links(args.nodes, &mut rand::rngs::OsRng);
+    for (index, on_chain_tx) in on_chain_txs.iter().enumerate() {
+        on_chain_tx.send_replace(on_chain_view(&validators, &neighbours(&links, index)));
+    }
     progress(
         args.json,
         &format!(
             "started {} validators on 127.0.0.1 (validator network + public network each); \
-             load {} txn/s; peer stores in {}{}",
+             topology {} ({} validator links); load {} txn/s; peer stores in {}{}",
             args.nodes,
+            args.topology,
+            links.len(),
             args.tps,
             data_root.path.display(),
             if data_root.temporary {
@@ -382,6 +390,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         load_time,
         target,
         caught_up,
+        args.topology.to_string(),
     );
 
     shutdown.cancel();
@@ -575,6 +584,28 @@ async fn start_full_node(
         store: running.store,
         metrics: running.state_sync.context("state sync runs")?,
     })
+}
+
+/// A validator's view of the on-chain set: every validator is trusted (its key), but only
+/// those at `neighbours` (indices) come with an address, so it dials only them and reaches
+/// the others through routing.
+fn on_chain_view(
+    validators: &[Validator],
+    neighbours: &std::collections::BTreeSet<usize>,
+) -> HashMap<PeerId, DiscoveredPeer> {
+    validators
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let addr = v.validator_net.listen_address().clone();
+            let peer = if neighbours.contains(&index) {
+                DiscoveredPeer::new(PeerRole::Validator, [addr], [])
+            } else {
+                DiscoveredPeer::new(PeerRole::Validator, [], addr.noise_public_key())
+            };
+            (v.validator_net.peer_id(), peer)
+        })
+        .collect()
 }
 
 fn listen_address() -> NetworkAddress {

@@ -124,3 +124,62 @@ fn bad_demo_input_exits_2_with_one_line() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--join-at"), "{stderr}");
 }
+
+/// With `--topology line` the four validators are dialed only along the line (three
+/// validator links, plus the full node's four), so proposals, votes and commits between
+/// validators two or three hops apart go through routing: blocks are still committed, and
+/// the summary shows routed messages delivered.
+#[test]
+fn a_line_of_validators_commits_blocks_through_routing() {
+    let output = Command::new(env!("CARGO_BIN_EXE_peerlane"))
+        .args([
+            "demo",
+            "--json",
+            "--topology",
+            "line",
+            "--until-blocks",
+            "3",
+        ])
+        .args(["--duration", "300"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["topology"], "line", "{summary}");
+    assert!(
+        summary["blocks_committed"].as_u64().unwrap() >= 3,
+        "{summary}"
+    );
+    assert!(summary["routed_sent"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        summary["routed_forwarded"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert!(
+        summary["routed_delivered"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert!(summary["routed_dropped"].is_u64(), "{summary}");
+    assert!(
+        stderr.contains("topology line (3 validator links)"),
+        "{stderr}"
+    );
+}
+
+/// A topology that is not one of the four is refused with exit status 2, naming the flag.
+#[test]
+fn an_unknown_topology_is_refused_with_exit_status_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_peerlane"))
+        .args(["demo", "--topology", "star"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--topology"), "{stderr}");
+}

@@ -19,6 +19,10 @@ use crate::error::Error;
 use crate::metrics::{Metrics, Rejected};
 use crate::types::{Block, BlockId, Commit, CommittedBlock, ConsensusMsg, Vote};
 
+/// Routed proposals and commits in flight, per validator: beyond this many, a message for a
+/// validator we are not connected to is not sent (and counted).
+const ROUTED_SENDS_PER_VALIDATOR: usize = 4;
+
 /// The validator set and the protocol's timing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsensusConfig {
@@ -107,6 +111,8 @@ pub struct Consensus {
     commits: broadcast::Sender<CommittedBlock>,
     /// Vote RPCs in flight.
     votes_in_flight: JoinSet<()>,
+    /// Routed proposals and commits in flight (bounded, see [`ROUTED_SENDS_PER_VALIDATOR`]).
+    routed_in_flight: JoinSet<()>,
 
     round: u64,
     round_deadline: Instant,
@@ -171,6 +177,7 @@ impl Consensus {
             status,
             commits,
             votes_in_flight: JoinSet::new(),
+            routed_in_flight: JoinSet::new(),
             round: 0,
             round_deadline: Instant::now(),
             propose_at: None,
@@ -201,6 +208,7 @@ impl Consensus {
                     None => break,
                 },
                 Some(_) = self.votes_in_flight.join_next(), if !self.votes_in_flight.is_empty() => {}
+                Some(_) = self.routed_in_flight.join_next(), if !self.routed_in_flight.is_empty() => {}
                 () = tokio::time::sleep_until(wake) => self.on_timer(),
             }
         }
@@ -239,20 +247,42 @@ impl Consensus {
         }
     }
 
-    /// Sends every other connected validator a message; failures are logged.
-    fn broadcast(&self, message: &ConsensusMsg) {
-        let peers: Vec<PeerNetworkId> = self
+    /// Sends every other validator a message: at once to those connected, routed through
+    /// others to the rest (in the background, a bounded number at a time). Failures are
+    /// logged; routed messages that could not be sent are counted.
+    fn broadcast(&mut self, message: &ConsensusMsg) {
+        let connected: HashSet<PeerNetworkId> = self
             .client
             .connected_peers()
             .into_iter()
-            .filter(|peer| {
-                peer.network_id == self.config.network_id
-                    && peer.peer_id != self.me
-                    && self.config.validators.contains(&peer.peer_id)
-            })
+            .filter(|peer| peer.network_id == self.config.network_id)
             .collect();
-        if let Err(err) = self.client.send_to_peers(peers, message) {
+        let (direct, routed): (Vec<PeerNetworkId>, Vec<PeerNetworkId>) = self
+            .config
+            .validators
+            .iter()
+            .filter(|validator| **validator != self.me)
+            .map(|validator| PeerNetworkId::new(self.config.network_id, *validator))
+            .partition(|peer| connected.contains(peer));
+        if let Err(err) = self.client.send_to_peers(direct, message) {
             tracing::debug!(error = %err, "consensus message not sent to every validator");
+        }
+        let limit = ROUTED_SENDS_PER_VALIDATOR * self.config.validators.len();
+        for peer in routed {
+            if self.routed_in_flight.len() >= limit {
+                tracing::debug!(%peer, "too many routed consensus messages in flight; not sent");
+                self.metrics.routed_not_sent.inc();
+                continue;
+            }
+            let client = self.client.clone();
+            let metrics = self.metrics.clone();
+            let message = message.clone();
+            self.routed_in_flight.spawn(async move {
+                if let Err(err) = client.send_routed(peer, &message).await {
+                    tracing::debug!(%peer, error = %err, "consensus message not routed");
+                    metrics.routed_not_sent.inc();
+                }
+            });
         }
     }
 
@@ -334,7 +364,7 @@ impl Consensus {
         self.votes_in_flight.spawn(async move {
             let start = Instant::now();
             match client
-                .send_rpc(peer, ConsensusMsg::Vote(vote), timeout)
+                .rpc_routed(peer, ConsensusMsg::Vote(vote), timeout)
                 .await
             {
                 Ok(ConsensusMsg::VoteAck { .. }) => {

@@ -14,6 +14,14 @@
 //!   no commit within round_timeout: everyone moves to round r+1 (a dead leader is skipped)
 //! ```
 //!
+//! Every message reaches validators this node is not connected to as well: proposals and
+//! commits go with `NetworkClient::send_to_peers` to the connected ones and
+//! `NetworkClient::send_routed` (hop by hop over routing's signed edges) to the others, a
+//! bounded number in flight (beyond it, or when routing refuses, counted in
+//! `consensus_routed_not_sent_total`); votes go with `NetworkClient::rpc_routed`, which is a
+//! plain RPC when the leader is connected. A fully connected validator set behaves exactly as
+//! before.
+//!
 //! 1. Every validator runs a [`Consensus`] actor with the same [`ConsensusConfig`]: the
 //!    ordered validator set, the round timeout (1 s by default) and the proposal delay.
 //! 2. The round's leader waits [`ConsensusConfig::proposal_delay`], takes up to

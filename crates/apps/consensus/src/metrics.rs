@@ -44,6 +44,8 @@ pub struct Metrics {
     pub(crate) commits: Counter,
     pub(crate) round_timeouts: Counter,
     pub(crate) committed_height: Gauge,
+    /// Proposals and commits for validators we are not connected to that were not routed.
+    pub(crate) routed_not_sent: Counter,
     vote_latency: Histogram,
     /// The histogram's buckets again (not cumulative, +Inf last): prometheus-client does
     /// not let them be read back.
@@ -65,6 +67,7 @@ impl Metrics {
             commits: Counter::default(),
             round_timeouts: Counter::default(),
             committed_height: Gauge::default(),
+            routed_not_sent: Counter::default(),
             vote_latency: Histogram::new(bounds),
             vote_latency_buckets: (0..=VOTE_LATENCY_BUCKETS)
                 .map(|_| AtomicU64::new(0))
@@ -103,6 +106,12 @@ impl Metrics {
             metrics.committed_height.clone(),
         );
         registry.register(
+            "routed_not_sent",
+            "Proposals and commits for validators not connected that could not be routed \
+             (no route, routing busy, or too many routed sends in flight)",
+            metrics.routed_not_sent.clone(),
+        );
+        registry.register(
             "vote_rpc_latency_seconds",
             "Time from sending a vote to the leader's ack",
             metrics.vote_latency.clone(),
@@ -136,6 +145,12 @@ impl Metrics {
     /// Votes this node counted for its own proposals, from other validators.
     pub fn votes_counted(&self) -> u64 {
         self.votes_counted.get()
+    }
+
+    /// Proposals and commits for validators not connected that could not be routed
+    /// (`consensus_routed_not_sent_total`).
+    pub fn routed_not_sent(&self) -> u64 {
+        self.routed_not_sent.get()
     }
 
     /// Messages dropped for `reason`.

@@ -34,6 +34,12 @@ fn identity(seed: u64) -> Identity {
 
 /// Builds, connects (full mesh) and starts `n` validators.
 async fn validators(n: u64) -> Vec<Validator> {
+    validators_linked(n, false).await
+}
+
+/// Builds and starts `n` validators, connected in a full mesh, or with `line` only each to
+/// the next (the others reached through routing, which has converged before the start).
+async fn validators_linked(n: u64, line: bool) -> Vec<Validator> {
     let ids: Vec<PeerId> = (0..n).map(|seed| identity(seed).peer_id()).collect();
     let mut nodes = Vec::new();
     let mut actors = Vec::new();
@@ -86,12 +92,31 @@ async fn validators(n: u64) -> Vec<Validator> {
         });
     }
     for (i, a) in nodes.iter().enumerate() {
-        for b in &nodes[i + 1..] {
+        let others = if line {
+            &nodes[i + 1..(i + 2).min(nodes.len())]
+        } else {
+            &nodes[i + 1..]
+        };
+        for b in others {
             a.network
                 .dial(b.network.peer_id(), b.network.listen_address().clone())
                 .await
                 .unwrap();
         }
+    }
+    if line {
+        let everyone = i64::try_from(n).unwrap() - 1;
+        eventually_within(
+            "every validator has a route to every other",
+            Duration::from_secs(30),
+            POLL,
+            || {
+                nodes
+                    .iter()
+                    .all(|node| node.network.metrics().routing().reachable_peers() == everyone)
+            },
+        )
+        .await;
     }
     // Everyone connected: start every actor at the same instant.
     for (node, (mempool_actor, consensus_actor)) in nodes.iter_mut().zip(actors) {
@@ -164,6 +189,61 @@ fn assert_same_chain(chains: &[BTreeMap<u64, CommittedBlock>]) {
                 assert!(seen.insert(*txn), "transaction {txn} committed twice");
             }
         }
+    }
+}
+
+/// Four validators connected in a line (each only to the next) still commit the same blocks:
+/// proposals, votes and commits between validators that are not connected go through
+/// routing, and arrive.
+#[tokio::test(start_paused = true)]
+async fn validators_in_a_line_commit_through_routing() {
+    let mut nodes = validators_linked(4, true).await;
+    for (i, node) in nodes.iter().enumerate() {
+        let connected = node.network.peers_and_metadata().connected_peers().len();
+        assert_eq!(
+            connected,
+            if i == 0 || i == 3 { 1 } else { 2 },
+            "validator {i}"
+        );
+    }
+    let mut rng = StdRng::seed_from_u64(12);
+    for txn in random_txns(&mut rng, 50) {
+        nodes[0].mempool.submit(txn).unwrap();
+    }
+    eventually_within(
+        "every node reaches height 4",
+        Duration::from_secs(60),
+        POLL,
+        || {
+            nodes
+                .iter()
+                .all(|node| node.consensus.committed_height() >= 4)
+        },
+    )
+    .await;
+    let mut chains = vec![BTreeMap::new(); nodes.len()];
+    for (node, chain) in nodes.iter_mut().zip(&mut chains) {
+        node.drain_commits(chain);
+    }
+    assert_same_chain(&chains);
+    // A leader at an end of the line is connected to one validator only: its blocks need
+    // routed votes to reach a quorum of three.
+    let ends = [nodes[0].network.peer_id(), nodes[3].network.peer_id()];
+    assert!(
+        chains[1].values().any(|block| ends.contains(&block.author)),
+        "{:?}",
+        chains[1]
+            .values()
+            .map(|block| block.author)
+            .collect::<Vec<_>>()
+    );
+    let delivered: u64 = nodes
+        .iter()
+        .map(|node| node.network.metrics().routing().routed("delivered"))
+        .sum();
+    assert!(delivered > 0);
+    for node in nodes {
+        node.shutdown().await;
     }
 }
 

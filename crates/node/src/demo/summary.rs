@@ -14,6 +14,18 @@ use super::{FullNode, Validator, committed_txns, validators_height};
 /// The consensus metric the RPC latency comes from (a histogram, in seconds).
 const VOTE_LATENCY: &str = "consensus_vote_rpc_latency_seconds";
 
+/// Reasons routed messages are dropped, as `peerlane_routing_routed_dropped_total` labels them.
+const ROUTED_DROP_REASONS: [&str; 8] = [
+    "ttl",
+    "no_route",
+    "budget",
+    "bad_signature",
+    "unknown_route_back",
+    "route_back_full",
+    "unknown_protocol",
+    "send_failed",
+];
+
 /// The protocols the demo's networks register, the health checker's included.
 fn demo_protocols() -> impl Iterator<Item = ProtocolId> {
     [
@@ -48,6 +60,11 @@ pub(super) struct Summary {
     streamed_messages: u64,
     queue_drops: u64,
     refused_connections: u64,
+    topology: String,
+    routed_sent: u64,
+    routed_forwarded: u64,
+    routed_delivered: u64,
+    routed_dropped: u64,
 }
 
 impl Summary {
@@ -57,6 +74,7 @@ impl Summary {
         duration_s: u64,
         target_height: u64,
         full_node_caught_up: bool,
+        topology: String,
     ) -> Self {
         let networks: Vec<&Network> = validators
             .iter()
@@ -127,6 +145,20 @@ impl Summary {
                 }
             }
         }
+        // Routed traffic on the validator networks (the public ones do not route).
+        let routed = |event| -> u64 {
+            validators
+                .iter()
+                .map(|v| v.validator_net.metrics().routing().routed(event))
+                .sum()
+        };
+        let routed_dropped = validators
+            .iter()
+            .flat_map(|v| {
+                ROUTED_DROP_REASONS
+                    .map(|reason| v.validator_net.metrics().routing().routed_dropped(reason))
+            })
+            .sum();
         let micros = |q| quantile(&buckets, q).map(|s| (s * 1e6).round() as u64);
         let full = full_node.map(|n| n.store.committed_height()).unwrap_or(0);
         Self {
@@ -153,6 +185,11 @@ impl Summary {
             streamed_messages: total(&|n| n.peer_metrics().streams(Direction::Sent)),
             queue_drops,
             refused_connections,
+            topology,
+            routed_sent: routed("sent"),
+            routed_forwarded: routed("forwarded"),
+            routed_delivered: routed("delivered"),
+            routed_dropped,
         }
     }
 
@@ -181,6 +218,11 @@ impl Summary {
             "streamed_messages": self.streamed_messages,
             "queue_drops": self.queue_drops,
             "refused_connections": self.refused_connections,
+            "topology": self.topology,
+            "routed_sent": self.routed_sent,
+            "routed_forwarded": self.routed_forwarded,
+            "routed_delivered": self.routed_delivered,
+            "routed_dropped": self.routed_dropped,
         })
     }
 
@@ -238,6 +280,15 @@ impl Summary {
         println!(
             "  {:<28} {}",
             "refused connections", self.refused_connections
+        );
+        println!(
+            "  {:<28} {}: {} sent, {} forwarded, {} delivered, {} dropped",
+            "routed messages (topology)",
+            self.topology,
+            self.routed_sent,
+            self.routed_forwarded,
+            self.routed_delivered,
+            self.routed_dropped
         );
     }
 }
