@@ -532,9 +532,6 @@ impl RoutingActor {
         self.parts.metrics.record_ban(reason.as_str());
         let duration = self.parts.config.ban_duration;
         let until = SystemTime::now() + duration;
-        self.parts
-            .banned
-            .insert_until(peer, Some(tokio::time::Instant::now() + duration));
         let cause = match reason {
             BanReason::BadEdgeSignature(_) => BanCause::InvalidEdge,
             _ => BanCause::RoutingMisbehaviour,
@@ -544,6 +541,9 @@ impl RoutingActor {
             cause,
             until: Some(until),
         });
+        self.parts
+            .banned
+            .insert_until(peer, Some(tokio::time::Instant::now() + duration));
         tracing::warn!(
             network = %self.parts.network_id,
             %peer,

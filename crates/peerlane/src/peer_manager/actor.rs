@@ -465,15 +465,17 @@ impl PeerManager {
         if ban.is_zero() {
             return;
         }
-        // Logged once per ban: the connection is gone, so this runs once per flood.
-        self.parts
-            .banned
-            .insert_until(peer_id, Some(Instant::now() + ban));
+        // Published before the ban list shows it, so whoever sees the ban (the admin API)
+        // sees it after a peer store's subscriber could have.
         self.parts.record_events.publish(RecordEvent::Banned {
             peer_id,
             cause: BanCause::RateLimited,
             until: Some(std::time::SystemTime::now() + ban),
         });
+        // Logged once per ban: the connection is gone, so this runs once per flood.
+        self.parts
+            .banned
+            .insert_until(peer_id, Some(Instant::now() + ban));
         tracing::info!(
             peer = %peer_id,
             ban = ?ban,
