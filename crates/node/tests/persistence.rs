@@ -4,118 +4,34 @@
 //! because the stored peers are a discovery source of the connectivity manager (retried with
 //! its backoff), not dialed once.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// How long a test waits for any one thing before it fails.
+use common::{Node, fresh_dir, http, poll_within};
+
+/// How long a test waits for a condition before it fails: a flood ban and a restart on a
+/// loaded machine take longer than the harness's default bound.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A running `peerlane node`; killed (SIGKILL) when dropped.
-struct Node {
-    child: Child,
-    address: String,
-    stderr: mpsc::Receiver<String>,
-    _stdout: BufReader<ChildStdout>,
+/// Starts a node logging at info (the tests read its `peer store` line).
+fn start(args: &[&str]) -> Node {
+    Node::start_with_logs(args, "peerlane=info")
 }
 
-impl Node {
-    /// Starts a node with `args` (logging at info) and reads its `listening on` line.
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peerlane"))
-            .arg("node")
-            .args(args)
-            .env("RUST_LOG", "peerlane=info")
-            .env_remove("PEERLANE_ADMIN_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, stderr) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {line:?}"))
-            .to_owned();
-        Self {
-            child,
-            address,
-            stderr,
-            _stdout: stdout,
-        }
-    }
-
-    /// Waits for a stderr line containing `text`, and returns it.
-    fn expect(&self, text: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self
-                .stderr
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(err) => panic!("no line with {text:?}: {err}"),
-            }
-        }
-    }
-
-    /// The port of the admin API (started with `--admin 127.0.0.1:0`).
-    fn admin_port(&self) -> u16 {
-        let prefix = "admin API on http://";
-        let line = self.expect(prefix);
-        let addr = &line[line.find(prefix).unwrap() + prefix.len()..];
-        addr.trim().parse::<std::net::SocketAddr>().unwrap().port()
-    }
-
-    /// The peer id this node printed.
-    fn peer_id(&self) -> String {
-        let key = self.address.split("/noise-ik/").nth(1).unwrap();
-        key.split('/').next().unwrap().to_owned()
-    }
-
-    /// The TCP port it listens on.
-    fn port(&self) -> u16 {
-        let rest = self.address.split("/tcp/").nth(1).unwrap();
-        rest.split('/').next().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `GET path` on the admin API at `port`: the status and the body as JSON.
+/// `GET path` on the admin API at `port`: the status and the body as JSON (or as a string).
 fn get(port: u16, path: &str) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned()));
+    json(http(port, "GET", path, None))
+}
+
+/// `POST path` with a JSON `body` on the admin API at `port`.
+fn post(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
+    json(http(port, "POST", path, Some(body)))
+}
+
+fn json((status, body): (u16, String)) -> (u16, serde_json::Value) {
+    let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
     (status, body)
 }
 
@@ -130,31 +46,10 @@ fn lists(port: u16, peer_id: &str) -> bool {
         .any(|peer| peer["peer_id"] == peer_id)
 }
 
-/// Calls `check` until it returns `Some`, for up to [`WAIT`]; each call is a request to a
-/// node, so the loop waits on the node.
-fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-    }
-}
-
-/// A fresh directory for one test.
-fn test_dir(name: &str) -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A key file written by `peerlane keygen` in `dir`.
 fn keygen(dir: &Path, name: &str) -> PathBuf {
     let key = dir.join(name);
-    let out = Command::new(env!("CARGO_BIN_EXE_peerlane"))
+    let out = common::peerlane()
         .args(["keygen", "--out", key.to_str().unwrap()])
         .output()
         .unwrap();
@@ -169,7 +64,7 @@ fn keygen(dir: &Path, name: &str) -> PathBuf {
 #[cfg(unix)]
 #[test]
 fn a_ban_the_network_set_itself_survives_a_sigkill() {
-    let dir = test_dir("persist-flood-ban");
+    let dir = fresh_dir("persist-flood-ban");
     let data_dir = dir.join("data");
     let config = dir.join("victim.toml");
     std::fs::write(
@@ -180,7 +75,7 @@ fn a_ban_the_network_set_itself_survives_a_sigkill() {
     )
     .unwrap();
     let start_victim = || {
-        Node::start(&[
+        start(&[
             "--config",
             config.to_str().unwrap(),
             "--listen",
@@ -199,7 +94,7 @@ fn a_ban_the_network_set_itself_survives_a_sigkill() {
         "[apps]\nmempool = true\nmempool_load_tps = 2000\n",
     )
     .unwrap();
-    let flooder = Node::start(&[
+    let flooder = start(&[
         "--config",
         flooder_config.to_str().unwrap(),
         "--listen",
@@ -207,7 +102,7 @@ fn a_ban_the_network_set_itself_survives_a_sigkill() {
         "--seed",
         &victim.address,
     ]);
-    let ban = poll("V bans F for flooding", || {
+    let ban = poll_within(WAIT, "V bans F for flooding", || {
         let (_, bans) = get(port, "/bans");
         bans.as_array()
             .unwrap()
@@ -259,25 +154,6 @@ fn a_ban_the_network_set_itself_survives_a_sigkill() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `POST path` with a JSON `body` on the admin API at `port`.
-fn post(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned()));
-    (status, body)
-}
-
 /// A (with a data dir) seeded with B connects to it and is killed; B stops too. A restarts
 /// without seeds while B is down: its connectivity manager knows B from the store
 /// (`discovered_peers{provenance="stored"}`), fails to dial it and backs off. B comes back on
@@ -286,10 +162,10 @@ fn post(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
 #[cfg(unix)]
 #[test]
 fn a_stored_peer_down_at_restart_is_reconnected_when_it_comes_back() {
-    let dir = test_dir("persist-down-peer");
+    let dir = fresh_dir("persist-down-peer");
     let data_dir = dir.join("data");
     let b_key = keygen(&dir, "b.key");
-    let b = Node::start(&[
+    let b = start(&[
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
         "--key-file",
@@ -305,16 +181,16 @@ fn a_stored_peer_down_at_restart_is_reconnected_when_it_comes_back() {
         "--data-dir",
         data_dir.to_str().unwrap(),
     ];
-    let a = Node::start(&[&args[..], &["--seed", &b.address]].concat());
+    let a = start(&[&args[..], &["--seed", &b.address]].concat());
     let port = a.admin_port();
-    poll("A with B", || lists(port, &b_id).then_some(()));
+    poll_within(WAIT, "A with B", || lists(port, &b_id).then_some(()));
     drop(a);
     drop(b);
 
-    let a = Node::start(&args);
+    let a = start(&args);
     a.expect("peer store");
     let port = a.admin_port();
-    poll("B is a stored discovered peer", || {
+    poll_within(WAIT, "B is a stored discovered peer", || {
         let (_, metrics) = get(port, "/metrics");
         let metrics = metrics.as_str().unwrap_or_default().to_owned();
         metrics
@@ -326,7 +202,7 @@ fn a_stored_peer_down_at_restart_is_reconnected_when_it_comes_back() {
             })
             .then_some(())
     });
-    poll("A's first dial of B fails", || {
+    poll_within(WAIT, "A's first dial of B fails", || {
         let (_, metrics) = get(port, "/metrics");
         let metrics = metrics.as_str().unwrap_or_default().to_owned();
         metrics
@@ -341,9 +217,9 @@ fn a_stored_peer_down_at_restart_is_reconnected_when_it_comes_back() {
     assert!(!lists(port, &b_id));
 
     let back = Instant::now();
-    let b = Node::start(&["--listen", &b_listen, "--key-file", b_key.to_str().unwrap()]);
+    let b = start(&["--listen", &b_listen, "--key-file", b_key.to_str().unwrap()]);
     assert_eq!(b.peer_id(), b_id);
-    poll("A back with B", || lists(port, &b_id).then_some(()));
+    poll_within(WAIT, "A back with B", || lists(port, &b_id).then_some(()));
     eprintln!(
         "stored peer back to reconnected: {} ms",
         back.elapsed().as_millis()

@@ -150,6 +150,12 @@ impl Node {
         key.split('/').next().unwrap().to_owned()
     }
 
+    /// The TCP port in this node's address.
+    pub fn port(&self) -> u16 {
+        let rest = self.address.split("/tcp/").nth(1).unwrap();
+        rest.split('/').next().unwrap().parse().unwrap()
+    }
+
     /// Sends SIGTERM and waits for a clean exit: the `shutting down` line, then status 0.
     pub fn terminate(mut self) {
         let child = self.send_sigterm();
