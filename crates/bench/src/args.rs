@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// Untimed RPCs before `rpc-lat` measures.
     #[arg(long)]
     pub(crate) warmup: Option<u64>,
+    /// The runtime each run gets (a fresh one per run): two worker threads, or one thread
+    /// running both ends. `--all` runs `rpc-lat` on both and everything else on two workers.
+    #[arg(long, value_enum, default_value_t = Runtime::MultiThread)]
+    pub(crate) runtime: Runtime,
     /// Runs per figure; the median is reported (default 1, or 3 with `--all` and `sweep`).
     #[arg(long)]
     pub(crate) reps: Option<usize>,
@@ -86,14 +90,27 @@ pub(crate) enum Stack {
     Peerlane,
 }
 
-/// The workloads `--all` runs, in order.
-pub(crate) const ALL_WORKLOADS: [Workload; 6] = [
-    Workload::Bulk,
-    Workload::Small,
-    Workload::RpcLat,
-    Workload::RpcTput,
-    Workload::Connect,
-    Workload::IdleMem,
+/// The tokio runtime a run gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Runtime {
+    /// A multi-thread runtime with exactly two worker threads: the workload's future runs on
+    /// the thread that calls `block_on`, everything it spawns on the workers.
+    MultiThread,
+    /// A current-thread runtime: both ends and every task on the one thread, so a round trip
+    /// never waits for another thread (or CPU) to wake up.
+    CurrentThread,
+}
+
+/// The (workload, runtime) pairs `--all` runs, in order.
+pub(crate) const ALL_WORKLOADS: [(Workload, Runtime); 7] = [
+    (Workload::Bulk, Runtime::MultiThread),
+    (Workload::Small, Runtime::MultiThread),
+    (Workload::RpcLat, Runtime::MultiThread),
+    (Workload::RpcLat, Runtime::CurrentThread),
+    (Workload::RpcTput, Runtime::MultiThread),
+    (Workload::Connect, Runtime::MultiThread),
+    (Workload::IdleMem, Runtime::MultiThread),
 ];
 /// The stacks, in the order `--all` interleaves them.
 pub(crate) const ALL_STACKS: [Stack; 3] = [Stack::Tcp, Stack::Noise, Stack::Peerlane];
@@ -116,11 +133,17 @@ pub(crate) struct Spec {
     pub(crate) isolate: bool,
     /// Replaying sockets (`flood`).
     pub(crate) flood_sockets: usize,
+    /// The runtime the run gets.
+    pub(crate) runtime: Runtime,
 }
 
 impl Spec {
     /// The workload's defaults, overridden by the flags.
-    pub(crate) fn new(workload: Workload, args: &BenchArgs) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        workload: Workload,
+        runtime: Runtime,
+        args: &BenchArgs,
+    ) -> anyhow::Result<Self> {
         let (count, size, warmup) = match workload {
             Workload::Bulk => (512, 1 << 20, 0),
             Workload::Small => (1_000_000, 128, 0),
@@ -139,6 +162,7 @@ impl Spec {
             concurrency: 64,
             isolate: !args.in_process,
             flood_sockets: args.flood_sockets,
+            runtime,
         };
         ensure!(spec.count > 0, "--count must be at least 1");
         ensure!(
@@ -164,6 +188,14 @@ pub(crate) fn workload_name(workload: Workload) -> &'static str {
         Workload::IdleMem => "idle-mem",
         Workload::Sweep => "sweep",
         Workload::Flood => "flood",
+    }
+}
+
+/// A workload's label in tables: its name, marked when it ran on one thread.
+pub(crate) fn workload_label(workload: Workload, runtime: Runtime) -> String {
+    match runtime {
+        Runtime::MultiThread => workload_name(workload).to_owned(),
+        Runtime::CurrentThread => format!("{}/1t", workload_name(workload)),
     }
 }
 

@@ -5,8 +5,8 @@
 //! crate does the rest and prints the results. `idle-mem` reruns the current executable as
 //! `<exe> bench idle-mem --in-process …`, so the binary calling [`run`] must route `bench` to it.
 //!
-//! Two endpoints in one process, on a tokio runtime with exactly two worker threads, over
-//! loopback TCP. Three stacks run the same workloads:
+//! Two endpoints in one process, on a fresh tokio runtime per run (two worker threads, or one
+//! thread for `--runtime current-thread`), over loopback TCP. Three stacks run the same workloads:
 //!
 //! - `tcp`: tokio `TcpStream` (nodelay) with u32 length-prefixed frames, no encryption;
 //! - `noise`: the same over snow's `Noise_IK_25519_AESGCM_SHA256` with the wire format's
@@ -38,16 +38,17 @@ mod sys;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{bail, ensure};
 
 pub use crate::args::BenchArgs;
-use crate::args::{ALL_WORKLOADS, Spec, Stack, Workload};
+use crate::args::{ALL_WORKLOADS, Runtime, Spec, Stack, Workload};
 use crate::report::{Report, print_table};
-use crate::run::{run_all, run_one};
+use crate::run::{fresh_runtime, run_all, run_isolated};
 use crate::sys::raise_fd_limit;
 
-/// Runs `peerlane bench` on its own runtime (two worker threads) and prints the results;
-/// the exit code is success once every run was verified.
+/// Runs `peerlane bench` and prints the results; the exit code is success once every run was
+/// verified. Each run gets a fresh runtime (see [`Runtime`](crate::args::Runtime)), so no
+/// task left by an earlier run shares its threads.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.workload.is_none() && !args.all {
         bail!(
@@ -58,25 +59,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let multi = args.all || args.workload == Some(Workload::Sweep);
     let reps = args.reps.unwrap_or(if multi { 3 } else { 1 });
     ensure!(reps > 0, "--reps must be at least 1");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     if args.workload == Some(Workload::Sweep) {
         let options = sweep::Options::new(&args)?;
-        return runtime.block_on(sweep::run(options, reps));
+        return fresh_runtime(Runtime::MultiThread)?.block_on(sweep::run(options, reps));
     }
     if args.all {
         let specs: Vec<Spec> = ALL_WORKLOADS
             .iter()
-            .map(|w| Spec::new(*w, &args))
+            .map(|(w, r)| Spec::new(*w, *r, &args))
             .collect::<anyhow::Result<_>>()?;
         raise_fd_limit(specs.iter().find(|s| s.workload == Workload::IdleMem))?;
-        runtime.block_on(run_all(&specs, reps, args.json))
+        run_all(&specs, reps, args.json)
     } else {
         let workload = args.workload.unwrap_or(Workload::Bulk);
-        let spec = Spec::new(workload, &args)?;
+        let spec = Spec::new(workload, args.runtime, &args)?;
         ensure!(
             workload != Workload::Flood || args.stack == Stack::Peerlane,
             "flood runs against the peerlane listener only (no --stack)"
@@ -84,7 +80,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         raise_fd_limit(Some(&spec).filter(|s| s.workload == Workload::IdleMem))?;
         let mut runs = Vec::with_capacity(reps);
         for _ in 0..reps {
-            let m = runtime.block_on(run_one(args.stack, spec))?;
+            let m = run_isolated(args.stack, spec)?;
             runs.push(Report::from_run(args.stack, &spec, &m));
         }
         let report = Report::median(&runs);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::args::{ALL_WORKLOADS, Spec, Stack, Workload, stack_name, workload_name};
+use crate::args::{ALL_WORKLOADS, Runtime, Spec, Stack, Workload, stack_name, workload_label};
 
 /// What a run measured, before it is turned into figures.
 #[derive(Clone, Debug, Default)]
@@ -38,6 +38,8 @@ pub(crate) struct Report {
     pub(crate) stack: Stack,
     /// The workload.
     pub(crate) workload: Workload,
+    /// The runtime it ran on.
+    pub(crate) runtime: Runtime,
     /// Runs the figures are medians of.
     pub(crate) reps: usize,
     /// Messages, RPCs or connections per run, all verified.
@@ -96,6 +98,7 @@ impl Report {
         let mut report = Self {
             stack,
             workload: spec.workload,
+            runtime: spec.runtime,
             reps: 1,
             count: spec.count,
             size: spec.size,
@@ -218,12 +221,16 @@ impl Report {
     }
 }
 
-/// peerlane's headline figure over each baseline's, per workload.
-pub(crate) fn ratios(reports: &[Report], workload: Workload) -> (Option<f64>, Option<f64>) {
+/// peerlane's headline figure over each baseline's, per workload and runtime.
+pub(crate) fn ratios(
+    reports: &[Report],
+    workload: Workload,
+    runtime: Runtime,
+) -> (Option<f64>, Option<f64>) {
     let figure = |stack: Stack| {
         reports
             .iter()
-            .find(|r| r.stack == stack && r.workload == workload)
+            .find(|r| r.stack == stack && r.workload == workload && r.runtime == runtime)
             .and_then(Report::headline)
             .map(|(v, _)| v)
     };
@@ -234,11 +241,40 @@ pub(crate) fn ratios(reports: &[Report], workload: Workload) -> (Option<f64>, Op
     (ratio(figure(Stack::Noise)), ratio(figure(Stack::Tcp)))
 }
 
+/// The fastest raw round trip of the run: the baseline `rpc-lat` row (either stack, either
+/// runtime) with the lowest p50, as (p50 µs, p99 µs, its label).
+pub(crate) fn fastest_raw_round_trip(reports: &[Report]) -> Option<(f64, f64, String)> {
+    reports
+        .iter()
+        .filter(|r| r.workload == Workload::RpcLat && r.stack != Stack::Peerlane)
+        .filter_map(|r| {
+            let label = format!(
+                "{} on {}",
+                stack_name(r.stack),
+                workload_label(r.workload, r.runtime)
+            );
+            Some((r.p50_us?, r.p99_us?, label))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// peerlane's `rpc-lat` p50 and p99 on each runtime over the fastest raw round trip's.
+fn over_fastest_raw(reports: &[Report]) -> Vec<(Runtime, f64, f64)> {
+    let Some((p50, p99, _)) = fastest_raw_round_trip(reports) else {
+        return Vec::new();
+    };
+    reports
+        .iter()
+        .filter(|r| r.workload == Workload::RpcLat && r.stack == Stack::Peerlane)
+        .filter_map(|r| Some((r.runtime, r.p50_us? / p50, r.p99_us? / p99)))
+        .collect()
+}
+
 /// The `--all --json` summary line.
 pub(crate) fn summary(reports: &[Report]) -> serde_json::Value {
     let mut ratios_json = serde_json::Map::new();
-    for workload in ALL_WORKLOADS {
-        let (noise, tcp) = ratios(reports, workload);
+    for (workload, runtime) in ALL_WORKLOADS {
+        let (noise, tcp) = ratios(reports, workload, runtime);
         let figure = match workload {
             Workload::Bulk => "mb_per_s",
             Workload::Small => "msgs_per_s",
@@ -248,30 +284,47 @@ pub(crate) fn summary(reports: &[Report]) -> serde_json::Value {
             Workload::IdleMem | Workload::Sweep => "bytes_per_conn",
         };
         ratios_json.insert(
-            workload_name(workload).to_owned(),
+            workload_label(workload, runtime),
             serde_json::json!({ "figure": figure, "peerlane_over_noise": noise, "peerlane_over_tcp": tcp }),
         );
     }
-    serde_json::json!({ "summary": true, "reps": reports.first().map_or(0, |r| r.reps), "ratios": ratios_json })
+    let fastest = fastest_raw_round_trip(reports).map(|(p50, p99, label)| {
+        let peerlane: serde_json::Map<String, serde_json::Value> = over_fastest_raw(reports)
+            .into_iter()
+            .map(|(runtime, p50, p99)| {
+                (
+                    workload_label(Workload::RpcLat, runtime),
+                    serde_json::json!({ "p50_over": p50, "p99_over": p99 }),
+                )
+            })
+            .collect();
+        serde_json::json!({ "baseline": label, "p50_us": p50, "p99_us": p99, "peerlane": peerlane })
+    });
+    serde_json::json!({
+        "summary": true,
+        "reps": reports.first().map_or(0, |r| r.reps),
+        "ratios": ratios_json,
+        "fastest_raw_round_trip": fastest,
+    })
 }
 
 /// The readable output; with `ratios`, peerlane's rows carry its figure over each baseline's.
 pub(crate) fn print_table(reports: &[Report], with_ratios: bool) {
     println!(
-        "{:<9} {:<8} {:>9} {:>8}  figures",
+        "{:<10} {:<8} {:>9} {:>8}  figures",
         "workload", "stack", "count", "size"
     );
     for r in reports {
         let mut line = format!(
-            "{:<9} {:<8} {:>9} {:>8}  {}",
-            workload_name(r.workload),
+            "{:<10} {:<8} {:>9} {:>8}  {}",
+            workload_label(r.workload, r.runtime),
             stack_name(r.stack),
             r.count,
             r.size,
             r.figures()
         );
         if with_ratios && r.stack == Stack::Peerlane {
-            let (noise, tcp) = ratios(reports, r.workload);
+            let (noise, tcp) = ratios(reports, r.workload, r.runtime);
             let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}x"));
             let _ = write!(line, "   (/noise {}, /tcp {})", show(noise), show(tcp));
         }
@@ -279,8 +332,23 @@ pub(crate) fn print_table(reports: &[Report], with_ratios: bool) {
     }
     if with_ratios {
         println!(
-            "ratios are peerlane's headline figure over the baseline's (rpc-lat: p50, idle-mem: bytes; lower is better for those two)"
+            "ratios are peerlane's headline figure over the baseline's (rpc-lat: p50, idle-mem: bytes; lower is better for those two); /1t: one thread runs both ends"
         );
+        if let Some((p50, p99, label)) = fastest_raw_round_trip(reports) {
+            let over: Vec<String> = over_fastest_raw(reports)
+                .into_iter()
+                .map(|(runtime, p50, p99)| {
+                    format!(
+                        "{} p50 {p50:.2}x, p99 {p99:.2}x",
+                        workload_label(Workload::RpcLat, runtime)
+                    )
+                })
+                .collect();
+            println!(
+                "fastest raw round trip: {label}, p50 {p50:.1} µs, p99 {p99:.1} µs; peerlane over it: {}",
+                over.join("; ")
+            );
+        }
     }
 }
 
@@ -302,6 +370,51 @@ fn median(values: &mut [f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rpc_lat(stack: Stack, runtime: Runtime, p50: f64, p99: f64) -> Report {
+        let spec = Spec {
+            workload: Workload::RpcLat,
+            count: 1,
+            size: 64,
+            warmup: 0,
+            concurrency: 1,
+            isolate: false,
+            flood_sockets: 0,
+            runtime,
+        };
+        let mut report = Report::from_run(stack, &spec, &Measurement::default());
+        (report.p50_us, report.p99_us) = (Some(p50), Some(p99));
+        report
+    }
+
+    /// The fastest raw round trip is the lowest baseline p50 over both runtimes, and peerlane
+    /// on each runtime is compared with it, not with the baseline of its own runtime.
+    #[test]
+    fn peerlane_latency_is_compared_with_the_fastest_raw_round_trip() {
+        let reports = [
+            rpc_lat(Stack::Tcp, Runtime::MultiThread, 80.0, 120.0),
+            rpc_lat(Stack::Noise, Runtime::MultiThread, 85.0, 130.0),
+            rpc_lat(Stack::Peerlane, Runtime::MultiThread, 90.0, 150.0),
+            rpc_lat(Stack::Tcp, Runtime::CurrentThread, 12.0, 20.0),
+            rpc_lat(Stack::Noise, Runtime::CurrentThread, 10.0, 25.0),
+            rpc_lat(Stack::Peerlane, Runtime::CurrentThread, 20.0, 50.0),
+        ];
+        let (p50, p99, label) = fastest_raw_round_trip(&reports).unwrap();
+        assert_eq!(
+            (p50, p99, label.as_str()),
+            (10.0, 25.0, "noise on rpc-lat/1t")
+        );
+        assert_eq!(
+            over_fastest_raw(&reports),
+            vec![
+                (Runtime::MultiThread, 9.0, 6.0),
+                (Runtime::CurrentThread, 2.0, 2.0)
+            ]
+        );
+        // Each runtime's own ratio compares like with like.
+        let (noise, _) = ratios(&reports, Workload::RpcLat, Runtime::MultiThread);
+        assert!((noise.unwrap() - 90.0 / 85.0).abs() < 1e-9);
+    }
 
     #[test]
     fn percentiles_use_the_nearest_rank() {

@@ -5,11 +5,37 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::args::{ALL_STACKS, Spec, Stack, Workload, stack_name, workload_name};
+use std::time::Duration;
+
+use crate::args::{
+    ALL_STACKS, Runtime, Spec, Stack, Workload, stack_name, workload_label, workload_name,
+};
 use crate::check::{Progress, STALL};
 use crate::report::{Measurement, Report, print_table, summary};
 use crate::sys::idle_mem_in_child;
 use crate::{flood, raw, stack};
+
+/// Builds the runtime a run gets.
+pub(crate) fn fresh_runtime(runtime: Runtime) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match runtime {
+        Runtime::MultiThread => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder.enable_all().build().context("starting the runtime")
+}
+
+/// One run of `spec` on `stack` on a fresh runtime of `spec.runtime`, shut down afterwards:
+/// nothing an earlier run left behind shares its threads.
+pub(crate) fn run_isolated(stack: Stack, spec: Spec) -> anyhow::Result<Measurement> {
+    let runtime = fresh_runtime(spec.runtime)?;
+    let result = runtime.block_on(run_one(stack, spec));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
 
 /// One run of `spec` on `stack`, failing if it stalls.
 pub(crate) async fn run_one(stack: Stack, spec: Spec) -> anyhow::Result<Measurement> {
@@ -41,7 +67,7 @@ pub(crate) async fn run_one(stack: Stack, spec: Spec) -> anyhow::Result<Measurem
 }
 
 /// `--all`: for each repetition, for each workload, every stack, so drift hits all alike.
-pub(crate) async fn run_all(specs: &[Spec], reps: usize, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run_all(specs: &[Spec], reps: usize, json: bool) -> anyhow::Result<ExitCode> {
     let mut runs: Vec<Vec<Report>> = vec![Vec::new(); specs.len() * ALL_STACKS.len()];
     for rep in 0..reps {
         for (w, spec) in specs.iter().enumerate() {
@@ -50,11 +76,11 @@ pub(crate) async fn run_all(specs: &[Spec], reps: usize, json: bool) -> anyhow::
                     eprintln!(
                         "rep {}/{reps}: {} on {}",
                         rep + 1,
-                        workload_name(spec.workload),
+                        workload_label(spec.workload, spec.runtime),
                         stack_name(*stack)
                     );
                 }
-                let m = run_one(*stack, *spec).await?;
+                let m = run_isolated(*stack, *spec)?;
                 runs[w * ALL_STACKS.len() + s].push(Report::from_run(*stack, spec, &m));
             }
         }
@@ -117,6 +143,7 @@ mod tests {
             concurrency: 1,
             isolate: false,
             flood_sockets: 4,
+            runtime: Runtime::MultiThread,
         };
         let m = runtime.block_on(run_one(Stack::Peerlane, spec)).unwrap();
         assert_eq!(m.items, 5);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, ensure};
 use plotters::prelude::*;
 
-use crate::args::{ALL_STACKS, BenchArgs, Spec, Stack, Workload, stack_name};
+use crate::args::{ALL_STACKS, BenchArgs, Runtime, Spec, Stack, Workload, stack_name};
 use crate::check::SEQ_BYTES;
 use crate::report::Report;
 
@@ -68,6 +68,7 @@ pub(super) async fn run(options: Options, reps: usize) -> anyhow::Result<ExitCod
             concurrency: 1,
             isolate: false,
             flood_sockets: 0,
+            runtime: Runtime::MultiThread,
         };
         let mut runs: Vec<Vec<Report>> = vec![Vec::new(); ALL_STACKS.len()];
         for _ in 0..reps {

@@ -63,24 +63,47 @@ fn every_stack_and_workload_reports_its_figures() {
     let lines = bench(&[
         "--all", "--json", "--count", "40", "--reps", "1", "--warmup", "5",
     ]);
-    assert_eq!(lines.len(), 6 * 3 + 1, "{lines:?}");
-    let workloads = [
-        "bulk", "small", "rpc-lat", "rpc-tput", "connect", "idle-mem",
+    // rpc-lat runs twice: on two workers, and on one thread (`rpc-lat/1t`).
+    let rows = [
+        ("bulk", "multi-thread"),
+        ("small", "multi-thread"),
+        ("rpc-lat", "multi-thread"),
+        ("rpc-lat", "current-thread"),
+        ("rpc-tput", "multi-thread"),
+        ("connect", "multi-thread"),
+        ("idle-mem", "multi-thread"),
     ];
-    for (i, line) in lines[..18].iter().enumerate() {
-        let workload = workloads[i / 3];
+    assert_eq!(lines.len(), rows.len() * 3 + 1, "{lines:?}");
+    for (i, line) in lines[..rows.len() * 3].iter().enumerate() {
+        let (workload, runtime) = rows[i / 3];
         let stack = ["tcp", "noise", "peerlane"][i % 3];
         check(line, stack, workload, 40);
+        assert_eq!(line["runtime"], runtime, "{line}");
     }
-    let summary = &lines[18];
+    let summary = &lines[rows.len() * 3];
     assert_eq!(summary["summary"], true, "{summary}");
-    for workload in workloads {
-        let ratios = &summary["ratios"][workload];
+    for label in [
+        "bulk",
+        "small",
+        "rpc-lat",
+        "rpc-lat/1t",
+        "rpc-tput",
+        "connect",
+        "idle-mem",
+    ] {
+        let ratios = &summary["ratios"][label];
         for key in ["peerlane_over_noise", "peerlane_over_tcp"] {
             // 40 idle connections can leave the RSS where it was: no ratio then (null).
-            let ok = ratios[key].is_number() || (workload == "idle-mem" && ratios[key].is_null());
-            assert!(ok, "{workload} {key}: {summary}");
+            let ok = ratios[key].is_number() || (label == "idle-mem" && ratios[key].is_null());
+            assert!(ok, "{label} {key}: {summary}");
         }
+    }
+    // peerlane's round trips on each runtime over the fastest baseline round trip.
+    let fastest = &summary["fastest_raw_round_trip"];
+    positive(fastest, "p50_us");
+    for label in ["rpc-lat", "rpc-lat/1t"] {
+        positive(&fastest["peerlane"][label], "p50_over");
+        positive(&fastest["peerlane"][label], "p99_over");
     }
 }
 
