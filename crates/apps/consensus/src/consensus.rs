@@ -368,7 +368,7 @@ impl Consensus {
                 .await
             {
                 Ok(ConsensusMsg::VoteAck { .. }) => {
-                    metrics.observe_vote_latency(start.elapsed().as_secs_f64());
+                    metrics.observe_vote_latency(start.elapsed());
                 }
                 Ok(other) => tracing::debug!(%peer, ?other, "vote answered with something else"),
                 Err(err) => tracing::debug!(%peer, error = %err, "vote not delivered"),

@@ -83,5 +83,5 @@ mod types;
 
 pub use crate::consensus::{Consensus, ConsensusConfig, ConsensusHandle, ConsensusStatus};
 pub use crate::error::Error;
-pub use crate::metrics::{Metrics, Rejected};
+pub use crate::metrics::{Metrics, Rejected, VoteLatencies};
 pub use crate::types::{Block, BlockId, Commit, CommittedBlock, ConsensusMsg, Vote};

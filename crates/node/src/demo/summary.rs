@@ -11,7 +11,8 @@ use wire::ProtocolId;
 
 use super::{FullNode, Validator, committed_txns, validators_height};
 
-/// The consensus metric the RPC latency comes from (a histogram, in seconds).
+/// The consensus metric whose round trips the RPC latency percentiles are of (they are read
+/// from `consensus::VoteLatencies`, exact to three digits, not from its buckets).
 const VOTE_LATENCY: &str = "consensus_vote_rpc_latency_seconds";
 
 /// Reasons routed messages are dropped, as `peerlane_routing_routed_dropped_total` labels them.
@@ -133,17 +134,10 @@ impl Summary {
             })
             .sum();
 
-        // The vote latency histograms of every validator, bucket by bucket.
-        let mut buckets: Vec<(f64, u64)> = Vec::new();
+        // Every validator's vote round trips together.
+        let mut latencies = consensus::VoteLatencies::new();
         for validator in validators {
-            let theirs = validator.consensus.metrics().vote_latency_buckets();
-            if buckets.is_empty() {
-                buckets = theirs;
-            } else {
-                for ((_, sum), (_, count)) in buckets.iter_mut().zip(theirs) {
-                    *sum += count;
-                }
-            }
+            latencies.merge(&validator.consensus.metrics().vote_latencies());
         }
         // Routed traffic on the validator networks (the public ones do not route).
         let routed = |event| -> u64 {
@@ -159,7 +153,6 @@ impl Summary {
                     .map(|reason| v.validator_net.metrics().routing().routed_dropped(reason))
             })
             .sum();
-        let micros = |q| quantile(&buckets, q).map(|s| (s * 1e6).round() as u64);
         let full = full_node.map(|n| n.store.committed_height()).unwrap_or(0);
         Self {
             validators: validators.len(),
@@ -180,8 +173,8 @@ impl Summary {
                 .map(|(kind, (n, b))| (kind.to_owned(), n, b))
                 .collect(),
             received_by_protocol: received_by_protocol.into_iter().collect(),
-            rpc_p50_us: micros(0.5),
-            rpc_p99_us: micros(0.99),
+            rpc_p50_us: latencies.quantile_us(0.5),
+            rpc_p99_us: latencies.quantile_us(0.99),
             streamed_messages: total(&|n| n.peer_metrics().streams(Direction::Sent)),
             queue_drops,
             refused_connections,
@@ -293,57 +286,7 @@ impl Summary {
     }
 }
 
-/// The `q` quantile (0..=1), in seconds, of a histogram given as `(upper bound, count in the
-/// bucket)` in bound order, interpolated linearly inside the bucket it falls in (the lower
-/// bound of the last, infinite, one); `None` without observations.
-fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
-    let total: u64 = buckets.iter().map(|(_, count)| count).sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = q * total as f64;
-    let (mut lower, mut below) = (0.0, 0.0);
-    for &(bound, count) in buckets {
-        let cumulative = below + count as f64;
-        if cumulative >= rank {
-            if bound.is_infinite() {
-                return Some(lower);
-            }
-            let share = if count > 0 {
-                (rank - below) / count as f64
-            } else {
-                1.0
-            };
-            return Some(lower + (bound - lower) * share);
-        }
-        lower = bound;
-        below = cumulative;
-    }
-    Some(lower)
-}
-
 /// `bytes` in MiB, for people.
 fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A quantile interpolates inside its bucket; one in the infinite bucket is its lower
-    /// bound; no observations, no quantile.
-    #[test]
-    fn quantiles_interpolate_in_the_buckets() {
-        let buckets = [(0.001, 10), (0.002, 10), (f64::INFINITY, 0)];
-        let p50 = quantile(&buckets, 0.5).unwrap();
-        assert!((p50 - 0.001).abs() < 1e-9, "{p50}");
-        let p75 = quantile(&buckets, 0.75).unwrap();
-        assert!((p75 - 0.0015).abs() < 1e-9, "{p75}");
-        assert_eq!(
-            quantile(&[(0.001, 1), (f64::INFINITY, 3)], 0.99),
-            Some(0.001)
-        );
-        assert_eq!(quantile(&[(0.001, 0), (f64::INFINITY, 0)], 0.5), None);
-    }
 }
