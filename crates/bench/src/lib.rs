@@ -22,7 +22,7 @@
 //!
 //! Modules: `args` (the command line, workloads, stacks, a run's spec), `run` (one run under
 //! the stall watchdog, `--all`), `stack` (the workloads on peerlane), `raw` (the `tcp` and
-//! `noise` baselines), `flood` (the replay flood), `sweep` (size sweep and plot), `check`
+//! `noise` baselines; `raw::connection` is the connection they run over), `flood` (the replay flood), `sweep` (size sweep and plot), `check`
 //! (payload sequence numbers, the tally, RPC ids, progress), `report` (figures, medians,
 //! ratios, table and JSON), `sys` (RSS, the open-file limit, the idle-mem child process).
 
