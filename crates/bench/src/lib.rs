@@ -20,11 +20,13 @@
 //! `flood` runs on the peerlane stack only: the `connect` cycle undisturbed, then while
 //! sockets replay a captured Noise message 1 at the listener (see the `flood` module).
 //!
-//! Modules: `args` (the command line, workloads, stacks, a run's spec), `run` (one run under
-//! the stall watchdog, `--all`), `stack` (the workloads on peerlane), `raw` (the `tcp` and
-//! `noise` baselines; `raw::connection` is the connection they run over), `flood` (the replay flood), `sweep` (size sweep and plot), `check`
+//! Modules: `args` (the command line, workloads, stacks, runtimes, a run's spec), `run` (one
+//! run on a fresh runtime under the stall watchdog, `--all`), `stack` (the workloads on
+//! peerlane), `raw` (the `tcp` and `noise` baselines; `raw::connection` is the connection
+//! they run over), `flood` (the replay flood), `sweep` (size sweep and plot), `check`
 //! (payload sequence numbers, the tally, RPC ids, progress), `report` (figures, medians,
-//! ratios, table and JSON), `sys` (RSS, the open-file limit, the idle-mem child process).
+//! ratios, the fastest raw round trip, table and JSON), `sys` (RSS, the open-file limit, the
+//! idle-mem child process).
 
 mod args;
 mod check;
