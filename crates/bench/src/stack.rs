@@ -2,7 +2,8 @@
 //! the public `NetworkClient` and `NetworkEvents`.
 //!
 //! Choices that keep the figures about the data path:
-//! - the health checker is off on every network (its pings are traffic the baselines lack);
+//! - the health checker is off on every network (its pings are traffic the baselines lack),
+//!   and so is routing (its signed edges per connection are work the baselines lack);
 //! - no seeds, so the connectivity manager never redials (`connect` closes on purpose);
 //! - the applications' queues use back-pressure (`Overflow::Wait`, default capacity, a wait
 //!   bound well over any stall) rather than the default drop-newest: DirectSend through a
@@ -56,13 +57,6 @@ const MAX_MESSAGE_SIZE: usize = 33 << 20;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Payload(BytesMut);
 
-/// Whether a bench network runs routing (protocols 67 and 68).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Routing {
-    On,
-    Off,
-}
-
 /// One network with the bench application.
 struct Node {
     network: Network,
@@ -72,18 +66,16 @@ struct Node {
 
 impl Node {
     /// Builds a network listening on a fresh loopback port, accepting up to
-    /// `max_inbound_connections` (default: the config's), routing on (the default).
+    /// `max_inbound_connections` (default: the config's).
     fn start(max_inbound_connections: Option<usize>) -> anyhow::Result<Self> {
-        Self::start_with(max_inbound_connections, Routing::On)
-    }
-
-    fn start_with(
-        max_inbound_connections: Option<usize>,
-        routing: Routing,
-    ) -> anyhow::Result<Self> {
         let mut config = NetworkConfig::new(NetworkId::Public, "/ip4/127.0.0.1/tcp/0".parse()?);
         config.health_check.enabled = false;
-        config.routing.enabled = routing == Routing::On;
+        // Routing signs an edge for every new connection and its removal at close, work the
+        // baselines do not have (a quarter of a `connect` cycle's instructions); and in
+        // `idle-mem` each of the N client networks, standing for N separate nodes, would
+        // learn the listener's whole graph inside this one process, charging N² edges to N
+        // connections. docs/performance.md gives both costs.
+        config.routing.enabled = false;
         config.peer.max_message_size = MAX_MESSAGE_SIZE;
         // The bench pushes millions of netbench messages a second, far above the limits a node
         // applies to a remote it does not trust: measure the stack, not the limiter.
@@ -504,13 +496,9 @@ async fn idle_mem(spec: Spec, progress: &Progress) -> anyhow::Result<Measurement
     let n = usize::try_from(spec.count)?;
     let listener = Node::start(Some(n + 16))?;
     let mut notifications = listener.network.peers_and_metadata().subscribe();
-    // The clients stand for N separate nodes. With routing on, each would learn the
-    // listener's whole graph (N signed edges) while they all live in this one process, which
-    // would charge N² edges to N connections: graph memory grows with the network's size, not
-    // with a node's connections (docs/performance.md, routing convergence). Building them is
-    // progress too, for the stall watchdog.
+    // Building them is progress too, for the stall watchdog.
     let clients: Vec<Node> = (0..n)
-        .map(|_| Node::start_with(None, Routing::Off).inspect(|_| progress.tick()))
+        .map(|_| Node::start(None).inspect(|_| progress.tick()))
         .collect::<anyhow::Result<_>>()?;
     super::raw::settle().await;
     let before = crate::sys::rss_bytes()?;
