@@ -20,7 +20,9 @@
 //! untrusted (mutual mode) or banned PeerId and a replayed message 1 cost the responder no
 //! cryptography. The DH itself refuses an all-zero result (a low-order key), on both sides.
 //!
-//! Both ends come out with a [`snow::TransportState`] for [`NoiseStream`](crate::NoiseStream).
+//! Both ends come out with a [`snow::StatelessTransportState`] for
+//! [`NoiseStream`](crate::NoiseStream): the keys of both directions, with the nonces left to the
+//! stream, so that its read and write halves can each keep their own.
 //! Time is an input (`now_millis`); the ephemeral keys come from snow's OS-backed RNG.
 
 use std::fmt;
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use netcore::PeerId;
 use prometheus_client::metrics::counter::Counter;
-use snow::{HandshakeState, TransportState};
+use snow::{HandshakeState, StatelessTransportState};
 
 use crate::auth::{BannedPeers, HandshakeAuthMode, PeerRole};
 use crate::dh::CheckedResolver;
@@ -429,7 +431,7 @@ impl HandshakeConfig {
             .write_message(&[], &mut second_message)
             .map_err(setup)?;
         debug_assert_eq!(written, SECOND_MESSAGE_LEN);
-        let session = state.into_transport_mode().map_err(setup)?;
+        let session = state.into_stateless_transport_mode().map_err(setup)?;
         Ok(Accepted {
             remote: RemotePeer {
                 peer_id,
@@ -509,7 +511,7 @@ impl Initiator {
     /// [`Error::LowOrderKey`] if its ephemeral key is a low-order point, and
     /// [`Error::MalformedMessage`] if it is longer or does not decrypt (the responder does not
     /// hold the key we expected, or the message was tampered with).
-    pub fn finish(mut self, second_message: &[u8]) -> Result<TransportState, Error> {
+    pub fn finish(mut self, second_message: &[u8]) -> Result<StatelessTransportState, Error> {
         let side = Side::Initiator;
         let malformed = |source| Error::MalformedMessage {
             side,
@@ -546,7 +548,7 @@ impl Initiator {
                 source => malformed(source),
             })?;
         self.state
-            .into_transport_mode()
+            .into_stateless_transport_mode()
             .map_err(|source| Error::Setup { side, source })
     }
 }
@@ -566,7 +568,7 @@ pub struct Accepted {
     /// Message 2, to send to the initiator as is.
     pub second_message: [u8; SECOND_MESSAGE_LEN],
     /// The session, for [`NoiseStream`](crate::NoiseStream).
-    pub session: TransportState,
+    pub session: StatelessTransportState,
 }
 
 impl fmt::Debug for Accepted {
@@ -660,13 +662,16 @@ mod tests {
             assert_eq!(accepted.remote.public_key, client_config.public_key());
             assert_eq!(accepted.remote.role, PeerRole::Validator);
 
-            let mut client_session = initiator.finish(&accepted.second_message).unwrap();
-            let mut server_session = accepted.session;
+            // The first transport message of each direction has nonce 0.
+            let client_session = initiator.finish(&accepted.second_message).unwrap();
+            let server_session = accepted.session;
             let mut sealed = [0u8; 64];
             let mut opened = [0u8; 64];
-            let n = client_session.write_message(b"ping", &mut sealed).unwrap();
+            let n = client_session
+                .write_message(0, b"ping", &mut sealed)
+                .unwrap();
             let m = server_session
-                .read_message(&sealed[..n], &mut opened)
+                .read_message(0, &sealed[..n], &mut opened)
                 .unwrap();
             assert_eq!(&opened[..m], b"ping");
         }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{TestNode, client_node, pattern, server_node, session_pair, stream_pair, trusting};
+use common::{
+    RawSession, TestNode, client_node, pattern, server_node, session_pair, stream_pair, trusting,
+};
 use noise::{
     Error, HandshakeAuthMode, MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream, StreamErrorReason,
 };
@@ -14,16 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 /// what the stream sends and seal what we send to it.
 fn stream_and_raw_peer(
     pipe_capacity: usize,
-) -> (
-    NoiseStream<DuplexStream>,
-    DuplexStream,
-    snow::TransportState,
-) {
+) -> (NoiseStream<DuplexStream>, DuplexStream, RawSession) {
     let (a, b) = tokio::io::duplex(pipe_capacity);
     let (client, server) = session_pair();
     let server_node = server_node();
     let stream = NoiseStream::new(a, client, server_node.peer_id, server_node.public_key);
-    (stream, b, server)
+    (stream, b, RawSession::new(server))
 }
 
 /// Splits raw bytes into frames: (length prefix, ciphertext) pairs.
@@ -38,7 +36,7 @@ fn frames(mut raw: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Seals `plaintext` as one frame, prefix included, with a raw snow session.
-fn seal(session: &mut snow::TransportState, plaintext: &[u8]) -> Vec<u8> {
+fn seal(session: &mut RawSession, plaintext: &[u8]) -> Vec<u8> {
     let mut frame = vec![0; 2 + plaintext.len() + 16];
     let len = session.write_message(plaintext, &mut frame[2..]).unwrap();
     frame[..2].copy_from_slice(&(len as u16).to_be_bytes());
