@@ -34,7 +34,7 @@ use prometheus_client::metrics::counter::Counter;
 use snow::{HandshakeState, StatelessTransportState};
 
 use crate::auth::{BannedPeers, HandshakeAuthMode, PeerRole};
-use crate::dh::CheckedResolver;
+use crate::dh::{CheckedResolver, StaticKeyPair};
 use crate::error::Error;
 use crate::keys::{KEY_LEN, PrivateKey, PublicKey, peer_id_from_public_key};
 use crate::replay::{EphemeralCache, REPLAY_CACHE_CAPACITY, TIMESTAMP_WINDOW, is_fresh};
@@ -75,10 +75,18 @@ impl CryptoBackend {
         snow::Builder::with_resolver(params(), self.resolver())
     }
 
-    /// The builder the handshakes use: an all-zero DH result is an error, and every DH is
-    /// counted into `dh_operations`.
-    fn checked_builder(self, dh_operations: &Counter) -> snow::Builder<'static> {
-        let resolver = CheckedResolver::new(self.resolver(), dh_operations.clone());
+    /// The builder the handshakes use: an all-zero DH result is an error, every DH is counted
+    /// into `dh_operations`, and `static_key`'s public half is not computed again.
+    fn checked_builder(
+        self,
+        dh_operations: &Counter,
+        static_key: &Arc<StaticKeyPair>,
+    ) -> snow::Builder<'static> {
+        let resolver = CheckedResolver::new(
+            self.resolver(),
+            dh_operations.clone(),
+            Some(Arc::clone(static_key)),
+        );
         snow::Builder::with_resolver(params(), Box::new(resolver))
     }
 
@@ -128,6 +136,8 @@ pub struct HandshakeConfig {
     peer_id: PeerId,
     private_key: PrivateKey,
     public_key: PublicKey,
+    /// Our static key with its public half, for snow without deriving it per handshake.
+    static_key: Arc<StaticKeyPair>,
     auth_mode: HandshakeAuthMode,
     backend: CryptoBackend,
     banned_peers: Option<BannedPeers>,
@@ -139,9 +149,11 @@ pub struct HandshakeConfig {
 impl HandshakeConfig {
     /// A config for the node `peer_id` with static key `private_key`, on the ring backend.
     pub fn new(peer_id: PeerId, private_key: PrivateKey, auth_mode: HandshakeAuthMode) -> Self {
+        let static_key = Arc::new(StaticKeyPair::new(private_key.to_bytes()));
         Self {
             peer_id,
-            public_key: PublicKey::from(&private_key),
+            public_key: PublicKey::from(static_key.public()),
+            static_key,
             private_key,
             auth_mode,
             backend: CryptoBackend::default(),
@@ -263,7 +275,7 @@ impl HandshakeConfig {
         message[PeerId::LENGTH..PROLOGUE_LEN].copy_from_slice(remote_public_key.as_bytes());
         let mut state = self
             .backend
-            .checked_builder(&self.dh_operations)
+            .checked_builder(&self.dh_operations, &self.static_key)
             .local_private_key(self.private_key.as_bytes())
             .and_then(|b| b.remote_public_key(remote_public_key.as_bytes()))
             .and_then(|b| b.prologue(&message[..PROLOGUE_LEN]))
@@ -367,7 +379,7 @@ impl HandshakeConfig {
         let setup = |source| Error::Setup { side, source };
         let mut state = self
             .backend
-            .checked_builder(&self.dh_operations)
+            .checked_builder(&self.dh_operations, &self.static_key)
             .local_private_key(self.private_key.as_bytes())
             .and_then(|b| b.prologue(prologue))
             .and_then(snow::Builder::build_responder)
