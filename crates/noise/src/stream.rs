@@ -18,7 +18,8 @@
 //! Reading pulls whatever the socket has, up to the end of the current frame plus up to 4 KiB
 //! of what follows, so a run of small frames costs one read call per 4 KiB rather than two per
 //! frame (prefix, then body), and a large frame is read to its end without copying the next
-//! one around.
+//! one around. The buffer grows for that read-ahead (to 4 KiB) only once a read came back
+//! full, so a connection that sees one small frame at a time keeps a buffer its frames' size.
 //!
 //! Memory: the four buffers (ciphertext and plaintext, per direction) are allocated when there
 //! is something to read or write, sized to the frames seen (at most one frame each, about
@@ -192,6 +193,10 @@ struct ReadSide {
     /// MAX_FRAME_LEN`, at most `IDLE_BUFFER_KEEP` while idle.
     ciphertext: Vec<u8>,
     start: usize,
+    /// The last read filled all the room it had past the current frame (short of the
+    /// read-ahead): more is waiting, so the next one may grow the buffer for it (up to `IDLE_BUFFER_KEEP`). A stream that only ever sees one small
+    /// frame at a time keeps a buffer the size of its frames.
+    read_ahead_full: bool,
     /// Plaintext of the last frame when the reader's buffer was too small to decrypt into (up
     /// to `MAX_PLAINTEXT_LEN` bytes). At most `IDLE_BUFFER_KEEP` while idle.
     plain: Vec<u8>,
@@ -364,6 +369,7 @@ impl ReadSide {
             state: ReadState::Frames,
             ciphertext: Vec::new(),
             start: 0,
+            read_ahead_full: false,
             plain: Vec::new(),
             decrypt_failures: None,
             truncated_frames: None,
@@ -433,11 +439,20 @@ impl ReadSide {
                         self.ciphertext.drain(..self.start);
                         self.start = 0;
                     }
-                    reserve_capped(&mut self.ciphertext, needed, PREFIX_LEN + MAX_FRAME_LEN);
+                    // Room for the frame; and, once a read came back full (more was probably
+                    // waiting), for the read-ahead too, within what an idle stream keeps.
+                    let room = if self.read_ahead_full {
+                        needed
+                            .max(wanted.min(IDLE_BUFFER_KEEP.saturating_sub(self.ciphertext.len())))
+                    } else {
+                        needed
+                    };
+                    reserve_capped(&mut self.ciphertext, room, PREFIX_LEN + MAX_FRAME_LEN);
                     let spare = self.ciphertext.capacity() - self.ciphertext.len();
+                    let limit = wanted.min(spare);
                     // Into the vector's spare capacity: the ciphertext buffer is never
                     // zero-filled, even right after a release.
-                    let mut dst = (&mut self.ciphertext).limit(wanted.min(spare));
+                    let mut dst = (&mut self.ciphertext).limit(limit);
                     let read = match pin!(socket.read_buf(&mut dst)).poll(cx) {
                         Poll::Ready(read) => read?,
                         Poll::Pending => {
@@ -449,6 +464,8 @@ impl ReadSide {
                             return Poll::Pending;
                         }
                     };
+                    // Full although it had room past what the frame needed: more is waiting.
+                    self.read_ahead_full = read == limit && limit > needed && limit < wanted;
                     if read == 0 {
                         if available == 0 {
                             self.state = ReadState::Eof;

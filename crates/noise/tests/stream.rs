@@ -366,6 +366,65 @@ async fn small_reads_drain_a_frame_piecewise() {
     assert!(received == data);
 }
 
+/// A socket that counts the reads that returned bytes.
+struct CountingReads {
+    inner: DuplexStream,
+    reads: usize,
+}
+
+impl tokio::io::AsyncRead for CountingReads {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.reads += 1;
+        }
+        poll
+    }
+}
+
+/// A run of small frames waiting on the socket is taken a few KiB per read call, not a prefix
+/// and a body per frame; one frame at a time keeps the buffer its size.
+#[tokio::test]
+async fn a_run_of_small_frames_takes_few_reads() {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (client, server) = session_pair();
+    let (client_node, server_node) = (client_node(), server_node());
+    let mut writer = NoiseStream::new(a, client, server_node.peer_id, server_node.public_key);
+    let socket = CountingReads { inner: b, reads: 0 };
+    let mut reader = NoiseStream::new(socket, server, client_node.peer_id, client_node.public_key);
+
+    // One frame alone: two reads (the prefix into an empty buffer, then the rest), and a
+    // buffer no larger than a frame.
+    writer.write_all(&pattern(20, 1)).await.unwrap();
+    writer.flush().await.unwrap();
+    let mut buf = [0u8; 20];
+    reader.read_exact(&mut buf).await.unwrap();
+    assert_eq!(reader.get_ref().reads, 2);
+    assert!(
+        reader.buffer_capacity() <= 2 * (2 + 20 + 16),
+        "{}",
+        reader.buffer_capacity()
+    );
+
+    // 200 frames of 38 bytes (7.6 KB) waiting: a handful of reads.
+    for i in 0..200u8 {
+        writer.write_all(&pattern(20, i)).await.unwrap();
+        writer.flush().await.unwrap();
+    }
+    for i in 0..200u8 {
+        reader.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf.to_vec(), pattern(20, i));
+    }
+    let reads = reader.get_ref().reads - 2;
+    assert!(reads <= 6, "{reads} reads for 200 frames");
+    assert!(reader.buffer_capacity() <= 2 * 4096);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
