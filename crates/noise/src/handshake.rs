@@ -20,7 +20,9 @@
 //! untrusted (mutual mode) or banned PeerId and a replayed message 1 cost the responder no
 //! cryptography. The DH itself refuses an all-zero result (a low-order key), on both sides.
 //!
-//! Both ends come out with a [`snow::TransportState`] for [`NoiseStream`](crate::NoiseStream).
+//! Both ends come out with a [`snow::StatelessTransportState`] for
+//! [`NoiseStream`](crate::NoiseStream): the keys of both directions, with the nonces left to the
+//! stream, so that its read and write halves can each keep their own.
 //! Time is an input (`now_millis`); the ephemeral keys come from snow's OS-backed RNG.
 
 use std::fmt;
@@ -29,10 +31,10 @@ use std::time::Duration;
 
 use netcore::PeerId;
 use prometheus_client::metrics::counter::Counter;
-use snow::{HandshakeState, TransportState};
+use snow::{HandshakeState, StatelessTransportState};
 
 use crate::auth::{BannedPeers, HandshakeAuthMode, PeerRole};
-use crate::dh::CheckedResolver;
+use crate::dh::{CheckedResolver, StaticKeyPair};
 use crate::error::Error;
 use crate::keys::{KEY_LEN, PrivateKey, PublicKey, peer_id_from_public_key};
 use crate::replay::{EphemeralCache, REPLAY_CACHE_CAPACITY, TIMESTAMP_WINDOW, is_fresh};
@@ -73,10 +75,18 @@ impl CryptoBackend {
         snow::Builder::with_resolver(params(), self.resolver())
     }
 
-    /// The builder the handshakes use: an all-zero DH result is an error, and every DH is
-    /// counted into `dh_operations`.
-    fn checked_builder(self, dh_operations: &Counter) -> snow::Builder<'static> {
-        let resolver = CheckedResolver::new(self.resolver(), dh_operations.clone());
+    /// The builder the handshakes use: an all-zero DH result is an error, every DH is counted
+    /// into `dh_operations`, and `static_key`'s public half is not computed again.
+    fn checked_builder(
+        self,
+        dh_operations: &Counter,
+        static_key: &Arc<StaticKeyPair>,
+    ) -> snow::Builder<'static> {
+        let resolver = CheckedResolver::new(
+            self.resolver(),
+            dh_operations.clone(),
+            Some(Arc::clone(static_key)),
+        );
         snow::Builder::with_resolver(params(), Box::new(resolver))
     }
 
@@ -126,6 +136,8 @@ pub struct HandshakeConfig {
     peer_id: PeerId,
     private_key: PrivateKey,
     public_key: PublicKey,
+    /// Our static key with its public half, for snow without deriving it per handshake.
+    static_key: Arc<StaticKeyPair>,
     auth_mode: HandshakeAuthMode,
     backend: CryptoBackend,
     banned_peers: Option<BannedPeers>,
@@ -137,9 +149,11 @@ pub struct HandshakeConfig {
 impl HandshakeConfig {
     /// A config for the node `peer_id` with static key `private_key`, on the ring backend.
     pub fn new(peer_id: PeerId, private_key: PrivateKey, auth_mode: HandshakeAuthMode) -> Self {
+        let static_key = Arc::new(StaticKeyPair::new(private_key.to_bytes()));
         Self {
             peer_id,
-            public_key: PublicKey::from(&private_key),
+            public_key: PublicKey::from(static_key.public()),
+            static_key,
             private_key,
             auth_mode,
             backend: CryptoBackend::default(),
@@ -261,7 +275,7 @@ impl HandshakeConfig {
         message[PeerId::LENGTH..PROLOGUE_LEN].copy_from_slice(remote_public_key.as_bytes());
         let mut state = self
             .backend
-            .checked_builder(&self.dh_operations)
+            .checked_builder(&self.dh_operations, &self.static_key)
             .local_private_key(self.private_key.as_bytes())
             .and_then(|b| b.remote_public_key(remote_public_key.as_bytes()))
             .and_then(|b| b.prologue(&message[..PROLOGUE_LEN]))
@@ -365,7 +379,7 @@ impl HandshakeConfig {
         let setup = |source| Error::Setup { side, source };
         let mut state = self
             .backend
-            .checked_builder(&self.dh_operations)
+            .checked_builder(&self.dh_operations, &self.static_key)
             .local_private_key(self.private_key.as_bytes())
             .and_then(|b| b.prologue(prologue))
             .and_then(snow::Builder::build_responder)
@@ -429,7 +443,7 @@ impl HandshakeConfig {
             .write_message(&[], &mut second_message)
             .map_err(setup)?;
         debug_assert_eq!(written, SECOND_MESSAGE_LEN);
-        let session = state.into_transport_mode().map_err(setup)?;
+        let session = state.into_stateless_transport_mode().map_err(setup)?;
         Ok(Accepted {
             remote: RemotePeer {
                 peer_id,
@@ -509,7 +523,7 @@ impl Initiator {
     /// [`Error::LowOrderKey`] if its ephemeral key is a low-order point, and
     /// [`Error::MalformedMessage`] if it is longer or does not decrypt (the responder does not
     /// hold the key we expected, or the message was tampered with).
-    pub fn finish(mut self, second_message: &[u8]) -> Result<TransportState, Error> {
+    pub fn finish(mut self, second_message: &[u8]) -> Result<StatelessTransportState, Error> {
         let side = Side::Initiator;
         let malformed = |source| Error::MalformedMessage {
             side,
@@ -546,7 +560,7 @@ impl Initiator {
                 source => malformed(source),
             })?;
         self.state
-            .into_transport_mode()
+            .into_stateless_transport_mode()
             .map_err(|source| Error::Setup { side, source })
     }
 }
@@ -566,7 +580,7 @@ pub struct Accepted {
     /// Message 2, to send to the initiator as is.
     pub second_message: [u8; SECOND_MESSAGE_LEN],
     /// The session, for [`NoiseStream`](crate::NoiseStream).
-    pub session: TransportState,
+    pub session: StatelessTransportState,
 }
 
 impl fmt::Debug for Accepted {
@@ -660,13 +674,16 @@ mod tests {
             assert_eq!(accepted.remote.public_key, client_config.public_key());
             assert_eq!(accepted.remote.role, PeerRole::Validator);
 
-            let mut client_session = initiator.finish(&accepted.second_message).unwrap();
-            let mut server_session = accepted.session;
+            // The first transport message of each direction has nonce 0.
+            let client_session = initiator.finish(&accepted.second_message).unwrap();
+            let server_session = accepted.session;
             let mut sealed = [0u8; 64];
             let mut opened = [0u8; 64];
-            let n = client_session.write_message(b"ping", &mut sealed).unwrap();
+            let n = client_session
+                .write_message(0, b"ping", &mut sealed)
+                .unwrap();
             let m = server_session
-                .read_message(&sealed[..n], &mut opened)
+                .read_message(0, &sealed[..n], &mut opened)
                 .unwrap();
             assert_eq!(&opened[..m], b"ping");
         }

@@ -13,7 +13,9 @@
 //!                 │ low-order e → decrypt → auth → fresh timestamp → anti-replay
 //!                 ▼
 //!             NoiseStream<socket>                           (AsyncRead + AsyncWrite,
-//!                                                             u16-framed AES-GCM frames)
+//!                 │                                           u16-framed AES-GCM frames)
+//!                 ▼ into_split (SplitSocket)
+//!             NoiseReadHalf + NoiseWriteHalf                (one per task, no shared lock)
 //! ```
 //!
 //! 1. The handshake is the protocol without IO: [`HandshakeConfig::initiate`] builds message 1
@@ -25,7 +27,10 @@
 //!    Diffie-Hellman; it logs them too, refusals rate-limited with netcore's `LogLimiter`. It
 //!    stamps message 1 with [`handshake_timestamp`], strictly increasing over the process.
 //! 3. [`NoiseStream`] seals written bytes into frames of at most 65,519 plaintext bytes and
-//!    opens the peer's frames on read.
+//!    opens the peer's frames on read. [`NoiseStream::into_split`] gives a
+//!    [`NoiseReadHalf`] and a [`NoiseWriteHalf`] over the socket's own halves
+//!    ([`SplitSocket`]: tokio's owned halves for TCP), each with its own nonce, state and
+//!    buffers, so a reader task and a writer task never wait for each other.
 //!
 //! Who may connect is decided by [`TrustedPeers`] (shared, updatable at run time) through the
 //! auth mode: `Mutual` for validator networks, `MaybeMutual` elsewhere; a peer's [`PeerRole`]
@@ -111,5 +116,7 @@ pub use keys::{PrivateKey, PublicKey};
 pub use metrics::{HandshakeOutcome, Metrics, StreamErrorReason};
 pub use replay::{REPLAY_CACHE_CAPACITY, TIMESTAMP_WINDOW, handshake_timestamp};
 pub use side::Side;
-pub use stream::{MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream};
+pub use stream::{
+    MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseReadHalf, NoiseStream, NoiseWriteHalf, SplitSocket,
+};
 pub use upgrade::{HANDSHAKE_TIMEOUT, NoiseUpgrader, REFUSAL_LOG_LINES_PER_MINUTE, now_millis};

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{TestNode, client_node, pattern, server_node, session_pair, stream_pair, trusting};
+use common::{
+    RawSession, TestNode, client_node, pattern, server_node, session_pair, stream_pair, trusting,
+};
 use noise::{
     Error, HandshakeAuthMode, MAX_FRAME_LEN, MAX_PLAINTEXT_LEN, NoiseStream, StreamErrorReason,
 };
@@ -14,16 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 /// what the stream sends and seal what we send to it.
 fn stream_and_raw_peer(
     pipe_capacity: usize,
-) -> (
-    NoiseStream<DuplexStream>,
-    DuplexStream,
-    snow::TransportState,
-) {
+) -> (NoiseStream<DuplexStream>, DuplexStream, RawSession) {
     let (a, b) = tokio::io::duplex(pipe_capacity);
     let (client, server) = session_pair();
     let server_node = server_node();
     let stream = NoiseStream::new(a, client, server_node.peer_id, server_node.public_key);
-    (stream, b, server)
+    (stream, b, RawSession::new(server))
 }
 
 /// Splits raw bytes into frames: (length prefix, ciphertext) pairs.
@@ -38,7 +36,7 @@ fn frames(mut raw: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Seals `plaintext` as one frame, prefix included, with a raw snow session.
-fn seal(session: &mut snow::TransportState, plaintext: &[u8]) -> Vec<u8> {
+fn seal(session: &mut RawSession, plaintext: &[u8]) -> Vec<u8> {
     let mut frame = vec![0; 2 + plaintext.len() + 16];
     let len = session.write_message(plaintext, &mut frame[2..]).unwrap();
     frame[..2].copy_from_slice(&(len as u16).to_be_bytes());
@@ -366,6 +364,65 @@ async fn small_reads_drain_a_frame_piecewise() {
         received.extend_from_slice(&byte[..n]);
     }
     assert!(received == data);
+}
+
+/// A socket that counts the reads that returned bytes.
+struct CountingReads {
+    inner: DuplexStream,
+    reads: usize,
+}
+
+impl tokio::io::AsyncRead for CountingReads {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.reads += 1;
+        }
+        poll
+    }
+}
+
+/// A run of small frames waiting on the socket is taken a few KiB per read call, not a prefix
+/// and a body per frame; one frame at a time keeps the buffer its size.
+#[tokio::test]
+async fn a_run_of_small_frames_takes_few_reads() {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (client, server) = session_pair();
+    let (client_node, server_node) = (client_node(), server_node());
+    let mut writer = NoiseStream::new(a, client, server_node.peer_id, server_node.public_key);
+    let socket = CountingReads { inner: b, reads: 0 };
+    let mut reader = NoiseStream::new(socket, server, client_node.peer_id, client_node.public_key);
+
+    // One frame alone: two reads (the prefix into an empty buffer, then the rest), and a
+    // buffer no larger than a frame.
+    writer.write_all(&pattern(20, 1)).await.unwrap();
+    writer.flush().await.unwrap();
+    let mut buf = [0u8; 20];
+    reader.read_exact(&mut buf).await.unwrap();
+    assert_eq!(reader.get_ref().reads, 2);
+    assert!(
+        reader.buffer_capacity() <= 2 * (2 + 20 + 16),
+        "{}",
+        reader.buffer_capacity()
+    );
+
+    // 200 frames of 38 bytes (7.6 KB) waiting: a handful of reads.
+    for i in 0..200u8 {
+        writer.write_all(&pattern(20, i)).await.unwrap();
+        writer.flush().await.unwrap();
+    }
+    for i in 0..200u8 {
+        reader.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf.to_vec(), pattern(20, i));
+    }
+    let reads = reader.get_ref().reads - 2;
+    assert!(reads <= 6, "{reads} reads for 200 frames");
+    assert!(reader.buffer_capacity() <= 2 * 4096);
 }
 
 proptest! {

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use noise::SplitSocket;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug};
@@ -56,7 +56,7 @@ pub fn spawn<S>(
     shutdown: CancellationToken,
 ) -> PeerHandle
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: SplitSocket + Send + Unpin + 'static,
 {
     if let Err(err) = config.validate() {
         panic!("peer::spawn: {}", ErrorChain(&err));
@@ -83,7 +83,9 @@ where
         span.clone(),
         shutdown.child_token(),
     ));
-    let (read_half, write_half) = tokio::io::split(socket);
+    // Halves that share no lock (a `NoiseStream`'s own, over TCP's owned halves): the reader
+    // and the writer never wait for each other.
+    let (read_half, write_half) = socket.into_split();
     // Once both tasks have ended, normally or not, the peer is closed for good.
     let exit = TaskExit::new({
         let shared = shared.clone();

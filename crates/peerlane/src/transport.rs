@@ -11,6 +11,10 @@
 //!        └─ Connection { metadata, socket: NoiseStream<CountingSocket> }
 //! ```
 //!
+//! The peer splits the connection with [`NoiseStream::into_split`]: [`CountingSocket`] comes
+//! apart into counting halves, over TCP's owned halves (no lock between the reader and the
+//! writer task); memory and custom sockets split with `tokio::io::split`.
+//!
 //! The whole set-up, connecting included, runs under one deadline
 //! ([`NetworkConfig::setup_timeout`](crate::NetworkConfig::setup_timeout), 30 s): see
 //! [`AptosNetTransport::dial`] and [`AptosNetTransport::listen_on`].
@@ -30,10 +34,11 @@ use netcore::{
     BoxedTransport, Endpoint, MemorySocket, MemoryTransport, NetworkAddress, PeerId, TcpConfig,
     TcpTransport, Transport, TransportExt,
 };
-use noise::{NoiseStream, NoiseUpgrader, PeerRole, TrustedPeers};
+use noise::{NoiseStream, NoiseUpgrader, PeerRole, SplitSocket, TrustedPeers};
 use peer::{Connection, ConnectionId, ConnectionMetadata};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use wire::HandshakeMsg;
 
@@ -526,6 +531,127 @@ impl AsyncWrite for Socket {
             Self::Tcp(socket) => socket.is_write_vectored(),
             Self::Memory(socket) => socket.is_write_vectored(),
             Self::Custom(socket) => socket.is_write_vectored(),
+        }
+    }
+}
+
+/// The read half of a [`CountingSocket`], counting into the same [`ByteCounters`].
+#[derive(Debug)]
+pub(crate) struct CountingReadHalf {
+    half: SocketReadHalf,
+    counters: Arc<ByteCounters>,
+}
+
+/// The write half of a [`CountingSocket`], counting into the same [`ByteCounters`].
+#[derive(Debug)]
+pub(crate) struct CountingWriteHalf {
+    half: SocketWriteHalf,
+    counters: Arc<ByteCounters>,
+}
+
+/// The read half of a [`Socket`]: TCP's owned half (no lock); the others share a lock with
+/// their write half (`tokio::io::split`), which only tests and simulations pay.
+#[derive(Debug)]
+enum SocketReadHalf {
+    Tcp(OwnedReadHalf),
+    Memory(ReadHalf<MemorySocket>),
+    Custom(ReadHalf<Box<dyn CustomSocket>>),
+}
+
+/// The write half of a [`Socket`] (see [`SocketReadHalf`]).
+#[derive(Debug)]
+enum SocketWriteHalf {
+    Tcp(OwnedWriteHalf),
+    Memory(WriteHalf<MemorySocket>),
+    Custom(WriteHalf<Box<dyn CustomSocket>>),
+}
+
+/// What lets the peer's reader and writer tasks drive a connection without a lock between
+/// them on TCP ([`NoiseStream::into_split`]).
+impl SplitSocket for CountingSocket {
+    type ReadHalf = CountingReadHalf;
+    type WriteHalf = CountingWriteHalf;
+
+    fn into_split(self) -> (CountingReadHalf, CountingWriteHalf) {
+        let (read, write) = match self.socket {
+            Socket::Tcp(socket) => {
+                let (read, write) = socket.into_split();
+                (SocketReadHalf::Tcp(read), SocketWriteHalf::Tcp(write))
+            }
+            Socket::Memory(socket) => {
+                let (read, write) = tokio::io::split(socket);
+                (SocketReadHalf::Memory(read), SocketWriteHalf::Memory(write))
+            }
+            Socket::Custom(socket) => {
+                let (read, write) = tokio::io::split(socket);
+                (SocketReadHalf::Custom(read), SocketWriteHalf::Custom(write))
+            }
+        };
+        (
+            CountingReadHalf {
+                half: read,
+                counters: Arc::clone(&self.counters),
+            },
+            CountingWriteHalf {
+                half: write,
+                counters: self.counters,
+            },
+        )
+    }
+}
+
+impl AsyncRead for CountingReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = match &mut this.half {
+            SocketReadHalf::Tcp(half) => Pin::new(half).poll_read(cx, buf),
+            SocketReadHalf::Memory(half) => Pin::new(half).poll_read(cx, buf),
+            SocketReadHalf::Custom(half) => Pin::new(half).poll_read(cx, buf),
+        };
+        if let Poll::Ready(Ok(())) = poll {
+            this.counters
+                .add_received(buf.filled().len().saturating_sub(before));
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for CountingWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = match &mut this.half {
+            SocketWriteHalf::Tcp(half) => Pin::new(half).poll_write(cx, buf),
+            SocketWriteHalf::Memory(half) => Pin::new(half).poll_write(cx, buf),
+            SocketWriteHalf::Custom(half) => Pin::new(half).poll_write(cx, buf),
+        };
+        if let Poll::Ready(Ok(written)) = poll {
+            this.counters.add_sent(written);
+        }
+        poll
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().half {
+            SocketWriteHalf::Tcp(half) => Pin::new(half).poll_flush(cx),
+            SocketWriteHalf::Memory(half) => Pin::new(half).poll_flush(cx),
+            SocketWriteHalf::Custom(half) => Pin::new(half).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().half {
+            SocketWriteHalf::Tcp(half) => Pin::new(half).poll_shutdown(cx),
+            SocketWriteHalf::Memory(half) => Pin::new(half).poll_shutdown(cx),
+            SocketWriteHalf::Custom(half) => Pin::new(half).poll_shutdown(cx),
         }
     }
 }

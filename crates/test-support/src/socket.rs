@@ -81,3 +81,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingSocket<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// Splits with `tokio::io::split` (one lock for both halves): the counters see every call
+/// either half makes.
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> noise::SplitSocket for CountingSocket<S> {
+    type ReadHalf = tokio::io::ReadHalf<Self>;
+    type WriteHalf = tokio::io::WriteHalf<Self>;
+
+    fn into_split(self) -> (Self::ReadHalf, Self::WriteHalf) {
+        tokio::io::split(self)
+    }
+}

@@ -80,8 +80,48 @@ pub fn server_node() -> TestNode {
     TestNode::new(2)
 }
 
+/// A completed session driven by hand, as a plain snow `TransportState` would be: the handshake
+/// API leaves the nonces to its user (the stream's halves count their own).
+pub struct RawSession {
+    state: snow::StatelessTransportState,
+    sending: u64,
+    receiving: u64,
+}
+
+impl RawSession {
+    pub fn new(state: snow::StatelessTransportState) -> Self {
+        Self {
+            state,
+            sending: 0,
+            receiving: 0,
+        }
+    }
+
+    /// Seals `payload` into `message` with the next sending nonce.
+    pub fn write_message(
+        &mut self,
+        payload: &[u8],
+        message: &mut [u8],
+    ) -> Result<usize, snow::Error> {
+        let len = self.state.write_message(self.sending, payload, message)?;
+        self.sending += 1;
+        Ok(len)
+    }
+
+    /// Opens `message` into `payload` with the next receiving nonce.
+    pub fn read_message(
+        &mut self,
+        message: &[u8],
+        payload: &mut [u8],
+    ) -> Result<usize, snow::Error> {
+        let len = self.state.read_message(self.receiving, message, payload)?;
+        self.receiving += 1;
+        Ok(len)
+    }
+}
+
 /// Completed sessions for the client (initiator) and the server (responder).
-pub fn session_pair() -> (snow::TransportState, snow::TransportState) {
+pub fn session_pair() -> (snow::StatelessTransportState, snow::StatelessTransportState) {
     let client = client_node();
     let server = server_node();
     let server_config = server.config(HandshakeAuthMode::mutual(trusting(&[&client])));

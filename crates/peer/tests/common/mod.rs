@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use netcore::{ConnectionOrigin, MemorySocket, NetworkAddress, PeerId};
-use noise::{HandshakeAuthMode, NoiseStream, NoiseUpgrader, PeerRole, PublicKey};
+use noise::{HandshakeAuthMode, NoiseStream, NoiseUpgrader, PeerRole, PublicKey, SplitSocket};
 use peer::{
     Config, Connection, ConnectionId, ConnectionMetadata, InboundEvent, InboundRouter, Metrics,
     PeerHandle, RouteError, StreamBudget,
@@ -140,7 +140,7 @@ impl Node {
         shutdown: &CancellationToken,
     ) -> Self
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: SplitSocket + Send + Unpin + 'static,
     {
         Self::spawn_with(
             config,
@@ -164,7 +164,7 @@ impl Node {
         shutdown: &CancellationToken,
     ) -> Self
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: SplitSocket + Send + Unpin + 'static,
     {
         let (router, events) = router_for(1024, supported);
         let (budget, metrics) = setup.budget.unwrap_or_else(|| {
@@ -228,7 +228,7 @@ impl Pair {
     /// Two peers over the given sockets.
     pub fn over<S>(config_a: Config, socket_a: S, config_b: Config, socket_b: S) -> Self
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: SplitSocket + Send + Unpin + 'static,
     {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
@@ -329,7 +329,7 @@ impl Raw {
         supported: Option<Vec<ProtocolId>>,
     ) -> Self
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: SplitSocket + Send + Unpin + 'static,
     {
         Self::over_with(config, Setup::default(), socket, remote_socket, supported)
     }
@@ -343,7 +343,7 @@ impl Raw {
         supported: Option<Vec<ProtocolId>>,
     ) -> Self
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: SplitSocket + Send + Unpin + 'static,
     {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
