@@ -81,6 +81,8 @@ pub(crate) struct Opened {
     pub(crate) redial: Vec<RedialCandidate>,
     /// Where routing keeps the edges it pruned, in the same file.
     pub(crate) routing_components: store::ComponentTable,
+    /// The file, for the state-sync block archive.
+    pub(crate) store: Store,
 }
 
 /// Writes to the peer store of one network. Cheap to clone.
@@ -135,7 +137,7 @@ pub(crate) fn open(
         )
     })?;
     let routing_components = store::ComponentTable::new(store.clone());
-    let mut peers = PeerStore::open(store, config).context("cannot load the peer store")?;
+    let mut peers = PeerStore::open(store.clone(), config).context("cannot load the peer store")?;
     let network = store_network(network_id);
     let now = UnixMillis::now();
     // Seeds dropped from the config since the last start may now expire like any peer.
@@ -192,6 +194,7 @@ pub(crate) fn open(
         ip_bans,
         redial,
         routing_components,
+        store,
     })
 }
 

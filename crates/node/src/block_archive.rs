@@ -1,0 +1,145 @@
+//! The state-sync store of a node: recent blocks in memory and, with a data directory, older
+//! ones in the `blocks` table of `<data_dir>/peerlane.redb` ([`DiskArchive`], state sync's
+//! [`BlockArchive`] on the `store` crate's [`BlockTable`]).
+//!
+//! ```text
+//! consensus / state sync ── append ──► StoreHandle (memory: apps.state_sync_memory_*)
+//!                                          │ ArchiveWriter, every second: one transaction per batch
+//!                                          ▼ (a blocking thread)
+//!                        DiskArchive ─► BlockTable (apps.state_sync_archive_*), oldest pruned first
+//! ```
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use state_sync::StoreHandle;
+use state_sync::{ArchiveError, ArchiveSpan, ArchiveWriter, Block, BlockArchive, Retention};
+use store::{BlockLimits, BlockTable};
+
+/// The bounds of a node's state-sync store: memory, and the archive when there is one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlockStoreSettings {
+    /// The in-memory tier.
+    pub(crate) memory: Retention,
+    /// The on-disk archive.
+    pub(crate) archive: BlockLimits,
+}
+
+/// A node's state-sync store and, with an archive, the task to run that fills it.
+pub(crate) struct BlockStore {
+    /// The store.
+    pub(crate) store: StoreHandle,
+    /// Copies new blocks into the archive; `None` without one.
+    pub(crate) writer: Option<ArchiveWriter>,
+}
+
+impl BlockStore {
+    /// A store in memory only: older blocks are pruned.
+    pub(crate) fn in_memory(settings: BlockStoreSettings) -> Self {
+        Self {
+            store: StoreHandle::with_retention(settings.memory),
+            writer: None,
+        }
+    }
+
+    /// A store archiving into `disk`'s `blocks` table. With `fresh_chain` (the node's
+    /// consensus starts its chain from genesis at every start: the example consensus keeps
+    /// no state) the archive is emptied first; otherwise the store resumes at the archive's
+    /// highest block. Blocks on the disk: call it from a blocking context.
+    pub(crate) fn open(
+        disk: &store::Store,
+        settings: BlockStoreSettings,
+        fresh_chain: bool,
+    ) -> anyhow::Result<Self> {
+        let archive = DiskArchive {
+            table: BlockTable::new(disk.clone(), settings.archive),
+        };
+        if fresh_chain {
+            archive
+                .table
+                .clear()
+                .context("cannot empty the block archive")?;
+        }
+        let (store, writer) = StoreHandle::with_archive(settings.memory, Arc::new(archive))
+            .map_err(|err| anyhow::anyhow!("cannot read the block archive: {err}"))?;
+        Ok(Self {
+            store,
+            writer: Some(writer),
+        })
+    }
+}
+
+/// State sync's archive in the node's redb file. Blocks are stored BCS-encoded.
+#[derive(Debug)]
+pub(crate) struct DiskArchive {
+    table: BlockTable,
+}
+
+impl DiskArchive {
+    /// The archive in `table`.
+    #[cfg(test)]
+    pub(crate) fn new(table: BlockTable) -> Self {
+        Self { table }
+    }
+}
+
+fn span(span: store::BlockSpan) -> ArchiveSpan {
+    ArchiveSpan {
+        lowest: span.lowest,
+        highest: span.highest,
+        blocks: span.blocks,
+        bytes: span.bytes,
+    }
+}
+
+impl BlockArchive for DiskArchive {
+    fn append(&self, blocks: &[Block]) -> Result<Option<ArchiveSpan>, ArchiveError> {
+        let encoded = blocks
+            .iter()
+            .map(|block| Ok((block.height, bcs::to_bytes(block)?)))
+            .collect::<Result<Vec<_>, bcs::Error>>()?;
+        let records: Vec<(u64, &[u8])> = encoded
+            .iter()
+            .map(|(height, bytes)| (*height, bytes.as_slice()))
+            .collect();
+        Ok(self.table.append(&records)?.map(span))
+    }
+
+    fn read(
+        &self,
+        start_height: u64,
+        end_height: u64,
+        max_blocks: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Block>, ArchiveError> {
+        // The encoded size is at most the wire size, so the table reads no more than the
+        // response may hold (plus one block); the wire sizes cut it exactly.
+        let records = self
+            .table
+            .range(start_height, end_height, max_blocks, max_bytes)?;
+        let mut blocks = Vec::with_capacity(records.len());
+        let mut bytes = 0usize;
+        for (height, record) in records {
+            let block: Block = bcs::from_bytes(&record)?;
+            if block.height != height {
+                return Err(
+                    format!("archived block at {height} says height {}", block.height).into(),
+                );
+            }
+            bytes += block.wire_size();
+            if bytes > max_bytes && !blocks.is_empty() {
+                break;
+            }
+            blocks.push(block);
+        }
+        Ok(blocks)
+    }
+
+    fn span(&self) -> Result<Option<ArchiveSpan>, ArchiveError> {
+        Ok(self.table.span()?.map(span))
+    }
+
+    fn clear(&self) -> Result<(), ArchiveError> {
+        Ok(self.table.clear()?)
+    }
+}
