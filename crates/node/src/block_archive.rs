@@ -75,14 +75,6 @@ pub(crate) struct DiskArchive {
     table: BlockTable,
 }
 
-impl DiskArchive {
-    /// The archive in `table`.
-    #[cfg(test)]
-    pub(crate) fn new(table: BlockTable) -> Self {
-        Self { table }
-    }
-}
-
 fn span(span: store::BlockSpan) -> ArchiveSpan {
     ArchiveSpan {
         lowest: span.lowest,
@@ -141,5 +133,100 @@ impl BlockArchive for DiskArchive {
 
     fn clear(&self) -> Result<(), ArchiveError> {
         Ok(self.table.clear()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use state_sync::GENESIS_PARENT;
+
+    use super::*;
+
+    fn settings(memory_blocks: usize, archive_blocks: u64) -> BlockStoreSettings {
+        BlockStoreSettings {
+            memory: Retention {
+                max_blocks: memory_blocks,
+                max_bytes: usize::MAX,
+            },
+            archive: BlockLimits {
+                max_blocks: archive_blocks,
+                max_bytes: u64::MAX,
+            },
+        }
+    }
+
+    fn append(store: &StoreHandle, heights: std::ops::RangeInclusive<u64>) {
+        for height in heights {
+            let parent_id = store.last_block().map_or(GENESIS_PARENT, |last| last.id);
+            let mut id = [7; 32];
+            id[..8].copy_from_slice(&height.to_be_bytes());
+            store
+                .append(Block {
+                    height,
+                    id,
+                    parent_id,
+                    payload: Bytes::from(vec![height as u8; 1000]),
+                })
+                .unwrap();
+        }
+    }
+
+    /// Blocks go to the `blocks` table in batches and leave memory; after the file is
+    /// reopened the store resumes at the highest archived block and serves the archived
+    /// heights again, within the archive's bound; a node that starts its chain afresh
+    /// empties it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_archive_survives_a_restart_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let open = move |fresh| {
+            let disk = store::Store::open(&path).unwrap();
+            BlockStore::open(&disk, settings(10, 50), fresh).unwrap()
+        };
+        let opened = tokio::task::spawn_blocking({
+            let open = open.clone();
+            move || open(false)
+        })
+        .await
+        .unwrap();
+        let (store, writer) = (opened.store, opened.writer.unwrap());
+        for ten in 0..8 {
+            append(&store, ten * 10 + 1..=ten * 10 + 10);
+            writer.archive_new_blocks().await;
+        }
+        let retained = store.retained();
+        assert_eq!(retained.blocks, 10);
+        assert_eq!(retained.archived_blocks, 50);
+        assert_eq!(retained.archive_writes, 8, "one transaction per batch");
+        assert_eq!(store.lowest_height(), 31);
+        let (archive, end) = store.archived_range(31, 80).unwrap();
+        assert_eq!(end, 80);
+        let read = tokio::task::spawn_blocking(move || archive.read(31, 80, 5, usize::MAX))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            read.iter().map(|b| b.height).collect::<Vec<_>>(),
+            [31, 32, 33, 34, 35]
+        );
+        drop((store, writer));
+
+        let reopened = tokio::task::spawn_blocking({
+            let open = open.clone();
+            move || open(false)
+        })
+        .await
+        .unwrap();
+        assert_eq!(reopened.store.committed_height(), 80);
+        assert_eq!(reopened.store.lowest_height(), 31);
+        append(&reopened.store, 81..=81);
+        drop(reopened);
+
+        let fresh = tokio::task::spawn_blocking(move || open(true))
+            .await
+            .unwrap();
+        assert_eq!(fresh.store.committed_height(), 0);
+        assert_eq!(fresh.store.lowest_height(), 0);
     }
 }

@@ -573,7 +573,9 @@ mod tests {
         let with_apps = format!(
             "{plain}[apps]\nmempool = true\nconsensus = true\nstate_sync = false\n\
              mempool_load_tps = 50\nconsensus_round_timeout_ms = 500\n\
-             consensus_validators = [\"{}\"]\n",
+             consensus_validators = [\"{}\"]\nstate_sync_memory_max_blocks = 10\n\
+             state_sync_memory_max_bytes = 1000\nstate_sync_archive_max_blocks = 20\n\
+             state_sync_archive_max_bytes = 2000\n",
             peer(1)
         );
         let config = parse_config(&with_apps).unwrap();
@@ -587,9 +589,18 @@ mod tests {
                 mempool_load_tps: 50,
                 consensus_validators: Some(vec![peer(1)]),
                 consensus_round_timeout: Duration::from_millis(500),
+                state_sync_memory_max_blocks: 10,
+                state_sync_memory_max_bytes: 1000,
+                state_sync_archive_max_blocks: 20,
+                state_sync_archive_max_bytes: 2000,
             }
         );
         config.apps.validate().unwrap();
+        let block_store = config.apps.block_store();
+        assert_eq!(
+            (block_store.memory.max_blocks, block_store.archive.max_bytes),
+            (10, 2000)
+        );
     }
 
     /// A typo is refused wherever it is, and the error says where.

@@ -506,8 +506,10 @@ mod tests {
         .unwrap();
         writer.commit(still).await.unwrap();
         drop(writer);
-        // The routing table shares the file; it closes with its last handle.
+        // The routing table and the block archive share the file; it closes with its last
+        // handle.
         drop(opened.routing_components);
+        drop(opened.store);
         tokio::task::spawn_blocking(move || opened.thread.join().unwrap())
             .await
             .unwrap();
@@ -541,6 +543,7 @@ mod tests {
         assert_eq!(opened.redial[0].addresses, [address]);
         drop(opened.writer);
         drop(opened.routing_components);
+        drop(opened.store);
         opened.thread.join().unwrap();
 
         // The seed left the config: it is no longer a configured peer.
@@ -557,6 +560,7 @@ mod tests {
         assert_eq!(seed_entry.trust, TrustLevel::Direct);
         drop(opened.writer);
         drop(opened.routing_components);
+        drop(opened.store);
         opened.thread.join().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

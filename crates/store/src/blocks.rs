@@ -119,8 +119,8 @@ impl BlockTable {
             let table = txn.open_table(tables::BLOCKS).map_err(Error::db)?;
             let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
             let mut total = 0usize;
-            let mut expected = start;
-            for entry in table.range(start..=end).map_err(Error::db)? {
+            let entries = table.range(start..=end).map_err(Error::db)?;
+            for (expected, entry) in (start..).zip(entries) {
                 if out.len() >= max_blocks {
                     break;
                 }
@@ -135,7 +135,6 @@ impl BlockTable {
                     break;
                 }
                 out.push((height, value.to_vec()));
-                expected += 1;
             }
             Ok(out)
         })

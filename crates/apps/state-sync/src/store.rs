@@ -633,4 +633,48 @@ mod tests {
         store.append(block(51, [50; 32], 1)).unwrap();
         assert_eq!(store.blocks(50, 51, 10, usize::MAX).len(), 2);
     }
+
+    /// An archive whose every write fails: a stalled disk.
+    #[derive(Debug)]
+    struct FailingArchive;
+
+    impl BlockArchive for FailingArchive {
+        fn append(&self, _: &[Block]) -> Result<Option<ArchiveSpan>, ArchiveError> {
+            Err("disk stalled".into())
+        }
+        fn read(&self, _: u64, _: u64, _: usize, _: usize) -> Result<Vec<Block>, ArchiveError> {
+            Ok(Vec::new())
+        }
+        fn span(&self) -> Result<Option<ArchiveSpan>, ArchiveError> {
+            Ok(None)
+        }
+        fn clear(&self) -> Result<(), ArchiveError> {
+            Ok(())
+        }
+    }
+
+    /// Blocks wait in memory for the archive, but no more than a second retention's worth:
+    /// past that the oldest go unarchived (counted), and the store serves from memory only.
+    #[tokio::test]
+    async fn a_stalled_archive_holds_at_most_twice_the_retention_in_memory() {
+        let retention = Retention {
+            max_blocks: 5,
+            max_bytes: usize::MAX,
+        };
+        let (store, writer) =
+            StoreHandle::with_archive(retention, Arc::new(FailingArchive)).unwrap();
+        linked_chain(&store, 1..=20, 10);
+        writer.archive_new_blocks().await;
+        let retained = store.retained();
+        assert_eq!(retained.blocks, 10);
+        assert_eq!(retained.archive_dropped, 10);
+        assert_eq!(retained.archive_write_errors, 1);
+        assert_eq!(retained.archive_writes, 0);
+        assert_eq!(store.lowest_height(), 11);
+        assert!(store.archived_range(1, 20).is_none());
+        assert_eq!(
+            store.next_archive_batch(100, usize::MAX).unwrap()[0].height,
+            11
+        );
+    }
 }
