@@ -13,7 +13,9 @@
 //!
 //! Every network keeps a peer store, as `peerlane node --data-dir` does: under a temporary
 //! directory removed at exit (one subdirectory per node and network), or under `--data-dir`,
-//! which is kept.
+//! which is kept. The state-sync store of each node keeps its recent blocks in memory and
+//! archives them in the file of the network state sync runs on (the public one), so the full
+//! node catches up from the validators' archives.
 
 mod summary;
 mod topology;
@@ -85,8 +87,8 @@ pub(crate) struct DemoArgs {
     /// through routing over signed edges.
     #[arg(long, default_value = "full", value_name = "full|ring|line|random:K")]
     topology: Topology,
-    /// Keep the nodes' peer stores in DIR (one subdirectory per node and network), instead
-    /// of a temporary directory removed at exit.
+    /// Keep the nodes' peer stores and block archives in DIR (one subdirectory per node and
+    /// network), instead of a temporary directory removed at exit.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
