@@ -60,11 +60,11 @@ impl BlockStore {
                 .clear()
                 .context("cannot empty the block archive")?;
         }
-        let (store, writer) = StoreHandle::with_archive(settings.memory, Arc::new(archive))
+        let store = StoreHandle::with_archive(settings.memory, Arc::new(archive))
             .map_err(|err| anyhow::anyhow!("cannot read the block archive: {err}"))?;
         Ok(Self {
+            writer: ArchiveWriter::new(&store),
             store,
-            writer: Some(writer),
         })
     }
 }

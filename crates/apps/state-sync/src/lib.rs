@@ -85,6 +85,7 @@
 
 mod actor;
 mod archive;
+mod archive_writer;
 mod config;
 mod error;
 mod message;
@@ -93,9 +94,9 @@ mod peer_choice;
 mod store;
 
 pub use actor::{DIRECT_SEND_PROTOCOLS, RPC_PROTOCOLS, StateSync};
-pub use archive::{
-    ARCHIVE_INTERVAL, ArchiveError, ArchiveSpan, ArchiveWriter, BlockArchive,
-    MAX_ARCHIVE_BATCH_BLOCKS, MAX_ARCHIVE_BATCH_BYTES,
+pub use archive::{ArchiveError, ArchiveSpan, BlockArchive};
+pub use archive_writer::{
+    ARCHIVE_INTERVAL, ArchiveWriter, MAX_ARCHIVE_BATCH_BLOCKS, MAX_ARCHIVE_BATCH_BYTES,
 };
 pub use config::Config;
 pub use error::Error;

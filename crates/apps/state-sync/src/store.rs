@@ -2,7 +2,7 @@
 //! its commits) and the [`StateSync`](crate::StateSync) actor (which serves them and appends
 //! what it fetches). Recent blocks are in memory, as many as [`Retention`] allows; with a
 //! [`BlockArchive`] (the node's on-disk store) every block is also copied there by the
-//! [`ArchiveWriter`], and the in-memory tier drops a block once it is archived. The lowest
+//! [`ArchiveWriter`](crate::ArchiveWriter), and the in-memory tier drops a block once it is archived. The lowest
 //! height held, in the archive or in memory, is what the node tells its peers it can serve.
 
 use std::collections::VecDeque;
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use crate::archive::{ArchiveError, ArchiveSpan, ArchiveWriter, BlockArchive};
+use crate::archive::{ArchiveError, ArchiveSpan, BlockArchive};
 use crate::error::Error;
 use crate::message::{Block, GENESIS_PARENT};
 
@@ -202,14 +202,15 @@ impl StoreHandle {
     }
 
     /// A store keeping what `retention` allows in memory and every block in `archive` too
-    /// (bounded by the archive), with the [`ArchiveWriter`] to run that copies them. When
+    /// (bounded by the archive), copied by the [`ArchiveWriter`](crate::ArchiveWriter) to run
+    /// with it ([`ArchiveWriter::new`](crate::ArchiveWriter::new)). When
     /// `archive` holds blocks (a restart), the store resumes at its highest block: that is
     /// the committed height, the archive's blocks are served, and state sync goes on from
     /// there. Blocks on the disk: call it from a blocking thread.
     pub fn with_archive(
         retention: Retention,
         archive: Arc<dyn BlockArchive>,
-    ) -> Result<(Self, ArchiveWriter), ArchiveError> {
+    ) -> Result<Self, ArchiveError> {
         let span = archive.span()?;
         let last = match span {
             Some(span) => archive
@@ -221,7 +222,7 @@ impl StoreHandle {
         let mut chain = Chain {
             retention,
             archive: Some(ArchiveState {
-                archive: Arc::clone(&archive),
+                archive,
                 span,
                 next_height: last.as_ref().map_or(1, |last| last.height + 1),
                 writes: 0,
@@ -235,12 +236,15 @@ impl StoreHandle {
         if let Some(last) = last {
             chain.push(last);
         }
-        let store = Self::from_chain(chain, height);
-        let writer = ArchiveWriter {
-            store: store.clone(),
-            archive,
-        };
-        Ok((store, writer))
+        Ok(Self::from_chain(chain, height))
+    }
+
+    /// The archive, if the store has one.
+    pub(crate) fn archive(&self) -> Option<Arc<dyn BlockArchive>> {
+        self.lock()
+            .archive
+            .as_ref()
+            .map(|archive| Arc::clone(&archive.archive))
     }
 
     /// A store with the default [`Retention`] holding `blocks`, appended in order; fails like
@@ -661,8 +665,8 @@ mod tests {
             max_blocks: 5,
             max_bytes: usize::MAX,
         };
-        let (store, writer) =
-            StoreHandle::with_archive(retention, Arc::new(FailingArchive)).unwrap();
+        let store = StoreHandle::with_archive(retention, Arc::new(FailingArchive)).unwrap();
+        let writer = crate::ArchiveWriter::new(&store).unwrap();
         linked_chain(&store, 1..=20, 10);
         writer.archive_new_blocks().await;
         let retained = store.retained();

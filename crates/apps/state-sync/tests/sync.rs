@@ -11,8 +11,8 @@ use peerlane::{
 };
 use prometheus_client::registry::Registry;
 use state_sync::{
-    ArchiveError, ArchiveSpan, Block, BlockArchive, Config, DIRECT_SEND_PROTOCOLS, GENESIS_PARENT,
-    Metrics, RPC_PROTOCOLS, Retention, StateSync, StateSyncMsg, StoreHandle,
+    ArchiveError, ArchiveSpan, ArchiveWriter, Block, BlockArchive, Config, DIRECT_SEND_PROTOCOLS,
+    GENESIS_PARENT, Metrics, RPC_PROTOCOLS, Retention, StateSync, StateSyncMsg, StoreHandle,
 };
 use test_support::within_for;
 use tokio::sync::oneshot;
@@ -563,7 +563,8 @@ async fn archiving_store(
         max_blocks: memory,
         max_bytes: usize::MAX,
     };
-    let (store, writer) = StoreHandle::with_archive(retention, archive).unwrap();
+    let store = StoreHandle::with_archive(retention, archive).unwrap();
+    let writer = ArchiveWriter::new(&store).unwrap();
     for ten in blocks.chunks(10) {
         for block in ten {
             store.append(block.clone()).unwrap();
