@@ -3,9 +3,9 @@
 # three validators (mempool with the load generator, consensus, state sync) and a full node
 # (state sync only) on the validator network over loopback, each a process of its own.
 # Samples every INTERVAL seconds each process's VmRSS and the bytes its state-sync store
-# retains (`state_sync_retained_bytes`, bounded by `state_sync::Retention`), then prints each
-# node's committed height, its mempool and store figures, and the growth of RSS after WARMUP
-# seconds.
+# retains in memory (`state_sync_retained_bytes`, bounded by `state_sync::Retention`), then
+# prints each node's committed height, its mempool and store figures (memory and the on-disk
+# archive under its data dir), and the growth of RSS after WARMUP seconds.
 #
 #   cargo build --release -p peerlane-node
 #   scripts/node-rss.sh [target/release/peerlane]
@@ -14,7 +14,7 @@
 # each validator's load generator submits), LOAD_ON (all: every validator runs a load
 # generator; one: only v1), BASE_PORT (16180: validators listen on BASE_PORT+1..3, the full
 # node on BASE_PORT+4, admin APIs on BASE_PORT+101..104), WORKDIR (a fresh temporary
-# directory; keys, configs and each node's log stay there).
+# directory; keys, configs, each node's log and data dir stay there).
 set -euo pipefail
 
 BIN=${1:-target/release/peerlane}
@@ -62,6 +62,7 @@ for i in 1 2 3 4; do
       [ "$LOAD_ON" = all ] || [ "$name" = v1 ] || load=0
       printf '[apps]\nmempool = true\nconsensus = true\nstate_sync = true\nmempool_load_tps = %s\n\n' "$load"
     fi
+    printf '[node]\ndata_dir = "%s.data"\n\n' "$name"
     printf '[admin]\naddress = "127.0.0.1:%s"\n' $((BASE_PORT + 100 + i))
   } >"$name.toml"
 done
@@ -109,9 +110,11 @@ for i in 1 2 3 4; do
   if [ -n "${at_warmup[$((i - 1))]:-}" ] && [ "${last[$((i - 1))]}" != dead ]; then
     growth=$(awk -v a="${at_warmup[$((i - 1))]}" -v b="${last[$((i - 1))]}" 'BEGIN { printf "%+.1f%%", (b - a) * 100 / a }')
   fi
-  printf '%s: height %s, commits %s, mempool pending %s rejected_full %s, store blocks %s (%s bytes), RSS growth after %s s %s\n' \
+  printf '%s: height %s, commits %s, mempool pending %s rejected_full %s, store blocks %s (%s bytes), archive blocks %s (%s bytes, lowest height %s), RSS growth after %s s %s\n' \
     "$name" "${height:-?}" "$(metric "$i" consensus_commits_total)" \
     "$(metric "$i" mempool_pending)" "$(metric "$i" mempool_rejected_full_total)" \
     "$(metric "$i" state_sync_retained_blocks)" "$(metric "$i" state_sync_retained_bytes)" \
+    "$(metric "$i" state_sync_archived_blocks)" "$(metric "$i" state_sync_archived_bytes)" \
+    "$(metric "$i" state_sync_lowest_height)" \
     "$WARMUP" "$growth"
 done

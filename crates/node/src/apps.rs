@@ -7,7 +7,8 @@
 //!
 //! [`add_mempool`], [`add_consensus`] and [`add_state_sync`] register an application on a
 //! network builder; [`start`] spawns the actors of those registered, and the feed from
-//! consensus commits to the state-sync store when both run; [`announce_chain_status`] keeps
+//! consensus commits to the state-sync store when both run, and the store's archive writer
+//! when it has one (`block_archive`); [`announce_chain_status`] keeps
 //! the network's chain status at the store's last block; [`load`] is the load generator.
 
 use std::collections::{HashMap, VecDeque};
@@ -30,6 +31,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wire::{ChainId, ProtocolId};
+
+use crate::block_archive::BlockStore;
 
 /// How often the load generator submits what is due.
 const LOAD_TICK: Duration = Duration::from_millis(10);
@@ -76,6 +79,8 @@ pub(crate) struct Apps {
     pub(crate) state_sync: Option<Channels<StateSyncMsg>>,
     /// What the blocks consensus commits carry into the state-sync store.
     pub(crate) block_payload: BlockPayload,
+    /// The state-sync store (in memory, or with its archive on disk).
+    pub(crate) block_store: BlockStore,
 }
 
 /// What a committed block carries into the state-sync store.
@@ -132,13 +137,16 @@ pub(crate) fn start(
         consensus,
         state_sync,
         block_payload,
+        block_store: BlockStore { store, writer },
     } = apps;
+    if let Some(writer) = writer {
+        tasks.spawn(writer.run(shutdown.clone().cancelled_owned()));
+    }
     let mempool = mempool.map(|(client, events)| {
         let (actor, handle) = Mempool::new(MempoolConfig::default(), client, events, registry);
         tasks.spawn(actor.run(shutdown.clone().cancelled_owned()));
         handle
     });
-    let store = StoreHandle::new();
     let consensus = match consensus {
         Some((config, (client, events))) => {
             let mempool = mempool

@@ -13,7 +13,9 @@
 //!
 //! Every network keeps a peer store, as `peerlane node --data-dir` does: under a temporary
 //! directory removed at exit (one subdirectory per node and network), or under `--data-dir`,
-//! which is kept.
+//! which is kept. The state-sync store of each node keeps its recent blocks in memory and
+//! archives them in the file of the network state sync runs on (the public one), so the full
+//! node catches up from the validators' archives.
 
 mod summary;
 mod topology;
@@ -39,6 +41,7 @@ use wire::NetworkId;
 use self::summary::Summary;
 use self::topology::{Topology, neighbours};
 use crate::apps::{self, Apps, BlockPayload, Payloads};
+use crate::block_archive::BlockStore;
 use crate::node_store;
 use store::PeerStoreConfig;
 
@@ -84,8 +87,8 @@ pub(crate) struct DemoArgs {
     /// through routing over signed edges.
     #[arg(long, default_value = "full", value_name = "full|ring|line|random:K")]
     topology: Topology,
-    /// Keep the nodes' peer stores in DIR (one subdirectory per node and network), instead
-    /// of a temporary directory removed at exit.
+    /// Keep the nodes' peer stores and block archives in DIR (one subdirectory per node and
+    /// network), instead of a temporary directory removed at exit.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
@@ -154,6 +157,14 @@ fn open_store(
     builder.stored_peers(node_store::stored_peers(std::mem::take(&mut opened.redial)));
     builder.routing_store(opened.routing_components.clone());
     Ok(opened)
+}
+
+/// The state-sync store of a node whose peer store is `opened`: its archive in the same file,
+/// with the default bounds; emptied first for a validator (`fresh_chain`: its consensus
+/// starts from genesis). Blocks on the disk, briefly, on the runtime's thread.
+fn open_block_store(opened: &node_store::Opened, fresh_chain: bool) -> anyhow::Result<BlockStore> {
+    let settings = crate::node_config::AppsConfig::default().block_store();
+    tokio::task::block_in_place(|| BlockStore::open(&opened.store, settings, fresh_chain))
 }
 
 /// Restores the stored bans into `network` and keeps its store up to date until `shutdown`.
@@ -511,6 +522,7 @@ async fn start_validator(
         &mut registry,
         &mut builder,
     )?;
+    let block_store = open_block_store(&opened, true)?;
     let public_net = builder.build()?;
     stores.push(attach_store(opened, &public_net, shutdown, tasks).await?);
 
@@ -522,6 +534,7 @@ async fn start_validator(
         )),
         state_sync: Some(state_sync),
         block_payload: BlockPayload::Recorded(payloads.clone()),
+        block_store,
     };
     let running = apps::start(apps, me, &mut registry, shutdown, tasks)?;
     Ok(Validator {
@@ -563,12 +576,7 @@ async fn start_full_node(
         TransportKind::Tcp(Default::default()),
         &mut registry,
     )?;
-    let apps = Apps {
-        mempool: None,
-        consensus: None,
-        state_sync: Some(apps::add_state_sync(&mut builder)?),
-        block_payload: BlockPayload::TxnIds,
-    };
+    let state_sync = apps::add_state_sync(&mut builder)?;
     let opened = open_store(
         data_dir,
         NetworkId::Public,
@@ -576,6 +584,13 @@ async fn start_full_node(
         &mut registry,
         &mut builder,
     )?;
+    let apps = Apps {
+        mempool: None,
+        consensus: None,
+        state_sync: Some(state_sync),
+        block_payload: BlockPayload::TxnIds,
+        block_store: open_block_store(&opened, false)?,
+    };
     let network = builder.build()?;
     stores.push(attach_store(opened, &network, shutdown, tasks).await?);
     let running = apps::start(apps, network.peer_id(), &mut registry, shutdown, tasks)?;

@@ -55,6 +55,7 @@ macro_rules! node_error {
 mod admin;
 mod advertise;
 mod apps;
+mod block_archive;
 mod demo;
 mod keygen;
 mod node;

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminMetrics, AdminSettings};
 use crate::advertise;
 use crate::apps::{self, Apps, BlockPayload};
+use crate::block_archive::BlockStore;
 use crate::node_config::{self, NodeArgs, NodeConfig};
 use crate::node_metrics::NodeMetrics;
 use crate::node_store;
@@ -92,7 +93,7 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
     } else {
         Vec::new()
     };
-    let registered = Apps {
+    let mut registered = Apps {
         state_sync: apps
             .state_sync
             .then(|| apps::add_state_sync(&mut builder))
@@ -109,6 +110,7 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
             None
         },
         block_payload: BlockPayload::TxnIds,
+        block_store: BlockStore::in_memory(apps.block_store()),
     };
     let consensus_set = registered
         .consensus
@@ -125,6 +127,23 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
             .context("the peer store's open task")?;
             registry = back;
             let opened = opened?;
+            if registered.state_sync.is_some() {
+                let (disk, settings) = (opened.store.clone(), apps.block_store());
+                // The example consensus starts its chain afresh at every start.
+                let fresh_chain = registered.consensus.is_some();
+                let block_store = tokio::task::spawn_blocking(move || {
+                    BlockStore::open(&disk, settings, fresh_chain)
+                })
+                .await
+                .context("the block archive's open task")??;
+                node_info!(
+                    height = block_store.store.committed_height(),
+                    lowest = block_store.store.lowest_height(),
+                    "state-sync block archive in the same store: resuming at height {}",
+                    block_store.store.committed_height()
+                );
+                registered.block_store = block_store;
+            }
             node_info!(
                 bans = opened.bans.len(),
                 ip_bans = opened.ip_bans.len(),

@@ -14,10 +14,12 @@ use netcore::{NetworkAddress, PeerId};
 use noise::PeerRole;
 use peerlane::{DiscoveredPeer, NetworkConfig};
 use serde::{Deserialize, Serialize};
+use state_sync::Retention;
 use store::PeerStoreConfig;
 use wire::{ChainId, NetworkId};
 
 use crate::admin::{self, AdminConfig, AdminSettings};
+use crate::block_archive::BlockStoreSettings;
 
 /// Default of `apps.consensus_round_timeout_ms`: the consensus crate's own default.
 pub(crate) const CONSENSUS_ROUND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -111,6 +113,15 @@ pub(crate) struct AppsConfig {
         with = "netcore::serde_duration_ms"
     )]
     pub(crate) consensus_round_timeout: Duration,
+    /// Blocks the state-sync store keeps in memory (the newest). Default 1,000.
+    pub(crate) state_sync_memory_max_blocks: usize,
+    /// Bytes of blocks the state-sync store keeps in memory. Default 8 MiB (8388608).
+    pub(crate) state_sync_memory_max_bytes: usize,
+    /// Blocks kept in the on-disk archive under `node.data_dir` (the oldest go first; no
+    /// archive without a data dir). Default 100,000.
+    pub(crate) state_sync_archive_max_blocks: u64,
+    /// Bytes of blocks kept in the on-disk archive. Default 1 GiB (1073741824).
+    pub(crate) state_sync_archive_max_bytes: u64,
 }
 
 impl Default for AppsConfig {
@@ -122,11 +133,29 @@ impl Default for AppsConfig {
             mempool_load_tps: 0,
             consensus_validators: None,
             consensus_round_timeout: CONSENSUS_ROUND_TIMEOUT,
+            state_sync_memory_max_blocks: Retention::DEFAULT_MAX_BLOCKS,
+            state_sync_memory_max_bytes: Retention::DEFAULT_MAX_BYTES,
+            state_sync_archive_max_blocks: store::MAX_BLOCKS,
+            state_sync_archive_max_bytes: store::MAX_BLOCK_BYTES,
         }
     }
 }
 
 impl AppsConfig {
+    /// The bounds of the state-sync store.
+    pub(crate) fn block_store(&self) -> BlockStoreSettings {
+        BlockStoreSettings {
+            memory: Retention {
+                max_blocks: self.state_sync_memory_max_blocks,
+                max_bytes: self.state_sync_memory_max_bytes,
+            },
+            archive: store::BlockLimits {
+                max_blocks: self.state_sync_archive_max_blocks,
+                max_bytes: self.state_sync_archive_max_bytes,
+            },
+        }
+    }
+
     /// Checks the rules serde cannot express; the error names the field.
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
         if self.consensus && !self.mempool {
@@ -134,6 +163,11 @@ impl AppsConfig {
         }
         if self.mempool_load_tps > 0 && !self.mempool {
             bail!("apps.mempool_load_tps: needs apps.mempool = true");
+        }
+        if self.state_sync_memory_max_blocks == 0 || self.state_sync_archive_max_blocks == 0 {
+            bail!(
+                "apps.state_sync_memory_max_blocks, apps.state_sync_archive_max_blocks: must be at least 1"
+            );
         }
         if self.mempool_load_tps > MAX_LOAD_TPS {
             bail!("apps.mempool_load_tps: must be at most {MAX_LOAD_TPS}");
@@ -539,7 +573,9 @@ mod tests {
         let with_apps = format!(
             "{plain}[apps]\nmempool = true\nconsensus = true\nstate_sync = false\n\
              mempool_load_tps = 50\nconsensus_round_timeout_ms = 500\n\
-             consensus_validators = [\"{}\"]\n",
+             consensus_validators = [\"{}\"]\nstate_sync_memory_max_blocks = 10\n\
+             state_sync_memory_max_bytes = 1000\nstate_sync_archive_max_blocks = 20\n\
+             state_sync_archive_max_bytes = 2000\n",
             peer(1)
         );
         let config = parse_config(&with_apps).unwrap();
@@ -553,9 +589,18 @@ mod tests {
                 mempool_load_tps: 50,
                 consensus_validators: Some(vec![peer(1)]),
                 consensus_round_timeout: Duration::from_millis(500),
+                state_sync_memory_max_blocks: 10,
+                state_sync_memory_max_bytes: 1000,
+                state_sync_archive_max_blocks: 20,
+                state_sync_archive_max_bytes: 2000,
             }
         );
         config.apps.validate().unwrap();
+        let block_store = config.apps.block_store();
+        assert_eq!(
+            (block_store.memory.max_blocks, block_store.archive.max_bytes),
+            (10, 2000)
+        );
     }
 
     /// A typo is refused wherever it is, and the error says where.

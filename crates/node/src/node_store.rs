@@ -81,6 +81,8 @@ pub(crate) struct Opened {
     pub(crate) redial: Vec<RedialCandidate>,
     /// Where routing keeps the edges it pruned, in the same file.
     pub(crate) routing_components: store::ComponentTable,
+    /// The file, for the state-sync block archive.
+    pub(crate) store: Store,
 }
 
 /// Writes to the peer store of one network. Cheap to clone.
@@ -135,7 +137,7 @@ pub(crate) fn open(
         )
     })?;
     let routing_components = store::ComponentTable::new(store.clone());
-    let mut peers = PeerStore::open(store, config).context("cannot load the peer store")?;
+    let mut peers = PeerStore::open(store.clone(), config).context("cannot load the peer store")?;
     let network = store_network(network_id);
     let now = UnixMillis::now();
     // Seeds dropped from the config since the last start may now expire like any peer.
@@ -192,6 +194,7 @@ pub(crate) fn open(
         ip_bans,
         redial,
         routing_components,
+        store,
     })
 }
 
@@ -503,8 +506,10 @@ mod tests {
         .unwrap();
         writer.commit(still).await.unwrap();
         drop(writer);
-        // The routing table shares the file; it closes with its last handle.
+        // The routing table and the block archive share the file; it closes with its last
+        // handle.
         drop(opened.routing_components);
+        drop(opened.store);
         tokio::task::spawn_blocking(move || opened.thread.join().unwrap())
             .await
             .unwrap();
@@ -538,6 +543,7 @@ mod tests {
         assert_eq!(opened.redial[0].addresses, [address]);
         drop(opened.writer);
         drop(opened.routing_components);
+        drop(opened.store);
         opened.thread.join().unwrap();
 
         // The seed left the config: it is no longer a configured peer.
@@ -554,6 +560,7 @@ mod tests {
         assert_eq!(seed_entry.trust, TrustLevel::Direct);
         drop(opened.writer);
         drop(opened.routing_components);
+        drop(opened.store);
         opened.thread.join().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

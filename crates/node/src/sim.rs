@@ -127,6 +127,10 @@ impl NodeSoftware for AppSoftware {
             consensus: None,
             state_sync: None,
             block_payload: BlockPayload::TxnIds,
+            // Simulated hosts keep no files: blocks in memory only.
+            block_store: crate::block_archive::BlockStore::in_memory(
+                crate::node_config::AppsConfig::default().block_store(),
+            ),
         };
         if env.role == NodeRole::Validator {
             let mut builder = env.builder(env.validator_network_config(), &mut registry)?;

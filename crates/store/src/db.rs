@@ -23,6 +23,13 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// at every load.
 static CORRUPT_RECORD_LOG: SharedLogLimiter = SharedLogLimiter::new(10, Duration::from_secs(60));
 
+/// redb's page cache (read cache and write buffer together) for one file. redb's default
+/// is 1 GiB, which a block archive of that size would fill: the process would grow with the
+/// file. The tables' working set (B-tree pages, a batch of blocks being written, a response
+/// being read) fits in a few MiB; reads beyond it go to the OS page cache, which the kernel
+/// can reclaim.
+pub const CACHE_SIZE: usize = 4 * 1024 * 1024;
+
 /// The file's name inside the data directory.
 pub const FILE_NAME: &str = "peerlane.redb";
 
@@ -71,6 +78,7 @@ impl Store {
         let db = unwind_to_error(|| {
             redb::Builder::new()
                 .set_check_integrity_on_open(true)
+                .set_cache_size(CACHE_SIZE)
                 .create(&path)
                 .map_err(Error::db)
         })?;
@@ -85,6 +93,7 @@ impl Store {
     /// [`in_memory`](Self::in_memory), recording into `metrics`.
     pub fn in_memory_with_metrics(metrics: Metrics) -> Result<Self> {
         let db = redb::Builder::new()
+            .set_cache_size(CACHE_SIZE)
             .create_with_backend(InMemoryBackend::new())
             .map_err(Error::db)?;
         Self::init(db, None, metrics)
@@ -119,6 +128,7 @@ impl Store {
             txn.open_table(tables::COMPONENTS).map_err(Error::db)?;
             txn.open_multimap_table(tables::COMPONENT_INDEX)
                 .map_err(Error::db)?;
+            txn.open_table(tables::BLOCKS).map_err(Error::db)?;
         }
         txn.commit().map_err(Error::db)?;
         Ok(Self {

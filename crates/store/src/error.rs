@@ -61,6 +61,11 @@ pub enum Error {
         max: u64,
     },
 
+    /// Blocks given to [`BlockTable::append`](crate::BlockTable::append) were not at
+    /// consecutive heights; nothing was written.
+    #[error("blocks to archive are not at consecutive heights")]
+    BlocksNotConsecutive,
+
     /// redb met a damaged page and panicked; the panic was caught. Move the file aside
     /// (docs/operations.md, "On-disk store").
     #[error("the store file is damaged: {reason}")]

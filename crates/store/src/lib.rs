@@ -24,9 +24,14 @@
 //!   [`PeerStore::redial_candidates`] says whom to dial first.
 //! - [`ComponentTable`]: opaque byte records grouped by component id, indexed by the PeerIds
 //!   they mention, for the routing layer's pruned edges.
+//! - [`BlockTable`]: opaque blocks by height, consecutive, the oldest pruned first past
+//!   [`BlockLimits`]: state sync's archive of the blocks older than its in-memory tier.
+//!
+//! redb's page cache is bounded at [`CACHE_SIZE`] per file, so that memory does not grow
+//! with the file.
 //!
 //! Records that do not decode are counted, logged (rate-limited), skipped and dropped, never
-//! a panic. Every table is bounded ([`PeerStoreConfig`], [`ComponentLimits`]).
+//! a panic. Every table is bounded ([`PeerStoreConfig`], [`ComponentLimits`], [`BlockLimits`]).
 //!
 //! Types to read first: [`PeerStore`], [`PeerTable`], [`Store`].
 //!
@@ -77,6 +82,7 @@
 //! # }
 //! ```
 
+mod blocks;
 mod codec;
 mod components;
 mod db;
@@ -89,10 +95,11 @@ mod peer_table;
 mod tables;
 mod time;
 
+pub use blocks::{BlockLimits, BlockSpan, BlockTable, MAX_BLOCK_BYTES, MAX_BLOCKS};
 pub use components::{
     Component, ComponentLimits, ComponentTable, MAX_COMPONENT_BYTES, MAX_COMPONENTS,
 };
-pub use db::{FILE_NAME, SCHEMA_VERSION, Store};
+pub use db::{CACHE_SIZE, FILE_NAME, SCHEMA_VERSION, Store};
 pub use error::{Error, Result};
 pub use metrics::{EvictionReason, Metrics, Table};
 pub use peer_config::{

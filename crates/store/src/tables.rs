@@ -4,11 +4,12 @@
 //!
 //! | table | key | value |
 //! |-------|-----|-------|
-//! | `meta` | name (`schema_version`, `next_component_id`, `component_bytes`) | `u64` |
+//! | `meta` | name (`schema_version`, `next_component_id`, `component_bytes`, `block_bytes`) | `u64` |
 //! | `peers` | network tag (1 byte) ‖ PeerId (32 bytes) | `PeerRecord` |
 //! | `ip_bans` | address (4 or 16 bytes) ‖ prefix length (1 byte) | `IpBan` |
 //! | `components` | component id (`u64`) | `ComponentRecord` |
 //! | `component_index` (multimap) | PeerId (32 bytes) | component ids |
+//! | `blocks` | height (`u64`) | the block, opaque bytes |
 
 use redb::{MultimapTableDefinition, TableDefinition};
 
@@ -33,3 +34,9 @@ pub(crate) const COMPONENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::
 /// From a PeerId to the ids of the components that mention it.
 pub(crate) const COMPONENT_INDEX: MultimapTableDefinition<'_, &[u8], u64> =
     MultimapTableDefinition::new("component_index");
+
+/// Key of the bytes of all archived blocks in [`META`] (what their byte bound counts).
+pub(crate) const BLOCK_BYTES_KEY: &str = "block_bytes";
+
+/// Archived blocks by height ([`BlockTable`](crate::BlockTable)).
+pub(crate) const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");

@@ -3,15 +3,17 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use peerlane::{Event, NetworkClient, NetworkEvents, PeerNetworkId, RpcReplier};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, MissedTickBehavior};
 use wire::ProtocolId;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::message::StateSyncMsg;
+use crate::message::{Block, StateSyncMsg};
 use crate::metrics::Metrics;
 use crate::peer_choice::{Candidate, choose_peer};
 use crate::store::StoreHandle;
@@ -69,6 +71,8 @@ struct Actor {
     failed: HashMap<PeerNetworkId, Instant>,
     /// The turn among the fastest peers ahead (see `peer_choice`).
     next_peer: usize,
+    /// Permits for the archive reads under way ([`Config::max_concurrent_archive_reads`]).
+    archive_reads: Arc<Semaphore>,
 }
 
 impl StateSync {
@@ -111,6 +115,7 @@ impl StateSync {
             metrics,
         } = self;
         let mut height_rx = store.subscribe_height();
+        let config_reads = config.max_concurrent_archive_reads;
         let mut ticker = tokio::time::interval(config.tick_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut actor = Actor {
@@ -122,6 +127,7 @@ impl StateSync {
             announced_to: HashSet::new(),
             failed: HashMap::new(),
             next_peer: 0,
+            archive_reads: Arc::new(Semaphore::new(config_reads)),
         };
         let mut fetch: Option<Fetch> = None;
         let mut shutdown = std::pin::pin!(shutdown);
@@ -151,6 +157,25 @@ impl StateSync {
                 }
             }
         }
+    }
+}
+
+/// Answers a `GetBlocks` with `blocks` and the heights `store` holds.
+fn reply_blocks(
+    store: &StoreHandle,
+    metrics: &Metrics,
+    peer: PeerNetworkId,
+    responder: RpcReplier<StateSyncMsg>,
+    blocks: Vec<Block>,
+) {
+    let served = blocks.len();
+    match responder.reply(StateSyncMsg::Blocks {
+        blocks,
+        committed_height: store.committed_height(),
+        lowest_height: store.lowest_height(),
+    }) {
+        Ok(()) => metrics.served(served),
+        Err(err) => tracing::debug!(%peer, error = %err, "state sync: response not sent"),
     }
 }
 
@@ -197,23 +222,52 @@ impl Actor {
         end_height: u64,
         responder: RpcReplier<StateSyncMsg>,
     ) {
-        let committed_height = self.store.committed_height();
-        let lowest_height = self.store.lowest_height();
-        let blocks = self.store.blocks(
-            start_height,
-            end_height,
+        let (max_blocks, max_bytes) = (
             self.config.max_blocks_per_response,
             self.config.max_response_bytes,
         );
-        let served = blocks.len();
-        match responder.reply(StateSyncMsg::Blocks {
-            blocks,
-            committed_height,
-            lowest_height,
-        }) {
-            Ok(()) => self.metrics.served(served),
-            Err(err) => tracing::debug!(%peer, error = %err, "state sync: response not sent"),
+        if let Some((archive, end_height)) = self.store.archived_range(start_height, end_height) {
+            // Older heights: read from the disk on a blocking thread, a bounded number at once.
+            let Ok(permit) = Arc::clone(&self.archive_reads).try_acquire_owned() else {
+                self.metrics.archive_read_refused();
+                self.reply(peer, responder, Vec::new());
+                return;
+            };
+            let (store, metrics) = (self.store.clone(), self.metrics.clone());
+            tokio::spawn(async move {
+                let read = tokio::task::spawn_blocking(move || {
+                    archive.read(start_height, end_height, max_blocks, max_bytes)
+                })
+                .await;
+                let blocks = match read {
+                    Ok(Ok(blocks)) => {
+                        metrics.archive_read(Ok(blocks.len()));
+                        blocks
+                    }
+                    Ok(Err(err)) => {
+                        metrics.archive_read(Err(()));
+                        tracing::debug!(%peer, error = %err, "state sync: archive read failed");
+                        Vec::new()
+                    }
+                    Err(err) => {
+                        metrics.archive_read(Err(()));
+                        tracing::debug!(%peer, error = %err, "state sync: archive read failed");
+                        Vec::new()
+                    }
+                };
+                reply_blocks(&store, &metrics, peer, responder, blocks);
+                drop(permit);
+            });
+            return;
         }
+        let blocks = self
+            .store
+            .blocks(start_height, end_height, max_blocks, max_bytes);
+        self.reply(peer, responder, blocks);
+    }
+
+    fn reply(&self, peer: PeerNetworkId, responder: RpcReplier<StateSyncMsg>, blocks: Vec<Block>) {
+        reply_blocks(&self.store, &self.metrics, peer, responder, blocks);
     }
 
     /// Whether a connected peer holds `height`, whether or not it is passed over.

@@ -14,6 +14,11 @@ pub struct Config {
     /// a peer it does not trust (`peer::Config::max_untrusted_message_size`), envelope
     /// included.
     pub max_response_bytes: usize,
+    /// Most `GetBlocks` requests served from the archive at once (each a disk read of at most
+    /// one response on a blocking thread, held until it is sent). A request for archived
+    /// heights beyond it is answered with no blocks (the requester asks another peer).
+    /// Default 4: at most 24 MiB of responses read from the disk at a time.
+    pub max_concurrent_archive_reads: usize,
     /// How long a block request may take before another peer is asked. Default 10 s.
     pub rpc_timeout: Duration,
     /// How long a peer whose request failed is passed over. Default 5 s.
@@ -28,6 +33,7 @@ impl Default for Config {
         Self {
             max_blocks_per_response: 100,
             max_response_bytes: 6 * 1024 * 1024,
+            max_concurrent_archive_reads: 4,
             rpc_timeout: Duration::from_secs(10),
             retry_after: Duration::from_secs(5),
             tick_interval: Duration::from_millis(200),

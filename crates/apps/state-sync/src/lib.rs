@@ -14,13 +14,20 @@
 //! ```
 //!
 //! 1. A [`StoreHandle`] holds the node's newest committed [`Block`]s in memory, as many as
-//!    its [`Retention`] allows (10,000 blocks and 64 MiB by default; older ones are pruned).
-//!    The node's consensus appends its commits with [`StoreHandle::append`], which checks
-//!    that each block is the next height and names the last block as its parent.
+//!    its [`Retention`] allows (1,000 blocks and 8 MiB by default). The node's consensus
+//!    appends its commits with [`StoreHandle::append`], which checks that each block is the
+//!    next height and names the last block as its parent. With a [`BlockArchive`] (the
+//!    node implements it on its on-disk store; [`StoreHandle::with_archive`]) an
+//!    [`ArchiveWriter`] task copies the new blocks into it every [`ARCHIVE_INTERVAL`], one
+//!    transaction per batch on a blocking thread, and memory keeps only the newest ones;
+//!    without one older blocks are simply pruned. The lowest height held, in the archive or
+//!    in memory, is what the node serves.
 //! 2. A [`StateSync`] actor, registered on the network with [`DIRECT_SEND_PROTOCOLS`] and
-//!    [`RPC_PROTOCOLS`], answers `GetBlocks` RPCs from the store. A response holds at most
+//!    [`RPC_PROTOCOLS`], answers `GetBlocks` RPCs from the store: from memory, or for older
+//!    heights from the archive (a read on a blocking thread, at most
+//!    [`Config::max_concurrent_archive_reads`] at once). A response holds at most
 //!    [`Config::max_blocks_per_response`] blocks and [`Config::max_response_bytes`] (6 MiB by
-//!    default: the stack streams such responses in frames).
+//!    default: the stack streams such responses in frames), and no more is read.
 //! 3. Whenever the store grows, and to each newly connected peer, it sends
 //!    `Announce { height, block_id, lowest_height }`: what it holds.
 //! 4. When a peer announced a height above the store's, or its chain status (the facade's
@@ -77,6 +84,8 @@
 //! ```
 
 mod actor;
+mod archive;
+mod archive_writer;
 mod config;
 mod error;
 mod message;
@@ -85,6 +94,10 @@ mod peer_choice;
 mod store;
 
 pub use actor::{DIRECT_SEND_PROTOCOLS, RPC_PROTOCOLS, StateSync};
+pub use archive::{ArchiveError, ArchiveSpan, BlockArchive};
+pub use archive_writer::{
+    ARCHIVE_INTERVAL, ArchiveWriter, MAX_ARCHIVE_BATCH_BLOCKS, MAX_ARCHIVE_BATCH_BYTES,
+};
 pub use config::Config;
 pub use error::Error;
 pub use message::{Block, GENESIS_PARENT, StateSyncMsg};

@@ -1,35 +1,45 @@
-//! [`StoreHandle`]: the node's recent committed blocks, in memory, shared by the node's
-//! consensus (which appends its commits) and the [`StateSync`](crate::StateSync) actor (which
-//! serves them and appends what it fetches). [`Retention`] bounds what it keeps: older blocks
-//! are pruned, and the lowest height kept is what the node tells its peers it can serve.
+//! [`StoreHandle`]: the node's committed blocks, shared by the node's consensus (which appends
+//! its commits) and the [`StateSync`](crate::StateSync) actor (which serves them and appends
+//! what it fetches). Recent blocks are in memory, as many as [`Retention`] allows; with a
+//! [`BlockArchive`] (the node's on-disk store) every block is also copied there by the
+//! [`ArchiveWriter`](crate::ArchiveWriter), and the in-memory tier drops a block once it is archived. The lowest
+//! height held, in the archive or in memory, is what the node tells its peers it can serve.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use crate::archive::{ArchiveError, ArchiveSpan, BlockArchive};
 use crate::error::Error;
 use crate::message::{Block, GENESIS_PARENT};
 
 /// How much of the chain a [`StoreHandle`] keeps in memory: at most `max_blocks` blocks and
 /// `max_bytes` of [`Block::wire_size`], the newest ones, though always the last block. Older
-/// blocks are pruned; a node that needs them must find a peer that still has them, or start
-/// from a recent block ([`StoreHandle::start_from`]).
+/// blocks are pruned from memory: into the archive when the store has one
+/// ([`StoreHandle::with_archive`]), else gone, and a node that needs them must find a peer
+/// that still has them, or start from a recent block ([`StoreHandle::start_from`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
-    /// Blocks kept. Default [`Retention::DEFAULT_MAX_BLOCKS`] (10,000).
+    /// Blocks kept in memory. Default [`Retention::DEFAULT_MAX_BLOCKS`] (1,000).
     pub max_blocks: usize,
-    /// Bytes of blocks kept. Default [`Retention::DEFAULT_MAX_BYTES`] (64 MiB).
+    /// Bytes of blocks kept in memory. Default [`Retention::DEFAULT_MAX_BYTES`] (8 MiB).
     pub max_bytes: usize,
 }
 
 impl Retention {
-    /// Blocks kept unless configured.
-    pub const DEFAULT_MAX_BLOCKS: usize = 10_000;
-    /// Bytes of blocks kept unless configured: 64 MiB, a minute or more of the demo's blocks
-    /// at 2,000 transactions per second, so peers that fell a little behind are served from
-    /// memory while a node running for days holds a constant amount.
-    pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+    /// Blocks kept in memory unless configured.
+    pub const DEFAULT_MAX_BLOCKS: usize = 1_000;
+    /// Bytes of blocks kept in memory unless configured: 8 MiB, full within the first minute
+    /// at the demo's load (about 100 of its 81 KB blocks, 10 s) and a `peerlane node`
+    /// validator's (about 500 of its 16 KB blocks, 55 s), so that memory is flat after that.
+    /// Peers a little behind are served from memory; older heights come from the archive.
+    pub const DEFAULT_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+    fn exceeded_by(self, blocks: usize, bytes: usize, factor: usize) -> bool {
+        blocks > self.max_blocks.saturating_mul(factor)
+            || bytes > self.max_bytes.saturating_mul(factor)
+    }
 }
 
 impl Default for Retention {
@@ -44,17 +54,30 @@ impl Default for Retention {
 /// What a [`StoreHandle`] holds right now, for metrics and logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Retained {
-    /// Blocks held.
+    /// Blocks held in memory.
     pub blocks: usize,
-    /// Bytes of blocks held ([`Block::wire_size`]).
+    /// Bytes of blocks held in memory ([`Block::wire_size`]).
     pub bytes: usize,
-    /// The lowest height held, 0 when empty.
+    /// The lowest height held and served, in the archive or in memory; 0 when empty.
     pub lowest_height: u64,
-    /// Blocks pruned since the store was made.
+    /// Blocks pruned from memory since the store was made (archived ones included).
     pub pruned: u64,
+    /// Blocks in the archive (0 without one).
+    pub archived_blocks: u64,
+    /// Bytes in the archive, as it counts them.
+    pub archived_bytes: u64,
+    /// Archive write transactions that succeeded.
+    pub archive_writes: u64,
+    /// Blocks written to the archive.
+    pub archive_blocks_written: u64,
+    /// Archive writes that failed (retried at the next interval).
+    pub archive_write_errors: u64,
+    /// Blocks pruned from memory before they were archived (the archive fell a whole
+    /// in-memory tier behind); the archive starts again after them.
+    pub archive_dropped: u64,
 }
 
-/// A handle on a node's in-memory block store. Cheap to clone; every clone shares the store.
+/// A handle on a node's block store. Cheap to clone; every clone shares the store.
 #[derive(Clone, Debug)]
 pub struct StoreHandle {
     chain: Arc<Mutex<Chain>>,
@@ -62,13 +85,28 @@ pub struct StoreHandle {
     highest_announced: watch::Sender<u64>,
 }
 
-/// The blocks held: consecutive heights ending at the committed height.
+/// The blocks held in memory: consecutive heights ending at the committed height.
 #[derive(Debug, Default)]
 struct Chain {
     blocks: VecDeque<Block>,
     bytes: usize,
     retention: Retention,
     pruned: u64,
+    archive: Option<ArchiveState>,
+}
+
+/// The archive as the store knows it.
+#[derive(Debug)]
+struct ArchiveState {
+    archive: Arc<dyn BlockArchive>,
+    /// What it held after the last write.
+    span: Option<ArchiveSpan>,
+    /// The lowest height not archived yet: the blocks in memory below it are in the archive.
+    next_height: u64,
+    writes: u64,
+    blocks_written: u64,
+    write_errors: u64,
+    dropped: u64,
 }
 
 impl Chain {
@@ -80,6 +118,21 @@ impl Chain {
         self.blocks.front().map_or(0, |first| first.height)
     }
 
+    /// The archive's span when it joins onto the blocks in memory (so the heights from its
+    /// lowest to the committed height are all held).
+    fn joined_archive(&self) -> Option<ArchiveSpan> {
+        let span = self.archive.as_ref()?.span?;
+        let lowest = self.lowest();
+        (!self.blocks.is_empty() && span.lowest < lowest && span.highest + 1 >= lowest)
+            .then_some(span)
+    }
+
+    /// The lowest height held, in the archive or in memory.
+    fn lowest_held(&self) -> u64 {
+        self.joined_archive()
+            .map_or_else(|| self.lowest(), |span| span.lowest)
+    }
+
     fn get(&self, height: u64) -> Option<&Block> {
         let index = usize::try_from(height.checked_sub(self.lowest())?).ok()?;
         self.blocks.get(index)
@@ -88,10 +141,27 @@ impl Chain {
     fn push(&mut self, block: Block) {
         self.bytes += block.wire_size();
         self.blocks.push_back(block);
-        while self.blocks.len() > 1
-            && (self.blocks.len() > self.retention.max_blocks
-                || self.bytes > self.retention.max_bytes)
-        {
+        self.prune();
+    }
+
+    /// Drops the oldest blocks past the retention, though not those the archive has not
+    /// taken yet, unless they are a whole second retention's worth (a stalled archive must
+    /// not grow memory without bound).
+    fn prune(&mut self) {
+        let retention = self.retention;
+        while self.blocks.len() > 1 && retention.exceeded_by(self.blocks.len(), self.bytes, 1) {
+            let Some(oldest) = self.blocks.front().map(|block| block.height) else {
+                break;
+            };
+            if let Some(archive) = &mut self.archive
+                && oldest >= archive.next_height
+            {
+                if !retention.exceeded_by(self.blocks.len(), self.bytes, 2) {
+                    break;
+                }
+                archive.dropped += 1;
+                archive.next_height = oldest + 1;
+            }
             if let Some(oldest) = self.blocks.pop_front() {
                 self.bytes -= oldest.wire_size();
                 self.pruned += 1;
@@ -107,21 +177,74 @@ impl Default for StoreHandle {
 }
 
 impl StoreHandle {
-    /// An empty store (committed height 0) with the default [`Retention`].
+    /// An empty store (committed height 0) with the default [`Retention`] and no archive.
     pub fn new() -> Self {
         Self::with_retention(Retention::default())
     }
 
-    /// An empty store keeping what `retention` allows.
+    /// An empty store keeping what `retention` allows, with no archive.
     pub fn with_retention(retention: Retention) -> Self {
-        Self {
-            chain: Arc::new(Mutex::new(Chain {
+        Self::from_chain(
+            Chain {
                 retention,
                 ..Chain::default()
-            })),
-            height: watch::Sender::new(0),
+            },
+            0,
+        )
+    }
+
+    fn from_chain(chain: Chain, height: u64) -> Self {
+        Self {
+            chain: Arc::new(Mutex::new(chain)),
+            height: watch::Sender::new(height),
             highest_announced: watch::Sender::new(0),
         }
+    }
+
+    /// A store keeping what `retention` allows in memory and every block in `archive` too
+    /// (bounded by the archive), copied by the [`ArchiveWriter`](crate::ArchiveWriter) to run
+    /// with it ([`ArchiveWriter::new`](crate::ArchiveWriter::new)). When
+    /// `archive` holds blocks (a restart), the store resumes at its highest block: that is
+    /// the committed height, the archive's blocks are served, and state sync goes on from
+    /// there. Blocks on the disk: call it from a blocking thread.
+    pub fn with_archive(
+        retention: Retention,
+        archive: Arc<dyn BlockArchive>,
+    ) -> Result<Self, ArchiveError> {
+        let span = archive.span()?;
+        let last = match span {
+            Some(span) => archive
+                .read(span.highest, span.highest, 1, usize::MAX)?
+                .into_iter()
+                .next(),
+            None => None,
+        };
+        let mut chain = Chain {
+            retention,
+            archive: Some(ArchiveState {
+                archive,
+                span,
+                next_height: last.as_ref().map_or(1, |last| last.height + 1),
+                writes: 0,
+                blocks_written: 0,
+                write_errors: 0,
+                dropped: 0,
+            }),
+            ..Chain::default()
+        };
+        let height = last.as_ref().map_or(0, |last| last.height);
+        if let Some(last) = last {
+            chain.push(last);
+        }
+        Ok(Self::from_chain(chain, height))
+    }
+
+    /// The archive, if the store has one.
+    pub(crate) fn archive(&self) -> Option<Arc<dyn BlockArchive>> {
+        self.lock()
+            .archive
+            .as_ref()
+            .map(|archive| Arc::clone(&archive.archive))
     }
 
     /// A store with the default [`Retention`] holding `blocks`, appended in order; fails like
@@ -160,10 +283,12 @@ impl StoreHandle {
     }
 
     /// Restarts the store at `block`, a block above the committed height that does not follow
-    /// it: the blocks held are dropped and `block` becomes the lowest and last one, its parent
-    /// taken on trust. For a node whose next height no peer serves any more (they pruned it):
-    /// as a new Aptos node bootstraps from a recent state rather than from genesis. Fails with
-    /// [`Error::NotAhead`] unless `block` is above the committed height plus one.
+    /// it: the blocks held in memory are dropped and `block` becomes the lowest and last one,
+    /// its parent taken on trust (the archive, no longer joined onto it, is not served and
+    /// starts again from `block`). For a node whose next height no peer serves any more (they
+    /// pruned it): as a new Aptos node bootstraps from a recent state rather than from
+    /// genesis. Fails with [`Error::NotAhead`] unless `block` is above the committed height
+    /// plus one.
     pub fn start_from(&self, block: Block) -> Result<(), Error> {
         let mut chain = self.lock();
         let committed = chain.committed();
@@ -177,6 +302,9 @@ impl StoreHandle {
         chain.pruned += chain.blocks.len() as u64;
         chain.blocks.clear();
         chain.bytes = 0;
+        if let Some(archive) = &mut chain.archive {
+            archive.next_height = height;
+        }
         chain.push(block);
         self.height.send_replace(height);
         Ok(())
@@ -187,20 +315,37 @@ impl StoreHandle {
         *self.height.borrow()
     }
 
-    /// The lowest height the store holds (and serves), 0 when empty.
+    /// The lowest height the store holds (and serves), in the archive or in memory; 0 when
+    /// empty.
     pub fn lowest_height(&self) -> u64 {
+        self.lock().lowest_held()
+    }
+
+    /// The lowest height held in memory, 0 when empty.
+    pub fn lowest_in_memory(&self) -> u64 {
         self.lock().lowest()
     }
 
-    /// What the store holds, and how much it pruned.
+    /// What the store holds, and how much it pruned and archived.
     pub fn retained(&self) -> Retained {
         let chain = self.lock();
-        Retained {
+        let mut retained = Retained {
             blocks: chain.blocks.len(),
             bytes: chain.bytes,
-            lowest_height: chain.lowest(),
+            lowest_height: chain.lowest_held(),
             pruned: chain.pruned,
+            ..Retained::default()
+        };
+        if let Some(archive) = &chain.archive {
+            let span = archive.span.unwrap_or_default();
+            retained.archived_blocks = span.blocks;
+            retained.archived_bytes = span.bytes;
+            retained.archive_writes = archive.writes;
+            retained.archive_blocks_written = archive.blocks_written;
+            retained.archive_write_errors = archive.write_errors;
+            retained.archive_dropped = archive.dropped;
         }
+        retained
     }
 
     /// The last block, if any.
@@ -208,15 +353,16 @@ impl StoreHandle {
         self.lock().blocks.back().cloned()
     }
 
-    /// The block at `height`, if committed and not pruned.
+    /// The block at `height`, if committed and held in memory.
     pub fn block(&self, height: u64) -> Option<Block> {
         self.lock().get(height).cloned()
     }
 
-    /// Consecutive blocks from `start_height` up to `end_height` (both included), at most
-    /// `max_blocks` of them and no more than `max_bytes` of [`Block::wire_size`] in all,
-    /// though always the first one if it exists. Empty when `start_height` is not committed
-    /// or was pruned.
+    /// Consecutive blocks held in memory from `start_height` up to `end_height` (both
+    /// included), at most `max_blocks` of them and no more than `max_bytes` of
+    /// [`Block::wire_size`] in all, though always the first one if it exists. Empty when
+    /// `start_height` is not committed or not in memory ([`archived_range`](Self::archived_range)
+    /// says where the archive serves it).
     pub fn blocks(
         &self,
         start_height: u64,
@@ -241,6 +387,73 @@ impl StoreHandle {
             out.push(block.clone());
         }
         out
+    }
+
+    /// Where a request from `start_height` to `end_height` is served from the archive: the
+    /// archive and the last height to read from it (its highest, at most `end_height`).
+    /// `None` when `start_height` is in memory, or not held.
+    pub fn archived_range(
+        &self,
+        start_height: u64,
+        end_height: u64,
+    ) -> Option<(Arc<dyn BlockArchive>, u64)> {
+        let chain = self.lock();
+        let span = chain.joined_archive()?;
+        let start_height = start_height.max(1);
+        (span.lowest <= start_height && start_height < chain.lowest() && start_height <= end_height)
+            .then(|| {
+                let archive = chain.archive.as_ref().map(|a| Arc::clone(&a.archive))?;
+                Some((archive, end_height.min(span.highest)))
+            })
+            .flatten()
+    }
+
+    /// The next blocks to archive (from the lowest not archived yet, at most `max_blocks`
+    /// and `max_bytes`, though always one), or `None` when all are archived or there is no
+    /// archive.
+    pub(crate) fn next_archive_batch(
+        &self,
+        max_blocks: usize,
+        max_bytes: usize,
+    ) -> Option<Vec<Block>> {
+        let chain = self.lock();
+        let from = chain.archive.as_ref()?.next_height.max(chain.lowest());
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let mut height = from;
+        while let Some(block) = chain.get(height) {
+            bytes += block.wire_size();
+            if batch.len() >= max_blocks || (bytes > max_bytes && !batch.is_empty()) {
+                break;
+            }
+            batch.push(block.clone());
+            height += 1;
+        }
+        (!batch.is_empty()).then_some(batch)
+    }
+
+    /// Records an archive write of `written` blocks up to `last`, leaving the archive at
+    /// `span`; prunes what memory no longer needs.
+    pub(crate) fn archived(&self, last: u64, written: usize, span: Option<ArchiveSpan>) {
+        let mut chain = self.lock();
+        if let Some(archive) = &mut chain.archive {
+            archive.span = span;
+            archive.next_height = archive.next_height.max(last + 1);
+            archive.writes += 1;
+            archive.blocks_written += written as u64;
+        }
+        chain.prune();
+    }
+
+    /// Records an archive write that failed; logs the first and every hundredth.
+    pub(crate) fn archive_failed(&self, err: &dyn std::error::Error) {
+        let mut chain = self.lock();
+        if let Some(archive) = &mut chain.archive {
+            archive.write_errors += 1;
+            if archive.write_errors % 100 == 1 {
+                tracing::warn!(error = %err, failures = archive.write_errors, "state sync: archive write failed; retrying");
+            }
+        }
     }
 
     /// Watches the committed height.
@@ -423,5 +636,49 @@ mod tests {
         assert_eq!(store.retained().pruned, 2);
         store.append(block(51, [50; 32], 1)).unwrap();
         assert_eq!(store.blocks(50, 51, 10, usize::MAX).len(), 2);
+    }
+
+    /// An archive whose every write fails: a stalled disk.
+    #[derive(Debug)]
+    struct FailingArchive;
+
+    impl BlockArchive for FailingArchive {
+        fn append(&self, _: &[Block]) -> Result<Option<ArchiveSpan>, ArchiveError> {
+            Err("disk stalled".into())
+        }
+        fn read(&self, _: u64, _: u64, _: usize, _: usize) -> Result<Vec<Block>, ArchiveError> {
+            Ok(Vec::new())
+        }
+        fn span(&self) -> Result<Option<ArchiveSpan>, ArchiveError> {
+            Ok(None)
+        }
+        fn clear(&self) -> Result<(), ArchiveError> {
+            Ok(())
+        }
+    }
+
+    /// Blocks wait in memory for the archive, but no more than a second retention's worth:
+    /// past that the oldest go unarchived (counted), and the store serves from memory only.
+    #[tokio::test]
+    async fn a_stalled_archive_holds_at_most_twice_the_retention_in_memory() {
+        let retention = Retention {
+            max_blocks: 5,
+            max_bytes: usize::MAX,
+        };
+        let store = StoreHandle::with_archive(retention, Arc::new(FailingArchive)).unwrap();
+        let writer = crate::ArchiveWriter::new(&store).unwrap();
+        linked_chain(&store, 1..=20, 10);
+        writer.archive_new_blocks().await;
+        let retained = store.retained();
+        assert_eq!(retained.blocks, 10);
+        assert_eq!(retained.archive_dropped, 10);
+        assert_eq!(retained.archive_write_errors, 1);
+        assert_eq!(retained.archive_writes, 0);
+        assert_eq!(store.lowest_height(), 11);
+        assert!(store.archived_range(1, 20).is_none());
+        assert_eq!(
+            store.next_archive_batch(100, usize::MAX).unwrap()[0].height,
+            11
+        );
     }
 }

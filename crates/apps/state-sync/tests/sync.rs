@@ -11,8 +11,8 @@ use peerlane::{
 };
 use prometheus_client::registry::Registry;
 use state_sync::{
-    Block, Config, DIRECT_SEND_PROTOCOLS, GENESIS_PARENT, Metrics, RPC_PROTOCOLS, Retention,
-    StateSync, StateSyncMsg, StoreHandle,
+    ArchiveError, ArchiveSpan, ArchiveWriter, Block, BlockArchive, Config, DIRECT_SEND_PROTOCOLS,
+    GENESIS_PARENT, Metrics, RPC_PROTOCOLS, Retention, StateSync, StateSyncMsg, StoreHandle,
 };
 use test_support::within_for;
 use tokio::sync::oneshot;
@@ -70,9 +70,16 @@ struct SyncNode {
 }
 
 impl SyncNode {
-    /// A node whose store starts with `blocks`.
+    /// A node whose store starts with `blocks`, all kept in memory.
     fn start(config: Config, blocks: Vec<Block>) -> Self {
-        Self::with_store(config, StoreHandle::with_blocks(blocks).unwrap())
+        let store = StoreHandle::with_retention(Retention {
+            max_blocks: usize::MAX,
+            max_bytes: usize::MAX,
+        });
+        for block in blocks {
+            store.append(block).unwrap();
+        }
+        Self::with_store(config, store)
     }
 
     /// A node over `store`.
@@ -452,4 +459,243 @@ async fn a_peer_that_holds_the_next_height_is_preferred_to_skipping_ahead() {
     for node in [node, pruned, archive] {
         node.shutdown().await;
     }
+}
+
+/// One archive read: start, end, max blocks, max bytes, and the blocks returned.
+type Read = (u64, u64, usize, usize, usize);
+
+/// An archive in memory with a block bound, as the node's on-disk one behaves: consecutive
+/// heights, the oldest pruned first, a batch that does not follow replaces what is held.
+#[derive(Debug)]
+struct MemoryArchive {
+    blocks: std::sync::Mutex<std::collections::BTreeMap<u64, Block>>,
+    max_blocks: usize,
+    /// Every read: (start, end, max_blocks, max_bytes, blocks returned).
+    reads: std::sync::Mutex<Vec<Read>>,
+}
+
+impl MemoryArchive {
+    fn new(max_blocks: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            blocks: Default::default(),
+            max_blocks,
+            reads: Default::default(),
+        })
+    }
+}
+
+impl BlockArchive for MemoryArchive {
+    fn append(&self, blocks: &[Block]) -> Result<Option<ArchiveSpan>, ArchiveError> {
+        let mut held = self.blocks.lock().unwrap();
+        let follows = held
+            .last_key_value()
+            .is_none_or(|(last, _)| blocks.first().is_some_and(|first| first.height == last + 1));
+        if !follows {
+            held.clear();
+        }
+        for block in blocks {
+            held.insert(block.height, block.clone());
+        }
+        while held.len() > self.max_blocks {
+            held.pop_first();
+        }
+        drop(held);
+        self.span()
+    }
+
+    fn read(
+        &self,
+        start_height: u64,
+        end_height: u64,
+        max_blocks: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Block>, ArchiveError> {
+        let held = self.blocks.lock().unwrap();
+        let mut out: Vec<Block> = Vec::new();
+        let mut bytes = 0;
+        for block in held
+            .range(start_height..=end_height)
+            .map(|(_, block)| block)
+        {
+            bytes += block.wire_size();
+            if out.len() >= max_blocks || (bytes > max_bytes && !out.is_empty()) {
+                break;
+            }
+            out.push(block.clone());
+        }
+        self.reads.lock().unwrap().push((
+            start_height,
+            end_height,
+            max_blocks,
+            max_bytes,
+            out.len(),
+        ));
+        Ok(out)
+    }
+
+    fn span(&self) -> Result<Option<ArchiveSpan>, ArchiveError> {
+        let held = self.blocks.lock().unwrap();
+        Ok(held
+            .first_key_value()
+            .zip(held.last_key_value())
+            .map(|((lowest, _), (highest, _))| ArchiveSpan {
+                lowest: *lowest,
+                highest: *highest,
+                blocks: held.len() as u64,
+                bytes: held.values().map(|b| b.wire_size() as u64).sum(),
+            }))
+    }
+
+    fn clear(&self) -> Result<(), ArchiveError> {
+        self.blocks.lock().unwrap().clear();
+        Ok(())
+    }
+}
+
+/// A store keeping `memory` blocks in memory over `archive`, holding `blocks`: appended ten
+/// at a time, each ten archived by the writer (as its timer would).
+async fn archiving_store(
+    memory: usize,
+    archive: std::sync::Arc<MemoryArchive>,
+    blocks: &[Block],
+) -> StoreHandle {
+    let retention = Retention {
+        max_blocks: memory,
+        max_bytes: usize::MAX,
+    };
+    let store = StoreHandle::with_archive(retention, archive).unwrap();
+    let writer = ArchiveWriter::new(&store).unwrap();
+    for ten in blocks.chunks(10) {
+        for block in ten {
+            store.append(block.clone()).unwrap();
+        }
+        writer.archive_new_blocks().await;
+    }
+    store
+}
+
+/// Peers whose in-memory tier ran past its bound into their archive still serve every
+/// height: a late node catches up from height 1, from their archives (no snapshot start),
+/// which hold the in-memory tier's heights too.
+#[tokio::test(start_paused = true)]
+async fn a_late_node_catches_up_from_the_archive_of_peers_past_their_memory_bound() {
+    let blocks = chain(100, 100);
+    let mut servers = Vec::new();
+    let mut archives = Vec::new();
+    for _ in 0..2 {
+        let archive = MemoryArchive::new(1000);
+        let store = archiving_store(20, archive.clone(), &blocks).await;
+        let retained = store.retained();
+        assert_eq!((retained.blocks, retained.archived_blocks), (20, 100));
+        assert_eq!(store.lowest_in_memory(), 81);
+        assert_eq!(store.lowest_height(), 1);
+        archives.push(archive);
+        servers.push(SyncNode::with_store(Config::default(), store));
+    }
+    let late = SyncNode::start(Config::default(), Vec::new());
+    for server in &servers {
+        dial(&late.network, &server.network).await;
+    }
+    late.reaches(100).await;
+    assert_eq!(late.store.lowest_height(), 1);
+    assert_eq!(late.store.last_block().unwrap(), blocks[99]);
+    assert_eq!(late.metrics.snapshot_starts(), 0);
+    assert_eq!(late.metrics.blocks_fetched(), 100);
+    let from_archives: u64 = servers
+        .iter()
+        .map(|s| s.metrics.archive_blocks_read())
+        .sum();
+    // The archive holds the in-memory tier's blocks too: one response of 100.
+    assert_eq!(
+        from_archives, 100,
+        "heights 1 to 100 come from the archives"
+    );
+    late.shutdown().await;
+    for server in servers {
+        server.shutdown().await;
+    }
+}
+
+/// The archive's own bound decides the lowest height a node advertises and serves.
+#[tokio::test(start_paused = true)]
+async fn the_archive_bound_sets_the_lowest_height_served() {
+    let blocks = chain(100, 100);
+    let store = archiving_store(20, MemoryArchive::new(50), &blocks).await;
+    assert_eq!(store.lowest_height(), 51);
+    let server = SyncNode::with_store(Config::default(), store);
+    let late = SyncNode::start(Config::default(), Vec::new());
+    dial(&late.network, &server.network).await;
+    late.reaches(100).await;
+    assert_eq!(late.store.lowest_height(), 51);
+    assert_eq!(late.metrics.snapshot_starts(), 1);
+    late.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A request for archived heights reads no more than one response from the archive (the
+/// block count and byte limits are passed down), stops at the archive's highest height, and
+/// is answered with no blocks while `max_concurrent_archive_reads` reads are under way (here
+/// none are allowed).
+#[tokio::test(start_paused = true)]
+async fn archived_heights_are_served_within_the_response_limits() {
+    const SIZE: usize = 200 * 1024;
+    let blocks = chain(60, SIZE);
+    let archive = MemoryArchive::new(1000);
+    let store = archiving_store(10, archive.clone(), &blocks).await;
+    let mut config = Config::default();
+    config.max_blocks_per_response = 20;
+    let server = SyncNode::with_store(config.clone(), store.clone());
+    config.max_concurrent_archive_reads = 0;
+    let refusing = SyncNode::with_store(config, store);
+    let (network, client, _events) = network();
+    dial(&network, &server.network).await;
+    dial(&network, &refusing.network).await;
+    let get = |start_height, end_height| StateSyncMsg::GetBlocks {
+        start_height,
+        end_height,
+    };
+    let ask = |peer, request| {
+        let client = &client;
+        async move {
+            let response = within_for("response", WAIT, client.send_rpc(peer, request, WAIT))
+                .await
+                .unwrap();
+            let StateSyncMsg::Blocks {
+                blocks,
+                lowest_height,
+                committed_height,
+            } = response
+            else {
+                panic!("not blocks: {response:?}");
+            };
+            assert_eq!((lowest_height, committed_height), (1, 60));
+            blocks
+        }
+    };
+
+    // By bytes: 6 MiB of 200 KiB blocks is 30 blocks, but the count says 20.
+    let got = ask(as_peer(&server.network), get(1, u64::MAX)).await;
+    assert_eq!(got, blocks[..20]);
+    // Up to the archive's highest height only; the rest is asked for next, from memory.
+    let got = ask(as_peer(&server.network), get(41, 60)).await;
+    assert_eq!(got.len(), 20, "the archive holds all 60 blocks");
+    let reads = archive.reads.lock().unwrap().clone();
+    assert_eq!(reads.len(), 2);
+    for (_, end, max_blocks, max_bytes, returned) in &reads {
+        assert_eq!((*max_blocks, *max_bytes), (20, 6 * 1024 * 1024));
+        assert!(*end <= 60 && *returned <= 20);
+    }
+    let got = ask(as_peer(&server.network), get(55, 60)).await;
+    assert_eq!(got, blocks[54..], "from memory");
+    assert_eq!(archive.reads.lock().unwrap().len(), 2);
+    assert_eq!(server.metrics.archive_reads(), 2);
+
+    let got = ask(as_peer(&refusing.network), get(1, 60)).await;
+    assert!(got.is_empty());
+    assert_eq!(refusing.metrics.archive_reads_refused(), 1);
+    assert_eq!(archive.reads.lock().unwrap().len(), 2);
+
+    network.shutdown().await;
+    server.shutdown().await;
+    refusing.shutdown().await;
 }
