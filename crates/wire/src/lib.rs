@@ -51,6 +51,7 @@
 //! ```
 
 mod codec;
+mod envelope;
 mod error;
 mod handshake;
 mod limits;
