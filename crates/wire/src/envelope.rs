@@ -33,6 +33,7 @@ struct Header {
 }
 
 impl Header {
+    #[inline]
     fn new() -> Self {
         Self {
             bytes: [0; MAX_HEADER],
@@ -40,17 +41,20 @@ impl Header {
         }
     }
 
+    #[inline]
     fn u8(&mut self, value: u8) {
         self.bytes[self.len] = value;
         self.len += 1;
     }
 
+    #[inline]
     fn u32(&mut self, value: u32) {
         self.bytes[self.len..self.len + 4].copy_from_slice(&value.to_le_bytes());
         self.len += 4;
     }
 
     /// A payload length as BCS writes it: ULEB128, at most 5 bytes for a u32.
+    #[inline]
     fn uleb128(&mut self, mut value: u32) {
         while value >= 0x80 {
             self.u8((value as u8 & 0x7f) | 0x80);
@@ -59,6 +63,7 @@ impl Header {
         self.u8(value as u8);
     }
 
+    #[inline]
     fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
@@ -67,6 +72,7 @@ impl Header {
 /// Writes the envelope of `message` (everything up to its payload) into `header`, and returns
 /// the payload (empty for `Error`). The payload length must have been checked against
 /// [`bcs::MAX_SEQUENCE_LENGTH`] (see [`network_message_len`]).
+#[inline]
 fn network_header<'m>(header: &mut Header, message: &'m NetworkMessage) -> &'m [u8] {
     match message {
         NetworkMessage::Error(code) => {
@@ -112,6 +118,7 @@ fn network_header<'m>(header: &mut Header, message: &'m NetworkMessage) -> &'m [
 }
 
 /// Writes the length of `payload` and returns it.
+#[inline]
 fn payload_len<'p>(header: &mut Header, payload: &'p Bytes) -> &'p [u8] {
     // Checked by the caller: at most `MAX_SEQUENCE_LENGTH`, which fits a u32.
     header.uleb128(payload.len() as u32);
@@ -119,6 +126,7 @@ fn payload_len<'p>(header: &mut Header, payload: &'p Bytes) -> &'p [u8] {
 }
 
 /// The envelope of `message` as a `MultiplexMessage`, and its payload.
+#[inline]
 fn multiplex_header<'m>(header: &mut Header, message: &'m MultiplexMessage) -> &'m [u8] {
     match message {
         MultiplexMessage::Message(message) => {
@@ -143,6 +151,7 @@ fn multiplex_header<'m>(header: &mut Header, message: &'m MultiplexMessage) -> &
 }
 
 /// Refuses a payload BCS cannot encode, as `bcs::to_bytes` does.
+#[inline]
 fn check_payload(payload: &[u8]) -> Result<(), bcs::Error> {
     if payload.len() > bcs::MAX_SEQUENCE_LENGTH {
         return Err(bcs::Error::ExceededMaxLen(payload.len()));
@@ -152,29 +161,62 @@ fn check_payload(payload: &[u8]) -> Result<(), bcs::Error> {
 
 /// The BCS length of `Message(message)`, as `bcs::serialized_size` gives it (and its error
 /// for a payload longer than BCS allows).
+#[inline]
 pub(crate) fn framed_network_message_len(message: &NetworkMessage) -> Result<usize, bcs::Error> {
     network_message_len(message).map(|len| len + 1)
 }
 
 /// The BCS length of `message`.
+#[inline]
 pub(crate) fn network_message_len(message: &NetworkMessage) -> Result<usize, bcs::Error> {
-    let payload = message.payload().map_or(&[][..], |p| &p[..]);
+    // Tag, then the fixed fields: see `network_header`.
+    let (fixed, payload) = match message {
+        // Tag, error tag, then two bytes (`ParsingError`) or a tag and a byte (`NotSupported`).
+        NetworkMessage::Error(_) => return Ok(4),
+        NetworkMessage::RpcRequest(request) => (7, &request.raw_request),
+        NetworkMessage::RpcResponse(response) => (6, &response.raw_response),
+        NetworkMessage::DirectSendMsg(message) => (3, &message.raw_msg),
+    };
+    payload_field_len(fixed, payload)
+}
+
+/// `fixed` bytes, then `payload` with its length.
+#[inline]
+fn payload_field_len(fixed: usize, payload: &[u8]) -> Result<usize, bcs::Error> {
     check_payload(payload)?;
-    let mut header = Header::new();
-    network_header(&mut header, message);
-    Ok(header.len + payload.len())
+    Ok(fixed + uleb128_len(payload.len()) + payload.len())
+}
+
+/// Bytes of `len` in ULEB128.
+#[inline]
+fn uleb128_len(len: usize) -> usize {
+    match len {
+        0..0x80 => 1,
+        0x80..0x4000 => 2,
+        0x4000..0x20_0000 => 3,
+        0x20_0000..0x1000_0000 => 4,
+        _ => 5,
+    }
 }
 
 /// The BCS length of `message`.
+#[inline]
 pub(crate) fn multiplex_message_len(message: &MultiplexMessage) -> Result<usize, bcs::Error> {
-    let mut header = Header::new();
-    let payload = multiplex_header(&mut header, message);
-    check_payload(payload)?;
-    Ok(header.len + payload.len())
+    match message {
+        MultiplexMessage::Message(message) => framed_network_message_len(message),
+        // Two tags, the stream id and the fragment count or id.
+        MultiplexMessage::Stream(StreamMessage::Header(header)) => {
+            network_message_len(&header.message).map(|len| len + 7)
+        }
+        MultiplexMessage::Stream(StreamMessage::Fragment(fragment)) => {
+            payload_field_len(7, &fragment.raw_data)
+        }
+    }
 }
 
 /// Appends the BCS of `Message(message)` to `dst`. Its length must have been checked with
 /// [`framed_network_message_len`].
+#[inline]
 pub(crate) fn put_framed_network_message(dst: &mut BytesMut, message: &NetworkMessage) {
     let mut header = Header::new();
     header.u8(0);
@@ -185,6 +227,7 @@ pub(crate) fn put_framed_network_message(dst: &mut BytesMut, message: &NetworkMe
 
 /// Appends the BCS of `message` to `dst`. Its length must have been checked with
 /// [`multiplex_message_len`].
+#[inline]
 pub(crate) fn put_multiplex_message(dst: &mut BytesMut, message: &MultiplexMessage) {
     let mut header = Header::new();
     let payload = multiplex_header(&mut header, message);
@@ -195,6 +238,7 @@ pub(crate) fn put_multiplex_message(dst: &mut BytesMut, message: &MultiplexMessa
 /// Decodes one frame's BCS into a [`MultiplexMessage`]: what `bcs::from_bytes` accepts, with
 /// its errors. A payload of at least `share_from` bytes is a slice of `owner` (which must be
 /// the buffer `frame` lies in) when there is one; every other payload is copied.
+#[inline]
 pub(crate) fn decode(
     frame: &[u8],
     owner: Option<&Bytes>,
@@ -205,11 +249,37 @@ pub(crate) fn decode(
         owner,
         share_from,
     };
-    let message = input.multiplex_message()?;
+    let message = input.multiplex_message().map_err(Fail::into_bcs)?;
     if !input.rest.is_empty() {
         return Err(bcs::Error::RemainingInput);
     }
     Ok(message)
+}
+
+/// Why decoding failed: kept small while it travels up the decoder, made a [`bcs::Error`] at
+/// the top.
+enum Fail {
+    Eof,
+    NonCanonical,
+    Overflow,
+    TooLong(usize),
+    Variant { tag: u32, variants: u32 },
+}
+
+impl Fail {
+    #[cold]
+    fn into_bcs(self) -> bcs::Error {
+        match self {
+            Self::Eof => bcs::Error::Eof,
+            Self::NonCanonical => bcs::Error::NonCanonicalUleb128Encoding,
+            Self::Overflow => bcs::Error::IntegerOverflowDuringUleb128Decoding,
+            Self::TooLong(len) => bcs::Error::ExceededMaxLen(len),
+            // serde's derived variant visitor's refusal, as BCS reports it.
+            Self::Variant { tag, variants } => bcs::Error::Custom(format!(
+                "invalid value: integer `{tag}`, expected variant index 0 <= i < {variants}"
+            )),
+        }
+    }
 }
 
 /// The bytes of a frame not decoded yet.
@@ -220,21 +290,24 @@ struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    fn u8(&mut self) -> Result<u8, bcs::Error> {
-        let (&byte, rest) = self.rest.split_first().ok_or(bcs::Error::Eof)?;
+    #[inline]
+    fn u8(&mut self) -> Result<u8, Fail> {
+        let (&byte, rest) = self.rest.split_first().ok_or(Fail::Eof)?;
         self.rest = rest;
         Ok(byte)
     }
 
-    fn u32(&mut self) -> Result<u32, bcs::Error> {
-        let (bytes, rest) = self.rest.split_first_chunk::<4>().ok_or(bcs::Error::Eof)?;
+    #[inline]
+    fn u32(&mut self) -> Result<u32, Fail> {
+        let (bytes, rest) = self.rest.split_first_chunk::<4>().ok_or(Fail::Eof)?;
         self.rest = rest;
         Ok(u32::from_le_bytes(*bytes))
     }
 
     /// A ULEB128 u32 as BCS reads it: canonical (no trailing zero digit), at most 5 digits,
     /// no overflow.
-    fn uleb128(&mut self) -> Result<u32, bcs::Error> {
+    #[inline]
+    fn uleb128(&mut self) -> Result<u32, Fail> {
         let mut value: u64 = 0;
         for shift in (0..32).step_by(7) {
             let byte = self.u8()?;
@@ -242,18 +315,18 @@ impl<'a> Input<'a> {
             value |= u64::from(digit) << shift;
             if digit == byte {
                 if shift > 0 && digit == 0 {
-                    return Err(bcs::Error::NonCanonicalUleb128Encoding);
+                    return Err(Fail::NonCanonical);
                 }
-                return u32::try_from(value)
-                    .map_err(|_| bcs::Error::IntegerOverflowDuringUleb128Decoding);
+                return u32::try_from(value).map_err(|_| Fail::Overflow);
             }
         }
-        Err(bcs::Error::IntegerOverflowDuringUleb128Decoding)
+        Err(Fail::Overflow)
     }
 
     /// An enum's variant index, below `variants`. The common case, a canonical one-byte tag,
     /// takes one comparison.
-    fn tag(&mut self, variants: u32) -> Result<u32, bcs::Error> {
+    #[inline]
+    fn tag(&mut self, variants: u32) -> Result<u32, Fail> {
         let tag = match self.rest.first() {
             Some(&byte) if u32::from(byte) < variants => {
                 self.rest = &self.rest[1..];
@@ -264,24 +337,23 @@ impl<'a> Input<'a> {
         if tag < variants {
             return Ok(tag);
         }
-        // serde's derived variant visitor's refusal, as BCS reports it.
-        Err(bcs::Error::Custom(format!(
-            "invalid value: integer `{tag}`, expected variant index 0 <= i < {variants}"
-        )))
+        Err(Fail::Variant { tag, variants })
     }
 
-    fn protocol_id(&mut self) -> Result<ProtocolId, bcs::Error> {
+    #[inline]
+    fn protocol_id(&mut self) -> Result<ProtocolId, Fail> {
         self.u8().map(ProtocolId::from_wire)
     }
 
     /// A payload: shared with the owning buffer when large, else copied.
-    fn payload(&mut self) -> Result<Bytes, bcs::Error> {
+    #[inline]
+    fn payload(&mut self) -> Result<Bytes, Fail> {
         let len = self.uleb128()? as usize;
         if len > bcs::MAX_SEQUENCE_LENGTH {
-            return Err(bcs::Error::ExceededMaxLen(len));
+            return Err(Fail::TooLong(len));
         }
         if self.rest.len() < len {
-            return Err(bcs::Error::Eof);
+            return Err(Fail::Eof);
         }
         let (bytes, rest) = self.rest.split_at(len);
         self.rest = rest;
@@ -291,7 +363,8 @@ impl<'a> Input<'a> {
         })
     }
 
-    fn network_message(&mut self) -> Result<NetworkMessage, bcs::Error> {
+    #[inline]
+    fn network_message(&mut self) -> Result<NetworkMessage, Fail> {
         Ok(match self.tag(4)? {
             0 => NetworkMessage::Error(self.error_code()?),
             1 => NetworkMessage::RpcRequest(RpcRequest {
@@ -313,7 +386,8 @@ impl<'a> Input<'a> {
         })
     }
 
-    fn error_code(&mut self) -> Result<ErrorCode, bcs::Error> {
+    #[inline]
+    fn error_code(&mut self) -> Result<ErrorCode, Fail> {
         Ok(match self.tag(2)? {
             0 => ErrorCode::ParsingError(ParsingErrorType {
                 message: self.u8()?,
@@ -326,7 +400,8 @@ impl<'a> Input<'a> {
         })
     }
 
-    fn multiplex_message(&mut self) -> Result<MultiplexMessage, bcs::Error> {
+    #[inline]
+    fn multiplex_message(&mut self) -> Result<MultiplexMessage, Fail> {
         Ok(match self.tag(2)? {
             0 => MultiplexMessage::Message(self.network_message()?),
             _ => MultiplexMessage::Stream(match self.tag(2)? {
