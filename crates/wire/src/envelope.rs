@@ -235,6 +235,25 @@ pub(crate) fn put_multiplex_message(dst: &mut BytesMut, message: &MultiplexMessa
     dst.extend_from_slice(payload);
 }
 
+impl MultiplexMessage {
+    /// Decodes one frame's BCS, as `bcs::from_bytes(&frame)` does (same checks, same errors),
+    /// except that payloads of at least [`MultiplexMessage::SHARED_PAYLOAD_MIN`] bytes are
+    /// slices of `frame` rather than copies: a large message is then never copied between
+    /// the socket's read buffer and the application.
+    ///
+    /// Smaller payloads are still copied, so that a small message an application keeps does
+    /// not keep alive a read buffer many times its size.
+    pub fn from_frame(frame: Bytes) -> Result<Self, bcs::Error> {
+        decode(&frame, Some(&frame), Self::SHARED_PAYLOAD_MIN)
+    }
+
+    /// Decodes one frame's BCS, as `bcs::from_bytes(frame)` does (same checks, same errors),
+    /// copying every payload.
+    pub fn from_frame_slice(frame: &[u8]) -> Result<Self, bcs::Error> {
+        decode(frame, None, usize::MAX)
+    }
+}
+
 /// Decodes one frame's BCS into a [`MultiplexMessage`]: what `bcs::from_bytes` accepts, with
 /// its errors. A payload of at least `share_from` bytes is a slice of `owner` (which must be
 /// the buffer `frame` lies in) when there is one; every other payload is copied.

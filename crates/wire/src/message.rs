@@ -3,33 +3,15 @@
 //! BCS: an enum is its variant index as ULEB128 (one byte here), integers are little-endian,
 //! byte strings are a ULEB128 length then the bytes. Variant order is therefore part of the
 //! wire format: never reorder. The codec encodes and decodes these messages by hand
-//! (`envelope`); the serde derives, which write and read the same bytes, remain for other
+//! (`envelope`, which also holds [`MultiplexMessage::from_frame`]); the serde derives, which write and read the same bytes, remain for other
 //! formats and for `bcs` itself, against which the hand-made codec is tested.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::envelope;
 use crate::protocol::{ProtocolId, RequestId};
 
 impl MultiplexMessage {
-    /// Decodes one frame's BCS, as `bcs::from_bytes(&frame)` does (same checks, same errors),
-    /// except that payloads of at least [`MultiplexMessage::SHARED_PAYLOAD_MIN`] bytes are
-    /// slices of `frame` rather than copies: a large message is then never copied between
-    /// the socket's read buffer and the application.
-    ///
-    /// Smaller payloads are still copied, so that a small message an application keeps does
-    /// not keep alive a read buffer many times its size.
-    pub fn from_frame(frame: Bytes) -> Result<Self, bcs::Error> {
-        envelope::decode(&frame, Some(&frame), Self::SHARED_PAYLOAD_MIN)
-    }
-
-    /// Decodes one frame's BCS, as `bcs::from_bytes(frame)` does (same checks, same errors),
-    /// copying every payload.
-    pub fn from_frame_slice(frame: &[u8]) -> Result<Self, bcs::Error> {
-        envelope::decode(frame, None, usize::MAX)
-    }
-
     /// The smallest payload [`MultiplexMessage::from_frame`] shares with its frame instead of
     /// copying: 64 KiB. A shared payload keeps its whole read buffer alive while the
     /// application holds it (a queued message can wait a while in a full inbound queue);
