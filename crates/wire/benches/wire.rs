@@ -4,8 +4,8 @@
 //!   (`DirectSendMsg` or `RpcRequest`) to BCS bytes and back, with a 128-byte and a 1 MiB
 //!   payload. Encoding sizes the message first, as the codec does.
 //! - `framed_codec/<size>`: one `MultiplexMessage` through `MultiplexMessageCodec` (the codec
-//!   behind `MultiplexMessageSink` / `MultiplexMessageStream`, which frames with netcore's
-//!   u32 `FrameCodec`): encode into a buffer, then decode it back, 128 B and 64 KiB payloads.
+//!   behind `MultiplexMessageSink` / `MultiplexMessageStream`, u32-prefixed frames): encode
+//!   into a buffer, then decode it back, 128 B and 64 KiB payloads.
 //! - `envelope_encode/<kind>_128B`, `envelope_decode/<kind>_128B`: the codec's hand-made
 //!   envelope (`MultiplexMessageCodec::encode_message`, `MultiplexMessage::from_frame_slice`)
 //!   on one message of each kind with a 128-byte payload, next to `bcs_encode` /

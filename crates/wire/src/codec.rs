@@ -1,8 +1,10 @@
 //! Frames ↔ [`MultiplexMessage`]s: each message is one BCS-encoded `MultiplexMessage` after a
 //! u32 big-endian length (wire-format.md, "Message frames").
 //!
-//! [`MultiplexMessageCodec`] is the sans-IO core (a `tokio_util` [`Decoder`]/[`Encoder`] over
-//! netcore's [`FrameCodec`]); [`MultiplexMessageStream`] and [`MultiplexMessageSink`] put it on
+//! [`MultiplexMessageCodec`] is the sans-IO core (a `tokio_util` [`Decoder`]/[`Encoder`] with
+//! netcore's [`FrameCodec`] limits: the u32 prefix is read and written here, next to the
+//! hand-made envelope, so that a small frame is decoded where it lies in the read buffer);
+//! [`MultiplexMessageStream`] and [`MultiplexMessageSink`] put it on
 //! any `AsyncRead` / `AsyncWrite`. They manage their own buffers rather than wrapping
 //! `tokio_util`'s `FramedRead` / `FramedWrite`, whose buffers can keep the capacity of a large
 //! frame (up to 4 MiB) for the life of the connection; ours give back anything above 8 KiB
