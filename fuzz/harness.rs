@@ -6,7 +6,7 @@
 // Each fuzz target uses one function of this module.
 #![allow(dead_code)]
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use netcore::{FrameCodec, NetworkAddress, PeerId};
 use noise::{HandshakeAuthMode, HandshakeConfig, PrivateKey, PublicKey, TrustedPeers};
 use routing::{
@@ -49,11 +49,25 @@ pub(crate) fn frame_decode(data: &[u8]) {
 }
 
 /// The message codec on arbitrary bytes: a bad frame is an error (recoverable or fatal),
-/// never a panic; whatever decodes re-encodes to the same bytes.
+/// never a panic; whatever decodes re-encodes to the same bytes. Differential: the codec's
+/// hand-made envelope decoder (`MultiplexMessage::from_frame`, `from_frame_slice`) gives
+/// exactly what serde's BCS gives, the same message or the same error, and its encoder writes
+/// exactly BCS's bytes.
 pub(crate) fn wire_decode(data: &[u8]) {
-    // Bare BCS: a decoded message must encode back to exactly its input.
-    if let Ok(message) = bcs::from_bytes::<MultiplexMessage>(data) {
+    let theirs = bcs::from_bytes::<MultiplexMessage>(data);
+    assert_eq!(
+        MultiplexMessage::from_frame(Bytes::copy_from_slice(data)),
+        theirs
+    );
+    assert_eq!(MultiplexMessage::from_frame_slice(data), theirs);
+    // Bare BCS: a decoded message must encode back to exactly its input, by both encoders.
+    if let Ok(message) = theirs {
         assert_eq!(bcs::to_bytes(&message).unwrap(), data);
+        let mut framed = BytesMut::new();
+        MultiplexMessageCodec::new(data.len())
+            .encode(&message, &mut framed)
+            .unwrap();
+        assert_eq!(&framed[4..], data);
     }
     // Framed: decode frames until the input runs out or a fatal error.
     let mut codec = MultiplexMessageCodec::new(64 * 1024);

@@ -107,14 +107,17 @@ pub struct Config {
     /// Payload bytes each of the two outbound lanes holds; a push that would take a lane over
     /// it fails with [`Error::QueueFull`], like a full lane, except that an empty lane takes
     /// one message of any size (up to `max_message_size`). The bytes are released as the
-    /// writer takes the messages. Default 32 MiB. Memory: with the lane capacity, bounds the
-    /// payloads queued to about `2 × max_queued_bytes + 2 × max_message_size` per connection.
+    /// writer takes the messages. RPC responses, sent on the high lane, are held to a budget
+    /// of their own of the same size (and `outbound_lane_capacity` responses), so that our
+    /// own messages and our answers do not refuse each other. Default 32 MiB. Memory: with
+    /// the lane capacity, bounds the payloads queued to about
+    /// `3 × (max_queued_bytes + max_message_size)` per connection.
     pub max_queued_bytes: usize,
 
     /// `max_queued_bytes` for a peer outside the trusted set ([`PeerRole::Unknown`]); capped
     /// at `max_queued_bytes`. A stranger that sends RPC requests and stops reading makes us
-    /// queue its answers until its lanes are full; this bounds what it pins. Default 8 MiB.
-    /// Memory: about `2 × max_untrusted_queued_bytes + 2 × max_message_size` per untrusted
+    /// queue its answers until their budget is full; this bounds what it pins. Default 8 MiB.
+    /// Memory: about `3 × (max_untrusted_queued_bytes + max_message_size)` per untrusted
     /// connection.
     pub max_untrusted_queued_bytes: usize,
 

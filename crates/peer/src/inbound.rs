@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use netcore::PeerId;
@@ -191,11 +191,53 @@ impl RpcResponder {
 
     /// Queues `payload` as the response. Never waits.
     ///
+    /// Responses go out on the high lane (a remote is waiting on each one) but are held to
+    /// bounds of their own, as large as a lane's (`outbound_lane_capacity` messages,
+    /// `max_queued_bytes` bytes for the peer's role, any one response when none is queued):
+    /// our own high-priority messages do not take their room, nor they theirs.
+    ///
     /// Fails with [`Error::InboundRpcExpired`] after the deadline (counted as late),
-    /// [`Error::Disconnected`] when the connection is gone, [`Error::QueueFull`] when the high
-    /// lane is full and [`Error::MessageTooLarge`] above the maximum message size. Nothing is
-    /// sent on failure.
+    /// [`Error::Disconnected`] when the connection is gone, [`Error::QueueFull`] (`High`)
+    /// when the responses' bounds are reached and [`Error::MessageTooLarge`] above the maximum
+    /// message size. Nothing is sent on failure.
     pub fn respond(mut self, payload: Bytes) -> Result<(), Error> {
+        let (shared, response) = self.prepare(payload)?;
+        let pushed = shared.lanes.push_response(response);
+        record_answer(&shared, &pushed);
+        pushed
+    }
+
+    /// [`respond`](Self::respond), but waits for room while the responses' bounds are
+    /// reached instead of failing with [`Error::QueueFull`]: for a server answering with
+    /// large payloads (many MiB each) that would rather slow down than drop answers.
+    ///
+    /// Waits at most until the request's [`deadline`](Self::deadline), then fails with
+    /// [`Error::InboundRpcExpired`] (counted as late); fails with [`Error::Disconnected`] when
+    /// the connection closes meanwhile. The request's slot is freed when the wait starts.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits drops the response, counted as a high-lane drop
+    /// (`peerlane_peer_outbound_dropped_total{lane="high",reason="full"}`).
+    pub async fn respond_wait(mut self, payload: Bytes) -> Result<(), Error> {
+        let (shared, response) = self.prepare(payload)?;
+        let pushed =
+            tokio::time::timeout_at(self.deadline, shared.lanes.push_response_wait(response)).await;
+        let Ok(pushed) = pushed else {
+            shared.metrics.record_inbound_rpc(InboundRpcOutcome::Late);
+            return Err(Error::InboundRpcExpired {
+                protocol: self.protocol_id,
+                request_id: self.request_id,
+                timeout: shared.config.inbound_rpc_timeout,
+            });
+        };
+        record_answer(&shared, &pushed);
+        pushed
+    }
+
+    /// Checks the answer and frees the request's slot: the connection and the response to
+    /// queue, or why there is none (nothing is sent then).
+    fn prepare(&mut self, payload: Bytes) -> Result<(Arc<Shared>, NetworkMessage), Error> {
         self.done = true;
         let shared = self.shared.upgrade().ok_or(Error::Disconnected)?;
         if let Err(err) = shared.lanes.check_payload(payload.len()) {
@@ -213,15 +255,7 @@ impl RpcResponder {
             priority: Priority::High.wire_byte(),
             raw_response: payload,
         });
-        // Responses always take the high lane: a remote is waiting on each one.
-        let pushed = shared.lanes.push(Priority::High, response);
-        let outcome = if pushed.is_ok() {
-            InboundRpcOutcome::Answered
-        } else {
-            InboundRpcOutcome::Unanswered
-        };
-        shared.metrics.record_inbound_rpc(outcome);
-        pushed
+        Ok((shared, response))
     }
 
     /// The request's protocol.
@@ -239,6 +273,16 @@ impl RpcResponder {
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
+}
+
+/// Counts how the answer to an inbound RPC ended once its response was queued or refused.
+fn record_answer(shared: &Shared, pushed: &Result<(), Error>) {
+    let outcome = if pushed.is_ok() {
+        InboundRpcOutcome::Answered
+    } else {
+        InboundRpcOutcome::Unanswered
+    };
+    shared.metrics.record_inbound_rpc(outcome);
 }
 
 impl fmt::Debug for RpcResponder {

@@ -101,9 +101,20 @@ impl Lanes {
 
     /// Queues `message` on `lane` and wakes the writer if it is idle. A full lane is counted.
     pub(crate) fn push(&self, lane: Priority, message: NetworkMessage) -> Result<(), Error> {
-        match self.try_push(lane, message) {
+        self.push_to(Budget::Lane(lane), message)
+    }
+
+    /// Queues an RPC response on the high lane, held to the responses' own bounds
+    /// ([`OutboundQueue::push_response`]). A refusal is counted as a high-lane drop.
+    pub(crate) fn push_response(&self, message: NetworkMessage) -> Result<(), Error> {
+        self.push_to(Budget::Responses, message)
+    }
+
+    fn push_to(&self, budget: Budget, message: NetworkMessage) -> Result<(), Error> {
+        match self.try_push(budget, message) {
             Ok(()) => Ok(()),
             Err(PushError::Full(_)) => {
+                let lane = budget.lane();
                 self.metrics
                     .record_outbound_dropped(lane, DropReason::Full, 1);
                 Err(Error::QueueFull { lane })
@@ -125,7 +136,18 @@ impl Lanes {
         lane: Priority,
         message: NetworkMessage,
     ) -> Result<(), Error> {
-        let mut message = match self.try_push(lane, message) {
+        self.push_wait_to(Budget::Lane(lane), message).await
+    }
+
+    /// [`Self::push_response`], waiting for room while the responses' budget is full, as
+    /// [`Self::push_wait`] does for a lane.
+    pub(crate) async fn push_response_wait(&self, message: NetworkMessage) -> Result<(), Error> {
+        self.push_wait_to(Budget::Responses, message).await
+    }
+
+    async fn push_wait_to(&self, budget: Budget, message: NetworkMessage) -> Result<(), Error> {
+        let lane = budget.lane();
+        let mut message = match self.try_push(budget, message) {
             Ok(()) => return Ok(()),
             Err(PushError::Closed(_)) => return Err(Error::Disconnected),
             Err(PushError::Full(message)) => message,
@@ -140,7 +162,7 @@ impl Lanes {
             let notified = self.room.notified();
             let mut notified = pin!(notified);
             notified.as_mut().enable();
-            match self.try_push(lane, message) {
+            match self.try_push(budget, message) {
                 Ok(()) => {
                     give_up.armed = false;
                     return Ok(());
@@ -156,14 +178,15 @@ impl Lanes {
         }
     }
 
-    /// Queues `message` on `lane` and wakes the writer if it is idle; counts nothing.
+    /// Queues `message` within `budget` and wakes the writer if it is idle; counts nothing.
     fn try_push(
         &self,
-        lane: Priority,
+        budget: Budget,
         message: NetworkMessage,
     ) -> Result<(), PushError<NetworkMessage>> {
         let large = wire::needs_stream(&message, &self.limits);
         let bytes = message.payload_len();
+        let lane = budget.lane();
         let (pushed, ring) = {
             let mut state = lock(&self.queue);
             let item = Outbound {
@@ -171,7 +194,10 @@ impl Lanes {
                 lane,
                 large,
             };
-            let pushed = state.lanes.push_sized(lane, item, bytes);
+            let pushed = match budget {
+                Budget::Lane(lane) => state.lanes.push_sized(lane, item, bytes),
+                Budget::Responses => state.lanes.push_response(item, bytes),
+            };
             let ring = pushed.is_ok() && std::mem::take(&mut state.writer_idle);
             (pushed, ring)
         };
@@ -252,6 +278,25 @@ impl Lanes {
                 .record_outbound_dropped(lane, DropReason::Closed, count as u64);
         }
         high + low
+    }
+}
+
+/// Whose bounds a pushed message is held to.
+#[derive(Clone, Copy, Debug)]
+enum Budget {
+    /// Its lane's.
+    Lane(Priority),
+    /// The RPC responses' own, on the high lane.
+    Responses,
+}
+
+impl Budget {
+    /// The lane the message goes out on.
+    fn lane(self) -> Priority {
+        match self {
+            Self::Lane(lane) => lane,
+            Self::Responses => Priority::High,
+        }
     }
 }
 

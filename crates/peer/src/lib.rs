@@ -11,7 +11,8 @@
 //!     bytes, fewer bytes for a peer outside the trusted set; never waits; send_direct_wait
 //!     waits for the writer to signal room)
 //!     ──► writer task: high lane first; large messages cut into stream fragments with small
-//!         messages between them; feed while ready, flush when empty ──► socket
+//!         messages between them; each batch encoded in one pass into the write buffer,
+//!         flush when empty ──► socket
 //!   (rpc also records the request in OutboundRpcs: id, deadline, cap)
 //!
 //! inbound:
@@ -21,7 +22,8 @@
 //!     ├─ DirectSendMsg ─────────────► InboundRouter::try_route (waits only for a queue
 //!     │                                 that asks for back-pressure, see TryRouteError)
 //!     ├─ RpcRequest ─► InboundRpcs (cap, deadline) ─► route, with an RpcResponder
-//!     │                    RpcResponder::respond ──► RpcResponse on the high lane
+//!     │                    RpcResponder::respond ──► RpcResponse on the high lane, held
+//!     │                    to a byte budget of its own (respond_wait waits for room)
 //!     ├─ RpcResponse ─► OutboundRpcs ─► the waiting PeerHandle::rpc
 //!     └─ Error ───────► counted; NotSupported fails our RPC on that protocol
 //! ```

@@ -5,7 +5,10 @@
 //!
 //! Overflow policy: a push onto a full lane (by message count, or by queued bytes: each lane has
 //! a byte budget, except that an empty lane takes any one message) is refused (the caller gets
-//! the message back and an error) and never waits; the caller counts it. Waiting for room is
+//! the message back and an error) and never waits; the caller counts it. RPC responses
+//! ([`OutboundQueue::push_response`]) are scheduled on the high lane but held to bounds of
+//! their own, of the same size as a lane's: answers to a remote's requests neither take room
+//! from our own high-priority messages nor are refused because of them. Waiting for room is
 //! built on top: [`OutboundQueue::take_room`] tells the driver when a lane that refused has
 //! drained. Pops take the high lane first; within a lane, order is FIFO, except that
 //! [`OutboundQueue::pop_where`] lets the writer skip over messages it cannot take yet (large
@@ -25,7 +28,8 @@ pub enum PushError<T> {
     Closed(T),
 }
 
-/// Two bounded FIFO lanes of at most `capacity` messages and `max_bytes` bytes each.
+/// Two bounded FIFO lanes of at most `capacity` messages and `max_bytes` bytes each, and on
+/// the high lane, RPC responses bounded the same way on their own.
 ///
 /// Calling protocol: handles [`push`](Self::push) (or [`push_sized`](Self::push_sized)); the
 /// writer [`pop`](Self::pop)s (or [`pop_where`](Self::pop_where)s) until `None`, then waits to
@@ -40,19 +44,26 @@ pub struct OutboundQueue<T> {
     lanes: [VecDeque<Entry<T>>; 2],
     capacity: usize,
     max_bytes: usize,
-    /// Bytes queued per lane: the sum of the sizes given to `push_sized`.
-    bytes: [usize; 2],
-    refused: [u64; 2],
-    /// Lanes that refused a push and have not drained to half of their bounds since.
-    wanted: [bool; 2],
+    /// Messages and bytes queued per budget (high lane, low lane, responses): the sizes given
+    /// to `push_sized` / `push_response`.
+    counts: [usize; BUDGETS],
+    bytes: [usize; BUDGETS],
+    refused: [u64; BUDGETS],
+    /// Budgets that refused a push and have not drained to half of their bounds since.
+    wanted: [bool; BUDGETS],
     closed: bool,
 }
 
-/// A queued item and the bytes it was counted as.
+/// The bounds a message is held to: its lane's (index 0 high, 1 low), or the responses'.
+const BUDGETS: usize = 3;
+const RESPONSES: usize = 2;
+
+/// A queued item, the bytes it was counted as, and the budget it was counted in.
 #[derive(Debug)]
 struct Entry<T> {
     item: T,
     bytes: usize,
+    budget: usize,
 }
 
 impl<T> OutboundQueue<T> {
@@ -69,9 +80,10 @@ impl<T> OutboundQueue<T> {
             lanes: [VecDeque::new(), VecDeque::new()],
             capacity,
             max_bytes,
-            bytes: [0; 2],
-            refused: [0; 2],
-            wanted: [false; 2],
+            counts: [0; BUDGETS],
+            bytes: [0; BUDGETS],
+            refused: [0; BUDGETS],
+            wanted: [false; BUDGETS],
             closed: false,
         }
     }
@@ -91,20 +103,48 @@ impl<T> OutboundQueue<T> {
         item: T,
         bytes: usize,
     ) -> Result<(), PushError<T>> {
+        self.push_into(lane, lane.index(), item, bytes)
+    }
+
+    /// Appends an RPC response, counted as `bytes` bytes, to the high lane, held to the
+    /// responses' own bounds (`capacity` messages, `max_bytes` bytes, any one response when
+    /// none is queued) rather than the lane's. Refusals are counted in
+    /// [`refused_responses`](Self::refused_responses).
+    pub fn push_response(&mut self, item: T, bytes: usize) -> Result<(), PushError<T>> {
+        self.push_into(Priority::High, RESPONSES, item, bytes)
+    }
+
+    fn push_into(
+        &mut self,
+        lane: Priority,
+        budget: usize,
+        item: T,
+        bytes: usize,
+    ) -> Result<(), PushError<T>> {
         if self.closed {
             return Err(PushError::Closed(item));
         }
-        let i = lane.index();
-        let queue = &mut self.lanes[i];
-        let over_budget = !queue.is_empty() && self.bytes[i].saturating_add(bytes) > self.max_bytes;
-        if queue.len() >= self.capacity || over_budget {
-            self.refused[i] += 1;
-            self.wanted[i] = true;
+        let count = self.counts[budget];
+        let over_budget = count > 0 && self.bytes[budget].saturating_add(bytes) > self.max_bytes;
+        if count >= self.capacity || over_budget {
+            self.refused[budget] += 1;
+            self.wanted[budget] = true;
             return Err(PushError::Full(item));
         }
-        queue.push_back(Entry { item, bytes });
-        self.bytes[i] += bytes;
+        self.lanes[lane.index()].push_back(Entry {
+            item,
+            bytes,
+            budget,
+        });
+        self.counts[budget] += 1;
+        self.bytes[budget] += bytes;
         Ok(())
+    }
+
+    /// Gives back what a popped entry was counted as.
+    fn release(counts: &mut [usize; BUDGETS], bytes: &mut [usize; BUDGETS], entry: &Entry<T>) {
+        counts[entry.budget] -= 1;
+        bytes[entry.budget] -= entry.bytes;
     }
 
     /// The oldest message of the high lane, or else of the low lane.
@@ -120,7 +160,7 @@ impl<T> OutboundQueue<T> {
             let queue = &mut self.lanes[i];
             if let Some(position) = queue.iter().position(|entry| accept(&entry.item)) {
                 let entry = queue.remove(position)?;
-                self.bytes[i] -= entry.bytes;
+                Self::release(&mut self.counts, &mut self.bytes, &entry);
                 return Some((lane, entry.item));
             }
         }
@@ -130,23 +170,24 @@ impl<T> OutboundQueue<T> {
     /// Moves messages into `out` until it holds `max`, in the order [`pop`](Self::pop) would
     /// give them (high lane first, FIFO within a lane).
     pub fn pop_into(&mut self, out: &mut VecDeque<T>, max: usize) {
-        for (queue, bytes) in self.lanes.iter_mut().zip(&mut self.bytes) {
+        let (counts, bytes) = (&mut self.counts, &mut self.bytes);
+        for queue in &mut self.lanes {
             let n = max.saturating_sub(out.len()).min(queue.len());
             out.extend(queue.drain(..n).map(|entry| {
-                *bytes -= entry.bytes;
+                Self::release(counts, bytes, &entry);
                 entry.item
             }));
         }
     }
 
-    /// Whether a lane that refused a push has since drained to half of its message and byte
-    /// bounds. Reports each refusal episode once: the marks of the
-    /// lanes reported are cleared. O(1); meant to be called after pops.
+    /// Whether a lane (or the responses' budget) that refused a push has since drained to half
+    /// of its message and byte bounds. Reports each refusal episode once: the marks of the
+    /// budgets reported are cleared. O(1); meant to be called after pops.
     pub fn take_room(&mut self) -> bool {
         let mut room = false;
-        for i in 0..2 {
+        for i in 0..BUDGETS {
             let drained =
-                self.lanes[i].len() <= self.capacity / 2 && self.bytes[i] <= self.max_bytes / 2;
+                self.counts[i] <= self.capacity / 2 && self.bytes[i] <= self.max_bytes / 2;
             if self.wanted[i] && drained {
                 self.wanted[i] = false;
                 room = true;
@@ -167,18 +208,30 @@ impl<T> OutboundQueue<T> {
         for queue in &mut self.lanes {
             queue.clear();
         }
-        self.bytes = [0; 2];
+        self.counts = [0; BUDGETS];
+        self.bytes = [0; BUDGETS];
         counts
     }
 
-    /// Messages queued in `lane`.
+    /// Messages queued in `lane`, responses included.
     pub fn len(&self, lane: Priority) -> usize {
         self.lanes[lane.index()].len()
     }
 
-    /// Bytes queued in `lane`, as counted by [`push_sized`](Self::push_sized).
+    /// Bytes queued in `lane`, as counted by [`push_sized`](Self::push_sized) (responses not
+    /// included).
     pub fn bytes(&self, lane: Priority) -> usize {
         self.bytes[lane.index()]
+    }
+
+    /// Responses queued, and their bytes.
+    pub fn responses(&self) -> (usize, usize) {
+        (self.counts[RESPONSES], self.bytes[RESPONSES])
+    }
+
+    /// Responses refused since the queue was made.
+    pub fn refused_responses(&self) -> u64 {
+        self.refused[RESPONSES]
     }
 
     /// Messages queued in both lanes.
@@ -191,7 +244,8 @@ impl<T> OutboundQueue<T> {
         self.total_len() == 0
     }
 
-    /// Pushes refused because `lane` was full (by count or bytes), since the queue was made.
+    /// Pushes refused because `lane` was full (by count or bytes), since the queue was made;
+    /// refused responses are counted in [`refused_responses`](Self::refused_responses).
     pub fn refused(&self, lane: Priority) -> u64 {
         self.refused[lane.index()]
     }
@@ -280,6 +334,51 @@ mod tests {
         assert!(queue.push_sized(Priority::High, 2, 200).is_err());
         assert_eq!(queue.pop(), Some((Priority::High, 0)));
         assert!(queue.take_room(), "300 of 1000 bytes queued");
+    }
+
+    /// Responses go out on the high lane in push order with the lane's messages, but a full
+    /// high lane does not refuse them, nor do queued responses refuse the lane's messages:
+    /// each has its own count and byte bounds, and its own room signal.
+    #[test]
+    fn responses_have_bounds_of_their_own() {
+        let mut queue = OutboundQueue::with_byte_budget(2, 100);
+        queue.push_sized(Priority::High, "h1", 100).unwrap();
+        assert_eq!(
+            queue.push_sized(Priority::High, "h2", 10),
+            Err(PushError::Full("h2"))
+        );
+        // The high lane is full by bytes; responses still fit, up to their own bounds.
+        queue.push_response("r1", 60).unwrap();
+        queue.push_response("r2", 40).unwrap();
+        assert_eq!(queue.push_response("r3", 0), Err(PushError::Full("r3")));
+        assert_eq!(queue.refused_responses(), 1);
+        assert_eq!(queue.refused(Priority::High), 1);
+        assert_eq!(queue.responses(), (2, 100));
+        assert_eq!(queue.bytes(Priority::High), 100);
+        assert_eq!(queue.len(Priority::High), 3);
+        // Full responses do not refuse the lane's messages either, once the lane has room.
+        assert_eq!(queue.pop(), Some((Priority::High, "h1")));
+        assert!(queue.take_room(), "the high lane drained");
+        queue.push_sized(Priority::High, "h3", 10).unwrap();
+        assert_eq!(queue.pop(), Some((Priority::High, "r1")));
+        assert!(
+            queue.take_room(),
+            "the responses drained to half (1 of 2, 40 of 100 bytes)"
+        );
+        let mut out = VecDeque::new();
+        queue.pop_into(&mut out, 8);
+        assert_eq!(out, ["r2", "h3"]);
+        assert!(!queue.take_room(), "reported once");
+        assert_eq!(queue.responses(), (0, 0));
+        // An empty response budget takes any one response.
+        queue.push_response("huge", 1000).unwrap();
+        queue.close();
+        assert_eq!(
+            queue.push_response("late", 1),
+            Err(PushError::Closed("late"))
+        );
+        assert_eq!(queue.clear(), [1, 0]);
+        assert_eq!(queue.responses(), (0, 0));
     }
 
     /// `pop_where` skips what it is told to, high lane first, and leaves the rest in order.

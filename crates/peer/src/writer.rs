@@ -15,10 +15,14 @@
 //!
 //! # Batching
 //!
-//! The writer `feed`s frames into the sink without flushing for as long as messages are
-//! ready, and flushes once the lanes are empty. The sink writes by itself every 64 KiB, so a
-//! burst of small messages shares Noise frames and syscalls, and a lone message still goes out
-//! at once.
+//! The writer takes up to 32 messages off the queue per lock and encodes them in one pass
+//! straight into the sink's write buffer (length prefix, envelope, payload; no per-message
+//! buffer or future), handing the buffer to the socket whenever it reaches 4 KiB and flushing
+//! once the lanes are empty. Below the socket, the Noise stream collects those writes into
+//! full Noise frames, so a burst of small messages shares Noise frames and syscalls, and a
+//! lone message still goes out at once. The 4 KiB write-out point keeps the write buffer
+//! within the 8 KiB it keeps while idle, so small messages never regrow it (and copy it)
+//! between two flushes.
 //!
 //! Before flushing fewer than 64 frames, the writer yields once: tasks woken by the same event
 //! (RPC callers answered by one read, an application answering a burst of requests) usually
@@ -53,7 +57,7 @@ use std::sync::Arc;
 use futures::{Sink, SinkExt};
 use tokio::io::AsyncWrite;
 use tracing::{debug, error, trace};
-use wire::{MultiplexMessage, MultiplexMessageSink, OutboundStream, StreamLimits};
+use wire::{MultiplexMessage, MultiplexMessageSink, NetworkMessage, OutboundStream, StreamLimits};
 
 use crate::disconnect::{DisconnectReason, write_disconnect_reason};
 use crate::error::ErrorChain;
@@ -72,8 +76,6 @@ pub(crate) struct Writer<W> {
     next_stream_id: u32,
     /// Small messages we may still write before the next fragment of `stream`.
     small_budget: usize,
-    /// A frame taken off the queue but not yet in the sink (kept across a cancellation).
-    pending: Option<MultiplexMessage>,
     /// Messages taken off the queue in one go (at most [`WRITER_BATCH`]), in the order the
     /// queue gave them, not yet written.
     batch: VecDeque<Outbound>,
@@ -93,14 +95,15 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         limits: StreamLimits,
         exit: Arc<TaskExit>,
     ) -> Self {
+        let mut sink = MultiplexMessageSink::with_max_frame_size(writer, limits.max_frame_size());
+        sink.set_backpressure_boundary(WRITE_OUT_AT);
         Self {
-            sink: MultiplexMessageSink::with_max_frame_size(writer, limits.max_frame_size()),
+            sink,
             shared,
             limits,
             stream: None,
             next_stream_id: 0,
             small_budget: 0,
-            pending: None,
             batch: VecDeque::with_capacity(WRITER_BATCH),
             unflushed: false,
             fed_since_flush: 0,
@@ -118,8 +121,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             biased;
             // The peer is closing (disconnect, shutdown, or the reader ended): drain below.
             () = cancel.cancelled() => None,
-            // Ends only on a write error. Cancel-safe: a frame in flight stays in `pending`,
-            // and the sink keeps what it has buffered.
+            // Ends only on a write error. Cancel-safe: a message is either still in `batch` or
+            // encoded in the sink's buffer, which the sink keeps.
             result = self.write_loop() => match result {
                 Ok(never) => match never {},
                 Err(err) => Some(err),
@@ -142,8 +145,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         self.shared
             .metrics
             .record_tally(Direction::Sent, &mut self.tally);
-        let dropped = self.shared.lanes.drop_queued(self.batch.drain(..))
-            + usize::from(self.pending.is_some());
+        let dropped = self.shared.lanes.drop_queued(self.batch.drain(..));
         if dropped > 0 || self.stream.is_some() {
             debug!(
                 dropped,
@@ -162,12 +164,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     /// Writes every frame that is ready, then flushes if anything was written.
     async fn write_ready(&mut self) -> Result<(), wire::Error> {
-        self.send_pending().await?;
         let mut yielded = false;
         loop {
-            while let Some(frame) = self.next_frame() {
-                self.pending = Some(frame);
-                self.send_pending().await?;
+            // Encode what is ready in one pass, handing the buffer to the socket whenever it
+            // reaches its write-out point.
+            while self.encode_ready() {
+                poll_fn(|cx| Sink::<&MultiplexMessage>::poll_ready(Pin::new(&mut self.sink), cx))
+                    .await?;
             }
             // Before flushing a short batch, let the tasks this one shares a worker with run
             // once: tasks woken by the same event (RPC callers answered by one read, an
@@ -204,41 +207,42 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         }
     }
 
-    /// Feeds `pending` to the sink. Waits only for the sink's buffer to drain below its
-    /// boundary; a message the codec refuses (a local bug) is logged and skipped.
-    async fn send_pending(&mut self) -> Result<(), wire::Error> {
-        if self.pending.is_none() {
-            return Ok(());
-        }
-        poll_fn(|cx| Sink::<&MultiplexMessage>::poll_ready(Pin::new(&mut self.sink), cx)).await?;
-        let Some(frame) = self.pending.take() else {
-            return Ok(());
-        };
-        match Pin::new(&mut self.sink).start_send(&frame) {
-            Ok(()) => {
-                self.unflushed = true;
-                self.fed_since_flush += 1;
-                Ok(())
+    /// Encodes ready frames into the sink's buffer, without waiting: returns `true` when the
+    /// buffer has reached its write-out point (write it out, then call again), `false` once
+    /// nothing more is ready. A message the codec refuses (a local bug) is logged and skipped.
+    fn encode_ready(&mut self) -> bool {
+        loop {
+            if self.sink.is_above_boundary() {
+                return true;
             }
-            Err(err) if is_io(&err) => Err(err),
-            Err(err) => {
+            let encoded = match self.next_frame() {
+                None => return false,
+                Some(Frame::Message(message)) => self.sink.buffer_message(&message),
+                Some(Frame::Stream(piece)) => self.sink.buffer_frame(&piece),
+            };
+            match encoded {
+                Ok(()) => {
+                    self.unflushed = true;
+                    self.fed_since_flush += 1;
+                }
                 // We stream everything above the threshold and never build invalid messages,
                 // so the codec refusing a frame is our bug, not the remote's.
-                error!(error = %ErrorChain(&err), "outbound frame could not be encoded, dropped");
-                Ok(())
+                Err(err) => {
+                    error!(error = %ErrorChain(&err), "outbound frame could not be encoded, dropped");
+                }
             }
         }
     }
 
     /// The next frame to write, or `None` when nothing is ready.
-    fn next_frame(&mut self) -> Option<MultiplexMessage> {
+    fn next_frame(&mut self) -> Option<Frame> {
         if let Some(stream) = &mut self.stream {
             if self.small_budget > 0
                 && let Some(item) = take_small(&mut self.batch, &self.shared)
             {
                 self.small_budget -= 1;
                 self.tally.add(&item.message);
-                return Some(MultiplexMessage::Message(item.message));
+                return Some(Frame::Message(item.message));
             }
             let frame = stream.next_frame();
             if stream.remaining() == 0 {
@@ -246,7 +250,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             }
             if frame.is_some() {
                 self.small_budget = self.batch.len() + self.shared.lanes.queued();
-                return frame;
+                return frame.map(Frame::Stream);
             }
         }
         loop {
@@ -259,7 +263,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             let item = self.batch.pop_front()?;
             self.tally.add(&item.message);
             if !item.large {
-                return Some(MultiplexMessage::Message(item.message));
+                return Some(Frame::Message(item.message));
             }
             let stream_id = self.next_stream_id;
             self.next_stream_id = stream_id.wrapping_add(1);
@@ -274,7 +278,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     let header = stream.next_frame();
                     self.stream = Some(stream);
                     self.small_budget = self.batch.len() + self.shared.lanes.queued();
-                    return header;
+                    return header.map(Frame::Stream);
                 }
                 // Payload sizes are checked against what a stream can carry before they are
                 // queued, so this is a local bug.
@@ -284,6 +288,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             }
         }
     }
+}
+
+/// One frame's worth for the sink.
+enum Frame {
+    /// A whole message, framed as `MultiplexMessage::Message`.
+    Message(NetworkMessage),
+    /// A stream header or fragment.
+    Stream(MultiplexMessage),
 }
 
 /// The first small message of `batch`, or else of the queue (high lane first): what may go
@@ -300,14 +312,13 @@ fn take_small(batch: &mut VecDeque<Outbound>, shared: &Shared) -> Option<Outboun
 /// this many messages already taken (a few microseconds of encoding at 128 bytes each).
 const WRITER_BATCH: usize = 32;
 
+/// Buffered bytes at which the writer hands its buffer to the socket: half the size the
+/// sink's buffer starts at and keeps while idle ([`netcore::IDLE_BUFFER_KEEP`], 8 KiB), so
+/// that messages of up to 4 KiB never make it grow (and be copied, and be given back at the
+/// next flush) between flushes. The Noise stream below buffers up to a full Noise frame
+/// anyway, so this costs no extra frame or syscall.
+const WRITE_OUT_AT: usize = netcore::IDLE_BUFFER_KEEP / 2;
+
 /// A flush of fewer frames than this first yields once to let other tasks add to it; a
 /// larger batch is worth its write as it is.
 const YIELD_BELOW: usize = 64;
-
-/// Whether a sink error is the socket failing (fatal) rather than one message refused.
-fn is_io(err: &wire::Error) -> bool {
-    matches!(
-        err,
-        wire::Error::Io(_) | wire::Error::Framing(netcore::Error::Io(_))
-    )
-}

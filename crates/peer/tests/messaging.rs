@@ -699,6 +699,92 @@ async fn a_stranger_that_never_reads_pins_at_most_its_lane_budget() {
     assert!((32..=33).contains(&answered), "{answered} answers queued");
 }
 
+/// RPC responses have bounds of their own: with the high lane full of our own messages to a
+/// remote that does not read, requests are still answered; once the answers fill their own
+/// bounds (2 MiB here), `respond` refuses with `QueueFull { High }` and `respond_wait` waits
+/// until the remote reads, after which every answer given arrives.
+#[tokio::test]
+async fn responses_have_their_own_budget_and_respond_wait_gets_room() {
+    const MIB: usize = 1024 * 1024;
+    let config = Config {
+        max_queued_bytes: 2 * MIB,
+        ..Config::default()
+    };
+    let setup = Setup {
+        role: PeerRole::Upstream,
+        ..Setup::default()
+    };
+    let mut raw = Raw::with(config, setup);
+    for id in 0..4 {
+        raw.remote.send(request(STORAGE_RPC, id, vec![7])).await;
+    }
+    let mut responders = Vec::new();
+    for _ in 0..4 {
+        responders.push(expect_request(raw.node.next_event().await).1);
+    }
+    // Our own high-priority messages until the lane refuses one: the writer blocks on the
+    // remote, which does not read, and the lane fills behind it.
+    let handle = raw.node.handle.clone();
+    let mut sent = 0;
+    loop {
+        match handle.send_direct_with_priority(MEMPOOL, pattern(MIB), Priority::High) {
+            Ok(()) => sent += 1,
+            Err(Error::QueueFull {
+                lane: Priority::High,
+            }) => break,
+            Err(err) => panic!("unexpected send error {err:?}"),
+        }
+        assert!(sent < 64, "the high lane never filled");
+        tokio::task::yield_now().await;
+    }
+    let metrics = raw.node.metrics.clone();
+    let mut responders = responders.into_iter();
+    let mut next = || responders.next().expect("four requests");
+    next().respond(pattern(MIB)).expect("room of their own");
+    next().respond(pattern(MIB)).expect("2 MiB of answers fit");
+    let refused = next().respond(pattern(MIB));
+    assert!(
+        matches!(
+            refused,
+            Err(Error::QueueFull {
+                lane: Priority::High
+            })
+        ),
+        "{refused:?}"
+    );
+    let waiting = next().respond_wait(pattern(MIB));
+    tokio::pin!(waiting);
+    assert!(
+        waiting.as_mut().now_or_never().is_none(),
+        "waits while the answers fill their bounds"
+    );
+    let reading = async {
+        let mut answered = Vec::new();
+        while answered.len() < 3 {
+            match raw.remote.recv_message().await {
+                NetworkMessage::RpcResponse(response) => {
+                    assert_eq!(response.raw_response.len(), MIB);
+                    answered.push(response.request_id.0);
+                }
+                NetworkMessage::DirectSendMsg(_) => {}
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+        answered
+    };
+    let (waited, mut answered) = tokio::join!(waiting, reading);
+    waited.expect("room once the remote reads");
+    answered.sort_unstable();
+    assert_eq!(answered, [0, 1, 3]);
+    assert_eq!(metrics.inbound_rpcs(InboundRpcOutcome::Answered), 3);
+    assert_eq!(metrics.inbound_rpcs(InboundRpcOutcome::Unanswered), 1);
+    // The direct send and the answer refused.
+    assert_eq!(
+        metrics.outbound_dropped(Priority::High, DropReason::Full),
+        2
+    );
+}
+
 /// A send waiting for room fails with `Disconnected` when the peer closes, and one whose
 /// caller gives up while waiting is counted as dropped.
 #[tokio::test]

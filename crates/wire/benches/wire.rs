@@ -4,8 +4,15 @@
 //!   (`DirectSendMsg` or `RpcRequest`) to BCS bytes and back, with a 128-byte and a 1 MiB
 //!   payload. Encoding sizes the message first, as the codec does.
 //! - `framed_codec/<size>`: one `MultiplexMessage` through `MultiplexMessageCodec` (the codec
-//!   behind `MultiplexMessageSink` / `MultiplexMessageStream`, which frames with netcore's
-//!   u32 `FrameCodec`): encode into a buffer, then decode it back, 128 B and 64 KiB payloads.
+//!   behind `MultiplexMessageSink` / `MultiplexMessageStream`, u32-prefixed frames): encode
+//!   into a buffer, then decode it back, 128 B and 64 KiB payloads.
+//! - `envelope_encode/<kind>_128B`, `envelope_decode/<kind>_128B`: the codec's hand-made
+//!   envelope (`MultiplexMessageCodec::encode_message`, `MultiplexMessage::from_frame_slice`)
+//!   on one message of each kind with a 128-byte payload, next to `bcs_encode` /
+//!   `bcs_decode` (serde's BCS) for the same work.
+//! - `batch_encode/32x128B`: the writer's pass over one batch taken off the queue: 32
+//!   DirectSends of 128 bytes appended with `MultiplexMessageSink::buffer_message`, then one
+//!   flush to a writer that discards.
 //! - `stream_64MiB/fragment_reassemble`: a 64 MiB `DirectSendMsg` cut by `OutboundStream`
 //!   into a header and 16 fragments, fed to a `Reassembler` (the final copy into one payload
 //!   included). No serialization.
@@ -91,6 +98,62 @@ fn bcs_messages(c: &mut Criterion) {
             group.finish();
         }
     }
+}
+
+fn envelope(c: &mut Criterion) {
+    let response = NetworkMessage::RpcResponse(wire::RpcResponse {
+        request_id: RequestId(7),
+        priority: 0,
+        raw_response: payload(SMALL),
+    });
+    for (kind, message) in [
+        ("direct_send", direct_send(SMALL)),
+        ("rpc_request", rpc_request(SMALL)),
+        ("rpc_response", response),
+    ] {
+        let id = format!("{kind}_128B");
+        let mut codec = MultiplexMessageCodec::default();
+        let mut buf = BytesMut::with_capacity(1024);
+        let mut group = c.benchmark_group("envelope_encode");
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(&id, |b| {
+            b.iter(|| {
+                buf.clear();
+                codec.encode_message(&message, &mut buf).unwrap();
+            });
+        });
+        group.finish();
+
+        let frame = bcs::to_bytes(&MultiplexMessage::Message(message)).unwrap();
+        let mut group = c.benchmark_group("envelope_decode");
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(&id, |b| {
+            b.iter(|| MultiplexMessage::from_frame_slice(&frame).unwrap());
+        });
+        group.finish();
+    }
+}
+
+/// Messages the peer's writer takes off its queue at once.
+const WRITER_BATCH: usize = 32;
+
+fn batch_encode(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let batch: Vec<NetworkMessage> = (0..WRITER_BATCH).map(|_| direct_send(SMALL)).collect();
+    let mut sink = wire::MultiplexMessageSink::new(tokio::io::sink());
+    let mut group = c.benchmark_group("batch_encode");
+    group.throughput(Throughput::Elements(WRITER_BATCH as u64));
+    group.bench_function("32x128B", |b| {
+        b.iter(|| {
+            for message in &batch {
+                sink.buffer_message(message).unwrap();
+            }
+            runtime.block_on(sink.flush()).unwrap();
+        });
+    });
+    group.finish();
 }
 
 fn framed_codec(c: &mut Criterion) {
@@ -194,6 +257,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = bcs_messages, framed_codec, framed_io, stream_64mib
+    targets = bcs_messages, envelope, batch_encode, framed_codec, framed_io, stream_64mib
 }
 criterion_main!(benches);

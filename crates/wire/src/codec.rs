@@ -1,8 +1,10 @@
 //! Frames ↔ [`MultiplexMessage`]s: each message is one BCS-encoded `MultiplexMessage` after a
 //! u32 big-endian length (wire-format.md, "Message frames").
 //!
-//! [`MultiplexMessageCodec`] is the sans-IO core (a `tokio_util` [`Decoder`]/[`Encoder`] over
-//! netcore's [`FrameCodec`]); [`MultiplexMessageStream`] and [`MultiplexMessageSink`] put it on
+//! [`MultiplexMessageCodec`] is the sans-IO core (a `tokio_util` [`Decoder`]/[`Encoder`] with
+//! netcore's [`FrameCodec`] limits: the u32 prefix is read and written here, next to the
+//! hand-made envelope, so that a small frame is decoded where it lies in the read buffer);
+//! [`MultiplexMessageStream`] and [`MultiplexMessageSink`] put it on
 //! any `AsyncRead` / `AsyncWrite`. They manage their own buffers rather than wrapping
 //! `tokio_util`'s `FramedRead` / `FramedWrite`, whose buffers can keep the capacity of a large
 //! frame (up to 4 MiB) for the life of the connection; ours give back anything above 8 KiB
@@ -20,9 +22,10 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::envelope;
 use crate::error::Error;
 use crate::limits::MAX_FRAME_SIZE;
-use crate::message::MultiplexMessage;
+use crate::message::{MultiplexMessage, NetworkMessage};
 
 /// Encodes and decodes length-prefixed [`MultiplexMessage`] frames, with a maximum frame size
 /// enforced in both directions.
@@ -32,8 +35,9 @@ use crate::message::MultiplexMessage;
 /// complete frame that did not decode, after which decoding continues with the next frame.
 /// (`tokio_util`'s `FramedRead` ends the stream after any decoder error, hence the nesting.)
 ///
-/// The encoder takes `&MultiplexMessage` and serializes straight into the output buffer: no
-/// intermediate copy of the payload.
+/// The encoder takes `&MultiplexMessage` (or `&NetworkMessage`, framed as
+/// `MultiplexMessage::Message`) and writes prefix, envelope and payload straight into the
+/// output buffer, by hand (`envelope`): no intermediate copy of the payload, no serde.
 #[derive(Clone, Debug)]
 pub struct MultiplexMessageCodec {
     frames: FrameCodec,
@@ -53,18 +57,58 @@ impl MultiplexMessageCodec {
         self.frames.max_frame_len()
     }
 
-    /// Decodes one frame; large payloads stay slices of it
-    /// ([`MultiplexMessage::from_frame`]), so a 1 MiB message is not copied again.
-    fn decode_frame(frame: BytesMut) -> Result<MultiplexMessage, Error> {
-        let frame = frame.freeze();
-        MultiplexMessage::from_frame(frame.clone()).map_err(|source| Error::Deserialize {
-            frame_prefix: [
-                frame.first().copied().unwrap_or(0),
-                frame.get(1).copied().unwrap_or(0),
-            ],
-            len: frame.len(),
-            source,
-        })
+    /// Takes the next whole frame off `src` and decodes it; `None` until one is there (room
+    /// for the rest of it is then reserved: its length was checked).
+    ///
+    /// A frame shorter than [`MultiplexMessage::SHARED_PAYLOAD_MIN`] cannot hold a payload
+    /// worth sharing, so it is decoded where it lies and skipped: the read buffer stays one
+    /// unshared allocation, and a small message costs no reference count. A larger frame is
+    /// split off and frozen so that its payload can be a slice of it
+    /// ([`MultiplexMessage::from_frame`]).
+    fn decode_next(
+        &mut self,
+        src: &mut BytesMut,
+    ) -> Result<Option<Result<MultiplexMessage, Error>>, Error> {
+        let Some(prefix) = src.first_chunk::<LENGTH_PREFIX_BYTES>() else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(*prefix) as usize;
+        let max = self.max_frame_size();
+        if len > max {
+            return Err(netcore::Error::FrameTooLarge { len, max }.into());
+        }
+        let end = LENGTH_PREFIX_BYTES + len;
+        if src.len() < end {
+            src.reserve(end - src.len());
+            return Ok(None);
+        }
+        let decoded = if len < MultiplexMessage::SHARED_PAYLOAD_MIN {
+            let frame = &src[LENGTH_PREFIX_BYTES..end];
+            let decoded = MultiplexMessage::from_frame_slice(frame)
+                .map_err(|source| deserialize_error(frame, source));
+            src.advance(end);
+            decoded
+        } else {
+            src.advance(LENGTH_PREFIX_BYTES);
+            let frame = src.split_to(len).freeze();
+            MultiplexMessage::from_frame(frame.clone())
+                .map_err(|source| deserialize_error(&frame, source))
+        };
+        // Room for the next prefix, so that the next read does not start with a reallocation.
+        src.reserve(LENGTH_PREFIX_BYTES);
+        Ok(Some(decoded))
+    }
+}
+
+/// The recoverable error of a whole frame that did not decode.
+fn deserialize_error(frame: &[u8], source: bcs::Error) -> Error {
+    Error::Deserialize {
+        frame_prefix: [
+            frame.first().copied().unwrap_or(0),
+            frame.get(1).copied().unwrap_or(0),
+        ],
+        len: frame.len(),
+        source,
     }
 }
 
@@ -80,39 +124,77 @@ impl Decoder for MultiplexMessageCodec {
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Error> {
-        Ok(self.frames.decode(src)?.map(Self::decode_frame))
+        self.decode_next(src)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Error> {
-        Ok(self.frames.decode_eof(src)?.map(Self::decode_frame))
+        if let Some(item) = self.decode_next(src)? {
+            return Ok(Some(item));
+        }
+        if src.is_empty() {
+            return Ok(None);
+        }
+        // Part of a frame: its prefix, or its body as far as it came.
+        let (expected, received) = match src.first_chunk::<LENGTH_PREFIX_BYTES>() {
+            Some(prefix) => (
+                u32::from_be_bytes(*prefix) as usize,
+                src.len() - LENGTH_PREFIX_BYTES,
+            ),
+            None => (LENGTH_PREFIX_BYTES, src.len()),
+        };
+        Err(netcore::Error::TruncatedFrame { expected, received }.into())
+    }
+}
+
+impl MultiplexMessageCodec {
+    /// Appends the prefix and the envelope and payload written by `put` (`len` bytes, checked
+    /// against the maximum first: an oversized message leaves `dst` as it was).
+    fn encode_with(
+        &self,
+        len: Result<usize, bcs::Error>,
+        dst: &mut BytesMut,
+        put: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), Error> {
+        let len = len.map_err(Error::Serialize)?;
+        let max = self.max_frame_size();
+        if len > max {
+            return Err(netcore::Error::FrameTooLarge { len, max }.into());
+        }
+        dst.reserve(LENGTH_PREFIX_BYTES + len);
+        // `len <= max <= u32::MAX` (FrameCodec clamps the maximum to the prefix's range).
+        dst.put_u32(len as u32);
+        let start = dst.len();
+        put(dst);
+        debug_assert_eq!(dst.len() - start, len);
+        Ok(())
+    }
+
+    /// Appends one frame carrying `MultiplexMessage::Message(message)` to `dst`, as the
+    /// [`Encoder`] does, without the caller wrapping (moving) the message. (An inherent
+    /// method rather than a second `Encoder` impl, which would leave `FramedWrite`'s
+    /// `flush` and `close` needing type annotations.)
+    pub fn encode_message(
+        &mut self,
+        message: &NetworkMessage,
+        dst: &mut BytesMut,
+    ) -> Result<(), Error> {
+        self.encode_with(envelope::framed_network_message_len(message), dst, |dst| {
+            envelope::put_framed_network_message(dst, message);
+        })
     }
 }
 
 impl Encoder<&MultiplexMessage> for MultiplexMessageCodec {
     type Error = Error;
 
-    /// Appends one frame to `dst`. An oversized message fails with [`Error::Framing`]
-    /// (`FrameTooLarge`) and leaves `dst` as it was.
+    /// Appends one frame to `dst`, the bytes `bcs::to_bytes` gives behind the length prefix.
+    /// An oversized message fails with [`Error::Framing`] (`FrameTooLarge`), a payload BCS
+    /// cannot encode (over 2^31 − 1 bytes) with [`Error::Serialize`]; either leaves `dst` as
+    /// it was.
     fn encode(&mut self, message: &MultiplexMessage, dst: &mut BytesMut) -> Result<(), Error> {
-        // Sizing first walks the message without copying the payload, so an oversized one is
-        // refused before anything is reserved or written.
-        let len = bcs::serialized_size(message).map_err(Error::Serialize)?;
-        let max = self.max_frame_size();
-        if len > max {
-            return Err(netcore::Error::FrameTooLarge { len, max }.into());
-        }
-        let start = dst.len();
-        dst.reserve(LENGTH_PREFIX_BYTES + len);
-        // `len <= max <= u32::MAX` (FrameCodec clamps the maximum to the prefix's range).
-        dst.put_u32(len as u32);
-        let mut writer = dst.writer();
-        if let Err(err) = bcs::serialize_into(&mut writer, message) {
-            // Unreachable after `serialized_size` succeeded, but never leave half a frame.
-            dst.truncate(start);
-            return Err(Error::Serialize(err));
-        }
-        debug_assert_eq!(dst.len() - start, LENGTH_PREFIX_BYTES + len);
-        Ok(())
+        self.encode_with(envelope::multiplex_message_len(message), dst, |dst| {
+            envelope::put_multiplex_message(dst, message);
+        })
     }
 }
 
@@ -340,6 +422,40 @@ impl<W> MultiplexMessageSink<W> {
     }
 }
 
+impl<W> MultiplexMessageSink<W> {
+    /// Appends the frame of `message` to the write buffer, as `start_send` does, without
+    /// asking `poll_ready` first: for a caller that encodes a batch in one pass and checks
+    /// [`is_above_boundary`](Self::is_above_boundary) itself between messages (then writes out
+    /// with `poll_ready`, or flushes). Fails, writing nothing, as the codec's encoder does.
+    pub fn buffer_frame(&mut self, message: &MultiplexMessage) -> Result<(), Error> {
+        prepare_write_buffer(&mut self.buffer);
+        self.codec.encode(message, &mut self.buffer)
+    }
+
+    /// [`buffer_frame`](Self::buffer_frame) for `MultiplexMessage::Message(message)`, without
+    /// the caller wrapping (moving) the message.
+    pub fn buffer_message(&mut self, message: &NetworkMessage) -> Result<(), Error> {
+        prepare_write_buffer(&mut self.buffer);
+        self.codec.encode_message(message, &mut self.buffer)
+    }
+
+    /// Whether the buffered frames reach the backpressure boundary: `poll_ready` would write
+    /// them out before accepting more.
+    pub fn is_above_boundary(&self) -> bool {
+        self.buffer.len() >= self.backpressure_boundary
+    }
+}
+
+/// Gives a sink's write buffer room for a first frame after it was given back.
+fn prepare_write_buffer(buffer: &mut BytesMut) {
+    if buffer.capacity() == 0 && !buffer.try_reclaim(WRITE_CHUNK) {
+        // First message since the buffer was given back (a written-out buffer is reclaimed
+        // instead): start with room for a batch of small ones rather than growing through
+        // every power of two.
+        *buffer = BytesMut::with_capacity(WRITE_CHUNK);
+    }
+}
+
 impl<W: AsyncWrite> MultiplexMessageSink<W> {
     /// Writes the whole buffer to the writer, without flushing it.
     fn poll_write_buffer(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -368,12 +484,7 @@ impl<W: AsyncWrite> Sink<&MultiplexMessage> for MultiplexMessageSink<W> {
 
     fn start_send(self: Pin<&mut Self>, message: &MultiplexMessage) -> Result<(), Error> {
         let this = self.project();
-        if this.buffer.capacity() == 0 && !this.buffer.try_reclaim(WRITE_CHUNK) {
-            // First message since the buffer was given back (a written-out buffer is reclaimed
-            // instead): start with room for a batch of small ones rather than growing through
-            // every power of two.
-            *this.buffer = BytesMut::with_capacity(WRITE_CHUNK);
-        }
+        prepare_write_buffer(this.buffer);
         this.codec.encode(message, this.buffer)
     }
 

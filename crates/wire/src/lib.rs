@@ -23,8 +23,9 @@
 //! then on each frame carries one [`MultiplexMessage`]: a whole [`NetworkMessage`], or a piece
 //! of one too large for a frame ([`StreamMessage`], cut by [`OutboundStream`] and put back
 //! together by [`Reassembler`]). [`MultiplexMessageStream`] and [`MultiplexMessageSink`] read
-//! and write those frames; a payload's bytes are encoded per protocol by
-//! [`ProtocolId::to_bytes`] / [`ProtocolId::from_bytes`].
+//! and write those frames, with the envelope (everything but the payload) encoded and decoded
+//! by hand rather than through serde, exactly as BCS writes and reads it; a payload's bytes
+//! are encoded per protocol by [`ProtocolId::to_bytes`] / [`ProtocolId::from_bytes`].
 //!
 //! Types to read first: [`MultiplexMessage`] and [`NetworkMessage`], then
 //! [`MultiplexMessageStream`], then [`Reassembler`].
@@ -51,6 +52,7 @@
 //! ```
 
 mod codec;
+mod envelope;
 mod error;
 mod handshake;
 mod limits;

@@ -1,30 +1,17 @@
 //! The messages of AptosNet v1 (wire-format.md, "Message frames"): one [`MultiplexMessage`] per frame.
 //!
-//! BCS comes from the serde derives: an enum is its variant index as ULEB128 (one byte here),
-//! integers are little-endian, byte strings are a ULEB128 length then the bytes. Variant order
-//! is therefore part of the wire format: never reorder.
-
-use std::cell::RefCell;
-use std::fmt;
+//! BCS: an enum is its variant index as ULEB128 (one byte here), integers are little-endian,
+//! byte strings are a ULEB128 length then the bytes. Variant order is therefore part of the
+//! wire format: never reorder. The codec encodes and decodes these messages by hand
+//! (`envelope`, which also holds [`MultiplexMessage::from_frame`]); the serde derives, which write and read the same bytes, remain for other
+//! formats and for `bcs` itself, against which the hand-made codec is tested.
 
 use bytes::Bytes;
-use serde::{Deserialize, Deserializer, Serialize, de};
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::{ProtocolId, RequestId};
 
 impl MultiplexMessage {
-    /// Decodes one frame's BCS, as `bcs::from_bytes(&frame)` does (same checks, same errors),
-    /// except that payloads of at least [`MultiplexMessage::SHARED_PAYLOAD_MIN`] bytes are
-    /// slices of `frame` rather than copies: a large message is then never copied between
-    /// the socket's read buffer and the application.
-    ///
-    /// Smaller payloads are still copied, so that a small message an application keeps does
-    /// not keep alive a read buffer many times its size.
-    pub fn from_frame(frame: Bytes) -> Result<Self, bcs::Error> {
-        let _current = CurrentFrame::set(frame.clone());
-        bcs::from_bytes(&frame)
-    }
-
     /// The smallest payload [`MultiplexMessage::from_frame`] shares with its frame instead of
     /// copying: 64 KiB. A shared payload keeps its whole read buffer alive while the
     /// application holds it (a queued message can wait a while in a full inbound queue);
@@ -84,7 +71,6 @@ pub struct RpcRequest {
     /// The wire's priority byte. AptosNet always sends 0 and ignores it on receipt.
     pub priority: u8,
     /// The encoded request.
-    #[serde(deserialize_with = "payload")]
     pub raw_request: Bytes,
 }
 
@@ -97,7 +83,6 @@ pub struct RpcResponse {
     /// The wire's priority byte, as in [`RpcRequest::priority`].
     pub priority: u8,
     /// The encoded response.
-    #[serde(deserialize_with = "payload")]
     pub raw_response: Bytes,
 }
 
@@ -109,7 +94,6 @@ pub struct DirectSendMsg {
     /// The wire's priority byte, as in [`RpcRequest::priority`].
     pub priority: u8,
     /// The encoded message.
-    #[serde(deserialize_with = "payload")]
     pub raw_msg: Bytes,
 }
 
@@ -179,100 +163,7 @@ pub struct StreamFragment {
     /// 1 for the first fragment after the header, then 2, 3, ….
     pub fragment_id: u8,
     /// The next part of the payload.
-    #[serde(deserialize_with = "payload")]
     pub raw_data: Bytes,
-}
-
-thread_local! {
-    /// The frame `MultiplexMessage::from_frame` is decoding on this thread, whose payloads
-    /// it may slice. A thread-local because serde gives a field's deserializer only the
-    /// borrowed bytes, not the buffer that owns them.
-    static FRAME: RefCell<Option<Bytes>> = const { RefCell::new(None) };
-}
-
-/// Makes a frame current for the payload deserializer, and clears it on drop (also when
-/// decoding fails or panics).
-struct CurrentFrame {
-    previous: Option<Bytes>,
-}
-
-impl CurrentFrame {
-    fn set(frame: Bytes) -> Self {
-        Self {
-            previous: FRAME.with(|current| current.replace(Some(frame))),
-        }
-    }
-}
-
-impl Drop for CurrentFrame {
-    fn drop(&mut self) {
-        let previous = self.previous.take();
-        FRAME.with(|current| *current.borrow_mut() = previous);
-    }
-}
-
-/// The deserializer of payload fields: `Bytes`'s own, except that large borrowed bytes that
-/// lie inside the current frame become a slice of it (see [`MultiplexMessage::from_frame`]).
-fn payload<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
-    deserializer.deserialize_byte_buf(PayloadVisitor)
-}
-
-struct PayloadVisitor;
-
-impl<'de> de::Visitor<'de> for PayloadVisitor {
-    type Value = Bytes;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("byte array")
-    }
-
-    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
-        if v.len() >= MultiplexMessage::SHARED_PAYLOAD_MIN {
-            let shared = FRAME.with(|current| {
-                current
-                    .borrow()
-                    .as_ref()
-                    .filter(|frame| contains(frame, v))
-                    .map(|frame| frame.slice_ref(v))
-            });
-            if let Some(shared) = shared {
-                return Ok(shared);
-            }
-        }
-        Ok(Bytes::copy_from_slice(v))
-    }
-
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-        Ok(Bytes::copy_from_slice(v))
-    }
-
-    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-        Ok(Bytes::from(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
-        Ok(Bytes::copy_from_slice(v.as_bytes()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Bytes, E> {
-        Ok(Bytes::from(v.into_bytes()))
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
-        // Bounded like `Bytes`'s own visitor: the hint is the input's claim.
-        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(value) = seq.next_element()? {
-            values.push(value);
-        }
-        Ok(Bytes::from(values))
-    }
-}
-
-/// Whether `part` lies within `frame`'s bytes (what `Bytes::slice_ref` requires).
-fn contains(frame: &Bytes, part: &[u8]) -> bool {
-    let start = frame.as_ptr() as usize;
-    let part_start = part.as_ptr() as usize;
-    part_start >= start && part_start + part.len() <= start + frame.len()
 }
 
 /// What one frame carries: a whole message, or a piece of a streamed one.
@@ -298,6 +189,13 @@ mod tests {
         assert_eq!(code(&[9, 5, 1]), (9, 5));
         assert_eq!(code(&[9]), (9, 0));
         assert_eq!(code(&[]), (0, 0));
+    }
+
+    /// Whether `part` lies within `frame`'s bytes (shares its buffer).
+    fn contains(frame: &Bytes, part: &[u8]) -> bool {
+        let start = frame.as_ptr() as usize;
+        let part_start = part.as_ptr() as usize;
+        part_start >= start && part_start + part.len() <= start + frame.len()
     }
 
     fn direct(len: usize) -> MultiplexMessage {
@@ -363,14 +261,11 @@ mod tests {
                 let shared = contains(&frame, &payload);
                 assert_eq!(shared, payload.len() >= large, "{} bytes", payload.len());
             }
-            assert!(
-                FRAME.with(|f| f.borrow().is_none()),
-                "cleared after decoding"
-            );
+            assert_eq!(MultiplexMessage::from_frame_slice(&frame).unwrap(), message);
         }
     }
 
-    /// A bad frame fails with `bcs::from_bytes`'s error, and leaves no frame behind.
+    /// A bad frame fails with `bcs::from_bytes`'s error.
     #[test]
     fn from_frame_fails_like_bcs() {
         let good = bcs::to_bytes(&direct(5000)).unwrap();
@@ -385,8 +280,11 @@ mod tests {
         ] {
             let ours = MultiplexMessage::from_frame(Bytes::copy_from_slice(frame)).unwrap_err();
             let theirs = bcs::from_bytes::<MultiplexMessage>(frame).unwrap_err();
-            assert_eq!(ours.to_string(), theirs.to_string());
-            assert!(FRAME.with(|f| f.borrow().is_none()));
+            assert_eq!(ours, theirs);
+            assert_eq!(
+                MultiplexMessage::from_frame_slice(frame).unwrap_err(),
+                theirs
+            );
         }
     }
 
