@@ -34,7 +34,9 @@ use crate::routing::{
 /// [`NetworkBuilder::add_application`](crate::NetworkBuilder::add_application), and put the
 /// networks behind one client with [`combine`](Self::combine).
 pub struct NetworkClient<M> {
-    networks: Arc<HashMap<NetworkId, ClientNetwork>>,
+    /// At most one entry per network (three at most): a scan costs less than hashing the id
+    /// on every send.
+    networks: Arc<[(NetworkId, ClientNetwork)]>,
     /// The connection of the peer this clone sent to last, so that a run of sends to one peer
     /// skips the look-up in [`PeersAndMetadata`] (a shared lock and a hash). Per clone, so
     /// tasks with clones of their own do not contend for it.
@@ -71,7 +73,7 @@ where
     /// A client for one network.
     pub(crate) fn new(network_id: NetworkId, network: ClientNetwork) -> Self {
         Self {
-            networks: Arc::new(HashMap::from([(network_id, network)])),
+            networks: Arc::new([(network_id, network)]),
             last: Mutex::new(None),
             _message: PhantomData,
         }
@@ -81,20 +83,21 @@ where
     ///
     /// Fails with [`Error::InvalidConfig`] if two of them serve the same network.
     pub fn combine(clients: impl IntoIterator<Item = Self>) -> Result<Self, Error> {
-        let mut networks = HashMap::new();
+        let mut networks: Vec<(NetworkId, ClientNetwork)> = Vec::new();
         for client in clients {
             for (network_id, network) in client.networks.iter() {
-                if networks.insert(*network_id, network.clone()).is_some() {
+                if networks.iter().any(|(known, _)| known == network_id) {
                     return Err(Error::InvalidConfig {
                         field: "network_id",
                         reason: "two clients to combine serve the same network",
                         source: None,
                     });
                 }
+                networks.push((*network_id, network.clone()));
             }
         }
         Ok(Self {
-            networks: Arc::new(networks),
+            networks: networks.into(),
             last: Mutex::new(None),
             _message: PhantomData,
         })
@@ -357,14 +360,14 @@ where
 
     /// The networks this client serves.
     pub fn networks(&self) -> impl Iterator<Item = NetworkId> + '_ {
-        self.networks.keys().copied()
+        self.networks.iter().map(|(network_id, _)| *network_id)
     }
 
     /// The figures of `peer`'s current connection (round-trip time, chain status, bytes), if
     /// it is connected on one of this client's networks: what an application needs to choose
     /// among its peers.
     pub fn peer_stats(&self, peer: PeerNetworkId) -> Option<PeerStats> {
-        let network = self.networks.get(&peer.network_id)?;
+        let network = self.network(peer.network_id).ok()?;
         network.peers.peer_stats(peer)
     }
 
@@ -393,7 +396,9 @@ where
 
     fn network(&self, network_id: NetworkId) -> Result<&ClientNetwork, Error> {
         self.networks
-            .get(&network_id)
+            .iter()
+            .find(|(id, _)| *id == network_id)
+            .map(|(_, network)| network)
             .ok_or(Error::UnknownNetwork { network_id })
     }
 
@@ -441,7 +446,10 @@ impl<M> Clone for NetworkClient<M> {
 impl<M> fmt::Debug for NetworkClient<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NetworkClient")
-            .field("networks", &self.networks.keys().collect::<Vec<_>>())
+            .field(
+                "networks",
+                &self.networks.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
