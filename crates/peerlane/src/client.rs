@@ -49,7 +49,10 @@ pub struct NetworkClient<M> {
 /// send looks the peer up again.
 struct CachedPeer {
     peer: PeerNetworkId,
-    protocols: ProtocolIdSet,
+    /// The application's first direct-send protocol the peer negotiated, if any.
+    direct_send: Option<ProtocolId>,
+    /// The application's first RPC protocol the peer negotiated, if any.
+    rpc: Option<ProtocolId>,
     handle: PeerHandle,
 }
 
@@ -111,15 +114,7 @@ where
     /// [`Error::Peer`] when the connection's queue is full or it is closing.
     pub fn send_to_peer(&self, peer: PeerNetworkId, message: &M) -> Result<(), Error> {
         let network = self.network(peer.network_id)?;
-        let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
-            let protocol = choose(
-                peer,
-                ProtocolKind::DirectSend,
-                &network.direct_send,
-                protocols,
-            )?;
-            Ok((protocol, handle.clone()))
-        })?;
+        let (protocol, handle) = self.connection_for(network, peer, ProtocolKind::DirectSend)?;
         // Encoded outside the cache's lock: encoding may take long (BCS or LZ4, up to the
         // message size limit), and tasks sharing this client must not wait for it.
         let bytes = encode(protocol, message)?;
@@ -138,15 +133,7 @@ where
     /// it waits drops the message (counted as a full-lane drop).
     pub async fn send_to_peer_wait(&self, peer: PeerNetworkId, message: &M) -> Result<(), Error> {
         let network = self.network(peer.network_id)?;
-        let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
-            let protocol = choose(
-                peer,
-                ProtocolKind::DirectSend,
-                &network.direct_send,
-                protocols,
-            )?;
-            Ok((protocol, handle.clone()))
-        })?;
+        let (protocol, handle) = self.connection_for(network, peer, ProtocolKind::DirectSend)?;
         let bytes = encode(protocol, message)?;
         handle
             .send_direct_wait(protocol, bytes)
@@ -209,10 +196,7 @@ where
         timeout: Duration,
     ) -> Result<M, Error> {
         let network = self.network(peer.network_id)?;
-        let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
-            let protocol = choose(peer, ProtocolKind::Rpc, &network.rpc, protocols)?;
-            Ok((protocol, handle.clone()))
-        })?;
+        let (protocol, handle) = self.connection_for(network, peer, ProtocolKind::Rpc)?;
         let bytes = encode(protocol, &request)?;
         let response = handle
             .rpc(protocol, bytes, timeout)
@@ -399,19 +383,19 @@ where
             .iter()
             .find(|(id, _)| *id == network_id)
             .map(|(_, network)| network)
-            .ok_or(Error::UnknownNetwork { network_id })
+            .ok_or_else(|| Error::UnknownNetwork { network_id })
     }
 
-    /// Runs `f` on `peer`'s negotiated protocols and connection, from the cache when `peer`
-    /// is the last peer this clone sent to and that connection is still up; fails with
-    /// [`Error::NotConnected`] without a connection. `f` runs under the cache's lock, so it
-    /// must be quick: never encode in it.
-    fn with_connection<R>(
+    /// The protocol of `kind` to send to `peer` on, and its connection: from the cache when
+    /// `peer` is the last peer this clone sent to and that connection is still up. Fails with
+    /// [`Error::NotConnected`] without a connection, [`Error::NoCommonProtocol`] when the
+    /// peer negotiated none of the application's protocols of `kind`.
+    fn connection_for(
         &self,
         network: &ClientNetwork,
         peer: PeerNetworkId,
-        f: impl FnOnce(ProtocolIdSet, &PeerHandle) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+        kind: ProtocolKind,
+    ) -> Result<(ProtocolId, PeerHandle), Error> {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let cached = last
             .as_ref()
@@ -424,12 +408,20 @@ where
             let (protocols, handle) = network.connection(peer)?;
             *last = Some(CachedPeer {
                 peer,
-                protocols,
+                direct_send: first_common(&network.direct_send, protocols),
+                rpc: first_common(&network.rpc, protocols),
                 handle,
             });
         }
         let cached = last.as_ref().expect("filled just above");
-        f(cached.protocols, &cached.handle)
+        let (protocol, preferences) = match kind {
+            ProtocolKind::DirectSend => (cached.direct_send, &network.direct_send),
+            ProtocolKind::Rpc => (cached.rpc, &network.rpc),
+        };
+        match protocol {
+            Some(protocol) => Ok((protocol, cached.handle.clone())),
+            None => Err(no_common_protocol(peer, kind, preferences)),
+        }
     }
 }
 
@@ -457,7 +449,9 @@ impl<M> fmt::Debug for NetworkClient<M> {
 impl ClientNetwork {
     /// `peer`'s negotiated protocols and connection, or [`Error::NotConnected`].
     fn connection(&self, peer: PeerNetworkId) -> Result<(ProtocolIdSet, PeerHandle), Error> {
-        self.peers.sender(peer).ok_or(Error::NotConnected { peer })
+        self.peers
+            .sender(peer)
+            .ok_or_else(|| Error::NotConnected { peer })
     }
 }
 
@@ -468,15 +462,28 @@ fn choose(
     preferences: &[ProtocolId],
     negotiated: ProtocolIdSet,
 ) -> Result<ProtocolId, Error> {
+    first_common(preferences, negotiated).ok_or_else(|| no_common_protocol(peer, kind, preferences))
+}
+
+/// The first protocol of `preferences` in `negotiated`, if any.
+fn first_common(preferences: &[ProtocolId], negotiated: ProtocolIdSet) -> Option<ProtocolId> {
     preferences
         .iter()
         .copied()
         .find(|protocol| negotiated.contains(*protocol))
-        .ok_or_else(|| Error::NoCommonProtocol {
-            peer,
-            kind,
-            preferences: preferences.to_vec(),
-        })
+}
+
+/// The error of a send to `peer`, which negotiated none of `preferences`.
+fn no_common_protocol(
+    peer: PeerNetworkId,
+    kind: ProtocolKind,
+    preferences: &[ProtocolId],
+) -> Error {
+    Error::NoCommonProtocol {
+        peer,
+        kind,
+        preferences: preferences.to_vec(),
+    }
 }
 
 fn encode<M: Serialize>(protocol: ProtocolId, message: &M) -> Result<Bytes, Error> {
@@ -506,7 +513,10 @@ fn routed_path(
     peer: PeerNetworkId,
     kind: ProtocolKind,
 ) -> Result<(&RoutingHandle, ProtocolId), Error> {
-    let routing = network.routing.as_ref().ok_or(Error::NoRoute { peer })?;
+    let routing = network
+        .routing
+        .as_ref()
+        .ok_or_else(|| Error::NoRoute { peer })?;
     let protocols = match kind {
         ProtocolKind::DirectSend => &network.direct_send,
         ProtocolKind::Rpc => &network.rpc,
