@@ -6,6 +6,7 @@
 //! value with that protocol's encoding ([`ProtocolId::to_bytes`]: BCS, JSON or LZ4-compressed
 //! BCS) and hands the bytes to the peer's connection. No IO happens in the caller's task.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
@@ -187,17 +188,20 @@ where
     /// times out ([`Error::is_timeout`]), the remote does not serve the protocol or the
     /// connection closes first; with [`Error::Decode`] when the response does not decode.
     ///
+    /// Takes the request by value or by reference (`impl Borrow<M>`): a caller that keeps its
+    /// request, to retry it or to reuse its buffer, need not clone it.
+    ///
     /// Cancel-safe in the sense that dropping the future abandons the RPC; a late response is
     /// dropped by the connection.
     pub async fn send_rpc(
         &self,
         peer: PeerNetworkId,
-        request: M,
+        request: impl Borrow<M>,
         timeout: Duration,
     ) -> Result<M, Error> {
         let network = self.network(peer.network_id)?;
         let (protocol, handle) = self.connection_for(network, peer, ProtocolKind::Rpc)?;
-        let bytes = encode(protocol, &request)?;
+        let bytes = encode(protocol, request.borrow())?;
         let response = handle
             .rpc(protocol, bytes, timeout)
             .await
@@ -256,7 +260,8 @@ where
     /// [`Event::RpcRequest`](crate::Event::RpcRequest) with this node as the sender; its
     /// [`RpcReplier`](crate::RpcReplier) routes the answer back.
     ///
-    /// Fails like `send_rpc` when connected; otherwise with [`Error::NoRoute`],
+    /// Takes the request by value or by reference, as `send_rpc` does. Fails like
+    /// `send_rpc` when connected; otherwise with [`Error::NoRoute`],
     /// [`Error::Encode`], [`Error::Decode`], [`Error::RoutingBusy`] (queue full, or
     /// [`MAX_PENDING_ROUTED_RPCS`](crate::MAX_PENDING_ROUTED_RPCS) waiting), and with
     /// [`Error::Peer`] holding `peer::Error::Timeout` ([`Error::is_timeout`]) when no response
@@ -264,7 +269,7 @@ where
     pub async fn rpc_routed(
         &self,
         peer: PeerNetworkId,
-        request: M,
+        request: impl Borrow<M>,
         timeout: Duration,
     ) -> Result<M, Error> {
         let network = self.network(peer.network_id)?;
@@ -272,7 +277,7 @@ where
             return self.send_rpc(peer, request, timeout).await;
         }
         let (routing, protocol) = routed_path(network, peer, ProtocolKind::Rpc)?;
-        let body = encode(protocol, &request)?;
+        let body = encode(protocol, request.borrow())?;
         let (outcome, answer) = oneshot::channel();
         queue(
             routing,
