@@ -3,6 +3,9 @@
 //! - `keyed_queue/push_then_pop/<keys>`: push 1,024 items spread over `keys` (PeerId,
 //!   ProtocolId) keys into a bare `KeyedQueue`, then pop them all, one at a time (`pop`) or 64
 //!   at a time (`pop_many`, what `NetworkEvents` does). Single-threaded: the queue's own work.
+//! - `keyed_queue/push_then_pop/pop_many_bursts/<keys>`: the same, but the pushes come in
+//!   runs of 64 under one key, as a peer's reader routes one socket read: every push after
+//!   the first of a run finds its key's queue without hashing the key.
 //! - `keyed_channel/producer_consumer/<keys>`: 100,000 items through a `keyed_channel` with
 //!   back-pressure, from a producer task that pushes the way a peer's reader does (deferred
 //!   wake-ups, one `wake_deferred` per 64 items, waiting when a key is full) to a consumer task
@@ -80,6 +83,22 @@ fn push_then_pop(c: &mut Criterion) {
                 }
             });
         });
+        if n > 1 {
+            group.bench_function(BenchmarkId::new("pop_many_bursts", n), |b| {
+                let mut queue = KeyedQueue::new(config);
+                let mut out = VecDeque::with_capacity(BATCH);
+                b.iter(|| {
+                    for i in 0..ITEMS {
+                        let _ = queue.push(keys[(i / BATCH) % n], payload.clone());
+                    }
+                    while queue.pop_many(&mut out, BATCH) > 0 {
+                        for item in out.drain(..) {
+                            black_box(item);
+                        }
+                    }
+                });
+            });
+        }
     }
     group.finish();
 }

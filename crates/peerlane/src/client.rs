@@ -6,6 +6,7 @@
 //! value with that protocol's encoding ([`ProtocolId::to_bytes`]: BCS, JSON or LZ4-compressed
 //! BCS) and hands the bytes to the peer's connection. No IO happens in the caller's task.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
@@ -34,7 +35,9 @@ use crate::routing::{
 /// [`NetworkBuilder::add_application`](crate::NetworkBuilder::add_application), and put the
 /// networks behind one client with [`combine`](Self::combine).
 pub struct NetworkClient<M> {
-    networks: Arc<HashMap<NetworkId, ClientNetwork>>,
+    /// At most one entry per network (three at most): a scan costs less than hashing the id
+    /// on every send.
+    networks: Arc<[(NetworkId, ClientNetwork)]>,
     /// The connection of the peer this clone sent to last, so that a run of sends to one peer
     /// skips the look-up in [`PeersAndMetadata`] (a shared lock and a hash). Per clone, so
     /// tasks with clones of their own do not contend for it.
@@ -47,7 +50,10 @@ pub struct NetworkClient<M> {
 /// send looks the peer up again.
 struct CachedPeer {
     peer: PeerNetworkId,
-    protocols: ProtocolIdSet,
+    /// The application's first direct-send protocol the peer negotiated, if any.
+    direct_send: Option<ProtocolId>,
+    /// The application's first RPC protocol the peer negotiated, if any.
+    rpc: Option<ProtocolId>,
     handle: PeerHandle,
 }
 
@@ -71,7 +77,7 @@ where
     /// A client for one network.
     pub(crate) fn new(network_id: NetworkId, network: ClientNetwork) -> Self {
         Self {
-            networks: Arc::new(HashMap::from([(network_id, network)])),
+            networks: Arc::new([(network_id, network)]),
             last: Mutex::new(None),
             _message: PhantomData,
         }
@@ -81,20 +87,21 @@ where
     ///
     /// Fails with [`Error::InvalidConfig`] if two of them serve the same network.
     pub fn combine(clients: impl IntoIterator<Item = Self>) -> Result<Self, Error> {
-        let mut networks = HashMap::new();
+        let mut networks: Vec<(NetworkId, ClientNetwork)> = Vec::new();
         for client in clients {
             for (network_id, network) in client.networks.iter() {
-                if networks.insert(*network_id, network.clone()).is_some() {
+                if networks.iter().any(|(known, _)| known == network_id) {
                     return Err(Error::InvalidConfig {
                         field: "network_id",
                         reason: "two clients to combine serve the same network",
                         source: None,
                     });
                 }
+                networks.push((*network_id, network.clone()));
             }
         }
         Ok(Self {
-            networks: Arc::new(networks),
+            networks: networks.into(),
             last: Mutex::new(None),
             _message: PhantomData,
         })
@@ -108,15 +115,7 @@ where
     /// [`Error::Peer`] when the connection's queue is full or it is closing.
     pub fn send_to_peer(&self, peer: PeerNetworkId, message: &M) -> Result<(), Error> {
         let network = self.network(peer.network_id)?;
-        let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
-            let protocol = choose(
-                peer,
-                ProtocolKind::DirectSend,
-                &network.direct_send,
-                protocols,
-            )?;
-            Ok((protocol, handle.clone()))
-        })?;
+        let (protocol, handle) = self.connection_for(network, peer, ProtocolKind::DirectSend)?;
         // Encoded outside the cache's lock: encoding may take long (BCS or LZ4, up to the
         // message size limit), and tasks sharing this client must not wait for it.
         let bytes = encode(protocol, message)?;
@@ -135,15 +134,7 @@ where
     /// it waits drops the message (counted as a full-lane drop).
     pub async fn send_to_peer_wait(&self, peer: PeerNetworkId, message: &M) -> Result<(), Error> {
         let network = self.network(peer.network_id)?;
-        let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
-            let protocol = choose(
-                peer,
-                ProtocolKind::DirectSend,
-                &network.direct_send,
-                protocols,
-            )?;
-            Ok((protocol, handle.clone()))
-        })?;
+        let (protocol, handle) = self.connection_for(network, peer, ProtocolKind::DirectSend)?;
         let bytes = encode(protocol, message)?;
         handle
             .send_direct_wait(protocol, bytes)
@@ -197,20 +188,20 @@ where
     /// times out ([`Error::is_timeout`]), the remote does not serve the protocol or the
     /// connection closes first; with [`Error::Decode`] when the response does not decode.
     ///
+    /// Takes the request by value or by reference (`impl Borrow<M>`): a caller that keeps its
+    /// request, to retry it or to reuse its buffer, need not clone it.
+    ///
     /// Cancel-safe in the sense that dropping the future abandons the RPC; a late response is
     /// dropped by the connection.
     pub async fn send_rpc(
         &self,
         peer: PeerNetworkId,
-        request: M,
+        request: impl Borrow<M>,
         timeout: Duration,
     ) -> Result<M, Error> {
         let network = self.network(peer.network_id)?;
-        let (protocol, handle) = self.with_connection(network, peer, |protocols, handle| {
-            let protocol = choose(peer, ProtocolKind::Rpc, &network.rpc, protocols)?;
-            Ok((protocol, handle.clone()))
-        })?;
-        let bytes = encode(protocol, &request)?;
+        let (protocol, handle) = self.connection_for(network, peer, ProtocolKind::Rpc)?;
+        let bytes = encode(protocol, request.borrow())?;
         let response = handle
             .rpc(protocol, bytes, timeout)
             .await
@@ -269,7 +260,8 @@ where
     /// [`Event::RpcRequest`](crate::Event::RpcRequest) with this node as the sender; its
     /// [`RpcReplier`](crate::RpcReplier) routes the answer back.
     ///
-    /// Fails like `send_rpc` when connected; otherwise with [`Error::NoRoute`],
+    /// Takes the request by value or by reference, as `send_rpc` does. Fails like
+    /// `send_rpc` when connected; otherwise with [`Error::NoRoute`],
     /// [`Error::Encode`], [`Error::Decode`], [`Error::RoutingBusy`] (queue full, or
     /// [`MAX_PENDING_ROUTED_RPCS`](crate::MAX_PENDING_ROUTED_RPCS) waiting), and with
     /// [`Error::Peer`] holding `peer::Error::Timeout` ([`Error::is_timeout`]) when no response
@@ -277,7 +269,7 @@ where
     pub async fn rpc_routed(
         &self,
         peer: PeerNetworkId,
-        request: M,
+        request: impl Borrow<M>,
         timeout: Duration,
     ) -> Result<M, Error> {
         let network = self.network(peer.network_id)?;
@@ -285,7 +277,7 @@ where
             return self.send_rpc(peer, request, timeout).await;
         }
         let (routing, protocol) = routed_path(network, peer, ProtocolKind::Rpc)?;
-        let body = encode(protocol, &request)?;
+        let body = encode(protocol, request.borrow())?;
         let (outcome, answer) = oneshot::channel();
         queue(
             routing,
@@ -357,14 +349,14 @@ where
 
     /// The networks this client serves.
     pub fn networks(&self) -> impl Iterator<Item = NetworkId> + '_ {
-        self.networks.keys().copied()
+        self.networks.iter().map(|(network_id, _)| *network_id)
     }
 
     /// The figures of `peer`'s current connection (round-trip time, chain status, bytes), if
     /// it is connected on one of this client's networks: what an application needs to choose
     /// among its peers.
     pub fn peer_stats(&self, peer: PeerNetworkId) -> Option<PeerStats> {
-        let network = self.networks.get(&peer.network_id)?;
+        let network = self.network(peer.network_id).ok()?;
         network.peers.peer_stats(peer)
     }
 
@@ -393,20 +385,22 @@ where
 
     fn network(&self, network_id: NetworkId) -> Result<&ClientNetwork, Error> {
         self.networks
-            .get(&network_id)
-            .ok_or(Error::UnknownNetwork { network_id })
+            .iter()
+            .find(|(id, _)| *id == network_id)
+            .map(|(_, network)| network)
+            .ok_or_else(|| Error::UnknownNetwork { network_id })
     }
 
-    /// Runs `f` on `peer`'s negotiated protocols and connection, from the cache when `peer`
-    /// is the last peer this clone sent to and that connection is still up; fails with
-    /// [`Error::NotConnected`] without a connection. `f` runs under the cache's lock, so it
-    /// must be quick: never encode in it.
-    fn with_connection<R>(
+    /// The protocol of `kind` to send to `peer` on, and its connection: from the cache when
+    /// `peer` is the last peer this clone sent to and that connection is still up. Fails with
+    /// [`Error::NotConnected`] without a connection, [`Error::NoCommonProtocol`] when the
+    /// peer negotiated none of the application's protocols of `kind`.
+    fn connection_for(
         &self,
         network: &ClientNetwork,
         peer: PeerNetworkId,
-        f: impl FnOnce(ProtocolIdSet, &PeerHandle) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+        kind: ProtocolKind,
+    ) -> Result<(ProtocolId, PeerHandle), Error> {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let cached = last
             .as_ref()
@@ -419,12 +413,20 @@ where
             let (protocols, handle) = network.connection(peer)?;
             *last = Some(CachedPeer {
                 peer,
-                protocols,
+                direct_send: first_common(&network.direct_send, protocols),
+                rpc: first_common(&network.rpc, protocols),
                 handle,
             });
         }
         let cached = last.as_ref().expect("filled just above");
-        f(cached.protocols, &cached.handle)
+        let (protocol, preferences) = match kind {
+            ProtocolKind::DirectSend => (cached.direct_send, &network.direct_send),
+            ProtocolKind::Rpc => (cached.rpc, &network.rpc),
+        };
+        match protocol {
+            Some(protocol) => Ok((protocol, cached.handle.clone())),
+            None => Err(no_common_protocol(peer, kind, preferences)),
+        }
     }
 }
 
@@ -441,7 +443,10 @@ impl<M> Clone for NetworkClient<M> {
 impl<M> fmt::Debug for NetworkClient<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NetworkClient")
-            .field("networks", &self.networks.keys().collect::<Vec<_>>())
+            .field(
+                "networks",
+                &self.networks.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -449,7 +454,9 @@ impl<M> fmt::Debug for NetworkClient<M> {
 impl ClientNetwork {
     /// `peer`'s negotiated protocols and connection, or [`Error::NotConnected`].
     fn connection(&self, peer: PeerNetworkId) -> Result<(ProtocolIdSet, PeerHandle), Error> {
-        self.peers.sender(peer).ok_or(Error::NotConnected { peer })
+        self.peers
+            .sender(peer)
+            .ok_or_else(|| Error::NotConnected { peer })
     }
 }
 
@@ -460,15 +467,28 @@ fn choose(
     preferences: &[ProtocolId],
     negotiated: ProtocolIdSet,
 ) -> Result<ProtocolId, Error> {
+    first_common(preferences, negotiated).ok_or_else(|| no_common_protocol(peer, kind, preferences))
+}
+
+/// The first protocol of `preferences` in `negotiated`, if any.
+fn first_common(preferences: &[ProtocolId], negotiated: ProtocolIdSet) -> Option<ProtocolId> {
     preferences
         .iter()
         .copied()
         .find(|protocol| negotiated.contains(*protocol))
-        .ok_or_else(|| Error::NoCommonProtocol {
-            peer,
-            kind,
-            preferences: preferences.to_vec(),
-        })
+}
+
+/// The error of a send to `peer`, which negotiated none of `preferences`.
+fn no_common_protocol(
+    peer: PeerNetworkId,
+    kind: ProtocolKind,
+    preferences: &[ProtocolId],
+) -> Error {
+    Error::NoCommonProtocol {
+        peer,
+        kind,
+        preferences: preferences.to_vec(),
+    }
 }
 
 fn encode<M: Serialize>(protocol: ProtocolId, message: &M) -> Result<Bytes, Error> {
@@ -498,7 +518,10 @@ fn routed_path(
     peer: PeerNetworkId,
     kind: ProtocolKind,
 ) -> Result<(&RoutingHandle, ProtocolId), Error> {
-    let routing = network.routing.as_ref().ok_or(Error::NoRoute { peer })?;
+    let routing = network
+        .routing
+        .as_ref()
+        .ok_or_else(|| Error::NoRoute { peer })?;
     let protocols = match kind {
         ProtocolKind::DirectSend => &network.direct_send,
         ProtocolKind::Rpc => &network.rpc,

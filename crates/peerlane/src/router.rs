@@ -280,7 +280,13 @@ impl InboundRouter for Router {
         };
         let (key, inbound) = split(event, charge);
         // Woken in `flush`, once per burst.
-        match (route.queue.push_deferred(key, inbound), route.wait) {
+        let pushed = route.queue.push_deferred(key, inbound);
+        if pushed.is_ok() {
+            // The common case, without moving the result through `outcome`.
+            self.metrics.record_queue_event(key.1, QueueEvent::Enqueued);
+            return Ok(());
+        }
+        match (pushed, route.wait) {
             (Err(Dropped::Full(inbound)), Some(max_wait)) => {
                 let event = match join(key, inbound) {
                     Ok(event) => event,

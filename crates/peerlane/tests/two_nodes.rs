@@ -50,7 +50,8 @@ async fn direct_sends_flow_both_ways(net: Net) {
     b.network.shutdown().await;
 }
 
-/// An RPC goes out on the RPC protocol, the remote's reply comes back decoded.
+/// An RPC goes out on the RPC protocol, the remote's reply comes back decoded; the request
+/// may be lent rather than given.
 async fn rpc_round_trips(net: Net) {
     let (a, mut b) = (node(1, net), node(2, net));
     a.dial(&b).await.unwrap();
@@ -63,6 +64,15 @@ async fn rpc_round_trips(net: Net) {
     .await
     .unwrap();
     assert_eq!(response, Msg::Pong(42));
+    let kept = Msg::Ping(43);
+    let response = within(
+        "rpc",
+        a.client
+            .send_rpc(b.as_peer(), &kept, Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert_eq!((response, kept), (Msg::Pong(43), Msg::Ping(43)));
     a.network.shutdown().await;
     b.network.shutdown().await;
     server.await.unwrap();

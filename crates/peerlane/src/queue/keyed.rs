@@ -2,7 +2,6 @@
 //! across keys, a drop policy per queue and counters of what happened. No locks, no wakers,
 //! no tokio: [`keyed_channel`](super::keyed_channel) wraps it for use across tasks.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
@@ -70,12 +69,26 @@ pub struct QueueCounters {
 /// and moves that key to the tail (or out of the ring if its queue is now empty). A key that
 /// becomes non-empty joins at the tail. So between two pops from the same key, every other key
 /// that was non-empty throughout is popped exactly once.
+///
+/// Cost: a key is hashed when it gains its first item, when it loses its last, and when a push
+/// names another key than the push before it; a run of pushes under one key (one peer's burst)
+/// and every pop find the key's queue by index.
 pub struct KeyedQueue<K, T> {
     config: QueueConfig,
-    /// Only non-empty queues are kept: a key leaves the map with its last item.
-    queues: HashMap<K, Lane<T>>,
-    /// The keys of `queues`, in the order they are popped.
-    ring: VecDeque<K>,
+    /// The slot in `lanes` of each key with queued items: a key leaves with its last item.
+    slots: HashMap<K, usize>,
+    /// The queues of the keys in `slots`, by slot; `None` is a free slot, listed in `free`.
+    /// There are never more slots than keys were ever queued at once.
+    lanes: Vec<Option<Lane<K, T>>>,
+    free: Vec<usize>,
+    /// The slots of the keys with queued items, in the order they are popped.
+    ring: VecDeque<usize>,
+    /// The slot the last push went to, while its key has items.
+    last_push: Option<usize>,
+    /// The buffer of the last key that was emptied by pops, for the next key that gains an
+    /// item: a key that empties and fills again (a peer whose messages the application keeps
+    /// up with) then does not grow a buffer anew each time. At most [`MAX_SPARE_BYTES`].
+    spare: VecDeque<T>,
     len: usize,
     /// What the queued items weigh together, by `weigh`.
     bytes: usize,
@@ -84,19 +97,15 @@ pub struct KeyedQueue<K, T> {
     counters: QueueCounters,
 }
 
+/// The largest buffer a queue keeps for reuse once its key is empty (see `KeyedQueue::spare`):
+/// room for a key of the default capacity of the facade's items.
+const MAX_SPARE_BYTES: usize = 128 << 10;
+
 /// One key's items and what they weigh.
-struct Lane<T> {
+struct Lane<K, T> {
+    key: K,
     items: VecDeque<T>,
     bytes: usize,
-}
-
-impl<T> Default for Lane<T> {
-    fn default() -> Self {
-        Self {
-            items: VecDeque::new(),
-            bytes: 0,
-        }
-    }
 }
 
 /// The weight of every item of a queue made with [`KeyedQueue::new`]: the byte budgets never
@@ -145,8 +154,12 @@ where
     pub fn with_weigher(config: QueueConfig, weigh: fn(&T) -> usize) -> Self {
         Self {
             config,
-            queues: HashMap::new(),
+            slots: HashMap::new(),
+            lanes: Vec::new(),
+            free: Vec::new(),
             ring: VecDeque::new(),
+            last_push: None,
+            spare: VecDeque::new(),
             len: 0,
             bytes: 0,
             weigh,
@@ -180,16 +193,17 @@ where
         let max_key_bytes = self.config.max_bytes_per_key.get();
         let max_bytes = self.config.max_bytes.get();
         let weight = (self.weigh)(&item);
-        let (key_len, key_bytes) = self
-            .queues
-            .get(&key)
-            .map_or((0, 0), |lane| (lane.items.len(), lane.bytes));
+        let slot = self.slot_of(&key);
+        let (key_len, key_bytes) = slot.map_or((0, 0), |slot| {
+            let lane = self.lane(slot);
+            (lane.items.len(), lane.bytes)
+        });
         // An empty key (queue) always takes one item, so that a message larger than a budget
         // still gets through when nothing else is held.
         let key_over = key_len > 0 && key_bytes.saturating_add(weight) > max_key_bytes;
         let queue_over = self.bytes > 0 && self.bytes.saturating_add(weight) > max_bytes;
         if key_len < capacity && !key_over && !queue_over {
-            self.insert(key, item, weight);
+            self.insert(slot, key, item, weight);
             return Ok(());
         }
         // Over the queue's budget because of other keys: dropping this key's items would take
@@ -222,7 +236,7 @@ where
             }
             QueueStyle::Lifo => {
                 let mut evicted = Vec::new();
-                if let Some(lane) = self.queues.get_mut(&key) {
+                if let Some(lane) = slot.and_then(|slot| self.lanes[slot].as_mut()) {
                     while let Some(oldest) = lane.items.front() {
                         let fits = lane.items.len() < capacity
                             && lane.bytes.saturating_add(weight) <= max_key_bytes
@@ -238,8 +252,8 @@ where
                     }
                 }
                 self.counters.dropped_oldest += evicted.len() as u64;
-                // The key stays in the ring even if emptied: the item goes in at once.
-                self.insert(key, item, weight);
+                // The key keeps its slot even if emptied: the item goes in at once.
+                self.insert(slot, key, item, weight);
                 match (over_budget, evicted.len()) {
                     (false, 1) => Err(Dropped::Oldest(evicted.remove(0))),
                     _ => Err(Dropped::Evicted(evicted)),
@@ -248,15 +262,54 @@ where
         }
     }
 
-    /// Queues `item`, of `weight` bytes, under `key`: the caller checked that it fits.
-    fn insert(&mut self, key: K, item: T, weight: usize) {
-        let lane = match self.queues.entry(key) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                self.ring.push_back(entry.key().clone());
-                entry.insert(Lane::default())
+    /// The slot of `key`, if it has items: the last push's slot when the key is the same,
+    /// without hashing it.
+    fn slot_of(&self, key: &K) -> Option<usize> {
+        if let Some(slot) = self.last_push
+            && self.lane(slot).key == *key
+        {
+            return Some(slot);
+        }
+        self.slots.get(key).copied()
+    }
+
+    /// The queue in `slot`, which holds a key.
+    fn lane(&self, slot: usize) -> &Lane<K, T> {
+        self.lanes[slot]
+            .as_ref()
+            .expect("a slot in use holds a queue")
+    }
+
+    /// Queues `item`, of `weight` bytes, under `key`, whose slot is `slot` if it has items:
+    /// the caller checked that it fits.
+    fn insert(&mut self, slot: Option<usize>, key: K, item: T, weight: usize) {
+        let slot = match slot {
+            Some(slot) => slot,
+            None => {
+                let lane = Lane {
+                    key: key.clone(),
+                    items: std::mem::take(&mut self.spare),
+                    bytes: 0,
+                };
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.lanes[slot] = Some(lane);
+                        slot
+                    }
+                    None => {
+                        self.lanes.push(Some(lane));
+                        self.lanes.len() - 1
+                    }
+                };
+                self.slots.insert(key, slot);
+                self.ring.push_back(slot);
+                slot
             }
         };
+        self.last_push = Some(slot);
+        let lane = self.lanes[slot]
+            .as_mut()
+            .expect("a slot in use holds a queue");
         lane.items.push_back(item);
         lane.bytes += weight;
         self.bytes += weight;
@@ -264,23 +317,48 @@ where
         self.counters.enqueued += 1;
     }
 
+    /// Keeps the emptied buffer `items` for the next new key, unless it is too large.
+    fn keep_spare(&mut self, items: VecDeque<T>) {
+        if items.capacity().saturating_mul(size_of::<T>()) <= MAX_SPARE_BYTES {
+            self.spare = items;
+        }
+    }
+
+    /// Frees `slot` (its key has no items left, or is purged) and hands its queue back. The
+    /// caller takes the slot out of the ring.
+    fn free_slot(&mut self, slot: usize) -> Lane<K, T> {
+        let lane = self.lanes[slot]
+            .take()
+            .expect("a slot in use holds a queue");
+        self.slots.remove(&lane.key);
+        self.free.push(slot);
+        if self.last_push == Some(slot) {
+            self.last_push = None;
+        }
+        lane
+    }
+
     /// Removes every item of the keys `purge` picks (a producer that is gone: a disconnected
     /// peer), counted as `purged`, and hands them back so that the caller drops them where it
     /// likes. The keys leave the ring.
     pub fn purge(&mut self, mut purge: impl FnMut(&K) -> bool) -> Vec<(K, VecDeque<T>)> {
-        let keys: Vec<K> = self.ring.iter().filter(|key| purge(key)).cloned().collect();
-        if keys.is_empty() {
+        let picked: Vec<usize> = self
+            .ring
+            .iter()
+            .copied()
+            .filter(|slot| purge(&self.lane(*slot).key))
+            .collect();
+        if picked.is_empty() {
             return Vec::new();
         }
-        self.ring.retain(|key| !keys.contains(key));
-        let mut removed = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(lane) = self.queues.remove(&key) {
-                self.len -= lane.items.len();
-                self.bytes -= lane.bytes;
-                self.counters.purged += lane.items.len() as u64;
-                removed.push((key, lane.items));
-            }
+        self.ring.retain(|slot| !picked.contains(slot));
+        let mut removed = Vec::with_capacity(picked.len());
+        for slot in picked {
+            let lane = self.free_slot(slot);
+            self.len -= lane.items.len();
+            self.bytes -= lane.bytes;
+            self.counters.purged += lane.items.len() as u64;
+            removed.push((lane.key, lane.items));
         }
         removed
     }
@@ -288,24 +366,25 @@ where
     /// Takes the next item: from the key whose turn it is, the oldest item (FIFO) or the newest
     /// (LIFO). `None` when the queue is empty.
     pub fn pop(&mut self) -> Option<(K, T)> {
-        let key = self.ring.pop_front()?;
-        let Entry::Occupied(mut entry) = self.queues.entry(key) else {
-            unreachable!("every key in the ring has a queue");
-        };
-        let lane = entry.get_mut();
+        let slot = self.ring.pop_front()?;
+        let lane = self.lanes[slot]
+            .as_mut()
+            .expect("every slot in the ring holds a queue");
         let item = match self.config.style {
             QueueStyle::Fifo => lane.items.pop_front(),
             QueueStyle::Lifo => lane.items.pop_back(),
         }
-        .expect("queues in the map are never empty");
+        .expect("queues in the ring are never empty");
         let weight = (self.weigh)(&item);
         lane.bytes -= weight;
         self.bytes -= weight;
         let key = if lane.items.is_empty() {
-            entry.remove_entry().0
+            let lane = self.free_slot(slot);
+            self.keep_spare(lane.items);
+            lane.key
         } else {
-            let key = entry.key().clone();
-            self.ring.push_back(key.clone());
+            let key = lane.key.clone();
+            self.ring.push_back(slot);
             key
         };
         self.len -= 1;
@@ -314,8 +393,7 @@ where
     }
 
     /// Takes up to `max` items into `out`, in the order [`pop`](Self::pop) would give them;
-    /// returns how many. One hash look-up per run of items from the same key when only one key
-    /// has items (the common case of one busy peer), one per item otherwise.
+    /// returns how many.
     pub fn pop_many(&mut self, out: &mut VecDeque<(K, T)>, max: usize) -> usize {
         let mut taken = 0;
         while taken < max {
@@ -335,12 +413,12 @@ where
     /// [`pop_many`](Self::pop_many) when one key holds every item: takes up to `max` of its
     /// items with one look-up.
     fn pop_run(&mut self, out: &mut VecDeque<(K, T)>, max: usize) -> usize {
-        let Some(key) = self.ring.front().cloned() else {
+        let Some(&slot) = self.ring.front() else {
             return 0;
         };
-        let Some(lane) = self.queues.get_mut(&key) else {
-            unreachable!("every key in the ring has a queue");
-        };
+        let lane = self.lanes[slot]
+            .as_mut()
+            .expect("every slot in the ring holds a queue");
         let n = max.min(lane.items.len());
         for _ in 0..n {
             let item = match self.config.style {
@@ -351,10 +429,11 @@ where
             let weight = (self.weigh)(&item);
             lane.bytes -= weight;
             self.bytes -= weight;
-            out.push_back((key.clone(), item));
+            out.push_back((lane.key.clone(), item));
         }
         if lane.items.is_empty() {
-            self.queues.remove(&key);
+            let lane = self.free_slot(slot);
+            self.keep_spare(lane.items);
             self.ring.clear();
         }
         self.len -= n;
@@ -374,7 +453,8 @@ where
 
     /// Items queued under `key`.
     pub fn len_of(&self, key: &K) -> usize {
-        self.queues.get(key).map_or(0, |lane| lane.items.len())
+        self.slot_of(key)
+            .map_or(0, |slot| self.lane(slot).items.len())
     }
 
     /// What the queued items weigh, over all keys.
@@ -384,12 +464,12 @@ where
 
     /// What the items queued under `key` weigh.
     pub fn bytes_of(&self, key: &K) -> usize {
-        self.queues.get(key).map_or(0, |lane| lane.bytes)
+        self.slot_of(key).map_or(0, |slot| self.lane(slot).bytes)
     }
 
     /// Keys with at least one queued item (the only keys the queue keeps).
     pub fn num_keys(&self) -> usize {
-        self.queues.len()
+        self.slots.len()
     }
 
     /// What the queue has done so far.
@@ -407,10 +487,15 @@ impl<K, T> KeyedQueue<K, T> {
     /// Takes every queued item out; the counters are kept.
     pub(super) fn take_all(&mut self) -> Vec<VecDeque<T>> {
         self.ring.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.last_push = None;
+        self.spare = VecDeque::new();
         self.len = 0;
         self.bytes = 0;
-        std::mem::take(&mut self.queues)
-            .into_values()
+        std::mem::take(&mut self.lanes)
+            .into_iter()
+            .flatten()
             .map(|lane| lane.items)
             .collect()
     }
@@ -430,7 +515,7 @@ impl<K, T> fmt::Debug for KeyedQueue<K, T> {
             .field("config", &self.config)
             .field("len", &self.len)
             .field("bytes", &self.bytes)
-            .field("keys", &self.queues.len())
+            .field("keys", &self.slots.len())
             .field("counters", &self.counters)
             .finish()
     }
@@ -600,6 +685,14 @@ mod tests {
         Pop,
     }
 
+    #[derive(Clone, Debug)]
+    enum SlotOp {
+        Push(u8),
+        Pop,
+        PopMany(usize),
+        Purge(u8),
+    }
+
     fn ops() -> impl Strategy<Value = Vec<Op>> {
         prop::collection::vec(
             prop_oneof![3 => (0u8..5).prop_map(Op::Push), 2 => Just(Op::Pop)],
@@ -672,6 +765,91 @@ mod tests {
                     queue.num_keys(),
                     model.values().filter(|items| !items.is_empty()).count()
                 );
+            }
+        }
+
+        /// Against a model of the ring (the keys with items, in turn order) and each key's
+        /// items, with purges and batch pops among the pushes and pops: every pop, batch or
+        /// not, gives the model's next item, and each key's count and weight match the model
+        /// after every step, however keys come, go and come back (their slots are reused).
+        #[test]
+        fn slots_follow_keys_through_purges_and_batch_pops(
+            style in style(),
+            ops in prop::collection::vec(
+                prop_oneof![
+                    4 => (0u8..6).prop_map(SlotOp::Push),
+                    2 => Just(SlotOp::Pop),
+                    1 => (1usize..10).prop_map(SlotOp::PopMany),
+                    1 => (0u8..6).prop_map(SlotOp::Purge),
+                ],
+                0..300,
+            ),
+        ) {
+            let mut queue = KeyedQueue::with_weigher(config(style, 1000), |item: &u32| {
+                (*item % 7) as usize
+            });
+            let mut ring: VecDeque<u8> = VecDeque::new();
+            let mut items: HashMap<u8, VecDeque<u32>> = HashMap::new();
+            let model_pop = |ring: &mut VecDeque<u8>, items: &mut HashMap<u8, VecDeque<u32>>| {
+                let key = ring.pop_front()?;
+                let queued = items.get_mut(&key).unwrap();
+                let item = match style {
+                    QueueStyle::Fifo => queued.pop_front(),
+                    QueueStyle::Lifo => queued.pop_back(),
+                }
+                .unwrap();
+                if !queued.is_empty() {
+                    ring.push_back(key);
+                }
+                Some((key, item))
+            };
+            let mut out = VecDeque::new();
+            for (seq, op) in ops.into_iter().enumerate() {
+                let seq = seq as u32;
+                match op {
+                    SlotOp::Push(key) => {
+                        prop_assert_eq!(queue.push(key, seq), Ok(()));
+                        let queued = items.entry(key).or_default();
+                        if queued.is_empty() {
+                            ring.push_back(key);
+                        }
+                        queued.push_back(seq);
+                    }
+                    SlotOp::Pop => {
+                        prop_assert_eq!(queue.pop(), model_pop(&mut ring, &mut items));
+                    }
+                    SlotOp::PopMany(max) => {
+                        let taken = queue.pop_many(&mut out, max);
+                        let expected: Vec<(u8, u32)> =
+                            std::iter::from_fn(|| model_pop(&mut ring, &mut items))
+                                .take(max)
+                                .collect();
+                        prop_assert_eq!(taken, expected.len());
+                        prop_assert_eq!(out.drain(..).collect::<Vec<_>>(), expected);
+                    }
+                    SlotOp::Purge(key) => {
+                        let removed = queue.purge(|queued| *queued == key);
+                        let expected = items.remove(&key).unwrap_or_default();
+                        ring.retain(|queued| *queued != key);
+                        if expected.is_empty() {
+                            prop_assert!(removed.is_empty());
+                        } else {
+                            prop_assert_eq!(removed, vec![(key, expected)]);
+                        }
+                    }
+                }
+                let mut len = 0;
+                let mut bytes = 0;
+                for key in 0..6u8 {
+                    let all: Vec<u32> = items.get(&key).into_iter().flatten().copied().collect();
+                    let weight: usize = all.iter().map(|item| (*item % 7) as usize).sum();
+                    prop_assert_eq!(queue.len_of(&key), all.len());
+                    prop_assert_eq!(queue.bytes_of(&key), weight);
+                    len += all.len();
+                    bytes += weight;
+                }
+                prop_assert_eq!((queue.len(), queue.bytes()), (len, bytes));
+                prop_assert_eq!(queue.num_keys(), ring.len());
             }
         }
 
