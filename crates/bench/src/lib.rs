@@ -49,7 +49,7 @@ use crate::run::{fresh_runtime, run_all, run_isolated};
 use crate::sys::raise_fd_limit;
 
 /// Runs `peerlane bench` and prints the results; the exit code is success once every run was
-/// verified. Each run gets a fresh runtime (see [`Runtime`](crate::args::Runtime)), so no
+/// verified. Each run gets a fresh runtime (`--runtime`: two workers or one thread), so no
 /// task left by an earlier run shares its threads.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.workload.is_none() && !args.all {
