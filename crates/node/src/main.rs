@@ -82,35 +82,6 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The environment variable mimalloc reads its purge delay from, once, as the process starts.
-const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
-
-/// For the long-running commands (`node`, `demo`): freed memory goes back to the system at
-/// once instead of after mimalloc's purge delay (1 s, and 10 s for its arenas), so the
-/// resident size follows what the process holds. Under load, state sync's multi-MiB
-/// responses and the archive's batches are freed every second, and a delayed purge keeps
-/// tens of MB of them resident at any moment: a 10-minute demo's RSS swung by up to 55 MB
-/// between samples 30 s apart and drifted up by a third. mimalloc reads the setting only when
-/// the process starts, so the process executes itself again, same pid and arguments, with
-/// `MIMALLOC_PURGE_DELAY=0` (an operator's own value is kept). `bench` keeps the default: a
-/// purge per free costs a system call, and the bench measures the stack, baselines alike.
-fn return_freed_memory_at_once() {
-    use std::os::unix::process::CommandExt as _;
-
-    if std::env::var_os(PURGE_DELAY_VAR).is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    // Only returns on failure; the command then runs with the default delay.
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(PURGE_DELAY_VAR, "0")
-        .exec();
-    eprintln!("running with mimalloc's default purge delay: re-executing failed: {err}");
-}
-
 /// The peerlane node.
 #[derive(Debug, Parser)]
 #[command(name = "peerlane", version, about)]
@@ -152,9 +123,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Demo(_) | Command::Node(_)) {
-        return_freed_memory_at_once();
-    }
     init_logs(cli.log_format);
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),

@@ -134,23 +134,6 @@ impl Node {
 
     /// The port of the admin API this node bound (started with `--admin 127.0.0.1:0`), from
     /// its `admin API on http://…` line.
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// The value of the environment variable `name` in the running process (which may have
-    /// executed itself again since it was started), from `/proc`.
-    #[cfg(target_os = "linux")]
-    pub fn env_var(&self, name: &str) -> Option<String> {
-        let environ = std::fs::read(format!("/proc/{}/environ", self.pid())).unwrap();
-        let prefix = format!("{name}=");
-        environ
-            .split(|b| *b == 0)
-            .filter_map(|entry| std::str::from_utf8(entry).ok())
-            .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
-    }
-
     pub fn admin_port(&self) -> u16 {
         let prefix = "admin API on http://";
         let line = self.expect(prefix);
