@@ -95,7 +95,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         // Made once: polling it again is cheaper than making a new one per frame.
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
-        let mut frames = Vec::with_capacity(READ_BATCH);
+        // Grows with the first batches and keeps its size: an idle connection that never
+        // received a message holds none (`READ_BATCH` of them would be 5 KiB per connection).
+        let mut frames = Vec::new();
         // Fires at the deadline of the stream in progress, whatever else the remote sends.
         let stream_timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(stream_timer);

@@ -20,7 +20,8 @@ use crate::rpc_tables::RpcTables;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) metadata: ConnectionMetadata,
-    pub(crate) config: Config,
+    /// Shared with every other connection started with the same `Arc`.
+    pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
     /// The connection's span (peer, conn_id, origin), for events logged outside its tasks.
     pub(crate) span: Span,
@@ -32,14 +33,13 @@ pub(crate) struct Shared {
 impl Shared {
     /// The state of a new connection; `cancel` stops its tasks.
     pub(crate) fn new(
-        config: Config,
+        config: Arc<Config>,
         limits: StreamLimits,
         metadata: ConnectionMetadata,
-        metrics: Metrics,
+        metrics: Arc<Metrics>,
         span: Span,
         cancel: CancellationToken,
     ) -> Self {
-        let metrics = Arc::new(metrics);
         Self {
             lanes: Lanes::new(
                 config.outbound_lane_capacity,

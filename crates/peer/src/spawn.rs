@@ -41,16 +41,19 @@ use crate::writer::Writer;
 /// `config.writer_close_timeout` to flush. `tracker.wait()` returns only after both tasks have
 /// ended.
 ///
+/// `config` and `metrics` may be given by value or as an `Arc` shared by many connections
+/// (as the facade does): a copy per connection is memory every idle connection holds.
+///
 /// Must be called within a tokio runtime.
 ///
 /// # Panics
 ///
 /// If `config` fails [`Config::validate`]: check it once when the configuration is loaded.
 pub fn spawn<S>(
-    config: Config,
+    config: impl Into<Arc<Config>>,
     connection: Connection<S>,
     router: Arc<dyn InboundRouter>,
-    metrics: Metrics,
+    metrics: impl Into<Arc<Metrics>>,
     stream_budget: Arc<StreamBudget>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
@@ -58,6 +61,7 @@ pub fn spawn<S>(
 where
     S: SplitSocket + Send + Unpin + 'static,
 {
+    let config = config.into();
     if let Err(err) = config.validate() {
         panic!("peer::spawn: {}", ErrorChain(&err));
     }
@@ -79,7 +83,7 @@ where
         config,
         limits,
         metadata,
-        metrics,
+        metrics.into(),
         span.clone(),
         shutdown.child_token(),
     ));

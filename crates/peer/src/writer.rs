@@ -104,7 +104,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             stream: None,
             next_stream_id: 0,
             small_budget: 0,
-            batch: VecDeque::with_capacity(WRITER_BATCH),
+            // Grows with the first batches taken: an idle connection holds none.
+            batch: VecDeque::new(),
             unflushed: false,
             fed_since_flush: 0,
             tally: MessageTally::default(),

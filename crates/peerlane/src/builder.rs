@@ -531,14 +531,14 @@ impl NetworkBuilder {
         let parts = Parts {
             network_id,
             own_peer_id: peer_id,
-            peer_config: config.peer.clone(),
+            peer_config: Arc::new(config.peer.clone()),
             max_inbound_connections: config.max_inbound_connections,
             max_inbound_per_ip: config.admission.max_inbound_per_ip,
             max_inbound_per_prefix: config.admission.max_inbound_per_prefix,
             transport,
             peers: peers.clone(),
             router,
-            peer_metrics: peer_metrics.clone(),
+            peer_metrics: Arc::new(peer_metrics.clone()),
             stream_budget: Arc::new(peer::StreamBudget::new(
                 config.max_stream_bytes_in_flight,
                 &peer_metrics,

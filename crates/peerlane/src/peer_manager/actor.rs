@@ -39,7 +39,8 @@ static BANNED_LOG: netcore::SharedLogLimiter =
 pub(crate) struct Parts {
     pub(crate) network_id: NetworkId,
     pub(crate) own_peer_id: PeerId,
-    pub(crate) peer_config: peer::Config,
+    /// Shared by every peer of the network rather than copied into each.
+    pub(crate) peer_config: Arc<peer::Config>,
     pub(crate) max_inbound_connections: usize,
     /// `admission.max_inbound_per_ip` and `admission.max_inbound_per_prefix`.
     pub(crate) max_inbound_per_ip: usize,
@@ -47,7 +48,7 @@ pub(crate) struct Parts {
     pub(crate) transport: Arc<AptosNetTransport>,
     pub(crate) peers: PeersAndMetadata,
     pub(crate) router: Arc<dyn InboundRouter>,
-    pub(crate) peer_metrics: peer::Metrics,
+    pub(crate) peer_metrics: Arc<peer::Metrics>,
     /// Bytes of unfinished inbound streams, shared by every peer of the network.
     pub(crate) stream_budget: Arc<peer::StreamBudget>,
     pub(crate) metrics: Metrics,
