@@ -638,7 +638,7 @@ impl WriteSide {
                         return Poll::Ready(Ok(MAX_PLAINTEXT_LEN));
                     }
                     let accepted = data.len().min(MAX_PLAINTEXT_LEN - buffered);
-                    reserve_capped(&mut self.plain, accepted, MAX_PLAINTEXT_LEN);
+                    reserve_plain(&mut self.plain, accepted);
                     self.plain.extend_from_slice(&data[..accepted]);
                     return Poll::Ready(Ok(accepted));
                 }
@@ -814,6 +814,22 @@ fn reserve_capped(buf: &mut Vec<u8>, additional: usize, max: usize) {
     if needed > buf.capacity() {
         let target = needed.max(2 * buf.capacity()).min(max).max(needed);
         buf.reserve_exact(target - buf.len());
+    }
+}
+
+/// Makes room in the plaintext write buffer for `additional` more bytes. Within what an idle
+/// stream keeps ([`IDLE_BUFFER_KEEP`]) it grows as [`reserve_capped`] does, so a stream that
+/// trickles small messages stays small; past it, the caller is writing a batch and the buffer
+/// goes straight to a whole frame, instead of regrowing (and copying) through 8, 16 and 32 KiB
+/// after every flush that gave it back.
+fn reserve_plain(buf: &mut Vec<u8>, additional: usize) {
+    let needed = buf.len() + additional;
+    if needed > buf.capacity() {
+        if needed > IDLE_BUFFER_KEEP {
+            buf.reserve_exact(MAX_PLAINTEXT_LEN - buf.len());
+        } else {
+            reserve_capped(buf, additional, IDLE_BUFFER_KEEP);
+        }
     }
 }
 

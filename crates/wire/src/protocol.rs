@@ -1,6 +1,7 @@
 //! [`ProtocolId`]: which application a message belongs to, and how its payload is encoded;
 //! [`RequestId`]: the id pairing an RPC response with its request.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use bytes::Bytes;
@@ -187,13 +188,28 @@ impl ProtocolId {
             source,
         };
         match self.encoding() {
-            Encoding::Bcs => bcs_to_vec(value, self.bcs_depth_limit())
-                .map(Bytes::from)
-                .map_err(|e| encode_err(e.into())),
+            Encoding::Bcs => {
+                if let Some(bytes) =
+                    with_scratch_bcs(value, self.bcs_depth_limit(), Bytes::copy_from_slice)
+                {
+                    return Ok(bytes);
+                }
+                bcs_to_vec(value, self.bcs_depth_limit())
+                    .map(Bytes::from)
+                    .map_err(|e| encode_err(e.into()))
+            }
             Encoding::Json => serde_json::to_vec(value)
                 .map(Bytes::from)
                 .map_err(|e| encode_err(e.into())),
             Encoding::CompressedBcs => {
+                // A payload that fits the scratch buffer is far below `MAX_COMPRESS_SIZE`.
+                if let Some(compressed) = with_scratch_bcs(
+                    value,
+                    self.bcs_depth_limit(),
+                    lz4_flex::block::compress_prepend_size,
+                ) {
+                    return Ok(Bytes::from(compressed));
+                }
                 let raw =
                     bcs_to_vec(value, self.bcs_depth_limit()).map_err(|e| encode_err(e.into()))?;
                 if raw.len() > MAX_COMPRESS_SIZE {
@@ -319,7 +335,7 @@ impl fmt::Display for RequestId {
 }
 
 /// BCS-encodes `value` into a vector of exactly its encoded size, with the depth limit
-/// `limit`. Sizing first walks the value without copying its bytes; growing from an empty
+/// `limit`, for payloads larger than the scratch buffer. Sizing first walks the value without copying its bytes; growing from an empty
 /// vector instead reallocated (and copied) about log2(len) times, page-faulting afresh for
 /// each large buffer, and left spare capacity that made `Bytes::from` allocate a header.
 fn bcs_to_vec<T: Serialize + ?Sized>(value: &T, limit: usize) -> Result<Vec<u8>, bcs::Error> {
@@ -333,6 +349,42 @@ fn bcs_to_vec<T: Serialize + ?Sized>(value: &T, limit: usize) -> Result<Vec<u8>,
 enum DecompressFailure {
     TooLarge { len: usize, max: usize },
     Malformed(BoxError),
+}
+
+/// Payloads up to this many BCS bytes are encoded in one pass into a per-thread scratch
+/// buffer, then copied into an allocation of their exact size.
+const SCRATCH_LEN: usize = 4096;
+
+thread_local! {
+    static BCS_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Encodes `value` as BCS into the per-thread scratch buffer and hands the bytes to `use_bytes`.
+///
+/// `None` when the value does not fit in [`SCRATCH_LEN`] bytes, when encoding fails (the
+/// caller's sized path then reports the error), or when the buffer is already in use (a
+/// `Serialize` impl that encodes a payload itself). Small payloads, the common case, so cost
+/// one encoding pass and one exact-size allocation instead of a sizing pass, an encoding pass
+/// and the allocation.
+fn with_scratch_bcs<T: Serialize + ?Sized, R>(
+    value: &T,
+    limit: usize,
+    use_bytes: impl FnOnce(&[u8]) -> R,
+) -> Option<R> {
+    BCS_SCRATCH
+        .try_with(|cell| {
+            let mut scratch = cell.try_borrow_mut().ok()?;
+            if scratch.len() < SCRATCH_LEN {
+                scratch.resize(SCRATCH_LEN, 0);
+            }
+            let mut rest: &mut [u8] = &mut scratch[..];
+            // Writing past the end of the slice fails, which is how a large value is noticed.
+            bcs::serialize_into_with_limit(&mut rest, value, limit).ok()?;
+            let len = SCRATCH_LEN - rest.len();
+            Some(use_bytes(&scratch[..len]))
+        })
+        .ok()
+        .flatten()
 }
 
 /// Undoes `compress_prepend_size`, checking the declared size before allocating for it.
@@ -523,6 +575,27 @@ mod tests {
             assert!(matches!(err, Error::EncodePayload { .. }), "{id}: {err:?}");
         }
         assert!(ProtocolId::MEMPOOL_RPC.to_bytes(&nest(32)).is_ok());
+    }
+
+    /// Both encoders (the scratch buffer's for small payloads, the sized one above it) write
+    /// what `bcs::to_bytes` writes, compressed or not, on either side of the scratch size.
+    #[test]
+    fn bcs_and_compressed_payloads_match_bcs_at_every_size() {
+        // A 2-byte length prefix from 128 bytes on: these are 4,095, 4,096 and 4,097 bytes.
+        for len in [0, 1, 127, 128, 4093, 4094, 4095, 10_000] {
+            let value = vec![0xa5u8; len];
+            let raw = bcs::to_bytes(&value).unwrap();
+            let bytes = ProtocolId::CONSENSUS_DIRECT_SEND_BCS
+                .to_bytes(&value)
+                .unwrap();
+            assert_eq!(bytes, raw, "{len}");
+            let compressed = ProtocolId::MEMPOOL_DIRECT_SEND.to_bytes(&value).unwrap();
+            assert_eq!(
+                compressed,
+                lz4_flex::block::compress_prepend_size(&raw),
+                "{len}"
+            );
+        }
     }
 
     /// A compressed payload whose prefix claims more than 64 MiB fails before allocating.
