@@ -77,6 +77,9 @@ impl Node {
         // connections. docs/performance.md gives both costs.
         config.routing.enabled = false;
         config.peer.max_message_size = MAX_MESSAGE_SIZE;
+        // The two ends are strangers (no seeds): let them send the sweep's largest messages
+        // too, not only a trusted peer.
+        config.peer.max_untrusted_message_size = MAX_MESSAGE_SIZE;
         // The bench pushes millions of netbench messages a second, far above the limits a node
         // applies to a remote it does not trust: measure the stack, not the limiter.
         config.peer.rate_limit.enabled = false;

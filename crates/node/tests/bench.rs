@@ -116,6 +116,10 @@ fn one_workload_runs_on_the_default_stack() {
     assert_eq!(lines[0]["bytes"].as_u64(), Some(200 * 64));
     let lines = bench(&["rpc-tput", "--json", "--stack", "noise", "--count", "200"]);
     check(&lines[0], "noise", "rpc-tput", 200);
+    // Above the frame size (streamed) and above a stranger's default message limit: the
+    // bench's two ends are strangers, and the sweep sends up to 16 MiB.
+    let lines = bench(&["bulk", "--json", "--count", "2", "--size", "12582912"]);
+    check(&lines[0], "peerlane", "bulk", 2);
 }
 
 /// The sweep at two small sizes writes an SVG chart.
