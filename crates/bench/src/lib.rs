@@ -43,9 +43,9 @@ use std::process::ExitCode;
 use anyhow::{bail, ensure};
 
 pub use crate::args::BenchArgs;
-use crate::args::{ALL_WORKLOADS, Runtime, Spec, Stack, Workload};
+use crate::args::{ALL_WORKLOADS, Spec, Stack, Workload};
 use crate::report::{Report, print_table};
-use crate::run::{fresh_runtime, run_all, run_isolated};
+use crate::run::{run_all, run_isolated};
 use crate::sys::raise_fd_limit;
 
 /// Runs `peerlane bench` and prints the results; the exit code is success once every run was
@@ -63,7 +63,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     ensure!(reps > 0, "--reps must be at least 1");
     if args.workload == Some(Workload::Sweep) {
         let options = sweep::Options::new(&args)?;
-        return fresh_runtime(Runtime::MultiThread)?.block_on(sweep::run(options, reps));
+        return sweep::run(options, reps);
     }
     if args.all {
         let specs: Vec<Spec> = ALL_WORKLOADS

@@ -16,7 +16,7 @@ use crate::sys::idle_mem_in_child;
 use crate::{flood, raw, stack};
 
 /// Builds the runtime a run gets.
-pub(crate) fn fresh_runtime(runtime: Runtime) -> anyhow::Result<tokio::runtime::Runtime> {
+fn fresh_runtime(runtime: Runtime) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = match runtime {
         Runtime::MultiThread => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();

@@ -56,7 +56,7 @@ impl Options {
 }
 
 /// Runs the sweep: for each size, for each repetition, every stack.
-pub(super) async fn run(options: Options, reps: usize) -> anyhow::Result<ExitCode> {
+pub(super) fn run(options: Options, reps: usize) -> anyhow::Result<ExitCode> {
     // reports[size index][stack index]
     let mut reports: Vec<Vec<Report>> = Vec::new();
     for &size in &options.sizes {
@@ -73,7 +73,7 @@ pub(super) async fn run(options: Options, reps: usize) -> anyhow::Result<ExitCod
         let mut runs: Vec<Vec<Report>> = vec![Vec::new(); ALL_STACKS.len()];
         for _ in 0..reps {
             for (s, stack) in ALL_STACKS.iter().enumerate() {
-                let m = crate::run::run_one(*stack, spec).await?;
+                let m = crate::run::run_isolated(*stack, spec)?;
                 runs[s].push(Report::from_run(*stack, &spec, &m));
             }
         }
