@@ -95,18 +95,25 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         // Made once: polling it again is cheaper than making a new one per frame.
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
+        let shared = self.shared.clone();
+        let timer_moved = shared.rpcs.timer_moved();
+        let moved = timer_moved.notified();
+        tokio::pin!(moved);
         // Grows with the first batches and keeps its size: an idle connection that never
         // received a message holds none (`READ_BATCH` of them would be 5 KiB per connection).
         let mut frames = Vec::new();
-        // Fires at the deadline of the stream in progress, whatever else the remote sends.
-        let stream_timer = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(stream_timer);
+        // The connection's one timer: fires at the deadline of the stream in progress, whatever
+        // else the remote sends, and when an outbound RPC may be due (`rpc_tables`).
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut rpc_due = shared.rpcs.timer_deadline();
         let reason = 'read: loop {
             let stream_deadline = self.streams.deadline();
-            if let Some(deadline) = stream_deadline
-                && stream_timer.deadline() != deadline
+            let wake_at = earliest(stream_deadline, rpc_due);
+            if let Some(at) = wake_at
+                && timer.deadline() != at
             {
-                stream_timer.as_mut().reset(deadline);
+                timer.as_mut().reset(at);
             }
             tokio::select! {
                 // Local work first: once the peer is closing we take nothing more from the
@@ -116,8 +123,16 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 // reason recorded first.
                 () = &mut cancelled => break DisconnectReason::Shutdown,
                 // Before the frames, so that a busy socket cannot hold it off.
-                () = &mut stream_timer, if stream_deadline.is_some() => {
-                    break DisconnectReason::StreamTimeout;
+                () = &mut timer, if wake_at.is_some() => {
+                    let now = Instant::now();
+                    if stream_deadline.is_some_and(|deadline| deadline <= now) {
+                        break DisconnectReason::StreamTimeout;
+                    }
+                    rpc_due = shared.rpcs.expire_due(now);
+                }
+                () = &mut moved => {
+                    moved.set(timer_moved.notified());
+                    rpc_due = shared.rpcs.timer_deadline();
                 }
                 // Cancel-safe: a partial frame stays in the stream's read buffer, and frames
                 // are only taken when this completes.
@@ -130,15 +145,30 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                             Ok(blocked) => blocked,
                             Err(reason) => break 'read reason,
                         };
-                        if let Some(blocked) = blocked {
+                        if let Some(mut blocked) = blocked {
                             // Back-pressure: read nothing more until the application has room
-                            // (after waking it, so that it makes some).
+                            // (after waking it, so that it makes some). Outbound RPCs still
+                            // time out meanwhile.
                             self.unflushed = 0;
                             self.router.flush();
-                            tokio::select! {
-                                biased;
-                                () = &mut cancelled => break 'read DisconnectReason::Shutdown,
-                                () = blocked.room => {}
+                            loop {
+                                if let Some(at) = rpc_due
+                                    && timer.deadline() != at
+                                {
+                                    timer.as_mut().reset(at);
+                                }
+                                tokio::select! {
+                                    biased;
+                                    () = &mut cancelled => break 'read DisconnectReason::Shutdown,
+                                    () = &mut blocked.room => break,
+                                    () = &mut timer, if rpc_due.is_some() => {
+                                        rpc_due = shared.rpcs.expire_due(Instant::now());
+                                    }
+                                    () = &mut moved => {
+                                        moved.set(timer_moved.notified());
+                                        rpc_due = shared.rpcs.timer_deadline();
+                                    }
+                                }
                             }
                             self.deliver(blocked.event);
                         }
@@ -367,6 +397,14 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         if let Err(err) = self.shared.lanes.push(Priority::High, message) {
             trace!(error = %err, "error reply not queued");
         }
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
