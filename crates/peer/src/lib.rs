@@ -97,7 +97,7 @@ mod spawn;
 mod stream_budget;
 mod writer;
 
-pub use budget::{BudgetCharge, InboundBudget};
+pub use budget::{BudgetCharge, BudgetRelease, InboundBudget};
 pub use config::{
     Config, DEFAULT_INBOUND_RPC_TIMEOUT_SECS, DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
     DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS, DEFAULT_MAX_FRAME_SIZE_BYTES,
