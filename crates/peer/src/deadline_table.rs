@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 /// A key of a [`DeadlineTable`]: an id from a counter that counts up by one (wrapping), so that
 /// consecutive keys take consecutive places of the ring.
-pub(crate) trait RingKey: Copy + Eq {
+pub trait RingKey: Copy + Eq {
     /// The counter's value; its low bits are the key's place.
     fn ring_bits(self) -> u64;
 }
@@ -33,7 +33,7 @@ const MIN_RING: usize = 4;
 /// Live entries `K → V` with a deadline each, at most `max_live` of them, and the entries that
 /// expired and were not polled yet.
 #[derive(Debug)]
-pub(crate) struct DeadlineTable<K, V> {
+pub struct DeadlineTable<K, V> {
     /// Empty, or a power of two long; a live entry sits at `key.ring_bits() mod len`.
     ring: Vec<Option<Timed<K, V>>>,
     live: usize,
@@ -55,7 +55,7 @@ struct Timed<K, V> {
 
 /// Why an entry was not admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub enum Refused {
     /// `max_live` entries are live already.
     TooMany,
     /// The table was closed: the peer is disconnecting.
@@ -64,7 +64,7 @@ pub(crate) enum Refused {
 
 /// What [`DeadlineTable::take`] found under a key.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Taken<V> {
+pub enum Taken<V> {
     /// A live entry, now removed.
     Live(V),
     /// A live entry whose deadline had passed: it is now in the expired queue.
@@ -75,7 +75,7 @@ pub(crate) enum Taken<V> {
 
 impl<K: RingKey, V> DeadlineTable<K, V> {
     /// An empty, open table admitting at most `max_live` entries at once.
-    pub(crate) fn new(max_live: usize) -> Self {
+    pub fn new(max_live: usize) -> Self {
         Self {
             ring: Vec::new(),
             live: 0,
@@ -88,7 +88,7 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
 
     /// Whether one more entry would be admitted. Call [`expire`](Self::expire) first, so that
     /// expired entries do not hold places.
-    pub(crate) fn check_room(&self) -> Result<(), Refused> {
+    pub fn check_room(&self) -> Result<(), Refused> {
         if self.closed {
             return Err(Refused::Closed);
         }
@@ -102,7 +102,7 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
     /// under the first key from `next_key` whose place is free; returns that key. `next_key`
     /// must count up by one per call (wrapping), so that it reaches a free place within as
     /// many calls as the ring has places.
-    pub(crate) fn insert_with(
+    pub fn insert_with(
         &mut self,
         mut next_key: impl FnMut() -> K,
         deadline: Instant,
@@ -156,12 +156,12 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
 
     /// Whether `key` is live.
     #[cfg(test)]
-    pub(crate) fn contains(&mut self, key: K) -> bool {
+    pub fn contains(&mut self, key: K) -> bool {
         self.place_of(key).is_some()
     }
 
     /// Removes the live entry under `key`, whatever its deadline.
-    pub(crate) fn remove(&mut self, key: K) -> Option<V> {
+    pub fn remove(&mut self, key: K) -> Option<V> {
         let timed = self.place_of(key)?.take()?;
         self.live -= 1;
         Some(timed.value)
@@ -169,7 +169,7 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
 
     /// Removes the live entry under `key` at `now`: handed back if its deadline is still ahead,
     /// else moved to the expired queue.
-    pub(crate) fn take(&mut self, key: K, now: Instant) -> Taken<V> {
+    pub fn take(&mut self, key: K, now: Instant) -> Taken<V> {
         let Some(timed) = self.place_of(key).and_then(Option::take) else {
             return Taken::Missing;
         };
@@ -184,7 +184,7 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
 
     /// Moves every live entry whose deadline is at or before `now` to the expired queue,
     /// earliest deadline first.
-    pub(crate) fn expire(&mut self, now: Instant) {
+    pub fn expire(&mut self, now: Instant) {
         if self.due_from.is_none_or(|due_from| now < due_from) {
             return;
         }
@@ -204,18 +204,24 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
     /// A lower bound of the live deadlines (`None` when none is live since the last
     /// [`expire`](Self::expire) that scanned): the time at which `expire` next has something
     /// to do, at the earliest.
-    pub(crate) fn due_from(&self) -> Option<Instant> {
+    pub fn due_from(&self) -> Option<Instant> {
         self.due_from
     }
 
+    /// Whether an expired entry waits for [`poll_expired`](Self::poll_expired).
+    #[inline]
+    pub fn has_expired(&self) -> bool {
+        !self.expired.is_empty()
+    }
+
     /// The next expired entry, oldest expiry first.
-    pub(crate) fn poll_expired(&mut self) -> Option<(K, V)> {
+    pub fn poll_expired(&mut self) -> Option<(K, V)> {
         self.expired.pop_front()
     }
 
     /// Refuses every later insert and returns every entry, expired-but-unpolled first, then
     /// live.
-    pub(crate) fn close(&mut self) -> Vec<V> {
+    pub fn close(&mut self) -> Vec<V> {
         self.closed = true;
         self.due_from = None;
         self.live = 0;
@@ -225,12 +231,12 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
     }
 
     /// Whether [`close`](Self::close) was called.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.closed
     }
 
     /// The live entries, in no particular order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (K, &V)> {
+    pub fn iter(&self) -> impl Iterator<Item = (K, &V)> {
         self.ring
             .iter()
             .flatten()
@@ -238,18 +244,18 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
     }
 
     /// The earliest deadline among live entries.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Instant> {
         self.ring.iter().flatten().map(|timed| timed.deadline).min()
     }
 
     /// Live entries.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.live
     }
 
     /// The most entries live at once.
-    pub(crate) fn max_live(&self) -> usize {
+    pub fn max_live(&self) -> usize {
         self.max_live
     }
 }

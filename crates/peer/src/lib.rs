@@ -124,3 +124,8 @@ pub use rate_limit::{
 pub use reader::ROUTE_FLUSH_EVERY;
 pub use spawn::spawn;
 pub use stream_budget::StreamBudget;
+
+/// The table behind both RPC tables, public only for the criterion benches
+/// (`benches/rpc_table.rs`); nothing outside this crate uses it, and it may change at any time.
+#[doc(hidden)]
+pub use deadline_table::{DeadlineTable, Refused, RingKey, Taken};

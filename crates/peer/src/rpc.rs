@@ -122,6 +122,11 @@ impl<T> OutboundRpcs<T> {
         self.pending.due_from()
     }
 
+    /// Whether an expired request waits for [`poll_expired`](Self::poll_expired).
+    pub(crate) fn has_expired(&self) -> bool {
+        self.pending.has_expired()
+    }
+
     /// The next expired request, whose waiter should be told it timed out.
     pub(crate) fn poll_expired(&mut self) -> Option<(RequestId, T)> {
         self.pending
@@ -273,6 +278,11 @@ impl InboundRpcs {
     /// [`poll_expired`](Self::poll_expired).
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.pending.expire(now);
+    }
+
+    /// Whether an expired request waits for [`poll_expired`](Self::poll_expired).
+    pub(crate) fn has_expired(&self) -> bool {
+        self.pending.has_expired()
     }
 
     /// The next request whose deadline passed unanswered.

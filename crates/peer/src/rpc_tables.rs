@@ -304,10 +304,18 @@ impl RpcTables {
     }
 }
 
+// Both check first: nearly always nothing expired, and an empty `Vec` costs nothing to make.
+
 fn drain_outbound_expired(rpcs: &mut OutboundRpcs<RpcWaiter>) -> Vec<(RequestId, RpcWaiter)> {
+    if !rpcs.has_expired() {
+        return Vec::new();
+    }
     std::iter::from_fn(|| rpcs.poll_expired()).collect()
 }
 
 fn drain_inbound_expired(rpcs: &mut InboundRpcs) -> Vec<InboundRpc> {
+    if !rpcs.has_expired() {
+        return Vec::new();
+    }
     std::iter::from_fn(|| rpcs.poll_expired()).collect()
 }
