@@ -147,11 +147,25 @@ impl BudgetCharge {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Splits `bytes` (at most what it holds) off into a charge of their own: charge a run of
+    /// messages once, then give each message its share, without touching the shared counter.
+    #[inline]
+    pub fn split_off(&mut self, bytes: usize) -> Self {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        Self {
+            budget: self.budget.clone(),
+            bytes,
+        }
+    }
 }
 
 impl Drop for BudgetCharge {
     fn drop(&mut self) {
-        if let Some(budget) = &self.budget {
+        if let Some(budget) = &self.budget
+            && self.bytes > 0
+        {
             budget.release(self.bytes);
         }
     }
@@ -283,6 +297,23 @@ mod tests {
         release.absorb(budget.charge(5).unwrap());
         drop(release);
         assert_eq!(budget.held(), 0);
+    }
+
+    /// A charge split into shares gives its bytes back share by share.
+    #[test]
+    fn split_shares_give_back_their_own_bytes() {
+        let budget = InboundBudget::new(100, &Metrics::default());
+        let mut run = budget.charge(90).unwrap();
+        let a = run.split_off(30);
+        let b = run.split_off(60);
+        assert_eq!((a.bytes(), b.bytes(), run.bytes()), (30, 60, 0));
+        drop(run);
+        assert_eq!(budget.held(), 90);
+        drop(a);
+        assert_eq!(budget.held(), 60);
+        drop(b);
+        assert_eq!(budget.held(), 0);
+        assert_eq!(budget.0.metrics.inbound_budget_bytes(), 0);
     }
 
     #[test]
