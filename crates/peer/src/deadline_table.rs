@@ -151,12 +151,15 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
         }
         let mask = self.ring.len() - 1;
         let place = &mut self.ring[key.ring_bits() as usize & mask];
-        place.as_ref().is_some_and(|timed| timed.key == key).then_some(place)
+        place
+            .as_ref()
+            .is_some_and(|timed| timed.key == key)
+            .then_some(place)
     }
 
     /// Whether `key` is live.
     #[cfg(test)]
-    pub fn contains(&mut self, key: K) -> bool {
+    pub(crate) fn contains(&mut self, key: K) -> bool {
         self.place_of(key).is_some()
     }
 
@@ -250,7 +253,7 @@ impl<K: RingKey, V> DeadlineTable<K, V> {
 
     /// Live entries.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.live
     }
 
@@ -321,7 +324,9 @@ mod tests {
         let mut table = DeadlineTable::new(10);
         let mut keys = counter(0);
         for delay in [3, 1, 2] {
-            table.insert_with(&mut keys, now + delay * SEC, delay).unwrap();
+            table
+                .insert_with(&mut keys, now + delay * SEC, delay)
+                .unwrap();
         }
         table.expire(now + 3 * SEC);
         let polled: Vec<_> = std::iter::from_fn(|| table.poll_expired()).collect();
@@ -337,10 +342,7 @@ mod tests {
         let mut keys = counter(1);
         table.insert_with(&mut keys, now + SEC, 1).unwrap();
         table.insert_with(&mut keys, now + 2 * SEC, 2).unwrap();
-        assert_eq!(
-            table.insert_with(&mut keys, now, 3),
-            Err(Refused::TooMany)
-        );
+        assert_eq!(table.insert_with(&mut keys, now, 3), Err(Refused::TooMany));
         assert_eq!(table.remove(2), Some(2));
         assert!(!table.contains(2));
         table.insert_with(&mut keys, now + 2 * SEC, 4).unwrap();

@@ -421,8 +421,11 @@ impl Default for Metrics {
         });
         // Created up front, so that the series an alert reads exist at 0 from the start.
         let inbound_rpcs = Family::<InboundRpcLabels, Counter>::default();
-        let inbound_rpc_counters = InboundRpcOutcome::ALL
-            .map(|outcome| inbound_rpcs.get_or_create(&InboundRpcLabels { outcome }).clone());
+        let inbound_rpc_counters = InboundRpcOutcome::ALL.map(|outcome| {
+            inbound_rpcs
+                .get_or_create(&InboundRpcLabels { outcome })
+                .clone()
+        });
         Self {
             messages,
             payload_bytes,

@@ -296,18 +296,16 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let before = self.run.len();
         let sender = self.shared.metadata.remote_peer_id;
         let shared = &self.shared;
-        let held = self.router.try_route_direct_sends(
-            sender,
-            &mut self.run,
-            &mut |protocol_id, err| {
-                route_failed(
-                    shared,
-                    err,
-                    MessageKind::DirectSend,
-                    NotSupportedType::DirectSendMsg(protocol_id),
-                );
-            },
-        );
+        let held =
+            self.router
+                .try_route_direct_sends(sender, &mut self.run, &mut |protocol_id, err| {
+                    route_failed(
+                        shared,
+                        err,
+                        MessageKind::DirectSend,
+                        NotSupportedType::DirectSendMsg(protocol_id),
+                    );
+                });
         self.unflushed += before - self.run.len();
         if self.unflushed >= ROUTE_FLUSH_EVERY {
             self.unflushed = 0;
@@ -384,7 +382,6 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         self.try_deliver(event)
     }
 
-
     fn handle_remote_error(&self, code: ErrorCode) {
         match code {
             ErrorCode::ParsingError(parsing) => {
@@ -452,7 +449,9 @@ fn route_failed(
 fn is_direct_send(item: &Option<Result<MultiplexMessage, wire::Error>>) -> bool {
     matches!(
         item,
-        Some(Ok(MultiplexMessage::Message(NetworkMessage::DirectSendMsg(_))))
+        Some(Ok(MultiplexMessage::Message(
+            NetworkMessage::DirectSendMsg(_)
+        )))
     )
 }
 

@@ -111,8 +111,8 @@ impl RpcTables {
             let expired = drain_outbound_expired(rpcs);
             let inserted = rpcs.insert(protocol, deadline, waiter);
             let max = rpcs.max_pending();
-            let timer_moved = inserted.is_ok()
-                && outbound.timer.is_none_or(|timer| deadline < timer);
+            let timer_moved =
+                inserted.is_ok() && outbound.timer.is_none_or(|timer| deadline < timer);
             if timer_moved {
                 outbound.timer = Some(deadline);
             }

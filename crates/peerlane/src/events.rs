@@ -107,9 +107,9 @@ impl Inbound {
     /// Its charge on the network's budget, if it still holds one.
     fn charge_mut(&mut self) -> &mut Option<BudgetCharge> {
         match self {
-            Self::DirectSend(_, charge) | Self::Rpc(_, _, charge) | Self::RoutedRpc(_, _, charge) => {
-                charge
-            }
+            Self::DirectSend(_, charge)
+            | Self::Rpc(_, _, charge)
+            | Self::RoutedRpc(_, _, charge) => charge,
         }
     }
 
@@ -358,9 +358,8 @@ fn account_batch(metrics: &Metrics, batch: &mut VecDeque<((PeerId, ProtocolId), 
     for ((_, protocol_id), inbound) in batch.iter_mut() {
         if releasing {
             let charge = inbound.charge_mut();
-            let fits = |held: &mut BudgetCharge| {
-                release.bytes() + held.bytes() <= EARLY_RELEASE_BYTES
-            };
+            let fits =
+                |held: &mut BudgetCharge| release.bytes() + held.bytes() <= EARLY_RELEASE_BYTES;
             if let Some(held) = charge.take_if(fits) {
                 release.absorb(held);
             } else if charge.is_some() {

@@ -380,27 +380,31 @@ impl InboundRouter for Router {
                 }
                 taken += 1;
                 let (_, payload) = run.pop_front()?;
-                let share = charge.as_mut().map(|charge| charge.split_off(payload.len()));
+                let share = charge
+                    .as_mut()
+                    .map(|charge| charge.split_off(payload.len()));
                 Some(Inbound::DirectSend(payload, share))
             });
             let mut enqueued = 0;
             let mut handed_back = None;
-            route.queue.push_many_deferred(&key, items, |pushed| match pushed {
-                Ok(()) => {
-                    enqueued += 1;
-                    true
-                }
-                Err(Dropped::Full(inbound)) if route.wait.is_some() => {
-                    handed_back = Some(inbound);
-                    false
-                }
-                dropped => {
-                    if let Err(err) = self.outcome(protocol_id, dropped) {
-                        refused(protocol_id, err);
+            route
+                .queue
+                .push_many_deferred(&key, items, |pushed| match pushed {
+                    Ok(()) => {
+                        enqueued += 1;
+                        true
                     }
-                    true
-                }
-            });
+                    Err(Dropped::Full(inbound)) if route.wait.is_some() => {
+                        handed_back = Some(inbound);
+                        false
+                    }
+                    dropped => {
+                        if let Err(err) = self.outcome(protocol_id, dropped) {
+                            refused(protocol_id, err);
+                        }
+                        true
+                    }
+                });
             if enqueued > 0 {
                 self.metrics
                     .record_queue_events(protocol_id, QueueEvent::Enqueued, enqueued);
@@ -414,14 +418,14 @@ impl InboundRouter for Router {
                     Ok(event) => event,
                     // Only a routed request cannot go back, and a run holds none.
                     Err(inbound) => {
-                        if let Err(err) = self.outcome(protocol_id, Err(Dropped::Newest(inbound)))
-                        {
+                        if let Err(err) = self.outcome(protocol_id, Err(Dropped::Newest(inbound))) {
                             refused(protocol_id, err);
                         }
                         continue;
                     }
                 };
-                self.metrics.record_queue_event(protocol_id, QueueEvent::Waited);
+                self.metrics
+                    .record_queue_event(protocol_id, QueueEvent::Waited);
                 let room = route.queue.wait_for_room(key);
                 let room = Box::pin(async move {
                     // Either way the reader then routes the message without waiting.
