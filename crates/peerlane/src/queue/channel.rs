@@ -120,20 +120,20 @@ where
         mut outcome: impl FnMut(Result<(), Dropped<T>>) -> bool,
     ) {
         let mut state = self.shared.lock();
-        let mut owed = false;
-        for item in items {
-            let result = if state.receiver_alive {
-                let result = state.queue.push(key.clone(), item);
-                owed |= !matches!(result, Err(Dropped::Full(_)));
-                result
-            } else {
+        if !state.receiver_alive {
+            for item in items {
                 state.queue.count_closed();
-                Err(Dropped::Closed(item))
-            };
-            if !outcome(result) {
-                break;
+                if !outcome(Err(Dropped::Closed(item))) {
+                    break;
+                }
             }
+            return;
         }
+        let mut owed = false;
+        state.queue.push_run(key, items, |result| {
+            owed |= !matches!(result, Err(Dropped::Full(_)));
+            outcome(result)
+        });
         // As in `push_deferred`: owed only to a receiver that waits.
         if owed && state.waker.is_some() && !self.shared.wake_owed.load(Ordering::Relaxed) {
             self.shared.wake_owed.store(true, Ordering::Release);
