@@ -43,7 +43,8 @@
 //!    wakes the application once per burst of messages, and the application takes a batch per
 //!    wake-up. Each message
 //!    queued is charged to the network's `peer::InboundBudget` (`peer.inbound_byte_budget`)
-//!    until the application takes it: while the budget is spent the readers stop reading.
+//!    until the application takes it (the first 64 KiB of each batch it takes are given back
+//!    in one update): while the budget is spent the readers stop reading.
 //!    A peer the peer layer cut off for flooding (`DisconnectReason::RateLimited`) is banned
 //!    for `peer.rate_limit.ban_duration_ms`; such bans, and the failed dials of the
 //!    connectivity manager, are published as [`RecordEvent`]s ([`Network::record_events`])
