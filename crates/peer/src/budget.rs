@@ -18,7 +18,9 @@ use crate::metrics::Metrics;
 /// the bytes held are under the budget again.
 ///
 /// The facade charges each message as its router queues it and drops the charge when the
-/// application takes the message off its queue (or the message is dropped).
+/// application takes the message off its queue (or the message is dropped). Charges taken in
+/// one go can be given back together through a [`BudgetRelease`]: one update of the shared
+/// counter and its gauge instead of one per message.
 #[derive(Clone)]
 pub struct InboundBudget(Arc<Inner>);
 
@@ -104,8 +106,20 @@ impl InboundBudget {
     fn charge_of(&self, bytes: usize) -> BudgetCharge {
         self.0.metrics.record_budget_bytes(bytes, true);
         BudgetCharge {
-            budget: self.clone(),
+            budget: Some(self.clone()),
             bytes,
+        }
+    }
+
+    /// Gives back `bytes` held by charges, waking the waiting readers if that makes room.
+    fn release(&self, bytes: usize) {
+        let inner = &self.0;
+        let before = inner.held.fetch_sub(bytes, Ordering::AcqRel);
+        let after = before - bytes;
+        inner.metrics.record_budget_bytes(bytes, false);
+        // Only a release that makes room wakes the waiting readers.
+        if inner.max_bytes != 0 && before >= inner.max_bytes && after < inner.max_bytes {
+            inner.room.notify_waiters();
         }
     }
 }
@@ -119,29 +133,104 @@ impl fmt::Debug for InboundBudget {
     }
 }
 
-/// Bytes charged to an [`InboundBudget`], given back when dropped.
+/// Bytes charged to an [`InboundBudget`], given back when dropped (or by the
+/// [`BudgetRelease`] that absorbed it).
 pub struct BudgetCharge {
-    budget: InboundBudget,
+    /// `None` once a [`BudgetRelease`] took the bytes over.
+    budget: Option<InboundBudget>,
     bytes: usize,
 }
 
 impl BudgetCharge {
     /// The bytes charged.
+    #[inline]
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Splits `bytes` (at most what it holds) off into a charge of their own: charge a run of
+    /// messages once, then give each message its share, without touching the shared counter.
+    #[inline]
+    pub fn split_off(&mut self, bytes: usize) -> Self {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        Self {
+            budget: self.budget.clone(),
+            bytes,
+        }
     }
 }
 
 impl Drop for BudgetCharge {
     fn drop(&mut self) {
-        let inner = &self.budget.0;
-        let before = inner.held.fetch_sub(self.bytes, Ordering::AcqRel);
-        let after = before - self.bytes;
-        inner.metrics.record_budget_bytes(self.bytes, false);
-        // Only a release that makes room wakes the waiting readers.
-        if inner.max_bytes != 0 && before >= inner.max_bytes && after < inner.max_bytes {
-            inner.room.notify_waiters();
+        if let Some(budget) = &self.budget
+            && self.bytes > 0
+        {
+            budget.release(self.bytes);
         }
+    }
+}
+
+/// The bytes of several [`BudgetCharge`]s, given back together: when dropped, or at
+/// [`release`](Self::release). Charges of another budget than the first absorbed are given
+/// back on their own.
+#[derive(Default)]
+pub struct BudgetRelease {
+    budget: Option<InboundBudget>,
+    bytes: usize,
+}
+
+impl BudgetRelease {
+    /// Nothing absorbed yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes over `charge`'s bytes, to be given back with the others.
+    #[inline]
+    pub fn absorb(&mut self, mut charge: BudgetCharge) {
+        let Some(budget) = charge.budget.take() else {
+            return;
+        };
+        match &self.budget {
+            None => self.budget = Some(budget),
+            Some(ours) if Arc::ptr_eq(&ours.0, &budget.0) => {}
+            // Another network's budget: given back now, by `charge`'s own drop.
+            Some(_) => {
+                charge.budget = Some(budget);
+                return;
+            }
+        }
+        self.bytes += charge.bytes;
+    }
+
+    /// The bytes absorbed and not yet given back.
+    #[inline]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Gives back every byte absorbed so far.
+    pub fn release(&mut self) {
+        if self.bytes > 0
+            && let Some(budget) = &self.budget
+        {
+            budget.release(std::mem::take(&mut self.bytes));
+        }
+    }
+}
+
+impl Drop for BudgetRelease {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl fmt::Debug for BudgetRelease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BudgetRelease")
+            .field("bytes", &self.bytes)
+            .finish()
     }
 }
 
@@ -182,6 +271,47 @@ mod tests {
         assert_eq!(budget.0.metrics.inbound_budget_bytes(), 560);
         assert_eq!(budget.0.metrics.inbound_budget_waits(), 1);
         drop((b, forced));
+        assert_eq!(budget.held(), 0);
+        assert_eq!(budget.0.metrics.inbound_budget_bytes(), 0);
+    }
+
+    /// Absorbed charges hold their bytes until the release, which gives them back at once and
+    /// wakes a waiter; a charge of another budget is given back on its own.
+    #[test]
+    fn a_release_gives_back_absorbed_charges_together() {
+        let budget = InboundBudget::new(100, &Metrics::default());
+        let other = InboundBudget::new(100, &Metrics::default());
+        let mut release = BudgetRelease::new();
+        release.absorb(budget.charge(70).unwrap());
+        release.absorb(budget.charge(40).unwrap());
+        release.absorb(other.charge(30).unwrap());
+        assert_eq!((budget.held(), other.held()), (110, 0));
+        assert_eq!(release.bytes(), 110);
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut room = pin!(budget.room());
+        assert_eq!(room.as_mut().poll(&mut cx), Poll::Pending);
+        release.release();
+        assert_eq!(budget.held(), 0);
+        assert_eq!(budget.0.metrics.inbound_budget_bytes(), 0);
+        assert_eq!(room.as_mut().poll(&mut cx), Poll::Ready(()));
+        release.absorb(budget.charge(5).unwrap());
+        drop(release);
+        assert_eq!(budget.held(), 0);
+    }
+
+    /// A charge split into shares gives its bytes back share by share.
+    #[test]
+    fn split_shares_give_back_their_own_bytes() {
+        let budget = InboundBudget::new(100, &Metrics::default());
+        let mut run = budget.charge(90).unwrap();
+        let a = run.split_off(30);
+        let b = run.split_off(60);
+        assert_eq!((a.bytes(), b.bytes(), run.bytes()), (30, 60, 0));
+        drop(run);
+        assert_eq!(budget.held(), 90);
+        drop(a);
+        assert_eq!(budget.held(), 60);
+        drop(b);
         assert_eq!(budget.held(), 0);
         assert_eq!(budget.0.metrics.inbound_budget_bytes(), 0);
     }

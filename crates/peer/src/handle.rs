@@ -160,7 +160,7 @@ impl PeerHandle {
             pending.abandon(reason);
             return Err(err);
         }
-        pending.wait(rx, deadline).await
+        pending.wait(rx).await
     }
 
     /// Disconnects gracefully: new sends fail, pending RPCs fail with
@@ -231,24 +231,10 @@ struct PendingRpc<'a> {
 }
 
 impl PendingRpc<'_> {
-    /// Waits for the response, a failure, or the deadline.
-    async fn wait(
-        mut self,
-        mut rx: oneshot::Receiver<Result<Bytes, Error>>,
-        deadline: Instant,
-    ) -> Result<Bytes, Error> {
-        let outcome = tokio::select! {
-            // The outcome first: a response that raced the timer wins.
-            biased;
-            // Completed by the reader (response, NotSupported) or by a disconnect.
-            outcome = &mut rx => outcome,
-            // Our deadline: expire every RPC due, ours included (deadline <= now by
-            // construction), which sends our outcome down `rx` at once.
-            () = tokio::time::sleep_until(deadline) => {
-                self.shared.rpcs.expire(Instant::now().max(deadline));
-                rx.await
-            }
-        };
+    /// Waits for the outcome: the response or a failure from the reader (which also keeps
+    /// the connection's one timer for the deadlines, see `rpc_tables`), or a disconnect.
+    async fn wait(mut self, rx: oneshot::Receiver<Result<Bytes, Error>>) -> Result<Bytes, Error> {
+        let outcome = rx.await;
         self.done = true;
         // A dropped sender means the table let go of our entry without an outcome, which only
         // a disconnect does.

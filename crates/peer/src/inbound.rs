@@ -1,6 +1,7 @@
 //! What the reader hands to the applications: [`InboundEvent`]s through an
 //! [`InboundRouter`], and an [`RpcResponder`] with each request.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -87,6 +88,36 @@ pub trait InboundRouter: Send + Sync + 'static {
     /// The default never asks to wait.
     fn try_route(&self, event: InboundEvent) -> Result<(), TryRouteError> {
         self.route(event).map_err(TryRouteError::Refused)
+    }
+
+    /// Hands a run of DirectSends from `sender`, read one after another from its socket
+    /// (`(protocol, payload)` pairs, in order), to their applications: as
+    /// [`try_route`](Self::try_route) for each, from the front of `run`, but a router may queue
+    /// several together (one lock and one budget charge rather than one per message). Each
+    /// message refused (dropped) is reported to `refused`. Stops at the first message a queue
+    /// hands back for back-pressure and returns it; the messages after it stay in `run`, for
+    /// the reader to hand over once it has waited and routed the one handed back.
+    ///
+    /// The default calls `try_route` for each.
+    fn try_route_direct_sends(
+        &self,
+        sender: PeerId,
+        run: &mut VecDeque<(ProtocolId, Bytes)>,
+        refused: &mut dyn FnMut(ProtocolId, RouteError),
+    ) -> Option<HeldBack> {
+        while let Some((protocol_id, payload)) = run.pop_front() {
+            let event = InboundEvent::DirectSend {
+                sender,
+                protocol_id,
+                payload,
+            };
+            match self.try_route(event) {
+                Ok(()) => {}
+                Err(TryRouteError::Refused(err)) => refused(protocol_id, err),
+                Err(TryRouteError::Full(held)) => return Some(*held),
+            }
+        }
+        None
     }
 
     /// Called by the reader once it has routed what it had at hand: when the socket has

@@ -13,14 +13,16 @@
 //!     ──► writer task: high lane first; large messages cut into stream fragments with small
 //!         messages between them; each batch encoded in one pass into the write buffer,
 //!         flush when empty ──► socket
-//!   (rpc also records the request in OutboundRpcs: id, deadline, cap)
+//!   (rpc also records the request in OutboundRpcs: id, deadline, cap; the reader's one timer
+//!   times out what is due, no timer per RPC)
 //!
 //! inbound:
 //!   socket ──► reader task: MultiplexMessageStream ──► InboundStreams (stream pieces:
 //!     Reassembler held to the remote's maximum size, a deadline, the node's StreamBudget)
 //!     ── RateGate (DirectSend, RpcRequest: per-protocol token buckets; over them: dropped)
-//!     ├─ DirectSendMsg ─────────────► InboundRouter::try_route (waits only for a queue
-//!     │                                 that asks for back-pressure, see TryRouteError)
+//!     ├─ DirectSendMsg ─────────────► InboundRouter::try_route_direct_sends, a run of them
+//!     │                                 read in a row together (waits only for a queue that
+//!     │                                 asks for back-pressure, see TryRouteError)
 //!     ├─ RpcRequest ─► InboundRpcs (cap, deadline) ─► route, with an RpcResponder
 //!     │                    RpcResponder::respond ──► RpcResponse on the high lane, held
 //!     │                    to a byte budget of its own (respond_wait waits for room)
@@ -54,15 +56,18 @@
 //!   the errors that map to it), `error`, [`metrics`], which knows only the label enums,
 //!   `rate_limit` (pure and clock-free, `now` is an input: [`TokenBucket`], the per-protocol
 //!   table [`RateLimitConfig`], [`InboundRateLimiter`], [`AbuseTracker`]),
-//!   `budget` ([`InboundBudget`], one atomic counter, its waiters and its two metrics),
+//!   `budget` ([`InboundBudget`], one atomic counter, its waiters and its two metrics;
+//!   [`BudgetRelease`] gives many charges back in one update),
 //!   `config`, `connection` and `lock`.
 //! - Pure protocol logic, clock-free and without tasks or metrics, returning outcomes for the
 //!   caller to act on and count: `queue` ([`OutboundQueue`], the two lanes), `deadline_table`
-//!   (the id → deadline skeleton of both RPC tables) and `rpc` (outbound requests and their
-//!   ids, inbound slots; `now` is an input).
+//!   (the id → deadline skeleton of both RPC tables: a ring indexed by ids from our own
+//!   counters, no hashing) and `rpc` (outbound requests and their ids, inbound slots; `now` is
+//!   an input).
 //! - One connection's shared state, each part on its own: `lanes` (the queue behind a lock,
 //!   the writer's doorbell, waiting for room), `rpc_tables` (the RPC tables behind locks,
-//!   waiters told their outcome), `lifecycle` (close reason, stop signal, closed signal, the
+//!   waiters told their outcome, the time the reader's timer is set for), `lifecycle` (close
+//!   reason, stop signal, closed signal, the
 //!   guard that sees both tasks end); and `shared`, which holds the three and closes them
 //!   together. Shared by all connections instead: `stream_budget` ([`StreamBudget`], the
 //!   bytes of unfinished inbound streams, with its gauge, and one connection's share of it).
@@ -97,7 +102,7 @@ mod spawn;
 mod stream_budget;
 mod writer;
 
-pub use budget::{BudgetCharge, InboundBudget};
+pub use budget::{BudgetCharge, BudgetRelease, InboundBudget};
 pub use config::{
     Config, DEFAULT_INBOUND_RPC_TIMEOUT_SECS, DEFAULT_MAX_CONCURRENT_INBOUND_RPCS,
     DEFAULT_MAX_CONCURRENT_OUTBOUND_RPCS, DEFAULT_MAX_FRAME_SIZE_BYTES,
@@ -124,3 +129,8 @@ pub use rate_limit::{
 pub use reader::ROUTE_FLUSH_EVERY;
 pub use spawn::spawn;
 pub use stream_budget::StreamBudget;
+
+/// The table behind both RPC tables, public only for the criterion benches
+/// (`benches/rpc_table.rs`); nothing outside this crate uses it, and it may change at any time.
+#[doc(hidden)]
+pub use deadline_table::{DeadlineTable, Refused, RingKey, Taken};

@@ -52,6 +52,9 @@ pub struct Metrics {
     unmatched_responses: Family<UnmatchedLabels, Counter>,
     inbound_dropped: Family<InboundDropLabels, Counter>,
     inbound_rpcs: Family<InboundRpcLabels, Counter>,
+    /// The series of `inbound_rpcs`, resolved once (one per inbound RPC is counted), indexed by
+    /// [`InboundRpcOutcome`].
+    inbound_rpc_counters: [Counter; InboundRpcOutcome::ALL.len()],
     parse_errors: Counter,
     stream_errors: Counter,
     /// Large messages sent as streams (header + fragments) and received whole after
@@ -95,13 +98,6 @@ impl Metrics {
                 metrics
                     .disconnects
                     .get_or_create(&DisconnectLabels { reason }),
-            );
-        }
-        for outcome in InboundRpcOutcome::ALL {
-            drop(
-                metrics
-                    .inbound_rpcs
-                    .get_or_create(&InboundRpcLabels { outcome }),
             );
         }
         // prometheus-client appends `_total` to counter names.
@@ -368,9 +364,7 @@ impl Metrics {
     }
 
     pub(crate) fn record_inbound_rpc(&self, outcome: InboundRpcOutcome) {
-        self.inbound_rpcs
-            .get_or_create(&InboundRpcLabels { outcome })
-            .inc();
+        self.inbound_rpc_counters[outcome as usize].inc();
     }
 
     pub(crate) fn record_parse_error(&self) {
@@ -425,6 +419,13 @@ impl Default for Metrics {
                 )
             })
         });
+        // Created up front, so that the series an alert reads exist at 0 from the start.
+        let inbound_rpcs = Family::<InboundRpcLabels, Counter>::default();
+        let inbound_rpc_counters = InboundRpcOutcome::ALL.map(|outcome| {
+            inbound_rpcs
+                .get_or_create(&InboundRpcLabels { outcome })
+                .clone()
+        });
         Self {
             messages,
             payload_bytes,
@@ -434,7 +435,8 @@ impl Default for Metrics {
             rpc_failures: Family::default(),
             unmatched_responses: Family::default(),
             inbound_dropped: Family::default(),
-            inbound_rpcs: Family::default(),
+            inbound_rpcs,
+            inbound_rpc_counters,
             parse_errors: Counter::default(),
             stream_errors: Counter::default(),
             streams: Family::default(),

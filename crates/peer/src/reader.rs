@@ -20,17 +20,19 @@
 //! | DirectSend or RPC request over its protocol's rate limits | drop it (no answer), count, go on ([`RateGate`]) |
 //! | sustained flood over the rate limits | disconnect: [`DisconnectReason::RateLimited`] |
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 use tracing::{debug, trace};
 use wire::{
     ErrorCode, MultiplexMessage, MultiplexMessageStream, NetworkMessage, NotSupportedType,
-    RpcRequest,
+    ProtocolId, RpcRequest,
 };
 
 use crate::deadline_table::Refused;
@@ -62,6 +64,10 @@ pub(crate) struct Reader<R> {
     router: Arc<dyn InboundRouter>,
     /// Events routed since the last [`InboundRouter::flush`].
     unflushed: usize,
+    /// DirectSends read in a row and not yet handed to the router: handed over together
+    /// ([`InboundRouter::try_route_direct_sends`]) once something else comes or the batch of
+    /// frames ends. Keeps its capacity (a batch's worth) between batches.
+    run: VecDeque<(ProtocolId, Bytes)>,
     /// Messages received and not yet added to the metrics (once per batch of frames).
     tally: MessageTally,
     rate_gate: RateGate,
@@ -83,6 +89,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             shared,
             router,
             unflushed: 0,
+            run: VecDeque::new(),
             tally: MessageTally::default(),
             rate_gate,
             _exit: exit,
@@ -95,18 +102,25 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         // Made once: polling it again is cheaper than making a new one per frame.
         let cancelled = cancel.cancelled();
         tokio::pin!(cancelled);
+        let shared = self.shared.clone();
+        let timer_moved = shared.rpcs.timer_moved();
+        let moved = timer_moved.notified();
+        tokio::pin!(moved);
         // Grows with the first batches and keeps its size: an idle connection that never
         // received a message holds none (`READ_BATCH` of them would be 5 KiB per connection).
         let mut frames = Vec::new();
-        // Fires at the deadline of the stream in progress, whatever else the remote sends.
-        let stream_timer = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(stream_timer);
+        // The connection's one timer: fires at the deadline of the stream in progress, whatever
+        // else the remote sends, and when an outbound RPC may be due (`rpc_tables`).
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut rpc_due = shared.rpcs.timer_deadline();
         let reason = 'read: loop {
             let stream_deadline = self.streams.deadline();
-            if let Some(deadline) = stream_deadline
-                && stream_timer.deadline() != deadline
+            let wake_at = earliest(stream_deadline, rpc_due);
+            if let Some(at) = wake_at
+                && timer.deadline() != at
             {
-                stream_timer.as_mut().reset(deadline);
+                timer.as_mut().reset(at);
             }
             tokio::select! {
                 // Local work first: once the peer is closing we take nothing more from the
@@ -116,40 +130,71 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 // reason recorded first.
                 () = &mut cancelled => break DisconnectReason::Shutdown,
                 // Before the frames, so that a busy socket cannot hold it off.
-                () = &mut stream_timer, if stream_deadline.is_some() => {
-                    break DisconnectReason::StreamTimeout;
+                () = &mut timer, if wake_at.is_some() => {
+                    let now = Instant::now();
+                    if stream_deadline.is_some_and(|deadline| deadline <= now) {
+                        break DisconnectReason::StreamTimeout;
+                    }
+                    rpc_due = shared.rpcs.expire_due(now);
+                }
+                () = &mut moved => {
+                    moved.set(timer_moved.notified());
+                    rpc_due = shared.rpcs.timer_deadline();
                 }
                 // Cancel-safe: a partial frame stays in the stream's read buffer, and frames
                 // are only taken when this completes.
                 () = poll_fn(|cx| self.poll_frames(cx, &mut frames)) => {}
             }
-            for item in frames.drain(..) {
-                match item {
-                    Some(Ok(message)) => {
-                        let blocked = match self.handle_frame(message) {
+            let mut items = frames.drain(..).peekable();
+            loop {
+                // DirectSends gather in `run` while more follow; anything else, and the end of
+                // the batch, first hands the run over, so that messages stay in order.
+                let blocked = if self.run.is_empty() || items.peek().is_some_and(is_direct_send) {
+                    match items.next() {
+                        None => break,
+                        Some(Some(Ok(message))) => match self.handle_frame(message) {
                             Ok(blocked) => blocked,
                             Err(reason) => break 'read reason,
-                        };
-                        if let Some(blocked) = blocked {
-                            // Back-pressure: read nothing more until the application has room
-                            // (after waking it, so that it makes some).
-                            self.unflushed = 0;
-                            self.router.flush();
-                            tokio::select! {
-                                biased;
-                                () = &mut cancelled => break 'read DisconnectReason::Shutdown,
-                                () = blocked.room => {}
+                        },
+                        Some(Some(Err(err))) if err.is_recoverable() => {
+                            self.handle_malformed_frame(&err);
+                            None
+                        }
+                        Some(Some(Err(err))) => {
+                            let reason = read_disconnect_reason(&err);
+                            debug!(error = %ErrorChain(&err), %reason, "read failed");
+                            break 'read reason;
+                        }
+                        Some(None) => break 'read DisconnectReason::RemoteClosed,
+                    }
+                } else {
+                    self.route_run()
+                };
+                if let Some(mut blocked) = blocked {
+                    // Back-pressure: read nothing more until the application has room (after
+                    // waking it, so that it makes some). Outbound RPCs still time out meanwhile.
+                    self.unflushed = 0;
+                    self.router.flush();
+                    loop {
+                        if let Some(at) = rpc_due
+                            && timer.deadline() != at
+                        {
+                            timer.as_mut().reset(at);
+                        }
+                        tokio::select! {
+                            biased;
+                            () = &mut cancelled => break 'read DisconnectReason::Shutdown,
+                            () = &mut blocked.room => break,
+                            () = &mut timer, if rpc_due.is_some() => {
+                                rpc_due = shared.rpcs.expire_due(Instant::now());
                             }
-                            self.deliver(blocked.event);
+                            () = &mut moved => {
+                                moved.set(timer_moved.notified());
+                                rpc_due = shared.rpcs.timer_deadline();
+                            }
                         }
                     }
-                    Some(Err(err)) if err.is_recoverable() => self.handle_malformed_frame(&err),
-                    Some(Err(err)) => {
-                        let reason = read_disconnect_reason(&err);
-                        debug!(error = %ErrorChain(&err), %reason, "read failed");
-                        break 'read reason;
-                    }
-                    None => break 'read DisconnectReason::RemoteClosed,
+                    self.deliver(blocked.event);
                 }
             }
         };
@@ -223,15 +268,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         if !self.rate_gate.admit(&self.shared, &message) {
             return None;
         }
-        let sender = self.shared.metadata.remote_peer_id;
         match message {
             NetworkMessage::DirectSendMsg(message) => {
-                let event = InboundEvent::DirectSend {
-                    sender,
-                    protocol_id: message.protocol_id,
-                    payload: message.raw_msg,
-                };
-                self.try_deliver(event)
+                self.run.push_back((message.protocol_id, message.raw_msg));
+                None
             }
             NetworkMessage::RpcRequest(request) => self.handle_rpc_request(request),
             NetworkMessage::RpcResponse(response) => {
@@ -250,6 +290,30 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
+    /// Hands the DirectSends gathered in `run` to their applications, in order; a queue
+    /// applying back-pressure may hand one back (the rest stay in `run`).
+    fn route_run(&mut self) -> Option<HeldBack> {
+        let before = self.run.len();
+        let sender = self.shared.metadata.remote_peer_id;
+        let shared = &self.shared;
+        let held =
+            self.router
+                .try_route_direct_sends(sender, &mut self.run, &mut |protocol_id, err| {
+                    route_failed(
+                        shared,
+                        err,
+                        MessageKind::DirectSend,
+                        NotSupportedType::DirectSendMsg(protocol_id),
+                    );
+                });
+        self.unflushed += before - self.run.len();
+        if self.unflushed >= ROUTE_FLUSH_EVERY {
+            self.unflushed = 0;
+            self.router.flush();
+        }
+        held
+    }
+
     /// Hands `event` to its application; a queue applying back-pressure may hand it back.
     fn try_deliver(&mut self, event: InboundEvent) -> Option<HeldBack> {
         let (kind, not_supported) = route_labels(&event);
@@ -261,7 +325,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         match self.router.try_route(event) {
             Ok(()) => None,
             Err(TryRouteError::Refused(err)) => {
-                self.route_failed(err, kind, not_supported);
+                route_failed(&self.shared, err, kind, not_supported);
                 None
             }
             Err(TryRouteError::Full(held)) => Some(*held),
@@ -274,7 +338,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let (kind, not_supported) = route_labels(&event);
         self.unflushed += 1;
         if let Err(err) = self.router.route(event) {
-            self.route_failed(err, kind, not_supported);
+            route_failed(&self.shared, err, kind, not_supported);
         }
     }
 
@@ -318,21 +382,6 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         self.try_deliver(event)
     }
 
-    /// Counts a message the router refused, and answers `NotSupported` for an unknown protocol.
-    fn route_failed(&self, err: RouteError, kind: MessageKind, not_supported: NotSupportedType) {
-        let reason = match err {
-            RouteError::UnknownProtocol => InboundDropReason::UnknownProtocol,
-            RouteError::QueueFull => InboundDropReason::QueueFull,
-        };
-        self.shared.metrics.record_inbound_dropped(kind, reason);
-        debug!(%kind, %reason, "inbound message not delivered");
-        if err == RouteError::UnknownProtocol {
-            self.reply(NetworkMessage::Error(ErrorCode::NotSupported(
-                not_supported,
-            )));
-        }
-    }
-
     fn handle_remote_error(&self, code: ErrorCode) {
         match code {
             ErrorCode::ParsingError(parsing) => {
@@ -364,9 +413,53 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     /// Queues an error reply on the high lane; a full lane drops it (counted by the queue).
     fn reply(&self, message: NetworkMessage) {
-        if let Err(err) = self.shared.lanes.push(Priority::High, message) {
-            trace!(error = %err, "error reply not queued");
-        }
+        reply(&self.shared, message);
+    }
+}
+
+/// Queues an error reply on the high lane; a full lane drops it (counted by the queue).
+fn reply(shared: &Shared, message: NetworkMessage) {
+    if let Err(err) = shared.lanes.push(Priority::High, message) {
+        trace!(error = %err, "error reply not queued");
+    }
+}
+
+/// Counts a message the router refused, and answers `NotSupported` for an unknown protocol.
+fn route_failed(
+    shared: &Shared,
+    err: RouteError,
+    kind: MessageKind,
+    not_supported: NotSupportedType,
+) {
+    let reason = match err {
+        RouteError::UnknownProtocol => InboundDropReason::UnknownProtocol,
+        RouteError::QueueFull => InboundDropReason::QueueFull,
+    };
+    shared.metrics.record_inbound_dropped(kind, reason);
+    debug!(%kind, %reason, "inbound message not delivered");
+    if err == RouteError::UnknownProtocol {
+        reply(
+            shared,
+            NetworkMessage::Error(ErrorCode::NotSupported(not_supported)),
+        );
+    }
+}
+
+/// Whether a frame read is a whole DirectSend, which joins the reader's run.
+fn is_direct_send(item: &Option<Result<MultiplexMessage, wire::Error>>) -> bool {
+    matches!(
+        item,
+        Some(Ok(MultiplexMessage::Message(
+            NetworkMessage::DirectSendMsg(_)
+        )))
+    )
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -11,18 +11,18 @@
 //!    entries.
 //!
 //! The driver's only timing duty is to call `handle_timeout` when a caller is waiting on a
-//! deadline.
+//! deadline: [`OutboundRpcs::due_from`] says when that is, at the earliest.
 
 use tokio::time::Instant;
 use wire::{ProtocolId, RequestId};
 
-use crate::deadline_table::{DeadlineTable, Refused, Taken};
+use crate::deadline_table::{DeadlineTable, Refused, RingKey, Taken};
 
 /// The RPCs we sent on one connection and are waiting on: request id allocation, deadlines,
 /// the concurrency cap, and matching responses to waiters (`T`, e.g. a oneshot sender).
 ///
-/// Request ids are a per-connection u32 counter that wraps and skips ids still in use; a
-/// response carries its request's id back.
+/// Request ids are a per-connection u32 counter that wraps and skips ids whose place in the
+/// table is taken (by a request still pending); a response carries its request's id back.
 #[derive(Debug)]
 pub(crate) struct OutboundRpcs<T> {
     pending: DeadlineTable<RequestId, PendingRpc<T>>,
@@ -69,24 +69,23 @@ impl<T> OutboundRpcs<T> {
         deadline: Instant,
         waiter: T,
     ) -> Result<RequestId, Refused> {
-        self.pending.check_room()?;
-        // Fewer than `max_pending` ids are in use, and far fewer than 2^32, so this loop ends
-        // after at most `pending.len() + 1` tries.
-        let id = loop {
-            let id = self.next_id;
-            self.next_id = id.next();
-            if !self.pending.contains(&id) {
-                break id;
-            }
-        };
         let seq = self.next_seq;
-        self.next_seq += 1;
         let rpc = PendingRpc {
             protocol,
             seq,
             waiter,
         };
-        self.pending.insert(id, deadline, rpc)?;
+        let next_id = &mut self.next_id;
+        let id = self.pending.insert_with(
+            || {
+                let id = *next_id;
+                *next_id = id.next();
+                id
+            },
+            deadline,
+            rpc,
+        )?;
+        self.next_seq += 1;
         Ok(id)
     }
 
@@ -108,13 +107,24 @@ impl<T> OutboundRpcs<T> {
             .iter()
             .filter(|(_, rpc)| rpc.protocol == protocol)
             .min_by_key(|(_, rpc)| rpc.seq)
-            .map(|(&id, _)| id)?;
-        self.pending.remove(&id).map(|rpc| (id, rpc.waiter))
+            .map(|(id, _)| id)?;
+        self.pending.remove(id).map(|rpc| (id, rpc.waiter))
     }
 
     /// Moves every request whose deadline is at or before `now` to the expired queue.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.pending.expire(now);
+    }
+
+    /// At or before every pending deadline (`None` when nothing was pending at the last scan):
+    /// [`handle_timeout`](Self::handle_timeout) has nothing to do before it.
+    pub(crate) fn due_from(&self) -> Option<Instant> {
+        self.pending.due_from()
+    }
+
+    /// Whether an expired request waits for [`poll_expired`](Self::poll_expired).
+    pub(crate) fn has_expired(&self) -> bool {
+        self.pending.has_expired()
     }
 
     /// The next expired request, whose waiter should be told it timed out.
@@ -126,7 +136,7 @@ impl<T> OutboundRpcs<T> {
 
     /// The caller of `id` gave up: forget the request. `None` if it had completed already.
     pub(crate) fn cancel(&mut self, id: RequestId) -> Option<T> {
-        self.pending.remove(&id).map(|rpc| rpc.waiter)
+        self.pending.remove(id).map(|rpc| rpc.waiter)
     }
 
     /// Refuses every later insert and returns every waiter still pending or expired but not
@@ -168,9 +178,22 @@ pub(crate) struct InboundRpcs {
     next_slot: u64,
 }
 
-/// One inbound request's place in [`InboundRpcs`], held by its responder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// One inbound request's place in [`InboundRpcs`], held by its responder: our own counter,
+/// so the remote has no say in where its requests land in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct InboundSlot(u64);
+
+impl RingKey for InboundSlot {
+    fn ring_bits(self) -> u64 {
+        self.0
+    }
+}
+
+impl RingKey for RequestId {
+    fn ring_bits(self) -> u64 {
+        u64::from(self.0)
+    }
+}
 
 /// An inbound request being answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,15 +235,20 @@ impl InboundRpcs {
             return Err(Refused::Closed);
         }
         self.handle_timeout(now);
-        self.pending.check_room()?;
-        let slot = InboundSlot(self.next_slot);
-        self.next_slot += 1;
         let rpc = InboundRpc {
             request_id,
             protocol,
         };
-        self.pending.insert(slot, deadline, rpc)?;
-        Ok(slot)
+        let next_slot = &mut self.next_slot;
+        self.pending.insert_with(
+            || {
+                let slot = InboundSlot(*next_slot);
+                *next_slot += 1;
+                slot
+            },
+            deadline,
+            rpc,
+        )
     }
 
     /// The application answered the request in `slot` at `now`. On success the slot is free
@@ -243,13 +271,18 @@ impl InboundRpcs {
     /// The application dropped the request in `slot` without answering. Returns it if it was
     /// still pending (not expired, not closed).
     pub(crate) fn handle_drop(&mut self, slot: InboundSlot) -> Option<InboundRpc> {
-        self.pending.remove(&slot)
+        self.pending.remove(slot)
     }
 
     /// Frees every slot whose deadline is at or before `now`, queueing it for
     /// [`poll_expired`](Self::poll_expired).
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.pending.expire(now);
+    }
+
+    /// Whether an expired request waits for [`poll_expired`](Self::poll_expired).
+    pub(crate) fn has_expired(&self) -> bool {
+        self.pending.has_expired()
     }
 
     /// The next request whose deadline passed unanswered.

@@ -3,12 +3,19 @@
 //! inbound slots are freed, and every outcome is counted and logged. Each lock is a
 //! `std::sync::Mutex` held for a few table operations and never across an `.await`; oneshot
 //! sends and logs happen after it is released, and no lock is taken while another is held.
+//!
+//! Outbound deadlines are kept by one timer per connection, the reader's, rather than one per
+//! RPC: the tables keep the time that timer is set for ([`RpcTables::timer_deadline`]), at or
+//! before every pending deadline, and ring [`RpcTables::timer_moved`] when a new request is
+//! due earlier. When it fires, [`RpcTables::expire_due`] times out what is due and sets the next
+//! time. With one timeout for all requests a new one is never due earliest, so the busy path
+//! only compares two instants.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tracing::{Span, debug};
 use wire::{ProtocolId, RequestId};
@@ -46,13 +53,23 @@ impl RpcWaiter {
 /// The RPCs of one connection in flight both ways.
 #[derive(Debug)]
 pub(crate) struct RpcTables {
-    outbound: Mutex<OutboundRpcs<RpcWaiter>>,
+    outbound: Mutex<Outbound>,
+    /// Rung when a new request is due before the time the reader's timer is set for.
+    timer_moved: Notify,
     inbound: Mutex<InboundRpcs>,
     /// Time an application has to answer an inbound request.
     inbound_timeout: Duration,
     metrics: Arc<Metrics>,
     /// The connection's span, for events logged from the callers' tasks.
     span: Span,
+}
+
+/// The outbound table and the time the reader's timer is set for (at or before every pending
+/// deadline; `None` when nothing is pending).
+#[derive(Debug)]
+struct Outbound {
+    rpcs: OutboundRpcs<RpcWaiter>,
+    timer: Option<Instant>,
 }
 
 impl RpcTables {
@@ -65,7 +82,11 @@ impl RpcTables {
         span: Span,
     ) -> Self {
         Self {
-            outbound: Mutex::new(OutboundRpcs::new(max_outbound)),
+            outbound: Mutex::new(Outbound {
+                rpcs: OutboundRpcs::new(max_outbound),
+                timer: None,
+            }),
+            timer_moved: Notify::new(),
             inbound: Mutex::new(InboundRpcs::new(max_inbound)),
             inbound_timeout,
             metrics,
@@ -83,16 +104,23 @@ impl RpcTables {
         deadline: Instant,
         waiter: RpcWaiter,
     ) -> Result<RequestId, Error> {
-        let (inserted, expired, max) = {
-            let mut rpcs = lock(&self.outbound);
+        let (inserted, expired, max, timer_moved) = {
+            let mut outbound = lock(&self.outbound);
+            let rpcs = &mut outbound.rpcs;
             rpcs.handle_timeout(now);
-            let expired = drain_outbound_expired(&mut rpcs);
-            (
-                rpcs.insert(protocol, deadline, waiter),
-                expired,
-                rpcs.max_pending(),
-            )
+            let expired = drain_outbound_expired(rpcs);
+            let inserted = rpcs.insert(protocol, deadline, waiter);
+            let max = rpcs.max_pending();
+            let timer_moved =
+                inserted.is_ok() && outbound.timer.is_none_or(|timer| deadline < timer);
+            if timer_moved {
+                outbound.timer = Some(deadline);
+            }
+            (inserted, expired, max, timer_moved)
         };
+        if timer_moved {
+            self.timer_moved.notify_one();
+        }
         self.deliver_timeouts(expired);
         inserted.map_err(|err| match err {
             Refused::TooMany => {
@@ -108,7 +136,7 @@ impl RpcTables {
 
     /// Forgets an RPC whose caller gave up (`reason` says why); counted if it was pending.
     pub(crate) fn abandon(&self, id: RequestId, reason: RpcFailure) {
-        if lock(&self.outbound).cancel(id).is_some() {
+        if lock(&self.outbound).rpcs.cancel(id).is_some() {
             self.metrics.record_rpc_failure(reason);
             if reason == RpcFailure::Cancelled {
                 debug!(parent: &self.span, request_id = %id, "rpc cancelled by its caller");
@@ -116,22 +144,38 @@ impl RpcTables {
         }
     }
 
-    /// Expires every outbound RPC due at `now` and tells its caller.
-    pub(crate) fn expire(&self, now: Instant) {
-        let expired = {
-            let mut rpcs = lock(&self.outbound);
-            rpcs.handle_timeout(now);
-            drain_outbound_expired(&mut rpcs)
+    /// The connection's timer fired at `now`: expires every outbound RPC due, tells its
+    /// caller, and returns when the timer should fire next (`None`: nothing is pending).
+    pub(crate) fn expire_due(&self, now: Instant) -> Option<Instant> {
+        let (expired, timer) = {
+            let mut outbound = lock(&self.outbound);
+            outbound.rpcs.handle_timeout(now);
+            let expired = drain_outbound_expired(&mut outbound.rpcs);
+            outbound.timer = outbound.rpcs.due_from();
+            (expired, outbound.timer)
         };
         self.deliver_timeouts(expired);
+        timer
+    }
+
+    /// When the connection's timer should fire: at or before every pending deadline. Read it
+    /// again after [`timer_moved`](Self::timer_moved) rings.
+    pub(crate) fn timer_deadline(&self) -> Option<Instant> {
+        lock(&self.outbound).timer
+    }
+
+    /// Rung (a permit is stored if nobody waits) when [`timer_deadline`](Self::timer_deadline)
+    /// moved earlier.
+    pub(crate) fn timer_moved(&self) -> &Notify {
+        &self.timer_moved
     }
 
     /// A response with `id` arrived: complete its RPC, or count it as unmatched.
     pub(crate) fn complete(&self, id: RequestId, payload: Bytes, now: Instant) {
         let (matched, expired) = {
-            let mut rpcs = lock(&self.outbound);
+            let rpcs = &mut lock(&self.outbound).rpcs;
             let matched = rpcs.handle_response(id, now);
-            (matched, drain_outbound_expired(&mut rpcs))
+            (matched, drain_outbound_expired(rpcs))
         };
         self.deliver_timeouts(expired);
         let unmatched = match matched {
@@ -150,7 +194,7 @@ impl RpcTables {
     /// The remote does not serve RPCs on `protocol`: fail the oldest pending one. Returns
     /// whether one was pending.
     pub(crate) fn fail_not_supported(&self, protocol: ProtocolId) -> bool {
-        let failed = lock(&self.outbound).handle_not_supported(protocol);
+        let failed = lock(&self.outbound).rpcs.handle_not_supported(protocol);
         let Some((id, waiter)) = failed else {
             return false;
         };
@@ -246,7 +290,11 @@ impl RpcTables {
     /// The peer is closing: refuses new RPCs both ways, fails every pending outbound RPC with
     /// [`Error::Disconnected`], and frees the inbound slots.
     pub(crate) fn close(&self) {
-        let waiters = lock(&self.outbound).close();
+        let waiters = {
+            let mut outbound = lock(&self.outbound);
+            outbound.timer = None;
+            outbound.rpcs.close()
+        };
         lock(&self.inbound).close();
         for waiter in waiters {
             self.metrics.record_rpc_failure(RpcFailure::Disconnected);
@@ -256,10 +304,18 @@ impl RpcTables {
     }
 }
 
+// Both check first: nearly always nothing expired, and an empty `Vec` costs nothing to make.
+
 fn drain_outbound_expired(rpcs: &mut OutboundRpcs<RpcWaiter>) -> Vec<(RequestId, RpcWaiter)> {
+    if !rpcs.has_expired() {
+        return Vec::new();
+    }
     std::iter::from_fn(|| rpcs.poll_expired()).collect()
 }
 
 fn drain_inbound_expired(rpcs: &mut InboundRpcs) -> Vec<InboundRpc> {
+    if !rpcs.has_expired() {
+        return Vec::new();
+    }
     std::iter::from_fn(|| rpcs.poll_expired()).collect()
 }

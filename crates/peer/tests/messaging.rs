@@ -820,3 +820,48 @@ async fn waiting_send_ends_on_disconnect_and_counts_when_abandoned() {
         1
     );
 }
+
+/// An RPC due before the ones already pending times out at its own deadline, not theirs: the
+/// connection's one timer moves earlier for it (on the paused clock).
+#[tokio::test(start_paused = true)]
+async fn an_rpc_due_before_the_pending_ones_times_out_at_its_own_deadline() {
+    let raw = Raw::new(Config::default());
+    let handle = raw.node.handle.clone();
+    let start = tokio::time::Instant::now();
+    let long = handle.rpc(
+        STORAGE_RPC,
+        Bytes::from_static(b"long"),
+        Duration::from_secs(60),
+    );
+    tokio::pin!(long);
+    // Registered first, so that the timer is set for it when the short one comes.
+    assert!((&mut long).now_or_never().is_none());
+    tokio::task::yield_now().await;
+    let short = handle.rpc(
+        STORAGE_RPC,
+        Bytes::from_static(b"short"),
+        Duration::from_secs(1),
+    );
+    let result = tokio::select! {
+        biased;
+        result = short => result,
+        result = &mut long => panic!("the long rpc ended first: {result:?}"),
+    };
+    assert!(
+        matches!(result, Err(Error::Timeout { timeout, .. }) if timeout == Duration::from_secs(1)),
+        "{result:?}"
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    // The long one is still pending, and times out in its turn.
+    let result = long.await;
+    assert!(
+        matches!(result, Err(Error::Timeout { timeout, .. }) if timeout == Duration::from_secs(60)),
+        "{result:?}"
+    );
+    assert!(start.elapsed() >= Duration::from_secs(60));
+    assert_eq!(raw.node.metrics.rpc_failures(RpcFailure::Timeout), 2);
+}

@@ -6,6 +6,10 @@
 //! - `keyed_queue/push_then_pop/pop_many_bursts/<keys>`: the same, but the pushes come in
 //!   runs of 64 under one key, as a peer's reader routes one socket read: every push after
 //!   the first of a run finds its key's queue without hashing the key.
+//! - `keyed_sender/push_runs/<how>/<keys>`: 1,024 items through a `keyed_channel` on one
+//!   thread, pushed in runs of 64 under one key as a peer's reader hands over a socket read's
+//!   direct sends: one `push_deferred` (one lock) per item, or one `push_many_deferred` (one
+//!   lock) per run; then taken 64 at a time. The difference is the lock and call per item.
 //! - `keyed_channel/producer_consumer/<keys>`: 100,000 items through a `keyed_channel` with
 //!   back-pressure, from a producer task that pushes the way a peer's reader does (deferred
 //!   wake-ups, one `wake_deferred` per 64 items, waiting when a key is full) to a consumer task
@@ -13,7 +17,7 @@
 //!   wake-ups between two threads.
 //!
 //! Throughput is items per second. Run with `cargo bench -p peerlane --bench keyed_queue`
-//! (about 30 s).
+//! (about 45 s).
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -103,6 +107,49 @@ fn push_then_pop(c: &mut Criterion) {
     group.finish();
 }
 
+fn push_runs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("keyed_sender/push_runs");
+    group.throughput(Throughput::Elements(ITEMS as u64));
+    let payload = Bytes::from(vec![0u8; 128]);
+    let config = QueueConfig::new(QueueStyle::Fifo, DEFAULT_CAPACITY_PER_KEY);
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    for n in [1, 8] {
+        let keys = keys(n);
+        for many in [false, true] {
+            let how = if many { "push_many" } else { "push_each" };
+            group.bench_function(BenchmarkId::new(how, n), |b| {
+                let (tx, mut rx) = keyed_channel::<Key, Bytes>(config);
+                let mut out = VecDeque::with_capacity(BATCH);
+                b.iter(|| {
+                    for run in 0..ITEMS / BATCH {
+                        let key = keys[run % n];
+                        if many {
+                            let items = std::iter::repeat_n(&payload, BATCH).cloned();
+                            tx.push_many_deferred(&key, items, |pushed| pushed.is_ok());
+                        } else {
+                            for _ in 0..BATCH {
+                                let _ = tx.push_deferred(key, payload.clone());
+                            }
+                        }
+                    }
+                    let mut taken = 0;
+                    while taken < ITEMS {
+                        match rx.poll_recv_many(&mut cx, &mut out, BATCH) {
+                            std::task::Poll::Ready(n) if n > 0 => taken += n,
+                            other => panic!("queue ran dry: {other:?}"),
+                        }
+                        for item in out.drain(..) {
+                            black_box(item);
+                        }
+                    }
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
 /// One run of the two-task bench: how long `CHANNEL_ITEMS` take from first push to last pop.
 async fn producer_consumer(keys: Vec<Key>, payload: Bytes) -> Duration {
     let config = QueueConfig::backpressure(NonZeroUsize::new(1024).expect("not zero"))
@@ -166,6 +213,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = push_then_pop, channel
+    targets = push_then_pop, push_runs, channel
 }
 criterion_main!(benches);

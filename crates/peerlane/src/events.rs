@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 use netcore::PeerId;
-use peer::{BudgetCharge, RpcResponder};
+use peer::{BudgetCharge, BudgetRelease, RpcResponder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wire::{NetworkId, ProtocolId};
@@ -104,6 +104,15 @@ pub(crate) enum Inbound {
 pub(crate) type AppQueue = KeyedSender<(PeerId, ProtocolId), Inbound>;
 
 impl Inbound {
+    /// Its charge on the network's budget, if it still holds one.
+    fn charge_mut(&mut self) -> &mut Option<BudgetCharge> {
+        match self {
+            Self::DirectSend(_, charge)
+            | Self::Rpc(_, _, charge)
+            | Self::RoutedRpc(_, _, charge) => charge,
+        }
+    }
+
     /// What the item weighs against the queue's byte budgets: its payload.
     fn bytes(&self) -> usize {
         match self {
@@ -137,6 +146,13 @@ struct EventsPart<M> {
 /// has room for that many more) but are held here, so an application holds at most
 /// `capacity_per_key` per key plus this many per network.
 const EVENTS_BATCH: usize = 64;
+
+/// The first messages of a batch taken off the queue, up to this many payload bytes, give their
+/// budget charges back at once, as the batch leaves the queue: one update of the network's
+/// shared budget per batch of small messages instead of one per message. Later messages of the
+/// batch (large ones) hold theirs until the application takes them, so the budget counts at
+/// most this many bytes fewer than are held, per application and network.
+const EARLY_RELEASE_BYTES: usize = 64 * 1024;
 
 impl<M> RpcReplier<M>
 where
@@ -279,7 +295,7 @@ where
                 if taken == 0 {
                     return Poll::Ready(None);
                 }
-                count_dequeued(&this.metrics, &this.batch);
+                account_batch(&this.metrics, &mut this.batch);
             }
             let Some(((peer_id, protocol_id), inbound)) = self.batch.pop_front() else {
                 continue;
@@ -332,10 +348,24 @@ where
     }
 }
 
-/// Counts a batch as dequeued: one counter update per run of the same protocol.
-fn count_dequeued(metrics: &Metrics, batch: &VecDeque<((PeerId, ProtocolId), Inbound)>) {
+/// Counts a batch as dequeued, one counter update per run of the same protocol, and gives back
+/// the budget charges of its first [`EARLY_RELEASE_BYTES`] together.
+fn account_batch(metrics: &Metrics, batch: &mut VecDeque<((PeerId, ProtocolId), Inbound)>) {
+    let mut release = BudgetRelease::new();
+    // Stops at the first charge that does not fit, so that the rest wait their turn.
+    let mut releasing = true;
     let mut run: Option<(ProtocolId, u64)> = None;
-    for ((_, protocol_id), _) in batch {
+    for ((_, protocol_id), inbound) in batch.iter_mut() {
+        if releasing {
+            let charge = inbound.charge_mut();
+            let fits =
+                |held: &mut BudgetCharge| release.bytes() + held.bytes() <= EARLY_RELEASE_BYTES;
+            if let Some(held) = charge.take_if(fits) {
+                release.absorb(held);
+            } else if charge.is_some() {
+                releasing = false;
+            }
+        }
         match &mut run {
             Some((protocol, n)) if protocol == protocol_id => *n += 1,
             _ => {
@@ -348,5 +378,38 @@ fn count_dequeued(metrics: &Metrics, batch: &VecDeque<((PeerId, ProtocolId), Inb
     }
     if let Some((protocol, n)) = run {
         metrics.record_queue_events(protocol, QueueEvent::Dequeued, n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch taken off the queue gives back the charges of its first
+    /// `EARLY_RELEASE_BYTES` at once; the messages after them hold theirs until taken.
+    #[test]
+    fn a_taken_batch_gives_back_its_first_charges_at_once() {
+        let budget = peer::InboundBudget::new(0, &peer::Metrics::default());
+        let key = (PeerId::ZERO, ProtocolId::MEMPOOL_DIRECT_SEND);
+        let item = |bytes: usize| {
+            let charge = budget.charge(bytes).expect("no limit");
+            (key, Inbound::DirectSend(Bytes::new(), Some(charge)))
+        };
+        let small = EARLY_RELEASE_BYTES / 4;
+        let mut batch: VecDeque<_> = [small, small, small, 2 * small, 10]
+            .into_iter()
+            .map(item)
+            .collect();
+        assert_eq!(budget.held(), 5 * small + 10);
+        account_batch(&Metrics::default(), &mut batch);
+        // The first three fit; the fourth would go over, so it and the rest keep theirs.
+        assert_eq!(budget.held(), 2 * small + 10);
+        let held: Vec<bool> = batch
+            .iter_mut()
+            .map(|(_, inbound)| inbound.charge_mut().is_some())
+            .collect();
+        assert_eq!(held, [false, false, false, true, true]);
+        drop(batch);
+        assert_eq!(budget.held(), 0);
     }
 }

@@ -38,10 +38,13 @@
 //!    queue at most `max_bytes` ([`QueueConfig`]); when a peer disconnects, the messages it
 //!    left in the queues are purged. A full queue drops ([`QueueStyle`]), unless
 //!    the application asked for back-pressure ([`Overflow::Wait`]): then the peer's reader
-//!    waits for room and TCP slows the sender down. The reader wakes the application once
-//!    per burst of messages, and the application takes a batch per wake-up. Each message
+//!    waits for room and TCP slows the sender down. The reader hands over the direct sends it
+//!    read in a row together (one lock and one budget charge per protocol for up to 64 KiB),
+//!    wakes the application once per burst of messages, and the application takes a batch per
+//!    wake-up. Each message
 //!    queued is charged to the network's `peer::InboundBudget` (`peer.inbound_byte_budget`)
-//!    until the application takes it: while the budget is spent the readers stop reading.
+//!    until the application takes it (the first 64 KiB of each batch it takes are given back
+//!    in one update): while the budget is spent the readers stop reading.
 //!    A peer the peer layer cut off for flooding (`DisconnectReason::RateLimited`) is banned
 //!    for `peer.rate_limit.ban_duration_ms`; such bans, and the failed dials of the
 //!    connectivity manager, are published as [`RecordEvent`]s ([`Network::record_events`])

@@ -8,7 +8,7 @@
 //! asked for back-pressure, hands the message back to the reader with a future that resolves
 //! when there is room.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -86,6 +86,13 @@ impl Router {
             }
         }
         purged
+    }
+
+    /// Whether the [`Intake`] reads `protocol_id` before any queue.
+    fn is_internal(&self, protocol_id: ProtocolId) -> bool {
+        self.intake
+            .as_ref()
+            .is_some_and(|intake| intake.takes(protocol_id))
     }
 
     /// Reads the event here if it belongs to peerlane's own direct sends (64, 65, 67, 68; see
@@ -308,12 +315,138 @@ impl InboundRouter for Router {
         }
     }
 
+    /// Queues the messages of one protocol at the front of `run` together: one budget charge
+    /// and one lock for up to [`RUN_BYTES`] of them. Peerlane's own protocols go one by one,
+    /// as `try_route` takes them.
+    fn try_route_direct_sends(
+        &self,
+        sender: PeerId,
+        run: &mut VecDeque<(ProtocolId, Bytes)>,
+        refused: &mut dyn FnMut(ProtocolId, RouteError),
+    ) -> Option<HeldBack> {
+        while let Some(&(protocol_id, _)) = run.front() {
+            let route = match self.route_of(protocol_id) {
+                Ok(route) if !self.is_internal(protocol_id) => route,
+                _ => {
+                    let (protocol_id, payload) = run.pop_front()?;
+                    let event = InboundEvent::DirectSend {
+                        sender,
+                        protocol_id,
+                        payload,
+                    };
+                    match self.try_route(event) {
+                        Ok(()) => {}
+                        Err(TryRouteError::Refused(err)) => refused(protocol_id, err),
+                        Err(TryRouteError::Full(held)) => return Some(*held),
+                    }
+                    continue;
+                }
+            };
+            // The messages of this protocol at the front, up to RUN_BYTES (at least one).
+            let mut count = 0;
+            let mut bytes = 0;
+            for (protocol, payload) in run.iter() {
+                if *protocol != protocol_id || (count > 0 && bytes + payload.len() > RUN_BYTES) {
+                    break;
+                }
+                count += 1;
+                bytes += payload.len();
+            }
+            let mut charge = match &self.budget {
+                None => None,
+                Some(budget) => match budget.charge(bytes) {
+                    Some(charge) => Some(charge),
+                    // The node holds its budget of undelivered bytes, as in `try_route`: the
+                    // reader stops reading until applications take some.
+                    None => {
+                        let (protocol_id, payload) = run.pop_front()?;
+                        let event = InboundEvent::DirectSend {
+                            sender,
+                            protocol_id,
+                            payload,
+                        };
+                        return Some(HeldBack {
+                            event,
+                            room: Box::pin(budget.room()),
+                        });
+                    }
+                },
+            };
+            let key = (sender, protocol_id);
+            let mut taken = 0;
+            let items = std::iter::from_fn(|| {
+                if taken == count {
+                    return None;
+                }
+                taken += 1;
+                let (_, payload) = run.pop_front()?;
+                let share = charge
+                    .as_mut()
+                    .map(|charge| charge.split_off(payload.len()));
+                Some(Inbound::DirectSend(payload, share))
+            });
+            let mut enqueued = 0;
+            let mut handed_back = None;
+            route
+                .queue
+                .push_many_deferred(&key, items, |pushed| match pushed {
+                    Ok(()) => {
+                        enqueued += 1;
+                        true
+                    }
+                    Err(Dropped::Full(inbound)) if route.wait.is_some() => {
+                        handed_back = Some(inbound);
+                        false
+                    }
+                    dropped => {
+                        if let Err(err) = self.outcome(protocol_id, dropped) {
+                            refused(protocol_id, err);
+                        }
+                        true
+                    }
+                });
+            if enqueued > 0 {
+                self.metrics
+                    .record_queue_events(protocol_id, QueueEvent::Enqueued, enqueued);
+            }
+            if let (Some(inbound), Some(max_wait)) = (handed_back, route.wait) {
+                // What `charge` still holds is for the messages left in `run`: given back now,
+                // they are charged again when routed. The handed-back message's share goes
+                // back with it (`join`).
+                drop(charge);
+                let event = match join(key, inbound) {
+                    Ok(event) => event,
+                    // Only a routed request cannot go back, and a run holds none.
+                    Err(inbound) => {
+                        if let Err(err) = self.outcome(protocol_id, Err(Dropped::Newest(inbound))) {
+                            refused(protocol_id, err);
+                        }
+                        continue;
+                    }
+                };
+                self.metrics
+                    .record_queue_event(protocol_id, QueueEvent::Waited);
+                let room = route.queue.wait_for_room(key);
+                let room = Box::pin(async move {
+                    // Either way the reader then routes the message without waiting.
+                    let _ = tokio::time::timeout(max_wait, room).await;
+                });
+                return Some(HeldBack { event, room });
+            }
+        }
+        None
+    }
+
     fn flush(&self) {
         for queue in &self.queues {
             queue.wake_deferred();
         }
     }
 }
+
+/// The most payload bytes of one protocol [`Router`] charges and queues together from a
+/// reader's run of DirectSends: what the budget may go over by, besides one message.
+const RUN_BYTES: usize = 64 * 1024;
 
 /// Purges what a peer left in the applications' queues once it disconnects, so that the keys
 /// held stay within the connected peers × protocols however often peers reconnect (under new
@@ -345,5 +478,83 @@ pub(crate) async fn purge_lost_peers(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::events::app_queue;
+    use crate::queue::QueueConfig;
+
+    const DIRECT: ProtocolId = ProtocolId::MEMPOOL_DIRECT_SEND;
+    const OTHER: ProtocolId = ProtocolId::STATE_SYNC_DIRECT_SEND;
+
+    fn run_of(protocols: &[ProtocolId]) -> VecDeque<(ProtocolId, Bytes)> {
+        protocols
+            .iter()
+            .enumerate()
+            .map(|(i, &protocol)| (protocol, Bytes::from(vec![i as u8; 10])))
+            .collect()
+    }
+
+    /// A run goes into the queue in order, charged to the budget; an unknown protocol in it is
+    /// refused and the rest still routed; a full back-pressure queue hands back the first
+    /// message that does not fit and leaves the rest of the run, uncharged.
+    #[test]
+    fn a_run_is_queued_in_order_until_a_full_queue_hands_one_back() {
+        let config = QueueConfig {
+            capacity_per_key: NonZeroUsize::new(3).unwrap(),
+            overflow: Overflow::Wait,
+            ..QueueConfig::default()
+        };
+        let (queue, mut rx) = app_queue(config);
+        let budget = InboundBudget::new(0, &peer::Metrics::default());
+        let metrics = Metrics::default();
+        let router = Router::new(
+            HashMap::from([(DIRECT, queue)]),
+            metrics.clone(),
+            Some(budget.clone()),
+        );
+        let refused = Mutex::new(Vec::new());
+        let mut run = run_of(&[DIRECT, OTHER, DIRECT, DIRECT, DIRECT, DIRECT]);
+        let held = router.try_route_direct_sends(PeerId::ZERO, &mut run, &mut |protocol, err| {
+            refused.lock().unwrap().push((protocol, err));
+        });
+        assert_eq!(
+            *refused.lock().unwrap(),
+            [(OTHER, RouteError::UnknownProtocol)]
+        );
+        let held = held.expect("the fourth message for the full key is handed back");
+        let InboundEvent::DirectSend { payload, .. } = &held.event else {
+            panic!("{:?}", held.event)
+        };
+        assert_eq!(payload[0], 4);
+        assert_eq!(run.len(), 1, "the sixth message waits in the run");
+        assert_eq!(run[0].1[0], 5);
+        // Three queued messages of 10 bytes are charged; the handed-back one and the rest not.
+        assert_eq!(budget.held(), 30);
+        assert_eq!(metrics.inbound_queue(DIRECT, QueueEvent::Enqueued), 3);
+        assert_eq!(metrics.inbound_queue(DIRECT, QueueEvent::Waited), 1);
+        drop(held);
+
+        let mut batch = VecDeque::new();
+        let taken = futures::executor::block_on(futures::future::poll_fn(|cx| {
+            rx.poll_recv_many(cx, &mut batch, 64)
+        }));
+        assert_eq!(taken, 3);
+        let firsts: Vec<u8> = batch
+            .iter()
+            .map(|(_, inbound)| match inbound {
+                Inbound::DirectSend(payload, _) => payload[0],
+                _ => panic!("not a direct send"),
+            })
+            .collect();
+        assert_eq!(firsts, [0, 2, 3]);
+        drop(batch);
+        assert_eq!(budget.held(), 0);
     }
 }

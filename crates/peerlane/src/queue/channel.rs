@@ -109,6 +109,37 @@ where
         result
     }
 
+    /// [`push_deferred`](Self::push_deferred) for each of `items` under `key`, in order, under
+    /// one lock: for a burst from one producer to one key. `outcome` gets each push's result
+    /// and says whether to go on; the items after a `false` are not taken from `items`.
+    /// `outcome` runs under the queue's lock: it must not touch this queue.
+    pub fn push_many_deferred(
+        &self,
+        key: &K,
+        items: impl Iterator<Item = T>,
+        mut outcome: impl FnMut(Result<(), Dropped<T>>) -> bool,
+    ) {
+        let mut state = self.shared.lock();
+        if !state.receiver_alive {
+            for item in items {
+                state.queue.count_closed();
+                if !outcome(Err(Dropped::Closed(item))) {
+                    break;
+                }
+            }
+            return;
+        }
+        let mut owed = false;
+        state.queue.push_run(key, items, |result| {
+            owed |= !matches!(result, Err(Dropped::Full(_)));
+            outcome(result)
+        });
+        // As in `push_deferred`: owed only to a receiver that waits.
+        if owed && state.waker.is_some() && !self.shared.wake_owed.load(Ordering::Relaxed) {
+            self.shared.wake_owed.store(true, Ordering::Release);
+        }
+    }
+
     /// Wakes the receiver if a [`push_deferred`](Self::push_deferred) owes it a wake-up.
     /// Costs one atomic load when none is owed.
     pub fn wake_deferred(&self) {

@@ -181,6 +181,44 @@ where
         self.push_with(key, item, Overflow::Drop)
     }
 
+    /// Queues `items` under `key` in order, exactly as [`push`](Self::push) would one by one,
+    /// handing each push's result to `outcome`, which says whether to go on (the items after
+    /// a `false` are not taken). For a producer's burst to one key: the key's queue is found
+    /// once, and an item that fits goes straight in; anything else takes `push`'s path.
+    pub fn push_run(
+        &mut self,
+        key: &K,
+        items: impl Iterator<Item = T>,
+        mut outcome: impl FnMut(Result<(), Dropped<T>>) -> bool,
+    ) {
+        let capacity = self.config.capacity_per_key.get();
+        let max_key_bytes = self.config.max_bytes_per_key.get();
+        let max_bytes = self.config.max_bytes.get();
+        let mut slot = self.slot_of(key);
+        for item in items {
+            let weight = (self.weigh)(&item);
+            // What `push_with` checks, for a key that has items (a new key takes its path,
+            // which gives it a slot).
+            let fits = slot.is_some_and(|slot| {
+                let lane = self.lane(slot);
+                lane.items.len() < capacity
+                    && lane.bytes.saturating_add(weight) <= max_key_bytes
+                    && (self.bytes == 0 || self.bytes.saturating_add(weight) <= max_bytes)
+            });
+            let result = if fits {
+                self.insert(slot, key.clone(), item, weight);
+                Ok(())
+            } else {
+                let result = self.push_with(key.clone(), item, self.config.overflow);
+                slot = self.slot_of(key);
+                result
+            };
+            if !outcome(result) {
+                break;
+            }
+        }
+    }
+
     /// Whether `key` holds at most half its capacity (the low-water mark a waiting producer
     /// resumes at).
     pub fn is_half_empty(&self, key: &K) -> bool {
@@ -705,6 +743,44 @@ mod tests {
     }
 
     proptest! {
+        /// `push_run` does exactly what pushing the same items one by one does: the same
+        /// results, counters and contents, under item and byte limits, in both styles.
+        #[test]
+        fn a_run_pushes_as_single_pushes_do(
+            style in style(),
+            capacity in 1usize..6,
+            runs in prop::collection::vec((0u8..3, prop::collection::vec(1usize..40, 0..8)), 0..12),
+            pops in prop::collection::vec(0usize..4, 12),
+        ) {
+            let mut config = config(style, capacity);
+            config.max_bytes_per_key = NonZeroUsize::new(60).unwrap();
+            config.max_bytes = NonZeroUsize::new(100).unwrap();
+            let mut single = KeyedQueue::with_weigher(config, |item: &(u32, usize)| item.1);
+            let mut batched = KeyedQueue::with_weigher(config, |item: &(u32, usize)| item.1);
+            let mut seq = 0u32;
+            for ((key, weights), pops) in runs.into_iter().zip(pops) {
+                let items: Vec<(u32, usize)> = weights
+                    .into_iter()
+                    .map(|weight| {
+                        seq += 1;
+                        (seq, weight)
+                    })
+                    .collect();
+                let expected: Vec<_> = items.iter().map(|&item| single.push(key, item)).collect();
+                let mut got = Vec::new();
+                batched.push_run(&key, items.into_iter(), |result| {
+                    got.push(result);
+                    true
+                });
+                prop_assert_eq!(got, expected);
+                for _ in 0..pops {
+                    prop_assert_eq!(batched.pop(), single.pop());
+                }
+            }
+            prop_assert_eq!(batched.counters(), single.counters());
+            prop_assert_eq!(drain(&mut batched), drain(&mut single));
+        }
+
         /// Against a model (one bounded deque per key): no key ever holds more than its
         /// capacity, every push is either queued or counted as dropped, each key's items come
         /// out in FIFO or LIFO order, and the counters add up.
