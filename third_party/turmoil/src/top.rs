@@ -13,10 +13,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Describes the network topology.
+///
+/// Links are created lazily, the first time a message or a setting needs one,
+/// so each step costs in proportion to the links in use, not to host pairs.
 pub(crate) struct Topology {
     config: config::Link,
 
-    /// Specific configuration overrides between specific hosts.
+    /// Registered hosts in registration order, each with its links.
+    hosts: IndexMap<IpAddr, Vec<HostLink>>,
+
+    /// Links that exist, in creation order.
     links: IndexMap<Pair, Link>,
 
     /// We don't use a Rt for async. Right now, we just use it to tick time
@@ -41,6 +47,17 @@ impl Pair {
             Pair(b, a)
         }
     }
+}
+
+/// One of a host's links, in [`Topology::hosts`].
+#[derive(Debug, Clone, Copy)]
+struct HostLink {
+    /// The registration index of the host at the other end. A host's links
+    /// are sorted by it: the order in which the full mesh of links visited
+    /// them, which keeps message delivery (and so runs) as they were.
+    peer: usize,
+    /// The index of the link in [`Topology::links`] (links are never removed).
+    link: usize,
 }
 
 /// An iterator for the network topology, providing access to all active links
@@ -176,15 +193,36 @@ impl Topology {
     pub(crate) fn new(config: config::Link) -> Topology {
         Topology {
             config,
+            hosts: IndexMap::new(),
             links: IndexMap::new(),
             rt: Rt::no_software(),
         }
     }
 
-    /// Register a link between two hosts
-    pub(crate) fn register(&mut self, a: IpAddr, b: IpAddr) {
+    /// Register a host. Its links to other hosts are created when needed.
+    pub(crate) fn register(&mut self, addr: IpAddr) {
+        assert!(self.hosts.insert(addr, Vec::new()).is_none());
+    }
+
+    /// The index in `links` of the link between two registered hosts, created
+    /// if it does not exist yet; `None` if either host is not registered.
+    fn link_index(&mut self, a: IpAddr, b: IpAddr) -> Option<usize> {
         let pair = Pair::new(a, b);
-        assert!(self.links.insert(pair, Link::new(self.rt.now())).is_none());
+        if let Some(index) = self.links.get_index_of(&pair) {
+            return Some(index);
+        }
+        let a = self.hosts.get_index_of(&a)?;
+        let b = self.hosts.get_index_of(&b)?;
+        let (index, _) = self.links.insert_full(pair, Link::new(self.rt.now()));
+        self.index_link(a, b, index);
+        self.index_link(b, a, index);
+        Some(index)
+    }
+
+    fn index_link(&mut self, host: usize, peer: usize, link: usize) {
+        let links = &mut self.hosts[host];
+        let at = links.partition_point(|l| l.peer < peer);
+        links.insert(at, HostLink { peer, link });
     }
 
     pub(crate) fn set_max_message_latency(&mut self, value: Duration) {
@@ -192,21 +230,15 @@ impl Topology {
     }
 
     pub(crate) fn set_link_message_latency(&mut self, a: IpAddr, b: IpAddr, value: Duration) {
-        let pair = Pair::new(a, b);
-        let latency = self
-            .links
-            .get_mut(&pair)
-            .unwrap_or_else(|| panic!("unable to find link between {pair:?}"))
-            .latency(self.config.latency());
+        let link = self.get_link_index(a, b);
+        let latency = self.links[link].latency(self.config.latency());
         latency.min_message_latency = value;
         latency.max_message_latency = value;
     }
 
     pub(crate) fn set_link_max_message_latency(&mut self, a: IpAddr, b: IpAddr, value: Duration) {
-        let pair = Pair::new(a, b);
-        self.links
-            .get_mut(&pair)
-            .unwrap_or_else(|| panic!("unable to find link between {pair:?}"))
+        let link = self.get_link_index(a, b);
+        self.links[link]
             .latency(self.config.latency())
             .max_message_latency = value;
     }
@@ -220,10 +252,8 @@ impl Topology {
     }
 
     pub(crate) fn set_link_fail_rate(&mut self, a: IpAddr, b: IpAddr, value: f64) {
-        let pair = Pair::new(a, b);
-        self.links
-            .get_mut(&pair)
-            .unwrap_or_else(|| panic!("unable to find link between {pair:?}"))
+        let link = self.get_link_index(a, b);
+        self.links[link]
             .message_loss(self.config.message_loss())
             .fail_rate = value;
     }
@@ -238,8 +268,8 @@ impl Topology {
         dst: SocketAddr,
         message: Protocol,
     ) -> Result<()> {
-        if let Some(link) = self.links.get_mut(&Pair::new(src.ip(), dst.ip())) {
-            link.enqueue_message(&self.config, rand, src, dst, message)
+        if let Some(link) = self.link_index(src.ip(), dst.ip()) {
+            self.links[link].enqueue_message(&self.config, rand, src, dst, message)
         } else {
             Err(Error::new(
                 ErrorKind::ConnectionRefused,
@@ -250,36 +280,37 @@ impl Topology {
 
     // Move messages from any network links to the `dst` host.
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
-        for (pair, link) in &mut self.links {
-            if pair.0 == dst.addr || pair.1 == dst.addr {
-                link.deliver_messages(&self.config, rand, dst);
-            }
+        let Some(host_links) = self.hosts.get(&dst.addr) else {
+            return;
+        };
+        for host_link in host_links {
+            self.links[host_link.link].deliver_messages(&self.config, rand, dst);
         }
     }
 
     pub(crate) fn hold(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).hold();
+        self.get_link_mut(a, b).hold();
     }
 
     pub(crate) fn release(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).release();
+        self.get_link_mut(a, b).release();
     }
 
     pub(crate) fn partition(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).explicit_partition();
+        self.get_link_mut(a, b).explicit_partition();
     }
 
     pub(crate) fn partition_oneway(&mut self, a: IpAddr, b: IpAddr) {
-        let link = &mut self.get_link_mut(&Pair::new(a, b));
+        let link = self.get_link_mut(a, b);
         link.partition_oneway(a, b);
     }
 
     pub(crate) fn repair(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).explicit_repair();
+        self.get_link_mut(a, b).explicit_repair();
     }
 
     pub(crate) fn repair_oneway(&mut self, a: IpAddr, b: IpAddr) {
-        let link = &mut self.get_link_mut(&Pair::new(a, b));
+        let link = self.get_link_mut(a, b);
         link.repair_oneway(a, b);
     }
 
@@ -296,11 +327,16 @@ impl Topology {
         }
     }
 
-    #[inline]
-    fn get_link_mut(&mut self, pair: &Pair) -> &mut Link {
-        self.links
-            .get_mut(pair)
-            .unwrap_or_else(|| panic!("unable to find link between {pair:?}"))
+    /// The link between two registered hosts, created if needed; panics if
+    /// either host is not registered.
+    fn get_link_mut(&mut self, a: IpAddr, b: IpAddr) -> &mut Link {
+        let link = self.get_link_index(a, b);
+        &mut self.links[link]
+    }
+
+    fn get_link_index(&mut self, a: IpAddr, b: IpAddr) -> usize {
+        self.link_index(a, b)
+            .unwrap_or_else(|| panic!("unable to find link between {:?}", Pair::new(a, b)))
     }
 }
 
@@ -576,5 +612,27 @@ mod tests {
     fn link_access_gives_useful_panic_message() {
         let mut topo = Topology::new(Link::default());
         topo.hold("10.0.0.1".parse().unwrap(), "192.168.0.1".parse().unwrap());
+    }
+
+    #[test]
+    fn links_are_created_when_first_used_and_visited_in_registration_order() {
+        let ip = |i: u8| IpAddr::from([10, 0, 0, i]);
+        let mut topo = Topology::new(Link::default());
+        for i in 1..=4 {
+            topo.register(ip(i));
+        }
+        assert_eq!(topo.links.len(), 0);
+
+        // Created out of registration order...
+        topo.partition(ip(1), ip(4));
+        topo.hold(ip(3), ip(1));
+        topo.repair(ip(2), ip(1));
+        assert_eq!(topo.links.len(), 3);
+        // ...but a host's links are visited in the registration order of the other end,
+        // as the scan over every pair of hosts reached them.
+        let peers: Vec<usize> = topo.hosts[&ip(1)].iter().map(|l| l.peer).collect();
+        assert_eq!(peers, [1, 2, 3]);
+        assert_eq!(topo.hosts[&ip(4)].len(), 1);
+        assert_eq!(topo.hosts[&ip(2)].len(), 1);
     }
 }

@@ -225,10 +225,8 @@ impl World {
 
         tracing::info!(target: TRACING_TARGET, nodename, ?addr, "New");
 
-        // Register links between the new host and all existing hosts
-        for existing in self.hosts.keys() {
-            self.topology.register(*existing, addr);
-        }
+        // Links between the new host and the others are created when first used
+        self.topology.register(addr);
 
         // Initialize host state
         #[cfg(feature = "unstable-fs")]
