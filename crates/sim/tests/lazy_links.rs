@@ -80,6 +80,7 @@ fn links(sim: &turmoil::Sim<'_>) -> Vec<(IpAddr, IpAddr)> {
     pairs
 }
 
+/// Hosts that never send create no link; the two that talk create exactly one.
 #[test]
 fn links_exist_only_between_hosts_that_exchanged_messages() {
     let mut sim = sim(1, (10, 10));
@@ -95,6 +96,8 @@ fn links_exist_only_between_hosts_that_exchanged_messages() {
     assert!(received(&log, ip(1)) >= 9 && received(&log, ip(2)) >= 9);
 }
 
+/// A partition of a pair with no link yet drops its first messages both ways; a repair lets
+/// them through.
 #[test]
 fn a_partition_set_before_the_first_message_applies_until_repaired() {
     let mut sim = sim(1, (10, 10));
@@ -109,6 +112,8 @@ fn a_partition_set_before_the_first_message_applies_until_repaired() {
     assert!(received(&log, ip(1)) >= 9 && received(&log, ip(2)) >= 9);
 }
 
+/// A one-way partition of a pair with no link yet drops `from → to` and lets `to → from`
+/// through, until repaired.
 #[test]
 fn a_one_way_partition_set_before_the_first_message_drops_that_direction_only() {
     let mut sim = sim(1, (10, 10));
@@ -124,6 +129,7 @@ fn a_one_way_partition_set_before_the_first_message_drops_that_direction_only() 
     assert!(received(&log, ip(2)) >= 9);
 }
 
+/// A hold on a pair with no link yet queues its first messages; a release delivers them all.
 #[test]
 fn a_hold_set_before_the_first_message_keeps_messages_until_released() {
     let mut sim = sim(1, (10, 10));
@@ -141,6 +147,7 @@ fn a_hold_set_before_the_first_message_keeps_messages_until_released() {
     assert_eq!(received(&log, ip(2)), 10);
 }
 
+/// Dialling an address no host has is refused at once, as with a link for every pair.
 #[test]
 fn a_connection_to_an_unregistered_host_is_refused_and_creates_no_link() {
     let mut sim = sim(1, (10, 10));
@@ -163,6 +170,8 @@ fn deliveries(seed: u64) -> Vec<(Duration, IpAddr, IpAddr, u32)> {
     log.take()
 }
 
+/// Links created in the order traffic needs them still replay: the same seed gives the same
+/// delivery times, another seed other ones.
 #[test]
 fn the_same_seed_replays_the_same_deliveries() {
     let first = deliveries(5);

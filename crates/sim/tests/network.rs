@@ -117,6 +117,8 @@ action = "heal"
 nodes = ["v0"]
 "#;
 
+/// A crash and a partition applied before some nodes joined do not fail the run, and the
+/// partition holds for the joiners until the heal.
 #[test]
 fn events_before_a_join_apply_to_the_joiners_links() {
     let plan = Scenario::from_toml(BEFORE_JOINS).unwrap().plan().unwrap();
