@@ -135,6 +135,7 @@ pub fn run(plan: &Plan, seed: u64, software: Rc<dyn NodeSoftware>) -> Result<Rep
         registered: vec![false; plan.nodes()],
         cut: HashSet::new(),
         held: HashSet::new(),
+        slow: HashMap::new(),
     };
     for i in (0..plan.nodes()).filter(|i| plan.starts_running[*i]) {
         add_host(&mut sim, &envs[i], &software, &shared, plan.sample);
@@ -260,6 +261,8 @@ struct World {
     cut: HashSet<(usize, usize)>,
     /// Pairs `(low, high)` a scenario event holds.
     held: HashSet<(usize, usize)>,
+    /// Pairs `(low, high)` a `slow_link` event set, with their latency.
+    slow: HashMap<(usize, usize), Duration>,
 }
 
 impl World {
@@ -271,43 +274,64 @@ impl World {
         mut add: impl FnMut(&mut turmoil::Sim<'_>, usize),
     ) {
         let ips = self.ips.clone();
+        let registered = self.registered.clone();
+        // Pairs with a node that has not joined yet are only remembered: turmoil has no link
+        // to an unregistered host, and `restore_links` applies them when the node joins.
         let pairs = || {
             event
                 .nodes
                 .iter()
                 .flat_map(|a| event.peers.iter().map(move |b| (*a, *b)))
         };
+        let linked = |a: usize, b: usize| registered[a] && registered[b];
         let held = |a: usize, b: usize| (a.min(b), a.max(b));
         match event.action {
             ScenarioAction::Partition => pairs().for_each(|(a, b)| {
-                sim.partition(ips[a], ips[b]);
+                if linked(a, b) {
+                    sim.partition(ips[a], ips[b]);
+                }
                 self.cut.extend([(a, b), (b, a)]);
             }),
             ScenarioAction::PartitionOneway => pairs().for_each(|(a, b)| {
-                sim.partition_oneway(ips[a], ips[b]);
+                if linked(a, b) {
+                    sim.partition_oneway(ips[a], ips[b]);
+                }
                 self.cut.insert((a, b));
             }),
             ScenarioAction::Heal => pairs().for_each(|(a, b)| {
-                sim.repair(ips[a], ips[b]);
+                if linked(a, b) {
+                    sim.repair(ips[a], ips[b]);
+                }
                 self.cut.remove(&(a, b));
                 self.cut.remove(&(b, a));
                 self.held.remove(&held(a, b));
             }),
             ScenarioAction::HealOneway => pairs().for_each(|(a, b)| {
-                sim.repair_oneway(ips[a], ips[b]);
+                if linked(a, b) {
+                    sim.repair_oneway(ips[a], ips[b]);
+                }
                 self.cut.remove(&(a, b));
             }),
             ScenarioAction::Hold => pairs().for_each(|(a, b)| {
-                sim.hold(ips[a], ips[b]);
+                if linked(a, b) {
+                    sim.hold(ips[a], ips[b]);
+                }
                 self.held.insert(held(a, b));
             }),
             ScenarioAction::Release => pairs().for_each(|(a, b)| {
-                sim.release(ips[a], ips[b]);
+                if linked(a, b) {
+                    sim.release(ips[a], ips[b]);
+                }
                 self.held.remove(&held(a, b));
             }),
             ScenarioAction::SlowLink => {
                 let latency = event.latency.unwrap_or_default();
-                pairs().for_each(|(a, b)| sim.set_link_latency(ips[a], ips[b], latency));
+                pairs().for_each(|(a, b)| {
+                    if linked(a, b) {
+                        sim.set_link_latency(ips[a], ips[b], latency);
+                    }
+                    self.slow.insert(held(a, b), latency);
+                });
             }
             ScenarioAction::Crash => {
                 for &n in &event.nodes {
@@ -327,6 +351,7 @@ impl World {
                     } else {
                         add(sim, n);
                         self.registered[n] = true;
+                        self.restore_links(sim, n);
                     }
                     self.up[n] = true;
                 }
@@ -346,7 +371,8 @@ impl World {
     fn power_off(&self, sim: &mut turmoil::Sim<'_>, n: usize) {
         let ip = self.ips[n];
         let others: Vec<usize> = (0..self.ips.len())
-            .filter(|o| *o != n && !self.held.contains(&(n.min(*o), n.max(*o))))
+            .filter(|o| *o != n && self.registered[*o])
+            .filter(|o| !self.held.contains(&(n.min(*o), n.max(*o))))
             .collect();
         let opened: Vec<usize> = others
             .iter()
@@ -359,6 +385,27 @@ impl World {
         sim.crash(ip);
         for &o in &opened {
             sim.repair_oneway(ip, self.ips[o]);
+        }
+    }
+
+    /// Gives the links of node `n`, which just joined, what earlier events set for them
+    /// (partitions, holds, slow links) while it had no host.
+    fn restore_links(&self, sim: &mut turmoil::Sim<'_>, n: usize) {
+        for o in (0..self.ips.len()).filter(|o| *o != n && self.registered[*o]) {
+            let (a, b) = (self.ips[n], self.ips[o]);
+            let pair = (n.min(o), n.max(o));
+            if self.cut.contains(&(n, o)) {
+                sim.partition_oneway(a, b);
+            }
+            if self.cut.contains(&(o, n)) {
+                sim.partition_oneway(b, a);
+            }
+            if self.held.contains(&pair) {
+                sim.hold(a, b);
+            }
+            if let Some(latency) = self.slow.get(&pair) {
+                sim.set_link_latency(a, b, *latency);
+            }
         }
     }
 }

@@ -1,6 +1,9 @@
 //! peerlane-sim: the whole peerlane stack (Noise, peers, connectivity manager, health
 //! checker, applications) on a deterministic simulated network, [turmoil], with partitions,
-//! slow links, holds, crashes and restarts, for up to thousands of nodes in one process.
+//! slow links, holds, crashes and restarts, for a thousand nodes and more in one process.
+//! turmoil is the vendored copy in `third_party/turmoil`, patched to create a link between
+//! two hosts only when they first use it, so a step costs what the hosts do rather than the
+//! number of host pairs (its `PATCHES.md`; docs/simulator.md).
 //!
 //! ```text
 //! Scenario (TOML) ── plan() ──► Plan ──► engine::run(plan, seed, software) ──► Report

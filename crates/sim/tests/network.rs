@@ -84,3 +84,64 @@ fn the_same_seed_gives_the_same_trace_hash() {
             .any(|e| matches!(e.what, What::Scenario { .. }))
     );
 }
+
+/// Events before the full nodes join: a crash, and a partition of v0 from everyone, the
+/// joiners included (their hosts do not exist yet when it is applied).
+const BEFORE_JOINS: &str = r#"
+[network]
+validators = 3
+full_nodes = 2
+duration_s = 30
+[latency]
+min_ms = 20
+max_ms = 60
+[[events]]
+at_s = 1
+action = "crash"
+nodes = ["v1"]
+[[events]]
+at_s = 2
+action = "partition"
+nodes = ["v0"]
+[[events]]
+at_s = 3
+action = "join"
+nodes = ["full_nodes"]
+[[events]]
+at_s = 4
+action = "restart"
+nodes = ["v1"]
+[[events]]
+at_s = 10
+action = "heal"
+nodes = ["v0"]
+"#;
+
+/// A crash and a partition applied before some nodes joined do not fail the run, and the
+/// partition holds for the joiners until the heal.
+#[test]
+fn events_before_a_join_apply_to_the_joiners_links() {
+    let plan = Scenario::from_toml(BEFORE_JOINS).unwrap().plan().unwrap();
+    let report = sim::run(&plan, 3, Rc::new(NetworkOnly)).unwrap();
+    let v0_and_full_node = |at: &dyn Fn(u64) -> bool| {
+        report.trace.events().iter().any(|e| {
+            at(e.at_ms)
+                && matches!(&e.what, What::Connected { peer, .. }
+                    if (e.node == "v0" && peer.starts_with('f'))
+                        || (e.node.starts_with('f') && peer == "v0"))
+        })
+    };
+    let full_nodes_connected = report.trace.events().iter().any(|e| {
+        e.at_ms < 10_000 && e.node.starts_with('f') && matches!(e.what, What::Connected { .. })
+    });
+    assert!(full_nodes_connected, "the joiners reached the others");
+    assert!(
+        !v0_and_full_node(&|at| at < 10_000),
+        "the partition held for the joiners"
+    );
+    assert!(
+        v0_and_full_node(&|at| at >= 10_000),
+        "and ended with the heal"
+    );
+    assert_eq!(report.summary.leaking_nodes, 0);
+}
