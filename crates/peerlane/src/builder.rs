@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use connectivity_manager::{ConnectivityManager, DiscoveredPeer, PeerScores};
 use netcore::{NetworkAddress, PeerId};
@@ -46,7 +46,7 @@ use crate::record_events::RecordEvents;
 use crate::router::{self, Router};
 use crate::routing::storage::ComponentStorage;
 use crate::routing::{Command as RoutingCommand, ROUTING_COMMAND_QUEUE, RoutingHandle};
-use crate::routing_actor::{self, RoutingActor};
+use crate::routing_actor::{self, RoutingActor, VerifyOn};
 use crate::scores::MeasuredScores;
 use crate::transport::{AptosNetTransport, HANDSHAKE_VERSION, TransportKind, UpgradeContext};
 
@@ -116,6 +116,10 @@ pub struct NetworkBuilder {
     routing: Option<RoutingSetup>,
     /// Where pruned routing components go; `None`: memory.
     routing_store: Option<store::ComponentTable>,
+    /// Where routing checks edge signatures.
+    verify_on: VerifyOn,
+    /// Where routing reads the time of day.
+    wall_clock: fn() -> SystemTime,
 }
 
 /// Routing's parts made before [`NetworkBuilder::build`].
@@ -220,6 +224,8 @@ impl NetworkBuilder {
             rng_seed: None,
             routing,
             routing_store: None,
+            verify_on: VerifyOn::BlockingPool,
+            wall_clock: SystemTime::now,
         };
         // peerlane's own direct sends, advertised by every node so that a peer knows it may
         // send them; what arrives on them is read by the router's intake, never queued.
@@ -359,6 +365,23 @@ impl NetworkBuilder {
         self
     }
 
+    /// Marks the network as running on a deterministic simulator that runs every host on one
+    /// thread, so that a run replays from its seed:
+    /// - the network's CPU-heavy work (routing's edge signature checks) runs as tasks of the
+    ///   runtime, not on tokio's blocking pool, whose threads finish in wall-clock time while
+    ///   the simulated clock moves on (whether a check is done by the next step would depend
+    ///   on the OS scheduler);
+    /// - routing reads the time of day from `wall_clock` (the simulator's), not the OS: edge
+    ///   nonces and the ages of tombstones and unreachable edges follow simulated time.
+    ///
+    /// On a real runtime never call it: a check would hold a worker for its duration (about
+    /// 43 µs per edge).
+    pub fn on_simulator(&mut self, wall_clock: fn() -> SystemTime) -> &mut Self {
+        self.verify_on = VerifyOn::Runtime;
+        self.wall_clock = wall_clock;
+        self
+    }
+
     /// Starts listening on the configured address, and the listener, peer manager,
     /// connectivity manager (with the task that carries out its actions) and (unless disabled)
     /// health checker tasks.
@@ -399,6 +422,8 @@ impl NetworkBuilder {
             rng_seed,
             routing,
             routing_store,
+            verify_on,
+            wall_clock,
         } = self;
         let network_id = config.network_id;
         let peer_id = identity.peer_id();
@@ -484,9 +509,7 @@ impl NetworkBuilder {
         if let (Some(setup), Some(inbound)) = (routing, routing_inbound) {
             let now = routing::Now {
                 instant: tokio::time::Instant::now().into_std(),
-                unix_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |since| since.as_millis() as u64),
+                unix_ms: routing_actor::unix_ms(wall_clock()),
             };
             let seed = rng_seed.map_or_else(rand::random, |seed| seed ^ ROUTING_RNG_STREAM);
             let node = routing::RoutingNode::new(setup.key, config.routing.clone(), seed, now);
@@ -509,6 +532,8 @@ impl NetworkBuilder {
                 storage: ComponentStorage::new(routing_store),
                 shutdown: shutdown.child_token(),
                 tracker: tracker.clone(),
+                verify_on,
+                wall_clock,
             });
             tracker.spawn(actor.run());
         }

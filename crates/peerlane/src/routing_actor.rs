@@ -73,6 +73,23 @@ pub(crate) struct Parts {
     pub(crate) shutdown: CancellationToken,
     /// The network's tasks (the ban's disconnect runs on it).
     pub(crate) tracker: TaskTracker,
+    /// Where edge signatures are checked: tokio's blocking pool, or the runtime's own tasks
+    /// (a simulated network, whose runs must not depend on the OS scheduler).
+    pub(crate) verify_on: VerifyOn,
+    /// The time of day: the OS's, or a simulator's.
+    pub(crate) wall_clock: fn() -> SystemTime,
+}
+
+/// Where the routing actor checks edge signatures ([`NetworkBuilder::on_simulator`]).
+///
+/// [`NetworkBuilder::on_simulator`]: crate::NetworkBuilder::on_simulator
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VerifyOn {
+    /// Threads of tokio's blocking pool: the runtime's workers never wait for a check.
+    BlockingPool,
+    /// Tasks of the runtime that runs the network: a single-threaded simulator's clock does
+    /// not move while a check runs, so a run replays from its seed.
+    Runtime,
 }
 
 struct PendingRpc {
@@ -97,14 +114,8 @@ pub(crate) struct RoutingActor {
 }
 
 /// The time now, on both clocks.
-fn now() -> Now {
-    Now {
-        instant: tokio::time::Instant::now().into_std(),
-        unix_ms: unix_ms(SystemTime::now()),
-    }
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
+/// Milliseconds since the Unix epoch at `at` (0 before it).
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |since| {
         u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
     })
@@ -138,6 +149,14 @@ impl RoutingActor {
         }
     }
 
+    /// The time for the routing node: tokio's clock and the time of day.
+    fn now(&self) -> Now {
+        Now {
+            instant: tokio::time::Instant::now().into_std(),
+            unix_ms: unix_ms((self.parts.wall_clock)()),
+        }
+    }
+
     /// Runs until the network shuts down.
     pub(crate) async fn run(mut self) {
         let mut lost = self.parts.notifications.lost();
@@ -157,14 +176,14 @@ impl RoutingActor {
                 Some(command) = self.parts.commands.recv() => self.on_command(command),
                 Some(done) = self.verifying.join_next(), if !self.verifying.is_empty() => {
                     if let Ok((batch, result)) = done {
-                        let actions = self.parts.node.verified(batch, result, now());
+                        let actions = self.parts.node.verified(batch, result, self.now());
                         self.carry_out(actions);
                     }
                     self.start_verifications();
                 }
                 () = tokio::time::sleep_until(wake) => {
                     let started = std::time::Instant::now();
-                    let actions = self.parts.node.tick(now());
+                    let actions = self.parts.node.tick(self.now());
                     let recomputed = actions.iter().any(|action| {
                         matches!(action, Action::Outcome(Outcome::Recomputed { .. }))
                     });
@@ -195,7 +214,7 @@ impl RoutingActor {
                 let peer = metadata.remote_peer_id;
                 if self.connections.get(&peer) == Some(&metadata.connection_id) {
                     self.connections.remove(&peer);
-                    let actions = self.parts.node.disconnected(peer, now());
+                    let actions = self.parts.node.disconnected(peer, self.now());
                     self.carry_out(actions);
                 }
             }
@@ -222,7 +241,7 @@ impl RoutingActor {
         }
         self.connections.insert(peer, connection);
         let dialed = origin == ConnectionOrigin::Outbound;
-        let actions = self.parts.node.connected(peer, speaks, dialed, now());
+        let actions = self.parts.node.connected(peer, speaks, dialed, self.now());
         self.carry_out(actions);
         self.count_neighbours();
     }
@@ -245,7 +264,7 @@ impl RoutingActor {
             .collect();
         for peer in gone {
             self.connections.remove(&peer);
-            let actions = self.parts.node.disconnected(peer, now());
+            let actions = self.parts.node.disconnected(peer, self.now());
             self.carry_out(actions);
         }
         for (peer, metadata) in connected {
@@ -274,7 +293,7 @@ impl RoutingActor {
         let actions =
             self.parts
                 .node
-                .received(message.from, message.channel, &message.bytes, now());
+                .received(message.from, message.channel, &message.bytes, self.now());
         self.carry_out(actions);
     }
 
@@ -330,7 +349,7 @@ impl RoutingActor {
                 match self
                     .parts
                     .node
-                    .reply(request, request_id, protocol.as_u8(), body, now())
+                    .reply(request, request_id, protocol.as_u8(), body, self.now())
                 {
                     Ok(actions) => {
                         self.parts.metrics.record_routed("sent");
@@ -375,7 +394,7 @@ impl RoutingActor {
         match self
             .parts
             .node
-            .send(target, kind, protocol.as_u8(), body, now())
+            .send(target, kind, protocol.as_u8(), body, self.now())
         {
             Ok(actions) => {
                 self.parts.metrics.record_routed("sent");
@@ -417,7 +436,7 @@ impl RoutingActor {
                             .metrics
                             .record_edges_rejected("over_verify_budget", edges.len());
                         let none = VerifiedBatch::default();
-                        let more = self.parts.node.verified(batch, none, now());
+                        let more = self.parts.node.verified(batch, none, self.now());
                         self.carry_out(more);
                         continue;
                     }
@@ -430,7 +449,7 @@ impl RoutingActor {
                 Action::LoadComponents(ids) => {
                     for id in ids {
                         if let Some(component) = self.parts.storage.take(id) {
-                            let more = self.parts.node.component_loaded(component, now());
+                            let more = self.parts.node.component_loaded(component, self.now());
                             self.carry_out(more);
                         }
                     }
@@ -451,8 +470,16 @@ impl RoutingActor {
                 break;
             };
             self.waiting_edges -= edges.len();
-            self.verifying
-                .spawn_blocking(move || (batch, verify_batch(edges)));
+            match self.parts.verify_on {
+                VerifyOn::BlockingPool => {
+                    self.verifying
+                        .spawn_blocking(move || (batch, verify_batch(edges)));
+                }
+                VerifyOn::Runtime => {
+                    self.verifying
+                        .spawn(async move { (batch, verify_batch(edges)) });
+                }
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::LocalBoxFuture;
 use netcore::{NetworkAddress, PeerId};
@@ -160,9 +160,16 @@ impl HostEnv {
     ) -> Result<NetworkBuilder, peerlane::Error> {
         let salt = u64::from(matches!(config.network_id, NetworkId::Public));
         let mut builder = NetworkBuilder::new(config, self.transport(), registry)?;
-        builder.rng_seed(self.rng_seed ^ salt);
+        builder
+            .rng_seed(self.rng_seed ^ salt)
+            .on_simulator(simulated_wall_clock);
         Ok(builder)
     }
+}
+
+/// The time of day on the simulated network: the run's fixed epoch plus simulated time.
+fn simulated_wall_clock() -> SystemTime {
+    turmoil::since_epoch().map_or_else(SystemTime::now, |since| SystemTime::UNIX_EPOCH + since)
 }
 
 /// The key of node `index` in a run seeded with `seed`.
