@@ -285,16 +285,19 @@ impl Payloads {
 /// The load generator: submits `tps` random transactions of 256–512 bytes per second, round
 /// robin over `mempools`, every 10 ms, recording their payloads in `payloads` if given. A
 /// full mempool refuses them (counted in `mempool_rejected_full_total`), as it would a
-/// client's.
+/// client's. The transactions' bytes come from `seed` if given (a simulated run, which must
+/// replay), else from the OS.
 pub(crate) async fn load(
     tps: u64,
     mempools: Vec<MempoolHandle>,
     payloads: Option<Payloads>,
+    seed: Option<u64>,
     shutdown: CancellationToken,
 ) {
     let mut next = 0;
     generate(
         tps,
+        seed,
         |txn| {
             if let Some(mempool) = mempools.get(next % mempools.len().max(1)) {
                 let _ = mempool.submit(txn);
@@ -310,11 +313,12 @@ pub(crate) async fn load(
 /// [`load`] with the submission as a closure.
 async fn generate(
     tps: u64,
+    seed: Option<u64>,
     mut submit: impl FnMut(Transaction),
     payloads: Option<Payloads>,
     shutdown: CancellationToken,
 ) {
-    let mut rng = StdRng::from_entropy();
+    let mut rng = seed.map_or_else(StdRng::from_entropy, StdRng::seed_from_u64);
     let mut tick = tokio::time::interval(LOAD_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
@@ -400,6 +404,7 @@ mod tests {
         let counted = Arc::clone(&count);
         tokio::spawn(generate(
             tps,
+            None,
             move |_| {
                 counted.fetch_add(1, Ordering::Relaxed);
             },

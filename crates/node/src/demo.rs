@@ -300,6 +300,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.tps,
         validators.iter().map(|v| v.mempool.clone()).collect(),
         Some(payloads),
+        None,
         shutdown.clone(),
     ));
 

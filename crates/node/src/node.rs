@@ -205,6 +205,7 @@ async fn node(config: NodeConfig, admin: Option<AdminSettings>) -> anyhow::Resul
             apps.mempool_load_tps,
             vec![mempool.clone()],
             None,
+            None,
             shutdown.clone(),
         ));
     }

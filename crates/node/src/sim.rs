@@ -100,6 +100,10 @@ fn print_summary(report: &sim::Report) {
     println!("trace hash            {}", s.trace_hash);
 }
 
+/// Mixed into a host's seed for its load generator, so that it does not draw the same numbers
+/// as the host's networks.
+const LOAD_RNG_STREAM: u64 = 0x6c6f_6164;
+
 /// The node software of `peerlane sim`: the demo's applications on each host.
 pub(crate) struct AppSoftware {
     /// Per-validator load.
@@ -145,7 +149,15 @@ impl NodeSoftware for AppSoftware {
         networks.push(builder.build()?);
         let running = apps::start(apps, me, &mut registry, &shutdown, &mut tasks)?;
         if let Some(mempool) = running.mempool.clone().filter(|_| self.tps > 0) {
-            tasks.spawn(apps::load(self.tps, vec![mempool], None, shutdown.clone()));
+            // Seeded from the host's seed, so that a run with load replays too.
+            let seed = Some(env.rng_seed ^ LOAD_RNG_STREAM);
+            tasks.spawn(apps::load(
+                self.tps,
+                vec![mempool],
+                None,
+                seed,
+                shutdown.clone(),
+            ));
         }
         Ok(Box::new(AppNode {
             networks,

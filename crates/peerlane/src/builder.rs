@@ -58,6 +58,10 @@ static BANNED_LOG: netcore::SharedLogLimiter =
 const HEALTH_RNG_STREAM: u64 = 0x6865_616c_7468;
 /// Mixed into [`NetworkBuilder::rng_seed`] for routing's signatures and nonces.
 const ROUTING_RNG_STREAM: u64 = 0x0072_6f75_7469_6e67;
+/// Mixed into [`NetworkBuilder::rng_seed`] for the first routed request id.
+const ROUTED_REQUEST_RNG_STREAM: u64 = 0x7265_7175_6573_7473;
+/// Mixed into [`NetworkBuilder::rng_seed`] for the peers peer exchange samples.
+const EXCHANGE_RNG_STREAM: u64 = 0x6578_6368_616e_6765;
 
 /// Builds one network of a node (validator, VFN or public).
 ///
@@ -357,7 +361,8 @@ impl NetworkBuilder {
     }
 
     /// Seeds the random choices of the network's own tasks (the health checker's ping
-    /// nonces and the connectivity manager's peer picks and backoff jitter), so that a run on
+    /// nonces, the connectivity manager's peer picks and backoff jitter, the peers peer
+    /// exchange offers, routing's nonces and request ids), so that a run on
     /// a deterministic simulated network replays exactly. By default they are seeded from the
     /// OS.
     pub fn rng_seed(&mut self, seed: u64) -> &mut Self {
@@ -534,6 +539,9 @@ impl NetworkBuilder {
                 tracker: tracker.clone(),
                 verify_on,
                 wall_clock,
+                // Another stream of the same seed: the node's rng is not shared with the actor.
+                first_request_id: rng_seed
+                    .map_or_else(rand::random, |seed| seed ^ ROUTED_REQUEST_RNG_STREAM),
             });
             tracker.spawn(actor.run());
         }
@@ -626,7 +634,9 @@ impl NetworkBuilder {
                     connectivity: Some(connectivity_handle.clone()),
                     shutdown: shutdown.child_token(),
                 },
-                StdRng::from_entropy(),
+                rng_seed.map_or_else(StdRng::from_entropy, |seed| {
+                    StdRng::seed_from_u64(seed ^ EXCHANGE_RNG_STREAM)
+                }),
             );
             tracker.spawn(exchange.run());
         }

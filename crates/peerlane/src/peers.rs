@@ -188,26 +188,39 @@ impl PeersAndMetadata {
         }
     }
 
-    /// The connected peers, on every network.
+    /// The connected peers, on every network, in `PeerNetworkId` order.
+    ///
+    /// Every listing here is sorted: callers send to the peers in the order listed, and a
+    /// map's own order differs per process, which would make a simulated run depend on more
+    /// than its seed.
     pub fn connected_peers(&self) -> Vec<PeerNetworkId> {
-        self.read().keys().copied().collect()
+        let mut peers: Vec<PeerNetworkId> = self.read().keys().copied().collect();
+        peers.sort_unstable();
+        peers
     }
 
-    /// The connected peers on `network_id`.
+    /// The connected peers on `network_id`, in `PeerNetworkId` order.
     pub fn connected_peers_on(&self, network_id: NetworkId) -> Vec<PeerNetworkId> {
-        self.read()
+        let mut peers: Vec<PeerNetworkId> = self
+            .read()
             .keys()
             .filter(|peer| peer.network_id == network_id)
             .copied()
-            .collect()
+            .collect();
+        peers.sort_unstable();
+        peers
     }
 
-    /// The connected peers with the metadata of their current connection.
+    /// The connected peers with the metadata of their current connection, in `PeerNetworkId`
+    /// order.
     pub fn connected_peers_and_metadata(&self) -> Vec<(PeerNetworkId, ConnectionMetadata)> {
-        self.read()
+        let mut peers: Vec<(PeerNetworkId, ConnectionMetadata)> = self
+            .read()
             .iter()
             .map(|(peer, entry)| (*peer, entry.metadata.clone()))
-            .collect()
+            .collect();
+        peers.sort_unstable_by_key(|(peer, _)| *peer);
+        peers
     }
 
     /// The figures of `peer`'s current connection (bytes on the wire, connected since, last
@@ -217,14 +230,17 @@ impl PeersAndMetadata {
     }
 
     /// The connected peers with the metadata and the figures of their current connection, in
-    /// one snapshot.
+    /// one snapshot, in `PeerNetworkId` order.
     pub fn connected_peers_with_stats(
         &self,
     ) -> Vec<(PeerNetworkId, ConnectionMetadata, PeerStats)> {
-        self.read()
+        let mut peers: Vec<(PeerNetworkId, ConnectionMetadata, PeerStats)> = self
+            .read()
             .iter()
             .map(|(peer, entry)| (*peer, entry.metadata.clone(), entry.stats()))
-            .collect()
+            .collect();
+        peers.sort_unstable_by_key(|(peer, _, _)| *peer);
+        peers
     }
 
     /// Whether `peer` is connected.

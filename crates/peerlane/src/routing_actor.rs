@@ -8,14 +8,13 @@
 //! batches runs on the blocking pool, at most [`MAX_VERIFY_BATCHES`] at once; the node's
 //! budgets are checked before a batch is handed out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use netcore::{ConnectionOrigin, PeerId, SharedLogLimiter};
 use peer::ConnectionId;
-use rand::RngCore;
 use routing::{
     Action, BanReason, BatchId, Channel, DropReason, Edge, Now, Outcome, RoutedKind, RoutedMessage,
     RoutingConfig, RoutingNode, VerifiedBatch, verify_batch,
@@ -78,6 +77,9 @@ pub(crate) struct Parts {
     pub(crate) verify_on: VerifyOn,
     /// The time of day: the OS's, or a simulator's.
     pub(crate) wall_clock: fn() -> SystemTime,
+    /// The id of the first routed request (random, so that ids do not repeat across
+    /// restarts; seeded on a simulator).
+    pub(crate) first_request_id: u64,
 }
 
 /// Where the routing actor checks edge signatures ([`NetworkBuilder::on_simulator`]).
@@ -138,10 +140,10 @@ fn protocol_of(channel: Channel) -> ProtocolId {
 impl RoutingActor {
     pub(crate) fn new(parts: Parts) -> Self {
         Self {
+            next_request_id: parts.first_request_id,
             parts,
             connections: HashMap::new(),
             pending: HashMap::new(),
-            next_request_id: rand::rngs::OsRng.next_u64(),
             verifying: JoinSet::new(),
             waiting: std::collections::VecDeque::new(),
             waiting_edges: 0,
@@ -248,7 +250,8 @@ impl RoutingActor {
 
     /// After lost notifications: brings the neighbours in line with who is connected.
     fn resync(&mut self) {
-        let connected: HashMap<PeerId, _> = self
+        // Ordered, so that a simulated run replays (a HashMap's order differs per process).
+        let connected: BTreeMap<PeerId, _> = self
             .parts
             .peers
             .connected_peers_and_metadata()
@@ -256,12 +259,13 @@ impl RoutingActor {
             .filter(|(peer, _)| peer.network_id == self.parts.network_id)
             .map(|(peer, metadata)| (peer.peer_id, metadata))
             .collect();
-        let gone: Vec<PeerId> = self
+        let mut gone: Vec<PeerId> = self
             .connections
             .keys()
             .filter(|peer| !connected.contains_key(peer))
             .copied()
             .collect();
+        gone.sort_unstable();
         for peer in gone {
             self.connections.remove(&peer);
             let actions = self.parts.node.disconnected(peer, self.now());

@@ -441,11 +441,14 @@ impl Actor {
     /// Forgets disconnected peers, and announces the committed height to new ones.
     fn on_tick(&mut self) {
         self.metrics.retained(self.store.retained());
-        let connected: HashSet<PeerNetworkId> = self.client.connected_peers().into_iter().collect();
+        // Sorted (the client lists peers in order), so that announcements leave in the same
+        // order in every run.
+        let listed = self.client.connected_peers();
+        let connected: HashSet<PeerNetworkId> = listed.iter().copied().collect();
         self.peer_heights.retain(|peer, _| connected.contains(peer));
         self.failed.retain(|peer, _| connected.contains(peer));
         self.announced_to.retain(|peer| connected.contains(peer));
-        let new: Vec<PeerNetworkId> = connected
+        let new: Vec<PeerNetworkId> = listed
             .into_iter()
             .filter(|peer| !self.announced_to.contains(peer))
             .collect();
