@@ -57,6 +57,8 @@ mod advertise;
 mod apps;
 mod block_archive;
 mod demo;
+#[allow(unsafe_code)]
+mod heap_stats;
 mod keygen;
 mod node;
 mod node_config;
@@ -80,7 +82,7 @@ use clap::{Parser, Subcommand};
 /// memory per connection (`bench idle-mem`). The bench's baselines run in the same binary,
 /// so its comparisons stay like for like.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: heap_stats::Counting<mimalloc::MiMalloc> = heap_stats::Counting(mimalloc::MiMalloc);
 
 /// The peerlane node.
 #[derive(Debug, Parser)]
@@ -122,6 +124,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    heap_stats::init_from_env();
     let cli = Cli::parse();
     init_logs(cli.log_format);
     let result = match cli.command {
