@@ -367,7 +367,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             if heap_stats::enabled() {
                 let heap = heap_stats::HeapSnapshot::take();
                 line.push_str(&format!("  {}", heap.summary()));
-                if elapsed.as_secs() % 30 == 0 {
+                if elapsed.as_secs().is_multiple_of(30) {
                     line.push_str(&format!("\n       by size: {}", heap.classes()));
                 }
             }
