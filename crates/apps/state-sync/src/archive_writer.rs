@@ -22,10 +22,10 @@ pub const MAX_ARCHIVE_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// The task that copies a [`StoreHandle`]'s new blocks into its archive every
 /// [`ARCHIVE_INTERVAL`], in transactions of at most [`MAX_ARCHIVE_BATCH_BLOCKS`] and
-/// [`MAX_ARCHIVE_BATCH_BYTES`], on the store's archive thread. The in-memory tier keeps a block until
-/// it is archived; if the archive falls a whole in-memory tier behind (a stalled disk), the
-/// oldest unarchived blocks are dropped instead (counted), and the archive starts again after
-/// the gap. Made by [`ArchiveWriter::new`]; [`run`](Self::run) it in a task.
+/// [`MAX_ARCHIVE_BATCH_BYTES`], on the store's archive thread. The in-memory tier keeps a
+/// block until it is archived; if the archive falls a whole in-memory tier behind (a stalled
+/// disk, or a full archive queue), the oldest unarchived blocks are dropped instead
+/// (counted), and the archive starts again after the gap. Made by [`ArchiveWriter::new`]; [`run`](Self::run) it in a task.
 #[derive(Debug)]
 pub struct ArchiveWriter {
     store: StoreHandle,

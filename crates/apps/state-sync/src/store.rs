@@ -209,7 +209,9 @@ impl StoreHandle {
     /// with it ([`ArchiveWriter::new`](crate::ArchiveWriter::new)). When
     /// `archive` holds blocks (a restart), the store resumes at its highest block: that is
     /// the committed height, the archive's blocks are served, and state sync goes on from
-    /// there. Blocks on the disk: call it from a blocking thread.
+    /// there. Blocks on the disk: call it from a blocking thread. Starts the thread every
+    /// later archive call runs on (`state-sync-archive`), which ends with the last clone of
+    /// the store; fails if it cannot.
     pub fn with_archive(
         retention: Retention,
         archive: Arc<dyn BlockArchive>,
