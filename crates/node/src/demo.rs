@@ -42,6 +42,7 @@ use self::summary::Summary;
 use self::topology::{Topology, neighbours};
 use crate::apps::{self, Apps, BlockPayload, Payloads};
 use crate::block_archive::BlockStore;
+use crate::heap_stats;
 use crate::node_store;
 use store::PeerStoreConfig;
 
@@ -359,14 +360,19 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         if print || goal_reached {
             let txns = committed_txns(&validators);
             let full = full_height.map_or("not started".to_owned(), |h| h.to_string());
-            progress(
-                args.json,
-                &format!(
-                    "[{:>3}s] blocks {height:>5}  txns {txns:>7} ({:>5}/s)  full node {full} / {height}",
-                    elapsed.as_secs(),
-                    txns.saturating_sub(last_txns),
-                ),
+            let mut line = format!(
+                "[{:>3}s] blocks {height:>5}  txns {txns:>7} ({:>5}/s)  full node {full} / {height}",
+                elapsed.as_secs(),
+                txns.saturating_sub(last_txns),
             );
+            if heap_stats::enabled() {
+                let heap = heap_stats::HeapSnapshot::take();
+                line.push_str(&format!("  {}", heap.summary()));
+                if elapsed.as_secs().is_multiple_of(30) {
+                    line.push_str(&format!("\n       by size: {}", heap.classes()));
+                }
+            }
+            progress(args.json, &line);
             last_txns = txns;
         }
         if goal_reached {

@@ -34,6 +34,9 @@
 //! `peerlane_node`: status, peers, warnings for the operator) are on at `info` whatever
 //! `RUST_LOG` says, unless it names `peerlane_node` itself.
 //!
+//! With `PEERLANE_HEAP_STATS=1` the global allocator counts the live heap by size class
+//! (`heap_stats`) and `peerlane demo` prints it with its progress lines.
+//!
 //! Bad input ends with a one-line error and exit status 2; a demo that did not commit blocks
 //! or whose full node did not catch up exits with 1.
 
@@ -57,6 +60,8 @@ mod advertise;
 mod apps;
 mod block_archive;
 mod demo;
+#[allow(unsafe_code)]
+mod heap_stats;
 mod keygen;
 mod node;
 mod node_config;
@@ -77,10 +82,13 @@ use clap::{Parser, Subcommand};
 /// hands frees from other threads back without a lock. It is C built by the `cc` crate with
 /// the system compiler. Built without transparent-huge-page advice (`no_thp`): with it, the
 /// 2 MiB pages idle connections touch are resident and zeroed as a whole, which inflates
-/// memory per connection (`bench idle-mem`). The bench's baselines run in the same binary,
-/// so its comparisons stay like for like.
+/// memory per connection (`bench idle-mem`). Version 2 of mimalloc (the workspace's `v2`
+/// feature): version 3 puts objects of 84 to 512 KiB in 4 MiB pages, each resident while
+/// any object in it lives, and the demo's blocks and the archive's page buffers are that
+/// size. The bench's baselines run in the same binary, so its comparisons stay like for
+/// like.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: heap_stats::Counting<mimalloc::MiMalloc> = heap_stats::Counting(mimalloc::MiMalloc);
 
 /// The peerlane node.
 #[derive(Debug, Parser)]
@@ -122,6 +130,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    heap_stats::init_from_env();
     let cli = Cli::parse();
     init_logs(cli.log_format);
     let result = match cli.command {

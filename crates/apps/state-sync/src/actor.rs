@@ -226,8 +226,11 @@ impl Actor {
             self.config.max_blocks_per_response,
             self.config.max_response_bytes,
         );
-        if let Some((archive, end_height)) = self.store.archived_range(start_height, end_height) {
-            // Older heights: read from the disk on a blocking thread, a bounded number at once.
+        if let Some((archive, end_height)) = self.store.archived_range(start_height, end_height)
+            && let Some((_, thread)) = self.store.archive()
+        {
+            // Older heights: read from the disk on the store's archive thread, a bounded
+            // number at once.
             let Ok(permit) = Arc::clone(&self.archive_reads).try_acquire_owned() else {
                 self.metrics.archive_read_refused();
                 self.reply(peer, responder, Vec::new());
@@ -235,19 +238,13 @@ impl Actor {
             };
             let (store, metrics) = (self.store.clone(), self.metrics.clone());
             tokio::spawn(async move {
-                let read = tokio::task::spawn_blocking(move || {
-                    archive.read(start_height, end_height, max_blocks, max_bytes)
-                })
-                .await;
-                let blocks = match read {
-                    Ok(Ok(blocks)) => {
+                let read = thread
+                    .run(move || archive.read(start_height, end_height, max_blocks, max_bytes))
+                    .await;
+                let blocks = match read.and_then(|read| read) {
+                    Ok(blocks) => {
                         metrics.archive_read(Ok(blocks.len()));
                         blocks
-                    }
-                    Ok(Err(err)) => {
-                        metrics.archive_read(Err(()));
-                        tracing::debug!(%peer, error = %err, "state sync: archive read failed");
-                        Vec::new()
                     }
                     Err(err) => {
                         metrics.archive_read(Err(()));

@@ -20,8 +20,9 @@ pub struct ArchiveSpan {
 }
 
 /// An archive of consecutive blocks, bounded by the implementation (the oldest go first).
-/// Every method may block on the disk: [`StoreHandle`](crate::StoreHandle) and [`StateSync`](crate::StateSync)
-/// call them on tokio's blocking threads (`spawn_blocking`), never on the runtime's workers.
+/// Every method may block on the disk: [`StoreHandle`](crate::StoreHandle) opens it from
+/// the caller's (blocking) thread, then it and [`StateSync`](crate::StateSync) call it on the
+/// store's archive thread, never on the runtime's workers.
 pub trait BlockArchive: Send + Sync + std::fmt::Debug + 'static {
     /// Writes `blocks` (non-empty, consecutive heights) in one transaction, then prunes the
     /// oldest past the archive's bound. When the first does not follow the highest height

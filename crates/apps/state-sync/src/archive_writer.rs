@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::archive::BlockArchive;
+use crate::archive_thread::ArchiveThread;
 use crate::store::StoreHandle;
 
 /// How often the [`ArchiveWriter`] copies the new blocks into the archive: one transaction
@@ -21,22 +22,25 @@ pub const MAX_ARCHIVE_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// The task that copies a [`StoreHandle`]'s new blocks into its archive every
 /// [`ARCHIVE_INTERVAL`], in transactions of at most [`MAX_ARCHIVE_BATCH_BLOCKS`] and
-/// [`MAX_ARCHIVE_BATCH_BYTES`], on a blocking thread. The in-memory tier keeps a block until
-/// it is archived; if the archive falls a whole in-memory tier behind (a stalled disk), the
-/// oldest unarchived blocks are dropped instead (counted), and the archive starts again after
-/// the gap. Made by [`ArchiveWriter::new`]; [`run`](Self::run) it in a task.
+/// [`MAX_ARCHIVE_BATCH_BYTES`], on the store's archive thread. The in-memory tier keeps a
+/// block until it is archived; if the archive falls a whole in-memory tier behind (a stalled
+/// disk, or a full archive queue), the oldest unarchived blocks are dropped instead
+/// (counted), and the archive starts again after the gap. Made by [`ArchiveWriter::new`]; [`run`](Self::run) it in a task.
 #[derive(Debug)]
 pub struct ArchiveWriter {
     store: StoreHandle,
     archive: Arc<dyn BlockArchive>,
+    thread: ArchiveThread,
 }
 
 impl ArchiveWriter {
     /// The writer of `store`'s archive; `None` for a store without one
     /// ([`StoreHandle::with_archive`] makes a store with one).
     pub fn new(store: &StoreHandle) -> Option<Self> {
+        let (archive, thread) = store.archive()?;
         Some(Self {
-            archive: store.archive()?,
+            archive,
+            thread,
             store: store.clone(),
         })
     }
@@ -69,15 +73,11 @@ impl ArchiveWriter {
             let archive = Arc::clone(&self.archive);
             let last = batch.last().map_or(0, |block| block.height);
             let written = batch.len();
-            let result = tokio::task::spawn_blocking(move || archive.append(&batch)).await;
-            match result {
-                Ok(Ok(span)) => self.store.archived(last, written, span),
-                Ok(Err(err)) => {
+            let result = self.thread.run(move || archive.append(&batch)).await;
+            match result.and_then(|appended| appended) {
+                Ok(span) => self.store.archived(last, written, span),
+                Err(err) => {
                     self.store.archive_failed(&*err);
-                    return;
-                }
-                Err(join) => {
-                    self.store.archive_failed(&join);
                     return;
                 }
             }

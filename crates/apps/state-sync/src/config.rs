@@ -15,7 +15,8 @@ pub struct Config {
     /// included.
     pub max_response_bytes: usize,
     /// Most `GetBlocks` requests served from the archive at once (each a disk read of at most
-    /// one response on a blocking thread, held until it is sent). A request for archived
+    /// one response on the store's archive thread, one read at a time, held until it is
+    /// sent). A request for archived
     /// heights beyond it is answered with no blocks (the requester asks another peer).
     /// Default 4: at most 24 MiB of responses read from the disk at a time.
     pub max_concurrent_archive_reads: usize,

@@ -19,15 +19,19 @@
 //!    next height and names the last block as its parent. With a [`BlockArchive`] (the
 //!    node implements it on its on-disk store; [`StoreHandle::with_archive`]) an
 //!    [`ArchiveWriter`] task copies the new blocks into it every [`ARCHIVE_INTERVAL`], one
-//!    transaction per batch on a blocking thread, and memory keeps only the newest ones;
+//!    transaction per batch, and memory keeps only the newest ones;
 //!    without one older blocks are simply pruned. The lowest height held, in the archive or
 //!    in memory, is what the node serves.
 //! 2. A [`StateSync`] actor, registered on the network with [`DIRECT_SEND_PROTOCOLS`] and
 //!    [`RPC_PROTOCOLS`], answers `GetBlocks` RPCs from the store: from memory, or for older
-//!    heights from the archive (a read on a blocking thread, at most
-//!    [`Config::max_concurrent_archive_reads`] at once). A response holds at most
-//!    [`Config::max_blocks_per_response`] blocks and [`Config::max_response_bytes`] (6 MiB by
-//!    default: the stack streams such responses in frames), and no more is read.
+//!    heights from the archive (at most [`Config::max_concurrent_archive_reads`] at once).
+//!    A response holds at most [`Config::max_blocks_per_response`] blocks and
+//!    [`Config::max_response_bytes`] (6 MiB by default: the stack streams such responses in
+//!    frames), and no more is read. Every archive call of a store, reads and writes, runs on
+//!    one thread of its own (`archive_thread`), not on tokio's blocking pool: the memory of
+//!    the blocks a read allocated and the runtime freed goes back to that thread's allocator
+//!    heap at its next call, where spread over the pool's threads it stayed resident until
+//!    each thread happened to run again or exited.
 //! 3. Whenever the store grows, and to each newly connected peer, it sends
 //!    `Announce { height, block_id, lowest_height }`: what it holds.
 //! 4. When a peer announced a height above the store's, or its chain status (the facade's
@@ -85,6 +89,7 @@
 
 mod actor;
 mod archive;
+mod archive_thread;
 mod archive_writer;
 mod config;
 mod error;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::archive::{ArchiveError, ArchiveSpan, BlockArchive};
+use crate::archive_thread::ArchiveThread;
 use crate::error::Error;
 use crate::message::{Block, GENESIS_PARENT};
 
@@ -99,6 +100,8 @@ struct Chain {
 #[derive(Debug)]
 struct ArchiveState {
     archive: Arc<dyn BlockArchive>,
+    /// Where its calls run, after the opening ones.
+    thread: ArchiveThread,
     /// What it held after the last write.
     span: Option<ArchiveSpan>,
     /// The lowest height not archived yet: the blocks in memory below it are in the archive.
@@ -206,7 +209,9 @@ impl StoreHandle {
     /// with it ([`ArchiveWriter::new`](crate::ArchiveWriter::new)). When
     /// `archive` holds blocks (a restart), the store resumes at its highest block: that is
     /// the committed height, the archive's blocks are served, and state sync goes on from
-    /// there. Blocks on the disk: call it from a blocking thread.
+    /// there. Blocks on the disk: call it from a blocking thread. Starts the thread every
+    /// later archive call runs on (`state-sync-archive`), which ends with the last clone of
+    /// the store; fails if it cannot.
     pub fn with_archive(
         retention: Retention,
         archive: Arc<dyn BlockArchive>,
@@ -219,10 +224,12 @@ impl StoreHandle {
                 .next(),
             None => None,
         };
+        let thread = ArchiveThread::spawn()?;
         let mut chain = Chain {
             retention,
             archive: Some(ArchiveState {
                 archive,
+                thread,
                 span,
                 next_height: last.as_ref().map_or(1, |last| last.height + 1),
                 writes: 0,
@@ -239,12 +246,12 @@ impl StoreHandle {
         Ok(Self::from_chain(chain, height))
     }
 
-    /// The archive, if the store has one.
-    pub(crate) fn archive(&self) -> Option<Arc<dyn BlockArchive>> {
+    /// The archive and the thread its calls run on, if the store has one.
+    pub(crate) fn archive(&self) -> Option<(Arc<dyn BlockArchive>, ArchiveThread)> {
         self.lock()
             .archive
             .as_ref()
-            .map(|archive| Arc::clone(&archive.archive))
+            .map(|archive| (Arc::clone(&archive.archive), archive.thread.clone()))
     }
 
     /// A store with the default [`Retention`] holding `blocks`, appended in order; fails like

@@ -1,0 +1,109 @@
+//! [`ArchiveThread`]: the one thread on which a store's archive calls run.
+//!
+//! Archive reads allocate the blocks they return on the thread that reads, and those blocks
+//! are freed on the runtime's workers once the response is sent. With a per-thread allocator
+//! (the node's mimalloc) memory freed by another thread returns to the owning thread's heap
+//! only when that thread allocates again; tokio's blocking pool hands each read to whichever
+//! thread is idle, so after a catch-up every pool thread that served one held its share of
+//! the responses until it exited. On one long-lived thread per store the next read or write
+//! reuses that memory.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+
+use crate::archive::ArchiveError;
+
+/// Archive calls queued for the thread at most (the archive writer's one and the served
+/// reads, which [`Config::max_concurrent_archive_reads`](crate::Config) bounds); beyond it a
+/// call fails at once.
+pub(crate) const ARCHIVE_QUEUE: usize = 16;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A store's archive thread. Cheap to clone; the thread ends once every clone is dropped.
+#[derive(Clone, Debug)]
+pub(crate) struct ArchiveThread {
+    jobs: mpsc::SyncSender<Job>,
+}
+
+impl ArchiveThread {
+    /// Starts the thread.
+    pub(crate) fn spawn() -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(ARCHIVE_QUEUE);
+        std::thread::Builder::new()
+            .name("state-sync-archive".into())
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    // A panicking call fails alone (its caller sees the thread's answer
+                    // dropped); the thread goes on with the next.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `call` on the thread and waits for its result without blocking the runtime.
+    /// Fails at once when [`ARCHIVE_QUEUE`] calls wait, or when the call panicked.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ArchiveError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send(Box::new(move || {
+                let _ = answer.send(call());
+            }))
+            .map_err(|err| -> ArchiveError {
+                match err {
+                    mpsc::TrySendError::Full(_) => "the archive thread's queue is full".into(),
+                    mpsc::TrySendError::Disconnected(_) => "the archive thread ended".into(),
+                }
+            })?;
+        answered
+            .await
+            .map_err(|_| "the archive call panicked".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every call runs on the same thread, one after the other; a panicking call fails alone.
+    #[tokio::test]
+    async fn calls_run_on_one_thread_and_survive_a_panic() {
+        let thread = ArchiveThread::spawn().unwrap();
+        let first = thread.run(|| std::thread::current().id()).await.unwrap();
+        let panicked = thread.run(|| -> u8 { panic!("a failing call") }).await;
+        assert!(panicked.is_err());
+        let second = thread.run(|| std::thread::current().id()).await.unwrap();
+        assert_eq!(first, second);
+        assert_ne!(first, std::thread::current().id());
+    }
+
+    /// Past the queue's bound a call fails at once instead of waiting; once the thread is
+    /// free again the queue drains.
+    #[tokio::test]
+    async fn a_full_queue_refuses_the_call() {
+        let thread = ArchiveThread::spawn().unwrap();
+        let (release, released) = mpsc::channel::<()>();
+        thread
+            .jobs
+            .try_send(Box::new(move || {
+                let _ = released.recv();
+            }))
+            .unwrap();
+        // The thread is held by that call; fill the queue behind it.
+        while thread.jobs.try_send(Box::new(|| {})).is_ok() {}
+        let refused = thread.run(|| ()).await;
+        assert!(refused.unwrap_err().to_string().contains("full"));
+        release.send(()).unwrap();
+        // A blocking send waits for room, which the drained queue makes.
+        let (done, ran) = mpsc::channel();
+        thread
+            .jobs
+            .send(Box::new(move || done.send(7).unwrap()))
+            .unwrap();
+        assert_eq!(ran.recv().unwrap(), 7);
+    }
+}
