@@ -23,8 +23,10 @@
 //! - [`engine`]: plays a plan on the simulator.
 //!
 //! Determinism: turmoil's RNG (message latency) is seeded with the run's seed, node keys
-//! derive from it, and each network's random choices are seeded through
-//! `NetworkBuilder::rng_seed`; docs/simulator.md says what remains outside the seed.
+//! derive from it, each network's random choices are seeded through
+//! `NetworkBuilder::rng_seed`, and `NetworkBuilder::on_simulator` keeps routing's signature
+//! checks and time of day on simulated time; docs/simulator.md says what remains outside the
+//! seed.
 
 pub mod engine;
 pub mod error;
