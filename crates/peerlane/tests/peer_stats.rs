@@ -66,3 +66,36 @@ async fn byte_counters_and_connect_time_follow_the_connection() {
     a.network.shutdown().await;
     b.network.shutdown().await;
 }
+
+/// Every listing of the connected peers is in `PeerNetworkId` order, whatever order the peers
+/// connected in: whoever sends to every peer sends in the order listed, and a simulated run
+/// replays only if that order does not depend on a map's per-process order.
+#[tokio::test(start_paused = true)]
+async fn connected_peers_are_listed_in_order() {
+    let hub = node(1, Net::Memory);
+    let spokes: Vec<_> = (2..10).rev().map(|seed| node(seed, Net::Memory)).collect();
+    for spoke in &spokes {
+        spoke.dial(&hub).await.unwrap();
+    }
+    let peers = hub.network.peers_and_metadata().clone();
+    eventually("the hub registers every spoke", || {
+        peers.connected_peers().len() == spokes.len()
+    })
+    .await;
+    let mut expected: Vec<_> = spokes.iter().map(|spoke| spoke.as_peer()).collect();
+    expected.sort_unstable();
+    assert_eq!(peers.connected_peers(), expected);
+    assert_eq!(peers.connected_peers_on(hub.as_peer().network_id), expected);
+    let with_metadata: Vec<_> = peers
+        .connected_peers_and_metadata()
+        .into_iter()
+        .map(|(peer, _)| peer)
+        .collect();
+    assert_eq!(with_metadata, expected);
+    let with_stats: Vec<_> = peers
+        .connected_peers_with_stats()
+        .into_iter()
+        .map(|(peer, _, _)| peer)
+        .collect();
+    assert_eq!(with_stats, expected);
+}
