@@ -142,6 +142,11 @@ impl BlockArchive for DiskArchive {
     fn clear(&self) -> Result<(), ArchiveError> {
         Ok(self.table.clear()?)
     }
+
+    fn idle(&self) {
+        // The catch-up's blocks were read here and freed on the runtime's workers.
+        crate::heap_stats::collect_thread_heap();
+    }
 }
 
 #[cfg(test)]

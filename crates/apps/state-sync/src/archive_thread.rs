@@ -10,6 +10,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::archive::ArchiveError;
 
@@ -17,6 +18,11 @@ use crate::archive::ArchiveError;
 /// reads, which [`Config::max_concurrent_archive_reads`](crate::Config) bounds); beyond it a
 /// call fails at once.
 pub(crate) const ARCHIVE_QUEUE: usize = 16;
+
+/// How long the thread waits without a call before it calls its idle hook (once per quiet
+/// spell): a catch-up's reads end at once, and the memory they left should not wait for the
+/// next one.
+pub(crate) const IDLE_AFTER: Duration = Duration::from_secs(1);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -27,16 +33,34 @@ pub(crate) struct ArchiveThread {
 }
 
 impl ArchiveThread {
-    /// Starts the thread.
-    pub(crate) fn spawn() -> std::io::Result<Self> {
+    /// Starts the thread. `idle` runs on it after [`IDLE_AFTER`] without a call, once per
+    /// quiet spell that followed a call ([`BlockArchive::idle`](crate::BlockArchive::idle)).
+    pub(crate) fn spawn(idle: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+        Self::spawn_with(IDLE_AFTER, idle)
+    }
+
+    /// [`spawn`](Self::spawn) with `idle_after` for [`IDLE_AFTER`].
+    fn spawn_with(idle_after: Duration, idle: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::sync_channel::<Job>(ARCHIVE_QUEUE);
         std::thread::Builder::new()
             .name("state-sync-archive".into())
             .spawn(move || {
-                while let Ok(job) = queue.recv() {
-                    // A panicking call fails alone (its caller sees the thread's answer
-                    // dropped); the thread goes on with the next.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                let mut busy = false;
+                loop {
+                    match queue.recv_timeout(idle_after) {
+                        Ok(job) => {
+                            // A panicking call fails alone (its caller sees the thread's
+                            // answer dropped); the thread goes on with the next.
+                            let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                            busy = true;
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if std::mem::take(&mut busy) {
+                                let _ = std::panic::catch_unwind(AssertUnwindSafe(&idle));
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
                 }
             })?;
         Ok(Self { jobs })
@@ -67,12 +91,41 @@ impl ArchiveThread {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+
+    /// The idle hook runs once after a quiet spell that followed calls, on the archive's
+    /// thread, and not again while nothing is called.
+    #[tokio::test]
+    async fn the_idle_hook_runs_once_per_quiet_spell() {
+        let idles = Arc::new(AtomicUsize::new(0));
+        let (idled, idle_seen) = mpsc::channel();
+        let quiet = Duration::from_millis(20);
+        let thread = ArchiveThread::spawn_with(quiet, {
+            let idles = idles.clone();
+            move || {
+                idles.fetch_add(1, Ordering::SeqCst);
+                let _ = idled.send(std::thread::current().id());
+            }
+        })
+        .unwrap();
+        let archive_thread = thread.run(|| std::thread::current().id()).await.unwrap();
+        let idled_on = idle_seen.recv().unwrap();
+        assert_eq!(idled_on, archive_thread);
+        // Quiet spells with no call in them call nothing.
+        assert!(idle_seen.recv_timeout(quiet * 5).is_err());
+        assert_eq!(idles.load(Ordering::SeqCst), 1);
+        thread.run(|| ()).await.unwrap();
+        idle_seen.recv().unwrap();
+        assert_eq!(idles.load(Ordering::SeqCst), 2);
+    }
 
     /// Every call runs on the same thread, one after the other; a panicking call fails alone.
     #[tokio::test]
     async fn calls_run_on_one_thread_and_survive_a_panic() {
-        let thread = ArchiveThread::spawn().unwrap();
+        let thread = ArchiveThread::spawn(|| {}).unwrap();
         let first = thread.run(|| std::thread::current().id()).await.unwrap();
         let panicked = thread.run(|| -> u8 { panic!("a failing call") }).await;
         assert!(panicked.is_err());
@@ -85,7 +138,7 @@ mod tests {
     /// free again the queue drains.
     #[tokio::test]
     async fn a_full_queue_refuses_the_call() {
-        let thread = ArchiveThread::spawn().unwrap();
+        let thread = ArchiveThread::spawn(|| {}).unwrap();
         let (release, released) = mpsc::channel::<()>();
         thread
             .jobs

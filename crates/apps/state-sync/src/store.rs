@@ -224,7 +224,10 @@ impl StoreHandle {
                 .next(),
             None => None,
         };
-        let thread = ArchiveThread::spawn()?;
+        let thread = ArchiveThread::spawn({
+            let archive = archive.clone();
+            move || archive.idle()
+        })?;
         let mut chain = Chain {
             retention,
             archive: Some(ArchiveState {
