@@ -143,9 +143,10 @@ impl BlockArchive for DiskArchive {
         Ok(self.table.clear()?)
     }
 
-    fn idle(&self) {
-        // The catch-up's blocks were read here and freed on the runtime's workers.
-        crate::heap_stats::collect_thread_heap();
+    fn idle_hook(&self) -> Option<fn()> {
+        // The catch-up's blocks were read on the archive thread and freed on the runtime's
+        // workers.
+        Some(crate::heap_stats::collect_thread_heap)
     }
 }
 

@@ -47,8 +47,12 @@ pub trait BlockArchive: Send + Sync + std::fmt::Debug + 'static {
     /// Removes every block.
     fn clear(&self) -> Result<(), ArchiveError>;
 
-    /// Called on the store's archive thread after a second without a call, once per such
-    /// quiet spell: the place to give back memory the calls left on that thread (the node
-    /// returns the thread's freed allocator pages). Does nothing by default.
-    fn idle(&self) {}
+    /// A function the store's archive thread calls after a second without a call, once per
+    /// such quiet spell: the place to give back memory the calls left on that thread (the
+    /// node returns the thread's freed allocator pages). A plain function, so that the thread
+    /// holds nothing of the archive: the archive closes when the store is dropped. None by
+    /// default.
+    fn idle_hook(&self) -> Option<fn()> {
+        None
+    }
 }

@@ -34,13 +34,17 @@ pub(crate) struct ArchiveThread {
 
 impl ArchiveThread {
     /// Starts the thread. `idle` runs on it after [`IDLE_AFTER`] without a call, once per
-    /// quiet spell that followed a call ([`BlockArchive::idle`](crate::BlockArchive::idle)).
-    pub(crate) fn spawn(idle: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+    /// quiet spell that followed a call
+    /// ([`BlockArchive::idle_hook`](crate::BlockArchive::idle_hook)).
+    pub(crate) fn spawn(idle: Option<fn()>) -> std::io::Result<Self> {
         Self::spawn_with(IDLE_AFTER, idle)
     }
 
     /// [`spawn`](Self::spawn) with `idle_after` for [`IDLE_AFTER`].
-    fn spawn_with(idle_after: Duration, idle: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+    fn spawn_with(
+        idle_after: Duration,
+        idle: Option<impl Fn() + Send + 'static>,
+    ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::sync_channel::<Job>(ARCHIVE_QUEUE);
         std::thread::Builder::new()
             .name("state-sync-archive".into())
@@ -55,8 +59,8 @@ impl ArchiveThread {
                             busy = true;
                         }
                         Err(mpsc::RecvTimeoutError::Timeout) => {
-                            if std::mem::take(&mut busy) {
-                                let _ = std::panic::catch_unwind(AssertUnwindSafe(&idle));
+                            if let (true, Some(idle)) = (std::mem::take(&mut busy), &idle) {
+                                let _ = std::panic::catch_unwind(AssertUnwindSafe(idle));
                             }
                         }
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -103,13 +107,16 @@ mod tests {
         let idles = Arc::new(AtomicUsize::new(0));
         let (idled, idle_seen) = mpsc::channel();
         let quiet = Duration::from_millis(20);
-        let thread = ArchiveThread::spawn_with(quiet, {
-            let idles = idles.clone();
-            move || {
-                idles.fetch_add(1, Ordering::SeqCst);
-                let _ = idled.send(std::thread::current().id());
-            }
-        })
+        let thread = ArchiveThread::spawn_with(
+            quiet,
+            Some({
+                let idles = idles.clone();
+                move || {
+                    idles.fetch_add(1, Ordering::SeqCst);
+                    let _ = idled.send(std::thread::current().id());
+                }
+            }),
+        )
         .unwrap();
         let archive_thread = thread.run(|| std::thread::current().id()).await.unwrap();
         let idled_on = idle_seen.recv().unwrap();
@@ -125,7 +132,7 @@ mod tests {
     /// Every call runs on the same thread, one after the other; a panicking call fails alone.
     #[tokio::test]
     async fn calls_run_on_one_thread_and_survive_a_panic() {
-        let thread = ArchiveThread::spawn(|| {}).unwrap();
+        let thread = ArchiveThread::spawn(None).unwrap();
         let first = thread.run(|| std::thread::current().id()).await.unwrap();
         let panicked = thread.run(|| -> u8 { panic!("a failing call") }).await;
         assert!(panicked.is_err());
@@ -138,7 +145,7 @@ mod tests {
     /// free again the queue drains.
     #[tokio::test]
     async fn a_full_queue_refuses_the_call() {
-        let thread = ArchiveThread::spawn(|| {}).unwrap();
+        let thread = ArchiveThread::spawn(None).unwrap();
         let (release, released) = mpsc::channel::<()>();
         thread
             .jobs

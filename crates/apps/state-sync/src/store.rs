@@ -224,10 +224,7 @@ impl StoreHandle {
                 .next(),
             None => None,
         };
-        let thread = ArchiveThread::spawn({
-            let archive = archive.clone();
-            move || archive.idle()
-        })?;
+        let thread = ArchiveThread::spawn(archive.idle_hook())?;
         let mut chain = Chain {
             retention,
             archive: Some(ArchiveState {
