@@ -106,18 +106,35 @@ pub trait InboundRouter: Send + Sync + 'static {
         refused: &mut dyn FnMut(ProtocolId, RouteError),
     ) -> Option<HeldBack> {
         while let Some((protocol_id, payload)) = run.pop_front() {
-            let event = InboundEvent::DirectSend {
-                sender,
-                protocol_id,
-                payload,
-            };
-            match self.try_route(event) {
-                Ok(()) => {}
-                Err(TryRouteError::Refused(err)) => refused(protocol_id, err),
-                Err(TryRouteError::Full(held)) => return Some(*held),
+            if let Some(held) = self.try_route_direct_send(sender, protocol_id, payload, refused) {
+                return Some(held);
             }
         }
         None
+    }
+
+    /// One DirectSend of a run through [`try_route`](Self::try_route): a refusal is reported
+    /// to `refused`, a message handed back for back-pressure is returned.
+    fn try_route_direct_send(
+        &self,
+        sender: PeerId,
+        protocol_id: ProtocolId,
+        payload: Bytes,
+        refused: &mut dyn FnMut(ProtocolId, RouteError),
+    ) -> Option<HeldBack> {
+        let event = InboundEvent::DirectSend {
+            sender,
+            protocol_id,
+            payload,
+        };
+        match self.try_route(event) {
+            Ok(()) => None,
+            Err(TryRouteError::Refused(err)) => {
+                refused(protocol_id, err);
+                None
+            }
+            Err(TryRouteError::Full(held)) => Some(*held),
+        }
     }
 
     /// Called by the reader once it has routed what it had at hand: when the socket has

@@ -329,15 +329,10 @@ impl InboundRouter for Router {
                 Ok(route) if !self.is_internal(protocol_id) => route,
                 _ => {
                     let (protocol_id, payload) = run.pop_front()?;
-                    let event = InboundEvent::DirectSend {
-                        sender,
-                        protocol_id,
-                        payload,
-                    };
-                    match self.try_route(event) {
-                        Ok(()) => {}
-                        Err(TryRouteError::Refused(err)) => refused(protocol_id, err),
-                        Err(TryRouteError::Full(held)) => return Some(*held),
+                    if let Some(held) =
+                        self.try_route_direct_send(sender, protocol_id, payload, refused)
+                    {
+                        return Some(held);
                     }
                     continue;
                 }
