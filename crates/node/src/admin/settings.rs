@@ -218,9 +218,8 @@ mod tests {
             let settings = config(open).resolve(Some(TOKEN.into())).unwrap().unwrap();
             assert!(settings.token.unwrap().matches(TOKEN.as_bytes()));
         }
-        let dir = std::env::temp_dir().join(format!("admin-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("token");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
         std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
         let from_file = AdminConfig {
             token_file: Some(file),
