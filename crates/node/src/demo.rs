@@ -52,6 +52,18 @@ const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 /// How long the full node may take to catch up after the load stops.
 const CATCH_UP_GRACE: Duration = Duration::from_secs(5);
 
+/// The latest the full node joins unless `--join-at` says otherwise. By then each validator's
+/// store has moved hundreds of blocks out of memory into its archive (8 MiB of memory holds
+/// about 10 s of the demo's blocks), so the catch-up reads archives as well as memory; a later
+/// join only makes the catch-up longer, and the rest of a long run shows every node running.
+const LATEST_DEFAULT_JOIN: Duration = Duration::from_secs(60);
+
+/// When the full node joins unless `--join-at` is given: at 40% of the run, at most
+/// [`LATEST_DEFAULT_JOIN`].
+fn default_join_at(duration: Duration) -> Duration {
+    duration.mul_f64(0.4).min(LATEST_DEFAULT_JOIN)
+}
+
 /// How often a run with `--until-blocks` checks whether it is there yet.
 const GOAL_CHECK: Duration = Duration::from_millis(100);
 
@@ -61,17 +73,17 @@ pub(crate) struct DemoArgs {
     /// Validators to start (at least 1).
     #[arg(long, default_value_t = 4)]
     nodes: usize,
-    /// How long the load runs, in seconds; the full node joins at 40% of it. With
-    /// `--until-blocks`, the most the run may take.
+    /// How long the load runs, in seconds; the full node joins at 40% of it, at most 60 s
+    /// in. With `--until-blocks`, the most the run may take.
     #[arg(long, default_value_t = 20)]
     duration: u64,
     /// When the full node joins, in seconds from the start, instead of at 40% of
-    /// `--duration`; at most `--duration`.
+    /// `--duration` (at most 60 s); at most `--duration`.
     #[arg(long, value_name = "SECONDS")]
     join_at: Option<u64>,
     /// End as soon as the validators have committed this many blocks and the full node has
-    /// them too (the full node then joins once half of them are committed, or at 40% of
-    /// `--duration` or `--join-at` if that comes first); fails if that is not reached within
+    /// them too (the full node then joins once half of them are committed, or at its usual
+    /// time or `--join-at` if that comes first); fails if that is not reached within
     /// `--duration`.
     #[arg(long, value_name = "BLOCKS")]
     until_blocks: Option<u64>,
@@ -308,7 +320,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let duration = Duration::from_secs(args.duration);
     let join_at = args
         .join_at
-        .map_or_else(|| duration.mul_f64(0.4), Duration::from_secs);
+        .map_or_else(|| default_join_at(duration), Duration::from_secs);
     let seeds: Vec<(PeerId, NetworkAddress)> = validators
         .iter()
         .map(|v| {
@@ -659,4 +671,18 @@ fn committed_txns(validators: &[Validator]) -> u64 {
         .map(|v| v.consensus.committed_transactions())
         .max()
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A short run's full node joins at 40% of it; a long run's at most a minute in, so that
+    /// the rest of the run has every node running.
+    #[test]
+    fn the_full_node_joins_at_forty_percent_and_at_most_a_minute_in() {
+        assert_eq!(default_join_at(Duration::from_secs(20)), Duration::from_secs(8));
+        assert_eq!(default_join_at(Duration::from_secs(150)), Duration::from_secs(60));
+        assert_eq!(default_join_at(Duration::from_secs(600)), Duration::from_secs(60));
+    }
 }
