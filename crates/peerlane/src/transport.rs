@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The peer splits the connection with [`NoiseStream::into_split`]: [`CountingSocket`] comes
-//! apart into counting halves, over TCP's owned halves (no lock between the reader and the
+//! apart into counting halves (the same [`Counting`] wrapper), over TCP's owned halves (no lock between the reader and the
 //! writer task); memory and custom sockets split with `tokio::io::split`.
 //!
 //! The whole set-up, connecting included, runs under one deadline
@@ -117,12 +117,16 @@ impl Default for ByteCounters {
     }
 }
 
-/// A [`Socket`] that counts the bytes read from and written to it in its [`ByteCounters`].
+/// A socket, or one half of it, that counts the bytes read from and written to it in its
+/// [`ByteCounters`]; the two halves of a split socket count into the same ones.
 #[derive(Debug)]
-pub(crate) struct CountingSocket {
-    socket: Socket,
+pub(crate) struct Counting<S> {
+    inner: S,
     counters: Arc<ByteCounters>,
 }
+
+/// The socket a connection is upgraded on.
+pub(crate) type CountingSocket = Counting<Socket>;
 
 /// A bare transport with the AptosNet upgrade and the set-up deadline on every connection.
 ///
@@ -403,7 +407,7 @@ impl CountingSocket {
     /// `socket`, counting from zero.
     pub(crate) fn new(socket: Socket) -> Self {
         Self {
-            socket,
+            inner: socket,
             counters: Arc::default(),
         }
     }
@@ -414,7 +418,7 @@ impl CountingSocket {
     }
 }
 
-impl AsyncRead for CountingSocket {
+impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -422,7 +426,7 @@ impl AsyncRead for CountingSocket {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let poll = Pin::new(&mut this.socket).poll_read(cx, buf);
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = poll {
             this.counters
                 .add_received(buf.filled().len().saturating_sub(before));
@@ -431,14 +435,14 @@ impl AsyncRead for CountingSocket {
     }
 }
 
-impl AsyncWrite for CountingSocket {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let poll = Pin::new(&mut this.socket).poll_write(cx, buf);
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(written)) = poll {
             this.counters.add_sent(written);
         }
@@ -446,11 +450,11 @@ impl AsyncWrite for CountingSocket {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().socket).poll_flush(cx)
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().socket).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -459,7 +463,7 @@ impl AsyncWrite for CountingSocket {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let poll = Pin::new(&mut this.socket).poll_write_vectored(cx, bufs);
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(written)) = poll {
             this.counters.add_sent(written);
         }
@@ -467,7 +471,7 @@ impl AsyncWrite for CountingSocket {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.socket.is_write_vectored()
+        self.inner.is_write_vectored()
     }
 }
 
@@ -535,24 +539,10 @@ impl AsyncWrite for Socket {
     }
 }
 
-/// The read half of a [`CountingSocket`], counting into the same [`ByteCounters`].
-#[derive(Debug)]
-pub(crate) struct CountingReadHalf {
-    half: SocketReadHalf,
-    counters: Arc<ByteCounters>,
-}
-
-/// The write half of a [`CountingSocket`], counting into the same [`ByteCounters`].
-#[derive(Debug)]
-pub(crate) struct CountingWriteHalf {
-    half: SocketWriteHalf,
-    counters: Arc<ByteCounters>,
-}
-
 /// The read half of a [`Socket`]: TCP's owned half (no lock); the others share a lock with
 /// their write half (`tokio::io::split`), which only tests and simulations pay.
 #[derive(Debug)]
-enum SocketReadHalf {
+pub(crate) enum SocketReadHalf {
     Tcp(OwnedReadHalf),
     Memory(ReadHalf<MemorySocket>),
     Custom(ReadHalf<Box<dyn CustomSocket>>),
@@ -560,7 +550,7 @@ enum SocketReadHalf {
 
 /// The write half of a [`Socket`] (see [`SocketReadHalf`]).
 #[derive(Debug)]
-enum SocketWriteHalf {
+pub(crate) enum SocketWriteHalf {
     Tcp(OwnedWriteHalf),
     Memory(WriteHalf<MemorySocket>),
     Custom(WriteHalf<Box<dyn CustomSocket>>),
@@ -569,11 +559,11 @@ enum SocketWriteHalf {
 /// What lets the peer's reader and writer tasks drive a connection without a lock between
 /// them on TCP ([`NoiseStream::into_split`]).
 impl SplitSocket for CountingSocket {
-    type ReadHalf = CountingReadHalf;
-    type WriteHalf = CountingWriteHalf;
+    type ReadHalf = Counting<SocketReadHalf>;
+    type WriteHalf = Counting<SocketWriteHalf>;
 
-    fn into_split(self) -> (CountingReadHalf, CountingWriteHalf) {
-        let (read, write) = match self.socket {
+    fn into_split(self) -> (Self::ReadHalf, Self::WriteHalf) {
+        let (read, write) = match self.inner {
             Socket::Tcp(socket) => {
                 let (read, write) = socket.into_split();
                 (SocketReadHalf::Tcp(read), SocketWriteHalf::Tcp(write))
@@ -588,70 +578,58 @@ impl SplitSocket for CountingSocket {
             }
         };
         (
-            CountingReadHalf {
-                half: read,
+            Counting {
+                inner: read,
                 counters: Arc::clone(&self.counters),
             },
-            CountingWriteHalf {
-                half: write,
+            Counting {
+                inner: write,
                 counters: self.counters,
             },
         )
     }
 }
 
-impl AsyncRead for CountingReadHalf {
+impl AsyncRead for SocketReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = match &mut this.half {
-            SocketReadHalf::Tcp(half) => Pin::new(half).poll_read(cx, buf),
-            SocketReadHalf::Memory(half) => Pin::new(half).poll_read(cx, buf),
-            SocketReadHalf::Custom(half) => Pin::new(half).poll_read(cx, buf),
-        };
-        if let Poll::Ready(Ok(())) = poll {
-            this.counters
-                .add_received(buf.filled().len().saturating_sub(before));
+        match self.get_mut() {
+            Self::Tcp(half) => Pin::new(half).poll_read(cx, buf),
+            Self::Memory(half) => Pin::new(half).poll_read(cx, buf),
+            Self::Custom(half) => Pin::new(half).poll_read(cx, buf),
         }
-        poll
     }
 }
 
-impl AsyncWrite for CountingWriteHalf {
+impl AsyncWrite for SocketWriteHalf {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = match &mut this.half {
-            SocketWriteHalf::Tcp(half) => Pin::new(half).poll_write(cx, buf),
-            SocketWriteHalf::Memory(half) => Pin::new(half).poll_write(cx, buf),
-            SocketWriteHalf::Custom(half) => Pin::new(half).poll_write(cx, buf),
-        };
-        if let Poll::Ready(Ok(written)) = poll {
-            this.counters.add_sent(written);
+        match self.get_mut() {
+            Self::Tcp(half) => Pin::new(half).poll_write(cx, buf),
+            Self::Memory(half) => Pin::new(half).poll_write(cx, buf),
+            Self::Custom(half) => Pin::new(half).poll_write(cx, buf),
         }
-        poll
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().half {
-            SocketWriteHalf::Tcp(half) => Pin::new(half).poll_flush(cx),
-            SocketWriteHalf::Memory(half) => Pin::new(half).poll_flush(cx),
-            SocketWriteHalf::Custom(half) => Pin::new(half).poll_flush(cx),
+        match self.get_mut() {
+            Self::Tcp(half) => Pin::new(half).poll_flush(cx),
+            Self::Memory(half) => Pin::new(half).poll_flush(cx),
+            Self::Custom(half) => Pin::new(half).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().half {
-            SocketWriteHalf::Tcp(half) => Pin::new(half).poll_shutdown(cx),
-            SocketWriteHalf::Memory(half) => Pin::new(half).poll_shutdown(cx),
-            SocketWriteHalf::Custom(half) => Pin::new(half).poll_shutdown(cx),
+        match self.get_mut() {
+            Self::Tcp(half) => Pin::new(half).poll_shutdown(cx),
+            Self::Memory(half) => Pin::new(half).poll_shutdown(cx),
+            Self::Custom(half) => Pin::new(half).poll_shutdown(cx),
         }
     }
 }
