@@ -220,6 +220,13 @@ impl MultiplexMessageCodec {
         message: &NetworkMessage,
         dst: &mut BytesMut,
     ) -> Result<(), Error> {
+        // Nearly every small message: one pass, no length computed apart from the writing.
+        if let NetworkMessage::DirectSendMsg(direct) = message
+            && direct.raw_msg.len() < envelope::SMALL_PAYLOAD_MAX
+            && envelope::put_small_direct_send(dst, direct, self.max_frame_size()).is_some()
+        {
+            return Ok(());
+        }
         self.encode_with(envelope::framed_network_message_len(message), dst, |dst| {
             envelope::put_framed_network_message(dst, message);
         })
