@@ -264,7 +264,9 @@ fn stream_read(c: &mut Criterion) {
     let mut codec = MultiplexMessageCodec::default();
     let mut frames = BytesMut::new();
     for _ in 0..READ_RUN {
-        codec.encode_message(&direct_send(SMALL), &mut frames).unwrap();
+        codec
+            .encode_message(&direct_send(SMALL), &mut frames)
+            .unwrap();
     }
     let mut group = c.benchmark_group("stream_read");
     group.throughput(Throughput::Elements(READ_RUN as u64));

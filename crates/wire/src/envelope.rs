@@ -303,7 +303,10 @@ pub(crate) fn split_small_direct_send(frame: &[u8]) -> Option<(ProtocolId, u8, &
         let [second @ 1..0x80, payload @ ..] = rest else {
             return None;
         };
-        (usize::from(first & 0x7f) | usize::from(*second) << 7, payload)
+        (
+            usize::from(first & 0x7f) | usize::from(*second) << 7,
+            payload,
+        )
     };
     // No trailing bytes (and nothing missing): the general decoder reports either.
     (payload.len() == len).then_some((ProtocolId::from_wire(*protocol), *priority, payload))
