@@ -10,8 +10,15 @@
 //! Both directions are exactly BCS: the encoder writes what `bcs::to_bytes` writes, and the
 //! decoder accepts what `bcs::from_bytes` accepts, failing with the same [`bcs::Error`]
 //! otherwise (truncation, non-canonical or overflowing ULEB128, unknown variant, trailing
-//! bytes). `tests/props.rs` and the `wire_decode` fuzz target check both against BCS.
-//! Application payloads are opaque bytes here; their own encoding stays BCS (`protocol`).
+//! bytes). `tests/props.rs`, `tests/envelope.rs` and the `wire_decode` fuzz target check
+//! both against BCS. Application payloads are opaque bytes here; their own encoding stays BCS
+//! (`protocol`).
+//!
+//! Nearly every small frame is `Message(DirectSendMsg)` with a payload under 16 KiB: those
+//! take a fast path both ways ([`put_small_direct_send`], [`split_small_direct_send`]), a
+//! stack header and a slice pattern instead of a call per field. Anything the fast path does
+//! not recognise, malformed input included, goes through the general walk, which alone
+//! decides every error.
 
 use bytes::{Bytes, BytesMut};
 
