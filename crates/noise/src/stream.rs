@@ -197,8 +197,9 @@ struct ReadSide {
     /// read-ahead): more is waiting, so the next one may grow the buffer for it (up to `IDLE_BUFFER_KEEP`). A stream that only ever sees one small
     /// frame at a time keeps a buffer the size of its frames.
     read_ahead_full: bool,
-    /// Plaintext of the last frame when the reader's buffer was too small to decrypt into (up
-    /// to `MAX_PLAINTEXT_LEN` bytes). At most `IDLE_BUFFER_KEEP` while idle.
+    /// Plaintext of the last frame when the reader's buffer was too small to decrypt into, and
+    /// room for its tag (snow decrypts in place there): up to `MAX_FRAME_LEN` bytes. At most
+    /// `IDLE_BUFFER_KEEP` while idle.
     plain: Vec<u8>,
     decrypt_failures: Option<Counter>,
     truncated_frames: Option<Counter>,
@@ -507,15 +508,19 @@ impl ReadSide {
     }
 
     /// Opens the whole frame of `len` ciphertext bytes at `ciphertext[start..]`: straight into
-    /// `buf` when it has room for the plaintext (no copy through `plain`), else into `plain`
+    /// `buf` when it has room for the ciphertext (no copy through `plain`), else into `plain`
     /// to deliver. Returns whether `buf` got bytes.
     fn open_frame(&mut self, len: usize, buf: &mut ReadBuf<'_>) -> io::Result<bool> {
         let begin = self.start + PREFIX_LEN;
         self.start = begin + len;
         let frame = &self.ciphertext[begin..begin + len];
+        // snow decrypts in place in its output slice when that has room for the whole
+        // ciphertext, tag included; given only the plaintext's length it would copy the frame
+        // into a new allocation first and then copy the plaintext out (two copies and an
+        // allocation per frame instead of one copy).
         let opened = match len.checked_sub(TAG_LEN) {
-            Some(plain_len) if plain_len <= buf.remaining() => {
-                let dst = buf.initialize_unfilled_to(plain_len);
+            Some(_) if len <= buf.remaining() => {
+                let dst = buf.initialize_unfilled_to(len);
                 self.session
                     .read_message(self.nonce, frame, dst)
                     .map(|decrypted| {
@@ -526,11 +531,7 @@ impl ReadSide {
                     })
             }
             _ => {
-                grow_zeroed(
-                    &mut self.plain,
-                    len.saturating_sub(TAG_LEN),
-                    MAX_PLAINTEXT_LEN,
-                );
+                grow_zeroed(&mut self.plain, len, MAX_FRAME_LEN);
                 self.session
                     .read_message(self.nonce, frame, &mut self.plain)
                     .map(|decrypted| {

@@ -366,6 +366,34 @@ async fn small_reads_drain_a_frame_piecewise() {
     assert!(received == data);
 }
 
+/// A frame read with room for exactly its plaintext, for the plaintext and part of the tag, or
+/// for the whole ciphertext (where it is decrypted in place in the reader's buffer) gives the
+/// same bytes, and the reads after it too.
+#[tokio::test]
+async fn a_frame_reads_the_same_whatever_room_the_reader_has_for_its_tag() {
+    const LEN: usize = 1000;
+    for room in [LEN, LEN + 1, LEN + 15, LEN + 16, LEN + 17, 3 * LEN] {
+        let (mut client, mut server) = stream_pair(1 << 20);
+        let data = pattern(2 * LEN, room as u8);
+        // Two frames of `LEN` bytes each.
+        for half in data.chunks(LEN) {
+            client.write_all(half).await.unwrap();
+            client.flush().await.unwrap();
+        }
+        client.shutdown().await.unwrap();
+        let mut received = Vec::new();
+        let mut buf = vec![0u8; room];
+        loop {
+            let n = server.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&buf[..n]);
+        }
+        assert!(received == data, "room {room}");
+    }
+}
+
 /// A socket that counts the reads that returned bytes.
 struct CountingReads {
     inner: DuplexStream,

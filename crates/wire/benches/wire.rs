@@ -13,6 +13,9 @@
 //! - `batch_encode/32x128B`: the writer's pass over one batch taken off the queue: 32
 //!   DirectSends of 128 bytes appended with `MultiplexMessageSink::buffer_message`, then one
 //!   flush to a writer that discards.
+//! - `stream_read/64x128B`: 64 DirectSends of 128 bytes, framed, read back through a
+//!   `MultiplexMessageStream` from an in-memory reader: the reader's decoding of a run of
+//!   small frames from one read, the read buffer's start moved once for the run.
 //! - `stream_64MiB/fragment_reassemble`: a 64 MiB `DirectSendMsg` cut by `OutboundStream`
 //!   into a header and 16 fragments, fed to a `Reassembler` (the final copy into one payload
 //!   included). No serialization.
@@ -251,12 +254,41 @@ fn framed_io(c: &mut Criterion) {
     group.finish();
 }
 
+/// Frames a reader hands over from one socket read.
+const READ_RUN: usize = 64;
+
+fn stream_read(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut codec = MultiplexMessageCodec::default();
+    let mut frames = BytesMut::new();
+    for _ in 0..READ_RUN {
+        codec
+            .encode_message(&direct_send(SMALL), &mut frames)
+            .unwrap();
+    }
+    let mut group = c.benchmark_group("stream_read");
+    group.throughput(Throughput::Elements(READ_RUN as u64));
+    group.bench_function("64x128B", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut stream = wire::MultiplexMessageStream::new(&frames[..]);
+                for _ in 0..READ_RUN {
+                    stream.next().await.unwrap().unwrap();
+                }
+            });
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = bcs_messages, envelope, batch_encode, framed_codec, framed_io, stream_64mib
+    targets = bcs_messages, envelope, batch_encode, framed_codec, framed_io, stream_read, stream_64mib
 }
 criterion_main!(benches);

@@ -100,6 +100,48 @@ impl MultiplexMessageCodec {
     }
 }
 
+/// Where the next frame of a read buffer starts: the bytes before it are frames already
+/// decoded in place and not yet advanced past. A run of small frames from one read moves the
+/// buffer's start once, when the run ends, instead of once per frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Consumed(usize);
+
+impl MultiplexMessageCodec {
+    /// [`Self::decode_next`] on `src[consumed..]`: a whole frame below
+    /// [`MultiplexMessage::SHARED_PAYLOAD_MIN`] is decoded where it lies and `consumed` moves
+    /// past it, `src` untouched. Anything else (no whole frame, a large frame, a length above
+    /// the maximum) first advances `src` past what was consumed and takes the general path,
+    /// so that reading, reserving and errors see the buffer as they always did.
+    fn decode_next_at(
+        &mut self,
+        src: &mut BytesMut,
+        consumed: &mut Consumed,
+    ) -> Result<Option<Result<MultiplexMessage, Error>>, Error> {
+        let rest = &src[consumed.0..];
+        if let Some(prefix) = rest.first_chunk::<LENGTH_PREFIX_BYTES>() {
+            let len = u32::from_be_bytes(*prefix) as usize;
+            let end = LENGTH_PREFIX_BYTES + len;
+            if len < MultiplexMessage::SHARED_PAYLOAD_MIN
+                && len <= self.max_frame_size()
+                && rest.len() >= end
+            {
+                let frame = &rest[LENGTH_PREFIX_BYTES..end];
+                let decoded = MultiplexMessage::from_frame_slice(frame)
+                    .map_err(|source| deserialize_error(frame, source));
+                consumed.0 += end;
+                return Ok(Some(decoded));
+            }
+        }
+        let decoded = std::mem::take(&mut consumed.0);
+        if decoded > 0 {
+            src.advance(decoded);
+            // What `decode_next` does after each frame it takes.
+            src.reserve(LENGTH_PREFIX_BYTES);
+        }
+        self.decode_next(src)
+    }
+}
+
 /// The recoverable error of a whole frame that did not decode.
 fn deserialize_error(frame: &[u8], source: bcs::Error) -> Error {
     Error::Deserialize {
@@ -178,6 +220,13 @@ impl MultiplexMessageCodec {
         message: &NetworkMessage,
         dst: &mut BytesMut,
     ) -> Result<(), Error> {
+        // Nearly every small message: one pass, no length computed apart from the writing.
+        if let NetworkMessage::DirectSendMsg(direct) = message
+            && direct.raw_msg.len() < envelope::SMALL_PAYLOAD_MAX
+            && envelope::put_small_direct_send(dst, direct, self.max_frame_size()).is_some()
+        {
+            return Ok(());
+        }
         self.encode_with(envelope::framed_network_message_len(message), dst, |dst| {
             envelope::put_framed_network_message(dst, message);
         })
@@ -216,6 +265,8 @@ pin_project! {
         reader: R,
         codec: MultiplexMessageCodec,
         buffer: BytesMut,
+        // Decoded frames at the front of `buffer`; zero whenever the stream reads.
+        consumed: Consumed,
         done: bool,
     }
 }
@@ -233,6 +284,7 @@ impl<R: AsyncRead> MultiplexMessageStream<R> {
             reader,
             codec: MultiplexMessageCodec::new(max_frame_size),
             buffer: BytesMut::new(),
+            consumed: Consumed::default(),
             done: false,
         }
     }
@@ -254,7 +306,8 @@ impl<R> MultiplexMessageStream<R> {
         self.reader
     }
 
-    /// Bytes read but not yet decoded, e.g. the start of a frame still arriving. Its
+    /// Bytes read but not yet decoded, e.g. the start of a frame still arriving, possibly after
+    /// small frames already decoded (the buffer moves past a run of them once). Its
     /// `capacity()` is the read buffer's memory (at most 8 KiB while idle; diagnostics).
     pub fn read_buffer(&self) -> &BytesMut {
         &self.buffer
@@ -270,7 +323,9 @@ impl<R: AsyncRead> Stream for MultiplexMessageStream<R> {
             return Poll::Ready(None);
         }
         loop {
-            match this.codec.decode(this.buffer) {
+            // `consumed` is zero again whenever this returns `None` or fails, so everything
+            // below sees the frames still to decode at the front of the buffer.
+            match this.codec.decode_next_at(this.buffer, this.consumed) {
                 // A message, or a frame that did not decode: either way the next frame follows.
                 Ok(Some(item)) => return Poll::Ready(Some(item)),
                 Ok(None) => {}

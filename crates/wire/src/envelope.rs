@@ -10,8 +10,15 @@
 //! Both directions are exactly BCS: the encoder writes what `bcs::to_bytes` writes, and the
 //! decoder accepts what `bcs::from_bytes` accepts, failing with the same [`bcs::Error`]
 //! otherwise (truncation, non-canonical or overflowing ULEB128, unknown variant, trailing
-//! bytes). `tests/props.rs` and the `wire_decode` fuzz target check both against BCS.
-//! Application payloads are opaque bytes here; their own encoding stays BCS (`protocol`).
+//! bytes). `tests/props.rs`, `tests/envelope.rs` and the `wire_decode` fuzz target check
+//! both against BCS. Application payloads are opaque bytes here; their own encoding stays BCS
+//! (`protocol`).
+//!
+//! Nearly every small frame is `Message(DirectSendMsg)` with a payload under 16 KiB: those
+//! take a fast path both ways ([`put_small_direct_send`], [`split_small_direct_send`]), a
+//! stack header and a slice pattern instead of a call per field. Anything the fast path does
+//! not recognise, malformed input included, goes through the general walk, which alone
+//! decides every error.
 
 use bytes::{Bytes, BytesMut};
 
@@ -263,6 +270,15 @@ pub(crate) fn decode(
     owner: Option<&Bytes>,
     share_from: usize,
 ) -> Result<MultiplexMessage, bcs::Error> {
+    if let Some((protocol_id, priority, payload)) = split_small_direct_send(frame) {
+        return Ok(MultiplexMessage::Message(NetworkMessage::DirectSendMsg(
+            DirectSendMsg {
+                protocol_id,
+                priority,
+                raw_msg: Input::take_payload(owner, share_from, payload),
+            },
+        )));
+    }
     let mut input = Input {
         rest: frame,
         owner,
@@ -273,6 +289,83 @@ pub(crate) fn decode(
         return Err(bcs::Error::RemainingInput);
     }
     Ok(message)
+}
+
+/// The parts of the frame of a `Message(DirectSendMsg)` whose payload is shorter than
+/// [`SMALL_PAYLOAD_MAX`] (a canonical ULEB128 length of one or two bytes), which is nearly
+/// every small frame: the protocol id, the priority and the payload. `None` for any other
+/// frame, which then takes the general decoder (so that every refusal keeps its error).
+///
+/// The same value the general decoder gives, in a few comparisons: that one walks the
+/// envelope through a call per field, each with its own end-of-input check and error path.
+#[inline]
+pub(crate) fn split_small_direct_send(frame: &[u8]) -> Option<(ProtocolId, u8, &[u8])> {
+    let [0, 3, protocol, priority, first, rest @ ..] = frame else {
+        return None;
+    };
+    let (len, payload) = if *first < 0x80 {
+        (usize::from(*first), rest)
+    } else {
+        // Canonical: the second digit is the last and not zero.
+        let [second @ 1..0x80, payload @ ..] = rest else {
+            return None;
+        };
+        (
+            usize::from(first & 0x7f) | usize::from(*second) << 7,
+            payload,
+        )
+    };
+    // No trailing bytes (and nothing missing): the general decoder reports either.
+    (payload.len() == len).then_some((ProtocolId::from_wire(*protocol), *priority, payload))
+}
+
+/// Payloads shorter than this are written and read by the DirectSend fast paths
+/// ([`split_small_direct_send`], [`put_small_direct_send`]): their length takes one or two
+/// ULEB128 bytes.
+pub(crate) const SMALL_PAYLOAD_MAX: usize = 1 << 14;
+
+/// Appends the frame of `Message(DirectSendMsg { protocol_id, priority, payload })`, length
+/// prefix included, for a payload shorter than [`SMALL_PAYLOAD_MAX`], and returns the frame's
+/// body length; `None` (nothing appended) when that exceeds `max_frame`. The bytes
+/// [`put_framed_network_message`] writes behind a u32 prefix, in two copies: the prefix and
+/// envelope from one stack array, then the payload.
+#[inline]
+pub(crate) fn put_small_direct_send(
+    dst: &mut BytesMut,
+    message: &DirectSendMsg,
+    max_frame: usize,
+) -> Option<usize> {
+    let payload = &message.raw_msg[..];
+    debug_assert!(payload.len() < SMALL_PAYLOAD_MAX);
+    // Prefix, tags, protocol, priority, then the length's one or two digits.
+    let mut head = [
+        0,
+        0,
+        0,
+        0,
+        0,
+        3,
+        message.protocol_id.as_u8(),
+        message.priority,
+        payload.len() as u8,
+        0,
+    ];
+    let head_len = if payload.len() < 0x80 {
+        9
+    } else {
+        head[8] = (payload.len() as u8 & 0x7f) | 0x80;
+        head[9] = (payload.len() >> 7) as u8;
+        10
+    };
+    let body = head_len - 4 + payload.len();
+    if body > max_frame {
+        return None;
+    }
+    head[..4].copy_from_slice(&(body as u32).to_be_bytes());
+    dst.reserve(4 + body);
+    dst.extend_from_slice(&head[..head_len]);
+    dst.extend_from_slice(payload);
+    Some(body)
 }
 
 /// Why decoding failed: kept small while it travels up the decoder, made a [`bcs::Error`] at
@@ -376,10 +469,17 @@ impl<'a> Input<'a> {
         }
         let (bytes, rest) = self.rest.split_at(len);
         self.rest = rest;
-        Ok(match self.owner {
-            Some(owner) if len >= self.share_from => owner.slice_ref(bytes),
+        Ok(Self::take_payload(self.owner, self.share_from, bytes))
+    }
+
+    /// `bytes` (a slice of `owner`'s buffer when there is one) as a payload: shared with
+    /// `owner` from `share_from` bytes on, else copied.
+    #[inline]
+    fn take_payload(owner: Option<&Bytes>, share_from: usize, bytes: &[u8]) -> Bytes {
+        match owner {
+            Some(owner) if bytes.len() >= share_from => owner.slice_ref(bytes),
             _ => Bytes::copy_from_slice(bytes),
-        })
+        }
     }
 
     #[inline]

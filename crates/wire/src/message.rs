@@ -35,12 +35,14 @@ pub enum NetworkMessage {
 
 impl NetworkMessage {
     /// Length of the application payload (0 for `Error`): what decides whether the message
-    /// needs a stream.
+    /// needs a stream. (Inline: asked of every message queued, written and read.)
+    #[inline]
     pub fn payload_len(&self) -> usize {
         self.payload().map_or(0, Bytes::len)
     }
 
     /// The application payload; `None` for `Error`.
+    #[inline]
     pub fn payload(&self) -> Option<&Bytes> {
         match self {
             Self::Error(_) => None,

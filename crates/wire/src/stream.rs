@@ -25,6 +25,7 @@ use crate::message::{
 };
 
 /// Whether `message` is too large for one frame and must go through an [`OutboundStream`].
+#[inline]
 pub fn needs_stream(message: &NetworkMessage, limits: &StreamLimits) -> bool {
     message.payload_len() > limits.fragment_threshold()
 }

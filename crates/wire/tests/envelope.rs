@@ -272,3 +272,76 @@ fn only_large_payloads_share_the_frame() {
         assert!(!inside(&copied), "{len} bytes");
     }
 }
+
+/// The DirectSend fast paths (payloads shorter than 2^14 bytes, one or two bytes of length)
+/// around their edges: every length where the ULEB128 length gains its second byte and where
+/// the fast paths hand over to the general ones, each encoded like BCS and decoded like BCS
+/// whole, with a byte missing and with a byte too many.
+#[test]
+fn direct_sends_around_the_fast_path_edges_encode_and_decode_like_bcs() {
+    for len in (0..300).chain(16_200..16_600) {
+        let message = MultiplexMessage::Message(NetworkMessage::DirectSendMsg(DirectSendMsg {
+            protocol_id: ProtocolId::from_wire(len as u8),
+            priority: (len >> 8) as u8,
+            raw_msg: (0..len).map(|i| (i % 251) as u8).collect(),
+        }));
+        assert_encodes_like_bcs(&message);
+        let mut bytes = bcs::to_bytes(&message).unwrap();
+        assert_decodes_like_bcs(&bytes);
+        bytes.push(0);
+        assert_decodes_like_bcs(&bytes);
+        bytes.truncate(bytes.len() - 2);
+        assert_decodes_like_bcs(&bytes);
+    }
+}
+
+/// A DirectSend one byte over the maximum frame size is refused by `encode_message` as by
+/// the general encoder (`FrameTooLarge`, nothing written); one at the maximum is framed.
+#[test]
+fn fast_path_direct_sends_keep_the_frame_size_limit() {
+    // Two tags, the protocol and the priority, then one byte of length below 128, two above.
+    for (max, at_max) in [(105, 100), (1_006, 1_000)] {
+        let mut codec = MultiplexMessageCodec::new(max);
+        let direct = |len: usize| {
+            NetworkMessage::DirectSendMsg(DirectSendMsg {
+                protocol_id: ProtocolId::from_wire(3),
+                priority: 1,
+                raw_msg: Bytes::from(vec![5; len]),
+            })
+        };
+        let mut framed = BytesMut::new();
+        codec.encode_message(&direct(at_max), &mut framed).unwrap();
+        assert_eq!(framed.len(), 4 + max);
+        let mut refused = BytesMut::new();
+        let err = codec
+            .encode_message(&direct(at_max + 1), &mut refused)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                wire::Error::Framing(netcore::Error::FrameTooLarge { len, max: m })
+                    if len == max + 1 && m == max
+            ),
+            "{err:?}"
+        );
+        assert!(refused.is_empty());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Frames shaped like a DirectSend (its two tags first), whatever follows, decode as BCS
+    /// decodes them: the fast path takes the well-formed ones, the general decoder the rest.
+    #[test]
+    fn direct_send_shaped_bytes_decode_like_bcs(
+        head in (any::<u8>(), any::<u8>()),
+        length in vec(any::<u8>(), 0..3),
+        payload in vec(any::<u8>(), 0..300),
+    ) {
+        let mut bytes = vec![0, 3, head.0, head.1];
+        bytes.extend_from_slice(&length);
+        bytes.extend_from_slice(&payload);
+        assert_decodes_like_bcs(&bytes);
+    }
+}

@@ -198,21 +198,28 @@ where
         for item in items {
             let weight = (self.weigh)(&item);
             // What `push_with` checks, for a key that has items (a new key takes its path,
-            // which gives it a slot).
-            let fits = slot.is_some_and(|slot| {
-                let lane = self.lane(slot);
-                lane.items.len() < capacity
-                    && lane.bytes.saturating_add(weight) <= max_key_bytes
-                    && (self.bytes == 0 || self.bytes.saturating_add(weight) <= max_bytes)
-            });
-            let result = if fits {
-                self.insert(slot, key.clone(), item, weight);
-                Ok(())
-            } else {
-                let result = self.push_with(key.clone(), item, self.config.overflow);
-                slot = self.slot_of(key);
-                result
-            };
+            // which gives it a slot); an item that fits is appended to the key's queue in
+            // place, with no copy of the key and no second look-up of its slot.
+            let queue_fits = self.bytes == 0 || self.bytes.saturating_add(weight) <= max_bytes;
+            if let Some(slot) = slot
+                && queue_fits
+            {
+                let lane = self.lanes[slot]
+                    .as_mut()
+                    .expect("a slot in use holds a queue");
+                if lane.items.len() < capacity && lane.bytes.saturating_add(weight) <= max_key_bytes
+                {
+                    lane.items.push_back(item);
+                    lane.bytes += weight;
+                    self.count_insert(slot, weight);
+                    if !outcome(Ok(())) {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let result = self.push_with(key.clone(), item, self.config.overflow);
+            slot = self.slot_of(key);
             if !outcome(result) {
                 break;
             }
@@ -344,12 +351,18 @@ where
                 slot
             }
         };
-        self.last_push = Some(slot);
         let lane = self.lanes[slot]
             .as_mut()
             .expect("a slot in use holds a queue");
         lane.items.push_back(item);
         lane.bytes += weight;
+        self.count_insert(slot, weight);
+    }
+
+    /// The queue-wide accounting of an item of `weight` bytes just queued in `slot`.
+    #[inline]
+    fn count_insert(&mut self, slot: usize, weight: usize) {
+        self.last_push = Some(slot);
         self.bytes += weight;
         self.len += 1;
         self.counters.enqueued += 1;
