@@ -8,7 +8,7 @@
 //! asked for back-pressure, hands the message back to the reader with a future that resolves
 //! when there is room.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,7 +31,9 @@ use crate::routing::RoutedResponder;
 pub(crate) struct Router {
     /// Indexed by protocol id: an array look-up per message rather than a hash.
     apps: Box<[Option<Route>]>,
-    /// Each application's queue once, for [`InboundRouter::flush`].
+    /// Each application's queue once, for [`InboundRouter::flush`], in the order of their
+    /// lowest protocol id: a flush wakes the applications in that order, the same in every
+    /// process (so a simulated run replays).
     queues: Vec<AppQueue>,
     metrics: Metrics,
     /// Charged for every message queued; `None` when the budget is off.
@@ -51,7 +53,7 @@ impl Router {
     /// A router over the applications' queues, by protocol, charging `budget` (if any) for
     /// what it queues.
     pub(crate) fn new(
-        apps: HashMap<ProtocolId, AppQueue>,
+        apps: BTreeMap<ProtocolId, AppQueue>,
         metrics: Metrics,
         budget: Option<InboundBudget>,
     ) -> Self {
@@ -510,7 +512,7 @@ mod tests {
         let budget = InboundBudget::new(0, &peer::Metrics::default());
         let metrics = Metrics::default();
         let router = Router::new(
-            HashMap::from([(DIRECT, queue)]),
+            BTreeMap::from([(DIRECT, queue)]),
             metrics.clone(),
             Some(budget.clone()),
         );
