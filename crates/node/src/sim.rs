@@ -42,6 +42,10 @@ pub(crate) struct SimArgs {
     /// Print one JSON object (seed, summary with the trace hash, timeline) instead of text.
     #[arg(long)]
     json: bool,
+    /// Print every trace event, whatever the network's size, instead of the timeline (to
+    /// compare two runs line by line, as `diff` does).
+    #[arg(long, conflicts_with = "json")]
+    events: bool,
 }
 
 /// Runs the scenario; exits with 1 if a node's stack left tasks behind after shutdown.
@@ -52,6 +56,11 @@ pub(crate) fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let report = sim::run(&plan, args.seed, Rc::new(AppSoftware { tps: args.tps }))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
+    } else if args.events {
+        for event in report.trace.events() {
+            println!("{event}");
+        }
+        print_summary(&report);
     } else {
         for line in &report.timeline {
             println!("{line}");

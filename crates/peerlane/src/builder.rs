@@ -3,7 +3,7 @@
 //! connectivity manager, health checker, chain announcer, peer exchange, routing) and returns
 //! the [`Network`] handle.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -95,7 +95,7 @@ pub struct NetworkBuilder {
     /// The peers a store kept from earlier runs, best first.
     stored: Vec<(PeerId, Vec<NetworkAddress>)>,
     /// Every registered protocol, with the queue of the application it belongs to.
-    apps: HashMap<ProtocolId, AppQueue>,
+    apps: BTreeMap<ProtocolId, AppQueue>,
     channels: Channels,
     manager_handle: PeerManagerHandle,
     /// The health checker's client and events, registered on `HealthCheckerRpc` when it is
@@ -217,7 +217,7 @@ impl NetworkBuilder {
             connectivity_metrics,
             on_chain: None,
             stored: Vec::new(),
-            apps: HashMap::new(),
+            apps: BTreeMap::new(),
             channels,
             manager_handle,
             health: None,

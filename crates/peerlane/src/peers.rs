@@ -260,14 +260,17 @@ impl PeersAndMetadata {
             .map(|entry| entry.metadata.application_protocols)
     }
 
-    /// Subscribes to connection notifications: first a `NewPeer` for each peer connected now,
-    /// then every change.
+    /// Subscribes to connection notifications: first a `NewPeer` for each peer connected now
+    /// (in `PeerNetworkId` order), then every change.
     pub fn subscribe(&self) -> ConnectionNotifications {
         // Under the read lock, writers (who notify under the write lock) cannot slip a change
         // between the snapshot and the subscription.
         let peers = self.read();
-        let replay = peers
-            .iter()
+        // In `PeerNetworkId` order, as every listing: the map's order differs per process.
+        let mut connected: Vec<(&PeerNetworkId, &PeerEntry)> = peers.iter().collect();
+        connected.sort_unstable_by_key(|(peer, _)| **peer);
+        let replay = connected
+            .into_iter()
             .map(|(peer, entry)| {
                 ConnectionNotification::NewPeer(entry.metadata.clone(), peer.network_id)
             })

@@ -8,7 +8,7 @@
 //! asked for back-pressure, hands the message back to the reader with a future that resolves
 //! when there is room.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,7 +31,9 @@ use crate::routing::RoutedResponder;
 pub(crate) struct Router {
     /// Indexed by protocol id: an array look-up per message rather than a hash.
     apps: Box<[Option<Route>]>,
-    /// Each application's queue once, for [`InboundRouter::flush`].
+    /// Each application's queue once, for [`InboundRouter::flush`], in the order of their
+    /// lowest protocol id: a flush wakes the applications in that order, the same in every
+    /// process (so a simulated run replays).
     queues: Vec<AppQueue>,
     metrics: Metrics,
     /// Charged for every message queued; `None` when the budget is off.
@@ -51,7 +53,7 @@ impl Router {
     /// A router over the applications' queues, by protocol, charging `budget` (if any) for
     /// what it queues.
     pub(crate) fn new(
-        apps: HashMap<ProtocolId, AppQueue>,
+        apps: BTreeMap<ProtocolId, AppQueue>,
         metrics: Metrics,
         budget: Option<InboundBudget>,
     ) -> Self {
@@ -479,7 +481,7 @@ pub(crate) async fn purge_lost_peers(
 #[cfg(test)]
 mod tests {
     use std::num::NonZeroUsize;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
     use crate::events::app_queue;
@@ -510,7 +512,7 @@ mod tests {
         let budget = InboundBudget::new(0, &peer::Metrics::default());
         let metrics = Metrics::default();
         let router = Router::new(
-            HashMap::from([(DIRECT, queue)]),
+            BTreeMap::from([(DIRECT, queue)]),
             metrics.clone(),
             Some(budget.clone()),
         );
@@ -551,5 +553,64 @@ mod tests {
         assert_eq!(firsts, [0, 2, 3]);
         drop(batch);
         assert_eq!(budget.held(), 0);
+    }
+
+    /// Records the name of the receiver it wakes.
+    struct NamedWaker {
+        name: &'static str,
+        woken: Arc<Mutex<Vec<&'static str>>>,
+    }
+
+    impl futures::task::ArcWake for NamedWaker {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.woken.lock().unwrap().push(this.name);
+        }
+    }
+
+    /// A flush wakes the applications in the order of their lowest protocol id, whatever
+    /// order their messages came in: the same order in every process, so that which
+    /// application runs first after a burst (and whose reply leaves first) does not depend on
+    /// a hash map's per-process order.
+    #[test]
+    fn a_flush_wakes_the_applications_in_protocol_order() {
+        let protocols = [
+            ("consensus", ProtocolId::CONSENSUS_RPC_BCS),
+            ("health", ProtocolId::HEALTH_CHECKER_RPC),
+            ("mempool", ProtocolId::MEMPOOL_DIRECT_SEND),
+            ("state sync", ProtocolId::STATE_SYNC_DIRECT_SEND),
+        ];
+        let woken = Arc::new(Mutex::new(Vec::new()));
+        let mut apps = BTreeMap::new();
+        let mut receivers = Vec::new();
+        for (name, protocol) in protocols {
+            let (queue, mut rx) = app_queue(QueueConfig::default());
+            apps.insert(protocol, queue);
+            // Parked on its queue, as an application's task waiting for messages.
+            let waker = futures::task::waker(Arc::new(NamedWaker {
+                name,
+                woken: woken.clone(),
+            }));
+            let mut batch = VecDeque::new();
+            let polled =
+                rx.poll_recv_many(&mut std::task::Context::from_waker(&waker), &mut batch, 1);
+            assert!(polled.is_pending());
+            receivers.push(rx);
+        }
+        let router = Router::new(apps, Metrics::default(), None);
+        // Messages in the reverse of protocol order, as one read's burst.
+        for (_, protocol) in protocols.iter().rev() {
+            let event = InboundEvent::DirectSend {
+                sender: PeerId::ZERO,
+                protocol_id: *protocol,
+                payload: Bytes::from_static(b"x"),
+            };
+            assert!(router.try_route(event).is_ok());
+        }
+        assert!(woken.lock().unwrap().is_empty(), "woken only on flush");
+        router.flush();
+        let mut by_protocol = protocols;
+        by_protocol.sort_by_key(|(_, protocol)| *protocol);
+        let expected: Vec<&str> = by_protocol.iter().map(|(name, _)| *name).collect();
+        assert_eq!(*woken.lock().unwrap(), expected);
     }
 }

@@ -242,6 +242,45 @@ async fn at_the_inbound_limit_the_peer_silent_longest_makes_room() {
     }
 }
 
+/// Of untrusted inbound peers silent since the same instant (the idle clock counts whole
+/// milliseconds; here all connect at one instant of the paused clock), the oldest connection
+/// makes room, whatever order the peer manager's map lists them in.
+#[tokio::test(start_paused = true)]
+async fn of_peers_silent_equally_long_the_oldest_connection_makes_room() {
+    use test_support::eventually;
+
+    let server = quiet_node(1, 4);
+    // Dialed in an order unrelated to their peer ids' order.
+    let seeds = [23, 21, 24, 22];
+    let mut peers = Vec::new();
+    for seed in seeds {
+        let peer = quiet_node(seed, 100);
+        peer.dial(&server).await.unwrap();
+        peers.push(peer);
+    }
+    eventually("all registered", || {
+        seeds
+            .iter()
+            .all(|seed| server.network.is_connected(peer_id(*seed)))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let newcomer = quiet_node(25, 100);
+    newcomer.dial(&server).await.unwrap();
+    eventually("the newcomer in, the first dialer out", || {
+        server.network.is_connected(peer_id(25)) && !server.network.is_connected(peer_id(23))
+    })
+    .await;
+    for seed in [21, 24, 22] {
+        assert!(server.network.is_connected(peer_id(seed)), "{seed} kept");
+    }
+
+    for node in peers.into_iter().chain([server, newcomer]) {
+        node.network.shutdown().await;
+    }
+}
+
 /// Sockets from a banned IP (`banned_ips` in the config) are closed at accept and counted as
 /// `refused{reason="banned_ip"}`; others get in. A prefix banned at run time keeps out a
 /// peer from inside it until the ban is lifted.

@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+use peerlane::{ConnectionNotification, PeerNetworkId};
 use rand::{RngCore, SeedableRng};
 use test_support::{Msg, Net, eventually, node, within};
 
@@ -98,4 +99,15 @@ async fn connected_peers_are_listed_in_order() {
         .map(|(peer, _, _)| peer)
         .collect();
     assert_eq!(with_stats, expected);
+    // A late subscriber hears of the peers already connected in the same order.
+    let mut late = peers.subscribe();
+    let replayed: Vec<_> = std::iter::from_fn(|| late.try_recv())
+        .map(|note| match note {
+            ConnectionNotification::NewPeer(metadata, network_id) => {
+                PeerNetworkId::new(network_id, metadata.remote_peer_id)
+            }
+            other => panic!("a late subscriber first hears of connected peers, not {other:?}"),
+        })
+        .collect();
+    assert_eq!(replayed, expected);
 }

@@ -552,7 +552,7 @@ impl EdgeTable {
     /// Takes out every edge unreachable for at least `after_ms`, grouped by connected
     /// component, each with a fresh id, for the caller to store.
     pub fn take_unreachable(&mut self, now_ms: u64, after_ms: u64) -> Vec<Component> {
-        let keys: Vec<EdgeKey> = self
+        let mut keys: Vec<EdgeKey> = self
             .edges
             .values()
             .filter(|entry| {
@@ -562,6 +562,9 @@ impl EdgeTable {
             })
             .map(|entry| entry.edge.key)
             .collect();
+        // In key order, not the map's (which differs per process): the components' ids, and
+        // so which one is forgotten first at the bound, follow their first edge.
+        keys.sort_unstable();
         let edges: Vec<Edge> = keys.iter().filter_map(|key| self.take(key)).collect();
         let mut components = components_of(edges, self.next_component_id);
         components.sort_by_key(|component| component.id);

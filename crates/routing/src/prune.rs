@@ -205,6 +205,11 @@ mod tests {
         assert_eq!(components.len(), 2);
         assert_eq!(components[0].id, 0);
         assert_eq!(components[1].id, 1);
+        // Numbered, and their edges listed, in edge-key order, not the table's map order.
+        assert!(components[0].edges[0].key < components[1].edges[0].key);
+        for component in &components {
+            assert!(component.edges.windows(2).all(|w| w[0].key < w[1].key));
+        }
         assert_eq!(table.len(), 1);
         let xyz = components
             .iter()

@@ -433,7 +433,9 @@ async fn host(
     shared: Rc<RefCell<Shared>>,
     sample: Duration,
 ) -> turmoil::Result {
-    let now = || ms(turmoil::elapsed());
+    // The simulation's time, not the host's: a host that joined or restarted has its own
+    // runtime, whose clock starts at its start.
+    let now = || ms(turmoil::sim_elapsed().unwrap_or_else(turmoil::elapsed));
     let tasks = || {
         tokio::runtime::Handle::current()
             .metrics()

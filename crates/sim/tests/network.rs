@@ -143,5 +143,32 @@ fn events_before_a_join_apply_to_the_joiners_links() {
         v0_and_full_node(&|at| at >= 10_000),
         "and ended with the heal"
     );
+    // Times are the simulation's, not the host's (whose clock starts when it starts): the
+    // joiners start at 3 s, v1 again at 4 s.
+    let starts: Vec<(&str, u64)> = report
+        .trace
+        .events()
+        .iter()
+        .filter(|e| matches!(e.what, What::Started))
+        .map(|e| (e.node.as_str(), e.at_ms))
+        .collect();
+    let v1: Vec<u64> = starts
+        .iter()
+        .filter(|(node, _)| *node == "v1")
+        .map(|(_, at)| *at)
+        .collect();
+    assert!(
+        matches!(v1.as_slice(), [0, again] if *again >= 4_000),
+        "{starts:?}"
+    );
+    let joiners: Vec<u64> = starts
+        .iter()
+        .filter(|(node, _)| node.starts_with('f'))
+        .map(|(_, at)| *at)
+        .collect();
+    assert!(
+        joiners.len() == 2 && joiners.iter().all(|at| (3_000..4_000).contains(at)),
+        "{starts:?}"
+    );
     assert_eq!(report.summary.leaking_nodes, 0);
 }

@@ -595,7 +595,9 @@ impl PeerManager {
     }
 
     /// At the inbound limit: closes the untrusted inbound peer silent longest, if it has been
-    /// silent for [`INBOUND_EVICTION_MIN_IDLE`]. Returns whether it made room.
+    /// silent for [`INBOUND_EVICTION_MIN_IDLE`]; among peers silent since the same instant,
+    /// the oldest connection (lowest connection id: ours, not the peer's to choose), not the
+    /// first in the map's per-process order. Returns whether it made room.
     fn evict_idle_inbound(&mut self) -> bool {
         let trusted = self.parts.trusted.snapshot();
         let whitelist = &self.parts.whitelist;
@@ -608,7 +610,12 @@ impl PeerManager {
                     && !trusted.contains_key(*peer_id)
                     && !whitelist.contains(*peer_id)
             })
-            .min_by_key(|(_, current)| current.bytes.last_received());
+            .min_by_key(|(_, current)| {
+                (
+                    current.bytes.last_received(),
+                    current.metadata.connection_id,
+                )
+            });
         let Some((peer_id, current)) = idlest else {
             return false;
         };
