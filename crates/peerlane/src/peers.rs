@@ -81,9 +81,8 @@ pub struct ConnectionNotifications {
 
 struct Inner {
     peers: RwLock<HashMap<PeerNetworkId, PeerEntry>>,
-    /// The last RTT of peers no longer connected, for dial choices: at most
-    /// [`MAX_REMEMBERED_RTTS`]; when full, an arbitrary entry makes room.
-    past_rtts: Mutex<HashMap<PeerNetworkId, Duration>>,
+    /// The last RTT of peers no longer connected, for dial choices.
+    past_rtts: Mutex<RememberedRtts>,
     notifications_tx: broadcast::Sender<ConnectionNotification>,
     notifications_lost: Counter,
 }
@@ -104,8 +103,36 @@ struct PeerEntry {
     chain: Mutex<Option<PeerChainStatus>>,
 }
 
-/// Disconnected peers whose last RTT is remembered at most (48 bytes each).
+/// Disconnected peers whose last RTT is remembered at most (about 90 bytes each).
 pub const MAX_REMEMBERED_RTTS: usize = 4096;
+
+/// The last round-trip time of peers that disconnected, at most [`MAX_REMEMBERED_RTTS`]; the
+/// peer remembered longest ago makes room for a new one (an order of our own, the same in
+/// every run, where a map's would differ per process).
+#[derive(Debug, Default)]
+struct RememberedRtts {
+    rtts: HashMap<PeerNetworkId, Duration>,
+    /// Peers in the order they were first remembered.
+    order: VecDeque<PeerNetworkId>,
+}
+
+impl RememberedRtts {
+    fn remember(&mut self, peer: PeerNetworkId, rtt: Duration) {
+        if self.rtts.insert(peer, rtt).is_some() {
+            return;
+        }
+        self.order.push_back(peer);
+        if self.order.len() > MAX_REMEMBERED_RTTS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.rtts.remove(&oldest);
+        }
+    }
+
+    fn get(&self, peer: PeerNetworkId) -> Option<Duration> {
+        self.rtts.get(&peer).copied()
+    }
+}
 
 /// [`PeerEntry::rtt_us`] before the first successful ping.
 const NO_RTT: u64 = u64::MAX;
@@ -181,7 +208,7 @@ impl PeersAndMetadata {
         Self {
             inner: Arc::new(Inner {
                 peers: RwLock::new(HashMap::new()),
-                past_rtts: Mutex::new(HashMap::new()),
+                past_rtts: Mutex::new(RememberedRtts::default()),
                 notifications_tx,
                 notifications_lost: Counter::default(),
             }),
@@ -336,6 +363,20 @@ impl PeersAndMetadata {
             .and_then(|entry| entry.stats().last_rtt)
     }
 
+    /// The round-trip time of `peer`'s last successful health-check ping: on its current
+    /// connection, or if it has none there (not connected, or not pinged yet) on its last one,
+    /// while remembered (the last [`MAX_REMEMBERED_RTTS`] peers to disconnect with one).
+    /// What the connectivity manager orders its dial candidates by.
+    pub fn last_known_rtt(&self, peer: PeerNetworkId) -> Option<Duration> {
+        self.rtt(peer).or_else(|| {
+            self.inner
+                .past_rtts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(peer)
+        })
+    }
+
     /// Records `status`, just received from `peer`, in place of the one before. Returns
     /// `false` when the peer is not connected (nothing is kept).
     pub(crate) fn record_chain_status(&self, peer: PeerNetworkId, status: ChainStatus) -> bool {
@@ -398,18 +439,11 @@ impl PeersAndMetadata {
         }
         let entry = peers.remove(&peer).expect("checked just above");
         if let Some(rtt) = entry.stats().last_rtt {
-            let mut past = self
-                .inner
+            self.inner
                 .past_rtts
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if past.len() >= MAX_REMEMBERED_RTTS
-                && !past.contains_key(&peer)
-                && let Some(any) = past.keys().next().copied()
-            {
-                past.remove(&any);
-            }
-            past.insert(peer, rtt);
+                .unwrap_or_else(PoisonError::into_inner)
+                .remember(peer, rtt);
         }
         let notification =
             ConnectionNotification::LostPeer(entry.metadata, peer.network_id, reason);
@@ -517,5 +551,34 @@ impl fmt::Debug for ConnectionNotifications {
         f.debug_struct("ConnectionNotifications")
             .field("lost", &self.lost)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past the bound, the peer remembered longest ago is forgotten first; remembering a
+    /// peer again updates its time without moving it.
+    #[test]
+    fn the_oldest_remembered_rtt_makes_room() {
+        let peer = |i: u32| {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            PeerNetworkId::new(NetworkId::Public, PeerId::new(id))
+        };
+        let mut remembered = RememberedRtts::default();
+        let count = u32::try_from(MAX_REMEMBERED_RTTS).unwrap();
+        for i in 0..count {
+            remembered.remember(peer(i), Duration::from_millis(u64::from(i)));
+        }
+        remembered.remember(peer(0), Duration::from_millis(7));
+        assert_eq!(remembered.get(peer(0)), Some(Duration::from_millis(7)));
+        remembered.remember(peer(count), Duration::from_millis(1));
+        assert_eq!(remembered.get(peer(0)), None);
+        assert_eq!(remembered.get(peer(1)), Some(Duration::from_millis(1)));
+        assert_eq!(remembered.get(peer(count)), Some(Duration::from_millis(1)));
+        assert_eq!(remembered.rtts.len(), MAX_REMEMBERED_RTTS);
+        assert_eq!(remembered.order.len(), MAX_REMEMBERED_RTTS);
     }
 }

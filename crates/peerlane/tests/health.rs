@@ -443,7 +443,8 @@ async fn shutdown_stops_the_health_checker_with_pings_in_flight() {
 /// Each successful ping records its round-trip time in the peer's `PeerStats::last_rtt`: none
 /// before the first round, 250 ms after a pong that came 250 ms late, then 100 ms after the
 /// next; a ping that times out leaves the last value. The peer's own figures of us have no
-/// round-trip time, as its health checker is off.
+/// round-trip time, as its health checker is off. After a disconnect the last value is
+/// still known (`last_known_rtt`), for choosing whom to dial.
 #[tokio::test(start_paused = true)]
 async fn successful_pings_record_their_round_trip_time() {
     let start = Instant::now();
@@ -473,6 +474,13 @@ async fn successful_pings_record_their_round_trip_time() {
     let a_peer = PeerNetworkId::new(NetworkId::Public, a.network.peer_id());
     let at_b = b.peers_and_metadata().peer_stats(a_peer).unwrap();
     assert_eq!(at_b.last_rtt, None);
+
+    // Once b is gone its last round-trip time is remembered, for the next dial choice.
+    assert_eq!(peers.last_known_rtt(b_peer), Some(Duration::from_millis(100)));
+    a.network.disconnect(b.peer_id()).await.unwrap();
+    assert_eq!(peers.rtt(b_peer), None);
+    assert_eq!(peers.last_known_rtt(b_peer), Some(Duration::from_millis(100)));
+    assert_eq!(peers.last_known_rtt(a_peer), None);
     a.network.shutdown().await;
     b.shutdown().await;
 }
