@@ -44,9 +44,12 @@ impl PeerScores for MeasuredScores {
 
     fn score(&self, peer_id: &PeerId) -> i64 {
         let peer = PeerNetworkId::new(self.network_id, *peer_id);
-        let rtt = self.peers.last_known_rtt(peer).map_or(UNMEASURED_SCORE, |rtt| {
-            -i64::try_from(rtt.as_millis()).unwrap_or(i64::MAX)
-        });
+        let rtt = self
+            .peers
+            .last_known_rtt(peer)
+            .map_or(UNMEASURED_SCORE, |rtt| {
+                -i64::try_from(rtt.as_millis()).unwrap_or(i64::MAX)
+            });
         let chain = if self.peers.chain_status(peer).is_some() {
             CHAIN_STATUS_BONUS
         } else {

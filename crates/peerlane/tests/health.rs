@@ -476,10 +476,16 @@ async fn successful_pings_record_their_round_trip_time() {
     assert_eq!(at_b.last_rtt, None);
 
     // Once b is gone its last round-trip time is remembered, for the next dial choice.
-    assert_eq!(peers.last_known_rtt(b_peer), Some(Duration::from_millis(100)));
+    assert_eq!(
+        peers.last_known_rtt(b_peer),
+        Some(Duration::from_millis(100))
+    );
     a.network.disconnect(b.peer_id()).await.unwrap();
     assert_eq!(peers.rtt(b_peer), None);
-    assert_eq!(peers.last_known_rtt(b_peer), Some(Duration::from_millis(100)));
+    assert_eq!(
+        peers.last_known_rtt(b_peer),
+        Some(Duration::from_millis(100))
+    );
     assert_eq!(peers.last_known_rtt(a_peer), None);
     a.network.shutdown().await;
     b.shutdown().await;
