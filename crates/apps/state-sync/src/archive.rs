@@ -48,7 +48,8 @@ pub trait BlockArchive: Send + Sync + std::fmt::Debug + 'static {
     fn clear(&self) -> Result<(), ArchiveError>;
 
     /// A function the store's archive thread calls after a second without a call, once per
-    /// such quiet spell: the place to give back memory the calls left on that thread (the
+    /// such quiet spell, and every 5 s while calls keep coming (a validator's archive writer
+    /// calls every second): the place to give back memory the calls left on that thread (the
     /// node returns the thread's freed allocator pages). A plain function, so that the thread
     /// holds nothing of the archive: the archive closes when the store is dropped. None by
     /// default.

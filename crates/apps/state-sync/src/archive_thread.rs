@@ -10,7 +10,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::archive::ArchiveError;
 
@@ -24,6 +24,12 @@ pub(crate) const ARCHIVE_QUEUE: usize = 16;
 /// next one.
 pub(crate) const IDLE_AFTER: Duration = Duration::from_secs(1);
 
+/// How often the thread calls its idle hook at least while calls keep coming: the archive
+/// writer calls every [`ARCHIVE_INTERVAL`](crate::ARCHIVE_INTERVAL), so a validator's thread
+/// is rarely quiet for [`IDLE_AFTER`], and the memory a catch-up's reads left on it stayed
+/// for minutes.
+pub(crate) const IDLE_HOOK_EVERY: Duration = Duration::from_secs(5);
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// A store's archive thread. Cheap to clone; the thread ends once every clone is dropped.
@@ -34,22 +40,32 @@ pub(crate) struct ArchiveThread {
 
 impl ArchiveThread {
     /// Starts the thread. `idle` runs on it after [`IDLE_AFTER`] without a call, once per
-    /// quiet spell that followed a call
-    /// ([`BlockArchive::idle_hook`](crate::BlockArchive::idle_hook)).
+    /// quiet spell that followed a call, and after a call once [`IDLE_HOOK_EVERY`] has passed
+    /// since it last ran ([`BlockArchive::idle_hook`](crate::BlockArchive::idle_hook)).
     pub(crate) fn spawn(idle: Option<fn()>) -> std::io::Result<Self> {
-        Self::spawn_with(IDLE_AFTER, idle)
+        Self::spawn_with(IDLE_AFTER, IDLE_HOOK_EVERY, idle)
     }
 
-    /// [`spawn`](Self::spawn) with `idle_after` for [`IDLE_AFTER`].
+    /// [`spawn`](Self::spawn) with `idle_after` for [`IDLE_AFTER`] and `hook_every` for
+    /// [`IDLE_HOOK_EVERY`].
     fn spawn_with(
         idle_after: Duration,
+        hook_every: Duration,
         idle: Option<impl Fn() + Send + 'static>,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::sync_channel::<Job>(ARCHIVE_QUEUE);
         std::thread::Builder::new()
             .name("state-sync-archive".into())
             .spawn(move || {
+                // Calls since the hook last ran, and when it did.
                 let mut busy = false;
+                let mut hooked_at = Instant::now();
+                let run_hook = |busy: &mut bool, hooked_at: &mut Instant| {
+                    if let (true, Some(idle)) = (std::mem::take(busy), &idle) {
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(idle));
+                        *hooked_at = Instant::now();
+                    }
+                };
                 loop {
                     match queue.recv_timeout(idle_after) {
                         Ok(job) => {
@@ -57,11 +73,12 @@ impl ArchiveThread {
                             // answer dropped); the thread goes on with the next.
                             let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
                             busy = true;
+                            if hooked_at.elapsed() >= hook_every {
+                                run_hook(&mut busy, &mut hooked_at);
+                            }
                         }
                         Err(mpsc::RecvTimeoutError::Timeout) => {
-                            if let (true, Some(idle)) = (std::mem::take(&mut busy), &idle) {
-                                let _ = std::panic::catch_unwind(AssertUnwindSafe(idle));
-                            }
+                            run_hook(&mut busy, &mut hooked_at);
                         }
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
@@ -109,6 +126,7 @@ mod tests {
         let quiet = Duration::from_millis(20);
         let thread = ArchiveThread::spawn_with(
             quiet,
+            Duration::from_secs(3600),
             Some({
                 let idles = idles.clone();
                 move || {
@@ -127,6 +145,26 @@ mod tests {
         thread.run(|| ()).await.unwrap();
         idle_seen.recv().unwrap();
         assert_eq!(idles.load(Ordering::SeqCst), 2);
+    }
+
+    /// While calls keep coming, never a quiet spell between them, the hook still runs once
+    /// `hook_every` has passed since it last did: here, with no wait, after every call.
+    #[tokio::test]
+    async fn the_idle_hook_runs_between_calls_that_never_pause() {
+        let (idled, idle_seen) = mpsc::channel();
+        let thread = ArchiveThread::spawn_with(
+            Duration::from_secs(3600),
+            Duration::ZERO,
+            Some(move || {
+                let _ = idled.send(std::thread::current().id());
+            }),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            let archive_thread = thread.run(|| std::thread::current().id()).await.unwrap();
+            assert_eq!(idle_seen.recv().unwrap(), archive_thread);
+        }
+        assert!(idle_seen.try_recv().is_err());
     }
 
     /// Every call runs on the same thread, one after the other; a panicking call fails alone.
