@@ -155,7 +155,8 @@ impl HeapSnapshot {
             mb(self.live_bytes()),
             self.live_blocks(),
             self.allocations,
-            resident_bytes().map_or_else(|| "?".to_owned(), |b| format!("{:.1}", mb(b))),
+            crate::node_metrics::resident_bytes()
+                .map_or_else(|| "?".to_owned(), |b| format!("{:.1}", mb(b))),
             self.largest / 1024,
         )
     }
@@ -187,14 +188,6 @@ fn size_name(bytes: usize) -> String {
         b if b >= 1 << 10 => format!("{}K", b >> 10),
         b => b.to_string(),
     }
-}
-
-/// The process's resident set (`VmRSS`), on Linux.
-pub(crate) fn resident_bytes() -> Option<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 #[cfg(test)]

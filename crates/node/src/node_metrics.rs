@@ -149,8 +149,9 @@ fn cpu_ticks() -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Resident memory in bytes (`VmRSS` of `/proc/self/status`, in kB).
-fn resident_bytes() -> Option<i64> {
+/// Resident memory in bytes (`VmRSS` of `/proc/self/status`, in kB); `None` where there is
+/// no such file.
+pub(crate) fn resident_bytes() -> Option<i64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
