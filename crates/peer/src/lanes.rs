@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -58,6 +59,10 @@ pub(crate) struct Lanes {
     /// Rung (`notify_waiters`) by the writer when a lane that refused a push has drained to
     /// half of its bounds, and on close: what [`Self::push_wait`] waits on.
     room: Notify,
+    /// Set when several tasks that are likely to push soon were woken together (the reader
+    /// answered several of our RPCs in one read); taken by the writer before it flushes, as
+    /// the sign that waiting for them is worth a yield. See the writer's "Batching".
+    burst_expected: AtomicBool,
 }
 
 impl Lanes {
@@ -85,6 +90,7 @@ impl Lanes {
             }),
             doorbell: Notify::new(),
             room: Notify::new(),
+            burst_expected: AtomicBool::new(false),
         }
     }
 
@@ -236,6 +242,19 @@ impl Lanes {
         if room {
             self.room.notify_waiters();
         }
+    }
+
+    /// Tells the writer that several tasks were just woken together and will likely push
+    /// soon: its next flush waits for them (one yield).
+    pub(crate) fn expect_burst(&self) {
+        self.burst_expected.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Self::expect_burst`] was called since the last call; clears it.
+    pub(crate) fn take_burst_hint(&self) -> bool {
+        // A load first: the common case (no burst) then writes nothing to the shared line.
+        self.burst_expected.load(Ordering::Relaxed)
+            && self.burst_expected.swap(false, Ordering::Relaxed)
     }
 
     /// Messages queued in both lanes.

@@ -70,6 +70,10 @@ pub(crate) struct Reader<R> {
     run: VecDeque<(ProtocolId, Bytes)>,
     /// Messages received and not yet added to the metrics (once per batch of frames).
     tally: MessageTally,
+    /// Outbound RPCs answered by the current batch of frames: from the second on, their
+    /// callers were woken together and the writer is told to expect their next messages
+    /// ([`Lanes::expect_burst`](crate::lanes::Lanes::expect_burst)).
+    answered_in_batch: usize,
     rate_gate: RateGate,
     _exit: Arc<TaskExit>,
 }
@@ -91,6 +95,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             unflushed: 0,
             run: VecDeque::new(),
             tally: MessageTally::default(),
+            answered_in_batch: 0,
             rate_gate,
             _exit: exit,
         }
@@ -145,6 +150,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 // are only taken when this completes.
                 () = poll_fn(|cx| self.poll_frames(cx, &mut frames)) => {}
             }
+            self.answered_in_batch = 0;
             let mut items = frames.drain(..).peekable();
             loop {
                 // DirectSends gather in `run` while more follow; anything else, and the end of
@@ -281,6 +287,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     response.raw_response,
                     Instant::now(),
                 );
+                self.answered_in_batch += 1;
+                if self.answered_in_batch == 2 {
+                    self.shared.lanes.expect_burst();
+                }
                 None
             }
             NetworkMessage::Error(code) => {

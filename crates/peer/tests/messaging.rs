@@ -467,6 +467,63 @@ async fn messages_queued_together_share_one_flush() {
     );
 }
 
+/// RPC callers answered by one read send their next messages in one flush: the reader tells
+/// the writer that several callers were woken together, and the writer waits for them before
+/// it flushes. On a worker with a LIFO slot (the multi-thread runtime) the writer, woken by
+/// the first caller's push, would otherwise run before the other callers and flush once per
+/// caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn callers_answered_by_one_read_share_the_next_flush() {
+    const CALLERS: u8 = 8;
+    let mut raw = Raw::new(Config::default());
+    let mut callers = Vec::new();
+    for i in 0..CALLERS {
+        let handle = raw.node.handle.clone();
+        callers.push(tokio::spawn(async move {
+            handle
+                .rpc(CONSENSUS_RPC, Bytes::from(vec![i]), PATIENCE)
+                .await
+                .unwrap();
+            handle.send_direct(MEMPOOL, Bytes::from(vec![i])).unwrap();
+        }));
+    }
+    let mut ids = Vec::new();
+    for _ in 0..CALLERS {
+        match raw.remote.recv_message().await {
+            NetworkMessage::RpcRequest(request) => ids.push(request.request_id),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+    let flushes_before = raw.node.metrics.writer_flushes();
+    // All the answers in one write, so that the peer reads them together.
+    for request_id in ids {
+        let response = NetworkMessage::RpcResponse(RpcResponse {
+            request_id,
+            priority: 0,
+            raw_response: Bytes::from_static(b"ok"),
+        });
+        futures::SinkExt::feed(&mut raw.remote.sink, &MultiplexMessage::Message(response))
+            .await
+            .unwrap();
+    }
+    futures::SinkExt::flush(&mut raw.remote.sink).await.unwrap();
+    let mut followed = Vec::new();
+    for _ in 0..CALLERS {
+        let (_, protocol, payload) = match raw.remote.recv_message().await {
+            NetworkMessage::DirectSendMsg(message) => ((), message.protocol_id, message.raw_msg),
+            other => panic!("expected a direct send, got {other:?}"),
+        };
+        assert_eq!(protocol, MEMPOOL);
+        followed.push(payload[0]);
+    }
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    followed.sort_unstable();
+    assert_eq!(followed, (0..CALLERS).collect::<Vec<u8>>());
+    assert_eq!(raw.node.metrics.writer_flushes() - flushes_before, 1);
+}
+
 /// Messages on a protocol the router does not serve are answered with `NotSupported`, for
 /// direct sends and for RPC requests, counted, and the connection stays up.
 #[tokio::test]
