@@ -35,8 +35,13 @@ impl RateGate {
     /// Whether `message` may go on to its application. A DirectSend or RPC request over its
     /// protocol's limits is counted and dropped (a request unanswered, as AptosNet does with
     /// too many RPCs); sustained abuse also starts closing the peer. RPC responses and errors
-    /// always pass.
-    pub(crate) fn admit(&mut self, shared: &Shared, message: &NetworkMessage) -> bool {
+    /// always pass. `now` is when the message was read.
+    pub(crate) fn admit(
+        &mut self,
+        shared: &Shared,
+        message: &NetworkMessage,
+        now: Instant,
+    ) -> bool {
         if !self.limiter.is_enabled() {
             return true;
         }
@@ -45,7 +50,6 @@ impl RateGate {
             NetworkMessage::RpcRequest(request) => (request.protocol_id, request.raw_request.len()),
             NetworkMessage::RpcResponse(_) | NetworkMessage::Error(_) => return true,
         };
-        let now = Instant::now();
         let (kind, close) = match self.limiter.check(protocol, len, now) {
             Verdict::Admit => return true,
             Verdict::Drop { kind, close } => (kind, close),

@@ -74,6 +74,10 @@ pub(crate) struct Reader<R> {
     /// callers were woken together and the writer is told to expect their next messages
     /// ([`Lanes::expect_burst`](crate::lanes::Lanes::expect_burst)).
     answered_in_batch: usize,
+    /// When the current batch of frames was read: the time its messages arrived, for the rate
+    /// limits, the RPC tables and the stream deadlines. One clock read per batch rather than
+    /// per message; read again after waiting for an application's room.
+    batch_read_at: Instant,
     rate_gate: RateGate,
     _exit: Arc<TaskExit>,
 }
@@ -96,6 +100,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             run: VecDeque::new(),
             tally: MessageTally::default(),
             answered_in_batch: 0,
+            batch_read_at: Instant::now(),
             rate_gate,
             _exit: exit,
         }
@@ -151,6 +156,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 () = poll_fn(|cx| self.poll_frames(cx, &mut frames)) => {}
             }
             self.answered_in_batch = 0;
+            if !frames.is_empty() {
+                self.batch_read_at = Instant::now();
+            }
             let mut items = frames.drain(..).peekable();
             loop {
                 // DirectSends gather in `run` while more follow; anything else, and the end of
@@ -200,6 +208,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                             }
                         }
                     }
+                    self.batch_read_at = Instant::now();
                     self.deliver(blocked.event);
                 }
             }
@@ -253,7 +262,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             MultiplexMessage::Message(message) => Ok(self.dispatch(message)),
             MultiplexMessage::Stream(piece) => Ok(self
                 .streams
-                .handle(piece, Instant::now())?
+                .handle(piece, self.batch_read_at)?
                 .and_then(|message| self.dispatch(message))),
         }
     }
@@ -271,7 +280,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     fn dispatch(&mut self, message: NetworkMessage) -> Option<HeldBack> {
         self.tally.add(&message);
         trace!(kind = %MessageKind::of(&message), len = message.payload_len(), "message received");
-        if !self.rate_gate.admit(&self.shared, &message) {
+        if !self
+            .rate_gate
+            .admit(&self.shared, &message, self.batch_read_at)
+        {
             return None;
         }
         match message {
@@ -285,7 +297,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 self.shared.rpcs.complete(
                     response.request_id,
                     response.raw_response,
-                    Instant::now(),
+                    self.batch_read_at,
                 );
                 self.answered_in_batch += 1;
                 if self.answered_in_batch == 2 {
@@ -362,7 +374,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let accepted = self
             .shared
             .rpcs
-            .accept_inbound(request_id, protocol_id, Instant::now());
+            .accept_inbound(request_id, protocol_id, self.batch_read_at);
         let (slot, deadline) = match accepted {
             Ok(accepted) => accepted,
             Err(Refused::TooMany) => {

@@ -474,6 +474,14 @@ async fn messages_queued_together_share_one_flush() {
 /// caller.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn callers_answered_by_one_read_share_the_next_flush() {
+    // On the worker, not on the test's own thread: the writer then records its flush before
+    // this task can see the bytes it wrote.
+    tokio::spawn(callers_answered_by_one_read_share_the_next_flush_on_the_worker())
+        .await
+        .unwrap();
+}
+
+async fn callers_answered_by_one_read_share_the_next_flush_on_the_worker() {
     const CALLERS: u8 = 8;
     let mut raw = Raw::new(Config::default());
     let mut callers = Vec::new();

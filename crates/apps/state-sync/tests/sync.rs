@@ -554,6 +554,11 @@ impl BlockArchive for MemoryArchive {
 
 /// A store keeping `memory` blocks in memory over `archive`, holding `blocks`: appended ten
 /// at a time, each ten archived by the writer (as its timer would).
+///
+/// Tests that read archives run on the real clock: an archive's calls run on its own thread,
+/// which a paused clock does not wait for. While a read is under way the runtime looks idle,
+/// so a paused clock jumps to the next timer, the requester's RPC deadline, and the request
+/// is timed out and asked again of another peer.
 async fn archiving_store(
     memory: usize,
     archive: std::sync::Arc<MemoryArchive>,
@@ -577,7 +582,8 @@ async fn archiving_store(
 /// Peers whose in-memory tier ran past its bound into their archive still serve every
 /// height: a late node catches up from height 1, from their archives (no snapshot start),
 /// which hold the in-memory tier's heights too.
-#[tokio::test(start_paused = true)]
+// The real clock: see `archiving_store`.
+#[tokio::test]
 async fn a_late_node_catches_up_from_the_archive_of_peers_past_their_memory_bound() {
     let blocks = chain(100, 100);
     let mut servers = Vec::new();
@@ -617,7 +623,8 @@ async fn a_late_node_catches_up_from_the_archive_of_peers_past_their_memory_boun
 }
 
 /// The archive's own bound decides the lowest height a node advertises and serves.
-#[tokio::test(start_paused = true)]
+// The real clock: see `archiving_store`.
+#[tokio::test]
 async fn the_archive_bound_sets_the_lowest_height_served() {
     let blocks = chain(100, 100);
     let store = archiving_store(20, MemoryArchive::new(50), &blocks).await;
@@ -636,7 +643,8 @@ async fn the_archive_bound_sets_the_lowest_height_served() {
 /// block count and byte limits are passed down), stops at the archive's highest height, and
 /// is answered with no blocks while `max_concurrent_archive_reads` reads are under way (here
 /// none are allowed).
-#[tokio::test(start_paused = true)]
+// The real clock: see `archiving_store`.
+#[tokio::test]
 async fn archived_heights_are_served_within_the_response_limits() {
     const SIZE: usize = 200 * 1024;
     let blocks = chain(60, SIZE);

@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use peer::ConnectionId;
 use rand::RngCore;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -138,7 +138,10 @@ where
                 },
                 // Time for a round of pings (none when our pinging is off: then we only
                 // answer the peers' pings).
-                _ = ticker.tick(), if self.parts.config.enabled => self.start_round(),
+                _ = ticker.tick(), if self.parts.config.enabled => {
+                    self.take_pings_ended_now().await;
+                    self.start_round();
+                }
                 // A peer's ping (or anything else it sent on the protocol). The stream ends only
                 // once the network's router is gone, at shutdown.
                 event = self.parts.events.next(), if events_open => match event {
@@ -148,6 +151,21 @@ where
             }
         }
         tracing::debug!(network = %self.parts.network_id, "health checker stopped");
+    }
+
+    /// Counts the pings that end at the instant a round starts before the round does: a ping
+    /// times out on its connection's timer, in the connection's reader task, which may not
+    /// have run yet when the round's tick wakes us at the same instant. Yielding once lets it
+    /// run, so that a peer whose last allowed failure is due now is disconnected rather than
+    /// pinged again (at most once per round, so the yield costs nothing that matters).
+    async fn take_pings_ended_now(&mut self) {
+        if self.pings.is_empty() {
+            return;
+        }
+        tokio::task::yield_now().await;
+        while let Some(Some(done)) = self.pings.next().now_or_never() {
+            self.handle_ping_done(done);
+        }
     }
 
     /// Sends this round's pings.
