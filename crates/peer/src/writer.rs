@@ -25,14 +25,15 @@
 //! between two flushes.
 //!
 //! Before flushing fewer than 64 frames, the writer yields once if the reader has just
-//! answered several of our RPCs in one read ([`Lanes::expect_burst`](crate::lanes::Lanes::expect_burst)): their callers were woken
+//! answered several of our RPCs in one read
+//! ([`Lanes::expect_burst`](crate::lanes::Lanes::expect_burst)): their callers were woken
 //! together and usually push at once, and their messages then share the write. Otherwise it
 //! flushes at once. A yield is not free on tokio's multi-thread runtime: the yielded task runs
 //! only once the worker has looked for work elsewhere, and running it then wakes another,
 //! sleeping worker to keep one searching; a yield per flush made every lone round trip cross
-//! workers (`rpc-lat` on two workers: 1.3 sleeps per RPC and a p99 of 100 µs, against 0.002
-//! and 22 µs without). An application answering a burst of requests needs no yield: it pushes
-//! every answer before the writer it woke gets to run.
+//! workers (`rpc-lat` on two workers: 1.2 sleeps per RPC and a p99 of 100 µs, against under
+//! 0.002 and 22 µs without). An application answering a burst of requests needs no yield: it
+//! pushes every answer before the writer it woke gets to run.
 //!
 //! The writer takes up to 32 messages off the queue per lock (high lane first), so a high
 //! message pushed meanwhile waits behind at most that many messages already taken.
